@@ -1,0 +1,3 @@
+from cellxfer.cli import main
+
+main()

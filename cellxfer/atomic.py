@@ -1,0 +1,50 @@
+"""Atomic file writes: write to a temporary file beside the target, then ``os.replace`` it in.
+
+An interrupted run therefore never leaves a half-written output under its final name; leftover
+temporaries carry the ``.cellxfer-tmp`` marker and are removed by :func:`remove_stale_temporaries`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+TMP_MARK = ".cellxfer-tmp"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARK, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(target: str | os.PathLike, obj) -> None:
+    write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporaries left by an interrupted run below ``folder``; return how many."""
+    n = 0
+    for p in Path(folder).rglob(f"*{TMP_MARK}"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n

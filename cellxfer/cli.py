@@ -1,0 +1,82 @@
+"""The ``cellxfer`` command line: a typer app whose commands come from plugins.
+
+Errors: a :class:`cellxfer.errors.CellxferError` prints one line ``error: ...`` and exits 2; any other
+exception prints one line naming it and exits 1; ``--debug`` (or ``CELLXFER_DEBUG=1``) shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+import cellxfer
+
+app = typer.Typer(
+    name="cellxfer",
+    help="Synthetic-to-real transfer for microscopy cell counting: synth, stylize, train-count, adapt, export, count.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"cellxfer {cellxfer.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+):
+    """cellxfer: synthetic-to-real transfer for microscopy cell counting."""
+    if debug:
+        os.environ["CELLXFER_DEBUG"] = "1"
+
+
+def build_app() -> typer.Typer:
+    """Register every plugin's commands on :data:`app` (once)."""
+    if not getattr(app, "_cellxfer_built", False):
+        from cellxfer.plugins import get_registry
+
+        get_registry().register_commands(app)
+        app._cellxfer_built = True
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import click
+
+    from cellxfer.console import err
+    from cellxfer.errors import CellxferError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("CELLXFER_DEBUG") == "1"
+    try:
+        build_app()(args=argv, prog_name="cellxfer", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except CellxferError as exc:
+        if debug:
+            raise
+        err.print(f"[red]error:[/] {exc}", markup=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback, unless --debug
+        if debug:
+            raise
+        err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", markup=True)
+        sys.exit(1)

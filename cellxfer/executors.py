@@ -1,0 +1,60 @@
+"""Executors run independent per-item jobs (one image, one file) and yield results as they finish.
+
+Contract: ``executor.map(fn, items, workers)`` calls ``fn(item)`` for every item (``fn`` and items must
+pickle for process-based executors) and yields ``(item, result_or_exception)`` pairs in completion
+order; an exception in one item is yielded, never raised, so a batch goes on past a bad file.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from cellxfer.hookspecs import hookimpl
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """In-process for ``workers == 1``, else a local process pool with a bounded queue of pending jobs."""
+
+    name: str = "local"
+    description: str = "this machine: in-process (1 worker) or a process pool"
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 0) -> Iterator[tuple[Any, Any]]:
+        workers = workers or default_workers()
+        if workers == 1:
+            for item in items:
+                try:
+                    yield item, fn(item)
+                except Exception as exc:  # noqa: BLE001 - reported per item
+                    yield item, exc
+            return
+        items = iter(items)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            pending = {}
+            def fill():
+                while len(pending) < 4 * workers:
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        return
+                    pending[pool.submit(fn, item)] = item
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    item = pending.pop(fut)
+                    exc = fut.exception()
+                    yield item, (exc if exc is not None else fut.result())
+                fill()
+
+
+@hookimpl
+def cellxfer_executors():
+    return [LocalExecutor()]

@@ -1,0 +1,51 @@
+"""The hooks through which cellxfer is extended.
+
+Built-in stages and third-party packages implement the same hooks. A third-party package declares an
+entry point in the ``cellxfer`` group that names a module (or object) with ``@hookimpl`` functions::
+
+    [project.entry-points.cellxfer]
+    blobs = "cellxfer_blobs"
+
+Hooks that *provide* things return a list; the registry (:mod:`cellxfer.plugins`) merges the lists of
+all plugins and rejects duplicate names. Plugin modules must stay cheap to import: import torch and
+friends inside the functions that need them, so ``cellxfer --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "cellxfer"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def cellxfer_register_commands(app):
+    """Add typer commands to the ``cellxfer`` CLI: ``@app.command("name")`` on ``app`` (a ``typer.Typer``).
+
+    Command bodies should parse options, call a library function and print; nothing more.
+    """
+
+
+@hookspec
+def cellxfer_synthesizers():
+    """Return a list of :class:`cellxfer.synth.base.Synthesizer` objects (``cellxfer synth --method``)."""
+
+
+@hookspec
+def cellxfer_stylizers():
+    """Return a list of stylizer objects (``cellxfer stylize --method``): each has ``name``,
+    ``description``, a dataclass ``config_cls`` and ``stylize(images, config)``."""
+
+
+@hookspec
+def cellxfer_image_readers():
+    """Return a list of :class:`cellxfer.imageio.ImageReader` objects, keyed by file suffix."""
+
+
+@hookspec
+def cellxfer_executors():
+    """Return a list of :class:`cellxfer.executors.Executor` objects that run per-item jobs
+    (``local`` process pool built in; a Dask executor comes from the ``dask`` extra)."""

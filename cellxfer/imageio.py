@@ -1,0 +1,168 @@
+"""Reading and writing single 2-D microscopy images.
+
+Contract of :func:`read_image`: returns a 2-D ``numpy`` array (rows, columns) with the file's own dtype
+(uint8 and uint16 are kept as they are). A file with more than one plane (multi-page or OME-TIFF, RGB)
+needs ``page=`` / ``channel=`` to pick one: the axis is never guessed. An RGB(A) image whose colour
+channels are identical is read as grayscale (that is exact, not a guess).
+
+Readers are plugins (:func:`cellxfer.hookspecs.cellxfer_image_readers`), chosen by file suffix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cellxfer.errors import InputError
+from cellxfer.hookspecs import hookimpl
+
+
+@dataclass(frozen=True)
+class ImageReader:
+    """Reads files with one of ``suffixes`` (lower case, with dot) into an array; see module docs."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    read: Callable[..., np.ndarray]  # read(path, channel: int | None, page: int | None) -> 2-D array
+
+
+def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, page: int | None) -> np.ndarray:
+    """Reduce ``arr`` (with ``axes`` letters, tifffile style, YX last) to one 2-D plane."""
+    axes = axes.upper()
+    if arr.ndim != len(axes):  # pragma: no cover - defensive, tifffile keeps them consistent
+        axes = "Q" * (arr.ndim - 2) + "YX"
+    # RGB(A) samples as last axis -> move before YX
+    if axes.endswith("S") and arr.ndim >= 3:
+        arr = np.moveaxis(arr, -1, 0)
+        axes = "S" + axes[:-1]
+        if channel is None and arr.shape[0] in (3, 4) and all(np.array_equal(arr[0], arr[i]) for i in range(1, 3)):
+            arr, axes = arr[0], axes[1:]
+    extra = [(i, a) for i, a in enumerate(axes[:-2]) if arr.shape[i] > 1]
+    if not extra:
+        return arr.reshape(arr.shape[-2:])
+    chan_axes = [i for i, a in extra if a in "CS"]
+    page_axes = [i for i, a in extra if a not in "CS"]
+    shape = "x".join(map(str, arr.shape))
+    if len(chan_axes) > 1 or len(page_axes) > 1:
+        raise InputError(f"{path}: image has shape {shape} (axes {axes}); cellxfer needs a 2-D image: reduce it to one plane first")
+    index = [0] * (arr.ndim - 2)
+    if chan_axes:
+        n = arr.shape[chan_axes[0]]
+        if channel is None:
+            raise InputError(f"{path}: image has {n} channels (shape {shape}, axes {axes}); pass --channel N (0..{n - 1}) to pick one")
+        if not 0 <= channel < n:
+            raise InputError(f"{path}: --channel {channel} is out of range; the image has channels 0..{n - 1}")
+        index[chan_axes[0]] = channel
+    if page_axes:
+        n = arr.shape[page_axes[0]]
+        if page is None:
+            raise InputError(f"{path}: image has {n} planes along axis {axes[page_axes[0]]} (shape {shape}); pass --page N (0..{n - 1}) to pick one")
+        if not 0 <= page < n:
+            raise InputError(f"{path}: --page {page} is out of range; the image has planes 0..{n - 1}")
+        index[page_axes[0]] = page
+    return arr[tuple(index)]
+
+
+def read_tiff(path: Path, channel: int | None = None, page: int | None = None) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            arr = series.asarray()
+            axes = series.axes
+    except Exception as exc:  # tifffile raises many types for truncated/corrupt files
+        raise InputError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
+    return _check_dtype(path, _pick_plane(path, arr, axes, channel, page))
+
+
+def read_png(path: Path, channel: int | None = None, page: int | None = None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable PNG ({exc}); check the file is complete") from None
+    if arr.ndim == 3:
+        if arr.shape[2] == 2:  # LA: drop alpha
+            arr = arr[..., :1]
+        axes = "YXS"
+        if arr.shape[2] == 4 and channel is None:
+            arr = arr[..., :3]
+    else:
+        axes = "YX"
+    if page not in (None, 0):
+        raise InputError(f"{path}: --page {page} given but a PNG has a single page")
+    return _check_dtype(path, _pick_plane(path, arr, axes, channel, None))
+
+
+def _check_dtype(path: Path, arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if arr.dtype not in (np.uint8, np.uint16):
+        if arr.dtype.kind in "iuf":
+            return arr
+        raise InputError(f"{path}: pixel type {arr.dtype} is not supported; save it as 8- or 16-bit grayscale")
+    return arr
+
+
+BUILTIN_READERS = (
+    ImageReader("tiff", (".tif", ".tiff"), read_tiff),
+    ImageReader("png", (".png",), read_png),
+)
+
+
+@hookimpl
+def cellxfer_image_readers():
+    return list(BUILTIN_READERS)
+
+
+def reader_for(path: str | os.PathLike) -> ImageReader | None:
+    """The registered reader for ``path``'s suffix, or None when no reader takes it."""
+    from cellxfer.plugins import get_registry
+
+    suffix = Path(path).suffix.lower()
+    for reader in get_registry().image_readers().values():
+        if suffix in reader.suffixes:
+            return reader
+    return None
+
+
+def image_suffixes() -> set[str]:
+    from cellxfer.plugins import get_registry
+
+    return {s for r in get_registry().image_readers().values() for s in r.suffixes}
+
+
+def read_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None) -> np.ndarray:
+    """Read one 2-D image (rows, cols); dtype as stored. Raises :class:`InputError` on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    reader = reader_for(path)
+    if reader is None:
+        raise InputError(f"{path}: not an image cellxfer reads (suffixes: {', '.join(sorted(image_suffixes()))})")
+    arr = reader.read(path, channel=channel, page=page)
+    if arr.ndim != 2:
+        raise InputError(f"{path}: expected a 2-D image, got shape {arr.shape}")
+    return arr
+
+
+def write_tiff(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write a 2-D image as an uncompressed TIFF, atomically. dtype is kept."""
+    import tifffile
+
+    from cellxfer.atomic import atomic_path
+
+    if image.ndim != 2:
+        raise ValueError(f"write_tiff expects a 2-D image, got shape {image.shape}")
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, image, photometric="minisblack")

@@ -1,0 +1,63 @@
+"""Looking at a cell dataset: summary statistics and a contact sheet PNG with centres marked."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cellxfer.dataset import CellDataset
+
+
+def summarize(ds: CellDataset) -> dict:
+    """Image count, sizes, dtypes and (when labelled) count statistics of ``ds``."""
+    import tifffile
+
+    sizes, dtypes = set(), set()
+    for id_ in ds.ids:
+        path = ds.image_path(id_)
+        try:
+            with tifffile.TiffFile(path) as tif:
+                sizes.add("x".join(map(str, tif.series[0].shape[::-1])))
+                dtypes.add(str(tif.series[0].dtype))
+        except Exception:  # noqa: BLE001 - PNG or unreadable: use the full reader
+            img = ds.read_image(id_)
+            sizes.add(f"{img.shape[1]}x{img.shape[0]}")
+            dtypes.add(str(img.dtype))
+    s = {"images": len(ds), "sizes": ", ".join(sorted(sizes)), "dtypes": ", ".join(sorted(dtypes)), "counts_mismatch": []}
+    if ds.labelled:
+        counts = ds.counts()
+        c = np.array(list(counts.values()), dtype=float)
+        s.update(mean=c.mean(), sd=c.std(ddof=1) if len(c) > 1 else 0.0, min=int(c.min()), max=int(c.max()), total=int(c.sum()))
+        stored = ds.stored_counts()
+        if stored is not None:
+            s["counts_mismatch"] = [i for i in ds.ids if stored.get(i) != counts[i]]
+    return s
+
+
+def contact_sheet(ds: CellDataset, path: str | Path, tiles: int = 16, tile_px: int = 256) -> None:
+    """Write an RGB PNG grid of the first ``tiles`` images, each contrast-stretched to its 0.5-99.5
+    percentiles and shrunk to ``tile_px``, with annotated centres as red dots."""
+    from PIL import Image, ImageDraw
+
+    from cellxfer.atomic import atomic_path
+
+    ids = ds.ids[:tiles]
+    cols = math.ceil(math.sqrt(len(ids)))
+    rows = math.ceil(len(ids) / cols)
+    sheet = Image.new("RGB", (cols * tile_px, rows * tile_px))
+    draw = ImageDraw.Draw(sheet)
+    for k, id_ in enumerate(ids):
+        img = ds.read_image(id_).astype(np.float32)
+        lo, hi = np.percentile(img, (0.5, 99.5))
+        img8 = np.clip((img - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+        scale = tile_px / max(img8.shape)
+        tile = Image.fromarray(img8).resize((round(img8.shape[1] * scale), round(img8.shape[0] * scale)))
+        x0, y0 = (k % cols) * tile_px, (k // cols) * tile_px
+        sheet.paste(tile.convert("RGB"), (x0, y0))
+        if ds.labelled:
+            for x, y in ds.read_points(id_) * scale:
+                draw.point((x0 + x, y0 + y), fill=(255, 0, 0))
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")

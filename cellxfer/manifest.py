@@ -1,0 +1,90 @@
+"""Run manifests: what produced an output folder (stage, config, seed, versions, inputs with hashes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import platform
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import cellxfer
+
+#: Distributions whose versions every manifest records (when installed).
+RECORDED = ("numpy", "tifffile", "pillow", "torch", "torchvision", "timm", "onnx", "onnxruntime", "diffusers", "transformers")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "cellxfer": cellxfer.__version__}
+    for name in RECORDED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_input(path: str | os.PathLike) -> dict:
+    """``{"path", "sha256", "files"}`` for a file or a folder (hash over sorted relative names + contents)."""
+    path = Path(path)
+    if path.is_file():
+        return {"path": str(path.resolve()), "sha256": sha256_file(path), "files": 1}
+    h = hashlib.sha256()
+    n = 0
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(path)).encode() + b"\0" + sha256_file(p).encode())
+        n += 1
+    return {"path": str(path.resolve()), "sha256": h.hexdigest(), "files": n}
+
+
+def config_dict(config) -> dict:
+    """A dataclass config as plain JSON-able data (tuples become lists, paths strings)."""
+    def plain(v):
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def build_manifest(stage: str, config: dict, seed: int | None, inputs=(), **extra) -> dict:
+    """The manifest dict a stage writes next to its output."""
+    return {
+        "stage": stage,
+        "config": config,
+        "seed": seed,
+        "inputs": [hash_input(p) for p in inputs],
+        "versions": package_versions(),
+        "command": sys.argv,
+        "platform": platform.platform(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+
+
+def read_manifest(folder: str | os.PathLike) -> dict | None:
+    """The ``manifest.json`` of ``folder``, or None when it has none."""
+    import json
+
+    from cellxfer.errors import InputError
+
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc}); delete it or rerun the stage that wrote it") from None

@@ -1,0 +1,50 @@
+"""Built-in plugin: ``cellxfer plugins`` and ``cellxfer inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cellxfer.hookspecs import hookimpl
+
+
+@hookimpl
+def cellxfer_register_commands(app: typer.Typer):
+    @app.command("plugins")
+    def plugins():
+        """List loaded plugins, where they come from and what they provide."""
+        from rich.table import Table
+
+        from cellxfer.console import out
+        from cellxfer.plugins import get_registry
+
+        table = Table("plugin", "from", "status", "provides", box=None, pad_edge=False)
+        for info in get_registry().infos.values():
+            provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items())
+            status = info.status if not info.error else f"{info.status} ({info.error})"
+            table.add_row(info.name, info.origin, status, provides or "-")
+        out.print(table)
+
+    @app.command("inspect")
+    def inspect(
+        dataset: Path = typer.Argument(..., help="Cell dataset folder (or IDCIA layout)."),
+        preview: Optional[Path] = typer.Option(None, help="Write a PNG contact sheet with centres marked."),
+        tiles: int = typer.Option(16, help="Images on the contact sheet."),
+    ):
+        """Summarise a cell dataset: images, sizes, dtypes, counts; optionally a contact sheet."""
+        from cellxfer.console import out
+        from cellxfer.dataset import CellDataset
+        from cellxfer.inspect import contact_sheet, summarize
+
+        ds = CellDataset(dataset)
+        s = summarize(ds)
+        out.print(f"{dataset}: {s['images']} images ({ds.layout} layout), sizes {s['sizes']}, dtypes {s['dtypes']}")
+        if ds.labelled:
+            out.print(f"cells per image: mean {s['mean']:.1f}, sd {s['sd']:.1f}, min {s['min']}, max {s['max']}, total {s['total']}")
+            if s["counts_mismatch"]:
+                out.print(f"[yellow]counts.csv disagrees with the points tables for: {', '.join(s['counts_mismatch'][:5])}[/]")
+        if preview is not None:
+            contact_sheet(ds, preview, tiles=tiles)
+            out.print(f"contact sheet: {preview}")

@@ -1,0 +1,209 @@
+"""Running a synthesizer into a cell dataset folder.
+
+A :class:`Synthesizer` (provided through the ``cellxfer_synthesizers`` hook) renders image ``index``
+from a per-image random generator seeded with ``(seed, index)``, so the output does not depend on how
+many workers run or in which order, and a stopped run can continue where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS, CellDatasetWriter
+from cellxfer.errors import InputError
+
+
+@dataclass(frozen=True)
+class Synthesizer:
+    """A named image generator.
+
+    ``config_cls``: a frozen dataclass whose fields (all with defaults) are the generator's parameters.
+    ``prepare(config) -> context``: run once per job (load layouts, ...); the context must pickle.
+    ``render(config, context, rng) -> (image, points)``: ``image`` a 2-D uint8/uint16 array,
+    ``points`` float64 (N, 2) of (x, y) cell centres inside the image (see :mod:`cellxfer.dataset`).
+    """
+
+    name: str
+    description: str
+    config_cls: type
+    render: Callable[[Any, Any, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+    prepare: Callable[[Any], Any] = lambda config: None
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    out: Path
+    counts: dict[str, int]
+    written: int
+    skipped: int
+    failed: dict[str, str]
+    seconds: float
+
+
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator for image ``index`` of a run seeded with ``seed`` (independent streams)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, index]))
+
+
+def image_id(index: int) -> str:
+    return f"{index:06d}"
+
+
+# -- configs from strings ----------------------------------------------------------------------------
+def parse_value(tp, text: str, name: str):
+    """Convert CLI text to a config field's type: int, float, str, bool, ``tuple[a, b]`` as ``a:b``,
+    ``X | None`` (``none`` for None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if text.lower() in ("none", ""):
+            return None
+        return parse_value(args[0], text, name)
+    try:
+        if origin is tuple:
+            args = typing.get_args(tp)
+            parts = text.split(":")
+            if len(parts) != len(args):
+                raise ValueError
+            return tuple(parse_value(a, p, name) for a, p in zip(args, parts))
+        if tp is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+        return tp(text)
+    except (ValueError, TypeError):
+        want = ":".join(a.__name__ for a in typing.get_args(tp)) if origin is tuple else getattr(tp, "__name__", str(tp))
+        raise InputError(f"--{name.replace('_', '-')} {text!r}: expected {want}") from None
+
+
+def make_config(config_cls: type, values: dict[str, str | Any], method: str):
+    """Build ``config_cls`` from defaults overridden by ``values`` (strings are parsed by field type).
+    Unknown names raise :class:`InputError` listing the method's parameters."""
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    kwargs = {}
+    for key, val in values.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            raise InputError(
+                f"--{key.replace('_', '-')} is not a parameter of synthesizer '{method}' "
+                f"(its parameters: {', '.join(sorted(f.replace('_', '-') for f in fields))})"
+            )
+        kwargs[key] = parse_value(hints[key], val, key) if isinstance(val, str) else val
+    try:
+        config = config_cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"synthesizer '{method}': {exc}") from None
+    return config
+
+
+# -- the job ------------------------------------------------------------------------------------------
+def _render_one(job):
+    synth, config, context, seed, index, out = job
+    image, points = synth.render(config, context, image_rng(seed, index))
+    CellDatasetWriter(out, masks=True).write(image_id(index), image, points)
+    return len(points)
+
+
+def _job_identity(synth: Synthesizer, config, seed: int) -> dict:
+    from cellxfer.manifest import config_dict
+
+    return {"method": synth.name, "config": config_dict(config), "seed": seed}
+
+
+def _prepare_out(out: Path, identity: dict, n: int, overwrite: bool) -> None:
+    """Make ``out`` ready: fresh, resumable (same method/config/seed), or refused."""
+    from cellxfer.atomic import remove_stale_temporaries
+    from cellxfer.manifest import read_manifest
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; pick another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if overwrite:
+        for name in (IMAGES, POINTS, MASKS):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (COUNTS, MANIFEST):
+            (out / name).unlink(missing_ok=True)
+        return
+    previous = read_manifest(out)
+    if previous is None or previous.get("stage") != "synth":
+        raise InputError(f"{out}: folder is not empty and holds no synth run; pass --overwrite to replace it or pick another --out")
+    before = {k: previous.get(k) for k in ("method", "config", "seed")}
+    if before != identity:
+        diff = [k for k in ("method", "seed") if before[k] != identity[k]]
+        diff += [f"{k} {before['config'].get(k)!r} -> {v!r}" for k, v in identity["config"].items()
+                 if (before["config"] or {}).get(k) != v]
+        raise InputError(f"{out}: holds a synth run with other settings ({'; '.join(map(str, diff))}); "
+                         f"pass --overwrite to replace it or pick another --out")
+    existing = len(list((out / IMAGES).glob("*.tif")))
+    if existing > n:
+        raise InputError(f"{out}: already holds {existing} images, more than --n {n}; pass --overwrite to start again")
+    remove_stale_temporaries(out)
+
+
+def run_synth(
+    synth: Synthesizer,
+    config,
+    n: int,
+    out: str | Path,
+    seed: int = 0,
+    workers: int = 0,
+    overwrite: bool = False,
+    executor=None,
+    on_progress: Callable[[int], None] | None = None,
+) -> SynthResult:
+    """Write ``n`` images of ``synth`` into the cell dataset ``out`` (ids ``000000``...).
+
+    Rerunning with the same method, config and seed skips finished images; other settings are
+    refused unless ``overwrite``. Writes ``counts.csv`` and ``manifest.json`` at the end; a manifest
+    with ``"complete": false`` marks a run still going or stopped.
+    """
+    from cellxfer.atomic import write_json
+    from cellxfer.executors import LocalExecutor
+    from cellxfer.manifest import build_manifest
+
+    if n < 0:
+        raise InputError(f"--n {n}: the number of images must be 0 or more")
+    out = Path(out)
+    t0 = time.perf_counter()
+    identity = _job_identity(synth, config, seed)
+    _prepare_out(out, identity, n, overwrite)
+    context = synth.prepare(config)
+    writer = CellDatasetWriter(out, masks=True)
+    inputs = [config.layout_from] if getattr(config, "layout_from", None) else []
+    manifest = build_manifest("synth", identity["config"], seed, inputs=inputs, method=synth.name, n=n)
+    write_json(out / MANIFEST, {**manifest, "complete": False})
+
+    todo = [i for i in range(n) if not writer.is_done(image_id(i))]
+    skipped = n - len(todo)
+    if on_progress and skipped:
+        on_progress(skipped)
+    executor = executor or LocalExecutor()
+    jobs = ((synth, config, context, seed, i, out) for i in todo)
+    failed: dict[str, str] = {}
+    from cellxfer.executors import default_workers
+
+    workers = workers or (default_workers() if len(todo) >= 16 else 1)
+    for job, result in executor.map(_render_one, jobs, workers=workers):
+        if isinstance(result, Exception):
+            failed[image_id(job[4])] = f"{type(result).__name__}: {result}"
+        if on_progress:
+            on_progress(1)
+    counts = writer.finalize({**manifest, "complete": not failed, "seconds": round(time.perf_counter() - t0, 3)})
+    return SynthResult(out, counts, len(todo) - len(failed), skipped, failed, time.perf_counter() - t0)
