@@ -49,3 +49,16 @@ def cellxfer_image_readers():
 def cellxfer_executors():
     """Return a list of :class:`cellxfer.executors.Executor` objects that run per-item jobs
     (``local`` process pool built in; a Dask executor comes from the ``dask`` extra)."""
+
+
+@hookspec
+def cellxfer_counter_architectures():
+    """Return a list of :class:`cellxfer.counter.model.CounterArch` objects: named builders of
+    counting networks (``train-count --arch NAME``). Names not registered are looked up in timm."""
+
+
+@hookspec
+def cellxfer_engines():
+    """Return a list of inference engines (``count --engine NAME``): each has ``name``,
+    ``available() -> str | None`` (None when usable, else a one-line reason with the fix) and
+    ``load(model_path, **options)`` returning a runner that maps float32 (N, C, H, W) to (N, ...) outputs."""

@@ -74,10 +74,13 @@ def ellipse_stencils(cx, cy, a, b, theta, radius: int) -> np.ndarray:
     """Boolean (M, 2R+1, 2R+1) masks of filled ellipses in windows whose top-left pixel is
     ``(floor(cy) - R, floor(cx) - R)``. Pixel (r, c) is inside when its centre (c + 0.5, r + 0.5)
     satisfies the ellipse equation."""
-    off = np.arange(-radius, radius + 1, dtype=np.float64)
-    dx = (np.floor(cx)[:, None] + off[None, :] + 0.5 - cx[:, None])[:, None, :]  # (M, 1, S)
-    dy = (np.floor(cy)[:, None] + off[None, :] + 0.5 - cy[:, None])[:, :, None]  # (M, S, 1)
-    c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+    off = np.arange(-radius, radius + 1, dtype=np.float32) + np.float32(0.5)
+    fx = (np.floor(cx) - cx).astype(np.float32)[:, None]
+    fy = (np.floor(cy) - cy).astype(np.float32)[:, None]
+    dx = (fx + off[None, :])[:, None, :]  # (M, 1, S)
+    dy = (fy + off[None, :])[:, :, None]  # (M, S, 1)
+    c = np.cos(theta).astype(np.float32)[:, None, None]
+    s = np.sin(theta).astype(np.float32)[:, None, None]
     u = dx * c + dy * s
     v = dy * c - dx * s
     return (u * u) / (a * a)[:, None, None] + (v * v) / (b * b)[:, None, None] <= 1.0
@@ -104,7 +107,7 @@ def render(cfg: SynHCConfig, layouts, rng: np.random.Generator) -> tuple[np.ndar
     """One Syn-HC image (uint8, size x size) and its exact centres (N, 2) of (x, y)."""
     size = cfg.size
     lo, hi = cfg.semi_axis_range()
-    radius = hi + 1
+    radius = hi  # largest semi-axis is hi - 1, plus one pixel for the sub-pixel centre
     pad = radius + 1
     background = rng.uniform(*cfg.background)
     canvas = np.empty((size + 2 * pad, size + 2 * pad), dtype=np.float32)
@@ -118,31 +121,46 @@ def render(cfg: SynHCConfig, layouts, rng: np.random.Generator) -> tuple[np.ndar
         target, check_overlap = _draw_count(cfg, rng), True
         centres = rng.uniform(0, size, (int(rng.integers(cfg.clusters[0], cfg.clusters[1] + 1)), 2))
     max_candidates = 50 * target + 100
+    width = 2 * radius + 1
+    windows = np.lib.stride_tricks.sliding_window_view(occupied, (width, width))
     placed: list[tuple[float, float]] = []
     tried = 0
     while len(placed) < target and tried < max_candidates:
-        m = target - len(placed) if not check_overlap else min(max(2 * (target - len(placed)), 32), max_candidates - tried)
-        xy = pos[tried : tried + m] if not check_overlap else _cluster_positions(cfg, rng, centres, m)
+        need = target - len(placed)
+        if check_overlap:  # size the batch by the acceptance rate so far
+            rate = max(len(placed) / tried, 0.05) if tried else 1.0
+            m = int(min(max(math.ceil(1.3 * need / rate), 32), max_candidates - tried))
+            xy = _cluster_positions(cfg, rng, centres, m)
+        else:
+            xy = pos
         m = len(xy)
-        a = rng.integers(lo, hi, m).astype(np.float64)
-        b = rng.integers(lo, hi, m).astype(np.float64)
+        a = rng.integers(lo, hi, m).astype(np.float32)
+        b = rng.integers(lo, hi, m).astype(np.float32)
         theta = rng.uniform(0.0, 2.0 * np.pi, m)
         level = rng.uniform(*cfg.intensity, m).astype(np.float32)
         stencils = ellipse_stencils(xy[:, 0], xy[:, 1], a, b, theta, radius)
-        areas = stencils.sum(axis=(1, 2))
+        limit = cfg.overlap * stencils.sum(axis=(1, 2))
         rows = np.floor(xy[:, 1]).astype(np.intp) + pad - radius
         cols = np.floor(xy[:, 0]).astype(np.intp) + pad - radius
-        width = 2 * radius + 1
-        for j in range(m):
-            tried += 1
+        tried_before = tried
+        tried += m
+        if check_overlap:
+            # Overlap only grows as cells are added: a candidate already over the limit against the
+            # cells placed before this batch is rejected here, in one vectorised step.
+            over = np.count_nonzero(windows[rows, cols] & stencils, axis=(1, 2))
+            keep = np.flatnonzero(over <= limit)
+        else:
+            keep = np.arange(m)
+        for j in keep:
             r, c, st = rows[j], cols[j], stencils[j]
             occ = occupied[r : r + width, c : c + width]
-            if check_overlap and np.count_nonzero(occ & st) > cfg.overlap * areas[j]:
+            if check_overlap and np.count_nonzero(occ & st) > limit[j]:
                 continue
             occ |= st
             canvas[r : r + width, c : c + width][st] = level[j]
             placed.append((xy[j, 0], xy[j, 1]))
             if len(placed) == target:
+                tried = tried_before + j + 1
                 break
     image = canvas[pad:-pad, pad:-pad] * np.float32(rng.uniform(*cfg.contrast)) + np.float32(rng.uniform(*cfg.brightness))
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)

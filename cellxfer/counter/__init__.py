@@ -1,0 +1,1 @@
+"""Counting models: architectures, intensity normalisation and the checkpoint format."""

@@ -1,0 +1,139 @@
+"""Counter networks and their checkpoint format (torch is imported lazily, by the functions).
+
+A counter maps a normalised float32 window (N, in_chans, H, W) to (N, 1) cell counts (or, for a
+density architecture, whatever its :class:`CounterMeta` ``output`` says). Everything ``count`` needs
+to use a model travels with it in :class:`CounterMeta`: architecture, input channels, window size,
+intensity normalisation, output kind, cellxfer version.
+
+Checkpoint file: one ``.safetensors`` file; the weights are the model's ``state_dict`` and the
+metadata key ``"cellxfer"`` holds ``CounterMeta`` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cellxfer.errors import InputError
+
+META_KEY = "cellxfer"
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-image intensity normalisation, applied to the whole image before windowing.
+
+    ``x = (image - p_low) / max(p_high - p_low, eps)`` with ``p_low``/``p_high`` the ``low``/``high``
+    percentiles of that image, so a model does not depend on one microscope's absolute brightness.
+    """
+
+    low: float = 0.5
+    high: float = 99.5
+    eps: float = 1.0
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """2-D (H, W) any dtype -> float32 (H, W)."""
+        img = np.asarray(image, dtype=np.float32)
+        lo, hi = np.percentile(img, (self.low, self.high))
+        return (img - np.float32(lo)) / np.float32(max(hi - lo, self.eps))
+
+
+@dataclass(frozen=True)
+class CounterMeta:
+    """What travels with a counter: see module docs."""
+
+    arch: str = "efficientnet_b0"
+    in_chans: int = 1
+    window: int = 256
+    output: str = "count"  # "count": (N, 1) per window; "density": (N, 1, H, W) map summing to counts
+    normalization: Normalization = field(default_factory=Normalization)
+    arch_options: dict = field(default_factory=dict)
+    version: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CounterMeta":
+        d = json.loads(text)
+        d["normalization"] = Normalization(**d.get("normalization", {}))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class CounterArch:
+    """A named builder: ``build(meta) -> torch.nn.Module`` (randomly initialised)."""
+
+    name: str
+    description: str
+    build: Callable[[CounterMeta], Any]
+
+
+def build_timm(meta: CounterMeta):
+    """A timm model with one regression output and ``meta.in_chans`` input channels, no download."""
+    import timm
+
+    try:
+        return timm.create_model(meta.arch, pretrained=False, num_classes=1, in_chans=meta.in_chans, **meta.arch_options)
+    except RuntimeError as exc:  # unknown model name
+        raise InputError(f"--arch {meta.arch}: {exc}; use a timm model name (timm.list_models()) or a registered counter architecture") from None
+
+
+def build_counter(meta: CounterMeta):
+    """Registered architecture ``meta.arch`` if a plugin provides it, else the timm model of that name."""
+    from cellxfer.plugins import get_registry
+
+    arch = get_registry().provided("cellxfer_counter_architectures").get(meta.arch)
+    return arch.build(meta) if arch is not None else build_timm(meta)
+
+
+def save_counter(path: str | os.PathLike, model, meta: CounterMeta) -> Path:
+    """Write ``model``'s weights and ``meta`` to one safetensors file, atomically."""
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    import cellxfer
+    from cellxfer.atomic import atomic_path
+
+    meta = replace(meta, version=cellxfer.__version__)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={META_KEY: meta.to_json()})
+    return Path(path)
+
+
+def read_meta(path: str | os.PathLike) -> CounterMeta:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file; give a counter checkpoint (.safetensors) from train-count")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = (f.metadata() or {}).get(META_KEY)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: not a safetensors checkpoint ({exc}); give a counter from train-count") from None
+    if meta is None:
+        raise InputError(f"{path}: safetensors file without cellxfer metadata; it was not written by cellxfer")
+    return CounterMeta.from_json(meta)
+
+
+def load_counter(path: str | os.PathLike):
+    """``(model in eval mode on the CPU, CounterMeta)`` from a checkpoint written by :func:`save_counter`."""
+    from safetensors.torch import load_file
+
+    meta = read_meta(path)
+    model = build_counter(meta)
+    state = load_file(str(path))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: weights do not fit architecture '{meta.arch}' ({str(exc).splitlines()[0]})") from None
+    return model.eval(), meta
