@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from cellxfer.errors import InputError
 from cellxfer.hookspecs import hookimpl
@@ -27,11 +28,13 @@ class ImageReader:
 
     name: str
     suffixes: tuple[str, ...]
-    read: Callable[..., np.ndarray]  # read(path, channel: int | None, page: int | None) -> 2-D array
+    read: Callable[..., "np.ndarray"]  # read(path, channel: int | None, page: int | None) -> 2-D array
 
 
 def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, page: int | None) -> np.ndarray:
     """Reduce ``arr`` (with ``axes`` letters, tifffile style, YX last) to one 2-D plane."""
+    import numpy as np
+
     axes = axes.upper()
     if arr.ndim != len(axes):  # pragma: no cover - defensive, tifffile keeps them consistent
         axes = "Q" * (arr.ndim - 2) + "YX"
@@ -81,6 +84,7 @@ def read_tiff(path: Path, channel: int | None = None, page: int | None = None) -
 
 
 def read_png(path: Path, channel: int | None = None, page: int | None = None) -> np.ndarray:
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -104,7 +108,9 @@ def read_png(path: Path, channel: int | None = None, page: int | None = None) ->
     return _check_dtype(path, _pick_plane(path, arr, axes, channel, None))
 
 
-def _check_dtype(path: Path, arr: np.ndarray) -> np.ndarray:
+def _check_dtype(path: Path, arr: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
     if arr.dtype not in (np.uint8, np.uint16):

@@ -8,15 +8,28 @@ from typing import Optional
 import typer
 
 from cellxfer.hookspecs import hookimpl
-from cellxfer.synth import synhc
 from cellxfer.synth.base import Synthesizer
+from cellxfer.synth.config import SynHCConfig
+
+
+def _render(config, context, rng):
+    from cellxfer.synth.synhc import render
+
+    return render(config, context, rng)
+
+
+def _prepare(config):
+    from cellxfer.synth.synhc import prepare
+
+    return prepare(config)
+
 
 SYNHC = Synthesizer(
     name="synhc",
     description="Syn-HC: clustered ellipse nuclei on a noisy background (InST-Microscopy, Algorithm 1)",
-    config_cls=synhc.SynHCConfig,
-    render=synhc.render,
-    prepare=synhc.prepare,
+    config_cls=SynHCConfig,
+    render=_render,
+    prepare=_prepare,
 )
 
 
@@ -31,7 +44,7 @@ def _opt(help_: str):
 
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
-    d = synhc.SynHCConfig()
+    d = SynHCConfig()
 
     @app.command("synth")
     def synth(

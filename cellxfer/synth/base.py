@@ -14,11 +14,11 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS, CellDatasetWriter
 from cellxfer.errors import InputError
 
 
@@ -35,7 +35,7 @@ class Synthesizer:
     name: str
     description: str
     config_cls: type
-    render: Callable[[Any, Any, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+    render: Callable[[Any, Any, "np.random.Generator"], tuple["np.ndarray", "np.ndarray"]]
     prepare: Callable[[Any], Any] = lambda config: None
 
 
@@ -49,8 +49,10 @@ class SynthResult:
     seconds: float
 
 
-def image_rng(seed: int, index: int) -> np.random.Generator:
+def image_rng(seed: int, index: int) -> "np.random.Generator":
     """The generator for image ``index`` of a run seeded with ``seed`` (independent streams)."""
+    import numpy as np
+
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
@@ -114,6 +116,8 @@ def make_config(config_cls: type, values: dict[str, str | Any], method: str):
 
 # -- the job ------------------------------------------------------------------------------------------
 def _render_one(job):
+    from cellxfer.dataset import CellDatasetWriter
+
     synth, config, context, seed, index, out = job
     image, points = synth.render(config, context, image_rng(seed, index))
     CellDatasetWriter(out, masks=True).write(image_id(index), image, points)
@@ -129,6 +133,7 @@ def _job_identity(synth: Synthesizer, config, seed: int) -> dict:
 def _prepare_out(out: Path, identity: dict, n: int, overwrite: bool) -> None:
     """Make ``out`` ready: fresh, resumable (same method/config/seed), or refused."""
     from cellxfer.atomic import remove_stale_temporaries
+    from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS
     from cellxfer.manifest import read_manifest
 
     if out.exists() and not out.is_dir():
@@ -175,6 +180,7 @@ def run_synth(
     with ``"complete": false`` marks a run still going or stopped.
     """
     from cellxfer.atomic import write_json
+    from cellxfer.dataset import IMAGES, MANIFEST, CellDatasetWriter
     from cellxfer.executors import LocalExecutor
     from cellxfer.manifest import build_manifest
 
