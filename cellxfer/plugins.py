@@ -33,7 +33,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 )
 
 #: Hooks that return lists of named objects, and the attribute that names each object.
-PROVIDER_HOOKS = ("cellxfer_synthesizers", "cellxfer_stylizers", "cellxfer_image_readers", "cellxfer_executors")
+PROVIDER_HOOKS = ("cellxfer_synthesizers", "cellxfer_stylizers", "cellxfer_image_readers", "cellxfer_executors",
+                  "cellxfer_engines")
 
 
 @dataclass
@@ -209,6 +210,7 @@ def _kind(hook_name: str) -> str:
         "cellxfer_stylizers": "stylizer",
         "cellxfer_image_readers": "image reader",
         "cellxfer_executors": "executor",
+        "cellxfer_engines": "engine",
     }.get(hook_name, hook_name)
 
 
