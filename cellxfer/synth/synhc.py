@@ -65,6 +65,14 @@ def _cluster_positions(cfg: SynHCConfig, rng, centres: np.ndarray, m: int) -> np
 
 def render(cfg: SynHCConfig, layouts, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One Syn-HC image (uint8, size x size) and its exact centres (N, 2) of (x, y)."""
+    image, cells = render_cells(cfg, layouts, rng)
+    return image, cells[:, :2].copy()
+
+
+def render_cells(cfg: SynHCConfig, layouts, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`render`, but returns every placed cell, in painting order, as float64 (N, 6):
+    ``x, y, a, b, theta, level`` (centre, semi-axes in pixels, angle in radians, intensity before the
+    global contrast/brightness)."""
     size = cfg.size
     lo, hi = cfg.semi_axis_range()
     radius = hi  # largest semi-axis is hi - 1, plus one pixel for the sub-pixel centre
@@ -83,7 +91,7 @@ def render(cfg: SynHCConfig, layouts, rng: np.random.Generator) -> tuple[np.ndar
     max_candidates = 50 * target + 100
     width = 2 * radius + 1
     windows = np.lib.stride_tricks.sliding_window_view(occupied, (width, width))
-    placed: list[tuple[float, float]] = []
+    placed: list[tuple[float, ...]] = []
     tried = 0
     while len(placed) < target and tried < max_candidates:
         need = target - len(placed)
@@ -118,13 +126,13 @@ def render(cfg: SynHCConfig, layouts, rng: np.random.Generator) -> tuple[np.ndar
                 continue
             occ |= st
             canvas[r : r + width, c : c + width][st] = level[j]
-            placed.append((xy[j, 0], xy[j, 1]))
+            placed.append((xy[j, 0], xy[j, 1], a[j], b[j], theta[j], level[j]))
             if len(placed) == target:
                 tried = tried_before + j + 1
                 break
     image = canvas[pad:-pad, pad:-pad] * np.float32(rng.uniform(*cfg.contrast)) + np.float32(rng.uniform(*cfg.brightness))
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return image, np.asarray(placed, dtype=np.float64).reshape(-1, 2)
+    return image, np.asarray(placed, dtype=np.float64).reshape(-1, 6)
 
 
 def _layout_positions(layouts, size: int, rng) -> np.ndarray:
