@@ -125,7 +125,7 @@ class Registry:
         and unregistered, and the others still answer. Returns ``[(plugin_name, result), ...]`` in
         registration order (built-ins first)."""
         results = []
-        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             info = self.infos.get(impl.plugin_name)
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
@@ -180,7 +180,7 @@ class Registry:
 
     def register_commands(self, app) -> None:
         """Let every plugin add its commands to ``app``; record which plugin added which."""
-        for impl in reversed(self.pm.hook.cellxfer_register_commands.get_hookimpls()):
+        for impl in self.pm.hook.cellxfer_register_commands.get_hookimpls():
             before = {c.name or c.callback.__name__ for c in app.registered_commands}
             before_groups = {g.name for g in app.registered_groups}
             n_cmd, n_grp = len(app.registered_commands), len(app.registered_groups)
