@@ -1,0 +1,60 @@
+"""The CLI shell: version, help, one-line errors without tracebacks, --debug."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import cellxfer
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "cellxfer", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"}, cwd=cwd)
+
+
+def test_version_and_help():
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"cellxfer {cellxfer.__version__}"
+    r = cli("--help")
+    assert r.returncode == 0
+    for command in ("synth", "plugins", "inspect"):
+        assert command in r.stdout
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys; sys.argv=['cellxfer','--help']\n"
+        "from cellxfer.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'numpy', 'diffusers', 'transformers', 'onnxruntime', 'timm', 'tifffile') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in r.stdout, r.stdout[-500:]
+
+
+def test_bad_input_is_one_line_and_no_traceback(tmp_path):
+    r = cli("inspect", str(tmp_path / "missing"))
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert "missing: no such folder" in r.stderr and "Traceback" not in r.stderr
+    r = cli("--debug", "inspect", str(tmp_path / "missing"))
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_synth_cli_end_to_end(tmp_path):
+    out = tmp_path / "syn"
+    r = cli("synth", "--n", "5", "--size", "64", "--clusters", "2:3", "--out", str(out), "--seed", "9")
+    assert r.returncode == 0, r.stderr
+    assert "5 images (5 written, 0 already done)" in r.stdout
+    r = cli("synth", "--n", "5", "--size", "64", "--clusters", "2:3", "--out", str(out), "--seed", "9")
+    assert "(0 written, 5 already done)" in r.stdout
+    r = cli("synth", "--n", "5", "--size", "64", "--out", str(out), "--seed", "9")
+    assert r.returncode == 2 and "--overwrite" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("synth", "--n", "2", "--method", "nope", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "no synthesizer named 'nope' (available: " in r.stderr
+    r = cli("inspect", str(out), "--preview", str(tmp_path / "sheet.png"))
+    assert r.returncode == 0 and "5 images (cellxfer layout)" in r.stdout
+    assert (tmp_path / "sheet.png").stat().st_size > 1000
