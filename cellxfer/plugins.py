@@ -30,11 +30,12 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("synth", "cellxfer.stages.synth"),
     ("imageio", "cellxfer.imageio"),
     ("executors", "cellxfer.executors"),
+    ("train-count", "cellxfer.stages.train_count"),
 )
 
 #: Hooks that return lists of named objects, and the attribute that names each object.
 PROVIDER_HOOKS = ("cellxfer_synthesizers", "cellxfer_stylizers", "cellxfer_image_readers", "cellxfer_executors",
-                  "cellxfer_engines")
+                  "cellxfer_engines", "cellxfer_counter_architectures")
 
 
 @dataclass
@@ -211,6 +212,7 @@ def _kind(hook_name: str) -> str:
         "cellxfer_image_readers": "image reader",
         "cellxfer_executors": "executor",
         "cellxfer_engines": "engine",
+        "cellxfer_counter_architectures": "counter architecture",
     }.get(hook_name, hook_name)
 
 

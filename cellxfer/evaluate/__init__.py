@@ -1,0 +1,1 @@
+"""Evaluating counters on full-size labelled images: per-image predictions and the paper's metrics."""

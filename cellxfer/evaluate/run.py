@@ -1,0 +1,59 @@
+"""``cellxfer evaluate``: count every labelled image whole (non-overlapping windows, see
+:mod:`cellxfer.counter.windows`) and compare with the annotations."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from cellxfer.evaluate.metrics import Metrics, compute_metrics, format_predictions
+
+
+@dataclass
+class EvaluateConfig:
+    model: Path
+    data: Path
+    out_csv: Optional[Path] = None    # default: <data folder name>-predictions.csv next to the model
+    exclude: tuple[str, ...] = ()
+    batch_size: int = 16
+
+
+@dataclass
+class EvaluateResult:
+    metrics: Metrics
+    csv: Path
+    rows: list  # (image id, true, predicted)
+    seconds: float
+
+
+def default_csv(config: EvaluateConfig) -> Path:
+    return Path(config.model).with_name(f"{Path(config.model).stem}-{Path(config.data).resolve().name}-predictions.csv")
+
+
+def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None] | None = None) -> EvaluateResult:
+    """Predict every usable image of ``config.data`` with the counter ``config.model``; write the CSV."""
+    import torch
+
+    from cellxfer.atomic import write_text
+    from cellxfer.counter.model import load_counter
+    from cellxfer.counter.windows import count_image, torch_runner
+    from cellxfer.train.data import labelled_ids
+
+    model, meta = load_counter(config.model)
+    ds, ids = labelled_ids(config.data, config.exclude, role="evaluation")
+    runner = torch_runner(model)
+    rows = []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for id_ in ids:
+            s = ds[id_]
+            pred = count_image(runner, meta, s.image, batch_size=config.batch_size)
+            rows.append((id_, s.count, pred))
+            if on_image is not None:
+                on_image(id_, s.count, pred)
+    seconds = time.perf_counter() - t0
+    out = Path(config.out_csv) if config.out_csv else default_csv(config)
+    write_text(out, format_predictions(rows))
+    return EvaluateResult(compute_metrics([r[1] for r in rows], [r[2] for r in rows]), out, rows, seconds)

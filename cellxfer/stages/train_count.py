@@ -1,0 +1,112 @@
+"""Built-in plugin: ``cellxfer train-count`` and ``cellxfer evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cellxfer.hookspecs import hookimpl
+
+REGIME_HELP = ("supervised (real only), synthetic (synthetic only: pure Sim2Real), finetune (synthetic, then "
+               "all layers on real), dual (each batch half real, half synthetic), dacs (DACS + CutMix)")
+
+
+def _fmt(v, spec=".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+@hookimpl
+def cellxfer_register_commands(app: typer.Typer):
+    @app.command("train-count")
+    def train_count(
+        regime: str = typer.Option(..., "--regime", "-r", help=REGIME_HELP),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder (best/last checkpoints, state, history, manifest)."),
+        real: Optional[Path] = typer.Option(None, help="Labelled real images: cell dataset or IDCIA layout."),
+        synthetic: Optional[Path] = typer.Option(None, help="Labelled synthetic images (e.g. from `cellxfer synth`)."),
+        val: Optional[Path] = typer.Option(None, help="Labelled validation images (whole-image MAE picks `best`)."),
+        arch: str = typer.Option("efficientnet_b0", help="Counter architecture: a registered one or any timm name."),
+        pretrained: Optional[Path] = typer.Option(None, help="Local weights (.safetensors/.pth) to start from; nothing is downloaded."),
+        epochs: int = typer.Option(50, help="Epochs (real epochs for finetune/dual/dacs)."),
+        pre_epochs: Optional[int] = typer.Option(None, help="finetune: synthetic epochs first [default: --epochs]."),
+        batch_size: int = typer.Option(16, help="Batch size (dual/dacs: half real, half synthetic)."),
+        lr: float = typer.Option(1e-4, help="Adam learning rate."),
+        weight_decay: float = typer.Option(1e-5, help="Adam weight decay."),
+        crop: int = typer.Option(256, help="Training crop side = evaluation window, pixels."),
+        flips: bool = typer.Option(True, "--flips/--no-flips", help="Random horizontal flips."),
+        rotations: bool = typer.Option(True, "--rotations/--no-rotations", help="Random 90-degree rotations."),
+        cutmix_alpha: float = typer.Option(1.0, help="dacs: Beta(alpha, alpha) of the CutMix box size."),
+        mix_prob: float = typer.Option(0.5, help="dacs: probability of mixing a pair."),
+        norm_low: float = typer.Option(0.5, help="Normalisation low percentile (stored with the model)."),
+        norm_high: float = typer.Option(99.5, help="Normalisation high percentile (stored with the model)."),
+        max_steps_per_epoch: Optional[int] = typer.Option(None, help="Cap optimizer steps per epoch (quick runs)."),
+        val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
+        exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
+        seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out."),
+    ):
+        """Train a cell counter (EfficientNet-B0 by default) in one of the paper's regimes."""
+        from cellxfer.console import err, out as console
+        from cellxfer.progress import progress
+        from cellxfer.train.counter import TrainConfig, train_counter
+
+        config = TrainConfig(
+            regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
+            epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob,
+            norm_low=norm_low, norm_high=norm_high, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
+            exclude=tuple(exclude), seed=seed, resume=resume, overwrite=overwrite,
+        )
+        state = {"loss": None, "val": None, "epoch": 0}
+        with progress(f"train-count {regime}", total=None, unit="step") as bar:
+            def label() -> str:
+                return (f"{regime} epoch {state['epoch'] + 1}/{config.total_epochs()} loss {_fmt(state['loss'], '.1f')} "
+                        f"val MAE {_fmt(state['val'])}")
+
+            def on_start(done, total):
+                bar.update(total=total, completed=done, description=label())
+
+            def on_step(epoch, loss):
+                state["epoch"], state["loss"] = epoch, loss
+                bar.advance(1, description=label())
+
+            def on_epoch(rec):
+                state["val"] = rec.val_mae if rec.val_mae is not None else state["val"]
+                err.print(f"epoch {rec.epoch}/{config.total_epochs()} [{rec.phase}] {rec.steps} steps, "
+                          f"loss {rec.loss:.2f}, val MAE {_fmt(rec.val_mae)} RMSE {_fmt(rec.val_rmse)}, {rec.seconds:.1f} s")
+
+            run = train_counter(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
+        import json
+
+        result = json.loads((run / "manifest.json").read_text()).get("result") or {}
+        best = result.get("best") or {}
+        console.print(f"{run}: best.safetensors (epoch {best.get('epoch')}, val MAE {_fmt(best.get('val_mae'))}), "
+                      f"last.safetensors; {result.get('train_seconds', 0):.1f} s training")
+
+    @app.command("evaluate")
+    def evaluate(
+        model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors from train-count)."),
+        data: Path = typer.Option(..., "--data", "-d", help="Labelled images: cell dataset or IDCIA layout."),
+        csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model]."),
+        exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
+    ):
+        """Count full-size labelled images (non-overlapping windows, summed); print MAE, RMSE, ACP, MAE per density."""
+        from cellxfer.atomic import write_json
+        from cellxfer.console import out as console
+        from cellxfer.evaluate.run import EvaluateConfig, evaluate as run_evaluate
+        from cellxfer.progress import progress
+
+        config = EvaluateConfig(model=model, data=data, out_csv=csv, exclude=tuple(exclude))
+        with progress("evaluate", total=None, unit="img") as bar:
+            res = run_evaluate(config, on_image=lambda *a: bar.advance(1))
+        m = res.metrics
+        console.print(f"{data}: {m.n} images, true mean {m.mean_true:.1f}, predicted mean {m.mean_pred:.1f}; "
+                      f"{res.seconds / max(m.n, 1):.2f} s per image")
+        console.print(f"MAE {m.mae:.2f}  RMSE {m.rmse:.2f}  ACP(5%) {100 * m.acp:.1f}%")
+        console.print("MAE by true count: " + ", ".join(f"{k}: {_fmt(v['mae'])} (n={v['n']})" for k, v in m.bins.items()))
+        console.print(f"per-image predictions: {res.csv}")
+        if json_out is not None:
+            write_json(json_out, {"model": str(model), "data": str(data), **m.as_dict(), "csv": str(res.csv)})

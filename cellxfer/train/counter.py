@@ -1,0 +1,318 @@
+"""Train a counter in one of the paper's regimes (see :mod:`cellxfer.train.sampler`).
+
+Run folder (``config.out``)::
+
+    best.safetensors   weights of the epoch with the lowest validation MAE (save_counter format)
+    last.safetensors   weights after the last finished epoch
+    state.pt           resume state: weights, optimizer, epoch, history, best (one atomic file)
+    history.csv        epoch, phase, steps, train loss (MSE), validation MAE/RMSE, seconds
+    manifest.json      config, seed, inputs with hashes, versions, pretrained weights, result
+
+Determinism: the model is initialised from ``seed``; epoch ``e`` draws its crops, augmentation and mixing
+from ``numpy.random.default_rng([seed, e])`` and seeds torch with ``(seed, e)`` too, so a run resumed
+after epoch ``e`` continues exactly as an uninterrupted one (on the CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from cellxfer.counter.model import CounterMeta, Normalization
+from cellxfer.errors import InputError
+from cellxfer.train.sampler import REGIMES, epoch_batches, phase_of, steps_in_epoch
+
+STATE, BEST, LAST, HISTORY = "state.pt", "best.safetensors", "last.safetensors", "history.csv"
+#: Config fields that may differ when a run is resumed.
+RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "out", "device"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Paths are cell datasets or IDCIA-layout folders."""
+
+    regime: str = "supervised"
+    out: Path = Path("run")
+    real: Optional[Path] = None        # labelled real images (supervised, finetune, dual, dacs)
+    synthetic: Optional[Path] = None   # labelled synthetic images (synthetic, finetune, dual, dacs)
+    val: Optional[Path] = None         # labelled validation images, counted whole with windows
+    arch: str = "efficientnet_b0"
+    pretrained: Optional[Path] = None  # local weights file; None = from scratch
+    epochs: int = 50                   # epochs on real data (synthetic epochs for regime synthetic)
+    pre_epochs: Optional[int] = None   # finetune: synthetic epochs before the real ones (default: epochs)
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    crop: int = 256                    # training crop side = evaluation window
+    flips: bool = True
+    rotations: bool = True
+    cutmix_alpha: float = 1.0
+    mix_prob: float = 0.5
+    norm_low: float = 0.5              # intensity normalisation percentiles, stored with the model
+    norm_high: float = 99.5
+    max_steps_per_epoch: Optional[int] = None
+    val_every: int = 1
+    exclude: tuple[str, ...] = ()
+    seed: int = 0
+    init_head_bias: bool = True        # start the output bias at the mean training crop count
+    resume: bool = False
+    overwrite: bool = False
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    def total_epochs(self) -> int:
+        return self.epochs + (self.pre() if self.regime == "finetune" else 0)
+
+    def pre(self) -> int:
+        return self.epochs if self.pre_epochs is None else self.pre_epochs
+
+    def validate(self) -> None:
+        if self.regime not in REGIMES:
+            raise InputError(f"--regime {self.regime}: unknown; use one of {', '.join(REGIMES)}")
+        needs_real = self.regime != "synthetic"
+        needs_syn = self.regime != "supervised"
+        if needs_real and self.real is None:
+            raise InputError(f"--regime {self.regime} trains on real images; pass --real DIR (a labelled dataset)")
+        if needs_syn and self.synthetic is None:
+            raise InputError(f"--regime {self.regime} trains on synthetic images; pass --synthetic DIR (e.g. from `cellxfer synth`)")
+        if self.regime == "synthetic" and self.real is not None:
+            raise InputError("--regime synthetic uses no real label; drop --real (give real images as --val to watch them)")
+        if self.batch_size < (2 if self.regime in ("dual", "dacs") else 1):
+            raise InputError(f"--batch-size {self.batch_size} is too small for regime {self.regime}")
+        for name in ("epochs", "crop", "val_every"):
+            if getattr(self, name) < (0 if name == "epochs" else 1):
+                raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if not 0 <= self.mix_prob <= 1:
+            raise InputError(f"--mix-prob {self.mix_prob} must lie in [0, 1]")
+        if not 0 <= self.norm_low < self.norm_high <= 100:
+            raise InputError("normalisation percentiles need 0 <= low < high <= 100")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    phase: str
+    steps: int
+    loss: float
+    val_mae: float | None
+    val_rmse: float | None
+    seconds: float
+
+
+def meta_for(config: TrainConfig) -> CounterMeta:
+    return CounterMeta(arch=config.arch, in_chans=1, window=config.crop,
+                       normalization=Normalization(low=config.norm_low, high=config.norm_high),
+                       extra={"regime": config.regime, "trained_epochs": 0})
+
+
+def _torch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, 7]).generate_state(1)[0])
+
+
+def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """Whole-image counts of already normalised images (windows as in :mod:`cellxfer.counter.windows`)."""
+    import torch
+
+    from cellxfer.counter.windows import window_batch
+
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for img in images:
+            batch = window_batch(img, meta.window, meta.in_chans)
+            total = 0.0
+            for i in range(0, len(batch), batch_size):
+                total += float(model(torch.from_numpy(batch[i:i + batch_size])).double().sum())
+            out.append(total)
+    model.train(was_training)
+    return np.array(out)
+
+
+def _head_bias(model, value: float) -> bool:
+    import torch
+
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    bias = getattr(head, "bias", None)
+    if bias is None or bias.numel() != 1:
+        return False
+    with torch.no_grad():
+        bias.fill_(value)
+    return True
+
+
+def _mean_crop_count(domains, crop: int) -> float:
+    vals = []
+    for d in domains:
+        for m in d.maps:
+            h, w = m.shape
+            vals.append(float(m.sum()) * min(1.0, crop * crop / (h * w)))
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def _history_csv(history: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["epoch", "phase", "steps", "loss", "val_mae", "val_rmse", "seconds"])
+    for h in history:
+        w.writerow([h["epoch"], h["phase"], h["steps"], f"{h['loss']:.6g}",
+                    "" if h["val_mae"] is None else f"{h['val_mae']:.4f}",
+                    "" if h["val_rmse"] is None else f"{h['val_rmse']:.4f}", f"{h['seconds']:.2f}"])
+    return buf.getvalue()
+
+
+def _comparable(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
+
+
+def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] | None = None,
+                  on_step: Callable[[int, float], None] | None = None,
+                  on_start: Callable[[int, int], None] | None = None) -> Path:
+    """Train (or resume) a counter; returns the run folder (see module docs).
+
+    ``on_start(steps_done, steps_total)`` is called once the data is loaded, ``on_step(epoch, loss)``
+    after every optimizer step, ``on_epoch(record)`` after every epoch.
+    """
+    import torch
+
+    from cellxfer.atomic import atomic_path, write_json, write_text
+    from cellxfer.console import warn
+    from cellxfer.counter.model import build_counter, save_counter
+    from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.train.data import load_domain
+
+    config.validate()
+    out = Path(config.out)
+    cfg = config_dict(config)
+    state_path = out / STATE
+    state = None
+    if state_path.is_file():
+        if config.resume:
+            state = torch.load(str(state_path), map_location="cpu", weights_only=True)
+            differ = sorted(k for k in set(_comparable(cfg)) | set(_comparable(state["config"]))
+                            if _comparable(cfg).get(k) != _comparable(state["config"]).get(k))
+            if differ:
+                raise InputError(f"{state_path}: --resume with different settings ({', '.join(differ)}); "
+                                 f"use the original options or a new --out")
+        elif not config.overwrite:
+            raise InputError(f"{out}: holds a training run; pass --resume to continue it or --overwrite to start over")
+        else:
+            for name in (STATE, BEST, LAST, HISTORY, "manifest.json"):
+                (out / name).unlink(missing_ok=True)
+    elif config.resume:
+        warn(f"{out}: nothing to resume (no {STATE}); starting a new run")
+    out.mkdir(parents=True, exist_ok=True)
+
+    meta = meta_for(config)
+    norm = meta.normalization
+    real = load_domain(config.real, norm, "real", config.exclude) if config.real else None
+    syn = load_domain(config.synthetic, norm, "synthetic", config.exclude) if config.synthetic else None
+    val = load_domain(config.val, norm, "validation", config.exclude) if config.val else None
+
+    torch.manual_seed(config.seed)
+    model = build_counter(meta).to(config.device)
+    pretrained_info = None
+    if config.pretrained is not None:
+        from cellxfer.train.pretrained import load_pretrained
+
+        pretrained_info = load_pretrained(model, config.pretrained)
+    head_init = None
+    if config.init_head_bias and state is None:
+        head_init = _mean_crop_count([d for d in (real, syn) if d is not None], config.crop)
+        if not _head_bias(model, head_init):
+            head_init = None
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: list[dict] = []
+    best = {"epoch": None, "val_mae": math.inf}
+    start, train_seconds = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history, best = state["history"], state["best"]
+        start, train_seconds = state["epoch"], state["train_seconds"]
+        head_init = state.get("head_bias_init")
+        pretrained_info = state.get("pretrained", pretrained_info)
+
+    inputs = [p for p in (config.real, config.synthetic, config.val) if p is not None]
+    total = config.total_epochs()
+    manifest_extra = {
+        "pretrained": pretrained_info or "none: trained from scratch (random initialisation)",
+        "head_bias_init": head_init,
+        "data": {d.name: {"images": len(d), "cells": int(d.counts.sum())} for d in (real, syn, val) if d is not None},
+    }
+
+    def save_manifest(result: dict | None = None) -> None:
+        write_json(out / "manifest.json", build_manifest("train-count", cfg, config.seed, inputs=inputs,
+                                                         **manifest_extra, result=result))
+
+    if state is None:
+        save_manifest()
+    if on_start is not None:
+        n_r, n_s = len(real) if real else 0, len(syn) if syn else 0
+        on_start(steps_total(config, n_r, n_s, upto=start),
+                 steps_total(config, n_r, n_s))
+    model.train()
+    for epoch in range(start, total):
+        phase = phase_of(config.regime, epoch, config.pre())
+        rng = np.random.default_rng([config.seed, epoch])
+        torch.manual_seed(_torch_seed(config.seed, epoch))
+        t0 = time.perf_counter()
+        losses = []
+        for x, y in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
+                                  flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
+                                  mix_prob=config.mix_prob, max_steps=config.max_steps_per_epoch):
+            xt = torch.from_numpy(x).to(config.device)
+            yt = torch.from_numpy(y).to(config.device)
+            pred = model(xt).reshape(len(xt), -1).sum(dim=1)
+            loss = torch.nn.functional.mse_loss(pred, yt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(epoch, losses[-1])
+        val_mae = val_rmse = None
+        if val is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == total):
+            pred = predict_normalized(model, meta, val.images)
+            err = pred - val.counts
+            val_mae, val_rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        rec = EpochRecord(epoch + 1, phase, len(losses), float(np.mean(losses)) if losses else float("nan"),
+                          val_mae, val_rmse, seconds)
+        history.append(rec.__dict__)
+        epoch_meta = replace(meta, extra={**meta.extra, "trained_epochs": epoch + 1})
+        improved = val_mae is not None and val_mae < best["val_mae"]
+        if improved or (val is None and epoch + 1 == total):
+            best = {"epoch": epoch + 1, "val_mae": val_mae if val_mae is not None else math.inf, "val_rmse": val_rmse}
+            save_counter(out / BEST, model, replace(epoch_meta, extra={**epoch_meta.extra, "val_mae": val_mae}))
+        save_counter(out / LAST, model, epoch_meta)
+        write_text(out / HISTORY, _history_csv(history))
+        with atomic_path(state_path) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                        "history": history, "best": best, "train_seconds": train_seconds, "config": cfg,
+                        "head_bias_init": head_init, "pretrained": pretrained_info}, str(tmp))
+        if on_epoch is not None:
+            on_epoch(rec)
+    if total == 0:
+        save_counter(out / LAST, model, meta)
+        save_counter(out / BEST, model, meta)
+    best_out = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in best.items()}
+    save_manifest({"epochs": total, "best": best_out, "train_seconds": round(train_seconds, 2),
+                   "final_loss": history[-1]["loss"] if history else None})
+    return out
+
+
+def steps_total(config: TrainConfig, n_real: int, n_syn: int, upto: int | None = None) -> int:
+    """Optimizer steps of the whole run, or of its first ``upto`` epochs (for progress bars)."""
+    n = config.total_epochs() if upto is None else upto
+    return sum(steps_in_epoch(phase_of(config.regime, e, config.pre()), n_real, n_syn, config.batch_size,
+                              config.max_steps_per_epoch) for e in range(n))

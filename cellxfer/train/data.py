@@ -1,0 +1,123 @@
+"""Training data in memory: normalised images with centre-count maps, random crops, dihedral augmentation.
+
+A *centre map* is an int32 array the shape of its image holding, at pixel ``(floor(y), floor(x))``, the
+number of annotated centres there (the pixel convention of :mod:`cellxfer.dataset`). Every crop, flip,
+rotation or CutMix is applied to image and map together, so the target count of any training window is
+``map.sum()``: exact, never estimated.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from cellxfer.console import warn
+from cellxfer.counter.model import Normalization
+from cellxfer.errors import InputError
+
+#: Images known to have a missing annotation (id -> where that is documented). They are excluded from
+#: training and evaluation, with a warning.
+KNOWN_UNANNOTATED = {
+    "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x":
+        "its ground-truth table has a header and no rows although the image shows ~200 nuclei "
+        "(idcia-dapi-95 README, 'Known defect')",
+}
+
+
+def centre_map(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """int32 (H, W): number of centres whose pixel is ``(floor(y), floor(x))``; sums to ``len(points)``."""
+    cmap = np.zeros(shape, dtype=np.int32)
+    if len(points):
+        p = np.floor(np.asarray(points, dtype=np.float64)).astype(np.intp)
+        np.add.at(cmap, (p[:, 1], p[:, 0]), 1)
+    return cmap
+
+
+@dataclass
+class Domain:
+    """One domain's labelled images in memory: ``images[i]`` float32 (H, W) normalised, ``maps[i]`` int32
+    centre maps of the same shape, ``ids[i]`` the image ids."""
+
+    name: str
+    root: Path
+    ids: list[str]
+    images: list[np.ndarray]
+    maps: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.array([int(m.sum()) for m in self.maps], dtype=np.int64)
+
+
+def excluded_ids(ds, exclude: Iterable[str] = ()) -> dict[str, str]:
+    """Ids of ``ds`` to leave out (id -> reason): the known unannotated images plus ``exclude``."""
+    out = {i: why for i, why in KNOWN_UNANNOTATED.items() if i in ds.ids}
+    for e in exclude:
+        stem = Path(e).stem if Path(e).suffix.lower() in (".tif", ".tiff", ".png", ".csv") else e
+        if stem not in ds.ids:
+            raise InputError(f"{ds.root}: --exclude {e}: no image with that id; give an image file stem")
+        out.setdefault(stem, "excluded by the user")
+    return out
+
+
+def labelled_ids(root: str | os.PathLike, exclude: Iterable[str] = (), role: str = "data") -> tuple[object, list[str]]:
+    """``(CellDataset, ids to use)`` for a labelled dataset, warning about every excluded image."""
+    from cellxfer.dataset import CellDataset
+
+    ds = CellDataset(root)
+    if not ds.labelled:
+        raise InputError(f"{ds.root}: {role} dataset has no points/ (or ground_truth/) folder; it must be labelled")
+    skip = excluded_ids(ds, exclude)
+    for id_, why in skip.items():
+        warn(f"{ds.root}: excluding image {id_} from {role}: {why}")
+    return ds, [i for i in ds.ids if i not in skip]
+
+
+def load_domain(root: str | os.PathLike, normalization: Normalization, name: str,
+                exclude: Iterable[str] = ()) -> Domain:
+    """Read a labelled dataset into memory (normalised whole images + centre maps)."""
+    ds, ids = labelled_ids(root, exclude, role=name)
+    if not ids:
+        raise InputError(f"{ds.root}: no usable labelled images for {name}")
+    images, maps = [], []
+    for id_ in ids:
+        s = ds[id_]
+        images.append(normalization.apply(s.image))
+        maps.append(centre_map(s.points, s.image.shape))
+    return Domain(name, ds.root, ids, images, maps)
+
+
+def random_crop(image: np.ndarray, cmap: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One uniformly placed ``size`` x ``size`` crop of image and map. A side shorter than ``size`` is
+    zero-padded bottom/right (the padding holds no centres)."""
+    h, w = image.shape
+    y = int(rng.integers(0, max(h - size, 0) + 1))
+    x = int(rng.integers(0, max(w - size, 0) + 1))
+    img = image[y:y + size, x:x + size]
+    cm = cmap[y:y + size, x:x + size]
+    if img.shape != (size, size):
+        pi = np.zeros((size, size), dtype=image.dtype)
+        pm = np.zeros((size, size), dtype=cmap.dtype)
+        pi[:img.shape[0], :img.shape[1]] = img
+        pm[:cm.shape[0], :cm.shape[1]] = cm
+        img, cm = pi, pm
+    return img, cm
+
+
+def augment(image: np.ndarray, cmap: np.ndarray, rng: np.random.Generator, flips: bool = True,
+            rotations: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Random element of the dihedral group (90-degree rotations x horizontal flip), same on both.
+    The two random draws are always made, so the random stream does not depend on the options."""
+    k, f = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
+    if rotations and k:
+        image, cmap = np.rot90(image, k), np.rot90(cmap, k)
+    if flips and f:
+        image, cmap = image[:, ::-1], cmap[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(cmap)

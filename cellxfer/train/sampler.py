@@ -1,0 +1,102 @@
+"""Batches of one training epoch for each regime, drawn from one seeded generator.
+
+Regimes and what an epoch is (one random crop per image per epoch, as in the paper):
+
+- ``supervised``: real images only, every real image once per epoch.
+- ``synthetic``: synthetic images only (no real label at all), every synthetic image once per epoch.
+- ``finetune``: ``pre_epochs`` epochs as ``synthetic``, then ``epochs`` epochs as ``supervised``
+  (all layers trained; the same optimizer continues).
+- ``dual``: every batch is half real, half synthetic (8 + 8 at batch 16); an epoch passes over the real
+  images once, each real half paired with synthetic crops drawn without replacement while they last.
+- ``dacs``: DACS with CutMix: every batch is half synthetic (the labelled source batch) and half mixed:
+  each real crop is paired with another synthetic crop and, with probability ``mix_prob``, a
+  Beta(alpha, alpha)-sized box of one is pasted into the other (either direction, equally likely);
+  the target is the exact number of centres in the mixed centre map. An epoch passes over the real
+  images once.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from cellxfer.train.data import Domain, augment, random_crop
+from cellxfer.train.mix import random_cutmix
+
+REGIMES = ("supervised", "synthetic", "finetune", "dual", "dacs")
+PHASES = ("real", "synthetic", "dual", "dacs")
+
+
+def phase_of(regime: str, epoch: int, pre_epochs: int) -> str:
+    """The kind of epoch ``epoch`` (0-based) is in ``regime``."""
+    if regime == "supervised":
+        return "real"
+    if regime == "synthetic":
+        return "synthetic"
+    if regime == "finetune":
+        return "synthetic" if epoch < pre_epochs else "real"
+    if regime in ("dual", "dacs"):
+        return regime
+    raise ValueError(f"unknown regime {regime!r}")
+
+
+def _draw(domain: Domain, idx: np.ndarray, crop: int, rng, flips: bool, rotations: bool):
+    imgs, maps = [], []
+    for i in idx:
+        img, cm = random_crop(domain.images[i], domain.maps[i], crop, rng)
+        img, cm = augment(img, cm, rng, flips, rotations)
+        imgs.append(img)
+        maps.append(cm)
+    return imgs, maps
+
+
+def _pack(imgs, counts) -> tuple[np.ndarray, np.ndarray]:
+    x = np.stack(imgs).astype(np.float32, copy=False)[:, None]
+    return np.ascontiguousarray(x), np.asarray(counts, dtype=np.float32)
+
+
+def _stream(n: int, k: int, rng) -> np.ndarray:
+    """``k`` indices into ``n`` items: successive permutations, so no item repeats before all are used."""
+    out = np.concatenate([rng.permutation(n) for _ in range(-(-k // n))]) if k else np.empty(0, np.int64)
+    return out[:k]
+
+
+def steps_in_epoch(phase: str, n_real: int, n_syn: int, batch_size: int, max_steps: int | None = None) -> int:
+    half = max(batch_size // 2, 1)
+    n = {"real": -(-n_real // batch_size), "synthetic": -(-n_syn // batch_size)}.get(phase, -(-n_real // half) if n_real else 0)
+    return min(n, max_steps) if max_steps else n
+
+
+def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_size: int, crop: int,
+                  rng: np.random.Generator, flips: bool = True, rotations: bool = True,
+                  cutmix_alpha: float = 1.0, mix_prob: float = 0.5,
+                  max_steps: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(x, y)``: x float32 (B, 1, crop, crop) normalised windows, y float32 (B,) exact counts."""
+    n_steps = steps_in_epoch(phase, len(real) if real else 0, len(syn) if syn else 0, batch_size, max_steps)
+    if phase in ("real", "synthetic"):
+        dom = real if phase == "real" else syn
+        order = rng.permutation(len(dom))
+        for s in range(n_steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            imgs, maps = _draw(dom, idx, crop, rng, flips, rotations)
+            yield _pack(imgs, [int(m.sum()) for m in maps])
+        return
+    half = max(batch_size // 2, 1)
+    order = rng.permutation(len(real))
+    syn_idx = _stream(len(syn), n_steps * half * (2 if phase == "dacs" else 1), rng)
+    for s in range(n_steps):
+        r_idx = order[s * half:(s + 1) * half]
+        r_imgs, r_maps = _draw(real, r_idx, crop, rng, flips, rotations)
+        s_imgs, s_maps = _draw(syn, syn_idx[s * half:s * half + half], crop, rng, flips, rotations)
+        if phase == "dual":
+            yield _pack(r_imgs + s_imgs, [int(m.sum()) for m in r_maps + s_maps])
+            continue
+        base = n_steps * half + s * half
+        p_imgs, p_maps = _draw(syn, syn_idx[base:base + len(r_idx)], crop, rng, flips, rotations)
+        mixed, mixed_counts = [], []
+        for ri, rm, pi, pm in zip(r_imgs, r_maps, p_imgs, p_maps):
+            img, _, n, _ = random_cutmix(ri, rm, pi, pm, rng, alpha=cutmix_alpha, prob=mix_prob)
+            mixed.append(img)
+            mixed_counts.append(n)
+        yield _pack(s_imgs + mixed, [int(m.sum()) for m in s_maps] + mixed_counts)
