@@ -30,6 +30,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("synth", "cellxfer.stages.synth"),
     ("imageio", "cellxfer.imageio"),
     ("executors", "cellxfer.executors"),
+    ("export", "cellxfer.stages.export"),
+    ("count", "cellxfer.stages.count"),
     ("train-count", "cellxfer.stages.train_count"),
 )
 

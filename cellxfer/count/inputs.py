@@ -1,0 +1,61 @@
+"""Turning ``count PATH...`` arguments into a list of image files (and a list of what was skipped)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from cellxfer.errors import InputError
+
+GLOB_CHARS = set("*?[")
+
+
+def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """``(image files, [(path, why skipped), ...])`` for files, folders (``recursive`` descends into
+    subfolders) and glob patterns (``**`` allowed). Files are absolute, de-duplicated, in argument order
+    and sorted within each folder/glob. Non-image files are skipped with a reason, never read; hidden
+    files and cellxfer temporaries are ignored. A path that matches nothing is an :class:`InputError`."""
+    from cellxfer.atomic import TMP_MARK
+    from cellxfer.imageio import image_suffixes
+
+    suffixes = image_suffixes()
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+
+    def take(p: Path, explicit: bool) -> None:
+        p = p.resolve()
+        if p in seen:
+            return
+        seen.add(p)
+        if p.suffix.lower() in suffixes:
+            files.append(p)
+        elif explicit or not (p.name.startswith(".") or p.name.endswith(TMP_MARK)):
+            skipped.append((p, f"not an image ({p.suffix or 'no suffix'}; cellxfer reads {', '.join(sorted(suffixes))})"))
+
+    for arg in paths:
+        arg = str(arg)
+        p = Path(arg)
+        if p.is_file():
+            take(p, explicit=True)
+        elif p.is_dir():
+            entries = sorted(p.rglob("*") if recursive else p.iterdir())
+            subdirs = 0
+            for q in entries:
+                if q.is_file():
+                    take(q, explicit=False)
+                elif q.is_dir() and not recursive:
+                    subdirs += 1
+            if subdirs:
+                skipped.append((p.resolve(), f"{subdirs} subfolder(s) not searched; pass --recursive to count them"))
+        elif GLOB_CHARS & set(arg):
+            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
+            if not matches:
+                raise InputError(f"{arg}: the pattern matches no file; check it (quote it so the shell does not expand it)")
+            for m in matches:
+                if Path(m).is_file():
+                    take(Path(m), explicit=False)
+        else:
+            raise InputError(f"{arg}: no such file or folder; give image files, folders or a glob pattern")
+    return files, skipped

@@ -1,0 +1,311 @@
+"""``cellxfer count`` as a library function: :func:`run_count` over a :class:`CountConfig`.
+
+Local pipeline: a thread pool (``workers``) reads, normalises and windows images ahead of inference
+(``ahead`` images in flight, in input order); the main thread packs windows of consecutive images into
+batches of ``batch_size`` windows, runs the engine and splits the outputs back per image. An image's
+count is the sum of its window counts (tiling and edge padding: :mod:`cellxfer.counter.windows`).
+
+With ``scheduler`` the files are counted one task per image on a Dask cluster
+(:class:`cellxfer.count.dask_executor.DaskExecutor`); each worker process loads the model once.
+
+Results go to the counts CSV (:mod:`cellxfer.count.table`) as they arrive; a file already counted
+OK with the same model is skipped (``overwrite`` recounts all); a file that fails is recorded with
+its error and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cellxfer.count.table import CountsTable, Row
+
+
+@dataclass(frozen=True)
+class CountConfig:
+    """Options of ``cellxfer count``; see the command's help for each."""
+
+    paths: tuple[str, ...]
+    model: Path | None = None
+    engine: str = "auto"
+    device: str = "auto"
+    out: Path = Path("counts.csv")
+    recursive: bool = False
+    channel: int | None = None
+    page: int | None = None
+    overwrite: bool = False
+    overlay: Path | None = None
+    workers: int = 0
+    batch_size: int = 24
+    scheduler: str | None = None
+    fp16: bool = True
+    threads: int | None = None
+
+
+@dataclass
+class CountResult:
+    out: Path
+    engines: list[str]
+    model_hash: str
+    counts: dict[str, float] = field(default_factory=dict)  # this run's counts, by file
+    skipped_done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    not_images: list[tuple[Path, str]] = field(default_factory=list)
+    startup_s: float = 0.0
+    seconds: float = 0.0
+    picked: str = ""  # how --engine auto chose
+
+
+@dataclass
+class Prepared:
+    file: Path
+    windows: list
+    batch: np.ndarray  # float32 (N, C, S, S)
+    ms: float
+    image: np.ndarray | None = None  # kept for overlays only
+
+
+def prepare(file: Path, meta, channel: int | None, page: int | None, keep_image: bool) -> Prepared:
+    """Read, normalise and window one image (runs on the decode pool)."""
+    from cellxfer.counter.windows import tile_windows, window_batch
+    from cellxfer.imageio import read_image
+
+    t0 = time.perf_counter()
+    image = read_image(file, channel=channel, page=page)
+    windows = tile_windows(image.shape, meta.window)
+    batch = window_batch(meta.normalization.apply(image), meta.window, meta.in_chans, windows)
+    return Prepared(file, windows, batch, (time.perf_counter() - t0) * 1e3, image if keep_image else None)
+
+
+def _error_text(exc: BaseException) -> str:
+    from cellxfer.errors import CellxferError
+
+    text = str(exc) if isinstance(exc, CellxferError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _window_sums(output: np.ndarray) -> np.ndarray:
+    out = np.asarray(output, dtype=np.float64)
+    return out.reshape(len(out), -1).sum(axis=1)
+
+
+class _Item:
+    __slots__ = ("prep", "out", "next", "infer_ms")
+
+    def __init__(self, prep: Prepared):
+        self.prep, self.out, self.next, self.infer_ms = prep, np.zeros(len(prep.batch)), 0, 0.0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.prep.batch) - self.next
+
+
+def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int = 0, channel=None, page=None,
+                  keep_images: bool = False, ahead: int | None = None):
+    """Yield ``(file, Prepared | None, window counts | exception, elapsed ms)`` in input order, batching
+    windows of consecutive images together while the pool decodes ahead."""
+    from cellxfer.executors import default_workers
+
+    workers = workers or default_workers()
+    ahead = ahead or max(4, 2 * workers)
+    meta = runner.meta
+    files_iter = iter(files)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cellxfer-decode") as pool:
+        pending: deque = deque()
+
+        def fill():
+            while len(pending) < ahead:
+                f = next(files_iter, None)
+                if f is None:
+                    return
+                pending.append((f, pool.submit(prepare, f, meta, channel, page, keep_images)))
+
+        fill()
+        queue: list[_Item] = []
+        while pending or queue:
+            while pending and sum(i.remaining for i in queue) < batch_size:
+                f, fut = pending.popleft()
+                fill()
+                try:
+                    queue.append(_Item(fut.result()))
+                except Exception as exc:  # noqa: BLE001 - reported per file
+                    yield f, None, exc, 0.0
+            if not queue:
+                continue
+            parts, n = [], 0
+            for item in queue:
+                take = min(batch_size - n, item.remaining)
+                parts.append((item, item.next, take))
+                n += take
+                if n == batch_size:
+                    break
+            x = parts[0][0].prep.batch[parts[0][1]:parts[0][1] + parts[0][2]] if len(parts) == 1 else \
+                np.concatenate([it.prep.batch[s:s + t] for it, s, t in parts])
+            t0 = time.perf_counter()
+            try:
+                y = _window_sums(runner(x))
+                err = None
+            except Exception as exc:  # noqa: BLE001 - fail the images of this batch, go on
+                err = exc
+            dt = (time.perf_counter() - t0) * 1e3
+            off = 0
+            for it, s, t in parts:
+                if err is None:
+                    it.out[s:s + t] = y[off:off + t]
+                off += t
+                it.next += t
+                it.infer_ms += dt * t / n
+            if err is not None:
+                for it, _, _ in parts:
+                    queue.remove(it)
+                    yield it.prep.file, it.prep, err, it.prep.ms + it.infer_ms
+                continue
+            while queue and queue[0].remaining == 0:
+                it = queue.pop(0)
+                yield it.prep.file, it.prep, it.out, it.prep.ms + it.infer_ms
+
+
+# -- one image per task (Dask) ------------------------------------------------------------------------------
+_RUNNERS: dict = {}
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """Everything a worker needs to count one file (pickles)."""
+
+    model: str
+    engine: str
+    device: str
+    batch_size: int
+    channel: int | None
+    page: int | None
+    fp16: bool = True
+    threads: int | None = None
+
+
+@dataclass
+class FileOutcome:
+    count: float
+    window_counts: list
+    ms: float
+    engine: str
+    model_hash: str
+
+
+def count_file(task: FileTask, file: Path, overlay: Path | None = None) -> FileOutcome:
+    """Count one image in this process (the runner is loaded once per process and reused)."""
+    from cellxfer.engines.base import load_runner
+
+    key = (task.model, task.engine, task.device, task.fp16, task.batch_size)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = load_runner(task.model, task.engine, device=task.device, fp16=task.fp16,
+                                    batch_size=task.batch_size, threads=task.threads)
+    runner = _RUNNERS[key]
+    t0 = time.perf_counter()
+    prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None)
+    wc = np.concatenate([_window_sums(runner(prep.batch[i:i + task.batch_size]))
+                         for i in range(0, len(prep.batch), task.batch_size)])
+    total = float(wc.sum())
+    if overlay is not None:
+        from cellxfer.count.overlay import write_overlay
+
+        write_overlay(overlay, prep.image, prep.windows, wc, total)
+    return FileOutcome(total, wc.tolist(), (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash)
+
+
+def _dask_item(task: FileTask, item: tuple[str, str | None]) -> FileOutcome:
+    file, overlay = item
+    return count_file(task, Path(file), Path(overlay) if overlay else None)
+
+
+# -- the job -------------------------------------------------------------------------------------------------
+def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1, **kw: None,
+              log: Callable[[str], None] = lambda s: None, on_total: Callable[[int], None] = lambda n: None) -> CountResult:
+    """Count every image of ``config.paths`` into ``config.out``; see module docs."""
+    from cellxfer.atomic import write_json
+    from cellxfer.count.inputs import expand_inputs
+    from cellxfer.count.overlay import overlay_names, write_overlay
+    from cellxfer.engines.base import default_model, load_runner, model_hash, model_kind
+    from cellxfer.errors import InputError
+    from cellxfer.manifest import build_manifest, config_dict
+
+    t_start = time.perf_counter()
+    if config.batch_size < 1:
+        raise InputError(f"--batch-size {config.batch_size}: must be at least 1")
+    model = Path(config.model).resolve() if config.model is not None else default_model()
+    if not model.is_file():
+        raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
+    model_kind(model)
+    files, not_images = expand_inputs(config.paths, recursive=config.recursive)
+    out = Path(config.out)
+    if out.resolve() in set(files):
+        raise InputError(f"--out {out}: is one of the input images; choose another CSV path")
+    table = CountsTable(out, overwrite=config.overwrite)
+    mhash = model_hash(model)
+    todo = [f for f in files if config.overwrite or not table.done(f, mhash)]
+    result = CountResult(out=out, engines=[], model_hash=mhash, skipped_done=len(files) - len(todo),
+                         not_images=not_images)
+    overlays = overlay_names(files, config.overlay) if config.overlay is not None else {}
+    on_total(len(todo))
+    labels: set[str] = set()
+
+    def record(file: Path, count, wcounts, ms: float, engine: str, error: BaseException | None):
+        if error is None:
+            table.put(Row(str(file), count, engine, mhash, ms))
+            result.counts[str(file)] = count
+            labels.add(engine)
+        else:
+            table.put(Row(str(file), None, engine, mhash, ms, "failed", _error_text(error)))
+            result.failed[str(file)] = _error_text(error)
+        on_progress(1)
+
+    if todo and config.scheduler:
+        from cellxfer.count.dask_executor import DaskExecutor
+
+        task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
+                        config.fp16, config.threads)
+        items = [(str(f), str(overlays[f]) if f in overlays else None) for f in todo]
+        result.startup_s = time.perf_counter() - t_start
+        executor = DaskExecutor(address=config.scheduler)
+        for (file, _), outcome in executor.map(functools.partial(_dask_item, task), items, config.workers):
+            if isinstance(outcome, BaseException):
+                record(Path(file), None, None, 0.0, config.engine, outcome)
+            else:
+                record(Path(file), outcome.count, outcome.window_counts, outcome.ms, outcome.engine, None)
+    elif todo:
+        picked: list[str] = []
+        runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
+                             batch_size=config.batch_size, threads=config.threads)
+        result.picked = picked[0] if picked else f"engine {runner.label}"
+        log(result.picked)
+        result.startup_s = time.perf_counter() - t_start
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-overlay") as overlay_pool:
+            overlay_jobs = []
+            for file, prep, wc, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
+                                                    config.page, keep_images=bool(overlays)):
+                if isinstance(wc, BaseException):
+                    record(file, None, None, ms, runner.label, wc)
+                    continue
+                total = float(wc.sum())
+                record(file, total, wc, ms, runner.label, None)
+                if file in overlays:
+                    overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image,
+                                                                   prep.windows, wc, total)))
+            for file, job in overlay_jobs:
+                if job.exception() is not None:
+                    log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")
+    table.flush(force=True)
+    result.engines = sorted(labels)
+    result.seconds = time.perf_counter() - t_start
+    manifest = build_manifest("count", config_dict(config), seed=None, inputs=[model], engines=result.engines,
+                              model_hash=mhash, counted=len(result.counts), failed=len(result.failed),
+                              skipped_done=result.skipped_done, seconds=round(result.seconds, 3))
+    write_json(out.with_name(out.name + ".manifest.json"), manifest)
+    return result

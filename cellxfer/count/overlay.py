@@ -1,0 +1,59 @@
+"""Overlay PNGs for a person to check a count: the image, its window grid and each window's count."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def display_uint8(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """2-D image of any dtype -> uint8 stretched between its ``low``/``high`` percentiles."""
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, (low, high))
+    return (np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+
+
+def render_overlay(image: np.ndarray, windows, window_counts, total: float) -> "PIL.Image.Image":  # noqa: F821
+    """An RGB image: the grayscale ``image``, yellow window rectangles ``(y0, x0, h, w)``, each window's
+    count at its top-left, the total at the bottom-left."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    gray = display_uint8(image)
+    im = Image.fromarray(np.stack([gray] * 3, axis=-1), mode="RGB")
+    draw = ImageDraw.Draw(im)
+    size = max(12, min(im.size) // 40)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    for (y, x, h, w), c in zip(windows, window_counts):
+        draw.rectangle([x, y, x + w - 1, y + h - 1], outline=(255, 220, 0), width=1)
+        draw.text((x + 3, y + 2), f"{c:.1f}", fill=(255, 220, 0), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+    draw.text((4, im.size[1] - size - 6), f"total {total:.1f}", fill=(0, 255, 255), font=font,
+              stroke_width=2, stroke_fill=(0, 0, 0))
+    return im
+
+
+def write_overlay(path: str | os.PathLike, image, windows, window_counts, total: float) -> Path:
+    from cellxfer.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        render_overlay(image, windows, window_counts, total).save(tmp, format="PNG")
+    return path
+
+
+def overlay_names(files: list[Path], folder: Path) -> dict[Path, Path]:
+    """``{image file: folder/<name>.png}``: the path relative to the files' common folder with ``/`` -> ``__``,
+    so images of the same name in different subfolders do not collide."""
+    if not files:
+        return {}
+    parents = [str(f.parent) for f in files]
+    root = Path(os.path.commonpath(parents))
+    names = {f: "__".join(f.relative_to(root).with_suffix("").parts) for f in files}
+    from collections import Counter
+
+    clash = {n for n, k in Counter(names.values()).items() if k > 1}  # a.tif and a.png side by side: keep the suffix
+    return {f: Path(folder) / ((n + f.suffix.replace(".", "_") if n in clash else n) + ".png") for f, n in names.items()}

@@ -1,0 +1,95 @@
+"""The counts CSV: one row per image, rewritten atomically as results arrive.
+
+Columns (:data:`COLUMNS`): ``file`` (absolute path), ``count`` (float, 3 decimals; empty when failed),
+``engine`` (e.g. ``onnx (cpu)``), ``model_hash`` (12 hex), ``elapsed_ms`` (decode + normalise + this
+image's share of the batched inference), ``status`` (``ok`` | ``failed``), ``error`` (one line).
+Rows are sorted by file, so the CSV does not depend on completion order or on the executor.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cellxfer.atomic import write_text
+from cellxfer.errors import InputError
+
+COLUMNS = ("file", "count", "engine", "model_hash", "elapsed_ms", "status", "error")
+
+
+@dataclass
+class Row:
+    file: str
+    count: float | None
+    engine: str
+    model_hash: str
+    elapsed_ms: float
+    status: str = "ok"
+    error: str = ""
+
+    def cells(self) -> list[str]:
+        d = asdict(self)
+        d["count"] = "" if self.count is None else f"{self.count:.3f}"
+        d["elapsed_ms"] = f"{self.elapsed_ms:.1f}"
+        d["error"] = " ".join(str(self.error).split())
+        return [d[c] for c in COLUMNS]
+
+
+class CountsTable:
+    """The rows of ``path``; :meth:`done` says whether a file was already counted OK with a model."""
+
+    def __init__(self, path: str | os.PathLike, overwrite: bool = False, flush_every_s: float = 1.0):
+        self.path = Path(path)
+        self.rows: dict[str, Row] = {}
+        self.flush_every_s = flush_every_s
+        self._last_flush = 0.0
+        self._dirty = False
+        if self.path.exists() and not overwrite:
+            self.rows = {r.file: r for r in read_counts(self.path)}
+
+    def done(self, file: Path, model_hash: str) -> bool:
+        row = self.rows.get(str(file))
+        return row is not None and row.status == "ok" and row.model_hash == model_hash
+
+    def put(self, row: Row) -> None:
+        self.rows[row.file] = row
+        self._dirty = True
+        self.flush(force=False)
+
+    def flush(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if not self._dirty or (not force and now - self._last_flush < self.flush_every_s):
+            return
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(COLUMNS)
+        for key in sorted(self.rows):
+            w.writerow(self.rows[key].cells())
+        write_text(self.path, buf.getvalue())
+        self._last_flush, self._dirty = now, False
+
+
+def read_counts(path: str | os.PathLike) -> list[Row]:
+    """Rows of a counts CSV written by ``cellxfer count``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the counts CSV ({exc}); pass another --out or --overwrite") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise InputError(f"{path}: not a cellxfer counts CSV (columns {','.join(reader.fieldnames or [])}); "
+                         f"pass another --out, or --overwrite to replace it")
+    rows = []
+    for n, r in enumerate(reader, start=2):
+        try:
+            rows.append(Row(file=r["file"], count=float(r["count"]) if r["count"] else None, engine=r["engine"],
+                            model_hash=r["model_hash"], elapsed_ms=float(r["elapsed_ms"] or 0), status=r["status"],
+                            error=r["error"] or ""))
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: line {n} is malformed; fix it, or --overwrite to recount everything") from None
+    return rows

@@ -1,0 +1,117 @@
+"""Engine and runner types, the default model, and ``--engine auto`` selection.
+
+Model files: a counter checkpoint (``.safetensors``, from train-count) works with every engine (onnx
+and trt export it once into the cache); an exported ``.onnx`` works with onnx and trt.
+``model_hash`` is the first 12 hex digits of the SHA-256 of the model file the user named, so rows
+counted by different engines with the same model carry the same hash.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cellxfer.errors import InputError, PluginError
+
+#: ``--engine auto`` tries these, in order: (engine name, device).
+AUTO_ORDER = (("trt", "cuda"), ("onnx", "cuda"), ("onnx", "cpu"), ("torch", "auto"))
+
+DEFAULT_MODEL_NAME = "default_counter.safetensors"
+
+
+@dataclass
+class Runner:
+    """A loaded model: ``runner(batch)`` maps float32 (N, C, S, S) to float32 (N, ...)."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    meta: Any  # CounterMeta
+    engine: str
+    device: str
+    model_path: Path
+    model_hash: str
+    info: dict = field(default_factory=dict)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.run(batch)
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} ({self.device})"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """``available(device) -> None | reason``; ``load(model_path, device=...) -> Runner``."""
+
+    name: str
+    description: str
+    available: Callable[..., str | None]
+    load: Callable[..., Runner]
+
+
+def default_model() -> Path:
+    """The counter shipped in the package (``cellxfer/models/``)."""
+    path = Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
+    if not path.is_file():
+        raise InputError(f"{path}: the default counter is not installed; pass --model CKPT "
+                         f"(train one with `cellxfer train-count` or scripts/train_default_counter.py)")
+    return path
+
+
+def model_hash(path: str | os.PathLike) -> str:
+    from cellxfer.manifest import sha256_file
+
+    return sha256_file(path)[:12]
+
+
+def model_kind(path: Path) -> str:
+    """``checkpoint`` (.safetensors) or ``onnx``; anything else is an :class:`InputError`."""
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return "checkpoint"
+    if suffix == ".onnx":
+        return "onnx"
+    raise InputError(f"{path}: unknown model file type; give a counter checkpoint (.safetensors) or an exported .onnx")
+
+
+def engines() -> dict[str, Engine]:
+    from cellxfer.plugins import get_registry
+
+    return get_registry().provided("cellxfer_engines")
+
+
+def load_runner(model: str | os.PathLike | None, engine: str = "auto", log=lambda s: None, **options) -> Runner:
+    """Load ``model`` (None = the default counter) with ``engine`` (a name, or ``auto``: see
+    :data:`AUTO_ORDER`); ``log`` receives one line saying which engine was picked and why."""
+    path = Path(model) if model is not None else default_model()
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file; pass --model CKPT (.safetensors or .onnx)")
+    model_kind(path)
+    known = engines()
+    if engine != "auto":
+        if engine not in known:
+            raise PluginError(f"--engine {engine}: unknown engine (available: auto, {', '.join(sorted(known))})")
+        device = options.pop("device", "auto")
+        reason = known[engine].available(device)
+        if reason is not None:
+            raise PluginError(reason)
+        return known[engine].load(path, device=device, **options)
+    skipped = []
+    for name, device in AUTO_ORDER:
+        if name not in known:
+            continue
+        reason = known[name].available(device)
+        if reason is None and name == "torch" and model_kind(path) == "onnx":
+            reason = "torch cannot run an .onnx file"
+        if reason is not None:
+            skipped.append(f"{name}/{device}: {reason}")
+            continue
+        runner = known[name].load(path, device=device, **options)
+        why = f" (skipped {'; '.join(skipped)})" if skipped else ""
+        log(f"engine auto -> {runner.label}{why}")
+        return runner
+    raise PluginError(f"{path}: no engine can run this model ({'; '.join(skipped)})")

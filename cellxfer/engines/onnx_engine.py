@@ -1,0 +1,77 @@
+"""The onnx engine: ONNX Runtime with all graph optimisations, CPU or CUDA execution provider.
+
+ONNX Runtime is an either/or extra (``cpu`` = onnxruntime, ``gpu`` = onnxruntime-gpu). A counter
+checkpoint is exported once into the cache (:func:`cellxfer.export.counter.cached_onnx`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cellxfer.engines.base import Engine, Runner, model_hash, model_kind
+from cellxfer.export.onnx import ort_missing_message
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except (ImportError, OSError):
+        return None
+    return onnxruntime
+
+
+def _cuda_ok(ort) -> bool:
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:  # onnxruntime-gpu lists CUDA even without a GPU (it then falls back with errors): ask torch
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def available(device: str = "auto") -> str | None:
+    ort = _ort()
+    if ort is None:
+        return ort_missing_message()
+    if device == "cuda" and not _cuda_ok(ort):
+        return "ONNX Runtime has no usable CUDA provider (needs onnxruntime-gpu, 'cellxfer[gpu]', and an NVIDIA GPU)"
+    return None
+
+
+def session(onnx_path: Path, device: str = "cpu", threads: int | None = None):
+    """An ``InferenceSession`` with ORT_ENABLE_ALL; ``threads`` intra-op threads (default: one per core)."""
+    ort = _ort()
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is None and hasattr(os, "sched_getaffinity"):
+        threads = len(os.sched_getaffinity(0))
+    opts.intra_op_num_threads = threads or 0
+    opts.log_severity_level = 3
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
+
+
+def load(model_path: Path, device: str = "auto", threads: int | None = None, log=lambda s: None, **_) -> Runner:
+    from cellxfer.export.counter import cached_onnx, onnx_counter_meta
+
+    ort = _ort()
+    device = ("cuda" if _cuda_ok(ort) else "cpu") if device == "auto" else device
+    onnx_path = model_path if model_kind(model_path) == "onnx" else cached_onnx(model_path, log=log)
+    meta = onnx_counter_meta(onnx_path)
+    sess = session(onnx_path, device, threads)
+    name = sess.get_inputs()[0].name
+    provider = sess.get_providers()[0]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return sess.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    return Runner(run=run, meta=meta, engine="onnx", device=provider.replace("ExecutionProvider", "").lower(),
+                  model_path=model_path, model_hash=model_hash(model_path), info={"onnx": str(onnx_path)})
+
+
+ENGINE = Engine("onnx", "ONNX Runtime, all graph optimisations (CPU, or CUDA with onnxruntime-gpu)", available, load)

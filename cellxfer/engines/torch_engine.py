@@ -1,0 +1,47 @@
+"""The torch engine: eager PyTorch on the CPU or a CUDA GPU (the reference for parity)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cellxfer.engines.base import Engine, Runner, model_hash, model_kind
+from cellxfer.errors import InputError
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def available(device: str = "auto") -> str | None:
+    if device == "cuda" and not _cuda():
+        return "torch sees no CUDA GPU; use --device cpu"
+    return None
+
+
+def load(model_path: Path, device: str = "auto", threads: int | None = None, **_) -> Runner:
+    import torch
+
+    from cellxfer.counter.model import load_counter
+
+    if model_kind(model_path) != "checkpoint":
+        raise InputError(f"{model_path}: the torch engine needs the counter checkpoint (.safetensors); "
+                         f"use --engine onnx for an .onnx file")
+    device = ("cuda" if _cuda() else "cpu") if device == "auto" else device
+    if threads:
+        torch.set_num_threads(threads)
+    module, meta = load_counter(model_path)
+    module = module.to(device)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(np.ascontiguousarray(batch)).to(device)).float().cpu().numpy()
+
+    return Runner(run=run, meta=meta, engine="torch", device=device, model_path=model_path,
+                  model_hash=model_hash(model_path), info={"module": module})
+
+
+ENGINE = Engine("torch", "PyTorch eager (CPU or CUDA); the parity reference", available, load)

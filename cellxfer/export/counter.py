@@ -1,0 +1,204 @@
+"""Export a counter checkpoint (``.safetensors`` from train-count) to ONNX or a TensorRT engine.
+
+The ONNX file carries everything ``cellxfer count`` needs in its metadata (:data:`META_KEYS`): the
+full :class:`~cellxfer.counter.model.CounterMeta` as JSON under ``cellxfer``, plus readable copies of
+the window size, normalisation, architecture and cellxfer version. Input ``input`` float32
+(N, in_chans, window, window) with a dynamic batch axis; output ``output`` (N, 1).
+
+After export the model is checked against PyTorch on random windows and on real windows (cut from
+``check_images`` when given, else from Syn-HC synthetic images rendered on the fly); the export fails
+(and leaves no file) when the max abs and rel differences both exceed the tolerances.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from cellxfer.errors import InputError
+from cellxfer.export.onnx import ParityReport, assert_parity, check_parity, export_onnx, read_metadata
+
+META_KEYS = ("cellxfer", "cellxfer_version", "arch", "window", "in_chans", "normalization", "output", "source_sha256")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """``cellxfer export``: ``format`` onnx | trt; ``out`` the .onnx (trt: the ONNX it builds from,
+    the engine goes to the cache unless ``engine_out``)."""
+
+    model: Path
+    out: Path
+    format: str = "onnx"
+    opset: int = 17
+    check_images: tuple[Path, ...] = ()
+    n_random: int = 8
+    atol: float = 1e-3
+    rtol: float = 1e-3
+    fp16: bool = True
+    opt_batch: int = 16
+    max_batch: int = 64
+    engine_out: Path | None = None
+    seed: int = 0
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    format: str
+    parity: dict[str, ParityReport] = field(default_factory=dict)
+    engine: Path | None = None
+    seconds: float = 0.0
+
+
+def counter_metadata(meta, source_sha256: str = "") -> dict[str, str]:
+    import json
+
+    import cellxfer
+
+    return {
+        "cellxfer": meta.to_json(),
+        "cellxfer_version": cellxfer.__version__,
+        "arch": meta.arch,
+        "window": str(meta.window),
+        "in_chans": str(meta.in_chans),
+        "normalization": json.dumps({"low": meta.normalization.low, "high": meta.normalization.high,
+                                     "eps": meta.normalization.eps}),
+        "output": meta.output,
+        "source_sha256": source_sha256,
+    }
+
+
+def onnx_counter_meta(path: str | os.PathLike):
+    """The :class:`CounterMeta` stored in an ONNX file exported by cellxfer."""
+    from cellxfer.counter.model import CounterMeta
+
+    props = read_metadata(path)
+    if "cellxfer" not in props:
+        raise InputError(f"{path}: ONNX file without cellxfer metadata; export it with `cellxfer export --format onnx`")
+    return CounterMeta.from_json(props["cellxfer"])
+
+
+def parity_windows(meta, check_images=(), n_random: int = 8, n_real: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{"random": ..., "real": ...}`` float32 windows (N, C, S, S) for the parity check.
+
+    Random: uniform noise over the normalised range plus a few bright blobs. Real: normalised windows
+    cut from ``check_images`` (files or folders), else from Syn-HC images (label ``synthetic``)."""
+    from cellxfer.counter.windows import window_batch
+
+    rng = np.random.default_rng(seed)
+    s, c = meta.window, meta.in_chans
+    random = rng.uniform(-0.2, 1.5, size=(n_random, c, s, s)).astype(np.float32)
+    out = {"random": random}
+    images = []
+    if check_images:
+        from cellxfer.count.inputs import expand_inputs
+        from cellxfer.imageio import read_image
+
+        files, _ = expand_inputs([str(p) for p in check_images], recursive=True)
+        if not files:
+            raise InputError(f"{check_images[0]}: no images for the parity check; give TIFF/PNG files or a folder")
+        images = [read_image(f) for f in files[:4]]
+        label = "real"
+    else:
+        from cellxfer.synth import synhc
+        from cellxfer.synth.base import image_rng
+
+        config = synhc.SynHCConfig(size=max(s, 256))
+        context = synhc.prepare(config)
+        images = [synhc.render(config, context, image_rng(seed, i))[0] for i in range(2)]
+        label = "synthetic"
+    windows = np.concatenate([window_batch(meta.normalization.apply(im), s, c) for im in images])
+    out[label] = windows[:n_real]
+    return out
+
+
+def export_counter(config: ExportConfig, log=print) -> ExportResult:
+    """Export ``config.model`` to ONNX (and a TensorRT engine for ``format="trt"``) with parity checks."""
+    from cellxfer.counter.model import load_counter
+    from cellxfer.manifest import sha256_file
+
+    t0 = time.perf_counter()
+    if config.format not in ("onnx", "trt"):
+        raise InputError(f"--format {config.format}: unknown format; use onnx or trt")
+    if config.format == "trt":  # fail fast, before the export work
+        from cellxfer.export.trt import TrtConfig, require_tensorrt
+
+        trt_config = TrtConfig(fp16=config.fp16, opt_batch=config.opt_batch, max_batch=config.max_batch)
+        require_tensorrt()
+    model_path = Path(config.model)
+    module, meta = load_counter(model_path)
+    out = Path(config.out)
+    if out.suffix.lower() != ".onnx":
+        raise InputError(f"--out {out}: the exported file must end in .onnx")
+    export_onnx(module, (1, meta.in_chans, meta.window, meta.window), out,
+                metadata=counter_metadata(meta, sha256_file(model_path)), opset=config.opset)
+    result = ExportResult(out=out, format=config.format)
+    try:
+        windows = parity_windows(meta, config.check_images, config.n_random, seed=config.seed)
+        for label, x in windows.items():
+            report = check_parity(module, out, x, config.atol, config.rtol)
+            log(report.line(f"onnx vs torch, {label} windows"))
+            result.parity[f"onnx/{label}"] = assert_parity(report, out, f"onnx vs torch, {label} windows")
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    if config.format == "trt":
+        from cellxfer.export.trt import TrtRunner, build_engine
+
+        engine = build_engine(out, meta.in_chans, meta.window, trt_config, log=log)
+        runner = TrtRunner(engine, trt_config.max_batch)
+        # fp16 drifts more than fp32: compare with a looser floor for fp16 engines
+        atol, rtol = (max(config.atol, 0.05), max(config.rtol, 0.02)) if config.fp16 else (config.atol, config.rtol)
+        for label, x in windows.items():
+            report = check_parity(module, None, x, atol, rtol, runner=runner)
+            log(report.line(f"trt vs torch, {label} windows"))
+            result.parity[f"trt/{label}"] = assert_parity(report, engine, f"trt vs torch, {label} windows")
+        if config.engine_out is not None:
+            import shutil
+
+            from cellxfer.atomic import atomic_path
+
+            with atomic_path(config.engine_out) as tmp:
+                shutil.copyfile(engine, tmp)
+            engine = Path(config.engine_out)
+        result.engine = engine
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def cached_onnx(model_path: str | os.PathLike, log=lambda s: None) -> Path:
+    """An ONNX export of checkpoint ``model_path`` from the cache (``<cache>/onnx/<sha>.onnx``), made on
+    first use with the random-window parity check."""
+    from cellxfer.export.trt import cache_dir
+    from cellxfer.manifest import sha256_file
+
+    model_path = Path(model_path)
+    sha = sha256_file(model_path)
+    out = cache_dir() / "onnx" / f"{model_path.stem}-{sha[:16]}.onnx"
+    if out.is_file():
+        return out
+    log(f"exporting {model_path} to ONNX once (cached at {out})")
+    cfg = ExportConfig(model=model_path, out=out)
+    cfg = replace(cfg, check_images=())
+    _export_quiet(cfg)
+    return out
+
+
+def _export_quiet(cfg: ExportConfig) -> None:
+    """Export with only the random-window parity check (no Syn-HC render): used for the ONNX cache."""
+    from cellxfer.counter.model import load_counter
+    from cellxfer.manifest import sha256_file
+
+    module, meta = load_counter(cfg.model)
+    export_onnx(module, (1, meta.in_chans, meta.window, meta.window), cfg.out,
+                metadata=counter_metadata(meta, sha256_file(cfg.model)), opset=cfg.opset)
+    try:
+        x = np.random.default_rng(0).uniform(-0.2, 1.5, size=(4, meta.in_chans, meta.window, meta.window))
+        assert_parity(check_parity(module, cfg.out, x.astype(np.float32), cfg.atol, cfg.rtol), cfg.out)
+    except BaseException:
+        cfg.out.unlink(missing_ok=True)
+        raise

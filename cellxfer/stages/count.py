@@ -1,0 +1,89 @@
+"""Built-in plugin: ``cellxfer count`` (files, folders, globs -> counts CSV) and the Dask executor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cellxfer.hookspecs import hookimpl
+
+
+@hookimpl
+def cellxfer_executors():
+    from cellxfer.count.dask_executor import DaskExecutor
+
+    return [DaskExecutor()]
+
+
+@hookimpl
+def cellxfer_register_commands(app: typer.Typer):
+    @app.command("count")
+    def count(
+        paths: list[str] = typer.Argument(..., help="Image files, folders or glob patterns (TIFF, PNG)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Counter (.safetensors or exported .onnx) [default: the shipped counter]."),
+        engine: str = typer.Option("auto", "--engine", "-e", help="auto (trt, onnx on CUDA, onnx on CPU, torch), torch, onnx or trt."),
+        out: Path = typer.Option(Path("counts.csv"), "--out", "-o", help="Counts CSV, written as results arrive."),
+        recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
+        channel: Optional[int] = typer.Option(None, help="Channel of a multi-channel image (never guessed)."),
+        page: Optional[int] = typer.Option(None, help="Page/plane of a multi-page or OME-TIFF (never guessed)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Recount files already in --out."),
+        overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write a PNG per image with windows and counts into this folder."),
+        workers: int = typer.Option(0, help="Decode threads running ahead of inference (0 = one per core); with --scheduler local:N, N workers."),
+        batch_size: int = typer.Option(24, help="Windows per inference call (from several images)."),
+        scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra)."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda (torch/onnx engines)."),
+        fp32: bool = typer.Option(False, "--fp32", help="trt: fp32 engine instead of fp16."),
+        threads: Optional[int] = typer.Option(None, help="Inference threads (default: one per core)."),
+    ):
+        """Count cells in image files and folders; one CSV row per image."""
+        from rich.table import Table
+
+        from cellxfer.console import err
+        from cellxfer.console import out as console
+        from cellxfer.count.job import CountConfig, run_count
+        from cellxfer.progress import progress
+
+        config = CountConfig(paths=tuple(paths), model=model, engine=engine, device=device, out=out,
+                             recursive=recursive, channel=channel, page=page, overwrite=overwrite, overlay=overlay,
+                             workers=workers, batch_size=batch_size, scheduler=scheduler, fp16=not fp32,
+                             threads=threads)
+
+        class _Late:  # the bar is opened once the number of files to count is known
+            def __init__(self):
+                self.bar, self.cm = None, None
+
+            def total(self, n):
+                self.cm = progress("count", total=n, unit="img")
+                self.bar = self.cm.__enter__()
+
+            def advance(self, n=1, **kw):
+                self.bar.advance(n)
+
+        late = _Late()
+        try:
+            result = run_count(config, on_progress=late.advance, on_total=late.total, log=err.print)
+        finally:
+            if late.cm is not None:
+                late.cm.__exit__(None, None, None)
+        n_ok = len(result.counts)
+        rate = n_ok / max(result.seconds - result.startup_s, 1e-9) if n_ok else 0.0
+        table = Table(title=f"cellxfer count -> {result.out}", show_header=False)
+        table.add_row("engine", ", ".join(result.engines) or "-")
+        table.add_row("model hash", result.model_hash)
+        table.add_row("counted now", str(n_ok))
+        table.add_row("already done (skipped)", str(result.skipped_done))
+        table.add_row("failed", str(len(result.failed)))
+        table.add_row("not images (skipped)", str(len(result.not_images)))
+        if n_ok:
+            values = list(result.counts.values())
+            table.add_row("cells per image", f"mean {sum(values) / n_ok:.1f}, min {min(values):.1f}, max {max(values):.1f}")
+        table.add_row("time", f"{result.seconds:.2f} s (start-up {result.startup_s:.2f} s), {rate:.2f} images/s")
+        console.print(table)
+        for path, why in result.not_images:
+            console.print(f"skipped {path}: {why}")
+        for path, why in sorted(result.failed.items()):
+            console.print(f"failed {path}: {why}")
+        if result.failed:
+            raise typer.Exit(1)

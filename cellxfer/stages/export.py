@@ -1,0 +1,45 @@
+"""Built-in plugin: ``cellxfer export`` (counter -> ONNX / TensorRT) and the torch / onnx / trt engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cellxfer.hookspecs import hookimpl
+
+
+@hookimpl
+def cellxfer_engines():
+    from cellxfer.engines import onnx_engine, torch_engine, trt_engine
+
+    return [trt_engine.ENGINE, onnx_engine.ENGINE, torch_engine.ENGINE]
+
+
+@hookimpl
+def cellxfer_register_commands(app: typer.Typer):
+    @app.command("export")
+    def export(
+        model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors) from train-count."),
+        format: str = typer.Option("onnx", "--format", "-f", help="onnx, or trt (a TensorRT engine; NVIDIA GPU + the trt extra)."),
+        out: Path = typer.Option(Path("counter.onnx"), "--out", "-o", help="The .onnx file to write (trt: built from it)."),
+        check_images: list[Path] = typer.Option([], "--check-images", help="Real images/folders whose windows the parity check uses [default: Syn-HC images]."),
+        atol: float = typer.Option(1e-3, help="Parity: largest allowed absolute difference (per output)."),
+        rtol: float = typer.Option(1e-3, help="Parity: largest allowed relative difference (passes if either holds)."),
+        fp32: bool = typer.Option(False, "--fp32", help="trt: build in fp32 instead of fp16."),
+        opt_batch: int = typer.Option(16, help="trt: optimisation-profile batch (windows) that count uses."),
+        max_batch: int = typer.Option(64, help="trt: largest batch (windows) of the profile."),
+        engine_out: Optional[Path] = typer.Option(None, help="trt: also copy the engine here [default: cache only]."),
+        opset: int = typer.Option(17, help="ONNX opset."),
+    ):
+        """Export a counter to ONNX (metadata: window, normalisation, arch, version) or TensorRT, with a parity check."""
+        from cellxfer.console import out as console
+        from cellxfer.export.counter import ExportConfig, export_counter
+
+        config = ExportConfig(model=model, out=out, format=format, opset=opset, check_images=tuple(check_images),
+                              atol=atol, rtol=rtol, fp16=not fp32, opt_batch=opt_batch, max_batch=max_batch,
+                              engine_out=engine_out)
+        result = export_counter(config, log=console.print)
+        console.print(f"{result.out}: ONNX written ({result.out.stat().st_size / 2**20:.1f} MiB)"
+                      + (f"; TensorRT engine {result.engine}" if result.engine else "") + f"; {result.seconds:.1f} s")
