@@ -19,9 +19,12 @@ def summarize(ds: CellDataset) -> dict:
         path = ds.image_path(id_)
         try:
             with tifffile.TiffFile(path) as tif:
-                sizes.add("x".join(map(str, tif.series[0].shape[::-1])))
-                dtypes.add(str(tif.series[0].dtype))
-        except Exception:  # noqa: BLE001 - PNG or unreadable: use the full reader
+                shape, dtype = tif.series[0].shape, tif.series[0].dtype
+            if len(shape) != 2:
+                raise ValueError("not 2-D")
+            sizes.add(f"{shape[1]}x{shape[0]}")
+            dtypes.add(str(dtype))
+        except Exception:  # noqa: BLE001 - PNG, multi-plane or unreadable: the full reader decides
             img = ds.read_image(id_)
             sizes.add(f"{img.shape[1]}x{img.shape[0]}")
             dtypes.add(str(img.dtype))
@@ -58,6 +61,6 @@ def contact_sheet(ds: CellDataset, path: str | Path, tiles: int = 16, tile_px: i
         sheet.paste(tile.convert("RGB"), (x0, y0))
         if ds.labelled:
             for x, y in ds.read_points(id_) * scale:
-                draw.point((x0 + x, y0 + y), fill=(255, 0, 0))
+                draw.rectangle((x0 + x - 1, y0 + y - 1, x0 + x + 1, y0 + y + 1), fill=(255, 40, 40))
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")

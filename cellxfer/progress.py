@@ -36,8 +36,14 @@ def progress(description: str, total: int | None, unit: str = "it", fields: str 
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.speed:>6.1f} " + unit + "/s" if True else ""), TimeRemainingColumn()]
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:6.1f} {unit}/s" if task.speed else f"     - {unit}/s")
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn()]
     if fields:
         columns.append(TextColumn(fields))
     with Progress(*columns, console=err, transient=False) as p:

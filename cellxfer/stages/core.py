@@ -32,13 +32,15 @@ def cellxfer_register_commands(app: typer.Typer):
         dataset: Path = typer.Argument(..., help="Cell dataset folder (or IDCIA layout)."),
         preview: Optional[Path] = typer.Option(None, help="Write a PNG contact sheet with centres marked."),
         tiles: int = typer.Option(16, help="Images on the contact sheet."),
+        channel: Optional[int] = typer.Option(None, help="Channel to read from multi-channel images (RGB, OME-TIFF C axis)."),
+        page: Optional[int] = typer.Option(None, help="Page/plane to read from multi-page images (Z, T)."),
     ):
         """Summarise a cell dataset: images, sizes, dtypes, counts; optionally a contact sheet."""
         from cellxfer.console import out
         from cellxfer.dataset import CellDataset
         from cellxfer.inspect import contact_sheet, summarize
 
-        ds = CellDataset(dataset)
+        ds = CellDataset(dataset, channel=channel, page=page)
         s = summarize(ds)
         out.print(f"{dataset}: {s['images']} images ({ds.layout} layout), sizes {s['sizes']}, dtypes {s['dtypes']}")
         if ds.labelled:
