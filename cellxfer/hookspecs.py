@@ -36,8 +36,9 @@ def cellxfer_synthesizers():
 
 @hookspec
 def cellxfer_stylizers():
-    """Return a list of stylizer objects (``cellxfer stylize --method``): each has ``name``,
-    ``description``, a dataclass ``config_cls`` and ``stylize(images, config)``."""
+    """Return a list of :class:`cellxfer.stylize.spec.Stylizer` objects (``cellxfer stylize --method``):
+    ``name``, ``description``, a dataclass ``config_cls``, ``prepare(config, style_set) -> context`` and
+    ``stylize(images, context, config, rngs)`` over float32 [0, 1] 2-D images (see its docstring)."""
 
 
 @hookspec

@@ -28,6 +28,7 @@ DISABLE_ENV = "CELLXFER_DISABLE_PLUGINS"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core", "cellxfer.stages.core"),
     ("synth", "cellxfer.stages.synth"),
+    ("stylize", "cellxfer.stages.stylize"),
     ("imageio", "cellxfer.imageio"),
     ("executors", "cellxfer.executors"),
     ("export", "cellxfer.stages.export"),

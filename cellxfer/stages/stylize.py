@@ -1,0 +1,156 @@
+"""Built-in plugin: the fda, histogram and inst stylizers and the ``stylize`` / ``learn-style`` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cellxfer.hookspecs import hookimpl
+from cellxfer.stylize.config import FDAConfig, HistogramConfig, InSTConfig, LearnStyleConfig
+from cellxfer.stylize.spec import Stylizer
+
+
+def _lazy(module: str, name: str):
+    def call(*args):
+        from importlib import import_module
+
+        return getattr(import_module(module), name)(*args)
+
+    call.__name__ = f"{module.rsplit('.', 1)[-1]}_{name}"
+    return call
+
+
+FDA = Stylizer(
+    name="fda",
+    description="Fourier domain adaptation: low-frequency amplitude spectrum of a real image (--beta); weight-free",
+    config_cls=FDAConfig,
+    prepare=_lazy("cellxfer.stylize.fda", "prepare"),
+    stylize=_lazy("cellxfer.stylize.fda", "stylize"),
+)
+HISTOGRAM = Stylizer(
+    name="histogram",
+    description="histogram matching to the real images' intensity distribution (--reference random|pooled); weight-free",
+    config_cls=HistogramConfig,
+    prepare=_lazy("cellxfer.stylize.histogram", "prepare"),
+    stylize=_lazy("cellxfer.stylize.histogram", "stylize"),
+)
+INST = Stylizer(
+    name="inst",
+    description="InST diffusion style transfer (Stable Diffusion v1 + learned style token; needs local weights)",
+    config_cls=InSTConfig,
+    prepare=_lazy("cellxfer.stylize.inst", "prepare"),
+    stylize=_lazy("cellxfer.stylize.inst", "stylize"),
+    needs_weights=True,
+)
+
+
+@hookimpl
+def cellxfer_stylizers():
+    return [FDA, HISTOGRAM, INST]
+
+
+def _opt(help_: str, *names: str):
+    return typer.Option(None, *names, help=help_, show_default=False)
+
+
+@hookimpl
+def cellxfer_register_commands(app: typer.Typer):
+    f, i = FDAConfig(), InSTConfig.__dataclass_fields__
+
+    @app.command("stylize")
+    def stylize(
+        content: Path = typer.Option(..., "--content", "-c", help="Labelled cell dataset to stylize (e.g. synth output)."),
+        style: list[Path] = typer.Option(..., "--style", "-s", help="Real style images: a folder or files (repeatable)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output cell dataset folder."),
+        method: str = typer.Option("fda", help="Stylizer (see `cellxfer plugins`): fda, histogram, inst, ..."),
+        seed: int = typer.Option(0, help="Random seed: the same seed gives the same images (on the CPU)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
+        limit: Optional[int] = _opt("Stylize only the first N content images."),
+        beta: Optional[float] = _opt(f"fda: low-frequency window half-width / shorter side [default: {f.beta}]."),
+        reference: Optional[str] = _opt("histogram: match each image to a random style image or to all pooled [default: random]."),
+        token: Optional[Path] = _opt("inst: style token from `cellxfer learn-style`."),
+        model: Optional[Path] = _opt("inst: local SD v1 diffusers folder or single-file checkpoint."),
+        clip: Optional[Path] = _opt("inst: local CLIP image-encoder folder."),
+        strength: Optional[float] = _opt(f"inst: share of the schedule re-noised [default: {i['strength'].default}]."),
+        steps: Optional[int] = _opt(f"inst: DDIM schedule length [default: {i['steps'].default}]."),
+        guidance: Optional[float] = _opt(f"inst: classifier-free guidance scale [default: {i['guidance'].default}]."),
+        batch_size: Optional[int] = _opt("Images per stylizer call [default: 64 fda/histogram, 4 inst]."),
+        device: Optional[str] = _opt("inst: auto, cpu or cuda[:N] [default: auto]."),
+        precision: Optional[str] = _opt("inst: auto (fp16 on CUDA), fp32 or fp16 [default: auto]."),
+        set_: list[str] = typer.Option([], "--set", help="Any other stylizer parameter, KEY=VALUE (repeatable)."),
+    ):
+        """Give synthetic images the look of real ones; points, masks and counts are carried unchanged."""
+        from cellxfer.console import out as console
+        from cellxfer.errors import InputError
+        from cellxfer.plugins import get_registry
+        from cellxfer.progress import progress
+        from cellxfer.stylize.base import make_config, run_stylize
+
+        given = {k: (str(v) if isinstance(v, Path) else v) for k, v in dict(
+            beta=beta, reference=reference, token=token, model=model, clip=clip, strength=strength, steps=steps,
+            guidance=guidance, batch_size=batch_size, device=device, precision=precision,
+        ).items() if v is not None}
+        for item in set_:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise InputError(f"--set {item!r}: expected KEY=VALUE")
+            given[key.strip()] = value.strip()
+        stylizer = get_registry().get("cellxfer_stylizers", method)
+        config = make_config(stylizer.config_cls, given, method)
+        from cellxfer.dataset import CellDataset
+
+        total = len(CellDataset(content))
+        total = min(total, limit) if limit is not None else total
+        with progress(f"stylize ({method})", total=total, unit="img") as bar:
+            result = run_stylize(stylizer, config, content, style, out, seed=seed, overwrite=overwrite,
+                                 limit=limit, on_progress=bar.advance)
+        done = result.written
+        per = f", {result.seconds / done:.3f} s per image" if done else ""
+        console.print(f"{result.out}: {len(result.counts)} images ({result.written} written, "
+                      f"{result.skipped} already done){per}; {result.seconds:.2f} s")
+        if result.failed:
+            for id_, why in sorted(result.failed.items()):
+                console.print(f"failed {id_}: {why}")
+            raise typer.Exit(1)
+
+    d = LearnStyleConfig.__dataclass_fields__
+
+    @app.command("learn-style")
+    def learn_style(
+        style: list[Path] = typer.Option(..., "--style", "-s", help="Real style images: a folder or files (repeatable); one token for all."),
+        model: Path = typer.Option(..., "--model", help="Local SD v1 diffusers folder or single-file checkpoint."),
+        clip: Path = typer.Option(..., "--clip", help="Local CLIP image-encoder folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Token file to write (.safetensors)."),
+        steps: int = typer.Option(d["steps"].default, help="Training steps."),
+        lr: float = typer.Option(d["lr"].default, help="AdamW learning rate."),
+        batch_size: int = typer.Option(d["batch_size"].default, help="Style crops per step."),
+        size: int = typer.Option(d["size"].default, help="Training crop side in pixels (multiple of 8)."),
+        save_every: int = typer.Option(d["save_every"].default, help="Save a resumable state every N steps."),
+        seed: int = typer.Option(0, help="Random seed."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+        precision: str = typer.Option("auto", help="auto (fp16 on CUDA), fp32 or fp16."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start again even if --out or a stopped run exists."),
+        set_: list[str] = typer.Option([], "--set", help="Other settings, KEY=VALUE: heads, dim-head, blocks, dropout, prompt."),
+    ):
+        """Learn an InST style token from real images (CLIP image embedding -> attention -> token)."""
+        from cellxfer.console import out as console
+        from cellxfer.errors import InputError
+        from cellxfer.progress import progress
+        from cellxfer.stylize.base import make_config
+        from cellxfer.stylize.learn import learn_style as run
+
+        given = dict(model=str(model), clip=str(clip), steps=steps, lr=lr, batch_size=batch_size, size=size,
+                     save_every=save_every, device=device, precision=precision)
+        for item in set_:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise InputError(f"--set {item!r}: expected KEY=VALUE")
+            given[key.strip()] = value.strip()
+        config = make_config(LearnStyleConfig, given, "learn-style")
+        with progress("learn-style", total=config.steps, unit="step", fields="loss {task.fields[loss]:.4f}") as bar:
+            bar.update(loss=float("nan"))
+            result = run(style, config, out, seed=seed, overwrite=overwrite, on_progress=bar.advance)
+        console.print(f"{result.out}: {result.steps} steps (resumed from {result.resumed_from}), "
+                      f"loss {result.loss:.4f}; {result.seconds:.1f} s")

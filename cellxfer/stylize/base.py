@@ -1,0 +1,265 @@
+"""Running a stylizer over a cell dataset.
+
+A :class:`Stylizer` (provided through the ``cellxfer_stylizers`` hook) maps a batch of content images
+to stylized images of the same shapes, looking at a :class:`StyleSet` of real images. Images cross that
+boundary as float32 2-D arrays scaled to [0, 1] by their dtype's range (uint8 / 255, uint16 / 65535);
+:func:`run_stylize` converts back to the content image's own dtype. Points and counts are carried over
+unchanged: a stylizer never moves pixels.
+
+Each content image gets its own random generator, seeded with ``(seed, index in the sorted content
+ids)``, so the output does not depend on the batch size and a stopped run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS, CellDataset, CellDatasetWriter
+from cellxfer.errors import InputError
+from cellxfer.stylize.spec import Stylizer
+
+
+# -- intensities ------------------------------------------------------------------------------------
+def dtype_scale(dtype) -> float:
+    """The value that maps to 1.0: the integer dtype's maximum, 1.0 for floats."""
+    dtype = np.dtype(dtype)
+    return float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
+
+
+def to_unit(image: np.ndarray) -> np.ndarray:
+    """float32 copy of ``image`` divided by :func:`dtype_scale`."""
+    return image.astype(np.float32) / np.float32(dtype_scale(image.dtype))
+
+
+def from_unit(image: np.ndarray, dtype) -> np.ndarray:
+    """Inverse of :func:`to_unit`: clip to [0, 1], scale, round to ``dtype``."""
+    dtype = np.dtype(dtype)
+    x = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if dtype.kind in "iu":
+        return np.rint(x * np.float32(dtype_scale(dtype))).astype(dtype)
+    return x.astype(dtype)
+
+
+def crop_like(image: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random ``shape`` (H, W) window of ``image``; mirrored at the borders when it is smaller."""
+    h, w = shape
+    ih, iw = image.shape
+    if ih < h or iw < w:
+        image = np.pad(image, ((0, max(0, h - ih)), (0, max(0, w - iw))), mode="symmetric")
+        ih, iw = image.shape
+    y = int(rng.integers(0, ih - h + 1))
+    x = int(rng.integers(0, iw - w + 1))
+    return image[y:y + h, x:x + w]
+
+
+# -- style images -----------------------------------------------------------------------------------
+class StyleSet:
+    """Real style images, read from folders and/or files (every readable image directly inside a
+    folder, sorted by name). ``images``: 2-D arrays in their stored dtype; :meth:`unit` gives float32
+    in [0, 1]."""
+
+    def __init__(self, sources: Sequence[str | os.PathLike]):
+        from cellxfer.imageio import image_suffixes, read_image
+
+        if isinstance(sources, (str, os.PathLike)):
+            sources = [sources]
+        if not sources:
+            raise InputError("no style images given; pass --style DIR (or image files)")
+        suffixes = image_suffixes()
+        paths: list[Path] = []
+        for src in map(Path, sources):
+            if src.is_dir():
+                found = sorted(p for p in src.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith("."))
+                if not found:
+                    raise InputError(f"{src}: holds no images ({', '.join(sorted(suffixes))}); give a folder of real style images")
+                paths += found
+            elif src.is_file():
+                paths.append(src)
+            else:
+                raise InputError(f"{src}: no such file or folder; --style needs real images (a folder or files)")
+        self.sources = [Path(s) for s in sources]
+        self.paths = paths
+        self.images = [read_image(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def unit(self, i: int) -> np.ndarray:
+        return to_unit(self.images[i])
+
+    def pick(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(0, len(self.images)))
+
+
+# -- configs from CLI text -------------------------------------------------------------------------
+def make_config(config_cls: type, values: dict[str, Any], method: str):
+    """``config_cls`` from its defaults overridden by ``values`` (strings parsed by field type).
+    Unknown names raise :class:`InputError` listing the method's parameters."""
+    from cellxfer.synth.base import parse_value
+
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    kwargs = {}
+    for key, val in values.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            raise InputError(
+                f"--{key.replace('_', '-')} is not a parameter of stylizer '{method}' "
+                f"(its parameters: {', '.join(sorted(f.replace('_', '-') for f in fields))})"
+            )
+        kwargs[key] = parse_value(hints[key], val, key) if isinstance(val, str) and hints[key] is not str else val
+    try:
+        return config_cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"stylizer '{method}': {exc}") from None
+
+
+# -- the job ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StylizeResult:
+    out: Path
+    counts: dict[str, int]
+    written: int
+    skipped: int
+    failed: dict[str, str]
+    seconds: float
+
+
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, index]))
+
+
+def _identity(stylizer: Stylizer, config, seed: int, content: Path, style: StyleSet) -> dict:
+    from cellxfer.manifest import config_dict
+
+    return {
+        "method": stylizer.name,
+        "config": config_dict(config),
+        "seed": seed,
+        "content": str(content.resolve()),
+        "style": [str(p.resolve()) for p in style.sources],
+    }
+
+
+def _prepare_out(out: Path, content: Path, identity: dict, overwrite: bool) -> None:
+    """Make ``out`` ready: fresh, resumable (same settings), or refused."""
+    from cellxfer.atomic import remove_stale_temporaries
+    from cellxfer.manifest import read_manifest
+
+    if out.resolve() == content.resolve():
+        raise InputError(f"{out}: --out is the content dataset itself; pick another folder")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; pick another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if overwrite:
+        for name in (IMAGES, POINTS, MASKS):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (COUNTS, MANIFEST):
+            (out / name).unlink(missing_ok=True)
+        return
+    previous = read_manifest(out)
+    if previous is None or previous.get("stage") != "stylize":
+        raise InputError(f"{out}: folder is not empty and holds no stylize run; pass --overwrite to replace it or pick another --out")
+    before = {k: previous.get(k) for k in identity}
+    if before != identity:
+        diff = [k for k in identity if k != "config" and before[k] != identity[k]]
+        diff += [f"{k} {(before['config'] or {}).get(k)!r} -> {v!r}" for k, v in identity["config"].items()
+                 if (before["config"] or {}).get(k) != v]
+        raise InputError(f"{out}: holds a stylize run with other settings ({'; '.join(map(str, diff))}); "
+                         f"pass --overwrite to replace it or pick another --out")
+    remove_stale_temporaries(out)
+
+
+def run_stylize(
+    stylizer: Stylizer,
+    config,
+    content: str | os.PathLike,
+    style: StyleSet | Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    seed: int = 0,
+    overwrite: bool = False,
+    limit: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> StylizeResult:
+    """Stylize every image of the labelled cell dataset ``content`` toward ``style`` into ``out``.
+
+    ``out`` is a cell dataset with the content's ids, the content dtype, and its points (hence masks
+    and counts) unchanged. ``limit`` keeps the first ``limit`` content ids. Rerunning with the same
+    settings skips finished images; other settings are refused unless ``overwrite``. A content image
+    that cannot be read or stylized is reported in ``failed`` and the rest goes on. Writes
+    ``counts.csv`` and ``manifest.json`` (stage ``stylize``, stylizer, settings, seed, input hashes,
+    seconds per image).
+    """
+    from cellxfer.atomic import write_json
+    from cellxfer.manifest import build_manifest
+
+    content, out = Path(content), Path(out)
+    t0 = time.perf_counter()
+    ds = CellDataset(content)
+    if not ds.labelled:
+        raise InputError(f"{content}: content dataset has no points/ (or ground_truth/) folder; stylize needs labelled images")
+    style = style if isinstance(style, StyleSet) else StyleSet(style)
+    ids = ds.ids[:limit] if limit is not None else ds.ids
+    identity = _identity(stylizer, config, seed, content, style)
+    _prepare_out(out, content, identity, overwrite)
+    writer = CellDatasetWriter(out, masks=True)
+    todo = [(i, id_) for i, id_ in enumerate(ids) if not writer.is_done(id_)]
+    skipped = len(ids) - len(todo)
+    if on_progress and skipped:
+        on_progress(skipped)
+    inputs = [content, *style.sources]
+    if getattr(config, "token", None):
+        inputs.append(Path(config.token))
+    manifest = build_manifest("stylize", identity["config"], seed, inputs=inputs, method=stylizer.name,
+                              content=identity["content"], style=identity["style"], n=len(ids))
+    write_json(out / MANIFEST, {**manifest, "complete": False})
+
+    failed: dict[str, str] = {}
+    t_work = time.perf_counter()
+    context = stylizer.prepare(config, style) if todo else None
+    batch = max(1, int(getattr(config, "batch_size", 16)))
+    for start in range(0, len(todo), batch):
+        chunk = todo[start:start + batch]
+        samples = []
+        for index, id_ in chunk:
+            try:
+                samples.append((index, ds[id_]))
+            except Exception as exc:  # noqa: BLE001 - per-file failure, the batch goes on
+                failed[id_] = f"{type(exc).__name__}: {exc}"
+        if samples:
+            try:
+                styled = stylizer.stylize([to_unit(s.image) for _, s in samples], context, config,
+                                          [image_rng(seed, i) for i, _ in samples])
+                if len(styled) != len(samples):
+                    raise RuntimeError(f"stylizer returned {len(styled)} images for {len(samples)}")
+                for (_, s), img in zip(samples, styled):
+                    img = np.asarray(img)
+                    if img.shape != s.image.shape:
+                        raise RuntimeError(f"stylizer changed the shape {s.image.shape} -> {img.shape}")
+                    writer.write(s.id, from_unit(img, s.image.dtype), s.points)
+            except InputError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                for _, s in samples:
+                    if not writer.is_done(s.id):
+                        failed[s.id] = f"{type(exc).__name__}: {exc}"
+        if on_progress:
+            on_progress(len(chunk))
+    work = time.perf_counter() - t_work
+    written = len(todo) - len(failed)
+    seconds = time.perf_counter() - t0
+    counts = writer.finalize({
+        **manifest, "complete": not failed, "seconds": round(seconds, 3),
+        "seconds_per_image": round(work / written, 5) if written else None,
+    })
+    return StylizeResult(out, counts, written, skipped, failed, seconds)

@@ -1,0 +1,44 @@
+"""Histogram matching: give each content image the intensity distribution of the style images.
+
+Exact quantile mapping: the content pixel values, ranked, are sent to the style distribution's values
+at the same cumulative share (ties stay ties, order is kept), so bright cells stay brighter than the
+background and every pixel stays where it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cellxfer.stylize.base import StyleSet
+from cellxfer.stylize.config import HistogramConfig
+
+
+def quantiles(values: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct values, cumulative share at each) of an image, or of ``values`` with ``counts``."""
+    if counts is None:
+        values, counts = np.unique(np.asarray(values).ravel(), return_counts=True)
+    cdf = np.cumsum(counts, dtype=np.float64)
+    return np.asarray(values, dtype=np.float64), cdf / cdf[-1]
+
+
+def match(image: np.ndarray, ref_values: np.ndarray, ref_cdf: np.ndarray) -> np.ndarray:
+    """``image`` (float, any shape) mapped so its distribution is the reference's; float32."""
+    vals, inv, counts = np.unique(image.ravel(), return_inverse=True, return_counts=True)
+    _, cdf = quantiles(vals, counts)
+    return np.interp(cdf, ref_cdf, ref_values).astype(np.float32)[inv].reshape(image.shape)
+
+
+def prepare(config: HistogramConfig, style: StyleSet):
+    refs = [quantiles(style.unit(i)) for i in range(len(style))]
+    if config.reference == "pooled":
+        vals, counts = np.unique(np.concatenate([style.unit(i).ravel() for i in range(len(style))]), return_counts=True)
+        return [quantiles(vals, counts)]
+    return refs
+
+
+def stylize(images, refs, config: HistogramConfig, rngs) -> list[np.ndarray]:
+    out = []
+    for img, rng in zip(images, rngs):
+        values, cdf = refs[int(rng.integers(0, len(refs)))] if len(refs) > 1 else refs[0]
+        out.append(match(img, values, cdf))
+    return out

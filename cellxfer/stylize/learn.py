@@ -1,0 +1,199 @@
+"""InST style-token training (``cellxfer learn-style``; paper section 3.2).
+
+Per step (``batch_size`` style crops): a style image is drawn, a random ``size`` square crop taken
+(random flips), VAE-encoded (frozen) to ``z0``; its CLIP image embedding goes through the
+:class:`~cellxfer.stylize.mapper.StyleMapper` to the placeholder token's embedding, the prompt
+(``*``) is encoded by the frozen text encoder with it; noise ``e`` and a timestep ``t ~ U[0, T)`` give
+``z_t``, and the loss is ``|| unet(z_t, t, text) - e ||^2`` (the velocity for v-prediction models).
+Only the mapper is trained (AdamW, ``lr``). Several style images share one token.
+
+Resumable: every ``save_every`` steps the mapper, optimiser and every random state go to
+``OUT.state.pt`` (atomic); a rerun with the same settings continues from there and reaches exactly the
+token an uninterrupted run gives (on the CPU). The finished token is written to ``OUT`` with a manifest
+beside it (``OUT`` with suffix ``.manifest.json``) and the state file removed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from cellxfer.errors import InputError
+from cellxfer.stylize.config import LearnStyleConfig
+
+
+@dataclass(frozen=True)
+class LearnResult:
+    out: Path
+    steps: int
+    resumed_from: int
+    loss: float  # mean loss of the last min(50, steps) steps
+    seconds: float
+
+
+def state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".state.pt")
+
+
+def manifest_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".manifest.json")
+
+
+def _crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Random ``size`` square of float ``image`` (resized up first when smaller), random flips."""
+    h, w = image.shape
+    if min(h, w) < size:
+        import torch
+        import torch.nn.functional as F
+
+        s = size / min(h, w)
+        t = torch.from_numpy(image)[None, None]
+        image = F.interpolate(t, size=(max(size, round(h * s)), max(size, round(w * s))), mode="bilinear",
+                              align_corners=False)[0, 0].numpy()
+        h, w = image.shape
+    y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    crop = image[y:y + size, x:x + size]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    if rng.random() < 0.5:
+        crop = crop[::-1, :]
+    return np.ascontiguousarray(crop)
+
+
+def _identity(config: LearnStyleConfig, seed: int, style) -> dict:
+    from cellxfer.manifest import config_dict
+
+    cfg = config_dict(config)
+    cfg.pop("save_every")
+    return {"config": cfg, "seed": seed, "style": [str(p.resolve()) for p in style.paths]}
+
+
+def learn_style(
+    style: Sequence[str | os.PathLike],
+    config: LearnStyleConfig,
+    out: str | os.PathLike,
+    seed: int = 0,
+    overwrite: bool = False,
+    on_progress: Callable[..., None] | None = None,
+) -> LearnResult:
+    """Train an InST style token on the real images ``style`` (folders and/or files) and write it to
+    ``out`` (``.safetensors``). ``on_progress(n, loss=...)`` is called per step."""
+    import torch
+
+    from cellxfer.atomic import atomic_path, write_json
+    from cellxfer.manifest import build_manifest
+    from cellxfer.stylize.base import StyleSet
+    from cellxfer.stylize.mapper import StyleMapper, encode_prompt, placeholder_id, save_token, tokenize
+    from cellxfer.stylize.models import load_clip, load_sd, pick_device
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: the token file name must end in .safetensors")
+    styles = StyleSet(style)
+    identity = _identity(config, seed, styles)
+    state_file = state_path(out)
+    if out.exists() and not overwrite:
+        done = read_manifest_file(manifest_path(out))
+        if done is not None and {k: done.get(k) for k in identity} == identity:
+            return LearnResult(out, config.steps, config.steps, float(done.get("loss", float("nan"))), 0.0)
+        raise InputError(f"{out}: exists (trained with other settings or without a manifest); pass --overwrite or pick another --out")
+    if overwrite:
+        state_file.unlink(missing_ok=True)
+
+    if "*" not in config.prompt.split():
+        raise InputError(f"--prompt {config.prompt!r} must contain the placeholder '*' as a word")
+    device, dtype = pick_device(config.device, config.precision)
+    sd = load_sd(config.model, device, dtype)
+    clip = load_clip(config.clip, device, dtype)
+    star = placeholder_id(sd.tokenizer, "*", config.model)
+    from diffusers import DDPMScheduler
+
+    noise_sched = DDPMScheduler.from_config(sd.scheduler_config)
+    prediction = noise_sched.config.get("prediction_type", "epsilon")
+    mapper = StyleMapper(clip.dim, sd.text_width, config.heads, config.dim_head, config.blocks, config.dropout).to(device)
+    opt = torch.optim.AdamW(mapper.parameters(), lr=config.lr)
+    torch.manual_seed(seed)
+    gen = torch.Generator("cpu").manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    start, losses = 0, []
+    if state_file.is_file():
+        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        if state.get("identity") != identity:
+            raise InputError(f"{state_file}: a stopped learn-style run with other settings; delete it or pass --overwrite")
+        mapper.load_state_dict(state["mapper"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        gen.set_state(state["gen"])
+        rng.bit_generator.state = state["np_rng"]
+        start, losses = int(state["step"]), list(state["losses"])
+    if on_progress and start:
+        on_progress(start, loss=float(np.mean(losses[-50:])) if losses else float("nan"))
+
+    ids = tokenize(sd.tokenizer, [config.prompt] * config.batch_size)
+    units = [styles.unit(i) for i in range(len(styles))]
+    T = int(noise_sched.config.num_train_timesteps)
+    mapper.train()
+
+    def save_state(step):
+        state = {"identity": identity, "step": step, "losses": losses, "mapper": mapper.state_dict(),
+                 "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "gen": gen.get_state(),
+                 "np_rng": rng.bit_generator.state,
+                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        with atomic_path(state_file) as tmp:
+            torch.save(state, tmp)
+
+    for step in range(start, config.steps):
+        crops = np.stack([_crop(units[int(rng.integers(0, len(units)))], config.size, rng) for _ in range(config.batch_size)])
+        x = torch.from_numpy(crops)[:, None]
+        with torch.no_grad():
+            pix = (x * 2 - 1).expand(-1, 3, -1, -1).to(device)
+            z0 = sd.vae.encode(pix).latent_dist.sample(generator=gen)
+            z0 = (z0 * sd.scaling_factor).to(dtype)
+            img_emb = clip.embed(x[:, 0])
+        noise = torch.randn(z0.shape, generator=gen).to(device, dtype)
+        t = torch.randint(0, T, (config.batch_size,), generator=gen).to(device)
+        zt = noise_sched.add_noise(z0, noise, t)
+        target = noise if prediction == "epsilon" else noise_sched.get_velocity(z0, noise, t)
+        token = mapper(img_emb)
+        text = encode_prompt(sd.text_encoder, ids, star, token)
+        pred = sd.unet(zt, t, encoder_hidden_states=text.to(dtype)).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss became {loss.item()} at step {step + 1}; lower --lr or use --precision fp32")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+        if on_progress:
+            on_progress(1, loss=float(np.mean(losses[-50:])))
+        if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
+            save_state(step + 1)
+
+    mean_loss = float(np.mean(losses[-50:])) if losses else float("nan")
+    save_token(out, mapper, placeholder="*", prompt=config.prompt, steps=config.steps,
+               model=sd.source, clip=clip.source, loss=mean_loss)
+    manifest = build_manifest("learn-style", identity["config"], seed, inputs=[*styles.sources],
+                              style=identity["style"], loss=mean_loss, losses=[round(v, 6) for v in losses],
+                              resumed_from=start, seconds=round(time.perf_counter() - t0, 3), complete=True)
+    write_json(manifest_path(out), manifest)
+    state_file.unlink(missing_ok=True)
+    return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
+
+
+def read_manifest_file(path: Path) -> dict | None:
+    import json
+
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None

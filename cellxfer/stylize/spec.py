@@ -1,0 +1,29 @@
+"""The stylizer contract (numpy-free, so plugin modules stay cheap to import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Stylizer:
+    """A named style-transfer method, provided through the ``cellxfer_stylizers`` hook.
+
+    ``config_cls``: a frozen dataclass of the method's parameters (all with defaults except the paths
+    a weight-based method requires); an int field ``batch_size`` sets how many images one call gets.
+    ``prepare(config, style) -> context``: run once per job (precompute style statistics, load
+    networks); ``style`` is a :class:`cellxfer.stylize.base.StyleSet` of real images.
+    ``stylize(images, context, config, rngs) -> list``: ``images`` a list of float32 (H, W) arrays in
+    [0, 1] (the stored value divided by the dtype's maximum; shapes may differ), ``rngs`` one
+    ``numpy.random.Generator`` per image; returns float32 arrays of the same shapes, pixel-aligned with
+    the inputs (values outside [0, 1] are clipped on writing). Labels are never touched.
+    ``needs_weights``: True when the method loads pretrained networks (InST).
+    """
+
+    name: str
+    description: str
+    config_cls: type
+    prepare: Callable[[Any, Any], Any]
+    stylize: Callable[[list, Any, Any, list], list]
+    needs_weights: bool = False
