@@ -106,8 +106,7 @@ def cellxfer_register_commands(app: typer.Typer):
         with progress(f"stylize ({method})", total=total, unit="img") as bar:
             result = run_stylize(stylizer, config, content, style, out, seed=seed, overwrite=overwrite,
                                  limit=limit, on_progress=bar.advance)
-        done = result.written
-        per = f", {result.seconds / done:.3f} s per image" if done else ""
+        per = f", {result.seconds_per_image:.3f} s per image after loading" if result.seconds_per_image else ""
         console.print(f"{result.out}: {len(result.counts)} images ({result.written} written, "
                       f"{result.skipped} already done){per}; {result.seconds:.2f} s")
         if result.failed:

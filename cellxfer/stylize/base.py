@@ -132,6 +132,7 @@ class StylizeResult:
     skipped: int
     failed: dict[str, str]
     seconds: float
+    seconds_per_image: float | None = None  # stylizing + writing, after prepare (model loading)
 
 
 def image_rng(seed: int, index: int) -> np.random.Generator:
@@ -225,8 +226,9 @@ def run_stylize(
     write_json(out / MANIFEST, {**manifest, "complete": False})
 
     failed: dict[str, str] = {}
-    t_work = time.perf_counter()
+    t_prep = time.perf_counter()
     context = stylizer.prepare(config, style) if todo else None
+    t_work = time.perf_counter()
     batch = max(1, int(getattr(config, "batch_size", 16)))
     for start in range(0, len(todo), batch):
         chunk = todo[start:start + batch]
@@ -260,6 +262,7 @@ def run_stylize(
     seconds = time.perf_counter() - t0
     counts = writer.finalize({
         **manifest, "complete": not failed, "seconds": round(seconds, 3),
+        "seconds_prepare": round(t_work - t_prep, 3),
         "seconds_per_image": round(work / written, 5) if written else None,
     })
-    return StylizeResult(out, counts, written, skipped, failed, seconds)
+    return StylizeResult(out, counts, written, skipped, failed, seconds, work / written if written else None)

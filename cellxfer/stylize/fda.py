@@ -25,8 +25,8 @@ def low_frequency_window(shape: tuple[int, int], beta: float) -> np.ndarray:
     """Boolean (H, W // 2 + 1) mask over ``rfft2`` bins: ``|ky| <= b`` and ``kx <= b``."""
     h, w = shape
     b = int(np.floor(beta * min(h, w)))
-    ky = np.abs(np.fft.fftfreq(h) * h)
-    kx = np.fft.rfftfreq(w) * w
+    ky = np.minimum(np.arange(h), h - np.arange(h))  # |integer frequency| of each row bin
+    kx = np.arange(w // 2 + 1)
     return (ky[:, None] <= b) & (kx[None, :] <= b)
 
 

@@ -1,7 +1,7 @@
 """Histogram matching: give each content image the intensity distribution of the style images.
 
 Exact quantile mapping: the content pixel values, ranked, are sent to the style distribution's values
-at the same cumulative share (ties stay ties, order is kept), so bright cells stay brighter than the
+at the same cumulative share (the inverse CDF, so output values are style values) (ties stay ties, order is kept), so bright cells stay brighter than the
 background and every pixel stays where it was.
 """
 
@@ -22,10 +22,13 @@ def quantiles(values: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.
 
 
 def match(image: np.ndarray, ref_values: np.ndarray, ref_cdf: np.ndarray) -> np.ndarray:
-    """``image`` (float, any shape) mapped so its distribution is the reference's; float32."""
+    """``image`` (float, any shape) mapped through the reference's quantile function: each distinct
+    value, at cumulative share ``q``, becomes the smallest reference value whose share is ``>= q``.
+    With distinct content values and equal pixel counts the output histogram is the reference's exactly."""
     vals, inv, counts = np.unique(image.ravel(), return_inverse=True, return_counts=True)
     _, cdf = quantiles(vals, counts)
-    return np.interp(cdf, ref_cdf, ref_values).astype(np.float32)[inv].reshape(image.shape)
+    idx = np.minimum(np.searchsorted(ref_cdf, cdf - 1e-12, side="left"), len(ref_values) - 1)
+    return ref_values[idx].astype(np.float32)[inv].reshape(image.shape)
 
 
 def prepare(config: HistogramConfig, style: StyleSet):

@@ -33,6 +33,12 @@ def offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers.utils.logging as tlog
+    from diffusers.utils import logging as dlog
+
+    tlog.disable_progress_bar()
+    dlog.disable_progress_bar()
 
 
 def pick_device(device: str = "auto", precision: str = "auto"):
