@@ -116,9 +116,9 @@ def learn_style(
 
     noise_sched = DDPMScheduler.from_config(sd.scheduler_config)
     prediction = noise_sched.config.get("prediction_type", "epsilon")
+    torch.manual_seed(seed)  # the mapper's initial weights, then dropout
     mapper = StyleMapper(clip.dim, sd.text_width, config.heads, config.dim_head, config.blocks, config.dropout).to(device)
     opt = torch.optim.AdamW(mapper.parameters(), lr=config.lr)
-    torch.manual_seed(seed)
     gen = torch.Generator("cpu").manual_seed(seed)
     rng = np.random.default_rng(seed)
     start, losses = 0, []

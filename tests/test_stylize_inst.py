@@ -1,0 +1,208 @@
+"""InST end to end on tiny random SD-v1-shaped models (scripts/make_tiny_models.py), through the real
+loading code: learn-style (resume included) and stylize (labels, dtypes, sizes, seeds), offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellxfer.dataset import CellDataset, CellDatasetWriter
+from cellxfer.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("make_tiny_models", REPO / "scripts" / "make_tiny_models.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "make_tiny_models.py"), str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (out / "sd" / "model_index.json").is_file() and (out / "clip" / "config.json").is_file()
+    assert info["bytes"] < 20e6
+    return out / "sd", out / "clip"
+
+
+@pytest.fixture(scope="module")
+def style(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("style")
+    for i in range(2):
+        tifffile.imwrite(root / f"s{i}.tif", (rng.normal(8, 3, (70, 90)).clip(0, 255)).astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def content(tmp_path_factory):
+    """64x64 uint8, 64x64 uint8 and 60x68 uint16 (not multiples of 8) labelled images."""
+    rng = np.random.default_rng(1)
+    root = tmp_path_factory.mktemp("content")
+    w = CellDatasetWriter(root)
+    for i, (shape, dtype) in enumerate([((64, 64), np.uint8), ((64, 64), np.uint8), ((60, 68), np.uint16)]):
+        img = rng.integers(0, 200 if dtype == np.uint8 else 50000, shape).astype(dtype)
+        w.write(f"c{i}", img, np.round(rng.uniform(2, 58, (5 + i, 2)), 3))
+    w.finalize({"stage": "test"})
+    return root
+
+
+def learn(tiny, style, out, steps=4, on_progress=None, **kw):
+    from cellxfer.stylize.config import LearnStyleConfig
+    from cellxfer.stylize.learn import learn_style
+
+    cfg = LearnStyleConfig(model=str(tiny[0]), clip=str(tiny[1]), steps=steps, size=64, save_every=2, device="cpu", **kw)
+    return learn_style([style], cfg, out, seed=3, on_progress=on_progress)
+
+
+@pytest.fixture(scope="module")
+def token(tiny, style, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok") / "style.safetensors"
+    res = learn(tiny, style, out)
+    assert res.steps == 4 and np.isfinite(res.loss)
+    return out
+
+
+def test_learn_style_writes_token_manifest_and_trains_the_mapper(token, tiny):
+    from safetensors import safe_open
+
+    from cellxfer.stylize.mapper import StyleMapper, load_token
+
+    mapper, meta = load_token(token)
+    assert meta["format"] == "cellxfer-inst-token" and meta["placeholder"] == "*"
+    assert mapper.spec == dict(image_dim=32, text_width=32, heads=8, dim_head=64, blocks=1, dropout=0.05)
+    import torch
+
+    torch.manual_seed(0)
+    fresh = StyleMapper(**mapper.spec)
+    # trained weights moved away from any fresh init (AdamW lr 1e-4 x 4 steps ~ 4e-4 per weight)
+    moved = max((a - b).abs().max().item() for a, b in zip(mapper.state_dict().values(), fresh.state_dict().values()))
+    assert moved > 0
+    m = json.loads(token.with_name("style.manifest.json").read_text())
+    assert m["stage"] == "learn-style" and m["complete"] and len(m["losses"]) == 4
+    assert m["config"]["lr"] == 1e-4 and m["config"]["heads"] == 8
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    assert not token.with_name("style.safetensors.state.pt").exists()
+
+
+def test_learn_style_resumes_to_the_same_token(tiny, style, token, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "t.safetensors"
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop_after_three(n, loss):
+        seen.append(n)
+        if len(seen) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        learn(tiny, style, out, on_progress=stop_after_three)
+    assert not out.exists() and out.with_name("t.safetensors.state.pt").is_file()  # saved after step 2
+    res = learn(tiny, style, out)
+    assert res.resumed_from == 2
+    a, b = load_file(str(token)), load_file(str(out))
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    # done: a rerun returns at once; other settings are refused
+    assert learn(tiny, style, out).seconds == 0.0
+    with pytest.raises(InputError, match="overwrite"):
+        learn(tiny, style, out, steps=5)
+
+
+def test_inst_stylize_keeps_labels_dtypes_sizes_and_is_seeded(tiny, style, token, content, tmp_path):
+    from cellxfer.plugins import get_registry
+    from cellxfer.stylize.base import run_stylize
+    from cellxfer.stylize.config import InSTConfig
+
+    st = get_registry().get("cellxfer_stylizers", "inst")
+    cfg = InSTConfig(token=str(token), model=str(tiny[0]), clip=str(tiny[1]), steps=10, batch_size=2, device="cpu")
+    a = run_stylize(st, cfg, content, [style], tmp_path / "a", seed=5)
+    assert a.written == 3 and not a.failed, a.failed
+    src, out = CellDataset(content), CellDataset(tmp_path / "a")
+    for id_ in src.ids:
+        s, o = src[id_], out[id_]
+        assert (o.image.dtype, o.image.shape) == (s.image.dtype, s.image.shape)
+        np.testing.assert_array_equal(o.points, s.points)
+        assert not np.array_equal(o.image, s.image) and o.image.std() > 0
+    assert (content / "counts.csv").read_text() == (tmp_path / "a" / "counts.csv").read_text()
+    m = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert m["method"] == "inst" and m["config"]["strength"] == 0.7 and m["config"]["guidance"] == 10.0
+    assert m["config"]["steps"] == 10 and any(i["path"] == str(token.resolve()) for i in m["inputs"])
+    b = run_stylize(st, cfg, content, [style], tmp_path / "b", seed=5)
+    assert b.written == 3
+    for id_ in src.ids:
+        assert (tmp_path / "a" / "images" / f"{id_}.tif").read_bytes() == (tmp_path / "b" / "images" / f"{id_}.tif").read_bytes()
+    c = run_stylize(st, cfg, content, [style], tmp_path / "c", seed=6, limit=1)
+    assert c.written == 1
+    assert not np.array_equal(CellDataset(tmp_path / "c")["c0"].image, out["c0"].image)
+
+
+def test_inst_adain_gives_style_channel_statistics():
+    import torch
+
+    from cellxfer.stylize.inst import adain
+
+    g = torch.Generator().manual_seed(0)
+    c, s = torch.randn(2, 4, 8, 8, generator=g) * 3 + 1, torch.randn(2, 4, 8, 8, generator=g) * 0.5 - 2
+    y = adain(c, s)
+    torch.testing.assert_close(y.mean((2, 3)), s.mean((2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.std((2, 3)), s.std((2, 3)), atol=1e-4, rtol=1e-4)
+
+
+def test_model_paths_errors_are_one_clear_line(tiny, tmp_path):
+    from cellxfer.stylize.mapper import load_token
+    from cellxfer.stylize.models import load_clip, load_sd
+
+    with pytest.raises(InputError, match="no such file or folder; --model needs a local Stable Diffusion"):
+        load_sd(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no model_index.json"):
+        load_sd(tmp_path / "empty")
+    with pytest.raises(InputError, match="no config.json; --clip needs"):
+        load_clip(tmp_path / "empty")
+    with pytest.raises(InputError, match="not a CLIP model"):
+        load_clip(tiny[0] / "unet")
+    with pytest.raises(InputError, match="no such file"):
+        load_token(tmp_path / "t.safetensors")
+    for err in (tmp_path / "x",):
+        err.write_text("x")
+    with pytest.raises(InputError, match=r"not a folder nor a \.safetensors"):
+        load_sd(tmp_path / "x")
+
+
+def test_cli_learn_style_and_stylize_inst(tiny, style, content, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "0"}  # the tool sets it itself
+    tok = tmp_path / "cli.safetensors"
+    r = subprocess.run([sys.executable, "-m", "cellxfer", "learn-style", "--style", str(style), "--model", str(tiny[0]),
+                        "--clip", str(tiny[1]), "--steps", "2", "--size", "64", "--device", "cpu", "--out", str(tok)],
+                       capture_output=True, text=True, cwd=REPO, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "2 steps" in r.stdout and tok.is_file()
+    r = subprocess.run([sys.executable, "-m", "cellxfer", "stylize", "--method", "inst", "--content", str(content),
+                        "--style", str(style), "--token", str(tok), "--model", str(tiny[0]), "--clip", str(tiny[1]),
+                        "--steps", "4", "--limit", "2", "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=REPO, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "2 images (2 written" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "cellxfer", "stylize", "--method", "inst", "--content", str(content),
+                        "--style", str(style), "--token", str(tok), "--model", str(tmp_path / "no-sd"), "--clip", str(tiny[1]),
+                        "--out", str(tmp_path / "p")], capture_output=True, text=True, cwd=REPO, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "no-sd: no such file or folder; --model needs" in r.stderr
