@@ -30,12 +30,9 @@ def _load_script():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "make_tiny_models.py"), str(out)],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert _load_script().main([str(out)]) == 0  # in-process: diffusers is imported once per test run
     assert (out / "sd" / "model_index.json").is_file() and (out / "clip" / "config.json").is_file()
-    assert info["bytes"] < 20e6
+    assert sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) < 20e6
     return out / "sd", out / "clip"
 
 
@@ -133,7 +130,7 @@ def test_inst_stylize_keeps_labels_dtypes_sizes_and_is_seeded(tiny, style, token
     from cellxfer.stylize.config import InSTConfig
 
     st = get_registry().get("cellxfer_stylizers", "inst")
-    cfg = InSTConfig(token=str(token), model=str(tiny[0]), clip=str(tiny[1]), steps=10, batch_size=2, device="cpu")
+    cfg = InSTConfig(token=str(token), model=str(tiny[0]), clip=str(tiny[1]), steps=6, batch_size=2, device="cpu")
     a = run_stylize(st, cfg, content, [style], tmp_path / "a", seed=5)
     assert a.written == 3 and not a.failed, a.failed
     src, out = CellDataset(content), CellDataset(tmp_path / "a")
@@ -145,7 +142,7 @@ def test_inst_stylize_keeps_labels_dtypes_sizes_and_is_seeded(tiny, style, token
     assert (content / "counts.csv").read_text() == (tmp_path / "a" / "counts.csv").read_text()
     m = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert m["method"] == "inst" and m["config"]["strength"] == 0.7 and m["config"]["guidance"] == 10.0
-    assert m["config"]["steps"] == 10 and any(i["path"] == str(token.resolve()) for i in m["inputs"])
+    assert m["config"]["steps"] == 6 and any(i["path"] == str(token.resolve()) for i in m["inputs"])
     b = run_stylize(st, cfg, content, [style], tmp_path / "b", seed=5)
     assert b.written == 3
     for id_ in src.ids:
@@ -188,21 +185,31 @@ def test_model_paths_errors_are_one_clear_line(tiny, tmp_path):
         load_sd(tmp_path / "x")
 
 
-def test_cli_learn_style_and_stylize_inst(tiny, style, content, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "0"}  # the tool sets it itself
+def cli(args) -> int:
+    from cellxfer.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_learn_style_and_stylize_inst(tiny, style, content, tmp_path, capsys):
     tok = tmp_path / "cli.safetensors"
-    r = subprocess.run([sys.executable, "-m", "cellxfer", "learn-style", "--style", str(style), "--model", str(tiny[0]),
-                        "--clip", str(tiny[1]), "--steps", "2", "--size", "64", "--device", "cpu", "--out", str(tok)],
-                       capture_output=True, text=True, cwd=REPO, env=env)
-    assert r.returncode == 0, r.stderr
-    assert "2 steps" in r.stdout and tok.is_file()
-    r = subprocess.run([sys.executable, "-m", "cellxfer", "stylize", "--method", "inst", "--content", str(content),
-                        "--style", str(style), "--token", str(tok), "--model", str(tiny[0]), "--clip", str(tiny[1]),
-                        "--steps", "4", "--limit", "2", "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=REPO, env=env)
-    assert r.returncode == 0, r.stderr
-    assert "2 images (2 written" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "cellxfer", "stylize", "--method", "inst", "--content", str(content),
-                        "--style", str(style), "--token", str(tok), "--model", str(tmp_path / "no-sd"), "--clip", str(tiny[1]),
-                        "--out", str(tmp_path / "p")], capture_output=True, text=True, cwd=REPO, env=env)
-    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert "no-sd: no such file or folder; --model needs" in r.stderr
+    assert cli(["learn-style", "--style", str(style), "--model", str(tiny[0]), "--clip", str(tiny[1]),
+                "--steps", "2", "--size", "64", "--device", "cpu", "--out", str(tok)]) == 0
+    assert "2 steps" in capsys.readouterr().out and tok.is_file()
+    assert cli(["stylize", "--method", "inst", "--content", str(content), "--style", str(style), "--token", str(tok),
+                "--model", str(tiny[0]), "--clip", str(tiny[1]), "--steps", "4", "--limit", "2",
+                "--out", str(tmp_path / "o")]) == 0
+    assert "2 images (2 written" in capsys.readouterr().out
+    # a wrong path: one line, exit 2, no traceback, and diffusers is never imported for it
+    env = {**os.environ, "HF_HUB_OFFLINE": "0"}
+    r = subprocess.run([sys.executable, "-c", "import sys; from cellxfer.cli import main\ntry: main(sys.argv[1:])\n"
+                        "finally: print('diffusers' in sys.modules, file=sys.stderr)", "stylize", "--method", "inst",
+                        "--content", str(content), "--style", str(style), "--token", str(tok), "--model", str(tmp_path / "no-sd"),
+                        "--clip", str(tiny[1]), "--out", str(tmp_path / "p")], capture_output=True, text=True, cwd=REPO, env=env)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr and lines[-1] == "False" and len(lines) == 2, r.stderr
+    assert "no-sd: no such file or folder; --model needs" in lines[0]

@@ -34,6 +34,10 @@ def offline() -> None:
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _quiet() -> None:
+    """No weight-loading progress bars (they would mix with cellxfer's own)."""
     import transformers.utils.logging as tlog
     from diffusers.utils import logging as dlog
 
@@ -95,6 +99,9 @@ def load_sd(model: str | os.PathLike, device="cpu", dtype=None, model_config: st
     import torch
 
     dtype = dtype or torch.float32
+    if path.is_dir():
+        _check_dir_components(path)
+    _quiet()
     try:
         if path.is_dir():
             _check_dir_components(path)
@@ -195,6 +202,7 @@ def load_clip(clip: str | os.PathLike, device="cpu", dtype=None) -> ClipImageEnc
     import torch
 
     dtype = dtype or torch.float32
+    _quiet()
     try:
         cfg = json.loads(cfg_path.read_text())
         from transformers import CLIPModel, CLIPVisionModelWithProjection
