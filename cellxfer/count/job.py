@@ -87,7 +87,7 @@ def prepare(file: Path, meta, channel: int | None, page: int | None, keep_image:
 def _error_text(exc: BaseException) -> str:
     from cellxfer.errors import CellxferError
 
-    text = str(exc) if isinstance(exc, CellxferError) else f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, CellxferError) or type(exc) is RuntimeError else f"{type(exc).__name__}: {exc}"
     return " ".join(text.split()) or type(exc).__name__
 
 
@@ -192,11 +192,12 @@ class FileTask:
 
 @dataclass
 class FileOutcome:
-    count: float
+    count: float | None
     window_counts: list
     ms: float
     engine: str
     model_hash: str
+    error: str = ""  # set when this file failed (the worker and its engine are fine)
 
 
 def count_file(task: FileTask, file: Path, overlay: Path | None = None) -> FileOutcome:
@@ -209,9 +210,12 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None) -> FileO
                                     batch_size=task.batch_size, threads=task.threads)
     runner = _RUNNERS[key]
     t0 = time.perf_counter()
-    prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None)
-    wc = np.concatenate([_window_sums(runner(prep.batch[i:i + task.batch_size]))
-                         for i in range(0, len(prep.batch), task.batch_size)])
+    try:
+        prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None)
+        wc = np.concatenate([_window_sums(runner(prep.batch[i:i + task.batch_size]))
+                             for i in range(0, len(prep.batch), task.batch_size)])
+    except Exception as exc:  # noqa: BLE001 - reported in the CSV like the local run does
+        return FileOutcome(None, [], (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash, _error_text(exc))
     total = float(wc.sum())
     if overlay is not None:
         from cellxfer.count.overlay import write_overlay
@@ -243,7 +247,20 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     model_kind(model)
+    if config.engine != "auto" and not config.scheduler:  # say what is missing before any work
+        from cellxfer.engines.base import engines
+        from cellxfer.errors import PluginError
+
+        known = engines()
+        if config.engine not in known:
+            raise PluginError(f"--engine {config.engine}: unknown engine (available: auto, {', '.join(sorted(known))})")
+        reason = known[config.engine].available(config.device)
+        if reason is not None:
+            raise PluginError(reason)
     files, not_images = expand_inputs(config.paths, recursive=config.recursive)
+    if not files:
+        raise InputError(f"{', '.join(map(str, config.paths))}: no image files found (cellxfer reads TIFF and PNG)"
+                         + ("" if config.recursive else "; pass --recursive to search subfolders"))
     out = Path(config.out)
     if out.resolve() in set(files):
         raise InputError(f"--out {out}: is one of the input images; choose another CSV path")
@@ -275,8 +292,10 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         result.startup_s = time.perf_counter() - t_start
         executor = DaskExecutor(address=config.scheduler)
         for (file, _), outcome in executor.map(functools.partial(_dask_item, task), items, config.workers):
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, BaseException):  # the task itself died (engine load, worker lost)
                 record(Path(file), None, None, 0.0, config.engine, outcome)
+            elif outcome.error:
+                record(Path(file), None, None, outcome.ms, outcome.engine, RuntimeError(outcome.error))
             else:
                 record(Path(file), outcome.count, outcome.window_counts, outcome.ms, outcome.engine, None)
     elif todo:

@@ -92,18 +92,20 @@ def load_runner(model: str | os.PathLike | None, engine: str = "auto", log=lambd
         raise InputError(f"{path}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     model_kind(path)
     known = engines()
+    wanted = options.pop("device", "auto") or "auto"
     if engine != "auto":
         if engine not in known:
             raise PluginError(f"--engine {engine}: unknown engine (available: auto, {', '.join(sorted(known))})")
-        device = options.pop("device", "auto")
+        device = wanted
         reason = known[engine].available(device)
         if reason is not None:
             raise PluginError(reason)
         return known[engine].load(path, device=device, **options)
     skipped = []
     for name, device in AUTO_ORDER:
-        if name not in known:
+        if name not in known or (wanted != "auto" and device not in (wanted, "auto")):
             continue
+        device = wanted if device == "auto" else device
         reason = known[name].available(device)
         if reason is None and name == "torch" and model_kind(path) == "onnx":
             reason = "torch cannot run an .onnx file"

@@ -133,14 +133,18 @@ def compare(reference: np.ndarray, other: np.ndarray, atol: float, rtol: float, 
 
 
 def torch_outputs(module, inputs: Iterable[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """Run ``module`` in eval mode on float32 batches; concatenated float32 outputs."""
+    """Run ``module`` in eval mode (its mode is restored after) on float32 batches; concatenated float32 outputs."""
     import torch
 
+    was_training = module.training
     module.eval()
     outs = []
-    with torch.inference_mode():
-        for x in _batches(inputs, batch_size):
-            outs.append(module(torch.from_numpy(x)).float().numpy())
+    try:
+        with torch.inference_mode():
+            for x in _batches(inputs, batch_size):
+                outs.append(module(torch.from_numpy(x)).float().numpy())
+    finally:
+        module.train(was_training)
     return np.concatenate(outs)
 
 

@@ -1,0 +1,65 @@
+"""count --scheduler: the folder job on a Dask LocalCluster gives the same CSV as the local run."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from test_count import WINDOW, blobs  # noqa: E402
+from test_export import cli, tiny_counter  # noqa: E402
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return {r["file"]: r for r in csv.DictReader(f)}
+
+
+def test_scheduler_local_cluster_matches_local_run(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("distributed", reason="the dask extra (distributed) is not installed")
+    import tifffile
+
+    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
+    ckpt = tiny_counter(tmp_path / "tiny.safetensors", window=WINDOW)
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for i in range(4):
+        tifffile.imwrite(folder / f"img{i}.tif", blobs(60 + 7 * i, 70, 5 + 3 * i, 30 + i))
+    (folder / "broken.tif").write_bytes(b"not a tiff")
+    ov = tmp_path / "ov"
+    local = cli(["count", folder, "--model", ckpt, "--engine", "onnx", "--out", tmp_path / "local.csv"], capsys)
+    dask = cli(["count", folder, "--model", ckpt, "--engine", "onnx", "--out", tmp_path / "dask.csv",
+                "--scheduler", "local:2", "--overlay", ov], capsys)
+    assert local.returncode == 1 and dask.returncode == 1, dask.stderr  # the broken file, in both
+    a, b = rows(tmp_path / "local.csv"), rows(tmp_path / "dask.csv")
+    assert list(a) == list(b) and len(a) == 5
+    for f in a:
+        assert a[f]["status"] == b[f]["status"] and a[f]["count"] == b[f]["count"] and a[f]["engine"] == b[f]["engine"]
+        assert a[f]["model_hash"] == b[f]["model_hash"]
+    assert b[str(folder / "broken.tif")]["status"] == "failed" and "not a readable TIFF" in b[str(folder / "broken.tif")]["error"]
+    assert sorted(p.name for p in ov.iterdir()) == [f"img{i}.png" for i in range(4)]
+    # resumable there too: nothing left to do
+    again = cli(["count", folder, "--model", ckpt, "--engine", "onnx", "--out", tmp_path / "dask.csv",
+                 "--scheduler", "local:1"], capsys)
+    c = rows(tmp_path / "dask.csv")
+    assert {f: r for f, r in c.items() if r["status"] == "ok"} == {f: r for f, r in b.items() if r["status"] == "ok"}
+    assert re.search(r"already done \(skipped\)\s*│\s*4\s", again.stdout), again.stdout
+
+
+def test_scheduler_errors(tmp_path, capsys, monkeypatch):
+    from cellxfer.count import dask_executor
+    from cellxfer.errors import CellxferError, InputError
+
+    with pytest.raises(InputError, match="local:N"):
+        dask_executor.parse_local("local:x")
+    assert dask_executor.parse_local("local:3") == 3 and dask_executor.parse_local("tcp://h:8786") is None
+
+    def missing():
+        raise CellxferError(dask_executor.MISSING)
+
+    monkeypatch.setattr(dask_executor, "import_distributed", missing)
+    with pytest.raises(CellxferError, match=r"pip install 'cellxfer\[dask\]'"):
+        list(dask_executor.DaskExecutor(address="local:1").map(len, ["ab"]))

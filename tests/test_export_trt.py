@@ -1,0 +1,89 @@
+"""TensorRT export: the GPU-free parts (cache key, profile shapes, gating message) and a GPU test."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from cellxfer.export import trt as trtmod
+from cellxfer.export.trt import TRT_MESSAGE, TrtConfig, cache_key, engine_path, profile_shapes, trt_unavailable_reason
+
+
+def test_profile_shapes_cover_count_batches():
+    shapes = profile_shapes(1, 256, TrtConfig(opt_batch=12, max_batch=48))
+    assert shapes == {"min": (1, 1, 256, 256), "opt": (12, 1, 256, 256), "max": (48, 1, 256, 256)}
+    with pytest.raises(Exception, match="min <= opt <= max"):
+        TrtConfig(opt_batch=64, max_batch=16)
+
+
+def test_cache_key_depends_on_gpu_trt_onnx_precision_profile():
+    base = dict(gpu_name="NVIDIA H100 80GB HBM3", trt_version="10.3.0", onnx_sha256="a" * 64,
+                config=TrtConfig(), in_chans=1, window=256)
+    key = cache_key(**base)
+    assert len(key) == 16 and key == cache_key(**base)
+    for change in (dict(gpu_name="NVIDIA A100-SXM4-40GB"), dict(trt_version="10.4.0"), dict(onnx_sha256="b" * 64),
+                   dict(config=TrtConfig(fp16=False)), dict(config=TrtConfig(max_batch=128)), dict(window=128)):
+        assert cache_key(**{**base, **change}) != key, change
+
+
+def test_engine_path_in_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path))
+    p = engine_path(tmp_path / "model.onnx", "0123456789abcdef")
+    assert p == tmp_path / "trt" / "model-0123456789abcdef.engine"
+
+
+def test_gating_message_names_what_is_missing():
+    assert trt_unavailable_reason(trt_module=None, cuda=False) == (
+        f"{TRT_MESSAGE} (missing: the tensorrt module (pip install 'cellxfer[trt]') and a CUDA GPU)")
+    assert "missing: a CUDA GPU" in trt_unavailable_reason(trt_module=types.SimpleNamespace(), cuda=False)
+    assert "missing: the tensorrt module" in trt_unavailable_reason(trt_module=None, cuda=True)
+    assert trt_unavailable_reason(trt_module=types.SimpleNamespace(), cuda=True) is None
+
+
+def test_import_errors_are_caught(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "tensorrt":
+            raise OSError("libnvinfer.so.10: cannot open shared object file")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    assert trtmod.import_tensorrt() is None
+
+
+@pytest.mark.skipif(trt_unavailable_reason() is None, reason="TensorRT is usable here; the gating message is not shown")
+def test_cli_trt_without_gpu_is_one_clear_line(tmp_path, capsys):
+    from test_export import cli, tiny_counter
+
+    ckpt = tiny_counter(tmp_path / "c.safetensors")
+    r = cli(["export", "--model", ckpt, "--format", "trt", "--out", tmp_path / "c.onnx"], capsys)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and TRT_MESSAGE in lines[0] and "use --engine onnx" in lines[0]
+    assert not (tmp_path / "c.onnx").exists()
+    r = cli(["count", tmp_path, "--model", ckpt, "--engine", "trt", "--out", tmp_path / "c.csv"], capsys)
+    assert r.returncode == 2 and TRT_MESSAGE in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.gpu
+def test_trt_engine_builds_caches_and_matches_torch(tmp_path, monkeypatch):
+    pytest.importorskip("tensorrt")
+    if trt_unavailable_reason() is not None:
+        pytest.skip(trt_unavailable_reason())
+    from cellxfer.export.counter import ExportConfig, export_counter
+    from test_export import tiny_counter
+
+    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
+    ckpt = tiny_counter(tmp_path / "c.safetensors")
+    result = export_counter(ExportConfig(model=ckpt, out=tmp_path / "c.onnx", format="trt", fp16=False), log=print)
+    assert result.engine.is_file() and result.engine.parent == tmp_path / "cache" / "trt"
+    assert all(r.ok for r in result.parity.values()) and "trt/random" in result.parity
+    mtime = result.engine.stat().st_mtime_ns
+    again = export_counter(ExportConfig(model=ckpt, out=tmp_path / "c.onnx", format="trt", fp16=False), log=print)
+    assert again.engine == result.engine and again.engine.stat().st_mtime_ns == mtime  # cache hit
