@@ -1,0 +1,163 @@
+"""train_counter: regimes run, loss decreases, resume equals uninterrupted, same seed same numbers,
+paper optimiser settings, clear errors, local pretrained weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from cellxfer.counter.model import load_counter  # noqa: E402
+from cellxfer.dataset import CellDatasetWriter  # noqa: E402
+from cellxfer.errors import InputError  # noqa: E402
+from cellxfer.train.counter import TrainConfig, train_counter  # noqa: E402
+
+ARCH = "test_efficientnet"  # timm's tiny test network (~0.1 M parameters), built offline
+
+
+def _blobs(n, size, seed, max_cells, level):
+    """Images with one bright 3x3 spot per centre on a dim noisy background (learnable counts)."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        k = int(rng.integers(0, max_cells + 1))
+        pts = np.column_stack([rng.uniform(2, size - 2, k), rng.uniform(2, size - 2, k)])
+        img = rng.normal(level, 2, (size, size))
+        for x, y in pts:
+            img[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2] += 120
+        yield f"img{i:03d}", np.clip(img, 0, 255).astype(np.uint8), pts
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-data")
+    for name, (n, size, seed, level) in {"real": (12, 48, 1, 8), "syn": (12, 32, 2, 20), "val": (4, 48, 3, 8)}.items():
+        w = CellDatasetWriter(root / name)
+        for id_, img, pts in _blobs(n, size, seed, 12, level):
+            w.write(id_, img, pts)
+        w.finalize({"stage": "test"})
+    return root
+
+
+def _cfg(data, out, regime="supervised", **kw):
+    base = dict(regime=regime, out=out, real=None if regime == "synthetic" else data / "real",
+                synthetic=None if regime == "supervised" else data / "syn", val=data / "val", arch=ARCH,
+                epochs=2, crop=32, batch_size=4)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _history(run: Path):
+    import csv
+
+    return list(csv.DictReader((run / "history.csv").read_text().splitlines()))
+
+
+@pytest.mark.parametrize("regime", ["synthetic", "finetune", "dual", "dacs"])
+def test_regimes_write_loadable_checkpoints(data, tmp_path, regime):
+    run = train_counter(_cfg(data, tmp_path / regime, regime, epochs=1, pre_epochs=1))
+    for name in ("best.safetensors", "last.safetensors", "state.pt", "history.csv", "manifest.json"):
+        assert (run / name).is_file()
+    model, meta = load_counter(run / "best.safetensors")
+    assert meta.arch == ARCH and meta.window == 32 and meta.in_chans == 1
+    assert meta.extra["regime"] == regime
+    phases = [h["phase"] for h in _history(run)]
+    assert phases == {"synthetic": ["synthetic"], "finetune": ["synthetic", "real"], "dual": ["dual"], "dacs": ["dacs"]}[regime]
+    import json
+
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["stage"] == "train-count" and man["config"]["regime"] == regime
+    assert man["pretrained"].startswith("none")
+    assert len(man["inputs"]) == (2 if regime == "synthetic" else 3) and all(i["sha256"] for i in man["inputs"])
+
+
+def test_tiny_training_decreases_loss(data, tmp_path):
+    run = train_counter(_cfg(data, tmp_path / "r", epochs=12, lr=3e-3, batch_size=6, init_head_bias=False))
+    losses = [float(h["loss"]) for h in _history(run)]
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+
+
+def test_resume_equals_uninterrupted_and_same_seed_same_numbers(data, tmp_path):
+    from safetensors.torch import load_file
+
+    full = train_counter(_cfg(data, tmp_path / "full", "dacs", epochs=3))
+    part = train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=1))
+    resumed = train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3, resume=True))
+    a, b = load_file(str(full / "last.safetensors")), load_file(str(resumed / "last.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha, hb = _history(full), _history(resumed)
+    assert [(h["loss"], h["val_mae"]) for h in ha] == [(h["loss"], h["val_mae"]) for h in hb]
+    again = train_counter(_cfg(data, tmp_path / "again", "dacs", epochs=3))
+    c = load_file(str(again / "last.safetensors"))
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    other = train_counter(_cfg(data, tmp_path / "other", "dacs", epochs=1, seed=1))
+    assert _history(other)[0]["loss"] != ha[0]["loss"]
+    assert part == resumed
+
+
+def test_paper_optimizer_defaults_applied(data, tmp_path):
+    d = TrainConfig()
+    assert (d.lr, d.weight_decay, d.batch_size, d.epochs, d.crop, d.flips, d.rotations) == (1e-4, 1e-5, 16, 50, 256, True, True)
+    run = train_counter(_cfg(data, tmp_path / "r", epochs=1, weight_decay=1e-5))
+    state = torch.load(str(run / "state.pt"), weights_only=True)
+    (group,) = state["optimizer"]["param_groups"]
+    assert group["weight_decay"] == 1e-5 and group["lr"] == 1e-4
+
+
+def test_input_errors(data, tmp_path):
+    with pytest.raises(InputError, match="--synthetic"):
+        train_counter(_cfg(data, tmp_path / "x", "dual", synthetic=None))
+    with pytest.raises(InputError, match="--real"):
+        train_counter(_cfg(data, tmp_path / "x", "supervised", real=None))
+    with pytest.raises(InputError, match="unknown"):
+        train_counter(_cfg(data, tmp_path / "x", "bogus"))
+    run = train_counter(_cfg(data, tmp_path / "y", epochs=1))
+    with pytest.raises(InputError, match="--resume"):
+        train_counter(_cfg(data, run, epochs=1))
+    with pytest.raises(InputError, match="different settings.*lr"):
+        train_counter(_cfg(data, run, epochs=2, lr=1e-3, resume=True))
+    train_counter(_cfg(data, run, epochs=1, overwrite=True))  # overwrite starts over
+
+
+def test_pretrained_local_weights_by_position_with_grayscale_stem(data, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    src = timm.create_model(ARCH, pretrained=False, num_classes=10, in_chans=3)
+    renamed = {f"t{i:04d}": v.contiguous() for i, (k, v) in enumerate(src.state_dict().items())
+               if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "w.safetensors"
+    save_file(renamed, str(path))
+    run = train_counter(_cfg(data, tmp_path / "r", epochs=0, pretrained=path, init_head_bias=False))
+    import json
+
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["pretrained"]["matched_by"] == "position" and man["pretrained"]["loaded"] == man["pretrained"]["of"]
+    model, _ = load_counter(run / "last.safetensors")
+    assert torch.allclose(model.conv_stem.weight, src.conv_stem.weight.sum(1, keepdim=True))
+    with pytest.raises(InputError, match="no such weights file"):
+        train_counter(_cfg(data, tmp_path / "r2", epochs=0, pretrained=tmp_path / "missing.pth"))
+
+
+def test_cli_train_count_and_evaluate(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from cellxfer.cli import build_app
+
+    app = build_app()
+    runner = CliRunner()
+    res = runner.invoke(app, ["train-count", "--regime", "dual", "--out", str(tmp_path / "run"), "--real", str(data / "real"),
+                              "--synthetic", str(data / "syn"), "--val", str(data / "val"), "--arch", ARCH,
+                              "--epochs", "1", "--crop", "32", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    assert "best.safetensors" in res.output
+    res = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "run" / "best.safetensors"), "--data", str(data / "val"),
+                              "--csv", str(tmp_path / "pred.csv"), "--json", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    assert "MAE" in res.output and "ACP" in res.output and "150+" in res.output
+    lines = (tmp_path / "pred.csv").read_text().splitlines()
+    assert lines[0] == "image,true,predicted" and len(lines) == 5

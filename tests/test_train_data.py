@@ -1,0 +1,92 @@
+"""Training crops: exact counts from the points, augmentation moves image and centres together,
+the known unannotated IDCIA image is excluded with a warning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cellxfer.train.data import KNOWN_UNANNOTATED, augment, centre_map, labelled_ids, random_crop
+from cellxfer.train.sampler import epoch_batches, steps_in_epoch
+
+
+def _unique_image(h, w):
+    return np.arange(h * w, dtype=np.float32).reshape(h, w)
+
+
+@pytest.mark.parametrize("shape,size", [((100, 80), 32), ((40, 300), 40), ((20, 30), 32)])
+def test_crop_counts_exact(shape, size):
+    rng = np.random.default_rng(0)
+    h, w = shape
+    pts = np.column_stack([rng.uniform(0, w, 300), rng.uniform(0, h, 300)])
+    img, cmap = _unique_image(h, w), centre_map(pts, shape)
+    for _ in range(50):
+        crop, cm = random_crop(img, cmap, size, rng)
+        assert crop.shape == cm.shape == (size, size)
+        y0, x0 = divmod(int(crop[0, 0]), w)
+        ch, cw = min(size, h - y0), min(size, w - x0)
+        inside = (pts[:, 0] >= x0) & (pts[:, 0] < x0 + cw) & (pts[:, 1] >= y0) & (pts[:, 1] < y0 + ch)
+        assert cm.sum() == inside.sum()
+        assert (crop[ch:, :] == 0).all() and (cm[ch:, :] == 0).all()
+
+
+def test_augment_moves_centres_with_pixels():
+    rng = np.random.default_rng(1)
+    img = _unique_image(16, 16)
+    cmap = np.zeros((16, 16), np.int32)
+    cmap[2, 5], cmap[11, 3], cmap[7, 7] = 1, 2, 1
+    marked = {float(img[2, 5]): 1, float(img[11, 3]): 2, float(img[7, 7]): 1}
+    seen = set()
+    for _ in range(64):
+        a_img, a_map = augment(img, cmap, rng)
+        assert a_map.sum() == cmap.sum()
+        got = {float(a_img[r, c]): int(a_map[r, c]) for r, c in zip(*np.nonzero(a_map))}
+        assert got == marked
+        seen.add(a_img.tobytes())
+    assert len(seen) == 8  # the whole dihedral group shows up
+    same_img, _ = augment(img, cmap, rng, flips=False, rotations=False)
+    assert np.array_equal(same_img, img)
+
+
+def _domain(n, shape, rng, name):
+    from pathlib import Path
+
+    from cellxfer.train.data import Domain
+
+    imgs, maps = [], []
+    for _ in range(n):
+        pts = np.column_stack([rng.uniform(0, shape[1], 30), rng.uniform(0, shape[0], 30)])
+        imgs.append(rng.random(shape).astype(np.float32))
+        maps.append(centre_map(pts, shape))
+    return Domain(name, Path(name), [f"{name}{i}" for i in range(n)], imgs, maps)
+
+
+@pytest.mark.parametrize("phase", ["real", "synthetic", "dual", "dacs"])
+def test_epoch_batches_shapes_and_steps(phase):
+    rng = np.random.default_rng(0)
+    real, syn = _domain(10, (40, 50), rng, "r"), _domain(7, (32, 32), rng, "s")
+    batches = list(epoch_batches(phase, real, syn, batch_size=4, crop=32, rng=np.random.default_rng(5)))
+    assert len(batches) == steps_in_epoch(phase, 10, 7, 4)
+    for x, y in batches:
+        assert x.dtype == np.float32 and x.shape[1:] == (1, 32, 32) and y.shape == (len(x),)
+        assert (y >= 0).all() and (y == np.round(y)).all()
+    if phase == "synthetic":  # whole 32x32 images: every count is the image's full count
+        assert sorted(np.concatenate([b[1] for b in batches]).tolist()) == sorted(syn.counts.tolist())
+    again = list(epoch_batches(phase, real, syn, batch_size=4, crop=32, rng=np.random.default_rng(5)))
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(batches, again))
+
+
+def test_dual_batches_are_half_real_half_synthetic():
+    rng = np.random.default_rng(0)
+    real, syn = _domain(8, (32, 32), rng, "r"), _domain(8, (32, 32), rng, "s")
+    real.images = [np.zeros_like(i) for i in real.images]
+    syn.images = [np.ones_like(i) for i in syn.images]
+    for x, _ in epoch_batches("dual", real, syn, batch_size=16, crop=32, rng=np.random.default_rng(0)):
+        assert x.shape[0] == 16 and x[:8].max() == 0 and x[8:].min() == 1
+
+
+def test_known_unannotated_idcia_image_excluded_with_warning(idcia_dir, capsys):
+    ds, ids = labelled_ids(idcia_dir, role="training")
+    (bad,) = KNOWN_UNANNOTATED
+    assert bad in ds.ids and bad not in ids and len(ids) == len(ds.ids) - 1
+    assert f"excluding image {bad}" in capsys.readouterr().err.replace("\n", "")
