@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Benchmark ``cellxfer count`` engines on the IDCIA 95 (600x800 real images) with one model.
+
+Every available engine (torch and onnx on the CPU; on a GPU also torch-cuda, onnx-cuda and trt) counts
+the 95 images through the real batched, pipelined job (:func:`cellxfer.count.job.count_batched`), each
+run in a fresh process so peak memory (max RSS; GPU: torch's max allocated) is its own. Reports medians
+over ``--repeats``: images/s and ms per image of the counting loop (model loaded, files read on the
+decode pool), start-up (import + model load, ONNX export cached), the max absolute per-image count
+difference from torch on the same device class, and the ratio of images/s to torch (measured in this run).
+It also times the whole CLI command (``cellxfer count FOLDER --engine onnx``, start-up included).
+
+    .venv/bin/python scripts/bench_count.py                          # the shipped default counter
+    .venv/bin/python scripts/bench_count.py --arch efficientnet_b0   # a random EfficientNet-B0 counter
+
+Writes ``--out`` (JSON) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95" / "images"
+CANDIDATES = (("torch", "cpu"), ("onnx", "cpu"), ("torch", "cuda"), ("onnx", "cuda"), ("trt", "cuda"))
+
+
+def worker(args) -> None:
+    """One engine, one run, in this process: print a JSON line."""
+    import resource
+
+    t0 = time.perf_counter()
+    from cellxfer.count.inputs import expand_inputs
+    from cellxfer.count.job import count_batched
+    from cellxfer.engines.base import load_runner
+
+    runner = load_runner(args.model, args.engine, device=args.device, batch_size=args.batch_size)
+    files, _ = expand_inputs([args.data])
+    files = files[: args.limit] if args.limit else files
+    startup = time.perf_counter() - t0
+    runner(runner_warm := __import__("numpy").zeros((1, runner.meta.in_chans, runner.meta.window, runner.meta.window), "float32"))
+    del runner_warm
+    t1 = time.perf_counter()
+    counts = {}
+    for f, _, wc, _ in count_batched(files, runner, batch_size=args.batch_size, workers=args.workers):
+        if isinstance(wc, BaseException):
+            raise wc
+        counts[f.name] = float(wc.sum())
+    run_s = time.perf_counter() - t1
+    gpu_mb = None
+    if args.device == "cuda":
+        import torch
+
+        gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if args.engine == "torch" else None
+    print("RESULT " + json.dumps({"engine": runner.engine, "label": runner.label, "startup_s": startup, "run_s": run_s,
+                                  "n": len(counts), "counts": counts, "gpu_peak_mb": gpu_mb,
+                                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def run_worker(args, engine: str, device: str) -> dict:
+    cmd = [sys.executable, __file__, "--_worker", "--engine", engine, "--device", device, "--model", str(args.model),
+           "--data", str(args.data), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
+           "--limit", str(args.limit)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if r.returncode != 0 or line is None:
+        raise RuntimeError(f"{engine}/{device} failed: {r.stderr.strip().splitlines()[-1:]}")
+    return json.loads(line[7:])
+
+
+def cli_wall(args) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "cellxfer", "count", str(args.data), "--engine", "onnx", "--model",
+                            str(args.model), "--out", str(Path(tmp) / "c.csv"), "--batch-size", str(args.batch_size)],
+                           capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"cellxfer count failed: {r.stderr.strip()}")
+    return wall
+
+
+def make_model(arch: str, path: Path) -> Path:
+    import torch
+
+    from cellxfer.counter.model import CounterMeta, build_counter, save_counter
+
+    torch.manual_seed(0)
+    meta = CounterMeta(arch=arch)
+    return save_counter(path, build_counter(meta), meta)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=None, help="counter checkpoint [default: the shipped counter]")
+    ap.add_argument("--arch", default=None, help="benchmark a randomly initialised counter of this architecture instead")
+    ap.add_argument("--data", type=Path, default=IDCIA)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=24)
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=0, help="count only the first N images (0 = all)")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench_count.json")
+    ap.add_argument("--engine", default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._worker:
+        worker(args)
+        return 0
+
+    if not args.data.is_dir():
+        print(f"{args.data}: IDCIA images not found")
+        return 2
+    os.environ.setdefault("CELLXFER_CACHE", str(REPO / "runs" / "cache"))
+    if args.arch:
+        args.model = make_model(args.arch, REPO / "runs" / f"bench-{args.arch}.safetensors")
+    elif args.model is None:
+        from cellxfer.engines.base import default_model
+
+        args.model = default_model()
+    from cellxfer.engines.base import engines, load_runner
+
+    known = engines()
+    load_runner(args.model, "onnx")  # export the ONNX into the cache once, outside the timings
+    todo = [(e, d) for e, d in CANDIDATES if e in known and known[e].available(d) is None]
+    runs: dict[tuple[str, str], list[dict]] = {k: [] for k in todo}
+    for rep in range(args.repeats):  # interleaved, so machine noise hits every engine alike
+        for key in todo:
+            res = run_worker(args, *key)
+            runs[key].append(res)
+            print(f"repeat {rep + 1}: {res['label']:<16} {res['n'] / res['run_s']:6.2f} images/s", flush=True)
+    walls = [cli_wall(args) for _ in range(args.repeats)] if ("onnx", "cpu") in runs else []
+
+    rows = []
+    for (engine, device), rs in runs.items():
+        ref = runs.get(("torch", device)) or runs.get(("torch", "cpu"))
+        ips = statistics.median(r["n"] / r["run_s"] for r in rs)
+        ref_ips = statistics.median(r["n"] / r["run_s"] for r in ref) if ref else None
+        diff = max(abs(rs[0]["counts"][k] - ref[0]["counts"][k]) for k in rs[0]["counts"]) if ref else None
+        rows.append({"engine": rs[0]["label"], "images": rs[0]["n"], "images_per_s": ips, "ms_per_image": 1e3 / ips,
+                     "startup_s": statistics.median(r["startup_s"] for r in rs),
+                     "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),
+                     "gpu_peak_mb": rs[0]["gpu_peak_mb"], "speedup_vs_torch": ips / ref_ips if ref_ips else None,
+                     "max_count_diff_vs_torch": diff})
+    header = "| engine | images/s | ms/image | x torch | start-up s | peak RSS MiB | max count diff vs torch |"
+    lines = [header, "|" + "---|" * 7]
+    for r in rows:
+        lines.append(f"| {r['engine']} | {r['images_per_s']:.2f} | {r['ms_per_image']:.0f} | "
+                     f"{r['speedup_vs_torch']:.2f} | {r['startup_s']:.1f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['max_count_diff_vs_torch']:.4f} |")
+    if walls:
+        lines.append(f"\nWhole CLI command `cellxfer count <95 images> --engine onnx` (start-up included): "
+                     f"median {statistics.median(walls):.1f} s over {len(walls)} runs ({', '.join(f'{w:.1f}' for w in walls)})")
+    from cellxfer.counter.model import read_meta
+
+    meta = read_meta(args.model) if args.model.suffix == ".safetensors" else None
+    info = (f"model {args.model.name} ({meta.arch if meta else '?'}, window {meta.window if meta else '?'}), "
+            f"batch {args.batch_size} windows, {args.repeats} repeats (medians), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    table = "\n".join(lines)
+    print("\n" + info + "\n\n" + table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"info": info, "rows": rows, "cli_wall_s": walls, "command": " ".join(sys.argv),
+                                    "table": table}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
