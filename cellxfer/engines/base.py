@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from cellxfer.errors import InputError, PluginError
 
 #: ``--engine auto`` tries these, in order: (engine name, device).
@@ -27,7 +25,7 @@ DEFAULT_MODEL_NAME = "default_counter.safetensors"
 class Runner:
     """A loaded model: ``runner(batch)`` maps float32 (N, C, S, S) to float32 (N, ...)."""
 
-    run: Callable[[np.ndarray], np.ndarray]
+    run: Callable[[Any], Any]  # numpy float32 (N, C, S, S) -> numpy (N, ...)
     meta: Any  # CounterMeta
     engine: str
     device: str
@@ -35,7 +33,7 @@ class Runner:
     model_hash: str
     info: dict = field(default_factory=dict)
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch):
         return self.run(batch)
 
     @property

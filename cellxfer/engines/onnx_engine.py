@@ -9,10 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from cellxfer.engines.base import Engine, Runner, model_hash, model_kind
-from cellxfer.export.onnx import ort_missing_message
 
 
 def _ort():
@@ -37,6 +34,8 @@ def _cuda_ok(ort) -> bool:
 def available(device: str = "auto") -> str | None:
     ort = _ort()
     if ort is None:
+        from cellxfer.export.onnx import ort_missing_message
+
         return ort_missing_message()
     if device == "cuda" and not _cuda_ok(ort):
         return "ONNX Runtime has no usable CUDA provider (needs onnxruntime-gpu, 'cellxfer[gpu]', and an NVIDIA GPU)"
@@ -57,6 +56,8 @@ def session(onnx_path: Path, device: str = "cpu", threads: int | None = None):
 
 
 def load(model_path: Path, device: str = "auto", threads: int | None = None, log=lambda s: None, **_) -> Runner:
+    import numpy as np
+
     from cellxfer.export.counter import cached_onnx, onnx_counter_meta
 
     ort = _ort()
@@ -67,7 +68,7 @@ def load(model_path: Path, device: str = "auto", threads: int | None = None, log
     name = sess.get_inputs()[0].name
     provider = sess.get_providers()[0]
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch):
         return sess.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     return Runner(run=run, meta=meta, engine="onnx", device=provider.replace("ExecutionProvider", "").lower(),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from cellxfer.engines.base import Engine, Runner, model_hash, model_kind
 from cellxfer.errors import InputError
 
@@ -23,6 +21,7 @@ def available(device: str = "auto") -> str | None:
 
 
 def load(model_path: Path, device: str = "auto", threads: int | None = None, **_) -> Runner:
+    import numpy as np
     import torch
 
     from cellxfer.counter.model import load_counter
@@ -36,7 +35,7 @@ def load(model_path: Path, device: str = "auto", threads: int | None = None, **_
     module, meta = load_counter(model_path)
     module = module.to(device)
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch):
         with torch.inference_mode():
             return module(torch.from_numpy(np.ascontiguousarray(batch)).to(device)).float().cpu().numpy()
 
