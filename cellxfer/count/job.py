@@ -286,8 +286,15 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     if todo and config.scheduler:
         from cellxfer.count.dask_executor import DaskExecutor
 
+        from cellxfer.count.dask_executor import parse_local
+        from cellxfer.executors import default_workers
+
+        threads = config.threads
+        n_local = parse_local(config.scheduler)
+        if threads is None and n_local:  # N workers on this machine share its cores
+            threads = max(1, default_workers() // n_local)
         task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
-                        config.fp16, config.threads)
+                        config.fp16, threads)
         items = [(str(f), str(overlays[f]) if f in overlays else None) for f in todo]
         result.startup_s = time.perf_counter() - t_start
         executor = DaskExecutor(address=config.scheduler)

@@ -39,7 +39,7 @@ class ExportConfig:
     atol: float = 1e-3
     rtol: float = 1e-3
     fp16: bool = True
-    opt_batch: int = 16
+    opt_batch: int = 24  # = count's default --batch-size, so count reuses the cached engine
     max_batch: int = 64
     engine_out: Path | None = None
     seed: int = 0

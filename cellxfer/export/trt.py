@@ -81,7 +81,7 @@ class TrtConfig:
 
     fp16: bool = True
     min_batch: int = 1
-    opt_batch: int = 16
+    opt_batch: int = 24
     max_batch: int = 64
     workspace_mib: int = 2048
 

@@ -28,7 +28,7 @@ def cellxfer_register_commands(app: typer.Typer):
         atol: float = typer.Option(1e-3, help="Parity: largest allowed absolute difference (per output)."),
         rtol: float = typer.Option(1e-3, help="Parity: largest allowed relative difference (passes if either holds)."),
         fp32: bool = typer.Option(False, "--fp32", help="trt: build in fp32 instead of fp16."),
-        opt_batch: int = typer.Option(16, help="trt: optimisation-profile batch (windows) that count uses."),
+        opt_batch: int = typer.Option(24, help="trt: optimisation-profile batch (windows); count sends --batch-size (24)."),
         max_batch: int = typer.Option(64, help="trt: largest batch (windows) of the profile."),
         engine_out: Optional[Path] = typer.Option(None, help="trt: also copy the engine here [default: cache only]."),
         opset: int = typer.Option(17, help="ONNX opset."),
