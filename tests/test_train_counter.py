@@ -178,3 +178,19 @@ def test_named_imagenet_weights_resolve_or_explain():
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1, in_chans=1)
     info = load_pretrained(model, "efficientnet-lite0")
     assert info["loaded"] == info["of"] == 245
+
+
+def test_cuda_device_refused_clearly_without_gpu(data, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        train_counter(_cfg(data, tmp_path / "r", epochs=1, device="cuda"))
+
+
+@pytest.mark.gpu
+def test_train_on_cuda(data, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU")
+    run = train_counter(_cfg(data, tmp_path / "r", "dacs", epochs=1, device="cuda"))
+    model, meta = load_counter(run / "best.safetensors")
+    assert meta.arch == ARCH

@@ -44,6 +44,7 @@ def cellxfer_register_commands(app: typer.Typer):
         val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
+        device: str = typer.Option("cpu", help="Torch device: cpu, cuda, cuda:1, ..."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out."),
     ):
@@ -57,7 +58,7 @@ def cellxfer_register_commands(app: typer.Typer):
             epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob,
             norm_low=norm_low, norm_high=norm_high, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
-            exclude=tuple(exclude), seed=seed, resume=resume, overwrite=overwrite,
+            exclude=tuple(exclude), seed=seed, device=device, resume=resume, overwrite=overwrite,
         )
         state = {"loss": None, "val": None, "epoch": 0}
         with progress(f"train-count {regime}", total=None, unit="step") as bar:

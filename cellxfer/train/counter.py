@@ -93,6 +93,11 @@ class TrainConfig:
             raise InputError(f"--mix-prob {self.mix_prob} must lie in [0, 1]")
         if not 0 <= self.norm_low < self.norm_high <= 100:
             raise InputError("normalisation percentiles need 0 <= low < high <= 100")
+        if self.device != "cpu":
+            import torch
+
+            if self.device.startswith("cuda") and not torch.cuda.is_available():
+                raise InputError(f"--device {self.device}: no CUDA GPU is visible to torch; use --device cpu")
 
 
 @dataclass
@@ -123,6 +128,7 @@ def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch
     from cellxfer.counter.windows import window_batch
 
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     out = []
     with torch.inference_mode():
@@ -130,7 +136,7 @@ def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch
             batch = window_batch(img, meta.window, meta.in_chans)
             total = 0.0
             for i in range(0, len(batch), batch_size):
-                total += float(model(torch.from_numpy(batch[i:i + batch_size])).double().sum())
+                total += float(model(torch.from_numpy(batch[i:i + batch_size]).to(device)).double().sum())
             out.append(total)
     model.train(was_training)
     return np.array(out)

@@ -116,4 +116,7 @@ def load_pretrained(model, path: str | os.PathLike) -> dict:
     with torch.no_grad():
         for k, v in new.items():
             target[k].copy_(v.to(target[k].dtype))
-    return {"path": str(Path(path).resolve()), "loaded": len(new), "of": len(want), "matched_by": how}
+    from cellxfer.manifest import sha256_file
+
+    return {"path": str(Path(path).resolve()), "sha256": sha256_file(path), "loaded": len(new), "of": len(want),
+            "matched_by": how}
