@@ -90,3 +90,24 @@ def test_known_unannotated_idcia_image_excluded_with_warning(idcia_dir, capsys):
     (bad,) = KNOWN_UNANNOTATED
     assert bad in ds.ids and bad not in ids and len(ids) == len(ds.ids) - 1
     assert f"excluding image {bad}" in capsys.readouterr().err.replace("\n", "")
+
+
+def test_edge_pad_zeroes_image_and_map_together_exactly():
+    from cellxfer.train.data import edge_pad
+
+    rng = np.random.default_rng(0)
+    img = rng.random((32, 32)).astype(np.float32) + 1  # no zeros before padding
+    cmap = rng.integers(0, 3, (32, 32)).astype(np.int32)
+    padded = 0
+    for _ in range(200):
+        i2, m2 = edge_pad(img, cmap, rng, prob=0.5)
+        keep = i2 != 0
+        assert m2.sum() == cmap[keep].sum() and (m2[~keep] == 0).all()
+        if (~keep).any():
+            padded += 1
+            rows, cols = np.nonzero(keep)
+            # the kept part is a top-left rectangle, like a border window's valid area
+            assert keep[: rows.max() + 1, : cols.max() + 1].all()
+    assert 60 < padded < 140
+    same, _ = edge_pad(img, cmap, rng, prob=0.0)
+    assert same is img

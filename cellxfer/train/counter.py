@@ -55,6 +55,7 @@ class TrainConfig:
     rotations: bool = True
     cutmix_alpha: float = 1.0
     mix_prob: float = 0.5
+    edge_prob: float = 0.25            # share of crops zero-padded like border windows (see windows.py)
     norm_low: float = 0.5              # intensity normalisation percentiles, stored with the model
     norm_high: float = 99.5
     max_steps_per_epoch: Optional[int] = None
@@ -91,6 +92,8 @@ class TrainConfig:
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
         if not 0 <= self.mix_prob <= 1:
             raise InputError(f"--mix-prob {self.mix_prob} must lie in [0, 1]")
+        if not 0 <= self.edge_prob <= 1:
+            raise InputError(f"--edge-prob {self.edge_prob} must lie in [0, 1]")
         if not 0 <= self.norm_low < self.norm_high <= 100:
             raise InputError("normalisation percentiles need 0 <= low < high <= 100")
         if self.device != "cpu":
@@ -274,7 +277,8 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         losses = []
         for x, y in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
                                   flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
-                                  mix_prob=config.mix_prob, max_steps=config.max_steps_per_epoch):
+                                  mix_prob=config.mix_prob, edge_prob=config.edge_prob,
+                                  max_steps=config.max_steps_per_epoch):
             xt = torch.from_numpy(x).to(config.device)
             yt = torch.from_numpy(y).to(config.device)
             pred = model(xt).reshape(len(xt), -1).sum(dim=1)

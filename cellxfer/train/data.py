@@ -121,3 +121,21 @@ def augment(image: np.ndarray, cmap: np.ndarray, rng: np.random.Generator, flips
     if flips and f:
         image, cmap = image[:, ::-1], cmap[:, ::-1]
     return np.ascontiguousarray(image), np.ascontiguousarray(cmap)
+
+
+def edge_pad(image: np.ndarray, cmap: np.ndarray, rng: np.random.Generator, prob: float) -> tuple[np.ndarray, np.ndarray]:
+    """With probability ``prob``, cut the crop short like a border window of whole-image counting
+    (:mod:`cellxfer.counter.windows`): keep the top ``h`` rows and/or left ``w`` columns (h, w uniform in
+    1..size) and zero the rest of image and map, so the model learns that the zero padding of border
+    windows holds no cells. Four random draws are always made (a fixed stream)."""
+    u, kind = rng.random(), int(rng.integers(0, 3))
+    size_h, size_w = image.shape
+    h, w = int(rng.integers(1, size_h + 1)), int(rng.integers(1, size_w + 1))
+    if u >= prob:
+        return image, cmap
+    image, cmap = image.copy(), cmap.copy()
+    if kind in (0, 2):  # short in height (bottom border)
+        image[h:], cmap[h:] = 0, 0
+    if kind in (1, 2):  # short in width (right border)
+        image[:, w:], cmap[:, w:] = 0, 0
+    return image, cmap

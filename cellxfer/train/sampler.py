@@ -1,5 +1,8 @@
 """Batches of one training epoch for each regime, drawn from one seeded generator.
 
+Every crop is augmented (flips, 90-degree rotations) and, with probability ``edge_prob``, cut short and
+zero-padded like a border window (:func:`cellxfer.train.data.edge_pad`).
+
 Regimes and what an epoch is (one random crop per image per epoch, as in the paper):
 
 - ``supervised``: real images only, every real image once per epoch.
@@ -21,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from cellxfer.train.data import Domain, augment, random_crop
+from cellxfer.train.data import Domain, augment, edge_pad, random_crop
 from cellxfer.train.mix import random_cutmix
 
 REGIMES = ("supervised", "synthetic", "finetune", "dual", "dacs")
@@ -41,11 +44,12 @@ def phase_of(regime: str, epoch: int, pre_epochs: int) -> str:
     raise ValueError(f"unknown regime {regime!r}")
 
 
-def _draw(domain: Domain, idx: np.ndarray, crop: int, rng, flips: bool, rotations: bool):
+def _draw(domain: Domain, idx: np.ndarray, crop: int, rng, flips: bool, rotations: bool, edge_prob: float):
     imgs, maps = [], []
     for i in idx:
         img, cm = random_crop(domain.images[i], domain.maps[i], crop, rng)
         img, cm = augment(img, cm, rng, flips, rotations)
+        img, cm = edge_pad(img, cm, rng, edge_prob)
         imgs.append(img)
         maps.append(cm)
     return imgs, maps
@@ -70,7 +74,7 @@ def steps_in_epoch(phase: str, n_real: int, n_syn: int, batch_size: int, max_ste
 
 def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_size: int, crop: int,
                   rng: np.random.Generator, flips: bool = True, rotations: bool = True,
-                  cutmix_alpha: float = 1.0, mix_prob: float = 0.5,
+                  cutmix_alpha: float = 1.0, mix_prob: float = 0.5, edge_prob: float = 0.0,
                   max_steps: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(x, y)``: x float32 (B, 1, crop, crop) normalised windows, y float32 (B,) exact counts."""
     n_steps = steps_in_epoch(phase, len(real) if real else 0, len(syn) if syn else 0, batch_size, max_steps)
@@ -79,7 +83,7 @@ def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_
         order = rng.permutation(len(dom))
         for s in range(n_steps):
             idx = order[s * batch_size:(s + 1) * batch_size]
-            imgs, maps = _draw(dom, idx, crop, rng, flips, rotations)
+            imgs, maps = _draw(dom, idx, crop, rng, flips, rotations, edge_prob)
             yield _pack(imgs, [int(m.sum()) for m in maps])
         return
     half = max(batch_size // 2, 1)
@@ -87,13 +91,13 @@ def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_
     syn_idx = _stream(len(syn), n_steps * half * (2 if phase == "dacs" else 1), rng)
     for s in range(n_steps):
         r_idx = order[s * half:(s + 1) * half]
-        r_imgs, r_maps = _draw(real, r_idx, crop, rng, flips, rotations)
-        s_imgs, s_maps = _draw(syn, syn_idx[s * half:s * half + half], crop, rng, flips, rotations)
+        r_imgs, r_maps = _draw(real, r_idx, crop, rng, flips, rotations, edge_prob)
+        s_imgs, s_maps = _draw(syn, syn_idx[s * half:s * half + half], crop, rng, flips, rotations, edge_prob)
         if phase == "dual":
             yield _pack(r_imgs + s_imgs, [int(m.sum()) for m in r_maps + s_maps])
             continue
         base = n_steps * half + s * half
-        p_imgs, p_maps = _draw(syn, syn_idx[base:base + len(r_idx)], crop, rng, flips, rotations)
+        p_imgs, p_maps = _draw(syn, syn_idx[base:base + len(r_idx)], crop, rng, flips, rotations, edge_prob)
         mixed, mixed_counts = [], []
         for ri, rm, pi, pm in zip(r_imgs, r_maps, p_imgs, p_maps):
             img, _, n, _ = random_cutmix(ri, rm, pi, pm, rng, alpha=cutmix_alpha, prob=mix_prob)
