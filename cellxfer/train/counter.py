@@ -199,6 +199,8 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
     from cellxfer.train.data import load_domain
 
     config.validate()
+    if config.regime == "finetune" and config.pre_epochs is None:  # pin the phase boundary for --resume
+        config = replace(config, pre_epochs=config.epochs)
     out = Path(config.out)
     cfg = config_dict(config)
     state_path = out / STATE
