@@ -283,51 +283,51 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             result.failed[str(file)] = _error_text(error)
         on_progress(1)
 
-    if todo and config.scheduler:
-        from cellxfer.count.dask_executor import DaskExecutor
+    try:
+        if todo and config.scheduler:
+            from cellxfer.count.dask_executor import DaskExecutor, parse_local
+            from cellxfer.executors import default_workers
 
-        from cellxfer.count.dask_executor import parse_local
-        from cellxfer.executors import default_workers
-
-        threads = config.threads
-        n_local = parse_local(config.scheduler)
-        if threads is None and n_local:  # N workers on this machine share its cores
-            threads = max(1, default_workers() // n_local)
-        task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
-                        config.fp16, threads)
-        items = [(str(f), str(overlays[f]) if f in overlays else None) for f in todo]
-        result.startup_s = time.perf_counter() - t_start
-        executor = DaskExecutor(address=config.scheduler)
-        for (file, _), outcome in executor.map(functools.partial(_dask_item, task), items, config.workers):
-            if isinstance(outcome, BaseException):  # the task itself died (engine load, worker lost)
-                record(Path(file), None, None, 0.0, config.engine, outcome)
-            elif outcome.error:
-                record(Path(file), None, None, outcome.ms, outcome.engine, RuntimeError(outcome.error))
-            else:
-                record(Path(file), outcome.count, outcome.window_counts, outcome.ms, outcome.engine, None)
-    elif todo:
-        picked: list[str] = []
-        runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
-                             batch_size=config.batch_size, threads=config.threads)
-        result.picked = picked[0] if picked else f"engine {runner.label}"
-        log(result.picked)
-        result.startup_s = time.perf_counter() - t_start
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-overlay") as overlay_pool:
-            overlay_jobs = []
-            for file, prep, wc, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
-                                                    config.page, keep_images=bool(overlays)):
-                if isinstance(wc, BaseException):
-                    record(file, None, None, ms, runner.label, wc)
-                    continue
-                total = float(wc.sum())
-                record(file, total, wc, ms, runner.label, None)
-                if file in overlays:
-                    overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image,
-                                                                   prep.windows, wc, total)))
-            for file, job in overlay_jobs:
-                if job.exception() is not None:
-                    log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")
-    table.flush(force=True)
+            threads = config.threads
+            n_local = parse_local(config.scheduler)
+            if threads is None and n_local:  # N workers on this machine share its cores
+                threads = max(1, default_workers() // n_local)
+            task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
+                            config.fp16, threads)
+            items = [(str(f), str(overlays[f]) if f in overlays else None) for f in todo]
+            result.startup_s = time.perf_counter() - t_start
+            executor = DaskExecutor(address=config.scheduler)
+            for (file, _), outcome in executor.map(functools.partial(_dask_item, task), items, config.workers):
+                if isinstance(outcome, BaseException):  # the task itself died (engine load, worker lost)
+                    record(Path(file), None, None, 0.0, config.engine, outcome)
+                elif outcome.error:
+                    record(Path(file), None, None, outcome.ms, outcome.engine, RuntimeError(outcome.error))
+                else:
+                    record(Path(file), outcome.count, outcome.window_counts, outcome.ms, outcome.engine, None)
+        elif todo:
+            picked: list[str] = []
+            runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
+                                 batch_size=config.batch_size, threads=config.threads)
+            result.picked = picked[0] if picked else f"engine {runner.label}"
+            log(result.picked)
+            result.startup_s = time.perf_counter() - t_start
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-overlay") as overlay_pool:
+                overlay_jobs = []
+                for file, prep, wc, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
+                                                        config.page, keep_images=bool(overlays)):
+                    if isinstance(wc, BaseException):
+                        record(file, None, None, ms, runner.label, wc)
+                        continue
+                    total = float(wc.sum())
+                    record(file, total, wc, ms, runner.label, None)
+                    if file in overlays:
+                        overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image,
+                                                                       prep.windows, wc, total)))
+                for file, job in overlay_jobs:
+                    if job.exception() is not None:
+                        log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")
+    finally:  # an interrupted run keeps every finished row
+        table.flush(force=True)
     result.engines = sorted(labels)
     result.seconds = time.perf_counter() - t_start
     manifest = build_manifest("count", config_dict(config), seed=None, inputs=[model], engines=result.engines,
