@@ -183,6 +183,12 @@ def test_model_paths_errors_are_one_clear_line(tiny, tmp_path):
         err.write_text("x")
     with pytest.raises(InputError, match=r"not a folder nor a \.safetensors"):
         load_sd(tmp_path / "x")
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"a": torch.zeros(3)}, str(tmp_path / "bogus.safetensors"))
+    with pytest.raises(InputError, match="cannot build SD v1 from this single file offline.*--model-config"):
+        load_sd(tmp_path / "bogus.safetensors", model_config=tiny[0])
 
 
 def cli(args) -> int:

@@ -73,6 +73,7 @@ def cellxfer_register_commands(app: typer.Typer):
         token: Optional[Path] = _opt("inst: style token from `cellxfer learn-style`."),
         model: Optional[Path] = _opt("inst: local SD v1 diffusers folder or single-file checkpoint."),
         clip: Optional[Path] = _opt("inst: local CLIP image-encoder folder."),
+        model_config: Optional[Path] = _opt("inst: with a single-file --model, a diffusers SD v1 folder holding its configs."),
         strength: Optional[float] = _opt(f"inst: share of the schedule re-noised [default: {i['strength'].default}]."),
         steps: Optional[int] = _opt(f"inst: DDIM schedule length [default: {i['steps'].default}]."),
         guidance: Optional[float] = _opt(f"inst: classifier-free guidance scale [default: {i['guidance'].default}]."),
@@ -89,7 +90,8 @@ def cellxfer_register_commands(app: typer.Typer):
         from cellxfer.stylize.base import make_config, run_stylize
 
         given = {k: (str(v) if isinstance(v, Path) else v) for k, v in dict(
-            beta=beta, reference=reference, token=token, model=model, clip=clip, strength=strength, steps=steps,
+            beta=beta, reference=reference, token=token, model=model, clip=clip, model_config=model_config,
+            strength=strength, steps=steps,
             guidance=guidance, batch_size=batch_size, device=device, precision=precision,
         ).items() if v is not None}
         for item in set_:
@@ -122,6 +124,7 @@ def cellxfer_register_commands(app: typer.Typer):
         model: Path = typer.Option(..., "--model", help="Local SD v1 diffusers folder or single-file checkpoint."),
         clip: Path = typer.Option(..., "--clip", help="Local CLIP image-encoder folder."),
         out: Path = typer.Option(..., "--out", "-o", help="Token file to write (.safetensors)."),
+        model_config: Optional[Path] = _opt("With a single-file --model, a diffusers SD v1 folder holding its configs."),
         steps: int = typer.Option(d["steps"].default, help="Training steps."),
         lr: float = typer.Option(d["lr"].default, help="AdamW learning rate."),
         batch_size: int = typer.Option(d["batch_size"].default, help="Style crops per step."),
@@ -140,7 +143,7 @@ def cellxfer_register_commands(app: typer.Typer):
         from cellxfer.stylize.base import make_config
         from cellxfer.stylize.learn import learn_style as run
 
-        given = dict(model=str(model), clip=str(clip), steps=steps, lr=lr, batch_size=batch_size, size=size,
+        given = dict(model=str(model), clip=str(clip), model_config=str(model_config or ""), steps=steps, lr=lr, batch_size=batch_size, size=size,
                      save_every=save_every, device=device, precision=precision)
         for item in set_:
             key, sep, value = item.partition("=")

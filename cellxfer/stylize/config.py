@@ -52,6 +52,7 @@ class InSTConfig:
     token: str = ""
     model: str = ""
     clip: str = ""
+    model_config: str = ""  # single-file --model only: a diffusers SD v1 folder holding its configs
     strength: float = 0.7
     steps: int = 50
     guidance: float = 10.0
@@ -83,6 +84,7 @@ class LearnStyleConfig:
 
     model: str
     clip: str
+    model_config: str = ""  # single-file --model only: a diffusers SD v1 folder holding its configs
     steps: int = 1000
     lr: float = 1e-4
     batch_size: int = 1

@@ -25,10 +25,31 @@ def match(image: np.ndarray, ref_values: np.ndarray, ref_cdf: np.ndarray) -> np.
     """``image`` (float, any shape) mapped through the reference's quantile function: each distinct
     value, at cumulative share ``q``, becomes the smallest reference value whose share is ``>= q``.
     With distinct content values and equal pixel counts the output histogram is the reference's exactly."""
-    vals, inv, counts = np.unique(image.ravel(), return_inverse=True, return_counts=True)
+    x = image.ravel()
+    codes = _codes16(x)
+    if codes is not None:  # values on the 16-bit grid (any uint8/uint16 image): count, no sort
+        counts = np.bincount(codes, minlength=65536)
+        present = np.flatnonzero(counts)
+        _, cdf = quantiles(present, counts[present])
+        idx = np.minimum(np.searchsorted(ref_cdf, cdf - 1e-12, side="left"), len(ref_values) - 1)
+        table = np.zeros(65536, dtype=np.float32)
+        table[present] = ref_values[idx]
+        return table[codes].reshape(image.shape)
+    vals, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
     _, cdf = quantiles(vals, counts)
     idx = np.minimum(np.searchsorted(ref_cdf, cdf - 1e-12, side="left"), len(ref_values) - 1)
     return ref_values[idx].astype(np.float32)[inv].reshape(image.shape)
+
+
+def _codes16(x: np.ndarray) -> np.ndarray | None:
+    """``round(x * 65535)`` as integers when that is lossless (x on the 1/65535 grid), else None."""
+    if x.size == 0 or x.min() < 0 or x.max() > 1:
+        return None
+    scaled = x.astype(np.float64) * 65535.0
+    codes = np.rint(scaled)
+    if np.abs(scaled - codes).max() > 0.05:  # float32 k/255 is within 0.004 of the grid
+        return None
+    return codes.astype(np.intp)
 
 
 def prepare(config: HistogramConfig, style: StyleSet):

@@ -43,7 +43,7 @@ def prepare(config: InSTConfig, style: StyleSet) -> InSTContext:
     if "*" not in config.prompt.split():
         raise InputError(f"--prompt {config.prompt!r} must contain the placeholder '*' as a word")
     device, dtype = pick_device(config.device, config.precision)
-    sd = load_sd(config.model, device, dtype)
+    sd = load_sd(config.model, device, dtype, model_config=config.model_config or None)
     clip = load_clip(config.clip, device, dtype)
     spec = mapper.spec
     if spec["text_width"] != sd.text_width or spec["image_dim"] != clip.dim:

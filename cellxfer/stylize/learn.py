@@ -109,7 +109,7 @@ def learn_style(
     if "*" not in config.prompt.split():
         raise InputError(f"--prompt {config.prompt!r} must contain the placeholder '*' as a word")
     device, dtype = pick_device(config.device, config.precision)
-    sd = load_sd(config.model, device, dtype)
+    sd = load_sd(config.model, device, dtype, model_config=config.model_config or None)
     clip = load_clip(config.clip, device, dtype)
     star = placeholder_id(sd.tokenizer, "*", config.model)
     from diffusers import DDPMScheduler
