@@ -219,3 +219,24 @@ def test_cli_learn_style_and_stylize_inst(tiny, style, content, tmp_path, capsys
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and "Traceback" not in r.stderr and lines[-1] == "False" and len(lines) == 2, r.stderr
     assert "no-sd: no such file or folder; --model needs" in lines[0]
+
+
+@pytest.mark.gpu
+def test_inst_on_cuda_in_fp16(tiny, style, content, tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from cellxfer.plugins import get_registry
+    from cellxfer.stylize.base import run_stylize
+    from cellxfer.stylize.config import InSTConfig, LearnStyleConfig
+    from cellxfer.stylize.learn import learn_style
+
+    tok = tmp_path / "gpu.safetensors"
+    cfg = LearnStyleConfig(model=str(tiny[0]), clip=str(tiny[1]), steps=3, size=64, device="cuda", precision="fp16")
+    assert np.isfinite(learn_style([style], cfg, tok, seed=0).loss)
+    st = get_registry().get("cellxfer_stylizers", "inst")
+    icfg = InSTConfig(token=str(tok), model=str(tiny[0]), clip=str(tiny[1]), steps=6, device="cuda", precision="fp16")
+    res = run_stylize(st, icfg, content, [style], tmp_path / "o", seed=0)
+    assert res.written == 3 and not res.failed
+    for s in CellDataset(tmp_path / "o"):
+        assert np.isfinite(s.image.astype(float)).all() and s.image.std() > 0

@@ -119,6 +119,8 @@ def learn_style(
     torch.manual_seed(seed)  # the mapper's initial weights, then dropout
     mapper = StyleMapper(clip.dim, sd.text_width, config.heads, config.dim_head, config.blocks, config.dropout).to(device)
     opt = torch.optim.AdamW(mapper.parameters(), lr=config.lr)
+    # fp16 frozen networks on CUDA: scale the loss so small gradients survive the fp16 backward pass
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     gen = torch.Generator("cpu").manual_seed(seed)
     rng = np.random.default_rng(seed)
     start, losses = 0, []
@@ -132,6 +134,8 @@ def learn_style(
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], device)
         gen.set_state(state["gen"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         rng.bit_generator.state = state["np_rng"]
         start, losses = int(state["step"]), list(state["losses"])
     if on_progress and start:
@@ -145,7 +149,7 @@ def learn_style(
     def save_state(step):
         state = {"identity": identity, "step": step, "losses": losses, "mapper": mapper.state_dict(),
                  "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "gen": gen.get_state(),
-                 "np_rng": rng.bit_generator.state,
+                 "np_rng": rng.bit_generator.state, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                  "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
         with atomic_path(state_file) as tmp:
             torch.save(state, tmp)
@@ -169,8 +173,9 @@ def learn_style(
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss became {loss.item()} at step {step + 1}; lower --lr or use --precision fp32")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         losses.append(float(loss.item()))
         if on_progress:
             on_progress(1, loss=float(np.mean(losses[-50:])))
