@@ -154,6 +154,7 @@ def learn_style(
         with atomic_path(state_file) as tmp:
             torch.save(state, tmp)
 
+    t_loop = time.perf_counter()
     for step in range(start, config.steps):
         crops = np.stack([_crop(units[int(rng.integers(0, len(units)))], config.size, rng) for _ in range(config.batch_size)])
         x = torch.from_numpy(crops)[:, None]
@@ -182,12 +183,14 @@ def learn_style(
         if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
             save_state(step + 1)
 
+    loop_seconds = time.perf_counter() - t_loop
     mean_loss = float(np.mean(losses[-50:])) if losses else float("nan")
     save_token(out, mapper, placeholder="*", prompt=config.prompt, steps=config.steps,
                model=sd.source, clip=clip.source, loss=mean_loss)
     manifest = build_manifest("learn-style", identity["config"], seed, inputs=[*styles.sources],
                               style=identity["style"], loss=mean_loss, losses=[round(v, 6) for v in losses],
-                              resumed_from=start, seconds=round(time.perf_counter() - t0, 3), complete=True)
+                              resumed_from=start, seconds=round(time.perf_counter() - t0, 3),
+                              seconds_per_step=round(loop_seconds / max(1, config.steps - start), 4), complete=True)
     write_json(manifest_path(out), manifest)
     state_file.unlink(missing_ok=True)
     return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
