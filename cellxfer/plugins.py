@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("export", "cellxfer.stages.export"),
     ("count", "cellxfer.stages.count"),
     ("train-count", "cellxfer.stages.train_count"),
+    ("density", "cellxfer.stages.density"),
 )
 
 #: Hooks that return lists of named objects, and the attribute that names each object.

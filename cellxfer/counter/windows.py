@@ -79,6 +79,11 @@ def window_counts(runner: Callable[[np.ndarray], Any], meta, image: np.ndarray, 
 def count_image(model, meta, image: np.ndarray, batch_size: int = 16) -> float:
     """Whole-image count: the sum of the window counts. ``model`` is a torch module or a runner."""
     runner = model if not _is_torch_module(model) else torch_runner(model)
+    if getattr(meta, "output", "count") == "density":  # overlapping tiles stitched (cellxfer.density.stitch)
+        from cellxfer.density.stitch import density_image, margin_of
+
+        d = density_image(runner, meta.normalization.apply(image), meta.window, margin_of(meta), meta.in_chans, batch_size)
+        return float(d.sum(dtype=np.float64))
     return float(window_counts(runner, meta, image, batch_size).sum())
 
 

@@ -38,6 +38,7 @@ def cellxfer_register_commands(app: typer.Typer):
         rotations: bool = typer.Option(True, "--rotations/--no-rotations", help="Random 90-degree rotations."),
         cutmix_alpha: float = typer.Option(1.0, help="dacs: Beta(alpha, alpha) of the CutMix box size."),
         mix_prob: float = typer.Option(0.5, help="dacs: probability of mixing a pair."),
+        sigma: float = typer.Option(3.0, help="Density architectures (--arch density): sigma of the Gaussian target kernels, pixels."),
         edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows of evaluation."),
         norm_low: float = typer.Option(0.5, help="Normalisation low percentile (stored with the model)."),
         norm_high: float = typer.Option(99.5, help="Normalisation high percentile (stored with the model)."),
@@ -57,7 +58,7 @@ def cellxfer_register_commands(app: typer.Typer):
         config = TrainConfig(
             regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
             epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob,
+            crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma,
             norm_low=norm_low, norm_high=norm_high, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
             exclude=tuple(exclude), seed=seed, device=device, resume=resume, overwrite=overwrite,
         )

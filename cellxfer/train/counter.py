@@ -63,6 +63,7 @@ class TrainConfig:
     exclude: tuple[str, ...] = ()
     seed: int = 0
     init_head_bias: bool = True        # start the output bias at the mean training crop count
+    sigma: float = 3.0                 # density architectures: Gaussian kernel sigma of the targets, pixels
     resume: bool = False
     overwrite: bool = False
     device: str = "cpu"
@@ -114,8 +115,19 @@ class EpochRecord:
     seconds: float
 
 
+def _arch(name: str):
+    from cellxfer.plugins import get_registry
+
+    return get_registry().provided("cellxfer_counter_architectures").get(name)
+
+
 def meta_for(config: TrainConfig) -> CounterMeta:
-    return CounterMeta(arch=config.arch, in_chans=1, window=config.crop,
+    arch = _arch(config.arch)
+    output = getattr(arch, "output", "count")
+    options = dict(getattr(arch, "defaults", {}) or {})
+    if output == "density":
+        options.update(sigma=config.sigma, margin=config.crop // 8)
+    return CounterMeta(arch=config.arch, in_chans=1, window=config.crop, output=output, arch_options=options,
                        normalization=Normalization(low=config.norm_low, high=config.norm_high),
                        extra={"regime": config.regime, "trained_epochs": 0})
 
@@ -131,9 +143,19 @@ def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch
     from cellxfer.counter.windows import window_batch
 
     was_training = model.training
-    device = next(model.parameters()).device
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
     model.eval()
     out = []
+    if meta.output == "density":  # overlapping tiles stitched (cellxfer.density.stitch)
+        from cellxfer.counter.windows import torch_runner
+        from cellxfer.density.stitch import density_image, margin_of
+
+        runner = torch_runner(model, str(device))
+        out = [float(density_image(runner, img, meta.window, margin_of(meta), meta.in_chans, batch_size).sum(dtype=np.float64))
+               for img in images]
+        model.train(was_training)
+        return np.array(out)
     with torch.inference_mode():
         for img in images:
             batch = window_batch(img, meta.window, meta.in_chans)
@@ -199,6 +221,9 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
     from cellxfer.train.data import load_domain
 
     config.validate()
+    fit = getattr(_arch(config.arch), "fit", None)
+    if fit is not None:  # fitted (classical) architectures: no gradient training
+        return fit(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
     if config.regime == "finetune" and config.pre_epochs is None:  # pin the phase boundary for --resume
         config = replace(config, pre_epochs=config.epochs)
     out = Path(config.out)
@@ -270,6 +295,8 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         n_r, n_s = len(real) if real else 0, len(syn) if syn else 0
         on_start(steps_total(config, n_r, n_s, upto=start),
                  steps_total(config, n_r, n_s))
+    density = meta.output == "density"
+    d_scale = float(meta.arch_options.get("scale", 1.0)) if density else 1.0
     model.train()
     for epoch in range(start, total):
         phase = phase_of(config.regime, epoch, config.pre())
@@ -277,14 +304,20 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         torch.manual_seed(_torch_seed(config.seed, epoch))
         t0 = time.perf_counter()
         losses = []
-        for x, y in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
+        for batch in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
                                   flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
                                   mix_prob=config.mix_prob, edge_prob=config.edge_prob,
-                                  max_steps=config.max_steps_per_epoch):
-            xt = torch.from_numpy(x).to(config.device)
-            yt = torch.from_numpy(y).to(config.device)
-            pred = model(xt).reshape(len(xt), -1).sum(dim=1)
-            loss = torch.nn.functional.mse_loss(pred, yt)
+                                  max_steps=config.max_steps_per_epoch, with_maps=density):
+            xt = torch.from_numpy(batch[0]).to(config.device)
+            if density:  # pixel MSE against exact-mass Gaussian targets, in the head's units (x scale)
+                from cellxfer.density.targets import density_batch
+
+                target = torch.from_numpy(density_batch(batch[2], config.sigma)).to(config.device)
+                loss = torch.nn.functional.mse_loss(model(xt) * d_scale, target * d_scale)
+            else:
+                yt = torch.from_numpy(batch[1]).to(config.device)
+                pred = model(xt).reshape(len(xt), -1).sum(dim=1)
+                loss = torch.nn.functional.mse_loss(pred, yt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

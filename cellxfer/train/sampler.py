@@ -55,7 +55,7 @@ def _draw(domain: Domain, idx: np.ndarray, crop: int, rng, flips: bool, rotation
     return imgs, maps
 
 
-def _pack(imgs, counts) -> tuple[np.ndarray, np.ndarray]:
+def _pack_xy(imgs, counts) -> tuple[np.ndarray, np.ndarray]:
     x = np.stack(imgs).astype(np.float32, copy=False)[:, None]
     return np.ascontiguousarray(x), np.asarray(counts, dtype=np.float32)
 
@@ -75,8 +75,13 @@ def steps_in_epoch(phase: str, n_real: int, n_syn: int, batch_size: int, max_ste
 def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_size: int, crop: int,
                   rng: np.random.Generator, flips: bool = True, rotations: bool = True,
                   cutmix_alpha: float = 1.0, mix_prob: float = 0.5, edge_prob: float = 0.0,
-                  max_steps: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(x, y)``: x float32 (B, 1, crop, crop) normalised windows, y float32 (B,) exact counts."""
+                  max_steps: int | None = None, with_maps: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield ``(x, y)``: x float32 (B, 1, crop, crop) normalised windows, y float32 (B,) exact counts;
+    with ``with_maps`` also the int32 (B, crop, crop) centre maps of the (mixed) windows (density targets)."""
+    def _pack(imgs, counts, maps=None):
+        x, y = _pack_xy(imgs, counts)
+        return (x, y, np.stack(maps).astype(np.int32)) if with_maps else (x, y)
+
     n_steps = steps_in_epoch(phase, len(real) if real else 0, len(syn) if syn else 0, batch_size, max_steps)
     if phase in ("real", "synthetic"):
         dom = real if phase == "real" else syn
@@ -84,7 +89,7 @@ def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_
         for s in range(n_steps):
             idx = order[s * batch_size:(s + 1) * batch_size]
             imgs, maps = _draw(dom, idx, crop, rng, flips, rotations, edge_prob)
-            yield _pack(imgs, [int(m.sum()) for m in maps])
+            yield _pack(imgs, [int(m.sum()) for m in maps], maps)
         return
     half = max(batch_size // 2, 1)
     order = rng.permutation(len(real))
@@ -94,13 +99,14 @@ def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_
         r_imgs, r_maps = _draw(real, r_idx, crop, rng, flips, rotations, edge_prob)
         s_imgs, s_maps = _draw(syn, syn_idx[s * half:s * half + half], crop, rng, flips, rotations, edge_prob)
         if phase == "dual":
-            yield _pack(r_imgs + s_imgs, [int(m.sum()) for m in r_maps + s_maps])
+            yield _pack(r_imgs + s_imgs, [int(m.sum()) for m in r_maps + s_maps], r_maps + s_maps)
             continue
         base = n_steps * half + s * half
         p_imgs, p_maps = _draw(syn, syn_idx[base:base + len(r_idx)], crop, rng, flips, rotations, edge_prob)
-        mixed, mixed_counts = [], []
+        mixed, mixed_counts, mixed_maps = [], [], []
         for ri, rm, pi, pm in zip(r_imgs, r_maps, p_imgs, p_maps):
-            img, _, n, _ = random_cutmix(ri, rm, pi, pm, rng, alpha=cutmix_alpha, prob=mix_prob)
+            img, mm, n, _ = random_cutmix(ri, rm, pi, pm, rng, alpha=cutmix_alpha, prob=mix_prob)
             mixed.append(img)
             mixed_counts.append(n)
-        yield _pack(s_imgs + mixed, [int(m.sum()) for m in s_maps] + mixed_counts)
+            mixed_maps.append(mm)
+        yield _pack(s_imgs + mixed, [int(m.sum()) for m in s_maps] + mixed_counts, s_maps + mixed_maps)

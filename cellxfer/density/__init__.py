@@ -1,0 +1,1 @@
+"""Density-map counting: targets, a small fully convolutional network, stitching, peaks, point matching."""

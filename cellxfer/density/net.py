@@ -1,0 +1,49 @@
+"""A small UNet that maps a normalised image (N, in_chans, H, W) to a density map (N, 1, H, W) whose
+sum is the cell count. Fully convolutional: any H, W (pooling uses ``ceil_mode``, upsampling goes to the
+skip connection's exact size), so it exports to ONNX with dynamic height and width.
+
+Options (``CounterMeta.arch_options``): ``base`` channels at full resolution (8), ``depth`` pooling
+levels (3), ``scale`` (100): the head predicts ``scale`` x density, so its outputs are O(1).
+"""
+
+from __future__ import annotations
+
+DEFAULTS = {"base": 8, "depth": 3, "scale": 100.0}
+
+
+def build_density_unet(meta):
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    opts = {**DEFAULTS, **(meta.arch_options or {})}
+    base, depth, scale = int(opts["base"]), int(opts["depth"]), float(opts["scale"])
+
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                             nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    class DensityUNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            chans = [base * 2 ** i for i in range(depth + 1)]
+            self.down = nn.ModuleList([block(meta.in_chans, chans[0])] + [block(chans[i], chans[i + 1]) for i in range(depth)])
+            self.up = nn.ModuleList([block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(depth))])
+            self.head = nn.Conv2d(chans[0], 1, 1)
+            self.scale = scale
+
+        def forward(self, x):
+            skips = []
+            for i, blk in enumerate(self.down):
+                if i:
+                    x = F.max_pool2d(x, 2, ceil_mode=True)
+                x = blk(x)
+                skips.append(x)
+            skips.pop()
+            for blk in self.up:
+                s = skips.pop()
+                x = F.interpolate(x, size=s.shape[-2:], mode="nearest")
+                x = blk(torch.cat([x, s], dim=1))
+            return self.head(x) / self.scale
+
+    return DensityUNet()

@@ -1,0 +1,69 @@
+"""Whole-image density maps from fixed-size overlapping tiles, stitched without double counting.
+
+Tiles of ``tile`` x ``tile`` start every ``tile - 2 * margin`` pixels (the last one flush with the
+bottom/right border; an image smaller than a tile is one zero-padded tile). Every image pixel is *owned*
+by exactly one tile: the boundary between consecutive tiles lies in the middle of their overlap, so
+each tile contributes only its owned part and the stitched map is a partition of the image. With a
+receptive field below ``margin`` the stitched map equals the whole-image map.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def tile_starts(n: int, tile: int, margin: int) -> list[int]:
+    if n <= tile:
+        return [0]
+    step = max(tile - 2 * margin, 1)
+    starts = list(range(0, n - tile, step)) + [n - tile]
+    return sorted(set(starts))
+
+
+def owned_ranges(n: int, tile: int, margin: int) -> list[tuple[int, int, int]]:
+    """``(start, own_lo, own_hi)`` per tile along one axis; the owned ranges partition ``[0, n)``."""
+    starts = tile_starts(n, tile, margin)
+    bounds = [0] + [(starts[i] + tile + starts[i + 1]) // 2 for i in range(len(starts) - 1)] + [n]
+    return [(s, bounds[i], bounds[i + 1]) for i, s in enumerate(starts)]
+
+
+def tiles(shape: tuple[int, int], tile: int, margin: int) -> list[tuple[int, int, int, int, int, int]]:
+    """``(y0, x0, oy0, oy1, ox0, ox1)`` per tile, row-major: tile origin and owned image box."""
+    h, w = shape
+    return [(y, x, oy0, oy1, ox0, ox1) for y, oy0, oy1 in owned_ranges(h, tile, margin)
+            for x, ox0, ox1 in owned_ranges(w, tile, margin)]
+
+
+def tile_batch(normalized: np.ndarray, tile: int, margin: int, in_chans: int = 1) -> tuple[np.ndarray, list]:
+    """float32 (N, in_chans, tile, tile) tiles (zero-padded past the border) and their :func:`tiles` boxes."""
+    img = np.asarray(normalized, dtype=np.float32)
+    boxes = tiles(img.shape, tile, margin)
+    batch = np.zeros((len(boxes), in_chans, tile, tile), dtype=np.float32)
+    for i, (y, x, *_) in enumerate(boxes):
+        part = img[y:y + tile, x:x + tile]
+        batch[i, :, :part.shape[0], :part.shape[1]] = part
+    return batch, boxes
+
+
+def stitch(outputs: np.ndarray, boxes: list, shape: tuple[int, int]) -> np.ndarray:
+    """float32 (H, W) map from tile outputs (N, 1, tile, tile) or (N, tile, tile) and their boxes."""
+    out = np.zeros(shape, dtype=np.float32)
+    outputs = np.asarray(outputs).reshape(len(boxes), *np.asarray(outputs).shape[-2:])
+    for o, (y, x, oy0, oy1, ox0, ox1) in zip(outputs, boxes):
+        out[oy0:oy1, ox0:ox1] = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
+    return out
+
+
+def density_image(runner: Callable[[np.ndarray], np.ndarray], normalized: np.ndarray, tile: int, margin: int,
+                  in_chans: int = 1, batch_size: int = 16) -> np.ndarray:
+    """Stitched density (float32 (H, W)) of a normalised image; ``runner``: (N, C, tile, tile) -> (N, 1, tile, tile)."""
+    batch, boxes = tile_batch(normalized, tile, margin, in_chans)
+    outs = [np.asarray(runner(batch[i:i + batch_size]), dtype=np.float32) for i in range(0, len(batch), batch_size)]
+    return stitch(np.concatenate(outs), boxes, normalized.shape)
+
+
+def margin_of(meta) -> int:
+    """Stitching margin of a density model: ``arch_options['margin']`` or window // 8."""
+    return int((meta.arch_options or {}).get("margin", max(meta.window // 8, 0)))
