@@ -1,0 +1,225 @@
+"""LM-ADDA: layer-matching adversarial discriminative domain adaptation of a translator (``adapt``).
+
+Given a source translator G (frozen) and *unpaired* images of a new microscope setting, a trainable
+copy G' of G is made; only G's blocks ``1..L`` (in forward order, see :mod:`.model`) are trained in G',
+the blocks after ``L`` stay frozen and equal to G's. A discriminator D (PatchGAN sized to the layer's
+feature map, :func:`.model.build_discriminator`) learns to tell ``G_L(x_source)`` (real) from
+``G'_L(x_target)`` (fake); G' is trained to make D call its target features real (GAN-style
+alternating updates, Tzeng et al. 2017). ``L = 2 * num_downs`` (the output) is plain ADDA.
+
+Both G and G' run in eval mode during adaptation: batch-norm uses G's running statistics and dropout
+is off, so the source features are deterministic and the only thing that moves is G''s weights. The
+adapted G' is a complete translator in the same file format (its meta records ``adapted``).
+
+``run_sweep`` adapts at several layers, evaluates each (and the unadapted G) on held-out labelled
+target pairs when there are any, and keeps the best by mean Pearson.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cellxfer.errors import InputError
+from cellxfer.translate.model import MODEL_FILE
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    model: str
+    source: str
+    target: str
+    out: str
+    layer: int = 16
+    steps: int = 500
+    batch_size: int = 4
+    size: int = 0  # crop side; 0 = the translator's training size
+    lr: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    ndf: int = 64
+    d_layers: int = 3
+    gan_mode: str = "vanilla"
+    holdout: float = 0.25  # share of labelled target pairs kept out of adaptation for evaluation
+    eval_pairs: str | None = None  # labelled target pairs for evaluation (instead of a holdout)
+    seed: int = 0
+    threads: int = 0
+
+
+def _load_inputs(paths, norm, size) -> list[np.ndarray]:
+    from cellxfer.imageio import read_image
+    from cellxfer.translate.data import check_size, normalize
+
+    arrays = []
+    for p in paths:
+        img = read_image(p)
+        check_size(p, img.shape, size)
+        arrays.append(normalize(img, norm)[None])
+    return arrays
+
+
+def split_target(cfg: AdaptConfig):
+    """``(adaptation input files, evaluation pairs or [])`` for the target folder (see module docs)."""
+    from cellxfer.translate.data import is_pairs, list_images, list_pairs
+
+    if cfg.eval_pairs:
+        return list_images(cfg.target), list_pairs(cfg.eval_pairs)
+    if not is_pairs(cfg.target):
+        return list_images(cfg.target), []
+    pairs = list_pairs(cfg.target, need_targets=False)
+    labelled = [p for p in pairs if p.target is not None]
+    if not labelled or cfg.holdout <= 0:
+        return [p.source for p in pairs], []
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(labelled))
+    n_eval = max(1, int(round(cfg.holdout * len(labelled))))
+    held = {labelled[i].id for i in order[:n_eval]}
+    if len(held) >= len(pairs):
+        raise InputError(f"{cfg.target}: --holdout {cfg.holdout} leaves no target images to adapt on; lower it or add images")
+    return [p.source for p in pairs if p.id not in held], sorted((p for p in labelled if p.id in held), key=lambda p: p.id)
+
+
+def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_arrays=None,
+                on_step: Callable[..., None] | None = None) -> dict:
+    """Adapt at ``cfg.layer``; write ``cfg.out/translator.safetensors``, ``log.csv``, ``manifest.json``.
+    ``g``/``meta``/arrays may be passed in to share loading across a sweep. Returns a summary with the
+    discriminator loss over the first and last 10% of steps."""
+    import torch
+
+    from cellxfer.atomic import write_json
+    from cellxfer.manifest import build_manifest, config_dict, sha256_file
+    from cellxfer.translate.data import list_images, random_crops
+    from cellxfer.translate.model import build_discriminator, load_translator, resolve_model, save_translator
+    from cellxfer.translate.train import gan_loss, set_threads
+
+    set_threads(cfg.threads)
+    model_path = resolve_model(cfg.model)
+    if g is None:
+        g, meta = load_translator(model_path)
+    if not 1 <= cfg.layer <= meta.n_layers:
+        raise InputError(f"--layer {cfg.layer}: this translator has layers 1..{meta.n_layers} ({meta.n_layers} = output, plain ADDA)")
+    size = cfg.size or meta.size
+    if size % meta.multiple:
+        raise InputError(f"--size {size}: must be a multiple of {meta.multiple}")
+    if source_arrays is None:
+        source_arrays = _load_inputs(list_images(cfg.source), meta.input_norm, size)
+    if target_arrays is None:
+        target_arrays = _load_inputs(split_target(cfg)[0], meta.input_norm, size)
+    L = cfg.layer
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    g.eval()
+    for p in g.parameters():
+        p.requires_grad_(False)
+    gp = copy.deepcopy(g).eval()
+    trainable = [p for i in range(1, L + 1) for p in gp.block(i).parameters()]
+    for p in trainable:
+        p.requires_grad_(True)
+    with torch.no_grad():
+        probe = g.forward_to(torch.zeros(1, meta.in_ch, size, size), L)[0]
+    d = build_discriminator(probe.shape[1], cfg.ndf, cfg.d_layers, "batch", spatial=probe.shape[-1])
+    d.train()
+    opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
+    crit = gan_loss(cfg.gan_mode)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    losses = []
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        xs = torch.from_numpy(random_crops(source_arrays, size, cfg.batch_size, rng))
+        xt = torch.from_numpy(random_crops(target_arrays, size, cfg.batch_size, rng))
+        with torch.no_grad():
+            fs = g.forward_to(xs, L)[0]
+        ft = gp.forward_to(xt, L)[0]
+        opt_d.zero_grad()
+        loss_d = 0.5 * (crit(d(fs), True) + crit(d(ft.detach()), False))
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_g = crit(d(ft), True)
+        loss_g.backward()
+        opt_g.step()
+        ld, lg = loss_d.item(), loss_g.item()
+        losses.append((ld, lg))
+        if on_step:
+            on_step(1, loss_d=ld, loss_g=lg)
+    seconds = time.perf_counter() - t0
+    with open(out / "log.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss_d", "loss_g"])
+        w.writerows([i + 1, f"{a:.5f}", f"{b:.5f}"] for i, (a, b) in enumerate(losses))
+    k = max(1, len(losses) // 10)
+    arr = np.asarray(losses).reshape(-1, 2) if losses else np.full((1, 2), np.nan)
+    summary = {"layer": L, "steps": cfg.steps, "seconds": round(seconds, 2),
+               "loss_d_first": float(arr[:k, 0].mean()), "loss_d_last": float(arr[-k:, 0].mean()),
+               "loss_g_first": float(arr[:k, 1].mean()), "loss_g_last": float(arr[-k:, 1].mean())}
+    adapted = {"method": "LM-ADDA" if L < meta.n_layers else "ADDA (output layer)", "layer": L,
+               "source_model": str(model_path), "source_model_sha256": sha256_file(model_path), "steps": cfg.steps}
+    save_translator(out / MODEL_FILE, gp, replace(meta, adapted=adapted))
+    write_json(out / "manifest.json", build_manifest("adapt", config_dict(cfg), cfg.seed, inputs=[model_path, cfg.source, cfg.target],
+                                                     summary=summary))
+    for p in g.parameters():
+        p.requires_grad_(True)
+    return summary
+
+
+def run_sweep(cfg: AdaptConfig, layers: list[int], on_event: Callable[[str], None] = lambda s: None,
+              on_step=None) -> dict:
+    """Adapt at each of ``layers`` into ``out/layer_LL/``; evaluate every one (and no adaptation) on the
+    held-out labelled target pairs; copy the best (highest mean Pearson) to ``out/translator.safetensors``.
+    Writes ``out/sweep.json`` and ``out/sweep.csv``. Without labels nothing is picked."""
+    from cellxfer.atomic import write_json, write_text
+    from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.translate.data import list_images
+    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize, torch_runner
+    from cellxfer.translate.model import load_translator, resolve_model
+
+    g, meta = load_translator(resolve_model(cfg.model))
+    bad = [L for L in layers if not 1 <= L <= meta.n_layers]
+    if bad:
+        raise InputError(f"--sweep: layer(s) {bad} outside 1..{meta.n_layers}")
+    size = cfg.size or meta.size
+    adapt_files, eval_pairs = split_target(cfg)
+    src = _load_inputs(list_images(cfg.source), meta.input_norm, size)
+    tgt = _load_inputs(adapt_files, meta.input_norm, size)
+    out = Path(cfg.out)
+    rows = []
+    if eval_pairs:
+        base = summarize(evaluate_pairs(Translator(torch_runner(g), meta, "torch"), eval_pairs))
+        rows.append({"layer": "none", **base})
+        on_event(f"no adaptation: Pearson {base['pearson']:.4f}")
+    for L in layers:
+        sub = replace(cfg, layer=L, out=str(out / f"layer_{L:02d}"))
+        s = adapt_layer(sub, g=g, meta=meta, source_arrays=src, target_arrays=tgt, on_step=on_step)
+        row = {"layer": L, **{k: s[k] for k in ("loss_d_first", "loss_d_last", "seconds")}}
+        if eval_pairs:
+            ga, ma = load_translator(Path(sub.out) / MODEL_FILE)
+            row.update(summarize(evaluate_pairs(Translator(torch_runner(ga), ma, "torch"), eval_pairs)))
+            on_event(f"layer {L}: Pearson {row['pearson']:.4f} ({s['seconds']:.0f} s)")
+        else:
+            on_event(f"layer {L}: D loss {s['loss_d_first']:.3f} -> {s['loss_d_last']:.3f} ({s['seconds']:.0f} s)")
+        rows.append(row)
+    best = None
+    scored = [r for r in rows if r["layer"] != "none" and np.isfinite(r.get("pearson", np.nan))]
+    if scored:
+        best = max(scored, key=lambda r: r["pearson"])["layer"]
+        shutil.copyfile(out / f"layer_{best:02d}" / MODEL_FILE, out / MODEL_FILE)
+    result = {"layers": layers, "rows": rows, "best_layer": best, "eval_pairs": [p.id for p in eval_pairs]}
+    write_json(out / "sweep.json", result)
+    keys = ["layer", "pearson", "mae", "ssim", "loss_d_first", "loss_d_last", "seconds"]
+    lines = [",".join(keys)] + [",".join("" if r.get(k) is None else (f"{r[k]:.5f}" if isinstance(r.get(k), float) else str(r[k]))
+                                         for k in keys) for r in rows]
+    write_text(out / "sweep.csv", "\n".join(lines) + "\n")
+    write_json(out / "manifest.json", build_manifest("adapt", config_dict(cfg), cfg.seed, inputs=[cfg.model, cfg.source, cfg.target],
+                                                     sweep=result))
+    _ = json
+    return result

@@ -1,0 +1,181 @@
+"""pix2pix training of a translator on a paired folder (``train-translate``).
+
+Objective (Isola et al. 2017): G minimises ``GAN(D(x, G(x)) -> real) + lambda_l1 * |G(x) - y|_1``, D (a
+PatchGAN on the input/output pair, 2 channels) minimises ``GAN(D(x, y) -> real) + GAN(D(x, G(x)) -> fake)``
+halved; vanilla (BCE with logits) or least-squares GAN; Adam(lr, beta1, 0.999). One step = one batch
+of random ``size`` crops with random horizontal flips. Deterministic on the CPU for a given seed.
+
+Run folder: ``translator.safetensors`` (the generator, see :mod:`.model`), ``checkpoint.pt`` (G, D,
+optimisers, step, RNG state: ``resume`` continues from it), ``log.csv`` (step, losses), ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cellxfer.errors import InputError
+from cellxfer.translate.model import MODEL_FILE, TranslatorMeta
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainTranslateConfig:
+    pairs: str
+    out: str
+    steps: int = 2000
+    batch_size: int = 1
+    size: int = 256
+    ngf: int = 64
+    ndf: int = 64
+    num_downs: int = 8
+    d_layers: int = 3
+    norm: str = "batch"
+    dropout: bool = True
+    lr: float = 2e-4
+    beta1: float = 0.5
+    lambda_l1: float = 100.0
+    gan_mode: str = "vanilla"  # vanilla | lsgan
+    input_norm: tuple[float, float] = (0.5, 99.5)
+    target_norm: tuple[float, float] = (0.5, 99.5)
+    checkpoint_every: int = 500
+    seed: int = 0
+    threads: int = 0
+
+    def meta(self) -> TranslatorMeta:
+        return TranslatorMeta(ngf=self.ngf, num_downs=self.num_downs, norm=self.norm, dropout=self.dropout,
+                              size=self.size, input_norm=tuple(self.input_norm), target_norm=tuple(self.target_norm))
+
+    def check(self) -> None:
+        m = 2 ** self.num_downs
+        if self.size % m:
+            raise InputError(f"--size {self.size}: must be a multiple of 2**num-downs = {m} (e.g. 256 for 8 down blocks)")
+        if self.steps < 0 or self.batch_size < 1:
+            raise InputError("--steps must be >= 0 and --batch-size >= 1")
+        if self.gan_mode not in ("vanilla", "lsgan"):
+            raise InputError(f"--gan-mode {self.gan_mode!r}: expected vanilla or lsgan")
+
+
+def gan_loss(mode: str):
+    """``loss(logits, real: bool)``: BCE-with-logits (vanilla) or MSE to 1/0 (lsgan)."""
+    import torch
+    import torch.nn.functional as F
+
+    def loss(logits, real: bool):
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        if mode == "lsgan":
+            return F.mse_loss(logits, target)
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    return loss
+
+
+def load_pairs(folder, cfg_size: int, input_norm, target_norm) -> list[np.ndarray]:
+    """Every pair as a (2, H, W) float32 array: normalised source (unclipped), normalised target (clipped)."""
+    from cellxfer.translate.data import check_size, list_pairs, normalize, read_pair
+
+    arrays = []
+    for pair in list_pairs(folder):
+        s, t = read_pair(pair)
+        check_size(pair.source, s.shape, cfg_size)
+        arrays.append(np.stack([normalize(s, input_norm), normalize(t, target_norm, clip=True)]))
+    return arrays
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | None = None, resume: bool = True) -> dict:
+    """Train (or continue) a translator in ``cfg.out``; returns a summary dict (final losses, seconds)."""
+    import torch
+
+    from cellxfer.atomic import atomic_path, write_json
+    from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.translate.model import build_discriminator, build_generator, save_translator
+
+    cfg.check()
+    set_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = load_pairs(cfg.pairs, cfg.size, cfg.input_norm, cfg.target_norm)
+    torch.manual_seed(cfg.seed)
+    meta = cfg.meta()
+    g = build_generator(meta)
+    d = build_discriminator(2, cfg.ndf, cfg.d_layers, cfg.norm)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+    ckpt = out / CHECKPOINT
+    identity = {k: v for k, v in config_dict(cfg).items() if k not in ("out", "steps", "checkpoint_every", "threads")}
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        if state.get("identity") != identity:
+            raise InputError(f"{ckpt}: was trained with other settings; pick another --out or delete it to start again")
+        g.load_state_dict(state["g"]); d.load_state_dict(state["d"])
+        opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
+        step = state["step"]
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+    crit = gan_loss(cfg.gan_mode)
+    l1 = torch.nn.L1Loss()
+    log_path = out / "log.csv"
+    new_log = not log_path.is_file() or step == 0
+    t0 = time.perf_counter()
+    last = {}
+
+    def save_checkpoint():
+        with atomic_path(ckpt) as tmp:
+            torch.save({"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                        "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                        "identity": identity}, tmp)
+
+    g.train(); d.train()
+    with open(log_path, "w" if new_log else "a", newline="") as logf:
+        log = csv.writer(logf)
+        if new_log:
+            log.writerow(["step", "loss_d", "loss_g_gan", "loss_g_l1"])
+        while step < cfg.steps:
+            batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng))
+            x, y = batch[:, :1], batch[:, 1:]
+            fake = g(x)
+            opt_d.zero_grad()
+            loss_d = 0.5 * (crit(d(torch.cat([x, fake.detach()], 1)), False) + crit(d(torch.cat([x, y], 1)), True))
+            loss_d.backward()
+            opt_d.step()
+            opt_g.zero_grad()
+            loss_gan = crit(d(torch.cat([x, fake], 1)), True)
+            loss_l1 = l1(fake, y)
+            (loss_gan + cfg.lambda_l1 * loss_l1).backward()
+            opt_g.step()
+            step += 1
+            last = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_g_l1": loss_l1.item()}
+            log.writerow([step, *(f"{v:.5f}" for v in last.values())])
+            if on_step:
+                on_step(1, **last)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                logf.flush()
+                save_checkpoint()
+    save_checkpoint()
+    g.eval()
+    save_translator(out / MODEL_FILE, g, meta)
+    seconds = time.perf_counter() - t0
+    write_json(out / "manifest.json", build_manifest("train-translate", config_dict(cfg), cfg.seed, inputs=[cfg.pairs],
+                                                     steps_done=step, final_losses=last, seconds=round(seconds, 2)))
+    return {"out": out, "steps": step, "seconds": seconds, **last}
+
+
+def random_batch(arrays, size, n, rng) -> np.ndarray:
+    from cellxfer.translate.data import random_crops
+
+    return random_crops(arrays, size, n, rng)
