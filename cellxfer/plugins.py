@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("count", "cellxfer.stages.count"),
     ("train-count", "cellxfer.stages.train_count"),
     ("density", "cellxfer.stages.density"),
+    ("translate", "cellxfer.stages.translate"),
 )
 
 #: Hooks that return lists of named objects, and the attribute that names each object.

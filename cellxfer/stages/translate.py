@@ -1,0 +1,219 @@
+"""Built-in plugin: the translator commands (``synth-pairs``, ``train-translate``, ``adapt``,
+``evaluate-translator``, ``translate``, ``export-translator``). Library code: :mod:`cellxfer.translate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cellxfer.hookspecs import hookimpl
+
+
+def _pair(text: str, name: str) -> tuple[float, float]:
+    from cellxfer.errors import InputError
+
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--{name} {text!r}: expected LOW:HIGH percentiles, e.g. 0.5:99.5") from None
+    return lo, hi
+
+
+def _layers(text: str) -> list[int]:
+    from cellxfer.errors import InputError
+
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--sweep {text!r}: expected comma-separated layer numbers, e.g. 1,3,5,7,9,11,13,15,16") from None
+
+
+@hookimpl
+def cellxfer_register_commands(app: typer.Typer):
+    @app.command("synth-pairs")
+    def synth_pairs(
+        n: int = typer.Option(100, "--n", help="Number of pairs."),
+        out: Path = typer.Option(..., "--out", "-o", help="Paired folder to write (source/, target/, points/)."),
+        modality: str = typer.Option("pc", help="Input: pc (phase contrast) or bf (bright field)."),
+        marker: str = typer.Option("dapi", help="Target: dapi (nuclei) or cd29 (perinuclear halo)."),
+        overexpose: float = typer.Option(1.0, help="Overexposure factor of the input (clipped at full scale)."),
+        scale: float = typer.Option(1.0, help="Zoom factor of input and target (>= 1)."),
+        size: int = typer.Option(256, help="Image side in pixels."),
+        cell_size: float = typer.Option(30.0, help="Mean cell diameter in pixels."),
+        seed: int = typer.Option(0, help="Random seed (same seed = same cells in every modality and shift)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace another run in --out."),
+    ):
+        """Render the paired translator testbed (uint16 input + fluorescence, exact ground truth)."""
+        from cellxfer.console import out as console
+        from cellxfer.errors import InputError
+        from cellxfer.progress import progress
+        from cellxfer.synth.paired import PairedConfig, write_pairs
+
+        try:
+            cfg = PairedConfig(size=size, modality=modality, marker=marker, cell_size=cell_size, overexpose=overexpose, scale=scale)
+        except ValueError as exc:
+            raise InputError(f"synth-pairs: {exc}") from None
+        with progress("synth-pairs", total=n, unit="pair") as bar:
+            r = write_pairs(cfg, n, out, seed=seed, overwrite=overwrite, on_progress=bar.advance)
+        console.print(f"{r['out']}: {n} pairs ({r['written']} written, {r['skipped']} already done); {r['seconds']:.2f} s")
+
+    @app.command("train-translate")
+    def train_translate(
+        pairs: Path = typer.Option(..., "--pairs", help="Paired folder: source/<id>.tif + target/<id>.tif."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder (translator.safetensors, checkpoint.pt, log.csv, manifest)."),
+        steps: int = typer.Option(2000, help="Training steps (batches)."),
+        batch_size: int = typer.Option(1, help="Crops per step (pix2pix: 1)."),
+        size: int = typer.Option(256, help="Crop side; a multiple of 2**num-downs."),
+        ngf: int = typer.Option(64, help="Generator width (pix2pix: 64)."),
+        ndf: int = typer.Option(64, help="Discriminator width (pix2pix: 64)."),
+        num_downs: int = typer.Option(8, help="UNet down blocks (8 = unet_256, 16 layers)."),
+        d_layers: int = typer.Option(3, help="PatchGAN strided layers (3 = 70x70)."),
+        norm: str = typer.Option("batch", help="batch or instance."),
+        dropout: bool = typer.Option(True, "--dropout/--no-dropout", help="Dropout in the inner up blocks (training only)."),
+        lr: float = typer.Option(2e-4, help="Adam learning rate."),
+        beta1: float = typer.Option(0.5, help="Adam beta1."),
+        lambda_l1: float = typer.Option(100.0, help="L1 weight."),
+        gan_mode: str = typer.Option("vanilla", help="vanilla (BCE) or lsgan."),
+        input_norm: str = typer.Option("0.5:99.5", help="Input percentiles mapped to [-1, 1]."),
+        target_norm: str = typer.Option("0.5:99.5", help="Target percentiles mapped to [-1, 1]."),
+        checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
+        seed: int = typer.Option(0, help="Random seed."),
+        threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
+        fresh: bool = typer.Option(False, "--fresh", help="Ignore a checkpoint in --out and start again."),
+    ):
+        """Train a pix2pix translator (transmitted light -> fluorescence) on paired images."""
+        from cellxfer.console import out as console
+        from cellxfer.progress import progress
+        from cellxfer.translate.train import TrainTranslateConfig, train_translator
+
+        cfg = TrainTranslateConfig(pairs=str(pairs), out=str(out), steps=steps, batch_size=batch_size, size=size, ngf=ngf,
+                                   ndf=ndf, num_downs=num_downs, d_layers=d_layers, norm=norm, dropout=dropout, lr=lr,
+                                   beta1=beta1, lambda_l1=lambda_l1, gan_mode=gan_mode,
+                                   input_norm=_pair(input_norm, "input-norm"), target_norm=_pair(target_norm, "target-norm"),
+                                   checkpoint_every=checkpoint_every, seed=seed, threads=threads)
+        with progress("train-translate", total=steps, unit="step", fields="L1 {task.fields[loss_g_l1]:.4f}") as bar:
+            bar.update(loss_g_l1=float("nan"))
+            r = train_translator(cfg, on_step=bar.advance, resume=not fresh)
+        console.print(f"{out}: {r['steps']} steps, L1 {r.get('loss_g_l1', float('nan')):.4f}, D {r.get('loss_d', float('nan')):.3f}; "
+                      f"{r['seconds']:.1f} s -> {out / 'translator.safetensors'}")
+
+    @app.command("adapt")
+    def adapt(
+        model: Path = typer.Option(..., "--model", "-m", help="Source translator (run folder or .safetensors)."),
+        source: Path = typer.Option(..., "--source", help="Source-domain input images (folder, or a pairs folder: its source/)."),
+        target: Path = typer.Option(..., "--target", help="Target-domain images, unpaired (folder, or a pairs folder)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder for the adapted translator."),
+        layer: int = typer.Option(16, help="Layer to match, 1..16 (16 = output = plain ADDA)."),
+        sweep: Optional[str] = typer.Option(None, help="Comma-separated layers to try, e.g. 1,3,5,7,9,11,13,15,16."),
+        steps: int = typer.Option(500, help="Adaptation steps per layer."),
+        batch_size: int = typer.Option(4, help="Source and target crops per step."),
+        size: int = typer.Option(0, help="Crop side (0 = the translator's training size)."),
+        lr: float = typer.Option(2e-4, help="Adam learning rate of the adapted blocks."),
+        lr_d: float = typer.Option(2e-4, help="Adam learning rate of the discriminator."),
+        ndf: int = typer.Option(64, help="Discriminator width."),
+        d_layers: int = typer.Option(3, help="Discriminator strided layers (reduced for small feature maps)."),
+        gan_mode: str = typer.Option("vanilla", help="vanilla (BCE) or lsgan."),
+        holdout: float = typer.Option(0.25, help="Share of labelled target pairs held out to pick the best layer."),
+        eval_pairs: Optional[Path] = typer.Option(None, help="Labelled target pairs to evaluate on (instead of a holdout)."),
+        seed: int = typer.Option(0, help="Random seed."),
+        threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
+    ):
+        """LM-ADDA: adapt a translator to a new microscope setting without paired or labelled data."""
+        from cellxfer.console import out as console
+        from cellxfer.progress import progress
+        from cellxfer.translate.adapt import AdaptConfig, adapt_layer, run_sweep
+
+        cfg = AdaptConfig(model=str(model), source=str(source), target=str(target), out=str(out), layer=layer, steps=steps,
+                          batch_size=batch_size, size=size, lr=lr, lr_d=lr_d, ndf=ndf, d_layers=d_layers, gan_mode=gan_mode,
+                          holdout=holdout, eval_pairs=str(eval_pairs) if eval_pairs else None, seed=seed, threads=threads)
+        if sweep:
+            layers = _layers(sweep)
+            with progress("adapt sweep", total=steps * len(layers), unit="step") as bar:
+                r = run_sweep(cfg, layers, on_event=console.print, on_step=bar.advance)
+            if r["best_layer"] is None:
+                console.print(f"{out}: no labelled target pairs, nothing picked; each layer's translator is in {out}/layer_LL/")
+            else:
+                console.print(f"{out}: best layer {r['best_layer']} -> {out / 'translator.safetensors'} (table: {out / 'sweep.csv'})")
+            return
+        from cellxfer.translate.adapt import split_target
+
+        with progress("adapt", total=steps, unit="step") as bar:
+            s = adapt_layer(cfg, on_step=bar.advance)
+        console.print(f"{out}: layer {layer}, D loss {s['loss_d_first']:.3f} -> {s['loss_d_last']:.3f}, "
+                      f"G loss {s['loss_g_first']:.3f} -> {s['loss_g_last']:.3f}; {s['seconds']:.1f} s")
+        held = split_target(cfg)[1]
+        if held:
+            from cellxfer.translate.infer import evaluate_pairs, load, summarize
+
+            m = summarize(evaluate_pairs(load(out), held))
+            console.print(f"held-out target pairs ({len(held)}): Pearson {m['pearson']:.4f}, MAE {m['mae']:.4f}, SSIM {m['ssim']:.4f}")
+
+    @app.command("evaluate-translator")
+    def evaluate_translator(
+        model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
+        pairs: Path = typer.Option(..., "--pairs", help="Paired folder with true fluorescence in target/."),
+        engine: str = typer.Option("torch", help="torch, onnx or trt."),
+        tile: int = typer.Option(0, help="Tile side (0 = the training size)."),
+        csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image metrics here."),
+    ):
+        """Pearson (the paper's metric), MAE and SSIM of predicted vs true fluorescence, per image and mean."""
+        from cellxfer.atomic import write_text
+        from cellxfer.console import out as console
+        from cellxfer.progress import progress
+        from cellxfer.translate.data import list_pairs
+        from cellxfer.translate.infer import evaluate_pairs, load, summarize
+
+        tr = load(model, engine, log=console.print)
+        items = list_pairs(pairs)
+        with progress("evaluate", total=len(items), unit="img") as bar:
+            rows = evaluate_pairs(tr, items, on_progress=bar.advance, tile=tile or None)
+        for r in rows:
+            console.print(f"{r['id']}: Pearson {r['pearson']:.4f}  MAE {r['mae']:.4f}  SSIM {r['ssim']:.4f}")
+        m = summarize(rows)
+        console.print(f"mean over {len(rows)} images: Pearson {m['pearson']:.4f}  MAE {m['mae']:.4f}  SSIM {m['ssim']:.4f}")
+        if csv_out:
+            lines = ["id,pearson,mae,ssim"] + [f"{r['id']},{r['pearson']:.6f},{r['mae']:.6f},{r['ssim']:.6f}" for r in rows]
+            write_text(csv_out, "\n".join(lines) + "\n")
+
+    @app.command("translate")
+    def translate(
+        paths: list[Path] = typer.Argument(..., help="Images or folders of images."),
+        model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder (<stem>.tif per input)."),
+        engine: str = typer.Option("torch", help="torch, onnx (exported once, parity-checked) or trt (NVIDIA GPU)."),
+        tile: int = typer.Option(0, help="Tile side (0 = the training size)."),
+        overlap: int = typer.Option(32, help="Tile overlap in pixels, blended."),
+        dtype: str = typer.Option("uint16", help="uint16, uint8 or float32 output."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist."),
+    ):
+        """Translate transmitted-light images of any size to fluorescence (sliding window, seamless)."""
+        from cellxfer.console import out as console
+        from cellxfer.progress import progress
+        from cellxfer.translate.infer import load, translate_files
+
+        tr = load(model, engine, log=console.print)
+        with progress("translate", total=None, unit="img") as bar:
+            r = translate_files(tr, paths, out, dtype=dtype, tile=tile or None, overlap=overlap, overwrite=overwrite,
+                                on_progress=bar.advance)
+        console.print(f"{out}: {r['files']} images ({r['written']} written, {r['skipped']} already done, "
+                      f"{len(r['failed'])} failed) with {tr.engine}")
+        for f, why in r["failed"].items():
+            console.print(f"failed {f}: {why}")
+        if r["failed"]:
+            raise typer.Exit(1)
+
+    @app.command("export-translator")
+    def export_translator_cmd(
+        model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="The .onnx file [default: beside the model]."),
+        atol: float = typer.Option(1e-3, help="Parity tolerance, absolute."),
+        rtol: float = typer.Option(1e-3, help="Parity tolerance, relative."),
+    ):
+        """Export a translator to ONNX (dynamic batch/height/width) with a parity check against torch."""
+        from cellxfer.console import out as console
+        from cellxfer.translate.infer import export_translator
+
+        path, report = export_translator(model, out, atol=atol, rtol=rtol)
+        console.print(f"{path}: {report.line('translator parity') if report else 'written'}")
