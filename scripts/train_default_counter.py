@@ -43,8 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrained", default="auto", help="weights file, 'auto' (the lite0 package if installed) or 'none'")
     ap.add_argument("--n-synthetic", type=int, default=800)
     ap.add_argument("--n-val", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--steps-per-epoch", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--steps-per-epoch", type=int, default=25)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--seed", type=int, default=0)
@@ -77,7 +77,16 @@ def main(argv=None) -> int:
     def on_epoch(r):
         print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.2f}, Syn-HC val MAE {r.val_mae}, {r.seconds:.0f} s", flush=True)
 
-    run = train_counter(config, on_epoch=on_epoch)
+    ticks = {"t": time.perf_counter(), "n": 0}
+
+    def on_step(epoch, loss):
+        ticks["n"] += 1
+        if ticks["n"] % 5 == 0:
+            dt = (time.perf_counter() - ticks["t"]) / 5
+            ticks["t"] = time.perf_counter()
+            print(f"  step {ticks['n']} (epoch {epoch}): loss {loss:.1f}, {dt:.1f} s/step", flush=True)
+
+    run = train_counter(config, on_epoch=on_epoch, on_step=on_step)
     best = run / "best.safetensors"
     with atomic_path(args.out) as tmp:
         shutil.copyfile(best, tmp)
