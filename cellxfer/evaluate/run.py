@@ -18,6 +18,7 @@ class EvaluateConfig:
     out_csv: Optional[Path] = None    # default: <data folder name>-predictions.csv next to the model
     exclude: tuple[str, ...] = ()
     batch_size: int = 16
+    radius: float = 5.0               # density models: match radius (pixels) of the localisation score
 
 
 @dataclass
@@ -26,6 +27,7 @@ class EvaluateResult:
     csv: Path
     rows: list  # (image id, true, predicted)
     seconds: float
+    localisation: Optional[dict] = None  # density models: precision, recall, f1, radius, tp, n_pred, n_true
 
 
 def default_csv(config: EvaluateConfig) -> Path:
@@ -45,15 +47,27 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     ds, ids = labelled_ids(config.data, config.exclude, role="evaluation")
     runner = torch_runner(model)
     rows = []
+    match = None
     t0 = time.perf_counter()
     with torch.inference_mode():
         for id_ in ids:
             s = ds[id_]
-            pred = count_image(runner, meta, s.image, batch_size=config.batch_size)
+            if meta.output == "density":  # count = density sum; points = its peaks (cellxfer.density)
+                from cellxfer.density.infer import density_of_image, points_from_density
+                from cellxfer.density.match import match_points
+
+                d = density_of_image(runner, meta, s.image, batch_size=config.batch_size)
+                pred = float(d.sum(dtype="float64"))
+                m = match_points(points_from_density(d, meta), s.points, config.radius)
+                match = m if match is None else match + m
+            else:
+                pred = count_image(runner, meta, s.image, batch_size=config.batch_size)
             rows.append((id_, s.count, pred))
             if on_image is not None:
                 on_image(id_, s.count, pred)
     seconds = time.perf_counter() - t0
     out = Path(config.out_csv) if config.out_csv else default_csv(config)
     write_text(out, format_predictions(rows))
-    return EvaluateResult(compute_metrics([r[1] for r in rows], [r[2] for r in rows]), out, rows, seconds)
+    loc = None if match is None else {"precision": match.precision, "recall": match.recall, "f1": match.f1,
+                                      "radius": config.radius, "tp": match.tp, "n_pred": match.n_pred, "n_true": match.n_true}
+    return EvaluateResult(compute_metrics([r[1] for r in rows], [r[2] for r in rows]), out, rows, seconds, loc)

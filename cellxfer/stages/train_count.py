@@ -95,6 +95,7 @@ def cellxfer_register_commands(app: typer.Typer):
         csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model]."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
+        radius: float = typer.Option(5.0, help="Density models: a predicted point matches a true one within this many pixels."),
     ):
         """Count full-size labelled images (non-overlapping windows, summed); print MAE, RMSE, ACP, MAE per density."""
         from cellxfer.atomic import write_json
@@ -102,7 +103,7 @@ def cellxfer_register_commands(app: typer.Typer):
         from cellxfer.evaluate.run import EvaluateConfig, evaluate as run_evaluate
         from cellxfer.progress import progress
 
-        config = EvaluateConfig(model=model, data=data, out_csv=csv, exclude=tuple(exclude))
+        config = EvaluateConfig(model=model, data=data, out_csv=csv, exclude=tuple(exclude), radius=radius)
         with progress("evaluate", total=None, unit="img") as bar:
             res = run_evaluate(config, on_image=lambda *a: bar.advance(1))
         m = res.metrics
@@ -110,6 +111,11 @@ def cellxfer_register_commands(app: typer.Typer):
                       f"{res.seconds / max(m.n, 1):.2f} s per image")
         console.print(f"MAE {m.mae:.2f}  RMSE {m.rmse:.2f}  ACP(5%) {100 * m.acp:.1f}%")
         console.print("MAE by true count: " + ", ".join(f"{k}: {_fmt(v['mae'])} (n={v['n']})" for k, v in m.bins.items()))
+        if res.localisation is not None:
+            loc = res.localisation
+            console.print(f"localisation (match radius {loc['radius']:g} px): precision {loc['precision']:.3f}  "
+                          f"recall {loc['recall']:.3f}  F1 {loc['f1']:.3f}")
         console.print(f"per-image predictions: {res.csv}")
         if json_out is not None:
-            write_json(json_out, {"model": str(model), "data": str(data), **m.as_dict(), "csv": str(res.csv)})
+            write_json(json_out, {"model": str(model), "data": str(data), **m.as_dict(), "csv": str(res.csv),
+                                  "localisation": res.localisation})

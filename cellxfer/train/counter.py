@@ -127,6 +127,7 @@ def meta_for(config: TrainConfig) -> CounterMeta:
     options = dict(getattr(arch, "defaults", {}) or {})
     if output == "density":
         options.update(sigma=config.sigma, margin=config.crop // 8)
+    options.update((config.extra or {}).get("arch_options", {}))  # e.g. {"base": 16} for --arch density
     return CounterMeta(arch=config.arch, in_chans=1, window=config.crop, output=output, arch_options=options,
                        normalization=Normalization(low=config.norm_low, high=config.norm_high),
                        extra={"regime": config.regime, "trained_epochs": 0})
