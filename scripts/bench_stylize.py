@@ -114,6 +114,15 @@ def main(argv=None) -> int:
     }]
     style = StyleSet([str(p) for p in style_paths])
     sets = {}
+    mae_rows: list[dict] = []
+
+    def dump() -> None:  # after every row, so a run cut short keeps what it measured
+        result = {"n": args.n, "repeats": args.repeats, "style_images": len(style_paths),
+                  "reference_images": len(ref_paths), "reference_tiles": len(ref), "rows": rows, "mae": mae_rows,
+                  "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+                  "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))}
+        (out / "bench_stylize.json").write_text(json.dumps(result, indent=2) + "\n")
+
     for method in [m.strip() for m in args.methods.split(",") if m.strip()] + (["inst"] if args.inst_token else []):
         row = {"method": method}
         if method == "none":
@@ -147,11 +156,11 @@ def main(argv=None) -> int:
         imgs = unit_images(sets[method], args.metric_images)
         row.update(intensity_gap=metrics.intensity_gap(imgs, ref), spectrum_gap=metrics.spectrum_gap(imgs, ref))
         rows.append(row)
+        dump()
         print(f"{method}: intensity gap {row['intensity_gap']:.2f} grey levels, spectrum gap {row['spectrum_gap']:.3f} decades", flush=True)
 
-    mae_rows = []
     if args.mae:
-        mae_rows = run_mae(args, out, sets, real_train, real_val)
+        run_mae(args, out, sets, real_train, real_val, mae_rows, dump)
 
     print()
     print(f"{'method':30s} {'images':>7s} {'s total':>8s} {'ms/img':>8s} {'intensity gap':>14s} {'spectrum gap':>13s}")
@@ -164,10 +173,7 @@ def main(argv=None) -> int:
         print(f"{'method':12s} {'regime':10s} {'steps':>6s} {'MAE':>8s} {'RMSE':>8s} {'train s':>8s}")
         for r in mae_rows:
             print(f"{r['method']:12s} {r['regime']:10s} {r['steps']:6d} {r['mae']:8.2f} {r['rmse']:8.2f} {r['train_seconds']:8.1f}")
-    result = {"n": args.n, "repeats": args.repeats, "style_images": len(style_paths), "reference_images": len(ref_paths),
-              "reference_tiles": len(ref), "rows": rows, "mae": mae_rows, "cpu_count": os.cpu_count(),
-              "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))}
-    (out / "bench_stylize.json").write_text(json.dumps(result, indent=2) + "\n")
+    dump()
     print(f"\nwrote {out / 'bench_stylize.json'}")
     return 0
 
@@ -180,7 +186,7 @@ def _f(v, spec):
     return "" if v is None else format(v, spec)
 
 
-def run_mae(args, out: Path, sets: dict, real_train: Path, real_val: Path) -> list[dict]:
+def run_mae(args, out: Path, sets: dict, real_train: Path, real_val: Path, rows: list, dump) -> list[dict]:
     import csv
 
     from cellxfer.train.counter import TrainConfig, train_counter
@@ -211,7 +217,6 @@ def run_mae(args, out: Path, sets: dict, real_train: Path, real_val: Path) -> li
             continue  # inst: too few images off a GPU for a counter
         jobs.append((method, "synthetic", dict(synthetic=data, epochs=1)))
         jobs.append((method, "finetune", dict(synthetic=data, real=real_train, pre_epochs=1, epochs=args.mae_real_epochs)))
-    rows = []
     for method, regime, kw in jobs:
         run = out / "runs" / f"{method.replace(' ', '-')}-{regime}"
         t = time.perf_counter()
@@ -221,6 +226,7 @@ def run_mae(args, out: Path, sets: dict, real_train: Path, real_val: Path) -> li
         rows.append({"method": method, "regime": regime, "steps": steps, "val_images": len(list((real_val / "images").iterdir())), "mae": float(hist[-1]["val_mae"]),
                      "rmse": float(hist[-1]["val_rmse"]), "train_seconds": time.perf_counter() - t, "arch": arch,
                      "pretrained": str(pretrained) if pretrained else None})
+        dump()
         print(f"MAE {method} {regime}: {rows[-1]['mae']:.2f} ({steps} steps, {rows[-1]['train_seconds']:.0f} s)", flush=True)
     return rows
 
