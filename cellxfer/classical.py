@@ -97,7 +97,8 @@ def fit_threshold(values: list[np.ndarray], counts: np.ndarray) -> tuple[float, 
     n = np.stack([len(v) - np.searchsorted(v, cand, side="right") for v in values])  # (images, candidates)
     mae = np.abs(n - counts[:, None]).mean(axis=0)
     i = int(np.argmin(mae))
-    t = cand[i] if i == 0 else 0.5 * (cand[i] + cand[i - 1])  # midway, so a tie in float does not flip
+    # "> t" keeps the same peaks for any t in [cand[i], cand[i + 1]): take the middle (robust to float noise)
+    t = cand[i] if i + 1 == len(cand) else 0.5 * (cand[i] + cand[i + 1])
     return float(t), float(mae[i])
 
 

@@ -135,7 +135,8 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
     if out.suffix.lower() != ".onnx":
         raise InputError(f"--out {out}: the exported file must end in .onnx")
     export_onnx(module, (1, meta.in_chans, meta.window, meta.window), out,
-                metadata=counter_metadata(meta, sha256_file(model_path)), opset=config.opset)
+                metadata=counter_metadata(meta, sha256_file(model_path)), opset=config.opset,
+                dynamic_axes=dynamic_axes(meta))
     result = ExportResult(out=out, format=config.format)
     try:
         windows = parity_windows(meta, config.check_images, config.n_random, seed=config.seed)
@@ -143,6 +144,11 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
             report = check_parity(module, out, x, config.atol, config.rtol)
             log(report.line(f"onnx vs torch, {label} windows"))
             result.parity[f"onnx/{label}"] = assert_parity(report, out, f"onnx vs torch, {label} windows")
+        if meta.output == "density":  # fully convolutional: also check a size other than the window
+            x = np.random.default_rng(config.seed).uniform(-0.2, 1.5, (2, meta.in_chans, meta.window + 37, meta.window + 61))
+            report = check_parity(module, out, x.astype(np.float32), config.atol, config.rtol)
+            log(report.line("onnx vs torch, other-size inputs"))
+            result.parity["onnx/other-size"] = assert_parity(report, out, "onnx vs torch, other-size inputs")
     except BaseException:
         out.unlink(missing_ok=True)
         raise
@@ -170,6 +176,14 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
     return result
 
 
+def dynamic_axes(meta) -> dict:
+    """Dynamic batch axis; density models (fully convolutional) also get dynamic height and width."""
+    if meta.output == "density":
+        hw = {0: "batch", 2: "height", 3: "width"}
+        return {"input": dict(hw), "output": dict(hw)}
+    return {"input": {0: "batch"}, "output": {0: "batch"}}
+
+
 def cached_onnx(model_path: str | os.PathLike, log=lambda s: None) -> Path:
     """An ONNX export of checkpoint ``model_path`` from the cache (``<cache>/onnx/<sha>.onnx``), made on
     first use with the random-window parity check."""
@@ -195,7 +209,8 @@ def _export_quiet(cfg: ExportConfig) -> None:
 
     module, meta = load_counter(cfg.model)
     export_onnx(module, (1, meta.in_chans, meta.window, meta.window), cfg.out,
-                metadata=counter_metadata(meta, sha256_file(cfg.model)), opset=cfg.opset)
+                metadata=counter_metadata(meta, sha256_file(cfg.model)), opset=cfg.opset,
+                dynamic_axes=dynamic_axes(meta))
     try:
         x = np.random.default_rng(0).uniform(-0.2, 1.5, size=(4, meta.in_chans, meta.window, meta.window))
         assert_parity(check_parity(module, cfg.out, x.astype(np.float32), cfg.atol, cfg.rtol), cfg.out)
