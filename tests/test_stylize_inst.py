@@ -179,6 +179,26 @@ def test_model_paths_errors_are_one_clear_line(tiny, tmp_path):
         load_clip(tiny[0] / "unet")
     with pytest.raises(InputError, match="no such file"):
         load_token(tmp_path / "t.safetensors")
+    # a full CLIPModel folder (as openai/clip-vit-large-patch14 ships) gives its vision tower + projection
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(0)
+    full = CLIPModel(CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, vocab_size=100),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=8), projection_dim=24))
+    full.save_pretrained(tmp_path / "fullclip")
+    enc = load_clip(tmp_path / "fullclip")
+    x = torch.rand(2, 40, 40)
+    assert enc.dim == 24
+    with torch.no_grad():
+        want = full.get_image_features(pixel_values=((torch.nn.functional.interpolate(
+            x[:, None], size=(32, 32), mode="bicubic", align_corners=False).clamp(0, 1).expand(-1, 3, -1, -1)
+            - torch.tensor(enc.mean).view(1, 3, 1, 1)) / torch.tensor(enc.std).view(1, 3, 1, 1)))
+        got = enc.embed(x)
+    want = getattr(want, "pooler_output", want)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
     for err in (tmp_path / "x",):
         err.write_text("x")
     with pytest.raises(InputError, match=r"not a folder nor a \.safetensors"):
