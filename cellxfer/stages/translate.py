@@ -202,7 +202,12 @@ def cellxfer_register_commands(app: typer.Typer):
         for f, why in r["failed"].items():
             console.print(f"failed {f}: {why}")
         if r["failed"]:
-            raise typer.Exit(1)
+            from cellxfer.errors import CellxferError
+
+            class SomeFailed(CellxferError):
+                exit_code = 1
+
+            raise SomeFailed(f"{len(r['failed'])} of {r['files']} images failed (listed above); fix them and rerun, finished ones are skipped")
 
     @app.command("export-translator")
     def export_translator_cmd(
