@@ -10,7 +10,7 @@
    translated with 256 tiles, blended); Pearson of the whole field and of each 256 tile.
 
 Writes JSON (``--json``) and prints a markdown table; ``--results-md`` appends it to docs/results.md.
-Budget: the default settings run in about 15 minutes on 2 shared CPU cores (1 torch thread).
+Budget: see docs/results.md for the committed command and its wall time on 2 shared CPU cores (1 torch thread).
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def main(argv=None):
     ap.add_argument("--shifts", default=",".join(SHIFTS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse-model", action="store_true",
+                    help="Continue/reuse the source model in --work (its checkpoint, same settings) instead of retraining.")
     ap.add_argument("--json", type=Path, default=REPO / "docs" / "bench_adapt.json")
     ap.add_argument("--results-md", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -73,12 +75,12 @@ def main(argv=None):
     layers = [int(x) for x in args.layers.split(",")]
     shifts = [s.strip() for s in args.shifts.split(",")]
     base = dict(marker=args.marker)
-    write_pairs(PairedConfig(**base), args.n_train, w / "source_train", seed=args.seed, overwrite=True)
-    write_pairs(PairedConfig(**base), args.n_eval, w / "source_eval", seed=args.seed + 1000, overwrite=True)
+    write_pairs(PairedConfig(**base), args.n_train, w / "source_train", seed=args.seed, overwrite=not args.reuse_model)
+    write_pairs(PairedConfig(**base), args.n_eval, w / "source_eval", seed=args.seed + 1000, overwrite=not args.reuse_model)
     t = time.perf_counter()
     train_translator(TrainTranslateConfig(pairs=str(w / "source_train"), out=str(w / "source_model"), steps=args.train_steps,
                                           batch_size=args.train_batch, ngf=args.ngf, ndf=args.ndf, seed=args.seed,
-                                          threads=args.threads), resume=False)
+                                          threads=args.threads), resume=args.reuse_model)
     train_s = time.perf_counter() - t
     g, meta = load_translator(w / "source_model")
 
