@@ -175,13 +175,14 @@ def test_evaluate_reports_localisation(data, tmp_path):
     assert loc["radius"] == 5.0
 
 
-def test_onnx_export_dynamic_height_width_parity(tmp_path):
+@pytest.mark.parametrize("stem", [1, 2])
+def test_onnx_export_dynamic_height_width_parity(tmp_path, stem):
     pytest.importorskip("onnxruntime")
     from cellxfer.density.net import build_density_unet
     from cellxfer.export.onnx import export_onnx, import_onnxruntime
 
     torch.manual_seed(0)
-    model = build_density_unet(CounterMeta(arch="density", arch_options={"base": 4, "depth": 3})).eval()
+    model = build_density_unet(CounterMeta(arch="density", arch_options={"base": 4, "depth": 3, "stem": stem})).eval()
     axes = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "height", 3: "width"}}
     path = export_onnx(model, (1, 1, 64, 64), tmp_path / "d.onnx", dynamic_axes=axes)
     sess = import_onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
