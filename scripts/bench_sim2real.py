@@ -185,20 +185,24 @@ def main(argv=None) -> int:
         print(f"== {regime}", flush=True)
         rows.append(run_regime(regime, work, b, args))
         print(table(rows[-1:]), flush=True)
+        write_results(work, rows, args, b, split, synth_seconds, time.perf_counter() - t0)  # after every regime
     md = table(rows)
+    print(md)
+    print(f"wrote {work / 'results.json'} and {work / 'results.md'}")
+    return 0
+
+
+def write_results(work: Path, rows: list[dict], args, b: Budget, split: dict, synth_seconds: dict, seconds: float) -> None:
     import torch
 
     result = {"budget": args.budget, "settings": asdict(b), "arch": args.arch,
               "pretrained": str(args.pretrained) if args.pretrained else None, "seed": args.seed,
               "split": {k: len(v) for k, v in split.items() if isinstance(v, list)}, "split_seed": SPLIT_SEED,
-              "synth_seconds": synth_seconds, "total_seconds": round(time.perf_counter() - t0, 1),
+              "synth_seconds": synth_seconds, "total_seconds": round(seconds, 1),
               "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
               "command": " ".join(sys.argv), "rows": rows}
     (work / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (work / "results.md").write_text(md)
-    print(md)
-    print(f"wrote {work / 'results.json'} and {work / 'results.md'}")
-    return 0
+    (work / "results.md").write_text(table(rows))
 
 
 if __name__ == "__main__":
