@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -11,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_sim2real", REPO / "scripts" / "bench_sim2real.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_sim2real"] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
