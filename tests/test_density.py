@@ -98,6 +98,10 @@ def test_peak_finding_recovers_synthetic_centres():
     m = match_points(found, pts, radius=0.5)
     assert m.tp == len(pts) and m.f1 == 1.0
     assert len(find_peaks(d, sigma=3.0, k=5)) == 5
+    # a 2x nearest-upsampled density has 2x2 plateaus: still one point per cell
+    up = np.kron(density_map(pts / 2, (75, 95), sigma=1.5), np.ones((2, 2), np.float32)) / 4
+    found = peaks_for_count(up, sigma=3.0, min_distance=3)
+    assert len(found) == len(pts) and match_points(found, pts, radius=2.0).f1 == 1.0
 
 
 def test_match_points_one_to_one():

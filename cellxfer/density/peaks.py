@@ -15,16 +15,23 @@ import numpy as np
 def find_peaks(density: np.ndarray, sigma: float = 3.0, min_distance: int = 3, rel_threshold: float = 0.25,
                k: int | None = None) -> np.ndarray:
     """float64 (N, 2) of (x, y) pixel-centre coordinates of the peaks of a 2-D density, strongest first."""
-    from scipy.ndimage import maximum_filter
+    from scipy.ndimage import center_of_mass, label, maximum_filter
 
     d = np.asarray(density, dtype=np.float32)
     thr = rel_threshold / (2 * math.pi * sigma ** 2)
     is_max = (d == maximum_filter(d, size=2 * min_distance + 1, mode="constant", cval=-np.inf)) & (d > thr)
-    ys, xs = np.nonzero(is_max)
-    order = np.argsort(-d[ys, xs], kind="stable")
+    # a plateau (e.g. a density upsampled by nearest neighbour) is one peak: one point per connected
+    # group of maximal pixels, at its centre
+    labels, n = label(is_max, structure=np.ones((3, 3)))
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.float64)
+    idx = np.arange(1, n + 1)
+    cy, cx = np.asarray(center_of_mass(is_max, labels, idx), dtype=np.float64).reshape(-1, 2).T
+    vals = np.asarray([d[int(round(y)), int(round(x))] for y, x in zip(cy, cx)], dtype=np.float32)
+    order = np.argsort(-vals, kind="stable")
     if k is not None:
         order = order[:max(int(k), 0)]
-    return np.stack([xs[order] + 0.5, ys[order] + 0.5], axis=1).astype(np.float64)
+    return np.stack([cx[order] + 0.5, cy[order] + 0.5], axis=1).astype(np.float64)
 
 
 def peaks_for_count(density: np.ndarray, sigma: float = 3.0, min_distance: int = 3) -> np.ndarray:
