@@ -50,6 +50,7 @@ def main(argv=None):
     ap.add_argument("--adapt-steps", type=int, default=40)
     ap.add_argument("--adapt-batch", type=int, default=2)
     ap.add_argument("--adapt-lr", type=float, default=2e-4)
+    ap.add_argument("--train", default="upto", choices=["upto", "layer"], help="adapt --train: blocks 1..L or block L only")
     ap.add_argument("--layers", default="1,3,5,7,9,11,13,15,16")
     ap.add_argument("--shifts", default=",".join(SHIFTS))
     ap.add_argument("--threads", type=int, default=1)
@@ -103,7 +104,7 @@ def main(argv=None):
             acfg = AdaptConfig(model=str(w / "source_model"), source=str(w / "source_train"), target=str(adapt_dir),
                                out=str(w / f"shift{k}_layer{L:02d}"), layer=L, steps=args.adapt_steps,
                                batch_size=args.adapt_batch, lr=args.adapt_lr, lr_d=args.adapt_lr, ndf=args.ndf,
-                               seed=args.seed, threads=args.threads)
+                               train=args.train, seed=args.seed, threads=args.threads)
             s = adapt_layer(acfg, g=g, meta=meta, source_arrays=src_arrays, target_arrays=tgt_arrays)
             ga, ma = load_translator(Path(acfg.out) / MODEL_FILE)
             row[str(L)] = ev(ga, ma, eval_pairs)["pearson"]
@@ -160,7 +161,8 @@ def markdown(result: dict, layers: list[int], n_layers: int) -> str:
                  if "field_pearson" in real else f"Real data: {real.get('skipped')}")
     return ("Pearson (predicted vs true " + s["marker"].upper() + f" pixels, mean over {s['n_eval']} held-out testbed images) "
             f"after LM-ADDA at layer L; source model in-domain Pearson {result['source_in_domain']['pearson']:.3f}; "
-            f"ngf {s['ngf']}, {s['train_steps']} training steps, {s['adapt_steps']} adaptation steps per layer; "
+            f"ngf {s['ngf']}, {s['train_steps']} training steps, {s['adapt_steps']} adaptation steps per layer "
+            f"(lr {s['adapt_lr']:g}, trained blocks: {'1..L' if s['train'] == 'upto' else 'L only'}); "
             f"total {result['seconds']:.0f} s.\n\n" + "\n".join(lines) + "\n\n" + real_line)
 
 

@@ -106,3 +106,13 @@ def test_unpaired_target_folder(setup):
     s = adapt_layer(AdaptConfig(model=str(root / "src"), source=str(root / "pc" / "source"), target=str(root / "bf" / "source"),
                                 out=str(root / "u"), layer=4, steps=2, batch_size=1, ndf=8, threads=1))
     assert s["steps"] == 2 and (root / "u" / "translator.safetensors").is_file()
+
+
+def test_train_layer_only_keeps_earlier_blocks(setup):
+    root = setup
+    adapt_layer(_cfg(root, "only4", 4, steps=3, train="layer"))
+    g, _ = load_translator(root / "src")
+    ga, _ = load_translator(root / "only4")
+    for layer in range(1, g.n_layers + 1):
+        same = all(torch.equal(a, b) for a, b in zip(g.block(layer).state_dict().values(), ga.block(layer).state_dict().values()))
+        assert same == (layer != 4), layer

@@ -117,6 +117,7 @@ def cellxfer_register_commands(app: typer.Typer):
         gan_mode: str = typer.Option("vanilla", help="vanilla (BCE) or lsgan."),
         holdout: float = typer.Option(0.25, help="Share of labelled target pairs held out to pick the best layer."),
         eval_pairs: Optional[Path] = typer.Option(None, help="Labelled target pairs to evaluate on (instead of a holdout)."),
+        train: str = typer.Option("upto", help="upto: train blocks 1..L (the paper); layer: block L only (UNet skips stay the source's)."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
     ):
@@ -127,7 +128,8 @@ def cellxfer_register_commands(app: typer.Typer):
 
         cfg = AdaptConfig(model=str(model), source=str(source), target=str(target), out=str(out), layer=layer, steps=steps,
                           batch_size=batch_size, size=size, lr=lr, lr_d=lr_d, ndf=ndf, d_layers=d_layers, gan_mode=gan_mode,
-                          holdout=holdout, eval_pairs=str(eval_pairs) if eval_pairs else None, seed=seed, threads=threads)
+                          holdout=holdout, eval_pairs=str(eval_pairs) if eval_pairs else None, train=train,
+                          seed=seed, threads=threads)
         if sweep:
             layers = _layers(sweep)
             with progress("adapt sweep", total=steps * len(layers), unit="step") as bar:

@@ -8,7 +8,10 @@ feature map, :func:`.model.build_discriminator`) learns to tell ``G_L(x_source)`
 alternating updates, Tzeng et al. 2017). ``L = 2 * num_downs`` (the output) is plain ADDA.
 
 Both G and G' run in eval mode during adaptation: batch-norm uses G's running statistics and dropout
-is off, so the source features are deterministic and the only thing that moves is G''s weights. The
+is off, so the source features are deterministic and the only thing that moves is G''s weights.
+With ``train="layer"`` only block ``L`` is trained: in a UNet the blocks before ``L`` also produce skip
+tensors that the frozen decoder reads but the discriminator never sees, and training them lets those
+skips drift (see docs/results.md). The
 adapted G' is a complete translator in the same file format (its meta records ``adapted``).
 
 ``run_sweep`` adapts at several layers, evaluates each (and the unadapted G) on held-out labelled
@@ -50,6 +53,7 @@ class AdaptConfig:
     gan_mode: str = "vanilla"
     holdout: float = 0.25  # share of labelled target pairs kept out of adaptation for evaluation
     eval_pairs: str | None = None  # labelled target pairs for evaluation (instead of a holdout)
+    train: str = "upto"  # "upto": blocks 1..L (the paper); "layer": block L only (skips stay the source's)
     seed: int = 0
     threads: int = 0
 
@@ -120,7 +124,10 @@ def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_
     for p in g.parameters():
         p.requires_grad_(False)
     gp = copy.deepcopy(g).eval()
-    trainable = [p for i in range(1, L + 1) for p in gp.block(i).parameters()]
+    if cfg.train not in ("upto", "layer"):
+        raise InputError(f"--train {cfg.train!r}: expected upto (blocks 1..L) or layer (block L only)")
+    first = 1 if cfg.train == "upto" else L
+    trainable = [p for i in range(first, L + 1) for p in gp.block(i).parameters()]
     for p in trainable:
         p.requires_grad_(True)
     with torch.no_grad():
