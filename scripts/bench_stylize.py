@@ -90,7 +90,8 @@ def main(argv=None) -> int:
 
     from cellxfer.plugins import get_registry
     from cellxfer.stylize import metrics
-    from cellxfer.stylize.base import StyleSet, make_config, run_stylize
+    from cellxfer.options import make_config
+    from cellxfer.stylize.base import StyleSet, run_stylize
     from cellxfer.synth.base import run_synth
     from cellxfer.synth.config import SynHCConfig
 
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
                 limit, repeats = args.inst_n, 1
             else:
                 limit, repeats = None, args.repeats
-            cfg = make_config(st.config_cls, given, name)
+            cfg = make_config(st.config_cls, given, f"stylizer '{name}'")
             totals, per, cpu = [], [], []
             for r in range(repeats):
                 dest = out / f"{slug(method)}-r{r}"

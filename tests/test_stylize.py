@@ -14,7 +14,8 @@ import tifffile
 from cellxfer.dataset import CellDataset, CellDatasetWriter
 from cellxfer.errors import InputError
 from cellxfer.stylize import fda, histogram, metrics
-from cellxfer.stylize.base import StyleSet, from_unit, make_config, run_stylize, to_unit
+from cellxfer.options import make_config
+from cellxfer.stylize.base import StyleSet, from_unit, run_stylize, to_unit
 from cellxfer.stylize.config import FDAConfig, HistogramConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,10 +171,10 @@ def test_style_set_and_config_errors(tmp_path, style):
         StyleSet([tmp_path / "nope"])
     assert len(StyleSet([style, style / "s0.tif"])) == 4
     with pytest.raises(InputError, match="not a parameter of stylizer 'fda'"):
-        make_config(FDAConfig, {"reference": "pooled"}, "fda")
+        make_config(FDAConfig, {"reference": "pooled"}, "stylizer 'fda'")
     with pytest.raises(InputError, match="beta"):
-        make_config(FDAConfig, {"beta": "0.7"}, "fda")
-    assert make_config(HistogramConfig, {"reference": "pooled"}, "histogram").reference == "pooled"
+        make_config(FDAConfig, {"beta": "0.7"}, "stylizer 'fda'")
+    assert make_config(HistogramConfig, {"reference": "pooled"}, "stylizer 'histogram'").reference == "pooled"
 
 
 def test_histogram_pooled_uses_all_style_images(content, style, tmp_path):

@@ -12,7 +12,8 @@ from cellxfer.errors import InputError
 from cellxfer.imageio import read_image
 from cellxfer.manifest import read_manifest
 from cellxfer.synth import synhc
-from cellxfer.synth.base import image_rng, make_config, run_synth
+from cellxfer.options import make_config
+from cellxfer.synth.base import image_rng, run_synth
 from cellxfer.synth.config import SynHCConfig
 from cellxfer.stages.synth import SYNHC
 
@@ -149,7 +150,7 @@ def test_other_settings_are_refused_unless_overwrite(tmp_path):
 
 
 def test_layout_from_real_annotations(tmp_path, idcia_dir):
-    cfg = make_config(SynHCConfig, {"layout_from": str(idcia_dir), "size": "256"}, "synhc")
+    cfg = make_config(SynHCConfig, {"layout_from": str(idcia_dir), "size": "256"}, "synthesizer 'synhc'")
     res = run_synth(SYNHC, cfg, 8, tmp_path / "lay", seed=0, workers=1)
     assert sum(res.counts.values()) > 8 * 10  # real layouts are dense: ~137 cells per 600x800 image
     man = read_manifest(tmp_path / "lay")
@@ -159,11 +160,11 @@ def test_layout_from_real_annotations(tmp_path, idcia_dir):
 
 
 def test_make_config_parses_and_rejects():
-    cfg = make_config(SynHCConfig, {"clusters": "2:4", "cell-size": "10", "layout_from": "none"}, "synhc")
+    cfg = make_config(SynHCConfig, {"clusters": "2:4", "cell-size": "10", "layout_from": "none"}, "synthesizer 'synhc'")
     assert cfg.clusters == (2, 4) and cfg.cell_size == 10.0 and cfg.layout_from is None
     with pytest.raises(InputError, match="not a parameter of synthesizer 'synhc'"):
-        make_config(SynHCConfig, {"sigma": "2"}, "synhc")
+        make_config(SynHCConfig, {"sigma": "2"}, "synthesizer 'synhc'")
     with pytest.raises(InputError, match="--clusters '3'"):
-        make_config(SynHCConfig, {"clusters": "3"}, "synhc")
+        make_config(SynHCConfig, {"clusters": "3"}, "synthesizer 'synhc'")
     with pytest.raises(InputError, match="low <= high"):
-        make_config(SynHCConfig, {"clusters": "5:2"}, "synhc")
+        make_config(SynHCConfig, {"clusters": "5:2"}, "synthesizer 'synhc'")

@@ -84,23 +84,19 @@ def cellxfer_register_commands(app: typer.Typer):
     ):
         """Give synthetic images the look of real ones; points, masks and counts are carried unchanged."""
         from cellxfer.console import out as console
-        from cellxfer.errors import InputError
         from cellxfer.plugins import get_registry
         from cellxfer.progress import progress
-        from cellxfer.stylize.base import make_config, run_stylize
+        from cellxfer.options import make_config, parse_sets
+        from cellxfer.stylize.base import run_stylize
 
         given = {k: (str(v) if isinstance(v, Path) else v) for k, v in dict(
             beta=beta, reference=reference, token=token, model=model, clip=clip, model_config=model_config,
             strength=strength, steps=steps,
             guidance=guidance, batch_size=batch_size, device=device, precision=precision,
         ).items() if v is not None}
-        for item in set_:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise InputError(f"--set {item!r}: expected KEY=VALUE")
-            given[key.strip()] = value.strip()
+        given.update(parse_sets(set_))
         stylizer = get_registry().get("cellxfer_stylizers", method)
-        config = make_config(stylizer.config_cls, given, method)
+        config = make_config(stylizer.config_cls, given, f"stylizer '{method}'")
         from cellxfer.dataset import CellDataset
 
         total = len(CellDataset(content))
@@ -138,18 +134,13 @@ def cellxfer_register_commands(app: typer.Typer):
     ):
         """Learn an InST style token from real images (CLIP image embedding -> attention -> token)."""
         from cellxfer.console import out as console
-        from cellxfer.errors import InputError
         from cellxfer.progress import progress
-        from cellxfer.stylize.base import make_config
+        from cellxfer.options import make_config, parse_sets
         from cellxfer.stylize.learn import learn_style as run
 
         given = dict(model=str(model), clip=str(clip), model_config=str(model_config or ""), steps=steps, lr=lr, batch_size=batch_size, size=size,
                      save_every=save_every, device=device, precision=precision)
-        for item in set_:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise InputError(f"--set {item!r}: expected KEY=VALUE")
-            given[key.strip()] = value.strip()
+        given.update(parse_sets(set_))
         config = make_config(LearnStyleConfig, given, "learn-style")
         with progress("learn-style", total=config.steps, unit="step", fields="loss {task.fields[loss]:.4f}") as bar:
             bar.update(loss=float("nan"))

@@ -70,23 +70,19 @@ def cellxfer_register_commands(app: typer.Typer):
     ):
         """Generate synthetic cell images with exact centres (a cell dataset folder)."""
         from cellxfer.console import out as console
-        from cellxfer.errors import InputError
         from cellxfer.plugins import get_registry
         from cellxfer.progress import progress
-        from cellxfer.synth.base import make_config, run_synth
+        from cellxfer.options import make_config, parse_sets
+        from cellxfer.synth.base import run_synth
 
         given = {k: v for k, v in dict(
             size=size, cell_size=cell_size, count_mean=count_mean, count_std=count_std, max_cells=max_cells,
             clusters=clusters, spread=spread, overlap=overlap, intensity=intensity, background=background,
             noise=noise, layout_from=str(layout_from) if layout_from else None,
         ).items() if v is not None}
-        for item in set_:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise InputError(f"--set {item!r}: expected KEY=VALUE")
-            given[key.strip()] = value.strip()
+        given.update(parse_sets(set_))
         synthesizer = get_registry().get("cellxfer_synthesizers", method)
-        config = make_config(synthesizer.config_cls, given, method)
+        config = make_config(synthesizer.config_cls, given, f"synthesizer '{method}'")
         with progress("synth", total=n, unit="img") as bar:
             result = run_synth(synthesizer, config, n, out, seed=seed, workers=workers,
                                overwrite=overwrite, on_progress=bar.advance)

@@ -12,18 +12,15 @@ ids)``, so the output does not depend on the batch size and a stopped run contin
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 import time
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS, CellDataset, CellDatasetWriter
+from cellxfer.dataset import MANIFEST, CellDataset, CellDatasetWriter
 from cellxfer.errors import InputError
 from cellxfer.stylize.spec import Stylizer
 
@@ -100,29 +97,6 @@ class StyleSet:
         return int(rng.integers(0, len(self.images)))
 
 
-# -- configs from CLI text -------------------------------------------------------------------------
-def make_config(config_cls: type, values: dict[str, Any], method: str):
-    """``config_cls`` from its defaults overridden by ``values`` (strings parsed by field type).
-    Unknown names raise :class:`InputError` listing the method's parameters."""
-    from cellxfer.synth.base import parse_value
-
-    hints = typing.get_type_hints(config_cls)
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    kwargs = {}
-    for key, val in values.items():
-        key = key.replace("-", "_")
-        if key not in fields:
-            raise InputError(
-                f"--{key.replace('_', '-')} is not a parameter of stylizer '{method}' "
-                f"(its parameters: {', '.join(sorted(f.replace('_', '-') for f in fields))})"
-            )
-        kwargs[key] = parse_value(hints[key], val, key) if isinstance(val, str) and hints[key] is not str else val
-    try:
-        return config_cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"stylizer '{method}': {exc}") from None
-
-
 # -- the job ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StylizeResult:
@@ -153,32 +127,11 @@ def _identity(stylizer: Stylizer, config, seed: int, content: Path, style: Style
 
 def _prepare_out(out: Path, content: Path, identity: dict, overwrite: bool) -> None:
     """Make ``out`` ready: fresh, resumable (same settings), or refused."""
-    from cellxfer.atomic import remove_stale_temporaries
-    from cellxfer.manifest import read_manifest
+    from cellxfer.outputs import prepare_output
 
     if out.resolve() == content.resolve():
         raise InputError(f"{out}: --out is the content dataset itself; pick another folder")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; pick another --out")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if overwrite:
-        for name in (IMAGES, POINTS, MASKS):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in (COUNTS, MANIFEST):
-            (out / name).unlink(missing_ok=True)
-        return
-    previous = read_manifest(out)
-    if previous is None or previous.get("stage") != "stylize":
-        raise InputError(f"{out}: folder is not empty and holds no stylize run; pass --overwrite to replace it or pick another --out")
-    before = {k: previous.get(k) for k in identity}
-    if before != identity:
-        diff = [k for k in identity if k != "config" and before[k] != identity[k]]
-        diff += [f"{k} {(before['config'] or {}).get(k)!r} -> {v!r}" for k, v in identity["config"].items()
-                 if (before["config"] or {}).get(k) != v]
-        raise InputError(f"{out}: holds a stylize run with other settings ({'; '.join(map(str, diff))}); "
-                         f"pass --overwrite to replace it or pick another --out")
-    remove_stale_temporaries(out)
+    prepare_output(out, "stylize", identity, overwrite)
 
 
 def run_stylize(

@@ -7,11 +7,7 @@ many workers run or in which order, and a stopped run can continue where it stop
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import time
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -60,60 +56,6 @@ def image_id(index: int) -> str:
     return f"{index:06d}"
 
 
-# -- configs from strings ----------------------------------------------------------------------------
-def parse_value(tp, text: str, name: str):
-    """Convert CLI text to a config field's type: int, float, str, bool, ``tuple[a, b]`` as ``a:b``,
-    ``X | None`` (``none`` for None)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if text.lower() in ("none", ""):
-            return None
-        return parse_value(args[0], text, name)
-    try:
-        if origin is tuple:
-            args = typing.get_args(tp)
-            parts = text.split(":")
-            if len(parts) != len(args):
-                raise ValueError
-            return tuple(parse_value(a, p, name) for a, p in zip(args, parts))
-        if tp is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if tp is int:
-            return int(text)
-        if tp is float:
-            return float(text)
-        return tp(text)
-    except (ValueError, TypeError):
-        want = ":".join(a.__name__ for a in typing.get_args(tp)) if origin is tuple else getattr(tp, "__name__", str(tp))
-        raise InputError(f"--{name.replace('_', '-')} {text!r}: expected {want}") from None
-
-
-def make_config(config_cls: type, values: dict[str, str | Any], method: str):
-    """Build ``config_cls`` from defaults overridden by ``values`` (strings are parsed by field type).
-    Unknown names raise :class:`InputError` listing the method's parameters."""
-    hints = typing.get_type_hints(config_cls)
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    kwargs = {}
-    for key, val in values.items():
-        key = key.replace("-", "_")
-        if key not in fields:
-            raise InputError(
-                f"--{key.replace('_', '-')} is not a parameter of synthesizer '{method}' "
-                f"(its parameters: {', '.join(sorted(f.replace('_', '-') for f in fields))})"
-            )
-        kwargs[key] = parse_value(hints[key], val, key) if isinstance(val, str) else val
-    try:
-        config = config_cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"synthesizer '{method}': {exc}") from None
-    return config
-
-
 # -- the job ------------------------------------------------------------------------------------------
 def _render_one(job):
     from cellxfer.dataset import CellDatasetWriter
@@ -132,34 +74,13 @@ def _job_identity(synth: Synthesizer, config, seed: int) -> dict:
 
 def _prepare_out(out: Path, identity: dict, n: int, overwrite: bool) -> None:
     """Make ``out`` ready: fresh, resumable (same method/config/seed), or refused."""
-    from cellxfer.atomic import remove_stale_temporaries
-    from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS
-    from cellxfer.manifest import read_manifest
+    from cellxfer.dataset import IMAGES
+    from cellxfer.outputs import prepare_output
 
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; pick another --out")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if overwrite:
-        for name in (IMAGES, POINTS, MASKS):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in (COUNTS, MANIFEST):
-            (out / name).unlink(missing_ok=True)
-        return
-    previous = read_manifest(out)
-    if previous is None or previous.get("stage") != "synth":
-        raise InputError(f"{out}: folder is not empty and holds no synth run; pass --overwrite to replace it or pick another --out")
-    before = {k: previous.get(k) for k in ("method", "config", "seed")}
-    if before != identity:
-        diff = [k for k in ("method", "seed") if before[k] != identity[k]]
-        diff += [f"{k} {before['config'].get(k)!r} -> {v!r}" for k, v in identity["config"].items()
-                 if (before["config"] or {}).get(k) != v]
-        raise InputError(f"{out}: holds a synth run with other settings ({'; '.join(map(str, diff))}); "
-                         f"pass --overwrite to replace it or pick another --out")
-    existing = len(list((out / IMAGES).glob("*.tif")))
+    prepare_output(out, "synth", identity, overwrite)
+    existing = len(list((out / IMAGES).glob("*.tif"))) if out.is_dir() else 0
     if existing > n:
         raise InputError(f"{out}: already holds {existing} images, more than --n {n}; pass --overwrite to start again")
-    remove_stale_temporaries(out)
 
 
 def run_synth(
@@ -180,7 +101,7 @@ def run_synth(
     with ``"complete": false`` marks a run still going or stopped.
     """
     from cellxfer.atomic import write_json
-    from cellxfer.dataset import IMAGES, MANIFEST, CellDatasetWriter
+    from cellxfer.dataset import MANIFEST, CellDatasetWriter
     from cellxfer.executors import LocalExecutor
     from cellxfer.manifest import build_manifest
 

@@ -1,0 +1,81 @@
+"""Typed configs from command-line text: ``--set KEY=VALUE`` pairs and per-field options.
+
+Every stage's parameters are a frozen dataclass; :func:`make_config` builds one from its defaults plus
+the values the user gave, parsing strings by the field's type, and rejects unknown names with the
+list of known ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from cellxfer.errors import InputError
+
+
+def parse_value(tp, text: str, name: str):
+    """CLI text -> a field's type: int, float, str, bool, ``tuple[a, b]`` as ``a:b``, ``X | None``
+    (``none`` for None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if text.lower() in ("none", ""):
+            return None
+        return parse_value(args[0], text, name)
+    try:
+        if origin is tuple:
+            args = typing.get_args(tp)
+            parts = text.split(":")
+            if len(parts) != len(args):
+                raise ValueError
+            return tuple(parse_value(a, p, name) for a, p in zip(args, parts))
+        if tp is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+        return tp(text)
+    except (ValueError, TypeError):
+        want = ":".join(a.__name__ for a in typing.get_args(tp)) if origin is tuple else getattr(tp, "__name__", str(tp))
+        raise InputError(f"--{name.replace('_', '-')} {text!r}: expected {want}") from None
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """``["key=value", ...]`` (repeated ``--set``) -> ``{"key": "value"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def make_config(config_cls: type, values: dict[str, Any], owner: str):
+    """``config_cls`` from its defaults overridden by ``values`` (strings parsed by field type).
+
+    ``owner`` names what the parameters belong to in messages, e.g. ``"synthesizer 'synhc'"``.
+    Unknown names and invalid values raise :class:`InputError`.
+    """
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    kwargs = {}
+    for key, val in values.items():
+        key = key.replace("-", "_")
+        if key not in fields:
+            raise InputError(
+                f"--{key.replace('_', '-')} is not a parameter of {owner} "
+                f"(its parameters: {', '.join(sorted(f.replace('_', '-') for f in fields))})"
+            )
+        kwargs[key] = parse_value(hints[key], val, key) if isinstance(val, str) and hints[key] is not str else val
+    try:
+        return config_cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{owner}: {exc}") from None

@@ -1,0 +1,43 @@
+"""Output folders of resumable dataset-writing stages (synth, stylize).
+
+:func:`prepare_output` makes a folder ready for a run: an empty or new folder is used as is; a folder
+holding a run of the same stage with the same identity (method, config, seed, ...) is resumed (its
+finished samples are kept, stale temporaries removed); anything else is refused unless ``overwrite``,
+which deletes only the dataset's own entries.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from cellxfer.errors import InputError
+
+
+def prepare_output(out: Path, stage: str, identity: dict, overwrite: bool) -> None:
+    """Ready ``out`` for a ``stage`` run whose manifest will hold the keys of ``identity``."""
+    from cellxfer.atomic import remove_stale_temporaries
+    from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS
+    from cellxfer.manifest import read_manifest
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; pick another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if overwrite:
+        for name in (IMAGES, POINTS, MASKS):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (COUNTS, MANIFEST):
+            (out / name).unlink(missing_ok=True)
+        return
+    previous = read_manifest(out)
+    if previous is None or previous.get("stage") != stage:
+        raise InputError(f"{out}: folder is not empty and holds no {stage} run; pass --overwrite to replace it or pick another --out")
+    before = {k: previous.get(k) for k in identity}
+    if before != identity:
+        old_config = before.get("config") or {}
+        diff = [k for k in identity if k != "config" and before[k] != identity[k]]
+        diff += [f"{k} {old_config.get(k)!r} -> {v!r}" for k, v in (identity.get("config") or {}).items() if old_config.get(k) != v]
+        raise InputError(f"{out}: holds a {stage} run with other settings ({'; '.join(map(str, diff))}); "
+                         f"pass --overwrite to replace it or pick another --out")
+    remove_stale_temporaries(out)
