@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("CELLXFER_DEBUG") == "1"
     try:
-        build_app()(args=argv, prog_name="cellxfer", standalone_mode=False)
+        # standalone_mode=False: click returns a command's `typer.Exit(code)` instead of exiting.
+        code = build_app()(args=argv, prog_name="cellxfer", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -80,3 +81,4 @@ def main(argv: list[str] | None = None) -> None:
             raise
         err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", markup=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -58,3 +58,22 @@ def test_synth_cli_end_to_end(tmp_path):
     r = cli("inspect", str(out), "--preview", str(tmp_path / "sheet.png"))
     assert r.returncode == 0 and "5 images (cellxfer layout)" in r.stdout
     assert (tmp_path / "sheet.png").stat().st_size > 1000
+
+
+def test_a_command_exit_code_reaches_the_shell():
+    import typer
+
+    from cellxfer.cli import app, main
+
+    @app.command("exit-three-for-test")
+    def _three():
+        raise typer.Exit(3)
+
+    try:
+        import pytest
+
+        with pytest.raises(SystemExit) as exc:
+            main(["exit-three-for-test"])
+        assert exc.value.code == 3
+    finally:
+        app.registered_commands[:] = [c for c in app.registered_commands if c.name != "exit-three-for-test"]
