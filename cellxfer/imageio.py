@@ -45,10 +45,14 @@ def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, pag
         if channel is None and arr.shape[0] in (3, 4) and all(np.array_equal(arr[0], arr[i]) for i in range(1, 3)):
             arr, axes = arr[0], axes[1:]
     extra = [(i, a) for i, a in enumerate(axes[:-2]) if arr.shape[i] > 1]
-    if not extra:
-        return arr.reshape(arr.shape[-2:])
     chan_axes = [i for i, a in extra if a in "CS"]
     page_axes = [i for i, a in extra if a not in "CS"]
+    if channel not in (None, 0) and not chan_axes:
+        raise InputError(f"{path}: --channel {channel} given but the image has a single channel; drop --channel for this file")
+    if page not in (None, 0) and not page_axes:
+        raise InputError(f"{path}: --page {page} given but the image has a single page; drop --page for this file")
+    if not extra:
+        return arr.reshape(arr.shape[-2:])
     shape = "x".join(map(str, arr.shape))
     if len(chan_axes) > 1 or len(page_axes) > 1:
         raise InputError(f"{path}: image has shape {shape} (axes {axes}); cellxfer needs a 2-D image: reduce it to one plane first")
@@ -103,9 +107,7 @@ def read_png(path: Path, channel: int | None = None, page: int | None = None) ->
             arr = arr[..., :3]
     else:
         axes = "YX"
-    if page not in (None, 0):
-        raise InputError(f"{path}: --page {page} given but a PNG has a single page")
-    return _check_dtype(path, _pick_plane(path, arr, axes, channel, None))
+    return _check_dtype(path, _pick_plane(path, arr, axes, channel, page))
 
 
 def _check_dtype(path: Path, arr: "np.ndarray") -> "np.ndarray":

@@ -121,6 +121,14 @@ def test_rgb_and_stacks_need_an_explicit_plane(tmp_path):
     with pytest.raises(InputError, match="4 planes.*--page N"):
         read_image(tmp_path / "stack.tif")
     assert read_image(tmp_path / "stack.tif", page=2).tolist() == np.full((6, 6), 2).tolist()
+    tifffile.imwrite(tmp_path / "single.tif", np.zeros((6, 6), np.uint8))
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "single.png")
+    for name in ("single.tif", "single.png"):  # the same answer whatever the format
+        with pytest.raises(InputError, match="--page 1 given but the image has a single page"):
+            read_image(tmp_path / name, page=1)
+        with pytest.raises(InputError, match="--channel 2 given but the image has a single channel"):
+            read_image(tmp_path / name, channel=2)
+        assert read_image(tmp_path / name, page=0, channel=0).shape == (6, 6)
     ome = np.zeros((2, 3, 8, 8), np.uint8)
     ome[1, 2] = 9
     tifffile.imwrite(tmp_path / "x.ome.tif", ome, metadata={"axes": "TCYX"})
