@@ -242,7 +242,7 @@ def test_translate_evaluate_and_onnx_parity(tiny_run, capsys):
     code, out, err = cli(["evaluate-translator", "--model", run, "--pairs", pairs, "--csv", root / "m.csv"], capsys)
     assert code == 0, err
     assert "mean over 4 images: Pearson" in out and len((root / "m.csv").read_text().splitlines()) == 5
-    code, out, err = cli(["export-translator", "--model", run, "--out", root / "x.onnx"], capsys)
+    code, out, err = cli(["export", "--model", run, "--out", root / "x.onnx"], capsys)
     assert code == 0 and "parity: ok" in out
 
 

@@ -17,13 +17,27 @@ def cellxfer_engines():
     return [trt_engine.ENGINE, onnx_engine.ENGINE, torch_engine.ENGINE]
 
 
+def _is_translator(path: Path) -> bool:
+    """A translator run folder, or a .safetensors file carrying translator metadata."""
+    from cellxfer.errors import InputError
+    from cellxfer.translate.model import MODEL_FILE, read_translator_meta
+
+    if path.is_dir():
+        return (path / MODEL_FILE).is_file()
+    try:
+        read_translator_meta(path)
+        return True
+    except InputError:
+        return False
+
+
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
     @app.command("export")
     def export(
-        model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors) from train-count."),
+        model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors) from train-count, or a translator (run folder or .safetensors) from train-translate/adapt."),
         format: str = typer.Option("onnx", "--format", "-f", help="onnx, or trt (a TensorRT engine; NVIDIA GPU + the trt extra)."),
-        out: Path = typer.Option(Path("counter.onnx"), "--out", "-o", help="The .onnx file to write (trt: built from it)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="The .onnx file to write (trt: built from it) [default: counter.onnx; a translator: beside it]."),
         check_images: list[Path] = typer.Option([], "--check-images", help="Real images/folders whose windows the parity check uses [default: Syn-HC images]."),
         atol: float = typer.Option(1e-3, help="Parity: largest allowed absolute difference (per output)."),
         rtol: float = typer.Option(1e-3, help="Parity: largest allowed relative difference (passes if either holds)."),
@@ -33,9 +47,20 @@ def cellxfer_register_commands(app: typer.Typer):
         engine_out: Optional[Path] = typer.Option(None, help="trt: also copy the engine here [default: cache only]."),
         opset: int = typer.Option(17, help="ONNX opset."),
     ):
-        """Export a counter to ONNX (metadata: window, normalisation, arch, version) or TensorRT, with a parity check."""
+        """Export a counter (ONNX with window, normalisation, arch, version; or TensorRT) or a translator (ONNX), with a parity check."""
         from cellxfer.console import out as console
+        from cellxfer.errors import InputError
         from cellxfer.export.counter import ExportConfig, export_counter
+
+        if _is_translator(model):
+            from cellxfer.translate.infer import export_translator
+
+            if format != "onnx":
+                raise InputError(f"{model}: translators export with --format onnx; `translate --engine trt` builds their TensorRT engine")
+            path, report = export_translator(model, out, atol=atol, rtol=rtol)
+            console.print(f"{path}: {report.line('translator parity') if report else 'written'}")
+            return
+        out = out or Path("counter.onnx")
 
         config = ExportConfig(model=model, out=out, format=format, opset=opset, check_images=tuple(check_images),
                               atol=atol, rtol=rtol, fp16=not fp32, opt_batch=opt_batch, max_batch=max_batch,

@@ -1,5 +1,5 @@
 """Built-in plugin: the translator commands (``synth-pairs``, ``train-translate``, ``adapt``,
-``evaluate-translator``, ``translate``, ``export-translator``). Library code: :mod:`cellxfer.translate`."""
+``evaluate-translator``, ``translate``; ``export`` exports translators too). Library code: :mod:`cellxfer.translate`."""
 
 from __future__ import annotations
 
@@ -210,17 +210,3 @@ def cellxfer_register_commands(app: typer.Typer):
                 exit_code = 1
 
             raise SomeFailed(f"{len(r['failed'])} of {r['files']} images failed (listed above); fix them and rerun, finished ones are skipped")
-
-    @app.command("export-translator")
-    def export_translator_cmd(
-        model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="The .onnx file [default: beside the model]."),
-        atol: float = typer.Option(1e-3, help="Parity tolerance, absolute."),
-        rtol: float = typer.Option(1e-3, help="Parity tolerance, relative."),
-    ):
-        """Export a translator to ONNX (dynamic batch/height/width) with a parity check against torch."""
-        from cellxfer.console import out as console
-        from cellxfer.translate.infer import export_translator
-
-        path, report = export_translator(model, out, atol=atol, rtol=rtol)
-        console.print(f"{path}: {report.line('translator parity') if report else 'written'}")
