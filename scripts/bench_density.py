@@ -11,7 +11,9 @@ Every density training run is bounded by ``--budget-minutes`` of training time (
 issue's 2-hour bound): the run is trained in chunks of ``--val-every`` epochs (resumed exactly, see
 :mod:`cellxfer.train.counter`) and stops before a chunk that would overrun the budget.
 
-    .venv/bin/python scripts/bench_density.py --work runs/density --regimes supervised
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_density.py --work runs/density --regimes supervised
+
+On shared, oversubscribed cores one torch thread trains about 5x faster than two (measured).
 
 Writes ``WORK/results.json`` and ``WORK/results.md``; prints the table.
 """
