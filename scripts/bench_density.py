@@ -43,7 +43,7 @@ def density_config(regime: str, work: Path, args, epochs: int):
         synthetic=None if regime == "supervised" else syn,
         val=work / f"synhc-val-{args.synthetic_val_n}" if regime == "synthetic" else work / "idcia-val",
         arch="density", epochs=epochs, batch_size=args.batch_size, lr=args.lr, crop=args.crop, sigma=args.sigma,
-        val_every=args.val_every, seed=args.seed, resume=True,
+        val_every=args.val_every, seed=args.seed, resume=True, pretrained=args.pretrained,
         extra={"arch_options": {"base": args.base, "stem": args.stem}})
 
 
@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma", type=float, default=3.0)
     ap.add_argument("--base", type=int, default=8, help="UNet channels at full resolution")
     ap.add_argument("--stem", type=int, default=2, help="UNet input pooling factor (density upsampled back)")
+    ap.add_argument("--pretrained", type=Path, help="start from these weights (e.g. an earlier run's last.safetensors)")
     ap.add_argument("--synthetic-n", type=int, default=256)
     ap.add_argument("--synthetic-val-n", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
