@@ -35,15 +35,15 @@ def ellipse_stencils(cx, cy, a, b, theta, radius: int) -> np.ndarray:
     ``(floor(cy) - R, floor(cx) - R)``. Pixel (r, c) is inside when its centre (c + 0.5, r + 0.5)
     satisfies the ellipse equation."""
     off = np.arange(-radius, radius + 1, dtype=np.float32) + np.float32(0.5)
-    fx = (np.floor(cx) - cx).astype(np.float32)[:, None]
-    fy = (np.floor(cy) - cy).astype(np.float32)[:, None]
-    dx = (fx + off[None, :])[:, None, :]  # (M, 1, S)
-    dy = (fy + off[None, :])[:, :, None]  # (M, S, 1)
-    c = np.cos(theta).astype(np.float32)[:, None, None]
-    s = np.sin(theta).astype(np.float32)[:, None, None]
-    u = dx * c + dy * s
-    v = dy * c - dx * s
-    return (u * u) / (a * a)[:, None, None] + (v * v) / (b * b)[:, None, None] <= 1.0
+    dx = ((np.floor(cx) - cx).astype(np.float32)[:, None] + off[None, :])[:, None, :]  # (M, 1, S)
+    dy = ((np.floor(cy) - cy).astype(np.float32)[:, None] + off[None, :])[:, :, None]  # (M, S, 1)
+    # (u/a)^2 + (v/b)^2 with u = dx cos + dy sin, v = dy cos - dx sin, as a quadratic form in dx, dy
+    c, s = np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    ia, ib = (1.0 / np.asarray(a, np.float32)) ** 2, (1.0 / np.asarray(b, np.float32)) ** 2
+    qxx = (c * c * ia + s * s * ib)[:, None, None]
+    qyy = (s * s * ia + c * c * ib)[:, None, None]
+    qxy = (2.0 * c * s * (ia - ib))[:, None, None]
+    return (qxx * dx * dx + qyy * dy * dy) + qxy * dx * dy <= 1.0
 
 
 def _draw_count(cfg: SynHCConfig, rng: np.random.Generator) -> int:
