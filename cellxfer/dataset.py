@@ -78,9 +78,10 @@ def parse_points(text: str, source: str | os.PathLike) -> np.ndarray:
 
 
 def format_points(points: np.ndarray) -> str:
-    buf = ["x,y"]
-    buf += [f"{x:.3f},{y:.3f}" for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2)]
-    return "\n".join(buf) + "\n"
+    """The points table text; coordinates in shortest round-trip form, so reading it back gives the
+    exact same floats (and the same mask pixels)."""
+    rows = np.asarray(points, dtype=np.float64).reshape(-1, 2).tolist()
+    return "x,y\n" + "".join(f"{x!r},{y!r}\n" for x, y in rows)
 
 
 def check_points_inside(points: np.ndarray, shape: tuple[int, int], source) -> None:

@@ -34,10 +34,19 @@ def test_round_trip_keeps_uint16_and_points(tmp_path):
     ds = CellDataset(tmp_path / "ds")
     s = ds["a"]
     assert s.image.dtype == np.uint16 and np.array_equal(s.image, img)
-    assert np.allclose(s.points, pts, atol=5e-4)
+    assert np.array_equal(s.points, pts)  # exact round trip
     assert ds.stored_counts() == {"a": 3, "b": 0} and ds.manifest() == {"stage": "test"}
     mask = read_image(tmp_path / "ds" / "masks" / "a.tif")
     assert np.array_equal(np.argwhere(mask), np.array([[0, 0], [3, 12], [39, 49]]))
+
+
+def test_points_round_trip_exactly_and_masks_agree(tmp_path):
+    pts = np.array([[19.9996, 3.0004], [0.1 + 0.2, 1 / 3], [7.999999999, 2.5]])
+    CellDatasetWriter(tmp_path / "ds").write("p", np.zeros((30, 30), np.uint8), pts)
+    back = CellDataset(tmp_path / "ds").read_points("p")
+    assert np.array_equal(back, pts)
+    mask = read_image(tmp_path / "ds" / "masks" / "p.tif")
+    assert np.array_equal(mask, centre_mask(back, (30, 30)))
 
 
 def test_writer_refuses_points_outside_the_image(tmp_path):
