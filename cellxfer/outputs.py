@@ -9,9 +9,25 @@ which deletes only the dataset's own entries.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from cellxfer.errors import InputError
+
+
+@dataclass(frozen=True)
+class DatasetRunResult:
+    """What a dataset-writing run did: ``counts`` per id of the whole output folder, how many samples
+    it wrote now, skipped as already done, and failed (id -> one-line reason); seconds in all, and per
+    written image after set-up (model loading) where the stage measures it."""
+
+    out: Path
+    counts: dict[str, int]
+    written: int
+    skipped: int
+    failed: dict[str, str]
+    seconds: float
+    seconds_per_image: float | None = None
 
 
 def prepare_output(out: Path, stage: str, identity: dict, overwrite: bool) -> None:

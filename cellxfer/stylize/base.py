@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from cellxfer.dataset import MANIFEST, CellDataset, CellDatasetWriter
 from cellxfer.errors import InputError
+from cellxfer.outputs import DatasetRunResult
 from cellxfer.stylize.spec import Stylizer
 
 
@@ -98,17 +98,6 @@ class StyleSet:
 
 
 # -- the job ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StylizeResult:
-    out: Path
-    counts: dict[str, int]
-    written: int
-    skipped: int
-    failed: dict[str, str]
-    seconds: float
-    seconds_per_image: float | None = None  # stylizing + writing, after prepare (model loading)
-
-
 def image_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
@@ -144,7 +133,7 @@ def run_stylize(
     overwrite: bool = False,
     limit: int | None = None,
     on_progress: Callable[[int], None] | None = None,
-) -> StylizeResult:
+) -> DatasetRunResult:
     """Stylize every image of the labelled cell dataset ``content`` toward ``style`` into ``out``.
 
     ``out`` is a cell dataset with the content's ids, the content dtype, and its points (hence masks
@@ -218,4 +207,4 @@ def run_stylize(
         "seconds_prepare": round(t_work - t_prep, 3),
         "seconds_per_image": round(work / written, 5) if written else None,
     })
-    return StylizeResult(out, counts, written, skipped, failed, seconds, work / written if written else None)
+    return DatasetRunResult(out, counts, written, skipped, failed, seconds, work / written if written else None)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 from cellxfer.errors import InputError
+from cellxfer.outputs import DatasetRunResult
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,6 @@ class Synthesizer:
     config_cls: type
     render: Callable[[Any, Any, "np.random.Generator"], tuple["np.ndarray", "np.ndarray"]]
     prepare: Callable[[Any], Any] = lambda config: None
-
-
-@dataclass(frozen=True)
-class SynthResult:
-    out: Path
-    counts: dict[str, int]
-    written: int
-    skipped: int
-    failed: dict[str, str]
-    seconds: float
 
 
 def image_rng(seed: int, index: int) -> "np.random.Generator":
@@ -93,7 +84,7 @@ def run_synth(
     overwrite: bool = False,
     executor=None,
     on_progress: Callable[[int], None] | None = None,
-) -> SynthResult:
+) -> DatasetRunResult:
     """Write ``n`` images of ``synth`` into the cell dataset ``out`` (ids ``000000``...).
 
     Rerunning with the same method, config and seed skips finished images; other settings are
@@ -133,4 +124,4 @@ def run_synth(
         if on_progress:
             on_progress(1)
     counts = writer.finalize({**manifest, "complete": not failed, "seconds": round(time.perf_counter() - t0, 3)})
-    return SynthResult(out, counts, len(todo) - len(failed), skipped, failed, time.perf_counter() - t0)
+    return DatasetRunResult(out, counts, len(todo) - len(failed), skipped, failed, time.perf_counter() - t0)
