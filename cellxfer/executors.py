@@ -3,6 +3,8 @@
 Contract: ``executor.map(fn, items, workers)`` calls ``fn(item)`` for every item (``fn`` and items must
 pickle for process-based executors) and yields ``(item, result_or_exception)`` pairs in completion
 order; an exception in one item is yielded, never raised, so a batch goes on past a bad file.
+An executor that needs optional packages has ``available() -> str | None`` (None when usable, else a
+one-line reason naming the extra to install).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class LocalExecutor:
 
     name: str = "local"
     description: str = "this machine: in-process (1 worker) or a process pool"
+
+    def available(self) -> str | None:
+        return None
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 0) -> Iterator[tuple[Any, Any]]:
         workers = workers or default_workers()

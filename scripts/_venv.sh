@@ -12,7 +12,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import cellxfer' 2>/dev/null; then
     echo "installing cellxfer and its dependencies into .venv (first time: a few minutes, ~6 GB with torch)" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
-    .venv/bin/python -m pip install --quiet -e ".[cpu,dev]" 2>&1 | grep -v "is ignored" >&2 || true
+    .venv/bin/python -m pip install --quiet -e ".[cpu,dask,dev]" 2>&1 | grep -v "is ignored" >&2 || true
     .venv/bin/python -c 'import cellxfer, torch, timm, onnxruntime' || { echo "install failed" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi

@@ -46,6 +46,12 @@ class DaskExecutor:
     description: str = "a Dask distributed cluster (--scheduler ADDRESS or local:N; the dask extra)"
     address: str | None = None
 
+    def available(self) -> str | None:
+        """None when ``distributed`` imports, else the one-line reason with the fix."""
+        import importlib.util
+
+        return None if importlib.util.find_spec("distributed") is not None else MISSING
+
     def connect(self, workers: int = 0):
         """``(client, cluster or None)``."""
         distributed = import_distributed()
