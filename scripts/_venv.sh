@@ -1,5 +1,5 @@
 # Sourced by scripts/demo and scripts/test: make .venv (Python >= 3.11) and install cellxfer into it.
-# Re-installs only when pyproject.toml changed since the last install.
+# Re-installs only when pyproject.toml or the extras changed since the last install.
 set -euo pipefail
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -8,11 +8,12 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.cellxfer-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+extras="cpu,dask,dev"
+want=$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import cellxfer' 2>/dev/null; then
     echo "installing cellxfer and its dependencies into .venv (first time: a few minutes, ~6 GB with torch)" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
-    .venv/bin/python -m pip install --quiet -e ".[cpu,dask,dev]" 2>&1 | grep -v "is ignored" >&2 || true
+    .venv/bin/python -m pip install --quiet -e ".[$extras]" 2>&1 | grep -v "is ignored" >&2 || true
     .venv/bin/python -c 'import cellxfer, torch, timm, onnxruntime' || { echo "install failed" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi
