@@ -97,16 +97,10 @@ def save_counter(path: str | os.PathLike, model, meta: CounterMeta) -> Path:
     """Write ``model``'s weights and ``meta`` to one safetensors file, atomically."""
     from dataclasses import replace
 
-    from safetensors.torch import save_file
-
     import cellxfer
-    from cellxfer.atomic import atomic_path
+    from cellxfer.weights import save_module
 
-    meta = replace(meta, version=cellxfer.__version__)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={META_KEY: meta.to_json()})
-    return Path(path)
+    return save_module(path, model, {META_KEY: replace(meta, version=cellxfer.__version__).to_json()})
 
 
 def read_meta(path: str | os.PathLike) -> CounterMeta:

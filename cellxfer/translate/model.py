@@ -190,14 +190,14 @@ def build_discriminator(in_ch: int, ndf: int = 64, n_layers: int = 3, norm: str 
             k_final, p_final = 3, 1
     use_bias = norm == "instance"
     seq = []
-    cin, mult = in_ch, 1
+    cin = in_ch
     for i in range(n_strided):
         cout = ndf * min(2 ** i, 8)
         seq.append(nn.Conv2d(cin, cout, 4, 2, 1, bias=(i == 0) or use_bias))
         if i > 0:
             seq.append(_norm_layer(norm, cout))
         seq.append(nn.LeakyReLU(0.2, True))
-        cin, mult = cout, min(2 ** i, 8)
+        cin = cout
     cout = ndf * min(2 ** n_strided, 8)
     seq += [nn.Conv2d(cin, cout, k_final, 1, p_final, bias=use_bias or n_strided == 0)]
     if n_strided > 0:
@@ -224,16 +224,10 @@ def init_weights(net, gain: float = 0.02) -> None:
 
 def save_translator(path: str | os.PathLike, model, meta: TranslatorMeta) -> Path:
     """Write the generator's weights and ``meta`` to one safetensors file, atomically."""
-    from safetensors.torch import save_file
-
     import cellxfer
-    from cellxfer.atomic import atomic_path
+    from cellxfer.weights import save_module
 
-    meta = replace(meta, version=cellxfer.__version__)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={META_KEY: meta.to_json()})
-    return Path(path)
+    return save_module(path, model, {META_KEY: replace(meta, version=cellxfer.__version__).to_json()})
 
 
 def resolve_model(path: str | os.PathLike) -> Path:
