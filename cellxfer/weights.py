@@ -1,7 +1,8 @@
 """Model files: a module's ``state_dict`` plus string metadata in one safetensors file, written atomically.
 
 Counters (:mod:`cellxfer.counter.model`) and translators (:mod:`cellxfer.translate.model`) both store
-their meta dataclass as JSON under their own metadata key through :func:`save_module`.
+their meta dataclass as JSON under their own metadata key: :func:`save_module` writes, :func:`read_metadata`
+and :func:`load_weights` read, with one-line errors that end in ``hint`` (what file to give instead).
 """
 
 from __future__ import annotations
@@ -20,3 +21,37 @@ def save_module(path: str | os.PathLike, module, metadata: dict[str, str]) -> Pa
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=metadata)
     return Path(path)
+
+
+def read_metadata(path: str | os.PathLike, key: str, hint: str) -> str:
+    """The metadata string under ``key``; :class:`InputError` when the file is missing, not
+    safetensors, or has no such key."""
+    from safetensors import safe_open
+
+    from cellxfer.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file; {hint}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            text = (f.metadata() or {}).get(key)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+        raise InputError(f"{path}: not a safetensors file ({exc}); {hint}") from None
+    if text is None:
+        raise InputError(f"{path}: safetensors file without cellxfer '{key}' metadata; {hint}")
+    return text
+
+
+def load_weights(module, path: str | os.PathLike, what: str):
+    """Load ``path``'s weights into ``module`` and return it in eval mode; a shape/name mismatch is an
+    :class:`InputError` naming ``what`` (the architecture the metadata recorded)."""
+    from safetensors.torch import load_file
+
+    from cellxfer.errors import InputError
+
+    try:
+        module.load_state_dict(load_file(str(path)))
+    except RuntimeError as exc:
+        raise InputError(f"{path}: weights do not fit {what} ({str(exc).splitlines()[0]})") from None
+    return module.eval()

@@ -104,30 +104,14 @@ def save_counter(path: str | os.PathLike, model, meta: CounterMeta) -> Path:
 
 
 def read_meta(path: str | os.PathLike) -> CounterMeta:
-    from safetensors import safe_open
+    from cellxfer.weights import read_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file; give a counter checkpoint (.safetensors) from train-count")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = (f.metadata() or {}).get(META_KEY)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{path}: not a safetensors checkpoint ({exc}); give a counter from train-count") from None
-    if meta is None:
-        raise InputError(f"{path}: safetensors file without cellxfer metadata; it was not written by cellxfer")
-    return CounterMeta.from_json(meta)
+    return CounterMeta.from_json(read_metadata(path, META_KEY, "give a counter checkpoint (.safetensors) from train-count"))
 
 
 def load_counter(path: str | os.PathLike):
     """``(model in eval mode on the CPU, CounterMeta)`` from a checkpoint written by :func:`save_counter`."""
-    from safetensors.torch import load_file
+    from cellxfer.weights import load_weights
 
     meta = read_meta(path)
-    model = build_counter(meta)
-    state = load_file(str(path))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit architecture '{meta.arch}' ({str(exc).splitlines()[0]})") from None
-    return model.eval(), meta
+    return load_weights(build_counter(meta), path, f"architecture '{meta.arch}'"), meta

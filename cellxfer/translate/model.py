@@ -241,29 +241,15 @@ def resolve_model(path: str | os.PathLike) -> Path:
 
 
 def read_translator_meta(path: str | os.PathLike) -> TranslatorMeta:
-    from safetensors import safe_open
+    from cellxfer.weights import read_metadata
 
-    path = resolve_model(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            text = (f.metadata() or {}).get(META_KEY)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-        raise InputError(f"{path}: not a safetensors file ({exc}); give a translator from train-translate") from None
-    if text is None:
-        raise InputError(f"{path}: holds no translator metadata; give a translator from train-translate or adapt")
-    return TranslatorMeta.from_json(text)
+    return TranslatorMeta.from_json(read_metadata(resolve_model(path), META_KEY, "give a translator from train-translate or adapt"))
 
 
 def load_translator(path: str | os.PathLike):
     """``(generator in eval mode, meta)`` from a translator file or run folder."""
-    from safetensors.torch import load_file
+    from cellxfer.weights import load_weights
 
     path = resolve_model(path)
     meta = read_translator_meta(path)
-    g = build_generator(meta)
-    try:
-        g.load_state_dict(load_file(str(path)))
-    except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit the recorded architecture ({str(exc).splitlines()[0]}); the file is damaged") from None
-    g.eval()
-    return g, meta
+    return load_weights(build_generator(meta), path, "the recorded translator architecture"), meta
