@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from cli_inproc import run_cli
+
 import numpy as np
 import pytest
 
@@ -78,18 +80,10 @@ def test_same_seed_same_adapted_model(setup):
 
 
 def test_sweep_cli_picks_on_held_out_pairs(setup, capsys):
-    from cellxfer.cli import main
-
     root = setup
-    capsys.readouterr()
-    try:
-        main(["adapt", "--model", str(root / "src"), "--source", str(root / "pc"), "--target", str(root / "bf"),
+    code, out, _ = run_cli(["adapt", "--model", str(root / "src"), "--source", str(root / "pc"), "--target", str(root / "bf"),
               "--out", str(root / "sw"), "--sweep", "2,5,10", "--steps", "3", "--batch-size", "2", "--ndf", "8",
-              "--holdout", "0.4", "--threads", "1"])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr().out
+              "--holdout", "0.4", "--threads", "1"], capsys)
     assert code == 0
     sweep = json.loads((root / "sw" / "sweep.json").read_text())
     assert [r["layer"] for r in sweep["rows"]] == ["none", 2, 5, 10]

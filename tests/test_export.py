@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cli_inproc import run_cli
+
 import numpy as np
 import pytest
 
@@ -18,23 +20,7 @@ from cellxfer.export.onnx import (ExportParityError, assert_parity, check_parity
 REPO = Path(__file__).resolve().parents[1]
 
 
-class Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def cli(args, capsys) -> Result:
-    """Run ``cellxfer ARGS`` in this process (a subprocess would pay torch's import each time)."""
-    from cellxfer.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
+cli = run_cli  # other test modules import it from here
 
 
 def tiny_counter(path: Path, window: int = 32, seed: int = 0) -> Path:

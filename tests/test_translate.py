@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cli_inproc import run_cli as cli
+
 import numpy as np
 import pytest
 
@@ -15,19 +17,6 @@ from cellxfer.translate.metrics import mae, pearson, ssim  # noqa: E402
 from cellxfer.translate.model import TranslatorMeta, build_generator, load_translator, save_translator  # noqa: E402
 
 ISL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isl-condition-blue" / "images"
-
-
-def cli(args, capsys):
-    from cellxfer.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    c = capsys.readouterr()
-    return code, c.out, c.err
 
 
 def _trained_like(g):
