@@ -85,7 +85,5 @@ def cellxfer_register_commands(app: typer.Typer):
             console.print(f"skipped {path}: {why}")
         for path, why in sorted(result.failed.items()):
             console.print(f"failed {path}: {why}")
-        if result.failed:  # exit 1 after the whole batch (sys.exit: the CLI runs click with standalone_mode=False,
-            import sys         # where a typer.Exit code would be returned and lost)
-
-            sys.exit(1)
+        if result.failed:  # exit 1, after the whole batch
+            raise typer.Exit(1)

@@ -204,9 +204,5 @@ def cellxfer_register_commands(app: typer.Typer):
         for f, why in r["failed"].items():
             console.print(f"failed {f}: {why}")
         if r["failed"]:
-            from cellxfer.errors import CellxferError
-
-            class SomeFailed(CellxferError):
-                exit_code = 1
-
-            raise SomeFailed(f"{len(r['failed'])} of {r['files']} images failed (listed above); fix them and rerun, finished ones are skipped")
+            console.print(f"{len(r['failed'])} of {r['files']} images failed (listed above); fix them and rerun, finished ones are skipped")
+            raise typer.Exit(1)
