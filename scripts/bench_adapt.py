@@ -105,7 +105,7 @@ def main(argv=None):
                                out=str(w / f"shift{k}_layer{L:02d}"), layer=L, steps=args.adapt_steps,
                                batch_size=args.adapt_batch, lr=args.adapt_lr, lr_d=args.adapt_lr, ndf=args.ndf,
                                train=args.train, seed=args.seed, threads=args.threads)
-            s = adapt_layer(acfg, g=g, meta=meta, source_arrays=src_arrays, target_arrays=tgt_arrays)
+            adapt_layer(acfg, g=g, meta=meta, source_arrays=src_arrays, target_arrays=tgt_arrays)
             ga, ma = load_translator(Path(acfg.out) / MODEL_FILE)
             row[str(L)] = ev(ga, ma, eval_pairs)["pearson"]
         inter = {L: v for L, v in row.items() if L not in ("none", str(meta.n_layers))}

@@ -50,10 +50,10 @@ def worker(args) -> None:
     del runner_warm
     t1 = time.perf_counter()
     counts = {}
-    for f, _, wc, _ in count_batched(files, runner, batch_size=args.batch_size, workers=args.workers):
-        if isinstance(wc, BaseException):
-            raise wc
-        counts[f.name] = float(wc.sum())
+    for f, _, res, _ in count_batched(files, runner, batch_size=args.batch_size, workers=args.workers):
+        if isinstance(res, BaseException):
+            raise res
+        counts[f.name] = res.count
     run_s = time.perf_counter() - t1
     gpu_mb = None
     if args.device == "cuda":

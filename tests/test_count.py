@@ -220,12 +220,14 @@ def test_batching_across_images_equals_per_image(setup):
 
     runner = load_runner(setup["ckpt"], "torch")
     files, _ = expand_inputs([setup["folder"]], recursive=True)
-    per_image = {f: wc for f, _, wc, _ in count_batched(files, runner, batch_size=1, workers=1)}
+    per_image = {f: res.region_counts for f, _, res, _ in count_batched(files, runner, batch_size=1, workers=1)}
     for bs in (3, 7, 64):
         got = list(count_batched(files, runner, batch_size=bs, workers=2))
         assert [f for f, *_ in got] == files  # input order
-        for f, prep, wc, ms in got:
-            assert len(wc) == len(prep.windows) and np.allclose(wc, per_image[f], atol=1e-4)
+        for f, prep, res, ms in got:
+            wc = res.region_counts
+            assert len(wc) == len(prep.boxes) and np.allclose(wc, per_image[f], atol=1e-4)
+            assert res.count == pytest.approx(float(wc.sum()))
 
 
 def test_default_model_is_shipped_and_counts(tmp_path, capsys):

@@ -197,3 +197,52 @@ def test_onnx_export_dynamic_height_width_parity(tmp_path, stem):
         got = sess.run(None, {"input": x})[0]
         assert got.shape == ref.shape
         np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_count_writes_points_and_overlays(data, tmp_path, monkeypatch, engine):
+    """`count` on a density model: stitched whole-image counts (as evaluate), a points CSV per image whose
+    length agrees with the count, points drawn on the overlays, and a rerun that redoes only what is missing."""
+    if engine == "onnx":
+        pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.counter.windows import count_image
+    from cellxfer.dataset import parse_points
+    from cellxfer.train.counter import train_counter
+
+    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
+    run = train_counter(_cfg(data, tmp_path / "run", epochs=3))
+    ckpt = run / "best.safetensors"
+    model, meta = load_counter(ckpt)
+    images = data / "val" / "images"
+    cfg = CountConfig(paths=(str(images),), model=ckpt, engine=engine, out=tmp_path / "c.csv",
+                      points=tmp_path / "pts", overlay=tmp_path / "ov")
+    res = run_count(cfg)
+    assert len(res.counts) == 3 and not res.failed
+    from cellxfer.imageio import read_image
+
+    for file, count in res.counts.items():
+        stem = Path(file).stem
+        assert count == pytest.approx(count_image(model, meta, read_image(Path(file))), rel=1e-3, abs=1e-3)
+        pts = parse_points((tmp_path / "pts" / f"{stem}.csv").read_text(), stem)
+        assert len(pts) <= max(round(count), 0) and pts.shape[1] == 2
+        arr = np.asarray(Image.open(tmp_path / "ov" / f"{stem}.png"))
+        magenta = (arr[..., 0] > 200) & (arr[..., 1] < 80) & (arr[..., 2] > 200)
+        assert (magenta.sum() > 0) == (len(pts) > 0)
+    (tmp_path / "pts" / "img001.csv").unlink()
+    again = run_count(cfg)
+    assert again.skipped_done == 2 and list(again.counts) == [str(images / "img001.tif")]
+    assert (tmp_path / "pts" / "img001.csv").is_file()
+
+
+def test_points_need_a_density_model(tmp_path):
+    from test_export import tiny_counter
+
+    from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.errors import InputError
+
+    ckpt = tiny_counter(tmp_path / "c.safetensors")
+    with pytest.raises(InputError, match="--points.*density model"):
+        run_count(CountConfig(paths=(str(tmp_path),), model=ckpt, points=tmp_path / "pts", out=tmp_path / "c.csv"))

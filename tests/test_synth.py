@@ -124,7 +124,7 @@ def test_rerun_continues_an_interrupted_run(tmp_path):
     run_synth(SYNHC, cfg, 10, out, seed=1, workers=1)
     for i in (2, 7):  # an interrupted run: images missing, a temporary left behind
         (out / "images" / f"{i:06d}.tif").unlink()
-    (out / "images" / f".000002.tif.abc.cellxfer-tmp").write_bytes(b"partial")
+    (out / "images" / ".000002.tif.abc.cellxfer-tmp").write_bytes(b"partial")
     res = run_synth(SYNHC, cfg, 10, out, seed=1, workers=1)
     assert (res.written, res.skipped) == (2, 8)
     assert not list(out.rglob("*cellxfer-tmp"))

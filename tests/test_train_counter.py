@@ -3,7 +3,6 @@ paper optimiser settings, clear errors, local pretrained weights."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +111,16 @@ def test_resume_equals_uninterrupted_and_same_seed_same_numbers(data, tmp_path):
     from safetensors.torch import load_file
 
     full = train_counter(_cfg(data, tmp_path / "full", "dacs", epochs=3))
-    part = train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=1))
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(rec):  # the run is killed after its first epoch ...
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3), on_epoch=interrupt)
+    # ... and the same command is run again with --resume
     resumed = train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3, resume=True))
     a, b = load_file(str(full / "last.safetensors")), load_file(str(resumed / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -123,7 +131,7 @@ def test_resume_equals_uninterrupted_and_same_seed_same_numbers(data, tmp_path):
     assert all(torch.equal(a[k], c[k]) for k in a)
     other = train_counter(_cfg(data, tmp_path / "other", "dacs", epochs=1, seed=1))
     assert _history(other)[0]["loss"] != ha[0]["loss"]
-    assert part == resumed
+    assert resumed == tmp_path / "part"
 
 
 def test_paper_optimizer_defaults_applied(data, tmp_path):
@@ -221,3 +229,28 @@ def test_train_on_cuda(data, tmp_path):
     run = train_counter(_cfg(data, tmp_path / "r", "dacs", epochs=1, device="cuda"))
     model, meta = load_counter(run / "best.safetensors")
     assert meta.arch == ARCH
+
+
+def test_cosine_schedule_and_resume_keeps_it(data, tmp_path):
+    from cellxfer.train.counter import lr_at
+
+    cfg = TrainConfig(lr=1e-3, lr_schedule="cosine")
+    assert lr_at(cfg, 0, 100) == pytest.approx(1e-3) and lr_at(cfg, 50, 100) == pytest.approx(5e-4)
+    assert lr_at(cfg, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    assert lr_at(TrainConfig(lr=1e-3), 99, 100) == 1e-3  # constant: the paper's
+    run = train_counter(_cfg(data, tmp_path / "cos", epochs=2, lr=1e-3, lr_schedule="cosine"))
+    state = torch.load(str(run / "state.pt"), weights_only=True)
+    (group,) = state["optimizer"]["param_groups"]
+    assert 0 < group["lr"] < 1e-3  # the last step ran at a decayed rate
+    with pytest.raises(InputError, match="--lr-schedule"):
+        _cfg(data, tmp_path / "x", lr_schedule="step").validate()
+
+
+def test_arch_options_from_the_command_line():
+    from cellxfer.stages.train_count import arch_options
+
+    assert arch_options("density", ["base=16", "stem=2", "norm=batch"]) == {"base": 16, "stem": 2, "norm": "batch"}
+    with pytest.raises(InputError, match="not an option of --arch density.*base"):
+        arch_options("density", ["width=3"])
+    with pytest.raises(InputError, match="expected int"):
+        arch_options("density", ["base=wide"])

@@ -42,6 +42,7 @@ class CountConfig:
     page: int | None = None
     overwrite: bool = False
     overlay: Path | None = None
+    points: Path | None = None  # folder for one points CSV per image (density models)
     workers: int = 0
     batch_size: int = 24
     scheduler: str | None = None
@@ -65,23 +66,61 @@ class CountResult:
 
 @dataclass
 class Prepared:
+    """One image read, normalised and cut into model inputs (on the decode pool)."""
+
     file: Path
-    windows: list
+    boxes: list        # count models: windows (y0, x0, h, w); density models: stitch tiles (density.stitch.tiles)
     batch: np.ndarray  # float32 (N, C, S, S)
+    shape: tuple[int, int]
     ms: float
     image: np.ndarray | None = None  # kept for overlays only
 
 
+@dataclass
+class Counted:
+    """One image's result: ``count``; ``regions`` (y0, x0, h, w) partitioning the image with their
+    ``region_counts`` (drawn on overlays); ``points`` float64 (N, 2) of (x, y) for density models when asked."""
+
+    count: float
+    regions: list
+    region_counts: np.ndarray
+    points: np.ndarray | None = None
+
+
+def is_density(meta) -> bool:
+    return getattr(meta, "output", "count") == "density"
+
+
 def prepare(file: Path, meta, channel: int | None, page: int | None, keep_image: bool) -> Prepared:
-    """Read, normalise and window one image (runs on the decode pool)."""
+    """Read, normalise and cut one image into windows (count models) or overlapping tiles (density)."""
     from cellxfer.counter.windows import tile_windows, window_batch
     from cellxfer.imageio import read_image
 
     t0 = time.perf_counter()
     image = read_image(file, channel=channel, page=page)
-    windows = tile_windows(image.shape, meta.window)
-    batch = window_batch(meta.normalization.apply(image), meta.window, meta.in_chans, windows)
-    return Prepared(file, windows, batch, (time.perf_counter() - t0) * 1e3, image if keep_image else None)
+    normalized = meta.normalization.apply(image)
+    if is_density(meta):
+        from cellxfer.density.stitch import image_tiles
+
+        batch, boxes = image_tiles(meta, normalized)
+    else:
+        boxes = tile_windows(image.shape, meta.window)
+        batch = window_batch(normalized, meta.window, meta.in_chans, boxes)
+    return Prepared(file, boxes, batch, image.shape[:2], (time.perf_counter() - t0) * 1e3, image if keep_image else None)
+
+
+def finish(prep: Prepared, outputs: np.ndarray, meta, points: bool = False) -> Counted:
+    """Model outputs of all of ``prep.batch`` -> the image's :class:`Counted` (density maps stitched)."""
+    if is_density(meta):
+        from cellxfer.density.infer import points_from_density
+        from cellxfer.density.stitch import stitch
+
+        d = stitch(outputs, prep.boxes, prep.shape)
+        regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in prep.boxes]
+        sums = np.array([d[y:y + h, x:x + w].sum(dtype=np.float64) for y, x, h, w in regions])
+        return Counted(float(d.sum(dtype=np.float64)), regions, sums, points_from_density(d, meta) if points else None)
+    sums = _window_sums(outputs)
+    return Counted(float(sums.sum()), list(prep.boxes), sums)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -97,10 +136,10 @@ def _window_sums(output: np.ndarray) -> np.ndarray:
 
 
 class _Item:
-    __slots__ = ("prep", "out", "next", "infer_ms")
+    __slots__ = ("prep", "outs", "next", "infer_ms")
 
     def __init__(self, prep: Prepared):
-        self.prep, self.out, self.next, self.infer_ms = prep, np.zeros(len(prep.batch)), 0, 0.0
+        self.prep, self.outs, self.next, self.infer_ms = prep, [], 0, 0.0
 
     @property
     def remaining(self) -> int:
@@ -108,8 +147,8 @@ class _Item:
 
 
 def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int = 0, channel=None, page=None,
-                  keep_images: bool = False, ahead: int | None = None):
-    """Yield ``(file, Prepared | None, window counts | exception, elapsed ms)`` in input order, batching
+                  keep_images: bool = False, ahead: int | None = None, points: bool = False):
+    """Yield ``(file, Prepared | None, Counted | exception, elapsed ms)`` in input order, batching
     windows of consecutive images together while the pool decodes ahead."""
     from cellxfer.executors import default_workers
 
@@ -150,7 +189,7 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
                 np.concatenate([it.prep.batch[s:s + t] for it, s, t in parts])
             t0 = time.perf_counter()
             try:
-                y = _window_sums(runner(x))
+                y = np.asarray(runner(x))
                 err = None
             except Exception as exc:  # noqa: BLE001 - fail the images of this batch, go on
                 err = exc
@@ -158,7 +197,7 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
             off = 0
             for it, s, t in parts:
                 if err is None:
-                    it.out[s:s + t] = y[off:off + t]
+                    it.outs.append(y[off:off + t])
                 off += t
                 it.next += t
                 it.infer_ms += dt * t / n
@@ -169,7 +208,12 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
                 continue
             while queue and queue[0].remaining == 0:
                 it = queue.pop(0)
-                yield it.prep.file, it.prep, it.out, it.prep.ms + it.infer_ms
+                t1 = time.perf_counter()
+                try:
+                    res = finish(it.prep, np.concatenate(it.outs), meta, points)
+                except Exception as exc:  # noqa: BLE001 - reported per file
+                    res = exc
+                yield it.prep.file, it.prep, res, it.prep.ms + it.infer_ms + (time.perf_counter() - t1) * 1e3
 
 
 # -- one image per task (Dask) ------------------------------------------------------------------------------
@@ -193,14 +237,14 @@ class FileTask:
 @dataclass
 class FileOutcome:
     count: float | None
-    window_counts: list
     ms: float
     engine: str
     model_hash: str
+    points: list | None = None  # [[x, y], ...] when asked (density models)
     error: str = ""  # set when this file failed (the worker and its engine are fine)
 
 
-def count_file(task: FileTask, file: Path, overlay: Path | None = None) -> FileOutcome:
+def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: bool = False) -> FileOutcome:
     """Count one image in this process (the runner is loaded once per process and reused)."""
     from cellxfer.engines.base import load_runner
 
@@ -212,21 +256,31 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None) -> FileO
     t0 = time.perf_counter()
     try:
         prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None)
-        wc = np.concatenate([_window_sums(runner(prep.batch[i:i + task.batch_size]))
-                             for i in range(0, len(prep.batch), task.batch_size)])
+        outs = np.concatenate([np.asarray(runner(prep.batch[i:i + task.batch_size]))
+                               for i in range(0, len(prep.batch), task.batch_size)])
+        res = finish(prep, outs, runner.meta, points=points or (overlay is not None and is_density(runner.meta)))
     except Exception as exc:  # noqa: BLE001 - reported in the CSV like the local run does
-        return FileOutcome(None, [], (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash, _error_text(exc))
-    total = float(wc.sum())
+        return FileOutcome(None, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash, error=_error_text(exc))
     if overlay is not None:
         from cellxfer.count.overlay import write_overlay
 
-        write_overlay(overlay, prep.image, prep.windows, wc, total)
-    return FileOutcome(total, wc.tolist(), (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash)
+        write_overlay(overlay, prep.image, res)
+    return FileOutcome(res.count, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash,
+                       None if res.points is None else res.points.tolist())
 
 
-def _dask_item(task: FileTask, item: tuple[str, str | None]) -> FileOutcome:
-    file, overlay = item
-    return count_file(task, Path(file), Path(overlay) if overlay else None)
+def _dask_item(task: FileTask, item: tuple[str, str | None, bool]) -> FileOutcome:
+    file, overlay, points = item
+    return count_file(task, Path(file), Path(overlay) if overlay else None, points)
+
+
+def write_points(path: Path, points: np.ndarray) -> Path:
+    """One image's cell locations as a points table (``x,y`` pixels, as in cell datasets), atomically."""
+    from cellxfer.atomic import write_text
+    from cellxfer.dataset import format_points
+
+    write_text(path, format_points(points))
+    return path
 
 
 # -- the job -------------------------------------------------------------------------------------------------
@@ -235,8 +289,8 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     """Count every image of ``config.paths`` into ``config.out``; see module docs."""
     from cellxfer.atomic import write_json
     from cellxfer.count.inputs import expand_inputs
-    from cellxfer.count.overlay import overlay_names, write_overlay
-    from cellxfer.engines.base import default_model, load_runner, model_hash, model_kind
+    from cellxfer.count.overlay import output_names, write_overlay
+    from cellxfer.engines.base import default_model, load_runner, model_hash, model_meta
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict
 
@@ -246,7 +300,10 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     model = Path(config.model).resolve() if config.model is not None else default_model()
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
-    model_kind(model)
+    meta = model_meta(model)
+    if config.points is not None and not is_density(meta):
+        raise InputError(f"--points: {model} predicts one count per window, not cell locations; "
+                         f"use a density model (train-count --arch density or --arch log)")
     if config.engine != "auto" and not config.scheduler:  # say what is missing before any work
         from cellxfer.engines.base import engines
         from cellxfer.errors import PluginError
@@ -266,14 +323,22 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         raise InputError(f"--out {out}: is one of the input images; choose another CSV path")
     table = CountsTable(out, overwrite=config.overwrite)
     mhash = model_hash(model)
-    todo = [f for f in files if config.overwrite or not table.done(f, mhash)]
+    overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
+    point_files = output_names(files, config.points, ".csv") if config.points is not None else {}
+    todo = [f for f in files if config.overwrite or not table.done(f, mhash)
+            or any(f in names and not names[f].is_file() for names in (overlays, point_files))]
     result = CountResult(out=out, engines=[], model_hash=mhash, skipped_done=len(files) - len(todo),
                          not_images=not_images)
-    overlays = overlay_names(files, config.overlay) if config.overlay is not None else {}
+    want_points = bool(point_files) or (bool(overlays) and is_density(meta))
     on_total(len(todo))
     labels: set[str] = set()
 
-    def record(file: Path, count, wcounts, ms: float, engine: str, error: BaseException | None):
+    def record(file: Path, count, points, ms: float, engine: str, error: BaseException | None):
+        if error is None and file in point_files:
+            try:
+                write_points(point_files[file], np.asarray(points, dtype=np.float64).reshape(-1, 2))
+            except OSError as exc:
+                error = exc
         if error is None:
             table.put(Row(str(file), count, engine, mhash, ms))
             result.counts[str(file)] = count
@@ -294,16 +359,16 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
                 threads = max(1, default_workers() // n_local)
             task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
                             config.fp16, threads)
-            items = [(str(f), str(overlays[f]) if f in overlays else None) for f in todo]
+            items = [(str(f), str(overlays[f]) if f in overlays else None, f in point_files) for f in todo]
             result.startup_s = time.perf_counter() - t_start
             executor = DaskExecutor(address=config.scheduler)
-            for (file, _), outcome in executor.map(functools.partial(_dask_item, task), items, config.workers):
+            for (file, _, _), outcome in executor.map(functools.partial(_dask_item, task), items, config.workers):
                 if isinstance(outcome, BaseException):  # the task itself died (engine load, worker lost)
                     record(Path(file), None, None, 0.0, config.engine, outcome)
                 elif outcome.error:
                     record(Path(file), None, None, outcome.ms, outcome.engine, RuntimeError(outcome.error))
                 else:
-                    record(Path(file), outcome.count, outcome.window_counts, outcome.ms, outcome.engine, None)
+                    record(Path(file), outcome.count, outcome.points, outcome.ms, outcome.engine, None)
         elif todo:
             picked: list[str] = []
             runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
@@ -313,16 +378,14 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             result.startup_s = time.perf_counter() - t_start
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-overlay") as overlay_pool:
                 overlay_jobs = []
-                for file, prep, wc, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
-                                                        config.page, keep_images=bool(overlays)):
-                    if isinstance(wc, BaseException):
-                        record(file, None, None, ms, runner.label, wc)
+                for file, prep, res, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
+                                                         config.page, keep_images=bool(overlays), points=want_points):
+                    if isinstance(res, BaseException):
+                        record(file, None, None, ms, runner.label, res)
                         continue
-                    total = float(wc.sum())
-                    record(file, total, wc, ms, runner.label, None)
+                    record(file, res.count, res.points, ms, runner.label, None)
                     if file in overlays:
-                        overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image,
-                                                                       prep.windows, wc, total)))
+                        overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res)))
                 for file, job in overlay_jobs:
                     if job.exception() is not None:
                         log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")

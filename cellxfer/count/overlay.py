@@ -1,4 +1,5 @@
-"""Overlay PNGs for a person to check a count: the image, its window grid and each window's count."""
+"""Overlay PNGs for a person to check a count: the image, its window (or tile) grid with each region's
+count, and the cell locations of density models as small circles."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ def display_uint8(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np
     return (np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
 
 
-def render_overlay(image: np.ndarray, windows, window_counts, total: float) -> "PIL.Image.Image":  # noqa: F821
-    """An RGB image: the grayscale ``image``, yellow window rectangles ``(y0, x0, h, w)``, each window's
-    count at its top-left, the total at the bottom-left."""
+def render_overlay(image: np.ndarray, counted):
+    """An RGB image: the grayscale ``image``; yellow rectangles ``counted.regions`` (y0, x0, h, w) with
+    ``counted.region_counts`` at their top-left; magenta circles at ``counted.points`` (x, y) if any; the
+    total at the bottom-left. ``counted``: a :class:`cellxfer.count.job.Counted`."""
     from PIL import Image, ImageDraw, ImageFont
 
     gray = display_uint8(image)
@@ -28,25 +30,29 @@ def render_overlay(image: np.ndarray, windows, window_counts, total: float) -> "
         font = ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
-    for (y, x, h, w), c in zip(windows, window_counts):
+    if counted.points is not None:
+        r = max(2, min(im.size) // 200)
+        for x, y in np.asarray(counted.points, dtype=np.float64).reshape(-1, 2):
+            draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 255), width=1)
+    for (y, x, h, w), c in zip(counted.regions, counted.region_counts):
         draw.rectangle([x, y, x + w - 1, y + h - 1], outline=(255, 220, 0), width=1)
         draw.text((x + 3, y + 2), f"{c:.1f}", fill=(255, 220, 0), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
-    draw.text((4, im.size[1] - size - 6), f"total {total:.1f}", fill=(0, 255, 255), font=font,
+    draw.text((4, im.size[1] - size - 6), f"total {counted.count:.1f}", fill=(0, 255, 255), font=font,
               stroke_width=2, stroke_fill=(0, 0, 0))
     return im
 
 
-def write_overlay(path: str | os.PathLike, image, windows, window_counts, total: float) -> Path:
+def write_overlay(path: str | os.PathLike, image, counted) -> Path:
     from cellxfer.atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        render_overlay(image, windows, window_counts, total).save(tmp, format="PNG")
+        render_overlay(image, counted).save(tmp, format="PNG")
     return path
 
 
-def overlay_names(files: list[Path], folder: Path) -> dict[Path, Path]:
-    """``{image file: folder/<name>.png}``: the path relative to the files' common folder with ``/`` -> ``__``,
+def output_names(files: list[Path], folder: Path, suffix: str) -> dict[Path, Path]:
+    """``{image file: folder/<name><suffix>}`` (overlays ``.png``, points ``.csv``): the path relative to the files' common folder with ``/`` -> ``__``,
     so images of the same name in different subfolders do not collide."""
     if not files:
         return {}
@@ -56,4 +62,4 @@ def overlay_names(files: list[Path], folder: Path) -> dict[Path, Path]:
     from collections import Counter
 
     clash = {n for n, k in Counter(names.values()).items() if k > 1}  # a.tif and a.png side by side: keep the suffix
-    return {f: Path(folder) / ((n + f.suffix.replace(".", "_") if n in clash else n) + ".png") for f, n in names.items()}
+    return {f: Path(folder) / ((n + f.suffix.replace(".", "_") if n in clash else n) + suffix) for f, n in names.items()}

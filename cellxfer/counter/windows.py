@@ -80,10 +80,9 @@ def count_image(model, meta, image: np.ndarray, batch_size: int = 16) -> float:
     """Whole-image count: the sum of the window counts. ``model`` is a torch module or a runner."""
     runner = model if not _is_torch_module(model) else torch_runner(model)
     if getattr(meta, "output", "count") == "density":  # overlapping tiles stitched (cellxfer.density.stitch)
-        from cellxfer.density.stitch import density_image, margin_of
+        from cellxfer.density.infer import density_of_image
 
-        d = density_image(runner, meta.normalization.apply(image), meta.window, margin_of(meta), meta.in_chans, batch_size)
-        return float(d.sum(dtype=np.float64))
+        return float(density_of_image(runner, meta, image, batch_size).sum(dtype=np.float64))
     return float(window_counts(runner, meta, image, batch_size).sum())
 
 

@@ -5,12 +5,14 @@ skip connection's exact size), so it exports to ONNX with dynamic height and wid
 Options (``CounterMeta.arch_options``): ``base`` channels at full resolution (8), ``depth`` pooling
 levels (3), ``scale`` (100): the head predicts ``scale`` x density, so its outputs are O(1); ``stem``
 (1): average-pool the input by this factor first and upsample the density back (nearest, divided by
-``stem ** 2``), ``stem ** 2`` times less compute for cells several pixels wide.
+``stem ** 2``), ``stem ** 2`` times less compute for cells several pixels wide; ``norm`` ("group" for new models, see
+``cellxfer.stages.density``; "batch" when a file does not say, as saved before the option existed): GroupNorm behaves the same in training and evaluation, so a whole
+sparse image is not normalised with running statistics gathered on dense training crops.
 """
 
 from __future__ import annotations
 
-DEFAULTS = {"base": 8, "depth": 3, "scale": 100.0, "stem": 1}
+DEFAULTS = {"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "batch"}  # norm: files saved before the option existed
 
 
 def build_density_unet(meta):
@@ -20,10 +22,15 @@ def build_density_unet(meta):
 
     opts = {**DEFAULTS, **(meta.arch_options or {})}
     base, depth, scale, stem = int(opts["base"]), int(opts["depth"]), float(opts["scale"]), int(opts["stem"])
+    if opts["norm"] not in ("group", "batch"):
+        raise ValueError(f"density UNet: norm {opts['norm']!r} is not 'group' or 'batch'")
+
+    def norm(c):
+        return nn.GroupNorm(max(1, min(8, c // 4)), c) if opts["norm"] == "group" else nn.BatchNorm2d(c)
 
     def block(cin, cout):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                             nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm(cout), nn.ReLU(inplace=True),
+                             nn.Conv2d(cout, cout, 3, padding=1, bias=False), norm(cout), nn.ReLU(inplace=True))
 
     class DensityUNet(nn.Module):
         def __init__(self):

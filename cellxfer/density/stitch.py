@@ -64,6 +64,17 @@ def density_image(runner: Callable[[np.ndarray], np.ndarray], normalized: np.nda
     return stitch(np.concatenate(outs), boxes, normalized.shape)
 
 
+def tile_of(meta) -> int:
+    """Inference tile side of a density model: ``arch_options['tile']`` or ``max(window, 256)``. The
+    network is fully convolutional, so tiles larger than the training crop cost fewer overlaps."""
+    return int((meta.arch_options or {}).get("tile", max(meta.window, 256)))
+
+
+def image_tiles(meta, normalized: np.ndarray) -> tuple[np.ndarray, list]:
+    """:func:`tile_batch` of a normalised image with the model's tile and margin."""
+    return tile_batch(normalized, tile_of(meta), margin_of(meta), meta.in_chans)
+
+
 def margin_of(meta) -> int:
     """Stitching margin of a density model: ``arch_options['margin']`` or window // 8."""
     return int((meta.arch_options or {}).get("margin", max(meta.window // 8, 0)))

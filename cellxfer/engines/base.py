@@ -76,6 +76,17 @@ def model_kind(path: Path) -> str:
     raise InputError(f"{path}: unknown model file type; give a counter checkpoint (.safetensors) or an exported .onnx")
 
 
+def model_meta(path: Path):
+    """The :class:`~cellxfer.counter.model.CounterMeta` of a checkpoint or exported ONNX file."""
+    if model_kind(path) == "onnx":
+        from cellxfer.export.counter import onnx_counter_meta
+
+        return onnx_counter_meta(path)
+    from cellxfer.counter.model import read_meta
+
+    return read_meta(path)
+
+
 def engines() -> dict[str, Engine]:
     from cellxfer.plugins import get_registry
 

@@ -29,7 +29,8 @@ def cellxfer_register_commands(app: typer.Typer):
         channel: Optional[int] = typer.Option(None, help="Channel of a multi-channel image (never guessed)."),
         page: Optional[int] = typer.Option(None, help="Page/plane of a multi-page or OME-TIFF (never guessed)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Recount files already in --out."),
-        overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write a PNG per image with windows and counts into this folder."),
+        overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write a PNG per image into this folder: windows, their counts and (density models) the cells found."),
+        points: Optional[Path] = typer.Option(None, "--points", help="Density models: write the cells' x,y per image as <name>.csv into this folder."),
         workers: int = typer.Option(0, help="Decode threads running ahead of inference (0 = one per core); with --scheduler local:N, N workers."),
         batch_size: int = typer.Option(24, help="Windows per inference call (from several images)."),
         scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra)."),
@@ -46,7 +47,7 @@ def cellxfer_register_commands(app: typer.Typer):
         from cellxfer.progress import progress
 
         config = CountConfig(paths=tuple(paths), model=model, engine=engine, device=device, out=out,
-                             recursive=recursive, channel=channel, page=page, overwrite=overwrite, overlay=overlay,
+                             recursive=recursive, channel=channel, page=page, overwrite=overwrite, overlay=overlay, points=points,
                              workers=workers, batch_size=batch_size, scheduler=scheduler, fp16=not fp32,
                              threads=threads)
 

@@ -31,13 +31,15 @@ def cellxfer_register_commands(app: typer.Typer):
         epochs: int = typer.Option(50, help="Epochs (real epochs for finetune/dual/dacs)."),
         pre_epochs: Optional[int] = typer.Option(None, help="finetune: synthetic epochs first [default: --epochs]."),
         batch_size: int = typer.Option(16, help="Batch size (dual/dacs: half real, half synthetic)."),
-        lr: float = typer.Option(1e-4, help="Adam learning rate."),
+        lr: float = typer.Option(1e-4, help="Adam learning rate (peak of the schedule)."),
+        lr_schedule: str = typer.Option("constant", help="constant (the paper's) or cosine (decays to 0 over the run)."),
         weight_decay: float = typer.Option(1e-5, help="Adam weight decay."),
         crop: int = typer.Option(256, help="Training crop side = evaluation window, pixels."),
         flips: bool = typer.Option(True, "--flips/--no-flips", help="Random horizontal flips."),
         rotations: bool = typer.Option(True, "--rotations/--no-rotations", help="Random 90-degree rotations."),
         cutmix_alpha: float = typer.Option(1.0, help="dacs: Beta(alpha, alpha) of the CutMix box size."),
         mix_prob: float = typer.Option(0.5, help="dacs: probability of mixing a pair."),
+        arch_option: list[str] = typer.Option([], "--arch-option", help="Architecture option KEY=VALUE (repeatable), e.g. base=16 for --arch density."),
         sigma: float = typer.Option(3.0, help="Density architectures (--arch density): sigma of the Gaussian target kernels, pixels."),
         edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows of evaluation."),
         norm_low: float = typer.Option(0.5, help="Normalisation low percentile (stored with the model)."),
@@ -57,10 +59,11 @@ def cellxfer_register_commands(app: typer.Typer):
 
         config = TrainConfig(
             regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
-            epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, weight_decay=weight_decay,
             crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma,
             norm_low=norm_low, norm_high=norm_high, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
             exclude=tuple(exclude), seed=seed, device=device, resume=resume, overwrite=overwrite,
+            extra={"arch_options": arch_options(arch, arch_option)} if arch_option else {},
         )
         state = {"loss": None, "val": None, "epoch": 0}
         with progress(f"train-count {regime}", total=None, unit="step") as bar:
@@ -119,3 +122,19 @@ def cellxfer_register_commands(app: typer.Typer):
         if json_out is not None:
             write_json(json_out, {"model": str(model), "data": str(data), **m.as_dict(), "csv": str(res.csv),
                                   "localisation": res.localisation})
+
+
+def arch_options(arch: str, items: list[str]) -> dict:
+    """``--arch-option KEY=VALUE`` items -> options of ``arch``, each parsed as the type of its default."""
+    from cellxfer.errors import InputError
+    from cellxfer.options import parse_sets, parse_value
+    from cellxfer.plugins import get_registry
+
+    known = dict(getattr(get_registry().provided("cellxfer_counter_architectures").get(arch), "defaults", None) or {})
+    out = {}
+    for key, text in parse_sets(items).items():
+        if key not in known:
+            raise InputError(f"--arch-option {key}: not an option of --arch {arch} "
+                             f"(its options: {', '.join(sorted(known)) or 'none'})")
+        out[key] = parse_value(type(known[key]), text, f"arch-option {key}")
+    return out

@@ -32,6 +32,18 @@ from cellxfer.train.sampler import REGIMES, epoch_batches, phase_of, steps_in_ep
 STATE, BEST, LAST, HISTORY = "state.pt", "best.safetensors", "last.safetensors", "history.csv"
 #: Config fields that may differ when a run is resumed.
 RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "out", "device"}
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def lr_at(config: "TrainConfig", step: int, total_steps: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) of a run of ``total_steps`` steps.
+
+    The schedule depends on the total, so a run resumed with a larger ``--epochs`` continues on the
+    stretched curve (its learning rate jumps up once); give the final ``--epochs`` from the start.
+    """
+    if config.lr_schedule == "constant" or total_steps <= 1:
+        return config.lr
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
 
 @dataclass
@@ -49,6 +61,7 @@ class TrainConfig:
     pre_epochs: Optional[int] = None   # finetune: synthetic epochs before the real ones (default: epochs)
     batch_size: int = 16
     lr: float = 1e-4
+    lr_schedule: str = "constant"      # the paper's; "cosine": lr x (1 + cos(pi x step / total steps)) / 2
     weight_decay: float = 1e-5
     crop: int = 256                    # training crop side = evaluation window
     flips: bool = True
@@ -91,6 +104,8 @@ class TrainConfig:
         for name in ("epochs", "crop", "val_every"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"--lr-schedule {self.lr_schedule}: unknown; use one of {', '.join(LR_SCHEDULES)}")
         if not 0 <= self.mix_prob <= 1:
             raise InputError(f"--mix-prob {self.mix_prob} must lie in [0, 1]")
         if not 0 <= self.edge_prob <= 1:
@@ -150,11 +165,10 @@ def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch
     out = []
     if meta.output == "density":  # overlapping tiles stitched (cellxfer.density.stitch)
         from cellxfer.counter.windows import torch_runner
-        from cellxfer.density.stitch import density_image, margin_of
+        from cellxfer.density.infer import density_of_normalized
 
         runner = torch_runner(model, str(device))
-        out = [float(density_image(runner, img, meta.window, margin_of(meta), meta.in_chans, batch_size).sum(dtype=np.float64))
-               for img in images]
+        out = [float(density_of_normalized(runner, meta, img, batch_size).sum(dtype=np.float64)) for img in images]
         model.train(was_training)
         return np.array(out)
     with torch.inference_mode():
@@ -292,10 +306,10 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
 
     if state is None:
         save_manifest()
+    n_real, n_syn = len(real) if real else 0, len(syn) if syn else 0
+    all_steps, step = steps_total(config, n_real, n_syn), steps_total(config, n_real, n_syn, upto=start)
     if on_start is not None:
-        n_r, n_s = len(real) if real else 0, len(syn) if syn else 0
-        on_start(steps_total(config, n_r, n_s, upto=start),
-                 steps_total(config, n_r, n_s))
+        on_start(step, all_steps)
     density = meta.output == "density"
     d_scale = float(meta.arch_options.get("scale", 1.0)) if density else 1.0
     model.train()
@@ -309,6 +323,9 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
                                   flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
                                   mix_prob=config.mix_prob, edge_prob=config.edge_prob,
                                   max_steps=config.max_steps_per_epoch, with_maps=density):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(config, step, all_steps)
+            step += 1
             xt = torch.from_numpy(batch[0]).to(config.device)
             if density:  # pixel MSE against exact-mass Gaussian targets, in the head's units (x scale)
                 from cellxfer.density.targets import density_batch
