@@ -9,7 +9,8 @@ A blob centre is a pixel whose scale-normalised response ``-sigma^2 * LoG`` is t
 ``4 * sigma + min_distance`` equal the whole-image result.
 
 :func:`fit_log` picks ``sigma`` from a grid and ``threshold`` by exhaustive search over the observed
-peak responses, minimising the whole-image count MAE on labelled images; it runs in seconds.
+peak responses, minimising the whole-image count MAE on labelled images; the fit computes the same
+responses with scipy on a thread pool (:func:`log_response`), about 0.05 s per image and sigma.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def build_log(meta):
             return -(sigma ** 2) * (a + b)
 
         def peaks(self, resp):
-            m = F.max_pool2d(resp, 2 * self.md + 1, stride=1, padding=self.md)
+            k, p = 2 * self.md + 1, self.md  # a square max filter is a row max of a column max: 2k, not k^2
+            m = F.max_pool2d(F.max_pool2d(resp, (k, 1), stride=1, padding=(p, 0)), (1, k), stride=1, padding=(0, p))
             return resp >= m
 
         def forward(self, x):
@@ -74,19 +76,35 @@ def log_options(sigma: float, threshold: float, min_distance: int | None = None)
             "margin": int(math.ceil(4 * sigma)) + md + 2}
 
 
-def peak_responses(images: list[np.ndarray], sigma: float) -> list[np.ndarray]:
-    """Per image, the sorted responses of all LoG local maxima (whole normalised images)."""
-    import torch
+def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
+    """float32 (H, W) scale-normalised response ``-sigma^2 * LoG`` of a normalised image: the same
+    separable filters and zero padding as :func:`build_log`'s module, computed with scipy (no GIL)."""
+    from scipy.ndimage import correlate1d
 
-    from cellxfer.counter.model import CounterMeta
+    g, d2 = _kernels(sigma)
+    x = np.ascontiguousarray(image, dtype=np.float32)
+    a = correlate1d(correlate1d(x, g, axis=1, mode="constant"), d2, axis=0, mode="constant")
+    b = correlate1d(correlate1d(x, d2, axis=1, mode="constant"), g, axis=0, mode="constant")
+    return np.float32(-(sigma ** 2)) * (a + b)
 
-    model = build_log(CounterMeta(arch="log", arch_options=log_options(sigma, -np.inf))).eval()
-    out = []
-    with torch.inference_mode():
-        for img in images:
-            r = model.response(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None])
-            out.append(np.sort(r[model.peaks(r)].numpy().astype(np.float64)))
-    return out
+
+def _peak_values(image: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.ndimage import maximum_filter1d
+
+    r = log_response(image, sigma)
+    k = 2 * log_options(sigma, 0.0)["min_distance"] + 1
+    m = maximum_filter1d(maximum_filter1d(r, k, axis=0, mode="constant", cval=-np.inf), k, axis=1, mode="constant", cval=-np.inf)
+    return np.sort(r[r >= m].astype(np.float64))
+
+
+def peak_responses(images: list[np.ndarray], sigma: float, workers: int | None = None) -> list[np.ndarray]:
+    """Per image, the sorted responses of all LoG local maxima (whole normalised images), on a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cellxfer.executors import default_workers
+
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        return list(pool.map(lambda im: _peak_values(im, sigma), images))
 
 
 def fit_threshold(values: list[np.ndarray], counts: np.ndarray) -> tuple[float, float]:

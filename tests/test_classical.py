@@ -30,6 +30,21 @@ def _blob_image(rng, size=(120, 150), n=30, sigma=2.0):
     return img.astype(np.float32), pts
 
 
+@pytest.mark.parametrize("sigma", [2.0, 4.0])
+def test_fit_responses_equal_the_modules(sigma):
+    """The fit (scipy, threads) sees exactly the peaks the exported module (torch) finds."""
+    from cellxfer.classical import peak_responses
+
+    rng = np.random.default_rng(0)
+    images = [_blob_image(rng)[0] / 50 for _ in range(3)]
+    model = build_log(CounterMeta(arch="log", arch_options=log_options(sigma, -np.inf))).eval()
+    for img, got in zip(images, peak_responses(images, sigma, workers=2)):
+        with torch.inference_mode():
+            r = model.response(torch.from_numpy(img)[None, None])
+            ref = np.sort(r[model.peaks(r)].numpy().astype(np.float64))
+        assert len(got) == len(ref) and np.allclose(got, ref, atol=1e-5)
+
+
 def test_log_finds_blobs_and_points():
     rng = np.random.default_rng(0)
     imgs, pts = zip(*[_blob_image(rng) for _ in range(3)])
