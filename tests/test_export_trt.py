@@ -16,6 +16,22 @@ def test_profile_shapes_cover_count_batches():
     assert shapes == {"min": (1, 1, 256, 256), "opt": (12, 1, 256, 256), "max": (48, 1, 256, 256)}
     with pytest.raises(Exception, match="min <= opt <= max"):
         TrtConfig(opt_batch=64, max_batch=16)
+    sized = profile_shapes(1, (128, 256, 256), TrtConfig(opt_batch=12, max_batch=48))
+    assert sized == {"min": (1, 1, 128, 128), "opt": (12, 1, 256, 256), "max": (48, 1, 256, 256)}
+    with pytest.raises(Exception, match="input side"):
+        profile_shapes(1, (256, 128, 256), TrtConfig())
+
+
+def test_trt_profile_covers_the_sizes_count_sends():
+    """A count model: its window; a density model: training crop .. inference tile, optimised for the tile."""
+    from cellxfer.counter.model import CounterMeta
+    from cellxfer.density.stitch import tile_of
+    from cellxfer.export.counter import trt_sides
+
+    assert trt_sides(CounterMeta(window=256)) == (256, 256, 256)
+    dens = CounterMeta(arch="density", window=128, output="density")
+    assert trt_sides(dens) == (128, tile_of(dens), tile_of(dens)) == (128, 256, 256)
+    assert trt_sides(CounterMeta(arch="density", window=96, output="density", arch_options={"tile": 512})) == (96, 512, 512)
 
 
 def test_cache_key_depends_on_gpu_trt_onnx_precision_profile():
@@ -24,7 +40,8 @@ def test_cache_key_depends_on_gpu_trt_onnx_precision_profile():
     key = cache_key(**base)
     assert len(key) == 16 and key == cache_key(**base)
     for change in (dict(gpu_name="NVIDIA A100-SXM4-40GB"), dict(trt_version="10.4.0"), dict(onnx_sha256="b" * 64),
-                   dict(config=TrtConfig(fp16=False)), dict(config=TrtConfig(max_batch=128)), dict(window=128)):
+                   dict(config=TrtConfig(fp16=False)), dict(config=TrtConfig(max_batch=128)), dict(window=128),
+                   dict(window=(128, 256, 256))):
         assert cache_key(**{**base, **change}) != key, change
 
 
@@ -87,3 +104,30 @@ def test_trt_engine_builds_caches_and_matches_torch(tmp_path, monkeypatch):
     mtime = result.engine.stat().st_mtime_ns
     again = export_counter(ExportConfig(model=ckpt, out=tmp_path / "c.onnx", format="trt", fp16=False), log=print)
     assert again.engine == result.engine and again.engine.stat().st_mtime_ns == mtime  # cache hit
+
+
+@pytest.mark.gpu
+def test_trt_density_model_counts_like_torch(tmp_path, monkeypatch):
+    """A density model through TensorRT: the profile covers the tiles `count` sends (other sides too)."""
+    pytest.importorskip("tensorrt")
+    if trt_unavailable_reason() is not None:
+        pytest.skip(trt_unavailable_reason())
+    import numpy as np
+    import torch
+
+    from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.counter.model import CounterMeta, build_counter, save_counter
+    from cellxfer.imageio import write_tiff
+
+    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"base": 4, "depth": 2, "norm": "group"})
+    ckpt = save_counter(tmp_path / "d.safetensors", build_counter(meta).eval(), meta)
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    for i, shape in enumerate([(300, 410), (97, 130)]):
+        write_tiff(tmp_path / "img" / f"{i}.tif", rng.integers(0, 255, shape).astype(np.uint8))
+    counts = {e: run_count(CountConfig(paths=(str(tmp_path / "img"),), model=ckpt, engine=e, fp16=False,
+                                       out=tmp_path / f"{e}.csv")).counts for e in ("torch", "trt")}
+    for f, c in counts["torch"].items():
+        assert counts["trt"][f] == pytest.approx(c, rel=1e-3, abs=1e-2)

@@ -155,7 +155,7 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
     if config.format == "trt":
         from cellxfer.export.trt import TrtRunner, build_engine
 
-        engine = build_engine(out, meta.in_chans, meta.window, trt_config, log=log)
+        engine = build_engine(out, meta.in_chans, trt_sides(meta), trt_config, log=log)
         runner = TrtRunner(engine, trt_config.max_batch)
         # fp16 drifts more than fp32: compare with a looser floor for fp16 engines
         atol, rtol = (max(config.atol, 0.05), max(config.rtol, 0.02)) if config.fp16 else (config.atol, config.rtol)
@@ -174,6 +174,17 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
         result.engine = engine
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def trt_sides(meta) -> tuple[int, int, int]:
+    """TensorRT profile sides ``(min, opt, max)``: the window for count models; for density models from
+    the smaller of training crop and inference tile to the larger, optimised for the tile ``count`` sends."""
+    if meta.output != "density":
+        return (meta.window,) * 3
+    from cellxfer.density.stitch import tile_of
+
+    tile = tile_of(meta)
+    return min(meta.window, tile), tile, max(meta.window, tile)
 
 
 def dynamic_axes(meta) -> dict:

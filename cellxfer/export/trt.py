@@ -4,8 +4,10 @@ TensorRT cannot be installed everywhere (it needs an NVIDIA GPU and NVIDIA's own
 ``tensorrt`` is imported lazily and every entry point first calls :func:`trt_unavailable_reason`.
 
 - Precision: fp16 by default (``fp16=False`` for fp32); inputs and outputs stay float32.
-- Optimisation profile: one dynamic-batch profile ``min=(1, C, S, S)``, ``opt=(opt_batch, C, S, S)``,
-  ``max=(max_batch, C, S, S)`` for the windows ``count`` sends (:func:`profile_shapes`).
+- Optimisation profile: one profile ``min=(1, C, s0, s0)``, ``opt=(opt_batch, C, s1, s1)``,
+  ``max=(max_batch, C, s2, s2)`` for the inputs ``count`` sends (:func:`profile_shapes`): windows of one
+  size S (``s0 = s1 = s2 = S``) for count models; for fully convolutional density models the sides range
+  from the training crop to the inference tile (:func:`cellxfer.export.counter.trt_sides`).
 - Cache: ``<cache>/trt/<onnx stem>-<key>.engine`` with ``key`` a hash of GPU model, TensorRT version,
   ONNX file hash, precision and profile (:func:`cache_key`); a hit is reused, a miss is built and
   written atomically. ``<cache>`` is ``$CELLXFER_CACHE`` or ``~/.cache/cellxfer``.
@@ -95,13 +97,23 @@ class TrtConfig:
         return "fp16" if self.fp16 else "fp32"
 
 
-def profile_shapes(in_chans: int, window: int, config: TrtConfig) -> dict[str, tuple[int, int, int, int]]:
-    """The optimisation profile's ``min`` / ``opt`` / ``max`` input shapes (N, C, S, S)."""
-    return {k: (b, int(in_chans), int(window), int(window))
-            for k, b in (("min", config.min_batch), ("opt", config.opt_batch), ("max", config.max_batch))}
+def sides_of(window) -> tuple[int, int, int]:
+    """``S`` or ``(min, opt, max)`` input sides -> ``(min, opt, max)``, checked."""
+    sides = (int(window),) * 3 if np.ndim(window) == 0 else tuple(int(s) for s in window)
+    if len(sides) != 3 or not 1 <= sides[0] <= sides[1] <= sides[2]:
+        raise InputError(f"TensorRT profile needs 1 <= min <= opt <= max input side, got {window}")
+    return sides
 
 
-def cache_key(gpu_name: str, trt_version: str, onnx_sha256: str, config: TrtConfig, in_chans: int, window: int) -> str:
+def profile_shapes(in_chans: int, window, config: TrtConfig) -> dict[str, tuple[int, int, int, int]]:
+    """The optimisation profile's ``min`` / ``opt`` / ``max`` input shapes (N, C, side, side); ``window``
+    is one side ``S`` or ``(min, opt, max)`` sides."""
+    sides = sides_of(window)
+    return {k: (b, int(in_chans), s, s)
+            for (k, b), s in zip((("min", config.min_batch), ("opt", config.opt_batch), ("max", config.max_batch)), sides)}
+
+
+def cache_key(gpu_name: str, trt_version: str, onnx_sha256: str, config: TrtConfig, in_chans: int, window) -> str:
     """16 hex digits identifying an engine: GPU model, TensorRT version, ONNX hash, precision, profile."""
     shapes = profile_shapes(in_chans, window, config)
     text = "|".join([gpu_name.strip(), trt_version.strip(), onnx_sha256, config.precision,
@@ -119,9 +131,10 @@ def gpu_name() -> str:
     return torch.cuda.get_device_name(torch.cuda.current_device())
 
 
-def build_engine(onnx_path: str | os.PathLike, in_chans: int, window: int, config: TrtConfig = TrtConfig(),
+def build_engine(onnx_path: str | os.PathLike, in_chans: int, window, config: TrtConfig = TrtConfig(),
                  cache_root: Path | None = None, rebuild: bool = False, log=print) -> Path:
-    """Build (or reuse from the cache) a serialized TensorRT engine for ``onnx_path``; return its path."""
+    """Build (or reuse from the cache) a serialized TensorRT engine for ``onnx_path``; return its path.
+    ``window``: the input side ``S`` or ``(min, opt, max)`` sides of the profile."""
     from cellxfer.atomic import atomic_path
     from cellxfer.manifest import sha256_file
 
@@ -153,7 +166,8 @@ def build_engine(onnx_path: str | os.PathLike, in_chans: int, window: int, confi
     shapes = profile_shapes(in_chans, window, config)
     profile.set_shape(network.get_input(0).name, shapes["min"], shapes["opt"], shapes["max"])
     build_config.add_optimization_profile(profile)
-    log(f"building TensorRT engine ({config.precision}, batch {config.min_batch}..{config.max_batch}); "
+    log(f"building TensorRT engine ({config.precision}, batch {config.min_batch}..{config.max_batch}, "
+        f"sides {shapes['min'][-1]}..{shapes['max'][-1]}); "
         f"this takes a minute or more, once per GPU model / TensorRT version / model")
     serialized = builder.build_serialized_network(network, build_config)
     if serialized is None:
