@@ -32,25 +32,52 @@ import bench_sim2real as s2r  # noqa: E402  (split, IDCIA location, Syn-HC helpe
 REPO = s2r.REPO
 
 
-def density_config(regime: str, work: Path, args):
+def tag(regime: str, stylizer: str) -> str:
+    return regime if regime == "supervised" or stylizer == "none" else f"{regime}-{stylizer}"
+
+
+def syn_sets(work: Path, args, stylizer: str) -> tuple[Path, Path]:
+    """Syn-HC training and validation sets, stylized toward the IDCIA *training* images (never val/test)."""
+    sets = (work / f"synhc-{args.synthetic_n}", work / f"synhc-val-{args.synthetic_val_n}")
+    if stylizer == "none":
+        return sets
+    from cellxfer.options import make_config
+    from cellxfer.plugins import get_registry
+    from cellxfer.stylize.base import run_stylize
+
+    name, _, opts = stylizer.partition(":")
+    st = get_registry().get("cellxfer_stylizers", name)
+    cfg = make_config(st.config_cls, dict(kv.split("=", 1) for kv in opts.split(";") if kv), f"stylizer '{name}'")
+    style = sorted((work / "idcia-train" / "images").iterdir())
+    out = []
+    for src in sets:
+        dest = src.with_name(f"{src.name}-{stylizer.replace(':', '-').replace('=', '')}")
+        if src.is_dir():
+            res = run_stylize(st, cfg, src, style, dest, seed=args.seed)
+            if res.failed:
+                raise SystemExit(f"stylize {stylizer}: {len(res.failed)} images failed")
+        out.append(dest)
+    return out[0], out[1]
+
+
+def density_config(regime: str, work: Path, args, stylizer: str = "none"):
     from cellxfer.train.counter import TrainConfig
 
-    syn = work / f"synhc-{args.synthetic_n}"
+    syn, syn_val = syn_sets(work, args, stylizer) if regime != "supervised" else (None, None)
     return TrainConfig(
-        regime=regime, out=work / f"unet-{regime}", real=None if regime == "synthetic" else work / "idcia-train",
-        synthetic=None if regime == "supervised" else syn,
-        val=work / f"synhc-val-{args.synthetic_val_n}" if regime == "synthetic" else work / "idcia-val",
+        regime=regime, out=work / f"unet-{tag(regime, stylizer)}", real=None if regime == "synthetic" else work / "idcia-train",
+        synthetic=syn, val=syn_val if regime == "synthetic" else work / "idcia-val",
         arch="density", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
         crop=args.crop, sigma=args.sigma, norm_high=args.norm_high,
         val_every=args.val_every, seed=args.seed, resume=True, pretrained=args.pretrained,
         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm}})
 
 
-def train(regime: str, work: Path, args) -> Path:
+def train(regime: str, work: Path, args, stylizer: str = "none") -> Path:
     """One training run (resumed exactly if interrupted: rerun the same command)."""
     from cellxfer.train.counter import train_counter
 
-    return train_counter(density_config(regime, work, args), on_epoch=lambda r: print(
+    return train_counter(density_config(regime, work, args, stylizer), on_epoch=lambda r: print(
         f"  density {regime} epoch {r.epoch} loss {r.loss:.4f} val MAE "
         f"{'-' if r.val_mae is None else f'{r.val_mae:.2f}'} ({r.seconds:.1f} s)", flush=True))
 
@@ -68,23 +95,23 @@ def evaluate_row(name: str, regime: str, run: Path, work: Path) -> dict:
             "fitted": {k: v for k, v in (manifest.get("fitted") or {}).items() if k != "grid"} or None}
 
 
-def fit_log(regime: str, work: Path, args) -> Path:
+def fit_log(regime: str, work: Path, args, stylizer: str = "none") -> Path:
     from cellxfer.train.counter import TrainConfig, train_counter
 
-    syn = work / f"synhc-{args.synthetic_n}"
-    cfg = TrainConfig(regime=regime, out=work / f"log-{regime}", real=None if regime == "synthetic" else work / "idcia-train",
+    syn = syn_sets(work, args, stylizer)[0] if regime != "supervised" else None
+    cfg = TrainConfig(regime=regime, out=work / f"log-{tag(regime, stylizer)}", real=None if regime == "synthetic" else work / "idcia-train",
                       synthetic=None if regime == "supervised" else syn,
                       val=None if regime == "synthetic" else work / "idcia-val", arch="log", crop=256, overwrite=True)
     return train_counter(cfg)
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | regime | epochs | train time | test MAE | test RMSE | ACP (5%) | F1 @ 5 px | precision | recall | s / image (torch) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | regime | stylizer | epochs | train time | test MAE | test RMSE | ACP (5%) | F1 @ 5 px | precision | recall | s / image (torch) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t, loc = r["test"], r["localisation"] or {}
         f = lambda k: f"{loc[k]:.3f}" if k in loc else "-"  # noqa: E731
-        lines.append(f"| {r['model']} | {r['regime']} | {r['epochs']} | {r['train_seconds'] / 60:.1f} min | {t['mae']:.2f} | "
+        lines.append(f"| {r['model']} | {r['regime']} | {r.get('stylizer', 'none')} | {r['epochs']} | {r['train_seconds'] / 60:.1f} min | {t['mae']:.2f} | "
                      f"{t['rmse']:.2f} | {100 * t['acp']:.0f}% | {f('f1')} | {f('precision')} | {f('recall')} | "
                      f"{r['eval_seconds_per_image']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -96,6 +123,9 @@ def main(argv=None) -> int:
     ap.add_argument("--regimes", nargs="+", choices=s2r.REGIMES, default=["supervised"])
     ap.add_argument("--log-regimes", nargs="*", choices=("supervised", "synthetic"), default=["supervised"])
     ap.add_argument("--no-density", action="store_true", help="only the LoG rows")
+    ap.add_argument("--stylizers", nargs="+", default=["none"],
+                    help="Syn-HC as is (none) and/or stylized toward the IDCIA training images, e.g. histogram fda:beta=0.1 "
+                         "(rows of the regimes that use synthetic data)")
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--val-every", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -122,17 +152,21 @@ def main(argv=None) -> int:
     needs_syn = any(r != "supervised" for r in args.regimes if not args.no_density) or "synthetic" in args.log_regimes
     if needs_syn and not (work / f"synhc-{args.synthetic_n}").is_dir():
         s2r.synth(work / f"synhc-{args.synthetic_n}", args.synthetic_n, seed=args.seed)
-    if "synthetic" in args.regimes and not args.no_density and not (work / f"synhc-val-{args.synthetic_val_n}").is_dir():
+    if ("synthetic" in args.regimes and not args.no_density or args.stylizers != ["none"]) \
+            and not (work / f"synhc-val-{args.synthetic_val_n}").is_dir():
         s2r.synth(work / f"synhc-val-{args.synthetic_val_n}", args.synthetic_val_n, seed=args.seed + 10_000)
     rows = []
-    for regime in args.log_regimes:
-        print(f"== log {regime}", flush=True)
-        rows.append(evaluate_row("log", regime, fit_log(regime, work, args), work))
+    def runs(regimes):
+        return [(r, s) for r in regimes for s in (["none"] if r == "supervised" else args.stylizers)]
+
+    for regime, stylizer in runs(args.log_regimes):
+        print(f"== log {regime} {stylizer}", flush=True)
+        rows.append(evaluate_row("log", regime, fit_log(regime, work, args, stylizer), work) | {"stylizer": stylizer})
         print(table(rows[-1:]), flush=True)
     if not args.no_density:
-        for regime in args.regimes:
-            print(f"== density {regime}", flush=True)
-            rows.append(evaluate_row("density", regime, train(regime, work, args), work))
+        for regime, stylizer in runs(args.regimes):
+            print(f"== density {regime} {stylizer}", flush=True)
+            rows.append(evaluate_row("density", regime, train(regime, work, args, stylizer), work) | {"stylizer": stylizer})
             print(table(rows[-1:]), flush=True)
     import torch
 
