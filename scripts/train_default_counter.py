@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma", type=float, default=3.0)
     ap.add_argument("--base", type=int, default=8)
     ap.add_argument("--stem", type=int, default=2)
+    ap.add_argument("--norm", default="batch", choices=("batch", "group", "none"), help="UNet normalisation layers")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--idcia", type=Path, default=IDCIA)
     args = ap.parse_args(argv)
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
     config = TrainConfig(regime="synthetic", out=work / "run", synthetic=syn, val=val, arch="density", epochs=args.epochs,
                          batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma,
                          val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,
-                         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": "group"}})
+                         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm}})
 
     def on_epoch(r):
         if r.val_mae is not None:
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
 
     result = {"model": str(args.out), "arch": "density", "style": [str(p) for p in style],
               "train": {k: getattr(args, k) for k in ("n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
-                                                      "sigma", "base", "stem", "seed")} | {"regime": "synthetic"},
+                                                      "sigma", "base", "stem", "norm", "seed")} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
               "command": " ".join(sys.argv)}
     if args.idcia.is_dir():

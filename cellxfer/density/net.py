@@ -22,15 +22,18 @@ def build_density_unet(meta):
 
     opts = {**DEFAULTS, **(meta.arch_options or {})}
     base, depth, scale, stem = int(opts["base"]), int(opts["depth"]), float(opts["scale"]), int(opts["stem"])
-    if opts["norm"] not in ("group", "batch"):
-        raise ValueError(f"density UNet: norm {opts['norm']!r} is not 'group' or 'batch'")
+    if opts["norm"] not in ("group", "batch", "none"):
+        raise ValueError(f"density UNet: norm {opts['norm']!r} is not 'group', 'batch' or 'none'")
 
     def norm(c):
+        if opts["norm"] == "none":
+            return nn.Identity()
         return nn.GroupNorm(max(1, min(8, c // 4)), c) if opts["norm"] == "group" else nn.BatchNorm2d(c)
 
     def block(cin, cout):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm(cout), nn.ReLU(inplace=True),
-                             nn.Conv2d(cout, cout, 3, padding=1, bias=False), norm(cout), nn.ReLU(inplace=True))
+        bias = opts["norm"] == "none"
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=bias), norm(cout), nn.ReLU(inplace=True),
+                             nn.Conv2d(cout, cout, 3, padding=1, bias=bias), norm(cout), nn.ReLU(inplace=True))
 
     class DensityUNet(nn.Module):
         def __init__(self):
