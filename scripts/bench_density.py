@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-schedule", default="cosine", choices=("cosine", "constant"))
-    ap.add_argument("--norm", default="group", choices=("group", "batch", "none"), help="UNet normalisation layers")
+    ap.add_argument("--norm", default="batch", choices=("group", "batch", "none"), help="UNet normalisation layers")
     ap.add_argument("--norm-high", type=float, default=99.5, help="intensity normalisation high percentile")
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--sigma", type=float, default=3.0)

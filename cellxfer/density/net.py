@@ -5,14 +5,14 @@ skip connection's exact size), so it exports to ONNX with dynamic height and wid
 Options (``CounterMeta.arch_options``): ``base`` channels at full resolution (8), ``depth`` pooling
 levels (3), ``scale`` (100): the head predicts ``scale`` x density, so its outputs are O(1); ``stem``
 (1): average-pool the input by this factor first and upsample the density back (nearest, divided by
-``stem ** 2``), ``stem ** 2`` times less compute for cells several pixels wide; ``norm`` ("group" for new models, see
-``cellxfer.stages.density``; "batch" when a file does not say, as saved before the option existed): GroupNorm behaves the same in training and evaluation, so a whole
-sparse image is not normalised with running statistics gathered on dense training crops.
+``stem ** 2``), ``stem ** 2`` times less compute for cells several pixels wide; ``norm`` ("batch", default; "group";
+"none"): batch norm in evaluation mode keeps the network local, so stitched tiles equal the whole
+image; group norm normalises by each tile's own statistics, so counts depend on the tiling.
 """
 
 from __future__ import annotations
 
-DEFAULTS = {"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "batch"}  # norm: files saved before the option existed
+DEFAULTS = {"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "batch"}
 
 
 def build_density_unet(meta):

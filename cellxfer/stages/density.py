@@ -55,7 +55,7 @@ class FittedArch:
 def cellxfer_counter_architectures():
     return [
         DensityArch("density", "small UNet predicting a density map (sum = count, peaks = cells), any input size",
-                    _build_unet, defaults={"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "group"}),
+                    _build_unet, defaults={"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "batch"}),
         FittedArch("log", "classical Laplacian-of-Gaussian blob detector; sigma and threshold fitted in seconds",
                    _build_log, _fit_log),
     ]
