@@ -67,7 +67,7 @@ def density_config(regime: str, work: Path, args, stylizer: str = "none"):
     return TrainConfig(
         regime=regime, out=work / f"unet-{tag(regime, stylizer)}", real=None if regime == "synthetic" else work / "idcia-train",
         synthetic=syn, val=syn_val if regime == "synthetic" else work / "idcia-val",
-        arch="density", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+        arch="density", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, ema=args.ema,
         crop=args.crop, sigma=args.sigma, norm_high=args.norm_high,
         val_every=args.val_every, seed=args.seed, resume=True, pretrained=args.pretrained,
         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm}})
@@ -131,6 +131,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-schedule", default="cosine", choices=("cosine", "constant"))
+    ap.add_argument("--ema", type=float, default=0.0, help="weight moving-average decay (0 = off)")
     ap.add_argument("--norm", default="batch", choices=("group", "batch", "none"), help="UNet normalisation layers")
     ap.add_argument("--norm-high", type=float, default=99.5, help="intensity normalisation high percentile")
     ap.add_argument("--crop", type=int, default=128)

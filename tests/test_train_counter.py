@@ -254,3 +254,27 @@ def test_arch_options_from_the_command_line():
         arch_options("density", ["width=3"])
     with pytest.raises(InputError, match="expected int"):
         arch_options("density", ["base=wide"])
+
+
+def test_ema_weights_are_saved_and_resume_exactly(data, tmp_path):
+    from safetensors.torch import load_file
+
+    kw = dict(ema=0.9, lr=3e-3, epochs=3)
+    full = train_counter(_cfg(data, tmp_path / "full", **kw))
+    plain = train_counter(_cfg(data, tmp_path / "plain", **{**kw, "ema": 0.0}))
+    a, p = load_file(str(full / "last.safetensors")), load_file(str(plain / "last.safetensors"))
+    assert any(not torch.equal(a[k], p[k]) for k in a if a[k].is_floating_point())  # the average, not the raw weights
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(rec):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_counter(_cfg(data, tmp_path / "part", **kw), on_epoch=interrupt)
+    resumed = train_counter(_cfg(data, tmp_path / "part", resume=True, **kw))
+    b = load_file(str(resumed / "last.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(InputError, match="--ema"):
+        _cfg(data, tmp_path / "x", ema=1.0).validate()

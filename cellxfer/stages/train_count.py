@@ -34,6 +34,7 @@ def cellxfer_register_commands(app: typer.Typer):
         lr: float = typer.Option(1e-4, help="Adam learning rate (peak of the schedule)."),
         lr_schedule: str = typer.Option("constant", help="constant (the paper's) or cosine (decays to 0 over the run)."),
         weight_decay: float = typer.Option(1e-5, help="Adam weight decay."),
+        ema: float = typer.Option(0.0, help="Validate and save an exponential moving average of the weights with this decay (0 = off, e.g. 0.999)."),
         crop: int = typer.Option(256, help="Training crop side = evaluation window, pixels."),
         flips: bool = typer.Option(True, "--flips/--no-flips", help="Random horizontal flips."),
         rotations: bool = typer.Option(True, "--rotations/--no-rotations", help="Random 90-degree rotations."),
@@ -59,7 +60,7 @@ def cellxfer_register_commands(app: typer.Typer):
 
         config = TrainConfig(
             regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
-            epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, weight_decay=weight_decay,
+            epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema=ema, weight_decay=weight_decay,
             crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma,
             norm_low=norm_low, norm_high=norm_high, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
             exclude=tuple(exclude), seed=seed, device=device, resume=resume, overwrite=overwrite,

@@ -62,6 +62,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-4
     lr_schedule: str = "constant"      # the paper's; "cosine": lr x (1 + cos(pi x step / total steps)) / 2
+    ema: float = 0.0                   # > 0: validate and save an exponential moving average of the weights (decay)
     weight_decay: float = 1e-5
     crop: int = 256                    # training crop side = evaluation window
     flips: bool = True
@@ -104,6 +105,8 @@ class TrainConfig:
         for name in ("epochs", "crop", "val_every"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if not 0 <= self.ema < 1:
+            raise InputError(f"--ema {self.ema} must lie in [0, 1) (0 = off; 0.999 is usual)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"--lr-schedule {self.lr_schedule}: unknown; use one of {', '.join(LR_SCHEDULES)}")
         if not 0 <= self.mix_prob <= 1:
@@ -281,12 +284,19 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         if not _head_bias(model, head_init):
             head_init = None
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema = None
+    if config.ema > 0:  # weights and buffers (batch-norm statistics) averaged after every step
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
     history: list[dict] = []
     best = {"epoch": None, "val_mae": math.inf}
     start, train_seconds = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         history, best = state["history"], state["best"]
         start, train_seconds = state["epoch"], state["train_seconds"]
         head_init = state.get("head_bias_init")
@@ -339,12 +349,15 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(float(loss.detach()))
             if on_step is not None:
                 on_step(epoch, losses[-1])
         val_mae = val_rmse = None
+        shown = model if ema is None else ema.module  # what is validated and saved
         if val is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == total):
-            pred = predict_normalized(model, meta, val.images)
+            pred = predict_normalized(shown, meta, val.images)
             err = pred - val.counts
             val_mae, val_rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
         seconds = time.perf_counter() - t0
@@ -356,11 +369,12 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         improved = val_mae is not None and val_mae < best["val_mae"]
         if improved or (val is None and epoch + 1 == total):
             best = {"epoch": epoch + 1, "val_mae": val_mae if val_mae is not None else math.inf, "val_rmse": val_rmse}
-            save_counter(out / BEST, model, replace(epoch_meta, extra={**epoch_meta.extra, "val_mae": val_mae}))
-        save_counter(out / LAST, model, epoch_meta)
+            save_counter(out / BEST, shown, replace(epoch_meta, extra={**epoch_meta.extra, "val_mae": val_mae}))
+        save_counter(out / LAST, shown, epoch_meta)
         write_text(out / HISTORY, _history_csv(history))
         with atomic_path(state_path) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                        "ema": None if ema is None else ema.state_dict(),
                         "history": history, "best": best, "train_seconds": train_seconds, "config": cfg,
                         "head_bias_init": head_init, "pretrained": pretrained_info}, str(tmp))
         if on_epoch is not None:
