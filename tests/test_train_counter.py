@@ -264,6 +264,9 @@ def test_ema_weights_are_saved_and_resume_exactly(data, tmp_path):
     plain = train_counter(_cfg(data, tmp_path / "plain", **{**kw, "ema": 0.0}))
     a, p = load_file(str(full / "last.safetensors")), load_file(str(plain / "last.safetensors"))
     assert any(not torch.equal(a[k], p[k]) for k in a if a[k].is_floating_point())  # the average, not the raw weights
+    raw = torch.load(str(full / "state.pt"), weights_only=True)["model"]
+    stats = [k for k in raw if "running_" in k]
+    assert stats and all(torch.equal(a[k], raw[k]) for k in stats)  # batch-norm statistics: the model's, not averaged
 
     class Stop(Exception):
         pass

@@ -285,10 +285,16 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
             head_init = None
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema = None
-    if config.ema > 0:  # weights and buffers (batch-norm statistics) averaged after every step
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    if config.ema > 0:  # weights averaged after every step (decay warmed up as timm does: min(d, (1+n)/(10+n)));
+        # batch-norm statistics are not averaged (the average would remember their initial values for
+        # thousands of steps) but copied from the model before every validation and save
+        from torch.optim.swa_utils import AveragedModel
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+        def ema_fn(avg, cur, n, d=config.ema):
+            decay = min(d, (1.0 + float(n)) / (10.0 + float(n)))
+            return decay * avg + (1.0 - decay) * cur
+
+        ema = AveragedModel(model, avg_fn=ema_fn, use_buffers=False)
     history: list[dict] = []
     best = {"epoch": None, "val_mae": math.inf}
     start, train_seconds = 0, 0.0
@@ -356,6 +362,9 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
                 on_step(epoch, losses[-1])
         val_mae = val_rmse = None
         shown = model if ema is None else ema.module  # what is validated and saved
+        if ema is not None:
+            for b_ema, b in zip(ema.module.buffers(), model.buffers()):
+                b_ema.copy_(b)
         if val is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == total):
             pred = predict_normalized(shown, meta, val.images)
             err = pred - val.counts
