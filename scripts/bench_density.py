@@ -67,7 +67,8 @@ def density_config(regime: str, work: Path, args, stylizer: str = "none"):
     return TrainConfig(
         regime=regime, out=work / f"unet-{tag(regime, stylizer)}", real=None if regime == "synthetic" else work / "idcia-train",
         synthetic=syn, val=syn_val if regime == "synthetic" else work / "idcia-val",
-        arch="density", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, ema=args.ema,
+        arch="density", epochs=args.synthetic_epochs if regime == "synthetic" else args.epochs,
+        pre_epochs=args.synthetic_epochs if regime == "finetune" else None, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, ema=args.ema,
         crop=args.crop, sigma=args.sigma, norm_high=args.norm_high,
         val_every=args.val_every, seed=args.seed, resume=True, pretrained=args.pretrained,
         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm}})
@@ -127,6 +128,8 @@ def main(argv=None) -> int:
                     help="Syn-HC as is (none) and/or stylized toward the IDCIA training images, e.g. histogram fda:beta=0.1 "
                          "(rows of the regimes that use synthetic data)")
     ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--synthetic-epochs", type=int, default=100,
+                    help="epochs over the Syn-HC set: regime synthetic, and the first phase of finetune")
     ap.add_argument("--val-every", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)

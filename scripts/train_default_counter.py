@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "default-counter")
     ap.add_argument("--style", nargs="*", type=Path, default=[CC0_DAPI],
                     help="redistributable real images to histogram-match Syn-HC to (none: Syn-HC as rendered)")
+    ap.add_argument("--arch", default="density", choices=("density", "log"),
+                    help="density UNet, or the classical LoG detector fitted (sigma, threshold) on the same images")
     ap.add_argument("--n-synthetic", type=int, default=800)
     ap.add_argument("--n-val", type=int, default=48)
     ap.add_argument("--epochs", type=int, default=60)
@@ -82,9 +84,11 @@ def main(argv=None) -> int:
     print(f"Syn-HC: {args.n_synthetic} training and {args.n_val} validation images"
           f"{', histogram-matched to ' + ', '.join(p.name for p in style) if style else ''} ({time.perf_counter() - t0:.0f} s)")
 
-    config = TrainConfig(regime="synthetic", out=work / "run", synthetic=syn, val=val, arch="density", epochs=args.epochs,
+    run_dir = work / ("run" if args.arch == "density" else f"run-{args.arch}")
+    config = TrainConfig(regime="synthetic", out=run_dir, synthetic=syn, val=val, arch=args.arch, epochs=args.epochs,
                          batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma,
-                         val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,
+                         val_every=max(1, args.epochs // 10), seed=args.seed, resume=args.arch == "density",
+                         overwrite=args.arch != "density",
                          extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm}})
 
     def on_epoch(r):
@@ -98,7 +102,7 @@ def main(argv=None) -> int:
         shutil.copyfile(best, tmp)
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}")
 
-    result = {"model": str(args.out), "arch": "density", "style": [str(p) for p in style],
+    result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
               "train": {k: getattr(args, k) for k in ("n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
                                                       "sigma", "base", "stem", "norm", "seed")} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
