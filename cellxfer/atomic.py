@@ -16,9 +16,17 @@ from typing import Iterator
 TMP_MARK = ".cellxfer-tmp"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is removed."""
+    """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is removed.
+    The result gets the permissions of a normally created file (``0o666`` less the umask), not
+    ``mkstemp``'s private ``0o600``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARK, dir=target.parent)
@@ -26,6 +34,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

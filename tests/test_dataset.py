@@ -163,3 +163,16 @@ def test_png_gray16_and_identical_rgb(tmp_path):
 def test_centre_mask_marks_floor_pixels():
     m = centre_mask(np.array([[0.2, 0.9], [3.99, 2.0]]), (4, 5))
     assert np.argwhere(m).tolist() == [[0, 0], [2, 3]] and m.max() == 255
+
+
+def test_atomic_writes_get_normal_file_permissions(tmp_path):
+    import os
+
+    from cellxfer.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "a.csv", "x,y\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644  # readable by others, like any created file
