@@ -211,6 +211,32 @@ def test_model_paths_errors_are_one_clear_line(tiny, tmp_path):
         load_sd(tmp_path / "bogus.safetensors", model_config=tiny[0])
 
 
+def test_single_file_checkpoint_loads_the_same_models_and_stylizes_the_same(tiny, style, token, content, tmp_path):
+    """A single-file SD v1 checkpoint (original LDM key layout, what users download) with --model-config:
+    the same weights as the diffusers folder, hence byte-identical stylized images."""
+    import torch
+    from sd_single_file import write_single_file
+
+    from cellxfer.plugins import get_registry
+    from cellxfer.stylize.base import run_stylize
+    from cellxfer.stylize.config import InSTConfig
+    from cellxfer.stylize.models import load_sd
+
+    single = write_single_file(tiny[0], tmp_path / "sd-v1-tiny.safetensors")
+    a, b = load_sd(tiny[0]), load_sd(single, model_config=tiny[0])
+    for name in ("vae", "unet", "text_encoder"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), name
+    st = get_registry().get("cellxfer_stylizers", "inst")
+    common = dict(token=str(token), clip=str(tiny[1]), steps=6, device="cpu")
+    folder = run_stylize(st, InSTConfig(model=str(tiny[0]), **common), content, [style], tmp_path / "f", seed=5, limit=1)
+    one = run_stylize(st, InSTConfig(model=str(single), model_config=str(tiny[0]), **common), content, [style],
+                      tmp_path / "s", seed=5, limit=1)
+    assert folder.written == one.written == 1
+    for img in (tmp_path / "f" / "images").iterdir():
+        assert img.read_bytes() == (tmp_path / "s" / "images" / img.name).read_bytes()
+
+
 def cli(args) -> int:
     from cellxfer.cli import main
 
