@@ -52,6 +52,8 @@ def build_app() -> typer.Typer:
 def main(argv: list[str] | None = None) -> None:
     import click
 
+    from rich.markup import escape
+
     from cellxfer.console import err
     from cellxfer.errors import CellxferError
 
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     except CellxferError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {exc}", markup=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", markup=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - one line, no traceback, unless --debug
         if debug:
             raise
-        err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", markup=True)
+        err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
+                  markup=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# markup off by default: messages carry file names and pip extras ("cellxfer[trt]") that rich would
+# take for style tags; the few styled prefixes escape what they embed
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def warn(message: str) -> None:
     """Print a one-line warning on stderr."""
-    err.print(f"[yellow]warning:[/] {message}", markup=True)
+    err.print(f"[yellow]warning:[/] {escape(message)}", markup=True)
 
 
 def stderr_is_terminal() -> bool:

@@ -86,6 +86,7 @@ def test_cli_trt_without_gpu_is_one_clear_line(tmp_path, capsys):
     assert not (tmp_path / "c.onnx").exists()
     r = cli(["count", tmp_path, "--model", ckpt, "--engine", "trt", "--out", tmp_path / "c.csv"], capsys)
     assert r.returncode == 2 and TRT_MESSAGE in r.stderr and "Traceback" not in r.stderr
+    assert "pip install 'cellxfer[trt]'" in r.stderr  # printed as is, not eaten as a style tag
 
 
 @pytest.mark.gpu

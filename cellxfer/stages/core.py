@@ -38,6 +38,8 @@ def cellxfer_register_commands(app: typer.Typer):
         """Summarise a cell dataset: images, sizes, dtypes, counts; optionally a contact sheet."""
         from cellxfer.console import out
         from cellxfer.dataset import CellDataset
+        from rich.markup import escape
+
         from cellxfer.inspect import contact_sheet, summarize
 
         ds = CellDataset(dataset, channel=channel, page=page)
@@ -46,7 +48,8 @@ def cellxfer_register_commands(app: typer.Typer):
         if ds.labelled:
             out.print(f"cells per image: mean {s['mean']:.1f}, sd {s['sd']:.1f}, min {s['min']}, max {s['max']}, total {s['total']}")
             if s["counts_mismatch"]:
-                out.print(f"[yellow]counts.csv disagrees with the points tables for: {', '.join(s['counts_mismatch'][:5])}[/]")
+                out.print(f"[yellow]counts.csv disagrees with the points tables for: {escape(', '.join(s['counts_mismatch'][:5]))}[/]",
+                          markup=True)
         if preview is not None:
             contact_sheet(ds, preview, tiles=tiles)
             out.print(f"contact sheet: {preview}")
