@@ -57,17 +57,26 @@ def main(argv: list[str] | None = None) -> None:
     from cellxfer.console import err
     from cellxfer.errors import CellxferError
 
+    # typer >= 0.2x runs on its own copy of click: its usage errors, Exit and Abort are not click's
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+    except ImportError:
+        TyperClickException = click.ClickException
+    usage_errors = tuple({click.ClickException, TyperClickException})
+    aborts = tuple({click.exceptions.Abort, typer.Abort})
+    exits = tuple({click.exceptions.Exit, typer.Exit})
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("CELLXFER_DEBUG") == "1"
     try:
         # standalone_mode=False: click returns a command's `typer.Exit(code)` instead of exiting.
         code = build_app()(args=argv, prog_name="cellxfer", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except exits as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except usage_errors as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except aborts:
         err.print("aborted")
         sys.exit(130)
     except CellxferError as exc:

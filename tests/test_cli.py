@@ -77,3 +77,12 @@ def test_a_command_exit_code_reaches_the_shell():
         assert exc.value.code == 3
     finally:
         app.registered_commands[:] = [c for c in app.registered_commands if c.name != "exit-three-for-test"]
+
+
+def test_usage_errors_are_clicks_message_and_exit_2():
+    """A missing or unknown option is a usage error (exit 2, click's message), not an 'unexpected' one."""
+    for args, said in ((["train-count", "--out", "x"], "Missing option '--regime'"),
+                       (["count", "--bogus"], "No such option: --bogus")):
+        r = cli(*args)
+        assert r.returncode == 2, r.stderr
+        assert said in r.stderr and "unexpected" not in r.stderr and "Traceback" not in r.stderr
