@@ -21,6 +21,9 @@ Syn-HC images, batch 16; finetune 50 synthetic + 50 real epochs). Any field can 
     .venv/bin/python scripts/bench_sim2real.py --budget full --regimes supervised dacs
 
 Writes ``WORK/results.json`` and ``WORK/results.md`` (the markdown table); prints the table.
+
+Density-counter and LoG rows on the same split (and the same :func:`make_split`) come from
+``scripts/bench_density.py``, which imports this module; ``docs/results.md`` shows both side by side.
 """
 
 from __future__ import annotations
