@@ -1,8 +1,4 @@
 #!/usr/bin/env python
-
-Real-data MAE per stylizer with the density counter (synthetic and finetune regimes, on the Sim2Real
-split): ``scripts/bench_density.py --stylizers none histogram fda``; ``--mae`` here trains the
-EfficientNet-style regression counters instead.
 """Benchmark the stylizers: speed, a weight-free domain gap to real IDCIA images, and (--mae) the
 real-data counting MAE of counters trained on each stylized set.
 
@@ -28,6 +24,10 @@ Per method (``none`` = Syn-HC as is, ``histogram``, ``fda``, ``inst`` only when 
   real images after the last epoch (no model selection).
 
 Prints a table, writes ``OUT/bench_stylize.json``.
+
+Real-data MAE per stylizer with the density counter (synthetic and finetune regimes, on the Sim2Real
+split): ``scripts/bench_density.py --stylizers none histogram fda``; ``--mae`` here trains the
+EfficientNet-style regression counters instead.
 """
 
 from __future__ import annotations
