@@ -63,3 +63,24 @@ def test_scheduler_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(dask_executor, "import_distributed", missing)
     with pytest.raises(CellxferError, match=r"pip install 'cellxfer\[dask\]'"):
         list(dask_executor.DaskExecutor(address="local:1").map(len, ["ab"]))
+
+
+def test_scheduler_writes_the_same_points_as_the_local_run(tmp_path, capsys, monkeypatch):
+    """A density-output model (the shipped LoG) on the cluster: same counts and points CSVs as locally."""
+    pytest.importorskip("distributed", reason="the dask extra (distributed) is not installed")
+    import tifffile
+
+    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for i in range(3):
+        tifffile.imwrite(folder / f"img{i}.tif", blobs(90 + 9 * i, 110, 8 + 4 * i, 40 + i))
+    for where, extra in (("local", []), ("dask", ["--scheduler", "local:1"])):
+        r = cli(["count", folder, "--engine", "onnx", "--out", tmp_path / f"{where}.csv", "--points", tmp_path / where]
+                + extra, capsys)
+        assert r.returncode == 0, r.stderr
+    a, b = rows(tmp_path / "local.csv"), rows(tmp_path / "dask.csv")
+    assert {f: r["count"] for f, r in a.items()} == {f: r["count"] for f, r in b.items()}
+    assert any(float(r["count"]) > 0 for r in a.values())
+    for i in range(3):
+        assert (tmp_path / "local" / f"img{i}.csv").read_text() == (tmp_path / "dask" / f"img{i}.csv").read_text()
