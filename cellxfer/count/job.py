@@ -2,8 +2,10 @@
 
 Local pipeline: a thread pool (``workers``) reads, normalises and windows images ahead of inference
 (``ahead`` images in flight, in input order); the main thread packs windows of consecutive images into
-batches of ``batch_size`` windows, runs the engine and splits the outputs back per image. An image's
-count is the sum of its window counts (tiling and edge padding: :mod:`cellxfer.counter.windows`).
+batches of ``batch_size`` windows, runs the engine and splits the outputs back per image. A count
+model's image count is the sum of its window counts (tiling and edge padding:
+:mod:`cellxfer.counter.windows`); a density model's tiles overlap and their maps are stitched into one
+(:mod:`cellxfer.density.stitch`), whose sum is the count and whose peaks are the cells (``points``).
 
 With ``scheduler`` the files are counted one task per image on a Dask cluster
 (:class:`cellxfer.count.dask_executor.DaskExecutor`); each worker process loads the model once.
