@@ -89,18 +89,24 @@ def test_cli_trt_without_gpu_is_one_clear_line(tmp_path, capsys):
     assert "pip install 'cellxfer[trt]'" in r.stderr  # printed as is, not eaten as a style tag
 
 
-@pytest.mark.gpu
-def test_trt_engine_builds_caches_and_matches_torch(tmp_path, monkeypatch):
+@pytest.fixture
+def trt_cache(tmp_path, monkeypatch):
+    """Skip unless TensorRT and a GPU are usable; engines go to a fresh cache under ``tmp_path``."""
     pytest.importorskip("tensorrt")
     if trt_unavailable_reason() is not None:
         pytest.skip(trt_unavailable_reason())
+    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.gpu
+def test_trt_engine_builds_caches_and_matches_torch(tmp_path, trt_cache):
     from cellxfer.export.counter import ExportConfig, export_counter
     from test_export import tiny_counter
 
-    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
     ckpt = tiny_counter(tmp_path / "c.safetensors")
     result = export_counter(ExportConfig(model=ckpt, out=tmp_path / "c.onnx", format="trt", fp16=False), log=print)
-    assert result.engine.is_file() and result.engine.parent == tmp_path / "cache" / "trt"
+    assert result.engine.is_file() and result.engine.parent == trt_cache / "trt"
     assert all(r.ok for r in result.parity.values()) and "trt/random" in result.parity
     mtime = result.engine.stat().st_mtime_ns
     again = export_counter(ExportConfig(model=ckpt, out=tmp_path / "c.onnx", format="trt", fp16=False), log=print)
@@ -108,11 +114,8 @@ def test_trt_engine_builds_caches_and_matches_torch(tmp_path, monkeypatch):
 
 
 @pytest.mark.gpu
-def test_trt_density_model_counts_like_torch(tmp_path, monkeypatch):
+def test_trt_density_model_counts_like_torch(tmp_path, trt_cache):
     """A density model through TensorRT: the profile covers the tiles `count` sends (other sides too)."""
-    pytest.importorskip("tensorrt")
-    if trt_unavailable_reason() is not None:
-        pytest.skip(trt_unavailable_reason())
     import numpy as np
     import torch
 
@@ -120,7 +123,6 @@ def test_trt_density_model_counts_like_torch(tmp_path, monkeypatch):
     from cellxfer.counter.model import CounterMeta, build_counter, save_counter
     from cellxfer.imageio import write_tiff
 
-    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(0)
     meta = CounterMeta(arch="density", window=64, output="density", arch_options={"base": 4, "depth": 2, "norm": "group"})
     ckpt = save_counter(tmp_path / "d.safetensors", build_counter(meta).eval(), meta)
