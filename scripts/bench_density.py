@@ -17,7 +17,8 @@ Each density run trains ``--epochs`` epochs on a cosine learning-rate schedule, 
 
 On shared, oversubscribed cores one torch thread trains about 5x faster than two (measured).
 
-Writes ``WORK/results.json`` and ``WORK/results.md``; prints the table.
+Writes ``WORK/results-<rows>.json`` and ``.md`` (``<rows>`` names the regimes and stylizers asked, so
+runs sharing a work folder keep their own files); prints the table.
 """
 
 from __future__ import annotations
@@ -193,10 +194,13 @@ def main(argv=None) -> int:
     result = {"command": " ".join(sys.argv), "split_seed": s2r.SPLIT_SEED,
               "split": {k: len(v) for k, v in split.items() if isinstance(v, list)}, "settings": vars(args) | {"work": str(work)},
               "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}, "rows": rows}
-    (work / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (work / "results.md").write_text(md)
+    rows_tag = "-".join(["log-" + "-".join(args.log_regimes)] * bool(args.log_regimes)
+                        + ([] if args.no_density else args.regimes) + [s.replace(":", "_").replace("=", "") for s in args.stylizers])
+    out_json, out_md = work / f"results-{rows_tag}.json", work / f"results-{rows_tag}.md"
+    out_json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    out_md.write_text(md)
     print(md)
-    print(f"wrote {work / 'results.json'} and {work / 'results.md'}")
+    print(f"wrote {out_json} and {out_md}")
     return 0
 
 

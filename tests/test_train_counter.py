@@ -281,3 +281,17 @@ def test_ema_weights_are_saved_and_resume_exactly(data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="--ema"):
         _cfg(data, tmp_path / "x", ema=1.0).validate()
+
+
+def test_resume_a_run_saved_before_newer_options_existed(data, tmp_path):
+    """A state.pt whose config lacks fields added later (ema, lr_schedule) resumes with their defaults."""
+    train_counter(_cfg(data, tmp_path / "old", epochs=1))
+    state_path = tmp_path / "old" / "state.pt"
+    state = torch.load(str(state_path), weights_only=True)
+    for key in ("ema", "lr_schedule"):
+        del state["config"][key]
+    torch.save(state, str(state_path))
+    run = train_counter(_cfg(data, tmp_path / "old", epochs=2, resume=True))
+    assert len(_history(run)) == 2
+    with pytest.raises(InputError, match="different settings.*lr_schedule"):
+        train_counter(_cfg(data, tmp_path / "old", epochs=3, resume=True, lr_schedule="cosine"))

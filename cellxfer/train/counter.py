@@ -219,7 +219,11 @@ def _history_csv(history: list[dict]) -> str:
 
 
 def _comparable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
+    """Settings that must match on resume; a field the saved run predates counts as its default value."""
+    from cellxfer.manifest import config_dict
+
+    full = {**config_dict(TrainConfig()), **cfg}
+    return {k: v for k, v in full.items() if k not in RESUMABLE_CHANGES}
 
 
 def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] | None = None,
