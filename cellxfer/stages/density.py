@@ -53,9 +53,11 @@ class FittedArch:
 
 @hookimpl
 def cellxfer_counter_architectures():
+    from cellxfer.density.net import DEFAULTS  # numpy/torch-free module top: cheap at registration
+
     return [
         DensityArch("density", "small UNet predicting a density map (sum = count, peaks = cells), any input size",
-                    _build_unet, defaults={"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "batch"}),
-        FittedArch("log", "classical Laplacian-of-Gaussian blob detector; sigma and threshold fitted in seconds",
+                    _build_unet, defaults=dict(DEFAULTS)),
+        FittedArch("log", "classical Laplacian-of-Gaussian blob detector; sigma and threshold fitted in about a minute",
                    _build_log, _fit_log),
     ]
