@@ -90,8 +90,7 @@ def main(argv=None) -> int:
     run_dir = work / ("run" if args.arch == "density" else f"run-{args.arch}")
     config = TrainConfig(regime="synthetic", out=run_dir, synthetic=syn, val=val, arch=args.arch, epochs=args.epochs,
                          batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma,
-                         val_every=max(1, args.epochs // 10), seed=args.seed, resume=args.arch == "density",
-                         overwrite=args.arch != "density",
+                         val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,  # log: refits
                          extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm}})
 
     def on_epoch(r):
