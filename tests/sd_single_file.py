@@ -19,8 +19,9 @@ def _resnet(rest: str) -> str:
     return f"{RESNET[head]}.{tail}"
 
 
-def unet_key(k: str, n: int, n_up: int) -> str:
-    """diffusers UNet2DConditionModel key -> LDM ``model.diffusion_model`` key (``n`` = layers_per_block)."""
+def unet_key(k: str, n: int, up_types: list[str]) -> str:
+    """diffusers UNet2DConditionModel key -> LDM ``model.diffusion_model`` key (``n`` = layers_per_block,
+    ``up_types`` = the up block types: a block with attentions puts its upsampler third, else second)."""
     fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
              "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
     for a, b in fixed.items():
@@ -39,8 +40,8 @@ def unet_key(k: str, n: int, n_up: int) -> str:
         return f"middle_block.{2 * j}.{_resnet(rest)}" if p[1] == "resnets" else f"middle_block.1.{rest}"
     if p[0] == "up_blocks":
         i, kind = int(p[1]), p[2]
-        if kind == "upsamplers":  # output_blocks.{last of block}.{1 or 2}.conv
-            raise KeyError(k)  # handled by the caller, which knows whether the block has attentions
+        if kind == "upsamplers":  # up_blocks.i.upsamplers.0.conv.*
+            return f"output_blocks.{(n + 1) * i + n}.{2 if 'CrossAttn' in up_types[i] else 1}.conv." + ".".join(p[5:])
         j, rest = int(p[3]), ".".join(p[4:])
         idx = (n + 1) * i + j
         return f"output_blocks.{idx}.0.{_resnet(rest)}" if kind == "resnets" else f"output_blocks.{idx}.1.{rest}"
@@ -83,19 +84,12 @@ def write_single_file(sd_dir: Path, out: Path) -> Path:
 
     sd_dir = Path(sd_dir)
     ucfg = json.loads((sd_dir / "unet" / "config.json").read_text())
-    n, n_up = int(ucfg["layers_per_block"]), len(ucfg["up_block_types"])
+    n = int(ucfg["layers_per_block"])
     vcfg = json.loads((sd_dir / "vae" / "config.json").read_text())
     ckpt = {}
     unet = load_file(str(sd_dir / "unet" / "diffusion_pytorch_model.safetensors"))
     for k, v in unet.items():
-        if ".upsamplers." in k:
-            p = k.split(".")
-            i = int(p[1])
-            has_attn = "CrossAttn" in ucfg["up_block_types"][i]
-            key = f"output_blocks.{(n + 1) * i + n}.{2 if has_attn else 1}.conv." + ".".join(p[5:])
-        else:
-            key = unet_key(k, n, n_up)
-        ckpt["model.diffusion_model." + key] = v.contiguous()
+        ckpt["model.diffusion_model." + unet_key(k, n, ucfg["up_block_types"])] = v.contiguous()
     vae = load_file(str(sd_dir / "vae" / "diffusion_pytorch_model.safetensors"))
     for k, v in vae.items():
         key = vae_key(k, len(vcfg["block_out_channels"]))
