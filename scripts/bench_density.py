@@ -36,8 +36,13 @@ import bench_sim2real as s2r  # noqa: E402  (split, IDCIA location, Syn-HC helpe
 REPO = s2r.REPO
 
 
+def slug(stylizer: str) -> str:
+    """``fda:beta=0.1`` -> ``fda-beta0.1``: for folder and file names."""
+    return stylizer.replace(":", "-").replace("=", "").replace(";", "-")
+
+
 def tag(regime: str, stylizer: str) -> str:
-    return regime if regime == "supervised" or stylizer == "none" else f"{regime}-{stylizer}"
+    return regime if regime == "supervised" or stylizer == "none" else f"{regime}-{slug(stylizer)}"
 
 
 def syn_sets(work: Path, args, stylizer: str) -> tuple[Path, Path]:
@@ -55,7 +60,7 @@ def syn_sets(work: Path, args, stylizer: str) -> tuple[Path, Path]:
     style = sorted((work / "idcia-train" / "images").iterdir())
     out = []
     for src in sets:
-        dest = src.with_name(f"{src.name}-{stylizer.replace(':', '-').replace('=', '')}")
+        dest = src.with_name(f"{src.name}-{slug(stylizer)}")
         if src.is_dir():
             res = run_stylize(st, cfg, src, style, dest, seed=args.seed)
             if res.failed:
@@ -194,8 +199,8 @@ def main(argv=None) -> int:
     result = {"command": " ".join(sys.argv), "split_seed": s2r.SPLIT_SEED,
               "split": {k: len(v) for k, v in split.items() if isinstance(v, list)}, "settings": vars(args) | {"work": str(work)},
               "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}, "rows": rows}
-    rows_tag = "-".join(["log-" + "-".join(args.log_regimes)] * bool(args.log_regimes)
-                        + ([] if args.no_density else args.regimes) + [s.replace(":", "_").replace("=", "") for s in args.stylizers])
+    rows_tag = "-".join([f"log{r}" for r in args.log_regimes] + ([] if args.no_density else args.regimes)
+                        + [slug(s) for s in args.stylizers])
     out_json, out_md = work / f"results-{rows_tag}.json", work / f"results-{rows_tag}.md"
     out_json.write_text(json.dumps(result, indent=2, default=str) + "\n")
     out_md.write_text(md)
