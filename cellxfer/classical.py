@@ -10,7 +10,8 @@ A blob centre is a pixel whose scale-normalised response ``-sigma^2 * LoG`` is t
 
 :func:`fit_log` picks ``sigma`` from a grid and ``threshold`` by exhaustive search over the observed
 peak responses, minimising the whole-image count MAE on labelled images; the fit computes the same
-responses with scipy on a thread pool (:func:`log_response`), about 0.05 s per image and sigma.
+responses with scipy on a thread pool (:func:`log_response`), about 0.05 s per 600x800 image and
+sigma on one core (measured for sigma 4).
 """
 
 from __future__ import annotations
