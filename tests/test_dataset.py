@@ -166,13 +166,12 @@ def test_centre_mask_marks_floor_pixels():
 
 
 def test_atomic_writes_get_normal_file_permissions(tmp_path):
-    import os
 
-    from cellxfer.atomic import write_text
+    from cellxfer import atomic
 
-    old = os.umask(0o022)
-    try:
-        write_text(tmp_path / "a.csv", "x,y\n")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == 0o644  # readable by others, like any created file
+    atomic.write_text(tmp_path / "a.csv", "x,y\n")
+    # readable like any created file (0o666 less the umask at import), not mkstemp's private 0o600
+    assert (tmp_path / "a.csv").stat().st_mode & 0o777 == atomic.FILE_MODE
+    probe = tmp_path / "probe"
+    probe.touch()
+    assert atomic.FILE_MODE == probe.stat().st_mode & 0o777
