@@ -166,7 +166,6 @@ def test_centre_mask_marks_floor_pixels():
 
 
 def test_atomic_writes_get_normal_file_permissions(tmp_path):
-
     from cellxfer import atomic
 
     atomic.write_text(tmp_path / "a.csv", "x,y\n")
