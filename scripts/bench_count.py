@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95" / "images"
 CANDIDATES = (("torch", "cpu"), ("onnx", "cpu"), ("torch", "cuda"), ("onnx", "cuda"), ("trt", "cuda"))
@@ -46,8 +48,14 @@ def worker(args) -> None:
     files, _ = expand_inputs([args.data])
     files = files[: args.limit] if args.limit else files
     startup = time.perf_counter() - t0
-    runner(runner_warm := __import__("numpy").zeros((1, runner.meta.in_chans, runner.meta.window, runner.meta.window), "float32"))
-    del runner_warm
+    meta = runner.meta
+    if meta.output == "density":  # warm up on the tile size the job sends, not the training window
+        from cellxfer.density.stitch import tile_of
+
+        side = tile_of(meta)
+    else:
+        side = meta.window
+    runner(np.zeros((1, meta.in_chans, side, side), np.float32))
     t1 = time.perf_counter()
     counts = {}
     for f, _, res, _ in count_batched(files, runner, batch_size=args.batch_size, workers=args.workers):
