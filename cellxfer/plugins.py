@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("count", "cellxfer.stages.count"),
     ("train-count", "cellxfer.stages.train_count"),
     ("density", "cellxfer.stages.density"),
+    ("ensemble", "cellxfer.stages.ensemble"),
     ("translate", "cellxfer.stages.translate"),
 )
 

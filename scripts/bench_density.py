@@ -128,7 +128,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("runs/density"))
     ap.add_argument("--regimes", nargs="+", choices=s2r.REGIMES, default=["supervised"])
@@ -158,11 +158,11 @@ def main(argv=None) -> int:
                     help="train the real-data regimes on training + validation images (75) and keep the last "
                          "weights: for a recipe already chosen on the validation images; test images stay unseen")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    if not s2r.IDCIA.is_dir():
-        print(f"error: {s2r.IDCIA}: real IDCIA data not found", file=sys.stderr)
-        return 2
-    work = args.work
+    return ap.parse_args(argv)
+
+
+def prepare(work: Path, args) -> dict:
+    """The split's folders under ``work`` (and ``idcia-trainval`` with ``--train-on-val``); returns the split."""
     work.mkdir(parents=True, exist_ok=True)
     split = s2r.make_split(work)
     if args.train_on_val:  # the recipe was chosen on the validation images: now train on them too
@@ -173,6 +173,16 @@ def main(argv=None) -> int:
                     link = work / "idcia-trainval" / sub / f.name
                     if not link.exists():
                         os.symlink(os.readlink(f), link)
+    return split
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not s2r.IDCIA.is_dir():
+        print(f"error: {s2r.IDCIA}: real IDCIA data not found", file=sys.stderr)
+        return 2
+    work = args.work
+    split = prepare(work, args)
     print(f"split: train {len(split['train'])}, val {len(split['val'])}, test {len(split['test'])} (seed {s2r.SPLIT_SEED})")
     needs_syn = any(r != "supervised" for r in args.regimes if not args.no_density) or "synthetic" in args.log_regimes
     if needs_syn and not (work / f"synhc-{args.synthetic_n}").is_dir():

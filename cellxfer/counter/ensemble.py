@@ -1,0 +1,113 @@
+"""Counter ensembles: several trained counters in one model file whose output is the mean of theirs.
+
+Members must agree on everything ``count`` reads from :class:`~cellxfer.counter.model.CounterMeta`
+(input channels, window, output kind, intensity normalisation, and for density maps the kernel sigma),
+so the ensemble is used, exported and counted like any single counter. Its meta has
+``arch = "ensemble"`` and ``arch_options["members"]``, the members' metas (as dicts); its weights are
+the members' under ``members.<i>.``. A density ensemble sums to the mean of the members' counts.
+
+Typical use: train the same recipe with K seeds (``train-count --seed``), then ``cellxfer ensemble``.
+Averaging K independently trained networks lowers the variance part of the error; it costs K times the
+inference compute.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from cellxfer.counter.model import CounterMeta, Normalization
+from cellxfer.errors import InputError
+
+ARCH = "ensemble"
+#: Fields every member must share with the first one (what ``count`` reads from the meta).
+SHARED = ("in_chans", "window", "output", "normalization")
+
+
+def member_metas(meta: CounterMeta) -> list[CounterMeta]:
+    """The members' metas of an ensemble meta."""
+    out = []
+    for d in (meta.arch_options or {}).get("members", []):
+        d = dict(d)
+        d["normalization"] = Normalization(**d.get("normalization", {}))
+        out.append(CounterMeta(**d))
+    return out
+
+
+def build_ensemble(meta: CounterMeta):
+    """``torch.nn.Module``: members built from their metas; ``forward(x)`` = mean of their outputs."""
+    import torch
+    from torch import nn
+
+    from cellxfer.counter.model import build_counter
+
+    members = member_metas(meta)
+    if not members:
+        raise InputError("ensemble meta without members; build it with `cellxfer ensemble MODEL MODEL ...`")
+
+    class CounterEnsemble(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = nn.ModuleList([build_counter(m) for m in members])
+
+        def forward(self, x):
+            return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+    return CounterEnsemble()
+
+
+def ensemble_meta(metas: list[CounterMeta], names: list[str]) -> CounterMeta:
+    """The ensemble's meta; :class:`InputError` naming the member that does not fit the first."""
+    if len(metas) < 2:
+        raise InputError("an ensemble needs at least two counters; give two or more .safetensors files")
+    first = metas[0]
+    for name, m in zip(names[1:], metas[1:]):
+        for f in SHARED:
+            if getattr(m, f) != getattr(first, f):
+                raise InputError(f"{name}: {f} {getattr(m, f)!r} differs from {names[0]}'s {getattr(first, f)!r}; "
+                                 "ensemble counters trained with the same data settings")
+        if first.output == "density" and m.arch_options.get("sigma") != first.arch_options.get("sigma"):
+            raise InputError(f"{name}: density sigma {m.arch_options.get('sigma')} differs from {names[0]}'s "
+                             f"{first.arch_options.get('sigma')}; ensemble density counters trained with the same --sigma")
+    if any(m.arch == "log" for m in metas):
+        raise InputError("a LoG detector outputs detections, not a density: ensemble trained counters only")
+    options = {"members": [asdict(m) for m in metas]}
+    if first.output == "density":
+        for key in ("sigma", "tile", "margin"):
+            if key in first.arch_options:
+                options[key] = first.arch_options[key]
+    return CounterMeta(arch=ARCH, in_chans=first.in_chans, window=first.window, output=first.output,
+                       normalization=first.normalization, arch_options=options,
+                       extra={"members": len(metas)})
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """``models``: counter checkpoints (.safetensors) to average; ``out``: the ensemble file to write
+    (plus ``<out>.manifest.json``)."""
+
+    models: tuple[Path, ...]
+    out: Path
+
+
+def make_ensemble(config: EnsembleConfig) -> Path:
+    """Write the ensemble of ``config.models`` to ``config.out`` (atomically) with its manifest."""
+    from cellxfer.atomic import write_json
+    from cellxfer.counter.model import load_counter, save_counter
+    from cellxfer.manifest import build_manifest, config_dict
+
+    out = Path(config.out)
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: the ensemble is a counter checkpoint; name it *.safetensors")
+    loaded = [load_counter(p) for p in config.models]
+    meta = ensemble_meta([replace(m, version="") for _, m in loaded], [str(p) for p in config.models])
+    model = build_ensemble(meta)
+    for slot, (member, _) in zip(model.members, loaded):
+        slot.load_state_dict(member.state_dict())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_counter(out, model, meta)
+    write_json(out.with_name(out.name + ".manifest.json"),
+               build_manifest("ensemble", config_dict(config), seed=None, inputs=list(config.models)))
+    return out
+

@@ -1,0 +1,37 @@
+"""Built-in plugin: the ``ensemble`` counter architecture and ``cellxfer ensemble`` (average trained counters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cellxfer.hookspecs import hookimpl
+
+
+def _build(meta):
+    from cellxfer.counter.ensemble import build_ensemble
+
+    return build_ensemble(meta)
+
+
+@hookimpl
+def cellxfer_counter_architectures():
+    from cellxfer.counter.model import CounterArch
+
+    return [CounterArch("ensemble", "mean of trained counters (made by `cellxfer ensemble`, not trained directly)", _build)]
+
+
+@hookimpl
+def cellxfer_register_commands(app: typer.Typer):
+    @app.command("ensemble")
+    def ensemble(
+        models: list[Path] = typer.Argument(..., help="Two or more counter checkpoints (.safetensors) trained with the same data settings, e.g. one recipe with several --seed values."),
+        out: Path = typer.Option(..., "--out", "-o", help="The ensemble checkpoint (.safetensors) to write; its manifest goes beside it."),
+    ):
+        """Average trained counters into one counter (mean of their outputs) that count, evaluate and export use like any other."""
+        from cellxfer.console import out as console
+        from cellxfer.counter.ensemble import EnsembleConfig, make_ensemble
+
+        path = make_ensemble(EnsembleConfig(models=tuple(models), out=out))
+        console.print(f"{path}: ensemble of {len(models)} counters written")
