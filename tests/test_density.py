@@ -246,3 +246,17 @@ def test_points_need_a_density_model(tmp_path):
     ckpt = tiny_counter(tmp_path / "c.safetensors")
     with pytest.raises(InputError, match="--points.*density model"):
         run_count(CountConfig(paths=(str(tmp_path),), model=ckpt, points=tmp_path / "pts", out=tmp_path / "c.csv"))
+
+
+def test_count_weight_adds_the_crop_count_loss(data, tmp_path):
+    """Same seed, same batches: the first epoch's loss grows by the crop-count term; training still
+    lowers it; a negative weight is refused."""
+    from cellxfer.errors import InputError
+    from cellxfer.train.counter import train_counter
+
+    plain = _losses(train_counter(_cfg(data, tmp_path / "plain", epochs=1)))
+    counted = _losses(train_counter(_cfg(data, tmp_path / "counted", epochs=12, count_weight=0.05)))
+    assert counted[0] > plain[0] * 1.05
+    assert np.mean(counted[-3:]) < 0.7 * np.mean(counted[:2])
+    with pytest.raises(InputError, match="count-weight"):
+        train_counter(_cfg(data, tmp_path / "neg", count_weight=-1.0))

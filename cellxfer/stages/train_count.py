@@ -42,6 +42,7 @@ def cellxfer_register_commands(app: typer.Typer):
         mix_prob: float = typer.Option(0.5, help="dacs: probability of mixing a pair."),
         arch_option: list[str] = typer.Option([], "--arch-option", help="Architecture option KEY=VALUE (repeatable), e.g. base=16 for --arch density."),
         sigma: float = typer.Option(3.0, help="Density architectures (--arch density): sigma of the Gaussian target kernels, pixels."),
+        count_weight: float = typer.Option(0.0, help="Density architectures: weight of the crop-count loss (squared error of each crop's density sum, in cells) added to the pixel loss."),
         edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows of evaluation."),
         norm_low: float = typer.Option(0.5, help="Normalisation low percentile (stored with the model)."),
         norm_high: float = typer.Option(99.5, help="Normalisation high percentile (stored with the model)."),
@@ -61,7 +62,7 @@ def cellxfer_register_commands(app: typer.Typer):
         config = TrainConfig(
             regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
             epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema=ema, weight_decay=weight_decay,
-            crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma,
+            crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma, count_weight=count_weight,
             norm_low=norm_low, norm_high=norm_high, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
             exclude=tuple(exclude), seed=seed, device=device, resume=resume, overwrite=overwrite,
             extra={"arch_options": arch_options(arch, arch_option)} if arch_option else {},

@@ -78,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     init_head_bias: bool = True        # start the output bias at the mean training crop count
     sigma: float = 3.0                 # density architectures: Gaussian kernel sigma of the targets, pixels
+    count_weight: float = 0.0          # density architectures: + weight x mean over crops of (sum pred - sum target)^2
     resume: bool = False
     overwrite: bool = False
     device: str = "cpu"
@@ -105,6 +106,8 @@ class TrainConfig:
         for name in ("epochs", "crop", "val_every"):
             if getattr(self, name) < (0 if name == "epochs" else 1):
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if self.count_weight < 0:
+            raise InputError(f"--count-weight {self.count_weight} must be >= 0 (0 = pixel loss only)")
         if not 0 <= self.ema < 1:
             raise InputError(f"--ema {self.ema} must lie in [0, 1) (0 = off; 0.999 is usual)")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -351,7 +354,10 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
                 from cellxfer.density.targets import density_batch
 
                 target = torch.from_numpy(density_batch(batch[2], config.sigma)).to(config.device)
-                loss = torch.nn.functional.mse_loss(model(xt) * d_scale, target * d_scale)
+                dens = model(xt)
+                loss = torch.nn.functional.mse_loss(dens * d_scale, target * d_scale)
+                if config.count_weight:  # crop counts, in cells: a faint spread of density is many cells
+                    loss = loss + config.count_weight * torch.nn.functional.mse_loss(dens.sum(dim=(1, 2, 3)), target.sum(dim=(1, 2, 3)))
             else:
                 yt = torch.from_numpy(batch[1]).to(config.device)
                 pred = model(xt).reshape(len(xt), -1).sum(dim=1)
