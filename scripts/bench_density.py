@@ -87,7 +87,7 @@ def density_config(regime: str, work: Path, args, stylizer: str = "none", seed: 
         pre_epochs=args.synthetic_epochs if regime == "finetune" else None, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, ema=args.ema,
         crop=args.crop, sigma=args.sigma, count_weight=args.count_weight, norm_high=args.norm_high,
         val_every=args.val_every, seed=seed, resume=True, pretrained=args.pretrained,
-        extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm}})
+        extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": args.positive}})
 
 
 def train(regime: str, work: Path, args, stylizer: str = "none", seed: int | None = None) -> Path:
@@ -180,6 +180,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--count-weight", type=float, default=0.0, help="weight of the crop-count loss (train-count --count-weight)")
     ap.add_argument("--base", type=int, default=8, help="UNet channels at full resolution")
     ap.add_argument("--stem", type=int, default=2, help="UNet input pooling factor (density upsampled back)")
+    ap.add_argument("--positive", action="store_true", help="UNet output through a ReLU (density never negative)")
     ap.add_argument("--pretrained", type=Path, help="start from these weights (e.g. an earlier run's last.safetensors)")
     ap.add_argument("--synthetic-n", type=int, default=256)
     ap.add_argument("--synthetic-val-n", type=int, default=32)

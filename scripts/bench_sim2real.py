@@ -22,8 +22,12 @@ Syn-HC images, batch 16; finetune 50 synthetic + 50 real epochs). Any field can 
 
 Writes ``WORK/results.json`` and ``WORK/results.md`` (the markdown table); prints the table.
 
-Density-counter and LoG rows on the same split (and the same :func:`make_split`) come from
-``scripts/bench_density.py``, which imports this module; ``docs/results.md`` shows both side by side.
+``--density "RECIPE"`` adds a density-counter row beside each ``--arch`` row: the same regime, split and
+Syn-HC images, trained with ``scripts/bench_density.py``'s recipe (RECIPE: its options, e.g.
+``"--epochs 800 --ema 0.999 --count-weight 0.01"``; ``""`` for its defaults). That script alone gives the
+LoG baseline, stylizer and seed-ensemble rows; ``docs/results.md`` shows them side by side.
+
+    .venv/bin/python scripts/bench_sim2real.py --budget quick --regimes supervised synthetic --density "--epochs 100"
 """
 
 from __future__ import annotations
@@ -134,6 +138,22 @@ def run_regime(regime: str, work: Path, budget: Budget, args) -> dict:
     }
 
 
+def density_row(regime: str, work: Path, budget: Budget, recipe: str) -> dict:
+    """The density counter in ``regime`` (bench_density's training and test evaluation), as a row of this table."""
+    import shlex
+
+    import bench_density
+
+    dargs = bench_density.parse_args(shlex.split(recipe) + ["--work", str(work)])
+    dargs.synthetic_n, dargs.synthetic_val_n = budget.synthetic_n, budget.synthetic_val_n  # the arch rows' Syn-HC sets
+    run = bench_density.train(regime, work, dargs)
+    r = bench_density.evaluate_row("density", regime, run, work)
+    return {"model": "density", "regime": regime, "epochs": r["epochs"], "steps": sum(h["steps"] for h in json_history(run)),
+            "train_seconds": r["train_seconds"], "best_epoch": r["best"]["epoch"], "best_val_mae": r["best"]["val_mae"],
+            "test": r["test"], "localisation": r["localisation"], "eval_seconds_per_image": r["eval_seconds_per_image"],
+            "recipe": recipe}
+
+
 def json_history(run: Path) -> list[dict]:
     import csv
 
@@ -141,12 +161,12 @@ def json_history(run: Path) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| regime | epochs | steps | train time | best val MAE | test MAE | test RMSE | ACP (5%) | MAE 0-50 | MAE 50-150 | MAE 150+ |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | regime | epochs | steps | train time | best val MAE | test MAE | test RMSE | ACP (5%) | MAE 0-50 | MAE 50-150 | MAE 150+ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for r in rows:
         t = r["test"]
-        lines.append(f"| {r['regime']} | {r['epochs']} | {r['steps']} | {r['train_seconds'] / 60:.1f} min | "
+        lines.append(f"| {r.get('model', '-')} | {r['regime']} | {r['epochs']} | {r['steps']} | {r['train_seconds'] / 60:.1f} min | "
                      f"{f(r['best_val_mae'])} | {t['mae']:.2f} | {t['rmse']:.2f} | {100 * t['acp']:.0f}% | "
                      + " | ".join(f(t["bins"][b]["mae"]) for b in ("0-50", "50-150", "150+")) + " |")
     return "\n".join(lines) + "\n"
@@ -164,6 +184,8 @@ def main(argv=None) -> int:
     ap.add_argument("--arch", default="efficientnet_b0")
     ap.add_argument("--pretrained", type=Path, help="local weights file for --arch (nothing is downloaded)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--density", metavar="RECIPE", help="also train the density counter in each regime with these "
+                    "scripts/bench_density.py options (\"\" for its defaults) and add its rows")
     ap.add_argument("--work", type=Path, help="work folder [default: runs/sim2real-BUDGET-ARCH]")
     args = ap.parse_args(argv)
     if not IDCIA.is_dir():
@@ -186,8 +208,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for regime in args.regimes:
         print(f"== {regime}", flush=True)
-        rows.append(run_regime(regime, work, b, args))
+        rows.append({"model": args.arch} | run_regime(regime, work, b, args))
         print(table(rows[-1:]), flush=True)
+        if args.density is not None:
+            rows.append(density_row(regime, work, b, args.density))
+            print(table(rows[-1:]), flush=True)
         write_results(work, rows, args, b, split, synth_seconds, time.perf_counter() - t0)  # after every regime
     md = table(rows)
     print(md)

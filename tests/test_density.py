@@ -260,3 +260,17 @@ def test_count_weight_adds_the_crop_count_loss(data, tmp_path):
     assert np.mean(counted[-3:]) < 0.7 * np.mean(counted[:2])
     with pytest.raises(InputError, match="count-weight"):
         train_counter(_cfg(data, tmp_path / "neg", count_weight=-1.0))
+
+
+def test_positive_option_clamps_the_density_at_zero():
+    from cellxfer.density.net import build_density_unet
+
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 1, 40, 52)).astype(np.float32))
+    outs = {}
+    for positive in (False, True):
+        torch.manual_seed(0)
+        model = build_density_unet(CounterMeta(arch="density", arch_options={"base": 4, "depth": 2, "positive": positive})).eval()
+        with torch.no_grad():
+            outs[positive] = model(x)
+    assert (outs[False] < 0).any() and (outs[True] >= 0).all()
+    torch.testing.assert_close(outs[True], outs[False].clamp(min=0))

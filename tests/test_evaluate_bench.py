@@ -38,5 +38,6 @@ def test_table_has_one_row_per_regime():
     bench = _bench()
     row = {"regime": "dacs", "epochs": 2, "steps": 16, "train_seconds": 120.0, "best_val_mae": 10.0,
            "test": {"mae": 1.0, "rmse": 2.0, "acp": 0.5, "bins": {"0-50": {"mae": None}, "50-150": {"mae": 3.0}, "150+": {"mae": 4.0}}}}
-    md = bench.table([row, {**row, "regime": "dual"}]).splitlines()
-    assert len(md) == 4 and md[2].startswith("| dacs | 2 | 16 | 2.0 min | 10.00 | 1.00 | 2.00 | 50% | - | 3.00 | 4.00 |")
+    md = bench.table([{"model": "efficientnet_b0", **row}, {**row, "model": "density", "regime": "dual"}]).splitlines()
+    assert len(md) == 4 and md[2].startswith("| efficientnet_b0 | dacs | 2 | 16 | 2.0 min | 10.00 | 1.00 | 2.00 | 50% | - | 3.00 | 4.00 |")
+    assert md[3].startswith("| density | dual |")

@@ -7,12 +7,13 @@ levels (3), ``scale`` (100): the head predicts ``scale`` x density, so its outpu
 (1): average-pool the input by this factor first and upsample the density back (nearest, divided by
 ``stem ** 2``), ``stem ** 2`` times less compute for cells several pixels wide; ``norm`` ("batch", default; "group";
 "none"): batch norm in evaluation mode keeps the network local, so stitched tiles equal the whole
-image; group norm normalises by each tile's own statistics, so counts depend on the tiling.
+image; group norm normalises by each tile's own statistics, so counts depend on the tiling; ``positive``
+(false): a ReLU on the output, so the density is never negative and a background can be exactly empty.
 """
 
 from __future__ import annotations
 
-DEFAULTS = {"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "batch"}
+DEFAULTS = {"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "batch", "positive": False}
 
 
 def build_density_unet(meta):
@@ -22,6 +23,7 @@ def build_density_unet(meta):
 
     opts = {**DEFAULTS, **(meta.arch_options or {})}
     base, depth, scale, stem = int(opts["base"]), int(opts["depth"]), float(opts["scale"]), int(opts["stem"])
+    positive = opts["positive"] in (True, "true", "True", "1", 1)
     if opts["norm"] not in ("group", "batch", "none"):
         raise ValueError(f"density UNet: norm {opts['norm']!r} is not 'group', 'batch' or 'none'")
 
@@ -60,6 +62,8 @@ def build_density_unet(meta):
                 x = F.interpolate(x, size=s.shape[-2:], mode="nearest")
                 x = blk(torch.cat([x, s], dim=1))
             out = self.head(x) / self.scale
+            if positive:
+                out = F.relu(out)
             if stem > 1:
                 out = F.interpolate(out, scale_factor=float(stem), mode="nearest")[..., :size[0], :size[1]] / (stem * stem)
             return out
