@@ -51,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--base", type=int, default=8)
     ap.add_argument("--stem", type=int, default=2)
     ap.add_argument("--norm", default="batch", choices=("batch", "group", "none"), help="UNet normalisation layers")
+    ap.add_argument("--count-weight", type=float, default=0.0, help="crop-count loss weight (train-count --count-weight)")
+    ap.add_argument("--positive", action="store_true", help="UNet output through a ReLU (density never negative)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--idcia", type=Path, default=IDCIA)
     args = ap.parse_args(argv)
@@ -90,8 +92,8 @@ def main(argv=None) -> int:
     run_dir = work / ("run" if args.arch == "density" else f"run-{args.arch}")
     config = TrainConfig(regime="synthetic", out=run_dir, synthetic=syn, val=val, arch=args.arch, epochs=args.epochs,
                          batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma,
-                         val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,  # log: refits
-                         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm}})
+                         count_weight=args.count_weight, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,  # log: refits
+                         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": args.positive}})
 
     def on_epoch(r):
         if r.val_mae is not None:
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
 
     result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
               "train": {k: getattr(args, k) for k in ("n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
-                                                      "sigma", "base", "stem", "norm", "seed")} | {"regime": "synthetic"},
+                                                      "sigma", "base", "stem", "norm", "count_weight", "positive", "seed")} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
               "command": " ".join(sys.argv)}
     if args.idcia.is_dir():
