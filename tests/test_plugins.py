@@ -50,6 +50,38 @@ def test_synthesizer_contract(name):
     assert np.array_equal(img, img2) and np.array_equal(pts, pts2)  # determined by the generator
 
 
+@pytest.mark.parametrize("name", sorted(get_registry().provided("cellxfer_counter_architectures")))
+def test_counter_architecture_contract(name, tmp_path):
+    """Built from a meta of its defaults (an ensemble: of two density UNets), eval mode: a count
+    architecture maps (N, C, w, w) to (N, 1), a density one to (N, 1, H, W) at any size; finite
+    outputs; the saved checkpoint reloads to the same outputs."""
+    torch = pytest.importorskip("torch")
+    from cellxfer.counter.ensemble import ensemble_meta
+    from cellxfer.counter.model import CounterMeta, build_counter, load_counter, save_counter
+
+    arch = get_registry().provided("cellxfer_counter_architectures")[name]
+    assert arch.name == name and arch.description and callable(arch.build)
+    output = getattr(arch, "output", "count")
+    if name == "ensemble":
+        member = CounterMeta(arch="density", window=32, output="density", arch_options={"base": 4, "depth": 2, "sigma": 3.0})
+        meta = ensemble_meta([member, member], ["a", "b"])
+        output = meta.output
+    else:
+        meta = CounterMeta(arch=name, window=32, output=output, arch_options=dict(getattr(arch, "defaults", {}) or {}))
+    torch.manual_seed(0)
+    model = build_counter(meta).eval()
+    sizes = [(32, 32)] + ([(40, 52)] if output == "density" else [])
+    for h, w in sizes:
+        x = torch.rand(2, meta.in_chans, h, w)
+        with torch.no_grad():
+            y = model(x)
+        assert tuple(y.shape) == ((2, 1, h, w) if output == "density" else (2, 1)) and torch.isfinite(y).all()
+    reloaded, meta2 = load_counter(save_counter(tmp_path / "m.safetensors", model, meta))
+    assert meta2.arch == name
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x))
+
+
 @pytest.mark.parametrize("name", sorted(get_registry().image_readers()))
 def test_image_reader_contract(name, tmp_path):
     import tifffile

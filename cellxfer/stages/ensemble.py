@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import typer
 
@@ -15,11 +17,18 @@ def _build(meta):
     return build_ensemble(meta)
 
 
+@dataclass(frozen=True)
+class EnsembleArch:
+    """The ``ensemble`` counter architecture (kept numpy-free: providers load with ``cellxfer --help``)."""
+
+    name: str
+    description: str
+    build: Callable[[Any], Any]
+
+
 @hookimpl
 def cellxfer_counter_architectures():
-    from cellxfer.counter.model import CounterArch
-
-    return [CounterArch("ensemble", "mean of trained counters (made by `cellxfer ensemble`, not trained directly)", _build)]
+    return [EnsembleArch("ensemble", "mean of trained counters (made by `cellxfer ensemble`, not trained directly)", _build)]
 
 
 @hookimpl
