@@ -87,6 +87,12 @@ def test_members_that_do_not_fit_are_refused(members, tmp_path):
     for bad, word in [(other, "window"), (sigma, "sigma")]:
         with pytest.raises(InputError, match=f"{bad.name}: .*{word}"):
             make_ensemble(EnsembleConfig(models=(members[0], bad), out=tmp_path / "x.safetensors"))
+    from cellxfer.counter.model import build_counter
+
+    log_meta = replace(META, arch="log", arch_options={"sigma": 2.0, "threshold": 0.1})
+    log = save_counter(tmp_path / "log.safetensors", build_counter(log_meta), log_meta)
+    with pytest.raises(InputError, match="log.safetensors: a LoG detector"):
+        make_ensemble(EnsembleConfig(models=(members[0], log), out=tmp_path / "x.safetensors"))
     with pytest.raises(InputError, match="at least two"):
         make_ensemble(EnsembleConfig(models=(members[0],), out=tmp_path / "x.safetensors"))
     assert not (tmp_path / "x.safetensors").exists()

@@ -61,6 +61,9 @@ def ensemble_meta(metas: list[CounterMeta], names: list[str]) -> CounterMeta:
     """The ensemble's meta; :class:`InputError` naming the member that does not fit the first."""
     if len(metas) < 2:
         raise InputError("an ensemble needs at least two counters; give two or more .safetensors files")
+    for name, m in zip(names, metas):
+        if m.arch == "log":
+            raise InputError(f"{name}: a LoG detector outputs detections, not a density; ensemble trained counters only")
     first = metas[0]
     for name, m in zip(names[1:], metas[1:]):
         for f in SHARED:
@@ -70,8 +73,6 @@ def ensemble_meta(metas: list[CounterMeta], names: list[str]) -> CounterMeta:
         if first.output == "density" and m.arch_options.get("sigma") != first.arch_options.get("sigma"):
             raise InputError(f"{name}: density sigma {m.arch_options.get('sigma')} differs from {names[0]}'s "
                              f"{first.arch_options.get('sigma')}; ensemble density counters trained with the same --sigma")
-    if any(m.arch == "log" for m in metas):
-        raise InputError("a LoG detector outputs detections, not a density: ensemble trained counters only")
     options = {"members": [asdict(m) for m in metas]}
     if first.output == "density":
         for key in ("sigma", "tile", "margin"):
