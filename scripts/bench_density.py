@@ -127,7 +127,7 @@ def ensemble_row(regime: str, runs: list[Path], work: Path, part: str) -> dict:
     """``cellxfer ensemble`` of the runs' :func:`checkpoint`, evaluated like a single model."""
     from cellxfer.counter.ensemble import EnsembleConfig, make_ensemble
 
-    seeds = "-".join(r.name.rpartition("-seed")[2] if "-seed" in r.name else "0" for r in runs)
+    seeds = "-".join(str(json.loads((r / "manifest.json").read_text())["config"]["seed"]) for r in runs)
     out = make_ensemble(EnsembleConfig(models=tuple(r / checkpoint(part) for r in runs),
                                        out=work / f"ensemble-{runs[0].name}-seeds{seeds}-{part}.safetensors"))
     return evaluate_row(f"density ensemble of {len(runs)}", regime, runs[0], work, part, model=out, members=runs)

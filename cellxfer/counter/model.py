@@ -15,11 +15,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from cellxfer.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 META_KEY = "cellxfer"
 
@@ -38,6 +39,8 @@ class Normalization:
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """2-D (H, W) any dtype -> float32 (H, W)."""
+        import numpy as np
+
         img = np.asarray(image, dtype=np.float32)
         lo, hi = np.percentile(img, (self.low, self.high))
         return (img - np.float32(lo)) / np.float32(max(hi - lo, self.eps))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import typer
 
@@ -17,18 +15,11 @@ def _build(meta):
     return build_ensemble(meta)
 
 
-@dataclass(frozen=True)
-class EnsembleArch:
-    """The ``ensemble`` counter architecture (kept numpy-free: providers load with ``cellxfer --help``)."""
-
-    name: str
-    description: str
-    build: Callable[[Any], Any]
-
-
 @hookimpl
 def cellxfer_counter_architectures():
-    return [EnsembleArch("ensemble", "mean of trained counters (made by `cellxfer ensemble`, not trained directly)", _build)]
+    from cellxfer.counter.model import CounterArch  # numpy-free module top: cheap at registration
+
+    return [CounterArch("ensemble", "mean of trained counters (made by `cellxfer ensemble`, not trained directly)", _build)]
 
 
 @hookimpl
