@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from cellxfer.counter.model import CounterMeta, Normalization
+from cellxfer.counter.model import CounterMeta
 from cellxfer.errors import InputError
 
 ARCH = "ensemble"
@@ -27,12 +27,7 @@ SHARED = ("in_chans", "window", "output", "normalization")
 
 def member_metas(meta: CounterMeta) -> list[CounterMeta]:
     """The members' metas of an ensemble meta."""
-    out = []
-    for d in (meta.arch_options or {}).get("members", []):
-        d = dict(d)
-        d["normalization"] = Normalization(**d.get("normalization", {}))
-        out.append(CounterMeta(**d))
-    return out
+    return [CounterMeta.from_dict(d) for d in (meta.arch_options or {}).get("members", [])]
 
 
 def build_ensemble(meta: CounterMeta):

@@ -63,10 +63,13 @@ class CounterMeta:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
+    def from_dict(cls, d: dict) -> "CounterMeta":
+        """The inverse of ``dataclasses.asdict``."""
+        return cls(**{**d, "normalization": Normalization(**d.get("normalization", {}))})
+
+    @classmethod
     def from_json(cls, text: str) -> "CounterMeta":
-        d = json.loads(text)
-        d["normalization"] = Normalization(**d.get("normalization", {}))
-        return cls(**d)
+        return cls.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True)

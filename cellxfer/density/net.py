@@ -23,7 +23,7 @@ def build_density_unet(meta):
 
     opts = {**DEFAULTS, **(meta.arch_options or {})}
     base, depth, scale, stem = int(opts["base"]), int(opts["depth"]), float(opts["scale"]), int(opts["stem"])
-    positive = opts["positive"] in (True, "true", "True", "1", 1)
+    positive = bool(opts["positive"])  # a bool: `--arch-option positive=true` is parsed as its default's type
     if opts["norm"] not in ("group", "batch", "none"):
         raise ValueError(f"density UNet: norm {opts['norm']!r} is not 'group', 'batch' or 'none'")
 
