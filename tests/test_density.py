@@ -274,3 +274,22 @@ def test_positive_option_clamps_the_density_at_zero():
             outs[positive] = model(x)
     assert (outs[False] < 0).any() and (outs[True] >= 0).all()
     torch.testing.assert_close(outs[True], outs[False].clamp(min=0))
+
+
+def test_density_mass_script_splits_near_and_far():
+    """scripts/density_mass.py: a unit kernel at each annotated cell is all 'near'; a faint uniform
+    background is all 'far' and 'faint'; negatives are summed apart."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("density_mass", Path(__file__).resolve().parents[1] / "scripts" / "density_mass.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    pts = np.array([[20.5, 20.5], [60.5, 40.5]])
+    d = density_map(pts, (80, 100), sigma=2.0) + np.float32(1e-4)
+    d[0, 0] = -0.5
+    m = mod.mass_split(d, pts, radius=12, faint=0.002)
+    near_px = 2 * np.pi * 12 ** 2  # about; the background inside the near discs
+    assert m["near"] == pytest.approx(2 + 1e-4 * near_px, abs=0.02)
+    assert m["far"] == pytest.approx(1e-4 * (80 * 100 - near_px) - 0.5, abs=0.02)
+    assert m["far_faint"] == pytest.approx(1e-4 * (80 * 100 - near_px - 1), abs=0.02)
+    assert m["negative"] == pytest.approx(-0.5) and m["sum"] == pytest.approx(float(d.sum(dtype=np.float64)))
