@@ -90,17 +90,18 @@ class EnsembleConfig:
 def make_ensemble(config: EnsembleConfig) -> Path:
     """Write the ensemble of ``config.models`` to ``config.out`` (atomically) with its manifest."""
     from cellxfer.atomic import write_json
-    from cellxfer.counter.model import load_counter, save_counter
+    from cellxfer.counter.model import read_meta, save_counter
     from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.weights import load_weights
 
     out = Path(config.out)
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: the ensemble is a counter checkpoint; name it *.safetensors")
-    loaded = [load_counter(p) for p in config.models]
-    meta = ensemble_meta([replace(m, version="") for _, m in loaded], [str(p) for p in config.models])
+    metas = [replace(read_meta(p), version="") for p in config.models]
+    meta = ensemble_meta(metas, [str(p) for p in config.models])
     model = build_ensemble(meta)
-    for slot, (member, _) in zip(model.members, loaded):
-        slot.load_state_dict(member.state_dict())
+    for slot, path, m in zip(model.members, config.models, metas):
+        load_weights(slot, path, f"architecture '{m.arch}'")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_counter(out, model, meta)
     write_json(out.with_name(out.name + ".manifest.json"),
