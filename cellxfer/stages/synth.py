@@ -1,4 +1,4 @@
-"""Built-in plugin: the Syn-HC synthesizer and the ``cellxfer synth`` command."""
+"""Built-in plugin: the Syn-HC and nuclei synthesizers and the ``cellxfer synth`` command."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from cellxfer.hookspecs import hookimpl
 from cellxfer.synth.base import Synthesizer
 from cellxfer.synth.config import SynHCConfig
+from cellxfer.synth.nuclei_config import NucleiConfig
 
 
 def _render(config, context, rng):
@@ -33,9 +34,28 @@ SYNHC = Synthesizer(
 )
 
 
+def _render_nuclei(config, context, rng):
+    from cellxfer.synth.nuclei import render
+
+    return render(config, context, rng)
+
+
+def _prepare_nuclei(config):
+    return None  # nothing to load (a module-level function: the job pickles it)
+
+
+NUCLEI = Synthesizer(
+    name="nuclei",
+    description="Realistic fluorescence nuclei: varied size, shape, texture, brightness, defocus, debris, camera noise",
+    config_cls=NucleiConfig,
+    render=_render_nuclei,
+    prepare=_prepare_nuclei,
+)
+
+
 @hookimpl
 def cellxfer_synthesizers():
-    return [SYNHC]
+    return [SYNHC, NUCLEI]
 
 
 def _opt(help_: str):
@@ -50,7 +70,8 @@ def cellxfer_register_commands(app: typer.Typer):
     def synth(
         n: int = typer.Option(1000, "--n", help="Number of images."),
         out: Path = typer.Option(Path("synthetic"), "--out", "-o", help="Output cell dataset folder."),
-        method: str = typer.Option("synhc", help="Synthesizer (see `cellxfer plugins`)."),
+        method: str = typer.Option("synhc", help="Synthesizer: synhc, nuclei, ... (see `cellxfer plugins`); "
+                                   "the options below from --cell-size on are Syn-HC's, --set reaches any."),
         seed: int = typer.Option(0, help="Random seed: the same seed gives byte-identical images."),
         workers: int = typer.Option(0, help="Worker processes (0 = one per core)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
