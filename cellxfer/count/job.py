@@ -23,11 +23,14 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from cellxfer.count.table import CountsTable, Row
+
+if TYPE_CHECKING:
+    from cellxfer.scale import DiameterPolicy, Scaled
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class CountConfig:
     scheduler: str | None = None
     fp16: bool = True
     threads: int | None = None
+    diameter: str | None = None  # --diameter: auto | off | PIXELS; None: auto if the model records a diameter
 
 
 @dataclass
@@ -75,7 +79,8 @@ class Prepared:
     batch: np.ndarray  # float32 (N, C, S, S)
     shape: tuple[int, int]
     ms: float
-    image: np.ndarray | None = None  # kept for overlays only
+    image: np.ndarray | None = None  # kept for overlays only (the original, not the rescaled image)
+    scaled: "Scaled | None" = None  # how the image was resized for the model (None: not at all)
 
 
 @dataclass
@@ -93,26 +98,39 @@ def is_density(meta) -> bool:
     return getattr(meta, "output", "count") == "density"
 
 
-def prepare(file: Path, meta, channel: int | None, page: int | None, keep_image: bool) -> Prepared:
-    """Read, normalise and cut one image into windows (count models) or overlapping tiles (density)."""
-    from cellxfer.counter.windows import tile_windows, window_batch
+def prepare(file: Path, meta, channel: int | None, page: int | None, keep_image: bool,
+            policy: "DiameterPolicy | None" = None) -> Prepared:
+    """Read one image, resize it to the model's nucleus diameter (``policy``, :mod:`cellxfer.scale`),
+    normalise it and cut it into windows (count models) or overlapping tiles (density)."""
     from cellxfer.imageio import read_image
 
     t0 = time.perf_counter()
-    image = read_image(file, channel=channel, page=page)
-    normalized = meta.normalization.apply(image)
+    return prepare_array(file, read_image(file, channel=channel, page=page), meta, keep_image, policy, t0)
+
+
+def prepare_array(file: Path, image: np.ndarray, meta, keep_image: bool = False,
+                  policy: "DiameterPolicy | None" = None, t0: float | None = None) -> Prepared:
+    """:func:`prepare` of an image already in memory (``file`` names it in results)."""
+    from cellxfer.counter.windows import tile_windows, window_batch
+
+    t0 = time.perf_counter() if t0 is None else t0
+    scaled = policy.scale(image, getattr(meta, "diameter", None)) if policy is not None else None
+    work = scaled.image if scaled is not None else image
+    normalized = meta.normalization.apply(work)
     if is_density(meta):
         from cellxfer.density.stitch import image_tiles
 
         batch, boxes = image_tiles(meta, normalized)
     else:
-        boxes = tile_windows(image.shape, meta.window)
+        boxes = tile_windows(work.shape, meta.window)
         batch = window_batch(normalized, meta.window, meta.in_chans, boxes)
-    return Prepared(file, boxes, batch, image.shape[:2], (time.perf_counter() - t0) * 1e3, image if keep_image else None)
+    return Prepared(file, boxes, batch, work.shape[:2], (time.perf_counter() - t0) * 1e3,
+                    image if keep_image else None, scaled)
 
 
 def finish(prep: Prepared, outputs: np.ndarray, meta, points: bool = False) -> Counted:
-    """Model outputs of all of ``prep.batch`` -> the image's :class:`Counted` (density maps stitched)."""
+    """Model outputs of all of ``prep.batch`` -> the image's :class:`Counted` (density maps stitched);
+    regions and points are in the original image's pixels even when it was rescaled for the model."""
     if is_density(meta):
         from cellxfer.density.infer import points_from_density
         from cellxfer.density.stitch import stitch
@@ -120,9 +138,16 @@ def finish(prep: Prepared, outputs: np.ndarray, meta, points: bool = False) -> C
         d = stitch(outputs, prep.boxes, prep.shape)
         regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in prep.boxes]
         sums = np.array([d[y:y + h, x:x + w].sum(dtype=np.float64) for y, x, h, w in regions])
-        return Counted(float(d.sum(dtype=np.float64)), regions, sums, points_from_density(d, meta) if points else None)
-    sums = _window_sums(outputs)
-    return Counted(float(sums.sum()), list(prep.boxes), sums)
+        pts = points_from_density(d, meta) if points else None
+        counted = Counted(float(d.sum(dtype=np.float64)), regions, sums, pts)
+    else:
+        sums = _window_sums(outputs)
+        counted = Counted(float(sums.sum()), list(prep.boxes), sums)
+    s = prep.scaled
+    if s is None or (s.sx == 1.0 and s.sy == 1.0):
+        return counted
+    return Counted(counted.count, [s.box_to_original(*r) for r in counted.regions], counted.region_counts,
+                   None if counted.points is None else s.to_original(counted.points))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -149,7 +174,7 @@ class _Item:
 
 
 def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int = 0, channel=None, page=None,
-                  keep_images: bool = False, ahead: int | None = None, points: bool = False):
+                  keep_images: bool = False, ahead: int | None = None, points: bool = False, policy=None):
     """Yield ``(file, Prepared | None, Counted | exception, elapsed ms)`` in input order, batching
     windows of consecutive images together while the pool decodes ahead."""
     from cellxfer.executors import default_workers
@@ -166,7 +191,7 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
                 f = next(files_iter, None)
                 if f is None:
                     return
-                pending.append((f, pool.submit(prepare, f, meta, channel, page, keep_images)))
+                pending.append((f, pool.submit(prepare, f, meta, channel, page, keep_images, policy)))
 
         fill()
         queue: list[_Item] = []
@@ -234,6 +259,7 @@ class FileTask:
     page: int | None
     fp16: bool = True
     threads: int | None = None
+    policy: "DiameterPolicy | None" = None
 
 
 @dataclass
@@ -244,6 +270,7 @@ class FileOutcome:
     model_hash: str
     points: list | None = None  # [[x, y], ...] when asked (density models)
     error: str = ""  # set when this file failed (the worker and its engine are fine)
+    scaled: tuple | None = None  # (diameter, scale) when the image was measured/rescaled
 
 
 def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: bool = False) -> FileOutcome:
@@ -257,10 +284,10 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
     runner = _RUNNERS[key]
     t0 = time.perf_counter()
     try:
-        prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None)
-        outs = np.concatenate([np.asarray(runner(prep.batch[i:i + task.batch_size]))
-                               for i in range(0, len(prep.batch), task.batch_size)])
-        res = finish(prep, outs, runner.meta, points=points or (overlay is not None and is_density(runner.meta)))
+        prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None,
+                       policy=task.policy)
+        res = count_prepared(runner, prep, runner.meta, task.batch_size,
+                             points=points or (overlay is not None and is_density(runner.meta)))
     except Exception as exc:  # noqa: BLE001 - reported in the CSV like the local run does
         return FileOutcome(None, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash, error=_error_text(exc))
     if overlay is not None:
@@ -268,7 +295,19 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
 
         write_overlay(overlay, prep.image, res)
     return FileOutcome(res.count, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash,
-                       None if res.points is None else res.points.tolist())
+                       None if res.points is None else res.points.tolist(), scaled=_scale_info(prep.scaled))
+
+
+def count_prepared(runner, prep: Prepared, meta, batch_size: int = 16, points: bool = False) -> Counted:
+    """Run all of ``prep.batch`` through ``runner`` in batches of ``batch_size`` and :func:`finish` it."""
+    outs = np.concatenate([np.asarray(runner(prep.batch[i:i + batch_size]))
+                           for i in range(0, len(prep.batch), batch_size)])
+    return finish(prep, outs, meta, points=points)
+
+
+def _scale_info(scaled) -> tuple[float | None, float]:
+    """``(image nucleus diameter or None, resize factor)`` for the counts CSV."""
+    return (None, 1.0) if scaled is None else (scaled.diameter, scaled.factor)
 
 
 def _dask_item(task: FileTask, item: tuple[str, str | None, bool]) -> FileOutcome:
@@ -303,6 +342,9 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     meta = model_meta(model)
+    from cellxfer.scale import DiameterPolicy
+
+    policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model))
     if config.points is not None and not is_density(meta):
         raise InputError(f"--points: {model} predicts one count per window, not cell locations; "
                          f"use a density model (train-count --arch density or --arch log)")
@@ -327,7 +369,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     mhash = model_hash(model)
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
     point_files = output_names(files, config.points, ".csv") if config.points is not None else {}
-    todo = [f for f in files if config.overwrite or not table.done(f, mhash)
+    todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label)
             or any(f in names and not names[f].is_file() for names in (overlays, point_files))]
     result = CountResult(out=out, engines=[], model_hash=mhash, skipped_done=len(files) - len(todo),
                          not_images=not_images)
@@ -335,14 +377,16 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     on_total(len(todo))
     labels: set[str] = set()
 
-    def record(file: Path, count, points, ms: float, engine: str, error: BaseException | None):
+    def record(file: Path, count, points, ms: float, engine: str, error: BaseException | None,
+               scaled: tuple = (None, 1.0)):
         if error is None and file in point_files:
             try:
                 write_points(point_files[file], np.asarray(points, dtype=np.float64).reshape(-1, 2))
             except OSError as exc:
                 error = exc
         if error is None:
-            table.put(Row(str(file), count, engine, mhash, ms))
+            table.put(Row(str(file), count, engine, mhash, ms, diameter_mode=policy.label,
+                          diameter=scaled[0], scale=scaled[1]))
             result.counts[str(file)] = count
             labels.add(engine)
         else:
@@ -360,7 +404,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             if threads is None and n_local:  # N workers on this machine share its cores
                 threads = max(1, default_workers() // n_local)
             task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
-                            config.fp16, threads)
+                            config.fp16, threads, policy)
             items = [(str(f), str(overlays[f]) if f in overlays else None, f in point_files) for f in todo]
             result.startup_s = time.perf_counter() - t_start
             executor = DaskExecutor(address=config.scheduler)
@@ -370,7 +414,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
                 elif outcome.error:
                     record(Path(file), None, None, outcome.ms, outcome.engine, RuntimeError(outcome.error))
                 else:
-                    record(Path(file), outcome.count, outcome.points, outcome.ms, outcome.engine, None)
+                    record(Path(file), outcome.count, outcome.points, outcome.ms, outcome.engine, None, outcome.scaled)
         elif todo:
             picked: list[str] = []
             runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
@@ -381,11 +425,12 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-overlay") as overlay_pool:
                 overlay_jobs = []
                 for file, prep, res, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
-                                                         config.page, keep_images=bool(overlays), points=want_points):
+                                                         config.page, keep_images=bool(overlays), points=want_points,
+                                                         policy=policy):
                     if isinstance(res, BaseException):
                         record(file, None, None, ms, runner.label, res)
                         continue
-                    record(file, res.count, res.points, ms, runner.label, None)
+                    record(file, res.count, res.points, ms, runner.label, None, _scale_info(prep.scaled))
                     if file in overlays:
                         overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res)))
                 for file, job in overlay_jobs:

@@ -1,7 +1,10 @@
 """The counts CSV: one row per image, rewritten atomically as results arrive.
 
 Columns (:data:`COLUMNS`): ``file`` (absolute path), ``count`` (float, 3 decimals; empty when failed),
-``engine`` (e.g. ``onnx (cpu)``), ``model_hash`` (12 hex), ``elapsed_ms`` (decode + normalise + this
+``engine`` (e.g. ``onnx (cpu)``), ``model_hash`` (12 hex), ``diameter_mode`` (the ``--diameter`` policy:
+``auto``, ``off`` or the pixels given), ``diameter`` (the image's nucleus diameter in pixels that set the
+rescaling, estimated or given; empty when not rescaled by policy or nothing blob-like was found), ``scale``
+(the resize factor applied before counting, 1 when none), ``elapsed_ms`` (decode + normalise + this
 image's share of the batched inference), ``status`` (``ok`` | ``failed``), ``error`` (one line).
 Rows are sorted by file, so the CSV does not depend on completion order or on the executor.
 """
@@ -18,7 +21,9 @@ from pathlib import Path
 from cellxfer.atomic import write_text
 from cellxfer.errors import InputError
 
-COLUMNS = ("file", "count", "engine", "model_hash", "elapsed_ms", "status", "error")
+COLUMNS = ("file", "count", "engine", "model_hash", "diameter_mode", "diameter", "scale", "elapsed_ms", "status", "error")
+#: the columns of counts CSVs written before ``--diameter`` existed (read as ``diameter_mode`` off)
+COLUMNS_V1 = ("file", "count", "engine", "model_hash", "elapsed_ms", "status", "error")
 
 
 @dataclass
@@ -30,10 +35,15 @@ class Row:
     elapsed_ms: float
     status: str = "ok"
     error: str = ""
+    diameter_mode: str = "off"
+    diameter: float | None = None
+    scale: float = 1.0
 
     def cells(self) -> list[str]:
         d = asdict(self)
         d["count"] = "" if self.count is None else f"{self.count:.3f}"
+        d["diameter"] = "" if self.diameter is None else f"{self.diameter:.2f}"
+        d["scale"] = f"{self.scale:.4g}"
         d["elapsed_ms"] = f"{self.elapsed_ms:.1f}"
         d["error"] = " ".join(str(self.error).split())
         return [d[c] for c in COLUMNS]
@@ -51,9 +61,10 @@ class CountsTable:
         if self.path.exists() and not overwrite:
             self.rows = {r.file: r for r in read_counts(self.path)}
 
-    def done(self, file: Path, model_hash: str) -> bool:
+    def done(self, file: Path, model_hash: str, diameter_mode: str = "off") -> bool:
+        """Counted OK before with this model and the same ``--diameter`` policy."""
         row = self.rows.get(str(file))
-        return row is not None and row.status == "ok" and row.model_hash == model_hash
+        return row is not None and row.status == "ok" and row.model_hash == model_hash and row.diameter_mode == diameter_mode
 
     def put(self, row: Row) -> None:
         self.rows[row.file] = row
@@ -81,7 +92,7 @@ def read_counts(path: str | os.PathLike) -> list[Row]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the counts CSV ({exc}); pass another --out or --overwrite") from None
     reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
+    if tuple(reader.fieldnames or ()) not in (COLUMNS, COLUMNS_V1):
         raise InputError(f"{path}: not a cellxfer counts CSV (columns {','.join(reader.fieldnames or [])}); "
                          f"pass another --out, or --overwrite to replace it")
     rows = []
@@ -89,7 +100,9 @@ def read_counts(path: str | os.PathLike) -> list[Row]:
         try:
             rows.append(Row(file=r["file"], count=float(r["count"]) if r["count"] else None, engine=r["engine"],
                             model_hash=r["model_hash"], elapsed_ms=float(r["elapsed_ms"] or 0), status=r["status"],
-                            error=r["error"] or ""))
+                            error=r["error"] or "", diameter_mode=r.get("diameter_mode") or "off",
+                            diameter=float(r["diameter"]) if r.get("diameter") else None,
+                            scale=float(r.get("scale") or 1.0)))
         except (TypeError, ValueError):
             raise InputError(f"{path}: line {n} is malformed; fix it, or --overwrite to recount everything") from None
     return rows

@@ -73,8 +73,10 @@ def ensemble_meta(metas: list[CounterMeta], names: list[str]) -> CounterMeta:
         for key in ("sigma", "tile", "margin"):
             if key in first.arch_options:
                 options[key] = first.arch_options[key]
+    diameters = [m.diameter for m in metas]
+    diameter = float(sum(diameters) / len(diameters)) if all(diameters) else None
     return CounterMeta(arch=ARCH, in_chans=first.in_chans, window=first.window, output=first.output,
-                       normalization=first.normalization, arch_options=options,
+                       normalization=first.normalization, arch_options=options, diameter=diameter,
                        extra={"members": len(metas)})
 
 

@@ -56,6 +56,9 @@ class CounterMeta:
     output: str = "count"  # "count": (N, 1) per window; "density": (N, 1, H, W) map summing to counts
     normalization: Normalization = field(default_factory=Normalization)
     arch_options: dict = field(default_factory=dict)
+    #: typical nucleus diameter (pixels) of the training images, by :func:`cellxfer.scale.estimate_diameter`;
+    #: ``count``/``evaluate --diameter`` rescale images to it. None: unknown (no rescaling offered).
+    diameter: float | None = None
     version: str = ""
     extra: dict = field(default_factory=dict)
 

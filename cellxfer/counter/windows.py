@@ -76,14 +76,15 @@ def window_counts(runner: Callable[[np.ndarray], Any], meta, image: np.ndarray, 
     return np.concatenate(out)
 
 
-def count_image(model, meta, image: np.ndarray, batch_size: int = 16) -> float:
-    """Whole-image count: the sum of the window counts. ``model`` is a torch module or a runner."""
-    runner = model if not _is_torch_module(model) else torch_runner(model)
-    if getattr(meta, "output", "count") == "density":  # overlapping tiles stitched (cellxfer.density.stitch)
-        from cellxfer.density.infer import density_of_image
+def count_image(model, meta, image: np.ndarray, batch_size: int = 16, diameter: str | None = None) -> float:
+    """Whole-image count exactly as ``cellxfer count`` makes it (``--diameter`` policy, resizing, windows
+    or stitched density tiles: :func:`cellxfer.count.job.prepare_array`). ``model``: a torch module or a runner."""
+    from cellxfer.count.job import count_prepared, prepare_array
+    from cellxfer.scale import DiameterPolicy
 
-        return float(density_of_image(runner, meta, image, batch_size).sum(dtype=np.float64))
-    return float(window_counts(runner, meta, image, batch_size).sum())
+    runner = model if not _is_torch_module(model) else torch_runner(model)
+    policy = DiameterPolicy.parse(diameter, getattr(meta, "diameter", None))
+    return count_prepared(runner, prepare_array(None, image, meta, policy=policy), meta, batch_size).count
 
 
 def _is_torch_module(obj) -> bool:

@@ -19,6 +19,7 @@ class EvaluateConfig:
     exclude: tuple[str, ...] = ()
     batch_size: int = 16
     radius: float = 5.0               # density models: match radius (pixels) of the localisation score
+    diameter: Optional[str] = None    # --diameter auto | off | PIXELS (cellxfer.scale); None: as `count`
 
 
 @dataclass
@@ -35,36 +36,35 @@ def default_csv(config: EvaluateConfig) -> Path:
 
 
 def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None] | None = None) -> EvaluateResult:
-    """Predict every usable image of ``config.data`` with the counter ``config.model``; write the CSV."""
-    import torch
-
+    """Predict every usable image of ``config.data`` with the counter ``config.model`` exactly as
+    ``count`` does (same resizing, windows or tiles, stitching and peaks); write the CSV."""
     from cellxfer.atomic import write_text
+    from cellxfer.count.job import count_prepared, is_density, prepare_array
     from cellxfer.counter.model import load_counter
-    from cellxfer.counter.windows import count_image, torch_runner
+    from cellxfer.counter.windows import torch_runner
+    from cellxfer.density.match import match_points
+    from cellxfer.scale import DiameterPolicy
     from cellxfer.train.data import labelled_ids
 
     model, meta = load_counter(config.model)
+    policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(config.model))
     ds, ids = labelled_ids(config.data, config.exclude, role="evaluation")
     runner = torch_runner(model)
+    density = is_density(meta)
     rows = []
     match = None
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        for id_ in ids:
-            s = ds[id_]
-            if meta.output == "density":  # count = density sum; points = its peaks (cellxfer.density)
-                from cellxfer.density.infer import density_of_image, points_from_density
-                from cellxfer.density.match import match_points
-
-                d = density_of_image(runner, meta, s.image, batch_size=config.batch_size)
-                pred = float(d.sum(dtype="float64"))
-                m = match_points(points_from_density(d, meta), s.points, config.radius)
-                match = m if match is None else match + m
-            else:
-                pred = count_image(runner, meta, s.image, batch_size=config.batch_size)
-            rows.append((id_, s.count, pred))
-            if on_image is not None:
-                on_image(id_, s.count, pred)
+    for id_ in ids:
+        s = ds[id_]
+        res = count_prepared(runner, prepare_array(Path(id_), s.image, meta, policy=policy), meta,
+                             config.batch_size, points=density)
+        pred = res.count
+        if density:  # points = the density's peaks (cellxfer.density), in original pixels
+            m = match_points(res.points, s.points, config.radius)
+            match = m if match is None else match + m
+        rows.append((id_, s.count, pred))
+        if on_image is not None:
+            on_image(id_, s.count, pred)
     seconds = time.perf_counter() - t0
     out = Path(config.out_csv) if config.out_csv else default_csv(config)
     write_text(out, format_predictions(rows))

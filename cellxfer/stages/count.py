@@ -37,6 +37,7 @@ def cellxfer_register_commands(app: typer.Typer):
         device: str = typer.Option("auto", help="auto, cpu or cuda (torch/onnx engines)."),
         fp32: bool = typer.Option(False, "--fp32", help="trt: fp32 engine instead of fp16."),
         threads: Optional[int] = typer.Option(None, help="Inference threads (default: one per core)."),
+        diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto (estimated per image), PIXELS, or off; images are resized so their nuclei match the model's [default: auto when the model records its training diameter, else off]."),
     ):
         """Count cells in image files and folders; one CSV row per image."""
         from rich.table import Table
@@ -49,7 +50,7 @@ def cellxfer_register_commands(app: typer.Typer):
         config = CountConfig(paths=tuple(paths), model=model, engine=engine, device=device, out=out,
                              recursive=recursive, channel=channel, page=page, overwrite=overwrite, overlay=overlay, points=points,
                              workers=workers, batch_size=batch_size, scheduler=scheduler, fp16=not fp32,
-                             threads=threads)
+                             threads=threads, diameter=diameter)
 
         class _Late:  # the bar is opened once the number of files to count is known
             def __init__(self):

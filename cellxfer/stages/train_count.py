@@ -101,6 +101,7 @@ def cellxfer_register_commands(app: typer.Typer):
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
         radius: float = typer.Option(5.0, help="Density models: a predicted point matches a true one within this many pixels."),
+        diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto, PIXELS or off, as in `count` [default: auto when the model records its training diameter, else off]."),
     ):
         """Count full-size labelled images (non-overlapping windows, summed); print MAE, RMSE, ACP, MAE per density."""
         from cellxfer.atomic import write_json
@@ -108,7 +109,8 @@ def cellxfer_register_commands(app: typer.Typer):
         from cellxfer.evaluate.run import EvaluateConfig, evaluate as run_evaluate
         from cellxfer.progress import progress
 
-        config = EvaluateConfig(model=model, data=data, out_csv=csv, exclude=tuple(exclude), radius=radius)
+        config = EvaluateConfig(model=model, data=data, out_csv=csv, exclude=tuple(exclude), radius=radius,
+                                diameter=diameter)
         with progress("evaluate", total=None, unit="img") as bar:
             res = run_evaluate(config, on_image=lambda *a: bar.advance(1))
         m = res.metrics

@@ -1,0 +1,279 @@
+"""Nucleus scale: estimate an image's typical nucleus diameter and rescale it to a counter's.
+
+A counter records the typical nucleus diameter of the images it was trained on
+(:attr:`cellxfer.counter.model.CounterMeta.diameter`, measured with :func:`estimate_diameter` on its
+training images). ``count`` and ``evaluate`` take ``--diameter auto|PIXELS|off``: the image is resized
+by ``model diameter / image diameter`` before normalisation, so its nuclei match the model's, and cell
+locations are mapped back to the original pixel grid (:meth:`Scaled.to_original`).
+
+Estimator (scale-space blob response, Lindeberg): the image is normalised by its 0.5/99.5 percentiles;
+for 4 scales per octave, ``sigma = 2^(k/4)``, ``k = 0..KMAX`` (diameters about 3 to 90 px), the
+scale-normalised response ``-sigma^2 * LoG`` is computed on a 2x block-averaged pyramid (each octave on
+the level where sigma lies in [1, 2) pixels); every pixel takes its strongest scale. Local maxima of
+that response are blobs; those above ``RELATIVE`` times the ``TOP``-th strongest response are kept (so
+a few bright nuclei set the bar and background noise stays below it), their scales are refined by a
+parabola in log-sigma, and the response-weighted median of ``DISK * sigma`` is the diameter (a flat
+disk of diameter ``d`` answers at ``sigma = d / (2 sqrt 2)``). The estimator is scale-covariant by
+construction (resizing an image by ``f`` multiplies its estimate by ``f``, within the pyramid's
+discretisation), and it is the same function at training and at counting time, so its bias on a given
+kind of nucleus cancels. Images larger than ``MAX_SIDE`` on a side are estimated on their central
+``MAX_SIDE`` x ``MAX_SIDE`` crop.
+
+Invariants: ``Scaled.factor == 1`` exactly (no resampling at all) when the ratio lies within
+``TOLERANCE`` of 1; factors are clipped to ``[MIN_FACTOR, MAX_FACTOR]``; the count of a density map is
+the same number whatever grid it is summed on, so only the image is resized, never the output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cellxfer.errors import InputError
+
+KMAX = 22  # sigma up to 2^(22/4) = 45 px: diameters up to about 127 px
+DISK = 2.0 * math.sqrt(2.0)
+TOP = 5
+RELATIVE = 0.3
+MAX_SIDE = 2048
+TOLERANCE = 0.1  # |factor - 1| below this: the image is used as it is
+MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
+
+
+def _normalised(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image, dtype=np.float32)
+    h, w = img.shape
+    if max(h, w) > MAX_SIDE:
+        y0, x0 = max((h - MAX_SIDE) // 2, 0), max((w - MAX_SIDE) // 2, 0)
+        img = img[y0:y0 + MAX_SIDE, x0:x0 + MAX_SIDE]
+    finite = img[np.isfinite(img)]
+    if finite.size == 0:
+        return np.zeros_like(img)
+    lo, hi = np.percentile(finite, (0.5, 99.5))
+    span = float(hi - lo) or 1.0
+    return np.nan_to_num((img - np.float32(lo)) / np.float32(span), nan=0.0, posinf=1.0, neginf=0.0)
+
+
+def _block_mean(img: np.ndarray) -> np.ndarray:
+    h, w = (img.shape[0] // 2) * 2, (img.shape[1] // 2) * 2
+    return img[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3), dtype=np.float32)
+
+
+def _octaves():
+    """Scale indices per pyramid level: level L holds k with 2^(k/4) / 2^L in [1, 2), plus one
+    neighbouring scale on each side (so maxima over scale are found on one grid)."""
+    levels = []
+    for level in range(KMAX // 4 + 1):
+        core = [k for k in range(4 * level, min(4 * level + 4, KMAX + 1))]
+        if core:
+            levels.append((level, core, list(range(max(core[0] - 1, 0), min(core[-1] + 2, KMAX + 1)))))
+    return levels
+
+
+def _level_stacks(image: np.ndarray):
+    """Yield ``(level, core, ks, stack)`` per pyramid level: ``stack[j]`` is the scale-normalised
+    ``-sigma^2 LoG`` at ``sigma = 2^(ks[j]/4)`` on that level's grid (``2^level`` pixels a side)."""
+    from scipy.ndimage import gaussian_laplace
+
+    img = _normalised(image)
+    for level, core, ks in _octaves():
+        if level:
+            if min(img.shape) < 16:
+                return
+            img = _block_mean(img)
+        sig = [2.0 ** (k / 4.0) / 2 ** level for k in ks]
+        yield level, core, ks, np.stack([-(s ** 2) * gaussian_laplace(img, s, mode="reflect") for s in sig])
+
+
+def _maxima(stack: np.ndarray, j: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) where ``stack[j]`` is above ``floor`` and not below any of its 26 neighbours (3x3x3,
+    clipped at the borders); checked only at the candidates above ``floor``."""
+    _, h, w = stack.shape
+    ys, xs = np.nonzero(stack[j] > floor)
+    v = stack[j, ys, xs]
+    ok = np.ones(len(ys), dtype=bool)
+    for dj in (-1, 0, 1):
+        jj = j + dj
+        if not 0 <= jj < len(stack):
+            continue
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if dj == dy == dx == 0:
+                    continue
+                ok &= stack[jj, np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] <= v
+    return ys[ok], xs[ok]
+
+
+def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(diameters, responses, (y, x) centres)`` of the scale-space maxima of a 2-D image: a pixel and
+    scale whose scale-normalised ``-sigma^2 LoG`` is not below its 26 neighbours in space and scale and
+    exceeds ``floor`` times the strongest response. Diameters are ``DISK * sigma`` with sigma refined by
+    a parabola in log-sigma; centres are in pixels of the (possibly cropped) image."""
+    levels = list(_level_stacks(image))
+    if not levels:
+        return np.zeros(0), np.zeros(0), np.zeros((0, 2))
+    top = max(float(s.max()) for *_, s in levels)
+    ds, vs, ps = [], [], []
+    for level, core, ks, stack in levels:
+        for j, k in enumerate(ks):
+            if k not in core:
+                continue
+            ys, xs = _maxima(stack, j, max(floor * top, 0.0))
+            if not len(ys):
+                continue
+            b = stack[j, ys, xs].astype(np.float64)
+            logk = np.full(len(ys), float(k))
+            if 0 < j < len(ks) - 1:
+                a, c = stack[j - 1, ys, xs].astype(np.float64), stack[j + 1, ys, xs].astype(np.float64)
+                den = a - 2 * b + c
+                safe = np.where(den < 0, den, -1.0)
+                logk += np.where(den < 0, np.clip(0.5 * (a - c) / safe, -0.5, 0.5), 0.0)
+            ds.append(DISK * 2.0 ** (logk / 4.0))
+            vs.append(b)
+            ps.append(np.stack([ys, xs], axis=1) * 2 ** level + (2 ** level - 1) / 2)
+    if not ds:
+        return np.zeros(0), np.zeros(0), np.zeros((0, 2))
+    return np.concatenate(ds), np.concatenate(vs), np.concatenate(ps)
+
+
+def _suppress(diam: np.ndarray, values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Indices of blobs kept by greedy suppression: strongest first, a blob whose centre lies inside a
+    stronger kept blob (within its radius) is dropped (the rim responses of large nuclei)."""
+    from scipy.spatial import cKDTree
+
+    order = np.argsort(-values, kind="stable")
+    tree = cKDTree(pos)
+    alive = np.ones(len(values), dtype=bool)
+    keep = []
+    for i in order:
+        if not alive[i]:
+            continue
+        keep.append(i)
+        alive[tree.query_ball_point(pos[i], 0.5 * diam[i])] = False
+    return np.asarray(keep, dtype=np.intp)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """``diameter`` in pixels (None when no blob stands out), ``blobs`` the number of blobs it rests on."""
+
+    diameter: float | None
+    blobs: int
+
+
+def estimate_diameter(image: np.ndarray) -> Estimate:
+    """Typical nucleus diameter of a 2-D image (raw or normalised, any dtype); see module docs."""
+    img = np.asarray(image)
+    if img.ndim != 2 or min(img.shape) < 8:
+        return Estimate(None, 0)
+    diam, values, pos = blobs(img)
+    if len(values) == 0:
+        return Estimate(None, 0)
+    bar = RELATIVE * np.sort(values)[::-1][min(TOP, len(values)) - 1]
+    strong = values >= bar
+    diam, values, pos = diam[strong], values[strong], pos[strong]
+    keep = diam[_suppress(diam, values, pos)]
+    return Estimate(float(np.median(keep)), int(len(keep)))
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    order = np.argsort(x)
+    cw = np.cumsum(w[order])
+    return float(x[order][np.searchsorted(cw, 0.5 * cw[-1])])
+
+
+def median_diameter(images) -> float | None:
+    """Median of :func:`estimate_diameter` over images (those with an estimate); None if none has one."""
+    ds = [e.diameter for e in map(estimate_diameter, images) if e.diameter is not None]
+    return float(np.median(ds)) if ds else None
+
+
+# -- the --diameter policy ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DiameterPolicy:
+    """``--diameter``: ``auto`` (estimate each image), a fixed diameter in pixels, or ``off`` (no
+    rescaling). ``None`` as the option value means: ``auto`` when the model records a diameter, else off."""
+
+    mode: str  # "auto" | "fixed" | "off"
+    pixels: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None, model_diameter: float | None, model_name: str = "the model") -> "DiameterPolicy":
+        if text is None:
+            return cls("auto") if model_diameter else cls("off")
+        t = str(text).strip().lower()
+        if t in ("off", "none", "0"):
+            return cls("off")
+        if t == "auto":
+            policy = cls("auto")
+        else:
+            try:
+                px = float(t)
+            except ValueError:
+                raise InputError(f"--diameter {text!r}: expected auto, off or a diameter in pixels (e.g. 12)") from None
+            if not math.isfinite(px) or px <= 0:
+                raise InputError(f"--diameter {text!r}: a diameter must be a positive number of pixels")
+            policy = cls("fixed", px)
+        if not model_diameter:
+            raise InputError(f"--diameter {text}: {model_name} records no training nucleus diameter (trained before "
+                             f"cellxfer 0.9, or an ensemble of such models); retrain it, or pass --diameter off")
+        return policy
+
+    @property
+    def label(self) -> str:
+        """What the counts CSV records as the requested policy (``auto``, ``off`` or the pixels)."""
+        return self.mode if self.mode != "fixed" else f"{self.pixels:g}"
+
+    def scale(self, image: np.ndarray, model_diameter: float | None) -> "Scaled":
+        """Resize ``image`` (2-D) so its nuclei match ``model_diameter``."""
+        if self.mode == "off" or not model_diameter:
+            return Scaled(np.asarray(image), 1.0, 1.0, None)
+        d = self.pixels if self.mode == "fixed" else estimate_diameter(image).diameter
+        if d is None:  # nothing blob-like (e.g. an empty field): count it as it is
+            return Scaled(np.asarray(image), 1.0, 1.0, None)
+        return resize_to(image, model_diameter / d, d)
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """An image resized for a model: ``sy``/``sx`` original pixels per resized pixel, ``diameter`` the
+    image's nucleus diameter that decided it (None: not rescaled, no estimate)."""
+
+    image: np.ndarray
+    sy: float
+    sx: float
+    diameter: float | None
+
+    @property
+    def factor(self) -> float:
+        return 1.0 / self.sx
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """(x, y) points on the resized grid -> the original image's pixel coordinates."""
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        if self.sx == 1.0 and self.sy == 1.0:
+            return p
+        return p * np.array([self.sx, self.sy])
+
+    def box_to_original(self, y: int, x: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """A (y0, x0, h, w) box on the resized grid -> the original grid (rounded, for overlays)."""
+        y0, x0 = round(y * self.sy), round(x * self.sx)
+        return y0, x0, round((y + h) * self.sy) - y0, round((x + w) * self.sx) - x0
+
+
+def resize_to(image: np.ndarray, factor: float, diameter: float | None = None) -> Scaled:
+    """Resize a 2-D image by ``factor`` (clipped to [MIN_FACTOR, MAX_FACTOR]; no-op within TOLERANCE of 1)
+    with antialiased bilinear resampling (Pillow, float32). Returns float32 unless no resampling was done."""
+    img = np.asarray(image)
+    factor = float(min(max(factor, MIN_FACTOR), MAX_FACTOR))
+    if abs(factor - 1.0) < TOLERANCE:
+        return Scaled(img, 1.0, 1.0, diameter)
+    from PIL import Image
+
+    h, w = img.shape
+    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+    out = np.asarray(Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
+                     .resize((nw, nh), Image.BILINEAR), dtype=np.float32)
+    return Scaled(out, h / nh, w / nw, diameter)

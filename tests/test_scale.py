@@ -1,0 +1,148 @@
+"""Nucleus scale: the diameter estimate, the --diameter policy, and counting rescaled images with points
+returned in the original image's pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cellxfer.errors import InputError
+from cellxfer.scale import DiameterPolicy, estimate_diameter, resize_to
+
+
+def disks(d: float, size: int = 384, cover: float = 0.15, seed: int = 0, blur: float = 1.0, noise: float = 0.03):
+    """A float32 image of non-touching bright disks of diameter ``d`` (+-10%) and their centres (x, y)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    img = np.zeros((size, size), np.float32)
+    n, placed = int(cover * size * size / (np.pi * d * d / 4)), []
+    for _ in range(50 * n):
+        if len(placed) >= n:
+            break
+        cx, cy = rng.uniform(d, size - d, 2)
+        if any((cx - a) ** 2 + (cy - b) ** 2 < (1.1 * d) ** 2 for a, b in placed):
+            continue
+        placed.append((cx, cy))
+        r = 0.5 * d * rng.uniform(0.9, 1.1)
+        img[(xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 <= r * r] = rng.uniform(0.5, 1.0)
+    img = gaussian_filter(img, blur) + noise * rng.standard_normal(img.shape).astype(np.float32)
+    return np.clip(100 + 1000 * img, 0, None).astype(np.float32), np.array(placed, dtype=np.float64)
+
+
+@pytest.mark.parametrize("d", [6.0, 14.0, 32.0])
+def test_estimate_is_within_15_percent_at_three_scales(d):
+    est = estimate_diameter(disks(d)[0])
+    assert est.diameter == pytest.approx(d, rel=0.15) and est.blobs >= 10
+
+
+def test_estimate_follows_a_resize():
+    img, _ = disks(10.0, size=320)
+    base = estimate_diameter(img).diameter
+    for f in (0.5, 2.0):
+        assert estimate_diameter(resize_to(img, f).image).diameter == pytest.approx(base * f, rel=0.1)
+
+
+def test_estimate_ignores_intensity_encoding():
+    img, _ = disks(12.0, size=256)
+    a = estimate_diameter(img).diameter
+    assert estimate_diameter(np.clip(img / 8, 0, 255).astype(np.uint8)).diameter == pytest.approx(a, rel=0.05)
+    assert estimate_diameter(img * 40).diameter == pytest.approx(a, rel=1e-6)
+
+
+def test_flat_and_tiny_images_give_no_estimate():
+    assert estimate_diameter(np.zeros((64, 64), np.uint8)).diameter is None
+    assert estimate_diameter(np.zeros((4, 400), np.uint8)).diameter is None
+
+
+def test_policy_parsing():
+    assert DiameterPolicy.parse(None, 10.0) == DiameterPolicy("auto")
+    assert DiameterPolicy.parse(None, None) == DiameterPolicy("off")
+    assert DiameterPolicy.parse("off", None) == DiameterPolicy("off")
+    assert DiameterPolicy.parse("12.5", 10.0) == DiameterPolicy("fixed", 12.5)
+    assert DiameterPolicy.parse("12.5", 10.0).label == "12.5"
+    for bad in ("big", "-3", "nan"):
+        with pytest.raises(InputError, match="--diameter"):
+            DiameterPolicy.parse(bad, 10.0)
+    with pytest.raises(InputError, match="records no training nucleus diameter"):
+        DiameterPolicy.parse("auto", None, "m.safetensors")
+
+
+def test_policy_resizes_to_the_model_diameter_and_maps_points_back():
+    img, _ = disks(20.0, size=200)
+    s = DiameterPolicy("fixed", 20.0).scale(img, 10.0)
+    assert s.image.shape == (100, 100) and s.factor == pytest.approx(0.5)
+    assert np.allclose(s.to_original(np.array([[10.0, 30.0]])), [[20.0, 60.0]])
+    same = DiameterPolicy("fixed", 10.5).scale(img, 10.0)  # within the tolerance: untouched
+    assert same.image is img or np.shares_memory(same.image, img)
+    assert DiameterPolicy("off").scale(img, 10.0).factor == 1.0
+
+
+def _log_model(tmp_path: Path, diameter: float, sigma: float = 2.5) -> Path:
+    pytest.importorskip("torch")
+    from cellxfer.classical import build_log, log_options
+    from cellxfer.counter.model import CounterMeta, save_counter
+
+    meta = CounterMeta(arch="log", window=128, output="density", arch_options=log_options(sigma, 0.15), diameter=diameter)
+    return save_counter(tmp_path / "log.safetensors", build_log(meta), meta)
+
+
+def test_count_rescales_and_returns_points_in_original_pixels(tmp_path):
+    """Nuclei twice the model's size: `count --diameter auto` finds them and reports original coordinates."""
+    import csv
+
+    import tifffile
+
+    from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.density.match import match_points
+
+    model_d = estimate_diameter(disks(7.0, size=256, seed=3)[0]).diameter
+    model = _log_model(tmp_path, model_d)
+    img, pts = disks(14.0, size=300, seed=1)
+    tifffile.imwrite(tmp_path / "big.tif", img)
+    res = run_count(CountConfig(paths=(str(tmp_path / "big.tif"),), model=model, engine="torch", out=tmp_path / "c.csv",
+                                points=tmp_path / "pts", diameter="auto"))
+    assert not res.failed
+    found = np.loadtxt(tmp_path / "pts" / "big.csv", delimiter=",", skiprows=1).reshape(-1, 2)
+    m = match_points(found, pts, radius=3.0)
+    assert m.f1 >= 0.9, (m.precision, m.recall)
+    row = next(csv.DictReader(open(tmp_path / "c.csv")))
+    assert row["diameter_mode"] == "auto" and float(row["scale"]) == pytest.approx(0.5, rel=0.15)
+    assert float(row["diameter"]) == pytest.approx(2 * model_d, rel=0.15)
+    # without rescaling, the same detector misses or splits the large nuclei
+    off = run_count(CountConfig(paths=(str(tmp_path / "big.tif"),), model=model, engine="torch",
+                                out=tmp_path / "off.csv", diameter="off"))
+    assert abs(list(off.counts.values())[0] - len(pts)) > abs(list(res.counts.values())[0] - len(pts))
+
+
+def test_a_changed_diameter_policy_recounts(tmp_path):
+    import tifffile
+
+    from cellxfer.count.job import CountConfig, run_count
+
+    model = _log_model(tmp_path, 7.0)
+    tifffile.imwrite(tmp_path / "a.tif", disks(7.0, size=128)[0])
+    cfg = CountConfig(paths=(str(tmp_path / "a.tif"),), model=model, engine="torch", out=tmp_path / "c.csv")
+    assert len(run_count(cfg).counts) == 1
+    assert run_count(cfg).skipped_done == 1
+    from dataclasses import replace
+
+    assert len(run_count(replace(cfg, diameter="14")).counts) == 1
+
+
+def test_evaluate_uses_the_same_rescaling(tmp_path):
+    from cellxfer.dataset import CellDatasetWriter
+    from cellxfer.evaluate.run import EvaluateConfig, evaluate
+
+    model = _log_model(tmp_path, estimate_diameter(disks(7.0, size=256, seed=3)[0]).diameter)
+    w = CellDatasetWriter(tmp_path / "data")
+    for i in range(2):
+        img, pts = disks(14.0, size=200, seed=10 + i)
+        w.write(f"{i:02d}", img.astype(np.uint16), pts)
+    w.finalize({"stage": "test"})
+    auto = evaluate(EvaluateConfig(model=model, data=tmp_path / "data", out_csv=tmp_path / "e.csv"))
+    off = evaluate(EvaluateConfig(model=model, data=tmp_path / "data", out_csv=tmp_path / "o.csv", diameter="off"))
+    assert auto.localisation["f1"] >= 0.9 and auto.metrics.mae < off.metrics.mae
