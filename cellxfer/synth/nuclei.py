@@ -3,13 +3,13 @@
 Pipeline, per image (ranges are :class:`NucleiConfig` fields; brightness in units of the image's
 typical nucleus brightness until step 7):
 
-1. draw the image's settings (:func:`draw_image`): typical diameter ``d`` (log-uniform), coverage ->
-   nucleus count ``round(coverage * area / (pi d^2 / 4))`` clamped to ``max_cells``, plus a binomial
-   number of small bright bodies; uniform or 1-6 Gaussian clusters;
+1. draw the image's settings (:func:`draw_image`): typical diameter ``d`` (log-uniform, at most
+   size/2), coverage -> nucleus count ``round(coverage * area / (pi d^2 / 4))`` clamped to
+   ``max_cells``, plus a binomial number of small bright bodies; uniform or 1-6 Gaussian clusters;
 2. place labelled objects (:func:`place_cells`): candidates in vectorised batches, each an ellipse of
    equivalent diameter ``d * (1 + jitter N)`` and axis ratio ``elongation`` whose radius is modulated
    by harmonics k=2..5 (``irregularity``); log-normal brightness, some dim, some defocused (wider soft
-   edge, dimmer), a centre-bright dome; a candidate is rejected when more than ``overlap`` of its
+   edge, dimmer), a profile between flat and a projected ellipsoid's; a candidate is rejected when more than ``overlap`` of its
    area covers objects already placed, and after ``8 x target + 64`` candidates the image keeps what
    it has;
 3. rasterise each object into its own small window (:func:`shape_geometry`, :func:`shape_values`), accumulated into two
@@ -46,8 +46,8 @@ from cellxfer.synth.nuclei_config import NucleiConfig
 
 NUCLEUS, BODY, SPECK = 0, 1, 2
 TEXTURED, PLAIN = 0, 1
-_HARMONIC_WEIGHTS = np.array([1.0, 0.75, 0.6, 0.5])  # relative amplitude of k = 2, 3, 4, 5
-_MAX_HARMONIC_SUM = 0.45  # sum |c_k| <= this keeps the outline star-shaped and positive
+_HARMONIC_WEIGHTS = np.array([1.0, 0.5, 0.3, 0.2])  # relative amplitude of k = 2, 3, 4, 5
+_MAX_HARMONIC_SUM = 0.35  # sum |c_k| <= this keeps the outline star-shaped and positive
 _DEFOCUS_MAX = 0.3  # defocus sigma <= 0.3 x the nucleus diameter
 _JITTER_CLIP = (0.5, 1.6)  # per-cell diameter factor clipped to this range
 OUTLINE_SAMPLES = 256  # angles at which outlines are tabulated (a power of two)
@@ -61,6 +61,7 @@ class ImageDraw:
     """One image's values drawn from the config's ranges (see :class:`NucleiConfig` for units)."""
 
     d: float
+    coverage: float
     n_nuclei: int
     n_bodies: int
     clusters: int  # 0 = uniform placement
@@ -90,11 +91,12 @@ def draw_image(cfg: NucleiConfig, rng: np.random.Generator) -> ImageDraw:
     def log_uni(r):
         return float(math.exp(rng.uniform(math.log(r[0]), math.log(r[1]))))
 
-    d = log_uni(cfg.diameter)
-    n = int(min(round(uni(cfg.coverage) * cfg.size**2 / (math.pi * d * d / 4)), cfg.max_cells))
+    d = min(log_uni(cfg.diameter), cfg.size / 2)
+    coverage = uni(cfg.coverage)
+    n = int(min(round(coverage * cfg.size**2 / (math.pi * d * d / 4)), cfg.max_cells))
     n_bodies = int(rng.binomial(n, uni(cfg.bodies)))
     clusters = int(rng.integers(1, 7)) if rng.random() < cfg.clustered else 0
-    values = dict(d=d, n_nuclei=n, n_bodies=n_bodies, clusters=clusters, overlap=uni(cfg.overlap),
+    values = dict(d=d, coverage=coverage, n_nuclei=n, n_bodies=n_bodies, clusters=clusters, overlap=uni(cfg.overlap),
                   irregularity=uni(cfg.irregularity), texture=uni(cfg.texture),
                   dim_fraction=uni(cfg.dim_fraction), defocus_fraction=uni(cfg.defocus_fraction),
                   debris=uni(cfg.debris), illumination=uni(cfg.illumination), background=uni(cfg.background),
@@ -122,8 +124,8 @@ class Cells:
     modulation, ``a * b = (diameter / 2)^2``; ``theta``: angle (rad); ``outline``: float32 (M, T) radius
     factor ``m(phi)`` at the angles ``phi_t = 2 pi t / T`` of the ellipse's normalised frame (1 = the
     ellipse; see :func:`outline_table`); ``edge``: width (px) of the linear ramp across the outline (1 =
-    anti-aliased, wider = defocused); ``level``: brightness at the centre; ``dome``: centre-to-edge
-    fall-off (0 = flat); ``kind``: NUCLEUS, BODY or SPECK; ``layer``: TEXTURED or PLAIN.
+    anti-aliased, wider = defocused); ``level``: brightness at the centre; ``dome``: weight of the
+    projected-ellipsoid profile ``sqrt(1 - (rho / m)^2)`` against a flat top (0 = flat); ``kind``: NUCLEUS, BODY or SPECK; ``layer``: TEXTURED or PLAIN.
     """
 
     x: np.ndarray
@@ -196,16 +198,19 @@ def shape_geometry(cells: Cells, radius: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def shape_values(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """float32 brightness ``level * alpha * (1 - dome * min(rho / m, 1)^2)`` of :func:`shape_geometry`'s
-    pixels; ``alpha`` is a linear ramp of width ``edge`` px across the outline, 0.5 on it (so
-    ``alpha >= 0.5`` exactly inside)."""
+    """float32 brightness ``level * alpha * (1 - dome + dome * sqrt(1 - min(rho / m, 1)^2))`` of
+    :func:`shape_geometry`'s pixels (a flat top mixed with the thickness of a uniform ellipsoid);
+    ``alpha`` is a linear ramp of width ``edge`` px across the outline, 0.5 on it (so ``alpha >= 0.5``
+    exactly inside)."""
     f32 = np.float32
     col = lambda v: np.asarray(v, f32)[:, None, None]  # noqa: E731
     alpha = np.clip((m - rho) * col(np.sqrt(cells.a * cells.b) / cells.edge) + f32(0.5), f32(0.0), f32(1.0))
     fall = np.minimum(rho / m, f32(1.0))
     fall *= fall
-    fall *= col(-cells.dome)
-    fall += f32(1.0)
+    np.subtract(f32(1.0), fall, out=fall)
+    np.sqrt(fall, out=fall)
+    fall *= col(cells.dome)
+    fall += col(1.0 - cells.dome)
     return alpha * fall * col(cells.level)
 
 
@@ -294,7 +299,7 @@ def _candidates(cfg: NucleiConfig, p: ImageDraw, rng, xy: np.ndarray) -> Cells:
     return Cells(
         x=xy[:, 0], y=xy[:, 1], a=radius * np.sqrt(ratio), b=radius / np.sqrt(ratio),
         theta=rng.uniform(0.0, np.pi, m), outline=outline, edge=1.0 + 2.5 * sigma, level=level,
-        dome=rng.uniform(0.05, 0.35, m), kind=np.where(body, BODY, NUCLEUS),
+        dome=rng.uniform(0.3, 0.8, m), kind=np.where(body, BODY, NUCLEUS),
         layer=np.where(defocus, PLAIN, TEXTURED),
     )
 

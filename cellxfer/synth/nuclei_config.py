@@ -20,7 +20,7 @@ class NucleiConfig:
     """Nuclei synthesizer parameters (see README "synth --method nuclei")."""
 
     size: int = 256  # image side, px; 16 .. 8192
-    diameter: Range = (5.0, 40.0)  # typical nucleus diameter per image, px, log-uniform; 2 .. size/2
+    diameter: Range = (5.0, 40.0)  # typical nucleus diameter per image, px, log-uniform, capped at size/2; 2 .. 4096
     diameter_jitter: float = 0.15  # per-cell relative SD of the diameter; 0 .. 0.5
     coverage: Range = (0.03, 0.35)  # share of the image area covered by nuclei; 0 .. 0.9
     max_cells: int = 2000  # upper clamp of the nucleus count; 0 .. 100000
@@ -56,8 +56,6 @@ class NucleiConfig:
             _check_scalar(name, getattr(self, name), lo, hi)
         for name, lo, hi, open_low in _RANGES:
             _check_range(name, getattr(self, name), lo, hi, open_low)
-        if self.diameter[1] > self.size / 2:
-            raise ValueError(f"diameter {_fmt(self.diameter)}: high must be at most size/2 = {self.size / 2:g}")
 
 
 # (name, lowest, highest) of the scalar fields

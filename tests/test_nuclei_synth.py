@@ -1,0 +1,202 @@
+"""`synth --method nuclei`: config checks, determinism, labels (points = placed nuclei, overlap rule,
+debris never labelled), the diameter of what is rendered, output bit depths, the command."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cellxfer.dataset import CellDataset
+from cellxfer.errors import InputError
+from cellxfer.options import make_config
+from cellxfer.stages.synth import NUCLEI
+from cellxfer.synth import nuclei, synhc
+from cellxfer.synth.base import image_rng, run_synth
+from cellxfer.synth.nuclei_config import NucleiConfig
+from cli_inproc import run_cli
+
+# every source of variation off except the geometry: images whose pixels follow the shapes
+QUIET = dict(
+    diameter_jitter=0.0, texture=(0.0, 0.0), nucleoli=0.0, brightness_sd=0.0, dim_fraction=(0.0, 0.0),
+    defocus_fraction=(0.0, 0.0), bodies=(0.0, 0.0), debris=(0.0, 0.0), illumination=(0.0, 0.0),
+    background=(0.0, 0.0), blur=(0.0, 0.0), photons=(1e4, 1e4), read_noise=(0.0, 0.0), offset=(0.0, 0.0),
+    gain=(1.0, 1.0), saturation=0.0, dtype="uint16",
+)
+
+
+# -- config -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad, message", [
+    (dict(size=8), "size 8 must be an integer in"),
+    (dict(diameter=(12.0, 8.0)), "diameter 12:8 must satisfy"),
+    (dict(diameter=(1.0, 8.0)), "diameter 1:8 must satisfy 2 <= low"),
+    (dict(overlap=0.2), r"overlap 0.2 must be a LOW:HIGH range \(e.g. --set overlap=0.2:0.2\)"),
+    (dict(coverage=(0.1, 0.95)), "coverage 0.1:0.95 must satisfy"),
+    (dict(photons=(0.0, 10.0)), "photons 0:10 must satisfy 0 < low"),
+    (dict(clustered=1.5), r"clustered 1.5 must be a number in \[0, 1\]"),
+    (dict(diameter_jitter=-0.1), "diameter_jitter -0.1"),
+    (dict(dtype="int8"), "dtype 'int8' must be one of uint8, uint16, random"),
+    (dict(max_cells=-1), "max_cells -1"),
+])
+def test_config_rejects_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        NucleiConfig(**bad)
+
+
+def test_make_config_parses_ranges_and_names_the_synthesizer():
+    cfg = make_config(NucleiConfig, {"diameter": "8:12", "size": "128", "dtype": "uint8"}, "synthesizer 'nuclei'")
+    assert cfg.diameter == (8.0, 12.0) and cfg.size == 128 and cfg.dtype == "uint8"
+    with pytest.raises(InputError, match="--cell-size is not a parameter of synthesizer 'nuclei'"):
+        make_config(NucleiConfig, {"cell_size": 10.0}, "synthesizer 'nuclei'")
+    with pytest.raises(InputError, match="synthesizer 'nuclei': blur 3:1"):
+        make_config(NucleiConfig, {"blur": "3:1"}, "synthesizer 'nuclei'")
+
+
+# -- determinism --------------------------------------------------------------------------------------
+def test_same_generator_state_gives_identical_output():
+    cfg = NucleiConfig(size=96, diameter=(5.0, 20.0))
+    for i in range(6):
+        a, pa = nuclei.render(cfg, None, image_rng(3, i))
+        b, pb = nuclei.render(cfg, None, image_rng(3, i))
+        assert a.tobytes() == b.tobytes() and a.dtype == b.dtype and np.array_equal(pa, pb)
+    c, _ = nuclei.render(cfg, None, image_rng(4, 0))
+    assert c.tobytes() != nuclei.render(cfg, None, image_rng(3, 0))[0].tobytes()
+
+
+def test_run_synth_gives_identical_bytes_whatever_the_workers(tmp_path):
+    cfg = NucleiConfig(size=64, diameter=(5.0, 12.0))
+    run_synth(NUCLEI, cfg, 6, tmp_path / "a", seed=2, workers=1)
+    run_synth(NUCLEI, cfg, 6, tmp_path / "b", seed=2, workers=2)
+    for i in range(6):
+        for name in (f"images/{i:06d}.tif", f"points/{i:06d}.csv"):
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert CellDataset(tmp_path / "a").counts() == CellDataset(tmp_path / "b").counts()
+
+
+# -- labels -------------------------------------------------------------------------------------------
+def test_points_are_the_placed_nuclei_inside_the_image():
+    cfg = NucleiConfig(size=128, diameter=(4.0, 30.0))
+    for i in range(12):
+        image, cells, draw = nuclei.render_cells(cfg, None, image_rng(5, i))
+        points = nuclei.render(cfg, None, image_rng(5, i))[1]
+        assert image.shape == (128, 128) and points.dtype == np.float64
+        assert np.array_equal(points, cells.points)
+        assert ((points >= 0) & (points < 128)).all()
+        assert set(np.unique(cells.kind)) <= {nuclei.NUCLEUS, nuclei.BODY}
+        assert len(points) <= draw.n_nuclei + draw.n_bodies
+
+
+def test_without_the_overlap_rule_every_drawn_nucleus_is_placed():
+    cfg = NucleiConfig(size=128, overlap=(1.0, 1.0), bodies=(0.2, 0.2))
+    for i in range(8):
+        _, cells, draw = nuclei.render_cells(cfg, None, image_rng(6, i))
+        assert len(cells) == draw.n_nuclei + draw.n_bodies
+        expected = round(draw.coverage * 128 * 128 / (math.pi * draw.d**2 / 4))
+        assert draw.n_nuclei == min(expected, cfg.max_cells)
+
+
+def _stencil_in(occupied, cell: nuclei.Cells, pad: int):
+    radius = int(math.ceil(cell.reach()[0])) + 1
+    rho, m = nuclei.shape_geometry(cell, radius)
+    r = math.floor(cell.y[0]) + pad - radius
+    c = math.floor(cell.x[0]) + pad - radius
+    return occupied[r : r + 2 * radius + 1, c : c + 2 * radius + 1], (rho <= m)[0]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_no_nucleus_covers_earlier_ones_by_more_than_the_overlap(index):
+    cfg = NucleiConfig(size=128, coverage=(0.9, 0.9), clustered=1.0, overlap=(0.1, 0.1), diameter=(8.0, 14.0))
+    _, cells, draw = nuclei.render_cells(cfg, None, image_rng(7, index))
+    assert len(cells) < draw.n_nuclei + draw.n_bodies  # crowded: some were dropped
+    pad = int(math.ceil(nuclei.max_reach(cfg, draw.d))) + 2
+    occupied = np.zeros((128 + 2 * pad,) * 2, bool)
+    for k in range(len(cells)):
+        window, stencil = _stencil_in(occupied, cells.take([k]), pad)
+        assert np.count_nonzero(window & stencil) <= 0.1 * np.count_nonzero(stencil)
+        window |= stencil
+
+
+def test_plain_ellipses_match_the_synhc_stencil():
+    rng = np.random.default_rng(0)
+    n = 40
+    x, y = rng.uniform(20, 40, n), rng.uniform(20, 40, n)
+    a, b, t = rng.uniform(3, 9, n), rng.uniform(3, 9, n), rng.uniform(0, np.pi, n)
+    ones = np.ones((n, nuclei.OUTLINE_SAMPLES), np.float32)
+    cells = nuclei.Cells(x=x, y=y, a=a, b=b, theta=t, outline=ones, edge=np.ones(n), level=np.ones(n),
+                         dome=np.zeros(n), kind=np.zeros(n, int), layer=np.zeros(n, int))
+    rho, m = nuclei.shape_geometry(cells, 10)
+    ref = synhc.ellipse_stencils(x, y, a.astype(np.float32), b.astype(np.float32), t, 10)
+    assert np.count_nonzero((rho <= m) != ref) <= n  # float rounding on the boundary only
+    values = nuclei.shape_values(cells, rho, m)
+    assert np.array_equal(values >= 0.5, rho <= m)  # flat, level 1: the ramp crosses 0.5 on the outline
+
+
+def test_debris_changes_pixels_but_never_points():
+    base = dict(QUIET, size=128, diameter=(8.0, 12.0))
+    for i in range(4):
+        clean, cells, _ = nuclei.render_cells(NucleiConfig(**base), None, image_rng(8, i))
+        dirty, cells2, draw = nuclei.render_cells(NucleiConfig(**{**base, "debris": (2.0, 2.0)}), None, image_rng(8, i))
+        assert np.array_equal(cells.points, cells2.points) and draw.debris == 2.0
+        far = np.ones(clean.shape, bool)  # pixels no nucleus reaches
+        yy, xx = np.mgrid[0:128, 0:128] + 0.5
+        for x, y, r in zip(cells.x, cells.y, cells.reach()):
+            far &= (xx - x) ** 2 + (yy - y) ** 2 > (r + 1) ** 2
+        assert clean[far].max() == 0  # noise-free: nothing but nuclei without debris
+        added = dirty.astype(float)[far].sum() / far.sum()
+        assert added > 0.005 * 1e4  # debris light (0.05-0.3 x a nucleus) where no nucleus is
+
+
+# -- what is rendered ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("d", [10.0, 30.0])
+def test_rendered_nuclei_have_the_configured_diameter(d):
+    """Whole nuclei (components touching no border, holding one centre) of noise-free images, cut at
+    a quarter of the centre brightness: their equivalent diameter is ``d`` within 15%."""
+    cfg = NucleiConfig(**QUIET, diameter=(d, d), coverage=(0.1, 0.1), overlap=(0.0, 0.0))
+    areas = []
+    for i in range(3 if d < 20 else 10):
+        image, cells, _ = nuclei.render_cells(cfg, None, image_rng(9, i))
+        labels, n = ndimage.label(image > 0.25 * 1e4)
+        border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])))
+        hits = labels[np.floor(cells.y).astype(int), np.floor(cells.x).astype(int)]
+        ids, per = np.unique(hits[hits > 0], return_counts=True)
+        sizes = ndimage.sum_labels(np.ones_like(labels), labels, ids)
+        areas += [s for k, c, s in zip(ids, per, sizes) if c == 1 and k not in border]
+    assert len(areas) >= 15
+    measured = 2 * math.sqrt(np.mean(areas) / math.pi)
+    assert abs(measured - d) < 0.15 * d, (measured, d)
+
+
+def test_output_bit_depths():
+    for dtype, want in (("uint8", np.uint8), ("uint16", np.uint16)):
+        image, _ = nuclei.render(NucleiConfig(size=64, dtype=dtype, diameter=(5.0, 10.0)), None, image_rng(1, 0))
+        assert image.dtype == want and image.max() > 0
+    bright, _ = nuclei.render(NucleiConfig(size=64, dtype="uint16", photons=(5000.0, 5000.0), gain=(2.0, 2.0)), None, image_rng(1, 1))
+    assert bright.max() > 255  # camera units, not rescaled
+    kinds = {nuclei.render(NucleiConfig(size=32, diameter=(4.0, 8.0)), None, image_rng(2, i))[0].dtype for i in range(12)}
+    assert kinds == {np.dtype(np.uint8), np.dtype(np.uint16)}
+
+
+def test_saturation_clips_the_brightest_pixels():
+    def top_share(saturation):
+        cfg = NucleiConfig(size=64, saturation=saturation, dtype="uint16", diameter=(6.0, 10.0), coverage=(0.3, 0.3))
+        image, _ = nuclei.render(cfg, None, image_rng(3, 0))
+        return np.count_nonzero(image == image.max()) / image.size
+
+    assert top_share(1.0) >= 0.004 and top_share(0.0) < 0.002
+
+
+# -- the command --------------------------------------------------------------------------------------
+def test_synth_command_with_method_nuclei(tmp_path, capsys):
+    out = tmp_path / "nuc"
+    code, stdout, _ = run_cli(["synth", "--method", "nuclei", "--n", "3", "--size", "64", "--workers", "1",
+                               "--set", "diameter=6:8", "--set", "dtype=uint8", "--out", out], capsys)
+    assert code == 0, stdout
+    ds = CellDataset(out)
+    assert ds.ids == ["000000", "000001", "000002"]
+    assert all(s.image.shape == (64, 64) and s.image.dtype == np.uint8 for s in ds)
+    code, stdout, stderr = run_cli(["synth", "--method", "nuclei", "--n", "1", "--cell-size", "9", "--out", tmp_path / "x"], capsys)
+    message = (stdout + stderr).strip()
+    assert code != 0 and "--cell-size is not a parameter of synthesizer 'nuclei'" in message
+    assert len(message.splitlines()) == 1
