@@ -3,6 +3,8 @@
 
 Rows:
 - ``cellxfer render``: the shipped renderer, in-process, one core (per-image ms, median of repeats);
+- ``nuclei render``: the ``nuclei`` synthesizer (defaults, 256x256), in-process, one core, measured in
+  the same run; ``x_synhc_per_pixel`` is its time per pixel over Syn-HC's;
 - ``loop, bbox masks``: a per-cell loop of the same algorithm that rasterises each candidate ellipse
   in its bounding box and tests it against the occupancy map, one candidate at a time;
 - ``loop, full-image masks``: the straightforward per-cell loop that evaluates each candidate ellipse
@@ -30,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cellxfer.synth import synhc
+from cellxfer.synth import nuclei, synhc
 from cellxfer.synth.base import image_rng
 from cellxfer.synth.config import SynHCConfig
+from cellxfer.synth.nuclei_config import NucleiConfig
 
 
 def loop_render(cfg: SynHCConfig, rng: np.random.Generator, full_image: bool) -> tuple[np.ndarray, int]:
@@ -106,6 +109,12 @@ def main() -> None:
     rows = []
     fast_ms, fast_cells = per_image_ms(lambda rng: len(synhc.render(cfg, None, rng)[1]), args.sample, args.repeats)
     rows.append({"row": "cellxfer render (1 core)", "ms_per_image": fast_ms, "images_per_s": 1000 / fast_ms, "cells": fast_cells})
+    ncfg = NucleiConfig()
+    nuclei.poisson_table()  # built once per process (~0.1 s), not per image
+    nuc_ms, nuc_cells = per_image_ms(lambda rng: len(nuclei.render(ncfg, None, rng)[1]), args.sample, args.repeats)
+    per_pixel = (nuc_ms / ncfg.size**2) / (fast_ms / cfg.size**2)
+    rows.append({"row": "nuclei render (1 core)", "ms_per_image": nuc_ms, "images_per_s": 1000 / nuc_ms,
+                 "cells": nuc_cells, "x_synhc_per_pixel": per_pixel})
     for name, full in (("loop, bbox masks (1 core)", False), ("loop, full-image masks (1 core)", True)):
         n = args.sample if not full else max(args.sample // 6, 5)
         ms, cells = per_image_ms(lambda rng: loop_render(cfg, rng, full)[1], n, args.repeats)
@@ -123,9 +132,9 @@ def main() -> None:
     print(f"{'row':45} {'ms/img':>8} {'img/s':>8} {'cells':>7} {'x cellxfer':>10} {'wall s':>7} {'peak MiB':>8}")
     for r in rows:
         print(f"{r['row']:45} {r['ms_per_image']:8.2f} {r['images_per_s']:8.1f} {r.get('cells', float('nan')):7.1f} "
-              f"{r.get('speedup_of_cellxfer', float('nan')):10.1f} {r.get('wall_s', float('nan')):7.2f} {r.get('peak_rss_mib', float('nan')):8.0f}")
+              f"{r.get('speedup_of_cellxfer', r.get('x_synhc_per_pixel', float('nan'))):10.1f} {r.get('wall_s', float('nan')):7.2f} {r.get('peak_rss_mib', float('nan')):8.0f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"config": vars(cfg) | {}, "n": args.n, "repeats": args.repeats, "rows": rows,
+    args.json.write_text(json.dumps({"config": vars(cfg) | {}, "nuclei_config": vars(ncfg), "n": args.n, "repeats": args.repeats, "rows": rows,
                                      "machine": {"platform": platform.platform(), "cpus": len(__import__("os").sched_getaffinity(0))}},
                                     indent=2, default=str) + "\n")
     print(f"wrote {args.json}")

@@ -8,10 +8,10 @@ typical nucleus brightness until step 7):
    ``max_cells``, plus a binomial number of small bright bodies; uniform or 1-6 Gaussian clusters;
 2. place labelled objects (:func:`place_cells`): candidates in vectorised batches, each an ellipse of
    equivalent diameter ``d * (1 + jitter N)`` and axis ratio ``elongation`` whose radius is modulated
-   by harmonics k=2..5 (``irregularity``); log-normal brightness, some dim, some defocused (wider soft
-   edge, dimmer), a profile between flat and a projected ellipsoid's; a candidate is rejected when more than ``overlap`` of its
-   area covers objects already placed, and after ``8 x target + 64`` candidates the image keeps what
-   it has;
+   by harmonics k=2..5 (``irregularity``); log-normal brightness, some dim, some defocused (wider
+   soft edge, dimmer); a profile between flat and a projected ellipsoid's. A candidate is rejected
+   when more than ``overlap`` of its area covers objects already placed; after ``8 x target + 64``
+   candidates the image keeps what it has;
 3. rasterise each object into its own small window (:func:`shape_geometry`, :func:`shape_values`), accumulated into two
    padded layers (textured: in-focus nuclei and bodies; plain: defocused nuclei, nucleoli, debris);
 4. nucleoli (dark or bright spots of ~d/6) inside some in-focus nuclei; unlabelled debris: dim
@@ -125,7 +125,8 @@ class Cells:
     factor ``m(phi)`` at the angles ``phi_t = 2 pi t / T`` of the ellipse's normalised frame (1 = the
     ellipse; see :func:`outline_table`); ``edge``: width (px) of the linear ramp across the outline (1 =
     anti-aliased, wider = defocused); ``level``: brightness at the centre; ``dome``: weight of the
-    projected-ellipsoid profile ``sqrt(1 - (rho / m)^2)`` against a flat top (0 = flat); ``kind``: NUCLEUS, BODY or SPECK; ``layer``: TEXTURED or PLAIN.
+    projected-ellipsoid profile ``sqrt(1 - (rho / m)^2)`` against a flat top (0 = flat); ``kind``:
+    NUCLEUS, BODY or SPECK; ``layer``: TEXTURED or PLAIN.
     """
 
     x: np.ndarray
@@ -293,9 +294,11 @@ def _candidates(cfg: NucleiConfig, p: ImageDraw, rng, xy: np.ndarray) -> Cells:
     level = np.where(body, rng.uniform(1.5, 3.0, m), level)
     defocus = (rng.random(m) < p.defocus_fraction) & ~body
     sigma = np.where(defocus, rng.uniform(0.05, _DEFOCUS_MAX, m) * diam, 0.0)
-    # a disk of radius R blurred by sigma keeps 1 - exp(-R^2 / 2 sigma^2) of its centre; light spread in z dims it more
+    # a disk of radius R blurred by sigma keeps 1 - exp(-R^2 / 2 sigma^2) of its centre brightness;
+    # the light spread in depth dims it more
     radius = diam / 2
-    level = level * np.where(defocus, -np.expm1(-(radius**2) / (2 * np.maximum(sigma, 1e-9) ** 2)) / (1 + sigma / radius), 1.0)
+    kept = -np.expm1(-(radius**2) / (2 * np.maximum(sigma, 1e-9) ** 2)) / (1 + sigma / radius)
+    level = level * np.where(defocus, kept, 1.0)
     return Cells(
         x=xy[:, 0], y=xy[:, 1], a=radius * np.sqrt(ratio), b=radius / np.sqrt(ratio),
         theta=rng.uniform(0.0, np.pi, m), outline=outline, edge=1.0 + 2.5 * sigma, level=level,
@@ -337,7 +340,8 @@ def _accept(occupied: np.ndarray, stencils: np.ndarray, rows, cols, limit, need:
 def place_cells(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> Cells:
     """Place up to ``n_nuclei + n_bodies`` labelled objects with the overlap rule, adding each accepted
     one to ``layers``; returns them in placement order. Candidates are drawn in batches sized by the
-    acceptance rate so far; within a batch, groups of similar size are decided in turn."""
+    acceptance rate so far; within a batch, groups of similar size are decided in a random order (so no
+    size is favoured when space runs out)."""
     target = p.n_nuclei + p.n_bodies
     centres, sd = _cluster_layout(cfg, p, rng, target)
     occupied = np.zeros((layers.width, layers.width), dtype=bool)
@@ -349,7 +353,9 @@ def place_cells(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> Cells:
         m = int(min(max(math.ceil(1.3 * (target - n_placed) / rate), 16), max_candidates - tried))
         tried += m
         cand = _candidates(cfg, p, rng, _positions(cfg.size, rng, m, centres, sd))
-        for group, radius in groups_by_reach(cand.reach()):
+        groups = list(groups_by_reach(cand.reach()))
+        for k in rng.permutation(len(groups)):
+            group, radius = groups[k]
             if n_placed == target:
                 break
             cells = cand.take(group)
@@ -416,8 +422,8 @@ def add_nucleoli(cfg: NucleiConfig, cells: Cells, rng, layers: Layers) -> None:
     y = h.y + u * np.sin(h.theta) + v * np.cos(h.theta)
     sigma = np.maximum(np.sqrt(h.a * h.b) / 6, 0.5)
     amp = h.level * rng.uniform(0.25, 0.5, n) * np.where(rng.random(n) < 0.5, -1.0, 1.0)
-    for group, radius in groups_by_reach(3 * sigma):
-        layers.add(np.full(len(group), TEXTURED), x[group], y[group], spot_tiles(x[group], y[group], sigma[group], amp[group], radius))
+    for g, radius in groups_by_reach(3 * sigma):
+        layers.add(np.full(len(g), TEXTURED), x[g], y[g], spot_tiles(x[g], y[g], sigma[g], amp[g], radius))
 
 
 def add_debris(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> None:
@@ -440,9 +446,9 @@ def add_debris(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> None:
     fx, fy = rng.uniform(0, size, nf), rng.uniform(0, size, nf)
     theta, half = rng.uniform(0, np.pi, nf), d * rng.uniform(0.5, 1.25, nf)
     width, level = rng.uniform(0.4, 1.0, nf), rng.uniform(0.05, 0.25, nf)
-    for group, radius in groups_by_reach(half + 3 * width):
-        g = group
-        layers.add(np.full(len(g), PLAIN), fx[g], fy[g], fibre_tiles(fx[g], fy[g], theta[g], half[g], width[g], level[g], radius))
+    for g, radius in groups_by_reach(half + 3 * width):
+        tiles = fibre_tiles(fx[g], fy[g], theta[g], half[g], width[g], level[g], radius)
+        layers.add(np.full(len(g), PLAIN), fx[g], fy[g], tiles)
 
 
 def blobs(size: int, d: float, debris: float, rng) -> np.ndarray:
