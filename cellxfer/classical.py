@@ -5,8 +5,11 @@ like any counter): input (N, 1, H, W) normalised image, output (N, 1, H, W) floa
 detected blob centre and 0 elsewhere (``CounterMeta.output == "density"``: its sum is the count).
 A blob centre is a pixel whose scale-normalised response ``-sigma^2 * LoG`` is the maximum of its
 ``(2 * min_distance + 1)^2`` neighbourhood and above ``threshold``. The LoG is computed separably
-(``G''(y) G(x) + G(y) G''(x)``, zero padding), so tiles stitched with a margin of at least
-``4 * sigma + min_distance`` equal the whole-image result.
+(``G''(y) G(x) + G(y) G''(x)``) on the image mirrored at its borders (``reflect``: the border pixel is
+not repeated), so a border looks like more of the same image, not like an edge against black: no blob is
+invented along the border of a sparse, noisy image. Tiles stitched with a margin of at least
+``4 * sigma + min_distance`` equal the whole-image result (tiles pad past the image by the same
+mirroring, :func:`cellxfer.density.stitch.tile_batch`).
 
 :func:`fit_log` picks ``sigma`` from a grid and ``threshold`` by exhaustive search over the observed
 peak responses, minimising the whole-image count MAE on labelled images; the fit computes the same
@@ -55,8 +58,9 @@ def build_log(meta):
             gy, gx = self.g.view(1, 1, k, 1), self.g.view(1, 1, 1, k)
             dy, dx = self.d2.view(1, 1, k, 1), self.d2.view(1, 1, 1, k)
             p = self.r
-            a = F.conv2d(F.conv2d(x, gx, padding=(0, p)), dy, padding=(p, 0))
-            b = F.conv2d(F.conv2d(x, dx, padding=(0, p)), gy, padding=(p, 0))
+            x = _mirror(x, p)
+            a = F.conv2d(F.conv2d(x, gx), dy)
+            b = F.conv2d(F.conv2d(x, dx), gy)
             return -(sigma ** 2) * (a + b)
 
         def peaks(self, resp):
@@ -71,6 +75,20 @@ def build_log(meta):
     return LoGCounter()
 
 
+def _mirror(x, p: int):
+    """``x`` (N, C, H, W) padded by ``p`` on every side by reflection (repeated for images smaller than
+    ``p``, like numpy's ``reflect``; a single row or column is repeated)."""
+    import torch.nn.functional as F
+
+    while p > 0:
+        step = min(p, x.shape[-1] - 1, x.shape[-2] - 1)
+        if step < 1:
+            return F.pad(x, (p, p, p, p), mode="replicate")
+        x = F.pad(x, (step, step, step, step), mode="reflect")
+        p -= step
+    return x
+
+
 def log_options(sigma: float, threshold: float, min_distance: int | None = None) -> dict:
     md = max(1, round(sigma)) if min_distance is None else int(min_distance)
     return {"sigma": float(sigma), "threshold": float(threshold), "min_distance": md,
@@ -79,13 +97,13 @@ def log_options(sigma: float, threshold: float, min_distance: int | None = None)
 
 def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
     """float32 (H, W) scale-normalised response ``-sigma^2 * LoG`` of a normalised image: the same
-    separable filters and zero padding as :func:`build_log`'s module, computed with scipy (no GIL)."""
+    separable filters and mirrored borders as :func:`build_log`'s module, computed with scipy (no GIL)."""
     from scipy.ndimage import correlate1d
 
     g, d2 = _kernels(sigma)
     x = np.ascontiguousarray(image, dtype=np.float32)
-    a = correlate1d(correlate1d(x, g, axis=1, mode="constant"), d2, axis=0, mode="constant")
-    b = correlate1d(correlate1d(x, d2, axis=1, mode="constant"), g, axis=0, mode="constant")
+    a = correlate1d(correlate1d(x, g, axis=1, mode="mirror"), d2, axis=0, mode="mirror")
+    b = correlate1d(correlate1d(x, d2, axis=1, mode="mirror"), g, axis=0, mode="mirror")
     return np.float32(-(sigma ** 2)) * (a + b)
 
 

@@ -41,6 +41,9 @@ def main(argv=None) -> int:
                          f"(the CC0 DAPI image of CellProfiler's ExampleHuman); default: Syn-HC as rendered")
     ap.add_argument("--arch", default="log", choices=("density", "log"),
                     help="density UNet, or the classical LoG detector fitted (sigma, threshold) on the same images")
+    ap.add_argument("--method", default="nuclei", help="synthesizer: nuclei (realistic, randomised) or synhc (the paper's)")
+    ap.add_argument("--synth-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="synthesizer parameter (like `cellxfer synth --set`), repeatable")
     ap.add_argument("--n-synthetic", type=int, default=800)
     ap.add_argument("--n-val", type=int, default=48)
     ap.add_argument("--epochs", type=int, default=60)
@@ -60,17 +63,18 @@ def main(argv=None) -> int:
     from cellxfer.atomic import atomic_path, write_json
     from cellxfer.evaluate.run import EvaluateConfig, evaluate
     from cellxfer.plugins import get_registry
+    from cellxfer.options import make_config, parse_sets
     from cellxfer.synth.base import run_synth
-    from cellxfer.synth.config import SynHCConfig
     from cellxfer.train.counter import TrainConfig, train_counter
 
     t0 = time.perf_counter()
     reg = get_registry()
-    synhc = reg.get("cellxfer_synthesizers", "synhc")
+    synth = reg.get("cellxfer_synthesizers", args.method)
+    synth_config = make_config(synth.config_cls, parse_sets(args.synth_set), f"synthesizer '{args.method}'")
     work = args.work
     syn, val = work / "synthetic", work / "synthetic-val"
-    run_synth(synhc, SynHCConfig(), args.n_synthetic, syn, seed=args.seed)
-    run_synth(synhc, SynHCConfig(), args.n_val, val, seed=args.seed + 1000)
+    run_synth(synth, synth_config, args.n_synthetic, syn, seed=args.seed)
+    run_synth(synth, synth_config, args.n_val, val, seed=args.seed + 1000)
     style = [p for p in args.style if p.is_file() or p.is_dir()]
     if args.style and not style:
         print(f"error: style images not found: {', '.join(map(str, args.style))}; pass --style FILES, or --style alone for none",
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
             if res.failed:
                 raise SystemExit(f"histogram matching failed for {len(res.failed)} images")
         syn, val = work / "synthetic-histogram", work / "synthetic-val-histogram"
-    print(f"Syn-HC: {args.n_synthetic} training and {args.n_val} validation images"
+    print(f"{args.method}: {args.n_synthetic} training and {args.n_val} validation images"
           f"{', histogram-matched to ' + ', '.join(p.name for p in style) if style else ''} ({time.perf_counter() - t0:.0f} s)")
 
     run_dir = work / ("run" if args.arch == "density" else f"run-{args.arch}")
@@ -97,7 +101,7 @@ def main(argv=None) -> int:
 
     def on_epoch(r):
         if r.val_mae is not None:
-            print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.4f}, Syn-HC val MAE {r.val_mae:.2f}, {r.seconds:.1f} s",
+            print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.4f}, synthetic val MAE {r.val_mae:.2f}, {r.seconds:.1f} s",
                   flush=True)
 
     run = train_counter(config, on_epoch=on_epoch)
@@ -107,7 +111,7 @@ def main(argv=None) -> int:
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}")
 
     result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
-              "train": {k: getattr(args, k) for k in ("n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
+              "train": {k: getattr(args, k) for k in ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
                                                       "sigma", "base", "stem", "norm", "count_weight", "positive", "seed")} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
               "command": " ".join(sys.argv)}

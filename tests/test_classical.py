@@ -105,3 +105,25 @@ def test_log_onnx_export_with_dynamic_size_parity(data, tmp_path):
     res = export_counter(ExportConfig(model=run / "best.safetensors", out=tmp_path / "log.onnx", n_random=2), log=lambda s: None)
     assert "onnx/other-size" in res.parity and all(r.ok for r in res.parity.values())
     assert log_options(2.0, 0.1)["margin"] >= 8 + 2
+
+
+def test_no_detection_along_the_border_of_a_sparse_noisy_image():
+    """Mirrored borders: a bright, noisy background reaching the border is not an edge against black."""
+    rng = np.random.default_rng(5)
+    size = (200, 240)
+    pts = np.array([[60.0, 70.0], [150.0, 120.0], [100.0, 150.0]])
+    img = 40 + 3 * rng.normal(0, 1, size) + 1500 * density_map(pts, size, sigma=2.5)
+    img += np.linspace(0, 8, size[1])[None, :]  # uneven illumination, brightest at the right border
+    norm = ((img - np.percentile(img, 0.5)) / (np.percentile(img, 99.5) - np.percentile(img, 0.5))).astype(np.float32)
+    model = build_log(CounterMeta(arch="log", output="density", arch_options=log_options(2.5, 0.2))).eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(norm)[None, None])[0, 0].numpy()
+    ys, xs = np.nonzero(out)
+    assert len(ys) == 3 and match_points(np.column_stack([xs + 0.5, ys + 0.5]), pts, radius=2.0).f1 == 1.0
+    # the same image through stitched tiles (one tile padded past the image) gives the same detections
+    from cellxfer.density.infer import density_of_normalized
+    from cellxfer.counter.windows import torch_runner
+
+    meta = CounterMeta(arch="log", window=128, output="density", arch_options={**log_options(2.5, 0.2), "tile": 256})
+    tiled = density_of_normalized(torch_runner(model), meta, norm)
+    assert np.array_equal(tiled, out)

@@ -146,3 +146,15 @@ def test_evaluate_uses_the_same_rescaling(tmp_path):
     auto = evaluate(EvaluateConfig(model=model, data=tmp_path / "data", out_csv=tmp_path / "e.csv"))
     off = evaluate(EvaluateConfig(model=model, data=tmp_path / "data", out_csv=tmp_path / "o.csv", diameter="off"))
     assert auto.localisation["f1"] >= 0.9 and auto.metrics.mae < off.metrics.mae
+
+
+def test_normalisation_ignores_gain_offset_and_encoding():
+    """A float image in 0..1 (Fiji/napari export) normalises like the same image as uint8 or uint16."""
+    from cellxfer.counter.model import Normalization
+
+    img, _ = disks(10.0, size=128)
+    u8 = np.clip(img / 6, 0, 255).astype(np.uint8)
+    ref = Normalization().apply(u8)
+    for variant in (u8 / 255.0, u8.astype(np.uint16) * 257, u8 * 0.25 + 3.0, u8.astype(np.float32) * 1e-4):
+        assert np.allclose(Normalization().apply(variant), ref, atol=1e-5)
+    assert not Normalization().apply(np.full((8, 8), 0.5)).any()  # flat: zeros, not NaN

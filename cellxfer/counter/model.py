@@ -29,8 +29,10 @@ META_KEY = "cellxfer"
 class Normalization:
     """Per-image intensity normalisation, applied to the whole image before windowing.
 
-    ``x = (image - p_low) / max(p_high - p_low, eps)`` with ``p_low``/``p_high`` the ``low``/``high``
-    percentiles of that image, so a model does not depend on one microscope's absolute brightness.
+    ``x = (image - p_low) / (p_high - p_low)`` with ``p_low``/``p_high`` the ``low``/``high``
+    percentiles of that image, so a model does not depend on one microscope's absolute brightness, gain,
+    offset or bit depth (a float image in 0..1 normalises like the same image as uint8 or uint16). An
+    image whose percentiles are equal (flat) is divided by ``eps`` instead.
     """
 
     low: float = 0.5
@@ -43,7 +45,8 @@ class Normalization:
 
         img = np.asarray(image, dtype=np.float32)
         lo, hi = np.percentile(img, (self.low, self.high))
-        return (img - np.float32(lo)) / np.float32(max(hi - lo, self.eps))
+        span = float(hi - lo)
+        return (img - np.float32(lo)) / np.float32(span if span > 0 else self.eps)
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,17 @@ def tiles(shape: tuple[int, int], tile: int, margin: int) -> list[tuple[int, int
 
 
 def tile_batch(normalized: np.ndarray, tile: int, margin: int, in_chans: int = 1) -> tuple[np.ndarray, list]:
-    """float32 (N, in_chans, tile, tile) tiles (zero-padded past the border) and their :func:`tiles` boxes."""
+    """float32 (N, in_chans, tile, tile) tiles and their :func:`tiles` boxes. An image smaller than a tile
+    is padded bottom/right by mirroring (numpy ``reflect``), so the padding looks like more of the image
+    rather than an edge against black; only owned (image) pixels are ever stitched."""
     img = np.asarray(normalized, dtype=np.float32)
     boxes = tiles(img.shape, tile, margin)
+    h, w = img.shape
+    if h < tile or w < tile:
+        img = np.pad(img, ((0, max(tile - h, 0)), (0, max(tile - w, 0))), mode="reflect" if min(h, w) > 1 else "edge")
     batch = np.zeros((len(boxes), in_chans, tile, tile), dtype=np.float32)
     for i, (y, x, *_) in enumerate(boxes):
-        part = img[y:y + tile, x:x + tile]
-        batch[i, :, :part.shape[0], :part.shape[1]] = part
+        batch[i, :] = img[y:y + tile, x:x + tile]
     return batch, boxes
 
 
