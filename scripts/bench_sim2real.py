@@ -46,8 +46,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
-SPLIT_SEED = 2025
-N_TEST, N_VAL = 19, 15
+from cellxfer.evaluate.split import N_TEST, N_VAL, SPLIT_SEED  # noqa: E402,F401  (the one definition)
 REGIMES = ("supervised", "synthetic", "finetune", "dual", "dacs")
 
 
@@ -75,25 +74,10 @@ BUDGETS = {
 
 
 def make_split(work: Path) -> dict:
-    from cellxfer.train.data import labelled_ids
+    """The fixed split (:mod:`cellxfer.evaluate.split`) as symlink folders under ``work``."""
+    from cellxfer.evaluate.split import materialize
 
-    _, ids = labelled_ids(IDCIA, role="benchmark")
-    ids = sorted(ids)
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(ids))
-    perm = [ids[i] for i in order]
-    split = {"test": sorted(perm[:N_TEST]), "val": sorted(perm[N_TEST:N_TEST + N_VAL]),
-             "train": sorted(perm[N_TEST + N_VAL:]), "seed": SPLIT_SEED, "source": str(IDCIA)}
-    for part in ("train", "val", "test"):
-        root = work / f"idcia-{part}"
-        for sub in ("images", "ground_truth"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        for id_ in split[part]:
-            for sub, suffix in (("images", ".tiff"), ("ground_truth", ".csv")):
-                link = root / sub / f"{id_}{suffix}"
-                if not link.exists():
-                    os.symlink(IDCIA / sub / f"{id_}{suffix}", link)
-    (work / "split.json").write_text(json.dumps(split, indent=2) + "\n")
-    return split
+    return materialize(IDCIA, work)
 
 
 def synth(out: Path, n: int, seed: int) -> float:

@@ -1,0 +1,315 @@
+#!/usr/bin/env python
+"""Does synthetic data transfer to real nuclei? Rows of synthesizer x stylizer x regime x labelled real
+images, and the invariance table of a counter (issue 12).
+
+Real data: the IDCIA 95 in ``../shared/data/idcia-dapi-95`` with the benchmarks' fixed split
+(:mod:`cellxfer.evaluate.split`: 19 test / 15 validation / 60 training images, seed 2025). Every row is
+the density UNet recipe of ``docs/results.md`` (``--arch density``, stem 2, ReLU output, crop-count loss
+0.01, crop 128, sigma 3, Adam lr 1e-3 on a cosine schedule, EMA 0.999) trained for about ``--steps``
+optimizer steps whatever the number of images. Checkpoints are picked on the validation images (rows
+with real labels) or on held-out synthetic images (``synthetic`` rows, which use no real label at all);
+the test images are only evaluated. Stylizers (``histogram``, ``fda``) map synthetic images toward the
+unlabelled pixels of the *training* images.
+
+A row is ``REGIME[:SYNTH[:STYLIZER]][@N]``: ``synthetic:nuclei:histogram``, ``supervised@5``,
+``finetune:nuclei@15`` (the weights of the matching ``synthetic`` row, then N real images),
+``dacs:synhc:fda@60`` (DACS + CutMix of N real images with the synthetic set, from scratch). ``--grid``
+adds every synthesizer x stylizer x (synthetic, finetune@60, dacs@60); ``--few-label 5 15 60`` adds
+supervised / finetune / dacs rows with nuclei images for each N. Runs resume when the command is rerun.
+
+    .venv/bin/python scripts/bench_transfer.py --work runs/transfer --few-label 5 15 60
+    .venv/bin/python scripts/bench_transfer.py --work runs/transfer --invariance cellxfer/models/default_counter.safetensors
+
+``--invariance MODEL`` counts the IDCIA 94 annotated images as they are and transformed (resized 0.5x,
+2x, 3x; gain x0.25 and x4; an offset; gamma 0.7 and 1.5; uint16 encoding), pure-noise images, and cells
+reported within 4 px of the border with no annotated centre within 10 px. Counts use the model's
+default ``--diameter`` policy, exactly as ``cellxfer count`` does.
+
+Writes ``WORK/transfer-<name>.json`` and ``.md`` (``--name``, default from the rows asked) and prints
+the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
+SYNTHS = ("synhc", "nuclei")
+STYLIZERS = ("none", "histogram", "fda")
+NUCLEI_SET = ("diameter=6:16",)  # the nuclei synthesizer at IDCIA-like scale (scale is left to --diameter)
+
+
+# -- rows ------------------------------------------------------------------------------------------------
+def parse_row(text: str) -> dict:
+    spec, _, n = text.partition("@")
+    regime, synth, stylizer = (spec.split(":") + ["", ""])[:3]
+    row = {"regime": regime, "synth": synth or ("nuclei" if regime != "supervised" else ""),
+           "stylizer": stylizer or ("none" if regime != "supervised" else ""), "n": int(n) if n else None}
+    if regime not in ("synthetic", "supervised", "finetune", "dacs"):
+        raise SystemExit(f"row {text!r}: regime must be synthetic, supervised, finetune or dacs")
+    if regime != "synthetic" and row["n"] is None:
+        row["n"] = 60
+    return row
+
+
+def row_name(row: dict) -> str:
+    parts = [row["regime"]] + ([row["synth"], row["stylizer"]] if row["regime"] != "supervised" else [])
+    return ":".join(parts) + (f"@{row['n']}" if row["n"] is not None else "")
+
+
+def slug(text: str) -> str:
+    return text.replace(":", "-").replace("@", "-n")
+
+
+def synthetic_sets(work: Path, synth: str, stylizer: str, args) -> tuple[Path, Path]:
+    """Training and validation sets of ``synth`` (rendered once), stylized toward the training images."""
+    from cellxfer.options import make_config, parse_sets
+    from cellxfer.plugins import get_registry
+    from cellxfer.stylize.base import run_stylize
+    from cellxfer.synth.base import run_synth
+
+    reg = get_registry()
+    s = reg.get("cellxfer_synthesizers", synth)
+    cfg = make_config(s.config_cls, parse_sets(list(NUCLEI_SET) if synth == "nuclei" else []), synth)
+    sets = (work / f"{synth}-{args.synthetic_n}", work / f"{synth}-val-{args.synthetic_val_n}")
+    run_synth(s, cfg, args.synthetic_n, sets[0], seed=0)
+    run_synth(s, cfg, args.synthetic_val_n, sets[1], seed=1000)
+    if stylizer == "none":
+        return sets
+    st = reg.get("cellxfer_stylizers", stylizer)
+    style = sorted((work / "idcia-train" / "images").iterdir())
+    out = []
+    for src in sets:
+        dest = src.with_name(f"{src.name}-{stylizer}")
+        res = run_stylize(st, make_config(st.config_cls, {}, stylizer), src, style, dest, seed=0)
+        if res.failed:
+            raise SystemExit(f"stylize {stylizer}: {len(res.failed)} images failed")
+        out.append(dest)
+    return out[0], out[1]
+
+
+def config_for(row: dict, work: Path, args):
+    """The :class:`TrainConfig` of a row (the recipe in the module docs)."""
+    from cellxfer.evaluate.split import subset
+    from cellxfer.train.counter import TrainConfig
+
+    regime, n = row["regime"], row["n"]
+    syn, syn_val = synthetic_sets(work, row["synth"], row["stylizer"], args) if row["synth"] else (None, None)
+    real = subset(work, "train", n) if n is not None else None
+    pretrained = None
+    if regime == "finetune":
+        pretrained = train_row(parse_row(f"synthetic:{row['synth']}:{row['stylizer']}"), work, args) / "best.safetensors"
+    n_imgs = args.synthetic_n if regime == "synthetic" else n
+    per_epoch = -(-n_imgs // (args.batch_size // 2 if regime == "dacs" else args.batch_size))
+    epochs = max(1, round(args.steps / per_epoch))
+    return TrainConfig(
+        regime="supervised" if regime == "finetune" else regime, out=work / f"run-{slug(row_name(row))}-s{args.seed}",
+        real=real, synthetic=syn if regime in ("synthetic", "dacs") else None,
+        val=syn_val if regime == "synthetic" else work / "idcia-val", arch="density", pretrained=pretrained,
+        epochs=epochs, batch_size=args.batch_size, lr=1e-3, lr_schedule="cosine", ema=0.999, crop=128, sigma=3.0,
+        count_weight=0.01, val_every=max(1, epochs // 20), seed=args.seed, resume=True,
+        extra={"arch_options": {"stem": 2, "positive": True}})
+
+
+def train_row(row: dict, work: Path, args) -> Path:
+    from cellxfer.train.counter import train_counter
+
+    cfg = config_for(row, work, args)
+    if (cfg.out / "manifest.json").is_file() and json.loads((cfg.out / "manifest.json").read_text()).get("result"):
+        return cfg.out
+    print(f"training {row_name(row)} -> {cfg.out} ({cfg.epochs} epochs)", flush=True)
+    return train_counter(cfg)
+
+
+def evaluate_row(row: dict, work: Path, args) -> dict:
+    from cellxfer.evaluate.run import EvaluateConfig, evaluate
+
+    run = train_row(row, work, args)
+    res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=work / f"idcia-{args.part}",
+                                  out_csv=run / f"{args.part}-predictions.csv"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    return {"row": row_name(row), **row, "evaluated_on": args.part, "seed": args.seed, "metrics": res.metrics.as_dict(),
+            "localisation": res.localisation, "train_seconds": manifest["result"]["train_seconds"],
+            "epochs": manifest["result"]["epochs"], "run": str(run)}
+
+
+def rows_table(rows: list[dict]) -> str:
+    part = rows[0]["evaluated_on"] if rows else "test"
+    out = [f"| row | regime | synthesizer | stylizer | real labels | {part} MAE | RMSE | F1 @ 5 px | train min |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m, loc = r["metrics"], r["localisation"] or {}
+        out.append(f"| {r['row']} | {r['regime']} | {r['synth'] or '-'} | {r['stylizer'] or '-'} | {r['n'] or 0} | "
+                   f"{m['mae']:.2f} | {m['rmse']:.2f} | {loc.get('f1', float('nan')):.3f} | {r['train_seconds'] / 60:.1f} |")
+    return "\n".join(out) + "\n"
+
+
+# -- invariance ------------------------------------------------------------------------------------------
+def _resize(f: float):
+    def go(img):
+        from cellxfer.scale import resize_to
+
+        out = resize_to(img.astype(np.float32), f).image
+        return np.clip(np.rint(out), 0, np.iinfo(img.dtype).max).astype(img.dtype) if img.dtype.kind == "u" else out
+    return go
+
+
+VARIANTS = {
+    "resize 0.5x": _resize(0.5), "resize 2x": _resize(2.0), "resize 3x": _resize(3.0),
+    "gain x0.25": lambda im: im.astype(np.float32) * 0.25, "gain x4": lambda im: im.astype(np.float32) * 4.0,
+    "offset +100": lambda im: im.astype(np.float32) + 100.0,
+    "gamma 0.7": lambda im: (im.astype(np.float32) / max(float(im.max()), 1.0)) ** 0.7 * float(im.max()),
+    "gamma 1.5": lambda im: (im.astype(np.float32) / max(float(im.max()), 1.0)) ** 1.5 * float(im.max()),
+    "uint16 (x257)": lambda im: im.astype(np.uint16) * 257,
+}
+
+
+def _counter(model: Path):
+    """``count(image) -> Counted`` exactly as ``cellxfer count`` (torch engine, default --diameter)."""
+    from cellxfer.count.job import count_prepared, prepare_array
+    from cellxfer.counter.model import load_counter
+    from cellxfer.counter.windows import torch_runner
+    from cellxfer.scale import DiameterPolicy
+
+    net, meta = load_counter(model)
+    runner, policy = torch_runner(net), DiameterPolicy.parse(None, meta.diameter)
+    return lambda image, points=False: count_prepared(runner, prepare_array(None, image, meta, policy=policy), meta,
+                                                      16, points=points)
+
+
+def border_false_positives(found: np.ndarray, truth: np.ndarray, shape, band: float = 4.0, clear: float = 10.0) -> int:
+    """Found points within ``band`` px of the image border with no annotated centre within ``clear`` px."""
+    h, w = shape
+    near = (found[:, 0] < band) | (found[:, 1] < band) | (found[:, 0] > w - band) | (found[:, 1] > h - band)
+    if not near.any():
+        return 0
+    if not len(truth):
+        return int(near.sum())
+    d = np.sqrt(((found[near][:, None, :] - truth[None, :, :]) ** 2).sum(-1)).min(axis=1)
+    return int((d > clear).sum())
+
+
+def invariance(model: Path, data: Path, limit: int | None) -> dict:
+    from cellxfer.train.data import labelled_ids
+
+    count = _counter(model)
+    ds, ids = labelled_ids(data, role="invariance")
+    ids = ids[:limit] if limit else ids
+    base, per = {}, {name: {} for name in VARIANTS}
+    border, n_border = 0, 0
+    for id_ in ids:
+        s = ds[id_]
+        res = count(s.image, points=True)
+        base[id_] = res.count
+        if res.points is not None:
+            border += border_false_positives(res.points, s.points, s.image.shape)
+            n_border += 1
+        for name, fn in VARIANTS.items():
+            per[name][id_] = count(fn(s.image)).count
+    rng = np.random.default_rng(0)
+    noise = [count(np.clip(rng.normal(10, 3, (600, 800)), 0, 255).astype(np.uint8)).count for _ in range(5)]
+    noise += [count(rng.poisson(5.0, (600, 800)).astype(np.uint16)).count for _ in range(5)]
+    b = np.array([base[i] for i in ids])
+    table = {}
+    for name in VARIANTS:
+        v = np.array([per[name][i] for i in ids])
+        rel = np.abs(v - b) / np.maximum(b, 10.0)
+        table[name] = {"total_change": float(abs(v.sum() - b.sum()) / max(b.sum(), 1e-9)),
+                       "median_image_change": float(np.median(rel)), "p90_image_change": float(np.quantile(rel, 0.9))}
+    return {"model": str(model), "images": len(ids), "total_count": float(b.sum()), "variants": table,
+            "noise_only_counts": noise, "border_false_positives": border, "border_images": n_border}
+
+
+def invariance_table(inv: dict) -> str:
+    out = [f"{inv['images']} images, {inv['total_count']:.0f} cells counted in the originals",
+           "", "| variant | change of the total count | median per-image change | 90th percentile |", "|---|---|---|---|"]
+    for name, t in inv["variants"].items():
+        out.append(f"| {name} | {100 * t['total_change']:.1f}% | {100 * t['median_image_change']:.1f}% | "
+                   f"{100 * t['p90_image_change']:.1f}% |")
+    out.append(f"\nPure-noise 600x800 images (5 Gaussian uint8, 5 Poisson uint16): counts "
+               f"{', '.join(f'{c:.1f}' for c in inv['noise_only_counts'])}.")
+    out.append(f"Cells reported within 4 px of the border with no annotated centre within 10 px: "
+               f"{inv['border_false_positives']} over {inv['border_images']} images.")
+    return "\n".join(out) + "\n"
+
+
+# -- main ------------------------------------------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=REPO / "runs" / "transfer")
+    ap.add_argument("--rows", nargs="*", default=[], help="rows REGIME[:SYNTH[:STYLIZER]][@N] (see above)")
+    ap.add_argument("--grid", action="store_true", help="every synthesizer x stylizer x (synthetic, finetune@60, dacs@60)")
+    ap.add_argument("--few-label", nargs="*", type=int, default=[], metavar="N")
+    ap.add_argument("--invariance", type=Path, default=None, metavar="MODEL")
+    ap.add_argument("--invariance-limit", type=int, default=None, help="first N images only")
+    ap.add_argument("--part", default="test", choices=("test", "val"), help="val: choose recipes without reading test images")
+    ap.add_argument("--steps", type=int, default=1500, help="optimizer steps per row (epochs follow from the images)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--synthetic-n", type=int, default=2000)
+    ap.add_argument("--synthetic-val-n", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default=None, help="result file name (default: from the rows asked)")
+    ap.add_argument("--idcia", type=Path, default=IDCIA)
+    return ap.parse_args(argv)
+
+
+def all_rows(args) -> list[dict]:
+    texts = list(args.rows)
+    if args.grid:
+        texts += [f"{r}:{s}:{st}{'' if r == 'synthetic' else '@60'}" for s in SYNTHS for st in STYLIZERS
+                  for r in ("synthetic", "finetune", "dacs")]
+    for n in args.few_label:
+        texts += [f"supervised@{n}", f"finetune:nuclei@{n}", f"dacs:nuclei@{n}"]
+    seen, rows = set(), []
+    for t in texts:
+        r = parse_row(t)
+        if row_name(r) not in seen:
+            seen.add(row_name(r))
+            rows.append(r)
+    return rows
+
+
+def main(argv=None) -> int:
+    from cellxfer.atomic import write_json, write_text
+    from cellxfer.evaluate.split import materialize
+
+    args = parse_args(argv)
+    if not args.idcia.is_dir():
+        print(f"error: {args.idcia}: real IDCIA data not found", file=sys.stderr)
+        return 2
+    rows = all_rows(args)
+    if not rows and args.invariance is None:
+        print("error: nothing to do; give --rows, --grid, --few-label or --invariance", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    args.work.mkdir(parents=True, exist_ok=True)
+    split = materialize(args.idcia, args.work)
+    result = {"command": " ".join(sys.argv), "split_seed": split["seed"], "machine": platform.processor() or platform.machine(),
+              "cpus": os.cpu_count(), "load_before": os.getloadavg(), "rows": [], "invariance": None}
+    text = ""
+    if rows:
+        result["rows"] = [evaluate_row(r, args.work, args) for r in rows]
+        text += rows_table(result["rows"])
+    if args.invariance is not None:
+        result["invariance"] = invariance(args.invariance, args.idcia, args.invariance_limit)
+        text += "\n" + invariance_table(result["invariance"])
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    result["load_after"] = os.getloadavg()
+    name = args.name or ("-".join(slug(row_name(r)) for r in rows)[:80] or "invariance")
+    write_json(args.work / f"transfer-{name}.json", result)
+    write_text(args.work / f"transfer-{name}.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
