@@ -10,10 +10,14 @@ Estimator (scale-space blob response, Lindeberg): the image is normalised by its
 for 4 scales per octave, ``sigma = 2^(k/4)``, ``k = 0..KMAX`` (diameters about 3 to 90 px), the
 scale-normalised response ``-sigma^2 * LoG`` is computed on a 2x block-averaged pyramid (each octave on
 the level where sigma lies in [1, 2) pixels); every pixel takes its strongest scale. Local maxima of
-that response are blobs; those above ``RELATIVE`` times the ``TOP``-th strongest response are kept (so
-a few bright nuclei set the bar and background noise stays below it), their scales are refined by a
-parabola in log-sigma, and the response-weighted median of ``DISK * sigma`` is the diameter (a flat
-disk of diameter ``d`` answers at ``sigma = d / (2 sqrt 2)``). The estimator is scale-covariant by
+that response are blobs; those above ``RELATIVE`` times the ``TOP``-th strongest response (so a few
+bright nuclei set the bar) and above ``NOISE_K`` robust SDs of their scale's response map (so camera
+noise never does; a pure-noise image has no estimate) are kept, their scales are refined by a parabola
+in log-sigma, blobs centred inside a stronger one are dropped (the rim answers of large nuclei), and the
+diameter-weighted median of ``DISK * sigma`` is the diameter (a flat disk of diameter ``d`` answers at
+``sigma = d / (2 sqrt 2)``; weighting by diameter keeps chromatin texture and nucleoli, many small
+blobs inside each nucleus, from outvoting the nuclei). Heavily textured nuclei are still measured up to
+about 20% small (cellxfer's ``nuclei`` synthesizer at 12-32 px: 0.75-0.9 of the nominal diameter). The estimator is scale-covariant by
 construction (resizing an image by ``f`` multiplies its estimate by ``f``, within the pyramid's
 discretisation), and it is the same function at training and at counting time, so its bias on a given
 kind of nucleus cancels. Images larger than ``MAX_SIDE`` on a side are estimated on their central
@@ -37,6 +41,7 @@ KMAX = 22  # sigma up to 2^(22/4) = 45 px: diameters up to about 127 px
 DISK = 2.0 * math.sqrt(2.0)
 TOP = 5
 RELATIVE = 0.3
+NOISE_K = 5.0  # a blob's response must exceed this many robust SDs of its scale's response map
 MAX_SIDE = 2048
 TOLERANCE = 0.1  # |factor - 1| below this: the image is used as it is
 MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
@@ -106,6 +111,13 @@ def _maxima(stack: np.ndarray, j: int, floor: float) -> tuple[np.ndarray, np.nda
     return ys[ok], xs[ok]
 
 
+def _robust_sd(r: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation of a response map (every other pixel): its noise level
+    where most of the image is background."""
+    s = r[::2, ::2]
+    return float(1.4826 * np.median(np.abs(s - np.median(s))))
+
+
 def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(diameters, responses, (y, x) centres)`` of the scale-space maxima of a 2-D image: a pixel and
     scale whose scale-normalised ``-sigma^2 LoG`` is not below its 26 neighbours in space and scale and
@@ -120,7 +132,7 @@ def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarra
         for j, k in enumerate(ks):
             if k not in core:
                 continue
-            ys, xs = _maxima(stack, j, max(floor * top, 0.0))
+            ys, xs = _maxima(stack, j, max(floor * top, NOISE_K * _robust_sd(stack[j])))
             if not len(ys):
                 continue
             b = stack[j, ys, xs].astype(np.float64)
@@ -174,8 +186,9 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
     bar = RELATIVE * np.sort(values)[::-1][min(TOP, len(values)) - 1]
     strong = values >= bar
     diam, values, pos = diam[strong], values[strong], pos[strong]
-    keep = diam[_suppress(diam, values, pos)]
-    return Estimate(float(np.median(keep)), int(len(keep)))
+    keep = _suppress(diam, values, pos)
+    d = diam[keep]
+    return Estimate(_weighted_median(d, d), int(len(d)))
 
 
 def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
