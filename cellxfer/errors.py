@@ -18,3 +18,8 @@ class InputError(CellxferError):
 
 class PluginError(CellxferError):
     """A plugin, or something it provides, cannot be found or used."""
+
+
+class TrainingError(CellxferError):
+    """Training cannot go on with these data and settings (e.g. the loss became NaN or infinite); the
+    run folder keeps what the last finished epoch saved, and nothing later."""

@@ -3,7 +3,8 @@
 Contract of :func:`read_image`: returns a 2-D ``numpy`` array (rows, columns) with the file's own dtype
 (uint8 and uint16 are kept as they are). A file with more than one plane (multi-page or OME-TIFF, RGB)
 needs ``page=`` / ``channel=`` to pick one: the axis is never guessed. An RGB(A) image whose colour
-channels are identical is read as grayscale (that is exact, not a guess).
+channels are identical is read as grayscale (that is exact, not a guess). The result always has at least
+one pixel and, for float images, only finite values (NaN/inf is an :class:`InputError` naming the file).
 
 Readers are plugins (:func:`cellxfer.hookspecs.cellxfer_image_readers`), chosen by file suffix.
 """
@@ -161,6 +162,22 @@ def read_image(path: str | os.PathLike, channel: int | None = None, page: int | 
     arr = reader.read(path, channel=channel, page=page)
     if arr.ndim != 2:
         raise InputError(f"{path}: expected a 2-D image, got shape {arr.shape}")
+    return check_pixels(path, arr)
+
+
+def check_pixels(path: str | os.PathLike, arr: "np.ndarray") -> "np.ndarray":
+    """``arr`` itself when it has at least one pixel and every pixel is finite; else an
+    :class:`InputError` naming ``path``, how many pixels are bad and the fix. Every command reads images
+    through :func:`read_image`, so no NaN or infinity ever reaches a count, a loss or a stylizer."""
+    import numpy as np
+
+    if arr.size == 0:
+        raise InputError(f"{path}: image is empty ({arr.shape[-1]}x{arr.shape[0]} pixels); remove it or export it again")
+    if arr.dtype.kind == "f":
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise InputError(f"{path}: image has {bad} non-finite pixels (NaN or infinite) of {arr.size}; "
+                             f"replace them (e.g. with 0) or crop them out")
     return arr
 
 

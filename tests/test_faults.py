@@ -4,6 +4,7 @@ exit code, and never a silently wrong number, a lost row or a clobbered file."""
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,120 @@ def test_float_image_in_0_1_counts_like_its_uint8_original(kind, tmp_path, capsy
     assert abs(float(got["u8.tif"]["count"])) > 1
     assert got["f32.tif"]["status"] == "ok"
     assert float(got["f32.tif"]["count"]) == pytest.approx(float(got["u8.tif"]["count"]), rel=1e-3, abs=1e-2)
+
+
+# -- 2. non-finite pixels -----------------------------------------------------------------------------
+def nan_image(kind: str = "nan") -> np.ndarray:
+    """float32 0..1 blobs with a 4x5 block of NaN (or +inf)."""
+    img = (blobs() / 255.0).astype(np.float32)
+    img[10:14, 20:25] = np.nan if kind == "nan" else np.inf
+    return img
+
+
+def labelled_dataset(root: Path, images: dict[str, np.ndarray]) -> Path:
+    """A cell dataset folder with ``images`` (id -> array) and two points per image."""
+    (root / "images").mkdir(parents=True)
+    (root / "points").mkdir()
+    for id_, img in images.items():
+        tifffile.imwrite(root / "images" / f"{id_}.tif", img)
+        (root / "points" / f"{id_}.csv").write_text("x,y\n5,5\n30,40\n")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["nan", "inf"])
+def test_read_image_refuses_non_finite_and_empty_images(kind, tmp_path):
+    from cellxfer.errors import InputError
+    from cellxfer.imageio import read_image
+
+    tifffile.imwrite(tmp_path / "bad.tif", nan_image(kind))
+    with pytest.raises(InputError, match=r"bad\.tif: image has 20 non-finite pixels .*replace them \(e\.g\. with 0\) or crop them out"):
+        read_image(tmp_path / "bad.tif")
+    with warnings.catch_warnings():  # tifffile warns that it writes a nonconformant TIFF: that is the point
+        warnings.simplefilter("ignore")
+        tifffile.imwrite(tmp_path / "empty.tif", np.zeros((0, 0), np.uint8))
+    with pytest.raises(InputError, match=r"empty\.tif: image is empty"):
+        read_image(tmp_path / "empty.tif")
+
+
+def test_count_reports_non_finite_pixels_as_a_failed_row(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "good.tif", blobs())
+    tifffile.imwrite(tmp_path / "nan.tif", nan_image())
+    r = run_cli(["count", tmp_path, "-m", DEFAULT_MODEL, "-o", tmp_path / "c.csv"], capsys)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    got = rows(tmp_path / "c.csv")
+    assert got["good.tif"]["status"] == "ok"
+    bad = got["nan.tif"]
+    assert bad["status"] == "failed" and bad["count"] == ""
+    assert str(tmp_path / "nan.tif") in bad["error"] and "20 non-finite pixels" in bad["error"]
+    assert "RuntimeWarning" not in r.stderr
+
+
+def test_evaluate_and_train_count_refuse_non_finite_pixels_in_one_line(tmp_path, capsys):
+    data = labelled_dataset(tmp_path / "ds", {"a": blobs(), "b": nan_image("inf")})
+    r = run_cli(["evaluate", "-m", DEFAULT_MODEL, "-d", data, "--csv", tmp_path / "p.csv"], capsys)
+    assert r.returncode == 2
+    line = one_line(r.stderr)
+    assert str(data / "images" / "b.tif") in line and "non-finite pixels" in line
+    r = run_cli(["train-count", "--regime", "supervised", "--real", data, "--out", tmp_path / "run", "--arch", "density",
+                 "--epochs", "1"], capsys)
+    assert r.returncode == 2
+    line = one_line(r.stderr)
+    assert str(data / "images" / "b.tif") in line and "non-finite pixels" in line
+
+
+def test_stylize_refuses_non_finite_style_and_reports_non_finite_content(tmp_path, capsys):
+    content = labelled_dataset(tmp_path / "content", {"a": blobs(64, 64), "b": nan_image()[:64, :64]})
+    style = tmp_path / "style"
+    style.mkdir()
+    tifffile.imwrite(style / "s.tif", nan_image())
+    r = run_cli(["stylize", "-c", content, "-s", style, "-o", tmp_path / "out"], capsys)
+    assert r.returncode == 2
+    line = one_line(r.stderr)
+    assert str(style / "s.tif") in line and "non-finite pixels" in line
+    tifffile.imwrite(style / "s.tif", blobs())
+    r = run_cli(["stylize", "-c", content, "-s", style, "-o", tmp_path / "out"], capsys)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"failed b: InputError: {content / 'images' / 'b.tif'}: image has 20 non-finite" in r.stdout
+    assert (tmp_path / "out" / "images" / "a.tif").is_file() and not (tmp_path / "out" / "images" / "b.tif").exists()
+
+
+class FakeTranslator:
+    """Stands in for a trained translator: output = the input scaled to [-1, 1]."""
+
+    engine = "fake"
+
+    def translate(self, image, tile=None, overlap=32):
+        x = np.asarray(image, dtype=np.float32)
+        return 2 * (x - x.min()) / max(float(np.ptp(x)), 1e-6) - 1
+
+
+def test_translate_reports_non_finite_input_and_goes_on(tmp_path, capsys, monkeypatch):
+    import cellxfer.translate.infer as infer
+
+    monkeypatch.setattr(infer, "load", lambda *a, **kw: FakeTranslator())
+    src = tmp_path / "src"
+    src.mkdir()
+    tifffile.imwrite(src / "a_nan.tif", nan_image())
+    tifffile.imwrite(src / "b_good.tif", blobs())
+    r = run_cli(["translate", src, "-m", tmp_path / "unused", "-o", tmp_path / "out"], capsys)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"failed {src / 'a_nan.tif'}: {src / 'a_nan.tif'}: image has 20 non-finite pixels" in r.stdout
+    assert (tmp_path / "out" / "b_good.tif").is_file() and not (tmp_path / "out" / "a_nan.tif").exists()
+
+
+def test_check_finite_loss_and_weights():
+    import torch
+
+    from cellxfer.errors import TrainingError
+    from cellxfer.train.finite import check_finite_loss, check_finite_weights
+
+    assert check_finite_loss(torch.tensor(2.5), 1, 3) == 2.5 and check_finite_loss(0.0, 1, 1) == 0.0
+    for bad in (float("nan"), torch.tensor(float("inf"), requires_grad=True) * 1):
+        with pytest.raises(TrainingError, match=r"loss is (nan|inf) at epoch 2, step 7; stopped .*lower --lr"):
+            check_finite_loss(bad, 2, 7)
+    net = torch.nn.Linear(2, 1)
+    check_finite_weights(net, 1)
+    with torch.no_grad():
+        net.weight[0, 1] = float("nan")
+    with pytest.raises(TrainingError, match="weight weight is not finite after epoch 4; no checkpoint"):
+        check_finite_weights(net, 4)
