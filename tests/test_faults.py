@@ -178,3 +178,66 @@ def test_check_finite_loss_and_weights():
         net.weight[0, 1] = float("nan")
     with pytest.raises(TrainingError, match="weight weight is not finite after epoch 4; no checkpoint"):
         check_finite_weights(net, 4)
+
+
+# -- 3. one writer per counts CSV ---------------------------------------------------------------------
+HOLD_LOCK = """
+import sys, time
+from cellxfer.lock import OutputLock
+OutputLock(sys.argv[1], "cellxfer count").acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_count_refuses_a_csv_another_process_writes_and_takes_over_a_killed_ones_lock(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    tifffile.imwrite(tmp_path / "a.tif", blobs())
+    out = tmp_path / "c.csv"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r = run_cli(["count", tmp_path / "a.tif", "-m", DEFAULT_MODEL, "-o", out], capsys)
+        assert r.returncode == 2
+        assert one_line(r.stderr) == (f"error: another cellxfer count (pid {holder.pid}) is writing {out}; "
+                                      f"wait for it or pass another --out")
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / "c.csv.lock").read_text().split() == [str(holder.pid)]  # left behind by kill -9
+    r = run_cli(["count", tmp_path / "a.tif", "-m", DEFAULT_MODEL, "-o", out], capsys)
+    assert r.returncode == 0, r.stderr
+    assert f"taking over a stale lock of pid {holder.pid}" in r.stderr
+    assert list(rows(out)) == ["a.tif"] and not (tmp_path / "c.csv.lock").exists()
+
+
+def test_two_counts_into_one_csv_never_lose_rows(tmp_path):
+    """Two processes count 20 different images each into the same CSV at the same time: every run that
+    says it succeeded has all its rows in the CSV (the other is refused, or runs after it)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "c.csv"
+    procs = []
+    for k in range(2):
+        folder = tmp_path / f"plate{k}"
+        folder.mkdir()
+        for i in range(20):
+            tifffile.imwrite(folder / f"{k}_{i:02d}.tif", blobs(64, 64, 5, seed=100 * k + i))
+        procs.append(subprocess.Popen([sys.executable, "-m", "cellxfer", "count", str(folder), "-m", str(DEFAULT_MODEL),
+                                       "-o", str(out), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}))
+    results = [(p.wait(timeout=120), p.communicate()) for p in procs]
+    got = rows(out)
+    ok = [k for k, (code, _) in enumerate(results) if code == 0]
+    assert ok, results
+    for k, (code, (_, err)) in enumerate(results):
+        if code == 0:
+            assert sum(name.startswith(f"{k}_") for name in got) == 20
+        else:
+            assert code == 2 and "another cellxfer count (pid" in err and "Traceback" not in err
+    assert len(got) == 20 * len(ok)

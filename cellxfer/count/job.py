@@ -365,10 +365,10 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     out = Path(config.out)
     if out.resolve() in set(files):
         raise InputError(f"--out {out}: is one of the input images; choose another CSV path")
-    table = CountsTable(out, overwrite=config.overwrite)
     mhash = model_hash(model)
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
     point_files = output_names(files, config.points, ".csv") if config.points is not None else {}
+    table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
     todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label)
             or any(f in names and not names[f].is_file() for names in (overlays, point_files))]
     result = CountResult(out=out, engines=[], model_hash=mhash, skipped_done=len(files) - len(todo),
@@ -437,7 +437,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
                     if job.exception() is not None:
                         log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")
     finally:  # an interrupted run keeps every finished row
-        table.flush(force=True)
+        table.close()
     result.engines = sorted(labels)
     result.seconds = time.perf_counter() - t_start
     manifest = build_manifest("count", config_dict(config), seed=None, inputs=[model], engines=result.engines,

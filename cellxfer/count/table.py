@@ -50,16 +50,42 @@ class Row:
 
 
 class CountsTable:
-    """The rows of ``path``; :meth:`done` says whether a file was already counted OK with a model."""
+    """The rows of ``path``; :meth:`done` says whether a file was already counted OK with a model.
+
+    Single writer: from construction to :meth:`close` the table holds ``<path>.lock``
+    (:class:`cellxfer.lock.OutputLock`), so a second ``count`` writing the same CSV is refused in one
+    line instead of both rewriting it from their own rows (which lost the other's rows). The existing
+    rows are read under the lock.
+    """
 
     def __init__(self, path: str | os.PathLike, overwrite: bool = False, flush_every_s: float = 1.0):
+        from cellxfer.lock import OutputLock
+
         self.path = Path(path)
         self.rows: dict[str, Row] = {}
         self.flush_every_s = flush_every_s
         self._last_flush = 0.0
         self._dirty = False
-        if self.path.exists() and not overwrite:
-            self.rows = {r.file: r for r in read_counts(self.path)}
+        self._lock = OutputLock(self.path, "cellxfer count", "wait for it or pass another --out").acquire()
+        try:
+            if self.path.exists() and not overwrite:
+                self.rows = {r.file: r for r in read_counts(self.path)}
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def close(self) -> None:
+        """Write pending rows and release the lock (idempotent)."""
+        try:
+            self.flush(force=True)
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> "CountsTable":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def done(self, file: Path, model_hash: str, diameter_mode: str = "off") -> bool:
         """Counted OK before with this model and the same ``--diameter`` policy."""
