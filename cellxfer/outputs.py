@@ -4,6 +4,9 @@
 holding a run of the same stage with the same identity (method, config, seed, ...) is resumed (its
 finished samples are kept, stale temporaries removed); anything else is refused unless ``overwrite``,
 which deletes only the dataset's own entries.
+
+:func:`refuse_existing` guards single output files (CSV, JSON, PNG, checkpoints): an existing file is
+never replaced without ``--overwrite``, and a file that is one of the command's inputs never at all.
 """
 
 from __future__ import annotations
@@ -57,3 +60,19 @@ def prepare_output(out: Path, stage: str, identity: dict, overwrite: bool) -> No
         raise InputError(f"{out}: holds a {stage} run with other settings ({'; '.join(map(str, diff))}); "
                          f"pass --overwrite to replace it or pick another --out")
     remove_stale_temporaries(out)
+
+
+def refuse_existing(path: Path | None, option: str, overwrite: bool, inputs=()) -> None:
+    """Raise :class:`InputError` (one line naming ``path`` and the fix) when writing ``path`` would destroy
+    something: always when it is one of ``inputs`` (the same file, by any name), and when it exists and
+    ``overwrite`` is false. ``option`` is the flag that names the file (e.g. ``--csv``); None: no output."""
+    if path is None:
+        return
+    path = Path(path)
+    for item in inputs:
+        if path.resolve() == Path(item).resolve() or (path.exists() and Path(item).exists() and path.samefile(item)):
+            raise InputError(f"{path}: {option} names one of the inputs, which writing would destroy; choose another {option}")
+    if path.is_dir():
+        raise InputError(f"{path}: {option} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: exists; pass --overwrite to replace it or choose another {option}")

@@ -241,3 +241,64 @@ def test_two_counts_into_one_csv_never_lose_rows(tmp_path):
         else:
             assert code == 2 and "another cellxfer count (pid" in err and "Traceback" not in err
     assert len(got) == 20 * len(ok)
+
+
+# -- 4. existing files are not replaced without --overwrite -------------------------------------------
+def test_evaluate_csv_and_json_are_not_overwritten_without_overwrite(tmp_path, capsys):
+    data = labelled_dataset(tmp_path / "ds", {"a": blobs(), "b": blobs(seed=1)})
+    for option, name in (("--csv", "p.csv"), ("--json", "m.json")):
+        target = tmp_path / name
+        target.write_text("precious\n")
+        r = run_cli(["evaluate", "-m", DEFAULT_MODEL, "-d", data, option, target, "--csv" if option == "--json" else "--json",
+                     tmp_path / ("other.csv" if option == "--json" else "other.json")], capsys)
+        assert r.returncode == 2
+        assert one_line(r.stderr) == f"error: {target}: exists; pass --overwrite to replace it or choose another {option}"
+        assert target.read_text() == "precious\n"
+    r = run_cli(["evaluate", "-m", DEFAULT_MODEL, "-d", data, "--csv", tmp_path / "p.csv", "--json", tmp_path / "m.json",
+                 "--overwrite"], capsys)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p.csv").read_text().startswith("image") and '"mae"' in (tmp_path / "m.json").read_text()
+    r = run_cli(["evaluate", "-m", DEFAULT_MODEL, "-d", data, "--csv", DEFAULT_MODEL, "--overwrite"], capsys)
+    assert r.returncode == 2 and "names one of the inputs" in one_line(r.stderr)
+
+
+def test_inspect_preview_is_not_overwritten_without_overwrite(tmp_path, capsys):
+    data = labelled_dataset(tmp_path / "ds", {"a": blobs()})
+    sheet = tmp_path / "sheet.png"
+    sheet.write_bytes(b"precious")
+    r = run_cli(["inspect", data, "--preview", sheet], capsys)
+    assert r.returncode == 2
+    assert one_line(r.stderr) == f"error: {sheet}: exists; pass --overwrite to replace it or choose another --preview"
+    assert sheet.read_bytes() == b"precious"
+    r = run_cli(["inspect", data, "--preview", sheet, "--overwrite"], capsys)
+    assert r.returncode == 0, r.stderr
+    assert sheet.read_bytes().startswith(b"\x89PNG")
+
+
+def test_ensemble_never_overwrites_an_input_and_needs_overwrite_for_other_files(tmp_path, capsys):
+    from test_ensemble import _member
+
+    members = [_member(tmp_path / f"m{i}.safetensors", seed=i) for i in range(2)]
+    before = members[0].read_bytes()
+    for extra in ([], ["--overwrite"]):
+        r = run_cli(["ensemble", *members, "-o", members[0], *extra], capsys)
+        assert r.returncode == 2
+        assert one_line(r.stderr) == (f"error: {members[0]}: -o names one of the inputs, which writing would destroy; "
+                                      f"choose another -o")
+        assert members[0].read_bytes() == before
+    out = tmp_path / "e.safetensors"
+    out.write_bytes(b"precious")
+    r = run_cli(["ensemble", *members, "-o", out], capsys)
+    assert r.returncode == 2 and f"{out}: exists; pass --overwrite" in one_line(r.stderr)
+    assert out.read_bytes() == b"precious"
+    r = run_cli(["ensemble", *members, "-o", out, "--overwrite"], capsys)
+    assert r.returncode == 0, r.stderr
+
+
+def test_evaluate_translator_csv_is_not_overwritten_without_overwrite(tmp_path, capsys):
+    target = tmp_path / "m.csv"
+    target.write_text("precious\n")
+    r = run_cli(["evaluate-translator", "-m", tmp_path / "t.safetensors", "--pairs", tmp_path, "--csv", target], capsys)
+    assert r.returncode == 2
+    assert one_line(r.stderr) == f"error: {target}: exists; pass --overwrite to replace it or choose another --csv"
+    assert target.read_text() == "precious\n"

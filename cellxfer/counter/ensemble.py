@@ -83,10 +83,11 @@ def ensemble_meta(metas: list[CounterMeta], names: list[str]) -> CounterMeta:
 @dataclass(frozen=True)
 class EnsembleConfig:
     """``models``: counter checkpoints (.safetensors) to average; ``out``: the ensemble file to write
-    (plus ``<out>.manifest.json``)."""
+    (plus ``<out>.manifest.json``), never one of ``models``, and an existing file only with ``overwrite``."""
 
     models: tuple[Path, ...]
     out: Path
+    overwrite: bool = False
 
 
 def make_ensemble(config: EnsembleConfig) -> Path:
@@ -96,9 +97,12 @@ def make_ensemble(config: EnsembleConfig) -> Path:
     from cellxfer.manifest import build_manifest, config_dict
     from cellxfer.weights import load_weights
 
+    from cellxfer.outputs import refuse_existing
+
     out = Path(config.out)
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: the ensemble is a counter checkpoint; name it *.safetensors")
+    refuse_existing(out, "-o", config.overwrite, inputs=config.models)
     metas = [replace(read_meta(p), version="") for p in config.models]
     meta = ensemble_meta(metas, [str(p) for p in config.models])
     model = build_ensemble(meta)

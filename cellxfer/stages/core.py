@@ -34,6 +34,7 @@ def cellxfer_register_commands(app: typer.Typer):
         tiles: int = typer.Option(16, help="Images on the contact sheet."),
         channel: Optional[int] = typer.Option(None, help="Channel to read from multi-channel images (RGB, OME-TIFF C axis)."),
         page: Optional[int] = typer.Option(None, help="Page/plane to read from multi-page images (Z, T)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --preview file when it exists."),
     ):
         """Summarise a cell dataset: images, sizes, dtypes, counts; optionally a contact sheet."""
         from cellxfer.console import out
@@ -41,7 +42,9 @@ def cellxfer_register_commands(app: typer.Typer):
         from rich.markup import escape
 
         from cellxfer.inspect import contact_sheet, summarize
+        from cellxfer.outputs import refuse_existing
 
+        refuse_existing(preview, "--preview", overwrite)
         ds = CellDataset(dataset, channel=channel, page=page)
         s = summarize(ds)
         out.print(f"{dataset}: {s['images']} images ({ds.layout} layout), sizes {s['sizes']}, dtypes {s['dtypes']}")

@@ -27,11 +27,12 @@ def cellxfer_register_commands(app: typer.Typer):
     @app.command("ensemble")
     def ensemble(
         models: list[Path] = typer.Argument(..., help="Two or more counter checkpoints (.safetensors) trained with the same data settings, e.g. one recipe with several --seed values."),
-        out: Path = typer.Option(..., "--out", "-o", help="The ensemble checkpoint (.safetensors) to write; its manifest goes beside it."),
+        out: Path = typer.Option(..., "--out", "-o", help="The ensemble checkpoint (.safetensors) to write; its manifest goes beside it. Never one of the inputs."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out when it exists."),
     ):
         """Average trained counters into one counter (mean of their outputs) that count, evaluate and export use like any other."""
         from cellxfer.console import out as console
         from cellxfer.counter.ensemble import EnsembleConfig, make_ensemble
 
-        path = make_ensemble(EnsembleConfig(models=tuple(models), out=out))
+        path = make_ensemble(EnsembleConfig(models=tuple(models), out=out, overwrite=overwrite))
         console.print(f"{path}: ensemble of {len(models)} counters written")

@@ -97,17 +97,22 @@ def cellxfer_register_commands(app: typer.Typer):
     def evaluate(
         model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors from train-count)."),
         data: Path = typer.Option(..., "--data", "-d", help="Labelled images: cell dataset or IDCIA layout."),
-        csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model]."),
+        csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model, replaced on rerun]."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
         radius: float = typer.Option(5.0, help="Density models: a predicted point matches a true one within this many pixels."),
         diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto, PIXELS or off, as in `count` [default: auto when the model records its training diameter, else off]."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files --csv and --json name when they exist."),
     ):
         """Count full-size labelled images (non-overlapping windows, summed); print MAE, RMSE, ACP, MAE per density."""
         from cellxfer.atomic import write_json
         from cellxfer.console import out as console
         from cellxfer.evaluate.run import EvaluateConfig, evaluate as run_evaluate
+        from cellxfer.outputs import refuse_existing
         from cellxfer.progress import progress
+
+        refuse_existing(csv, "--csv", overwrite, inputs=[model])
+        refuse_existing(json_out, "--json", overwrite, inputs=[model])
 
         config = EvaluateConfig(model=model, data=data, out_csv=csv, exclude=tuple(exclude), radius=radius,
                                 diameter=diameter)

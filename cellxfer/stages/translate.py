@@ -159,14 +159,17 @@ def cellxfer_register_commands(app: typer.Typer):
         engine: str = typer.Option("torch", help="torch, onnx or trt."),
         tile: int = typer.Option(0, help="Tile side (0 = the training size)."),
         csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image metrics here."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --csv file when it exists."),
     ):
         """Pearson (the paper's metric), MAE and SSIM of predicted vs true fluorescence, per image and mean."""
         from cellxfer.atomic import write_text
         from cellxfer.console import out as console
+        from cellxfer.outputs import refuse_existing
         from cellxfer.progress import progress
         from cellxfer.translate.data import list_pairs
         from cellxfer.translate.infer import evaluate_pairs, load, summarize
 
+        refuse_existing(csv_out, "--csv", overwrite, inputs=[model])
         tr = load(model, engine, log=console.print)
         items = list_pairs(pairs)
         with progress("evaluate", total=len(items), unit="img") as bar:
