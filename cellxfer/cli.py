@@ -31,12 +31,19 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ):
     """cellxfer: synthetic-to-real transfer for microscopy cell counting."""
     if debug:
         os.environ["CELLXFER_DEBUG"] = "1"
+    if ctx.invoked_subcommand:  # advice on multi-plane images names only options this command has
+        from cellxfer.imageio import set_plane_options
+
+        command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
+        names = {p.name for p in getattr(command, "params", ())}
+        set_plane_options(page="page" in names, channel="channel" in names)
 
 
 def build_app() -> typer.Typer:

@@ -23,6 +23,28 @@ from cellxfer.errors import InputError
 from cellxfer.hookspecs import hookimpl
 
 
+#: Which of ``--page`` / ``--channel`` the running command has. The CLI sets it from the invoked
+#: command's own options (:func:`set_plane_options`), so the advice for a multi-plane image names only an
+#: option the user can pass; library callers keep the default (both, as ``page=`` / ``channel=``).
+_PLANE_OPTIONS = {"page": True, "channel": True}
+
+
+def set_plane_options(page: bool, channel: bool) -> None:
+    """Declare whether the running command takes ``--page`` and ``--channel`` (see :data:`_PLANE_OPTIONS`)."""
+    _PLANE_OPTIONS.update(page=bool(page), channel=bool(channel))
+
+
+def _plane_advice(option: str, n: int) -> str:
+    """How to pick one of ``n`` planes along a ``--page`` or ``--channel`` axis, with what this command has."""
+    if _PLANE_OPTIONS[option]:
+        return f"pass --{option} N (0..{n - 1}) to pick one"
+    if option == "channel":
+        return ("this command has no --channel: save the channel you want as a 2-D grayscale TIFF "
+                "(e.g. Fiji: Image > Color > Split Channels) and give that instead")
+    return ("this command has no --page: save the plane you want as a 2-D grayscale TIFF "
+            "(e.g. Fiji: Image > Duplicate, one slice) and give that instead")
+
+
 @dataclass(frozen=True)
 class ImageReader:
     """Reads files with one of ``suffixes`` (lower case, with dot) into an array; see module docs."""
@@ -61,14 +83,14 @@ def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, pag
     if chan_axes:
         n = arr.shape[chan_axes[0]]
         if channel is None:
-            raise InputError(f"{path}: image has {n} channels (shape {shape}, axes {axes}); pass --channel N (0..{n - 1}) to pick one")
+            raise InputError(f"{path}: image has {n} channels (shape {shape}, axes {axes}); {_plane_advice('channel', n)}")
         if not 0 <= channel < n:
             raise InputError(f"{path}: --channel {channel} is out of range; the image has channels 0..{n - 1}")
         index[chan_axes[0]] = channel
     if page_axes:
         n = arr.shape[page_axes[0]]
         if page is None:
-            raise InputError(f"{path}: image has {n} planes along axis {axes[page_axes[0]]} (shape {shape}); pass --page N (0..{n - 1}) to pick one")
+            raise InputError(f"{path}: image has {n} planes along axis {axes[page_axes[0]]} (shape {shape}); {_plane_advice('page', n)}")
         if not 0 <= page < n:
             raise InputError(f"{path}: --page {page} is out of range; the image has planes 0..{n - 1}")
         index[page_axes[0]] = page

@@ -75,8 +75,9 @@ def labelled_dataset(root: Path, images: dict[str, np.ndarray]) -> Path:
     """A cell dataset folder with ``images`` (id -> array) and two points per image."""
     (root / "images").mkdir(parents=True)
     (root / "points").mkdir()
-    for id_, img in images.items():
-        tifffile.imwrite(root / "images" / f"{id_}.tif", img)
+    for id_, img in images.items():  # (H, W, 3) is RGB, (N, H, W) a stack of N pages
+        rgb = img.ndim == 3 and img.shape[-1] == 3
+        tifffile.imwrite(root / "images" / f"{id_}.tif", img, photometric="rgb" if rgb else "minisblack")
         (root / "points" / f"{id_}.csv").write_text("x,y\n5,5\n30,40\n")
     return root
 
@@ -302,3 +303,40 @@ def test_evaluate_translator_csv_is_not_overwritten_without_overwrite(tmp_path, 
     assert r.returncode == 2
     assert one_line(r.stderr) == f"error: {target}: exists; pass --overwrite to replace it or choose another --csv"
     assert target.read_text() == "precious\n"
+
+
+# -- 5. advice the user can follow --------------------------------------------------------------------
+def stack(kind: str) -> np.ndarray:
+    """A 3-plane Z stack (``page``) or an RGB image with different channels (``channel``)."""
+    img = blobs(64, 64)
+    if kind == "page":
+        return np.stack([img, img // 2, img // 3])
+    return np.stack([img, img // 2, img // 3], axis=-1)
+
+
+@pytest.mark.parametrize("kind", ["page", "channel"])
+def test_multi_plane_advice_names_only_options_the_command_has(kind, tmp_path, capsys, monkeypatch):
+    import cellxfer.translate.infer as infer
+
+    img = stack(kind)
+    data = labelled_dataset(tmp_path / "ds", {"a": img})
+    path = data / "images" / "a.tif"
+    no_option = f"this command has no --{kind}: save the"
+    r = run_cli(["evaluate", "-m", DEFAULT_MODEL, "-d", data, "--csv", tmp_path / "p.csv"], capsys)
+    assert r.returncode == 2 and str(path) in one_line(r.stderr) and no_option in r.stderr and "pass --" not in r.stderr
+    r = run_cli(["train-count", "--regime", "supervised", "--real", data, "--out", tmp_path / "run", "--arch", "density",
+                 "--epochs", "1"], capsys)
+    assert r.returncode == 2 and str(path) in one_line(r.stderr) and no_option in r.stderr and "pass --" not in r.stderr
+    r = run_cli(["stylize", "-c", labelled_dataset(tmp_path / "c", {"b": blobs(64, 64)}), "-s", path,
+                 "-o", tmp_path / "st"], capsys)
+    assert r.returncode == 2 and str(path) in one_line(r.stderr) and no_option in r.stderr and "pass --" not in r.stderr
+    monkeypatch.setattr(infer, "load", lambda *a, **kw: FakeTranslator())
+    r = run_cli(["translate", path, "-m", tmp_path / "unused", "-o", tmp_path / "tr"], capsys)
+    assert r.returncode == 1 and f"failed {path}: {path}: image has 3" in r.stdout and no_option in r.stdout
+    # commands that have the option still say to pass it, and it works
+    r = run_cli(["count", path, "-m", DEFAULT_MODEL, "-o", tmp_path / "c.csv"], capsys)
+    assert r.returncode == 1 and f"pass --{kind} N (0..2) to pick one" in rows(tmp_path / "c.csv")["a.tif"]["error"]
+    r = run_cli(["count", path, "-m", DEFAULT_MODEL, "-o", tmp_path / "c.csv", f"--{kind}", "1"], capsys)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["inspect", data, "--preview", tmp_path / "sheet.png"], capsys)
+    assert r.returncode == 2 and f"pass --{kind} N (0..2) to pick one" in one_line(r.stderr)
