@@ -5,11 +5,19 @@ pickle for process-based executors) and yields ``(item, result_or_exception)`` p
 order; an exception in one item is yielded, never raised, so a batch goes on past a bad file.
 An executor that needs optional packages has ``available() -> str | None`` (None when usable, else a
 one-line reason naming the extra to install).
+
+Process pools started here die with their parent: each worker asks the kernel for SIGTERM when its
+parent goes (Linux ``prctl(PR_SET_PDEATHSIG)``), or elsewhere watches its parent pid from a thread, so
+a ``kill -9`` of ``cellxfer`` never leaves workers running.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -19,6 +27,32 @@ from cellxfer.hookspecs import hookimpl
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Process-pool initializer: end this worker (SIGTERM) when the process that started it dies."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before prctl took effect
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return
+        except (OSError, AttributeError):  # no libc prctl: fall back to watching
+            pass
+    threading.Thread(target=_watch_parent, args=(parent,), name="cellxfer-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int, every_s: float = 1.0) -> None:
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -41,7 +75,7 @@ class LocalExecutor:
                     yield item, exc
             return
         items = iter(items)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
             pending = {}
             def fill():
                 while len(pending) < 4 * workers:

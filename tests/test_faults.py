@@ -340,3 +340,36 @@ def test_multi_plane_advice_names_only_options_the_command_has(kind, tmp_path, c
     assert r.returncode == 0, r.stderr
     r = run_cli(["inspect", data, "--preview", tmp_path / "sheet.png"], capsys)
     assert r.returncode == 2 and f"pass --{kind} N (0..2) to pick one" in one_line(r.stderr)
+
+
+# -- 6. child processes die with their parent ---------------------------------------------------------
+def test_synth_workers_die_when_synth_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    proc = subprocess.Popen([sys.executable, "-m", "cellxfer", "synth", "--n", "2000", "--workers", "2", "--size", "128",
+                             "--out", str(tmp_path / "syn")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    children = []
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while len(parent.children()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        children = parent.children(recursive=True)
+        assert len(children) >= 2, "synth started no worker processes"
+        time.sleep(1.0)  # let them work
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"workers still running after their parent was killed: {[p.pid for p in alive]}"
+    finally:  # never leave strays, even when failing
+        for p in [proc, *children]:
+            try:
+                p.kill()
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                pass
