@@ -229,7 +229,36 @@ class CellDatasetWriter:
         return self.root / IMAGES / f"{id_}.tif"
 
     def is_done(self, id_: str) -> bool:
-        return self.image_path(id_).is_file()
+        """Whether sample ``id_`` is finished: its image is a non-empty file that decodes, and its points
+        table (and mask) exist. A damaged image (truncated by a full disk, a copy or another program) is
+        removed with a warning, so the resumed run writes the sample again instead of trusting it."""
+        path = self.image_path(id_)
+        if not path.is_file():
+            return False
+        why = self._damage(id_)
+        if why is None:
+            return True
+        from cellxfer.console import warn
+
+        warn(f"{path}: {why}; removed, this run writes it again")
+        path.unlink(missing_ok=True)
+        return False
+
+    def _damage(self, id_: str) -> str | None:
+        """What is wrong with finished-looking sample ``id_``, or None when nothing is."""
+        from cellxfer.imageio import read_image
+
+        path = self.image_path(id_)
+        if path.stat().st_size == 0:
+            return "empty file"
+        for sub, suffix in ((POINTS, ".csv"),) + (((MASKS, ".tif"),) if self.masks else ()):
+            if not (self.root / sub / f"{id_}{suffix}").is_file():
+                return f"its {sub[:-1]} file {sub}/{id_}{suffix} is missing"
+        try:
+            read_image(path)
+        except InputError as exc:
+            return f"does not decode ({str(exc).removeprefix(f'{path}: ')})"
+        return None
 
     def write(self, id_: str, image: np.ndarray, points: np.ndarray) -> None:
         from cellxfer.imageio import write_tiff

@@ -373,3 +373,20 @@ def test_synth_workers_die_when_synth_is_killed(tmp_path):
                 p.kill()
             except (psutil.NoSuchProcess, ProcessLookupError):
                 pass
+
+
+# -- 7. resume verifies what is on disk ---------------------------------------------------------------
+def test_synth_resume_rewrites_a_truncated_image(tmp_path, capsys):
+    args = ["synth", "--n", "6", "--size", "64", "--workers", "1", "--out", tmp_path / "syn"]
+    r = run_cli(args, capsys)
+    assert r.returncode == 0, r.stderr
+    images = tmp_path / "syn" / "images"
+    originals = {p.name: p.read_bytes() for p in images.glob("*.tif")}
+    victim, empty = sorted(originals)[2], sorted(originals)[4]
+    (images / victim).write_bytes(originals[victim][: len(originals[victim]) // 2])
+    (images / empty).write_bytes(b"")
+    r = run_cli(args, capsys)
+    assert r.returncode == 0, r.stderr
+    assert "(2 written, 4 already done)" in r.stdout
+    assert f"{images / victim}: does not decode" in r.stderr and f"{images / empty}: empty file" in r.stderr
+    assert {p.name: p.read_bytes() for p in images.glob("*.tif")} == originals
