@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--norm", default="batch", choices=("batch", "group", "none"), help="UNet normalisation layers")
     ap.add_argument("--count-weight", type=float, default=0.0, help="crop-count loss weight (train-count --count-weight)")
     ap.add_argument("--positive", action="store_true", help="UNet output through a ReLU (density never negative)")
+    ap.add_argument("--norm-clip", type=float, default=None, help="train-count --norm-clip (normalised values clipped above)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--idcia", type=Path, default=IDCIA)
     args = ap.parse_args(argv)
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     run_dir = work / ("run" if args.arch == "density" else f"run-{args.arch}")
     config = TrainConfig(regime="synthetic", out=run_dir, synthetic=syn, val=val, arch=args.arch, epochs=args.epochs,
                          batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma,
-                         count_weight=args.count_weight, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,  # log: refits
+                         count_weight=args.count_weight, norm_clip=args.norm_clip, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,  # log: refits
                          extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": args.positive}})
 
     def on_epoch(r):
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
 
     result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
               "train": {k: getattr(args, k) for k in ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
-                                                      "sigma", "base", "stem", "norm", "count_weight", "positive", "seed")} | {"regime": "synthetic"},
+                                                      "sigma", "base", "stem", "norm", "count_weight", "positive", "norm_clip", "seed")} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
               "command": " ".join(sys.argv)}
     if args.idcia.is_dir():

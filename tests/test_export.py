@@ -113,7 +113,7 @@ def test_export_counter_cli_roundtrip(tmp_path, idcia_dir, capsys):
 
     assert props["window"] == "32" and props["arch"] == "test_efficientnet"
     assert props["cellxfer_version"] == cellxfer.__version__
-    assert json.loads(props["normalization"]) == {"low": 1.0, "high": 99.0, "eps": 1.0}
+    assert json.loads(props["normalization"]) == {"low": 1.0, "high": 99.0, "eps": 1.0, "clip": None}
     meta = onnx_counter_meta(onnx_path)
     assert meta.window == 32 and meta.normalization == Normalization(1.0, 99.0)
 

@@ -158,3 +158,14 @@ def test_normalisation_ignores_gain_offset_and_encoding():
     for variant in (u8 / 255.0, u8.astype(np.uint16) * 257, u8 * 0.25 + 3.0, u8.astype(np.float32) * 1e-4):
         assert np.allclose(Normalization().apply(variant), ref, atol=1e-5)
     assert not Normalization().apply(np.full((8, 8), 0.5)).any()  # flat: zeros, not NaN
+
+
+def test_normalisation_clip_bounds_sparse_fields():
+    from cellxfer.counter.model import Normalization
+
+    img = np.zeros((100, 100), np.float32)
+    img[50, 50] = 1000.0  # one bright nucleus pixel in an empty field: the 99.5th percentile is background
+    img += np.random.default_rng(0).normal(0, 1, img.shape).astype(np.float32)
+    assert Normalization().apply(img).max() > 100
+    clipped = Normalization(clip=3.0).apply(img)
+    assert clipped.max() == 3.0 and np.allclose(clipped[clipped < 3], Normalization().apply(img)[clipped < 3])

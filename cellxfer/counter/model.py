@@ -38,6 +38,9 @@ class Normalization:
     low: float = 0.5
     high: float = 99.5
     eps: float = 1.0
+    #: upper bound of normalised values (None: unbounded). In a sparse field the high percentile lies in
+    #: the background, so nuclei normalise to tens; clipping keeps them in the range a model has seen.
+    clip: float | None = None
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """2-D (H, W) any dtype -> float32 (H, W)."""
@@ -46,7 +49,8 @@ class Normalization:
         img = np.asarray(image, dtype=np.float32)
         lo, hi = np.percentile(img, (self.low, self.high))
         span = float(hi - lo)
-        return (img - np.float32(lo)) / np.float32(span if span > 0 else self.eps)
+        out = (img - np.float32(lo)) / np.float32(span if span > 0 else self.eps)
+        return out if self.clip is None else np.minimum(out, np.float32(self.clip), out=out)
 
 
 @dataclass(frozen=True)

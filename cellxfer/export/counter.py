@@ -66,7 +66,7 @@ def counter_metadata(meta, source_sha256: str = "") -> dict[str, str]:
         "window": str(meta.window),
         "in_chans": str(meta.in_chans),
         "normalization": json.dumps({"low": meta.normalization.low, "high": meta.normalization.high,
-                                     "eps": meta.normalization.eps}),
+                                     "eps": meta.normalization.eps, "clip": meta.normalization.clip}),
         "output": meta.output,
         "source_sha256": source_sha256,
     }

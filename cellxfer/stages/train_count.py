@@ -46,6 +46,7 @@ def cellxfer_register_commands(app: typer.Typer):
         edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows of evaluation."),
         norm_low: float = typer.Option(0.5, help="Normalisation low percentile (stored with the model)."),
         norm_high: float = typer.Option(99.5, help="Normalisation high percentile (stored with the model)."),
+        norm_clip: Optional[float] = typer.Option(None, help="Clip normalised values above this (stored with the model; e.g. 3 keeps nuclei of sparse fields, normalised to tens, in range)."),
         max_steps_per_epoch: Optional[int] = typer.Option(None, help="Cap optimizer steps per epoch (quick runs)."),
         val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
@@ -63,7 +64,7 @@ def cellxfer_register_commands(app: typer.Typer):
             regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
             epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema=ema, weight_decay=weight_decay,
             crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma, count_weight=count_weight,
-            norm_low=norm_low, norm_high=norm_high, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
+            norm_low=norm_low, norm_high=norm_high, norm_clip=norm_clip, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
             exclude=tuple(exclude), seed=seed, device=device, resume=resume, overwrite=overwrite,
             extra={"arch_options": arch_options(arch, arch_option)} if arch_option else {},
         )

@@ -92,7 +92,7 @@ def draw_image(cfg: NucleiConfig, rng: np.random.Generator) -> ImageDraw:
         return float(math.exp(rng.uniform(math.log(r[0]), math.log(r[1]))))
 
     d = min(log_uni(cfg.diameter), cfg.size / 2)
-    coverage = uni(cfg.coverage)
+    coverage = log_uni(cfg.coverage) if cfg.coverage[0] > 0 else uni(cfg.coverage)
     n = int(min(round(coverage * cfg.size**2 / (math.pi * d * d / 4)), cfg.max_cells))
     n_bodies = int(rng.binomial(n, uni(cfg.bodies)))
     clusters = int(rng.integers(1, 7)) if rng.random() < cfg.clustered else 0

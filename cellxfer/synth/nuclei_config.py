@@ -22,7 +22,7 @@ class NucleiConfig:
     size: int = 256  # image side, px; 16 .. 8192
     diameter: Range = (5.0, 40.0)  # typical nucleus diameter per image, px, log-uniform, capped at size/2; 2 .. 4096
     diameter_jitter: float = 0.15  # per-cell relative SD of the diameter; 0 .. 0.5
-    coverage: Range = (0.03, 0.35)  # share of the image area covered by nuclei; 0 .. 0.9
+    coverage: Range = (0.003, 0.35)  # share of the image area covered by nuclei, log-uniform (uniform if low is 0); 0 .. 0.9
     max_cells: int = 2000  # upper clamp of the nucleus count; 0 .. 100000
     clustered: float = 0.5  # probability an image places cells in 1-6 Gaussian clusters; 0 .. 1
     overlap: Range = (0.0, 0.3)  # largest share of a new nucleus' area over earlier nuclei; 0 .. 1

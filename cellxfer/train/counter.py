@@ -72,6 +72,7 @@ class TrainConfig:
     edge_prob: float = 0.25            # share of crops zero-padded like border windows (see windows.py)
     norm_low: float = 0.5              # intensity normalisation percentiles, stored with the model
     norm_high: float = 99.5
+    norm_clip: Optional[float] = None  # upper bound of normalised values (Normalization.clip), stored with the model
     max_steps_per_epoch: Optional[int] = None
     val_every: int = 1
     exclude: tuple[str, ...] = ()
@@ -118,6 +119,8 @@ class TrainConfig:
             raise InputError(f"--edge-prob {self.edge_prob} must lie in [0, 1]")
         if not 0 <= self.norm_low < self.norm_high <= 100:
             raise InputError("normalisation percentiles need 0 <= low < high <= 100")
+        if self.norm_clip is not None and not self.norm_clip > 0:
+            raise InputError(f"--norm-clip {self.norm_clip} must be > 0 (normalised values above it are clipped)")
         if self.device != "cpu":
             import torch
 
@@ -150,7 +153,7 @@ def meta_for(config: TrainConfig) -> CounterMeta:
         options.update(sigma=config.sigma, margin=config.crop // 8)
     options.update((config.extra or {}).get("arch_options", {}))  # e.g. {"base": 16} for --arch density
     return CounterMeta(arch=config.arch, in_chans=1, window=config.crop, output=output, arch_options=options,
-                       normalization=Normalization(low=config.norm_low, high=config.norm_high),
+                       normalization=Normalization(low=config.norm_low, high=config.norm_high, clip=config.norm_clip),
                        extra={"regime": config.regime, "trained_epochs": 0})
 
 
