@@ -5,7 +5,7 @@ images, and the invariance table of a counter (issue 12).
 Real data: the IDCIA 95 in ``../shared/data/idcia-dapi-95`` with the benchmarks' fixed split
 (:mod:`cellxfer.evaluate.split`: 19 test / 15 validation / 60 training images, seed 2025). Every row is
 the density UNet recipe of ``docs/results.md`` (``--arch density``, stem 2, ReLU output, crop-count loss
-0.01, crop 128, sigma 3, Adam lr 1e-3 on a cosine schedule, EMA 0.999) trained for about ``--steps``
+0.01, crop 128, sigma 3, normalised values clipped at 3, Adam lr 1e-3 on a cosine schedule, EMA 0.999) trained for about ``--steps``
 optimizer steps whatever the number of images. Checkpoints are picked on the validation images (rows
 with real labels) or on held-out synthetic images (``synthetic`` rows, which use no real label at all);
 the test images are only evaluated. Stylizers (``histogram``, ``fda``) map synthetic images toward the
@@ -116,7 +116,7 @@ def config_for(row: dict, work: Path, args):
         real=real, synthetic=syn if regime in ("synthetic", "dacs") else None,
         val=syn_val if regime == "synthetic" else work / "idcia-val", arch="density", pretrained=pretrained,
         epochs=epochs, batch_size=args.batch_size, lr=1e-3, lr_schedule="cosine", ema=0.999, crop=128, sigma=3.0,
-        count_weight=0.01, val_every=max(1, epochs // 20), seed=args.seed, resume=True,
+        count_weight=0.01, norm_clip=3.0, val_every=max(1, epochs // 20), seed=args.seed, resume=True,
         extra={"arch_options": {"stem": 2, "positive": True}})
 
 
