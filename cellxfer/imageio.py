@@ -4,14 +4,19 @@ Contract of :func:`read_image`: returns a 2-D ``numpy`` array (rows, columns) wi
 (uint8 and uint16 are kept as they are). A file with more than one plane (multi-page or OME-TIFF, RGB)
 needs ``page=`` / ``channel=`` to pick one: the axis is never guessed. An RGB(A) image whose colour
 channels are identical is read as grayscale (that is exact, not a guess). The result always has at least
-one pixel and, for float images, only finite values (NaN/inf is an :class:`InputError` naming the file).
+one pixel and, for float images, only finite values within the float32 range counting uses (else an
+:class:`InputError` naming the file). What the decoder logs while reading becomes one-line warnings
+naming the file, never raw library output.
 
 Readers are plugins (:func:`cellxfer.hookspecs.cellxfer_image_readers`), chosen by file suffix.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -114,6 +119,9 @@ def read_png(path: Path, channel: int | None = None, page: int | None = None) ->
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    # microscopy images are large by nature (TIFFs have no such limit); PIL's decompression-bomb guard
+    # would warn from 89 Mpixel and refuse from 179 Mpixel with an exception no caller expects
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(path) as im:
             im.load()
@@ -173,15 +181,53 @@ def image_suffixes() -> set[str]:
     return {s for r in get_registry().image_readers().values() for s in r.suffixes}
 
 
+# -- warnings of the libraries that decode files --------------------------------------------------
+_reading = threading.local()  # .path: the file this thread is reading, else absent/None
+_OBJECT_REPR = re.compile(r"^<tifffile\.[^>]*>\s*")
+
+
+class _FileWarnings(logging.Filter):
+    """On tifffile's logger: a record logged while this thread reads a file is printed as one line
+    ``warning: FILE: tifffile: message`` (once per file and message) and goes no further; records
+    logged outside :func:`read_image` pass unchanged."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = getattr(_reading, "path", None)
+        if path is None:
+            return True
+        message = " ".join(_OBJECT_REPR.sub("", record.getMessage()).split())
+        if (str(path), message) not in self.seen:
+            from cellxfer.console import warn
+
+            self.seen.add((str(path), message))
+            warn(f"{path}: tifffile: {message}")
+        return False
+
+
+_FILTER = _FileWarnings()
+
+
 def read_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None) -> np.ndarray:
-    """Read one 2-D image (rows, cols); dtype as stored. Raises :class:`InputError` on bad input."""
+    """Read one 2-D image (rows, cols); dtype as stored. Raises :class:`InputError` on bad input.
+    What the decoder logs while reading comes out as one-line warnings naming the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     reader = reader_for(path)
     if reader is None:
         raise InputError(f"{path}: not an image cellxfer reads (suffixes: {', '.join(sorted(image_suffixes()))})")
-    arr = reader.read(path, channel=channel, page=page)
+    tiff_log = logging.getLogger("tifffile")
+    if _FILTER not in tiff_log.filters:
+        tiff_log.addFilter(_FILTER)
+    outer, _reading.path = getattr(_reading, "path", None), path
+    try:
+        arr = reader.read(path, channel=channel, page=page)
+    finally:
+        _reading.path = outer
     if arr.ndim != 2:
         raise InputError(f"{path}: expected a 2-D image, got shape {arr.shape}")
     return check_pixels(path, arr)
@@ -200,6 +246,10 @@ def check_pixels(path: str | os.PathLike, arr: "np.ndarray") -> "np.ndarray":
         if bad:
             raise InputError(f"{path}: image has {bad} non-finite pixels (NaN or infinite) of {arr.size}; "
                              f"replace them (e.g. with 0) or crop them out")
+        top = float(np.abs(arr).max())
+        if arr.dtype.itemsize > 4 and top > float(np.finfo(np.float32).max):
+            raise InputError(f"{path}: image has values up to {top:.3g}, beyond the 32-bit float range counting "
+                             f"uses; rescale it (e.g. divide by {top:.0e}) and save it again")
     return arr
 
 

@@ -390,3 +390,37 @@ def test_synth_resume_rewrites_a_truncated_image(tmp_path, capsys):
     assert "(2 written, 4 already done)" in r.stdout
     assert f"{images / victim}: does not decode" in r.stderr and f"{images / empty}: empty file" in r.stderr
     assert {p.name: p.read_bytes() for p in images.glob("*.tif")} == originals
+
+
+# -- 8. no raw library warnings -----------------------------------------------------------------------
+def test_count_prints_decoder_warnings_as_one_line_naming_the_file(tmp_path):
+    """Run as a real process: tifffile's log records and numpy's RuntimeWarnings went straight to stderr."""
+    import os
+    import subprocess
+    import sys
+
+    odd = tmp_path / "odd.tif"  # a NewSubfileType tag with two values: tifffile logs a warning reading it
+    tifffile.imwrite(odd, blobs(), photometric="minisblack", extratags=[(254, "I", 2, (0, 0), True)])
+    tifffile.imwrite(tmp_path / "huge.tif", np.full((32, 32), 1e39))  # float64 beyond float32: overflow in cast
+    tifffile.imwrite(tmp_path / "nan.tif", nan_image())
+    r = subprocess.run([sys.executable, "-m", "cellxfer", "count", str(tmp_path), "-m", str(DEFAULT_MODEL),
+                        "-o", str(tmp_path / "c.csv")], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("engine ")]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {odd}: tifffile: invalid") and "subfiletype" in lines[0], r.stderr
+    got = rows(tmp_path / "c.csv")
+    assert got["odd.tif"]["status"] == "ok"
+    assert "beyond the 32-bit float range" in got["huge.tif"]["error"] and got["nan.tif"]["status"] == "failed"
+
+
+def test_large_png_is_read_without_a_decompression_bomb_warning(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cellxfer.imageio import read_image
+
+    Image.fromarray(blobs(64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # stands in for a 200-Mpixel slide scan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "big.png").shape == (64, 64)
