@@ -100,4 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
                   markup=True)
         sys.exit(1)
+    finally:  # what the command declared (its --page/--channel) does not outlive it in this process
+        from cellxfer.imageio import set_plane_options
+
+        set_plane_options(page=True, channel=True)
     sys.exit(code if isinstance(code, int) else 0)

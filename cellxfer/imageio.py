@@ -242,12 +242,13 @@ def check_pixels(path: str | os.PathLike, arr: "np.ndarray") -> "np.ndarray":
     if arr.size == 0:
         raise InputError(f"{path}: image is empty ({arr.shape[-1]}x{arr.shape[0]} pixels); remove it or export it again")
     if arr.dtype.kind == "f":
-        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
-        if bad:
+        lo, hi = float(arr.min()), float(arr.max())  # NaN propagates: no pixel-sized temporary when all is well
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
             raise InputError(f"{path}: image has {bad} non-finite pixels (NaN or infinite) of {arr.size}; "
                              f"replace them (e.g. with 0) or crop them out")
-        top = float(np.abs(arr).max())
-        if arr.dtype.itemsize > 4 and top > float(np.finfo(np.float32).max):
+        top = max(abs(lo), abs(hi))
+        if top > float(np.finfo(np.float32).max):
             raise InputError(f"{path}: image has values up to {top:.3g}, beyond the 32-bit float range counting "
                              f"uses; rescale it (e.g. divide by {top:.0e}) and save it again")
     return arr

@@ -324,6 +324,11 @@ def test_multi_plane_advice_names_only_options_the_command_has(kind, tmp_path, c
     no_option = f"this command has no --{kind}: save the"
     r = run_cli(["evaluate", "-m", DEFAULT_MODEL, "-d", data, "--csv", tmp_path / "p.csv"], capsys)
     assert r.returncode == 2 and str(path) in one_line(r.stderr) and no_option in r.stderr and "pass --" not in r.stderr
+    from cellxfer.errors import InputError
+    from cellxfer.imageio import read_image
+
+    with pytest.raises(InputError, match=f"pass --{kind} N"):  # the command's declaration ended with it
+        read_image(path)
     r = run_cli(["train-count", "--regime", "supervised", "--real", data, "--out", tmp_path / "run", "--arch", "density",
                  "--epochs", "1"], capsys)
     assert r.returncode == 2 and str(path) in one_line(r.stderr) and no_option in r.stderr and "pass --" not in r.stderr
