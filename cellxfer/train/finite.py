@@ -22,8 +22,7 @@ def check_finite_loss(loss, epoch: int, step: int) -> float:
     value = float(loss.detach() if hasattr(loss, "detach") else loss)
     if not math.isfinite(value):
         raise TrainingError(f"training diverged: the loss is {value} at epoch {epoch}, step {step}; stopped before "
-                            f"updating the weights (the files in the run folder are from the last finished epoch); "
-                            f"{ADVICE}")
+                            f"updating the weights, nothing after the last finished epoch was saved; {ADVICE}")
     return value
 
 
@@ -35,5 +34,4 @@ def check_finite_weights(module, epoch: int) -> None:
     for name, tensor in module.state_dict().items():
         if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise TrainingError(f"training diverged: weight {name} is not finite after epoch {epoch}; no checkpoint "
-                                f"of it was written (the files in the run folder are from the last finished epoch); "
-                                f"{ADVICE}")
+                                f"of it was written, nothing after the last finished epoch was saved; {ADVICE}")
