@@ -257,6 +257,7 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
     from cellxfer.atomic import atomic_path, write_json, write_text
     from cellxfer.console import warn
     from cellxfer.counter.model import build_counter, save_counter
+    from cellxfer.train.finite import check_finite_loss, check_finite_weights
     from cellxfer.manifest import build_manifest, config_dict
     from cellxfer.train.data import load_domain
 
@@ -378,12 +379,13 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
                 yt = torch.from_numpy(batch[1]).to(config.device)
                 pred = model(xt).reshape(len(xt), -1).sum(dim=1)
                 loss = torch.nn.functional.mse_loss(pred, yt)
+            value = check_finite_loss(loss, epoch + 1, step)  # before backward: a NaN never reaches the weights
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if ema is not None:
                 ema.update_parameters(model)
-            losses.append(float(loss.detach()))
+            losses.append(value)
             if on_step is not None:
                 on_step(epoch, losses[-1])
         val_mae = val_rmse = None
@@ -391,6 +393,8 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         if ema is not None:
             for b_ema, b in zip(ema.module.buffers(), model.buffers()):
                 b_ema.copy_(b)
+        for module in {id(model): model, id(shown): shown}.values():  # no checkpoint of non-finite weights
+            check_finite_weights(module, epoch + 1)
         if val is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == total):
             pred = predict_normalized(shown, meta, val.images)
             err = pred - val.counts
