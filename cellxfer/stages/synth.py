@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -13,43 +14,34 @@ from cellxfer.synth.config import SynHCConfig
 from cellxfer.synth.nuclei_config import NucleiConfig
 
 
-def _render(config, context, rng):
-    from cellxfer.synth.synhc import render
+@dataclass(frozen=True)
+class _Lazy:
+    """``module.name(*args)``, imported on first call (``cellxfer --help`` imports no numpy); pickles, so
+    synthesizer jobs can run in worker processes."""
 
-    return render(config, context, rng)
+    module: str
+    name: str
 
+    def __call__(self, *args):
+        import importlib
 
-def _prepare(config):
-    from cellxfer.synth.synhc import prepare
-
-    return prepare(config)
+        return getattr(importlib.import_module(self.module), self.name)(*args)
 
 
 SYNHC = Synthesizer(
     name="synhc",
     description="Syn-HC: clustered ellipse nuclei on a noisy background (InST-Microscopy, Algorithm 1)",
     config_cls=SynHCConfig,
-    render=_render,
-    prepare=_prepare,
+    render=_Lazy("cellxfer.synth.synhc", "render"),
+    prepare=_Lazy("cellxfer.synth.synhc", "prepare"),
 )
-
-
-def _render_nuclei(config, context, rng):
-    from cellxfer.synth.nuclei import render
-
-    return render(config, context, rng)
-
-
-def _prepare_nuclei(config):
-    return None  # nothing to load (a module-level function: the job pickles it)
-
 
 NUCLEI = Synthesizer(
     name="nuclei",
     description="Realistic fluorescence nuclei: varied size, shape, texture, brightness, defocus, debris, camera noise",
     config_cls=NucleiConfig,
-    render=_render_nuclei,
-    prepare=_prepare_nuclei,
+    render=_Lazy("cellxfer.synth.nuclei", "render"),
+    prepare=_Lazy("cellxfer.synth.nuclei", "prepare"),
 )
 
 

@@ -598,3 +598,8 @@ def render(cfg: NucleiConfig, context, rng: np.random.Generator) -> tuple[np.nda
     nuclei and bodies."""
     image, cells, _ = render_cells(cfg, context, rng)
     return image, cells.points
+
+
+def prepare(cfg) -> None:
+    """Nothing to load before rendering (the synthesizer hook's ``prepare``)."""
+    return None
