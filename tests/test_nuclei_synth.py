@@ -200,3 +200,22 @@ def test_synth_command_with_method_nuclei(tmp_path, capsys):
     message = (stdout + stderr).strip()
     assert code != 0 and "--cell-size is not a parameter of synthesizer 'nuclei'" in message
     assert len(message.splitlines()) == 1
+
+
+def test_defocused_nuclei_can_be_drawn_as_negatives():
+    """label_defocused=false: the same pixels, fewer points; every dropped point is a blurred nucleus."""
+    from cellxfer.synth import nuclei as N
+    from cellxfer.synth.base import image_rng
+    from cellxfer.synth.nuclei_config import NucleiConfig
+
+    on = NucleiConfig(size=128, diameter=(10.0, 10.0), defocus_fraction=(0.6, 0.6))
+    off = NucleiConfig(size=128, diameter=(10.0, 10.0), defocus_fraction=(0.6, 0.6), label_defocused=False)
+    img_on, pts_on = N.render(on, None, image_rng(4, 0))
+    img_off, pts_off = N.render(off, None, image_rng(4, 0))
+    assert np.array_equal(img_on, img_off) and 0 < len(pts_off) < len(pts_on)
+    _, cells, _ = N.render_cells(off, None, image_rng(4, 0))
+    dropped = ~N.labelled(off, cells)
+    assert dropped.sum() == len(pts_on) - len(pts_off)
+    assert (cells.layer[dropped] == N.PLAIN).all() and (cells.kind[dropped] == N.NUCLEUS).all()
+    with pytest.raises(ValueError, match="label_defocused"):
+        NucleiConfig(label_defocused="yes")

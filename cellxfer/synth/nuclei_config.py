@@ -44,12 +44,18 @@ class NucleiConfig:
     gain: Range = (0.5, 4.0)  # camera units per photon; > 0 .. 1000
     saturation: float = 0.2  # probability that the brightest ~1% of an image's pixels clip; 0 .. 1
     dtype: str = "random"  # output bit depth: "uint8", "uint16" or "random" (each image picks one)
+    #: whether clearly defocused nuclei (blur sigma above DEFOCUS_LABEL x their diameter) are labelled cells.
+    #: Annotation conventions differ: IDCIA's annotators marked only in-focus nuclei, so a counter meant to
+    #: count as they do trains with ``label_defocused=false`` (the nuclei are still drawn, as negatives).
+    label_defocused: bool = True
 
     def __post_init__(self):
         if not isinstance(self.size, int) or not 16 <= self.size <= 8192:
             raise ValueError(f"size {self.size} must be an integer in [16, 8192]")
         if not isinstance(self.max_cells, int) or not 0 <= self.max_cells <= 100_000:
             raise ValueError(f"max_cells {self.max_cells} must be an integer in [0, 100000]")
+        if not isinstance(self.label_defocused, bool):
+            raise ValueError(f"label_defocused {self.label_defocused!r} must be true or false")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} must be one of {', '.join(DTYPES)}")
         for name, lo, hi in _SCALARS:

@@ -1,0 +1,76 @@
+"""The shipped default counter (``cellxfer count`` without ``--model``): what a new user meets first.
+
+It must know its nucleus diameter (so ``--diameter auto`` works), count nothing in pure noise, report no
+cell along the border of a sparse noisy field, and count the same nuclei alike at another magnification.
+Measured figures on real images live in ``scripts/bench_transfer.py --invariance`` (docs/results.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cellxfer.counter.model import load_counter  # noqa: E402
+from cellxfer.engines.base import default_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_counter(default_model())
+
+
+def _count(shipped, image, points=False):
+    from cellxfer.count.job import count_prepared, prepare_array
+    from cellxfer.counter.windows import torch_runner
+    from cellxfer.scale import DiameterPolicy
+
+    model, meta = shipped
+    prep = prepare_array(None, image, meta, policy=DiameterPolicy.parse(None, meta.diameter))
+    return count_prepared(torch_runner(model), prep, meta, points=points)
+
+
+def _nuclei(seed: int, size: int = 256, diameter: float = 10.0, coverage=(0.05, 0.05)):
+    from cellxfer.synth.base import image_rng
+    from cellxfer.synth.nuclei import render
+    from cellxfer.synth.nuclei_config import NucleiConfig
+
+    cfg = NucleiConfig(size=size, diameter=(diameter, diameter), coverage=coverage, debris=(0.0, 0.0),
+                       photons=(500.0, 500.0), dtype="uint16", saturation=0.0)
+    return render(cfg, None, image_rng(seed, 0))
+
+
+def test_the_shipped_counter_records_its_nucleus_diameter(shipped):
+    _, meta = shipped
+    assert meta.diameter is not None and 4.0 < meta.diameter < 40.0
+
+
+def test_pure_noise_counts_about_zero(shipped):
+    rng = np.random.default_rng(0)
+    for image in (np.clip(rng.normal(10, 3, (300, 400)), 0, 255).astype(np.uint8),
+                  rng.poisson(5.0, (300, 400)).astype(np.uint16), np.zeros((64, 64), np.uint8)):
+        assert _count(shipped, image).count < 1.0
+
+
+def test_no_cell_along_the_border_of_a_sparse_noisy_field(shipped):
+    from cellxfer.density.targets import density_map
+
+    rng = np.random.default_rng(1)
+    size = (240, 320)
+    pts = rng.uniform(40, 200, (6, 2))
+    img = 30 + 4 * rng.normal(0, 1, size) + np.linspace(0, 10, size[1])[None, :]
+    img += 3000 * density_map(pts, size, sigma=3.0)
+    found = _count(shipped, np.clip(img, 0, 255).astype(np.uint8), points=True).points
+    h, w = size
+    near = (found[:, 0] < 4) | (found[:, 1] < 4) | (found[:, 0] > w - 4) | (found[:, 1] > h - 4)
+    assert not near.any(), found[near]
+
+
+def test_the_same_nuclei_count_alike_at_another_magnification(shipped):
+    from cellxfer.scale import resize_to
+
+    image, pts = _nuclei(seed=3, size=320, diameter=12.0)
+    base = _count(shipped, image).count
+    assert base == pytest.approx(len(pts), rel=0.25)
+    for f in (0.6, 2.0):
+        assert _count(shipped, resize_to(image, f).image).count == pytest.approx(base, rel=0.15)
