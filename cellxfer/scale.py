@@ -12,7 +12,7 @@ scale-normalised response ``-sigma^2 * LoG`` is computed on a 2x block-averaged 
 the level where sigma lies in [1, 2) pixels); every pixel takes its strongest scale. Local maxima of
 that response are blobs; those above ``RELATIVE`` times the ``TOP``-th strongest response (so a few
 bright nuclei set the bar) and above ``NOISE_K`` robust SDs of their scale's response map (so camera
-noise never does; a pure-noise image has no estimate) are kept, their scales are refined by a parabola
+noise never does; a pure-noise image, Gaussian or Poisson, has no estimate: fewer than ``MIN_BLOBS``) are kept, their scales are refined by a parabola
 in log-sigma, blobs centred inside a stronger one are dropped (the rim answers of large nuclei), and the
 diameter-weighted median of ``DISK * sigma`` is the diameter (a flat disk of diameter ``d`` answers at
 ``sigma = d / (2 sqrt 2)``; weighting by diameter keeps chromatin texture and nucleoli, many small
@@ -41,7 +41,8 @@ KMAX = 22  # sigma up to 2^(22/4) = 45 px: diameters up to about 127 px
 DISK = 2.0 * math.sqrt(2.0)
 TOP = 5
 RELATIVE = 0.3
-NOISE_K = 5.0  # a blob's response must exceed this many robust SDs of its scale's response map
+NOISE_K = 7.0  # a blob's response must exceed this many robust SDs of its scale's response map
+MIN_BLOBS = 3  # fewer blobs than this: no estimate (the image is counted as it is)
 MAX_SIDE = 2048
 TOLERANCE = 0.1  # |factor - 1| below this: the image is used as it is
 MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
@@ -193,8 +194,8 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
     if img.ndim != 2 or min(img.shape) < 8:
         return Estimate(None, 0)
     diam, values, pos = blobs(img)
-    if len(values) == 0:
-        return Estimate(None, 0)
+    if len(values) < MIN_BLOBS:
+        return Estimate(None, len(values))
     bar = RELATIVE * np.sort(values)[::-1][min(TOP, len(values)) - 1]
     strong = values >= bar
     diam, values, pos = diam[strong], values[strong], pos[strong]
