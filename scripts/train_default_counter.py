@@ -1,16 +1,18 @@
 #!/usr/bin/env python
 """Train the counter shipped with cellxfer (``cellxfer/models/default_counter.safetensors``).
 
-Redistributable by construction: fitted or trained only on Syn-HC images that cellxfer renders itself
-(regime ``synthetic`` of :func:`cellxfer.train.counter.train_counter`), optionally histogram-matched
-(``--style``) to real images that may be redistributed, e.g. the CC0 DAPI image of CellProfiler's
-ExampleHuman set (``../shared/data/cellprofiler-examplehuman``, d0 = DNA). The shipped model is the
-classical LoG detector (``--arch log``: sigma and threshold fitted on 800 Syn-HC images, no style), which
-measured far better on real images than a density UNet trained on the same images (see
-``docs/results.md``). No labelled real image is used for training or for picking the checkpoint
-(``best`` is chosen on held-out Syn-HC images). Afterwards the model is evaluated on the IDCIA 95 (``../shared/data/idcia-dapi-95``, the image
-without annotations excluded; research use only, never trained on) and the MAE/RMSE/F1 are printed and
-written to ``WORK/default_counter_eval.json``, with the split of ``scripts/bench_sim2real.py`` too.
+Redistributable by construction: trained only on images that cellxfer renders itself (regime
+``synthetic`` of :func:`cellxfer.train.counter.train_counter`); no real pixel or label goes into it.
+The shipped model (this script's defaults): a density UNet (stem 2, ReLU output, crop-count loss 0.01,
+normalised values clipped at 3) trained for 40 epochs on 2,000 ``nuclei`` images (``--synth-set``:
+diameters 6-16 px, defocused nuclei in up to half of the nuclei and drawn as negatives, the convention
+of annotators who mark in-focus nuclei only); ``best`` is chosen on 100 held-out synthetic images.
+Its nucleus diameter is measured on its training images by the current estimator when it is written
+(:func:`ship`), so ``count --diameter auto`` rescales other magnifications to it. ``--arch log`` fits
+the classical LoG detector on the same images instead. Afterwards the model is evaluated on the IDCIA 95
+(``../shared/data/idcia-dapi-95``, the image without annotations excluded; research use only, never
+trained on) and the MAE/RMSE/F1 are printed and written to ``WORK/default_counter_eval.json``, with the
+MAE on the 19 test images of the benchmarks' split too.
 
     .venv/bin/python scripts/train_default_counter.py                  # the shipped model's settings
     .venv/bin/python scripts/train_default_counter.py --epochs 2 --n-synthetic 32 --out /tmp/m.safetensors
@@ -20,16 +22,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+NUCLEI_SET = ("diameter=6:16", "label_defocused=false", "defocus_fraction=0:0.5")
 SHARED = REPO.parent / "shared" / "data"
 IDCIA = SHARED / "idcia-dapi-95"
 CC0_DAPI = SHARED / "cellprofiler-examplehuman" / "AS_09125_050116030001_D03f00d0.tif"
 UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
+
+
+def ship(best: Path, synthetic: Path, out: Path) -> float | None:
+    """Write ``best`` to ``out`` with its nucleus diameter measured again on its synthetic training
+    images by the current :func:`cellxfer.scale.estimate_diameter` (what ``count --diameter auto``
+    compares images with; a run resumed after the estimator changed would otherwise keep an old value)."""
+    from dataclasses import replace
+
+    from cellxfer.counter.model import load_counter, save_counter
+    from cellxfer.train.counter import training_diameter
+    from cellxfer.train.data import load_domain
+
+    model, meta = load_counter(best)
+    diameter = training_diameter(load_domain(synthetic, meta.normalization, "synthetic", ()))
+    save_counter(out, model, replace(meta, diameter=diameter))
+    return diameter
 
 
 def main(argv=None) -> int:
@@ -39,14 +57,15 @@ def main(argv=None) -> int:
     ap.add_argument("--style", nargs="*", type=Path, default=[],
                     help=f"redistributable real images to histogram-match Syn-HC to, e.g. {CC0_DAPI.name} "
                          f"(the CC0 DAPI image of CellProfiler's ExampleHuman); default: Syn-HC as rendered")
-    ap.add_argument("--arch", default="log", choices=("density", "log"),
+    ap.add_argument("--arch", default="density", choices=("density", "log"),
                     help="density UNet, or the classical LoG detector fitted (sigma, threshold) on the same images")
     ap.add_argument("--method", default="nuclei", help="synthesizer: nuclei (realistic, randomised) or synhc (the paper's)")
-    ap.add_argument("--synth-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="synthesizer parameter (like `cellxfer synth --set`), repeatable")
-    ap.add_argument("--n-synthetic", type=int, default=800)
-    ap.add_argument("--n-val", type=int, default=48)
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--synth-set", action="append", default=None, metavar="KEY=VALUE",
+                    help="synthesizer parameter (like `cellxfer synth --set`), repeatable "
+                         f"[default for nuclei: {' '.join(NUCLEI_SET)}]")
+    ap.add_argument("--n-synthetic", type=int, default=2000)
+    ap.add_argument("--n-val", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -54,14 +73,16 @@ def main(argv=None) -> int:
     ap.add_argument("--base", type=int, default=8)
     ap.add_argument("--stem", type=int, default=2)
     ap.add_argument("--norm", default="batch", choices=("batch", "group", "none"), help="UNet normalisation layers")
-    ap.add_argument("--count-weight", type=float, default=0.0, help="crop-count loss weight (train-count --count-weight)")
-    ap.add_argument("--positive", action="store_true", help="UNet output through a ReLU (density never negative)")
-    ap.add_argument("--norm-clip", type=float, default=None, help="train-count --norm-clip (normalised values clipped above)")
+    ap.add_argument("--count-weight", type=float, default=0.01, help="crop-count loss weight (train-count --count-weight)")
+    ap.add_argument("--positive", action=argparse.BooleanOptionalAction, default=True, help="UNet output through a ReLU (density never negative)")
+    ap.add_argument("--norm-clip", type=float, default=3.0, help="train-count --norm-clip (normalised values clipped above)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--idcia", type=Path, default=IDCIA)
     args = ap.parse_args(argv)
+    if args.synth_set is None:
+        args.synth_set = list(NUCLEI_SET) if args.method == "nuclei" else []
 
-    from cellxfer.atomic import atomic_path, write_json
+    from cellxfer.atomic import write_json
     from cellxfer.evaluate.run import EvaluateConfig, evaluate
     from cellxfer.plugins import get_registry
     from cellxfer.options import make_config, parse_sets
@@ -107,9 +128,9 @@ def main(argv=None) -> int:
 
     run = train_counter(config, on_epoch=on_epoch)
     best = run / "best.safetensors"
-    with atomic_path(args.out) as tmp:
-        shutil.copyfile(best, tmp)
-    print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}")
+    diameter = ship(best, syn, args.out)
+    print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}; "
+          f"nucleus diameter {diameter} px")
 
     result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
               "train": {k: getattr(args, k) for k in ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
