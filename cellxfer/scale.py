@@ -210,10 +210,15 @@ def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
     return float(x[order][np.searchsorted(cw, 0.5 * cw[-1])])
 
 
-def median_diameter(images) -> float | None:
-    """Median of :func:`estimate_diameter` over images (those with an estimate); None if none has one."""
+def training_scale(images) -> dict:
+    """What a counter records of its training images' nuclei (:class:`CounterMeta` fields): ``diameter``,
+    the median of :func:`estimate_diameter` over the images that have an estimate, and ``diameter_range``,
+    their 10th and 90th percentiles (the sizes the model has seen). None for both if no image has one."""
     ds = [e.diameter for e in map(estimate_diameter, images) if e.diameter is not None]
-    return float(np.median(ds)) if ds else None
+    if not ds:
+        return {"diameter": None, "diameter_range": None}
+    lo, mid, hi = np.percentile(ds, (10, 50, 90))
+    return {"diameter": round(float(mid), 3), "diameter_range": (round(float(lo), 3), round(float(hi), 3))}
 
 
 # -- the --diameter policy ---------------------------------------------------------------------------------
@@ -252,13 +257,19 @@ class DiameterPolicy:
         """What the counts CSV records as the requested policy (``auto``, ``off`` or the pixels)."""
         return self.mode if self.mode != "fixed" else f"{self.pixels:g}"
 
-    def scale(self, image: np.ndarray, model_diameter: float | None) -> "Scaled":
-        """Resize ``image`` (2-D) so its nuclei match ``model_diameter``."""
+    def scale(self, image: np.ndarray, meta) -> "Scaled":
+        """Resize ``image`` (2-D) for a counter whose :class:`CounterMeta` is ``meta``: not at all when the
+        image's nucleus diameter lies within the range the model was trained on (``meta.diameter_range``),
+        else so that its nuclei match ``meta.diameter`` (the training median)."""
+        model_diameter = getattr(meta, "diameter", None)
         if self.mode == "off" or not model_diameter:
             return Scaled(np.asarray(image), 1.0, 1.0, None)
         d = self.pixels if self.mode == "fixed" else estimate_diameter(image).diameter
         if d is None:  # nothing blob-like (e.g. an empty field): count it as it is
             return Scaled(np.asarray(image), 1.0, 1.0, None)
+        seen = getattr(meta, "diameter_range", None)
+        if seen and seen[0] <= d <= seen[1]:  # sizes the model was trained on: no resampling
+            return Scaled(np.asarray(image), 1.0, 1.0, d)
         return resize_to(image, model_diameter / d, d)
 
 

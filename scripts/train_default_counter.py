@@ -41,13 +41,13 @@ def ship(best: Path, synthetic: Path, out: Path) -> float | None:
     from dataclasses import replace
 
     from cellxfer.counter.model import load_counter, save_counter
-    from cellxfer.train.counter import training_diameter
+    from cellxfer.train.counter import training_scale
     from cellxfer.train.data import load_domain
 
     model, meta = load_counter(best)
-    diameter = training_diameter(load_domain(synthetic, meta.normalization, "synthetic", ()))
-    save_counter(out, model, replace(meta, diameter=diameter))
-    return diameter
+    scale = training_scale(load_domain(synthetic, meta.normalization, "synthetic", ()))
+    save_counter(out, model, replace(meta, **scale))
+    return scale["diameter"]
 
 
 def main(argv=None) -> int:

@@ -72,13 +72,27 @@ def test_policy_parsing():
 
 
 def test_policy_resizes_to_the_model_diameter_and_maps_points_back():
+    from cellxfer.counter.model import CounterMeta
+
     img, _ = disks(20.0, size=200)
-    s = DiameterPolicy("fixed", 20.0).scale(img, 10.0)
+    meta = CounterMeta(diameter=10.0)
+    s = DiameterPolicy("fixed", 20.0).scale(img, meta)
     assert s.image.shape == (100, 100) and s.factor == pytest.approx(0.5)
     assert np.allclose(s.to_original(np.array([[10.0, 30.0]])), [[20.0, 60.0]])
-    same = DiameterPolicy("fixed", 10.5).scale(img, 10.0)  # within the tolerance: untouched
+    same = DiameterPolicy("fixed", 10.5).scale(img, meta)  # within the tolerance: untouched
     assert same.image is img or np.shares_memory(same.image, img)
-    assert DiameterPolicy("off").scale(img, 10.0).factor == 1.0
+    assert DiameterPolicy("off").scale(img, meta).factor == 1.0
+
+
+def test_sizes_inside_the_trained_range_are_not_resampled():
+    from cellxfer.counter.model import CounterMeta
+
+    img, _ = disks(20.0, size=200)
+    meta = CounterMeta(diameter=10.0, diameter_range=(6.0, 16.0))
+    assert DiameterPolicy("fixed", 14.0).scale(img, meta).factor == 1.0
+    assert DiameterPolicy("fixed", 14.0).scale(img, meta).diameter == 14.0
+    assert DiameterPolicy("fixed", 30.0).scale(img, meta).factor == pytest.approx(1 / 3, rel=0.02)
+    assert DiameterPolicy("fixed", 3.0).scale(img, meta).factor == pytest.approx(10 / 3, rel=0.02)
 
 
 def _log_model(tmp_path: Path, diameter: float, sigma: float = 2.5) -> Path:
@@ -169,3 +183,12 @@ def test_normalisation_clip_bounds_sparse_fields():
     assert Normalization().apply(img).max() > 100
     clipped = Normalization(clip=3.0).apply(img)
     assert clipped.max() == 3.0 and np.allclose(clipped[clipped < 3], Normalization().apply(img)[clipped < 3])
+
+
+def test_training_scale_records_the_median_and_the_range_seen():
+    from cellxfer.scale import training_scale
+
+    got = training_scale([disks(d, size=192, seed=i)[0] for i, d in enumerate((6.0, 8.0, 10.0, 12.0, 16.0))])
+    lo, hi = got["diameter_range"]
+    assert lo < got["diameter"] < hi and lo == pytest.approx(6.8, rel=0.2) and hi == pytest.approx(14.5, rel=0.2)
+    assert training_scale([np.zeros((32, 32))]) == {"diameter": None, "diameter_range": None}

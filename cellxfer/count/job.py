@@ -114,7 +114,7 @@ def prepare_array(file: Path, image: np.ndarray, meta, keep_image: bool = False,
     from cellxfer.counter.windows import tile_windows, window_batch
 
     t0 = time.perf_counter() if t0 is None else t0
-    scaled = policy.scale(image, getattr(meta, "diameter", None)) if policy is not None else None
+    scaled = policy.scale(image, meta) if policy is not None else None
     work = scaled.image if scaled is not None else image
     normalized = meta.normalization.apply(work)
     if is_density(meta):

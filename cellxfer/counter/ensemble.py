@@ -73,10 +73,12 @@ def ensemble_meta(metas: list[CounterMeta], names: list[str]) -> CounterMeta:
         for key in ("sigma", "tile", "margin"):
             if key in first.arch_options:
                 options[key] = first.arch_options[key]
-    diameters = [m.diameter for m in metas]
+    diameters, ranges = [m.diameter for m in metas], [m.diameter_range for m in metas]
     diameter = float(sum(diameters) / len(diameters)) if all(diameters) else None
+    seen = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if all(ranges) else None
     return CounterMeta(arch=ARCH, in_chans=first.in_chans, window=first.window, output=first.output,
                        normalization=first.normalization, arch_options=options, diameter=diameter,
+                       diameter_range=seen,
                        extra={"members": len(metas)})
 
 

@@ -66,6 +66,8 @@ class CounterMeta:
     #: typical nucleus diameter (pixels) of the training images, by :func:`cellxfer.scale.estimate_diameter`;
     #: ``count``/``evaluate --diameter`` rescale images to it. None: unknown (no rescaling offered).
     diameter: float | None = None
+    #: 10th and 90th percentiles of those estimates: images whose diameter lies inside are not resized.
+    diameter_range: tuple[float, float] | None = None
     version: str = ""
     extra: dict = field(default_factory=dict)
 
