@@ -33,8 +33,10 @@ class DatasetRunResult:
     seconds_per_image: float | None = None
 
 
-def prepare_output(out: Path, stage: str, identity: dict, overwrite: bool) -> None:
-    """Ready ``out`` for a ``stage`` run whose manifest will hold the keys of ``identity``."""
+def prepare_output(out: Path, stage: str, identity: dict, overwrite: bool, defaults: dict | None = None) -> None:
+    """Ready ``out`` for a ``stage`` run whose manifest will hold the keys of ``identity``. ``defaults``:
+    the config class's defaults; a config field the earlier run's manifest lacks (added to cellxfer
+    since) matches when this run leaves it at its default, which by contract keeps the old behaviour."""
     from cellxfer.atomic import remove_stale_temporaries
     from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS
     from cellxfer.manifest import read_manifest
@@ -53,6 +55,10 @@ def prepare_output(out: Path, stage: str, identity: dict, overwrite: bool) -> No
     if previous is None or previous.get("stage") != stage:
         raise InputError(f"{out}: folder is not empty and holds no {stage} run; pass --overwrite to replace it or pick another --out")
     before = {k: previous.get(k) for k in identity}
+    if defaults and isinstance(before.get("config"), dict):
+        new = identity.get("config") or {}
+        before["config"] = {**{k: v for k, v in defaults.items() if k in new and k not in before["config"]},
+                            **before["config"]}
     if before != identity:
         old_config = before.get("config") or {}
         diff = [k for k in identity if k != "config" and before[k] != identity[k]]

@@ -168,3 +168,22 @@ def test_make_config_parses_and_rejects():
         make_config(SynHCConfig, {"clusters": "3"}, "synthesizer 'synhc'")
     with pytest.raises(InputError, match="low <= high"):
         make_config(SynHCConfig, {"clusters": "5:2"}, "synthesizer 'synhc'")
+
+
+def test_a_run_written_before_a_new_config_field_resumes_at_its_default(tmp_path):
+    """A synth folder whose manifest predates a config field (here: layout_from) resumes when the new
+    field is left at its default, and is refused when it is not."""
+    import json
+
+    from cellxfer.errors import InputError
+    from cellxfer.stages.synth import SYNHC
+    from cellxfer.synth.base import run_synth
+
+    out = tmp_path / "syn"
+    run_synth(SYNHC, SynHCConfig(size=32), 2, out, workers=1)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["config"]["layout_from"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert run_synth(SYNHC, SynHCConfig(size=32), 3, out, workers=1).skipped == 2
+    with pytest.raises(InputError, match="other settings"):
+        run_synth(SYNHC, SynHCConfig(size=32, noise=9.0), 3, out, workers=1)

@@ -63,12 +63,13 @@ def _job_identity(synth: Synthesizer, config, seed: int) -> dict:
     return {"method": synth.name, "config": config_dict(config), "seed": seed}
 
 
-def _prepare_out(out: Path, identity: dict, n: int, overwrite: bool) -> None:
+def _prepare_out(out: Path, identity: dict, n: int, overwrite: bool, config) -> None:
     """Make ``out`` ready: fresh, resumable (same method/config/seed), or refused."""
     from cellxfer.dataset import IMAGES
+    from cellxfer.manifest import config_dict
     from cellxfer.outputs import prepare_output
 
-    prepare_output(out, "synth", identity, overwrite)
+    prepare_output(out, "synth", identity, overwrite, defaults=config_dict(type(config)()))
     existing = len(list((out / IMAGES).glob("*.tif"))) if out.is_dir() else 0
     if existing > n:
         raise InputError(f"{out}: already holds {existing} images, more than --n {n}; pass --overwrite to start again")
@@ -101,7 +102,7 @@ def run_synth(
     out = Path(out)
     t0 = time.perf_counter()
     identity = _job_identity(synth, config, seed)
-    _prepare_out(out, identity, n, overwrite)
+    _prepare_out(out, identity, n, overwrite, config)
     context = synth.prepare(config)
     writer = CellDatasetWriter(out, masks=True)
     inputs = [config.layout_from] if getattr(config, "layout_from", None) else []
