@@ -50,13 +50,13 @@ def ship(best: Path, synthetic: Path, out: Path) -> float | None:
     return scale["diameter"]
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "cellxfer" / "models" / "default_counter.safetensors")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "default-counter")
     ap.add_argument("--style", nargs="*", type=Path, default=[],
-                    help=f"redistributable real images to histogram-match Syn-HC to, e.g. {CC0_DAPI.name} "
-                         f"(the CC0 DAPI image of CellProfiler's ExampleHuman); default: Syn-HC as rendered")
+                    help=f"redistributable real images to histogram-match the synthetic images to, e.g. {CC0_DAPI.name} "
+                         f"(the CC0 DAPI image of CellProfiler's ExampleHuman); default: as rendered")
     ap.add_argument("--arch", default="density", choices=("density", "log"),
                     help="density UNet, or the classical LoG detector fitted (sigma, threshold) on the same images")
     ap.add_argument("--method", default="nuclei", help="synthesizer: nuclei (realistic, randomised) or synhc (the paper's)")
@@ -81,44 +81,45 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.synth_set is None:
         args.synth_set = list(NUCLEI_SET) if args.method == "nuclei" else []
+    return args
 
-    from cellxfer.atomic import write_json
-    from cellxfer.evaluate.run import EvaluateConfig, evaluate
-    from cellxfer.plugins import get_registry
+
+def render_sets(args) -> tuple[Path, Path, list[Path]]:
+    """The synthetic training and validation sets (rendered, optionally histogram-matched to --style)."""
     from cellxfer.options import make_config, parse_sets
+    from cellxfer.plugins import get_registry
     from cellxfer.synth.base import run_synth
-    from cellxfer.train.counter import TrainConfig, train_counter
 
-    t0 = time.perf_counter()
     reg = get_registry()
     synth = reg.get("cellxfer_synthesizers", args.method)
     synth_config = make_config(synth.config_cls, parse_sets(args.synth_set), f"synthesizer '{args.method}'")
-    work = args.work
-    syn, val = work / "synthetic", work / "synthetic-val"
+    syn, val = args.work / "synthetic", args.work / "synthetic-val"
     run_synth(synth, synth_config, args.n_synthetic, syn, seed=args.seed)
     run_synth(synth, synth_config, args.n_val, val, seed=args.seed + 1000)
     style = [p for p in args.style if p.is_file() or p.is_dir()]
     if args.style and not style:
-        print(f"error: style images not found: {', '.join(map(str, args.style))}; pass --style FILES, or --style alone for none",
-              file=sys.stderr)
-        return 2
-    if style:
-        from cellxfer.stylize.base import run_stylize
-        from cellxfer.stylize.config import HistogramConfig
+        raise SystemExit(f"error: style images not found: {', '.join(map(str, args.style))}; pass --style FILES, or --style alone for none")
+    if not style:
+        return syn, val, style
+    from cellxfer.stylize.base import run_stylize
+    from cellxfer.stylize.config import HistogramConfig
 
-        hist = reg.get("cellxfer_stylizers", "histogram")
-        for name in ("synthetic", "synthetic-val"):
-            res = run_stylize(hist, HistogramConfig(), work / name, style, work / f"{name}-histogram", seed=args.seed)
-            if res.failed:
-                raise SystemExit(f"histogram matching failed for {len(res.failed)} images")
-        syn, val = work / "synthetic-histogram", work / "synthetic-val-histogram"
-    print(f"{args.method}: {args.n_synthetic} training and {args.n_val} validation images"
-          f"{', histogram-matched to ' + ', '.join(p.name for p in style) if style else ''} ({time.perf_counter() - t0:.0f} s)")
+    hist = reg.get("cellxfer_stylizers", "histogram")
+    for name in ("synthetic", "synthetic-val"):
+        res = run_stylize(hist, HistogramConfig(), args.work / name, style, args.work / f"{name}-histogram", seed=args.seed)
+        if res.failed:
+            raise SystemExit(f"histogram matching failed for {len(res.failed)} images")
+    return args.work / "synthetic-histogram", args.work / "synthetic-val-histogram", style
 
-    run_dir = work / ("run" if args.arch == "density" else f"run-{args.arch}")
-    config = TrainConfig(regime="synthetic", out=run_dir, synthetic=syn, val=val, arch=args.arch, epochs=args.epochs,
-                         batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma,
-                         count_weight=args.count_weight, norm_clip=args.norm_clip, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,  # log: refits
+
+def train(args, syn: Path, val: Path) -> Path:
+    """Train (or resume, or refit for --arch log) on the synthetic sets; returns the run folder."""
+    from cellxfer.train.counter import TrainConfig, train_counter
+
+    config = TrainConfig(regime="synthetic", out=args.work / ("run" if args.arch == "density" else f"run-{args.arch}"),
+                         synthetic=syn, val=val, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                         crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma, count_weight=args.count_weight,
+                         norm_clip=args.norm_clip, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,
                          extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": args.positive}})
 
     def on_epoch(r):
@@ -126,36 +127,53 @@ def main(argv=None) -> int:
             print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.4f}, synthetic val MAE {r.val_mae:.2f}, {r.seconds:.1f} s",
                   flush=True)
 
-    run = train_counter(config, on_epoch=on_epoch)
+    return train_counter(config, on_epoch=on_epoch)
+
+
+def score_on_idcia(args) -> dict:
+    """MAE/RMSE/F1 of ``args.out`` on the annotated IDCIA 95 (never trained or fitted on), and the MAE on
+    the test images of the benchmarks' split (:mod:`cellxfer.evaluate.split`)."""
+    from cellxfer.evaluate.run import EvaluateConfig, evaluate
+    from cellxfer.evaluate.split import split_ids
+
+    test = set(split_ids(args.idcia)["test"])
+    ev = evaluate(EvaluateConfig(model=args.out, data=args.idcia, exclude=(UNANNOTATED,),
+                                 out_csv=args.work / "idcia95-predictions.csv"))
+    err = [abs(p - t) for id_, t, p in ev.rows if id_ in test]
+    out = {"idcia95": {"images": len(ev.rows), **ev.metrics.as_dict(), "localisation": ev.localisation},
+           "idcia_test19_mae": sum(err) / len(err)}
+    m = out["idcia95"]
+    print(f"IDCIA 95 ({m['images']} annotated real images, never used for training): MAE {m['mae']:.2f}, "
+          f"RMSE {m['rmse']:.2f}, F1 {ev.localisation['f1']:.3f}; on the 19 test images of the benchmarks' split: "
+          f"MAE {out['idcia_test19_mae']:.2f}")
+    return out
+
+
+def main(argv=None) -> int:
+    from cellxfer.atomic import write_json
+
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    syn, val, style = render_sets(args)
+    print(f"{args.method}: {args.n_synthetic} training and {args.n_val} validation images"
+          f"{', histogram-matched to ' + ', '.join(p.name for p in style) if style else ''} ({time.perf_counter() - t0:.0f} s)")
+    run = train(args, syn, val)
     best = run / "best.safetensors"
     diameter = ship(best, syn, args.out)
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}; "
           f"nucleus diameter {diameter} px")
-
+    keys = ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr", "sigma", "base", "stem",
+            "norm", "count_weight", "positive", "norm_clip", "seed")
     result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
-              "train": {k: getattr(args, k) for k in ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr",
-                                                      "sigma", "base", "stem", "norm", "count_weight", "positive", "norm_clip", "seed")} | {"regime": "synthetic"},
+              "train": {k: getattr(args, k) for k in keys} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
               "command": " ".join(sys.argv)}
     if args.idcia.is_dir():
-        sys.path.insert(0, str(REPO / "scripts"))
-        import bench_sim2real as s2r
-
-        split = s2r.make_split(work)
-        ev = evaluate(EvaluateConfig(model=args.out, data=args.idcia, exclude=(UNANNOTATED,),
-                                     out_csv=work / "idcia95-predictions.csv"))
-        result["idcia95"] = {"images": len(ev.rows), **ev.metrics.as_dict(), "localisation": ev.localisation}
-        test = {id_: (t, p) for id_, t, p in ev.rows if id_ in set(split["test"])}
-        err = [abs(p - t) for t, p in test.values()]
-        result["idcia_test19_mae"] = sum(err) / len(err)
-        m = result["idcia95"]
-        print(f"IDCIA 95 ({m['images']} annotated real images, never used for training or selection): MAE {m['mae']:.2f}, "
-              f"RMSE {m['rmse']:.2f}, F1 {ev.localisation['f1']:.3f}; on the 19 test images of bench_sim2real's split: "
-              f"MAE {result['idcia_test19_mae']:.2f}")
+        result |= score_on_idcia(args)
     else:
         print(f"IDCIA data not found at {args.idcia}: no real-image MAE")
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    write_json(work / "default_counter_eval.json", result)
+    write_json(args.work / "default_counter_eval.json", result)
     return 0
 
 
