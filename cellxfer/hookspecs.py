@@ -13,12 +13,29 @@ friends inside the functions that need them, so ``cellxfer --help`` stays fast.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pluggy
 
 PROJECT = "cellxfer"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class lazy:  # noqa: N801 - used like a function: lazy("pkg.mod", "render")
+    """``module.name(*args)``, imported on the first call: what a provider's callables should be, so
+    that importing a plugin module stays cheap (``cellxfer --help`` imports no numpy). It pickles, so
+    jobs holding it can run in worker processes."""
+
+    module: str
+    name: str
+
+    def __call__(self, *args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(self.module), self.name)(*args, **kwargs)
 
 
 @hookspec

@@ -7,41 +7,31 @@ from typing import Optional
 
 import typer
 
-from cellxfer.hookspecs import hookimpl
+from cellxfer.hookspecs import hookimpl, lazy
 from cellxfer.stylize.config import FDAConfig, HistogramConfig, InSTConfig, LearnStyleConfig
 from cellxfer.stylize.spec import Stylizer
-
-
-def _lazy(module: str, name: str):
-    def call(*args):
-        from importlib import import_module
-
-        return getattr(import_module(module), name)(*args)
-
-    call.__name__ = f"{module.rsplit('.', 1)[-1]}_{name}"
-    return call
 
 
 FDA = Stylizer(
     name="fda",
     description="Fourier domain adaptation: low-frequency amplitude spectrum of a real image (--beta); weight-free",
     config_cls=FDAConfig,
-    prepare=_lazy("cellxfer.stylize.fda", "prepare"),
-    stylize=_lazy("cellxfer.stylize.fda", "stylize"),
+    prepare=lazy("cellxfer.stylize.fda", "prepare"),
+    stylize=lazy("cellxfer.stylize.fda", "stylize"),
 )
 HISTOGRAM = Stylizer(
     name="histogram",
     description="histogram matching to the real images' intensity distribution (--reference random|pooled); weight-free",
     config_cls=HistogramConfig,
-    prepare=_lazy("cellxfer.stylize.histogram", "prepare"),
-    stylize=_lazy("cellxfer.stylize.histogram", "stylize"),
+    prepare=lazy("cellxfer.stylize.histogram", "prepare"),
+    stylize=lazy("cellxfer.stylize.histogram", "stylize"),
 )
 INST = Stylizer(
     name="inst",
     description="InST diffusion style transfer (Stable Diffusion v1 + learned style token; needs local weights)",
     config_cls=InSTConfig,
-    prepare=_lazy("cellxfer.stylize.inst", "prepare"),
-    stylize=_lazy("cellxfer.stylize.inst", "stylize"),
+    prepare=lazy("cellxfer.stylize.inst", "prepare"),
+    stylize=lazy("cellxfer.stylize.inst", "stylize"),
     needs_weights=True,
 )
 

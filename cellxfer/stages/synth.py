@@ -2,46 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from cellxfer.hookspecs import hookimpl
+from cellxfer.hookspecs import hookimpl, lazy
 from cellxfer.synth.base import Synthesizer
 from cellxfer.synth.config import SynHCConfig
 from cellxfer.synth.nuclei_config import NucleiConfig
-
-
-@dataclass(frozen=True)
-class _Lazy:
-    """``module.name(*args)``, imported on first call (``cellxfer --help`` imports no numpy); pickles, so
-    synthesizer jobs can run in worker processes."""
-
-    module: str
-    name: str
-
-    def __call__(self, *args):
-        import importlib
-
-        return getattr(importlib.import_module(self.module), self.name)(*args)
 
 
 SYNHC = Synthesizer(
     name="synhc",
     description="Syn-HC: clustered ellipse nuclei on a noisy background (InST-Microscopy, Algorithm 1)",
     config_cls=SynHCConfig,
-    render=_Lazy("cellxfer.synth.synhc", "render"),
-    prepare=_Lazy("cellxfer.synth.synhc", "prepare"),
+    render=lazy("cellxfer.synth.synhc", "render"),
+    prepare=lazy("cellxfer.synth.synhc", "prepare"),
 )
 
 NUCLEI = Synthesizer(
     name="nuclei",
     description="Realistic fluorescence nuclei: varied size, shape, texture, brightness, defocus, debris, camera noise",
     config_cls=NucleiConfig,
-    render=_Lazy("cellxfer.synth.nuclei", "render"),
-    prepare=_Lazy("cellxfer.synth.nuclei", "prepare"),
+    render=lazy("cellxfer.synth.nuclei", "render"),
+    prepare=lazy("cellxfer.synth.nuclei", "prepare"),
 )
 
 
