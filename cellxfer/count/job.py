@@ -1,6 +1,8 @@
 """``cellxfer count`` as a library function: :func:`run_count` over a :class:`CountConfig`.
 
-Local pipeline: a thread pool (``workers``) reads, normalises and windows images ahead of inference
+Local pipeline: a thread pool (``workers``) reads, resizes to the model's nucleus diameter (``diameter``,
+:mod:`cellxfer.scale`; counts, regions and points are reported in the original pixels), normalises and
+windows images ahead of inference
 (``ahead`` images in flight, in input order); the main thread packs windows of consecutive images into
 batches of ``batch_size`` windows, runs the engine and splits the outputs back per image. A count
 model's image count is the sum of its window counts (tiling and edge padding:
