@@ -20,8 +20,9 @@ blobs inside each nucleus, from outvoting the nuclei). Heavily textured nuclei a
 about 20% small (cellxfer's ``nuclei`` synthesizer at 12-32 px: 0.75-0.9 of the nominal diameter). The estimator is scale-covariant by
 construction (resizing an image by ``f`` multiplies its estimate by ``f``, within the pyramid's
 discretisation), and it is the same function at training and at counting time, so its bias on a given
-kind of nucleus cancels. Images larger than ``MAX_SIDE`` on a side are estimated on their central
-``MAX_SIDE`` x ``MAX_SIDE`` crop.
+kind of nucleus cancels. Images larger than ``MAX_SIDE`` on a side are normalised by the percentiles of
+a strided sample and measured on up to ``MAX_TILES`` tiles of ``TILE`` pixels spread evenly over the
+whole image, their blobs pooled (so a sparse slide whose centre is empty still has its nuclei counted in).
 
 Invariants: ``Scaled.factor == 1`` exactly (no resampling at all) when the ratio lies within
 ``TOLERANCE`` of 1; factors are clipped to ``[MIN_FACTOR, MAX_FACTOR]``; the count of a density map is
@@ -42,24 +43,43 @@ DISK = 2.0 * math.sqrt(2.0)
 TOP = 5
 RELATIVE = 0.3
 NOISE_K = 7.0  # a blob's response must exceed this many robust SDs of its scale's response map
-MIN_BLOBS = 3  # fewer blobs than this: no estimate (the image is counted as it is)
+MIN_BLOBS = 5  # fewer blobs than this: no estimate (the image is counted as it is)
 MAX_SIDE = 2048
+TILE, MAX_TILES = 1024, 16
+CLIP = 3.0
 TOLERANCE = 0.1  # |factor - 1| below this: the image is used as it is
 MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
 
 
 def _normalised(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float32)
-    h, w = img.shape
-    if max(h, w) > MAX_SIDE:
-        y0, x0 = max((h - MAX_SIDE) // 2, 0), max((w - MAX_SIDE) // 2, 0)
-        img = img[y0:y0 + MAX_SIDE, x0:x0 + MAX_SIDE]
-    finite = img[np.isfinite(img)]
+    """float32 image scaled by the 0.5/99.5 percentiles of (a strided sample of at most ~4 Mpixel of) the
+    whole image and capped at ``CLIP``; non-finite pixels become 0."""
+    img = np.asarray(image)
+    step = max(1, int(np.ceil(np.sqrt(img.size / 4e6))))
+    sample = np.asarray(img[::step, ::step], dtype=np.float32)
+    finite = sample[np.isfinite(sample)]
     if finite.size == 0:
-        return np.zeros_like(img)
+        return np.zeros(img.shape, np.float32)
     lo, hi = np.percentile(finite, (0.5, 99.5))
     span = float(hi - lo) or 1.0
-    return np.nan_to_num((img - np.float32(lo)) / np.float32(span), nan=0.0, posinf=1.0, neginf=0.0)
+    out = (np.asarray(img, dtype=np.float32) - np.float32(lo)) / np.float32(span)
+    # capped like the counters' --norm-clip: a few hot pixels or saturated specks in a sparse field
+    # (normalised to tens) must not outshine every nucleus and set the bar
+    return np.minimum(np.nan_to_num(out, nan=0.0, posinf=CLIP, neginf=0.0), np.float32(CLIP))
+
+
+def _tiles(shape) -> list[tuple[int, int]]:
+    """Top-left corners of the tiles the estimate looks at: the whole image when no side exceeds
+    ``MAX_SIDE``, else up to ``MAX_TILES`` tiles of ``TILE`` spread evenly (overlapping if need be)."""
+    h, w = shape
+    if max(h, w) <= MAX_SIDE:
+        return [(0, 0)]
+    ny, nx = -(-h // TILE), -(-w // TILE)
+    while ny * nx > MAX_TILES:
+        ny, nx = max(1, ny - (ny >= nx)), max(1, nx - (nx > ny))
+    ys = np.linspace(0, max(h - TILE, 0), ny).round().astype(int)
+    xs = np.linspace(0, max(w - TILE, 0), nx).round().astype(int)
+    return [(int(y), int(x)) for y in ys for x in xs]
 
 
 def _block_mean(img: np.ndarray) -> np.ndarray:
@@ -85,7 +105,7 @@ def _level_stacks(image: np.ndarray):
     5-point discrete Laplacian."""
     from scipy.ndimage import gaussian_filter
 
-    img = _normalised(image)
+    img = np.asarray(image, dtype=np.float32)
     for level, core, ks in _octaves():
         if level:
             if min(img.shape) < 16:
@@ -132,11 +152,19 @@ def _robust_sd(r: np.ndarray) -> float:
 
 
 def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(diameters, responses, (y, x) centres)`` of the scale-space maxima of a 2-D image: a pixel and
-    scale whose scale-normalised ``-sigma^2 LoG`` is not below its 26 neighbours in space and scale and
-    exceeds ``floor`` times the strongest response. Diameters are ``DISK * sigma`` with sigma refined by
-    a parabola in log-sigma; centres are in pixels of the (possibly cropped) image."""
-    levels = list(_level_stacks(image))
+    """``(diameters, responses, (y, x) centres)`` of the scale-space maxima of a 2-D image (normalised as
+    :func:`_normalised` says, tiles of large images pooled: :func:`_tiles`): a pixel and scale whose
+    scale-normalised ``-sigma^2 LoG`` is not below its 26 neighbours in space and scale and exceeds
+    ``floor`` times the tile's strongest response and ``NOISE_K`` robust SDs of its scale. Diameters are
+    ``DISK * sigma`` with sigma refined by a parabola in log-sigma; centres in image pixels."""
+    img = _normalised(image)
+    parts = [_tile_blobs(img[y:y + TILE, x:x + TILE] if max(img.shape) > MAX_SIDE else img, floor, (y, x))
+             for y, x in _tiles(img.shape)]
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+
+def _tile_blobs(img: np.ndarray, floor: float, origin) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    levels = list(_level_stacks(img))
     if not levels:
         return np.zeros(0), np.zeros(0), np.zeros((0, 2))
     top = max(float(s.max()) for *_, s in levels)
@@ -157,7 +185,7 @@ def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarra
                 logk += np.where(den < 0, np.clip(0.5 * (a - c) / safe, -0.5, 0.5), 0.0)
             ds.append(DISK * 2.0 ** (logk / 4.0))
             vs.append(b)
-            ps.append(np.stack([ys, xs], axis=1) * 2 ** level + (2 ** level - 1) / 2)
+            ps.append(np.stack([ys, xs], axis=1) * 2 ** level + (2 ** level - 1) / 2 + np.asarray(origin))
     if not ds:
         return np.zeros(0), np.zeros(0), np.zeros((0, 2))
     return np.concatenate(ds), np.concatenate(vs), np.concatenate(ps)

@@ -192,3 +192,15 @@ def test_training_scale_records_the_median_and_the_range_seen():
     lo, hi = got["diameter_range"]
     assert lo < got["diameter"] < hi and lo == pytest.approx(6.8, rel=0.2) and hi == pytest.approx(14.5, rel=0.2)
     assert training_scale([np.zeros((32, 32))]) == {"diameter": None, "diameter_range": None}
+
+
+def test_a_large_sparse_slide_with_hot_pixels_is_measured_from_its_nuclei():
+    """Larger than MAX_SIDE, nuclei only in one corner, a few saturated specks: tiles cover the whole slide
+    and the normalised values are capped, so the specks do not set the bar."""
+    rng = np.random.default_rng(0)
+    big = (100 + rng.normal(0, 3, (2600, 2600))).astype(np.float32)
+    img, _ = disks(12.0, size=384, seed=2)
+    big[2100:2484, 100:484] = img
+    for y, x in rng.integers(0, 2600, (8, 2)):
+        big[y:y + 3, x:x + 3] = 60000.0
+    assert estimate_diameter(big).diameter == pytest.approx(12.0, rel=0.15)
