@@ -593,17 +593,14 @@ def render_cells(cfg: NucleiConfig, context, rng: np.random.Generator) -> tuple[
     return to_dtype(camera(expected, p, rng), p, rng), cells, p
 
 
-DEFOCUS_LABEL = 0.1  # with label_defocused=false, nuclei blurred by more than this x their diameter are negatives
-
-
 def labelled(cfg: NucleiConfig, cells: Cells) -> np.ndarray:
     """Boolean mask of the drawn objects that are labelled cells: every nucleus and body, except, with
-    ``label_defocused=false``, nuclei whose defocus blur sigma exceeds ``DEFOCUS_LABEL`` x their diameter."""
+    ``label_defocused=false``, nuclei whose defocus blur sigma exceeds ``defocus_negative`` x their diameter."""
     if cfg.label_defocused:
         return np.ones(len(cells), dtype=bool)
     sigma = (cells.edge - 1.0) / 2.5  # edge = 1 + 2.5 sigma (see _candidates)
     diameter = 2.0 * np.sqrt(cells.a * cells.b)
-    return ~((cells.kind == NUCLEUS) & (sigma > DEFOCUS_LABEL * diameter))
+    return ~((cells.kind == NUCLEUS) & (sigma > cfg.defocus_negative * diameter))
 
 
 def render(cfg: NucleiConfig, context, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

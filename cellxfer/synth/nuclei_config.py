@@ -48,12 +48,17 @@ class NucleiConfig:
     #: Annotation conventions differ: IDCIA's annotators marked only in-focus nuclei, so a counter meant to
     #: count as they do trains with ``label_defocused=false`` (the nuclei are still drawn, as negatives).
     label_defocused: bool = True
+    #: with ``label_defocused=false``: blur sigma, as a fraction of the nucleus diameter, above which a
+    #: defocused nucleus is a negative; 0 .. 0.3 (defocus blur is drawn up to 0.3)
+    defocus_negative: float = 0.1
 
     def __post_init__(self):
         if not isinstance(self.size, int) or not 16 <= self.size <= 8192:
             raise ValueError(f"size {self.size} must be an integer in [16, 8192]")
         if not isinstance(self.max_cells, int) or not 0 <= self.max_cells <= 100_000:
             raise ValueError(f"max_cells {self.max_cells} must be an integer in [0, 100000]")
+        if isinstance(self.defocus_negative, bool) or not 0 <= self.defocus_negative <= 0.3:
+            raise ValueError(f"defocus_negative {self.defocus_negative!r} must lie in [0, 0.3]")
         if not isinstance(self.label_defocused, bool):
             raise ValueError(f"label_defocused {self.label_defocused!r} must be true or false")
         if self.dtype not in DTYPES:
