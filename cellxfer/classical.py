@@ -177,10 +177,10 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
     counts = np.concatenate([d.counts for d in doms])
     fitted = fit_log(images, counts)
     opts = {k: fitted[k] for k in ("sigma", "threshold", "min_distance", "margin")}
-    from cellxfer.train.counter import training_scale
+    from cellxfer.train.counter import domain_scale
 
     meta = CounterMeta(arch="log", window=config.crop, output="density", normalization=norm, arch_options=opts,
-                       **training_scale(doms[0] if doms else None),
+                       **domain_scale(doms[0] if doms else None),
                        extra={"regime": config.regime, "fit_mae": fitted["fit_mae"]})
     model = build_log(meta)
     val_mae = val_rmse = None

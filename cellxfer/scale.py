@@ -52,20 +52,11 @@ MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
 
 
 def _normalised(image: np.ndarray) -> np.ndarray:
-    """float32 image scaled by the 0.5/99.5 percentiles of (a strided sample of at most ~4 Mpixel of) the
-    whole image and capped at ``CLIP``; non-finite pixels become 0."""
-    img = np.asarray(image)
-    step = max(1, int(np.ceil(np.sqrt(img.size / 4e6))))
-    sample = np.asarray(img[::step, ::step], dtype=np.float32)
-    finite = sample[np.isfinite(sample)]
-    if finite.size == 0:
-        return np.zeros(img.shape, np.float32)
-    lo, hi = np.percentile(finite, (0.5, 99.5))
-    span = float(hi - lo) or 1.0
-    out = (np.asarray(img, dtype=np.float32) - np.float32(lo)) / np.float32(span)
-    # capped like the counters' --norm-clip: a few hot pixels or saturated specks in a sparse field
-    # (normalised to tens) must not outshine every nucleus and set the bar
-    return np.minimum(np.nan_to_num(out, nan=0.0, posinf=CLIP, neginf=0.0), np.float32(CLIP))
+    """The counters' percentile normalisation, capped at ``CLIP`` like ``--norm-clip``: a few hot pixels
+    or saturated specks in a sparse field (normalised to tens) must not outshine every nucleus."""
+    from cellxfer.counter.model import Normalization
+
+    return Normalization(clip=CLIP).apply(image)
 
 
 def _tiles(shape) -> list[tuple[int, int]]:
@@ -315,12 +306,13 @@ class Scaled:
     def factor(self) -> float:
         return 1.0 / self.sx
 
+    @property
+    def resized(self) -> bool:
+        return self.sx != 1.0 or self.sy != 1.0
+
     def to_original(self, points: np.ndarray) -> np.ndarray:
         """(x, y) points on the resized grid -> the original image's pixel coordinates."""
-        p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        if self.sx == 1.0 and self.sy == 1.0:
-            return p
-        return p * np.array([self.sx, self.sy])
+        return np.asarray(points, dtype=np.float64).reshape(-1, 2) * np.array([self.sx, self.sy])
 
     def box_to_original(self, y: int, x: int, h: int, w: int) -> tuple[int, int, int, int]:
         """A (y0, x0, h, w) box on the resized grid -> the original grid (rounded, for overlays)."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cellxfer.counter.model import CounterMeta, Normalization
-from cellxfer.counter.windows import count_image, tile_windows, window_batch, window_counts
+from cellxfer.counter.windows import count_image, tile_windows, window_batch
 
 
 @pytest.mark.parametrize("shape,window", [((600, 800), 256), ((256, 256), 256), ((1, 1), 256), ((513, 257), 256), ((100, 37), 16)])
@@ -44,7 +44,9 @@ def test_count_image_sums_window_outputs():
     img = rng.integers(0, 255, size=(21, 30)).astype(np.uint8)
     norm = meta.normalization.apply(img)
     runner = lambda b: b.reshape(len(b), -1).sum(axis=1, keepdims=True)  # noqa: E731
-    per = window_counts(runner, meta, img, batch_size=5)
+    from cellxfer.count.job import count_prepared, prepare_array
+
+    per = count_prepared(runner, prepare_array(None, img, meta), meta, batch_size=5).region_counts
     assert len(per) == 3 * 4
     assert count_image(runner, meta, img) == pytest.approx(float(norm.astype(np.float64).sum()), rel=1e-5)
 

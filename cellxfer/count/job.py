@@ -146,7 +146,7 @@ def finish(prep: Prepared, outputs: np.ndarray, meta, points: bool = False) -> C
         sums = _window_sums(outputs)
         counted = Counted(float(sums.sum()), list(prep.boxes), sums)
     s = prep.scaled
-    if s is None or (s.sx == 1.0 and s.sy == 1.0):
+    if s is None or not s.resized:
         return counted
     return Counted(counted.count, [s.box_to_original(*r) for r in counted.regions], counted.region_counts,
                    None if counted.points is None else s.to_original(counted.points))

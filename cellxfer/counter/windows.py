@@ -63,19 +63,6 @@ def torch_runner(model, device: str = "cpu") -> Callable[[np.ndarray], np.ndarra
     return run
 
 
-def window_counts(runner: Callable[[np.ndarray], Any], meta, image: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Per-window counts (float64, one per :func:`tile_windows` entry) of a raw 2-D ``image``.
-
-    ``meta`` is the model's :class:`~cellxfer.counter.model.CounterMeta` (window, in_chans, normalisation).
-    """
-    batch = window_batch(meta.normalization.apply(image), meta.window, meta.in_chans)
-    out = []
-    for i in range(0, len(batch), batch_size):
-        pred = np.asarray(runner(batch[i:i + batch_size]), dtype=np.float64)
-        out.append(pred.reshape(len(pred), -1).sum(axis=1))
-    return np.concatenate(out)
-
-
 def count_image(model, meta, image: np.ndarray, batch_size: int = 16, diameter: str | None = None) -> float:
     """Whole-image count exactly as ``cellxfer count`` makes it (``--diameter`` policy, resizing, windows
     or stitched density tiles: :func:`cellxfer.count.job.prepare_array`). ``model``: a torch module or a runner."""

@@ -157,15 +157,15 @@ def meta_for(config: TrainConfig) -> CounterMeta:
                        extra={"regime": config.regime, "trained_epochs": 0})
 
 
-def training_scale(domain, most: int = 64) -> dict:
+def domain_scale(domain, most: int = 64) -> dict:
     """The nucleus size a counter records (``diameter``, ``diameter_range``: :func:`cellxfer.scale.training_scale`)
     over at most ``most`` evenly spaced training images of its target domain (real if given, else synthetic)."""
-    from cellxfer.scale import training_scale as measure
+    from cellxfer.scale import training_scale
 
     if domain is None or not len(domain):
         return {"diameter": None, "diameter_range": None}
     step = max(1, len(domain) // most)
-    return measure(domain.images[::step][:most])
+    return training_scale(domain.images[::step][:most])
 
 
 def _torch_seed(seed: int, epoch: int) -> int:
@@ -292,7 +292,7 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
     real = load_domain(config.real, norm, "real", config.exclude) if config.real else None
     syn = load_domain(config.synthetic, norm, "synthetic", config.exclude) if config.synthetic else None
     val = load_domain(config.val, norm, "validation", config.exclude) if config.val else None
-    meta = replace(meta, **training_scale(real or syn))
+    meta = replace(meta, **domain_scale(real or syn))
 
     torch.manual_seed(config.seed)
     model = build_counter(meta).to(config.device)
