@@ -17,7 +17,8 @@ in log-sigma, blobs centred inside a stronger one are dropped (the rim answers o
 diameter-weighted median of ``DISK * sigma`` is the diameter (a flat disk of diameter ``d`` answers at
 ``sigma = d / (2 sqrt 2)``; weighting by diameter keeps chromatin texture and nucleoli, many small
 blobs inside each nucleus, from outvoting the nuclei). Heavily textured nuclei are still measured up to
-about 20% small (cellxfer's ``nuclei`` synthesizer at 12-32 px: 0.75-0.9 of the nominal diameter). The estimator is scale-covariant by
+about 20% small (cellxfer's ``nuclei`` synthesizer at 16-32 px: 0.80-0.89 of the nominal diameter,
+``scripts/scale_check.py``). The estimator is scale-covariant by
 construction (resizing an image by ``f`` multiplies its estimate by ``f``, within the pyramid's
 discretisation), and it is the same function at training and at counting time, so its bias on a given
 kind of nucleus cancels. Images larger than ``MAX_SIDE`` on a side are normalised by the percentiles of
