@@ -327,39 +327,72 @@ def write_points(path: Path, points: np.ndarray) -> Path:
 
 
 # -- the job -------------------------------------------------------------------------------------------------
-def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1, **kw: None,
-              log: Callable[[str], None] = lambda s: None, on_total: Callable[[int], None] = lambda n: None) -> CountResult:
-    """Count every image of ``config.paths`` into ``config.out``; see module docs."""
-    from cellxfer.atomic import write_json
-    from cellxfer.count.inputs import expand_inputs
-    from cellxfer.count.overlay import output_names, write_overlay
-    from cellxfer.engines.base import default_model, load_runner, model_hash, model_meta
-    from cellxfer.errors import InputError
-    from cellxfer.manifest import build_manifest, config_dict
+def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays: dict, point_files: dict,
+                   policy, record: Callable, t_start: float) -> float:
+    """Count ``todo`` one task per image on the Dask cluster ``config.scheduler``, passing each outcome to
+    ``record`` (as the local loop does); returns the start-up seconds (until the tasks are submitted)."""
+    from cellxfer.count.dask_executor import DaskExecutor, parse_local
+    from cellxfer.executors import default_workers
 
-    t_start = time.perf_counter()
+    threads = config.threads
+    n_local = parse_local(config.scheduler)
+    if threads is None and n_local:  # N workers on this machine share its cores
+        threads = max(1, default_workers() // n_local)
+    task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
+                    config.fp16, threads, policy)
+    items = [(str(f), str(overlays[f]) if f in overlays else None, f in point_files) for f in todo]
+    startup = time.perf_counter() - t_start
+    for (file, _, _), outcome in DaskExecutor(address=config.scheduler).map(functools.partial(_dask_item, task), items,
+                                                                           config.workers):
+        if isinstance(outcome, BaseException):  # the task itself died (engine load, worker lost)
+            record(Path(file), None, None, 0.0, config.engine, outcome)
+        elif outcome.error:
+            record(Path(file), None, None, outcome.ms, outcome.engine, RuntimeError(outcome.error))
+        else:
+            record(Path(file), outcome.count, outcome.points, outcome.ms, outcome.engine, None, outcome.scaled)
+    return startup
+
+
+def _checked_model(config: CountConfig):
+    """``(model path, CounterMeta, DiameterPolicy)`` of a count job, after every check that needs no
+    image (batch size, model file, --points on a count model, an explicit engine's availability), so a
+    wrong option fails before any work."""
+    from cellxfer.engines.base import default_model, engines, model_meta
+    from cellxfer.errors import InputError, PluginError
+    from cellxfer.scale import DiameterPolicy
+
     if config.batch_size < 1:
         raise InputError(f"--batch-size {config.batch_size}: must be at least 1")
     model = Path(config.model).resolve() if config.model is not None else default_model()
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     meta = model_meta(model)
-    from cellxfer.scale import DiameterPolicy
-
     policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model))
     if config.points is not None and not is_density(meta):
         raise InputError(f"--points: {model} predicts one count per window, not cell locations; "
                          f"use a density model (train-count --arch density or --arch log)")
-    if config.engine != "auto" and not config.scheduler:  # say what is missing before any work
-        from cellxfer.engines.base import engines
-        from cellxfer.errors import PluginError
-
+    if config.engine != "auto" and not config.scheduler:
         known = engines()
         if config.engine not in known:
             raise PluginError(f"--engine {config.engine}: unknown engine (available: auto, {', '.join(sorted(known))})")
         reason = known[config.engine].available(config.device)
         if reason is not None:
             raise PluginError(reason)
+    return model, meta, policy
+
+
+def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1, **kw: None,
+              log: Callable[[str], None] = lambda s: None, on_total: Callable[[int], None] = lambda n: None) -> CountResult:
+    """Count every image of ``config.paths`` into ``config.out``; see module docs."""
+    from cellxfer.atomic import write_json
+    from cellxfer.count.inputs import expand_inputs
+    from cellxfer.count.overlay import output_names, write_overlay
+    from cellxfer.engines.base import load_runner, model_hash
+    from cellxfer.errors import InputError
+    from cellxfer.manifest import build_manifest, config_dict
+
+    t_start = time.perf_counter()
+    model, meta, policy = _checked_model(config)
     files, not_images = expand_inputs(config.paths, recursive=config.recursive)
     if not files:
         raise InputError(f"{', '.join(map(str, config.paths))}: no image files found (cellxfer reads TIFF and PNG)"
@@ -398,25 +431,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
 
     try:
         if todo and config.scheduler:
-            from cellxfer.count.dask_executor import DaskExecutor, parse_local
-            from cellxfer.executors import default_workers
-
-            threads = config.threads
-            n_local = parse_local(config.scheduler)
-            if threads is None and n_local:  # N workers on this machine share its cores
-                threads = max(1, default_workers() // n_local)
-            task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
-                            config.fp16, threads, policy)
-            items = [(str(f), str(overlays[f]) if f in overlays else None, f in point_files) for f in todo]
-            result.startup_s = time.perf_counter() - t_start
-            executor = DaskExecutor(address=config.scheduler)
-            for (file, _, _), outcome in executor.map(functools.partial(_dask_item, task), items, config.workers):
-                if isinstance(outcome, BaseException):  # the task itself died (engine load, worker lost)
-                    record(Path(file), None, None, 0.0, config.engine, outcome)
-                elif outcome.error:
-                    record(Path(file), None, None, outcome.ms, outcome.engine, RuntimeError(outcome.error))
-                else:
-                    record(Path(file), outcome.count, outcome.points, outcome.ms, outcome.engine, None, outcome.scaled)
+            result.startup_s = _count_on_dask(config, model, todo, overlays, point_files, policy, record, t_start)
         elif todo:
             picked: list[str] = []
             runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
