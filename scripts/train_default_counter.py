@@ -41,11 +41,11 @@ def ship(best: Path, synthetic: Path, out: Path) -> float | None:
     from dataclasses import replace
 
     from cellxfer.counter.model import load_counter, save_counter
-    from cellxfer.train.counter import training_scale
+    from cellxfer.train.counter import domain_scale
     from cellxfer.train.data import load_domain
 
     model, meta = load_counter(best)
-    scale = training_scale(load_domain(synthetic, meta.normalization, "synthetic", ()))
+    scale = domain_scale(load_domain(synthetic, meta.normalization, "synthetic", ()))
     save_counter(out, model, replace(meta, **scale))
     return scale["diameter"]
 
