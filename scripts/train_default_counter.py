@@ -77,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--positive", action=argparse.BooleanOptionalAction, default=True, help="UNet output through a ReLU (density never negative)")
     ap.add_argument("--norm-clip", type=float, default=3.0, help="train-count --norm-clip (normalised values clipped above)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="torch device for training: cpu, cuda, cuda:1 (train-count --device)")
+    ap.add_argument("--workers", type=int, default=0, help="processes rendering the synthetic sets (synth --workers)")
     ap.add_argument("--idcia", type=Path, default=IDCIA)
     args = ap.parse_args(argv)
     if args.synth_set is None:
@@ -94,8 +96,8 @@ def render_sets(args) -> tuple[Path, Path, list[Path]]:
     synth = reg.get("cellxfer_synthesizers", args.method)
     synth_config = make_config(synth.config_cls, parse_sets(args.synth_set), f"synthesizer '{args.method}'")
     syn, val = args.work / "synthetic", args.work / "synthetic-val"
-    run_synth(synth, synth_config, args.n_synthetic, syn, seed=args.seed)
-    run_synth(synth, synth_config, args.n_val, val, seed=args.seed + 1000)
+    run_synth(synth, synth_config, args.n_synthetic, syn, seed=args.seed, workers=args.workers)
+    run_synth(synth, synth_config, args.n_val, val, seed=args.seed + 1000, workers=args.workers)
     style = [p for p in args.style if p.is_file() or p.is_dir()]
     if args.style and not style:
         raise SystemExit(f"error: style images not found: {', '.join(map(str, args.style))}; pass --style FILES, or --style alone for none")
@@ -119,7 +121,7 @@ def train(args, syn: Path, val: Path) -> Path:
     config = TrainConfig(regime="synthetic", out=args.work / ("run" if args.arch == "density" else f"run-{args.arch}"),
                          synthetic=syn, val=val, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma, count_weight=args.count_weight,
-                         norm_clip=args.norm_clip, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True,
+                         norm_clip=args.norm_clip, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True, device=args.device,
                          extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": args.positive}})
 
     def on_epoch(r):
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}; "
           f"nucleus diameter {diameter} px")
     keys = ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr", "sigma", "base", "stem",
-            "norm", "count_weight", "positive", "norm_clip", "seed")
+            "norm", "count_weight", "positive", "norm_clip", "seed", "device")
     result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
               "train": {k: getattr(args, k) for k in keys} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
