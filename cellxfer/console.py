@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
@@ -9,7 +10,8 @@ from rich.markup import escape
 
 # markup off by default: messages carry file names and pip extras ("cellxfer[trt]") that rich would
 # take for style tags; the few styled prefixes escape what they embed
-out = Console(highlight=False, soft_wrap=True, markup=False)
+# under torchrun only rank 0 prints results (every rank computes the same ones)
+out = Console(highlight=False, soft_wrap=True, markup=False, quiet=os.environ.get("RANK", "0") != "0")
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 

@@ -249,8 +249,19 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
     """Train (or resume) a counter; returns the run folder (see module docs).
 
     ``on_start(steps_done, steps_total)`` is called once the data is loaded, ``on_step(epoch, loss)``
-    after every optimizer step, ``on_epoch(record)`` after every epoch.
+    after every optimizer step, ``on_epoch(record)`` after every epoch. Under torchrun the run is
+    data-parallel (:mod:`cellxfer.train.distributed`) and the callbacks run on rank 0 only.
     """
+    from cellxfer.train.distributed import distributed
+
+    config.validate()
+    with distributed(config.device) as dist:
+        if not dist.is_main:
+            on_epoch = on_step = on_start = None
+        return _train_counter(config, dist, on_epoch, on_step, on_start)
+
+
+def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Path:
     import torch
 
     from cellxfer.atomic import atomic_path, write_json, write_text
@@ -260,9 +271,10 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
     from cellxfer.manifest import build_manifest, config_dict
     from cellxfer.train.data import load_domain
 
-    config.validate()
     fit = getattr(_arch(config.arch), "fit", None)
     if fit is not None:  # fitted (classical) architectures: no gradient training
+        if dist.active:
+            raise InputError(f"--arch {config.arch} is fitted, not trained by gradient descent; run it without torchrun")
         return fit(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
     if config.regime == "finetune" and config.pre_epochs is None:  # pin the phase boundary for --resume
         config = replace(config, pre_epochs=config.epochs)
@@ -280,12 +292,15 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
                                  f"use the original options or a new --out")
         elif not config.overwrite:
             raise InputError(f"{out}: holds a training run; pass --resume to continue it or --overwrite to start over")
-        else:
+        elif dist.is_main:
             for name in (STATE, BEST, LAST, HISTORY, "manifest.json"):
                 (out / name).unlink(missing_ok=True)
-    elif config.resume:
+    elif config.resume and dist.is_main:
         warn(f"{out}: nothing to resume (no {STATE}); starting a new run")
-    out.mkdir(parents=True, exist_ok=True)
+    dist.check_batch(config.batch_size)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
 
     meta = meta_for(config)
     norm = meta.normalization
@@ -295,7 +310,7 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
     meta = replace(meta, **domain_scale(real or syn))
 
     torch.manual_seed(config.seed)
-    model = build_counter(meta).to(config.device)
+    model = build_counter(meta).to(dist.device)
     pretrained_info = None
     if config.pretrained is not None:
         from cellxfer.train.pretrained import load_pretrained
@@ -337,10 +352,12 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         "pretrained": pretrained_info or "none: trained from scratch (random initialisation)",
         "head_bias_init": head_init,
         "data": {d.name: {"images": len(d), "cells": int(d.counts.sum())} for d in (real, syn, val) if d is not None},
+        "distributed": dist.describe(),
     }
 
     def save_manifest(result: dict | None = None) -> None:
-        write_json(out / "manifest.json", build_manifest("train-count", cfg, config.seed, inputs=inputs,
+        if dist.is_main:
+            write_json(out / "manifest.json", build_manifest("train-count", cfg, config.seed, inputs=inputs,
                                                          **manifest_extra, result=result))
 
     if state is None:
@@ -351,36 +368,30 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         on_start(step, all_steps)
     density = meta.output == "density"
     d_scale = float(meta.arch_options.get("scale", 1.0)) if density else 1.0
-    model.train()
+    net = dist.wrap(model)  # the training forward (DDP under torchrun); `model` is validated and saved
+    model = dist.unwrap(net)
+    net.train()
     for epoch in range(start, total):
         phase = phase_of(config.regime, epoch, config.pre())
-        rng = np.random.default_rng([config.seed, epoch])
-        torch.manual_seed(_torch_seed(config.seed, epoch))
+        rng = np.random.default_rng([config.seed, epoch])  # the same on every rank: one global batch stream
+        torch.manual_seed(dist.seed(_torch_seed(config.seed, epoch)))
         t0 = time.perf_counter()
         losses = []
         for batch in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
                                   flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
                                   mix_prob=config.mix_prob, edge_prob=config.edge_prob,
                                   max_steps=config.max_steps_per_epoch, with_maps=density):
+            n, rows = len(batch[0]), dist.shard(len(batch[0]))
+            if rows is None:  # a last batch with fewer crops than processes: skipped by every rank
+                continue
             for group in opt.param_groups:
                 group["lr"] = lr_at(config, step, all_steps)
             step += 1
-            xt = torch.from_numpy(batch[0]).to(config.device)
-            if density:  # pixel MSE against exact-mass Gaussian targets, in the head's units (x scale)
-                from cellxfer.density.targets import density_batch
-
-                target = torch.from_numpy(density_batch(batch[2], config.sigma)).to(config.device)
-                dens = model(xt)
-                loss = torch.nn.functional.mse_loss(dens * d_scale, target * d_scale)
-                if config.count_weight:  # crop counts, in cells: a faint spread of density is many cells
-                    loss = loss + config.count_weight * torch.nn.functional.mse_loss(dens.sum(dim=(1, 2, 3)), target.sum(dim=(1, 2, 3)))
-            else:
-                yt = torch.from_numpy(batch[1]).to(config.device)
-                pred = model(xt).reshape(len(xt), -1).sum(dim=1)
-                loss = torch.nn.functional.mse_loss(pred, yt)
-            value = check_finite_loss(loss, epoch + 1, step)  # before backward: a NaN never reaches the weights
+            loss = _batch_loss(net, [b[rows] for b in batch], config, dist.device, d_scale if density else None)
+            # the global batch's mean loss, checked before backward: a NaN never reaches the weights
+            value = check_finite_loss(dist.mean(loss.detach(), rows, n), epoch + 1, step)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * dist.loss_weight(rows, n)).backward()
             opt.step()
             if ema is not None:
                 ema.update_parameters(model)
@@ -395,7 +406,7 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         for module in {id(model): model, id(shown): shown}.values():  # no checkpoint of non-finite weights
             check_finite_weights(module, epoch + 1)
         if val is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == total):
-            pred = predict_normalized(shown, meta, val.images)
+            pred = np.array(dist.map_shared(lambda img: predict_normalized(shown, meta, [img])[0], val.images))
             err = pred - val.counts
             val_mae, val_rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
         seconds = time.perf_counter() - t0
@@ -407,23 +418,48 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         improved = val_mae is not None and val_mae < best["val_mae"]
         if improved or (val is None and epoch + 1 == total):
             best = {"epoch": epoch + 1, "val_mae": val_mae if val_mae is not None else math.inf, "val_rmse": val_rmse}
-            save_counter(out / BEST, shown, replace(epoch_meta, extra={**epoch_meta.extra, "val_mae": val_mae}))
-        save_counter(out / LAST, shown, epoch_meta)
-        write_text(out / HISTORY, _history_csv(history))
-        with atomic_path(state_path) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                        "ema": None if ema is None else ema.state_dict(),
-                        "history": history, "best": best, "train_seconds": train_seconds, "config": cfg,
-                        "head_bias_init": head_init, "pretrained": pretrained_info}, str(tmp))
+            if dist.is_main:
+                save_counter(out / BEST, shown, replace(epoch_meta, extra={**epoch_meta.extra, "val_mae": val_mae}))
+        if dist.is_main:  # checkpoints hold the unwrapped module and no per-rank state: resumable at any world size
+            save_counter(out / LAST, shown, epoch_meta)
+            write_text(out / HISTORY, _history_csv(history))
+            with atomic_path(state_path) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                            "ema": None if ema is None else ema.state_dict(),
+                            "history": history, "best": best, "train_seconds": train_seconds, "config": cfg,
+                            "head_bias_init": head_init, "pretrained": pretrained_info}, str(tmp))
+        dist.barrier()
         if on_epoch is not None:
             on_epoch(rec)
-    if total == 0:
+    if total == 0 and dist.is_main:
         save_counter(out / LAST, model, meta)
         save_counter(out / BEST, model, meta)
     best_out = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in best.items()}
     save_manifest({"epochs": total, "best": best_out, "train_seconds": round(train_seconds, 2),
                    "final_loss": history[-1]["loss"] if history else None})
+    dist.barrier()
     return out
+
+
+def _batch_loss(net, batch: list, config: TrainConfig, device: str, d_scale: float | None):
+    """Mean loss of ``net`` on one (x, y[, centre maps]) batch: count MSE, or for density heads
+    (``d_scale`` given) pixel MSE against exact-mass Gaussian targets in the head's units, plus the
+    optional crop-count term."""
+    import torch
+    import torch.nn.functional as F
+
+    xt = torch.from_numpy(batch[0]).to(device)
+    if d_scale is None:
+        pred = net(xt).reshape(len(xt), -1).sum(dim=1)
+        return F.mse_loss(pred, torch.from_numpy(batch[1]).to(device))
+    from cellxfer.density.targets import density_batch
+
+    target = torch.from_numpy(density_batch(batch[2], config.sigma)).to(device)
+    dens = net(xt)
+    loss = F.mse_loss(dens * d_scale, target * d_scale)
+    if config.count_weight:  # crop counts, in cells: a faint spread of density is many cells
+        loss = loss + config.count_weight * F.mse_loss(dens.sum(dim=(1, 2, 3)), target.sum(dim=(1, 2, 3)))
+    return loss
 
 
 def steps_total(config: TrainConfig, n_real: int, n_syn: int, upto: int | None = None) -> int:
