@@ -1,7 +1,11 @@
 """The ``cellxfer`` command line: a typer app whose commands come from plugins.
 
-Errors: a :class:`cellxfer.errors.CellxferError` prints one line ``error: ...`` and exits 2; any other
-exception prints one line naming it and exits 1; ``--debug`` (or ``CELLXFER_DEBUG=1``) shows tracebacks.
+Exit codes (:class:`cellxfer.errors.ExitCode`, the same for every command): a
+:class:`cellxfer.errors.CellxferError` prints its lines (``error: ...``) on stderr and exits with its
+code (2 bad input, 1 a batch with failed inputs); a usage error is click's message and 2; any other
+exception prints one line ``error: unexpected ... (rerun with --debug ...)`` and exits 70; Ctrl-C prints
+``interrupted: <what is saved and how to resume>`` from the command's spec and exits 130.
+``--debug`` (or ``CELLXFER_DEBUG=1``) shows tracebacks instead.
 """
 
 from __future__ import annotations
@@ -36,14 +40,36 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ):
     """cellxfer: synthetic-to-real transfer for microscopy cell counting."""
-    if debug:
-        os.environ["CELLXFER_DEBUG"] = "1"
+    global _invoked  # (--debug is read by main, before parsing: it decides how errors of parsing show)
+    _invoked = ctx.invoked_subcommand
     if ctx.invoked_subcommand:  # advice on multi-plane images names only options this command has
         from cellxfer.imageio import set_plane_options
 
         command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
         names = {p.name for p in getattr(command, "params", ())}
         set_plane_options(page="page" in names, channel="channel" in names)
+
+
+_invoked: str | None = None  # the command being run (set by the root callback)
+
+
+def _interrupted_line() -> str:
+    """The Ctrl-C line: what the running command's spec says is saved and how to resume."""
+    from cellxfer.plugins import get_registry
+
+    spec = get_registry().commands().get(_invoked or "")
+    return f"interrupted: {spec.interrupted}" if spec is not None else "interrupted"
+
+
+def _print_error(console, line: str) -> None:
+    """``line`` on stderr, its ``error:`` prefix in red on a terminal."""
+    from rich.markup import escape
+
+    head, sep, rest = line.partition("error: ")
+    if sep and not head:
+        console.print(f"[red]error:[/] {escape(rest)}", markup=True)
+    else:
+        console.print(line)
 
 
 def build_app() -> typer.Typer:
@@ -59,10 +85,8 @@ def build_app() -> typer.Typer:
 def main(argv: list[str] | None = None) -> None:
     import click
 
-    from rich.markup import escape
-
     from cellxfer.console import err
-    from cellxfer.errors import CellxferError
+    from cellxfer.errors import CellxferError, ExitCode
 
     # typer >= 0.2x runs on its own copy of click: its usage errors, Exit and Abort are not click's
     try:
@@ -73,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     aborts = tuple({click.exceptions.Abort, typer.Abort})
     exits = tuple({click.exceptions.Exit, typer.Exit})
 
+    global _invoked
+    _invoked = None
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("CELLXFER_DEBUG") == "1"
     try:
@@ -83,25 +109,25 @@ def main(argv: list[str] | None = None) -> None:
     except usage_errors as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except aborts:
-        err.print("aborted")
-        sys.exit(130)
+    except (KeyboardInterrupt, *aborts):
+        err.print(_interrupted_line())
+        sys.exit(ExitCode.INTERRUPTED)
     except CellxferError as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/] {escape(str(exc))}", markup=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        for line in exc.lines():
+            _print_error(err, line)
+        sys.exit(int(exc.exit_code))
     except Exception as exc:  # noqa: BLE001 - one line, no traceback, unless --debug
         if debug:
             raise
-        err.print(f"[red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback)",
-                  markup=True)
-        sys.exit(1)
+        what = " ".join(f"{type(exc).__name__}: {exc}".split())
+        _print_error(err, f"error: unexpected {what} (rerun with --debug for the traceback, and report it)")
+        sys.exit(ExitCode.INTERNAL)
     finally:  # what the command declared (its --page/--channel) does not outlive it in this process
         from cellxfer.imageio import set_plane_options
 
         set_plane_options(page=True, channel=True)
+    if code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C (KeyboardInterrupt) into a returned 130
+        err.print(_interrupted_line())
     sys.exit(code if isinstance(code, int) else 0)

@@ -47,6 +47,13 @@ def cellxfer_register_commands(app):
 
 
 @hookspec
+def cellxfer_commands():
+    """Return a list of :class:`cellxfer.commands.CommandSpec` objects, one per command the plugin
+    registers: what Ctrl-C leaves, what the command reads and writes, how to invoke it (the contract
+    tests and the fault-injection suite run over every one)."""
+
+
+@hookspec
 def cellxfer_synthesizers():
     """Return a list of :class:`cellxfer.synth.base.Synthesizer` objects (``cellxfer synth --method``)."""
 

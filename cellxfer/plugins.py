@@ -40,7 +40,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
 )
 
 #: Hooks that return lists of named objects, and the attribute that names each object.
-PROVIDER_HOOKS = ("cellxfer_synthesizers", "cellxfer_stylizers", "cellxfer_image_readers", "cellxfer_executors",
+PROVIDER_HOOKS = ("cellxfer_commands", "cellxfer_synthesizers", "cellxfer_stylizers", "cellxfer_image_readers", "cellxfer_executors",
                   "cellxfer_engines", "cellxfer_counter_architectures")
 
 
@@ -160,7 +160,8 @@ class Registry:
                         warn(f"plugin '{plugin_name}' provides {_kind(hook)} '{name}', already provided; ignored")
                         continue
                     self._provided[hook][name] = item
-                    info.provides.setdefault(_kind(hook), []).append(name)
+                    if hook != "cellxfer_commands":  # a spec is listed as its command (register_commands)
+                        info.provides.setdefault(_kind(hook), []).append(name)
 
     # -- what plugins provide ------------------------------------------------------------------
     def provided(self, hook_name: str) -> dict[str, Any]:
@@ -172,6 +173,10 @@ class Registry:
             known = ", ".join(sorted(items)) or "none"
             raise PluginError(f"no {_kind(hook_name)} named '{name}' (available: {known}); see `cellxfer plugins`")
         return items[name]
+
+    def commands(self) -> dict[str, Any]:
+        """Command name -> its :class:`cellxfer.commands.CommandSpec`."""
+        return self.provided("cellxfer_commands")
 
     def synthesizers(self) -> dict[str, Any]:
         return self.provided("cellxfer_synthesizers")
@@ -213,6 +218,7 @@ class Registry:
 
 def _kind(hook_name: str) -> str:
     return {
+        "cellxfer_commands": "command spec",
         "cellxfer_synthesizers": "synthesizer",
         "cellxfer_stylizers": "stylizer",
         "cellxfer_image_readers": "image reader",

@@ -95,7 +95,7 @@ def test_count_folder_matches_torch_reference(setup, tmp_path, capsys, engine, m
         assert float(row["count"]) == pytest.approx(ref[row["file"]], abs=2e-3)
         assert len(row["model_hash"]) == 12 and float(row["elapsed_ms"]) > 0
     assert len({round(v, 1) for v in ref.values()}) > 1, "the tiny counter must give different counts"
-    assert "notes.txt: not an image" in r.stdout and "counted now" in r.stdout
+    assert "notes.txt: not an image" in r.stderr and "counted now" in r.stdout
     assert (tmp_path / "counts.csv.manifest.json").is_file()
     assert not list(tmp_path.glob("*.cellxfer-tmp"))
 
@@ -120,7 +120,7 @@ def test_rerun_skips_done_overwrite_redoes_and_broken_file_reported(setup, tmp_p
     assert rows["broken.tif"]["status"] == "failed" and "not a readable TIFF" in rows["broken.tif"]["error"]
     assert rows["stack.tif"]["status"] == "failed" and "--page" in rows["stack.tif"]["error"]
     assert all(rows[n]["status"] == "ok" for n in ("a.tif", "b.tif", "c.png"))
-    assert "failed" in r.stdout and "broken.tif" in r.stdout
+    assert "failed" in r.stderr and "broken.tif" in r.stderr
 
     (folder / "broken.tif").unlink()
     r = cli(args + ["--page", "1"], capsys)  # rerun: done files skipped, the failed one retried

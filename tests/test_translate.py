@@ -216,7 +216,7 @@ def test_translate_evaluate_and_onnx_parity(tiny_run, capsys):
     write_tiff(imgs / "small.tif", big[:20, :50])
     (imgs / "broken.tif").write_bytes(b"not a tiff")
     code, out, err = cli(["translate", imgs, "--model", run, "--out", root / "t_torch"], capsys)
-    assert code == 1 and "2 written" in out and "broken.tif" in out, (code, out, err)  # per-file failure reported, others done
+    assert code == 1 and "2 written" in out and "broken.tif" in err, (code, out, err)  # per-file failure reported, others done
     code, out, err = cli(["translate", imgs / "big.tif", imgs / "small.tif", "--model", run, "--out", root / "t_onnx",
                           "--engine", "onnx"], capsys)
     assert code == 0, err

@@ -7,7 +7,21 @@ from typing import Optional
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+
+PLUGINS = CommandSpec("plugins", interrupted="nothing was written")
+INSPECT = CommandSpec(
+    "inspect", interrupted="nothing was written (--preview appears only when complete); rerun the same command",
+    reads={Role.DATASET: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    argv=lambda x: ["inspect", x.dataset, "--preview", x.out, *x.options],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [PLUGINS, INSPECT]
 
 
 @hookimpl

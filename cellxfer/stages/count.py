@@ -7,7 +7,21 @@ from typing import Optional
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+
+COUNT = CommandSpec(
+    "count", interrupted="the rows counted so far are in the --out CSV; rerun the same command to count the rest "
+    "(finished files are skipped)",
+    reads={Role.IMAGES: ExitCode.SOME_INPUTS_FAILED, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    argv=lambda x: ["count", x.images, "-m", x.model, "-o", x.out, "--workers", "1", *x.options],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [COUNT]
 
 
 @hookimpl
@@ -45,6 +59,7 @@ def cellxfer_register_commands(app: typer.Typer):
         from cellxfer.console import err
         from cellxfer.console import out as console
         from cellxfer.count.job import CountConfig, run_count
+        from cellxfer.errors import SomeInputsFailed
         from cellxfer.progress import progress
 
         config = CountConfig(paths=tuple(paths), model=model, engine=engine, device=device, out=out,
@@ -84,8 +99,8 @@ def cellxfer_register_commands(app: typer.Typer):
         table.add_row("time", f"{result.seconds:.2f} s (start-up {result.startup_s:.2f} s), {rate:.2f} images/s")
         console.print(table)
         for path, why in result.not_images:
-            console.print(f"skipped {path}: {why}")
-        for path, why in sorted(result.failed.items()):
-            console.print(f"failed {path}: {why}")
-        if result.failed:  # exit 1, after the whole batch
-            raise typer.Exit(1)
+            err.print(f"skipped {path}: {why}")
+        if result.failed:
+            raise SomeInputsFailed(result.failed, n_ok + len(result.failed),
+                                   f"their rows in {result.out} say why; fix them and rerun the same command "
+                                   f"(finished files are skipped)")

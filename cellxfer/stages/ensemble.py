@@ -6,7 +6,20 @@ from pathlib import Path
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+
+ENSEMBLE = CommandSpec(
+    "ensemble", interrupted="nothing was written (-o appears only when complete); rerun the same command",
+    reads={Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    argv=lambda x: ["ensemble", x.model, x.model, "-o", x.out],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [ENSEMBLE]
 
 
 def _build(meta):

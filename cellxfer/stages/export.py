@@ -7,7 +7,20 @@ from typing import Optional
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+
+EXPORT = CommandSpec(
+    "export", interrupted="nothing was written (--out appears only when complete); rerun the same command",
+    reads={Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    argv=lambda x: ["export", "-m", x.model, "-o", x.out],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [EXPORT]
 
 
 @hookimpl

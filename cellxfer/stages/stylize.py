@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl, lazy
 from cellxfer.stylize.config import FDAConfig, HistogramConfig, InSTConfig, LearnStyleConfig
 from cellxfer.stylize.spec import Stylizer
@@ -34,6 +36,25 @@ INST = Stylizer(
     stylize=lazy("cellxfer.stylize.inst", "stylize"),
     needs_weights=True,
 )
+
+
+STYLIZE = CommandSpec(
+    "stylize", interrupted="finished images are in --out; rerun the same command to stylize the rest "
+    "(finished ones are checked and kept)",
+    reads={Role.DATASET: ExitCode.SOME_INPUTS_FAILED, Role.IMAGES: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
+    argv=lambda x: ["stylize", "-c", x.dataset, "-s", x.images, "-o", x.out, *x.options],
+)
+LEARN_STYLE = CommandSpec(
+    "learn-style", interrupted="the state saved every --save-every steps is beside --out; rerun the same command "
+    "to resume from it",
+    reads={Role.IMAGES: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, runs_offline=False,
+    argv=lambda x: ["learn-style", "-s", x.images, "--model", x.model, "--clip", x.model, "-o", x.out, "--steps", "1"],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [STYLIZE, LEARN_STYLE]
 
 
 @hookimpl
@@ -74,6 +95,7 @@ def cellxfer_register_commands(app: typer.Typer):
     ):
         """Give synthetic images the look of real ones; points, masks and counts are carried unchanged."""
         from cellxfer.console import out as console
+        from cellxfer.errors import SomeInputsFailed
         from cellxfer.plugins import get_registry
         from cellxfer.progress import progress
         from cellxfer.options import make_config, parse_sets
@@ -98,9 +120,7 @@ def cellxfer_register_commands(app: typer.Typer):
         console.print(f"{result.out}: {len(result.counts)} images ({result.written} written, "
                       f"{result.skipped} already done){per}; {result.seconds:.2f} s")
         if result.failed:
-            for id_, why in sorted(result.failed.items()):
-                console.print(f"failed {id_}: {why}")
-            raise typer.Exit(1)
+            raise SomeInputsFailed(result.failed, total, "fix them and rerun the same command (finished images are kept)")
 
     d = LearnStyleConfig.__dataclass_fields__
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output
 from cellxfer.hookspecs import hookimpl, lazy
 from cellxfer.synth.base import Synthesizer
 from cellxfer.synth.config import SynHCConfig
@@ -28,6 +29,18 @@ NUCLEI = Synthesizer(
     render=lazy("cellxfer.synth.nuclei", "render"),
     prepare=lazy("cellxfer.synth.nuclei", "prepare"),
 )
+
+
+SYNTH = CommandSpec(
+    "synth", interrupted="finished images are in --out; rerun the same command to make the rest "
+    "(finished ones are checked and kept)",
+    writes=Output.FOLDER, argv=lambda x: ["synth", "--n", "2", "--size", "32", "--workers", "1", "--out", x.out],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [SYNTH]
 
 
 @hookimpl
@@ -68,6 +81,7 @@ def cellxfer_register_commands(app: typer.Typer):
     ):
         """Generate synthetic cell images with exact centres (a cell dataset folder)."""
         from cellxfer.console import out as console
+        from cellxfer.errors import SomeInputsFailed
         from cellxfer.plugins import get_registry
         from cellxfer.progress import progress
         from cellxfer.options import make_config, parse_sets
@@ -92,6 +106,4 @@ def cellxfer_register_commands(app: typer.Typer):
             f"{result.seconds:.2f} s"
         )
         if result.failed:
-            for id_, why in sorted(result.failed.items()):
-                console.print(f"failed {id_}: {why}")
-            raise typer.Exit(1)
+            raise SomeInputsFailed(result.failed, n, "rerun the same command to retry them (finished images are kept)")

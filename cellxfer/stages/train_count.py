@@ -7,7 +7,27 @@ from typing import Optional
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+
+TRAIN_COUNT = CommandSpec(
+    "train-count", interrupted="every finished epoch is saved in --out; rerun the same command with --resume to go on",
+    reads={Role.DATASET: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
+    argv=lambda x: ["train-count", "--regime", "supervised", "--real", x.dataset, "--out", x.out, "--arch", "density",
+                    "--arch-option", "base=4", "--epochs", "1", "--crop", "32", "--batch-size", "2",
+                    "--max-steps-per-epoch", "1", *x.options],
+)
+EVALUATE = CommandSpec(
+    "evaluate", interrupted="nothing was written (--csv and --json appear only when complete); rerun the same command",
+    reads={Role.DATASET: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    argv=lambda x: ["evaluate", "-m", x.model, "-d", x.dataset, "--csv", x.out, *x.options],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [TRAIN_COUNT, EVALUATE]
 
 REGIME_HELP = ("supervised (real only), synthetic (synthetic only: pure Sim2Real), finetune (synthetic, then "
                "all layers on real), dual (each batch half real, half synthetic), dacs (DACS + CutMix)")

@@ -8,7 +8,43 @@ from typing import Optional
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+
+_TINY_TRANSLATOR = ["--size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--batch-size", "1"]
+SYNTH_PAIRS = CommandSpec(
+    "synth-pairs", interrupted="finished pairs are in --out; rerun the same command to make the rest",
+    writes=Output.FOLDER, argv=lambda x: ["synth-pairs", "--n", "1", "--size", "32", "--cell-size", "8", "-o", x.out],
+)
+TRAIN_TRANSLATE = CommandSpec(
+    "train-translate", interrupted="the checkpoint saved every --checkpoint-every steps is in --out; rerun the same "
+    "command to resume from it",
+    reads={Role.PAIRS: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
+    argv=lambda x: ["train-translate", "--pairs", x.pairs, "-o", x.out, "--steps", "1", *_TINY_TRANSLATOR],
+)
+ADAPT = CommandSpec(
+    "adapt", interrupted="adapt keeps no partial state; rerun the same command to start again",
+    reads={Role.TRANSLATOR: ExitCode.BAD_INPUT, Role.IMAGES: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
+    argv=lambda x: ["adapt", "-m", x.translator, "--source", x.images, "--target", x.images, "-o", x.out,
+                    "--steps", "1", "--batch-size", "1", "--ndf", "4", "--d-layers", "1", "--holdout", "0"],
+)
+EVALUATE_TRANSLATOR = CommandSpec(
+    "evaluate-translator", interrupted="nothing was written (--csv appears only when complete); rerun the same command",
+    reads={Role.TRANSLATOR: ExitCode.BAD_INPUT, Role.PAIRS: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    argv=lambda x: ["evaluate-translator", "-m", x.translator, "--pairs", x.pairs, "--csv", x.out],
+)
+TRANSLATE = CommandSpec(
+    "translate", interrupted="finished images are in --out; rerun the same command to translate the rest "
+    "(finished ones are skipped)",
+    reads={Role.IMAGES: ExitCode.SOME_INPUTS_FAILED, Role.TRANSLATOR: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
+    argv=lambda x: ["translate", x.images, "-m", x.translator, "-o", x.out, *x.options],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [SYNTH_PAIRS, TRAIN_TRANSLATE, ADAPT, EVALUATE_TRANSLATOR, TRANSLATE]
 
 
 def _pair(text: str, name: str) -> tuple[float, float]:
@@ -195,6 +231,7 @@ def cellxfer_register_commands(app: typer.Typer):
     ):
         """Translate transmitted-light images of any size to fluorescence (sliding window, seamless)."""
         from cellxfer.console import out as console
+        from cellxfer.errors import SomeInputsFailed
         from cellxfer.progress import progress
         from cellxfer.translate.infer import load, translate_files
 
@@ -204,8 +241,5 @@ def cellxfer_register_commands(app: typer.Typer):
                                 on_progress=bar.advance)
         console.print(f"{out}: {r['files']} images ({r['written']} written, {r['skipped']} already done, "
                       f"{len(r['failed'])} failed) with {tr.engine}")
-        for f, why in r["failed"].items():
-            console.print(f"failed {f}: {why}")
         if r["failed"]:
-            console.print(f"{len(r['failed'])} of {r['files']} images failed (listed above); fix them and rerun, finished ones are skipped")
-            raise typer.Exit(1)
+            raise SomeInputsFailed(r["failed"], r["files"], "fix them and rerun the same command (finished images are skipped)")

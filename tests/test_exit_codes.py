@@ -1,0 +1,123 @@
+"""The exit-code contract (cellxfer.errors.ExitCode, README "Exit status") and the command specs that
+every registered command has."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cli_inproc import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def registered_commands() -> set[str]:
+    from cellxfer.cli import build_app
+
+    app = build_app()
+    return {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+
+
+def test_every_registered_command_has_a_spec_and_every_spec_a_command():
+    from cellxfer.commands import CommandSpec
+    from cellxfer.plugins import get_registry
+
+    specs = get_registry().commands()
+    assert set(specs) == registered_commands()
+    for name, spec in specs.items():
+        assert isinstance(spec, CommandSpec) and spec.name == name
+        assert spec.interrupted and "\n" not in spec.interrupted
+        assert spec.argv is not None or not (spec.reads or spec.writes), f"{name}: reads or writes, but has no argv"
+
+
+def test_readme_exit_table_is_the_exit_code_enum():
+    from cellxfer.errors import ExitCode
+
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("### Exit status"):]
+    documented = [int(m) for m in re.findall(r"^\| (\d+) \|", table, flags=re.M)]
+    assert documented == [int(c) for c in ExitCode]
+
+
+@pytest.fixture
+def command(monkeypatch):
+    """Register a throw-away command ``boom`` that raises what the test puts in ``raised[0]``."""
+    import typer
+
+    from cellxfer.cli import app, build_app
+
+    build_app()
+    raised = []
+
+    @app.command("boom")
+    def _boom():
+        raise raised[0]
+
+    yield raised
+    app.registered_commands[:] = [c for c in app.registered_commands if c.name != "boom"]
+
+
+def test_internal_error_is_one_line_exit_70_and_debug_shows_it(command, capsys):
+    command.append(RuntimeError("went\nwrong"))
+    r = run_cli(["boom"], capsys)
+    assert r.returncode == 70 and r.stdout == ""
+    assert r.stderr.strip() == ("error: unexpected RuntimeError: went wrong (rerun with --debug for the traceback, "
+                                "and report it)")
+    with pytest.raises(RuntimeError, match="went"):
+        run_cli(["--debug", "boom"], capsys)
+
+
+def test_batch_with_failed_inputs_exits_1_listing_each_on_stderr(command, capsys):
+    from cellxfer.errors import SomeInputsFailed
+
+    command.append(SomeInputsFailed({"/d/a.tif": "/d/a.tif: empty file", "b": "does not decode"}, 5, "rerun"))
+    r = run_cli(["boom"], capsys)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.splitlines() == ["failed /d/a.tif: empty file", "failed b: does not decode",
+                                     "error: 2 of 5 inputs failed; rerun"]
+
+
+def test_ctrl_c_says_what_is_saved_and_how_to_resume(monkeypatch, tmp_path, capsys):
+    import cellxfer.count.job as job
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "run_count", interrupted)
+    r = run_cli(["count", tmp_path, "-o", tmp_path / "c.csv"], capsys)
+    assert r.returncode == 130
+    assert r.stderr.strip() == ("interrupted: the rows counted so far are in the --out CSV; rerun the same command "
+                                "to count the rest (finished files are skipped)")
+
+
+def test_ctrl_c_of_a_real_synth_run_with_workers(tmp_path):
+    """SIGINT to the whole process group (what a terminal's Ctrl-C does): the parent says one line, the
+    workers print no tracebacks, and the finished images are there for the rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "syn"
+    proc = subprocess.Popen([sys.executable, "-m", "cellxfer", "synth", "--n", "5000", "--size", "64", "--workers", "2",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "images").is_dir() or len(os.listdir(out / "images")) < 5:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert [ln for ln in stderr.splitlines() if ln.strip()] == [
+        "interrupted: finished images are in --out; rerun the same command to make the rest "
+        "(finished ones are checked and kept)"]
+    assert len(list((out / "images").glob("*.tif"))) >= 5
