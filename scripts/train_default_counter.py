@@ -34,7 +34,7 @@ CC0_DAPI = SHARED / "cellprofiler-examplehuman" / "AS_09125_050116030001_D03f00d
 UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
 
 
-def ship(best: Path, synthetic: Path, out: Path) -> float | None:
+def ship(best: Path, synthetic: Path, out: Path, zoom: tuple[float, float] | None = None) -> float | None:
     """Write ``best`` to ``out`` with its nucleus diameter measured again on its synthetic training
     images by the current :func:`cellxfer.scale.estimate_diameter` (what ``count --diameter auto``
     compares images with; a run resumed after the estimator changed would otherwise keep an old value)."""
@@ -45,7 +45,7 @@ def ship(best: Path, synthetic: Path, out: Path) -> float | None:
     from cellxfer.train.data import load_domain
 
     model, meta = load_counter(best)
-    scale = domain_scale(load_domain(synthetic, meta.normalization, "synthetic", ()))
+    scale = domain_scale(load_domain(synthetic, meta.normalization, "synthetic", ()), zoom)
     save_counter(out, model, replace(meta, **scale))
     return scale["diameter"]
 
@@ -76,6 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--count-weight", type=float, default=0.01, help="crop-count loss weight (train-count --count-weight)")
     ap.add_argument("--positive", action=argparse.BooleanOptionalAction, default=True, help="UNet output through a ReLU (density never negative)")
     ap.add_argument("--norm-clip", type=float, default=3.0, help="train-count --norm-clip (normalised values clipped above)")
+    ap.add_argument("--zoom", type=lambda t: tuple(float(v) for v in t.split(":")), default=None, metavar="LOW:HIGH",
+                    help="scale randomisation of the training crops (train-count --zoom)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="torch device for training: cpu, cuda, cuda:1 (train-count --device)")
     ap.add_argument("--workers", type=int, default=0, help="processes rendering the synthetic sets (synth --workers)")
@@ -121,7 +123,7 @@ def train(args, syn: Path, val: Path) -> Path:
     config = TrainConfig(regime="synthetic", out=args.work / ("run" if args.arch == "density" else f"run-{args.arch}"),
                          synthetic=syn, val=val, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma, count_weight=args.count_weight,
-                         norm_clip=args.norm_clip, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True, device=args.device,
+                         norm_clip=args.norm_clip, zoom=args.zoom, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True, device=args.device,
                          extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": args.positive}})
 
     def on_epoch(r):
@@ -161,11 +163,11 @@ def main(argv=None) -> int:
           f"{', histogram-matched to ' + ', '.join(p.name for p in style) if style else ''} ({time.perf_counter() - t0:.0f} s)")
     run = train(args, syn, val)
     best = run / "best.safetensors"
-    diameter = ship(best, syn, args.out)
+    diameter = ship(best, syn, args.out, args.zoom)
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}; "
           f"nucleus diameter {diameter} px")
     keys = ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr", "sigma", "base", "stem",
-            "norm", "count_weight", "positive", "norm_clip", "seed", "device")
+            "norm", "count_weight", "positive", "norm_clip", "zoom", "seed", "device")
     result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
               "train": {k: getattr(args, k) for k in keys} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],

@@ -295,3 +295,19 @@ def test_resume_a_run_saved_before_newer_options_existed(data, tmp_path):
     assert len(_history(run)) == 2
     with pytest.raises(InputError, match="different settings.*lr_schedule"):
         train_counter(_cfg(data, tmp_path / "old", epochs=3, resume=True, lr_schedule="cosine"))
+
+
+def test_zoom_trains_and_records_a_wider_diameter_range(data, tmp_path, capsys):
+    """--zoom (scale randomisation) trains, and the checkpoint's diameter range is the plain run's range
+    times (LOW, HIGH); a bad range is one clear line and exit 2."""
+    from cli_inproc import run_cli
+
+    plain = train_counter(_cfg(data, tmp_path / "plain", epochs=1))
+    zoomed = train_counter(_cfg(data, tmp_path / "zoom", epochs=1, zoom=(0.5, 2.0)))
+    _, m0 = load_counter(plain / "best.safetensors")
+    _, m1 = load_counter(zoomed / "best.safetensors")
+    assert m0.diameter_range is not None  # the test blobs are big enough for an estimate
+    assert m1.diameter_range == pytest.approx((m0.diameter_range[0] * 0.5, m0.diameter_range[1] * 2.0), abs=0.01)
+    code, _, err = run_cli(["train-count", "--regime", "supervised", "--out", tmp_path / "bad", "--real", data / "real",
+                            "--arch", ARCH, "--zoom", "2:0.5"], capsys)
+    assert code == 2 and "--zoom" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

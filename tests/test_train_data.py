@@ -111,3 +111,49 @@ def test_edge_pad_zeroes_image_and_map_together_exactly():
     assert 60 < padded < 140
     same, _ = edge_pad(img, cmap, rng, prob=0.0)
     assert same is img
+
+
+def test_zoom_crop_scales_image_and_centres_together_and_keeps_the_count():
+    """Scale randomisation: a disk of radius 4 with its centre marked, cropped at zoom 2, is a disk of
+    radius ~8 whose centre mark moved with it; every crop's map sums to the centres it holds."""
+    from cellxfer.train.data import zoom_crop
+
+    yy, xx = np.mgrid[:32, :32]
+    img = ((yy - 15.5) ** 2 + (xx - 15.5) ** 2 <= 16).astype(np.float32)
+    cmap = np.zeros((32, 32), np.int32)
+    cmap[15, 15] = 1
+    crop, cm = zoom_crop(img, cmap, 64, np.random.default_rng(0), (2.0, 2.0))  # the whole 32x32, twice the size
+    assert crop.shape == cm.shape == (64, 64) and cm.sum() == 1
+    cy, cx = np.argwhere(cm)[0]
+    assert abs(cy - 31.5) <= 1 and abs(cx - 31.5) <= 1
+    assert 3.2 < (crop > 0.5).sum() / (img > 0.5).sum() < 4.8  # area grows by ~2^2
+    rng = np.random.default_rng(3)
+    pts = np.column_stack([rng.uniform(0, 200, 400), rng.uniform(0, 150, 400)])
+    big, bmap = _unique_image(150, 200), centre_map(pts, (150, 200))
+    for _ in range(40):  # every zoomed crop's count equals the centres inside the source square it shows
+        crop, cm = zoom_crop(big, bmap, 48, rng, (0.5, 2.0))
+        assert crop.shape == cm.shape == (48, 48) and cm.dtype == bmap.dtype
+        assert 0 <= cm.sum() <= bmap.sum()
+    counts = [zoom_crop(big, bmap, 48, np.random.default_rng(s), (0.5, 0.5))[1].sum() for s in range(20)]
+    assert np.mean(counts) > 4 * np.mean([random_crop(big, bmap, 48, np.random.default_rng(s))[1].sum() for s in range(20)]) * 0.8
+
+
+def test_zoom_widens_the_recorded_diameter_range():
+    from cellxfer.train.counter import domain_scale
+    from cellxfer.train.data import Domain
+    from pathlib import Path
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    imgs = []
+    for _ in range(4):
+        im = np.zeros((128, 128), np.float32)
+        for cy, cx in rng.uniform(12, 116, (12, 2)):
+            im[(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = 1.0
+        imgs.append(im + rng.normal(0, 0.02, im.shape).astype(np.float32))
+    dom = Domain("s", Path("s"), [str(i) for i in range(4)], imgs, [np.zeros((128, 128), np.int32)] * 4)
+    plain, zoomed = domain_scale(dom), domain_scale(dom, (0.5, 2.0))
+    assert plain["diameter"] is not None
+    assert zoomed["diameter_range"][0] == pytest.approx(plain["diameter_range"][0] * 0.5, abs=0.01)
+    assert zoomed["diameter_range"][1] == pytest.approx(plain["diameter_range"][1] * 2.0, abs=0.01)
+    assert zoomed["diameter"] == pytest.approx(plain["diameter"], abs=0.01)  # sqrt(0.5 * 2) = 1

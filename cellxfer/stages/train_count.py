@@ -64,6 +64,7 @@ def cellxfer_register_commands(app: typer.Typer):
         sigma: float = typer.Option(3.0, help="Density architectures (--arch density): sigma of the Gaussian target kernels, pixels."),
         count_weight: float = typer.Option(0.0, help="Density architectures: weight of the crop-count loss (squared error of each crop's density sum, in cells) added to the pixel loss."),
         edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows of evaluation."),
+        zoom: Optional[str] = typer.Option(None, help="Scale randomisation LOW:HIGH, e.g. 0.5:2: each crop resized by a log-uniform factor in the range (nuclei LOW..HIGH times their size); the recorded diameter range widens to match."),
         norm_low: float = typer.Option(0.5, help="Normalisation low percentile (stored with the model)."),
         norm_high: float = typer.Option(99.5, help="Normalisation high percentile (stored with the model)."),
         norm_clip: Optional[float] = typer.Option(None, help="Clip normalised values above this (stored with the model; e.g. 3 keeps nuclei of sparse fields, normalised to tens, in range)."),
@@ -78,6 +79,7 @@ def cellxfer_register_commands(app: typer.Typer):
         """Train a cell counter (EfficientNet-B0 by default) in one of the paper's regimes."""
         from cellxfer.console import err, out as console
         from cellxfer.progress import progress
+        from cellxfer.options import parse_value
         from cellxfer.train.counter import TrainConfig, train_counter
 
         config = TrainConfig(
@@ -86,6 +88,7 @@ def cellxfer_register_commands(app: typer.Typer):
             crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma, count_weight=count_weight,
             norm_low=norm_low, norm_high=norm_high, norm_clip=norm_clip, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
             exclude=tuple(exclude), seed=seed, device=device, resume=resume, overwrite=overwrite,
+            zoom=parse_value(Optional[tuple[float, float]], zoom, "zoom") if zoom else None,
             extra={"arch_options": arch_options(arch, arch_option)} if arch_option else {},
         )
         state = {"loss": None, "val": None, "epoch": 0}

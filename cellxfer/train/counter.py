@@ -70,6 +70,7 @@ class TrainConfig:
     cutmix_alpha: float = 1.0
     mix_prob: float = 0.5
     edge_prob: float = 0.25            # share of crops zero-padded like border windows (see windows.py)
+    zoom: Optional[tuple[float, float]] = None  # scale randomisation: crops resized by a log-uniform factor in this range
     norm_low: float = 0.5              # intensity normalisation percentiles, stored with the model
     norm_high: float = 99.5
     norm_clip: Optional[float] = None  # upper bound of normalised values (Normalization.clip), stored with the model
@@ -115,6 +116,8 @@ class TrainConfig:
             raise InputError(f"--lr-schedule {self.lr_schedule}: unknown; use one of {', '.join(LR_SCHEDULES)}")
         if not 0 <= self.mix_prob <= 1:
             raise InputError(f"--mix-prob {self.mix_prob} must lie in [0, 1]")
+        if self.zoom is not None and not (len(self.zoom) == 2 and 0.125 <= self.zoom[0] <= self.zoom[1] <= 8):
+            raise InputError(f"--zoom {self.zoom}: give LOW:HIGH with 0.125 <= LOW <= HIGH <= 8 (e.g. 0.5:2)")
         if not 0 <= self.edge_prob <= 1:
             raise InputError(f"--edge-prob {self.edge_prob} must lie in [0, 1]")
         if not 0 <= self.norm_low < self.norm_high <= 100:
@@ -157,15 +160,22 @@ def meta_for(config: TrainConfig) -> CounterMeta:
                        extra={"regime": config.regime, "trained_epochs": 0})
 
 
-def domain_scale(domain, most: int = 64) -> dict:
+def domain_scale(domain, zoom: tuple[float, float] | None = None, most: int = 64) -> dict:
     """The nucleus size a counter records (``diameter``, ``diameter_range``: :func:`cellxfer.scale.training_scale`)
-    over at most ``most`` evenly spaced training images of its target domain (real if given, else synthetic)."""
+    over at most ``most`` evenly spaced training images of its target domain (real if given, else synthetic).
+    With scale randomisation (``zoom`` = (lo, hi)) the model saw nuclei lo..hi times their size: the range
+    widens to ``(p10 * lo, p90 * hi)`` and the diameter is multiplied by ``sqrt(lo * hi)`` (the middle)."""
     from cellxfer.scale import training_scale
 
     if domain is None or not len(domain):
         return {"diameter": None, "diameter_range": None}
     step = max(1, len(domain) // most)
-    return training_scale(domain.images[::step][:most])
+    scale = training_scale(domain.images[::step][:most])
+    if zoom is None or scale["diameter"] is None:
+        return scale
+    lo, hi = zoom
+    d_lo, d_hi = scale["diameter_range"]
+    return {"diameter": round(scale["diameter"] * (lo * hi) ** 0.5, 3), "diameter_range": (round(d_lo * lo, 3), round(d_hi * hi, 3))}
 
 
 def _torch_seed(seed: int, epoch: int) -> int:
@@ -307,7 +317,7 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
     real = load_domain(config.real, norm, "real", config.exclude) if config.real else None
     syn = load_domain(config.synthetic, norm, "synthetic", config.exclude) if config.synthetic else None
     val = load_domain(config.val, norm, "validation", config.exclude) if config.val else None
-    meta = replace(meta, **domain_scale(real or syn))
+    meta = replace(meta, **domain_scale(real or syn, config.zoom))
 
     torch.manual_seed(config.seed)
     model = build_counter(meta).to(dist.device)
@@ -380,7 +390,7 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
         for batch in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
                                   flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
                                   mix_prob=config.mix_prob, edge_prob=config.edge_prob,
-                                  max_steps=config.max_steps_per_epoch, with_maps=density):
+                                  max_steps=config.max_steps_per_epoch, with_maps=density, zoom=config.zoom):
             n, rows = len(batch[0]), dist.shard(len(batch[0]))
             if rows is None:  # a last batch with fewer crops than processes: skipped by every rank
                 continue

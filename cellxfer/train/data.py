@@ -111,6 +111,29 @@ def random_crop(image: np.ndarray, cmap: np.ndarray, size: int, rng: np.random.G
     return img, cm
 
 
+def zoom_crop(image: np.ndarray, cmap: np.ndarray, size: int, rng: np.random.Generator,
+              zoom: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` crop in which everything appears ``z`` times its size, ``z`` log-uniform in
+    ``zoom`` (scale randomisation): a uniformly placed ``round(size / z)`` square of image and map
+    (:func:`random_crop`) resized to ``size`` (bilinear image; every centre moved to the pixel of its
+    scaled position), so the crop's target count is still exactly ``map.sum()``. One extra random draw."""
+    from PIL import Image
+
+    lo, hi = zoom
+    z = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    src = max(1, int(round(size / z)))
+    img, cm = random_crop(image, cmap, src, rng)
+    if src == size:
+        return img, cm
+    out = np.asarray(Image.fromarray(np.ascontiguousarray(img, dtype=np.float32)).resize((size, size), Image.BILINEAR))
+    ys, xs = np.nonzero(cm)
+    scaled = np.zeros((size, size), dtype=cmap.dtype)
+    f = size / src
+    np.add.at(scaled, (np.minimum(((ys + 0.5) * f).astype(np.intp), size - 1),
+                       np.minimum(((xs + 0.5) * f).astype(np.intp), size - 1)), cm[ys, xs])
+    return out.astype(image.dtype, copy=False), scaled
+
+
 def augment(image: np.ndarray, cmap: np.ndarray, rng: np.random.Generator, flips: bool = True,
             rotations: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Random element of the dihedral group (90-degree rotations x horizontal flip), same on both.

@@ -1,6 +1,7 @@
 """Batches of one training epoch for each regime, drawn from one seeded generator.
 
-Every crop is augmented (flips, 90-degree rotations) and, with probability ``edge_prob``, cut short and
+Every crop is augmented (with ``zoom``, resized by a random factor: :func:`zoom_crop`; flips, 90-degree
+rotations) and, with probability ``edge_prob``, cut short and
 zero-padded like a border window (:func:`cellxfer.train.data.edge_pad`).
 
 Regimes and what an epoch is (one random crop per image per epoch, as in the paper):
@@ -24,7 +25,7 @@ from typing import Iterator
 
 import numpy as np
 
-from cellxfer.train.data import Domain, augment, edge_pad, random_crop
+from cellxfer.train.data import Domain, augment, edge_pad, random_crop, zoom_crop
 from cellxfer.train.mix import random_cutmix
 
 REGIMES = ("supervised", "synthetic", "finetune", "dual", "dacs")
@@ -44,10 +45,14 @@ def phase_of(regime: str, epoch: int, pre_epochs: int) -> str:
     raise ValueError(f"unknown regime {regime!r}")
 
 
-def _draw(domain: Domain, idx: np.ndarray, crop: int, rng, flips: bool, rotations: bool, edge_prob: float):
+def _draw(domain: Domain, idx: np.ndarray, crop: int, rng, flips: bool, rotations: bool, edge_prob: float,
+          zoom: tuple[float, float] | None = None):
     imgs, maps = [], []
     for i in idx:
-        img, cm = random_crop(domain.images[i], domain.maps[i], crop, rng)
+        if zoom:
+            img, cm = zoom_crop(domain.images[i], domain.maps[i], crop, rng, zoom)
+        else:
+            img, cm = random_crop(domain.images[i], domain.maps[i], crop, rng)
         img, cm = augment(img, cm, rng, flips, rotations)
         img, cm = edge_pad(img, cm, rng, edge_prob)
         imgs.append(img)
@@ -75,7 +80,8 @@ def steps_in_epoch(phase: str, n_real: int, n_syn: int, batch_size: int, max_ste
 def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_size: int, crop: int,
                   rng: np.random.Generator, flips: bool = True, rotations: bool = True,
                   cutmix_alpha: float = 1.0, mix_prob: float = 0.5, edge_prob: float = 0.0,
-                  max_steps: int | None = None, with_maps: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+                  max_steps: int | None = None, with_maps: bool = False,
+                  zoom: tuple[float, float] | None = None) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield ``(x, y)``: x float32 (B, 1, crop, crop) normalised windows, y float32 (B,) exact counts;
     with ``with_maps`` also the int32 (B, crop, crop) centre maps of the (mixed) windows (density targets)."""
     def _pack(imgs, counts, maps=None):
@@ -88,7 +94,7 @@ def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_
         order = rng.permutation(len(dom))
         for s in range(n_steps):
             idx = order[s * batch_size:(s + 1) * batch_size]
-            imgs, maps = _draw(dom, idx, crop, rng, flips, rotations, edge_prob)
+            imgs, maps = _draw(dom, idx, crop, rng, flips, rotations, edge_prob, zoom)
             yield _pack(imgs, [int(m.sum()) for m in maps], maps)
         return
     half = max(batch_size // 2, 1)
@@ -96,13 +102,13 @@ def epoch_batches(phase: str, real: Domain | None, syn: Domain | None, *, batch_
     syn_idx = _stream(len(syn), n_steps * half * (2 if phase == "dacs" else 1), rng)
     for s in range(n_steps):
         r_idx = order[s * half:(s + 1) * half]
-        r_imgs, r_maps = _draw(real, r_idx, crop, rng, flips, rotations, edge_prob)
-        s_imgs, s_maps = _draw(syn, syn_idx[s * half:s * half + half], crop, rng, flips, rotations, edge_prob)
+        r_imgs, r_maps = _draw(real, r_idx, crop, rng, flips, rotations, edge_prob, zoom)
+        s_imgs, s_maps = _draw(syn, syn_idx[s * half:s * half + half], crop, rng, flips, rotations, edge_prob, zoom)
         if phase == "dual":
             yield _pack(r_imgs + s_imgs, [int(m.sum()) for m in r_maps + s_maps], r_maps + s_maps)
             continue
         base = n_steps * half + s * half
-        p_imgs, p_maps = _draw(syn, syn_idx[base:base + len(r_idx)], crop, rng, flips, rotations, edge_prob)
+        p_imgs, p_maps = _draw(syn, syn_idx[base:base + len(r_idx)], crop, rng, flips, rotations, edge_prob, zoom)
         mixed, mixed_counts, mixed_maps = [], [], []
         for ri, rm, pi, pm in zip(r_imgs, r_maps, p_imgs, p_maps):
             img, mm, n, _ = random_cutmix(ri, rm, pi, pm, rng, alpha=cutmix_alpha, prob=mix_prob)
