@@ -397,6 +397,36 @@ def test_synth_resume_rewrites_a_truncated_image(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in images.glob("*.tif")} == originals
 
 
+def test_count_rebuilds_a_truncated_or_foreign_onnx_cache_file_once_with_a_warning(tmp_path, capsys, monkeypatch):
+    from test_export import tiny_counter
+
+    monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
+    model = tiny_counter(tmp_path / "tiny.safetensors", window=32)
+    other = tiny_counter(tmp_path / "other.safetensors", window=32, seed=1)
+    tifffile.imwrite(tmp_path / "a.tif", blobs(64, 64))
+    args = ["count", tmp_path / "a.tif", "-m", model, "--engine", "onnx", "--workers", "1"]
+    r = run_cli([*args, "-o", tmp_path / "c0.csv"], capsys)
+    assert r.returncode == 0, r.stderr
+    (cached,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
+    good = cached.read_bytes()
+    for k, (damage, why) in enumerate(((good[: len(good) // 3], "does not load (truncated or damaged)"),
+                                       (None, "was exported from another checkpoint"))):
+        if damage is None:  # a complete ONNX file, but of another checkpoint, under this one's name
+            run_cli(["count", tmp_path / "a.tif", "-m", other, "--engine", "onnx", "-o", tmp_path / "o.csv"], capsys)
+            (foreign,) = [p for p in (tmp_path / "cache" / "onnx").glob("other-*.onnx")]
+            damage = foreign.read_bytes()
+        cached.write_bytes(damage)
+        out = tmp_path / f"c{k + 1}.csv"
+        r = run_cli([*args, "-o", out], capsys)
+        assert r.returncode == 0, r.stderr
+        warnings_ = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+        assert warnings_ == [f"warning: {cached}: the cached ONNX export of {model} {why}; exporting it again"]
+        assert cached.read_bytes() == good
+        assert rows(out)["a.tif"]["count"] == rows(tmp_path / "c0.csv")["a.tif"]["count"]
+    r = run_cli([*args, "-o", tmp_path / "c9.csv"], capsys)  # a good cache file is used as is
+    assert r.returncode == 0 and "warning" not in r.stderr
+
+
 # -- 8. no raw library warnings -----------------------------------------------------------------------
 def test_count_prints_decoder_warnings_as_one_line_naming_the_file(tmp_path):
     """Run as a real process: tifffile's log records and numpy's RuntimeWarnings went straight to stderr."""

@@ -197,7 +197,10 @@ def dynamic_axes(meta) -> dict:
 
 def cached_onnx(model_path: str | os.PathLike, log=lambda s: None) -> Path:
     """An ONNX export of checkpoint ``model_path`` from the cache (``<cache>/onnx/<sha>.onnx``), made on
-    first use with the random-window parity check."""
+    first use with the random-window parity check. A cached file is used only when it reads as an ONNX
+    model exported from this very checkpoint (its ``source_sha256``); else it is exported again, once,
+    with a one-line warning (a truncated or foreign cache file never breaks ``count``)."""
+    from cellxfer.console import warn
     from cellxfer.export.trt import cache_dir
     from cellxfer.manifest import sha256_file
 
@@ -205,12 +208,27 @@ def cached_onnx(model_path: str | os.PathLike, log=lambda s: None) -> Path:
     sha = sha256_file(model_path)
     out = cache_dir() / "onnx" / f"{model_path.stem}-{sha[:16]}.onnx"
     if out.is_file():
-        return out
+        why = _cache_problem(out, sha)
+        if why is None:
+            return out
+        warn(f"{out}: the cached ONNX export of {model_path} {why}; exporting it again")
+        out.unlink(missing_ok=True)
     log(f"exporting {model_path} to ONNX once (cached at {out})")
     cfg = ExportConfig(model=model_path, out=out)
     cfg = replace(cfg, check_images=())
     _export_quiet(cfg)
     return out
+
+
+def _cache_problem(path: Path, source_sha256: str) -> str | None:
+    """Why the cached export ``path`` cannot stand for the checkpoint with hash ``source_sha256``; None if it can."""
+    try:
+        props = read_metadata(path)
+    except InputError:
+        return "does not load (truncated or damaged)"
+    if props.get("source_sha256") != source_sha256:
+        return "was exported from another checkpoint"
+    return None
 
 
 def _export_quiet(cfg: ExportConfig) -> None:
