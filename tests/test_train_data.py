@@ -88,7 +88,7 @@ def test_dual_batches_are_half_real_half_synthetic():
 def test_known_unannotated_idcia_image_excluded_with_warning(idcia_dir, capsys):
     ds, ids = labelled_ids(idcia_dir, role="training")
     (bad,) = KNOWN_UNANNOTATED
-    assert bad in ds.ids and bad not in ids and len(ids) == len(ds.ids) - 1
+    assert bad in ds.ids and bad not in ids
     assert f"excluding image {bad}" in capsys.readouterr().err.replace("\n", "")
 
 
@@ -157,3 +157,43 @@ def test_zoom_widens_the_recorded_diameter_range():
     assert zoomed["diameter_range"][0] == pytest.approx(plain["diameter_range"][0] * 0.5, abs=0.01)
     assert zoomed["diameter_range"][1] == pytest.approx(plain["diameter_range"][1] * 2.0, abs=0.01)
     assert zoomed["diameter"] == pytest.approx(plain["diameter"], abs=0.01)  # sqrt(0.5 * 2) = 1
+
+
+def test_known_misannotated_images_are_left_out_but_keep_their_place_in_the_split(idcia_dir, capsys):
+    """The four IDCIA tables that belong to other fields are excluded wherever labels are read, with the
+    evidence in the warning; the benchmarks' split is the one it was (60/15/19 over the 94 annotated)."""
+    from cellxfer.evaluate.split import split_ids
+    from cellxfer.train.data import KNOWN_MISANNOTATED
+
+    ds, ids = labelled_ids(idcia_dir, role="evaluation")
+    assert set(KNOWN_MISANNOTATED) <= set(ds.ids) and not set(KNOWN_MISANNOTATED) & set(ids)
+    assert len(ids) == len(ds.ids) - 1 - len(KNOWN_MISANNOTATED)
+    assert "Map2AB F6/F8/F9 tables are permuted" in capsys.readouterr().err.replace("\n", "")
+    split = split_ids(idcia_dir)
+    assert [len(split[p]) for p in ("train", "val", "test")] == [60, 15, 19]
+    assert set(KNOWN_MISANNOTATED) <= set(split["train"] + split["val"] + split["test"])
+
+
+def test_the_annotation_check_flags_a_table_of_another_image():
+    """scripts/check_annotations.py's statistic: a table of nucleus centres scores ~1 on its own image and
+    low on an image whose nuclei are elsewhere."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "check_annotations.py"
+    spec = importlib.util.spec_from_file_location("check_annotations", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:200, :200]
+
+    def field(pts):
+        im = rng.normal(10, 1, (200, 200)).astype(np.float32)
+        for x, y in pts:
+            im[(yy - y) ** 2 + (xx - x) ** 2 <= 16] += 40
+        return im
+
+    a, b = rng.uniform(10, 190, (30, 2)), rng.uniform(10, 190, (30, 2))
+    ma, mb = mod.on_signal_mask(field(a)), mod.on_signal_mask(field(b))
+    assert mod.share_on_signal(ma, a) > 0.95 and mod.share_on_signal(mb, b) > 0.95
+    assert mod.share_on_signal(ma, b) < 0.5

@@ -1,7 +1,8 @@
 """The project's fixed split of a labelled real dataset into test / validation / training parts.
 
-The annotated images (known unannotated ones excluded, :data:`cellxfer.train.data.KNOWN_UNANNOTATED`)
-are sorted by id and permuted with ``numpy.random.default_rng(seed)``: the first ``n_test`` are the
+The annotated images (known unannotated ones excluded, :data:`cellxfer.train.data.KNOWN_UNANNOTATED`;
+images with a known wrong annotation, :data:`~cellxfer.train.data.KNOWN_MISANNOTATED`, keep their place, so
+the split does not move, and are left out wherever labels are read) are sorted by id and permuted with ``numpy.random.default_rng(seed)``: the first ``n_test`` are the
 *test* part (reported, never trained, tuned or selected on), the next ``n_val`` the *validation* part
 (recipes and checkpoints are chosen on it), the rest the *training* part. :func:`materialize` lays each
 part out as a dataset folder of symlinks (nothing is copied). The default numbers are the benchmarks'
@@ -22,10 +23,10 @@ N_TEST, N_VAL = 19, 15
 
 def split_ids(root: str | os.PathLike, seed: int = SPLIT_SEED, n_test: int = N_TEST, n_val: int = N_VAL) -> dict:
     """``{"test": [...], "val": [...], "train": [...], "seed": seed, "source": root}`` (each sorted)."""
-    from cellxfer.train.data import labelled_ids
+    from cellxfer.dataset import CellDataset
+    from cellxfer.train.data import KNOWN_UNANNOTATED
 
-    _, ids = labelled_ids(root, role="benchmark")
-    ids = sorted(ids)
+    ids = sorted(i for i in CellDataset(root).ids if i not in KNOWN_UNANNOTATED)
     perm = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
     return {"test": sorted(perm[:n_test]), "val": sorted(perm[n_test:n_test + n_val]),
             "train": sorted(perm[n_test + n_val:]), "seed": seed, "source": str(root)}

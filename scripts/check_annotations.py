@@ -1,0 +1,73 @@
+#!/usr/bin/env python
+"""Find point annotations that do not belong to their image, without any model.
+
+For every labelled image of a dataset (IDCIA layout or cell dataset), the share of its annotated points
+that sit on signal: the 5x5 neighbourhood maximum of the raw image above its median plus ``K`` times the
+span from the median to the 99.5th percentile (relative to the image, so dim and bright fields alike). A correct table of nucleus centres scores close to 1
+(median 0.97 on the IDCIA 95); a table that belongs to another image scores low on its own image and, if
+that image is in the set, high on it. Prints the lowest-scoring tables with the best-matching other image
+and writes the whole table as JSON. This is the evidence behind ``cellxfer.train.data.KNOWN_MISANNOTATED``.
+
+    .venv/bin/python scripts/check_annotations.py --out docs/check_annotations.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+K = 0.25
+
+
+def on_signal_mask(image: np.ndarray, k: float = K) -> np.ndarray:
+    """bool (H, W): pixels whose 5x5 neighbourhood maximum exceeds median + ``k`` x (p99.5 - median)."""
+    from scipy.ndimage import maximum_filter
+
+    im = np.asarray(image, dtype=np.float32)
+    bg, top = (float(v) for v in np.percentile(im, (50, 99.5)))
+    return maximum_filter(im, 5) > bg + k * (top - bg)
+
+
+def share_on_signal(mask: np.ndarray, points: np.ndarray) -> float:
+    """Share of ``points`` ((N, 2) x, y pixels) that fall on ``mask``."""
+    ij = np.clip(np.floor(np.asarray(points)[:, ::-1]).astype(int), 0, np.array(mask.shape) - 1)
+    return float(mask[ij[:, 0], ij[:, 1]].mean())
+
+
+def main(argv=None) -> int:
+    from cellxfer.dataset import CellDataset
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "idcia-dapi-95")
+    ap.add_argument("--out", type=Path, default=None, help="JSON with every image's scores")
+    ap.add_argument("--show", type=int, default=8, help="how many of the lowest-scoring tables to print")
+    args = ap.parse_args(argv)
+    ds = CellDataset(args.data)
+    masks, points = {}, {}
+    for id_ in ds.ids:
+        s = ds[id_]
+        masks[id_] = on_signal_mask(s.image)
+        if len(s.points):
+            points[id_] = np.asarray(s.points, dtype=np.float64)
+    rows = []
+    for id_, pts in points.items():
+        other = max(((share_on_signal(masks[o], pts), o) for o in masks if o != id_), default=(0.0, None))
+        rows.append({"image": id_, "points": len(pts), "on_own": round(share_on_signal(masks[id_], pts), 3),
+                     "best_other": other[1], "on_best_other": round(other[0], 3)})
+    rows.sort(key=lambda r: r["on_own"])
+    print(f"{args.data}: {len(rows)} annotated images; median share of points on signal {np.median([r['on_own'] for r in rows]):.2f}")
+    print(f"{'on own':>7} {'points':>6}  image  (best other image: share)")
+    for r in rows[:args.show]:
+        print(f"{r['on_own']:7.2f} {r['points']:6d}  {r['image']}  ({r['best_other']}: {r['on_best_other']:.2f})")
+    if args.out:
+        args.out.write_text(json.dumps({"data": str(args.data), "k": K, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
