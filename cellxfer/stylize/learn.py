@@ -82,7 +82,17 @@ def learn_style(
     on_progress: Callable[..., None] | None = None,
 ) -> LearnResult:
     """Train an InST style token on the real images ``style`` (folders and/or files) and write it to
-    ``out`` (``.safetensors``). ``on_progress(n, loss=...)`` is called per step."""
+    ``out`` (``.safetensors``). ``on_progress(n, loss=...)`` is called per step. Under torchrun the run
+    is data-parallel (:mod:`cellxfer.train.distributed`): every random draw is made for the whole
+    ``batch_size`` on every rank and each rank trains on its share; rank 0 writes and reports."""
+    from cellxfer.train.distributed import distributed
+
+    with distributed(config.device) as dist:
+        dist.check_batch(config.batch_size)
+        return _learn_style(style, config, Path(out), seed, overwrite, on_progress if dist.is_main else None, dist)
+
+
+def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrite: bool, on_progress, dist) -> LearnResult:
     import torch
 
     from cellxfer.atomic import atomic_path, write_json
@@ -92,7 +102,6 @@ def learn_style(
     from cellxfer.stylize.models import load_clip, load_sd, pick_device
 
     t0 = time.perf_counter()
-    out = Path(out)
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: the token file name must end in .safetensors")
     styles = StyleSet(style)
@@ -103,12 +112,13 @@ def learn_style(
         if done is not None and {k: done.get(k) for k in identity} == identity:
             return LearnResult(out, config.steps, config.steps, float(done.get("loss", float("nan"))), 0.0)
         raise InputError(f"{out}: exists (trained with other settings or without a manifest); pass --overwrite or pick another --out")
-    if overwrite:
+    if overwrite and dist.is_main:
         state_file.unlink(missing_ok=True)
+    dist.barrier()
 
     if "*" not in config.prompt.split():
         raise InputError(f"--prompt {config.prompt!r} must contain the placeholder '*' as a word")
-    device, dtype = pick_device(config.device, config.precision)
+    device, dtype = pick_device(dist.device, config.precision)
     sd = load_sd(config.model, device, dtype, model_config=config.model_config or None)
     clip = load_clip(config.clip, device, dtype)
     star = placeholder_id(sd.tokenizer, "*", config.model)
@@ -140,13 +150,18 @@ def learn_style(
         start, losses = int(state["step"]), list(state["losses"])
     if on_progress and start:
         on_progress(start, loss=float(np.mean(losses[-50:])) if losses else float("nan"))
-
-    ids = tokenize(sd.tokenizer, [config.prompt] * config.batch_size)
+    dist.fork_torch_rng(seed, start)  # mapper dropout differs between ranks; rank 0 continues its stream
+    mapper_net = dist.wrap(mapper)  # the training forward; mapper is saved
+    B = config.batch_size
+    rows = dist.shard(B)  # this rank's share of every step's crops (all of them in one process)
+    ids = tokenize(sd.tokenizer, [config.prompt] * (rows.stop - rows.start))
     units = [styles.unit(i) for i in range(len(styles))]
     T = int(noise_sched.config.num_train_timesteps)
     mapper.train()
 
     def save_state(step):
+        if not dist.is_main:
+            return
         state = {"identity": identity, "step": step, "losses": losses, "mapper": mapper.state_dict(),
                  "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "gen": gen.get_state(),
                  "np_rng": rng.bit_generator.state, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
@@ -156,28 +171,32 @@ def learn_style(
 
     t_loop = time.perf_counter()
     for step in range(start, config.steps):
-        crops = np.stack([_crop(units[int(rng.integers(0, len(units)))], config.size, rng) for _ in range(config.batch_size)])
-        x = torch.from_numpy(crops)[:, None]
+        # every draw is made for all B crops (one stream on every rank), each rank keeps its rows
+        crops = np.stack([_crop(units[int(rng.integers(0, len(units)))], config.size, rng) for _ in range(B)])
+        x = torch.from_numpy(crops[rows])[:, None]
         with torch.no_grad():
             pix = (x * 2 - 1).expand(-1, 3, -1, -1).to(device)
-            z0 = sd.vae.encode(pix).latent_dist.sample(generator=gen)
+            post = sd.vae.encode(pix).latent_dist  # its .sample(gen), with the draw made for all B
+            eps = torch.randn((B, *post.mean.shape[1:]), generator=gen, dtype=post.parameters.dtype)[rows]
+            z0 = post.mean + post.std * eps.to(device)
             z0 = (z0 * sd.scaling_factor).to(dtype)
             img_emb = clip.embed(x[:, 0])
-        noise = torch.randn(z0.shape, generator=gen).to(device, dtype)
-        t = torch.randint(0, T, (config.batch_size,), generator=gen).to(device)
+        noise = torch.randn((B, *z0.shape[1:]), generator=gen)[rows].to(device, dtype)
+        t = torch.randint(0, T, (B,), generator=gen)[rows].to(device)
         zt = noise_sched.add_noise(z0, noise, t)
         target = noise if prediction == "epsilon" else noise_sched.get_velocity(z0, noise, t)
-        token = mapper(img_emb)
+        token = mapper_net(img_emb)
         text = encode_prompt(sd.text_encoder, ids, star, token)
         pred = sd.unet(zt, t, encoder_hidden_states=text.to(dtype)).sample
         loss = torch.nn.functional.mse_loss(pred.float(), target.float())
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss became {loss.item()} at step {step + 1}; lower --lr or use --precision fp32")
+        value = dist.mean(loss.item(), rows, B)
+        if not np.isfinite(value):
+            raise RuntimeError(f"loss became {value} at step {step + 1}; lower --lr or use --precision fp32")
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss * dist.loss_weight(rows, B)).backward()
         scaler.step(opt)
         scaler.update()
-        losses.append(float(loss.item()))
+        losses.append(value)
         if on_progress:
             on_progress(1, loss=float(np.mean(losses[-50:])))
         if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
@@ -185,14 +204,19 @@ def learn_style(
 
     loop_seconds = time.perf_counter() - t_loop
     mean_loss = float(np.mean(losses[-50:])) if losses else float("nan")
+    if not dist.is_main:
+        dist.barrier()  # rank 0 writes the token and manifest
+        return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
     save_token(out, mapper, placeholder="*", prompt=config.prompt, steps=config.steps,
                model=sd.source, clip=clip.source, loss=mean_loss)
     manifest = build_manifest("learn-style", identity["config"], seed, inputs=[*styles.sources],
                               style=identity["style"], loss=mean_loss, losses=[round(v, 6) for v in losses],
                               resumed_from=start, seconds=round(time.perf_counter() - t0, 3),
-                              seconds_per_step=round(loop_seconds / max(1, config.steps - start), 4), complete=True)
+                              seconds_per_step=round(loop_seconds / max(1, config.steps - start), 4), complete=True,
+                              distributed=dist.describe())
     write_json(manifest_path(out), manifest)
     state_file.unlink(missing_ok=True)
+    dist.barrier()
     return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
 
 

@@ -28,7 +28,7 @@ Invariants (why N processes train like one process with the same seed and global
 
 Adding a trainer (e.g. ``adapt-count``): wrap its body in ``with distributed(device) as dist:``; use
 ``dist.device``; ``dist.check_batch(batch_size)``; ``torch.manual_seed(dist.seed(seed))`` where it seeds
-in-model noise; ``net = dist.wrap(model)`` for the training forward (keep ``model`` for evaluation and
+in-model noise (or :meth:`fork_torch_rng` after building the model from one seed); ``net = dist.wrap(model)`` for the training forward (keep ``model`` for evaluation and
 saving); per step take ``rows = dist.shard(n)`` of the global batch, ``loss * dist.loss_weight(rows, n)``
 for backward and ``dist.mean(loss_value, rows, n)`` for logging; evaluate with :meth:`map_shared` or on
 ``is_main``; write only ``if dist.is_main`` followed by ``dist.barrier()``; add ``distributed=dist.describe()``
@@ -88,11 +88,19 @@ class Distributed:
         """Factor for this rank's mean loss over ``rows`` so DDP's gradient average is the mean over all ``n``."""
         return 1.0 if not self.active else (rows.stop - rows.start) * self.world_size / n
 
-    def seed(self, seed: int) -> int:
-        """Torch seed of this rank: ``seed`` itself on rank 0, a seed derived from (seed, rank) elsewhere."""
+    def seed(self, seed: int, *more: int) -> int:
+        """Torch seed of this rank: ``seed`` itself on rank 0, one derived from (seed, more, rank) elsewhere."""
         if self.rank == 0:
             return seed
-        return int(np.random.SeedSequence([seed, self.rank, 18]).generate_state(1)[0])
+        return int(np.random.SeedSequence([seed, *more, self.rank, 18]).generate_state(1)[0])
+
+    def fork_torch_rng(self, seed: int, *more: int) -> None:
+        """Reseed torch's global generator on ranks other than 0 (from seed, more, rank), so in-model noise
+        such as dropout differs between ranks; rank 0 keeps its stream (the one a single process has)."""
+        if self.rank:
+            import torch
+
+            torch.manual_seed(self.seed(seed, *more))
 
     def wrap(self, model):
         """``model`` for the training forward: itself in one process, else DDP over it (SyncBatchNorm on CUDA).
@@ -155,7 +163,8 @@ class Distributed:
 
 def from_env(device: str = "cpu", env: dict | None = None) -> Distributed:
     """The :class:`Distributed` that torchrun's variables in ``env`` (default ``os.environ``) describe
-    for a trainer asked to use ``device``; one process when ``WORLD_SIZE`` is unset or 1."""
+    for a trainer asked to use ``device`` (cpu, cuda, or auto: cuda when there is one); one process,
+    ``device`` unchanged, when ``WORLD_SIZE`` is unset or 1."""
     env = os.environ if env is None else env
     world = int(env.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
@@ -164,6 +173,10 @@ def from_env(device: str = "cpu", env: dict | None = None) -> Distributed:
     if missing:
         raise InputError(f"WORLD_SIZE={world} but {', '.join(missing)} unset: start data-parallel training with torchrun")
     rank, local = int(env["RANK"]), int(env["LOCAL_RANK"])
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if device != "cuda":
             raise InputError(f"--device {device}: under torchrun pass --device cuda; process LOCAL_RANK uses cuda:LOCAL_RANK")
@@ -175,22 +188,26 @@ def from_env(device: str = "cpu", env: dict | None = None) -> Distributed:
 
 @contextlib.contextmanager
 def distributed(device: str = "cpu") -> Iterator[Distributed]:
-    """The run's :class:`Distributed` (see :func:`from_env`); starts the process group when there is none
-    and tears it down afterwards (a group the caller started is left alone)."""
+    """The run's :class:`Distributed` (see :func:`from_env`). The process group is started on first use
+    and kept until the process exits, so one process may run several trainers (a group started anew
+    would find the old group's addresses in torchrun's store); a group the caller started is used as is."""
     ctx = from_env(device)
-    if not ctx.active:
-        yield ctx
-        return
-    import torch
+    if ctx.active:
+        import atexit
+
+        import torch
+        import torch.distributed as dist
+
+        if ctx.backend == "nccl":
+            torch.cuda.set_device(ctx.local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group(ctx.backend)
+            atexit.register(_destroy)
+    yield ctx
+
+
+def _destroy() -> None:
     import torch.distributed as dist
 
-    if ctx.backend == "nccl":
-        torch.cuda.set_device(ctx.local_rank)
-    owned = not dist.is_initialized()
-    if owned:
-        dist.init_process_group(ctx.backend)
-    try:
-        yield ctx
-    finally:
-        if owned:
-            dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()

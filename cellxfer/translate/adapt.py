@@ -95,13 +95,36 @@ def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_
                 on_step: Callable[..., None] | None = None) -> dict:
     """Adapt at ``cfg.layer``; write ``cfg.out/translator.safetensors``, ``log.csv``, ``manifest.json``.
     ``g``/``meta``/arrays may be passed in to share loading across a sweep. Returns a summary with the
-    discriminator loss over the first and last 10% of steps."""
+    discriminator loss over the first and last 10% of steps. Under torchrun the run is data-parallel
+    on the CPU (gloo; :mod:`cellxfer.train.distributed`): each process takes its share of every batch
+    of source and target crops, rank 0 writes and calls ``on_step``."""
+    from cellxfer.train.distributed import distributed
+
+    with distributed("cpu") as dist:
+        dist.check_batch(cfg.batch_size)
+        return _adapt_layer(cfg, dist, g, meta, source_arrays, target_arrays, on_step if dist.is_main else None)
+
+
+def _up_to(g, layer: int):
+    """``g``'s features at ``layer`` as a module's forward (what DDP wraps)."""
     import torch
 
-    from cellxfer.atomic import write_json
-    from cellxfer.manifest import build_manifest, config_dict, sha256_file
+    class UpTo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.g = g
+
+        def forward(self, x):
+            return self.g.forward_to(x, layer)[0]
+
+    return UpTo()
+
+
+def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, on_step) -> dict:
+    import torch
+
     from cellxfer.translate.data import list_images, random_crops
-    from cellxfer.translate.model import build_discriminator, load_translator, resolve_model, save_translator
+    from cellxfer.translate.model import build_discriminator, load_translator, resolve_model
     from cellxfer.translate.train import gan_loss, set_threads
 
     set_threads(cfg.threads)
@@ -136,56 +159,91 @@ def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_
     d.train()
     opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
+    gp_net, d_net = dist.wrap(_up_to(gp, L)), dist.wrap(d)  # training forwards; gp is saved
     crit = gan_loss(cfg.gan_mode)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     losses = []
+    rows = dist.shard(cfg.batch_size)  # this rank's crops of every global batch (all of them in one process)
+    weight = dist.loss_weight(rows, cfg.batch_size)
     t0 = time.perf_counter()
     for step in range(cfg.steps):
-        xs = torch.from_numpy(random_crops(source_arrays, size, cfg.batch_size, rng))
-        xt = torch.from_numpy(random_crops(target_arrays, size, cfg.batch_size, rng))
+        xs = torch.from_numpy(random_crops(source_arrays, size, cfg.batch_size, rng))[rows]
+        xt = torch.from_numpy(random_crops(target_arrays, size, cfg.batch_size, rng))[rows]
         with torch.no_grad():
             fs = g.forward_to(xs, L)[0]
-        ft = gp.forward_to(xt, L)[0]
+        ft = gp_net(xt)
         opt_d.zero_grad()
-        loss_d = 0.5 * (crit(d(fs), True) + crit(d(ft.detach()), False))
-        loss_d.backward()
+        loss_d = 0.5 * (crit(d_net(fs), True) + crit(d_net(ft.detach()), False))
+        (loss_d * weight).backward()
         opt_d.step()
         opt_g.zero_grad()
-        loss_g = crit(d(ft), True)
-        loss_g.backward()
+        loss_g = crit(d_net(ft), True)
+        (loss_g * weight).backward()
         opt_g.step()
-        ld, lg = loss_d.item(), loss_g.item()
+        ld, lg = dist.mean(loss_d.item(), rows, cfg.batch_size), dist.mean(loss_g.item(), rows, cfg.batch_size)
         losses.append((ld, lg))
         if on_step:
             on_step(1, loss_d=ld, loss_g=lg)
     seconds = time.perf_counter() - t0
+    for p in g.parameters():
+        p.requires_grad_(True)
+    summary = _summary(L, cfg.steps, seconds, losses)
+    if dist.is_main:
+        _write_adapted(cfg, out, model_path, gp, meta, losses, summary, dist)
+    dist.barrier()
+    return summary
+
+
+def _summary(L: int, steps: int, seconds: float, losses: list) -> dict:
+    k = max(1, len(losses) // 10)
+    arr = np.asarray(losses).reshape(-1, 2) if losses else np.full((1, 2), np.nan)
+    return {"layer": L, "steps": steps, "seconds": round(seconds, 2),
+            "loss_d_first": float(arr[:k, 0].mean()), "loss_d_last": float(arr[-k:, 0].mean()),
+            "loss_g_first": float(arr[:k, 1].mean()), "loss_g_last": float(arr[-k:, 1].mean())}
+
+
+def _write_adapted(cfg: AdaptConfig, out: Path, model_path, gp, meta, losses: list, summary: dict, dist) -> None:
+    """log.csv, the adapted translator (its meta records ``adapted``) and the manifest of one layer."""
+    from cellxfer.atomic import write_json
+    from cellxfer.manifest import build_manifest, config_dict, sha256_file
+    from cellxfer.translate.model import save_translator
+
     with open(out / "log.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss_d", "loss_g"])
         w.writerows([i + 1, f"{a:.5f}", f"{b:.5f}"] for i, (a, b) in enumerate(losses))
-    k = max(1, len(losses) // 10)
-    arr = np.asarray(losses).reshape(-1, 2) if losses else np.full((1, 2), np.nan)
-    summary = {"layer": L, "steps": cfg.steps, "seconds": round(seconds, 2),
-               "loss_d_first": float(arr[:k, 0].mean()), "loss_d_last": float(arr[-k:, 0].mean()),
-               "loss_g_first": float(arr[:k, 1].mean()), "loss_g_last": float(arr[-k:, 1].mean())}
+    L = summary["layer"]
     adapted = {"method": "LM-ADDA" if L < meta.n_layers else "ADDA (output layer)", "layer": L,
                "source_model": str(model_path), "source_model_sha256": sha256_file(model_path), "steps": cfg.steps}
     save_translator(out / MODEL_FILE, gp, replace(meta, adapted=adapted))
     write_json(out / "manifest.json", build_manifest("adapt", config_dict(cfg), cfg.seed, inputs=[model_path, cfg.source, cfg.target],
-                                                     summary=summary))
-    for p in g.parameters():
-        p.requires_grad_(True)
-    return summary
+                                                     summary=summary, distributed=dist.describe()))
 
 
 def run_sweep(cfg: AdaptConfig, layers: list[int], on_event: Callable[[str], None] = lambda s: None,
               on_step=None) -> dict:
     """Adapt at each of ``layers`` into ``out/layer_LL/``; evaluate every one (and no adaptation) on the
     held-out labelled target pairs; copy the best (highest mean Pearson) to ``out/translator.safetensors``.
-    Writes ``out/sweep.json`` and ``out/sweep.csv``. Without labels nothing is picked."""
+    Writes ``out/sweep.json`` and ``out/sweep.csv``. Without labels nothing is picked. Under torchrun every
+    process adapts (data-parallel) and rank 0 alone evaluates, picks, writes and reports."""
+    from cellxfer.train.distributed import distributed
+
+    with distributed("cpu") as dist:
+        if not dist.is_main:  # the others train each layer with rank 0, then wait for its sweep to be written
+            for L in layers:
+                adapt_layer(replace(cfg, layer=L, out=str(Path(cfg.out) / f"layer_{L:02d}")))
+            dist.barrier()
+            return {"layers": layers, "rows": [], "best_layer": None, "eval_pairs": []}
+        result = _run_sweep(cfg, layers, on_event, on_step)
+        dist.barrier()
+        return result
+
+
+def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step) -> dict:
     from cellxfer.atomic import write_json, write_text
     from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.train.distributed import from_env
     from cellxfer.translate.data import list_images
     from cellxfer.translate.infer import Translator, evaluate_pairs, summarize, torch_runner
     from cellxfer.translate.model import load_translator, resolve_model
@@ -227,6 +285,6 @@ def run_sweep(cfg: AdaptConfig, layers: list[int], on_event: Callable[[str], Non
                                          for k in keys) for r in rows]
     write_text(out / "sweep.csv", "\n".join(lines) + "\n")
     write_json(out / "manifest.json", build_manifest("adapt", config_dict(cfg), cfg.seed, inputs=[cfg.model, cfg.source, cfg.target],
-                                                     sweep=result))
+                                                     sweep=result, distributed=from_env().describe()))
     _ = json
     return result

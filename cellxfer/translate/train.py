@@ -96,14 +96,26 @@ def set_threads(threads: int) -> None:
 
 
 def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | None = None, resume: bool = True) -> dict:
-    """Train (or continue) a translator in ``cfg.out``; returns a summary dict (final losses, seconds)."""
+    """Train (or continue) a translator in ``cfg.out``; returns a summary dict (final losses, seconds).
+    Under torchrun the run is data-parallel on the CPU (gloo; :mod:`cellxfer.train.distributed`): each
+    process takes its share of every ``batch_size`` crops, rank 0 writes and calls ``on_step``."""
+    from cellxfer.train.distributed import distributed
+
+    cfg.check()
+    with distributed("cpu") as dist:
+        dist.check_batch(cfg.batch_size)
+        return _train_translator(cfg, dist, on_step if dist.is_main else None, resume)
+
+
+def _train_translator(cfg: TrainTranslateConfig, dist, on_step, resume: bool) -> dict:
+    import os
+
     import torch
 
     from cellxfer.atomic import atomic_path, write_json
     from cellxfer.manifest import build_manifest, config_dict
     from cellxfer.translate.model import build_discriminator, build_generator, save_translator
 
-    cfg.check()
     set_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +139,8 @@ def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | N
         step = state["step"]
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+    dist.fork_torch_rng(cfg.seed, step)  # dropout differs between ranks; rank 0 continues the saved stream
+    g_net, d_net = dist.wrap(g), dist.wrap(d)  # training forwards; g and d are saved
     crit = gan_loss(cfg.gan_mode)
     l1 = torch.nn.L1Loss()
     log_path = out / "log.csv"
@@ -135,31 +149,37 @@ def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | N
     last = {}
 
     def save_checkpoint():
+        if not dist.is_main:
+            return
         with atomic_path(ckpt) as tmp:
             torch.save({"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                         "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                         "identity": identity}, tmp)
 
     g.train(); d.train()
-    with open(log_path, "w" if new_log else "a", newline="") as logf:
+    rows = dist.shard(cfg.batch_size)  # this rank's crops of every global batch (all of them in one process)
+    weight = dist.loss_weight(rows, cfg.batch_size)
+    with open(log_path if dist.is_main else os.devnull, "w" if new_log else "a", newline="") as logf:
         log = csv.writer(logf)
         if new_log:
             log.writerow(["step", "loss_d", "loss_g_gan", "loss_g_l1"])
         while step < cfg.steps:
-            batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng))
+            batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng))[rows]
             x, y = batch[:, :1], batch[:, 1:]
-            fake = g(x)
+            fake = g_net(x)
             opt_d.zero_grad()
-            loss_d = 0.5 * (crit(d(torch.cat([x, fake.detach()], 1)), False) + crit(d(torch.cat([x, y], 1)), True))
-            loss_d.backward()
+            loss_d = 0.5 * (crit(d_net(torch.cat([x, fake.detach()], 1)), False) + crit(d_net(torch.cat([x, y], 1)), True))
+            (loss_d * weight).backward()
             opt_d.step()
             opt_g.zero_grad()
-            loss_gan = crit(d(torch.cat([x, fake], 1)), True)
+            loss_gan = crit(d_net(torch.cat([x, fake], 1)), True)
             loss_l1 = l1(fake, y)
-            (loss_gan + cfg.lambda_l1 * loss_l1).backward()
+            ((loss_gan + cfg.lambda_l1 * loss_l1) * weight).backward()
             opt_g.step()
             step += 1
-            last = {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_g_l1": loss_l1.item()}
+            last = {"loss_d": dist.mean(loss_d.item(), rows, cfg.batch_size),
+                    "loss_g_gan": dist.mean(loss_gan.item(), rows, cfg.batch_size),
+                    "loss_g_l1": dist.mean(loss_l1.item(), rows, cfg.batch_size)}
             log.writerow([step, *(f"{v:.5f}" for v in last.values())])
             if on_step:
                 on_step(1, **last)
@@ -168,10 +188,13 @@ def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | N
                 save_checkpoint()
     save_checkpoint()
     g.eval()
-    save_translator(out / MODEL_FILE, g, meta)
     seconds = time.perf_counter() - t0
-    write_json(out / "manifest.json", build_manifest("train-translate", config_dict(cfg), cfg.seed, inputs=[cfg.pairs],
-                                                     steps_done=step, final_losses=last, seconds=round(seconds, 2)))
+    if dist.is_main:
+        save_translator(out / MODEL_FILE, g, meta)
+        write_json(out / "manifest.json", build_manifest("train-translate", config_dict(cfg), cfg.seed, inputs=[cfg.pairs],
+                                                         steps_done=step, final_losses=last, seconds=round(seconds, 2),
+                                                         distributed=dist.describe()))
+    dist.barrier()
     return {"out": out, "steps": step, "seconds": seconds, **last}
 
 
