@@ -159,7 +159,7 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
     from pathlib import Path
 
     from cellxfer.atomic import write_json, write_text
-    from cellxfer.counter.model import CounterMeta, Normalization, save_counter
+    from cellxfer.counter.model import CounterMeta, save_counter
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict
     from cellxfer.train.data import load_domain
@@ -169,7 +169,7 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
     if (out / "best.safetensors").exists() and not (config.overwrite or config.resume):
         raise InputError(f"{out}: holds a training run; pass --overwrite to fit again")
     out.mkdir(parents=True, exist_ok=True)
-    norm = Normalization(low=config.norm_low, high=config.norm_high, clip=config.norm_clip)
+    norm = config.normalization()
     t0 = time.perf_counter()
     doms = [load_domain(p, norm, n, config.exclude) for p, n in ((config.real, "real"), (config.synthetic, "synthetic"))
             if p is not None and (config.regime != "supervised" or n == "real")]

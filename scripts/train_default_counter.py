@@ -75,6 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--norm", default="batch", choices=("batch", "group", "none"), help="UNet normalisation layers")
     ap.add_argument("--count-weight", type=float, default=0.01, help="crop-count loss weight (train-count --count-weight)")
     ap.add_argument("--positive", action=argparse.BooleanOptionalAction, default=True, help="UNet output through a ReLU (density never negative)")
+    ap.add_argument("--norm-min-snr", type=float, default=None, help="train-count --norm-min-snr (divisor floor in noise SDs)")
     ap.add_argument("--norm-clip", type=float, default=3.0, help="train-count --norm-clip (normalised values clipped above)")
     ap.add_argument("--zoom", type=lambda t: tuple(float(v) for v in t.split(":")), default=None, metavar="LOW:HIGH",
                     help="scale randomisation of the training crops (train-count --zoom)")
@@ -123,7 +124,7 @@ def train(args, syn: Path, val: Path) -> Path:
     config = TrainConfig(regime="synthetic", out=args.work / ("run" if args.arch == "density" else f"run-{args.arch}"),
                          synthetic=syn, val=val, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma, count_weight=args.count_weight,
-                         norm_clip=args.norm_clip, zoom=args.zoom, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True, device=args.device,
+                         norm_clip=args.norm_clip, norm_min_snr=args.norm_min_snr, zoom=args.zoom, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True, device=args.device,
                          extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": args.positive}})
 
     def on_epoch(r):
@@ -167,7 +168,7 @@ def main(argv=None) -> int:
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}; "
           f"nucleus diameter {diameter} px")
     keys = ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr", "sigma", "base", "stem",
-            "norm", "count_weight", "positive", "norm_clip", "zoom", "seed", "device")
+            "norm", "count_weight", "positive", "norm_clip", "norm_min_snr", "zoom", "seed", "device")
     result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
               "train": {k: getattr(args, k) for k in keys} | {"regime": "synthetic"},
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pytest
 
@@ -183,6 +185,26 @@ def test_normalisation_clip_bounds_sparse_fields():
     assert Normalization().apply(img).max() > 100
     clipped = Normalization(clip=3.0).apply(img)
     assert clipped.max() == 3.0 and np.allclose(clipped[clipped < 3], Normalization().apply(img)[clipped < 3])
+
+
+def test_normalisation_noise_floor_keeps_pure_noise_faint_and_leaves_nuclei_alone():
+    """min_snr: pure noise (percentile span ~5 noise SDs) is divided by min_snr SDs instead, so it keeps
+    ~5/8 of the contrast at 8; an image with nuclei (span >> 8 SDs) normalises exactly as without it.
+    The floor travels with the checkpoint; checkpoints that predate it load with no floor."""
+    from cellxfer.counter.model import CounterMeta, Normalization, noise_sd
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(100, 10, (300, 400)).astype(np.float32)
+    assert noise_sd(noise) == pytest.approx(10, rel=0.05)
+    plain, floored = Normalization().apply(noise), Normalization(min_snr=8).apply(noise)
+    assert np.ptp(floored) == pytest.approx(np.ptp(plain) * np.ptp(np.percentile(noise, (0.5, 99.5))) / 80, rel=0.05)
+    cells = disks(10.0, size=192, seed=0)[0]
+    assert np.array_equal(Normalization(min_snr=8).apply(cells), Normalization().apply(cells))
+    meta = CounterMeta(normalization=Normalization(clip=3.0, min_snr=8.0))
+    assert CounterMeta.from_json(meta.to_json()).normalization.min_snr == 8.0
+    old = json.loads(meta.to_json())
+    del old["normalization"]["min_snr"]
+    assert CounterMeta.from_dict(old).normalization.min_snr is None
 
 
 def test_training_scale_records_the_median_and_the_range_seen():

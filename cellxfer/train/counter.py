@@ -74,6 +74,7 @@ class TrainConfig:
     norm_low: float = 0.5              # intensity normalisation percentiles, stored with the model
     norm_high: float = 99.5
     norm_clip: Optional[float] = None  # upper bound of normalised values (Normalization.clip), stored with the model
+    norm_min_snr: Optional[float] = None  # divisor floor in noise SDs (Normalization.min_snr), stored with the model
     max_steps_per_epoch: Optional[int] = None
     val_every: int = 1
     exclude: tuple[str, ...] = ()
@@ -85,6 +86,10 @@ class TrainConfig:
     overwrite: bool = False
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
+
+    def normalization(self) -> Normalization:
+        """The input normalisation the trained model records."""
+        return Normalization(low=self.norm_low, high=self.norm_high, clip=self.norm_clip, min_snr=self.norm_min_snr)
 
     def total_epochs(self) -> int:
         return self.epochs + (self.pre() if self.regime == "finetune" else 0)
@@ -122,6 +127,8 @@ class TrainConfig:
             raise InputError(f"--edge-prob {self.edge_prob} must lie in [0, 1]")
         if not 0 <= self.norm_low < self.norm_high <= 100:
             raise InputError("normalisation percentiles need 0 <= low < high <= 100")
+        if self.norm_min_snr is not None and not self.norm_min_snr > 0:
+            raise InputError(f"--norm-min-snr {self.norm_min_snr} must be > 0 (the divisor floor in noise SDs)")
         if self.norm_clip is not None and not self.norm_clip > 0:
             raise InputError(f"--norm-clip {self.norm_clip} must be > 0 (normalised values above it are clipped)")
         if self.device != "cpu":
@@ -156,7 +163,7 @@ def meta_for(config: TrainConfig) -> CounterMeta:
         options.update(sigma=config.sigma, margin=config.crop // 8)
     options.update((config.extra or {}).get("arch_options", {}))  # e.g. {"base": 16} for --arch density
     return CounterMeta(arch=config.arch, in_chans=1, window=config.crop, output=output, arch_options=options,
-                       normalization=Normalization(low=config.norm_low, high=config.norm_high, clip=config.norm_clip),
+                       normalization=config.normalization(),
                        extra={"regime": config.regime, "trained_epochs": 0})
 
 
