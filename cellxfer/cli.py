@@ -2,7 +2,9 @@
 
 Exit codes (:class:`cellxfer.errors.ExitCode`, the same for every command): a
 :class:`cellxfer.errors.CellxferError` prints its lines (``error: ...``) on stderr and exits with its
-code (2 bad input, 1 a batch with failed inputs); a usage error is click's message and 2; any other
+code (2 bad input, 1 a batch with failed inputs); a usage error is click's message and 2; an
+:class:`OSError` naming a file (an output folder that is a file, a full disk, no permission) is one
+line naming it with the fix and 2, since the user fixes it, not cellxfer; any other
 exception prints one line ``error: unexpected ... (rerun with --debug ...)`` and exits 70; Ctrl-C prints
 ``interrupted: <what is saved and how to resume>`` from the command's spec and exits 130.
 ``--debug`` (or ``CELLXFER_DEBUG=1``) shows tracebacks instead.
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     import click
 
     from cellxfer.console import err
-    from cellxfer.errors import CellxferError, ExitCode
+    from cellxfer.errors import CellxferError, ExitCode, os_error_message
 
     # typer >= 0.2x runs on its own copy of click: its usage errors, Exit and Abort are not click's
     try:
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - one line, no traceback, unless --debug
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:
+            _print_error(err, f"error: {os_error_message(exc)}")
+            sys.exit(ExitCode.BAD_INPUT)
         what = " ".join(f"{type(exc).__name__}: {exc}".split())
         _print_error(err, f"error: unexpected {what} (rerun with --debug for the traceback, and report it)")
         sys.exit(ExitCode.INTERNAL)

@@ -45,7 +45,6 @@ class Inputs:
     translator: Path
     pairs: Path
     out: Path
-    options: tuple[str, ...] = ()  # options an input needs, e.g. ("--page", "1") for a stack
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,9 @@ class CommandSpec:
     refused); a missing or empty input is always ``BAD_INPUT``. ``writes``: what ``--out`` names (None:
     nothing). ``argv``: the command line (without ``cellxfer``) that runs the command on
     :class:`Inputs`, quickly: small settings, the inputs' roles in ``reads`` used, the rest of
-    :class:`Inputs` ignored. ``runs_offline``: False when the command cannot finish on such inputs
+    :class:`Inputs` ignored; options an input needs (``--page 1``) can be appended to it. ``runs_offline``: False when the command cannot finish on such inputs
     because it needs weights cellxfer does not ship (learn-style's Stable Diffusion): then only its
-    refusals of bad input are checked."""
+    refusals of bad input are checked. ``out_suffix``: the suffix an output file needs (``.csv``)."""
 
     name: str
     interrupted: str
@@ -68,3 +67,4 @@ class CommandSpec:
     writes: Output | None = None
     argv: Callable[[Inputs], list] | None = None
     runs_offline: bool = True
+    out_suffix: str = ""

@@ -53,6 +53,30 @@ class TrainingError(CellxferError):
     run folder keeps what the last finished epoch saved, and nothing later."""
 
 
+#: errno name -> what the user can do about an OSError on a path they gave
+_OS_FIXES = {
+    "ENOSPC": "free some space or write somewhere else",
+    "EDQUOT": "free some space or write somewhere else",
+    "EACCES": "choose a place you may write to, or fix its permissions",
+    "EPERM": "choose a place you may write to, or fix its permissions",
+    "EROFS": "the file system is read-only; write somewhere else",
+    "ENOTDIR": "a file stands where a folder is needed; choose another path",
+    "EEXIST": "a file stands where a folder is needed; choose another path",
+    "EISDIR": "that is a folder; give a file name",
+    "ENOENT": "check the path",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an ``OSError`` on a file: the file, what the system said, and the fix. The CLI
+    reports an OSError that names a file this way (exit 2): a full disk or an output folder that is a
+    file is the user's to fix, not a bug."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"{exc.filename}: {(exc.strerror or str(exc)).lower()}; {_OS_FIXES.get(name, 'check the path')}"
+
+
 class SomeInputsFailed(CellxferError):
     """A batch went through every input, but some failed. Raised by a command *after* it has written its
     results and printed its summary; the CLI prints one ``failed <input>: <why>`` line per input and a

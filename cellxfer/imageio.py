@@ -8,7 +8,9 @@ one pixel and, for float images, only finite values within the float32 range cou
 :class:`InputError` naming the file). What the decoder logs while reading becomes one-line warnings
 naming the file, never raw library output.
 
-Readers are plugins (:func:`cellxfer.hookspecs.cellxfer_image_readers`), chosen by file suffix.
+Readers are plugins (:func:`cellxfer.hookspecs.cellxfer_image_readers`), chosen by the file's first
+bytes where a reader declares them (a PNG saved under a ``.tif`` name is read as the PNG it is), else
+by file suffix; which files are images at all is decided by suffix.
 """
 
 from __future__ import annotations
@@ -52,11 +54,13 @@ def _plane_advice(option: str, n: int) -> str:
 
 @dataclass(frozen=True)
 class ImageReader:
-    """Reads files with one of ``suffixes`` (lower case, with dot) into an array; see module docs."""
+    """Reads files with one of ``suffixes`` (lower case, with dot) into an array; see module docs.
+    ``magic``: byte strings one of which every file of its format starts with (optional)."""
 
     name: str
     suffixes: tuple[str, ...]
     read: Callable[..., "np.ndarray"]  # read(path, channel: int | None, page: int | None) -> 2-D array
+    magic: tuple[bytes, ...] = ()
 
 
 def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, page: int | None) -> np.ndarray:
@@ -154,8 +158,8 @@ def _check_dtype(path: Path, arr: "np.ndarray") -> "np.ndarray":
 
 
 BUILTIN_READERS = (
-    ImageReader("tiff", (".tif", ".tiff"), read_tiff),
-    ImageReader("png", (".png",), read_png),
+    ImageReader("tiff", (".tif", ".tiff"), read_tiff, magic=(b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")),
+    ImageReader("png", (".png",), read_png, magic=(b"\x89PNG\r\n\x1a\n",)),
 )
 
 
@@ -164,12 +168,17 @@ def cellxfer_image_readers():
     return list(BUILTIN_READERS)
 
 
-def reader_for(path: str | os.PathLike) -> ImageReader | None:
-    """The registered reader for ``path``'s suffix, or None when no reader takes it."""
+def reader_for(path: str | os.PathLike, head: bytes = b"") -> ImageReader | None:
+    """The registered reader whose ``magic`` starts ``head`` (the file's first bytes), else the one for
+    ``path``'s suffix, or None when no reader takes it."""
     from cellxfer.plugins import get_registry
 
+    readers = list(get_registry().image_readers().values())
+    for reader in readers:
+        if head and any(head.startswith(m) for m in reader.magic):
+            return reader
     suffix = Path(path).suffix.lower()
-    for reader in get_registry().image_readers().values():
+    for reader in readers:
         if suffix in reader.suffixes:
             return reader
     return None
@@ -217,9 +226,10 @@ def read_image(path: str | os.PathLike, channel: int | None = None, page: int | 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    reader = reader_for(path)
-    if reader is None:
+    if reader_for(path) is None:  # what is an image is decided by suffix; which reader by content
         raise InputError(f"{path}: not an image cellxfer reads (suffixes: {', '.join(sorted(image_suffixes()))})")
+    with open(path, "rb") as f:
+        reader = reader_for(path, f.read(16))
     tiff_log = logging.getLogger("tifffile")
     if _FILTER not in tiff_log.filters:
         tiff_log.addFilter(_FILTER)

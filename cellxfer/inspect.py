@@ -56,7 +56,7 @@ def contact_sheet(ds: CellDataset, path: str | Path, tiles: int = 16, tile_px: i
         lo, hi = np.percentile(img, (0.5, 99.5))
         img8 = np.clip((img - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
         scale = tile_px / max(img8.shape)
-        tile = Image.fromarray(img8).resize((round(img8.shape[1] * scale), round(img8.shape[0] * scale)))
+        tile = Image.fromarray(img8).resize((max(1, round(img8.shape[1] * scale)), max(1, round(img8.shape[0] * scale))))
         x0, y0 = (k % cols) * tile_px, (k // cols) * tile_px
         sheet.paste(tile.convert("RGB"), (x0, y0))
         if ds.labelled:

@@ -68,6 +68,17 @@ def prepare_output(out: Path, stage: str, identity: dict, overwrite: bool, defau
     remove_stale_temporaries(out)
 
 
+def make_parent(path: Path) -> None:
+    """Create the folder ``path`` goes in now, before any long work (loading weights, training), or
+    raise :class:`InputError` naming what is in the way and the fix."""
+    from cellxfer.errors import os_error_message
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(os_error_message(exc)) from None
+
+
 def refuse_existing(path: Path | None, option: str, overwrite: bool, inputs=()) -> None:
     """Raise :class:`InputError` (one line naming ``path`` and the fix) when writing ``path`` would destroy
     something: always when it is one of ``inputs`` (the same file, by any name), and when it exists and

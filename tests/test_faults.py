@@ -468,3 +468,21 @@ def test_train_count_stops_on_a_non_finite_loss_and_saves_nothing_of_it(tmp_path
     assert r.returncode == 2
     assert "error: training diverged: the loss is nan at epoch 1" in one_line(r.stderr)
     assert not (tmp_path / "run" / "last.safetensors").exists() and not (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_image_format_is_read_from_the_content_not_the_name(tmp_path):
+    """A PNG saved under a .tif name (and a TIFF under .png) is read as what it is, with the same pixels;
+    a file that is neither still says which file and why."""
+    from PIL import Image
+
+    from cellxfer.errors import InputError
+    from cellxfer.imageio import read_image
+
+    img = blobs(40, 50)
+    Image.fromarray(img).save(tmp_path / "png.tif", format="PNG")
+    tifffile.imwrite(tmp_path / "tiff.png", img)
+    assert np.array_equal(read_image(tmp_path / "png.tif"), img)
+    assert np.array_equal(read_image(tmp_path / "tiff.png"), img)
+    (tmp_path / "text.tif").write_text("notes\n")
+    with pytest.raises(InputError, match=r"text\.tif: not a readable TIFF"):
+        read_image(tmp_path / "text.tif")

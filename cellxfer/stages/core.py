@@ -14,8 +14,8 @@ from cellxfer.hookspecs import hookimpl
 PLUGINS = CommandSpec("plugins", interrupted="nothing was written")
 INSPECT = CommandSpec(
     "inspect", interrupted="nothing was written (--preview appears only when complete); rerun the same command",
-    reads={Role.DATASET: ExitCode.BAD_INPUT}, writes=Output.FILE,
-    argv=lambda x: ["inspect", x.dataset, "--preview", x.out, *x.options],
+    reads={Role.DATASET: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".png",
+    argv=lambda x: ["inspect", x.dataset, "--preview", x.out],
 )
 
 

@@ -14,8 +14,8 @@ from cellxfer.hookspecs import hookimpl
 COUNT = CommandSpec(
     "count", interrupted="the rows counted so far are in the --out CSV; rerun the same command to count the rest "
     "(finished files are skipped)",
-    reads={Role.IMAGES: ExitCode.SOME_INPUTS_FAILED, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE,
-    argv=lambda x: ["count", x.images, "-m", x.model, "-o", x.out, "--workers", "1", *x.options],
+    reads={Role.IMAGES: ExitCode.SOME_INPUTS_FAILED, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".csv",
+    argv=lambda x: ["count", x.images, "-m", x.model, "-o", x.out, "--workers", "1"],
 )
 
 

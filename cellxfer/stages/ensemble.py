@@ -12,7 +12,7 @@ from cellxfer.hookspecs import hookimpl
 
 ENSEMBLE = CommandSpec(
     "ensemble", interrupted="nothing was written (-o appears only when complete); rerun the same command",
-    reads={Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    reads={Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".safetensors",
     argv=lambda x: ["ensemble", x.model, x.model, "-o", x.out],
 )
 

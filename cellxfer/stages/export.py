@@ -13,7 +13,7 @@ from cellxfer.hookspecs import hookimpl
 
 EXPORT = CommandSpec(
     "export", interrupted="nothing was written (--out appears only when complete); rerun the same command",
-    reads={Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    reads={Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".onnx",
     argv=lambda x: ["export", "-m", x.model, "-o", x.out],
 )
 
@@ -59,21 +59,25 @@ def cellxfer_register_commands(app: typer.Typer):
         max_batch: int = typer.Option(64, help="trt: largest batch (windows) of the profile."),
         engine_out: Optional[Path] = typer.Option(None, help="trt: also copy the engine here [default: cache only]."),
         opset: int = typer.Option(17, help="ONNX opset."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out when it exists."),
     ):
         """Export a counter (ONNX with window, normalisation, arch, version; or TensorRT) or a translator (ONNX), with a parity check."""
         from cellxfer.console import out as console
         from cellxfer.errors import InputError
         from cellxfer.export.counter import ExportConfig, export_counter
+        from cellxfer.outputs import refuse_existing
 
         if _is_translator(model):
             from cellxfer.translate.infer import export_translator
 
             if format != "onnx":
                 raise InputError(f"{model}: translators export with --format onnx; `translate --engine trt` builds their TensorRT engine")
+            refuse_existing(out, "--out", overwrite, inputs=[model])
             path, report = export_translator(model, out, atol=atol, rtol=rtol)
             console.print(f"{path}: {report.line('translator parity') if report else 'written'}")
             return
         out = out or Path("counter.onnx")
+        refuse_existing(out, "--out", overwrite, inputs=[model])
 
         config = ExportConfig(model=model, out=out, format=format, opset=opset, check_images=tuple(check_images),
                               atol=atol, rtol=rtol, fp16=not fp32, opt_batch=opt_batch, max_batch=max_batch,

@@ -42,12 +42,13 @@ STYLIZE = CommandSpec(
     "stylize", interrupted="finished images are in --out; rerun the same command to stylize the rest "
     "(finished ones are checked and kept)",
     reads={Role.DATASET: ExitCode.SOME_INPUTS_FAILED, Role.IMAGES: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
-    argv=lambda x: ["stylize", "-c", x.dataset, "-s", x.images, "-o", x.out, *x.options],
+    argv=lambda x: ["stylize", "-c", x.dataset, "-s", x.images, "-o", x.out],
 )
 LEARN_STYLE = CommandSpec(
     "learn-style", interrupted="the state saved every --save-every steps is beside --out; rerun the same command "
     "to resume from it",
     reads={Role.IMAGES: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, runs_offline=False,
+    out_suffix=".safetensors",
     argv=lambda x: ["learn-style", "-s", x.images, "--model", x.model, "--clip", x.model, "-o", x.out, "--steps", "1"],
 )
 

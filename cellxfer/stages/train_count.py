@@ -16,12 +16,12 @@ TRAIN_COUNT = CommandSpec(
     reads={Role.DATASET: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
     argv=lambda x: ["train-count", "--regime", "supervised", "--real", x.dataset, "--out", x.out, "--arch", "density",
                     "--arch-option", "base=4", "--epochs", "1", "--crop", "32", "--batch-size", "2",
-                    "--max-steps-per-epoch", "1", *x.options],
+                    "--max-steps-per-epoch", "1"],
 )
 EVALUATE = CommandSpec(
     "evaluate", interrupted="nothing was written (--csv and --json appear only when complete); rerun the same command",
-    reads={Role.DATASET: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE,
-    argv=lambda x: ["evaluate", "-m", x.model, "-d", x.dataset, "--csv", x.out, *x.options],
+    reads={Role.DATASET: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".csv",
+    argv=lambda x: ["evaluate", "-m", x.model, "-d", x.dataset, "--csv", x.out],
 )
 
 

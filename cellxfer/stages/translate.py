@@ -27,18 +27,18 @@ ADAPT = CommandSpec(
     "adapt", interrupted="adapt keeps no partial state; rerun the same command to start again",
     reads={Role.TRANSLATOR: ExitCode.BAD_INPUT, Role.IMAGES: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
     argv=lambda x: ["adapt", "-m", x.translator, "--source", x.images, "--target", x.images, "-o", x.out,
-                    "--steps", "1", "--batch-size", "1", "--ndf", "4", "--d-layers", "1", "--holdout", "0"],
+                    "--layer", "1", "--steps", "1", "--batch-size", "1", "--ndf", "4", "--d-layers", "1", "--holdout", "0"],
 )
 EVALUATE_TRANSLATOR = CommandSpec(
     "evaluate-translator", interrupted="nothing was written (--csv appears only when complete); rerun the same command",
-    reads={Role.TRANSLATOR: ExitCode.BAD_INPUT, Role.PAIRS: ExitCode.BAD_INPUT}, writes=Output.FILE,
+    reads={Role.TRANSLATOR: ExitCode.BAD_INPUT, Role.PAIRS: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".csv",
     argv=lambda x: ["evaluate-translator", "-m", x.translator, "--pairs", x.pairs, "--csv", x.out],
 )
 TRANSLATE = CommandSpec(
     "translate", interrupted="finished images are in --out; rerun the same command to translate the rest "
     "(finished ones are skipped)",
     reads={Role.IMAGES: ExitCode.SOME_INPUTS_FAILED, Role.TRANSLATOR: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
-    argv=lambda x: ["translate", x.images, "-m", x.translator, "-o", x.out, *x.options],
+    argv=lambda x: ["translate", x.images, "-m", x.translator, "-o", x.out],
 )
 
 

@@ -97,6 +97,7 @@ def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrit
 
     from cellxfer.atomic import atomic_path, write_json
     from cellxfer.manifest import build_manifest
+    from cellxfer.outputs import make_parent
     from cellxfer.stylize.base import StyleSet
     from cellxfer.stylize.mapper import StyleMapper, encode_prompt, placeholder_id, save_token, tokenize
     from cellxfer.stylize.models import load_clip, load_sd, pick_device
@@ -104,6 +105,7 @@ def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrit
     t0 = time.perf_counter()
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: the token file name must end in .safetensors")
+    make_parent(out)  # a bad --out is said now, not after minutes of loading Stable Diffusion
     styles = StyleSet(style)
     identity = _identity(config, seed, styles)
     state_file = state_path(out)

@@ -155,6 +155,8 @@ def translate_files(translator: Translator, paths: list[Path], out: Path, dtype:
     files: list[Path] = []
     for p in paths:
         p = Path(p)
+        if not p.exists():  # the whole input is wrong, not one of its files: nothing is translated
+            raise InputError(f"{p}: no such file or folder; give image files or folders of images")
         files.extend(list_images(p) if p.is_dir() else [p])
     written, skipped, failed = 0, 0, {}
     for f in files:
