@@ -303,8 +303,19 @@ def test_fault(name, role, case, tmp_path, capsys, monkeypatch, translator_and_p
             assert culprit.read_bytes() == before
         else:
             assert (culprit / "precious.txt").read_text() == "precious\n"
-    elif r.returncode == ExitCode.BAD_INPUT and spec.writes is Output.FILE:
-        assert not inputs.out.exists(), f"{inputs.out} written by a refused run"
+    elif r.returncode == ExitCode.BAD_INPUT and spec.writes is not None:
+        left = [inputs.out] if inputs.out.is_file() else list(inputs.out.rglob("*")) if inputs.out.is_dir() else []
+        assert not left, f"a refused run left {left}"
+    elif r.returncode == ExitCode.SOME_INPUTS_FAILED:  # the others' results are there, the culprit's not
+        assert inputs.out.exists()
+        if inputs.out.is_dir():
+            assert not [p for p in inputs.out.rglob("*") if p.stem == culprit.stem], list(inputs.out.rglob("*"))
+        elif inputs.out.suffix == ".csv":  # count: the culprit's row says why
+            import csv
+
+            with open(inputs.out, newline="") as f:
+                (row,) = [row for row in csv.DictReader(f) if Path(row["file"]) == culprit]
+            assert row["status"] == "failed" and row["count"] == "" and str(culprit) in row["error"]
     elif r.returncode == ExitCode.OK:
         assert inputs.out.exists()
 
