@@ -51,10 +51,15 @@ def test_one_process_is_the_identity():
     assert from_env("cpu", {}) == one and from_env("cuda:1", {"WORLD_SIZE": "1"}).device == "cuda:1"
 
 
-def test_per_rank_seeds_and_backends_from_torchrun_variables():
+def test_per_rank_seeds_and_backends_from_torchrun_variables(monkeypatch):
     env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}
-    cpu, gpu = from_env("cpu", env), from_env("cuda", env)
+    cpu = from_env("cpu", env)
     assert (cpu.backend, cpu.device, cpu.rank, cpu.is_main) == ("gloo", "cpu", 3, False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(InputError, match="needs cuda:1 but 1 GPU"):
+        from_env("cuda", env)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    gpu = from_env("cuda", env)
     assert (gpu.backend, gpu.device) == ("nccl", "cuda:1")
     seeds = {Distributed(4, r).seed(7) for r in range(4)}
     assert len(seeds) == 4 and Distributed(4, 0).seed(7) == 7 and cpu.seed(7) == cpu.seed(7)

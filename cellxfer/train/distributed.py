@@ -180,6 +180,11 @@ def from_env(device: str = "cpu", env: dict | None = None) -> Distributed:
     if device.startswith("cuda"):
         if device != "cuda":
             raise InputError(f"--device {device}: under torchrun pass --device cuda; process LOCAL_RANK uses cuda:LOCAL_RANK")
+        import torch
+
+        if local >= torch.cuda.device_count():
+            raise InputError(f"torchrun process LOCAL_RANK={local} needs cuda:{local} but {torch.cuda.device_count()} GPU(s) "
+                             f"are visible; start at most that many processes per node (--nproc-per-node)")
         return Distributed(world, rank, local, "nccl", f"cuda:{local}")
     if device != "cpu":
         raise InputError(f"--device {device}: data-parallel training supports cpu (gloo) and cuda (nccl)")
