@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-ISL = REPO.parent / "shared" / "data" / "isl-condition-blue" / "images"
+from benchlib import ISL as _ISL, REPO  # noqa: E402  (the scripts' shared module)
+
+ISL = _ISL / "images"
 
 SHIFTS = {
     "pc->bf": dict(modality="bf"),

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95" / "images"
+from benchlib import IDCIA as _IDCIA, REPO  # noqa: E402  (the scripts' shared module)
+
+IDCIA = _IDCIA / "images"
 CANDIDATES = (("torch", "cpu"), ("onnx", "cpu"), ("torch", "cuda"), ("onnx", "cuda"), ("trt", "cuda"))
 
 

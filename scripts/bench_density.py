@@ -33,11 +33,10 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import IDCIA, REPO, make_split, synhc  # noqa: F401  (the scripts' shared module)
+from cellxfer.evaluate.split import SPLIT_SEED
+from cellxfer.train.sampler import REGIMES
 
-import bench_sim2real as s2r  # noqa: E402  (split, IDCIA location, Syn-HC helper)
-
-REPO = s2r.REPO
 DATA_SEED = 0  # Syn-HC generation and stylizers: the same data for every training seed
 
 
@@ -115,7 +114,7 @@ def evaluate_row(name: str, regime: str, run: Path, work: Path, part: str = "tes
     model = model or run / checkpoint(part)
     res = evaluate(EvaluateConfig(model=model, data=work / f"idcia-{part}", out_csv=run / f"{part}-predictions-{model.stem}.csv"))
     result = manifests[0]["result"]
-    return {"model": name, "regime": regime, "epochs": result["epochs"], "evaluated_on": part,
+    return {"model": name, "regime": regime, "run": str(run), "epochs": result["epochs"], "evaluated_on": part,
             "train_seconds": sum(m["result"]["train_seconds"] for m in manifests), "best": result["best"],
             "seeds": [m["config"]["seed"] for m in manifests],
             "test": res.metrics.as_dict(), "localisation": res.localisation,
@@ -159,7 +158,7 @@ def table(rows: list[dict]) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("runs/density"))
-    ap.add_argument("--regimes", nargs="+", choices=s2r.REGIMES, default=["supervised"])
+    ap.add_argument("--regimes", nargs="+", choices=REGIMES, default=["supervised"])
     ap.add_argument("--log-regimes", nargs="*", choices=("supervised", "synthetic"), default=["supervised"])
     ap.add_argument("--no-density", action="store_true", help="only the LoG rows")
     ap.add_argument("--stylizers", nargs="+", default=["none"],
@@ -189,6 +188,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "weights: for a recipe already chosen on the validation images; test images stay unseen")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0],
                     help="training seed(s) of the density runs; several add an ensemble row")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results JSON here")
     ap.add_argument("--val-only", action="store_true",
                     help="report on the validation images, never read the test images (for choosing a recipe)")
     args = ap.parse_args(argv)
@@ -199,34 +199,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def prepare(work: Path, args) -> dict:
-    """The split's folders under ``work`` (and ``idcia-trainval`` with ``--train-on-val``); returns the split."""
+    """The split's folders under ``work`` (``idcia-trainval`` included, for ``--train-on-val``); returns the split."""
     work.mkdir(parents=True, exist_ok=True)
-    split = s2r.make_split(work)
-    if args.train_on_val:  # the recipe was chosen on the validation images: now train on them too
-        for sub in ("images", "ground_truth"):
-            (work / "idcia-trainval" / sub).mkdir(parents=True, exist_ok=True)
-            for part in ("train", "val"):
-                for f in (work / f"idcia-{part}" / sub).iterdir():
-                    link = work / "idcia-trainval" / sub / f.name
-                    if not link.exists():
-                        os.symlink(os.readlink(f), link)
-    return split
+    return make_split(work)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not s2r.IDCIA.is_dir():
-        print(f"error: {s2r.IDCIA}: real IDCIA data not found", file=sys.stderr)
+    if not IDCIA.is_dir():
+        print(f"error: {IDCIA}: real IDCIA data not found (set CELLXFER_DATA to the folder holding idcia-dapi-95)", file=sys.stderr)
         return 2
     work = args.work
     split = prepare(work, args)
-    print(f"split: train {len(split['train'])}, val {len(split['val'])}, test {len(split['test'])} (seed {s2r.SPLIT_SEED})")
+    print(f"split: train {len(split['train'])}, val {len(split['val'])}, test {len(split['test'])} (seed {SPLIT_SEED})")
     needs_syn = any(r != "supervised" for r in args.regimes if not args.no_density) or "synthetic" in args.log_regimes
     if needs_syn and not (work / f"synhc-{args.synthetic_n}").is_dir():
-        s2r.synth(work / f"synhc-{args.synthetic_n}", args.synthetic_n, seed=args.seed)
+        synhc(work / f"synhc-{args.synthetic_n}", args.synthetic_n, seed=args.seed)
     if ("synthetic" in args.regimes and not args.no_density or args.stylizers != ["none"]) \
             and not (work / f"synhc-val-{args.synthetic_val_n}").is_dir():
-        s2r.synth(work / f"synhc-val-{args.synthetic_val_n}", args.synthetic_val_n, seed=args.seed + 10_000)
+        synhc(work / f"synhc-val-{args.synthetic_val_n}", args.synthetic_val_n, seed=args.seed + 10_000)
     rows = []
     def runs(regimes):
         return [(r, s) for r in regimes for s in (["none"] if r == "supervised" else args.stylizers)]
@@ -249,7 +240,7 @@ def main(argv=None) -> int:
     import torch
 
     md = table(rows)
-    result = {"command": " ".join(sys.argv), "split_seed": s2r.SPLIT_SEED,
+    result = {"command": " ".join(sys.argv), "split_seed": SPLIT_SEED,
               "split": {k: len(v) for k, v in split.items() if isinstance(v, list)}, "settings": vars(args) | {"work": str(work)},
               "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}, "rows": rows}
     rows_tag = "-".join([f"log{r}" for r in args.log_regimes] + ([] if args.no_density else args.regimes)
@@ -257,6 +248,8 @@ def main(argv=None) -> int:
                         + (["val"] if args.val_only else []))
     out_json, out_md = work / f"results-{rows_tag}.json", work / f"results-{rows_tag}.md"
     out_json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
     out_md.write_text(md)
     print(md)
     print(f"wrote {out_json} and {out_md}")

@@ -44,10 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
-from cellxfer.evaluate.split import N_TEST, N_VAL, SPLIT_SEED  # noqa: E402,F401  (the one definition)
-REGIMES = ("supervised", "synthetic", "finetune", "dual", "dacs")
+from benchlib import IDCIA, REPO, make_split, synhc  # noqa: F401  (the scripts' shared module)
+from cellxfer.evaluate.split import N_TEST, N_VAL, SPLIT_SEED  # noqa: F401  (the one definition)
+from cellxfer.train.sampler import REGIMES
 
 
 @dataclass
@@ -71,22 +70,6 @@ BUDGETS = {
     "full": Budget(epochs=50, pre_epochs=50, synthetic_n=1000, synthetic_val_n=100, max_steps_per_epoch=None,
                    val_every=1, synthetic_epochs=50),
 }
-
-
-def make_split(work: Path) -> dict:
-    """The fixed split (:mod:`cellxfer.evaluate.split`) as symlink folders under ``work``."""
-    from cellxfer.evaluate.split import materialize
-
-    return materialize(IDCIA, work)
-
-
-def synth(out: Path, n: int, seed: int) -> float:
-    t0 = time.perf_counter()
-    cmd = [str(REPO / ".venv" / "bin" / "cellxfer"), "synth", "--n", str(n), "--out", str(out), "--seed", str(seed)]
-    if not (REPO / ".venv" / "bin" / "cellxfer").exists():
-        cmd = [sys.executable, "-m", "cellxfer"] + cmd[1:]
-    subprocess.run(cmd, check=True)
-    return time.perf_counter() - t0
 
 
 def run_regime(regime: str, work: Path, budget: Budget, args) -> dict:
@@ -123,15 +106,16 @@ def run_regime(regime: str, work: Path, budget: Budget, args) -> dict:
 
 
 def density_row(regime: str, work: Path, budget: Budget, recipe: str) -> dict:
-    """The density counter in ``regime`` (bench_density's training and test evaluation), as a row of this table."""
+    """The density counter in ``regime`` (``scripts/bench_density.py`` run on the same work folder, with the
+    arch rows' Syn-HC sets), as a row of this table."""
     import shlex
 
-    import bench_density
-
-    dargs = bench_density.parse_args(shlex.split(recipe) + ["--work", str(work)])
-    dargs.synthetic_n, dargs.synthetic_val_n = budget.synthetic_n, budget.synthetic_val_n  # the arch rows' Syn-HC sets
-    run = bench_density.train(regime, work, dargs)
-    r = bench_density.evaluate_row("density", regime, run, work)
+    out = work / f"density-{regime}.json"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "bench_density.py"), *shlex.split(recipe), "--work", str(work),
+                    "--regimes", regime, "--log-regimes", "--synthetic-n", str(budget.synthetic_n),
+                    "--synthetic-val-n", str(budget.synthetic_val_n), "--json", str(out)], check=True)
+    r = json.loads(out.read_text())["rows"][0]
+    run = Path(r["run"])
     return {"model": "density", "regime": regime, "epochs": r["epochs"], "steps": sum(h["steps"] for h in json_history(run)),
             "train_seconds": r["train_seconds"], "best_epoch": r["best"]["epoch"], "best_val_mae": r["best"]["val_mae"],
             "test": r["test"], "localisation": r["localisation"], "eval_seconds_per_image": r["eval_seconds_per_image"],
@@ -185,9 +169,9 @@ def main(argv=None) -> int:
     print(f"split: train {len(split['train'])}, val {len(split['val'])}, test {len(split['test'])} (seed {SPLIT_SEED})")
     synth_seconds = {}
     if any(r != "supervised" for r in args.regimes):
-        synth_seconds["train"] = round(synth(work / f"synhc-{b.synthetic_n}", b.synthetic_n, seed=args.seed), 1)
+        synth_seconds["train"] = round(synhc(work / f"synhc-{b.synthetic_n}", b.synthetic_n, seed=args.seed), 1)
     if "synthetic" in args.regimes:
-        synth_seconds["val"] = round(synth(work / f"synhc-val-{b.synthetic_val_n}", b.synthetic_val_n, seed=args.seed + 10_000), 1)
+        synth_seconds["val"] = round(synhc(work / f"synhc-val-{b.synthetic_val_n}", b.synthetic_val_n, seed=args.seed + 10_000), 1)
     rows = []
     t0 = time.perf_counter()
     for regime in args.regimes:

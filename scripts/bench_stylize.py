@@ -41,8 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
+from benchlib import IDCIA, REPO  # noqa: E402  (the scripts' shared module)
 BAD = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # annotation missing (see the data README)
 
 

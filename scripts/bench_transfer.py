@@ -41,8 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
+from benchlib import IDCIA, REPO  # noqa: E402  (the scripts' shared module)
 SYNTHS = ("synhc", "nuclei")
 STYLIZERS = ("none", "histogram", "fda")
 NUCLEI_SET = ("diameter=6:16",)  # the nuclei synthesizer at IDCIA-like scale (scale is left to --diameter)

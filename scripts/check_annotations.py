@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from benchlib import IDCIA  # noqa: E402  (the scripts' shared module)
 K = 0.25
 
 
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     from cellxfer.dataset import CellDataset
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "idcia-dapi-95")
+    ap.add_argument("--data", type=Path, default=IDCIA)
     ap.add_argument("--out", type=Path, default=None, help="JSON with every image's scores")
     ap.add_argument("--show", type=int, default=8, help="how many of the lowest-scoring tables to print")
     args = ap.parse_args(argv)

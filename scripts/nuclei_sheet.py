@@ -20,7 +20,7 @@ from cellxfer.synth import nuclei
 from cellxfer.synth.base import image_rng
 from cellxfer.synth.nuclei_config import NucleiConfig
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from benchlib import DATA  # noqa: E402  (the scripts' shared module: $CELLXFER_DATA or ../shared/data)
 TILE, GAP, COLS = 256, 6, 4
 
 

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
+from benchlib import IDCIA, REPO  # noqa: E402  (the scripts' shared module)
 
 
 def synthetic_rows(per: int) -> list[dict]:

@@ -26,11 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchlib import CC0_DAPI, IDCIA, REPO  # noqa: E402  (the scripts' shared module)
 NUCLEI_SET = ("diameter=6:16", "label_defocused=false", "defocus_fraction=0:0.5")
-SHARED = REPO.parent / "shared" / "data"
-IDCIA = SHARED / "idcia-dapi-95"
-CC0_DAPI = SHARED / "cellprofiler-examplehuman" / "AS_09125_050116030001_D03f00d0.tif"
 UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
 
 

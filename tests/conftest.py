@@ -1,14 +1,18 @@
-"""Shared fixtures: paths to the real data in ../shared/data and GPU-test skipping."""
+"""Shared fixtures: paths to the real data ($CELLXFER_DATA or ../shared/data, as the scripts' shared module
+``scripts/benchlib.py`` defines them; ``scripts/`` is put on ``sys.path`` so that scripts loaded by path find
+it) and GPU-test skipping."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-IDCIA = SHARED_DATA / "idcia-dapi-95"
+sys.path.insert(0, str(REPO / "scripts"))
+
+from benchlib import DATA as SHARED_DATA, IDCIA  # noqa: E402
 
 
 def _has_cuda() -> bool:

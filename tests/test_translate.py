@@ -16,7 +16,9 @@ from cellxfer.translate.blend import translate_array  # noqa: E402
 from cellxfer.translate.metrics import mae, pearson, ssim  # noqa: E402
 from cellxfer.translate.model import TranslatorMeta, build_generator, load_translator, save_translator  # noqa: E402
 
-ISL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isl-condition-blue" / "images"
+from benchlib import ISL as _ISL  # noqa: E402  (scripts/benchlib.py: $CELLXFER_DATA or ../shared/data)
+
+ISL = _ISL / "images"
 
 
 def _trained_like(g):

@@ -1,0 +1,45 @@
+"""What the scripts under ``scripts/`` share (they import this module, never each other).
+
+- Where the data is: :data:`DATA` is ``$CELLXFER_DATA`` if set, else ``../shared/data`` beside the repository;
+  :data:`IDCIA`, :data:`ISL` and :data:`CC0_DAPI` are the data sets under it (read in place, never copied).
+- The benchmarks' fixed IDCIA split as symlink folders (:func:`make_split`, :mod:`cellxfer.evaluate.split`).
+- Syn-HC sets through the ``cellxfer synth`` command (:func:`synhc`).
+
+A script run as ``python scripts/NAME.py`` finds this module because Python puts the script's folder
+first on ``sys.path``; tests that load a script by path put ``scripts/`` there themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CELLXFER_DATA") or REPO.parent / "shared" / "data")
+IDCIA = DATA / "idcia-dapi-95"
+ISL = DATA / "isl-condition-blue"
+CC0_DAPI = DATA / "cellprofiler-examplehuman" / "AS_09125_050116030001_D03f00d0.tif"
+
+
+def make_split(work: Path) -> dict:
+    """The fixed split (:mod:`cellxfer.evaluate.split`) as symlink folders ``idcia-{train,val,test,trainval}``
+    under ``work``; returns it."""
+    from cellxfer.evaluate.split import materialize
+
+    return materialize(IDCIA, work)
+
+
+def cellxfer_command() -> list[str]:
+    """How to run the ``cellxfer`` command of this checkout (its venv's script, else ``python -m cellxfer``)."""
+    exe = REPO / ".venv" / "bin" / "cellxfer"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cellxfer"]
+
+
+def synhc(out: Path, n: int, seed: int) -> float:
+    """Write ``n`` Syn-HC images (the paper's settings) to ``out`` with ``cellxfer synth``; returns seconds."""
+    t0 = time.perf_counter()
+    subprocess.run(cellxfer_command() + ["synth", "--n", str(n), "--out", str(out), "--seed", str(seed)], check=True)
+    return time.perf_counter() - t0
