@@ -23,6 +23,7 @@ class Role(str, Enum):
 
     IMAGES = "images"  # image files or folders of images, each read on its own
     DATASET = "dataset"  # a labelled cell dataset folder: images/<id>.tif + points/<id>.csv
+    LAYOUT = "layout"  # a labelled cell dataset of which only the points and the image sizes are read
     MODEL = "model"  # a counter checkpoint (.safetensors from train-count)
     TRANSLATOR = "translator"  # a translator (.safetensors from train-translate / adapt)
     PAIRS = "pairs"  # a paired folder: source/<id>.tif + target/<id>.tif

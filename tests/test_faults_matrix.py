@@ -84,7 +84,8 @@ def _plain_safetensors(path: Path) -> None:
 
 @dataclass(frozen=True)
 class Case:
-    """One fault. ``kind``: which roles it applies to (image, points, model, output). ``write``: makes
+    """One fault. ``kind``: which roles it applies to (whole: the input path itself; image, points,
+    model, output). ``write``: makes
     the faulty file at a path (None: the whole input is missing or empty, see ``name``). ``valid``:
     a well-formed input every command must take (exit 0); else a bad one refused with the role's code.
     ``small``: an image smaller than some commands need (a training crop): accepted, or refused with
@@ -100,8 +101,8 @@ class Case:
 
 
 IMAGE_CASES = [
-    Case("missing-path", "image"),
-    Case("empty-folder", "image"),
+    Case("missing-path", "whole"),
+    Case("empty-folder", "whole"),
     Case("non-image", "image", raw(b"these are my notes, not an image\n")),
     Case("zero-byte", "image", raw(b"")),
     Case("truncated-tiff", "image", lambda p: raw(_good_tif_bytes()[:300])(p)),
@@ -137,8 +138,8 @@ OUTPUT_CASES = [
     Case("out-unwritable", "output"),  # its folder is a file (tests run as root: permissions do not stop root)
     Case("out-existing", "output"),
 ]
-CASE_KINDS = {Role.IMAGES: ("image",), Role.DATASET: ("image", "points"), Role.PAIRS: ("image",),
-              Role.MODEL: ("model",), Role.TRANSLATOR: ("model",)}
+CASE_KINDS = {Role.IMAGES: ("whole", "image"), Role.DATASET: ("whole", "image", "points"), Role.PAIRS: ("whole", "image"),
+              Role.LAYOUT: ("whole", "points"), Role.MODEL: ("model",), Role.TRANSLATOR: ("model",)}
 
 
 def specs() -> dict[str, CommandSpec]:
@@ -211,8 +212,8 @@ def build(tmp: Path, spec: CommandSpec, role: Role | None, case: Case, translato
                   out=tmp / "result" / f"out{spec.out_suffix}")
     (tmp / "result").mkdir()
     culprit = None
-    field = {Role.IMAGES: "images", Role.DATASET: "dataset", Role.PAIRS: "pairs", Role.MODEL: "model",
-             Role.TRANSLATOR: "translator"}.get(role)
+    field = {Role.IMAGES: "images", Role.DATASET: "dataset", Role.LAYOUT: "dataset", Role.PAIRS: "pairs",
+             Role.MODEL: "model", Role.TRANSLATOR: "translator"}.get(role)
     if case.name == "missing-path":
         culprit = inputs[field] = tmp / "no-such-folder"
     elif case.name == "empty-folder":

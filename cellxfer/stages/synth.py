@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from cellxfer.commands import CommandSpec, Output
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl, lazy
 from cellxfer.synth.base import Synthesizer
 from cellxfer.synth.config import SynHCConfig
@@ -34,7 +35,8 @@ NUCLEI = Synthesizer(
 SYNTH = CommandSpec(
     "synth", interrupted="finished images are in --out; rerun the same command to make the rest "
     "(finished ones are checked and kept)",
-    writes=Output.FOLDER, argv=lambda x: ["synth", "--n", "2", "--size", "32", "--workers", "1", "--out", x.out],
+    reads={Role.LAYOUT: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
+    argv=lambda x: ["synth", "--n", "2", "--size", "32", "--workers", "1", "--out", x.out, "--layout-from", x.dataset],
 )
 
 
