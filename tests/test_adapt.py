@@ -110,3 +110,25 @@ def test_train_layer_only_keeps_earlier_blocks(setup):
     for layer in range(1, g.n_layers + 1):
         same = all(torch.equal(a, b) for a, b in zip(g.block(layer).state_dict().values(), ga.block(layer).state_dict().values()))
         assert same == (layer != 4), layer
+
+
+def test_skip_matching_trains_and_changes_the_copys_skips(setup):
+    root = setup
+    s = adapt_layer(_cfg(root, "skips4", 4, steps=6, match="skips"))
+    plain = adapt_layer(_cfg(root, "layer4", 4, steps=6))
+    assert s["matched_tensors"] == 4 and plain["matched_tensors"] == 1  # layer 4 + the outputs of down blocks 1..3
+    g, _ = load_translator(root / "src")
+    ga, meta = load_translator(root / "skips4")
+    gl, _ = load_translator(root / "layer4")
+    assert meta.adapted["match"] == "skips"
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        _, skips_g = g.forward_to(x, 4)
+        _, skips_a = ga.forward_to(x, 4)
+        _, skips_l = gl.forward_to(x, 4)
+    assert len(skips_a) == 3
+    for a, b, c in zip(skips_g, skips_a, skips_l):
+        assert not torch.allclose(a, b)  # the copy's skips moved
+        assert not torch.allclose(b, c)  # and differently from layer-only matching (the skip discriminators pull on them)
+    with pytest.raises(Exception, match="--train upto"):
+        adapt_layer(_cfg(root, "bad", 4, steps=1, match="skips", train="layer"))

@@ -1,4 +1,4 @@
-"""Built-in plugin: the translator commands (``synth-pairs``, ``train-translate``, ``adapt``,
+"""Built-in plugin: the translator commands (``synth-pairs``, ``split-field``, ``train-translate``, ``adapt``,
 ``evaluate-translator``, ``translate``; ``export`` exports translators too). Library code: :mod:`cellxfer.translate`."""
 
 from __future__ import annotations
@@ -41,10 +41,15 @@ TRANSLATE = CommandSpec(
     argv=lambda x: ["translate", x.images, "-m", x.translator, "-o", x.out],
 )
 
+SPLIT_FIELD = CommandSpec(
+    "split-field", interrupted="crops written so far are in --out; rerun the same command to write them all again",
+    reads={Role.IMAGES: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
+    argv=lambda x: ["split-field", x.images, "-o", x.out, "--test-side", "4", "--margin", "1", *x.options],
+)
 
 @hookimpl
 def cellxfer_commands():
-    return [SYNTH_PAIRS, TRAIN_TRANSLATE, ADAPT, EVALUATE_TRANSLATOR, TRANSLATE]
+    return [SYNTH_PAIRS, SPLIT_FIELD, TRAIN_TRANSLATE, ADAPT, EVALUATE_TRANSLATOR, TRANSLATE]
 
 
 def _pair(text: str, name: str) -> tuple[float, float]:
@@ -94,6 +99,32 @@ def cellxfer_register_commands(app: typer.Typer):
         with progress("synth-pairs", total=n, unit="pair") as bar:
             r = write_pairs(cfg, n, out, seed=seed, overwrite=overwrite, on_progress=bar.advance)
         console.print(f"{r['out']}: {n} pairs ({r['written']} written, {r['skipped']} already done); {r['seconds']:.2f} s")
+
+    @app.command("split-field")
+    def split_field(
+        sources: list[Path] = typer.Argument(..., help="Registered input images of one field (e.g. phase z-slices), or folders of them."),
+        target: Optional[Path] = typer.Option(None, "--target", help="The registered fluorescence image (e.g. DAPI)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Folder for <part>/source + target pairs (per source stem when several)."),
+        test_side: int = typer.Option(480, help="Side of the bottom-right test square in pixels."),
+        num_downs: int = typer.Option(5, help="Generator down blocks: the margin is its receptive field."),
+        margin: Optional[int] = typer.Option(None, help="Margin in pixels between parts [default: the receptive field of --num-downs]."),
+    ):
+        """Split one registered field into train / val / test pairs folders, a receptive field apart."""
+        from cellxfer.console import out as console
+        from cellxfer.imageio import read_image
+        from cellxfer.translate.regions import corner_split, receptive_field, write_split_pairs
+
+        from cellxfer.translate.data import list_images
+
+        files = [f for p in sources for f in (list_images(p) if p.is_dir() else [p])]
+        m = receptive_field(num_downs) if margin is None else margin
+        shape = read_image(files[0]).shape
+        split = corner_split(shape, m, test_side)
+        folders = write_split_pairs(split, files, target, out)
+        for part, rects in split.parts.items():
+            console.print(f"{part}: " + ", ".join(f"y {r.y0}:{r.y1} x {r.x0}:{r.x1}" for r in rects) + f" -> {folders[part][0]}"
+                          + (f" (+{len(folders[part]) - 1} more)" if len(folders[part]) > 1 else ""))
+        console.print(f"{out}: margin {m} px between parts; layout in {out / 'split.json'}")
 
     @app.command("train-translate")
     def train_translate(
@@ -154,6 +185,7 @@ def cellxfer_register_commands(app: typer.Typer):
         holdout: float = typer.Option(0.25, help="Share of labelled target pairs held out to pick the best layer."),
         eval_pairs: Optional[Path] = typer.Option(None, help="Labelled target pairs to evaluate on (instead of a holdout)."),
         train: str = typer.Option("upto", help="upto: train blocks 1..L (the paper); layer: block L only (UNet skips stay the source's)."),
+        match: str = typer.Option("layer", help="layer: match layer L only (the paper); skips: also match every skip tensor the frozen rest reads (needs --train upto)."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
     ):
@@ -164,7 +196,7 @@ def cellxfer_register_commands(app: typer.Typer):
 
         cfg = AdaptConfig(model=str(model), source=str(source), target=str(target), out=str(out), layer=layer, steps=steps,
                           batch_size=batch_size, size=size, lr=lr, lr_d=lr_d, ndf=ndf, d_layers=d_layers, gan_mode=gan_mode,
-                          holdout=holdout, eval_pairs=str(eval_pairs) if eval_pairs else None, train=train,
+                          holdout=holdout, eval_pairs=str(eval_pairs) if eval_pairs else None, train=train, match=match,
                           seed=seed, threads=threads)
         if sweep:
             layers = _layers(sweep)

@@ -11,7 +11,10 @@ Both G and G' run in eval mode during adaptation: batch-norm uses G's running st
 is off, so the source features are deterministic and the only thing that moves is G''s weights.
 With ``train="layer"`` only block ``L`` is trained: in a UNet the blocks before ``L`` also produce skip
 tensors that the frozen decoder reads but the discriminator never sees, and training them lets those
-skips drift (see docs/results.md). The
+skips drift (see docs/results.md). ``match="skips"`` is the other fix: besides layer ``L``, every
+skip tensor of the state after ``L`` (the down-block outputs the frozen rest still reads, see
+:meth:`.model.UNetGenerator.forward_to`) gets its own discriminator, and G' is trained to fool all of
+them (mean of the GAN losses), so the skips are pulled to the source distribution instead of drifting. The
 adapted G' is a complete translator in the same file format (its meta records ``adapted``).
 
 ``run_sweep`` adapts at several layers, evaluates each (and the unadapted G) on held-out labelled
@@ -54,6 +57,7 @@ class AdaptConfig:
     holdout: float = 0.25  # share of labelled target pairs kept out of adaptation for evaluation
     eval_pairs: str | None = None  # labelled target pairs for evaluation (instead of a holdout)
     train: str = "upto"  # "upto": blocks 1..L (the paper); "layer": block L only (skips stay the source's)
+    match: str = "layer"  # "layer": D on layer L only (the paper); "skips": also one D per skip tensor the rest reads
     seed: int = 0
     threads: int = 0
 
@@ -105,8 +109,9 @@ def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_
         return _adapt_layer(cfg, dist, g, meta, source_arrays, target_arrays, on_step if dist.is_main else None)
 
 
-def _up_to(g, layer: int):
-    """``g``'s features at ``layer`` as a module's forward (what DDP wraps)."""
+def _up_to(g, layer: int, skips: bool = False):
+    """``g``'s matched tensors at ``layer`` as a module's forward (what DDP wraps): ``(feature,)``, or
+    ``(feature, *skips)`` with ``skips`` (the skip tensors the rest after ``layer`` reads)."""
     import torch
 
     class UpTo(torch.nn.Module):
@@ -115,16 +120,35 @@ def _up_to(g, layer: int):
             self.g = g
 
         def forward(self, x):
-            return self.g.forward_to(x, layer)[0]
+            h, s = self.g.forward_to(x, layer)
+            return (h, *s) if skips else (h,)
 
     return UpTo()
+
+
+def _discriminators(probes, cfg: AdaptConfig):
+    """One PatchGAN per matched tensor (sized to it); forward: tensors -> their logits."""
+    import torch
+
+    from cellxfer.translate.model import build_discriminator
+
+    class Discriminators(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ds = torch.nn.ModuleList(build_discriminator(p.shape[1], cfg.ndf, cfg.d_layers, "batch", spatial=p.shape[-1])
+                                          for p in probes)
+
+        def forward(self, feats):
+            return [d(f) for d, f in zip(self.ds, feats)]
+
+    return Discriminators()
 
 
 def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, on_step) -> dict:
     import torch
 
     from cellxfer.translate.data import list_images, random_crops
-    from cellxfer.translate.model import build_discriminator, load_translator, resolve_model
+    from cellxfer.translate.model import load_translator, resolve_model
     from cellxfer.translate.train import gan_loss, set_threads
 
     set_threads(cfg.threads)
@@ -149,17 +173,23 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
     gp = copy.deepcopy(g).eval()
     if cfg.train not in ("upto", "layer"):
         raise InputError(f"--train {cfg.train!r}: expected upto (blocks 1..L) or layer (block L only)")
+    if cfg.match not in ("layer", "skips"):
+        raise InputError(f"--match {cfg.match!r}: expected layer (layer L only) or skips (layer L and the skip tensors)")
+    if cfg.match == "skips" and cfg.train == "layer":
+        raise InputError("--match skips needs --train upto: with --train layer the skips are the source's and cannot move")
     first = 1 if cfg.train == "upto" else L
     trainable = [p for i in range(first, L + 1) for p in gp.block(i).parameters()]
     for p in trainable:
         p.requires_grad_(True)
+    skips = cfg.match == "skips"
     with torch.no_grad():
-        probe = g.forward_to(torch.zeros(1, meta.in_ch, size, size), L)[0]
-    d = build_discriminator(probe.shape[1], cfg.ndf, cfg.d_layers, "batch", spatial=probe.shape[-1])
+        probes = _up_to(g, L, skips)(torch.zeros(1, meta.in_ch, size, size))
+    d = _discriminators(probes, cfg)
     d.train()
     opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
-    gp_net, d_net = dist.wrap(_up_to(gp, L)), dist.wrap(d)  # training forwards; gp is saved
+    g_net = _up_to(g, L, skips)
+    gp_net, d_net = dist.wrap(_up_to(gp, L, skips)), dist.wrap(d)  # training forwards; gp is saved
     crit = gan_loss(cfg.gan_mode)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,14 +201,16 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
         xs = torch.from_numpy(random_crops(source_arrays, size, cfg.batch_size, rng))[rows]
         xt = torch.from_numpy(random_crops(target_arrays, size, cfg.batch_size, rng))[rows]
         with torch.no_grad():
-            fs = g.forward_to(xs, L)[0]
+            fs = g_net(xs)
         ft = gp_net(xt)
         opt_d.zero_grad()
-        loss_d = 0.5 * (crit(d_net(fs), True) + crit(d_net(ft.detach()), False))
+        real, fake = d_net(fs), d_net([f.detach() for f in ft])
+        loss_d = sum(0.5 * (crit(a, True) + crit(b, False)) for a, b in zip(real, fake)) / len(real)
         (loss_d * weight).backward()
         opt_d.step()
         opt_g.zero_grad()
-        loss_g = crit(d_net(ft), True)
+        fooled = d_net(ft)
+        loss_g = sum(crit(b, True) for b in fooled) / len(fooled)
         (loss_g * weight).backward()
         opt_g.step()
         ld, lg = dist.mean(loss_d.item(), rows, cfg.batch_size), dist.mean(loss_g.item(), rows, cfg.batch_size)
@@ -188,7 +220,7 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
     seconds = time.perf_counter() - t0
     for p in g.parameters():
         p.requires_grad_(True)
-    summary = _summary(L, cfg.steps, seconds, losses)
+    summary = _summary(L, cfg.steps, seconds, losses) | {"matched_tensors": len(probes)}
     if dist.is_main:
         _write_adapted(cfg, out, model_path, gp, meta, losses, summary, dist)
     dist.barrier()
@@ -214,7 +246,8 @@ def _write_adapted(cfg: AdaptConfig, out: Path, model_path, gp, meta, losses: li
         w.writerow(["step", "loss_d", "loss_g"])
         w.writerows([i + 1, f"{a:.5f}", f"{b:.5f}"] for i, (a, b) in enumerate(losses))
     L = summary["layer"]
-    adapted = {"method": "LM-ADDA" if L < meta.n_layers else "ADDA (output layer)", "layer": L,
+    adapted = {"method": "LM-ADDA" if L < meta.n_layers else "ADDA (output layer)", "layer": L, "train": cfg.train,
+               "match": cfg.match,
                "source_model": str(model_path), "source_model_sha256": sha256_file(model_path), "steps": cfg.steps}
     save_translator(out / MODEL_FILE, gp, replace(meta, adapted=adapted))
     write_json(out / "manifest.json", build_manifest("adapt", config_dict(cfg), cfg.seed, inputs=[model_path, cfg.source, cfg.target],

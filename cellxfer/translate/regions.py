@@ -1,0 +1,150 @@
+"""Spatial train / validation / test split of one registered field (``split-field``).
+
+A single field (e.g. the in-silico-labelling phase/DAPI set: 13 phase z-slices and one DAPI image,
+1024 x 1024) can only be used for honest training and testing if the parts are disjoint *and* far
+enough apart that no prediction on the test part could have been computed from training pixels and no
+training target covers a test cell: :class:`SpatialSplit` holds rectangles per part and refuses any
+two rectangles of different parts that come closer than ``margin`` pixels (Chebyshev gap: rectangles
+grown by ``margin`` must not intersect).
+
+The margin that matters is the generator's receptive field, :func:`receptive_field`: an output pixel
+of the pix2pix UNet with ``num_downs`` 4x4 / stride-2 down and up blocks depends on the input within
+``receptive_field(num_downs)`` pixels (side of the square window; 126 for 5 down blocks, 1022 for 8),
+exactly as autograd finds in eval mode with batch norm (tests/test_regions.py). Instance norm mixes the
+whole tile, so there the receptive field is the tile.
+
+:func:`corner_split` is the layout used for the real field: train = a full-height left strip, then a
+margin column, then validation = top-right block and test = bottom-right block, with a margin row
+between them. :func:`write_split_pairs` writes each part as an ordinary pairs folder
+(``<out>/<part>/source/<id>_<k>.tif`` + ``target/``), so every translator command reads it as is.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cellxfer.errors import InputError
+
+
+@dataclass(frozen=True)
+class Rect:
+    """Half-open pixel rectangle ``[y0, y1) x [x0, x1)``."""
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+
+    def __post_init__(self):
+        if not (0 <= self.y0 < self.y1 and 0 <= self.x0 < self.x1):
+            raise ValueError(f"empty or negative rectangle {self}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    def gap(self, other: "Rect") -> int:
+        """Chebyshev gap in pixels: the number of pixel rows/columns strictly between the two
+        rectangles along the axis where they are farthest apart (0 when they touch or overlap)."""
+        gy = max(other.y0 - self.y1, self.y0 - other.y1, 0)
+        gx = max(other.x0 - self.x1, self.x0 - other.x1, 0)
+        return max(gy, gx)
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        return image[self.y0 : self.y1, self.x0 : self.x1]
+
+
+@dataclass(frozen=True)
+class SpatialSplit:
+    """Named parts of an image of ``shape``, each a tuple of :class:`Rect`.
+
+    Invariant (checked on construction): every rectangle lies inside ``shape``, and any two
+    rectangles of *different* parts are at least ``margin`` pixels apart (:meth:`Rect.gap`)."""
+
+    shape: tuple[int, int]
+    margin: int
+    parts: dict[str, tuple[Rect, ...]]
+
+    def __post_init__(self):
+        h, w = self.shape
+        for name, rects in self.parts.items():
+            for r in rects:
+                if r.y1 > h or r.x1 > w:
+                    raise ValueError(f"part {name!r}: {r} lies outside the {w}x{h} image")
+        names = list(self.parts)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                for ra in self.parts[a]:
+                    for rb in self.parts[b]:
+                        if ra.gap(rb) < self.margin:
+                            raise ValueError(f"parts {a!r} and {b!r} are {ra.gap(rb)} px apart ({ra}, {rb}); "
+                                             f"the margin is {self.margin}")
+
+    def to_dict(self) -> dict:
+        return {"shape": list(self.shape), "margin": self.margin,
+                "parts": {k: [[r.y0, r.x0, r.y1, r.x1] for r in v] for k, v in self.parts.items()}}
+
+
+def receptive_field(num_downs: int) -> int:
+    """Side (pixels) of the input window an output pixel of the UNet depends on (eval mode, batch norm).
+
+    Interval arithmetic along the deepest path (skip paths are shallower, so contained): back through
+    each 4x4 / stride-2 / pad-1 transposed conv, output ``o`` reads inputs ``ceil((o-2)/2)..floor((o+1)/2)``;
+    back through each 4x4 / stride-2 / pad-1 conv, output ``o`` reads ``2o-1..2o+2``."""
+    a = b = 0
+    for _ in range(num_downs):
+        a, b = math.ceil((a - 2) / 2), math.floor((b + 1) / 2)
+    for _ in range(num_downs):
+        a, b = 2 * a - 1, 2 * b + 2
+    return b - a + 1
+
+
+def corner_split(shape: tuple[int, int], margin: int, test_side: int) -> SpatialSplit:
+    """Train = left strip ``x < W - test_side - margin`` (full height); validation = top-right block
+    ``y < H - test_side - margin``; test = bottom-right ``test_side`` square (see module docs)."""
+    h, w = shape
+    xs = w - test_side
+    if test_side < 1 or margin < 0 or xs - margin < 1 or h - test_side - margin < 1:
+        raise InputError(f"split-field: a {test_side} px test square with a {margin} px margin does not fit a {w}x{h} image; "
+                         f"lower --test-side or --margin")
+    return SpatialSplit((h, w), margin, {
+        "train": (Rect(0, 0, h, xs - margin),),
+        "val": (Rect(0, xs, h - test_side - margin, w),),
+        "test": (Rect(h - test_side, xs, h, w),),
+    })
+
+
+def write_split_pairs(split: SpatialSplit, sources: list[str | os.PathLike], target: str | os.PathLike | None,
+                      out: str | os.PathLike, name: str = "field") -> dict:
+    """Crop ``sources`` (one or more registered input images, e.g. z-slices) and ``target`` by every
+    part into ``out/<part>/source/<name>_<k>.tif`` and ``target/<name>_<k>.tif`` (``k`` = rectangle
+    index); with several sources, ``out/<source stem>/<part>/...``. Writes ``out/split.json``.
+    Returns ``{part: [folders]}``."""
+    from cellxfer.atomic import write_json
+    from cellxfer.imageio import read_image, write_tiff
+    from cellxfer.translate.data import SOURCE, TARGET
+
+    out = Path(out)
+    t = read_image(target) if target is not None else None
+    folders: dict[str, list[str]] = {}
+    for src in sources:
+        s = read_image(src)
+        for path, img in ((src, s), (target, t)):
+            if img is not None and img.shape != split.shape:
+                raise InputError(f"{path}: {img.shape[1]}x{img.shape[0]} is not the split's {split.shape[1]}x{split.shape[0]}; "
+                                 f"give registered images of one geometry")
+        base = out / Path(src).stem if len(sources) > 1 else out
+        for part, rects in split.parts.items():
+            for k, r in enumerate(rects):
+                write_tiff(base / part / SOURCE / f"{name}_{k}.tif", np.ascontiguousarray(r.crop(s)))
+                if t is not None:
+                    write_tiff(base / part / TARGET / f"{name}_{k}.tif", np.ascontiguousarray(r.crop(t)))
+            folders.setdefault(part, []).append(str(base / part))
+    write_json(out / "split.json", {**split.to_dict(), "sources": [str(s) for s in sources],
+                                    "target": str(target) if target is not None else None, "folders": folders})
+    return folders
