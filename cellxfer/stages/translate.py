@@ -44,8 +44,9 @@ TRANSLATE = CommandSpec(
 SPLIT_FIELD = CommandSpec(
     "split-field", interrupted="crops written so far are in --out; rerun the same command to write them all again",
     reads={Role.IMAGES: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
-    argv=lambda x: ["split-field", x.images, "-o", x.out, "--test-side", "4", "--margin", "1", *x.options],
+    argv=lambda x: ["split-field", x.images, "-o", x.out, "--test-side", "4", "--margin", "1"],
 )
+
 
 @hookimpl
 def cellxfer_commands():

@@ -123,22 +123,22 @@ def write_split_pairs(split: SpatialSplit, sources: list[str | os.PathLike], tar
                       out: str | os.PathLike, name: str = "field") -> dict:
     """Crop ``sources`` (one or more registered input images, e.g. z-slices) and ``target`` by every
     part into ``out/<part>/source/<name>_<k>.tif`` and ``target/<name>_<k>.tif`` (``k`` = rectangle
-    index); with several sources, ``out/<source stem>/<part>/...``. Writes ``out/split.json``.
+    index); with several sources, ``out/<source stem>/<part>/...``. Writes ``out/split.json``. Every input is read and checked before anything is written (a refused run writes nothing).
     Returns ``{part: [folders]}``."""
     from cellxfer.atomic import write_json
     from cellxfer.imageio import read_image, write_tiff
     from cellxfer.translate.data import SOURCE, TARGET
 
     out = Path(out)
+    images = {Path(src): read_image(src) for src in sources}  # every input read and checked before anything is written
     t = read_image(target) if target is not None else None
+    for path, img in [*images.items(), (target, t)]:
+        if img is not None and img.shape != split.shape:
+            raise InputError(f"{path}: {img.shape[1]}x{img.shape[0]} is not the split's {split.shape[1]}x{split.shape[0]}; "
+                             f"give registered images of one geometry")
     folders: dict[str, list[str]] = {}
-    for src in sources:
-        s = read_image(src)
-        for path, img in ((src, s), (target, t)):
-            if img is not None and img.shape != split.shape:
-                raise InputError(f"{path}: {img.shape[1]}x{img.shape[0]} is not the split's {split.shape[1]}x{split.shape[0]}; "
-                                 f"give registered images of one geometry")
-        base = out / Path(src).stem if len(sources) > 1 else out
+    for src, s in images.items():
+        base = out / src.stem if len(sources) > 1 else out
         for part, rects in split.parts.items():
             for k, r in enumerate(rects):
                 write_tiff(base / part / SOURCE / f"{name}_{k}.tif", np.ascontiguousarray(r.crop(s)))
