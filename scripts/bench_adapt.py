@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import ISL as _ISL, REPO  # noqa: E402  (the scripts' shared module)
+from benchlib import ISL as _ISL, REPO, cellxfer_command  # noqa: E402  (the scripts' shared module)
 
 ISL = _ISL / "images"
 
@@ -267,7 +267,7 @@ def translate_and_count(model: Path, pairs: Path, work: Path, radius: float, thr
     from cellxfer.density.match import match_points
 
     def cli(*a):
-        subprocess.run([sys.executable, "-m", "cellxfer", *map(str, a)], check=True, cwd=REPO,
+        subprocess.run(cellxfer_command() + [*map(str, a)], check=True, cwd=REPO,
                        env={**__import__("os").environ, "OMP_NUM_THREADS": str(threads)}, stdout=subprocess.DEVNULL)
 
     cli("translate", pairs / "source", "-m", model, "-o", work / "pred", "--overwrite")

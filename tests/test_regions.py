@@ -120,3 +120,16 @@ def test_translate_then_count_on_a_tiny_random_translator(tmp_path, capsys):
         assert row["status"] == "ok" and np.isfinite(float(row["count"]))
         pts = parse_points((tmp_path / "pts" / f"p{i}.csv").read_text(), "pts")
         assert ((pts >= 0) & (pts <= [shape[1], shape[0]])).all()
+
+
+def test_dihedral_augmentation_draws_all_8_symmetries_and_flip_draws_are_unchanged():
+    from cellxfer.translate.data import random_crops
+
+    a = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)  # crop = the whole array: only the symmetry varies
+    sym = [np.rot90(b, k, axes=(1, 2)) for b in (a, a[:, :, ::-1]) for k in range(4)]
+    got = random_crops([a], 4, 200, np.random.default_rng(0), augment="dihedral")
+    seen = {next(i for i, s in enumerate(sym) if np.array_equal(c, s)) for c in got}  # StopIteration if not a symmetry
+    assert seen == set(range(8))
+    flip = random_crops([a], 4, 50, np.random.default_rng(1))
+    assert all(np.array_equal(c, a) or np.array_equal(c, a[:, :, ::-1]) for c in flip)
+    assert np.array_equal(flip, random_crops([a], 4, 50, np.random.default_rng(1), augment="flip"))

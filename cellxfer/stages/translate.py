@@ -144,6 +144,7 @@ def cellxfer_register_commands(app: typer.Typer):
         beta1: float = typer.Option(0.5, help="Adam beta1."),
         lambda_l1: float = typer.Option(100.0, help="L1 weight."),
         gan_mode: str = typer.Option("vanilla", help="vanilla (BCE) or lsgan."),
+        augment: str = typer.Option("flip", help="flip (pix2pix: random horizontal flips) or dihedral (the 8 rotations/reflections; microscopy has no up)."),
         input_norm: str = typer.Option("0.5:99.5", help="Input percentiles mapped to [-1, 1]."),
         target_norm: str = typer.Option("0.5:99.5", help="Target percentiles mapped to [-1, 1]."),
         checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
@@ -158,7 +159,7 @@ def cellxfer_register_commands(app: typer.Typer):
 
         cfg = TrainTranslateConfig(pairs=str(pairs), out=str(out), steps=steps, batch_size=batch_size, size=size, ngf=ngf,
                                    ndf=ndf, num_downs=num_downs, d_layers=d_layers, norm=norm, dropout=dropout, lr=lr,
-                                   beta1=beta1, lambda_l1=lambda_l1, gan_mode=gan_mode,
+                                   beta1=beta1, lambda_l1=lambda_l1, gan_mode=gan_mode, augment=augment,
                                    input_norm=_pair(input_norm, "input-norm"), target_norm=_pair(target_norm, "target-norm"),
                                    checkpoint_every=checkpoint_every, seed=seed, threads=threads)
         with progress("train-translate", total=steps, unit="step", fields="L1 {task.fields[loss_g_l1]:.4f}") as bar:

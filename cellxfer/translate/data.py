@@ -111,9 +111,15 @@ def check_size(path: Path, shape: tuple[int, int], size: int) -> None:
                          f"pass a smaller --size (a multiple of 2**num-downs) or use larger images")
 
 
-def random_crops(arrays: list[np.ndarray], size: int, n: int, rng: np.random.Generator, flip: bool = True) -> np.ndarray:
-    """``n`` random ``size`` crops, each from a random array of ``arrays`` (each (C, H, W) float32),
-    with random horizontal flips (pix2pix's augmentation). Returns (n, C, size, size) float32."""
+def random_crops(arrays: list[np.ndarray], size: int, n: int, rng: np.random.Generator, flip: bool = True,
+                 augment: str = "flip") -> np.ndarray:
+    """``n`` random ``size`` crops, each from a random array of ``arrays`` (each (C, H, W) float32).
+    ``augment="flip"``: random horizontal flips (pix2pix's augmentation; none when not ``flip``);
+    ``"dihedral"``: one of the 8 rotations/reflections of the square, uniformly (for microscopy, where
+    the field has no up). The random draws of ``"flip"`` are unchanged from before ``augment`` existed.
+    Returns (n, C, size, size) float32."""
+    if augment not in ("flip", "dihedral"):
+        raise InputError(f"--augment {augment!r}: expected flip (horizontal flips) or dihedral (8 rotations/reflections)")
     out = []
     for _ in range(n):
         a = arrays[int(rng.integers(len(arrays)))]
@@ -122,5 +128,7 @@ def random_crops(arrays: list[np.ndarray], size: int, n: int, rng: np.random.Gen
         c = a[:, y : y + size, x : x + size]
         if flip and rng.random() < 0.5:
             c = c[:, :, ::-1]
+        if augment == "dihedral":
+            c = np.rot90(c, int(rng.integers(4)), axes=(1, 2))
         out.append(c)
     return np.ascontiguousarray(np.stack(out), dtype=np.float32)

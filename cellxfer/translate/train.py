@@ -42,6 +42,7 @@ class TrainTranslateConfig:
     beta1: float = 0.5
     lambda_l1: float = 100.0
     gan_mode: str = "vanilla"  # vanilla | lsgan
+    augment: str = "flip"  # flip (pix2pix: horizontal flips) | dihedral (8 rotations/reflections)
     input_norm: tuple[float, float] = (0.5, 99.5)
     target_norm: tuple[float, float] = (0.5, 99.5)
     checkpoint_every: int = 500
@@ -58,6 +59,8 @@ class TrainTranslateConfig:
             raise InputError(f"--size {self.size}: must be a multiple of 2**num-downs = {m} (e.g. 256 for 8 down blocks)")
         if self.steps < 0 or self.batch_size < 1:
             raise InputError("--steps must be >= 0 and --batch-size >= 1")
+        if self.augment not in ("flip", "dihedral"):
+            raise InputError(f"--augment {self.augment!r}: expected flip (horizontal flips) or dihedral (8 rotations/reflections)")
         if self.gan_mode not in ("vanilla", "lsgan"):
             raise InputError(f"--gan-mode {self.gan_mode!r}: expected vanilla or lsgan")
 
@@ -129,7 +132,8 @@ def _train_translator(cfg: TrainTranslateConfig, dist, on_step, resume: bool) ->
     rng = np.random.default_rng(cfg.seed)
     step = 0
     ckpt = out / CHECKPOINT
-    identity = {k: v for k, v in config_dict(cfg).items() if k not in ("out", "steps", "checkpoint_every", "threads")}
+    identity = {k: v for k, v in config_dict(cfg).items() if k not in ("out", "steps", "checkpoint_every", "threads")
+                and not (k == "augment" and v == "flip")}  # checkpoints from before --augment existed are "flip"
     if resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         if state.get("identity") != identity:
@@ -164,7 +168,7 @@ def _train_translator(cfg: TrainTranslateConfig, dist, on_step, resume: bool) ->
         if new_log:
             log.writerow(["step", "loss_d", "loss_g_gan", "loss_g_l1"])
         while step < cfg.steps:
-            batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng))[rows]
+            batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng, cfg.augment))[rows]
             x, y = batch[:, :1], batch[:, 1:]
             fake = g_net(x)
             opt_d.zero_grad()
@@ -198,7 +202,7 @@ def _train_translator(cfg: TrainTranslateConfig, dist, on_step, resume: bool) ->
     return {"out": out, "steps": step, "seconds": seconds, **last}
 
 
-def random_batch(arrays, size, n, rng) -> np.ndarray:
+def random_batch(arrays, size, n, rng, augment: str = "flip") -> np.ndarray:
     from cellxfer.translate.data import random_crops
 
-    return random_crops(arrays, size, n, rng)
+    return random_crops(arrays, size, n, rng, augment=augment)
