@@ -41,7 +41,7 @@ def _fmt(v, spec=".2f") -> str:
 def cellxfer_register_commands(app: typer.Typer):
     @app.command("train-count")
     def train_count(
-        regime: str = typer.Option(..., "--regime", "-r", help=REGIME_HELP),
+        regime: str = typer.Option(..., "--regime", help=REGIME_HELP),
         out: Path = typer.Option(..., "--out", "-o", help="Run folder (best/last checkpoints, state, history, manifest)."),
         real: Optional[Path] = typer.Option(None, help="Labelled real images: cell dataset or IDCIA layout."),
         synthetic: Optional[Path] = typer.Option(None, help="Labelled synthetic images (e.g. from `cellxfer synth`)."),
