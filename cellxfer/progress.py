@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 
@@ -31,7 +32,7 @@ def progress(description: str, total: int | None, unit: str = "it", fields: str 
     columns, e.g. ``"loss {task.fields[loss]:.3f}"`` (then pass ``loss=`` to ``advance``)."""
     from cellxfer.console import err, stderr_is_terminal
 
-    if not stderr_is_terminal():
+    if not stderr_is_terminal() or os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 shows progress
         yield _Quiet()
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

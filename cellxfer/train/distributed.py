@@ -26,13 +26,18 @@ Invariants (why N processes train like one process with the same seed and global
   unwrapped module (:meth:`unwrap`) and no per-rank state, so ``--resume`` works at any world size.
   :meth:`describe` goes into every manifest (world size, backend).
 
-Adding a trainer (e.g. ``adapt-count``): wrap its body in ``with distributed(device) as dist:``; use
-``dist.device``; ``dist.check_batch(batch_size)``; ``torch.manual_seed(dist.seed(seed))`` where it seeds
-in-model noise (or :meth:`fork_torch_rng` after building the model from one seed); ``net = dist.wrap(model)`` for the training forward (keep ``model`` for evaluation and
-saving); per step take ``rows = dist.shard(n)`` of the global batch, ``loss * dist.loss_weight(rows, n)``
-for backward and ``dist.mean(loss_value, rows, n)`` for logging; evaluate with :meth:`map_shared` or on
-``is_main``; write only ``if dist.is_main`` followed by ``dist.barrier()``; add ``distributed=dist.describe()``
-to the manifest.
+Adding a trainer (e.g. ``adapt-count``): run its body in ``with distributed(device) as dist:`` and
+
+1. train on ``dist.device``; ``dist.check_batch(batch_size)``;
+2. seed in-model noise with ``torch.manual_seed(dist.seed(seed))``, or call :meth:`fork_torch_rng`
+   after building the model from one seed;
+3. ``net = dist.wrap(model)`` for the training forward; evaluate and save ``model``;
+4. per step draw the global batch as one process would, keep ``rows = dist.shard(n)``, backward
+   ``loss * dist.loss_weight(rows, n)``, log ``dist.mean(loss_value, rows, n)``;
+5. evaluate with :meth:`map_shared` (or on ``is_main`` alone); write only ``if dist.is_main``, then
+   ``dist.barrier()``; put ``distributed=dist.describe()`` in the manifest.
+
+:func:`cellxfer.train.counter.train_counter` is the fullest example (validation, EMA, resume).
 """
 
 from __future__ import annotations
