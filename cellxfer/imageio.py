@@ -15,6 +15,7 @@ by file suffix; which files are images at all is decided by suffix.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -220,6 +221,19 @@ class _FileWarnings(logging.Filter):
 _FILTER = _FileWarnings()
 
 
+@contextlib.contextmanager
+def reading(path: Path):
+    """While this thread reads ``path``: what tifffile logs becomes one-line warnings naming the file."""
+    tiff_log = logging.getLogger("tifffile")
+    if _FILTER not in tiff_log.filters:
+        tiff_log.addFilter(_FILTER)
+    outer, _reading.path = getattr(_reading, "path", None), path
+    try:
+        yield
+    finally:
+        _reading.path = outer
+
+
 def read_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None) -> np.ndarray:
     """Read one 2-D image (rows, cols); dtype as stored. Raises :class:`InputError` on bad input.
     What the decoder logs while reading comes out as one-line warnings naming the file."""
@@ -230,14 +244,8 @@ def read_image(path: str | os.PathLike, channel: int | None = None, page: int | 
         raise InputError(f"{path}: not an image cellxfer reads (suffixes: {', '.join(sorted(image_suffixes()))})")
     with open(path, "rb") as f:
         reader = reader_for(path, f.read(16))
-    tiff_log = logging.getLogger("tifffile")
-    if _FILTER not in tiff_log.filters:
-        tiff_log.addFilter(_FILTER)
-    outer, _reading.path = getattr(_reading, "path", None), path
-    try:
+    with reading(path):
         arr = reader.read(path, channel=channel, page=page)
-    finally:
-        _reading.path = outer
     if arr.ndim != 2:
         raise InputError(f"{path}: expected a 2-D image, got shape {arr.shape}")
     return check_pixels(path, arr)

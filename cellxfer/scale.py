@@ -52,14 +52,6 @@ TOLERANCE = 0.1  # |factor - 1| below this: the image is used as it is
 MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
 
 
-def _normalised(image: np.ndarray) -> np.ndarray:
-    """The counters' percentile normalisation, capped at ``CLIP`` like ``--norm-clip``: a few hot pixels
-    or saturated specks in a sparse field (normalised to tens) must not outshine every nucleus."""
-    from cellxfer.counter.model import Normalization
-
-    return Normalization(clip=CLIP).apply(image)
-
-
 def _tiles(shape) -> list[tuple[int, int]]:
     """Top-left corners of the tiles the estimate looks at: the whole image when no side exceeds
     ``MAX_SIDE``, else up to ``MAX_TILES`` tiles of ``TILE`` spread evenly (overlapping if need be)."""
@@ -145,13 +137,19 @@ def _robust_sd(r: np.ndarray) -> float:
 
 def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(diameters, responses, (y, x) centres)`` of the scale-space maxima of a 2-D image (normalised as
-    :func:`_normalised` says, tiles of large images pooled: :func:`_tiles`): a pixel and scale whose
+    the counters' percentile normalisation with values capped at ``CLIP`` like ``--norm-clip`` (so a few
+    hot pixels or saturated specks in a sparse field, normalised to tens, do not outshine every nucleus),
+    tiles of large images pooled: :func:`_tiles`): a pixel and scale whose
     scale-normalised ``-sigma^2 LoG`` is not below its 26 neighbours in space and scale and exceeds
     ``floor`` times the tile's strongest response and ``NOISE_K`` robust SDs of its scale. Diameters are
     ``DISK * sigma`` with sigma refined by a parabola in log-sigma; centres in image pixels."""
-    img = _normalised(image)
-    parts = [_tile_blobs(img[y:y + TILE, x:x + TILE] if max(img.shape) > MAX_SIDE else img, floor, (y, x))
-             for y, x in _tiles(img.shape)]
+    from cellxfer.counter.model import Normalization
+
+    norm = Normalization(clip=CLIP)  # levels of the whole image, applied per tile: a slide is never held whole
+    levels = norm.levels(image)
+    big = max(image.shape) > MAX_SIDE
+    parts = [_tile_blobs(norm.apply_levels(image[y:y + TILE, x:x + TILE] if big else image, levels), floor, (y, x))
+             for y, x in _tiles(image.shape)]
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 
@@ -210,7 +208,7 @@ class Estimate:
 
 def estimate_diameter(image: np.ndarray) -> Estimate:
     """Typical nucleus diameter of a 2-D image (raw or normalised, any dtype); see module docs."""
-    img = np.asarray(image)
+    img = _as_image(image)
     if img.ndim != 2 or min(img.shape) < 8:
         return Estimate(None, 0)
     diam, values, pos = blobs(img)
@@ -283,13 +281,13 @@ class DiameterPolicy:
         else so that its nuclei match ``meta.diameter`` (the training median)."""
         model_diameter = getattr(meta, "diameter", None)
         if self.mode == "off" or not model_diameter:
-            return Scaled(np.asarray(image), 1.0, 1.0, None)
+            return Scaled(_as_image(image), 1.0, 1.0, None)
         d = self.pixels if self.mode == "fixed" else estimate_diameter(image).diameter
         if d is None:  # nothing blob-like (e.g. an empty field): count it as it is
-            return Scaled(np.asarray(image), 1.0, 1.0, None)
+            return Scaled(_as_image(image), 1.0, 1.0, None)
         seen = getattr(meta, "diameter_range", None)
         if seen and seen[0] <= d <= seen[1]:  # sizes the model was trained on: no resampling
-            return Scaled(np.asarray(image), 1.0, 1.0, d)
+            return Scaled(_as_image(image), 1.0, 1.0, d)
         return resize_to(image, model_diameter / d, d)
 
 
@@ -321,17 +319,28 @@ class Scaled:
         return y0, x0, round((y + h) * self.sy) - y0, round((x + w) * self.sx) - x0
 
 
+def _as_image(image):
+    """``image`` as a 2-D array: numpy as it is, a :class:`cellxfer.lazy.LazyImage` kept lazy."""
+    from cellxfer.lazy import is_lazy
+
+    return image if is_lazy(image) else np.asarray(image)
+
+
 def resize_to(image: np.ndarray, factor: float, diameter: float | None = None) -> Scaled:
     """Resize a 2-D image by ``factor`` (clipped to [MIN_FACTOR, MAX_FACTOR]; no-op within TOLERANCE of 1)
     with antialiased bilinear resampling (Pillow, float32). Returns float32 unless no resampling was done."""
-    img = np.asarray(image)
+    img = _as_image(image)
     factor = float(min(max(factor, MIN_FACTOR), MAX_FACTOR))
     if abs(factor - 1.0) < TOLERANCE:
         return Scaled(img, 1.0, 1.0, diameter)
     from PIL import Image
 
+    from cellxfer.lazy import Resized, is_lazy
+
     h, w = img.shape
     nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+    if is_lazy(img):  # a slide: resized region by region as it is read
+        return Scaled(Resized(img, (nh, nw)), h / nh, w / nw, diameter)
     out = np.asarray(Image.fromarray(np.ascontiguousarray(img, dtype=np.float32), mode="F")
                      .resize((nw, nh), Image.BILINEAR), dtype=np.float32)
     return Scaled(out, h / nh, w / nw, diameter)

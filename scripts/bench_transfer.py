@@ -174,15 +174,14 @@ VARIANTS = {
 
 def _counter(model: Path):
     """``count(image) -> Counted`` exactly as ``cellxfer count`` (torch engine, default --diameter)."""
-    from cellxfer.count.job import count_prepared, prepare_array
+    from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.counter.model import load_counter
     from cellxfer.counter.windows import torch_runner
     from cellxfer.scale import DiameterPolicy
 
     net, meta = load_counter(model)
     runner, policy = torch_runner(net), DiameterPolicy.parse(None, meta.diameter)
-    return lambda image, points=False: count_prepared(runner, prepare_array(None, image, meta, policy=policy), meta,
-                                                      16, points=points)
+    return lambda image, points=False: count_plan(runner, plan_image(image, meta, policy), 16, points=points)
 
 
 def border_false_positives(found: np.ndarray, truth: np.ndarray, shape, band: float = 4.0, clear: float = 10.0) -> int:

@@ -21,13 +21,13 @@ def shipped():
 
 
 def _count(shipped, image, points=False):
-    from cellxfer.count.job import count_prepared, prepare_array
+    from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.counter.windows import torch_runner
     from cellxfer.scale import DiameterPolicy
 
     model, meta = shipped
-    prep = prepare_array(None, image, meta, policy=DiameterPolicy.parse(None, meta.diameter))
-    return count_prepared(torch_runner(model), prep, meta, points=points)
+    prep = plan_image(image, meta, DiameterPolicy.parse(None, meta.diameter))
+    return count_plan(torch_runner(model), prep, points=points)
 
 
 def _nuclei(seed: int, size: int = 256, diameter: float = 10.0, coverage=(0.05, 0.05)):

@@ -44,9 +44,9 @@ def test_count_image_sums_window_outputs():
     img = rng.integers(0, 255, size=(21, 30)).astype(np.uint8)
     norm = meta.normalization.apply(img)
     runner = lambda b: b.reshape(len(b), -1).sum(axis=1, keepdims=True)  # noqa: E731
-    from cellxfer.count.job import count_prepared, prepare_array
+    from cellxfer.count.parts import count_plan, plan_image
 
-    per = count_prepared(runner, prepare_array(None, img, meta), meta, batch_size=5).region_counts
+    per = count_plan(runner, plan_image(img, meta), batch_size=5).region_counts
     assert len(per) == 3 * 4
     assert count_image(runner, meta, img) == pytest.approx(float(norm.astype(np.float64).sum()), rel=1e-5)
 

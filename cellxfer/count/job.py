@@ -32,7 +32,8 @@ import numpy as np
 from cellxfer.count.table import CountsTable, Row
 
 if TYPE_CHECKING:
-    from cellxfer.scale import DiameterPolicy, Scaled
+    from cellxfer.count.parts import ImagePlan
+    from cellxfer.scale import DiameterPolicy
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,6 @@ class CountResult:
 
 
 @dataclass
-class Prepared:
-    """One image read, normalised and cut into model inputs (on the decode pool)."""
-
-    file: Path
-    boxes: list        # count models: windows (y0, x0, h, w); density models: stitch tiles (density.stitch.tiles)
-    batch: np.ndarray  # float32 (N, C, S, S)
-    shape: tuple[int, int]
-    ms: float
-    image: np.ndarray | None = None  # kept for overlays only (the original, not the rescaled image)
-    scaled: "Scaled | None" = None  # how the image was resized for the model (None: not at all)
-
-
-@dataclass
 class Counted:
     """One image's result: ``count``; ``regions`` (y0, x0, h, w) partitioning the image with their
     ``region_counts`` (drawn on overlays); ``points`` float64 (N, 2) of (x, y) for density models when asked."""
@@ -101,55 +89,15 @@ def is_density(meta) -> bool:
 
 
 def prepare(file: Path, meta, channel: int | None, page: int | None, keep_image: bool,
-            policy: "DiameterPolicy | None" = None) -> Prepared:
-    """Read one image, resize it to the model's nucleus diameter (``policy``, :mod:`cellxfer.scale`),
-    normalise it and cut it into windows (count models) or overlapping tiles (density)."""
-    from cellxfer.imageio import read_image
+            policy: "DiameterPolicy | None" = None, part_tiles: int | None = None) -> "ImagePlan":
+    """Open one image (a large TIFF lazily: :func:`cellxfer.lazy.open_image`) and plan it for the model
+    (:func:`cellxfer.count.parts.plan_image`: nucleus diameter, normalisation levels, boxes, parts)."""
+    from cellxfer.count.parts import PART_TILES, plan_image
+    from cellxfer.lazy import open_image
 
     t0 = time.perf_counter()
-    return prepare_array(file, read_image(file, channel=channel, page=page), meta, keep_image, policy, t0)
-
-
-def prepare_array(file: Path, image: np.ndarray, meta, keep_image: bool = False,
-                  policy: "DiameterPolicy | None" = None, t0: float | None = None) -> Prepared:
-    """:func:`prepare` of an image already in memory (``file`` names it in results)."""
-    from cellxfer.counter.windows import tile_windows, window_batch
-
-    t0 = time.perf_counter() if t0 is None else t0
-    scaled = policy.scale(image, meta) if policy is not None else None
-    work = scaled.image if scaled is not None else image
-    normalized = meta.normalization.apply(work)
-    if is_density(meta):
-        from cellxfer.density.stitch import image_tiles
-
-        batch, boxes = image_tiles(meta, normalized)
-    else:
-        boxes = tile_windows(work.shape, meta.window)
-        batch = window_batch(normalized, meta.window, meta.in_chans, boxes)
-    return Prepared(file, boxes, batch, work.shape[:2], (time.perf_counter() - t0) * 1e3,
-                    image if keep_image else None, scaled)
-
-
-def finish(prep: Prepared, outputs: np.ndarray, meta, points: bool = False) -> Counted:
-    """Model outputs of all of ``prep.batch`` -> the image's :class:`Counted` (density maps stitched);
-    regions and points are in the original image's pixels even when it was rescaled for the model."""
-    if is_density(meta):
-        from cellxfer.density.infer import points_from_density
-        from cellxfer.density.stitch import stitch
-
-        d = stitch(outputs, prep.boxes, prep.shape)
-        regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in prep.boxes]
-        sums = np.array([d[y:y + h, x:x + w].sum(dtype=np.float64) for y, x, h, w in regions])
-        pts = points_from_density(d, meta) if points else None
-        counted = Counted(float(d.sum(dtype=np.float64)), regions, sums, pts)
-    else:
-        sums = _window_sums(outputs)
-        counted = Counted(float(sums.sum()), list(prep.boxes), sums)
-    s = prep.scaled
-    if s is None or not s.resized:
-        return counted
-    return Counted(counted.count, [s.box_to_original(*r) for r in counted.regions], counted.region_counts,
-                   None if counted.points is None else s.to_original(counted.points))
+    return plan_image(open_image(file, channel=channel, page=page), meta, policy, file, keep_image,
+                      part_tiles or PART_TILES, t0)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -159,90 +107,155 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def _window_sums(output: np.ndarray) -> np.ndarray:
-    out = np.asarray(output, dtype=np.float64)
-    return out.reshape(len(out), -1).sum(axis=1)
+class _Part:
+    """One part of an image waiting for (or in) inference."""
 
+    __slots__ = ("state", "index", "batch", "next", "outs")
 
-class _Item:
-    __slots__ = ("prep", "outs", "next", "infer_ms")
-
-    def __init__(self, prep: Prepared):
-        self.prep, self.outs, self.next, self.infer_ms = prep, [], 0, 0.0
+    def __init__(self, state, index: int, batch: np.ndarray):
+        self.state, self.index, self.batch, self.next, self.outs = state, index, batch, 0, []
 
     @property
     def remaining(self) -> int:
-        return len(self.prep.batch) - self.next
+        return len(self.batch) - self.next
+
+
+class _ImageState:
+    """An image in flight: its plan, its merger, time spent, whether it failed."""
+
+    def __init__(self, plan, points: bool):
+        self.plan, self.merger, self.ms = plan, plan.merger(points), plan.ms
+        self.failed = False
+
+
+def _planned_parts(pool, files, plan, ahead: int):
+    """Yield ``(file, state | exception, part index, future batch)`` in input order: plans of up to
+    ``ahead`` files and batches of up to ``ahead`` parts are computed on ``pool`` ahead of the consumer
+    (so a slide of many parts streams through a few of them at a time)."""
+    files = iter(files)
+    plans: deque = deque()  # (file, future ImagePlan)
+    current = None  # [file, _ImageState, next part]
+    parts: deque = deque()
+
+    def more_plans():
+        while len(plans) < ahead:
+            f = next(files, None)
+            if f is None:
+                return
+            plans.append((f, pool.submit(plan, f)))
+
+    while True:
+        more_plans()
+        while len(parts) < ahead:
+            if current is None or current[2] == len(current[1].plan.parts):
+                if not plans or (parts and not plans[0][1].done()):  # never wait here while work is ready
+                    break
+                f, fut = plans.popleft()
+                more_plans()
+                try:
+                    current = [f, fut.result(), 0]
+                except Exception as exc:  # noqa: BLE001 - reported per file
+                    current = None
+                    parts.append((f, exc, None, None))
+                    continue
+            f, state, i = current
+            parts.append((f, state, i, pool.submit(state.plan.batch, i)))
+            current[2] += 1
+        if not parts:
+            return
+        yield parts.popleft()
 
 
 def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int = 0, channel=None, page=None,
-                  keep_images: bool = False, ahead: int | None = None, points: bool = False, policy=None):
-    """Yield ``(file, Prepared | None, Counted | exception, elapsed ms)`` in input order, batching
-    windows of consecutive images together while the pool decodes ahead."""
+                  keep_images: bool = False, ahead: int | None = None, points: bool = False, policy=None,
+                  part_tiles: int | None = None):
+    """Yield ``(file, ImagePlan | None, Counted | exception, elapsed ms)`` in input order (a file that
+    fails may be reported before earlier ones finish), batching the inputs of consecutive parts and
+    images together while the pool reads and plans ahead (:mod:`cellxfer.count.parts`)."""
     from cellxfer.executors import default_workers
 
     workers = workers or default_workers()
     ahead = ahead or max(4, 2 * workers)
     meta = runner.meta
-    files_iter = iter(files)
+
+    def plan(f):
+        return _ImageState(prepare(f, meta, channel, page, keep_images, policy, part_tiles), points)
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cellxfer-decode") as pool:
-        pending: deque = deque()
-
-        def fill():
-            while len(pending) < ahead:
-                f = next(files_iter, None)
-                if f is None:
-                    return
-                pending.append((f, pool.submit(prepare, f, meta, channel, page, keep_images, policy)))
-
-        fill()
-        queue: list[_Item] = []
-        while pending or queue:
-            while pending and sum(i.remaining for i in queue) < batch_size:
-                f, fut = pending.popleft()
-                fill()
-                try:
-                    queue.append(_Item(fut.result()))
-                except Exception as exc:  # noqa: BLE001 - reported per file
-                    yield f, None, exc, 0.0
-            if not queue:
-                continue
-            parts, n = [], 0
-            for item in queue:
-                take = min(batch_size - n, item.remaining)
-                parts.append((item, item.next, take))
-                n += take
-                if n == batch_size:
+        source = _planned_parts(pool, files, plan, ahead)
+        queue: list[_Part] = []
+        exhausted = False
+        while True:
+            while not exhausted and sum(p.remaining for p in queue) < batch_size:
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
                     break
-            x = parts[0][0].prep.batch[parts[0][1]:parts[0][1] + parts[0][2]] if len(parts) == 1 else \
-                np.concatenate([it.prep.batch[s:s + t] for it, s, t in parts])
-            t0 = time.perf_counter()
-            try:
-                y = np.asarray(runner(x))
-                err = None
-            except Exception as exc:  # noqa: BLE001 - fail the images of this batch, go on
-                err = exc
-            dt = (time.perf_counter() - t0) * 1e3
-            off = 0
-            for it, s, t in parts:
-                if err is None:
-                    it.outs.append(y[off:off + t])
-                off += t
-                it.next += t
-                it.infer_ms += dt * t / n
-            if err is not None:
-                for it, _, _ in parts:
-                    queue.remove(it)
-                    yield it.prep.file, it.prep, err, it.prep.ms + it.infer_ms
-                continue
-            while queue and queue[0].remaining == 0:
-                it = queue.pop(0)
-                t1 = time.perf_counter()
+                f, state, i, fut = item
+                if isinstance(state, BaseException):
+                    yield f, None, state, 0.0
+                    continue
+                if state.failed:
+                    continue
+                t0 = time.perf_counter()
                 try:
-                    res = finish(it.prep, np.concatenate(it.outs), meta, points)
-                except Exception as exc:  # noqa: BLE001 - reported per file
-                    res = exc
-                yield it.prep.file, it.prep, res, it.prep.ms + it.infer_ms + (time.perf_counter() - t1) * 1e3
+                    queue.append(_Part(state, i, fut.result()))
+                    state.ms += (time.perf_counter() - t0) * 1e3
+                except Exception as exc:  # noqa: BLE001 - a region of this file could not be read
+                    state.failed = True
+                    queue[:] = [p for p in queue if p.state is not state]
+                    yield f, state.plan, exc, state.ms
+            if not queue:
+                if exhausted:
+                    return
+                continue
+            yield from _run_batch(runner, queue, batch_size)
+
+
+def _run_batch(runner, queue: list, batch_size: int):
+    """Run the next ``batch_size`` inputs of ``queue``; merge every part this completes and yield each
+    image it completes (``count_batched``'s items); drop the parts of an image whose batch failed."""
+    parts, n = [], 0
+    for p in queue:
+        take = min(batch_size - n, p.remaining)
+        parts.append((p, p.next, take))
+        n += take
+        if n == batch_size:
+            break
+    x = parts[0][0].batch[parts[0][1]:parts[0][1] + parts[0][2]] if len(parts) == 1 else \
+        np.concatenate([p.batch[s:s + t] for p, s, t in parts])
+    t0 = time.perf_counter()
+    try:
+        y, err = np.asarray(runner(x)), None
+    except Exception as exc:  # noqa: BLE001 - fail the images of this batch, go on
+        y, err = None, exc
+    dt = (time.perf_counter() - t0) * 1e3
+    off = 0
+    for p, s, t in parts:
+        if err is None:
+            p.outs.append(y[off:off + t])
+        off += t
+        p.next += t
+        p.state.ms += dt * t / n
+    if err is not None:
+        for state in dict.fromkeys(p.state for p, _, _ in parts):
+            state.failed = True
+            yield state.plan.file, state.plan, err, state.ms
+        queue[:] = [p for p in queue if not p.state.failed]
+        return
+    while queue and queue[0].remaining == 0:
+        p = queue.pop(0)
+        st = p.state
+        t1 = time.perf_counter()
+        try:
+            st.merger.add(p.index, np.concatenate(p.outs))
+            res = st.merger.result() if p.index == len(st.plan.parts) - 1 else None
+        except Exception as exc:  # noqa: BLE001 - reported per file
+            st.failed, res = True, exc
+            queue[:] = [q for q in queue if q.state is not st]
+        st.ms += (time.perf_counter() - t1) * 1e3
+        if res is not None:
+            yield st.plan.file, st.plan, res, st.ms
 
 
 # -- one image per task (Dask) ------------------------------------------------------------------------------
@@ -277,6 +290,7 @@ class FileOutcome:
 
 def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: bool = False) -> FileOutcome:
     """Count one image in this process (the runner is loaded once per process and reused)."""
+    from cellxfer.count.parts import count_plan
     from cellxfer.engines.base import load_runner
 
     key = (task.model, task.engine, task.device, task.fp16, task.batch_size)
@@ -288,23 +302,16 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
     try:
         prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None,
                        policy=task.policy)
-        res = count_prepared(runner, prep, runner.meta, task.batch_size,
-                             points=points or (overlay is not None and is_density(runner.meta)))
+        res = count_plan(runner, prep, task.batch_size,
+                         points=points or (overlay is not None and is_density(runner.meta)))
     except Exception as exc:  # noqa: BLE001 - reported in the CSV like the local run does
         return FileOutcome(None, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash, error=_error_text(exc))
     if overlay is not None:
         from cellxfer.count.overlay import write_overlay
 
-        write_overlay(overlay, prep.image, res)
+        write_overlay(overlay, prep.image, res, prep.image_step)
     return FileOutcome(res.count, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash,
                        None if res.points is None else res.points.tolist(), scaled=_scale_info(prep.scaled))
-
-
-def count_prepared(runner, prep: Prepared, meta, batch_size: int = 16, points: bool = False) -> Counted:
-    """Run all of ``prep.batch`` through ``runner`` in batches of ``batch_size`` and :func:`finish` it."""
-    outs = np.concatenate([np.asarray(runner(prep.batch[i:i + batch_size]))
-                           for i in range(0, len(prep.batch), batch_size)])
-    return finish(prep, outs, meta, points=points)
 
 
 def _scale_info(scaled) -> tuple[float | None, float]:
@@ -449,7 +456,8 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
                         continue
                     record(file, res.count, res.points, ms, runner.label, None, _scale_info(prep.scaled))
                     if file in overlays:
-                        overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res)))
+                        overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res,
+                                                                       prep.image_step)))
                 for file, job in overlay_jobs:
                     if job.exception() is not None:
                         log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")

@@ -16,10 +16,12 @@ def display_uint8(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np
     return (np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
 
 
-def render_overlay(image: np.ndarray, counted):
+def render_overlay(image: np.ndarray, counted, step: int = 1):
     """An RGB image: the grayscale ``image``; yellow rectangles ``counted.regions`` (y0, x0, h, w) with
     ``counted.region_counts`` at their top-left; magenta circles at ``counted.points`` (x, y) if any; the
-    total at the bottom-left. ``counted``: a :class:`cellxfer.count.job.Counted`."""
+    total at the bottom-left. ``counted``: a :class:`cellxfer.count.job.Counted`. ``image`` may be the
+    original's sample every ``step`` pixels (a slide): regions and points are scaled down to it, and
+    region counts are written only where a region is at least 40 pixels wide on it."""
     from PIL import Image, ImageDraw, ImageFont
 
     gray = display_uint8(image)
@@ -32,22 +34,25 @@ def render_overlay(image: np.ndarray, counted):
         font = ImageFont.load_default()
     if counted.points is not None:
         r = max(2, min(im.size) // 200)
-        for x, y in np.asarray(counted.points, dtype=np.float64).reshape(-1, 2):
+        for x, y in np.asarray(counted.points, dtype=np.float64).reshape(-1, 2) / step:
             draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 255), width=1)
     for (y, x, h, w), c in zip(counted.regions, counted.region_counts):
+        if step != 1:
+            y, x, h, w = y / step, x / step, max(h / step, 1), max(w / step, 1)
         draw.rectangle([x, y, x + w - 1, y + h - 1], outline=(255, 220, 0), width=1)
-        draw.text((x + 3, y + 2), f"{c:.1f}", fill=(255, 220, 0), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+        if step == 1 or w >= 40:
+            draw.text((x + 3, y + 2), f"{c:.1f}", fill=(255, 220, 0), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     draw.text((4, im.size[1] - size - 6), f"total {counted.count:.1f}", fill=(0, 255, 255), font=font,
               stroke_width=2, stroke_fill=(0, 0, 0))
     return im
 
 
-def write_overlay(path: str | os.PathLike, image, counted) -> Path:
+def write_overlay(path: str | os.PathLike, image, counted, step: int = 1) -> Path:
     from cellxfer.atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:
-        render_overlay(image, counted).save(tmp, format="PNG")
+        render_overlay(image, counted, step).save(tmp, format="PNG")
     return path
 
 

@@ -50,18 +50,33 @@ class Normalization:
     #: of nuclei; with a floor of e.g. 8 it stays faint. Images whose span exceeds the floor are unchanged.
     min_snr: float | None = None
 
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        """2-D (H, W) any dtype -> float32 (H, W)."""
+    def levels(self, image) -> tuple:
+        """``(low level, divisor)`` as float32 of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`):
+        the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels (a lazy image is
+        read in bands for it). Every block of the image is normalised with the same levels
+        (:meth:`apply_levels`), so normalising by blocks equals normalising the whole image."""
         import numpy as np
 
-        img = np.asarray(image, dtype=np.float32)
-        step = max(1, int(np.ceil(np.sqrt(img.size / self.SAMPLE))))
-        lo, hi = np.percentile(img[::step, ::step], (self.low, self.high))
+        from cellxfer.lazy import strided_sample
+
+        h, w = image.shape
+        step = max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE))))
+        lo, hi = np.percentile(np.asarray(strided_sample(image, step), dtype=np.float32), (self.low, self.high))
         span = float(hi - lo)
-        if self.min_snr is not None:
-            span = max(span, self.min_snr * noise_sd(img[::step]))
-        out = (img - np.float32(lo)) / np.float32(span if span > 0 else self.eps)
+        if self.min_snr is not None:  # noise of every step-th row (a lazy image: read in bands)
+            span = max(span, self.min_snr * noise_sd(strided_sample(image, step, 1)))
+        return np.float32(lo), np.float32(span if span > 0 else self.eps)
+
+    def apply_levels(self, block: np.ndarray, levels: tuple) -> np.ndarray:
+        """2-D block (any dtype) -> float32, normalised with ``levels`` from :meth:`levels`."""
+        import numpy as np
+
+        out = (np.asarray(block, dtype=np.float32) - levels[0]) / levels[1]
         return out if self.clip is None else np.minimum(out, np.float32(self.clip), out=out)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """2-D (H, W) any dtype -> float32 (H, W)."""
+        return self.apply_levels(image, self.levels(image))
 
 
 def noise_sd(image: np.ndarray) -> float:

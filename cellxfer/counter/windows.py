@@ -65,13 +65,13 @@ def torch_runner(model, device: str = "cpu") -> Callable[[np.ndarray], np.ndarra
 
 def count_image(model, meta, image: np.ndarray, batch_size: int = 16, diameter: str | None = None) -> float:
     """Whole-image count exactly as ``cellxfer count`` makes it (``--diameter`` policy, resizing, windows
-    or stitched density tiles: :func:`cellxfer.count.job.prepare_array`). ``model``: a torch module or a runner."""
-    from cellxfer.count.job import count_prepared, prepare_array
+    or stitched density tiles: :mod:`cellxfer.count.parts`). ``model``: a torch module or a runner."""
+    from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.scale import DiameterPolicy
 
     runner = model if not _is_torch_module(model) else torch_runner(model)
     policy = DiameterPolicy.parse(diameter, getattr(meta, "diameter", None))
-    return count_prepared(runner, prepare_array(None, image, meta, policy=policy), meta, batch_size).count
+    return count_plan(runner, plan_image(image, meta, policy), batch_size).count
 
 
 def _is_torch_module(obj) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -22,12 +23,52 @@ def density_of_image(runner: Callable[[np.ndarray], np.ndarray], meta, image: np
 
 
 def points_from_density(density: np.ndarray, meta) -> np.ndarray:
-    """float64 (N, 2) of (x, y) cell locations. A detector map (``--arch log``: 1.0 at each detection)
-    gives its marked pixels; a density map gives its ``round(sum)`` strongest local maxima."""
-    from cellxfer.density.peaks import peaks_for_count
+    """float64 (N, 2) of (x, y) cell locations of a whole density map (:func:`point_finder`)."""
+    finder = point_finder(meta)
+    xy, vals = finder.candidates(density)
+    return finder.choose(xy, vals, float(np.asarray(density).sum(dtype=np.float64)))
 
+
+@dataclass(frozen=True)
+class MarkedPixels:
+    """A detector map (``--arch log``: 1.0 at each detection): its marked pixels, in raster order."""
+
+    halo: int = 0  # rows of neighbours a band of the map needs to find its own points
+
+    def candidates(self, density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ys, xs = np.nonzero(np.asarray(density) > 0.5)
+        return np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64), np.ones(len(ys), np.float32)
+
+    def choose(self, xy: np.ndarray, vals: np.ndarray, total: float) -> np.ndarray:
+        return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class DensityPeaks:
+    """A density map: its ``round(sum)`` strongest local maxima (:mod:`cellxfer.density.peaks`)."""
+
+    sigma: float = 3.0
+    min_distance: int = 3
+
+    @property
+    def halo(self) -> int:
+        return 2 * self.min_distance + 2
+
+    def candidates(self, density: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from cellxfer.density.peaks import peak_candidates
+
+        return peak_candidates(density, sigma=self.sigma, min_distance=self.min_distance)
+
+    def choose(self, xy: np.ndarray, vals: np.ndarray, total: float) -> np.ndarray:
+        from cellxfer.density.peaks import strongest
+
+        return strongest(xy, vals, int(round(total)))
+
+
+def point_finder(meta) -> "MarkedPixels | DensityPeaks":
+    """How a density model's map becomes points: ``candidates(map band) -> (xy, values)`` (raster order),
+    ``choose(all candidates, total count) -> points``, and the ``halo`` rows a band needs."""
     if meta.arch == "log":
-        ys, xs = np.nonzero(density > 0.5)
-        return np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64)
+        return MarkedPixels()
     sigma = float((meta.arch_options or {}).get("sigma", 3.0))
-    return peaks_for_count(density, sigma=sigma, min_distance=max(1, int(round(sigma))))
+    return DensityPeaks(sigma, max(1, int(round(sigma))))

@@ -15,6 +15,15 @@ import numpy as np
 def find_peaks(density: np.ndarray, sigma: float = 3.0, min_distance: int = 3, rel_threshold: float = 0.25,
                k: int | None = None) -> np.ndarray:
     """float64 (N, 2) of (x, y) pixel-centre coordinates of the peaks of a 2-D density, strongest first."""
+    xy, vals = peak_candidates(density, sigma, min_distance, rel_threshold)
+    return strongest(xy, vals, k)
+
+
+def peak_candidates(density: np.ndarray, sigma: float = 3.0, min_distance: int = 3,
+                    rel_threshold: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """``(xy, values)``: every peak of :func:`find_peaks` (float64 (N, 2) of (x, y)) with its density value,
+    in label (raster) order, unranked; a map cut into bands of rows gives the same peaks band by band
+    when each band is looked at with ``min_distance`` rows of its neighbours (:mod:`cellxfer.count.parts`)."""
     from scipy.ndimage import center_of_mass, label, maximum_filter
 
     d = np.asarray(density, dtype=np.float32)
@@ -24,14 +33,19 @@ def find_peaks(density: np.ndarray, sigma: float = 3.0, min_distance: int = 3, r
     # group of maximal pixels, at its centre
     labels, n = label(is_max, structure=np.ones((3, 3)))
     if n == 0:
-        return np.zeros((0, 2), dtype=np.float64)
+        return np.zeros((0, 2), dtype=np.float64), np.zeros(0, dtype=np.float32)
     idx = np.arange(1, n + 1)
     cy, cx = np.asarray(center_of_mass(is_max, labels, idx), dtype=np.float64).reshape(-1, 2).T
     vals = np.asarray([d[int(round(y)), int(round(x))] for y, x in zip(cy, cx)], dtype=np.float32)
-    order = np.argsort(-vals, kind="stable")
+    return np.stack([cx + 0.5, cy + 0.5], axis=1).astype(np.float64), vals
+
+
+def strongest(xy: np.ndarray, vals: np.ndarray, k: int | None = None) -> np.ndarray:
+    """The ``k`` (None: all) points of highest value, strongest first (ties keep their order)."""
+    order = np.argsort(-np.asarray(vals), kind="stable")
     if k is not None:
         order = order[:max(int(k), 0)]
-    return np.stack([cx[order] + 0.5, cy[order] + 0.5], axis=1).astype(np.float64)
+    return np.asarray(xy, dtype=np.float64).reshape(-1, 2)[order]
 
 
 def peaks_for_count(density: np.ndarray, sigma: float = 3.0, min_distance: int = 3) -> np.ndarray:

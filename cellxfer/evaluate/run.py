@@ -39,7 +39,8 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     """Predict every usable image of ``config.data`` with the counter ``config.model`` exactly as
     ``count`` does (same resizing, windows or tiles, stitching and peaks); write the CSV."""
     from cellxfer.atomic import write_text
-    from cellxfer.count.job import count_prepared, is_density, prepare_array
+    from cellxfer.count.job import is_density
+    from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.counter.model import load_counter
     from cellxfer.counter.windows import torch_runner
     from cellxfer.density.match import match_points
@@ -56,8 +57,7 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     t0 = time.perf_counter()
     for id_ in ids:
         s = ds[id_]
-        res = count_prepared(runner, prepare_array(Path(id_), s.image, meta, policy=policy), meta,
-                             config.batch_size, points=density)
+        res = count_plan(runner, plan_image(s.image, meta, policy, Path(id_)), config.batch_size, points=density)
         pred = res.count
         if density:  # points = the density's peaks (cellxfer.density), in original pixels
             m = match_points(res.points, s.points, config.radius)

@@ -1,0 +1,264 @@
+"""One image, any size, through a counter in bounded memory: splitters, parts and mergers.
+
+An :class:`ImagePlan` is what is decided about one image before inference: the image on the model's
+grid (numpy, or a :class:`cellxfer.lazy.LazyImage` read by region, resized lazily for ``--diameter``),
+its normalisation levels (:meth:`cellxfer.counter.model.Normalization.levels`: the percentiles of the
+whole image, or of a strided sample of a large one), the model inputs' boxes and how they are grouped
+into *parts*. A part is a run of whole rows of boxes with at least ``part_tiles`` boxes (one part for
+any image of up to ``part_tiles`` boxes); :meth:`ImagePlan.batch` reads just the rows a part needs,
+normalises them and cuts the model inputs, so at most a few parts of an image exist at once.
+
+Splitters (which boxes; :func:`splitter_of` picks by the model's output kind):
+
+- :class:`WindowGrid` (count models): non-overlapping ``window`` tiles from (0, 0), short border windows
+  zero-padded after normalisation (:mod:`cellxfer.counter.windows`). Each pixel in exactly one window.
+- :class:`OwnedTiles` (density models): overlapping tiles, each owning the part of the image nearest
+  its centre (:mod:`cellxfer.density.stitch`); an image smaller than a tile is mirrored to one tile.
+
+Mergers (model outputs of each part, in order -> :class:`cellxfer.count.job.Counted`):
+
+- :class:`WindowSums`: each window's count is the sum of its output; the image's is their sum.
+- :class:`DensityBands`: each part's owned rows of the stitched density map (a *band*, full width) are
+  summed and handed to the model's :class:`cellxfer.density.infer.PointFinder`, which sees each band
+  with ``halo`` rows of its neighbours, so every cell is found once, by the band that owns its centre;
+  only those rows are held, never the whole map. The points of an image of one part are exactly
+  those of the whole-image map.
+
+Invariants: counts, region counts and points do not depend on ``part_tiles`` (counts up to float64
+summation order); an image of one part gives exactly the numbers the whole-image computation gives.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: boxes per part: with the default counter (256-pixel tiles) about 64 MiB of float32 input per part
+PART_TILES = 256
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """Non-overlapping windows; boxes ``(y0, x0, h, w)``."""
+
+    window: int
+    in_chans: int = 1
+
+    def boxes(self, shape) -> list:
+        from cellxfer.counter.windows import tile_windows
+
+        return tile_windows(shape, self.window)
+
+    def rows_of(self, box) -> tuple[int, int]:
+        """The image rows a box's input reads."""
+        return box[0], box[0] + box[2]
+
+    def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
+        """float32 (N, C, window, window) of normalised ``block`` (image rows from ``y0``)."""
+        batch = np.zeros((len(boxes), self.in_chans, self.window, self.window), dtype=np.float32)
+        for i, (y, x, h, w) in enumerate(boxes):
+            batch[i, :, :h, :w] = block[y - y0:y - y0 + h, x:x + w]
+        return batch
+
+
+@dataclass(frozen=True)
+class OwnedTiles:
+    """Overlapping tiles with owned boxes; boxes ``(y0, x0, oy0, oy1, ox0, ox1)``."""
+
+    tile: int
+    margin: int
+    in_chans: int = 1
+
+    def boxes(self, shape) -> list:
+        from cellxfer.density.stitch import tiles
+
+        return tiles(tuple(shape), self.tile, self.margin)
+
+    def rows_of(self, box) -> tuple[int, int]:
+        return box[0], box[0] + self.tile
+
+    def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
+        h, w = block.shape
+        t = self.tile
+        if h < t or w < t:  # an image smaller than a tile: mirrored, as density.stitch.tile_batch
+            block = np.pad(block, ((0, max(t - h, 0)), (0, max(t - w, 0))), mode="reflect" if min(h, w) > 1 else "edge")
+        batch = np.zeros((len(boxes), self.in_chans, t, t), dtype=np.float32)
+        for i, (y, x, *_) in enumerate(boxes):
+            batch[i, :] = block[y - y0:y - y0 + t, x:x + t]
+        return batch
+
+
+def splitter_of(meta):
+    """The splitter of a counter (its ``CounterMeta``): owned tiles for density maps, else windows."""
+    if getattr(meta, "output", "count") == "density":
+        from cellxfer.density.stitch import margin_of, tile_of
+
+        return OwnedTiles(tile_of(meta), margin_of(meta), meta.in_chans)
+    return WindowGrid(meta.window, meta.in_chans)
+
+
+def group_parts(boxes: list, splitter, part_tiles: int) -> list[tuple[int, int, int, int]]:
+    """``(first box, end box, first row, end row)`` per part: whole rows of boxes (boxes with the same
+    top), at least ``part_tiles`` boxes a part (the last may have fewer)."""
+    parts, start = [], 0
+    for i in range(1, len(boxes) + 1):
+        if i == len(boxes) or (boxes[i][0] != boxes[i - 1][0] and i - start >= part_tiles):
+            rows = [splitter.rows_of(b) for b in boxes[start:i]]
+            parts.append((start, i, min(r[0] for r in rows), max(r[1] for r in rows)))
+            start = i
+    return parts
+
+
+@dataclass
+class ImagePlan:
+    """One image made ready for a counter; see module docs. ``image``/``image_step``: the original image
+    (or, for a lazy one, its strided sample every ``image_step`` pixels) when kept for an overlay."""
+
+    file: Path | None
+    source: object  # the image on the model's grid: numpy 2-D, or LazyImage
+    meta: object
+    levels: tuple
+    splitter: object
+    boxes: list
+    parts: list
+    scaled: object = None  # cellxfer.scale.Scaled, or None
+    ms: float = 0.0
+    image: np.ndarray | None = None
+    image_step: int = 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.source.shape[:2])
+
+    def batch(self, i: int) -> np.ndarray:
+        """float32 model inputs of part ``i`` (reads, normalises and cuts just its rows)."""
+        b0, b1, y0, y1 = self.parts[i]
+        y1 = min(y1, self.shape[0])
+        block = self.meta.normalization.apply_levels(self.source[y0:y1, 0:self.shape[1]], self.levels)
+        return self.splitter.cut(block, y0, self.boxes[b0:b1])
+
+    def merger(self, points: bool = False):
+        """A fresh merger for this plan's outputs (:class:`WindowSums` or :class:`DensityBands`)."""
+        if isinstance(self.splitter, OwnedTiles):
+            return DensityBands(self, points)
+        return WindowSums(self)
+
+
+#: the longest side of the image kept for an overlay of a slide
+PREVIEW_SIDE = 4096
+
+
+def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: bool = False,
+               part_tiles: int = PART_TILES, t0: float | None = None) -> ImagePlan:
+    """The :class:`ImagePlan` of a 2-D image (numpy or lazy): resized to the model's nucleus diameter by
+    ``policy`` (:class:`cellxfer.scale.DiameterPolicy`; None: as it is), levels, boxes and parts."""
+    from cellxfer.lazy import is_lazy, strided_sample
+
+    t0 = time.perf_counter() if t0 is None else t0
+    scaled = policy.scale(image, meta) if policy is not None else None
+    work = scaled.image if scaled is not None else image
+    splitter = splitter_of(meta)
+    boxes = splitter.boxes(work.shape)
+    kept, step = None, 1
+    if keep_image:
+        step = max(1, -(-max(image.shape) // PREVIEW_SIDE)) if is_lazy(image) else 1
+        kept = strided_sample(image, step)
+    return ImagePlan(file, work, meta, meta.normalization.levels(work), splitter, boxes,
+                     group_parts(boxes, splitter, part_tiles), scaled, (time.perf_counter() - t0) * 1e3, kept, step)
+
+
+def count_plan(runner, plan: ImagePlan, batch_size: int = 16, points: bool = False):
+    """Count one planned image part by part, ``batch_size`` inputs per ``runner`` call."""
+    merger = plan.merger(points)
+    for i in range(len(plan.parts)):
+        batch = plan.batch(i)
+        merger.add(i, np.concatenate([np.asarray(runner(batch[j:j + batch_size]))
+                                      for j in range(0, len(batch), batch_size)]))
+    return merger.result()
+
+
+# -- mergers ---------------------------------------------------------------------------------------------
+class WindowSums:
+    """Count models: a window's count is the sum of its output (:mod:`cellxfer.counter.windows`)."""
+
+    def __init__(self, plan: ImagePlan):
+        self.plan, self.sums = plan, []
+
+    def add(self, part: int, outputs: np.ndarray) -> None:
+        out = np.asarray(outputs, dtype=np.float64)
+        self.sums.append(out.reshape(len(out), -1).sum(axis=1))
+
+    def result(self):
+        sums = np.concatenate(self.sums) if self.sums else np.zeros(0)
+        return _in_original(self.plan, float(sums.sum()), list(self.plan.boxes), sums, None)
+
+
+@dataclass
+class DensityBands:
+    """Density models: bands of the stitched map, summed and searched for points as they come."""
+
+    plan: ImagePlan
+    points: bool = False
+    total: float = 0.0
+    sums: list = field(default_factory=list)
+    found: list = field(default_factory=list)  # (xy, values) per finished stretch of rows
+    buf: np.ndarray | None = None  # rows [buf_y0, ...) of the map not yet needed no more
+    buf_y0: int = 0
+    done_y: int = 0  # points of rows above this are found
+
+    def __post_init__(self):
+        from cellxfer.density.infer import point_finder
+
+        self.finder = point_finder(self.plan.meta)
+
+    def add(self, part: int, outputs: np.ndarray) -> None:
+        b0, b1, _, _ = self.plan.parts[part]
+        boxes = self.plan.boxes[b0:b1]
+        outputs = np.asarray(outputs).reshape(len(boxes), *np.asarray(outputs).shape[-2:])
+        a, b = min(bx[2] for bx in boxes), max(bx[3] for bx in boxes)
+        band = np.zeros((b - a, self.plan.shape[1]), dtype=np.float32)
+        for o, (y, x, oy0, oy1, ox0, ox1) in zip(outputs, boxes):
+            band[oy0 - a:oy1 - a, ox0:ox1] = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
+            self.sums.append(band[oy0 - a:oy1 - a, ox0:ox1].sum(dtype=np.float64))
+        self.total += float(band.sum(dtype=np.float64))
+        if self.points:
+            self._search(band, a, last=part == len(self.plan.parts) - 1)
+
+    def _search(self, band: np.ndarray, a: int, last: bool) -> None:
+        """Find the points of the rows that now have ``halo`` rows of map below them (all, if ``last``)."""
+        halo = self.finder.halo
+        buf = band if self.buf is None else np.concatenate([self.buf, band])
+        y0, end = (a if self.buf is None else self.buf_y0), a + len(band)
+        upto = end if last else end - halo
+        if upto > self.done_y:
+            w0 = max(y0, self.done_y - halo)
+            xy, vals = self.finder.candidates(buf[w0 - y0:end - y0])
+            xy[:, 1] += w0
+            mine = (xy[:, 1] - 0.5 >= self.done_y) & (xy[:, 1] - 0.5 < upto)  # the band owning the centre
+            self.found.append((xy[mine], vals[mine]))
+            self.done_y = upto
+        keep = max(self.done_y - halo, y0)
+        self.buf, self.buf_y0 = buf[keep - y0:], keep
+
+    def result(self):
+        regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in self.plan.boxes]
+        pts = None
+        if self.points:
+            xy = np.concatenate([f[0] for f in self.found]) if self.found else np.zeros((0, 2))
+            vals = np.concatenate([f[1] for f in self.found]) if self.found else np.zeros(0, np.float32)
+            pts = self.finder.choose(xy, vals, self.total)
+        return _in_original(self.plan, self.total, regions, np.asarray(self.sums, dtype=np.float64), pts)
+
+
+def _in_original(plan: ImagePlan, count: float, regions: list, region_counts: np.ndarray, points):
+    """A :class:`Counted` whose regions and points are in the original image's pixels."""
+    from cellxfer.count.job import Counted
+
+    s = plan.scaled
+    if s is None or not s.resized:
+        return Counted(count, regions, region_counts, points)
+    return Counted(count, [s.box_to_original(*r) for r in regions], region_counts,
+                   None if points is None else s.to_original(points))

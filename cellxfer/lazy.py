@@ -1,0 +1,188 @@
+"""Images read by region: whole slides without holding the whole image in memory.
+
+:func:`open_image` returns a ``numpy`` array for ordinary images (exactly :func:`cellxfer.imageio.read_image`)
+and a :class:`LazyImage` for a large 2-D integer TIFF (over ``LAZY_PIXELS`` pixels, one plane, level 0
+of a pyramid): a tiled or striped TIFF is read through tifffile's zarr store (``TiffFile.aszarr()``
+opened with ``zarr``), so a region decodes only the tiles it touches; an uncompressed contiguous TIFF
+(one strip, which the zarr store would hand over as a single chunk) is read by memory-mapping just the
+rows a region needs, unmapped again after each read (so nothing stays resident).
+
+A :class:`LazyImage` behaves like a read-only 2-D array where cellxfer needs it: ``shape``, ``dtype``,
+``ndim``, ``image[y0:y1, x0:x1]`` (a new ``numpy`` array) and ``numpy.asarray(image)`` (the whole image:
+only for images that fit). :class:`Resized` is the same for a lazily resized image (``--diameter``):
+each region is resampled from the source region plus a margin wider than the filter, so it equals the
+same region of the whole image resized at once (Pillow's antialiased bilinear filter, float32) up to
+float rounding. :func:`strided_sample` reads ``image[::step, ::step]`` in bands of rows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from cellxfer.errors import InputError
+
+#: images with more pixels than this (and a layout that allows it) are read by region
+LAZY_PIXELS = 4_000_000 * 4
+#: a zarr chunk larger than this (e.g. one compressed strip of a whole slide) makes region reads
+#: pointless: such a file is read whole, as before
+MAX_CHUNK_BYTES = 64 * 2**20
+#: bytes of source rows :func:`strided_sample` reads at a time
+BAND_BYTES = 32 * 2**20
+
+
+class LazyImage:
+    """A read-only 2-D image read by region; see module docs. Subclasses implement :meth:`_read`."""
+
+    path: Path
+    shape: tuple[int, int]
+    dtype: np.dtype
+    ndim = 2
+
+    @property
+    def size(self) -> int:
+        return int(self.shape[0]) * int(self.shape[1])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, slice) for k in key)):
+            raise TypeError(f"{type(self).__name__} supports image[y0:y1, x0:x1] only, got {key!r}")
+        (y0, y1, sy), (x0, x1, sx) = (k.indices(n) for k, n in zip(key, self.shape))
+        if y1 <= y0 or x1 <= x0:
+            return np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), self.dtype)
+        out = self._read(y0, y1, x0, x1)
+        return out if sy == sx == 1 else out[::sy, ::sx]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[0:self.shape[0], 0:self.shape[1]]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _RawTiff(LazyImage):
+    """An uncompressed contiguous TIFF plane: rows memory-mapped per read."""
+
+    def __init__(self, path: Path, offset: int, dtype: np.dtype, shape: tuple[int, int]):
+        self.path, self.offset, self.shape = path, int(offset), tuple(shape)
+        self.stored, self.dtype = np.dtype(dtype), np.dtype(dtype).newbyteorder("=")  # as in the file / as read
+
+    def _read(self, y0, y1, x0, x1):
+        w = self.shape[1]
+        try:
+            mm = np.memmap(self.path, dtype=self.stored, mode="r", offset=self.offset + y0 * w * self.stored.itemsize,
+                           shape=(y1 - y0, w))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
+        try:
+            return np.array(mm[:, x0:x1], dtype=self.dtype)
+        finally:
+            del mm
+
+
+class _ZarrTiff(LazyImage):
+    """A tiled or striped TIFF plane through tifffile's zarr store (only the touched chunks are decoded)."""
+
+    def __init__(self, path: Path, tif, array):
+        self.path, self._array, self.shape, self.dtype = path, array, tuple(array.shape), np.dtype(array.dtype)
+        weakref.finalize(self, tif.close)
+
+    def _read(self, y0, y1, x0, x1):
+        from cellxfer.imageio import reading
+
+        try:
+            with reading(self.path):
+                return np.asarray(self._array[y0:y1, x0:x1])
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a corrupt tile: the decoders raise many types
+            raise InputError(f"{self.path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
+
+
+class Resized(LazyImage):
+    """``source`` resized to ``shape`` (antialiased bilinear, float32), computed region by region."""
+
+    def __init__(self, source, shape: tuple[int, int]):
+        self.source, self.shape, self.dtype = source, (int(shape[0]), int(shape[1])), np.dtype(np.float32)
+        self.path = getattr(source, "path", None)
+        h, w = source.shape
+        self.sy, self.sx = h / self.shape[0], w / self.shape[1]
+        self.margin = int(math.ceil(max(self.sy, self.sx, 1.0))) + 2  # the filter's support in source pixels, and some
+
+    def _read(self, y0, y1, x0, x1):
+        from PIL import Image
+
+        h, w = self.source.shape
+        fy0, fy1, fx0, fx1 = y0 * self.sy, y1 * self.sy, x0 * self.sx, x1 * self.sx
+        cy0, cx0 = max(int(fy0) - self.margin, 0), max(int(fx0) - self.margin, 0)
+        cy1, cx1 = min(int(math.ceil(fy1)) + self.margin, h), min(int(math.ceil(fx1)) + self.margin, w)
+        crop = np.ascontiguousarray(self.source[cy0:cy1, cx0:cx1], dtype=np.float32)
+        box = (fx0 - cx0, fy0 - cy0, fx1 - cx0, fy1 - cy0)
+        return np.asarray(Image.fromarray(crop, mode="F").resize((x1 - x0, y1 - y0), Image.BILINEAR, box=box),
+                          dtype=np.float32)
+
+
+def is_lazy(image) -> bool:
+    return isinstance(image, LazyImage)
+
+
+def strided_sample(image, step: int, step_x: int | None = None) -> np.ndarray:
+    """``image[::step, ::step_x]`` (``step_x`` defaults to ``step``) as a numpy array; a
+    :class:`LazyImage` is read in bands of rows (about ``BAND_BYTES`` of source at a time), so only the
+    sample is ever held."""
+    step_x = step if step_x is None else step_x
+    if not is_lazy(image):
+        return np.asarray(image)[::step, ::step_x]
+    h, w = image.shape
+    rows = max(step, (BAND_BYTES // max(w * image.dtype.itemsize, 1)) // step * step)
+    return np.concatenate([image[y:min(y + rows, h), 0:w][::step, ::step_x] for y in range(0, h, rows)])
+
+
+def open_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None):
+    """A :class:`LazyImage` for a large single-plane integer TIFF (see module docs), else the whole image
+    as :func:`cellxfer.imageio.read_image` reads it (same checks, same errors)."""
+    from cellxfer.imageio import read_image
+
+    path = Path(path)
+    lazy = _open_lazy_tiff(path) if path.suffix.lower() in (".tif", ".tiff") and not channel and not page \
+        and path.is_file() else None
+    return lazy if lazy is not None else read_image(path, channel=channel, page=page)
+
+
+def _open_lazy_tiff(path: Path) -> LazyImage | None:
+    """The lazy reader for ``path``, or None when it is small, not one integer plane, or unreadable
+    (then :func:`read_image` reads it and reports what is wrong)."""
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception:  # noqa: BLE001 - read_image says what is wrong with the file
+        return None
+    try:
+        series = tif.series[0]
+        level = series.levels[0]
+        shape = tuple(int(n) for n in level.shape if n != 1)
+        dtype = np.dtype(level.dtype)
+        if len(shape) != 2 or dtype.kind not in "ui" or shape[0] * shape[1] <= LAZY_PIXELS or len(level.pages) != 1:
+            tif.close()
+            return None
+        page = level.pages[0]
+        if page.is_contiguous and page.compression == 1 and page.dataoffsets:
+            offset = page.dataoffsets[0]
+            tif.close()
+            return _RawTiff(path, offset, dtype.newbyteorder(tif.byteorder), shape)
+        import zarr
+
+        array = zarr.open(tif.aszarr(level=0), mode="r")
+        chunk = int(np.prod(array.chunks)) * dtype.itemsize
+        if array.ndim != 2 or chunk > MAX_CHUNK_BYTES:
+            tif.close()
+            return None
+        return _ZarrTiff(path, tif, array)
+    except Exception:  # noqa: BLE001 - an odd layout: read whole, as before
+        tif.close()
+        return None

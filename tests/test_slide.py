@@ -1,0 +1,211 @@
+"""Whole slides in bounded memory: lazy region reads, normalisation levels and resizing by region, parts
+and mergers (:mod:`cellxfer.count.parts`) that give the same counts and points whatever the tile or
+part size, cells on seams counted once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cellxfer import lazy
+from cellxfer.counter.model import CounterMeta, Normalization
+
+
+def _ramp(h=300, w=420, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 3000, (h, w)) + np.arange(w)[None, :] * 5).astype(np.uint16)
+
+
+@pytest.fixture
+def small_lazy(monkeypatch):
+    monkeypatch.setattr(lazy, "LAZY_PIXELS", 1000)
+
+
+@pytest.mark.parametrize("layout", ["tiled", "pyramid", "strips", "contiguous", "bigendian"])
+def test_lazy_reader_reads_regions_of_each_layout(tmp_path, small_lazy, layout):
+    import tifffile
+
+    img, path = _ramp(), tmp_path / f"{layout}.tif"
+    if layout == "pyramid":  # OME-TIFF with a sub-resolution level: level 0 is read
+        with tifffile.TiffWriter(path, ome=True) as tw:
+            tw.write(img, tile=(64, 64), subifds=1, compression="zlib")
+            tw.write(img[::2, ::2].copy(), tile=(64, 64), subfiletype=1, compression="zlib")
+    elif layout == "tiled":
+        tifffile.imwrite(path, img, tile=(64, 64), compression="zlib")
+    elif layout == "strips":
+        tifffile.imwrite(path, img, rowsperstrip=16, compression="zlib")
+    elif layout == "bigendian":
+        tifffile.imwrite(path, img, byteorder=">")
+    else:
+        tifffile.imwrite(path, img)
+    im = lazy.open_image(path)
+    assert lazy.is_lazy(im) and im.shape == img.shape and im.dtype == img.dtype
+    assert np.array_equal(im[37:201, 50:333], img[37:201, 50:333])
+    assert np.array_equal(im[250:999, 400:], img[250:, 400:])  # clipped at the border like numpy
+    assert np.array_equal(lazy.strided_sample(im, 3), img[::3, ::3])
+    assert np.array_equal(np.asarray(im), img)
+
+
+def test_what_is_not_read_lazily_is_read_as_before(tmp_path, small_lazy):
+    import tifffile
+
+    from cellxfer.errors import InputError
+
+    tifffile.imwrite(tmp_path / "f.tif", _ramp().astype(np.float32))  # float: checked whole for NaN as before
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([_ramp(), _ramp(seed=1)]))
+    assert isinstance(lazy.open_image(tmp_path / "f.tif"), np.ndarray)
+    with pytest.raises(InputError, match="--page"):
+        lazy.open_image(tmp_path / "stack.tif")
+    assert np.array_equal(lazy.open_image(tmp_path / "stack.tif", page=1), _ramp(seed=1))
+
+
+def test_levels_of_a_lazy_image_equal_the_arrays(tmp_path, small_lazy, monkeypatch):
+    import tifffile
+
+    monkeypatch.setattr(Normalization, "SAMPLE", 5000)  # sampled, as a slide is
+    monkeypatch.setattr(lazy, "BAND_BYTES", 4096)  # many bands
+    img = _ramp()
+    tifffile.imwrite(tmp_path / "t.tif", img, tile=(32, 32))
+    norm = Normalization(clip=3.0)
+    lv = norm.levels(lazy.open_image(tmp_path / "t.tif"))
+    assert lv == norm.levels(img)
+    assert np.array_equal(norm.apply_levels(img[10:50, 20:90], lv), norm.apply(img)[10:50, 20:90])
+
+
+@pytest.mark.parametrize("factor", [0.37, 0.5, 1.7])
+def test_lazy_resize_equals_the_whole_image_resized(tmp_path, small_lazy, factor):
+    import tifffile
+
+    from cellxfer.scale import resize_to
+
+    img = _ramp(200, 260)
+    tifffile.imwrite(tmp_path / "t.tif", img, tile=(32, 32))
+    whole = resize_to(img, factor)
+    part = resize_to(lazy.open_image(tmp_path / "t.tif"), factor)
+    assert lazy.is_lazy(part.image) and part.image.shape == whole.image.shape and (part.sy, part.sx) == (whole.sy, whole.sx)
+    h, w = whole.image.shape
+    for y0, y1, x0, x1 in [(0, h, 0, w), (3, h // 2, w // 3, w - 1), (h // 2, h, 0, 17)]:
+        assert np.allclose(part.image[y0:y1, x0:x1], whole.image[y0:y1, x0:x1], rtol=1e-5, atol=1e-2)
+
+
+# -- parts and mergers -----------------------------------------------------------------------------------
+def _blur_runner(batch):
+    """A density "model" of small receptive field (Gaussian, radius 6 < margin): stitched tiles equal
+    the whole image's map exactly."""
+    from scipy.ndimage import gaussian_filter
+
+    return np.stack([gaussian_filter(t[:1], (0, 2.0, 2.0), truncate=3.0) for t in batch]) * 0.02
+
+
+def test_density_points_do_not_depend_on_parts(small_lazy):
+    from cellxfer.count.parts import count_plan, plan_image
+    from cellxfer.density.infer import points_from_density
+
+    rng = np.random.default_rng(3)
+    img = np.zeros((700, 900), np.float32)
+    ys, xs = rng.integers(5, 695, 400), rng.integers(5, 895, 400)
+    img[ys, xs] = rng.uniform(50, 100, 400)
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 128, "margin": 16})
+    one = count_plan(_blur_runner, plan_image(img, meta), points=True)
+    assert len(plan_image(img, meta).parts) == 1
+    whole = _blur_runner(meta.normalization.apply(img)[None, None])[0, 0]
+    assert one.count == pytest.approx(float(whole.sum(dtype=np.float64)), rel=1e-6)
+    assert np.array_equal(one.points, points_from_density(whole, meta))
+    for part_tiles in (1, 9, 20):
+        plan = plan_image(img, meta, part_tiles=part_tiles)
+        assert len(plan.parts) > 1
+        got = count_plan(_blur_runner, plan, batch_size=7, points=True)
+        assert got.count == pytest.approx(one.count, rel=1e-9)
+        assert np.array_equal(got.region_counts, one.region_counts)
+        assert np.array_equal(got.points, one.points)
+
+
+def _slide(tmp_path: Path, reps: int = 10, size: int = 300):
+    """A tiled uint16 slide of reps x reps copies of a field of disks, and its cell centres."""
+    import tifffile
+
+    from test_scale import disks
+
+    field, pts = disks(7.0, size=size, seed=5)
+    img = np.tile(field, (reps, reps)).astype(np.uint16)
+    centres = np.concatenate([pts + [size * i, size * j] for j in range(reps) for i in range(reps)])
+    tifffile.imwrite(tmp_path / "slide.tif", img, tile=(256, 256), compression="zlib")
+    return tmp_path / "slide.tif", centres
+
+
+def test_a_slide_counts_the_same_in_tiles_and_parts_of_any_size(tmp_path, monkeypatch):
+    """Seams: a 3000 x 3000 tiled slide counted lazily in 256- and 384-pixel tiles, in parts of one tile
+    row or many, gives the same points, each true cell once (cells on tile borders included)."""
+    pytest.importorskip("torch")
+    from cellxfer.classical import build_log, log_options
+    from cellxfer.count import parts
+    from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.counter.model import save_counter
+    from cellxfer.density.match import match_points
+
+    monkeypatch.setattr(lazy, "LAZY_PIXELS", 2_000_000)
+    path, centres = _slide(tmp_path)
+    found = {}
+    for tile, part_tiles in ((256, 256), (256, 14), (384, 3)):
+        meta = CounterMeta(arch="log", window=128, output="density",
+                           arch_options={**log_options(2.5, 0.15), "tile": tile})
+        model = save_counter(tmp_path / f"log{tile}.safetensors", build_log(meta), meta)
+        monkeypatch.setattr(parts, "PART_TILES", part_tiles)
+        out = tmp_path / f"{tile}-{part_tiles}"
+        res = run_count(CountConfig(paths=(str(path),), model=model, engine="torch", out=out / "c.csv",
+                                    points=out, batch_size=8))
+        assert not res.failed, res.failed
+        pts = np.loadtxt(out / "slide.csv", delimiter=",", skiprows=1).reshape(-1, 2)
+        assert list(res.counts.values())[0] == len(pts)
+        found[(tile, part_tiles)] = pts[np.lexsort(pts.T)]
+    ref = found[(256, 256)]
+    for key, pts in found.items():
+        assert np.array_equal(pts, ref), key
+    m = match_points(ref, centres, radius=3.0)
+    assert m.f1 >= 0.97, (m.precision, m.recall)
+
+
+def test_batching_parts_of_several_images_equals_one_by_one(tmp_path):
+    """count_batched mixes parts of consecutive images in batches; every image's regions and count are
+    those of counting it alone in one part."""
+    from cellxfer.count.job import count_batched
+    from cellxfer.count.parts import count_plan, plan_image
+    from cellxfer.engines.base import Runner
+
+    import tifffile
+
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 96, "margin": 16})
+    runner = Runner(_blur_runner, meta, "numpy", "cpu", Path("x"), "0")
+    files = []
+    for i, (h, w) in enumerate([(300, 410), (90, 700), (500, 120)]):
+        files.append(tmp_path / f"{i}.tif")
+        tifffile.imwrite(files[-1], _ramp(h, w, seed=i))
+    alone = {f: count_plan(_blur_runner, plan_image(tifffile.imread(f), meta), points=True) for f in files}
+    got = list(count_batched(files, runner, batch_size=5, workers=2, points=True, part_tiles=2))
+    assert [f for f, *_ in got] == files
+    for f, plan, res, _ in got:
+        assert len(plan.parts) > 1 or f == files[1]
+        assert np.array_equal(res.region_counts, alone[f].region_counts)
+        assert res.count == pytest.approx(alone[f].count, rel=1e-9)
+        assert np.array_equal(res.points, alone[f].points)
+
+
+def test_a_slide_truncated_midway_fails_with_one_line(tmp_path, monkeypatch, small_lazy):
+    pytest.importorskip("torch")
+    import tifffile
+
+    from cellxfer.classical import build_log, log_options
+    from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.counter.model import save_counter
+
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, _ramp(600, 600), tile=(64, 64), compression="zlib")
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])
+    meta = CounterMeta(arch="log", window=128, output="density", arch_options=log_options(2.5, 0.15))
+    model = save_counter(tmp_path / "log.safetensors", build_log(meta), meta)
+    res = run_count(CountConfig(paths=(str(path),), model=model, engine="torch", out=tmp_path / "c.csv"))
+    assert str(path) in res.failed and "not a readable TIFF" in res.failed[str(path)]
+    assert "\n" not in res.failed[str(path)]
