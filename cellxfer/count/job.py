@@ -1,13 +1,14 @@
 """``cellxfer count`` as a library function: :func:`run_count` over a :class:`CountConfig`.
 
-Local pipeline: a thread pool (``workers``) reads, resizes to the model's nucleus diameter (``diameter``,
-:mod:`cellxfer.scale`; counts, regions and points are reported in the original pixels), normalises and
-windows images ahead of inference
-(``ahead`` images in flight, in input order); the main thread packs windows of consecutive images into
-batches of ``batch_size`` windows, runs the engine and splits the outputs back per image. A count
-model's image count is the sum of its window counts (tiling and edge padding:
-:mod:`cellxfer.counter.windows`); a density model's tiles overlap and their maps are stitched into one
-(:mod:`cellxfer.density.stitch`), whose sum is the count and whose peaks are the cells (``points``).
+Local pipeline: a thread pool (``workers``) opens and plans images ahead (:func:`prepare`: a large TIFF
+is read lazily by region, :mod:`cellxfer.lazy`; each image is resized to the model's nucleus diameter,
+``diameter``, :mod:`cellxfer.scale`, and its normalisation levels computed) and cuts them into model
+inputs part by part (:mod:`cellxfer.count.parts`: rows of windows or of overlapping tiles; one part for
+an ordinary image, many for a slide), ``ahead`` plans and parts in flight, in input order; the main
+thread packs the inputs of consecutive parts and images into batches of ``batch_size``, runs the
+engine and hands each part's outputs to its image's merger (window sums, or stitched density bands
+with their peaks as ``points``). Counts, regions and points are reported in the original pixels. A
+slide is thus counted in memory bounded by a few parts, never the whole image or density map.
 
 With ``scheduler`` the files are counted one task per image on a Dask cluster
 (:class:`cellxfer.count.dask_executor.DaskExecutor`); each worker process loads the model once.

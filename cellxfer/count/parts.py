@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 #: boxes per part: with the default counter (256-pixel tiles) about 64 MiB of float32 input per part
-PART_TILES = 256
+PART_TILES = 64
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""Benchmark counting one large slide: time, megapixels/s and peak RSS against the slide's size.
+
+A slide of side N is an IDCIA DAPI image (800 x 600, 8-bit, read from ../shared/data, never copied)
+repeated to N x N pixels, scaled to uint16 (x 256) and written as an uncompressed tiled TIFF (256-pixel
+tiles) under ``--workdir`` (default /tmp; written tile by tile, so the benchmark itself never holds a
+slide). Each count runs ``run_count`` with the shipped default counter (``--engine auto``, default
+``--diameter``) in a fresh child process; peak RSS is that child's own (``os.wait4``), time its
+wall-clock from start to exit (imports and model load included) and ``count_s`` the job's own seconds.
+
+``--before TREE`` also counts each slide with the cellxfer package of another checkout (e.g. the
+commit before slides streamed: ``git worktree add --detach /tmp/cellxfer-before f2d48bc``), in the same
+run and on the same files, so the table compares both.
+
+    .venv/bin/python scripts/bench_slide.py --sides 4000 8000 12000 --before /tmp/cellxfer-before
+
+Prints a markdown table (medians over ``--repeats``) and writes ``--out`` (JSON, with the machine's
+load average before and after: other sessions may share the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
+TILE = 256
+
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+from cellxfer.count.job import CountConfig, run_count
+slide, out = sys.argv[1], Path(sys.argv[2])
+res = run_count(CountConfig(paths=(slide,), out=out, overwrite=True))
+if res.failed:
+    raise SystemExit(f"failed: {res.failed}")
+print("RESULT " + json.dumps({"count": list(res.counts.values())[0], "count_s": res.seconds,
+                              "engine": ",".join(res.engines), "total_s": time.perf_counter() - t0}))
+"""
+
+
+def make_slide(side: int, image: Path, workdir: Path) -> Path:
+    """``workdir/slide-<side>.tif``: ``image`` repeated to side x side, uint16, tiled (made once)."""
+    import numpy as np
+    import tifffile
+
+    path = workdir / f"slide-{side}-{image.stem[:40]}.tif"
+    if path.is_file():
+        return path
+    src = tifffile.imread(image).astype(np.uint16) * 256
+    h, w = src.shape
+
+    def tiles():
+        for y in range(0, side, TILE):
+            for x in range(0, side, TILE):
+                ys, xs = np.arange(y, y + TILE) % h, np.arange(x, x + TILE) % w
+                yield src[np.ix_(ys, xs)]
+
+    tmp = path.with_name(path.name + ".part")
+    tifffile.imwrite(tmp, tiles(), shape=(side, side), dtype=np.uint16, tile=(TILE, TILE), photometric="minisblack")
+    tmp.replace(path)
+    return path
+
+
+def run_child(tree: Path, slide: Path, workdir: Path) -> dict:
+    """Count ``slide`` with the cellxfer of ``tree`` in a child process; its peak RSS and wall time."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(slide), str(workdir / "counts.csv")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"{tree}: counting {slide} failed (exit {proc.returncode}):\n{err[-2000:]}")
+    return {**json.loads(line[7:]), "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sides", type=int, nargs="+", default=[4000, 8000, 12000])
+    p.add_argument("--image", default="220909_GFP-AHPC_A_GFAP_F10_DAPI_ND1_20x.tiff", help="IDCIA image to repeat")
+    p.add_argument("--before", type=Path, help="a checkout of an earlier cellxfer to compare with")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/cellxfer-bench-slide"))
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "bench_slide.json")
+    args = p.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    trees = ([("before", args.before.resolve())] if args.before else []) + [("after", REPO)]
+    load0 = os.getloadavg()
+    rows = []
+    for side in args.sides:
+        slide = make_slide(side, IDCIA / "images" / args.image, args.workdir)
+        image_mb = side * side * 2 / 2**20
+        for name, tree in trees:
+            runs = [run_child(tree, slide, args.workdir) for _ in range(args.repeats)]
+            med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "count_s", "peak_rss_mb")}
+            rows.append({"side": side, "version": name, "tree": str(tree), "megapixels": side * side / 1e6,
+                         "image_mb": round(image_mb, 1), "count": runs[0]["count"], "engine": runs[0]["engine"],
+                         **{k: round(v, 2) for k, v in med.items()},
+                         "mp_per_s": round(side * side / 1e6 / med["count_s"], 2),
+                         "rss_over_image": round(med["peak_rss_mb"] / image_mb, 2), "runs": runs})
+            r = rows[-1]
+            print(f"side {side} {name}: {r['count_s']:.1f} s, {r['peak_rss_mb']:.0f} MB peak RSS, count {r['count']:.1f}",
+                  file=sys.stderr)
+    report = {"what": "count one tiled uint16 slide (IDCIA image repeated), default counter, --engine auto",
+              "command": "scripts/bench_slide.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "image": args.image, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                               "loadavg_before": load0, "loadavg_after": os.getloadavg()},
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print("| side | version | MP | image MB | count | count s | MP/s | wall s | peak RSS MB | RSS / image |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['side']} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
+              f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
+    print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs, shared)")
+
+
+if __name__ == "__main__":
+    main()
