@@ -145,11 +145,13 @@ def strided_sample(image, step: int, step_x: int | None = None) -> np.ndarray:
 def open_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None):
     """A :class:`LazyImage` for a large single-plane integer TIFF (see module docs), else the whole image
     as :func:`cellxfer.imageio.read_image` reads it (same checks, same errors)."""
-    from cellxfer.imageio import read_image
+    from cellxfer.imageio import read_image, reading
 
     path = Path(path)
-    lazy = _open_lazy_tiff(path) if path.suffix.lower() in (".tif", ".tiff") and not channel and not page \
-        and path.is_file() else None
+    lazy = None
+    if path.suffix.lower() in (".tif", ".tiff") and not channel and not page and path.is_file():
+        with reading(path):  # what tifffile logs parsing the file: one warning line naming it
+            lazy = _open_lazy_tiff(path)
     return lazy if lazy is not None else read_image(path, channel=channel, page=page)
 
 

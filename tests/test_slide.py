@@ -143,7 +143,6 @@ def test_a_slide_counts_the_same_in_tiles_and_parts_of_any_size(tmp_path, monkey
     from cellxfer.count import parts
     from cellxfer.count.job import CountConfig, run_count
     from cellxfer.counter.model import save_counter
-    from cellxfer.density.match import match_points
 
     monkeypatch.setattr(lazy, "LAZY_PIXELS", 2_000_000)
     path, centres = _slide(tmp_path)
@@ -163,8 +162,13 @@ def test_a_slide_counts_the_same_in_tiles_and_parts_of_any_size(tmp_path, monkey
     ref = found[(256, 256)]
     for key, pts in found.items():
         assert np.array_equal(pts, ref), key
-    m = match_points(ref, centres, radius=3.0)
-    assert m.f1 >= 0.97, (m.precision, m.recall)
+    from scipy.spatial import cKDTree  # (match_points builds a 35k x 35k matrix: too big here)
+
+    dist, nearest = cKDTree(ref).query(centres)
+    hit = dist <= 3.0
+    assert hit.mean() >= 0.97 and len(ref) <= 1.03 * len(centres), (hit.mean(), len(ref), len(centres))
+    assert len(np.unique(nearest[hit])) == hit.sum()  # no point stands for two cells
+    assert not cKDTree(ref).query_pairs(3.0)  # and no cell has two points (a seam counted twice)
 
 
 def test_batching_parts_of_several_images_equals_one_by_one(tmp_path):

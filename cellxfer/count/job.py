@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from cellxfer.count.parts import Counted  # noqa: F401 - part of this module's API (results of count_batched)
 from cellxfer.count.table import CountsTable, Row
 
 if TYPE_CHECKING:
-    from cellxfer.count.parts import ImagePlan
+    from cellxfer.count.parts import ImagePlan  # noqa: F401
     from cellxfer.scale import DiameterPolicy
 
 
@@ -72,17 +73,6 @@ class CountResult:
     startup_s: float = 0.0
     seconds: float = 0.0
     picked: str = ""  # how --engine auto chose
-
-
-@dataclass
-class Counted:
-    """One image's result: ``count``; ``regions`` (y0, x0, h, w) partitioning the image with their
-    ``region_counts`` (drawn on overlays); ``points`` float64 (N, 2) of (x, y) for density models when asked."""
-
-    count: float
-    regions: list
-    region_counts: np.ndarray
-    points: np.ndarray | None = None
 
 
 def is_density(meta) -> bool:

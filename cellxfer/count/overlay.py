@@ -19,7 +19,7 @@ def display_uint8(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np
 def render_overlay(image: np.ndarray, counted, step: int = 1):
     """An RGB image: the grayscale ``image``; yellow rectangles ``counted.regions`` (y0, x0, h, w) with
     ``counted.region_counts`` at their top-left; magenta circles at ``counted.points`` (x, y) if any; the
-    total at the bottom-left. ``counted``: a :class:`cellxfer.count.job.Counted`. ``image`` may be the
+    total at the bottom-left. ``counted``: a :class:`cellxfer.count.parts.Counted`. ``image`` may be the
     original's sample every ``step`` pixels (a slide): regions and points are scaled down to it, and
     region counts are written only where a region is at least 40 pixels wide on it."""
     from PIL import Image, ImageDraw, ImageFont

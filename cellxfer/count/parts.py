@@ -15,7 +15,7 @@ Splitters (which boxes; :func:`splitter_of` picks by the model's output kind):
 - :class:`OwnedTiles` (density models): overlapping tiles, each owning the part of the image nearest
   its centre (:mod:`cellxfer.density.stitch`); an image smaller than a tile is mirrored to one tile.
 
-Mergers (model outputs of each part, in order -> :class:`cellxfer.count.job.Counted`):
+Mergers (model outputs of each part, in order -> :class:`Counted`):
 
 - :class:`WindowSums`: each window's count is the sum of its output; the image's is their sum.
 - :class:`DensityBands`: each part's owned rows of the stitched density map (a *band*, full width) are
@@ -35,6 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+@dataclass
+class Counted:
+    """One image's result: ``count``; ``regions`` (y0, x0, h, w) partitioning the image with their
+    ``region_counts`` (drawn on overlays); ``points`` float64 (N, 2) of (x, y) for density models when asked."""
+
+    count: float
+    regions: list
+    region_counts: np.ndarray
+    points: np.ndarray | None = None
+
 
 #: boxes per part: with the default counter (256-pixel tiles) about 64 MiB of float32 input per part
 PART_TILES = 64
@@ -255,8 +266,6 @@ class DensityBands:
 
 def _in_original(plan: ImagePlan, count: float, regions: list, region_counts: np.ndarray, points):
     """A :class:`Counted` whose regions and points are in the original image's pixels."""
-    from cellxfer.count.job import Counted
-
     s = plan.scaled
     if s is None or not s.resized:
         return Counted(count, regions, region_counts, points)

@@ -20,6 +20,8 @@ class EvaluateConfig:
     batch_size: int = 16
     radius: float = 5.0               # density models: match radius (pixels) of the localisation score
     diameter: Optional[str] = None    # --diameter auto | off | PIXELS (cellxfer.scale); None: as `count`
+    engine: str = "torch"             # --engine: torch, onnx, trt or auto, resolved as `count` does
+    device: str = "auto"
 
 
 @dataclass
@@ -29,6 +31,7 @@ class EvaluateResult:
     rows: list  # (image id, true, predicted)
     seconds: float
     localisation: Optional[dict] = None  # density models: precision, recall, f1, radius, tp, n_pred, n_true
+    engine: str = ""  # the engine that ran, e.g. "onnx (cpu)"
 
 
 def default_csv(config: EvaluateConfig) -> Path:
@@ -37,20 +40,20 @@ def default_csv(config: EvaluateConfig) -> Path:
 
 def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None] | None = None) -> EvaluateResult:
     """Predict every usable image of ``config.data`` with the counter ``config.model`` exactly as
-    ``count`` does (same resizing, windows or tiles, stitching and peaks); write the CSV."""
+    ``count`` does (same engines and ``--engine auto`` resolution, :func:`cellxfer.engines.base.load_runner`;
+    same resizing, windows or tiles, stitching and peaks); write the CSV."""
     from cellxfer.atomic import write_text
     from cellxfer.count.job import is_density
     from cellxfer.count.parts import count_plan, plan_image
-    from cellxfer.counter.model import load_counter
-    from cellxfer.counter.windows import torch_runner
     from cellxfer.density.match import match_points
+    from cellxfer.engines.base import load_runner
     from cellxfer.scale import DiameterPolicy
     from cellxfer.train.data import labelled_ids
 
-    model, meta = load_counter(config.model)
+    runner = load_runner(config.model, config.engine, device=config.device, batch_size=config.batch_size)
+    meta = runner.meta
     policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(config.model))
     ds, ids = labelled_ids(config.data, config.exclude, role="evaluation")
-    runner = torch_runner(model)
     density = is_density(meta)
     rows = []
     match = None
@@ -70,4 +73,5 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     write_text(out, format_predictions(rows))
     loc = None if match is None else {"precision": match.precision, "recall": match.recall, "f1": match.f1,
                                       "radius": config.radius, "tp": match.tp, "n_pred": match.n_pred, "n_true": match.n_true}
-    return EvaluateResult(compute_metrics([r[1] for r in rows], [r[2] for r in rows]), out, rows, seconds, loc)
+    return EvaluateResult(compute_metrics([r[1] for r in rows], [r[2] for r in rows]), out, rows, seconds, loc,
+                          runner.label)

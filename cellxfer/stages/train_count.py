@@ -120,8 +120,10 @@ def cellxfer_register_commands(app: typer.Typer):
 
     @app.command("evaluate")
     def evaluate(
-        model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors from train-count)."),
+        model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors from train-count), or an exported .onnx (onnx, trt engines)."),
         data: Path = typer.Option(..., "--data", "-d", help="Labelled images: cell dataset or IDCIA layout."),
+        engine: str = typer.Option("torch", "--engine", "-e", help="torch, onnx, trt or auto (resolved as in `count`): measure the model as you ship it."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda (torch/onnx engines)."),
         csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model, replaced on rerun]."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
@@ -140,11 +142,11 @@ def cellxfer_register_commands(app: typer.Typer):
         refuse_existing(json_out, "--json", overwrite, inputs=[model])
 
         config = EvaluateConfig(model=model, data=data, out_csv=csv, exclude=tuple(exclude), radius=radius,
-                                diameter=diameter)
+                                diameter=diameter, engine=engine, device=device)
         with progress("evaluate", total=None, unit="img") as bar:
             res = run_evaluate(config, on_image=lambda *a: bar.advance(1))
         m = res.metrics
-        console.print(f"{data}: {m.n} images, true mean {m.mean_true:.1f}, predicted mean {m.mean_pred:.1f}; "
+        console.print(f"{data}: {m.n} images, engine {res.engine}, true mean {m.mean_true:.1f}, predicted mean {m.mean_pred:.1f}; "
                       f"{res.seconds / max(m.n, 1):.2f} s per image")
         console.print(f"MAE {m.mae:.2f}  RMSE {m.rmse:.2f}  ACP(5%) {100 * m.acp:.1f}%")
         console.print("MAE by true count: " + ", ".join(f"{k}: {_fmt(v['mae'])} (n={v['n']})" for k, v in m.bins.items()))
@@ -154,7 +156,7 @@ def cellxfer_register_commands(app: typer.Typer):
                           f"recall {loc['recall']:.3f}  F1 {loc['f1']:.3f}")
         console.print(f"per-image predictions: {res.csv}")
         if json_out is not None:
-            write_json(json_out, {"model": str(model), "data": str(data), **m.as_dict(), "csv": str(res.csv),
+            write_json(json_out, {"model": str(model), "data": str(data), "engine": res.engine, **m.as_dict(), "csv": str(res.csv),
                                   "localisation": res.localisation})
 
 
