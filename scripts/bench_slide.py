@@ -38,8 +38,11 @@ CHILD = r"""
 import json, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
+import cellxfer
 from cellxfer.count.job import CountConfig, run_count
-slide, out = sys.argv[1], Path(sys.argv[2])
+slide, out, tree = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+if Path(cellxfer.__file__).resolve().parents[1] != tree:
+    raise SystemExit(f"imported {cellxfer.__file__}, not the cellxfer of {tree}")
 res = run_count(CountConfig(paths=(slide,), out=out, overwrite=True))
 if res.failed:
     raise SystemExit(f"failed: {res.failed}")
@@ -75,8 +78,9 @@ def run_child(tree: Path, slide: Path, workdir: Path) -> dict:
     """Count ``slide`` with the cellxfer of ``tree`` in a child process; its peak RSS and wall time."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(slide), str(workdir / "counts.csv")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # run in workdir: `python -c` puts the current folder first on sys.path, before PYTHONPATH
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(slide), str(workdir / "counts.csv"), str(tree)], env=env,
+                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
