@@ -68,10 +68,11 @@ def test_levels_of_a_lazy_image_equal_the_arrays(tmp_path, small_lazy, monkeypat
     monkeypatch.setattr(lazy, "BAND_BYTES", 4096)  # many bands
     img = _ramp()
     tifffile.imwrite(tmp_path / "t.tif", img, tile=(32, 32))
-    norm = Normalization(clip=3.0)
-    lv = norm.levels(lazy.open_image(tmp_path / "t.tif"))
-    assert lv == norm.levels(img)
-    assert np.array_equal(norm.apply_levels(img[10:50, 20:90], lv), norm.apply(img)[10:50, 20:90])
+    for norm in (Normalization(clip=3.0), Normalization(min_snr=1e4)):  # min_snr: the noise floor decides
+        lv = norm.levels(lazy.open_image(tmp_path / "t.tif"))
+        assert lv == norm.levels(img)
+        assert np.array_equal(norm.apply_levels(img[10:50, 20:90], lv), norm.apply(img)[10:50, 20:90])
+    assert Normalization(min_snr=1e4).levels(img)[1] > Normalization().levels(img)[1]
 
 
 @pytest.mark.parametrize("factor", [0.37, 0.5, 1.7])
