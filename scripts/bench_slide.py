@@ -30,8 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-IDCIA = REPO.parent / "shared" / "data" / "idcia-dapi-95"
+from benchlib import IDCIA, REPO  # noqa: E402  (the scripts' shared module)
+
 TILE = 256
 
 CHILD = r"""
