@@ -66,7 +66,7 @@ def build_manifest(stage: str, config: dict, seed: int | None, inputs=(), **extr
         "stage": stage,
         "config": config,
         "seed": seed,
-        "inputs": [hash_input(p) for p in inputs],
+        "inputs": [p if isinstance(p, dict) else hash_input(p) for p in inputs],  # dicts: hashed already
         "versions": package_versions(),
         "command": sys.argv,
         "platform": platform.platform(),

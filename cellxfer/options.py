@@ -79,3 +79,19 @@ def make_config(config_cls: type, values: dict[str, Any], owner: str):
         return config_cls(**kwargs)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{owner}: {exc}") from None
+
+
+def deprecated_flag(old: str, instead: str):
+    """A hidden boolean option kept for one release under an old spelling (``old``, e.g. ``--fresh``):
+    the command still accepts it, ``--help`` no longer shows it, and using it prints one line saying
+    what to write ``instead``. The command reads its value as before."""
+    import typer
+
+    def notice(value: bool) -> bool:
+        if value:
+            from cellxfer.console import warn
+
+            warn(f"{old} is deprecated and goes in the next release: {instead}")
+        return value
+
+    return typer.Option(False, old, hidden=True, callback=notice, help=f"Deprecated: {instead}")

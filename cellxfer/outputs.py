@@ -1,9 +1,6 @@
-"""Output folders of resumable dataset-writing stages (synth, stylize).
+"""Single output files and the result of dataset-writing stages.
 
-:func:`prepare_output` makes a folder ready for a run: an empty or new folder is used as is; a folder
-holding a run of the same stage with the same identity (method, config, seed, ...) is resumed (its
-finished samples are kept, stale temporaries removed); anything else is refused unless ``overwrite``,
-which deletes only the dataset's own entries.
+Run folders (identity check, resume, ``--overwrite``, lock) are :class:`cellxfer.runs.RunFolder`.
 
 :func:`refuse_existing` guards single output files (CSV, JSON, PNG, checkpoints): an existing file is
 never replaced without ``--overwrite``, and a file that is one of the command's inputs never at all.
@@ -11,7 +8,6 @@ never replaced without ``--overwrite``, and a file that is one of the command's 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,41 +27,6 @@ class DatasetRunResult:
     failed: dict[str, str]
     seconds: float
     seconds_per_image: float | None = None
-
-
-def prepare_output(out: Path, stage: str, identity: dict, overwrite: bool, defaults: dict | None = None) -> None:
-    """Ready ``out`` for a ``stage`` run whose manifest will hold the keys of ``identity``. ``defaults``:
-    the config class's defaults; a config field the earlier run's manifest lacks (added to cellxfer
-    since) matches when this run leaves it at its default, which by contract keeps the old behaviour."""
-    from cellxfer.atomic import remove_stale_temporaries
-    from cellxfer.dataset import COUNTS, IMAGES, MANIFEST, MASKS, POINTS
-    from cellxfer.manifest import read_manifest
-
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; pick another --out")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if overwrite:
-        for name in (IMAGES, POINTS, MASKS):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in (COUNTS, MANIFEST):
-            (out / name).unlink(missing_ok=True)
-        return
-    previous = read_manifest(out)
-    if previous is None or previous.get("stage") != stage:
-        raise InputError(f"{out}: folder is not empty and holds no {stage} run; pass --overwrite to replace it or pick another --out")
-    before = {k: previous.get(k) for k in identity}
-    if defaults and isinstance(before.get("config"), dict):
-        new = identity.get("config") or {}
-        before["config"] = {**{k: v for k, v in defaults.items() if k in new and k not in before["config"]},
-                            **before["config"]}
-    if before != identity:
-        old_config = before.get("config") or {}
-        diff = [k for k in identity if k != "config" and before[k] != identity[k]]
-        diff += [f"{k} {old_config.get(k)!r} -> {v!r}" for k, v in (identity.get("config") or {}).items() if old_config.get(k) != v]
-        raise InputError(f"{out}: holds a {stage} run with other settings ({'; '.join(map(str, diff))}); "
-                         f"pass --overwrite to replace it or pick another --out")
-    remove_stale_temporaries(out)
 
 
 def make_parent(path: Path) -> None:

@@ -108,7 +108,7 @@ def main(argv=None):
     train_translator(TrainTranslateConfig(pairs=str(w / "source_train"), out=str(w / "source_model"), steps=args.train_steps,
                                           batch_size=args.train_batch, ngf=args.ngf, ndf=args.ndf, seed=args.seed,
                                           num_downs=args.num_downs, size=args.size, threads=args.threads),
-                     resume=args.reuse_model)
+                     overwrite=not args.reuse_model)
     train_s = time.perf_counter() - t
     g, meta = load_translator(w / "source_model")
 
@@ -253,7 +253,7 @@ def real_model(args, train_pairs: Path) -> tuple[Path, float | None]:
     t = time.perf_counter()
     train_translator(TrainTranslateConfig(pairs=str(train_pairs), out=str(out), steps=args.train_steps, batch_size=args.train_batch,
                                           size=args.size, ngf=args.ngf, ndf=args.ndf, num_downs=args.num_downs, seed=args.seed,
-                                          threads=args.threads), resume=True)
+                                          threads=args.threads))
     return out, round(time.perf_counter() - t, 1)
 
 

@@ -114,9 +114,9 @@ def test_shift_transforms():
 def test_write_pairs_resumes(tmp_path):
     out = tmp_path / "p"
     r = write_pairs(PairedConfig(size=32, cell_size=8), 3, out, seed=0)
-    assert r["written"] == 3 and sorted(p.name for p in (out / "source").iterdir()) == ["000000.tif", "000001.tif", "000002.tif"]
+    assert r.written == 3 and sorted(p.name for p in (out / "source").iterdir()) == ["000000.tif", "000001.tif", "000002.tif"]
     r = write_pairs(PairedConfig(size=32, cell_size=8), 4, out, seed=0)
-    assert (r["written"], r["skipped"]) == (1, 3)
+    assert (r.written, r.skipped) == (1, 3)
     from cellxfer.errors import InputError
 
     with pytest.raises(InputError, match="--overwrite"):
@@ -194,6 +194,11 @@ def test_train_translate_cli_resume_and_determinism(tiny_run, capsys):
 
     a, b = load_file(str(root / "a" / "translator.safetensors")), load_file(str(root / "b" / "translator.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # same seed -> same model, resumed or not
+    code, _, err = cli(_train_args(pairs, root / "b", 5) + ["--lr", "1e-3"], capsys)  # other settings: refused
+    assert code == 2 and "lr 0.0002 -> 0.001" in err and "--overwrite" in err
+    code, _, err = cli(_train_args(pairs, root / "b", 2) + ["--fresh"], capsys)  # old spelling of --overwrite
+    assert code == 0 and "--fresh is deprecated" in err
+    assert len((root / "b" / "log.csv").read_text().splitlines()) == 1 + 2
 
 
 def test_train_translate_bad_input(tmp_path, capsys):

@@ -11,6 +11,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+from cellxfer.options import deprecated_flag
 
 _TINY_TRANSLATOR = ["--size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--batch-size", "1"]
 SYNTH_PAIRS = CommandSpec(
@@ -99,7 +100,7 @@ def cellxfer_register_commands(app: typer.Typer):
             raise InputError(f"synth-pairs: {exc}") from None
         with progress("synth-pairs", total=n, unit="pair") as bar:
             r = write_pairs(cfg, n, out, seed=seed, overwrite=overwrite, on_progress=bar.advance)
-        console.print(f"{r['out']}: {n} pairs ({r['written']} written, {r['skipped']} already done); {r['seconds']:.2f} s")
+        console.print(f"{r.out}: {n} pairs ({r.written} written, {r.skipped} already done); {r.seconds:.2f} s")
 
     @app.command("split-field")
     def split_field(
@@ -130,7 +131,7 @@ def cellxfer_register_commands(app: typer.Typer):
     @app.command("train-translate")
     def train_translate(
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder: source/<id>.tif + target/<id>.tif."),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder (translator.safetensors, checkpoint.pt, log.csv, manifest)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder (translator.safetensors, checkpoint.pt, log.csv, manifest); a rerun continues it."),
         steps: int = typer.Option(2000, help="Training steps (batches)."),
         batch_size: int = typer.Option(1, help="Crops per step (pix2pix: 1)."),
         size: int = typer.Option(256, help="Crop side; a multiple of 2**num-downs."),
@@ -150,7 +151,8 @@ def cellxfer_register_commands(app: typer.Typer):
         checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
-        fresh: bool = typer.Option(False, "--fresh", help="Ignore a checkpoint in --out and start again."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
+        fresh: bool = deprecated_flag("--fresh", "use --overwrite"),
     ):
         """Train a pix2pix translator (transmitted light -> fluorescence) on paired images."""
         from cellxfer.console import out as console
@@ -164,7 +166,7 @@ def cellxfer_register_commands(app: typer.Typer):
                                    checkpoint_every=checkpoint_every, seed=seed, threads=threads)
         with progress("train-translate", total=steps, unit="step", fields="L1 {task.fields[loss_g_l1]:.4f}") as bar:
             bar.update(loss_g_l1=float("nan"))
-            r = train_translator(cfg, on_step=bar.advance, resume=not fresh)
+            r = train_translator(cfg, on_step=bar.advance, overwrite=overwrite or fresh)
         console.print(f"{out}: {r['steps']} steps, L1 {r.get('loss_g_l1', float('nan')):.4f}, D {r.get('loss_d', float('nan')):.3f}; "
                       f"{r['seconds']:.1f} s -> {out / 'translator.safetensors'}")
 

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cellxfer.dataset import MANIFEST, CellDataset, CellDatasetWriter
+from cellxfer.dataset import COUNTS, IMAGES, MASKS, POINTS, CellDataset, CellDatasetWriter
 from cellxfer.errors import InputError
 from cellxfer.outputs import DatasetRunResult
 from cellxfer.stylize.spec import Stylizer
@@ -114,15 +114,6 @@ def _identity(stylizer: Stylizer, config, seed: int, content: Path, style: Style
     }
 
 
-def _prepare_out(out: Path, content: Path, identity: dict, overwrite: bool) -> None:
-    """Make ``out`` ready: fresh, resumable (same settings), or refused."""
-    from cellxfer.outputs import prepare_output
-
-    if out.resolve() == content.resolve():
-        raise InputError(f"{out}: --out is the content dataset itself; pick another folder")
-    prepare_output(out, "stylize", identity, overwrite)
-
-
 def run_stylize(
     stylizer: Stylizer,
     config,
@@ -143,8 +134,7 @@ def run_stylize(
     ``counts.csv`` and ``manifest.json`` (stage ``stylize``, stylizer, settings, seed, input hashes,
     seconds per image).
     """
-    from cellxfer.atomic import write_json
-    from cellxfer.manifest import build_manifest
+    from cellxfer.runs import RunFolder
 
     content, out = Path(content), Path(out)
     t0 = time.perf_counter()
@@ -154,18 +144,23 @@ def run_stylize(
     style = style if isinstance(style, StyleSet) else StyleSet(style)
     ids = ds.ids[:limit] if limit is not None else ds.ids
     identity = _identity(stylizer, config, seed, content, style)
-    _prepare_out(out, content, identity, overwrite)
+    if out.resolve() == content.resolve():
+        raise InputError(f"{out}: --out is the content dataset itself; pick another folder")
+    inputs = [content, *style.sources]
+    if getattr(config, "token", None):
+        inputs.append(Path(config.token))
+    with RunFolder(out, "stylize", identity, own=(IMAGES, POINTS, MASKS, COUNTS), inputs=inputs, overwrite=overwrite) as run:
+        manifest = run.write_manifest(run.manifest(n=len(ids)), complete=False)
+        return _stylize_todo(stylizer, config, ds, ids, style, out, seed, manifest, on_progress, t0)
+
+
+def _stylize_todo(stylizer, config, ds, ids, style, out: Path, seed: int, manifest: dict, on_progress, t0: float) -> DatasetRunResult:
+    """Stylize the ids of ``ds`` that ``out`` does not hold yet; finalize the dataset (counts, manifest)."""
     writer = CellDatasetWriter(out, masks=True)
     todo = [(i, id_) for i, id_ in enumerate(ids) if not writer.is_done(id_)]
     skipped = len(ids) - len(todo)
     if on_progress and skipped:
         on_progress(skipped)
-    inputs = [content, *style.sources]
-    if getattr(config, "token", None):
-        inputs.append(Path(config.token))
-    manifest = build_manifest("stylize", identity["config"], seed, inputs=inputs, method=stylizer.name,
-                              content=identity["content"], style=identity["style"], n=len(ids))
-    write_json(out / MANIFEST, {**manifest, "complete": False})
 
     failed: dict[str, str] = {}
     t_prep = time.perf_counter()

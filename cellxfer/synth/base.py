@@ -63,18 +63,6 @@ def _job_identity(synth: Synthesizer, config, seed: int) -> dict:
     return {"method": synth.name, "config": config_dict(config), "seed": seed}
 
 
-def _prepare_out(out: Path, identity: dict, n: int, overwrite: bool, config) -> None:
-    """Make ``out`` ready: fresh, resumable (same method/config/seed), or refused."""
-    from cellxfer.dataset import IMAGES
-    from cellxfer.manifest import config_dict
-    from cellxfer.outputs import prepare_output
-
-    prepare_output(out, "synth", identity, overwrite, defaults=config_dict(type(config)()))
-    existing = len(list((out / IMAGES).glob("*.tif"))) if out.is_dir() else 0
-    if existing > n:
-        raise InputError(f"{out}: already holds {existing} images, more than --n {n}; pass --overwrite to start again")
-
-
 def run_synth(
     synth: Synthesizer,
     config,
@@ -92,37 +80,36 @@ def run_synth(
     refused unless ``overwrite``. Writes ``counts.csv`` and ``manifest.json`` at the end; a manifest
     with ``"complete": false`` marks a run still going or stopped.
     """
-    from cellxfer.atomic import write_json
-    from cellxfer.dataset import MANIFEST, CellDatasetWriter
-    from cellxfer.executors import LocalExecutor
-    from cellxfer.manifest import build_manifest
+    from cellxfer.dataset import COUNTS, IMAGES, MASKS, POINTS, CellDatasetWriter
+    from cellxfer.executors import LocalExecutor, default_workers
+    from cellxfer.manifest import config_dict
+    from cellxfer.runs import RunFolder
 
     if n < 0:
         raise InputError(f"--n {n}: the number of images must be 0 or more")
     out = Path(out)
     t0 = time.perf_counter()
-    identity = _job_identity(synth, config, seed)
-    _prepare_out(out, identity, n, overwrite, config)
-    context = synth.prepare(config)
-    writer = CellDatasetWriter(out, masks=True)
     inputs = [config.layout_from] if getattr(config, "layout_from", None) else []
-    manifest = build_manifest("synth", identity["config"], seed, inputs=inputs, method=synth.name, n=n)
-    write_json(out / MANIFEST, {**manifest, "complete": False})
-
-    todo = [i for i in range(n) if not writer.is_done(image_id(i))]
-    skipped = n - len(todo)
-    if on_progress and skipped:
-        on_progress(skipped)
-    executor = executor or LocalExecutor()
-    jobs = ((synth, config, context, seed, i, out) for i in todo)
-    failed: dict[str, str] = {}
-    from cellxfer.executors import default_workers
-
-    workers = workers or (default_workers() if len(todo) >= 16 else 1)
-    for job, result in executor.map(_render_one, jobs, workers=workers):
-        if isinstance(result, Exception):
-            failed[image_id(job[4])] = f"{type(result).__name__}: {result}"
-        if on_progress:
-            on_progress(1)
-    counts = writer.finalize({**manifest, "complete": not failed, "seconds": round(time.perf_counter() - t0, 3)})
+    with RunFolder(out, "synth", _job_identity(synth, config, seed), own=(IMAGES, POINTS, MASKS, COUNTS),
+                   inputs=inputs, overwrite=overwrite, defaults=config_dict(type(config)())) as run:
+        existing = len(list((out / IMAGES).glob("*.tif"))) if out.is_dir() else 0
+        if existing > n:
+            raise InputError(f"{out}: already holds {existing} images, more than --n {n}; pass --overwrite to start again")
+        context = synth.prepare(config)
+        writer = CellDatasetWriter(out, masks=True)
+        manifest = run.write_manifest(run.manifest(n=n), complete=False)
+        todo = [i for i in range(n) if not writer.is_done(image_id(i))]
+        skipped = n - len(todo)
+        if on_progress and skipped:
+            on_progress(skipped)
+        executor = executor or LocalExecutor()
+        jobs = ((synth, config, context, seed, i, out) for i in todo)
+        failed: dict[str, str] = {}
+        workers = workers or (default_workers() if len(todo) >= 16 else 1)
+        for job, result in executor.map(_render_one, jobs, workers=workers):
+            if isinstance(result, Exception):
+                failed[image_id(job[4])] = f"{type(result).__name__}: {result}"
+            if on_progress:
+                on_progress(1)
+        counts = writer.finalize({**manifest, "complete": not failed, "seconds": round(time.perf_counter() - t0, 3)})
     return DatasetRunResult(out, counts, len(todo) - len(failed), skipped, failed, time.perf_counter() - t0)

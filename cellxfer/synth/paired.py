@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -200,49 +201,46 @@ def render(cfg: PairedConfig, seed: int, index: int) -> tuple[np.ndarray, np.nda
     return src, tgt, points
 
 
-def write_pairs(cfg: PairedConfig, n: int, out, seed: int = 0, overwrite: bool = False, on_progress=None) -> dict:
+@dataclass(frozen=True)
+class PairsResult:
+    """What :func:`write_pairs` did: the folder, pairs written now and skipped as done, seconds."""
+
+    out: Path
+    written: int
+    skipped: int
+    seconds: float
+
+
+def write_pairs(cfg: PairedConfig, n: int, out, seed: int = 0, overwrite: bool = False, on_progress=None) -> PairsResult:
     """Write ``n`` pairs into ``out`` (``source/``, ``target/``, ``points/``, ``manifest.json``), ids
-    ``000000``...; a rerun with the same settings skips finished pairs. Returns a summary dict."""
-    import shutil
+    ``000000``...; a run folder (:class:`cellxfer.runs.RunFolder`): a rerun with the same settings skips
+    finished pairs."""
     import time
-    from pathlib import Path
 
-    from cellxfer.atomic import remove_stale_temporaries, write_json, write_text
+    from cellxfer.atomic import write_text
     from cellxfer.dataset import format_points
-    from cellxfer.errors import InputError
     from cellxfer.imageio import write_tiff
-    from cellxfer.manifest import build_manifest, config_dict, read_manifest
+    from cellxfer.manifest import config_dict
+    from cellxfer.runs import RunFolder
 
-    out = Path(out)
     t0 = time.perf_counter()
     identity = {"config": config_dict(cfg), "seed": seed}
-    if out.exists() and any(out.iterdir()):
-        prev = read_manifest(out)
-        same = prev is not None and prev.get("stage") == "synth-pairs" and {k: prev.get(k) for k in identity} == identity
-        if overwrite:
-            for name in ("source", "target", "points"):
-                shutil.rmtree(out / name, ignore_errors=True)
-            (out / "manifest.json").unlink(missing_ok=True)
-        elif not same:
-            raise InputError(f"{out}: folder is not empty and holds no synth-pairs run with these settings; "
-                             f"pass --overwrite to replace it or pick another --out")
-        remove_stale_temporaries(out)
-    manifest = build_manifest("synth-pairs", identity["config"], seed, n=n)
-    write_json(out / "manifest.json", {**manifest, "complete": False})
-    written = skipped = 0
-    for i in range(n):
-        id_ = f"{i:06d}"
-        paths = [out / "source" / f"{id_}.tif", out / "target" / f"{id_}.tif", out / "points" / f"{id_}.csv"]
-        if all(p.is_file() for p in paths):
-            skipped += 1
-        else:
-            src, tgt, pts = render(cfg, seed, i)
-            write_tiff(paths[0], src)
-            write_tiff(paths[1], tgt)
-            write_text(paths[2], format_points(pts))
-            written += 1
-        if on_progress:
-            on_progress(1)
-    seconds = round(time.perf_counter() - t0, 3)
-    write_json(out / "manifest.json", {**manifest, "complete": True, "seconds": seconds})
-    return {"out": out, "written": written, "skipped": skipped, "seconds": seconds}
+    with RunFolder(out, "synth-pairs", identity, own=("source", "target", "points"), overwrite=overwrite) as run:
+        manifest = run.write_manifest(run.manifest(n=n), complete=False)
+        written = skipped = 0
+        for i in range(n):
+            id_ = f"{i:06d}"
+            paths = [run.path("source") / f"{id_}.tif", run.path("target") / f"{id_}.tif", run.path("points") / f"{id_}.csv"]
+            if all(p.is_file() for p in paths):
+                skipped += 1
+            else:
+                src, tgt, pts = render(cfg, seed, i)
+                write_tiff(paths[0], src)
+                write_tiff(paths[1], tgt)
+                write_text(paths[2], format_points(pts))
+                written += 1
+            if on_progress:
+                on_progress(1)
+        seconds = round(time.perf_counter() - t0, 3)
+        run.write_manifest(manifest, complete=True, seconds=seconds)
+    return PairsResult(run.out, written, skipped, seconds)

@@ -6,7 +6,9 @@ halved; vanilla (BCE with logits) or least-squares GAN; Adam(lr, beta1, 0.999). 
 of random ``size`` crops with random horizontal flips. Deterministic on the CPU for a given seed.
 
 Run folder: ``translator.safetensors`` (the generator, see :mod:`.model`), ``checkpoint.pt`` (G, D,
-optimisers, step, RNG state: ``resume`` continues from it), ``log.csv`` (step, losses), ``manifest.json``.
+optimisers, step, RNG state), ``log.csv`` (step, losses), ``manifest.json``: a run folder
+(:class:`cellxfer.runs.RunFolder`): a rerun with the same settings and pairs continues from the checkpoint,
+``overwrite`` starts again, other settings are refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import csv
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -23,6 +24,8 @@ from cellxfer.errors import InputError
 from cellxfer.translate.model import MODEL_FILE, TranslatorMeta
 
 CHECKPOINT = "checkpoint.pt"
+#: Config fields a rerun may change and still continue the run.
+MUTABLE = ("out", "steps", "checkpoint_every", "threads")
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | None = None, resume: bool = True) -> dict:
+def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | None = None, overwrite: bool = False) -> dict:
     """Train (or continue) a translator in ``cfg.out``; returns a summary dict (final losses, seconds).
     Under torchrun the run is data-parallel on the CPU (gloo; :mod:`cellxfer.train.distributed`): each
     process takes its share of every ``batch_size`` crops, rank 0 writes and calls ``on_step``."""
@@ -107,21 +110,33 @@ def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | N
     cfg.check()
     with distributed("cpu") as dist:
         dist.check_batch(cfg.batch_size)
-        return _train_translator(cfg, dist, on_step if dist.is_main else None, resume)
+        return _train_translator(cfg, dist, on_step if dist.is_main else None, overwrite)
 
 
-def _train_translator(cfg: TrainTranslateConfig, dist, on_step, resume: bool) -> dict:
+def _run_folder(cfg: TrainTranslateConfig, overwrite: bool, main: bool):
+    from cellxfer.manifest import config_dict
+    from cellxfer.runs import RunFolder
+
+    return RunFolder(cfg.out, "train-translate", {"config": config_dict(cfg), "seed": cfg.seed},
+                     own=(MODEL_FILE, CHECKPOINT, "log.csv"), inputs=[cfg.pairs], overwrite=overwrite,
+                     mutable=MUTABLE, defaults=config_dict(TrainTranslateConfig(pairs="", out="")), main=main)
+
+
+def _train_translator(cfg: TrainTranslateConfig, dist, on_step, overwrite: bool) -> dict:
+    with _run_folder(cfg, overwrite, dist.is_main) as run:
+        dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
+        return _train_in(cfg, dist, on_step, run)
+
+
+def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> dict:
     import os
 
     import torch
 
-    from cellxfer.atomic import atomic_path, write_json
-    from cellxfer.manifest import build_manifest, config_dict
     from cellxfer.translate.model import build_discriminator, build_generator, save_translator
 
     set_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run.out
     arrays = load_pairs(cfg.pairs, cfg.size, cfg.input_norm, cfg.target_norm)
     torch.manual_seed(cfg.seed)
     meta = cfg.meta()
@@ -131,13 +146,9 @@ def _train_translator(cfg: TrainTranslateConfig, dist, on_step, resume: bool) ->
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     rng = np.random.default_rng(cfg.seed)
     step = 0
-    ckpt = out / CHECKPOINT
-    identity = {k: v for k, v in config_dict(cfg).items() if k not in ("out", "steps", "checkpoint_every", "threads")
-                and not (k == "augment" and v == "flip")}  # checkpoints from before --augment existed are "flip"
-    if resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        if state.get("identity") != identity:
-            raise InputError(f"{ckpt}: was trained with other settings; pick another --out or delete it to start again")
+    state = run.load_state(CHECKPOINT)
+    manifest = run.write_manifest(run.manifest(), complete=False)
+    if state is not None:
         g.load_state_dict(state["g"]); d.load_state_dict(state["d"])
         opt_g.load_state_dict(state["opt_g"]); opt_d.load_state_dict(state["opt_d"])
         step = state["step"]
@@ -153,12 +164,8 @@ def _train_translator(cfg: TrainTranslateConfig, dist, on_step, resume: bool) ->
     last = {}
 
     def save_checkpoint():
-        if not dist.is_main:
-            return
-        with atomic_path(ckpt) as tmp:
-            torch.save({"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                        "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                        "identity": identity}, tmp)
+        run.save_state({"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                        "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, CHECKPOINT)
 
     g.train(); d.train()
     rows = dist.shard(cfg.batch_size)  # this rank's crops of every global batch (all of them in one process)
@@ -195,9 +202,8 @@ def _train_translator(cfg: TrainTranslateConfig, dist, on_step, resume: bool) ->
     seconds = time.perf_counter() - t0
     if dist.is_main:
         save_translator(out / MODEL_FILE, g, meta)
-        write_json(out / "manifest.json", build_manifest("train-translate", config_dict(cfg), cfg.seed, inputs=[cfg.pairs],
-                                                         steps_done=step, final_losses=last, seconds=round(seconds, 2),
-                                                         distributed=dist.describe()))
+        run.write_manifest(manifest, complete=True, steps_done=step, final_losses=last, seconds=round(seconds, 2),
+                           distributed=dist.describe())
     dist.barrier()
     return {"out": out, "steps": step, "seconds": seconds, **last}
 
