@@ -153,55 +153,48 @@ def fit_log(images: list[np.ndarray], counts, sigmas=SIGMAS) -> dict:
 def train_log(config, on_epoch=None, on_step=None, on_start=None):
     """``train-count --arch log``: fit the LoG on the regime's labelled training images (real, or
     synthetic for ``--regime synthetic``; both for the mixed regimes); write the run folder like
-    :func:`cellxfer.train.counter.train_counter` (best/last checkpoints, history.csv, manifest.json)."""
+    :func:`cellxfer.train.counter.train_counter` (best/last checkpoints, history.csv, manifest.json), a
+    :class:`cellxfer.runs.RunFolder`: a rerun with the same settings fits again, other settings are refused
+    unless ``overwrite``."""
     import time
-    from dataclasses import replace
-    from pathlib import Path
+    from dataclasses import fields, replace
 
-    from cellxfer.atomic import write_json, write_text
     from cellxfer.counter.model import CounterMeta, save_counter
-    from cellxfer.errors import InputError
-    from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.manifest import config_dict
+    from cellxfer.runs import RunFolder
+    from cellxfer.train.counter import BEST, LAST, RESUMABLE_CHANGES, EpochRecord, TrainConfig, domain_scale
     from cellxfer.train.data import load_domain
 
     config.validate()
-    out = Path(config.out)
-    if (out / "best.safetensors").exists() and not (config.overwrite or config.resume):
-        raise InputError(f"{out}: holds a training run; pass --overwrite to fit again")
-    out.mkdir(parents=True, exist_ok=True)
-    norm = config.normalization()
-    t0 = time.perf_counter()
-    doms = [load_domain(p, norm, n, config.exclude) for p, n in ((config.real, "real"), (config.synthetic, "synthetic"))
-            if p is not None and (config.regime != "supervised" or n == "real")]
-    images = [im for d in doms for im in d.images]
-    counts = np.concatenate([d.counts for d in doms])
-    fitted = fit_log(images, counts)
-    opts = {k: fitted[k] for k in ("sigma", "threshold", "min_distance", "margin")}
-    from cellxfer.train.counter import domain_scale
+    inputs = [p for p in (config.real, config.synthetic, config.val) if p]
+    run = RunFolder(config.out, "train-count", {"config": config_dict(config), "seed": config.seed}, own=(BEST, LAST),
+                    inputs=inputs, overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()))
+    with run:  # a rerun with the same settings fits again (deterministic, seconds): the same files
+        norm = config.normalization()
+        t0 = time.perf_counter()
+        doms = [load_domain(p, norm, n, config.exclude) for p, n in ((config.real, "real"), (config.synthetic, "synthetic"))
+                if p is not None and (config.regime != "supervised" or n == "real")]
+        images = [im for d in doms for im in d.images]
+        fitted = fit_log(images, np.concatenate([d.counts for d in doms]))
+        opts = {k: fitted[k] for k in ("sigma", "threshold", "min_distance", "margin")}
+        meta = CounterMeta(arch="log", window=config.crop, output="density", normalization=norm, arch_options=opts,
+                           **domain_scale(doms[0] if doms else None),
+                           extra={"regime": config.regime, "fit_mae": fitted["fit_mae"]})
+        model = build_log(meta)
+        val_mae = val_rmse = None
+        if config.val is not None:
+            from cellxfer.train.counter import predict_normalized
 
-    meta = CounterMeta(arch="log", window=config.crop, output="density", normalization=norm, arch_options=opts,
-                       **domain_scale(doms[0] if doms else None),
-                       extra={"regime": config.regime, "fit_mae": fitted["fit_mae"]})
-    model = build_log(meta)
-    val_mae = val_rmse = None
-    if config.val is not None:
-        from cellxfer.train.counter import predict_normalized
-
-        val = load_domain(config.val, norm, "validation", config.exclude)
-        err = predict_normalized(model, meta, val.images) - val.counts
-        val_mae, val_rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
-    seconds = time.perf_counter() - t0
-    save_counter(out / "best.safetensors", model, replace(meta, extra={**meta.extra, "val_mae": val_mae}))
-    save_counter(out / "last.safetensors", model, meta)
-    write_text(out / "history.csv", "epoch,phase,steps,loss,val_mae,val_rmse,seconds\n"
-               f"1,fit,0,{fitted['fit_mae']:.6g},{'' if val_mae is None else f'{val_mae:.4f}'},"
-               f"{'' if val_rmse is None else f'{val_rmse:.4f}'},{seconds:.2f}\n")
-    write_json(out / "manifest.json", build_manifest(
-        "train-count", config_dict(config), config.seed, inputs=[p for p in (config.real, config.synthetic, config.val) if p],
-        fitted=fitted, result={"epochs": 1, "best": {"epoch": 1, "val_mae": val_mae, "val_rmse": val_rmse},
-                               "train_seconds": round(seconds, 2), "final_loss": fitted["fit_mae"]}))
+            val = load_domain(config.val, norm, "validation", config.exclude)
+            err = predict_normalized(model, meta, val.images) - val.counts
+            val_mae, val_rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
+        record = EpochRecord(1, "fit", 0, fitted["fit_mae"], val_mae, val_rmse, time.perf_counter() - t0)
+        save_counter(run.path(BEST), model, replace(meta, extra={**meta.extra, "val_mae": val_mae}))
+        save_counter(run.path(LAST), model, meta)
+        run.write_history([record.__dict__], [f.name for f in fields(EpochRecord)])
+        run.write_manifest(fitted=fitted, complete=True, result={
+            "epochs": 1, "best": {"epoch": 1, "val_mae": val_mae, "val_rmse": val_rmse},
+            "train_seconds": round(record.seconds, 2), "final_loss": fitted["fit_mae"]})
     if on_epoch is not None:
-        from cellxfer.train.counter import EpochRecord
-
-        on_epoch(EpochRecord(1, "fit", 0, fitted["fit_mae"], val_mae, val_rmse, seconds))
-    return out
+        on_epoch(record)
+    return run.out

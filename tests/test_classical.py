@@ -87,6 +87,12 @@ def test_train_count_arch_log_writes_a_normal_counter(data, tmp_path):
     assert meta.arch == "log" and meta.output == "density" and meta.window == 64
     res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=data / "val", out_csv=tmp_path / "p.csv"))
     assert res.metrics.mae <= 1.0 and res.localisation["f1"] > 0.9
+    # the run-folder policy: the same settings fit again, other settings are refused
+    assert train_counter(TrainConfig(regime="supervised", out=run, real=data / "train", val=data / "val", arch="log", crop=64)) == run
+    from cellxfer.errors import InputError
+
+    with pytest.raises(InputError, match="crop 64 -> 32.*--overwrite"):
+        train_counter(TrainConfig(regime="supervised", out=run, real=data / "train", val=data / "val", arch="log", crop=32))
     # stitched 64-pixel tiles give exactly the whole-image detections (margin >= kernel radius + peak window)
     from cellxfer.dataset import CellDataset
 

@@ -137,7 +137,7 @@ def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrit
     rng = np.random.default_rng(seed)
     start, losses = 0, []
     if state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        state = torch.load(state_file, map_location="cpu", weights_only=True)  # tensors and plain data only
         if state.get("identity") != identity:
             raise InputError(f"{state_file}: a stopped learn-style run with other settings; delete it or pass --overwrite")
         mapper.load_state_dict(state["mapper"])
