@@ -5,6 +5,7 @@ start pays the torch/diffusers import once for all three trainers."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -39,6 +40,7 @@ def main(argv: list[str]) -> int:
 
     root = Path(argv[0])
     train_translator(translate_config(root, "t_two"))
+    train_translator(replace(translate_config(root, "t_resume"), steps=6))  # a 1-process checkpoint, continued
     adapt_layer(adapt_config(root, "a_two"))
     learn(root, "two.safetensors")
     return 0

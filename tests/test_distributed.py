@@ -142,10 +142,12 @@ def _torchrun(script_args: list[str], timeout: int = 180) -> None:
 
 def test_translate_adapt_and_learn_style_on_two_gloo_processes(tmp_path):
     """train-translate (instance norm, no dropout) and learn-style (all random draws made for the global
-    batch) reproduce one process; adapt, whose discriminator has batch norm (per-rank statistics on the
+    batch) reproduce one process, and 2 processes continue a 1-process translator checkpoint as one would; adapt, whose discriminator has batch norm (per-rank statistics on the
     CPU), trains only up to its layer and records the world."""
     import importlib.util
     import json
+    import shutil
+    from dataclasses import replace
 
     import tifffile
     from safetensors.numpy import load_file
@@ -166,6 +168,11 @@ def test_translate_adapt_and_learn_style_on_two_gloo_processes(tmp_path):
     for i in range(2):
         tifffile.imwrite(tmp_path / "style" / f"s{i}.tif", rng.normal(8, 3, (70, 90)).clip(0, 255).astype(np.uint8))
     train_translator(ddp_worker.translate_config(tmp_path, "t_one"))
+    train_translator(replace(ddp_worker.translate_config(tmp_path, "t_six"), steps=6))
+    shutil.copytree(tmp_path / "t_one", tmp_path / "t_resume")  # 2 processes continue it to step 6
+    marked = tmp_path / "t_resume" / "log.csv"  # rows 1-4 marked: a resumed run appends, a fresh one rewrites
+    lines = marked.read_text().splitlines()
+    marked.write_text("\n".join(lines[:1] + [f"{i},-1,-1,-1" for i in range(1, 5)]) + "\n")
     adapt_layer(ddp_worker.adapt_config(tmp_path, "a_one"))
     ddp_worker.learn(tmp_path, "one.safetensors")
 
@@ -175,17 +182,23 @@ def test_translate_adapt_and_learn_style_on_two_gloo_processes(tmp_path):
         wa, wb = load_file(str(a)), load_file(str(b))
         assert wa.keys() == wb.keys() and max(float(np.abs(wa[k] - wb[k]).max()) for k in wa) < atol
 
-    logs = [np.loadtxt(tmp_path / d / "log.csv", delimiter=",", skiprows=1) for d in ("t_one", "t_two")]
-    np.testing.assert_allclose(logs[1], logs[0], rtol=1e-4)  # printed with 5 decimals
+    def log(run: str):
+        return np.loadtxt(tmp_path / run / "log.csv", delimiter=",", skiprows=1)
+
+    np.testing.assert_allclose(log("t_two"), log("t_one"), rtol=1e-4)  # printed with 5 decimals
+    resumed = log("t_resume")
+    assert resumed[:, 0].tolist() == [1, 2, 3, 4, 5, 6] and (resumed[:4, 1:] == -1).all()
+    np.testing.assert_allclose(resumed[4:], log("t_six")[4:], rtol=1e-4)
     # translators compared as functions: the biases of convolutions followed by instance norm have zero true
     # gradient, so Adam turns their float noise into lr-sized steps of either sign (measured: up to 1.5e-3)
     # that the norm removes again
     from cellxfer.translate.model import load_translator
 
     x = torch.from_numpy(np.random.default_rng(2).normal(size=(2, 1, 32, 32)).astype(np.float32))
-    with torch.no_grad():
-        y1, y2 = (load_translator(tmp_path / d / "translator.safetensors")[0](x) for d in ("t_one", "t_two"))
-    assert float((y1 - y2).abs().max()) < ATOL_WEIGHTS
+    for one, two in (("t_one", "t_two"), ("t_six", "t_resume")):
+        with torch.no_grad():
+            y1, y2 = (load_translator(tmp_path / d / "translator.safetensors")[0](x) for d in (one, two))
+        assert float((y1 - y2).abs().max()) < ATOL_WEIGHTS
     close(tmp_path / "one.safetensors", tmp_path / "two.safetensors", ATOL_WEIGHTS)
     manifests = {n: json.loads(p.read_text()) for n, p in (("t", tmp_path / "t_two" / "manifest.json"),
                                                            ("a", tmp_path / "a_two" / "manifest.json"),
