@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("export", "cellxfer.stages.export"),
     ("count", "cellxfer.stages.count"),
     ("train-count", "cellxfer.stages.train_count"),
+    ("adapt-count", "cellxfer.stages.adapt_count"),
     ("density", "cellxfer.stages.density"),
     ("ensemble", "cellxfer.stages.ensemble"),
     ("translate", "cellxfer.stages.translate"),

@@ -47,5 +47,8 @@ def density_from_centre_map(cmap: np.ndarray, sigma: float = 3.0, truncate: floa
 
 
 def density_batch(maps: np.ndarray, sigma: float = 3.0) -> np.ndarray:
-    """float32 (B, 1, H, W) densities of int centre maps (B, H, W)."""
+    """float32 (B, 1, H, W) densities of int centre maps (B, H, W); float maps are densities already
+    (adapt-count's pseudo-density) and are returned as they are."""
+    if np.issubdtype(np.asarray(maps).dtype, np.floating):
+        return np.asarray(maps, dtype=np.float32)[:, None]
     return np.stack([density_from_centre_map(m, sigma) for m in maps])[:, None]

@@ -78,10 +78,8 @@ def cellxfer_register_commands(app: typer.Typer):
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out."),
     ):
         """Train a cell counter (EfficientNet-B0 by default) in one of the paper's regimes."""
-        from cellxfer.console import err, out as console
-        from cellxfer.progress import progress
         from cellxfer.options import parse_value
-        from cellxfer.train.counter import TrainConfig, train_counter
+        from cellxfer.train.counter import TrainConfig
 
         config = TrainConfig(
             regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
@@ -92,31 +90,7 @@ def cellxfer_register_commands(app: typer.Typer):
             zoom=parse_value(Optional[tuple[float, float]], zoom, "zoom") if zoom else None,
             extra={"arch_options": arch_options(arch, arch_option)} if arch_option else {},
         )
-        state = {"loss": None, "val": None, "epoch": 0}
-        with progress(f"train-count {regime}", total=None, unit="step") as bar:
-            def label() -> str:
-                return (f"{regime} epoch {state['epoch'] + 1}/{config.total_epochs()} loss {_fmt(state['loss'], '.1f')} "
-                        f"val MAE {_fmt(state['val'])}")
-
-            def on_start(done, total):
-                bar.update(total=total, completed=done, description=label())
-
-            def on_step(epoch, loss):
-                state["epoch"], state["loss"] = epoch, loss
-                bar.advance(1, description=label())
-
-            def on_epoch(rec):
-                state["val"] = rec.val_mae if rec.val_mae is not None else state["val"]
-                err.print(f"epoch {rec.epoch}/{config.total_epochs()} [{rec.phase}] {rec.steps} steps, "
-                          f"loss {rec.loss:.2f}, val MAE {_fmt(rec.val_mae)} RMSE {_fmt(rec.val_rmse)}, {rec.seconds:.1f} s")
-
-            run = train_counter(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
-        import json
-
-        result = json.loads((run / "manifest.json").read_text()).get("result") or {}
-        best = result.get("best") or {}
-        console.print(f"{run}: best.safetensors (epoch {best.get('epoch')}, val MAE {_fmt(best.get('val_mae'))}), "
-                      f"last.safetensors; {result.get('train_seconds', 0):.1f} s training")
+        train_with_progress(config, f"train-count {regime}")
 
     @app.command("evaluate")
     def evaluate(
@@ -158,6 +132,41 @@ def cellxfer_register_commands(app: typer.Typer):
         if json_out is not None:
             write_json(json_out, {"model": str(model), "data": str(data), "engine": res.engine, **m.as_dict(), "csv": str(res.csv),
                                   "localisation": res.localisation})
+
+
+def train_with_progress(config, title: str) -> Path:
+    """Run :func:`cellxfer.train.counter.train_counter` with a progress bar and one line per epoch;
+    print where the checkpoints are. Shared by ``train-count`` and ``adapt-count``."""
+    import json
+
+    from cellxfer.console import err, out as console
+    from cellxfer.progress import progress
+    from cellxfer.train.counter import train_counter
+
+    state = {"loss": None, "val": None, "epoch": 0}
+    with progress(title, total=None, unit="step") as bar:
+        def label() -> str:
+            return (f"{config.regime} epoch {state['epoch'] + 1}/{config.total_epochs()} loss {_fmt(state['loss'], '.1f')} "
+                    f"val MAE {_fmt(state['val'])}")
+
+        def on_start(done, total):
+            bar.update(total=total, completed=done, description=label())
+
+        def on_step(epoch, loss):
+            state["epoch"], state["loss"] = epoch, loss
+            bar.advance(1, description=label())
+
+        def on_epoch(rec):
+            state["val"] = rec.val_mae if rec.val_mae is not None else state["val"]
+            err.print(f"epoch {rec.epoch}/{config.total_epochs()} [{rec.phase}] {rec.steps} steps, "
+                      f"loss {rec.loss:.2f}, val MAE {_fmt(rec.val_mae)} RMSE {_fmt(rec.val_rmse)}, {rec.seconds:.1f} s")
+
+        run = train_counter(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
+    result = json.loads((run / "manifest.json").read_text()).get("result") or {}
+    best = result.get("best") or {}
+    console.print(f"{run}: best.safetensors (epoch {best.get('epoch')}, val MAE {_fmt(best.get('val_mae'))}), "
+                  f"last.safetensors; {result.get('train_seconds', 0):.1f} s training")
+    return run
 
 
 def arch_options(arch: str, items: list[str]) -> dict:

@@ -53,6 +53,7 @@ class TrainConfig:
     regime: str = "supervised"
     out: Path = Path("run")
     real: Optional[Path] = None        # labelled real images (supervised, finetune, dual, dacs)
+    unlabeled: Optional[Path] = None   # adapt: unlabelled target images (cellxfer.train.adapt); never their labels
     synthetic: Optional[Path] = None   # labelled synthetic images (synthetic, finetune, dual, dacs)
     val: Optional[Path] = None         # labelled validation images, counted whole with windows
     arch: str = "efficientnet_b0"
@@ -82,6 +83,9 @@ class TrainConfig:
     init_head_bias: bool = True        # start the output bias at the mean training crop count
     sigma: float = 3.0                 # density architectures: Gaussian kernel sigma of the targets, pixels
     count_weight: float = 0.0          # density architectures: + weight x mean over crops of (sum pred - sum target)^2
+    photometric: float = 0.0           # strength of the intensity augmentation of crops (train.data.photometric); 0 = off
+    pseudo_peak: float = 0.0           # adapt: pseudo-density kept only near peaks above this x one kernel's height (train.adapt.confident_density)
+    diameter: Optional[str] = None     # adapt: --diameter policy the target images are resized by, as in count
     resume: bool = False
     overwrite: bool = False
     device: str = "cpu"
@@ -100,8 +104,12 @@ class TrainConfig:
     def validate(self) -> None:
         if self.regime not in REGIMES:
             raise InputError(f"--regime {self.regime}: unknown; use one of {', '.join(REGIMES)}")
-        needs_real = self.regime != "synthetic"
-        needs_syn = self.regime != "supervised"
+        needs_real = self.regime not in ("synthetic", "adapt")
+        needs_syn = self.regime not in ("supervised", "adapt")
+        if self.regime == "adapt":
+            self._validate_adapt()
+        elif self.unlabeled is not None:
+            raise InputError("unlabelled target images are for adapt-count; drop --unlabeled")
         if needs_real and self.real is None:
             raise InputError(f"--regime {self.regime} trains on real images; pass --real DIR (a labelled dataset)")
         if needs_syn and self.synthetic is None:
@@ -131,11 +139,28 @@ class TrainConfig:
             raise InputError(f"--norm-min-snr {self.norm_min_snr} must be > 0 (the divisor floor in noise SDs)")
         if self.norm_clip is not None and not self.norm_clip > 0:
             raise InputError(f"--norm-clip {self.norm_clip} must be > 0 (normalised values above it are clipped)")
+        if self.photometric < 0:
+            raise InputError(f"--photometric {self.photometric} must be >= 0 (0 = off)")
         if self.device != "cpu":
             import torch
 
             if self.device.startswith("cuda") and not torch.cuda.is_available():
                 raise InputError(f"--device {self.device}: no CUDA GPU is visible to torch; use --device cpu")
+
+
+    def _validate_adapt(self) -> None:
+        from cellxfer.train.adapt import refuse_labelled_overlap
+
+        if self.unlabeled is None or self.pretrained is None:
+            raise InputError("adapt-count needs --model COUNTER (the counter to adapt) and --unlabeled DIR (target images)")
+        if self.real is not None:
+            raise InputError("adapt-count uses no real label; drop --real (give labelled images as --val to watch them)")
+        if not 0 < self.ema < 1:
+            raise InputError(f"--ema {self.ema}: adapt-count's teacher is the moving average of the weights; "
+                             f"give a decay in (0, 1), e.g. 0.99")
+        if not self.pseudo_peak >= 0:
+            raise InputError(f"--pseudo-peak {self.pseudo_peak} must be >= 0 (x one kernel's peak height; 0 keeps all the teacher's density)")
+        refuse_labelled_overlap(self.unlabeled, {"--val": self.val, "--synthetic": self.synthetic})
 
 
 @dataclass
@@ -217,6 +242,16 @@ def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch
             out.append(total)
     model.train(was_training)
     return np.array(out)
+
+
+def _teacher(model, ema):
+    """The weights to validate, save (and, adapting, pseudo-label with): the moving average when there is
+    one, with the model's batch-norm statistics copied in (they are not averaged), else the model."""
+    if ema is None:
+        return model
+    for b_ema, b in zip(ema.module.buffers(), model.buffers()):
+        b_ema.copy_(b)
+    return ema.module
 
 
 def _head_bias(model, value: float) -> bool:
@@ -323,8 +358,16 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
     norm = meta.normalization
     real = load_domain(config.real, norm, "real", config.exclude) if config.real else None
     syn = load_domain(config.synthetic, norm, "synthetic", config.exclude) if config.synthetic else None
-    val = load_domain(config.val, norm, "validation", config.exclude) if config.val else None
-    meta = replace(meta, **domain_scale(real or syn, config.zoom))
+    unlab, val_scale = None, None
+    if config.regime == "adapt":  # the given counter's scale; target (and validation) images resized to it
+        from cellxfer.train.adapt import adapted_meta, as_density, load_target
+
+        meta, val_scale = adapted_meta(config, meta)
+        unlab = load_target(config.unlabeled, meta, config.diameter)
+        syn = as_density(syn, config.sigma) if syn is not None else None
+    else:
+        meta = replace(meta, **domain_scale(real or syn, config.zoom))
+    val = load_domain(config.val, norm, "validation", config.exclude, scale=val_scale) if config.val else None
 
     torch.manual_seed(config.seed)
     model = build_counter(meta).to(dist.device)
@@ -333,6 +376,9 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
         from cellxfer.train.pretrained import load_pretrained
 
         pretrained_info = load_pretrained(model, config.pretrained)
+        if unlab is not None and pretrained_info["loaded"] != pretrained_info["of"]:
+            raise InputError(f"--model {config.pretrained}: only {pretrained_info['loaded']} of {pretrained_info['of']} "
+                             f"tensors fit; give a counter checkpoint written by train-count")
     head_init = None
     if config.init_head_bias and state is None:
         head_init = _mean_crop_count([d for d in (real, syn) if d is not None], config.crop)
@@ -345,11 +391,15 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
         # thousands of steps) but copied from the model before every validation and save
         from torch.optim.swa_utils import AveragedModel
 
+        warm_up = unlab is None  # adapt: the teacher starts as the given counter and keeps a constant decay
+
         def ema_fn(avg, cur, n, d=config.ema):
-            decay = min(d, (1.0 + float(n)) / (10.0 + float(n)))
+            decay = min(d, (1.0 + float(n)) / (10.0 + float(n))) if warm_up else d
             return decay * avg + (1.0 - decay) * cur
 
         ema = AveragedModel(model, avg_fn=ema_fn, use_buffers=False)
+        if not warm_up:  # counted as one average already, so the first update averages instead of copying
+            ema.n_averaged.fill_(1)
     history: list[dict] = []
     best = {"epoch": None, "val_mae": math.inf}
     start, train_seconds = 0, 0.0
@@ -371,15 +421,18 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
         "data": {d.name: {"images": len(d), "cells": int(d.counts.sum())} for d in (real, syn, val) if d is not None},
         "distributed": dist.describe(),
     }
+    if unlab is not None:  # its image files only: the target folder's labels are never read, not even hashed
+        manifest_extra["unlabeled"] = unlab.manifest()
 
     def save_manifest(result: dict | None = None) -> None:
+        stage = "adapt-count" if unlab is not None else "train-count"
         if dist.is_main:
-            write_json(out / "manifest.json", build_manifest("train-count", cfg, config.seed, inputs=inputs,
+            write_json(out / "manifest.json", build_manifest(stage, cfg, config.seed, inputs=inputs,
                                                          **manifest_extra, result=result))
 
     if state is None:
         save_manifest()
-    n_real, n_syn = len(real) if real else 0, len(syn) if syn else 0
+    n_real, n_syn = len(real or unlab or ()), len(syn) if syn else 0
     all_steps, step = steps_total(config, n_real, n_syn), steps_total(config, n_real, n_syn, upto=start)
     if on_start is not None:
         on_start(step, all_steps)
@@ -394,10 +447,16 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
         torch.manual_seed(dist.seed(_torch_seed(config.seed, epoch)))
         t0 = time.perf_counter()
         losses = []
+        if unlab is not None:  # the teacher's pseudo-density of this epoch; batch-norm statistics stay the given
+            from cellxfer.train.adapt import freeze_batch_norm  # counter's (cellxfer.train.adapt)
+
+            real = unlab.pseudo_labelled(_teacher(model, ema), meta, config.pseudo_peak)
+            freeze_batch_norm(model)
         for batch in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
                                   flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
                                   mix_prob=config.mix_prob, edge_prob=config.edge_prob,
-                                  max_steps=config.max_steps_per_epoch, with_maps=density, zoom=config.zoom):
+                                  max_steps=config.max_steps_per_epoch, with_maps=density, zoom=config.zoom,
+                                  photometric_strength=config.photometric):
             n, rows = len(batch[0]), dist.shard(len(batch[0]))
             if rows is None:  # a last batch with fewer crops than processes: skipped by every rank
                 continue
@@ -416,10 +475,7 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
             if on_step is not None:
                 on_step(epoch, losses[-1])
         val_mae = val_rmse = None
-        shown = model if ema is None else ema.module  # what is validated and saved
-        if ema is not None:
-            for b_ema, b in zip(ema.module.buffers(), model.buffers()):
-                b_ema.copy_(b)
+        shown = _teacher(model, ema)  # what is validated and saved
         for module in {id(model): model, id(shown): shown}.values():  # no checkpoint of non-finite weights
             check_finite_weights(module, epoch + 1)
         if val is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == total):

@@ -8,6 +8,7 @@ rotation or CutMix is applied to image and map together, so the target count of 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,8 @@ def centre_map(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 @dataclass
 class Domain:
     """One domain's labelled images in memory: ``images[i]`` float32 (H, W) normalised, ``maps[i]`` int32
-    centre maps of the same shape, ``ids[i]`` the image ids."""
+    centre maps of the same shape (or float32 density maps: :mod:`cellxfer.train.adapt`), ``ids[i]`` the
+    image ids."""
 
     name: str
     root: Path
@@ -68,7 +70,7 @@ class Domain:
 
     @property
     def counts(self) -> np.ndarray:
-        return np.array([int(m.sum()) for m in self.maps], dtype=np.int64)
+        return np.array([round(float(m.sum())) for m in self.maps], dtype=np.int64)
 
 
 def excluded_ids(ds, exclude: Iterable[str] = ()) -> dict[str, str]:
@@ -96,16 +98,22 @@ def labelled_ids(root: str | os.PathLike, exclude: Iterable[str] = (), role: str
 
 
 def load_domain(root: str | os.PathLike, normalization: Normalization, name: str,
-                exclude: Iterable[str] = ()) -> Domain:
-    """Read a labelled dataset into memory (normalised whole images + centre maps)."""
+                exclude: Iterable[str] = (), scale=None) -> Domain:
+    """Read a labelled dataset into memory (normalised whole images + centre maps). ``scale``
+    (image -> :class:`cellxfer.scale.Scaled`, e.g. a ``--diameter`` policy) resizes each image first,
+    its points with it, as ``evaluate`` does."""
     ds, ids = labelled_ids(root, exclude, role=name)
     if not ids:
         raise InputError(f"{ds.root}: no usable labelled images for {name}")
     images, maps = [], []
     for id_ in ids:
         s = ds[id_]
-        images.append(normalization.apply(s.image))
-        maps.append(centre_map(s.points, s.image.shape))
+        image, points = s.image, s.points
+        if scale is not None:
+            scaled = scale(image)
+            image, points = scaled.image, points / np.array([scaled.sx, scaled.sy])
+        images.append(normalization.apply(image))
+        maps.append(centre_map(np.minimum(points, np.array(image.shape[::-1]) - 1e-6), image.shape))
     return Domain(name, ds.root, ids, images, maps)
 
 
@@ -177,3 +185,24 @@ def edge_pad(image: np.ndarray, cmap: np.ndarray, rng: np.random.Generator, prob
     if kind in (1, 2):  # short in width (right border)
         image[:, w:], cmap[:, w:] = 0, 0
     return image, cmap
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """The *strong* view of a normalised crop (mean-teacher training, :mod:`cellxfer.train.adapt`):
+    gain ``exp(s * U(-0.4, 0.4))``, gamma ``exp(s * U(-0.4, 0.4))`` on the positive values, Gaussian blur
+    of sigma ``s * U(0, 1)`` pixels and Gaussian noise of SD ``s * U(0, 0.08)``, with ``s = strength``.
+    None of these moves a cell, so the crop's centre map stays its target. ``strength`` 0 returns the
+    image unchanged *and draws nothing*, so runs without it keep their random stream; otherwise four
+    numbers and one noise field are always drawn."""
+    if strength <= 0:
+        return image
+    from scipy.ndimage import gaussian_filter
+
+    gain, gamma, blur, sd = (float(v) for v in rng.uniform((-0.4, -0.4, 0.0, 0.0), (0.4, 0.4, 1.0, 0.08)))
+    noise = rng.standard_normal(image.shape).astype(np.float32)
+    out = np.asarray(image, dtype=np.float32) * np.float32(math.exp(strength * gain))
+    pos = out > 0
+    out[pos] = out[pos] ** np.float32(math.exp(strength * gamma))
+    if strength * blur > 0.05:
+        out = gaussian_filter(out, strength * blur, mode="nearest").astype(np.float32, copy=False)
+    return out + np.float32(strength * sd) * noise

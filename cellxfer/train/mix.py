@@ -29,7 +29,7 @@ def paste(dst_img: np.ndarray, dst_map: np.ndarray, src_img: np.ndarray, src_map
     img, cmap = dst_img.copy(), dst_map.copy()
     img[y0:y1, x0:x1] = src_img[y0:y1, x0:x1]
     cmap[y0:y1, x0:x1] = src_map[y0:y1, x0:x1]
-    return img, cmap, int(cmap.sum())
+    return img, cmap, cmap.sum().item()
 
 
 def random_cutmix(a_img, a_map, b_img, b_map, rng: np.random.Generator, alpha: float = 1.0, prob: float = 0.5):
@@ -41,7 +41,7 @@ def random_cutmix(a_img, a_map, b_img, b_map, rng: np.random.Generator, alpha: f
     h, w = a_img.shape
     cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
     if u >= prob:
-        return a_img, a_map, int(a_map.sum()), None
+        return a_img, a_map, a_map.sum().item(), None
     box = cutmix_box((h, w), lam, cy, cx)
     if direction < 0.5:
         img, cmap, n = paste(a_img, a_map, b_img, b_map, box)

@@ -1,0 +1,54 @@
+"""Built-in plugin: ``cellxfer adapt-count`` (unsupervised adaptation of a density counter, see
+:mod:`cellxfer.train.adapt`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cellxfer.hookspecs import hookimpl
+
+
+@hookimpl
+def cellxfer_register_commands(app: typer.Typer):
+    @app.command("adapt-count")
+    def adapt_count(
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Density counter to adapt (.safetensors from train-count) [default: the shipped counter]."),
+        unlabeled: Path = typer.Option(..., "--unlabeled", "-u", help="Target images without labels: a folder, a cell dataset (its labels are never read) or one image."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder (best/last checkpoints, state, history, manifest)."),
+        synthetic: Optional[Path] = typer.Option(None, help="Labelled synthetic images kept in the loop (supervised half of each batch, CutMixed into target crops)."),
+        val: Optional[Path] = typer.Option(None, help="Labelled validation images (not the target's): whole-image MAE picks `best`; without it `best` is the last epoch."),
+        epochs: int = typer.Option(30, help="Epochs; one epoch passes over the target images once (at least one step)."),
+        batch_size: int = typer.Option(16, help="Batch size (half synthetic, half target when --synthetic is given)."),
+        lr: float = typer.Option(1e-4, help="Adam learning rate (peak of the schedule)."),
+        lr_schedule: str = typer.Option("constant", help="constant or cosine."),
+        weight_decay: float = typer.Option(1e-5, help="Adam weight decay."),
+        teacher_ema: float = typer.Option(0.99, help="Decay of the teacher (moving average of the student's weights, per step)."),
+        pseudo_peak: float = typer.Option(0.25, help="Keep the teacher's density only within 3 sigma of pixels reaching this x the peak height of one cell's kernel (0 = all)."),
+        photometric: float = typer.Option(1.0, help="Strength of the student's intensity augmentation: gain, gamma, blur, noise (0 = off)."),
+        mix_prob: float = typer.Option(0.5, help="Probability of CutMixing a target crop with a synthetic one."),
+        cutmix_alpha: float = typer.Option(1.0, help="Beta(alpha, alpha) of the CutMix box size."),
+        count_weight: float = typer.Option(0.01, help="Weight of the crop-count loss added to the pixel loss."),
+        edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows."),
+        diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the target images: auto, PIXELS or off, as in `count` [default: auto when the model records one]."),
+        max_steps_per_epoch: Optional[int] = typer.Option(None, help="Cap optimizer steps per epoch (quick runs)."),
+        val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
+        seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
+        device: str = typer.Option("cpu", help="Torch device: cpu, cuda, cuda:1, ..."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out."),
+    ):
+        """Adapt a density counter to unlabelled target images (mean teacher, pseudo-density, DACS with synthetic labels)."""
+        from cellxfer.engines.base import default_model
+        from cellxfer.stages.train_count import train_with_progress
+        from cellxfer.train.adapt import adapt_config
+
+        config = adapt_config(
+            model or default_model(), unlabeled, out, synthetic=synthetic, val=val, epochs=epochs, batch_size=batch_size, lr=lr,
+            lr_schedule=lr_schedule, weight_decay=weight_decay, ema=teacher_ema, pseudo_peak=pseudo_peak,
+            photometric=photometric, mix_prob=mix_prob, cutmix_alpha=cutmix_alpha, count_weight=count_weight,
+            edge_prob=edge_prob, diameter=diameter, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
+            seed=seed, device=device, resume=resume, overwrite=overwrite)
+        train_with_progress(config, "adapt-count")
