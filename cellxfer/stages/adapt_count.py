@@ -8,7 +8,21 @@ from typing import Optional
 
 import typer
 
+from cellxfer.commands import CommandSpec, Output, Role
+from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+
+ADAPT_COUNT = CommandSpec(
+    "adapt-count", interrupted="every finished epoch is saved in --out; rerun the same command with --resume to go on",
+    reads={Role.IMAGES: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
+    argv=lambda x: ["adapt-count", "--model", x.model, "--unlabeled", x.images, "--out", x.out, "--epochs", "1",
+                    "--batch-size", "2", "--max-steps-per-epoch", "1"],
+)
+
+
+@hookimpl
+def cellxfer_commands():
+    return [ADAPT_COUNT]
 
 
 @hookimpl
