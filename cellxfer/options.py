@@ -81,17 +81,38 @@ def make_config(config_cls: type, values: dict[str, Any], owner: str):
         raise InputError(f"{owner}: {exc}") from None
 
 
+#: ``--precision`` everywhere: auto (fp16 where it is safe and fast: CUDA/TensorRT; fp32 elsewhere), fp16, fp32.
+PRECISIONS = ("auto", "fp16", "fp32")
+
+
+def check_precision(value: str) -> str:
+    if value not in PRECISIONS:
+        raise InputError(f"--precision {value!r}: expected auto, fp16 or fp32")
+    return value
+
+
+def trt_fp16(precision: str, fp32: bool = False) -> bool:
+    """Whether a TensorRT engine is built in fp16: ``--precision auto`` or ``fp16`` (fp32 when ``fp32``,
+    the deprecated ``--fp32``, is given)."""
+    return check_precision(precision) != "fp32" and not fp32
+
+
 def deprecated_flag(old: str, instead: str):
     """A hidden boolean option kept for one release under an old spelling (``old``, e.g. ``--fresh``):
     the command still accepts it, ``--help`` no longer shows it, and using it prints one line saying
     what to write ``instead``. The command reads its value as before."""
+    return deprecated_option(old, instead, False)
+
+
+def deprecated_option(old: str, instead: str, default=None):
+    """Like :func:`deprecated_flag` for an option that takes a value (``default``: not given)."""
     import typer
 
-    def notice(value: bool) -> bool:
-        if value:
+    def notice(value):
+        if value is not None and value is not False:
             from cellxfer.console import warn
 
             warn(f"{old} is deprecated and goes in the next release: {instead}")
         return value
 
-    return typer.Option(False, old, hidden=True, callback=notice, help=f"Deprecated: {instead}")
+    return typer.Option(default, old, hidden=True, callback=notice, help=f"Deprecated: {instead}")

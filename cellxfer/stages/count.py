@@ -10,6 +10,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+from cellxfer.options import deprecated_flag, trt_fp16
 
 COUNT = CommandSpec(
     "count", interrupted="the rows counted so far are in the --out CSV; rerun the same command to count the rest "
@@ -49,8 +50,9 @@ def cellxfer_register_commands(app: typer.Typer):
         batch_size: int = typer.Option(24, help="Windows per inference call (from several images)."),
         scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda (torch/onnx engines)."),
-        fp32: bool = typer.Option(False, "--fp32", help="trt: fp32 engine instead of fp16."),
-        threads: Optional[int] = typer.Option(None, help="Inference threads (default: one per core)."),
+        precision: str = typer.Option("auto", help="auto, fp16 or fp32: the TensorRT engine's arithmetic (auto = fp16); torch and onnx run fp32."),
+        fp32: bool = deprecated_flag("--fp32", "use --precision fp32"),
+        threads: Optional[int] = typer.Option(None, help="Inference threads [default: one per core]."),
         diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto (estimated per image), PIXELS, or off; images are resized so their nuclei match the model's [default: auto when the model records its training diameter, else off]."),
     ):
         """Count cells in image files and folders; one CSV row per image."""
@@ -64,7 +66,7 @@ def cellxfer_register_commands(app: typer.Typer):
 
         config = CountConfig(paths=tuple(paths), model=model, engine=engine, device=device, out=out,
                              recursive=recursive, channel=channel, page=page, overwrite=overwrite, overlay=overlay, points=points,
-                             workers=workers, batch_size=batch_size, scheduler=scheduler, fp16=not fp32,
+                             workers=workers, batch_size=batch_size, scheduler=scheduler, fp16=trt_fp16(precision, fp32),
                              threads=threads, diameter=diameter)
 
         class _Late:  # the bar is opened once the number of files to count is known

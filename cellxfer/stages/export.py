@@ -10,6 +10,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+from cellxfer.options import deprecated_flag, trt_fp16
 
 EXPORT = CommandSpec(
     "export", interrupted="nothing was written (--out appears only when complete); rerun the same command",
@@ -54,7 +55,8 @@ def cellxfer_register_commands(app: typer.Typer):
         check_images: list[Path] = typer.Option([], "--check-images", help="Real images/folders whose windows the parity check uses [default: Syn-HC images]."),
         atol: float = typer.Option(1e-3, help="Parity: largest allowed absolute difference (per output)."),
         rtol: float = typer.Option(1e-3, help="Parity: largest allowed relative difference (passes if either holds)."),
-        fp32: bool = typer.Option(False, "--fp32", help="trt: build in fp32 instead of fp16."),
+        precision: str = typer.Option("auto", help="auto, fp16 or fp32: the TensorRT engine's arithmetic (auto = fp16); torch and onnx run fp32."),
+        fp32: bool = deprecated_flag("--fp32", "use --precision fp32"),
         opt_batch: int = typer.Option(24, help="trt: optimisation-profile batch (windows); count sends --batch-size (24)."),
         max_batch: int = typer.Option(64, help="trt: largest batch (windows) of the profile."),
         engine_out: Optional[Path] = typer.Option(None, help="trt: also copy the engine here [default: cache only]."),
@@ -80,7 +82,7 @@ def cellxfer_register_commands(app: typer.Typer):
         refuse_existing(out, "--out", overwrite, inputs=[model])
 
         config = ExportConfig(model=model, out=out, format=format, opset=opset, check_images=tuple(check_images),
-                              atol=atol, rtol=rtol, fp16=not fp32, opt_batch=opt_batch, max_batch=max_batch,
+                              atol=atol, rtol=rtol, fp16=trt_fp16(precision, fp32), opt_batch=opt_batch, max_batch=max_batch,
                               engine_out=engine_out)
         result = export_counter(config, log=console.print)
         console.print(f"{result.out}: ONNX written ({result.out.stat().st_size / 2**20:.1f} MiB)"

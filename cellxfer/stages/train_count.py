@@ -10,6 +10,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+from cellxfer.options import deprecated_option
 
 TRAIN_COUNT = CommandSpec(
     "train-count", interrupted="every finished epoch is saved in --out; rerun the same command with --resume to go on",
@@ -39,6 +40,8 @@ def _fmt(v, spec=".2f") -> str:
 
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
+    # defaults as TrainConfig's (tests/test_option_vocabulary.py keeps them equal); the config is not imported here because it
+    # brings numpy into `cellxfer --help`
     @app.command("train-count")
     def train_count(
         regime: str = typer.Option(..., "--regime", help=REGIME_HELP),
@@ -65,27 +68,29 @@ def cellxfer_register_commands(app: typer.Typer):
         count_weight: float = typer.Option(0.0, help="Density architectures: weight of the crop-count loss (squared error of each crop's density sum, in cells) added to the pixel loss."),
         edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows of evaluation."),
         zoom: Optional[str] = typer.Option(None, help="Scale randomisation LOW:HIGH, e.g. 0.5:2: each crop resized by a log-uniform factor in the range (nuclei LOW..HIGH times their size); the recorded diameter range widens to match."),
-        norm_low: float = typer.Option(0.5, help="Normalisation low percentile (stored with the model)."),
-        norm_high: float = typer.Option(99.5, help="Normalisation high percentile (stored with the model)."),
+        input_norm: str = typer.Option("0.5:99.5", help="Input normalisation percentiles LOW:HIGH (stored with the model)."),
         norm_min_snr: Optional[float] = typer.Option(None, help="Divide by at least this many noise SDs (stored with the model; e.g. 8 keeps pure noise and empty fields faint instead of scaling them to full contrast)."),
         norm_clip: Optional[float] = typer.Option(None, help="Clip normalised values above this (stored with the model; e.g. 3 keeps nuclei of sparse fields, normalised to tens, in range)."),
         max_steps_per_epoch: Optional[int] = typer.Option(None, help="Cap optimizer steps per epoch (quick runs)."),
         val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
-        device: str = typer.Option("cpu", help="Torch device: cpu, cuda, cuda:1, ..."),
+        device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ..."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out."),
+        norm_low: Optional[float] = deprecated_option("--norm-low", "use --input-norm LOW:HIGH"),
+        norm_high: Optional[float] = deprecated_option("--norm-high", "use --input-norm LOW:HIGH"),
     ):
         """Train a cell counter (EfficientNet-B0 by default) in one of the paper's regimes."""
         from cellxfer.options import parse_value
         from cellxfer.train.counter import TrainConfig
 
+        low, high = parse_value(tuple[float, float], input_norm, "input_norm")
         config = TrainConfig(
             regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
             epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema=ema, weight_decay=weight_decay,
             crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma, count_weight=count_weight,
-            norm_low=norm_low, norm_high=norm_high, norm_clip=norm_clip, norm_min_snr=norm_min_snr, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
+            norm_low=low if norm_low is None else norm_low, norm_high=high if norm_high is None else norm_high, norm_clip=norm_clip, norm_min_snr=norm_min_snr, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
             exclude=tuple(exclude), seed=seed, device=device, resume=resume, overwrite=overwrite,
             zoom=parse_value(Optional[tuple[float, float]], zoom, "zoom") if zoom else None,
             extra={"arch_options": arch_options(arch, arch_option)} if arch_option else {},

@@ -150,7 +150,7 @@ def cellxfer_register_commands(app: typer.Typer):
         target_norm: str = typer.Option("0.5:99.5", help="Target percentiles mapped to [-1, 1]."),
         checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
         seed: int = typer.Option(0, help="Random seed."),
-        threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
+        threads: Optional[int] = typer.Option(None, help="Torch threads [default: one per core]."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
         fresh: bool = deprecated_flag("--fresh", "use --overwrite"),
     ):
@@ -163,7 +163,7 @@ def cellxfer_register_commands(app: typer.Typer):
                                    ndf=ndf, num_downs=num_downs, d_layers=d_layers, norm=norm, dropout=dropout, lr=lr,
                                    beta1=beta1, lambda_l1=lambda_l1, gan_mode=gan_mode, augment=augment,
                                    input_norm=_pair(input_norm, "input-norm"), target_norm=_pair(target_norm, "target-norm"),
-                                   checkpoint_every=checkpoint_every, seed=seed, threads=threads)
+                                   checkpoint_every=checkpoint_every, seed=seed, threads=threads or 0)
         with progress("train-translate", total=steps, unit="step", fields="L1 {task.fields[loss_g_l1]:.4f}") as bar:
             bar.update(loss_g_l1=float("nan"))
             r = train_translator(cfg, on_step=bar.advance, overwrite=overwrite or fresh)
@@ -191,7 +191,7 @@ def cellxfer_register_commands(app: typer.Typer):
         train: str = typer.Option("upto", help="upto: train blocks 1..L (the paper); layer: block L only (UNet skips stay the source's)."),
         match: str = typer.Option("layer", help="layer: match layer L only (the paper); skips: also match every skip tensor the frozen rest reads (needs --train upto)."),
         seed: int = typer.Option(0, help="Random seed."),
-        threads: int = typer.Option(0, help="Torch threads (0 = torch's default)."),
+        threads: Optional[int] = typer.Option(None, help="Torch threads [default: one per core]."),
     ):
         """LM-ADDA: adapt a translator to a new microscope setting without paired or labelled data."""
         from cellxfer.console import out as console
@@ -201,7 +201,7 @@ def cellxfer_register_commands(app: typer.Typer):
         cfg = AdaptConfig(model=str(model), source=str(source), target=str(target), out=str(out), layer=layer, steps=steps,
                           batch_size=batch_size, size=size, lr=lr, lr_d=lr_d, ndf=ndf, d_layers=d_layers, gan_mode=gan_mode,
                           holdout=holdout, eval_pairs=str(eval_pairs) if eval_pairs else None, train=train, match=match,
-                          seed=seed, threads=threads)
+                          seed=seed, threads=threads or 0)
         if sweep:
             layers = _layers(sweep)
             with progress("adapt sweep", total=steps * len(layers), unit="step") as bar:
@@ -229,7 +229,7 @@ def cellxfer_register_commands(app: typer.Typer):
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder with true fluorescence in target/."),
         engine: str = typer.Option("torch", help="torch, onnx or trt."),
-        tile: int = typer.Option(0, help="Tile side (0 = the training size)."),
+        tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
         csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image metrics here."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --csv file when it exists."),
     ):
@@ -260,7 +260,7 @@ def cellxfer_register_commands(app: typer.Typer):
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (<stem>.tif per input)."),
         engine: str = typer.Option("torch", help="torch, onnx (exported once, parity-checked) or trt (NVIDIA GPU)."),
-        tile: int = typer.Option(0, help="Tile side (0 = the training size)."),
+        tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
         overlap: int = typer.Option(32, help="Tile overlap in pixels, blended."),
         dtype: str = typer.Option("uint16", help="uint16, uint8 or float32 output."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist."),

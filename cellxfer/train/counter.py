@@ -88,7 +88,7 @@ class TrainConfig:
     diameter: Optional[str] = None     # adapt: --diameter policy the target images are resized by, as in count
     resume: bool = False
     overwrite: bool = False
-    device: str = "cpu"
+    device: str = "auto"               # auto: cuda when there is one (cellxfer.train.distributed)
     extra: dict = field(default_factory=dict)
 
     def normalization(self) -> Normalization:

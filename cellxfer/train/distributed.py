@@ -168,20 +168,20 @@ class Distributed:
 
 def from_env(device: str = "cpu", env: dict | None = None) -> Distributed:
     """The :class:`Distributed` that torchrun's variables in ``env`` (default ``os.environ``) describe
-    for a trainer asked to use ``device`` (cpu, cuda, or auto: cuda when there is one); one process,
-    ``device`` unchanged, when ``WORLD_SIZE`` is unset or 1."""
+    for a trainer asked to use ``device`` (cpu, cuda, or auto: cuda when there is one, resolved here);
+    one process on ``device`` when ``WORLD_SIZE`` is unset or 1."""
     env = os.environ if env is None else env
     world = int(env.get("WORLD_SIZE", "1") or 1)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if world <= 1:
         return Distributed(device=device)
     missing = [k for k in ENV if k not in env]
     if missing:
         raise InputError(f"WORLD_SIZE={world} but {', '.join(missing)} unset: start data-parallel training with torchrun")
     rank, local = int(env["RANK"]), int(env["LOCAL_RANK"])
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if device != "cuda":
             raise InputError(f"--device {device}: under torchrun pass --device cuda; process LOCAL_RANK uses cuda:LOCAL_RANK")
