@@ -50,7 +50,7 @@ def cellxfer_register_commands(app: typer.Typer):
         max_steps_per_epoch: Optional[int] = typer.Option(None, help="Cap optimizer steps per epoch (quick runs)."),
         val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
         seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
-        device: str = typer.Option("cpu", help="Torch device: cpu, cuda, cuda:1, ..."),
+        device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ..."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out."),
     ):
