@@ -1,5 +1,5 @@
 """adapt-count: a tiny adaptation lowers the error on shifted target images whose labels it never read,
-resume equals an uninterrupted run, the checkpoint is a normal counter, overlapping label folders and
+resume equals an uninterrupted run, the checkpoint is a normal counter (ensemble, export), overlapping label folders and
 non-density counters are refused, the photometric view keeps the random stream when off."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _target_mae(world, model: Path) -> float:
     return res.metrics.mae
 
 
-def test_adaptation_lowers_the_target_error_without_its_labels(world, tmp_path):
+def test_adaptation_lowers_the_target_error_without_its_labels(world, tmp_path, capsys):
     from cellxfer.counter.model import load_counter, read_meta
 
     before = _target_mae(world, world / "source" / "last.safetensors")
@@ -86,6 +86,10 @@ def test_adaptation_lowers_the_target_error_without_its_labels(world, tmp_path):
     assert all("points" not in i["path"] and not i["path"].endswith("/tgt") for i in manifest["inputs"])
     rows = list(csv.DictReader((run / "history.csv").read_text().splitlines()))
     assert [r["phase"] for r in rows] == ["adapt"] * 8
+    for args in (["ensemble", run / "best.safetensors", world / "source" / "last.safetensors", "-o", tmp_path / "ens.safetensors"],
+                 ["export", "--model", run / "last.safetensors", "--format", "onnx", "--out", tmp_path / "adapted.onnx"]):
+        code, _, err = run_cli(args, capsys)
+        assert code == 0, err
 
 
 def test_resume_equals_uninterrupted(world, tmp_path):
