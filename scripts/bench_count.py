@@ -41,7 +41,7 @@ def worker(args) -> None:
     import resource
 
     t0 = time.perf_counter()
-    from cellxfer.count.inputs import expand_inputs
+    from cellxfer.inputs import expand_inputs
     from cellxfer.count.job import count_batched
     from cellxfer.engines.base import load_runner
 

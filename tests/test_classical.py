@@ -75,7 +75,7 @@ def data(tmp_path_factory):
 def test_train_count_arch_log_writes_a_normal_counter(data, tmp_path):
     import json
 
-    from cellxfer.counter.windows import count_image
+    from cellxfer.count.parts import count_image
     from cellxfer.evaluate.run import EvaluateConfig, evaluate
     from cellxfer.train.counter import TrainConfig, train_counter
 

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 
 from test_export import cli, tiny_counter  # noqa: E402
 
-from cellxfer.count.inputs import expand_inputs  # noqa: E402
+from cellxfer.inputs import expand_inputs  # noqa: E402
 from cellxfer.count.table import COLUMNS  # noqa: E402
 
 WINDOW = 32
@@ -49,7 +49,7 @@ def setup(tmp_path_factory):
 def reference_counts(ckpt: Path, files) -> dict[str, float]:
     """Counts through issue 3's whole-image function on the torch model: the ground truth of parity."""
     from cellxfer.counter.model import load_counter
-    from cellxfer.counter.windows import count_image
+    from cellxfer.count.parts import count_image
     from cellxfer.imageio import read_image
 
     model, meta = load_counter(ckpt)
@@ -150,7 +150,7 @@ def test_pages_channels_and_uint16(setup, tmp_path, capsys):
     res = run_count(CountConfig(paths=(str(tmp_path / "pages.tif"),), model=setup["ckpt"], engine="torch",
                                 out=tmp_path / "p.csv", page=1))
     from cellxfer.counter.model import load_counter
-    from cellxfer.counter.windows import count_image
+    from cellxfer.count.parts import count_image
 
     model, meta = load_counter(setup["ckpt"])
     assert list(res.counts.values())[0] == pytest.approx(count_image(model, meta, stack[1]), abs=1e-4)

@@ -208,7 +208,7 @@ def test_count_writes_points_and_overlays(data, tmp_path, monkeypatch, engine):
     from PIL import Image
 
     from cellxfer.count.job import CountConfig, run_count
-    from cellxfer.counter.windows import count_image
+    from cellxfer.count.parts import count_image
     from cellxfer.dataset import parse_points
     from cellxfer.train.counter import train_counter
 

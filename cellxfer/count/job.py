@@ -383,7 +383,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
               log: Callable[[str], None] = lambda s: None, on_total: Callable[[int], None] = lambda n: None) -> CountResult:
     """Count every image of ``config.paths`` into ``config.out``; see module docs."""
     from cellxfer.atomic import write_json
-    from cellxfer.count.inputs import expand_inputs
+    from cellxfer.inputs import expand_inputs
     from cellxfer.count.overlay import output_names, write_overlay
     from cellxfer.engines.base import load_runner, model_hash
     from cellxfer.errors import InputError

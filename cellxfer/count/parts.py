@@ -69,10 +69,9 @@ class WindowGrid:
 
     def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
         """float32 (N, C, window, window) of normalised ``block`` (image rows from ``y0``)."""
-        batch = np.zeros((len(boxes), self.in_chans, self.window, self.window), dtype=np.float32)
-        for i, (y, x, h, w) in enumerate(boxes):
-            batch[i, :, :h, :w] = block[y - y0:y - y0 + h, x:x + w]
-        return batch
+        from cellxfer.counter.windows import window_batch
+
+        return window_batch(block, self.window, self.in_chans, [(y - y0, x, h, w) for y, x, h, w in boxes])
 
 
 @dataclass(frozen=True)
@@ -92,14 +91,9 @@ class OwnedTiles:
         return box[0], box[0] + self.tile
 
     def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
-        h, w = block.shape
-        t = self.tile
-        if h < t or w < t:  # an image smaller than a tile: mirrored, as density.stitch.tile_batch
-            block = np.pad(block, ((0, max(t - h, 0)), (0, max(t - w, 0))), mode="reflect" if min(h, w) > 1 else "edge")
-        batch = np.zeros((len(boxes), self.in_chans, t, t), dtype=np.float32)
-        for i, (y, x, *_) in enumerate(boxes):
-            batch[i, :] = block[y - y0:y - y0 + t, x:x + t]
-        return batch
+        from cellxfer.density.stitch import cut_tiles
+
+        return cut_tiles(block, boxes, self.tile, self.in_chans, y0)
 
 
 def splitter_of(meta):
@@ -271,3 +265,14 @@ def _in_original(plan: ImagePlan, count: float, regions: list, region_counts: np
         return Counted(count, regions, region_counts, points)
     return Counted(count, [s.box_to_original(*r) for r in regions], region_counts,
                    None if points is None else s.to_original(points))
+
+
+def count_image(model, meta, image: np.ndarray, batch_size: int = 16, diameter: str | None = None) -> float:
+    """Whole-image count exactly as ``cellxfer count`` makes it (``--diameter`` policy, resizing, windows
+    or stitched density tiles, this module). ``model``: a torch module or a runner."""
+    from cellxfer.counter.windows import as_runner
+    from cellxfer.scale import DiameterPolicy
+
+    runner = as_runner(model)
+    policy = DiameterPolicy.parse(diameter, getattr(meta, "diameter", None))
+    return count_plan(runner, plan_image(image, meta, policy), batch_size).count

@@ -63,20 +63,10 @@ def torch_runner(model, device: str = "cpu") -> Callable[[np.ndarray], np.ndarra
     return run
 
 
-def count_image(model, meta, image: np.ndarray, batch_size: int = 16, diameter: str | None = None) -> float:
-    """Whole-image count exactly as ``cellxfer count`` makes it (``--diameter`` policy, resizing, windows
-    or stitched density tiles: :mod:`cellxfer.count.parts`). ``model``: a torch module or a runner."""
-    from cellxfer.count.parts import count_plan, plan_image
-    from cellxfer.scale import DiameterPolicy
-
-    runner = model if not _is_torch_module(model) else torch_runner(model)
-    policy = DiameterPolicy.parse(diameter, getattr(meta, "diameter", None))
-    return count_plan(runner, plan_image(image, meta, policy), batch_size).count
-
-
-def _is_torch_module(obj) -> bool:
+def as_runner(model) -> Callable[[np.ndarray], np.ndarray]:
+    """A runner from a torch module (:func:`torch_runner`) or a runner (returned as it is)."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a core dependency
-        return False
-    return isinstance(obj, torch.nn.Module)
+        return model
+    return torch_runner(model) if isinstance(model, torch.nn.Module) else model

@@ -37,18 +37,24 @@ def tiles(shape: tuple[int, int], tile: int, margin: int) -> list[tuple[int, int
 
 
 def tile_batch(normalized: np.ndarray, tile: int, margin: int, in_chans: int = 1) -> tuple[np.ndarray, list]:
-    """float32 (N, in_chans, tile, tile) tiles and their :func:`tiles` boxes. An image smaller than a tile
-    is padded bottom/right by mirroring (numpy ``reflect``), so the padding looks like more of the image
-    rather than an edge against black; only owned (image) pixels are ever stitched."""
+    """float32 (N, in_chans, tile, tile) tiles and their :func:`tiles` boxes (:func:`cut_tiles`)."""
     img = np.asarray(normalized, dtype=np.float32)
     boxes = tiles(img.shape, tile, margin)
-    h, w = img.shape
+    return cut_tiles(img, boxes, tile, in_chans), boxes
+
+
+def cut_tiles(block: np.ndarray, boxes: list, tile: int, in_chans: int = 1, y0: int = 0) -> np.ndarray:
+    """float32 (N, in_chans, tile, tile) inputs of ``boxes`` from ``block``, the image's rows from ``y0``
+    (whole rows). An image smaller than a tile is padded bottom/right by mirroring (numpy ``reflect``),
+    so the padding looks like more of the image rather than an edge against black; only owned (image)
+    pixels are ever stitched."""
+    h, w = block.shape
     if h < tile or w < tile:
-        img = np.pad(img, ((0, max(tile - h, 0)), (0, max(tile - w, 0))), mode="reflect" if min(h, w) > 1 else "edge")
+        block = np.pad(block, ((0, max(tile - h, 0)), (0, max(tile - w, 0))), mode="reflect" if min(h, w) > 1 else "edge")
     batch = np.zeros((len(boxes), in_chans, tile, tile), dtype=np.float32)
     for i, (y, x, *_) in enumerate(boxes):
-        batch[i, :] = img[y:y + tile, x:x + tile]
-    return batch, boxes
+        batch[i, :] = block[y - y0:y - y0 + tile, x:x + tile]
+    return batch
 
 
 def stitch(outputs: np.ndarray, boxes: list, shape: tuple[int, int]) -> np.ndarray:

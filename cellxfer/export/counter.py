@@ -95,7 +95,7 @@ def parity_windows(meta, check_images=(), n_random: int = 8, n_real: int = 8, se
     out = {"random": random}
     images = []
     if check_images:
-        from cellxfer.count.inputs import expand_inputs
+        from cellxfer.inputs import expand_inputs
         from cellxfer.imageio import read_image
 
         files, _ = expand_inputs([str(p) for p in check_images], recursive=True)
