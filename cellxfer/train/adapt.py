@@ -43,7 +43,7 @@ from cellxfer.train.data import Domain
 def target_files(path: str | os.PathLike) -> list[Path]:
     """Image files of ``path``: a cell dataset's ``images/`` folder (its points tables are not opened),
     a folder of images, or one image file."""
-    from cellxfer.count.inputs import expand_inputs
+    from cellxfer.inputs import expand_inputs
 
     path = Path(path)
     if not path.exists():
