@@ -96,6 +96,8 @@ def test_hidden_old_spellings_still_work_and_say_so(tmp_path, capsys):
     assert "--fp32 is deprecated" in err and code == 2
     code, _, err = run_cli(["train-count", "--regime", "supervised", "--out", tmp_path / "r", "--norm-low", "1"], capsys)
     assert "--norm-low is deprecated" in err and code == 2  # then refused: no --real
+    code, _, err = run_cli(["train-count", "--regime", "supervised", "--out", tmp_path / "r", "--resume"], capsys)
+    assert "--resume is deprecated" in err and code == 2
 
 
 def test_train_count_defaults_are_the_configs():
@@ -111,6 +113,6 @@ def test_train_count_defaults_are_the_configs():
         if p.name in fields and not getattr(p, "hidden", False) and p.name not in ("exclude", "zoom", "regime", "out"):
             assert p.default == getattr(d, p.name), p.name
             checked += 1
-    assert checked >= 28
+    assert checked >= 27
     norm = next(p for p in command.params if p.name == "input_norm")
     assert norm.default == f"{d.norm_low:g}:{d.norm_high:g}"

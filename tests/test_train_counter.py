@@ -120,8 +120,8 @@ def test_resume_equals_uninterrupted_and_same_seed_same_numbers(data, tmp_path):
 
     with pytest.raises(Stop):
         train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3), on_epoch=interrupt)
-    # ... and the same command is run again with --resume
-    resumed = train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3, resume=True))
+    # ... and the same command is run again: it continues
+    resumed = train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3))
     a, b = load_file(str(full / "last.safetensors")), load_file(str(resumed / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ha, hb = _history(full), _history(resumed)
@@ -151,10 +151,9 @@ def test_input_errors(data, tmp_path):
     with pytest.raises(InputError, match="unknown"):
         train_counter(_cfg(data, tmp_path / "x", "bogus"))
     run = train_counter(_cfg(data, tmp_path / "y", epochs=1))
-    with pytest.raises(InputError, match="--resume"):
-        train_counter(_cfg(data, run, epochs=1))
-    with pytest.raises(InputError, match="different settings.*lr"):
-        train_counter(_cfg(data, run, epochs=2, lr=1e-3, resume=True))
+    assert train_counter(_cfg(data, run, epochs=1)) == run and len(_history(run)) == 1  # finished: nothing to do
+    with pytest.raises(InputError, match="other settings.*lr.*--overwrite"):
+        train_counter(_cfg(data, run, epochs=2, lr=1e-3))
     train_counter(_cfg(data, run, epochs=1, overwrite=True))  # overwrite starts over
 
 
@@ -276,7 +275,7 @@ def test_ema_weights_are_saved_and_resume_exactly(data, tmp_path):
 
     with pytest.raises(Stop):
         train_counter(_cfg(data, tmp_path / "part", **kw), on_epoch=interrupt)
-    resumed = train_counter(_cfg(data, tmp_path / "part", resume=True, **kw))
+    resumed = train_counter(_cfg(data, tmp_path / "part", **kw))
     b = load_file(str(resumed / "last.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="--ema"):
@@ -284,17 +283,19 @@ def test_ema_weights_are_saved_and_resume_exactly(data, tmp_path):
 
 
 def test_resume_a_run_saved_before_newer_options_existed(data, tmp_path):
-    """A state.pt whose config lacks fields added later (ema, lr_schedule) resumes with their defaults."""
+    """A run whose manifest lacks config fields added later (ema, lr_schedule) resumes with their defaults."""
+    import json
+
     train_counter(_cfg(data, tmp_path / "old", epochs=1))
-    state_path = tmp_path / "old" / "state.pt"
-    state = torch.load(str(state_path), weights_only=True)
+    path = tmp_path / "old" / "manifest.json"
+    manifest = json.loads(path.read_text())
     for key in ("ema", "lr_schedule"):
-        del state["config"][key]
-    torch.save(state, str(state_path))
-    run = train_counter(_cfg(data, tmp_path / "old", epochs=2, resume=True))
+        del manifest["config"][key]
+    path.write_text(json.dumps(manifest))
+    run = train_counter(_cfg(data, tmp_path / "old", epochs=2))
     assert len(_history(run)) == 2
-    with pytest.raises(InputError, match="different settings.*lr_schedule"):
-        train_counter(_cfg(data, tmp_path / "old", epochs=3, resume=True, lr_schedule="cosine"))
+    with pytest.raises(InputError, match="other settings.*lr_schedule"):
+        train_counter(_cfg(data, tmp_path / "old", epochs=3, lr_schedule="cosine"))
 
 
 def test_zoom_trains_and_records_a_wider_diameter_range(data, tmp_path, capsys):

@@ -11,9 +11,10 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+from cellxfer.options import deprecated_flag
 
 ADAPT_COUNT = CommandSpec(
-    "adapt-count", interrupted="every finished epoch is saved in --out; rerun the same command with --resume to go on",
+    "adapt-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on",
     reads={Role.IMAGES: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
     argv=lambda x: ["adapt-count", "--model", x.model, "--unlabeled", x.images, "--out", x.out, "--epochs", "1",
                     "--batch-size", "2", "--max-steps-per-epoch", "1"],
@@ -51,8 +52,8 @@ def cellxfer_register_commands(app: typer.Typer):
         val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
         seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
         device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ..."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out."),
+        resume: bool = deprecated_flag("--resume", "a rerun with the same settings continues by itself"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out (a rerun with the same settings continues it)."),
     ):
         """Adapt a density counter to unlabelled target images (mean teacher, pseudo-density, DACS with synthetic labels)."""
         from cellxfer.engines.base import default_model

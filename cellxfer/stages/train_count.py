@@ -10,10 +10,10 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import deprecated_option
+from cellxfer.options import deprecated_flag, deprecated_option
 
 TRAIN_COUNT = CommandSpec(
-    "train-count", interrupted="every finished epoch is saved in --out; rerun the same command with --resume to go on",
+    "train-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on",
     reads={Role.DATASET: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
     argv=lambda x: ["train-count", "--regime", "supervised", "--real", x.dataset, "--out", x.out, "--arch", "density",
                     "--arch-option", "base=4", "--epochs", "1", "--crop", "32", "--batch-size", "2",
@@ -76,8 +76,8 @@ def cellxfer_register_commands(app: typer.Typer):
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
         device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ..."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out."),
+        resume: bool = deprecated_flag("--resume", "a rerun with the same settings continues by itself"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out (a rerun with the same settings continues it)."),
         norm_low: Optional[float] = deprecated_option("--norm-low", "use --input-norm LOW:HIGH"),
         norm_high: Optional[float] = deprecated_option("--norm-high", "use --input-norm LOW:HIGH"),
     ):

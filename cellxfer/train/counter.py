@@ -8,6 +8,9 @@ Run folder (``config.out``)::
     history.csv        epoch, phase, steps, train loss (MSE), validation MAE/RMSE, seconds
     manifest.json      config, seed, inputs with hashes, versions, pretrained weights, result
 
+A run folder (:class:`cellxfer.runs.RunFolder`): rerunning with the same settings and inputs continues
+from ``state.pt`` (``epochs``, ``device`` may change), other settings are refused, ``overwrite`` starts over.
+
 Determinism: the model is initialised from ``seed``; epoch ``e`` draws its crops, augmentation and mixing
 from ``numpy.random.default_rng([seed, e])`` and seeds torch with ``(seed, e)`` too, so a run resumed
 after epoch ``e`` continues exactly as an uninterrupted one (on the CPU).
@@ -15,8 +18,6 @@ after epoch ``e`` continues exactly as an uninterrupted one (on the CPU).
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from cellxfer.errors import InputError
 from cellxfer.train.sampler import REGIMES, epoch_batches, phase_of, steps_in_epoch
 
 STATE, BEST, LAST, HISTORY = "state.pt", "best.safetensors", "last.safetensors", "history.csv"
+HISTORY_COLUMNS = ("epoch", "phase", "steps", "loss", "val_mae", "val_rmse", "seconds")
 #: Config fields that may differ when a run is resumed.
 RESUMABLE_CHANGES = {"epochs", "resume", "overwrite", "out", "device"}
 LR_SCHEDULES = ("cosine", "constant")
@@ -86,7 +88,7 @@ class TrainConfig:
     photometric: float = 0.0           # strength of the intensity augmentation of crops (train.data.photometric); 0 = off
     pseudo_peak: float = 0.0           # adapt: pseudo-density kept only near peaks above this x one kernel's height (train.adapt.confident_density)
     diameter: Optional[str] = None     # adapt: --diameter policy the target images are resized by, as in count
-    resume: bool = False
+    resume: bool = False               # ignored, kept for old callers: a rerun with the same settings continues anyway
     overwrite: bool = False
     device: str = "auto"               # auto: cuda when there is one (cellxfer.train.distributed)
     extra: dict = field(default_factory=dict)
@@ -276,25 +278,6 @@ def _mean_crop_count(domains, crop: int) -> float:
     return float(np.mean(vals)) if vals else 0.0
 
 
-def _history_csv(history: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["epoch", "phase", "steps", "loss", "val_mae", "val_rmse", "seconds"])
-    for h in history:
-        w.writerow([h["epoch"], h["phase"], h["steps"], f"{h['loss']:.6g}",
-                    "" if h["val_mae"] is None else f"{h['val_mae']:.4f}",
-                    "" if h["val_rmse"] is None else f"{h['val_rmse']:.4f}", f"{h['seconds']:.2f}"])
-    return buf.getvalue()
-
-
-def _comparable(cfg: dict) -> dict:
-    """Settings that must match on resume; a field the saved run predates counts as its default value."""
-    from cellxfer.manifest import config_dict
-
-    full = {**config_dict(TrainConfig()), **cfg}
-    return {k: v for k, v in full.items() if k not in RESUMABLE_CHANGES}
-
-
 def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] | None = None,
                   on_step: Callable[[int, float], None] | None = None,
                   on_start: Callable[[int, int], None] | None = None) -> Path:
@@ -306,21 +289,33 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
     """
     from cellxfer.train.distributed import distributed
 
+    import contextlib
+
     config.validate()
-    with distributed(config.device) as dist:
+    with distributed(config.device) as dist, contextlib.ExitStack() as stack:
         if not dist.is_main:
             on_epoch = on_step = on_start = None
-        return _train_counter(config, dist, on_epoch, on_step, on_start)
+        return _train_counter(config, dist, on_epoch, on_step, on_start, stack)
 
 
-def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Path:
+def run_folder(config: TrainConfig, main: bool = True):
+    """The run folder of a training run (:class:`cellxfer.runs.RunFolder`): a rerun with the same
+    settings and inputs continues it, ``config.overwrite`` starts again; ``RESUMABLE_CHANGES`` may differ."""
+    from cellxfer.manifest import config_dict
+    from cellxfer.runs import RunFolder
+
+    return RunFolder(config.out, "adapt-count" if config.regime == "adapt" else "train-count",
+                     {"config": config_dict(config), "seed": config.seed}, own=(BEST, LAST),
+                     inputs=[p for p in (config.real, config.synthetic, config.val) if p is not None],
+                     overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()), main=main)
+
+
+def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack) -> Path:
     import torch
 
-    from cellxfer.atomic import atomic_path, write_json, write_text
-    from cellxfer.console import warn
     from cellxfer.counter.model import build_counter, save_counter
     from cellxfer.train.finite import check_finite_loss, check_finite_weights
-    from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.manifest import config_dict
     from cellxfer.train.data import load_domain
 
     fit = getattr(_arch(config.arch), "fit", None)
@@ -330,29 +325,11 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
         return fit(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
     if config.regime == "finetune" and config.pre_epochs is None:  # pin the phase boundary for --resume
         config = replace(config, pre_epochs=config.epochs)
-    out = Path(config.out)
     cfg = config_dict(config)
-    state_path = out / STATE
-    state = None
-    if state_path.is_file():
-        if config.resume:
-            state = torch.load(str(state_path), map_location="cpu", weights_only=True)
-            differ = sorted(k for k in set(_comparable(cfg)) | set(_comparable(state["config"]))
-                            if _comparable(cfg).get(k) != _comparable(state["config"]).get(k))
-            if differ:
-                raise InputError(f"{state_path}: --resume with different settings ({', '.join(differ)}); "
-                                 f"use the original options or a new --out")
-        elif not config.overwrite:
-            raise InputError(f"{out}: holds a training run; pass --resume to continue it or --overwrite to start over")
-        elif dist.is_main:
-            for name in (STATE, BEST, LAST, HISTORY, "manifest.json"):
-                (out / name).unlink(missing_ok=True)
-    elif config.resume and dist.is_main:
-        warn(f"{out}: nothing to resume (no {STATE}); starting a new run")
+    run = stack.enter_context(run_folder(config, dist.is_main))
+    out, state = run.out, run.load_state()
     dist.check_batch(config.batch_size)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    dist.barrier()
+    dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
 
     meta = meta_for(config)
     norm = meta.normalization
@@ -413,7 +390,6 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
         head_init = state.get("head_bias_init")
         pretrained_info = state.get("pretrained", pretrained_info)
 
-    inputs = [p for p in (config.real, config.synthetic, config.val) if p is not None]
     total = config.total_epochs()
     manifest_extra = {
         "pretrained": pretrained_info or "none: trained from scratch (random initialisation)",
@@ -425,10 +401,7 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
         manifest_extra["unlabeled"] = unlab.manifest()
 
     def save_manifest(result: dict | None = None) -> None:
-        stage = "adapt-count" if unlab is not None else "train-count"
-        if dist.is_main:
-            write_json(out / "manifest.json", build_manifest(stage, cfg, config.seed, inputs=inputs,
-                                                         **manifest_extra, result=result))
+        run.write_manifest(run.manifest(**manifest_extra, complete=result is not None, result=result))
 
     if state is None:
         save_manifest()
@@ -495,12 +468,11 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start) -> Pa
                 save_counter(out / BEST, shown, replace(epoch_meta, extra={**epoch_meta.extra, "val_mae": val_mae}))
         if dist.is_main:  # checkpoints hold the unwrapped module and no per-rank state: resumable at any world size
             save_counter(out / LAST, shown, epoch_meta)
-            write_text(out / HISTORY, _history_csv(history))
-            with atomic_path(state_path) as tmp:
-                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+            run.write_history(history, HISTORY_COLUMNS)
+            run.save_state({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                             "ema": None if ema is None else ema.state_dict(),
                             "history": history, "best": best, "train_seconds": train_seconds, "config": cfg,
-                            "head_bias_init": head_init, "pretrained": pretrained_info}, str(tmp))
+                            "head_bias_init": head_init, "pretrained": pretrained_info})
         dist.barrier()
         if on_epoch is not None:
             on_epoch(rec)
