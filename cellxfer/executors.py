@@ -97,3 +97,22 @@ class LocalExecutor:
 @hookimpl
 def cellxfer_executors():
     return [LocalExecutor()]
+
+
+def executor_for(scheduler: str | None):
+    """The registered executor a command's ``--scheduler`` picks: none given -> ``local`` (this machine),
+    ``local:N`` or a scheduler ADDRESS -> ``dask`` bound to it. Every command that runs per-item jobs
+    (``count``, ``synth``) asks here, so a plugin replacing an executor replaces it everywhere. Raises
+    :class:`cellxfer.errors.InputError` naming the extra to install when the executor is unusable."""
+    import dataclasses
+
+    from cellxfer.errors import InputError
+    from cellxfer.plugins import get_registry
+
+    executor = get_registry().get("cellxfer_executors", "dask" if scheduler else "local")
+    reason = executor.available() if hasattr(executor, "available") else None
+    if reason:
+        raise InputError(reason)
+    if scheduler and dataclasses.is_dataclass(executor) and hasattr(executor, "address"):
+        executor = dataclasses.replace(executor, address=scheduler)
+    return executor

@@ -84,3 +84,25 @@ def test_scheduler_writes_the_same_points_as_the_local_run(tmp_path, capsys, mon
     assert any(float(r["count"]) > 0 for r in a.values())
     for i in range(3):
         assert (tmp_path / "local" / f"img{i}.csv").read_text() == (tmp_path / "dask" / f"img{i}.csv").read_text()
+
+
+def test_synth_on_a_local_cluster_writes_the_local_run_bytes(tmp_path, capsys):
+    """synth --scheduler uses the registry's Dask executor like count; same seed, same images."""
+    pytest.importorskip("distributed", reason="the dask extra (distributed) is not installed")
+    from cli_inproc import run_cli
+
+    base = ["synth", "--n", "3", "--size", "48", "--workers", "1"]
+    assert run_cli(base + ["--out", tmp_path / "local"], capsys).returncode == 0
+    code, _, err = run_cli(base + ["--out", tmp_path / "dask", "--scheduler", "local:1"], capsys)
+    assert code == 0, err
+    for name in ("000000.tif", "000001.tif", "000002.tif"):
+        assert (tmp_path / "local" / "images" / name).read_bytes() == (tmp_path / "dask" / "images" / name).read_bytes()
+    assert (tmp_path / "local" / "counts.csv").read_text() == (tmp_path / "dask" / "counts.csv").read_text()
+
+
+def test_executors_come_from_the_registry():
+    from cellxfer.executors import LocalExecutor, executor_for
+
+    assert isinstance(executor_for(None), LocalExecutor)
+    if pytest.importorskip("distributed", reason="the dask extra is not installed"):
+        assert executor_for("local:2").name == "dask" and executor_for("local:2").address == "local:2"

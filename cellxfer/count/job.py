@@ -329,8 +329,8 @@ def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays:
                    policy, record: Callable, t_start: float) -> float:
     """Count ``todo`` one task per image on the Dask cluster ``config.scheduler``, passing each outcome to
     ``record`` (as the local loop does); returns the start-up seconds (until the tasks are submitted)."""
-    from cellxfer.count.dask_executor import DaskExecutor, parse_local
-    from cellxfer.executors import default_workers
+    from cellxfer.count.dask_executor import parse_local
+    from cellxfer.executors import default_workers, executor_for
 
     threads = config.threads
     n_local = parse_local(config.scheduler)
@@ -340,7 +340,7 @@ def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays:
                     config.fp16, threads, policy)
     items = [(str(f), str(overlays[f]) if f in overlays else None, f in point_files) for f in todo]
     startup = time.perf_counter() - t_start
-    for (file, _, _), outcome in DaskExecutor(address=config.scheduler).map(functools.partial(_dask_item, task), items,
+    for (file, _, _), outcome in executor_for(config.scheduler).map(functools.partial(_dask_item, task), items,
                                                                            config.workers):
         if isinstance(outcome, BaseException):  # the task itself died (engine load, worker lost)
             record(Path(file), None, None, 0.0, config.engine, outcome)

@@ -66,6 +66,7 @@ def cellxfer_register_commands(app: typer.Typer):
                                    "the options below from --cell-size on are Syn-HC's, --set reaches any."),
         seed: int = typer.Option(0, help="Random seed: the same seed gives byte-identical images."),
         workers: int = typer.Option(0, help="Worker processes (0 = one per core)."),
+        scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra) [default: this machine]."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
         size: Optional[int] = _opt(f"Image side in pixels [default: {d.size}]."),
         cell_size: Optional[float] = _opt(f"Nominal cell diameter in pixels [default: {d.cell_size:g}]."),
@@ -84,6 +85,7 @@ def cellxfer_register_commands(app: typer.Typer):
         """Generate synthetic cell images with exact centres (a cell dataset folder)."""
         from cellxfer.console import out as console
         from cellxfer.errors import SomeInputsFailed
+        from cellxfer.executors import executor_for
         from cellxfer.plugins import get_registry
         from cellxfer.progress import progress
         from cellxfer.options import make_config, parse_sets
@@ -98,8 +100,8 @@ def cellxfer_register_commands(app: typer.Typer):
         synthesizer = get_registry().get("cellxfer_synthesizers", method)
         config = make_config(synthesizer.config_cls, given, f"synthesizer '{method}'")
         with progress("synth", total=n, unit="img") as bar:
-            result = run_synth(synthesizer, config, n, out, seed=seed, workers=workers,
-                               overwrite=overwrite, on_progress=bar.advance)
+            result = run_synth(synthesizer, config, n, out, seed=seed, workers=workers, overwrite=overwrite,
+                               executor=executor_for(scheduler), on_progress=bar.advance)
         counts = list(result.counts.values())
         mean = sum(counts) / len(counts) if counts else 0.0
         console.print(

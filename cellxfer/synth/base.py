@@ -81,7 +81,7 @@ def run_synth(
     with ``"complete": false`` marks a run still going or stopped.
     """
     from cellxfer.dataset import COUNTS, IMAGES, MASKS, POINTS, CellDatasetWriter
-    from cellxfer.executors import LocalExecutor, default_workers
+    from cellxfer.executors import default_workers, executor_for
     from cellxfer.manifest import config_dict
     from cellxfer.runs import RunFolder
 
@@ -102,7 +102,7 @@ def run_synth(
         skipped = n - len(todo)
         if on_progress and skipped:
             on_progress(skipped)
-        executor = executor or LocalExecutor()
+        executor = executor or executor_for(None)
         jobs = ((synth, config, context, seed, i, out) for i in todo)
         failed: dict[str, str] = {}
         workers = workers or (default_workers() if len(todo) >= 16 else 1)
