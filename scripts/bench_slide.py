@@ -5,8 +5,9 @@ A slide of side N is an IDCIA DAPI image (800 x 600, 8-bit, read from ../shared/
 repeated to N x N pixels, scaled to uint16 (x 256) and written as an uncompressed tiled TIFF (256-pixel
 tiles) under ``--workdir`` (default /tmp; written tile by tile, so the benchmark itself never holds a
 slide). Each count runs ``run_count`` with the shipped default counter (``--engine auto``, default
-``--diameter``) in a fresh child process; peak RSS is that child's own (``os.wait4``), time its
-wall-clock from start to exit (imports and model load included) and ``count_s`` the job's own seconds.
+``--diameter``) in a fresh child process; peak RSS is that child's own (``os.wait4``), ``wall_s`` its
+wall-clock from start to exit (imports and model load included), ``count_s`` the job's own seconds and
+``cpu_s`` the child's user + system CPU seconds (less sensitive than wall time to other jobs on the CPU).
 
 ``--before TREE`` also counts each slide with the cellxfer package of another checkout (e.g. the
 commit before slides streamed: ``git worktree add --detach /tmp/cellxfer-before f2d48bc``), in the same
@@ -88,7 +89,8 @@ def run_child(tree: Path, slide: Path, workdir: Path) -> dict:
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"{tree}: counting {slide} failed (exit {proc.returncode}):\n{err[-2000:]}")
-    return {**json.loads(line[7:]), "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {**json.loads(line[7:]), "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 def main(argv=None) -> None:
@@ -113,7 +115,7 @@ def main(argv=None) -> None:
             if name == "before" and side > args.before_max_side:
                 continue
             runs = [run_child(tree, slide, args.workdir) for _ in range(args.repeats)]
-            med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "count_s", "peak_rss_mb")}
+            med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "count_s", "cpu_s", "peak_rss_mb")}
             rows.append({"side": side, "version": name, "tree": str(tree), "megapixels": side * side / 1e6,
                          "image_mb": round(image_mb, 1), "count": runs[0]["count"], "engine": runs[0]["engine"],
                          **{k: round(v, 2) for k, v in med.items()},
@@ -128,11 +130,11 @@ def main(argv=None) -> None:
                                                "loadavg_before": load0, "loadavg_after": os.getloadavg()},
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print("| side | version | MP | image MB | count | count s | MP/s | wall s | peak RSS MB | RSS / image |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| side | version | MP | image MB | count | count s | MP/s | wall s | CPU s | peak RSS MB | RSS / image |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['side']} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
-              f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
+              f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
     print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs, shared)")
 
 
