@@ -69,6 +69,11 @@ def _opt(help_: str, *names: str):
 
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
+    for register in (_stylize, _learn_style):
+        register(app)
+
+
+def _stylize(app: typer.Typer) -> None:
     f, i = FDAConfig(), InSTConfig.__dataclass_fields__
 
     @app.command("stylize")
@@ -123,6 +128,8 @@ def cellxfer_register_commands(app: typer.Typer):
         if result.failed:
             raise SomeInputsFailed(result.failed, total, "fix them and rerun the same command (finished images are kept)")
 
+
+def _learn_style(app: typer.Typer) -> None:
     d = LearnStyleConfig.__dataclass_fields__
 
     @app.command("learn-style")

@@ -40,6 +40,11 @@ def _fmt(v, spec=".2f") -> str:
 
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
+    for register in (_train_count, _evaluate):
+        register(app)
+
+
+def _train_count(app: typer.Typer) -> None:
     # defaults as TrainConfig's (tests/test_option_vocabulary.py keeps them equal); the config is not imported here because it
     # brings numpy into `cellxfer --help`
     @app.command("train-count")
@@ -97,6 +102,8 @@ def cellxfer_register_commands(app: typer.Typer):
         )
         train_with_progress(config, f"train-count {regime}")
 
+
+def _evaluate(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
         model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors from train-count), or an exported .onnx (onnx, trt engines)."),

@@ -75,6 +75,11 @@ def _layers(text: str) -> list[int]:
 
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
+    for register in (_synth_pairs, _split_field, _train_translate, _adapt, _evaluate_translator, _translate):
+        register(app)
+
+
+def _synth_pairs(app: typer.Typer) -> None:
     @app.command("synth-pairs")
     def synth_pairs(
         n: int = typer.Option(100, "--n", help="Number of pairs."),
@@ -102,6 +107,8 @@ def cellxfer_register_commands(app: typer.Typer):
             r = write_pairs(cfg, n, out, seed=seed, overwrite=overwrite, on_progress=bar.advance)
         console.print(f"{r.out}: {n} pairs ({r.written} written, {r.skipped} already done); {r.seconds:.2f} s")
 
+
+def _split_field(app: typer.Typer) -> None:
     @app.command("split-field")
     def split_field(
         sources: list[Path] = typer.Argument(..., help="Registered input images of one field (e.g. phase z-slices), or folders of them."),
@@ -128,6 +135,8 @@ def cellxfer_register_commands(app: typer.Typer):
                           + (f" (+{len(folders[part]) - 1} more)" if len(folders[part]) > 1 else ""))
         console.print(f"{out}: margin {m} px between parts; layout in {out / 'split.json'}")
 
+
+def _train_translate(app: typer.Typer) -> None:
     @app.command("train-translate")
     def train_translate(
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder: source/<id>.tif + target/<id>.tif."),
@@ -170,6 +179,8 @@ def cellxfer_register_commands(app: typer.Typer):
         console.print(f"{out}: {r['steps']} steps, L1 {r.get('loss_g_l1', float('nan')):.4f}, D {r.get('loss_d', float('nan')):.3f}; "
                       f"{r['seconds']:.1f} s -> {out / 'translator.safetensors'}")
 
+
+def _adapt(app: typer.Typer) -> None:
     @app.command("adapt")
     def adapt(
         model: Path = typer.Option(..., "--model", "-m", help="Source translator (run folder or .safetensors)."),
@@ -224,6 +235,8 @@ def cellxfer_register_commands(app: typer.Typer):
             m = summarize(evaluate_pairs(load(out), held))
             console.print(f"held-out target pairs ({len(held)}): Pearson {m['pearson']:.4f}, MAE {m['mae']:.4f}, SSIM {m['ssim']:.4f}")
 
+
+def _evaluate_translator(app: typer.Typer) -> None:
     @app.command("evaluate-translator")
     def evaluate_translator(
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
@@ -254,6 +267,8 @@ def cellxfer_register_commands(app: typer.Typer):
             lines = ["id,pearson,mae,ssim"] + [f"{r['id']},{r['pearson']:.6f},{r['mae']:.6f},{r['ssim']:.6f}" for r in rows]
             write_text(csv_out, "\n".join(lines) + "\n")
 
+
+def _translate(app: typer.Typer) -> None:
     @app.command("translate")
     def translate(
         paths: list[Path] = typer.Argument(..., help="Images or folders of images."),
