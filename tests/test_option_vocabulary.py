@@ -116,3 +116,12 @@ def test_train_count_defaults_are_the_configs():
     assert checked >= 27
     norm = next(p for p in command.params if p.name == "input_norm")
     assert norm.default == f"{d.norm_low:g}:{d.norm_high:g}"
+
+
+def test_the_readme_command_table_lists_every_command():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in _commands() if f"| `{name}` |" not in table]
+    assert not missing, f"README's command table lacks {missing}"
