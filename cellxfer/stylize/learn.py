@@ -95,28 +95,17 @@ def learn_style(
 def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrite: bool, on_progress, dist) -> LearnResult:
     import torch
 
-    from cellxfer.atomic import atomic_path, write_json
-    from cellxfer.manifest import build_manifest
-    from cellxfer.outputs import make_parent
     from cellxfer.stylize.base import StyleSet
-    from cellxfer.stylize.mapper import StyleMapper, encode_prompt, placeholder_id, save_token, tokenize
+    from cellxfer.stylize.mapper import StyleMapper, placeholder_id, tokenize
     from cellxfer.stylize.models import load_clip, load_sd, pick_device
 
     t0 = time.perf_counter()
-    if out.suffix != ".safetensors":
-        raise InputError(f"{out}: the token file name must end in .safetensors")
-    make_parent(out)  # a bad --out is said now, not after minutes of loading Stable Diffusion
     styles = StyleSet(style)
     identity = _identity(config, seed, styles)
     state_file = state_path(out)
-    if out.exists() and not overwrite:
-        done = read_manifest_file(manifest_path(out))
-        if done is not None and {k: done.get(k) for k in identity} == identity:
-            return LearnResult(out, config.steps, config.steps, float(done.get("loss", float("nan"))), 0.0)
-        raise InputError(f"{out}: exists (trained with other settings or without a manifest); pass --overwrite or pick another --out")
-    if overwrite and dist.is_main:
-        state_file.unlink(missing_ok=True)
-    dist.barrier()
+    done = _check_out(out, identity, overwrite, dist)
+    if done is not None:
+        return LearnResult(out, config.steps, config.steps, float(done.get("loss", float("nan"))), 0.0)
 
     if "*" not in config.prompt.split():
         raise InputError(f"--prompt {config.prompt!r} must contain the placeholder '*' as a word")
@@ -127,7 +116,6 @@ def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrit
     from diffusers import DDPMScheduler
 
     noise_sched = DDPMScheduler.from_config(sd.scheduler_config)
-    prediction = noise_sched.config.get("prediction_type", "epsilon")
     torch.manual_seed(seed)  # the mapper's initial weights, then dropout
     mapper = StyleMapper(clip.dim, sd.text_width, config.heads, config.dim_head, config.blocks, config.dropout).to(device)
     opt = torch.optim.AdamW(mapper.parameters(), lr=config.lr)
@@ -137,19 +125,7 @@ def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrit
     rng = np.random.default_rng(seed)
     start, losses = 0, []
     if state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=True)  # tensors and plain data only
-        if state.get("identity") != identity:
-            raise InputError(f"{state_file}: a stopped learn-style run with other settings; delete it or pass --overwrite")
-        mapper.load_state_dict(state["mapper"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        gen.set_state(state["gen"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        rng.bit_generator.state = state["np_rng"]
-        start, losses = int(state["step"]), list(state["losses"])
+        start, losses = _restore(state_file, identity, mapper, opt, gen, scaler, rng, device)
     if on_progress and start:
         on_progress(start, loss=float(np.mean(losses[-50:])) if losses else float("nan"))
     dist.fork_torch_rng(seed, start)  # mapper dropout differs between ranks; rank 0 continues its stream
@@ -158,39 +134,18 @@ def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrit
     rows = dist.shard(B)  # this rank's share of every step's crops (all of them in one process)
     ids = tokenize(sd.tokenizer, [config.prompt] * (rows.stop - rows.start))
     units = [styles.unit(i) for i in range(len(styles))]
-    T = int(noise_sched.config.num_train_timesteps)
     mapper.train()
 
     def save_state(step):
-        if not dist.is_main:
-            return
-        state = {"identity": identity, "step": step, "losses": losses, "mapper": mapper.state_dict(),
-                 "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "gen": gen.get_state(),
-                 "np_rng": rng.bit_generator.state, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-        with atomic_path(state_file) as tmp:
-            torch.save(state, tmp)
+        if dist.is_main:
+            _save_state(state_file, identity, step, losses, mapper, opt, gen, rng, scaler, device)
 
     t_loop = time.perf_counter()
     for step in range(start, config.steps):
         # every draw is made for all B crops (one stream on every rank), each rank keeps its rows
         crops = np.stack([_crop(units[int(rng.integers(0, len(units)))], config.size, rng) for _ in range(B)])
         x = torch.from_numpy(crops[rows])[:, None]
-        with torch.no_grad():
-            pix = (x * 2 - 1).expand(-1, 3, -1, -1).to(device)
-            post = sd.vae.encode(pix).latent_dist  # its .sample(gen), with the draw made for all B
-            eps = torch.randn((B, *post.mean.shape[1:]), generator=gen, dtype=post.parameters.dtype)[rows]
-            z0 = post.mean + post.std * eps.to(device)
-            z0 = (z0 * sd.scaling_factor).to(dtype)
-            img_emb = clip.embed(x[:, 0])
-        noise = torch.randn((B, *z0.shape[1:]), generator=gen)[rows].to(device, dtype)
-        t = torch.randint(0, T, (B,), generator=gen)[rows].to(device)
-        zt = noise_sched.add_noise(z0, noise, t)
-        target = noise if prediction == "epsilon" else noise_sched.get_velocity(z0, noise, t)
-        token = mapper_net(img_emb)
-        text = encode_prompt(sd.text_encoder, ids, star, token)
-        pred = sd.unet(zt, t, encoder_hidden_states=text.to(dtype)).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+        loss = _diffusion_loss(x, sd, clip, mapper_net, noise_sched, gen, ids, star, rows, B, dtype, device)
         value = dist.mean(loss.item(), rows, B)
         if not np.isfinite(value):
             raise RuntimeError(f"loss became {value} at step {step + 1}; lower --lr or use --precision fp32")
@@ -209,6 +164,95 @@ def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrit
     if not dist.is_main:
         dist.barrier()  # rank 0 writes the token and manifest
         return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
+    _finish(out, mapper, config, seed, identity, styles, sd, clip, losses, mean_loss, start, t0, loop_seconds, dist)
+    state_file.unlink(missing_ok=True)
+    dist.barrier()
+    return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
+
+
+def _diffusion_loss(x, sd, clip, mapper_net, noise_sched, gen, ids, star: int, rows: slice, B: int, dtype, device):
+    """The denoising loss of one step on this rank's crops ``x`` (every random draw made for all ``B``
+    crops from ``gen``, this rank keeping ``rows``), through the mapper's token: the section 3.2 objective."""
+    import torch
+
+    from cellxfer.stylize.mapper import encode_prompt
+
+    T = int(noise_sched.config.num_train_timesteps)
+    prediction = noise_sched.config.get("prediction_type", "epsilon")
+    with torch.no_grad():
+        pix = (x * 2 - 1).expand(-1, 3, -1, -1).to(device)
+        post = sd.vae.encode(pix).latent_dist  # its .sample(gen), with the draw made for all B
+        eps = torch.randn((B, *post.mean.shape[1:]), generator=gen, dtype=post.parameters.dtype)[rows]
+        z0 = post.mean + post.std * eps.to(device)
+        z0 = (z0 * sd.scaling_factor).to(dtype)
+        img_emb = clip.embed(x[:, 0])
+    noise = torch.randn((B, *z0.shape[1:]), generator=gen)[rows].to(device, dtype)
+    t = torch.randint(0, T, (B,), generator=gen)[rows].to(device)
+    zt = noise_sched.add_noise(z0, noise, t)
+    target = noise if prediction == "epsilon" else noise_sched.get_velocity(z0, noise, t)
+    token = mapper_net(img_emb)
+    text = encode_prompt(sd.text_encoder, ids, star, token)
+    pred = sd.unet(zt, t, encoder_hidden_states=text.to(dtype)).sample
+    return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+
+def _check_out(out: Path, identity: dict, overwrite: bool, dist) -> dict | None:
+    """Ready ``out`` (a token file): the manifest of a finished run with the same settings (nothing to
+    do), None to train; an existing token of other settings is refused unless ``overwrite``."""
+    from cellxfer.outputs import make_parent
+
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: the token file name must end in .safetensors")
+    make_parent(out)  # a bad --out is said now, not after minutes of loading Stable Diffusion
+    if out.exists() and not overwrite:
+        done = read_manifest_file(manifest_path(out))
+        if done is not None and {k: done.get(k) for k in identity} == identity:
+            return done
+        raise InputError(f"{out}: exists (trained with other settings or without a manifest); pass --overwrite or pick another --out")
+    if overwrite and dist.is_main:
+        state_path(out).unlink(missing_ok=True)
+    dist.barrier()
+    return None
+
+
+def _restore(state_file: Path, identity: dict, mapper, opt, gen, scaler, rng, device) -> tuple[int, list]:
+    """Load a stopped run's state into the training objects; ``(step, losses)`` to continue from."""
+    import torch
+
+    state = torch.load(state_file, map_location="cpu", weights_only=True)  # tensors and plain data only
+    if state.get("identity") != identity:
+        raise InputError(f"{state_file}: a stopped learn-style run with other settings; delete it or pass --overwrite")
+    mapper.load_state_dict(state["mapper"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    gen.set_state(state["gen"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    rng.bit_generator.state = state["np_rng"]
+    return int(state["step"]), list(state["losses"])
+
+
+def _save_state(state_file: Path, identity: dict, step: int, losses: list, mapper, opt, gen, rng, scaler, device) -> None:
+    import torch
+
+    from cellxfer.atomic import atomic_path
+
+    state = {"identity": identity, "step": step, "losses": losses, "mapper": mapper.state_dict(),
+             "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "gen": gen.get_state(),
+             "np_rng": rng.bit_generator.state, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    with atomic_path(state_file) as tmp:
+        torch.save(state, tmp)
+
+
+def _finish(out: Path, mapper, config, seed, identity, styles, sd, clip, losses, mean_loss, start, t0, loop_seconds, dist) -> None:
+    """Write the token and its manifest (rank 0)."""
+    from cellxfer.atomic import write_json
+    from cellxfer.manifest import build_manifest
+    from cellxfer.stylize.mapper import save_token
+
     save_token(out, mapper, placeholder="*", prompt=config.prompt, steps=config.steps,
                model=sd.source, clip=clip.source, loss=mean_loss)
     manifest = build_manifest("learn-style", identity["config"], seed, inputs=[*styles.sources],
@@ -217,9 +261,6 @@ def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrit
                               seconds_per_step=round(loop_seconds / max(1, config.steps - start), 4), complete=True,
                               distributed=dist.describe())
     write_json(manifest_path(out), manifest)
-    state_file.unlink(missing_ok=True)
-    dist.barrier()
-    return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
 
 
 def read_manifest_file(path: Path) -> dict | None:
