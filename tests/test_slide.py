@@ -214,3 +214,32 @@ def test_a_slide_truncated_midway_fails_with_one_line(tmp_path, monkeypatch, sma
     res = run_count(CountConfig(paths=(str(path),), model=model, engine="torch", out=tmp_path / "c.csv"))
     assert str(path) in res.failed and "not a readable TIFF" in res.failed[str(path)]
     assert "\n" not in res.failed[str(path)]
+
+
+def test_a_slide_overlay_is_drawn_on_its_sample(tmp_path, monkeypatch, small_lazy):
+    """--overlay of a slide: the picture is the strided sample (at most PREVIEW_SIDE a side), points
+    and tiles scaled down onto it."""
+    pytest.importorskip("torch")
+    import tifffile
+    from PIL import Image
+
+    from cellxfer.classical import build_log, log_options
+    from cellxfer.count import parts
+    from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.counter.model import save_counter
+    from test_scale import disks
+
+    monkeypatch.setattr(parts, "PREVIEW_SIDE", 200)
+    img, _ = disks(7.0, size=600, seed=2)
+    tifffile.imwrite(tmp_path / "s.tif", img.astype(np.uint16), tile=(64, 64))
+    meta = CounterMeta(arch="log", window=128, output="density", arch_options=log_options(2.5, 0.15))
+    model = save_counter(tmp_path / "log.safetensors", build_log(meta), meta)
+    res = run_count(CountConfig(paths=(str(tmp_path / "s.tif"),), model=model, engine="torch", out=tmp_path / "c.csv",
+                                overlay=tmp_path / "ov", points=tmp_path / "pts"))
+    assert not res.failed, res.failed
+    ov = np.asarray(Image.open(tmp_path / "ov" / "s.png").convert("RGB"))
+    assert ov.shape == (200, 200, 3)
+    pts = np.loadtxt(tmp_path / "pts" / "s.csv", delimiter=",", skiprows=1).reshape(-1, 2) / 3
+    magenta = (ov[..., 0] > 200) & (ov[..., 1] < 80) & (ov[..., 2] > 200)
+    near = [magenta[max(int(y) - 3, 0):int(y) + 4, max(int(x) - 3, 0):int(x) + 4].any() for x, y in pts]
+    assert len(pts) > 20 and np.mean(near) > 0.9  # a circle around (almost) every point, on the sample's grid

@@ -21,30 +21,43 @@ def render_overlay(image: np.ndarray, counted, step: int = 1):
     ``counted.region_counts`` at their top-left; magenta circles at ``counted.points`` (x, y) if any; the
     total at the bottom-left. ``counted``: a :class:`cellxfer.count.parts.Counted`. ``image`` may be the
     original's sample every ``step`` pixels (a slide): regions and points are scaled down to it, and
-    region counts are written only where a region is at least 40 pixels wide on it."""
-    from PIL import Image, ImageDraw, ImageFont
+    labels are sized to the regions (none when that is under 8 pixels) and circles to the nuclei."""
+    from PIL import Image, ImageDraw
 
     gray = display_uint8(image)
     im = Image.fromarray(np.stack([gray] * 3, axis=-1), mode="RGB")
     draw = ImageDraw.Draw(im)
     size = max(12, min(im.size) // 40)
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
+    font = _font(size)
+    # a slide's sample (step > 1): labels sized to the regions, circles to the nuclei, not to the picture
+    widths = [w / step for _, _, _, w in counted.regions] or [im.size[0]]
+    label = font if step == 1 else _font(int(min(size, np.median(widths) / 5)))
     if counted.points is not None:
-        r = max(2, min(im.size) // 200)
+        r = max(2, min(im.size) // 200) if step == 1 else max(1.5, 4.0 / step)
         for x, y in np.asarray(counted.points, dtype=np.float64).reshape(-1, 2) / step:
             draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 0, 255), width=1)
     for (y, x, h, w), c in zip(counted.regions, counted.region_counts):
         if step != 1:
             y, x, h, w = y / step, x / step, max(h / step, 1), max(w / step, 1)
         draw.rectangle([x, y, x + w - 1, y + h - 1], outline=(255, 220, 0), width=1)
-        if step == 1 or w >= 40:
-            draw.text((x + 3, y + 2), f"{c:.1f}", fill=(255, 220, 0), font=font, stroke_width=2, stroke_fill=(0, 0, 0))
+        if label is not None:
+            draw.text((x + 3, y + 2), f"{c:.1f}", fill=(255, 220, 0), font=label, stroke_width=1 if step != 1 else 2,
+                      stroke_fill=(0, 0, 0))
     draw.text((4, im.size[1] - size - 6), f"total {counted.count:.1f}", fill=(0, 255, 255), font=font,
               stroke_width=2, stroke_fill=(0, 0, 0))
     return im
+
+
+def _font(size: int):
+    """Pillow's default font at ``size`` pixels (None below 8: too small to read)."""
+    from PIL import ImageFont
+
+    if size < 8:
+        return None
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
 
 
 def write_overlay(path: str | os.PathLike, image, counted, step: int = 1) -> Path:
