@@ -176,8 +176,9 @@ def _train_translate(app: typer.Typer) -> None:
         with progress("train-translate", total=steps, unit="step", fields="L1 {task.fields[loss_g_l1]:.4f}") as bar:
             bar.update(loss_g_l1=float("nan"))
             r = train_translator(cfg, on_step=bar.advance, overwrite=overwrite or fresh)
-        console.print(f"{out}: {r['steps']} steps, L1 {r.get('loss_g_l1', float('nan')):.4f}, D {r.get('loss_d', float('nan')):.3f}; "
-                      f"{r['seconds']:.1f} s -> {out / 'translator.safetensors'}")
+        nan = float("nan")
+        console.print(f"{out}: {r.steps} steps, L1 {nan if r.loss_g_l1 is None else r.loss_g_l1:.4f}, "
+                      f"D {nan if r.loss_d is None else r.loss_d:.3f}; {r.seconds:.1f} s -> {out / 'translator.safetensors'}")
 
 
 def _adapt(app: typer.Typer) -> None:

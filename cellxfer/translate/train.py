@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -26,6 +27,19 @@ from cellxfer.translate.model import MODEL_FILE, TranslatorMeta
 CHECKPOINT = "checkpoint.pt"
 #: Config fields a rerun may change and still continue the run.
 MUTABLE = ("out", "steps", "checkpoint_every", "threads")
+
+
+@dataclass(frozen=True)
+class TrainTranslateResult:
+    """What :func:`train_translator` did: the run folder, steps done in all, seconds of this call, and the
+    last step's losses (None when no step ran)."""
+
+    out: Path
+    steps: int
+    seconds: float
+    loss_d: float | None = None
+    loss_g_gan: float | None = None
+    loss_g_l1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,8 +115,9 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | None = None, overwrite: bool = False) -> dict:
-    """Train (or continue) a translator in ``cfg.out``; returns a summary dict (final losses, seconds).
+def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | None = None,
+                     overwrite: bool = False) -> TrainTranslateResult:
+    """Train (or continue) a translator in ``cfg.out`` (a :class:`cellxfer.runs.RunFolder`).
     Under torchrun the run is data-parallel on the CPU (gloo; :mod:`cellxfer.train.distributed`): each
     process takes its share of every ``batch_size`` crops, rank 0 writes and calls ``on_step``."""
     from cellxfer.train.distributed import distributed
@@ -122,13 +137,13 @@ def _run_folder(cfg: TrainTranslateConfig, overwrite: bool, main: bool):
                      mutable=MUTABLE, defaults=config_dict(TrainTranslateConfig(pairs="", out="")), main=main)
 
 
-def _train_translator(cfg: TrainTranslateConfig, dist, on_step, overwrite: bool) -> dict:
+def _train_translator(cfg: TrainTranslateConfig, dist, on_step, overwrite: bool) -> TrainTranslateResult:
     with _run_folder(cfg, overwrite, dist.is_main) as run:
         dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
         return _train_in(cfg, dist, on_step, run)
 
 
-def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> dict:
+def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateResult:
     import os
 
     import torch
@@ -205,7 +220,7 @@ def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> dict:
         run.write_manifest(manifest, complete=True, steps_done=step, final_losses=last, seconds=round(seconds, 2),
                            distributed=dist.describe())
     dist.barrier()
-    return {"out": out, "steps": step, "seconds": seconds, **last}
+    return TrainTranslateResult(out, step, seconds, **last)
 
 
 def random_batch(arrays, size, n, rng, augment: str = "flip") -> np.ndarray:
