@@ -115,7 +115,7 @@ def main(argv=None):
     def ev(gen, m, pairs):
         return summarize(evaluate_pairs(Translator(torch_runner(gen), m, "torch"), pairs))
 
-    result = {"settings": vars(args) | {"json": str(args.json), "work": str(w), "results_md": str(args.results_md)},
+    result = {"settings": _jsonable(vars(args)),
               "train_seconds": round(train_s, 1), "source_in_domain": ev(g, meta, list_pairs(w / "source_eval")), "shifts": {}}
     print(f"source model: {train_s:.0f} s; in-domain Pearson {result['source_in_domain']['pearson']:.4f}", flush=True)
     src_arrays = _load_inputs(list_images(w / "source_train"), meta.input_norm, meta.size)
