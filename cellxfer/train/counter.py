@@ -313,10 +313,9 @@ def run_folder(config: TrainConfig, main: bool = True):
 def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack) -> Path:
     import torch
 
-    from cellxfer.counter.model import build_counter, save_counter
-    from cellxfer.train.finite import check_finite_loss, check_finite_weights
+    from cellxfer.counter.model import save_counter
     from cellxfer.manifest import config_dict
-    from cellxfer.train.data import load_domain
+    from cellxfer.train.finite import check_finite_weights
 
     fit = getattr(_arch(config.arch), "fit", None)
     if fit is not None:  # fitted (classical) architectures: no gradient training
@@ -330,6 +329,72 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack
     out, state = run.out, run.load_state()
     dist.check_batch(config.batch_size)
     dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
+
+    meta, real, syn, unlab, val = _load_data(config)
+    parts = _Parts.build(config, meta, dist, state, [d for d in (real, syn) if d is not None], unlab is not None)
+    model, ema = parts.model, parts.ema
+
+    total = config.total_epochs()
+    manifest_extra = parts.manifest_extra(real, syn, val, unlab, dist)
+
+    def save_manifest(result: dict | None = None) -> None:
+        run.write_manifest(run.manifest(**manifest_extra, complete=result is not None, result=result))
+
+    if state is None:
+        save_manifest()
+    n_real, n_syn = len(real or unlab or ()), len(syn) if syn else 0
+    all_steps, step = steps_total(config, n_real, n_syn), steps_total(config, n_real, n_syn, upto=parts.start)
+    if on_start is not None:
+        on_start(step, all_steps)
+    density = meta.output == "density"
+    d_scale = float(meta.arch_options.get("scale", 1.0)) if density else 1.0
+    net = dist.wrap(model)  # the training forward (DDP under torchrun); `model` is validated and saved
+    model = dist.unwrap(net)
+    net.train()
+    for epoch in range(parts.start, total):
+        phase = phase_of(config.regime, epoch, config.pre())
+        rng = np.random.default_rng([config.seed, epoch])  # the same on every rank: one global batch stream
+        torch.manual_seed(dist.seed(_torch_seed(config.seed, epoch)))
+        t0 = time.perf_counter()
+        losses = []
+        if unlab is not None:  # the teacher's pseudo-density of this epoch; batch-norm statistics stay the given
+            from cellxfer.train.adapt import freeze_batch_norm  # counter's (cellxfer.train.adapt)
+
+            real = unlab.pseudo_labelled(_teacher(model, ema), meta, config.pseudo_peak)
+            freeze_batch_norm(model)
+        step = _train_epoch(net, parts, config, phase, real, syn, rng, dist, d_scale if density else None,
+                            epoch, step, all_steps, losses, on_step)
+        shown = _teacher(model, ema)  # what is validated and saved
+        for module in {id(model): model, id(shown): shown}.values():  # no checkpoint of non-finite weights
+            check_finite_weights(module, epoch + 1)
+        val_mae, val_rmse = None, None
+        if val is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == total):
+            val_mae, val_rmse = _validate(shown, meta, val, dist)
+        seconds = time.perf_counter() - t0
+        parts.train_seconds += seconds
+        rec = EpochRecord(epoch + 1, phase, len(losses), float(np.mean(losses)) if losses else float("nan"),
+                          val_mae, val_rmse, seconds)
+        parts.history.append(rec.__dict__)
+        if dist.is_main:
+            parts.save(run, shown, meta, rec, last_epoch=epoch + 1 == total and val is None, config=cfg)
+        dist.barrier()
+        if on_epoch is not None:
+            on_epoch(rec)
+    if total == 0 and dist.is_main:
+        save_counter(out / LAST, model, meta)
+        save_counter(out / BEST, model, meta)
+    best_out = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in parts.best.items()}
+    save_manifest({"epochs": total, "best": best_out, "train_seconds": round(parts.train_seconds, 2),
+                   "final_loss": parts.history[-1]["loss"] if parts.history else None})
+    dist.barrier()
+    return out
+
+
+def _load_data(config: TrainConfig):
+    """``(meta, real, synthetic, unlabelled, validation)`` of a run: the labelled domains normalised as the
+    model will record, the counter's meta with the training diameter range (or, adapting, the given
+    counter's scale, the target images resized to it)."""
+    from cellxfer.train.data import load_domain
 
     meta = meta_for(config)
     norm = meta.normalization
@@ -345,145 +410,140 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack
     else:
         meta = replace(meta, **domain_scale(real or syn, config.zoom))
     val = load_domain(config.val, norm, "validation", config.exclude, scale=val_scale) if config.val else None
+    return meta, real, syn, unlab, val
 
-    torch.manual_seed(config.seed)
-    model = build_counter(meta).to(dist.device)
-    pretrained_info = None
-    if config.pretrained is not None:
-        from cellxfer.train.pretrained import load_pretrained
 
-        pretrained_info = load_pretrained(model, config.pretrained)
-        if unlab is not None and pretrained_info["loaded"] != pretrained_info["of"]:
-            raise InputError(f"--model {config.pretrained}: only {pretrained_info['loaded']} of {pretrained_info['of']} "
-                             f"tensors fit; give a counter checkpoint written by train-count")
-    head_init = None
-    if config.init_head_bias and state is None:
-        head_init = _mean_crop_count([d for d in (real, syn) if d is not None], config.crop)
-        if not _head_bias(model, head_init):
-            head_init = None
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    ema = None
-    if config.ema > 0:  # weights averaged after every step (decay warmed up as timm does: min(d, (1+n)/(10+n)));
-        # batch-norm statistics are not averaged (the average would remember their initial values for
-        # thousands of steps) but copied from the model before every validation and save
-        from torch.optim.swa_utils import AveragedModel
+def _validate(model, meta: CounterMeta, val, dist) -> tuple[float, float]:
+    """Whole-image MAE and RMSE of ``model`` on the validation domain (images shared among ranks)."""
+    pred = np.array(dist.map_shared(lambda img: predict_normalized(model, meta, [img])[0], val.images))
+    err = pred - val.counts
+    return float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
 
-        warm_up = unlab is None  # adapt: the teacher starts as the given counter and keeps a constant decay
 
-        def ema_fn(avg, cur, n, d=config.ema):
-            decay = min(d, (1.0 + float(n)) / (10.0 + float(n))) if warm_up else d
-            return decay * avg + (1.0 - decay) * cur
+@dataclass
+class _Parts:
+    """What a training run carries from epoch to epoch, and resumes from ``state.pt``."""
 
-        ema = AveragedModel(model, avg_fn=ema_fn, use_buffers=False)
-        if not warm_up:  # counted as one average already, so the first update averages instead of copying
-            ema.n_averaged.fill_(1)
-    history: list[dict] = []
-    best = {"epoch": None, "val_mae": math.inf}
-    start, train_seconds = 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        history, best = state["history"], state["best"]
-        start, train_seconds = state["epoch"], state["train_seconds"]
-        head_init = state.get("head_bias_init")
-        pretrained_info = state.get("pretrained", pretrained_info)
+    model: object
+    opt: object
+    ema: object | None
+    pretrained_info: dict | None = None
+    head_init: float | None = None
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"epoch": None, "val_mae": math.inf})
+    start: int = 0
+    train_seconds: float = 0.0
 
-    total = config.total_epochs()
-    manifest_extra = {
-        "pretrained": pretrained_info or "none: trained from scratch (random initialisation)",
-        "head_bias_init": head_init,
-        "data": {d.name: {"images": len(d), "cells": int(d.counts.sum())} for d in (real, syn, val) if d is not None},
-        "distributed": dist.describe(),
-    }
-    if unlab is not None:  # its image files only: the target folder's labels are never read, not even hashed
-        manifest_extra["unlabeled"] = unlab.manifest()
+    @classmethod
+    def build(cls, config: TrainConfig, meta: CounterMeta, dist, state: dict | None, labelled: list, adapting: bool) -> "_Parts":
+        """The model (seeded; pretrained weights; head bias at the mean crop count), Adam, the optional
+        weight average, and, resuming, all of them as ``state`` left them."""
+        import torch
 
-    def save_manifest(result: dict | None = None) -> None:
-        run.write_manifest(run.manifest(**manifest_extra, complete=result is not None, result=result))
+        from cellxfer.counter.model import build_counter
 
-    if state is None:
-        save_manifest()
-    n_real, n_syn = len(real or unlab or ()), len(syn) if syn else 0
-    all_steps, step = steps_total(config, n_real, n_syn), steps_total(config, n_real, n_syn, upto=start)
-    if on_start is not None:
-        on_start(step, all_steps)
-    density = meta.output == "density"
-    d_scale = float(meta.arch_options.get("scale", 1.0)) if density else 1.0
-    net = dist.wrap(model)  # the training forward (DDP under torchrun); `model` is validated and saved
-    model = dist.unwrap(net)
-    net.train()
-    for epoch in range(start, total):
-        phase = phase_of(config.regime, epoch, config.pre())
-        rng = np.random.default_rng([config.seed, epoch])  # the same on every rank: one global batch stream
-        torch.manual_seed(dist.seed(_torch_seed(config.seed, epoch)))
-        t0 = time.perf_counter()
-        losses = []
-        if unlab is not None:  # the teacher's pseudo-density of this epoch; batch-norm statistics stay the given
-            from cellxfer.train.adapt import freeze_batch_norm  # counter's (cellxfer.train.adapt)
+        torch.manual_seed(config.seed)
+        model = build_counter(meta).to(dist.device)
+        parts = cls(model, torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
+                     _ema(model, config.ema, warm_up=not adapting) if config.ema > 0 else None)
+        if config.pretrained is not None:
+            from cellxfer.train.pretrained import load_pretrained
 
-            real = unlab.pseudo_labelled(_teacher(model, ema), meta, config.pseudo_peak)
-            freeze_batch_norm(model)
-        for batch in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
-                                  flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
-                                  mix_prob=config.mix_prob, edge_prob=config.edge_prob,
-                                  max_steps=config.max_steps_per_epoch, with_maps=density, zoom=config.zoom,
-                                  photometric_strength=config.photometric):
-            n, rows = len(batch[0]), dist.shard(len(batch[0]))
-            if rows is None:  # a last batch with fewer crops than processes: skipped by every rank
-                continue
-            for group in opt.param_groups:
-                group["lr"] = lr_at(config, step, all_steps)
-            step += 1
-            loss = _batch_loss(net, [b[rows] for b in batch], config, dist.device, d_scale if density else None)
-            # the global batch's mean loss, checked before backward: a NaN never reaches the weights
-            value = check_finite_loss(dist.mean(loss.detach(), rows, n), epoch + 1, step)
-            opt.zero_grad(set_to_none=True)
-            (loss * dist.loss_weight(rows, n)).backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            losses.append(value)
-            if on_step is not None:
-                on_step(epoch, losses[-1])
-        val_mae = val_rmse = None
-        shown = _teacher(model, ema)  # what is validated and saved
-        for module in {id(model): model, id(shown): shown}.values():  # no checkpoint of non-finite weights
-            check_finite_weights(module, epoch + 1)
-        if val is not None and ((epoch + 1) % config.val_every == 0 or epoch + 1 == total):
-            pred = np.array(dist.map_shared(lambda img: predict_normalized(shown, meta, [img])[0], val.images))
-            err = pred - val.counts
-            val_mae, val_rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        rec = EpochRecord(epoch + 1, phase, len(losses), float(np.mean(losses)) if losses else float("nan"),
-                          val_mae, val_rmse, seconds)
-        history.append(rec.__dict__)
-        epoch_meta = replace(meta, extra={**meta.extra, "trained_epochs": epoch + 1})
-        improved = val_mae is not None and val_mae < best["val_mae"]
-        if improved or (val is None and epoch + 1 == total):
-            best = {"epoch": epoch + 1, "val_mae": val_mae if val_mae is not None else math.inf, "val_rmse": val_rmse}
-            if dist.is_main:
-                save_counter(out / BEST, shown, replace(epoch_meta, extra={**epoch_meta.extra, "val_mae": val_mae}))
-        if dist.is_main:  # checkpoints hold the unwrapped module and no per-rank state: resumable at any world size
-            save_counter(out / LAST, shown, epoch_meta)
-            run.write_history(history, HISTORY_COLUMNS)
-            run.save_state({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                            "ema": None if ema is None else ema.state_dict(),
-                            "history": history, "best": best, "train_seconds": train_seconds, "config": cfg,
-                            "head_bias_init": head_init, "pretrained": pretrained_info})
-        dist.barrier()
-        if on_epoch is not None:
-            on_epoch(rec)
-    if total == 0 and dist.is_main:
-        save_counter(out / LAST, model, meta)
-        save_counter(out / BEST, model, meta)
-    best_out = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in best.items()}
-    save_manifest({"epochs": total, "best": best_out, "train_seconds": round(train_seconds, 2),
-                   "final_loss": history[-1]["loss"] if history else None})
-    dist.barrier()
-    return out
+            info = parts.pretrained_info = load_pretrained(model, config.pretrained)
+            if adapting and info["loaded"] != info["of"]:
+                raise InputError(f"--model {config.pretrained}: only {info['loaded']} of {info['of']} "
+                                 f"tensors fit; give a counter checkpoint written by train-count")
+        if config.init_head_bias and state is None:
+            parts.head_init = _mean_crop_count(labelled, config.crop)
+            if not _head_bias(model, parts.head_init):
+                parts.head_init = None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            parts.opt.load_state_dict(state["optimizer"])
+            if parts.ema is not None:
+                parts.ema.load_state_dict(state["ema"])
+            parts.history, parts.best = state["history"], state["best"]
+            parts.start, parts.train_seconds = state["epoch"], state["train_seconds"]
+            parts.head_init = state.get("head_bias_init")
+            parts.pretrained_info = state.get("pretrained", parts.pretrained_info)
+        return parts
+
+    def manifest_extra(self, real, syn, val, unlab, dist) -> dict:
+        """What the manifest records beside config and inputs: weights started from, head bias, data sizes."""
+        extra = {
+            "pretrained": self.pretrained_info or "none: trained from scratch (random initialisation)",
+            "head_bias_init": self.head_init,
+            "data": {d.name: {"images": len(d), "cells": int(d.counts.sum())} for d in (real, syn, val) if d is not None},
+            "distributed": dist.describe(),
+        }
+        if unlab is not None:  # its image files only: the target folder's labels are never read, not even hashed
+            extra["unlabeled"] = unlab.manifest()
+        return extra
+
+    def save(self, run, shown, meta: CounterMeta, rec: "EpochRecord", last_epoch: bool, config: dict) -> None:
+        """After an epoch (main process): ``best`` when validation improved (or, without validation, at the
+        end), ``last``, ``history.csv`` and the resume state. Checkpoints hold the unwrapped module and no
+        per-rank state: resumable at any world size."""
+        from cellxfer.counter.model import save_counter
+
+        epoch_meta = replace(meta, extra={**meta.extra, "trained_epochs": rec.epoch})
+        if (rec.val_mae is not None and rec.val_mae < self.best["val_mae"]) or last_epoch:
+            self.best = {"epoch": rec.epoch, "val_mae": rec.val_mae if rec.val_mae is not None else math.inf,
+                         "val_rmse": rec.val_rmse}
+            save_counter(run.path(BEST), shown, replace(epoch_meta, extra={**epoch_meta.extra, "val_mae": rec.val_mae}))
+        save_counter(run.path(LAST), shown, epoch_meta)
+        run.write_history(self.history, HISTORY_COLUMNS)
+        run.save_state({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "epoch": rec.epoch,
+                        "ema": None if self.ema is None else self.ema.state_dict(), "history": self.history,
+                        "best": self.best, "train_seconds": self.train_seconds, "config": config,
+                        "head_bias_init": self.head_init, "pretrained": self.pretrained_info})
+
+
+def _ema(model, decay: float, warm_up: bool):
+    """Weights averaged after every step (decay warmed up as timm does: min(d, (1+n)/(10+n)); adapting, the
+    teacher starts as the given counter and keeps a constant decay). Batch-norm statistics are not averaged
+    (the average would remember their initial values for thousands of steps) but copied from the model
+    before every validation and save."""
+    from torch.optim.swa_utils import AveragedModel
+
+    def ema_fn(avg, cur, n, d=decay):
+        k = min(d, (1.0 + float(n)) / (10.0 + float(n))) if warm_up else d
+        return k * avg + (1.0 - k) * cur
+
+    ema = AveragedModel(model, avg_fn=ema_fn, use_buffers=False)
+    if not warm_up:  # counted as one average already, so the first update averages instead of copying
+        ema.n_averaged.fill_(1)
+    return ema
+
+
+def _train_epoch(net, parts: _Parts, config: TrainConfig, phase: str, real, syn, rng, dist, d_scale: float | None,
+                 epoch: int, step: int, all_steps: int, losses: list, on_step) -> int:
+    """One epoch's optimizer steps (their losses appended to ``losses``); returns the step count after it."""
+    from cellxfer.train.finite import check_finite_loss
+
+    for batch in epoch_batches(phase, real, syn, batch_size=config.batch_size, crop=config.crop, rng=rng,
+                              flips=config.flips, rotations=config.rotations, cutmix_alpha=config.cutmix_alpha,
+                              mix_prob=config.mix_prob, edge_prob=config.edge_prob,
+                              max_steps=config.max_steps_per_epoch, with_maps=d_scale is not None, zoom=config.zoom,
+                              photometric_strength=config.photometric):
+        n, rows = len(batch[0]), dist.shard(len(batch[0]))
+        if rows is None:  # a last batch with fewer crops than processes: skipped by every rank
+            continue
+        for group in parts.opt.param_groups:
+            group["lr"] = lr_at(config, step, all_steps)
+        step += 1
+        loss = _batch_loss(net, [b[rows] for b in batch], config, dist.device, d_scale)
+        # the global batch's mean loss, checked before backward: a NaN never reaches the weights
+        value = check_finite_loss(dist.mean(loss.detach(), rows, n), epoch + 1, step)
+        parts.opt.zero_grad(set_to_none=True)
+        (loss * dist.loss_weight(rows, n)).backward()
+        parts.opt.step()
+        if parts.ema is not None:
+            parts.ema.update_parameters(parts.model)
+        losses.append(value)
+        if on_step is not None:
+            on_step(epoch, value)
+    return step
 
 
 def _batch_loss(net, batch: list, config: TrainConfig, device: str, d_scale: float | None):
