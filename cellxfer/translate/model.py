@@ -78,6 +78,38 @@ def _norm_layer(kind: str, ch: int):
     raise InputError(f"--norm {kind!r}: expected batch or instance")
 
 
+def _unet_blocks(meta: TranslatorMeta):
+    """``(downs, ups)`` module lists of the pix2pix UNet: down block i+1 has min(ngf * 2**i, 8 ngf) channels
+    (norm on all but the first and last), up block j+1 mirrors down block nd-j (dropout on up blocks
+    2..nd-4 when ``meta.dropout``), the last up block ends in tanh."""
+    import torch.nn as nn
+
+    nd, ngf = meta.num_downs, meta.ngf
+    use_bias = meta.norm == "instance"
+    chans = [min(ngf * 2 ** i, ngf * 8) for i in range(nd)]  # output channels of down i+1
+    downs = []
+    for i in range(nd):
+        cin = meta.in_ch if i == 0 else chans[i - 1]
+        layers = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(cin, chans[i], 4, 2, 1, bias=use_bias))
+        if 0 < i < nd - 1:
+            layers.append(_norm_layer(meta.norm, chans[i]))
+        downs.append(nn.Sequential(*layers))
+    ups = []
+    for j in range(nd):  # up block j+1 (layer nd+j+1) mirrors down block nd-j
+        d = nd - 1 - j  # index of the mirrored down block
+        cin = chans[d] if j == 0 else 2 * chans[d]
+        if j == nd - 1:
+            ups.append(nn.Sequential(nn.ReLU(True), nn.ConvTranspose2d(cin, meta.out_ch, 4, 2, 1), nn.Tanh()))
+            continue
+        cout = chans[d - 1]
+        layers = [nn.ReLU(True), nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=use_bias), _norm_layer(meta.norm, cout)]
+        if meta.dropout and 1 <= j <= nd - 5:
+            layers.append(nn.Dropout(0.5))
+        ups.append(nn.Sequential(*layers))
+    return nn.ModuleList(downs), nn.ModuleList(ups)
+
+
 def build_generator(meta: TranslatorMeta):
     """A randomly initialised :class:`UNetGenerator` (pix2pix init: N(0, 0.02) convs)."""
     import torch.nn as nn
@@ -88,31 +120,7 @@ def build_generator(meta: TranslatorMeta):
             if meta.num_downs < 5:
                 raise InputError(f"--num-downs {meta.num_downs}: the pix2pix UNet needs at least 5 down blocks")
             self.num_downs = meta.num_downs
-            nd, ngf = meta.num_downs, meta.ngf
-            use_bias = meta.norm == "instance"
-            chans = [min(ngf * 2 ** i, ngf * 8) for i in range(nd)]  # output channels of down i+1
-            downs = []
-            for i in range(nd):
-                cin = meta.in_ch if i == 0 else chans[i - 1]
-                layers = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
-                layers.append(nn.Conv2d(cin, chans[i], 4, 2, 1, bias=use_bias))
-                if 0 < i < nd - 1:
-                    layers.append(_norm_layer(meta.norm, chans[i]))
-                downs.append(nn.Sequential(*layers))
-            ups = []
-            for j in range(nd):  # up block j+1 (layer nd+j+1) mirrors down block nd-j
-                d = nd - 1 - j  # index of the mirrored down block
-                cin = chans[d] if j == 0 else 2 * chans[d]
-                if j == nd - 1:
-                    ups.append(nn.Sequential(nn.ReLU(True), nn.ConvTranspose2d(cin, meta.out_ch, 4, 2, 1), nn.Tanh()))
-                    continue
-                cout = chans[d - 1]
-                layers = [nn.ReLU(True), nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=use_bias), _norm_layer(meta.norm, cout)]
-                if meta.dropout and 1 <= j <= nd - 5:
-                    layers.append(nn.Dropout(0.5))
-                ups.append(nn.Sequential(*layers))
-            self.downs = nn.ModuleList(downs)
-            self.ups = nn.ModuleList(ups)
+            self.downs, self.ups = _unet_blocks(meta)
 
         @property
         def n_layers(self) -> int:
