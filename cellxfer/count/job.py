@@ -324,6 +324,37 @@ def write_points(path: Path, points: np.ndarray) -> Path:
     return path
 
 
+def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays: dict, want_points: bool, policy,
+                   record: Callable, result: "CountResult", log: Callable[[str], None], t_start: float) -> float:
+    """Count ``todo`` in this process (decode threads ahead of batched inference; overlays written by a
+    thread), passing each outcome to ``record``; returns the start-up seconds (until the engine is loaded)."""
+    from cellxfer.count.overlay import write_overlay
+    from cellxfer.engines.base import load_runner
+
+    picked: list[str] = []
+    runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
+                         batch_size=config.batch_size, threads=config.threads)
+    result.picked = picked[0] if picked else f"engine {runner.label}"
+    log(result.picked)
+    startup = time.perf_counter() - t_start
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-overlay") as overlay_pool:
+        overlay_jobs = []
+        for file, prep, res, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
+                                                 config.page, keep_images=bool(overlays), points=want_points,
+                                                 policy=policy):
+            if isinstance(res, BaseException):
+                record(file, None, None, ms, runner.label, res)
+                continue
+            record(file, res.count, res.points, ms, runner.label, None, _scale_info(prep.scaled))
+            if file in overlays:
+                overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res,
+                                                               prep.image_step)))
+        for file, job in overlay_jobs:
+            if job.exception() is not None:
+                log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")
+    return startup
+
+
 # -- the job -------------------------------------------------------------------------------------------------
 def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays: dict, point_files: dict,
                    policy, record: Callable, t_start: float) -> float:
@@ -384,8 +415,8 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     """Count every image of ``config.paths`` into ``config.out``; see module docs."""
     from cellxfer.atomic import write_json
     from cellxfer.inputs import expand_inputs
-    from cellxfer.count.overlay import output_names, write_overlay
-    from cellxfer.engines.base import load_runner, model_hash
+    from cellxfer.count.overlay import output_names
+    from cellxfer.engines.base import model_hash
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict
 
@@ -431,27 +462,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         if todo and config.scheduler:
             result.startup_s = _count_on_dask(config, model, todo, overlays, point_files, policy, record, t_start)
         elif todo:
-            picked: list[str] = []
-            runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
-                                 batch_size=config.batch_size, threads=config.threads)
-            result.picked = picked[0] if picked else f"engine {runner.label}"
-            log(result.picked)
-            result.startup_s = time.perf_counter() - t_start
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-overlay") as overlay_pool:
-                overlay_jobs = []
-                for file, prep, res, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
-                                                         config.page, keep_images=bool(overlays), points=want_points,
-                                                         policy=policy):
-                    if isinstance(res, BaseException):
-                        record(file, None, None, ms, runner.label, res)
-                        continue
-                    record(file, res.count, res.points, ms, runner.label, None, _scale_info(prep.scaled))
-                    if file in overlays:
-                        overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res,
-                                                                       prep.image_step)))
-                for file, job in overlay_jobs:
-                    if job.exception() is not None:
-                        log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")
+            result.startup_s = _count_locally(config, model, todo, overlays, want_points, policy, record, result, log, t_start)
     finally:  # an interrupted run keeps every finished row
         table.close()
     result.engines = sorted(labels)
