@@ -77,6 +77,14 @@ def test_same_seed_same_adapted_model(setup):
     a = load_file(str(root / "r1" / "translator.safetensors"))
     b = load_file(str(root / "r2" / "translator.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    from cellxfer.errors import InputError
+
+    # the run-folder policy: the same settings redo the same run, other settings are refused unless overwrite
+    adapt_layer(_cfg(root, "r2", 6, steps=4))
+    assert all(torch.equal(a[k], v) for k, v in load_file(str(root / "r2" / "translator.safetensors")).items())
+    with pytest.raises(InputError, match="steps 4 -> 5.*--overwrite"):
+        adapt_layer(_cfg(root, "r2", 6, steps=5))
+    adapt_layer(_cfg(root, "r2", 6, steps=5), overwrite=True)
 
 
 def test_sweep_cli_picks_on_held_out_pairs(setup, capsys):

@@ -204,6 +204,7 @@ def _adapt(app: typer.Typer) -> None:
         match: str = typer.Option("layer", help="layer: match layer L only (the paper); skips: also match every skip tensor the frozen rest reads (needs --train upto)."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: Optional[int] = typer.Option(None, help="Torch threads [default: one per core]."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
     ):
         """LM-ADDA: adapt a translator to a new microscope setting without paired or labelled data."""
         from cellxfer.console import out as console
@@ -217,7 +218,7 @@ def _adapt(app: typer.Typer) -> None:
         if sweep:
             layers = _layers(sweep)
             with progress("adapt sweep", total=steps * len(layers), unit="step") as bar:
-                r = run_sweep(cfg, layers, on_event=console.print, on_step=bar.advance)
+                r = run_sweep(cfg, layers, on_event=console.print, on_step=bar.advance, overwrite=overwrite)
             if r["best_layer"] is None:
                 console.print(f"{out}: no labelled target pairs, nothing picked; each layer's translator is in {out}/layer_LL/")
             else:
@@ -226,7 +227,7 @@ def _adapt(app: typer.Typer) -> None:
         from cellxfer.translate.adapt import split_target
 
         with progress("adapt", total=steps, unit="step") as bar:
-            s = adapt_layer(cfg, on_step=bar.advance)
+            s = adapt_layer(cfg, on_step=bar.advance, overwrite=overwrite)
         console.print(f"{out}: layer {layer}, D loss {s['loss_d_first']:.3f} -> {s['loss_d_last']:.3f}, "
                       f"G loss {s['loss_g_first']:.3f} -> {s['loss_g_last']:.3f}; {s['seconds']:.1f} s")
         held = split_target(cfg)[1]

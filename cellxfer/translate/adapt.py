@@ -95,8 +95,24 @@ def split_target(cfg: AdaptConfig):
     return [p.source for p in pairs if p.id not in held], sorted((p for p in labelled if p.id in held), key=lambda p: p.id)
 
 
+def run_folder(cfg: AdaptConfig, overwrite: bool, main: bool = True, layers: list[int] | None = None):
+    """The run folder of one adaptation (or, with ``layers``, of a sweep: its ``layer_LL/`` are its own):
+    a :class:`cellxfer.runs.RunFolder`, so a rerun with other settings is refused unless ``overwrite``."""
+    from cellxfer.manifest import config_dict
+    from cellxfer.runs import RunFolder
+    from cellxfer.translate.model import resolve_model
+
+    identity = {"config": config_dict(cfg), "seed": cfg.seed}
+    own: tuple = (MODEL_FILE, "log.csv")
+    if layers is not None:
+        identity["layers"] = list(layers)
+        own = (MODEL_FILE, "sweep.json", "sweep.csv", *(f"layer_{L:02d}" for L in layers))
+    return RunFolder(cfg.out, "adapt", identity, own=own, inputs=[resolve_model(cfg.model), cfg.source, cfg.target],
+                     overwrite=overwrite, mutable=("out", "threads"), main=main)
+
+
 def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_arrays=None,
-                on_step: Callable[..., None] | None = None) -> dict:
+                on_step: Callable[..., None] | None = None, overwrite: bool = False) -> dict:
     """Adapt at ``cfg.layer``; write ``cfg.out/translator.safetensors``, ``log.csv``, ``manifest.json``.
     ``g``/``meta``/arrays may be passed in to share loading across a sweep. Returns a summary with the
     discriminator loss over the first and last 10% of steps. Under torchrun the run is data-parallel
@@ -106,7 +122,9 @@ def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_
 
     with distributed("cpu") as dist:
         dist.check_batch(cfg.batch_size)
-        return _adapt_layer(cfg, dist, g, meta, source_arrays, target_arrays, on_step if dist.is_main else None)
+        with run_folder(cfg, overwrite, dist.is_main) as run:
+            dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
+            return _adapt_layer(cfg, dist, g, meta, source_arrays, target_arrays, on_step if dist.is_main else None, run)
 
 
 def _up_to(g, layer: int, skips: bool = False):
@@ -154,7 +172,7 @@ def _check_modes(cfg: AdaptConfig) -> None:
         raise InputError("--match skips needs --train upto: with --train layer the skips are the source's and cannot move")
 
 
-def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, on_step) -> dict:
+def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, on_step, run) -> dict:
     import torch
 
     from cellxfer.translate.data import list_images, random_crops
@@ -196,8 +214,7 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
     g_net = _up_to(g, L, skips)
     gp_net, d_net = dist.wrap(_up_to(gp, L, skips)), dist.wrap(d)  # training forwards; gp is saved
     crit = gan_loss(cfg.gan_mode)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    manifest = run.write_manifest(complete=False)
     losses = []
     rows = dist.shard(cfg.batch_size)  # this rank's crops of every global batch (all of them in one process)
     weight = dist.loss_weight(rows, cfg.batch_size)
@@ -227,7 +244,7 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
         p.requires_grad_(True)
     summary = _summary(L, cfg.steps, seconds, losses) | {"matched_tensors": len(probes)}
     if dist.is_main:
-        _write_adapted(cfg, out, model_path, gp, meta, losses, summary, dist)
+        _write_adapted(cfg, run, manifest, model_path, gp, meta, losses, summary, dist)
     dist.barrier()
     return summary
 
@@ -240,12 +257,12 @@ def _summary(L: int, steps: int, seconds: float, losses: list) -> dict:
             "loss_g_first": float(arr[:k, 1].mean()), "loss_g_last": float(arr[-k:, 1].mean())}
 
 
-def _write_adapted(cfg: AdaptConfig, out: Path, model_path, gp, meta, losses: list, summary: dict, dist) -> None:
+def _write_adapted(cfg: AdaptConfig, run, manifest: dict, model_path, gp, meta, losses: list, summary: dict, dist) -> None:
     """log.csv, the adapted translator (its meta records ``adapted``) and the manifest of one layer."""
-    from cellxfer.atomic import write_json
-    from cellxfer.manifest import build_manifest, config_dict, sha256_file
+    from cellxfer.manifest import sha256_file
     from cellxfer.translate.model import save_translator
 
+    out = run.out
     with open(out / "log.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["step", "loss_d", "loss_g"])
@@ -255,32 +272,31 @@ def _write_adapted(cfg: AdaptConfig, out: Path, model_path, gp, meta, losses: li
                "match": cfg.match,
                "source_model": str(model_path), "source_model_sha256": sha256_file(model_path), "steps": cfg.steps}
     save_translator(out / MODEL_FILE, gp, replace(meta, adapted=adapted))
-    write_json(out / "manifest.json", build_manifest("adapt", config_dict(cfg), cfg.seed, inputs=[model_path, cfg.source, cfg.target],
-                                                     summary=summary, distributed=dist.describe()))
+    run.write_manifest(manifest, complete=True, summary=summary, distributed=dist.describe())
 
 
 def run_sweep(cfg: AdaptConfig, layers: list[int], on_event: Callable[[str], None] = lambda s: None,
-              on_step=None) -> dict:
+              on_step=None, overwrite: bool = False) -> dict:
     """Adapt at each of ``layers`` into ``out/layer_LL/``; evaluate every one (and no adaptation) on the
     held-out labelled target pairs; copy the best (highest mean Pearson) to ``out/translator.safetensors``.
     Writes ``out/sweep.json`` and ``out/sweep.csv``. Without labels nothing is picked. Under torchrun every
     process adapts (data-parallel) and rank 0 alone evaluates, picks, writes and reports."""
     from cellxfer.train.distributed import distributed
 
-    with distributed("cpu") as dist:
+    with distributed("cpu") as dist, run_folder(cfg, overwrite, dist.is_main, layers) as run:
+        dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
         if not dist.is_main:  # the others train each layer with rank 0, then wait for its sweep to be written
             for L in layers:
                 adapt_layer(replace(cfg, layer=L, out=str(Path(cfg.out) / f"layer_{L:02d}")))
             dist.barrier()
             return {"layers": layers, "rows": [], "best_layer": None, "eval_pairs": []}
-        result = _run_sweep(cfg, layers, on_event, on_step)
+        result = _run_sweep(cfg, layers, on_event, on_step, run)
         dist.barrier()
         return result
 
 
-def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step) -> dict:
+def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step, run) -> dict:
     from cellxfer.atomic import write_json, write_text
-    from cellxfer.manifest import build_manifest, config_dict
     from cellxfer.train.distributed import from_env
     from cellxfer.translate.data import list_images
     from cellxfer.translate.infer import Translator, evaluate_pairs, summarize, torch_runner
@@ -294,7 +310,8 @@ def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step) -> dict:
     adapt_files, eval_pairs = split_target(cfg)
     src = _load_inputs(list_images(cfg.source), meta.input_norm, size)
     tgt = _load_inputs(adapt_files, meta.input_norm, size)
-    out = Path(cfg.out)
+    out = run.out
+    manifest = run.write_manifest(complete=False)
     rows = []
     if eval_pairs:
         base = summarize(evaluate_pairs(Translator(torch_runner(g), meta, "torch"), eval_pairs))
@@ -322,7 +339,6 @@ def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step) -> dict:
     lines = [",".join(keys)] + [",".join("" if r.get(k) is None else (f"{r[k]:.5f}" if isinstance(r.get(k), float) else str(r[k]))
                                          for k in keys) for r in rows]
     write_text(out / "sweep.csv", "\n".join(lines) + "\n")
-    write_json(out / "manifest.json", build_manifest("adapt", config_dict(cfg), cfg.seed, inputs=[cfg.model, cfg.source, cfg.target],
-                                                     sweep=result, distributed=from_env().describe()))
+    run.write_manifest(manifest, complete=True, sweep=result, distributed=from_env().describe())
     _ = json
     return result
