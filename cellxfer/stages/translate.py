@@ -249,12 +249,11 @@ def _evaluate_translator(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --csv file when it exists."),
     ):
         """Pearson (the paper's metric), MAE and SSIM of predicted vs true fluorescence, per image and mean."""
-        from cellxfer.atomic import write_text
         from cellxfer.console import out as console
         from cellxfer.outputs import refuse_existing
         from cellxfer.progress import progress
         from cellxfer.translate.data import list_pairs
-        from cellxfer.translate.infer import evaluate_pairs, load, summarize
+        from cellxfer.translate.infer import evaluate_pairs, load, summarize, write_metrics_csv
 
         refuse_existing(csv_out, "--csv", overwrite, inputs=[model])
         tr = load(model, engine, log=console.print)
@@ -266,8 +265,7 @@ def _evaluate_translator(app: typer.Typer) -> None:
         m = summarize(rows)
         console.print(f"mean over {len(rows)} images: Pearson {m['pearson']:.4f}  MAE {m['mae']:.4f}  SSIM {m['ssim']:.4f}")
         if csv_out:
-            lines = ["id,pearson,mae,ssim"] + [f"{r['id']},{r['pearson']:.6f},{r['mae']:.6f},{r['ssim']:.6f}" for r in rows]
-            write_text(csv_out, "\n".join(lines) + "\n")
+            write_metrics_csv(rows, csv_out)
 
 
 def _translate(app: typer.Typer) -> None:

@@ -145,6 +145,14 @@ def summarize(rows: list[dict]) -> dict[str, float]:
     return {k: float(np.nanmean([r[k] for r in rows])) if rows else float("nan") for k in keys}
 
 
+def write_metrics_csv(rows: list[dict], path: str | os.PathLike) -> None:
+    """Per-image metrics of :func:`evaluate_pairs` as ``id,pearson,mae,ssim`` (6 decimals), written atomically."""
+    from cellxfer.atomic import write_text
+
+    lines = ["id,pearson,mae,ssim"] + [f"{r['id']},{r['pearson']:.6f},{r['mae']:.6f},{r['ssim']:.6f}" for r in rows]
+    write_text(path, "\n".join(lines) + "\n")
+
+
 def translate_files(translator: Translator, paths: list[Path], out: Path, dtype: str = "uint16", tile: int | None = None,
                     overlap: int = 32, overwrite: bool = False, on_progress=None) -> dict:
     """Translate every image of ``paths`` (files or folders) into ``out/<stem>.tif``; finished outputs
