@@ -57,7 +57,7 @@ BANNED_SYNONYMS = {
 }
 
 #: Options that mean the same thing everywhere, so they default the same everywhere. Engine defaults are
-#: not in it: `count` picks the fastest (auto), while `evaluate`, `evaluate-translator` and `translate`
+#: not in it: `count` and `translate` pick the fastest (auto), while `evaluate` and `evaluate-translator`
 #: default to torch, the reference the exported engines are parity-checked against.
 SAME_DEFAULT = ("--device", "--precision", "--seed", "--overwrite", "--threads", "--workers", "--tile", "--input-norm")
 

@@ -209,9 +209,10 @@ def test_train_translate_bad_input(tmp_path, capsys):
     assert code == 2 and "multiple of" in err
 
 
-def test_translate_evaluate_and_onnx_parity(tiny_run, capsys):
+def test_translate_evaluate_and_onnx_parity(tiny_run, capsys, monkeypatch):
     pytest.importorskip("onnxruntime")
     root, pairs = tiny_run
+    monkeypatch.setenv("CELLXFER_CACHE", str(root / "cache"))
     run = root / "a"
     if not (run / "translator.safetensors").is_file():
         assert cli(_train_args(pairs, run, 2), capsys)[0] == 0
@@ -222,7 +223,7 @@ def test_translate_evaluate_and_onnx_parity(tiny_run, capsys):
     write_tiff(imgs / "big.tif", big)
     write_tiff(imgs / "small.tif", big[:20, :50])
     (imgs / "broken.tif").write_bytes(b"not a tiff")
-    code, out, err = cli(["translate", imgs, "--model", run, "--out", root / "t_torch"], capsys)
+    code, out, err = cli(["translate", imgs, "--model", run, "--out", root / "t_torch", "--engine", "torch"], capsys)
     assert code == 1 and "2 written" in out and "broken.tif" in err, (code, out, err)  # per-file failure reported, others done
     code, out, err = cli(["translate", imgs / "big.tif", imgs / "small.tif", "--model", run, "--out", root / "t_onnx",
                           "--engine", "onnx"], capsys)
@@ -234,10 +235,24 @@ def test_translate_evaluate_and_onnx_parity(tiny_run, capsys):
         assert t.shape == read_image(imgs / f"{name}.tif").shape and t.dtype == np.int64
         assert np.abs(t - o).max() <= 65535 * 1e-3
     code, out, err = cli(["translate", imgs / "big.tif", "--model", run, "--out", root / "t_torch"], capsys)
-    assert "1 already done" in out  # rerun skips
+    assert "1 already done" in out and "engine auto -> " in out  # rerun skips; auto resolved as in count
+    (cached,) = (root / "cache" / "onnx").glob("translator-*.onnx")  # the counters' cache, rebuilt the same way
+    good = cached.read_bytes()
+    cached.write_bytes(good[: len(good) // 3])
+    code, out, err = cli(["translate", imgs / "small.tif", "--model", run, "--out", root / "t_re", "--engine", "onnx"],
+                         capsys)
+    assert code == 0 and f"warning: {cached}: the cached ONNX export of" in err and "translator parity: ok" in out
+    assert cached.read_bytes() == good
+    code, out, err = cli(["evaluate-translator", "--model", run, "--pairs", pairs, "--engine", "onnx"], capsys)
+    assert code == 0 and "parity" not in out, err  # the cached export is reused
+    onnx_mean = out.splitlines()[-1]
     code, out, err = cli(["evaluate-translator", "--model", run, "--pairs", pairs, "--csv", root / "m.csv"], capsys)
     assert code == 0, err
     assert "mean over 4 images: Pearson" in out and len((root / "m.csv").read_text().splitlines()) == 5
+    torch_mean = out.splitlines()[-1]
+    got = [float(w) for w in onnx_mean.split()[5::2]]
+    want = [float(w) for w in torch_mean.split()[5::2]]
+    assert len(got) == 3 and np.allclose(got, want, atol=2e-3), (onnx_mean, torch_mean)
     code, out, err = cli(["export", "--model", run, "--out", root / "x.onnx"], capsys)
     assert code == 0 and "parity: ok" in out
 

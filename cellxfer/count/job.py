@@ -334,7 +334,10 @@ def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays:
     picked: list[str] = []
     runner = load_runner(model, config.engine, log=picked.append, device=config.device, fp16=config.fp16,
                          batch_size=config.batch_size, threads=config.threads)
-    result.picked = picked[0] if picked else f"engine {runner.label}"
+    auto = [line for line in picked if line.startswith("engine auto ->")]
+    for line in picked[:len(picked) - len(auto)]:  # what was built once (ONNX export, TRT engine)
+        log(line)
+    result.picked = auto[0] if auto else f"engine {runner.label}"
     log(result.picked)
     startup = time.perf_counter() - t_start
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-overlay") as overlay_pool:

@@ -42,8 +42,56 @@ class Runner:
 
 
 @dataclass(frozen=True)
+class ModelFamily:
+    """What the engines need to know about one kind of model (counter, translator) so that every engine
+    runs every kind the same way: ``load_torch(checkpoint) -> (module in eval mode, meta)``;
+    ``onnx_meta(onnx file) -> meta`` (from the file's metadata, :class:`InputError` when absent);
+    ``cached_onnx(checkpoint, log) -> onnx file`` (the parity-checked export in the shared cache,
+    :func:`cellxfer.export.onnx.cached_export`); ``trt_profile(meta) -> (in_chans, (min, opt, max) side)``.
+    Invariant: a runner's output for a batch is the torch module's within the export's parity tolerance."""
+
+    name: str
+    load_torch: Callable[[Path], tuple[Any, Any]]
+    onnx_meta: Callable[[Path], Any]
+    cached_onnx: Callable[..., Path]
+    trt_profile: Callable[[Any], tuple[int, tuple[int, int, int]]]
+
+    def onnx_file(self, model_path: Path, log=lambda s: None) -> Path:
+        """``model_path`` itself when it is an exported .onnx, else its cached export."""
+        return model_path if model_kind(model_path) == "onnx" else self.cached_onnx(model_path, log=log)
+
+
+def _counter_torch(path: Path):
+    from cellxfer.counter.model import load_counter
+
+    return load_counter(path)
+
+
+def _counter_onnx_meta(path: Path):
+    from cellxfer.export.counter import onnx_counter_meta
+
+    return onnx_counter_meta(path)
+
+
+def _counter_cached_onnx(path: Path, log=lambda s: None) -> Path:
+    from cellxfer.export.counter import cached_onnx
+
+    return cached_onnx(path, log=log)
+
+
+def _counter_trt_profile(meta) -> tuple[int, tuple[int, int, int]]:
+    from cellxfer.export.counter import trt_sides
+
+    return meta.in_chans, trt_sides(meta)
+
+
+#: Counters (train-count checkpoints): the family ``count``, ``evaluate`` and ``load_runner`` default to.
+COUNTER = ModelFamily("counter", _counter_torch, _counter_onnx_meta, _counter_cached_onnx, _counter_trt_profile)
+
+
+@dataclass(frozen=True)
 class Engine:
-    """``available(device) -> None | reason``; ``load(model_path, device=...) -> Runner``."""
+    """``available(device) -> None | reason``; ``load(model_path, device=..., family=COUNTER) -> Runner``."""
 
     name: str
     description: str
@@ -66,14 +114,14 @@ def model_hash(path: str | os.PathLike) -> str:
     return sha256_file(path)[:12]
 
 
-def model_kind(path: Path) -> str:
+def model_kind(path: Path, family: str = "counter") -> str:
     """``checkpoint`` (.safetensors) or ``onnx``; anything else is an :class:`InputError`."""
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return "checkpoint"
     if suffix == ".onnx":
         return "onnx"
-    raise InputError(f"{path}: unknown model file type; give a counter checkpoint (.safetensors) or an exported .onnx")
+    raise InputError(f"{path}: unknown model file type; give a {family} checkpoint (.safetensors) or an exported .onnx")
 
 
 def model_meta(path: Path):
@@ -93,13 +141,16 @@ def engines() -> dict[str, Engine]:
     return get_registry().provided("cellxfer_engines")
 
 
-def load_runner(model: str | os.PathLike | None, engine: str = "auto", log=lambda s: None, **options) -> Runner:
-    """Load ``model`` (None = the default counter) with ``engine`` (a name, or ``auto``: see
-    :data:`AUTO_ORDER`); ``log`` receives one line saying which engine was picked and why."""
+def load_runner(model: str | os.PathLike | None, engine: str = "auto", log=lambda s: None,
+                family: ModelFamily = COUNTER, **options) -> Runner:
+    """Load ``model`` (None = the default counter) of ``family`` with ``engine`` (a name, or ``auto``:
+    see :data:`AUTO_ORDER`); ``log`` receives one line saying which engine was picked and why. The one
+    engine resolution of every command that runs a model (count, evaluate, translate, evaluate-translator)."""
     path = Path(model) if model is not None else default_model()
     if not path.is_file():
         raise InputError(f"{path}: no such model file; pass --model CKPT (.safetensors or .onnx)")
-    model_kind(path)
+    model_kind(path, family.name)
+    options.update(family=family, log=log)  # engines say what they build once (the ONNX export, the TRT engine)
     known = engines()
     wanted = options.pop("device", "auto") or "auto"
     if engine != "auto":

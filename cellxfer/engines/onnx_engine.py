@@ -1,7 +1,8 @@
 """The onnx engine: ONNX Runtime with all graph optimisations, CPU or CUDA execution provider.
 
 ONNX Runtime is an either/or extra (``cpu`` = onnxruntime, ``gpu`` = onnxruntime-gpu). A counter
-checkpoint is exported once into the cache (:func:`cellxfer.export.counter.cached_onnx`).
+checkpoint (counter or translator: the runner's ``family``) is exported once into the shared cache
+(:meth:`cellxfer.engines.base.ModelFamily.onnx_file`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cellxfer.engines.base import Engine, Runner, model_hash, model_kind
+from cellxfer.engines.base import COUNTER, Engine, ModelFamily, Runner, model_hash
 
 
 def _ort():
@@ -55,15 +56,14 @@ def session(onnx_path: Path, device: str = "cpu", threads: int | None = None):
     return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
 
 
-def load(model_path: Path, device: str = "auto", threads: int | None = None, log=lambda s: None, **_) -> Runner:
+def load(model_path: Path, device: str = "auto", threads: int | None = None, log=lambda s: None,
+         family: ModelFamily = COUNTER, **_) -> Runner:
     import numpy as np
-
-    from cellxfer.export.counter import cached_onnx, onnx_counter_meta
 
     ort = _ort()
     device = ("cuda" if _cuda_ok(ort) else "cpu") if device == "auto" else device
-    onnx_path = model_path if model_kind(model_path) == "onnx" else cached_onnx(model_path, log=log)
-    meta = onnx_counter_meta(onnx_path)
+    onnx_path = family.onnx_file(model_path, log=log)
+    meta = family.onnx_meta(onnx_path)
     sess = session(onnx_path, device, threads)
     name = sess.get_inputs()[0].name
     provider = sess.get_providers()[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cellxfer.engines.base import Engine, Runner, model_hash, model_kind
+from cellxfer.engines.base import COUNTER, Engine, ModelFamily, Runner, model_hash, model_kind
 from cellxfer.errors import InputError
 
 
@@ -20,19 +20,19 @@ def available(device: str = "auto") -> str | None:
     return None
 
 
-def load(model_path: Path, device: str = "auto", threads: int | None = None, **_) -> Runner:
+def load(model_path: Path, device: str = "auto", threads: int | None = None, family: ModelFamily = COUNTER,
+         **_) -> Runner:
     import numpy as np
     import torch
 
-    from cellxfer.counter.model import load_counter
-
     if model_kind(model_path) != "checkpoint":
-        raise InputError(f"{model_path}: the torch engine needs the counter checkpoint (.safetensors); "
+        raise InputError(f"{model_path}: the torch engine needs the {family.name} checkpoint (.safetensors); "
                          f"use --engine onnx for an .onnx file")
     device = ("cuda" if _cuda() else "cpu") if device == "auto" else device
     if threads:
         torch.set_num_threads(threads)
-    module, meta = load_counter(model_path)
+    module, meta = family.load_torch(model_path)
+    module.eval()
     module = module.to(device)
 
     def run(batch):

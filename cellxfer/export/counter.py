@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -196,46 +196,19 @@ def dynamic_axes(meta) -> dict:
 
 
 def cached_onnx(model_path: str | os.PathLike, log=lambda s: None) -> Path:
-    """An ONNX export of checkpoint ``model_path`` from the cache (``<cache>/onnx/<sha>.onnx``), made on
-    first use with the random-window parity check. A cached file is used only when it reads as an ONNX
-    model exported from this very checkpoint (its ``source_sha256``); else it is exported again, once,
-    with a one-line warning (a truncated or foreign cache file never breaks ``count``)."""
-    from cellxfer.console import warn
-    from cellxfer.export.trt import cache_dir
-    from cellxfer.manifest import sha256_file
+    """The counter's ONNX export from the cache (:func:`cellxfer.export.onnx.cached_export`), made on first
+    use with the random-window parity check (:func:`_export_quiet`)."""
+    from cellxfer.export.onnx import cached_export
 
-    model_path = Path(model_path)
-    sha = sha256_file(model_path)
-    out = cache_dir() / "onnx" / f"{model_path.stem}-{sha[:16]}.onnx"
-    if out.is_file():
-        why = _cache_problem(out, sha)
-        if why is None:
-            return out
-        warn(f"{out}: the cached ONNX export of {model_path} {why}; exporting it again")
-        out.unlink(missing_ok=True)
-    log(f"exporting {model_path} to ONNX once (cached at {out})")
-    cfg = ExportConfig(model=model_path, out=out)
-    cfg = replace(cfg, check_images=())
-    _export_quiet(cfg)
-    return out
+    return cached_export(model_path, _export_quiet, log=log)
 
 
-def _cache_problem(path: Path, source_sha256: str) -> str | None:
-    """Why the cached export ``path`` cannot stand for the checkpoint with hash ``source_sha256``; None if it can."""
-    try:
-        props = read_metadata(path)
-    except InputError:
-        return "does not load (truncated or damaged)"
-    if props.get("source_sha256") != source_sha256:
-        return "was exported from another checkpoint"
-    return None
-
-
-def _export_quiet(cfg: ExportConfig) -> None:
+def _export_quiet(model_path: Path, out: Path, log=lambda s: None) -> None:
     """Export with only the random-window parity check (no Syn-HC render): used for the ONNX cache."""
     from cellxfer.counter.model import load_counter
     from cellxfer.manifest import sha256_file
 
+    cfg = ExportConfig(model=Path(model_path), out=Path(out))
     module, meta = load_counter(cfg.model)
     export_onnx(module, (1, meta.in_chans, meta.window, meta.window), cfg.out,
                 metadata=counter_metadata(meta, sha256_file(cfg.model)), opset=cfg.opset,

@@ -182,3 +182,40 @@ def _batches(inputs: Iterable[np.ndarray], batch_size: int):
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         for i in range(0, len(arr), batch_size):
             yield arr[i:i + batch_size]
+
+
+def cached_export(model_path: str | os.PathLike, export, log=lambda s: None) -> Path:
+    """The ONNX export of checkpoint ``model_path`` from the cache (``<cache>/onnx/<stem>-<sha>.onnx``),
+    made on first use by ``export(model_path, out, log)`` (which writes ``out`` with its own parity check,
+    leaving no file on mismatch, and records ``source_sha256`` in the metadata). A cached file is used
+    only when it reads as an ONNX model exported from this very checkpoint; else it is exported again,
+    once, with a one-line warning (a truncated or foreign cache file never breaks a command). Used for
+    every kind of model the engines run (counters and translators)."""
+    from cellxfer.console import warn
+    from cellxfer.export.trt import cache_dir
+    from cellxfer.manifest import sha256_file
+
+    model_path = Path(model_path)
+    sha = sha256_file(model_path)
+    out = cache_dir() / "onnx" / f"{model_path.stem}-{sha[:16]}.onnx"
+    if out.is_file():
+        why = _cache_problem(out, sha)
+        if why is None:
+            return out
+        warn(f"{out}: the cached ONNX export of {model_path} {why}; exporting it again")
+        out.unlink(missing_ok=True)
+    log(f"exporting {model_path} to ONNX once (parity-checked; cached at {out})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export(model_path, out, log)
+    return out
+
+
+def _cache_problem(path: Path, source_sha256: str) -> str | None:
+    """Why the cached export ``path`` cannot stand for the checkpoint with hash ``source_sha256``; None if it can."""
+    try:
+        props = read_metadata(path)
+    except InputError:
+        return "does not load (truncated or damaged)"
+    if props.get("source_sha256") != source_sha256:
+        return "was exported from another checkpoint"
+    return None

@@ -243,7 +243,7 @@ def _evaluate_translator(app: typer.Typer) -> None:
     def evaluate_translator(
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder with true fluorescence in target/."),
-        engine: str = typer.Option("torch", help="torch, onnx or trt."),
+        engine: str = typer.Option("torch", "--engine", "-e", help="torch (the reference), onnx, trt or auto (resolved as in `count`): measure the translator as you ship it."),
         tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
         csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image metrics here."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --csv file when it exists."),
@@ -274,7 +274,7 @@ def _translate(app: typer.Typer) -> None:
         paths: list[Path] = typer.Argument(..., help="Images or folders of images."),
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (<stem>.tif per input)."),
-        engine: str = typer.Option("torch", help="torch, onnx (exported once, parity-checked) or trt (NVIDIA GPU)."),
+        engine: str = typer.Option("auto", "--engine", "-e", help="auto (trt, onnx on CUDA, onnx on CPU, torch), torch, onnx (exported once, parity-checked, cached) or trt."),
         tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
         overlap: int = typer.Option(32, help="Tile overlap in pixels, blended."),
         dtype: str = typer.Option("uint16", help="uint16, uint8 or float32 output."),

@@ -1,10 +1,13 @@
-"""Running a translator: engines (torch, onnx, trt), whole-image translation, evaluation on pairs.
+"""Running a translator: engines, whole-image translation, evaluation on pairs.
 
 A *runner* maps float32 (N, 1, T, T) in the network range to float32 (N, 1, T, T) in [-1, 1].
+Translators run on the same engines as counters, through the engine hook and the one resolution
+(:func:`cellxfer.engines.base.load_runner` with the translator :class:`~cellxfer.engines.base.ModelFamily`):
 ``torch`` runs the generator in eval mode (deterministic: dropout off, batch-norm running stats);
-``onnx`` exports it once (parity-checked, cached beside the model as ``translator.onnx``) and runs it
-with ONNX Runtime (:mod:`cellxfer.engines.onnx_engine`); ``trt`` builds a TensorRT engine from that
-ONNX file (NVIDIA GPU + the ``trt`` extra; a one-line error otherwise).
+``onnx`` exports it once (parity-checked) into the shared ONNX cache
+(:func:`cellxfer.export.onnx.cached_export`: a damaged or foreign cache file is rebuilt with a warning);
+``trt`` builds a TensorRT engine from that ONNX file (NVIDIA GPU + the ``trt`` extra; a one-line error
+otherwise); ``auto`` picks as ``count`` does.
 """
 
 from __future__ import annotations
@@ -17,9 +20,8 @@ from typing import Callable
 import numpy as np
 
 from cellxfer.errors import InputError
+from cellxfer.engines.base import ModelFamily
 from cellxfer.translate.model import TranslatorMeta
-
-ENGINES = ("torch", "onnx", "trt")
 
 
 def torch_runner(g) -> Callable[[np.ndarray], np.ndarray]:
@@ -54,29 +56,46 @@ def export_translator(model: str | os.PathLike, out: str | os.PathLike | None = 
     if check:
         rng = np.random.default_rng(seed)
         x = rng.uniform(-1, 1.5, (2, meta.in_ch, meta.size, meta.size)).astype(np.float32)
-        report = assert_parity(check_parity(g, out, x, atol=atol, rtol=rtol), out, "translator parity")
+        try:
+            report = assert_parity(check_parity(g, out, x, atol=atol, rtol=rtol), out, "translator parity")
+        except BaseException:  # a mismatching export leaves no file
+            out.unlink(missing_ok=True)
+            raise
     return out, report
 
 
-def _cached_onnx(path: Path, log) -> Path:
-    import json
+def _cache_export(path: Path, out: Path, log=lambda s: None) -> None:
+    log(export_translator(path, out)[1].line("translator parity"))
 
+
+def _onnx_meta(path: Path) -> TranslatorMeta:
     from cellxfer.export.onnx import read_metadata
-    from cellxfer.manifest import sha256_file
 
-    onnx_path = path.with_suffix(".onnx")
-    if onnx_path.is_file():
-        try:
-            if read_metadata(onnx_path).get("source_sha256") == sha256_file(path):
-                return onnx_path
-        except InputError:
-            pass
-    log(f"exporting {path} to {onnx_path} (parity-checked)")
-    out, report = export_translator(path, onnx_path)
-    if report is not None:
-        log(report.line("translator parity"))
-    _ = json
-    return out
+    props = read_metadata(path)
+    if "cellxfer_translator" not in props:
+        raise InputError(f"{path}: ONNX file without translator metadata; export one with `cellxfer export` "
+                         f"from a translator, or give the translator's run folder")
+    return TranslatorMeta.from_json(props["cellxfer_translator"])
+
+
+def _cached_onnx(path: Path, log=lambda s: None) -> Path:
+    from cellxfer.export.onnx import cached_export
+
+    return cached_export(path, _cache_export, log=log)
+
+
+def _load_torch(path: Path):
+    from cellxfer.translate.model import load_translator
+
+    return load_translator(path)
+
+
+def _trt_profile(meta: TranslatorMeta) -> tuple[int, tuple[int, int, int]]:
+    return meta.in_ch, (meta.size,) * 3
+
+
+#: Translators (train-translate / adapt run folders) as a model family of the engines.
+TRANSLATOR = ModelFamily("translator", _load_torch, _onnx_meta, _cached_onnx, _trt_profile)
 
 
 @dataclass
@@ -99,30 +118,20 @@ class Translator:
         return translate_array(x, self.run, tile=tile, overlap=overlap, batch_size=batch_size, multiple=self.meta.multiple)
 
 
-def load(model: str | os.PathLike, engine: str = "torch", log=lambda s: None, threads: int | None = None) -> Translator:
-    from cellxfer.translate.model import load_translator, resolve_model
+def load(model: str | os.PathLike, engine: str = "torch", log=lambda s: None, threads: int | None = None,
+         device: str = "auto") -> Translator:
+    """A translator (run folder, ``.safetensors`` or exported ``.onnx``) on ``engine`` (default torch, the
+    parity reference; ``translate`` asks for ``auto``), resolved by the engines' one resolution
+    (:func:`cellxfer.engines.base.load_runner`, ``auto`` as in ``count``).
+    TensorRT builds fp32 engines for translators (their parity is checked in fp32 only)."""
+    from cellxfer.engines.base import load_runner
+    from cellxfer.translate.model import resolve_model
 
-    path = resolve_model(model)
-    g, meta = load_translator(path)
-    if engine == "torch":
-        return Translator(torch_runner(g), meta, "torch")
-    if engine == "onnx":
-        from cellxfer.engines import onnx_engine
-
-        why = onnx_engine.available("cpu")
-        if why:
-            raise InputError(f"--engine onnx: {why}")
-        sess = onnx_engine.session(_cached_onnx(path, log), "cpu", threads)
-        name = sess.get_inputs()[0].name
-        return Translator(lambda b: sess.run(None, {name: np.ascontiguousarray(b, np.float32)})[0], meta, "onnx")
-    if engine == "trt":
-        from cellxfer.export.trt import TrtConfig, TrtRunner, build_engine, require_tensorrt
-
-        require_tensorrt()  # one-line error without TensorRT / CUDA
-        cfg = TrtConfig(fp16=False, min_batch=1, opt_batch=8, max_batch=8)
-        engine_file = build_engine(_cached_onnx(path, log), meta.in_ch, meta.size, cfg, log=log)
-        return Translator(TrtRunner(engine_file, cfg.max_batch), meta, "trt")
-    raise InputError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    path = Path(model)
+    path = path if path.suffix.lower() == ".onnx" and path.is_file() else resolve_model(path)
+    runner = load_runner(path, engine, log=log, family=TRANSLATOR, device=device, threads=threads, fp16=False,
+                         batch_size=8, max_batch=8)
+    return Translator(runner, runner.meta, runner.label)
 
 
 def evaluate_pairs(translator: Translator, pairs, on_progress=None, tile: int | None = None) -> list[dict]:
