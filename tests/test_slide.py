@@ -243,3 +243,58 @@ def test_a_slide_overlay_is_drawn_on_its_sample(tmp_path, monkeypatch, small_laz
     magenta = (ov[..., 0] > 200) & (ov[..., 1] < 80) & (ov[..., 2] > 200)
     near = [magenta[max(int(y) - 3, 0):int(y) + 4, max(int(x) - 3, 0):int(x) + 4].any() for x, y in pts]
     assert len(pts) > 20 and np.mean(near) > 0.9  # a circle around (almost) every point, on the sample's grid
+
+
+def test_density_map_is_the_block_sums_of_the_map_whatever_the_parts(monkeypatch):
+    from cellxfer.count import parts
+
+    monkeypatch.setattr(parts, "MAP_SIDE", 64)
+    rng = np.random.default_rng(4)
+    img = np.zeros((700, 900), np.float32)
+    img[rng.integers(5, 695, 300), rng.integers(5, 895, 300)] = 80
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 128, "margin": 16})
+    whole = _blur_runner(meta.normalization.apply(img)[None, None])[0, 0].astype(np.float64)
+    b = -(-900 // 64)  # 15-pixel blocks
+    want = np.zeros((-(-700 // b), -(-900 // b)))
+    for i in range(want.shape[0]):
+        for j in range(want.shape[1]):
+            want[i, j] = whole[i * b:(i + 1) * b, j * b:(j + 1) * b].sum()
+    for part_tiles in (1, 7, 100):
+        got = parts.count_plan(_blur_runner, parts.plan_image(img, meta, part_tiles=part_tiles)).density_map
+        assert got.block == b and got.counts.shape == want.shape == (47, 60)
+        assert np.allclose(got.counts, want, rtol=1e-5, atol=1e-7)
+
+
+def test_count_writes_a_density_map_of_one_image(tmp_path, capsys):
+    """`count --density-map OUT.tif|png`: counts per block summing to the image's count, the block in
+    the TIFF description; refused (one line, nothing written) for several images or another suffix."""
+    pytest.importorskip("torch")
+    import json
+
+    import tifffile
+
+    from cellxfer.classical import build_log, log_options
+    from cellxfer.counter.model import save_counter
+    from cli_inproc import run_cli
+
+    path, centres = _slide(tmp_path, reps=2)
+    meta = CounterMeta(arch="log", window=128, output="density", arch_options={**log_options(2.5, 0.15), "tile": 256})
+    model = save_counter(tmp_path / "log.safetensors", build_log(meta), meta)
+    args = ["count", path, "-m", model, "--engine", "torch", "--diameter", "off"]
+    r = run_cli([*args, "-o", tmp_path / "c.csv", "--density-map", tmp_path / "map.tif"], capsys)
+    assert r.returncode == 0, r.stderr
+    count = float(open(tmp_path / "c.csv").read().splitlines()[1].split(",")[1])
+    with tifffile.TiffFile(tmp_path / "map.tif") as tf:
+        counts, desc = tf.asarray(), json.loads(tf.pages[0].description)
+    assert counts.dtype == np.float32 and counts.shape == (600 // 2, 600 // 2) and desc["block"] == 2
+    assert counts.sum() == pytest.approx(count, abs=0.5) and desc["count"] == pytest.approx(count, abs=0.5)
+    ys, xs = np.nonzero(counts > 0.5)  # every mark lies on a true cell
+    assert np.all(np.min(np.hypot(*(np.stack([xs, ys], 1)[:, None, :] * 2 + 1 - centres[None]).transpose(2, 0, 1)),
+                         axis=1) <= 4)
+    r = run_cli([*args, "-o", tmp_path / "c2.csv", "--density-map", tmp_path / "map.png"], capsys)
+    assert r.returncode == 0 and (tmp_path / "map.png").is_file(), r.stderr
+    for bad, why in ((["--density-map", tmp_path / "m.jpg"], "must end in .tif"),
+                     (["--density-map", tmp_path / "m2.tif", tmp_path / "map.tif"], "writes the map of one image")):
+        r = run_cli([*args, *bad, "-o", tmp_path / "c3.csv"], capsys)
+        assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "m.jpg").exists() and not (tmp_path / "m2.tif").exists()

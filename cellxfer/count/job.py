@@ -59,6 +59,7 @@ class CountConfig:
     fp16: bool = True
     threads: int | None = None
     diameter: str | None = None  # --diameter: auto | off | PIXELS; None: auto if the model records a diameter
+    density_map: Path | None = None  # --density-map OUT.tif|png: counts per block of the one image (density models)
 
 
 @dataclass
@@ -315,6 +316,18 @@ def _dask_item(task: FileTask, item: tuple[str, str | None, bool]) -> FileOutcom
     return count_file(task, Path(file), Path(overlay) if overlay else None, points)
 
 
+def _density_map_files(config: CountConfig, files: list[Path]) -> dict:
+    """``{image: --density-map path}``: the option names one file, so it takes exactly one image."""
+    from cellxfer.errors import InputError
+
+    if config.density_map is None:
+        return {}
+    if len(files) != 1:
+        raise InputError(f"--density-map {config.density_map}: writes the map of one image, but {len(files)} images "
+                         f"were given; count the slide on its own (or use --overlay DIR for one picture per image)")
+    return {files[0]: Path(config.density_map)}
+
+
 def write_points(path: Path, points: np.ndarray) -> Path:
     """One image's cell locations as a points table (``x,y`` pixels, as in cell datasets), atomically."""
     from cellxfer.atomic import write_text
@@ -348,7 +361,7 @@ def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays:
             if isinstance(res, BaseException):
                 record(file, None, None, ms, runner.label, res)
                 continue
-            record(file, res.count, res.points, ms, runner.label, None, _scale_info(prep.scaled))
+            record(file, res.count, res.points, ms, runner.label, None, _scale_info(prep.scaled), res.density_map)
             if file in overlays:
                 overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res,
                                                                prep.image_step)))
@@ -403,6 +416,8 @@ def _checked_model(config: CountConfig):
     if config.points is not None and not is_density(meta):
         raise InputError(f"--points: {model} predicts one count per window, not cell locations; "
                          f"use a density model (train-count --arch density or --arch log)")
+    if config.density_map is not None:
+        _check_density_map(config, model, meta)
     if config.engine != "auto" and not config.scheduler:
         known = engines()
         if config.engine not in known:
@@ -411,6 +426,43 @@ def _checked_model(config: CountConfig):
         if reason is not None:
             raise PluginError(reason)
     return model, meta, policy
+
+
+def _check_density_map(config: CountConfig, model: Path, meta) -> None:
+    from cellxfer.errors import InputError
+
+    path = Path(config.density_map)
+    if path.suffix.lower() not in (".tif", ".tiff", ".png"):
+        raise InputError(f"--density-map {path}: must end in .tif (counts per block, float32) or .png (a picture)")
+    if not is_density(meta):
+        raise InputError(f"--density-map: {model} predicts one count per window, not a density map; "
+                         f"use a density model (train-count --arch density or --arch log)")
+    if config.scheduler:
+        raise InputError("--density-map: not available with --scheduler yet; count the slide locally")
+
+
+def write_density_map(path: Path, dmap) -> Path:
+    """``--density-map``: a .tif of float32 counts per block (the block size and the original pixels per
+    block in the TIFF description, as JSON), or a .png picture of them (0 -> black, the busiest block ->
+    white); atomically."""
+    import json
+
+    import tifffile
+
+    from cellxfer.atomic import atomic_path
+
+    counts = np.asarray(dmap.counts, dtype=np.float32)
+    with atomic_path(path) as tmp:
+        if Path(path).suffix.lower() == ".png":
+            from PIL import Image
+
+            top = float(counts.max()) if counts.size and counts.max() > 0 else 1.0
+            Image.fromarray(np.clip(np.round(counts / top * 255), 0, 255).astype(np.uint8)).save(tmp, format="PNG")
+        else:
+            desc = {"cellxfer": "density map", "unit": "cells per block", "block": dmap.block,
+                    "block_original_px": [dmap.block * dmap.sy, dmap.block * dmap.sx], "count": float(counts.sum())}
+            tifffile.imwrite(tmp, counts, photometric="minisblack", description=json.dumps(desc))
+    return Path(path)
 
 
 def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1, **kw: None,
@@ -435,9 +487,10 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     mhash = model_hash(model)
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
     point_files = output_names(files, config.points, ".csv") if config.points is not None else {}
+    map_files = _density_map_files(config, files)
     table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
     todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label)
-            or any(f in names and not names[f].is_file() for names in (overlays, point_files))]
+            or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]
     result = CountResult(out=out, engines=[], model_hash=mhash, skipped_done=len(files) - len(todo),
                          not_images=not_images)
     want_points = bool(point_files) or (bool(overlays) and is_density(meta))
@@ -445,12 +498,14 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     labels: set[str] = set()
 
     def record(file: Path, count, points, ms: float, engine: str, error: BaseException | None,
-               scaled: tuple = (None, 1.0)):
-        if error is None and file in point_files:
-            try:
+               scaled: tuple = (None, 1.0), density_map=None):
+        try:
+            if error is None and file in point_files:
                 write_points(point_files[file], np.asarray(points, dtype=np.float64).reshape(-1, 2))
-            except OSError as exc:
-                error = exc
+            if error is None and file in map_files:
+                write_density_map(map_files[file], density_map)
+        except OSError as exc:
+            error = exc
         if error is None:
             table.put(Row(str(file), count, engine, mhash, ms, diameter_mode=policy.label,
                           diameter=scaled[0], scale=scaled[1]))

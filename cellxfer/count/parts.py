@@ -45,6 +45,36 @@ class Counted:
     regions: list
     region_counts: np.ndarray
     points: np.ndarray | None = None
+    density_map: "DensityMap | None" = None  # density models: counts per block (see :class:`DensityMap`)
+
+
+#: the longest side of a density map (``count --density-map``): blocks of ceil(side / MAP_SIDE) pixels
+MAP_SIDE = 512
+
+
+@dataclass
+class DensityMap:
+    """A low-resolution map of where the cells are: ``counts[i, j]`` is the density summed over the block
+    of ``block`` x ``block`` pixels of the model's grid at (i * block, j * block) (edge blocks are cut by
+    the image border), so ``counts.sum()`` equals the image's count (up to float summation order).
+    ``sy``/``sx``: original pixels per model-grid pixel (``--diameter`` resizing; 1.0 when none). Built
+    band by band as the map is stitched (:class:`DensityBands`): at most MAP_SIDE x MAP_SIDE float64."""
+
+    counts: np.ndarray
+    block: int
+    sy: float = 1.0
+    sx: float = 1.0
+
+    @classmethod
+    def for_shape(cls, shape) -> "DensityMap":
+        block = max(1, -(-max(shape[:2]) // MAP_SIDE))
+        return cls(np.zeros((-(-shape[0] // block), -(-shape[1] // block)), np.float64), block)
+
+    def add(self, band: np.ndarray, y0: int) -> None:
+        """Add the map rows ``band`` (full width) that start at row ``y0``."""
+        b = self.block
+        cols = np.add.reduceat(band.astype(np.float64, copy=False), np.arange(0, band.shape[1], b), axis=1)
+        np.add.at(self.counts, (np.arange(y0, y0 + len(band)) // b,), cols)
 
 
 #: boxes per part: with the default counter (256-pixel tiles) about 64 MiB of float32 input per part
@@ -218,6 +248,7 @@ class DensityBands:
         from cellxfer.density.infer import point_finder
 
         self.finder = point_finder(self.plan.meta)
+        self.map = DensityMap.for_shape(self.plan.shape)
 
     def add(self, part: int, outputs: np.ndarray) -> None:
         b0, b1, _, _ = self.plan.parts[part]
@@ -229,6 +260,7 @@ class DensityBands:
             band[oy0 - a:oy1 - a, ox0:ox1] = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
             self.sums.append(band[oy0 - a:oy1 - a, ox0:ox1].sum(dtype=np.float64))
         self.total += float(band.sum(dtype=np.float64))
+        self.map.add(band, a)
         if self.points:
             self._search(band, a, last=part == len(self.plan.parts) - 1)
 
@@ -255,16 +287,19 @@ class DensityBands:
             xy = np.concatenate([f[0] for f in self.found]) if self.found else np.zeros((0, 2))
             vals = np.concatenate([f[1] for f in self.found]) if self.found else np.zeros(0, np.float32)
             pts = self.finder.choose(xy, vals, self.total)
-        return _in_original(self.plan, self.total, regions, np.asarray(self.sums, dtype=np.float64), pts)
+        return _in_original(self.plan, self.total, regions, np.asarray(self.sums, dtype=np.float64), pts, self.map)
 
 
-def _in_original(plan: ImagePlan, count: float, regions: list, region_counts: np.ndarray, points):
+def _in_original(plan: ImagePlan, count: float, regions: list, region_counts: np.ndarray, points,
+                 density_map: DensityMap | None = None):
     """A :class:`Counted` whose regions and points are in the original image's pixels."""
     s = plan.scaled
     if s is None or not s.resized:
-        return Counted(count, regions, region_counts, points)
+        return Counted(count, regions, region_counts, points, density_map)
+    if density_map is not None:
+        density_map.sy, density_map.sx = s.sy, s.sx
     return Counted(count, [s.box_to_original(*r) for r in regions], region_counts,
-                   None if points is None else s.to_original(points))
+                   None if points is None else s.to_original(points), density_map)
 
 
 def count_image(model, meta, image: np.ndarray, batch_size: int = 16, diameter: str | None = None) -> float:

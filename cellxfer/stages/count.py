@@ -46,6 +46,7 @@ def cellxfer_register_commands(app: typer.Typer):
         overwrite: bool = typer.Option(False, "--overwrite", help="Recount files already in --out."),
         overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write a PNG per image into this folder: windows, their counts and (density models) the cells found."),
         points: Optional[Path] = typer.Option(None, "--points", help="Density models: write the cells' x,y per image as <name>.csv into this folder."),
+        density_map: Optional[Path] = typer.Option(None, "--density-map", help="Density models, one image: write a low-resolution map of where the cells are (counts per block, at most 512 px a side) to OUT.tif (float32) or OUT.png."),
         workers: int = typer.Option(0, help="Decode threads running ahead of inference (0 = one per core); with --scheduler local:N, N workers."),
         batch_size: int = typer.Option(24, help="Windows per inference call (from several images)."),
         scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra)."),
@@ -67,7 +68,7 @@ def cellxfer_register_commands(app: typer.Typer):
         config = CountConfig(paths=tuple(paths), model=model, engine=engine, device=device, out=out,
                              recursive=recursive, channel=channel, page=page, overwrite=overwrite, overlay=overlay, points=points,
                              workers=workers, batch_size=batch_size, scheduler=scheduler, fp16=trt_fp16(precision, fp32),
-                             threads=threads, diameter=diameter)
+                             threads=threads, diameter=diameter, density_map=density_map)
 
         class _Late:  # the bar is opened once the number of files to count is known
             def __init__(self):
