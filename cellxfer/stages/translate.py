@@ -160,6 +160,7 @@ def _train_translate(app: typer.Typer) -> None:
         checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: Optional[int] = typer.Option(None, help="Torch threads [default: one per core]."),
+        device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
         fresh: bool = deprecated_flag("--fresh", "use --overwrite"),
     ):
@@ -172,7 +173,7 @@ def _train_translate(app: typer.Typer) -> None:
                                    ndf=ndf, num_downs=num_downs, d_layers=d_layers, norm=norm, dropout=dropout, lr=lr,
                                    beta1=beta1, lambda_l1=lambda_l1, gan_mode=gan_mode, augment=augment,
                                    input_norm=_pair(input_norm, "input-norm"), target_norm=_pair(target_norm, "target-norm"),
-                                   checkpoint_every=checkpoint_every, seed=seed, threads=threads or 0)
+                                   checkpoint_every=checkpoint_every, seed=seed, threads=threads or 0, device=device)
         with progress("train-translate", total=steps, unit="step", fields="L1 {task.fields[loss_g_l1]:.4f}") as bar:
             bar.update(loss_g_l1=float("nan"))
             r = train_translator(cfg, on_step=bar.advance, overwrite=overwrite or fresh)
@@ -204,6 +205,7 @@ def _adapt(app: typer.Typer) -> None:
         match: str = typer.Option("layer", help="layer: match layer L only (the paper); skips: also match every skip tensor the frozen rest reads (needs --train upto)."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: Optional[int] = typer.Option(None, help="Torch threads [default: one per core]."),
+        device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
     ):
         """LM-ADDA: adapt a translator to a new microscope setting without paired or labelled data."""
@@ -214,7 +216,7 @@ def _adapt(app: typer.Typer) -> None:
         cfg = AdaptConfig(model=str(model), source=str(source), target=str(target), out=str(out), layer=layer, steps=steps,
                           batch_size=batch_size, size=size, lr=lr, lr_d=lr_d, ndf=ndf, d_layers=d_layers, gan_mode=gan_mode,
                           holdout=holdout, eval_pairs=str(eval_pairs) if eval_pairs else None, train=train, match=match,
-                          seed=seed, threads=threads or 0)
+                          seed=seed, threads=threads or 0, device=device)
         if sweep:
             layers = _layers(sweep)
             with progress("adapt sweep", total=steps * len(layers), unit="step") as bar:

@@ -60,6 +60,7 @@ class AdaptConfig:
     match: str = "layer"  # "layer": D on layer L only (the paper); "skips": also one D per skip tensor the rest reads
     seed: int = 0
     threads: int = 0
+    device: str = "auto"  # auto (cuda when there is one), cpu, cuda[:N]; under torchrun cuda means nccl
 
 
 def _load_inputs(paths, norm, size) -> list[np.ndarray]:
@@ -108,19 +109,19 @@ def run_folder(cfg: AdaptConfig, overwrite: bool, main: bool = True, layers: lis
         identity["layers"] = list(layers)
         own = (MODEL_FILE, "sweep.json", "sweep.csv", *(f"layer_{L:02d}" for L in layers))
     return RunFolder(cfg.out, "adapt", identity, own=own, inputs=[resolve_model(cfg.model), cfg.source, cfg.target],
-                     overwrite=overwrite, mutable=("out", "threads"), main=main)
+                     overwrite=overwrite, mutable=("out", "threads", "device"), main=main)
 
 
 def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_arrays=None,
                 on_step: Callable[..., None] | None = None, overwrite: bool = False) -> dict:
     """Adapt at ``cfg.layer``; write ``cfg.out/translator.safetensors``, ``log.csv``, ``manifest.json``.
     ``g``/``meta``/arrays may be passed in to share loading across a sweep. Returns a summary with the
-    discriminator loss over the first and last 10% of steps. Under torchrun the run is data-parallel
-    on the CPU (gloo; :mod:`cellxfer.train.distributed`): each process takes its share of every batch
-    of source and target crops, rank 0 writes and calls ``on_step``."""
+    discriminator loss over the first and last 10% of steps. Runs on ``cfg.device``; under torchrun the
+    run is data-parallel (gloo on the CPU, nccl on GPUs; :mod:`cellxfer.train.distributed`): each process
+    takes its share of every batch of source and target crops, rank 0 writes and calls ``on_step``."""
     from cellxfer.train.distributed import distributed
 
-    with distributed("cpu") as dist:
+    with distributed(cfg.device) as dist:
         dist.check_batch(cfg.batch_size)
         with run_folder(cfg, overwrite, dist.is_main) as run:
             dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
@@ -183,6 +184,7 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
     model_path = resolve_model(cfg.model)
     if g is None:
         g, meta = load_translator(model_path)
+    g = g.to(dist.device)
     if not 1 <= cfg.layer <= meta.n_layers:
         raise InputError(f"--layer {cfg.layer}: this translator has layers 1..{meta.n_layers} ({meta.n_layers} = output, plain ADDA)")
     size = cfg.size or meta.size
@@ -206,8 +208,8 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
         p.requires_grad_(True)
     skips = cfg.match == "skips"
     with torch.no_grad():
-        probes = _up_to(g, L, skips)(torch.zeros(1, meta.in_ch, size, size))
-    d = _discriminators(probes, cfg)
+        probes = _up_to(g, L, skips)(torch.zeros(1, meta.in_ch, size, size, device=dist.device))
+    d = _discriminators(probes, cfg).to(dist.device)
     d.train()
     opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, 0.999))
@@ -220,8 +222,8 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
     weight = dist.loss_weight(rows, cfg.batch_size)
     t0 = time.perf_counter()
     for step in range(cfg.steps):
-        xs = torch.from_numpy(random_crops(source_arrays, size, cfg.batch_size, rng))[rows]
-        xt = torch.from_numpy(random_crops(target_arrays, size, cfg.batch_size, rng))[rows]
+        xs = torch.from_numpy(random_crops(source_arrays, size, cfg.batch_size, rng))[rows].to(dist.device)
+        xt = torch.from_numpy(random_crops(target_arrays, size, cfg.batch_size, rng))[rows].to(dist.device)
         with torch.no_grad():
             fs = g_net(xs)
         ft = gp_net(xt)
@@ -283,7 +285,7 @@ def run_sweep(cfg: AdaptConfig, layers: list[int], on_event: Callable[[str], Non
     process adapts (data-parallel) and rank 0 alone evaluates, picks, writes and reports."""
     from cellxfer.train.distributed import distributed
 
-    with distributed("cpu") as dist, run_folder(cfg, overwrite, dist.is_main, layers) as run:
+    with distributed(cfg.device) as dist, run_folder(cfg, overwrite, dist.is_main, layers) as run:
         dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
         if not dist.is_main:  # the others train each layer with rank 0, then wait for its sweep to be written
             for L in layers:
@@ -339,6 +341,6 @@ def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step, run) -> d
     lines = [",".join(keys)] + [",".join("" if r.get(k) is None else (f"{r[k]:.5f}" if isinstance(r.get(k), float) else str(r[k]))
                                          for k in keys) for r in rows]
     write_text(out / "sweep.csv", "\n".join(lines) + "\n")
-    run.write_manifest(manifest, complete=True, sweep=result, distributed=from_env().describe())
+    run.write_manifest(manifest, complete=True, sweep=result, distributed=from_env(cfg.device).describe())
     _ = json
     return result

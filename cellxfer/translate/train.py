@@ -26,7 +26,7 @@ from cellxfer.translate.model import MODEL_FILE, TranslatorMeta
 
 CHECKPOINT = "checkpoint.pt"
 #: Config fields a rerun may change and still continue the run.
-MUTABLE = ("out", "steps", "checkpoint_every", "threads")
+MUTABLE = ("out", "steps", "checkpoint_every", "threads", "device")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class TrainTranslateConfig:
     checkpoint_every: int = 500
     seed: int = 0
     threads: int = 0
+    device: str = "auto"  # auto (cuda when there is one), cpu, cuda[:N]; under torchrun cuda means nccl
 
     def meta(self) -> TranslatorMeta:
         return TranslatorMeta(ngf=self.ngf, num_downs=self.num_downs, norm=self.norm, dropout=self.dropout,
@@ -118,12 +119,13 @@ def set_threads(threads: int) -> None:
 def train_translator(cfg: TrainTranslateConfig, on_step: Callable[..., None] | None = None,
                      overwrite: bool = False) -> TrainTranslateResult:
     """Train (or continue) a translator in ``cfg.out`` (a :class:`cellxfer.runs.RunFolder`).
-    Under torchrun the run is data-parallel on the CPU (gloo; :mod:`cellxfer.train.distributed`): each
-    process takes its share of every ``batch_size`` crops, rank 0 writes and calls ``on_step``."""
+    Trains on ``cfg.device``; under torchrun the run is data-parallel (gloo on the CPU, nccl on GPUs;
+    :mod:`cellxfer.train.distributed`): each process takes its share of every ``batch_size`` crops, rank
+    0 writes and calls ``on_step``. A run may continue on another device (its state is saved on the CPU)."""
     from cellxfer.train.distributed import distributed
 
     cfg.check()
-    with distributed("cpu") as dist:
+    with distributed(cfg.device) as dist:
         dist.check_batch(cfg.batch_size)
         return _train_translator(cfg, dist, on_step if dist.is_main else None, overwrite)
 
@@ -155,8 +157,8 @@ def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateRe
     arrays = load_pairs(cfg.pairs, cfg.size, cfg.input_norm, cfg.target_norm)
     torch.manual_seed(cfg.seed)
     meta = cfg.meta()
-    g = build_generator(meta)
-    d = build_discriminator(2, cfg.ndf, cfg.d_layers, cfg.norm)
+    g = build_generator(meta).to(dist.device)
+    d = build_discriminator(2, cfg.ndf, cfg.d_layers, cfg.norm).to(dist.device)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     rng = np.random.default_rng(cfg.seed)
@@ -190,7 +192,7 @@ def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateRe
         if new_log:
             log.writerow(["step", "loss_d", "loss_g_gan", "loss_g_l1"])
         while step < cfg.steps:
-            batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng, cfg.augment))[rows]
+            batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng, cfg.augment))[rows].to(dist.device)
             x, y = batch[:, :1], batch[:, 1:]
             fake = g_net(x)
             opt_d.zero_grad()
