@@ -226,18 +226,16 @@ def _adapt(app: typer.Typer) -> None:
             else:
                 console.print(f"{out}: best layer {r['best_layer']} -> {out / 'translator.safetensors'} (table: {out / 'sweep.csv'})")
             return
-        from cellxfer.translate.adapt import split_target
+        from cellxfer.translate.adapt import evaluate_held_out
 
         with progress("adapt", total=steps, unit="step") as bar:
             s = adapt_layer(cfg, on_step=bar.advance, overwrite=overwrite)
         console.print(f"{out}: layer {layer}, D loss {s['loss_d_first']:.3f} -> {s['loss_d_last']:.3f}, "
                       f"G loss {s['loss_g_first']:.3f} -> {s['loss_g_last']:.3f}; {s['seconds']:.1f} s")
-        held = split_target(cfg)[1]
-        if held:
-            from cellxfer.translate.infer import evaluate_pairs, load, summarize
-
-            m = summarize(evaluate_pairs(load(out), held))
-            console.print(f"held-out target pairs ({len(held)}): Pearson {m['pearson']:.4f}, MAE {m['mae']:.4f}, SSIM {m['ssim']:.4f}")
+        held = evaluate_held_out(cfg)
+        if held is not None:
+            n, m = held
+            console.print(f"held-out target pairs ({n}): Pearson {m['pearson']:.4f}, MAE {m['mae']:.4f}, SSIM {m['ssim']:.4f}")
 
 
 def _evaluate_translator(app: typer.Typer) -> None:

@@ -96,6 +96,17 @@ def split_target(cfg: AdaptConfig):
     return [p.source for p in pairs if p.id not in held], sorted((p for p in labelled if p.id in held), key=lambda p: p.id)
 
 
+def evaluate_held_out(cfg: AdaptConfig) -> tuple[int, dict] | None:
+    """``(number of pairs, summary metrics)`` of the adapted translator in ``cfg.out`` on the labelled target
+    pairs held out of adaptation (``--holdout`` / ``--eval-pairs``), or None when there are none."""
+    from cellxfer.translate.infer import evaluate_pairs, load, summarize
+
+    held = split_target(cfg)[1]
+    if not held:
+        return None
+    return len(held), summarize(evaluate_pairs(load(cfg.out), held))
+
+
 def run_folder(cfg: AdaptConfig, overwrite: bool, main: bool = True, layers: list[int] | None = None):
     """The run folder of one adaptation (or, with ``layers``, of a sweep: its ``layer_LL/`` are its own):
     a :class:`cellxfer.runs.RunFolder`, so a rerun with other settings is refused unless ``overwrite``."""
