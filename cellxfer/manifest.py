@@ -35,14 +35,22 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _is_run_metadata(name: str) -> bool:
+    """Files that describe a folder's making rather than its content: manifests (rewritten with new times
+    when a finished run is rerun) and lock files."""
+    return name == "manifest.json" or name.endswith((".manifest.json", ".lock"))
+
+
 def hash_input(path: str | os.PathLike) -> dict:
-    """``{"path", "sha256", "files"}`` for a file or a folder (hash over sorted relative names + contents)."""
+    """``{"path", "sha256", "files"}`` for a file or a folder (hash over sorted relative names + contents of
+    its data files; manifests and lock files are left out, so rerunning the stage that made a folder,
+    which rewrites its manifest, does not make the folder a changed input)."""
     path = Path(path)
     if path.is_file():
         return {"path": str(path.resolve()), "sha256": sha256_file(path), "files": 1}
     h = hashlib.sha256()
     n = 0
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+    for p in sorted(q for q in path.rglob("*") if q.is_file() and not _is_run_metadata(q.name)):
         h.update(str(p.relative_to(path)).encode() + b"\0" + sha256_file(p).encode())
         n += 1
     return {"path": str(path.resolve()), "sha256": h.hexdigest(), "files": n}

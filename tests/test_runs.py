@@ -62,3 +62,25 @@ def test_state_is_loaded_without_pickled_code(tmp_path):
     with pytest.raises(InputError, match="state.pt cannot be read"):
         with _run(out) as run:
             run.load_state()
+
+
+def test_rerunning_the_stage_that_made_an_input_does_not_change_it(tmp_path, capsys):
+    """A finished synth rerun rewrites its manifest (new times) but not its images: a run reading that
+    folder continues; a changed image is a changed input and is refused."""
+    import numpy as np
+    import tifffile
+
+    from cli_inproc import run_cli
+    from cellxfer.manifest import hash_input
+
+    syn = tmp_path / "syn"
+    assert run_cli(["synth", "--n", "2", "--size", "32", "--out", syn], capsys).returncode == 0
+    before = hash_input(syn)
+    (syn / "manifest.json").write_text((syn / "manifest.json").read_text().replace('"complete": true', '"complete": true ') + "\n")
+    (syn / "x.lock").write_text("pid 1\n")
+    assert hash_input(syn) == before
+    assert run_cli(["synth", "--n", "2", "--size", "32", "--out", syn], capsys).returncode == 0
+    assert hash_input(syn)["sha256"] == before["sha256"]
+    img = next((syn / "images").iterdir())
+    tifffile.imwrite(img, np.zeros((32, 32), np.uint8))
+    assert hash_input(syn)["sha256"] != before["sha256"]
