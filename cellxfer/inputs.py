@@ -13,11 +13,13 @@ GLOB_CHARS = set("*?[")
 
 def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
     """``(image files, [(path, why skipped), ...])`` for files, folders (``recursive`` descends into
-    subfolders) and glob patterns (``**`` allowed). Files are absolute, de-duplicated, in argument order
+    subfolders; an OME-Zarr folder is one image, :func:`cellxfer.lazy.is_ome_zarr`) and glob patterns
+    (``**`` allowed). Files are absolute, de-duplicated, in argument order
     and sorted within each folder/glob. Non-image files are skipped with a reason, never read; hidden
     files and cellxfer temporaries are ignored. A path that matches nothing is an :class:`InputError`."""
     from cellxfer.atomic import TMP_MARK
     from cellxfer.imageio import image_suffixes
+    from cellxfer.lazy import is_ome_zarr
 
     suffixes = image_suffixes()
     files: list[Path] = []
@@ -29,7 +31,7 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
         if p in seen:
             return
         seen.add(p)
-        if p.suffix.lower() in suffixes:
+        if p.suffix.lower() in suffixes or is_ome_zarr(p):
             files.append(p)
         elif explicit or not (p.name.startswith(".") or p.name.endswith(TMP_MARK)):
             skipped.append((p, f"not an image ({p.suffix or 'no suffix'}; cellxfer reads {', '.join(sorted(suffixes))})"))
@@ -37,13 +39,16 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
     for arg in paths:
         arg = str(arg)
         p = Path(arg)
-        if p.is_file():
+        if p.is_file() or is_ome_zarr(p):
             take(p, explicit=True)
         elif p.is_dir():
             entries = sorted(p.rglob("*") if recursive else p.iterdir())
+            zarrs = [q for q in entries if is_ome_zarr(q)]  # an image: counted, its chunks not searched
             subdirs = 0
             for q in entries:
-                if q.is_file():
+                if any(z in q.parents for z in zarrs):
+                    continue
+                if q.is_file() or q in zarrs:
                     take(q, explicit=False)
                 elif q.is_dir() and not recursive:
                     subdirs += 1

@@ -2,7 +2,7 @@
 
 :func:`open_image` returns a ``numpy`` array for ordinary images (exactly :func:`cellxfer.imageio.read_image`)
 and a :class:`LazyImage` for a large 2-D integer TIFF (over ``LAZY_PIXELS`` pixels, one plane, level 0
-of a pyramid): a tiled or striped TIFF is read through tifffile's zarr store (``TiffFile.aszarr()``
+of a pyramid or the ``level`` asked for) or OME-Zarr folder (zarr arrays read by region): a tiled or striped TIFF is read through tifffile's zarr store (``TiffFile.aszarr()``
 opened with ``zarr``), so a region decodes only the tiles it touches; an uncompressed contiguous TIFF
 (one strip, which the zarr store would hand over as a single chunk) is read by memory-mapping just the
 rows a region needs, unmapped again after each read (so nothing stays resident).
@@ -142,22 +142,79 @@ def strided_sample(image, step: int, step_x: int | None = None) -> np.ndarray:
     return np.concatenate([image[y:min(y + rows, h), 0:w][::step, ::step_x] for y in range(0, h, rows)])
 
 
-def open_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None):
-    """A :class:`LazyImage` for a large single-plane integer TIFF (see module docs), else the whole image
-    as :func:`cellxfer.imageio.read_image` reads it (same checks, same errors)."""
+def open_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None, level: int = 0):
+    """A :class:`LazyImage` for a large single-plane integer TIFF (see module docs) or an OME-Zarr folder,
+    else the whole image as :func:`cellxfer.imageio.read_image` reads it (same checks, same errors).
+    ``level``: the pyramid level of a pyramidal TIFF / OME-TIFF or OME-Zarr (0 = full resolution; counts,
+    points and maps are then in that level's pixels); a level the file does not have is an InputError."""
     from cellxfer.imageio import read_image, reading
 
     path = Path(path)
+    if is_ome_zarr(path):
+        return _open_ome_zarr(path, level)
     lazy = None
     if path.suffix.lower() in (".tif", ".tiff") and not channel and not page and path.is_file():
         with reading(path):  # what tifffile logs parsing the file: one warning line naming it
-            lazy = _open_lazy_tiff(path)
+            lazy = _open_lazy_tiff(path, level)
+    if level and not isinstance(lazy, (LazyImage, np.ndarray)):
+        raise InputError(f"{path}: --level {level} needs a pyramidal TIFF / OME-TIFF (one integer plane) or an "
+                         f"OME-Zarr folder; this file has no pyramid levels: drop --level")
     return lazy if lazy is not None else read_image(path, channel=channel, page=page)
 
 
-def _open_lazy_tiff(path: Path) -> LazyImage | None:
+def is_ome_zarr(path: Path) -> bool:
+    """A zarr folder (``zarr.json``: zarr v3 / OME-NGFF 0.5; ``.zattrs``: v2 / 0.4), taken as one OME-Zarr
+    image (:func:`open_image` says in one line when it has no ``multiscales`` metadata)."""
+    return path.is_dir() and ((path / "zarr.json").is_file() or (path / ".zattrs").is_file())
+
+
+def _open_ome_zarr(path: Path, level: int):
+    """Level ``level`` of an OME-Zarr image: lazy by region when large, else read whole; its singleton
+    axes (t, c, z of one plane) dropped. One line naming the folder and the fix for anything else."""
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        multiscales = (attrs.get("ome") or attrs).get("multiscales")
+        datasets = [d["path"] for d in multiscales[0]["datasets"]]
+    except Exception as exc:  # noqa: BLE001 - zarr raises many types for a foreign folder
+        raise InputError(f"{path}: not an OME-Zarr image ({type(exc).__name__}: {exc}); give an OME-Zarr folder "
+                         f"with multiscales metadata, or a TIFF/PNG file") from None
+    if not 0 <= level < len(datasets):
+        raise InputError(f"{path}: --level {level}: the image has levels 0 to {len(datasets) - 1}")
+    array = group[datasets[level]]
+    squeeze = tuple(i for i, n in enumerate(array.shape) if n == 1)
+    if array.ndim - len(squeeze) != 2 or np.dtype(array.dtype).kind not in "uif":
+        raise InputError(f"{path}: OME-Zarr image of shape {tuple(array.shape)} and type {array.dtype}; cellxfer "
+                         f"counts one 2-D plane: save a single channel/plane")
+    image = _ZarrArray(path, array, squeeze)
+    return image if image.size > LAZY_PIXELS else np.asarray(image)
+
+
+class _ZarrArray(LazyImage):
+    """One 2-D plane of a zarr array (singleton axes ``squeeze`` dropped), read by region."""
+
+    def __init__(self, path: Path, array, squeeze: tuple[int, ...]):
+        self.path, self._array, self._squeeze = path, array, squeeze
+        self.shape = tuple(int(n) for i, n in enumerate(array.shape) if i not in squeeze)
+        self.dtype = np.dtype(array.dtype)
+
+    def _read(self, y0, y1, x0, x1):
+        key, yx = [], iter((slice(y0, y1), slice(x0, x1)))
+        for i in range(self._array.ndim):
+            key.append(0 if i in self._squeeze else next(yx))
+        try:
+            return np.asarray(self._array[tuple(key)])
+        except Exception as exc:  # noqa: BLE001 - a missing or corrupt chunk
+            raise InputError(f"{self.path}: a chunk of the OME-Zarr image does not read ({type(exc).__name__}: "
+                             f"{exc}); check the folder is complete") from None
+
+
+def _open_lazy_tiff(path: Path, level_index: int = 0) -> LazyImage | np.ndarray | None:
     """The lazy reader for ``path``, or None when it is small, not one integer plane, or unreadable
-    (then :func:`read_image` reads it and reports what is wrong)."""
+    (then :func:`read_image` reads it and reports what is wrong). A ``level_index`` above 0 of a pyramid
+    is read whole (numpy) when small; beyond the pyramid it is an InputError."""
     import tifffile
 
     try:
@@ -166,25 +223,34 @@ def _open_lazy_tiff(path: Path) -> LazyImage | None:
         return None
     try:
         series = tif.series[0]
-        level = series.levels[0]
+        if level_index >= len(series.levels):
+            tif.close()
+            raise InputError(f"{path}: --level {level_index}: the image has levels 0 to {len(series.levels) - 1}")
+        level = series.levels[level_index]
         shape = tuple(int(n) for n in level.shape if n != 1)
         dtype = np.dtype(level.dtype)
-        if len(shape) != 2 or dtype.kind not in "ui" or shape[0] * shape[1] <= LAZY_PIXELS or len(level.pages) != 1:
+        if len(shape) != 2 or dtype.kind not in "ui" or len(level.pages) != 1:
             tif.close()
             return None
+        if shape[0] * shape[1] <= LAZY_PIXELS:
+            small = level.asarray().reshape(shape) if level_index else None
+            tif.close()
+            return small
         page = level.pages[0]
-        if page.is_contiguous and page.compression == 1 and page.dataoffsets:
+        if page.is_contiguous and page.compression == 1 and page.dataoffsets and not level_index:
             offset = page.dataoffsets[0]
             tif.close()
             return _RawTiff(path, offset, dtype.newbyteorder(tif.byteorder), shape)
         import zarr
 
-        array = zarr.open(tif.aszarr(level=0), mode="r")
+        array = zarr.open(tif.aszarr(level=level_index), mode="r")
         chunk = int(np.prod(array.chunks)) * dtype.itemsize
         if array.ndim != 2 or chunk > MAX_CHUNK_BYTES:
             tif.close()
             return None
         return _ZarrTiff(path, tif, array)
+    except InputError:
+        raise
     except Exception:  # noqa: BLE001 - an odd layout: read whole, as before
         tif.close()
         return None

@@ -298,3 +298,83 @@ def test_count_writes_a_density_map_of_one_image(tmp_path, capsys):
         r = run_cli([*args, *bad, "-o", tmp_path / "c3.csv"], capsys)
         assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "m.jpg").exists() and not (tmp_path / "m2.tif").exists()
+
+
+def _pyramid(tmp_path: Path):
+    """A 3-level pyramid of a field of disks: as a tiled pyramidal OME-TIFF (sub-IFDs) and an OME-Zarr
+    folder (zarr v3, NGFF 0.5 ``multiscales``; axes c, y, x)."""
+    import tifffile
+    import zarr
+
+    from test_scale import disks
+
+    field = disks(7.0, size=600, seed=5)[0].astype(np.uint16)
+    levels = [field, field[::2, ::2].copy(), field[::4, ::4].copy()]
+    tif = tmp_path / "pyr.ome.tif"
+    with tifffile.TiffWriter(tif, ome=True) as tw:
+        tw.write(levels[0], tile=(64, 64), subifds=2, compression="zlib")
+        for lv in levels[1:]:
+            tw.write(lv, tile=(64, 64), subfiletype=1, compression="zlib")
+    root = tmp_path / "pyr.zarr"
+    group = zarr.open_group(str(root), mode="w", zarr_format=3)
+    for i, lv in enumerate(levels):
+        group.create_array(str(i), data=lv[None], chunks=(1, 128, 128))
+    axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [
+        {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1, 2 ** i, 2 ** i]}]}
+        for i in range(3)]}]}
+    return levels, tif, root
+
+
+@pytest.mark.parametrize("lazy_pixels", [10**9, 1000])  # read whole / read by region
+def test_level_of_a_pyramidal_ome_tiff_and_an_ome_zarr(tmp_path, monkeypatch, lazy_pixels):
+    monkeypatch.setattr(lazy, "LAZY_PIXELS", lazy_pixels)
+    levels, tif, root = _pyramid(tmp_path)
+    for path in (tif, root):
+        for i, want in enumerate(levels):
+            im = lazy.open_image(path, level=i)
+            assert lazy.is_lazy(im) == (lazy_pixels == 1000), (path, i)  # every level is over 1000 px
+            assert im.shape == want.shape and np.array_equal(np.asarray(im), want), (path, i)
+            if lazy.is_lazy(im):
+                assert np.array_equal(im[10:77, 33:140], want[10:77, 33:140])
+    from cellxfer.errors import InputError
+
+    for path in (tif, root):
+        with pytest.raises(InputError, match=r"--level 3: the image has levels 0 to 2"):
+            lazy.open_image(path, level=3)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "flat.tif", levels[0])
+    with pytest.raises(InputError, match="levels 0 to 0"):
+        lazy.open_image(tmp_path / "flat.tif", level=1)
+
+
+def test_count_level_of_a_pyramid_equals_counting_that_level(tmp_path, capsys):
+    """`count --level 1` of a pyramidal OME-TIFF and of an OME-Zarr folder (found in a folder too, its
+    chunks not listed as skipped files) gives the count of that level saved as a plain TIFF."""
+    pytest.importorskip("torch")
+    import tifffile
+
+    from cellxfer.classical import build_log, log_options
+    from cellxfer.counter.model import save_counter
+    from cli_inproc import run_cli
+
+    levels, tif, root = _pyramid(tmp_path)
+    tifffile.imwrite(tmp_path / "level1.tif", levels[1])
+    meta = CounterMeta(arch="log", window=128, output="density", arch_options={**log_options(2.5, 0.15), "tile": 256})
+    model = save_counter(tmp_path / "m" / "log.safetensors", build_log(meta), meta)
+    args = ["-m", model, "--engine", "torch", "--diameter", "off"]
+    r = run_cli(["count", tmp_path / "level1.tif", *args, "-o", tmp_path / "ref.csv"], capsys)
+    assert r.returncode == 0, r.stderr
+    ref = float((tmp_path / "ref.csv").read_text().splitlines()[1].split(",")[1])
+    assert ref > 5
+    for path in (tif, root):
+        r = run_cli(["count", path, *args, "--level", 1, "-o", tmp_path / f"{path.name}.csv"], capsys)
+        assert r.returncode == 0, r.stderr
+        assert float((tmp_path / f"{path.name}.csv").read_text().splitlines()[1].split(",")[1]) == ref
+    from cellxfer.inputs import expand_inputs
+
+    files, skipped = expand_inputs([tmp_path], recursive=True)
+    assert root.resolve() in files and not any(root in p.parents for p, _ in skipped)
+    r = run_cli(["count", root, *args, "--level", 5, "-o", tmp_path / "bad.csv"], capsys)
+    assert r.returncode == 1 and "--level 5: the image has levels 0 to 2" in r.stderr, r.stderr

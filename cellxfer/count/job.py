@@ -50,6 +50,7 @@ class CountConfig:
     recursive: bool = False
     channel: int | None = None
     page: int | None = None
+    level: int = 0  # --level: pyramid level of a pyramidal TIFF / OME-Zarr (0 = full resolution)
     overwrite: bool = False
     overlay: Path | None = None
     points: Path | None = None  # folder for one points CSV per image (density models)
@@ -81,14 +82,14 @@ def is_density(meta) -> bool:
 
 
 def prepare(file: Path, meta, channel: int | None, page: int | None, keep_image: bool,
-            policy: "DiameterPolicy | None" = None, part_tiles: int | None = None) -> "ImagePlan":
+            policy: "DiameterPolicy | None" = None, part_tiles: int | None = None, level: int = 0) -> "ImagePlan":
     """Open one image (a large TIFF lazily: :func:`cellxfer.lazy.open_image`) and plan it for the model
     (:func:`cellxfer.count.parts.plan_image`: nucleus diameter, normalisation levels, boxes, parts)."""
     from cellxfer.count.parts import PART_TILES, plan_image
     from cellxfer.lazy import open_image
 
     t0 = time.perf_counter()
-    return plan_image(open_image(file, channel=channel, page=page), meta, policy, file, keep_image,
+    return plan_image(open_image(file, channel=channel, page=page, level=level), meta, policy, file, keep_image,
                       part_tiles or PART_TILES, t0)
 
 
@@ -160,7 +161,7 @@ def _planned_parts(pool, files, plan, ahead: int):
 
 def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int = 0, channel=None, page=None,
                   keep_images: bool = False, ahead: int | None = None, points: bool = False, policy=None,
-                  part_tiles: int | None = None):
+                  part_tiles: int | None = None, level: int = 0):
     """Yield ``(file, ImagePlan | None, Counted | exception, elapsed ms)`` in input order (a file that
     fails may be reported before earlier ones finish), batching the inputs of consecutive parts and
     images together while the pool reads and plans ahead (:mod:`cellxfer.count.parts`)."""
@@ -171,7 +172,7 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
     meta = runner.meta
 
     def plan(f):
-        return _ImageState(prepare(f, meta, channel, page, keep_images, policy, part_tiles), points)
+        return _ImageState(prepare(f, meta, channel, page, keep_images, policy, part_tiles, level), points)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cellxfer-decode") as pool:
         source = _planned_parts(pool, files, plan, ahead)
@@ -267,6 +268,7 @@ class FileTask:
     fp16: bool = True
     threads: int | None = None
     policy: "DiameterPolicy | None" = None
+    level: int = 0
 
 
 @dataclass
@@ -293,7 +295,7 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
     t0 = time.perf_counter()
     try:
         prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None,
-                       policy=task.policy)
+                       policy=task.policy, level=task.level)
         res = count_plan(runner, prep, task.batch_size,
                          points=points or (overlay is not None and is_density(runner.meta)))
     except Exception as exc:  # noqa: BLE001 - reported in the CSV like the local run does
@@ -357,7 +359,7 @@ def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays:
         overlay_jobs = []
         for file, prep, res, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
                                                  config.page, keep_images=bool(overlays), points=want_points,
-                                                 policy=policy):
+                                                 policy=policy, level=config.level):
             if isinstance(res, BaseException):
                 record(file, None, None, ms, runner.label, res)
                 continue
@@ -384,7 +386,7 @@ def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays:
     if threads is None and n_local:  # N workers on this machine share its cores
         threads = max(1, default_workers() // n_local)
     task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
-                    config.fp16, threads, policy)
+                    config.fp16, threads, policy, config.level)
     items = [(str(f), str(overlays[f]) if f in overlays else None, f in point_files) for f in todo]
     startup = time.perf_counter() - t_start
     for (file, _, _), outcome in executor_for(config.scheduler).map(functools.partial(_dask_item, task), items,
@@ -408,6 +410,8 @@ def _checked_model(config: CountConfig):
 
     if config.batch_size < 1:
         raise InputError(f"--batch-size {config.batch_size}: must be at least 1")
+    if config.level < 0:
+        raise InputError(f"--level {config.level}: must be 0 (full resolution) or a higher pyramid level")
     model = Path(config.model).resolve() if config.model is not None else default_model()
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")

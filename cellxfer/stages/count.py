@@ -43,6 +43,7 @@ def cellxfer_register_commands(app: typer.Typer):
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
         channel: Optional[int] = typer.Option(None, help="Channel of a multi-channel image (never guessed)."),
         page: Optional[int] = typer.Option(None, help="Page/plane of a multi-page or OME-TIFF (never guessed)."),
+        level: int = typer.Option(0, "--level", help="Pyramid level of a pyramidal TIFF/OME-TIFF or OME-Zarr folder (0 = full resolution; counts and points are in that level's pixels)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Recount files already in --out."),
         overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write a PNG per image into this folder: windows, their counts and (density models) the cells found."),
         points: Optional[Path] = typer.Option(None, "--points", help="Density models: write the cells' x,y per image as <name>.csv into this folder."),
@@ -66,7 +67,7 @@ def cellxfer_register_commands(app: typer.Typer):
         from cellxfer.progress import progress
 
         config = CountConfig(paths=tuple(paths), model=model, engine=engine, device=device, out=out,
-                             recursive=recursive, channel=channel, page=page, overwrite=overwrite, overlay=overlay, points=points,
+                             recursive=recursive, channel=channel, page=page, level=level, overwrite=overwrite, overlay=overlay, points=points,
                              workers=workers, batch_size=batch_size, scheduler=scheduler, fp16=trt_fp16(precision, fp32),
                              threads=threads, diameter=diameter, density_map=density_map)
 
