@@ -192,9 +192,11 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
         save_counter(run.path(BEST), model, replace(meta, extra={**meta.extra, "val_mae": val_mae}))
         save_counter(run.path(LAST), model, meta)
         run.write_history([record.__dict__], [f.name for f in fields(EpochRecord)])
+        best = {"epoch": 1, "val_mae": val_mae, "val_rmse": val_rmse}
         run.write_manifest(fitted=fitted, complete=True, result={
-            "epochs": 1, "best": {"epoch": 1, "val_mae": val_mae, "val_rmse": val_rmse},
-            "train_seconds": round(record.seconds, 2), "final_loss": fitted["fit_mae"]})
+            "epochs": 1, "best": best, "train_seconds": round(record.seconds, 2), "final_loss": fitted["fit_mae"]})
     if on_epoch is not None:
         on_epoch(record)
-    return run.out
+    from cellxfer.train.counter import TrainCounterResult
+
+    return TrainCounterResult(run.out, 1, best, round(record.seconds, 2))

@@ -95,7 +95,7 @@ def train(regime: str, work: Path, args, stylizer: str = "none", seed: int | Non
 
     return train_counter(density_config(regime, work, args, stylizer, seed), on_epoch=lambda r: print(
         f"  density {regime} epoch {r.epoch} loss {r.loss:.4f} val MAE "
-        f"{'-' if r.val_mae is None else f'{r.val_mae:.2f}'} ({r.seconds:.1f} s)", flush=True))
+        f"{'-' if r.val_mae is None else f'{r.val_mae:.2f}'} ({r.seconds:.1f} s)", flush=True)).out
 
 
 def checkpoint(part: str) -> str:
@@ -139,7 +139,7 @@ def fit_log(regime: str, work: Path, args, stylizer: str = "none") -> Path:
     cfg = TrainConfig(regime=regime, out=work / f"log-{tag(regime, stylizer)}", real=None if regime == "synthetic" else work / "idcia-train",
                       synthetic=None if regime == "supervised" else syn,
                       val=None if regime == "synthetic" else work / "idcia-val", arch="log", crop=256, overwrite=True)
-    return train_counter(cfg)
+    return train_counter(cfg).out
 
 
 def table(rows: list[dict]) -> str:

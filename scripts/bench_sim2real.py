@@ -90,7 +90,7 @@ def run_regime(regime: str, work: Path, budget: Budget, args) -> dict:
     t0 = time.perf_counter()
     run = train_counter(cfg, on_epoch=lambda r: print(
         f"  {regime} epoch {r.epoch} [{r.phase}] loss {r.loss:.1f} val MAE "
-        f"{'-' if r.val_mae is None else f'{r.val_mae:.2f}'} ({r.seconds:.0f} s)", flush=True))
+        f"{'-' if r.val_mae is None else f'{r.val_mae:.2f}'} ({r.seconds:.0f} s)", flush=True)).out
     wall = time.perf_counter() - t0
     manifest = json.loads((run / "manifest.json").read_text())
     res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=work / "idcia-test",

@@ -228,7 +228,7 @@ def run_mae(args, out: Path, sets: dict, real_train: Path, real_val: Path, rows:
     for method, regime, kw in jobs:
         run = out / "runs" / f"{method.replace(' ', '-')}-{regime}"
         t = time.perf_counter()
-        train_counter(TrainConfig(regime=regime, out=run, **common, **kw))
+        train_counter(TrainConfig(regime=regime, out=run, **common, **kw)).out
         hist = list(csv.DictReader((run / "history.csv").read_text().splitlines()))
         steps = sum(int(h["steps"]) for h in hist)
         rows.append({"method": method, "regime": regime, "steps": steps, "val_images": len(list((real_val / "images").iterdir())), "mae": float(hist[-1]["val_mae"]),

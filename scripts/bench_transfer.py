@@ -126,7 +126,7 @@ def train_row(row: dict, work: Path, args) -> Path:
     if (cfg.out / "manifest.json").is_file() and json.loads((cfg.out / "manifest.json").read_text()).get("result"):
         return cfg.out
     print(f"training {row_name(row)} -> {cfg.out} ({cfg.epochs} epochs)", flush=True)
-    return train_counter(cfg)
+    return train_counter(cfg).out
 
 
 def evaluate_row(row: dict, work: Path, args) -> dict:

@@ -129,7 +129,7 @@ def train(args, syn: Path, val: Path) -> Path:
             print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.4f}, synthetic val MAE {r.val_mae:.2f}, {r.seconds:.1f} s",
                   flush=True)
 
-    return train_counter(config, on_epoch=on_epoch)
+    return train_counter(config, on_epoch=on_epoch).out
 
 
 def score_on_idcia(args) -> dict:

@@ -51,7 +51,7 @@ def world(tmp_path_factory):
         table.write_text("these are not the labels you are looking for\n")
     train_counter(TrainConfig(regime="synthetic", out=root / "source", synthetic=root / "src", val=root / "srcval",
                               arch="density", epochs=15, crop=32, batch_size=8, lr=3e-3, sigma=2.0, count_weight=0.01,
-                              norm_clip=3.0, extra={"arch_options": {"base": 4, "depth": 2, "positive": True}}))
+                              norm_clip=3.0, extra={"arch_options": {"base": 4, "depth": 2, "positive": True}})).out
     return root
 
 
@@ -71,7 +71,7 @@ def test_adaptation_lowers_the_target_error_without_its_labels(world, tmp_path, 
     from cellxfer.counter.model import load_counter, read_meta
 
     before = _target_mae(world, world / "source" / "last.safetensors")
-    run = train_counter(_adapt(world, tmp_path / "run"))
+    run = train_counter(_adapt(world, tmp_path / "run")).out
     after = _target_mae(world, run / "last.safetensors")
     print("target MAE", before, after)
     assert before > 20 and after < 0.5 * before, (before, after)  # measured: 49.0 -> 7.8
@@ -95,7 +95,7 @@ def test_adaptation_lowers_the_target_error_without_its_labels(world, tmp_path, 
 def test_resume_equals_uninterrupted(world, tmp_path):
     from safetensors.torch import load_file
 
-    full = train_counter(_adapt(world, tmp_path / "full", epochs=3, photometric=1.0))
+    full = train_counter(_adapt(world, tmp_path / "full", epochs=3, photometric=1.0)).out
 
     class Stop(Exception):
         pass
@@ -104,15 +104,15 @@ def test_resume_equals_uninterrupted(world, tmp_path):
         raise Stop
 
     with pytest.raises(Stop):
-        train_counter(_adapt(world, tmp_path / "part", epochs=3, photometric=1.0), on_epoch=interrupt)
-    resumed = train_counter(_adapt(world, tmp_path / "part", epochs=3, photometric=1.0))  # a rerun continues
+        train_counter(_adapt(world, tmp_path / "part", epochs=3, photometric=1.0), on_epoch=interrupt).out
+    resumed = train_counter(_adapt(world, tmp_path / "part", epochs=3, photometric=1.0)).out  # a rerun continues
     a, b = load_file(str(full / "last.safetensors")), load_file(str(resumed / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((full / "history.csv").open())]
     again = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((resumed / "history.csv").open())]
     assert strip == again
     with pytest.raises(InputError, match="other settings.*photometric"):
-        train_counter(_adapt(world, tmp_path / "part", epochs=3, photometric=0.5))
+        train_counter(_adapt(world, tmp_path / "part", epochs=3, photometric=0.5)).out
 
 
 def test_refuses_labelled_overlap_and_non_density_counters(world, tmp_path, capsys):

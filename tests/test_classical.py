@@ -80,7 +80,7 @@ def test_train_count_arch_log_writes_a_normal_counter(data, tmp_path):
     from cellxfer.train.counter import TrainConfig, train_counter
 
     run = train_counter(TrainConfig(regime="supervised", out=tmp_path / "run", real=data / "train", val=data / "val",
-                                    arch="log", crop=64))
+                                    arch="log", crop=64)).out
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["fitted"]["fit_mae"] <= 1.0 and len(manifest["fitted"]["grid"]) >= 5
     model, meta = load_counter(run / "best.safetensors")
@@ -88,11 +88,11 @@ def test_train_count_arch_log_writes_a_normal_counter(data, tmp_path):
     res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=data / "val", out_csv=tmp_path / "p.csv"))
     assert res.metrics.mae <= 1.0 and res.localisation["f1"] > 0.9
     # the run-folder policy: the same settings fit again, other settings are refused
-    assert train_counter(TrainConfig(regime="supervised", out=run, real=data / "train", val=data / "val", arch="log", crop=64)) == run
+    assert train_counter(TrainConfig(regime="supervised", out=run, real=data / "train", val=data / "val", arch="log", crop=64)).out == run
     from cellxfer.errors import InputError
 
     with pytest.raises(InputError, match="crop 64 -> 32.*--overwrite"):
-        train_counter(TrainConfig(regime="supervised", out=run, real=data / "train", val=data / "val", arch="log", crop=32))
+        train_counter(TrainConfig(regime="supervised", out=run, real=data / "train", val=data / "val", arch="log", crop=32)).out
     # stitched 64-pixel tiles give exactly the whole-image detections (margin >= kernel radius + peak window)
     from cellxfer.dataset import CellDataset
 
@@ -107,7 +107,7 @@ def test_log_onnx_export_with_dynamic_size_parity(data, tmp_path):
     from cellxfer.export.counter import ExportConfig, export_counter
     from cellxfer.train.counter import TrainConfig, train_counter
 
-    run = train_counter(TrainConfig(regime="supervised", out=tmp_path / "run", real=data / "train", arch="log", crop=64))
+    run = train_counter(TrainConfig(regime="supervised", out=tmp_path / "run", real=data / "train", arch="log", crop=64)).out
     res = export_counter(ExportConfig(model=run / "best.safetensors", out=tmp_path / "log.onnx", n_random=2), log=lambda s: None)
     assert "onnx/other-size" in res.parity and all(r.ok for r in res.parity.values())
     assert log_options(2.0, 0.1)["margin"] >= 8 + 2

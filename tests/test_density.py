@@ -151,7 +151,7 @@ def _losses(run: Path):
 def test_tiny_density_training_decreases_loss(data, tmp_path):
     from cellxfer.train.counter import train_counter
 
-    run = train_counter(_cfg(data, tmp_path / "run", epochs=12))
+    run = train_counter(_cfg(data, tmp_path / "run", epochs=12)).out
     losses = _losses(run)
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:2])
     model, meta = load_counter(run / "best.safetensors")
@@ -164,7 +164,7 @@ def test_tiny_density_training_decreases_loss(data, tmp_path):
 def test_density_in_other_regimes(data, tmp_path, regime):
     from cellxfer.train.counter import train_counter
 
-    run = train_counter(_cfg(data, tmp_path / regime, regime=regime, epochs=1))
+    run = train_counter(_cfg(data, tmp_path / regime, regime=regime, epochs=1)).out
     assert (run / "best.safetensors").is_file() and np.isfinite(_losses(run)).all()
 
 
@@ -172,7 +172,7 @@ def test_evaluate_reports_localisation(data, tmp_path):
     from cellxfer.evaluate.run import EvaluateConfig, evaluate
     from cellxfer.train.counter import train_counter
 
-    run = train_counter(_cfg(data, tmp_path / "run", epochs=1))
+    run = train_counter(_cfg(data, tmp_path / "run", epochs=1)).out
     res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=data / "val", out_csv=tmp_path / "p.csv"))
     loc = res.localisation
     assert loc is not None and loc["n_true"] == sum(r[1] for r in res.rows) and 0 <= loc["f1"] <= 1
@@ -213,7 +213,7 @@ def test_count_writes_points_and_overlays(data, tmp_path, monkeypatch, engine):
     from cellxfer.train.counter import train_counter
 
     monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
-    run = train_counter(_cfg(data, tmp_path / "run", epochs=3))
+    run = train_counter(_cfg(data, tmp_path / "run", epochs=3)).out
     ckpt = run / "best.safetensors"
     model, meta = load_counter(ckpt)
     images = data / "val" / "images"
@@ -254,12 +254,12 @@ def test_count_weight_adds_the_crop_count_loss(data, tmp_path):
     from cellxfer.errors import InputError
     from cellxfer.train.counter import train_counter
 
-    plain = _losses(train_counter(_cfg(data, tmp_path / "plain", epochs=1)))
-    counted = _losses(train_counter(_cfg(data, tmp_path / "counted", epochs=12, count_weight=0.05)))
+    plain = _losses(train_counter(_cfg(data, tmp_path / "plain", epochs=1)).out)
+    counted = _losses(train_counter(_cfg(data, tmp_path / "counted", epochs=12, count_weight=0.05)).out)
     assert counted[0] > plain[0] * 1.05
     assert np.mean(counted[-3:]) < 0.7 * np.mean(counted[:2])
     with pytest.raises(InputError, match="count-weight"):
-        train_counter(_cfg(data, tmp_path / "neg", count_weight=-1.0))
+        train_counter(_cfg(data, tmp_path / "neg", count_weight=-1.0)).out
 
 
 def test_positive_option_clamps_the_density_at_zero():

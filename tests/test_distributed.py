@@ -105,7 +105,7 @@ def test_two_gloo_processes_train_like_one_and_resume_in_one(tmp_path):
     opts = {"norm": "group", "base": 4, "depth": 1}
     common = dict(regime="supervised", real=tmp_path / "real", val=tmp_path / "val", arch="density", crop=32,
                   batch_size=5, seed=3, extra={"arch_options": opts})
-    ref = train_counter(TrainConfig(out=tmp_path / "one", epochs=3, **common))
+    ref = train_counter(TrainConfig(out=tmp_path / "one", epochs=3, **common)).out
 
     args = ["train-count", "--regime", "supervised", "--real", str(tmp_path / "real"), "--val", str(tmp_path / "val"),
             "--arch", "density", *[a for k, v in opts.items() for a in ("--arch-option", f"{k}={v}")],
@@ -124,7 +124,7 @@ def test_two_gloo_processes_train_like_one_and_resume_in_one(tmp_path):
     assert vals[1] == vals[0][:2]  # validation sharded over the ranks, every image counted once
 
     # the 2-process checkpoint continues in one process to the 1-process run's third epoch
-    resumed = train_counter(TrainConfig(out=two, epochs=3, resume=True, **common))
+    resumed = train_counter(TrainConfig(out=two, epochs=3, resume=True, **common)).out
     np.testing.assert_allclose(_losses(resumed), _losses(ref), rtol=RTOL_LOSS)
     a, b = _weights(ref), _weights(resumed)
     assert a.keys() == b.keys()

@@ -67,7 +67,7 @@ def _history(run: Path):
 
 @pytest.mark.parametrize("regime", ["synthetic", "finetune", "dual", "dacs"])
 def test_regimes_write_loadable_checkpoints(data, tmp_path, regime):
-    run = train_counter(_cfg(data, tmp_path / regime, regime, epochs=1, pre_epochs=1))
+    run = train_counter(_cfg(data, tmp_path / regime, regime, epochs=1, pre_epochs=1)).out
     for name in ("best.safetensors", "last.safetensors", "state.pt", "history.csv", "manifest.json"):
         assert (run / name).is_file()
     model, meta = load_counter(run / "best.safetensors")
@@ -99,8 +99,8 @@ def _fixed_batch_loss(ckpt, data):
 
 def test_tiny_training_decreases_loss(data, tmp_path):
     kw = dict(lr=3e-3, batch_size=6, init_head_bias=False)
-    start = train_counter(_cfg(data, tmp_path / "start", epochs=0, **kw))
-    run = train_counter(_cfg(data, tmp_path / "r", epochs=20, **kw))
+    start = train_counter(_cfg(data, tmp_path / "start", epochs=0, **kw)).out
+    run = train_counter(_cfg(data, tmp_path / "r", epochs=20, **kw)).out
     before, after = _fixed_batch_loss(start / "last.safetensors", data), _fixed_batch_loss(run / "last.safetensors", data)
     assert after < 0.6 * before, (before, after)  # measured: 144.8 -> 59.1
     losses = [float(h["loss"]) for h in _history(run)]
@@ -110,7 +110,7 @@ def test_tiny_training_decreases_loss(data, tmp_path):
 def test_resume_equals_uninterrupted_and_same_seed_same_numbers(data, tmp_path):
     from safetensors.torch import load_file
 
-    full = train_counter(_cfg(data, tmp_path / "full", "dacs", epochs=3))
+    full = train_counter(_cfg(data, tmp_path / "full", "dacs", epochs=3)).out
 
     class Stop(Exception):
         pass
@@ -119,17 +119,17 @@ def test_resume_equals_uninterrupted_and_same_seed_same_numbers(data, tmp_path):
         raise Stop
 
     with pytest.raises(Stop):
-        train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3), on_epoch=interrupt)
+        train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3), on_epoch=interrupt).out
     # ... and the same command is run again: it continues
-    resumed = train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3))
+    resumed = train_counter(_cfg(data, tmp_path / "part", "dacs", epochs=3)).out
     a, b = load_file(str(full / "last.safetensors")), load_file(str(resumed / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ha, hb = _history(full), _history(resumed)
     assert [(h["loss"], h["val_mae"]) for h in ha] == [(h["loss"], h["val_mae"]) for h in hb]
-    again = train_counter(_cfg(data, tmp_path / "again", "dacs", epochs=3))
+    again = train_counter(_cfg(data, tmp_path / "again", "dacs", epochs=3)).out
     c = load_file(str(again / "last.safetensors"))
     assert all(torch.equal(a[k], c[k]) for k in a)
-    other = train_counter(_cfg(data, tmp_path / "other", "dacs", epochs=1, seed=1))
+    other = train_counter(_cfg(data, tmp_path / "other", "dacs", epochs=1, seed=1)).out
     assert _history(other)[0]["loss"] != ha[0]["loss"]
     assert resumed == tmp_path / "part"
 
@@ -137,7 +137,7 @@ def test_resume_equals_uninterrupted_and_same_seed_same_numbers(data, tmp_path):
 def test_paper_optimizer_defaults_applied(data, tmp_path):
     d = TrainConfig()
     assert (d.lr, d.weight_decay, d.batch_size, d.epochs, d.crop, d.flips, d.rotations) == (1e-4, 1e-5, 16, 50, 256, True, True)
-    run = train_counter(_cfg(data, tmp_path / "r", epochs=1, weight_decay=1e-5))
+    run = train_counter(_cfg(data, tmp_path / "r", epochs=1, weight_decay=1e-5)).out
     state = torch.load(str(run / "state.pt"), weights_only=True)
     (group,) = state["optimizer"]["param_groups"]
     assert group["weight_decay"] == 1e-5 and group["lr"] == 1e-4
@@ -145,16 +145,16 @@ def test_paper_optimizer_defaults_applied(data, tmp_path):
 
 def test_input_errors(data, tmp_path):
     with pytest.raises(InputError, match="--synthetic"):
-        train_counter(_cfg(data, tmp_path / "x", "dual", synthetic=None))
+        train_counter(_cfg(data, tmp_path / "x", "dual", synthetic=None)).out
     with pytest.raises(InputError, match="--real"):
-        train_counter(_cfg(data, tmp_path / "x", "supervised", real=None))
+        train_counter(_cfg(data, tmp_path / "x", "supervised", real=None)).out
     with pytest.raises(InputError, match="unknown"):
-        train_counter(_cfg(data, tmp_path / "x", "bogus"))
-    run = train_counter(_cfg(data, tmp_path / "y", epochs=1))
-    assert train_counter(_cfg(data, run, epochs=1)) == run and len(_history(run)) == 1  # finished: nothing to do
+        train_counter(_cfg(data, tmp_path / "x", "bogus")).out
+    run = train_counter(_cfg(data, tmp_path / "y", epochs=1)).out
+    assert train_counter(_cfg(data, run, epochs=1)).out == run and len(_history(run)) == 1  # finished: nothing to do
     with pytest.raises(InputError, match="other settings.*lr.*--overwrite"):
-        train_counter(_cfg(data, run, epochs=2, lr=1e-3))
-    train_counter(_cfg(data, run, epochs=1, overwrite=True))  # overwrite starts over
+        train_counter(_cfg(data, run, epochs=2, lr=1e-3)).out
+    train_counter(_cfg(data, run, epochs=1, overwrite=True)).out  # overwrite starts over
 
 
 def test_pretrained_local_weights_by_position_with_grayscale_stem(data, tmp_path):
@@ -166,7 +166,7 @@ def test_pretrained_local_weights_by_position_with_grayscale_stem(data, tmp_path
                if not k.endswith("num_batches_tracked")}
     path = tmp_path / "w.safetensors"
     save_file(renamed, str(path))
-    run = train_counter(_cfg(data, tmp_path / "r", epochs=0, pretrained=path, init_head_bias=False))
+    run = train_counter(_cfg(data, tmp_path / "r", epochs=0, pretrained=path, init_head_bias=False)).out
     import json
 
     man = json.loads((run / "manifest.json").read_text())
@@ -174,7 +174,7 @@ def test_pretrained_local_weights_by_position_with_grayscale_stem(data, tmp_path
     model, _ = load_counter(run / "last.safetensors")
     assert torch.allclose(model.conv_stem.weight, src.conv_stem.weight.sum(1, keepdim=True))
     with pytest.raises(InputError, match="no such weights file"):
-        train_counter(_cfg(data, tmp_path / "r2", epochs=0, pretrained=tmp_path / "missing.pth"))
+        train_counter(_cfg(data, tmp_path / "r2", epochs=0, pretrained=tmp_path / "missing.pth")).out
 
 
 def test_cli_train_count_and_evaluate(data, tmp_path):
@@ -218,14 +218,14 @@ def test_cuda_device_refused_clearly_without_gpu(data, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
     with pytest.raises(InputError, match="no CUDA GPU"):
-        train_counter(_cfg(data, tmp_path / "r", epochs=1, device="cuda"))
+        train_counter(_cfg(data, tmp_path / "r", epochs=1, device="cuda")).out
 
 
 @pytest.mark.gpu
 def test_train_on_cuda(data, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs an NVIDIA GPU")
-    run = train_counter(_cfg(data, tmp_path / "r", "dacs", epochs=1, device="cuda"))
+    run = train_counter(_cfg(data, tmp_path / "r", "dacs", epochs=1, device="cuda")).out
     model, meta = load_counter(run / "best.safetensors")
     assert meta.arch == ARCH
 
@@ -237,7 +237,7 @@ def test_cosine_schedule_and_resume_keeps_it(data, tmp_path):
     assert lr_at(cfg, 0, 100) == pytest.approx(1e-3) and lr_at(cfg, 50, 100) == pytest.approx(5e-4)
     assert lr_at(cfg, 100, 100) == pytest.approx(0.0, abs=1e-12)
     assert lr_at(TrainConfig(lr=1e-3), 99, 100) == 1e-3  # constant: the paper's
-    run = train_counter(_cfg(data, tmp_path / "cos", epochs=2, lr=1e-3, lr_schedule="cosine"))
+    run = train_counter(_cfg(data, tmp_path / "cos", epochs=2, lr=1e-3, lr_schedule="cosine")).out
     state = torch.load(str(run / "state.pt"), weights_only=True)
     (group,) = state["optimizer"]["param_groups"]
     assert 0 < group["lr"] < 1e-3  # the last step ran at a decayed rate
@@ -259,8 +259,8 @@ def test_ema_weights_are_saved_and_resume_exactly(data, tmp_path):
     from safetensors.torch import load_file
 
     kw = dict(ema=0.9, lr=3e-3, epochs=3)
-    full = train_counter(_cfg(data, tmp_path / "full", **kw))
-    plain = train_counter(_cfg(data, tmp_path / "plain", **{**kw, "ema": 0.0}))
+    full = train_counter(_cfg(data, tmp_path / "full", **kw)).out
+    plain = train_counter(_cfg(data, tmp_path / "plain", **{**kw, "ema": 0.0})).out
     a, p = load_file(str(full / "last.safetensors")), load_file(str(plain / "last.safetensors"))
     assert any(not torch.equal(a[k], p[k]) for k in a if a[k].is_floating_point())  # the average, not the raw weights
     raw = torch.load(str(full / "state.pt"), weights_only=True)["model"]
@@ -274,8 +274,8 @@ def test_ema_weights_are_saved_and_resume_exactly(data, tmp_path):
         raise Stop
 
     with pytest.raises(Stop):
-        train_counter(_cfg(data, tmp_path / "part", **kw), on_epoch=interrupt)
-    resumed = train_counter(_cfg(data, tmp_path / "part", **kw))
+        train_counter(_cfg(data, tmp_path / "part", **kw), on_epoch=interrupt).out
+    resumed = train_counter(_cfg(data, tmp_path / "part", **kw)).out
     b = load_file(str(resumed / "last.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="--ema"):
@@ -286,16 +286,16 @@ def test_resume_a_run_saved_before_newer_options_existed(data, tmp_path):
     """A run whose manifest lacks config fields added later (ema, lr_schedule) resumes with their defaults."""
     import json
 
-    train_counter(_cfg(data, tmp_path / "old", epochs=1))
+    train_counter(_cfg(data, tmp_path / "old", epochs=1)).out
     path = tmp_path / "old" / "manifest.json"
     manifest = json.loads(path.read_text())
     for key in ("ema", "lr_schedule"):
         del manifest["config"][key]
     path.write_text(json.dumps(manifest))
-    run = train_counter(_cfg(data, tmp_path / "old", epochs=2))
+    run = train_counter(_cfg(data, tmp_path / "old", epochs=2)).out
     assert len(_history(run)) == 2
     with pytest.raises(InputError, match="other settings.*lr_schedule"):
-        train_counter(_cfg(data, tmp_path / "old", epochs=3, lr_schedule="cosine"))
+        train_counter(_cfg(data, tmp_path / "old", epochs=3, lr_schedule="cosine")).out
 
 
 def test_zoom_trains_and_records_a_wider_diameter_range(data, tmp_path, capsys):
@@ -303,8 +303,8 @@ def test_zoom_trains_and_records_a_wider_diameter_range(data, tmp_path, capsys):
     times (LOW, HIGH); a bad range is one clear line and exit 2."""
     from cli_inproc import run_cli
 
-    plain = train_counter(_cfg(data, tmp_path / "plain", epochs=1))
-    zoomed = train_counter(_cfg(data, tmp_path / "zoom", epochs=1, zoom=(0.5, 2.0)))
+    plain = train_counter(_cfg(data, tmp_path / "plain", epochs=1)).out
+    zoomed = train_counter(_cfg(data, tmp_path / "zoom", epochs=1, zoom=(0.5, 2.0))).out
     _, m0 = load_counter(plain / "best.safetensors")
     _, m1 = load_counter(zoomed / "best.safetensors")
     assert m0.diameter_range is not None  # the test blobs are big enough for an estimate

@@ -149,8 +149,6 @@ def _evaluate(app: typer.Typer) -> None:
 def train_with_progress(config, title: str) -> Path:
     """Run :func:`cellxfer.train.counter.train_counter` with a progress bar and one line per epoch;
     print where the checkpoints are. Shared by ``train-count`` and ``adapt-count``."""
-    import json
-
     from cellxfer.console import err, out as console
     from cellxfer.progress import progress
     from cellxfer.train.counter import train_counter
@@ -173,12 +171,10 @@ def train_with_progress(config, title: str) -> Path:
             err.print(f"epoch {rec.epoch}/{config.total_epochs()} [{rec.phase}] {rec.steps} steps, "
                       f"loss {rec.loss:.2f}, val MAE {_fmt(rec.val_mae)} RMSE {_fmt(rec.val_rmse)}, {rec.seconds:.1f} s")
 
-        run = train_counter(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
-    result = json.loads((run / "manifest.json").read_text()).get("result") or {}
-    best = result.get("best") or {}
-    console.print(f"{run}: best.safetensors (epoch {best.get('epoch')}, val MAE {_fmt(best.get('val_mae'))}), "
-                  f"last.safetensors; {result.get('train_seconds', 0):.1f} s training")
-    return run
+        result = train_counter(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)
+    console.print(f"{result.out}: best.safetensors (epoch {result.best.get('epoch')}, val MAE {_fmt(result.best.get('val_mae'))}), "
+                  f"last.safetensors; {result.train_seconds:.1f} s training")
+    return result.out
 
 
 def arch_options(arch: str, items: list[str]) -> dict:

@@ -165,6 +165,18 @@ class TrainConfig:
         refuse_labelled_overlap(self.unlabeled, {"--val": self.val, "--synthetic": self.synthetic})
 
 
+@dataclass(frozen=True)
+class TrainCounterResult:
+    """What :func:`train_counter` returns (and its manifest's ``result`` records): the run folder ``out``
+    (``best.safetensors``, ``last.safetensors``, ``history.csv``, ``manifest.json``), the epochs done, the best
+    epoch (``{"epoch", "val_mae", "val_rmse"}``, None values without validation) and the training time."""
+
+    out: Path
+    epochs: int
+    best: dict
+    train_seconds: float
+
+
 @dataclass
 class EpochRecord:
     epoch: int
@@ -280,7 +292,7 @@ def _mean_crop_count(domains, crop: int) -> float:
 
 def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] | None = None,
                   on_step: Callable[[int, float], None] | None = None,
-                  on_start: Callable[[int, int], None] | None = None) -> Path:
+                  on_start: Callable[[int, int], None] | None = None) -> TrainCounterResult:
     """Train (or resume) a counter; returns the run folder (see module docs).
 
     ``on_start(steps_done, steps_total)`` is called once the data is loaded, ``on_step(epoch, loss)``
@@ -310,7 +322,7 @@ def run_folder(config: TrainConfig, main: bool = True):
                      overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()), main=main)
 
 
-def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack) -> Path:
+def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack) -> TrainCounterResult:
     import torch
 
     from cellxfer.counter.model import save_counter
@@ -387,7 +399,7 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack
     save_manifest({"epochs": total, "best": best_out, "train_seconds": round(parts.train_seconds, 2),
                    "final_loss": parts.history[-1]["loss"] if parts.history else None})
     dist.barrier()
-    return out
+    return TrainCounterResult(out, total, best_out, round(parts.train_seconds, 2))
 
 
 def _load_data(config: TrainConfig):
