@@ -43,6 +43,32 @@ def read_metadata(path: str | os.PathLike, key: str, hint: str) -> str:
     return text
 
 
+#: The metadata key each kind of model file records its meta under (:func:`artefact_kind`).
+COUNTER_KEY, TRANSLATOR_KEY = "cellxfer", "cellxfer_translator"
+KINDS = {TRANSLATOR_KEY: "translator", COUNTER_KEY: "counter"}
+#: The translator file in a train-translate/adapt run folder.
+TRANSLATOR_FILE = "translator.safetensors"
+
+
+def artefact_kind(path: str | os.PathLike) -> str | None:
+    """What a model path is, from what it records: ``"translator"`` (a translator file, or a run folder
+    holding ``translator.safetensors``), ``"counter"``, or None (missing, not safetensors, no cellxfer
+    metadata: the loader of the expected kind then says what is wrong in one line)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / TRANSLATOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = set(f.metadata() or {})
+    except Exception:  # noqa: BLE001 - safetensors raises several types
+        return None
+    return next((kind for key, kind in KINDS.items() if key in keys), None)
+
+
 def load_weights(module, path: str | os.PathLike, what: str):
     """Load ``path``'s weights into ``module`` and return it in eval mode; a shape/name mismatch is an
     :class:`InputError` naming ``what`` (the architecture the metadata recorded)."""

@@ -149,3 +149,21 @@ def test_export_bad_inputs_one_line(tmp_path, capsys):
     ckpt = tiny_counter(tmp_path / "c.safetensors")
     r = cli(["export", "--model", ckpt, "--out", tmp_path / "x.bin"], capsys)
     assert r.returncode == 2 and "must end in .onnx" in r.stderr
+
+
+def test_a_model_file_says_what_it_is(tmp_path):
+    """export tells a translator from a counter by the metadata each records (cellxfer.weights.artefact_kind),
+    not by trying loaders; anything else is None and the expected loader's one-line error follows."""
+    from cellxfer.counter.model import CounterMeta, build_counter, save_counter
+    from cellxfer.translate.model import TranslatorMeta, build_generator, save_translator
+    from cellxfer.weights import artefact_kind
+
+    meta = CounterMeta(arch="density", output="density", window=32, arch_options={"base": 4, "stem": 2})
+    save_counter(tmp_path / "c.safetensors", build_counter(meta), meta)
+    tmeta = TranslatorMeta(ngf=4, num_downs=5, size=32)
+    (tmp_path / "run").mkdir()
+    save_translator(tmp_path / "run" / "translator.safetensors", build_generator(tmeta), tmeta)
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")
+    assert artefact_kind(tmp_path / "c.safetensors") == "counter"
+    assert artefact_kind(tmp_path / "run") == artefact_kind(tmp_path / "run" / "translator.safetensors") == "translator"
+    assert artefact_kind(tmp_path / "junk.safetensors") is None and artefact_kind(tmp_path / "missing") is None

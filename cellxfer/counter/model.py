@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from cellxfer.errors import InputError
+from cellxfer.weights import COUNTER_KEY as META_KEY  # one definition, beside the translator's
 
 if TYPE_CHECKING:
     import numpy as np
-
-META_KEY = "cellxfer"
 
 
 @dataclass(frozen=True)

@@ -31,20 +31,6 @@ def cellxfer_engines():
     return [trt_engine.ENGINE, onnx_engine.ENGINE, torch_engine.ENGINE]
 
 
-def _is_translator(path: Path) -> bool:
-    """A translator run folder, or a .safetensors file carrying translator metadata."""
-    from cellxfer.errors import InputError
-    from cellxfer.translate.model import MODEL_FILE, read_translator_meta
-
-    if path.is_dir():
-        return (path / MODEL_FILE).is_file()
-    try:
-        read_translator_meta(path)
-        return True
-    except InputError:
-        return False
-
-
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
     @app.command("export")
@@ -69,7 +55,9 @@ def cellxfer_register_commands(app: typer.Typer):
         from cellxfer.export.counter import ExportConfig, export_counter
         from cellxfer.outputs import refuse_existing
 
-        if _is_translator(model):
+        from cellxfer.weights import artefact_kind
+
+        if artefact_kind(model) == "translator":
             from cellxfer.translate.infer import export_translator
 
             if format != "onnx":

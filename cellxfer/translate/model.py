@@ -27,9 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from cellxfer.errors import InputError
-
-META_KEY = "cellxfer_translator"
-MODEL_FILE = "translator.safetensors"
+from cellxfer.weights import TRANSLATOR_FILE as MODEL_FILE, TRANSLATOR_KEY as META_KEY  # one definition each
 
 
 @dataclass(frozen=True)
