@@ -378,3 +378,31 @@ def test_count_level_of_a_pyramid_equals_counting_that_level(tmp_path, capsys):
     assert root.resolve() in files and not any(root in p.parents for p, _ in skipped)
     r = run_cli(["count", root, *args, "--level", 5, "-o", tmp_path / "bad.csv"], capsys)
     assert r.returncode == 1 and "--level 5: the image has levels 0 to 2" in r.stderr, r.stderr
+
+
+def test_points_streamed_to_the_csv_equal_the_points_held(tmp_path, small_lazy):
+    """A density model's points written band by band through a disk spill (``PointsFile``) are the
+    points table of the points held in memory, byte for byte, whatever the parts, resized or not; the
+    spill file is gone afterwards."""
+    from cellxfer.count.parts import count_plan, plan_image
+    from cellxfer.dataset import format_points
+    from cellxfer.scale import DiameterPolicy
+
+    rng = np.random.default_rng(7)
+    img = np.zeros((700, 900), np.float32)
+    img[rng.integers(5, 695, 400), rng.integers(5, 895, 400)] = rng.uniform(50, 100, 400)
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 128, "margin": 16},
+                       diameter=10.0)
+    for policy in (None, DiameterPolicy.parse("13", 10.0)):  # as it is / resized by 10/13
+        held = count_plan(_blur_runner, plan_image(img, meta, policy), points=True)
+        assert len(held.points) > 100
+        for part_tiles in (2, 50):
+            plan = plan_image(img, meta, policy, part_tiles=part_tiles)
+            out = tmp_path / f"{part_tiles}-{policy is None}.csv"
+            merger = plan.merger(True, out)
+            for i in range(len(plan.parts)):
+                merger.add(i, _blur_runner(plan.batch(i)))
+            res = merger.result()
+            assert res.points is None and res.count == pytest.approx(held.count, rel=1e-9)
+            assert out.read_text() == format_points(held.points)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{k}-{b}.csv" for k in (2, 50) for b in (True, False))

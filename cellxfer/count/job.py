@@ -116,8 +116,8 @@ class _Part:
 class _ImageState:
     """An image in flight: its plan, its merger, time spent, whether it failed."""
 
-    def __init__(self, plan, points: bool):
-        self.plan, self.merger, self.ms = plan, plan.merger(points), plan.ms
+    def __init__(self, plan, points: bool, points_file: Path | None = None):
+        self.plan, self.merger, self.ms = plan, plan.merger(points, points_file), plan.ms
         self.failed = False
 
 
@@ -161,10 +161,12 @@ def _planned_parts(pool, files, plan, ahead: int):
 
 def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int = 0, channel=None, page=None,
                   keep_images: bool = False, ahead: int | None = None, points: bool = False, policy=None,
-                  part_tiles: int | None = None, level: int = 0):
+                  part_tiles: int | None = None, level: int = 0, points_to: dict | None = None):
     """Yield ``(file, ImagePlan | None, Counted | exception, elapsed ms)`` in input order (a file that
     fails may be reported before earlier ones finish), batching the inputs of consecutive parts and
-    images together while the pool reads and plans ahead (:mod:`cellxfer.count.parts`)."""
+    images together while the pool reads and plans ahead (:mod:`cellxfer.count.parts`). ``points_to``:
+    ``{file: points CSV}`` streamed as found (:class:`cellxfer.count.parts.PointsFile`; that file's
+    ``Counted.points`` is then None)."""
     from cellxfer.executors import default_workers
 
     workers = workers or default_workers()
@@ -172,7 +174,8 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
     meta = runner.meta
 
     def plan(f):
-        return _ImageState(prepare(f, meta, channel, page, keep_images, policy, part_tiles, level), points)
+        return _ImageState(prepare(f, meta, channel, page, keep_images, policy, part_tiles, level), points,
+                           (points_to or {}).get(f))
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cellxfer-decode") as pool:
         source = _planned_parts(pool, files, plan, ahead)
@@ -196,6 +199,8 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
                     state.ms += (time.perf_counter() - t0) * 1e3
                 except Exception as exc:  # noqa: BLE001 - a region of this file could not be read
                     state.failed = True
+                    if getattr(state.merger, "sink", None) is not None:
+                        state.merger.sink.close()  # its spilled candidates go; no points file is written
                     queue[:] = [p for p in queue if p.state is not state]
                     yield f, state.plan, exc, state.ms
             if not queue:
@@ -340,9 +345,11 @@ def write_points(path: Path, points: np.ndarray) -> Path:
 
 
 def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays: dict, want_points: bool, policy,
-                   record: Callable, result: "CountResult", log: Callable[[str], None], t_start: float) -> float:
+                   record: Callable, result: "CountResult", log: Callable[[str], None], t_start: float,
+                   stream: dict | None = None) -> float:
     """Count ``todo`` in this process (decode threads ahead of batched inference; overlays written by a
-    thread), passing each outcome to ``record``; returns the start-up seconds (until the engine is loaded)."""
+    thread), passing each outcome to ``record``; returns the start-up seconds (until the engine is loaded).
+    ``stream``: ``{file: points CSV}`` written as the points are found (not held for ``record``)."""
     from cellxfer.count.overlay import write_overlay
     from cellxfer.engines.base import load_runner
 
@@ -359,7 +366,7 @@ def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays:
         overlay_jobs = []
         for file, prep, res, ms in count_batched(todo, runner, config.batch_size, config.workers, config.channel,
                                                  config.page, keep_images=bool(overlays), points=want_points,
-                                                 policy=policy, level=config.level):
+                                                 policy=policy, level=config.level, points_to=stream):
             if isinstance(res, BaseException):
                 record(file, None, None, ms, runner.label, res)
                 continue
@@ -492,6 +499,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
     point_files = output_names(files, config.points, ".csv") if config.points is not None else {}
     map_files = _density_map_files(config, files)
+    stream = {f: p for f, p in point_files.items() if f not in overlays}  # an overlay draws the points: kept
     table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
     todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label)
             or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]
@@ -504,7 +512,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     def record(file: Path, count, points, ms: float, engine: str, error: BaseException | None,
                scaled: tuple = (None, 1.0), density_map=None):
         try:
-            if error is None and file in point_files:
+            if error is None and file in point_files and not (points is None and file in stream):
                 write_points(point_files[file], np.asarray(points, dtype=np.float64).reshape(-1, 2))
             if error is None and file in map_files:
                 write_density_map(map_files[file], density_map)
@@ -524,7 +532,8 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         if todo and config.scheduler:
             result.startup_s = _count_on_dask(config, model, todo, overlays, point_files, policy, record, t_start)
         elif todo:
-            result.startup_s = _count_locally(config, model, todo, overlays, want_points, policy, record, result, log, t_start)
+            result.startup_s = _count_locally(config, model, todo, overlays, want_points, policy, record, result, log,
+                                              t_start, stream)
     finally:  # an interrupted run keeps every finished row
         table.close()
     result.engines = sorted(labels)

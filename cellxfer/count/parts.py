@@ -175,10 +175,11 @@ class ImagePlan:
         block = self.meta.normalization.apply_levels(self.source[y0:y1, 0:self.shape[1]], self.levels)
         return self.splitter.cut(block, y0, self.boxes[b0:b1])
 
-    def merger(self, points: bool = False):
-        """A fresh merger for this plan's outputs (:class:`WindowSums` or :class:`DensityBands`)."""
+    def merger(self, points: bool = False, points_file: Path | None = None):
+        """A fresh merger for this plan's outputs (:class:`WindowSums` or :class:`DensityBands`); with
+        ``points_file`` (density models) the points stream into that CSV (:class:`PointsFile`)."""
         if isinstance(self.splitter, OwnedTiles):
-            return DensityBands(self, points)
+            return DensityBands(self, points, sink=PointsFile(points_file) if points_file is not None else None)
         return WindowSums(self)
 
 
@@ -243,6 +244,7 @@ class DensityBands:
     buf: np.ndarray | None = None  # rows [buf_y0, ...) of the map not yet needed no more
     buf_y0: int = 0
     done_y: int = 0  # points of rows above this are found
+    sink: PointsFile | None = None  # --points streamed to this file (then ``Counted.points`` is None)
 
     def __post_init__(self):
         from cellxfer.density.infer import point_finder
@@ -275,7 +277,10 @@ class DensityBands:
             xy, vals = self.finder.candidates(buf[w0 - y0:end - y0])
             xy[:, 1] += w0
             mine = (xy[:, 1] - 0.5 >= self.done_y) & (xy[:, 1] - 0.5 < upto)  # the band owning the centre
-            self.found.append((xy[mine], vals[mine]))
+            if self.sink is not None:
+                self.sink.add(xy[mine], vals[mine])
+            else:
+                self.found.append((xy[mine], vals[mine]))
             self.done_y = upto
         keep = max(self.done_y - halo, y0)
         self.buf, self.buf_y0 = buf[keep - y0:], keep
@@ -283,11 +288,65 @@ class DensityBands:
     def result(self):
         regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in self.plan.boxes]
         pts = None
-        if self.points:
+        if self.sink is not None:
+            self.sink.write(lambda vals: self.finder.order(vals, self.total), self.plan.scaled)
+        elif self.points:
             xy = np.concatenate([f[0] for f in self.found]) if self.found else np.zeros((0, 2))
             vals = np.concatenate([f[1] for f in self.found]) if self.found else np.zeros(0, np.float32)
             pts = self.finder.choose(xy, vals, self.total)
         return _in_original(self.plan, self.total, regions, np.asarray(self.sums, dtype=np.float64), pts, self.map)
+
+
+class PointsFile:
+    """``--points`` of one image streamed to disk: point candidates are appended to a temporary file
+    beside ``path`` as each band finds them (x, y, value as float64 rows); only their values stay in
+    memory (4 bytes a candidate). Which candidates are cells depends on the image's total count
+    (:meth:`cellxfer.density.infer.DensityPeaks.order`), so :meth:`write` then copies the chosen rows,
+    in the same order and format as a points table written whole (:func:`cellxfer.dataset.format_points`),
+    chunk by chunk into ``path`` (atomically); the temporary file is removed either way."""
+
+    CHUNK = 65536
+
+    def __init__(self, path: Path):
+        import tempfile
+
+        from cellxfer.atomic import TMP_MARK
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, spill = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".spill" + TMP_MARK, dir=self.path.parent)
+        self.spill, self._f = Path(spill), open(fd, "wb")  # noqa: SIM115 - closed by write/close
+        self.values: list[np.ndarray] = []
+
+    def add(self, xy: np.ndarray, vals: np.ndarray) -> None:
+        rows = np.column_stack([np.asarray(xy, np.float64).reshape(-1, 2), np.asarray(vals, np.float64)])
+        self._f.write(np.ascontiguousarray(rows).tobytes())
+        self.values.append(np.asarray(vals, np.float32))
+
+    def write(self, order_of, scaled=None) -> int:
+        """Write the chosen rows (``order_of(values) -> indices``), in original pixels when ``scaled``."""
+        from cellxfer.atomic import atomic_path
+
+        try:
+            self._f.close()
+            vals = np.concatenate(self.values) if self.values else np.zeros(0, np.float32)
+            order = order_of(vals)
+            rows = np.memmap(self.spill, np.float64, "r", shape=(len(vals), 3)) if len(vals) else np.zeros((0, 3))
+            with atomic_path(self.path) as tmp, open(tmp, "w") as out:
+                out.write("x,y\n")
+                for i in range(0, len(order), self.CHUNK):
+                    xy = np.asarray(rows[order[i:i + self.CHUNK], :2])
+                    if scaled is not None and scaled.resized:
+                        xy = scaled.to_original(xy)
+                    out.write("".join(f"{x!r},{y!r}\n" for x, y in xy.tolist()))
+            del rows
+            return len(order)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._f.close()
+        self.spill.unlink(missing_ok=True)
 
 
 def _in_original(plan: ImagePlan, count: float, regions: list, region_counts: np.ndarray, points,

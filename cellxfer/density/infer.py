@@ -40,7 +40,11 @@ class MarkedPixels:
         return np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64), np.ones(len(ys), np.float32)
 
     def choose(self, xy: np.ndarray, vals: np.ndarray, total: float) -> np.ndarray:
-        return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        return np.asarray(xy, dtype=np.float64).reshape(-1, 2)[self.order(vals, total)]
+
+    def order(self, vals: np.ndarray, total: float) -> np.ndarray:
+        """Indices of the candidates that are points, in output order: all, as found."""
+        return np.arange(len(vals))
 
 
 @dataclass(frozen=True)
@@ -60,14 +64,18 @@ class DensityPeaks:
         return peak_candidates(density, sigma=self.sigma, min_distance=self.min_distance)
 
     def choose(self, xy: np.ndarray, vals: np.ndarray, total: float) -> np.ndarray:
-        from cellxfer.density.peaks import strongest
+        return np.asarray(xy, dtype=np.float64).reshape(-1, 2)[self.order(vals, total)]
 
-        return strongest(xy, vals, int(round(total)))
+    def order(self, vals: np.ndarray, total: float) -> np.ndarray:
+        """Indices of the ``round(total)`` strongest candidates, strongest first (ties keep their order),
+        as :func:`cellxfer.density.peaks.strongest` picks them."""
+        return np.argsort(-np.asarray(vals), kind="stable")[:max(int(round(total)), 0)]
 
 
 def point_finder(meta) -> "MarkedPixels | DensityPeaks":
     """How a density model's map becomes points: ``candidates(map band) -> (xy, values)`` (raster order),
-    ``choose(all candidates, total count) -> points``, and the ``halo`` rows a band needs."""
+    ``choose(all candidates, total count) -> points`` (= ``xy[order(values, total)]``), and the
+    ``halo`` rows a band needs."""
     if meta.arch == "log":
         return MarkedPixels()
     sigma = float((meta.arch_options or {}).get("sigma", 3.0))
