@@ -321,7 +321,7 @@ def real_adaptation(args, model: Path, zs: list[int], pairs: dict, parts: list[s
                 s = adapt_layer(acfg, g=g, meta=meta, source_arrays=src, target_arrays=tgt)
                 ga, ma = load_translator(Path(acfg.out) / MODEL_FILE)
                 tra = Translator(torch_runner(ga), ma, "torch")
-                per_layer[str(L)] = {p: summarize(evaluate_pairs(tra, pairs[(z, p)]))["pearson"] for p in parts} | {"seconds": s["seconds"]}
+                per_layer[str(L)] = {p: summarize(evaluate_pairs(tra, pairs[(z, p)]))["pearson"] for p in parts} | {"seconds": s.seconds}
                 print(f"z{z} {variant} L{L}:", json.dumps(per_layer[str(L)]), flush=True)
             inter = {L: v for L, v in per_layer.items() if L != str(meta.n_layers)}
             best = max(inter, key=lambda L: inter[L]["val"]) if inter else None

@@ -42,7 +42,7 @@ def _cfg(root, out, layer, steps=25, **kw):
 def test_adaptation_trains_only_up_to_layer_and_moves_d_loss(setup):
     root = setup
     s = adapt_layer(_cfg(root, "a3", 3))
-    assert s["loss_d_last"] < s["loss_d_first"] - 0.005  # the discriminator learns to tell the domains apart
+    assert s.loss_d_last < s.loss_d_first - 0.005  # the discriminator learns to tell the domains apart
     g, _ = load_translator(root / "src")
     ga, meta = load_translator(root / "a3")
     assert meta.adapted["layer"] == 3 and meta.adapted["method"] == "LM-ADDA"
@@ -60,7 +60,7 @@ def test_adaptation_trains_only_up_to_layer_and_moves_d_loss(setup):
 def test_output_layer_is_plain_adda_and_bad_layer(setup):
     root = setup
     s = adapt_layer(_cfg(root, "a10", 10, steps=3))
-    assert s["layer"] == 10
+    assert s.layer == 10
     assert load_translator(root / "a10")[1].adapted["method"].startswith("ADDA")
     from cellxfer.errors import InputError
 
@@ -107,7 +107,7 @@ def test_unpaired_target_folder(setup):
     root = setup
     s = adapt_layer(AdaptConfig(model=str(root / "src"), source=str(root / "pc" / "source"), target=str(root / "bf" / "source"),
                                 out=str(root / "u"), layer=4, steps=2, batch_size=1, ndf=8, threads=1))
-    assert s["steps"] == 2 and (root / "u" / "translator.safetensors").is_file()
+    assert s.steps == 2 and (root / "u" / "translator.safetensors").is_file()
 
 
 def test_train_layer_only_keeps_earlier_blocks(setup):
@@ -124,7 +124,7 @@ def test_skip_matching_trains_and_changes_the_copys_skips(setup):
     root = setup
     s = adapt_layer(_cfg(root, "skips4", 4, steps=6, match="skips"))
     plain = adapt_layer(_cfg(root, "layer4", 4, steps=6))
-    assert s["matched_tensors"] == 4 and plain["matched_tensors"] == 1  # layer 4 + the outputs of down blocks 1..3
+    assert s.matched_tensors == 4 and plain.matched_tensors == 1  # layer 4 + the outputs of down blocks 1..3
     g, _ = load_translator(root / "src")
     ga, meta = load_translator(root / "skips4")
     gl, _ = load_translator(root / "layer4")

@@ -221,17 +221,17 @@ def _adapt(app: typer.Typer) -> None:
             layers = _layers(sweep)
             with progress("adapt sweep", total=steps * len(layers), unit="step") as bar:
                 r = run_sweep(cfg, layers, on_event=console.print, on_step=bar.advance, overwrite=overwrite)
-            if r["best_layer"] is None:
+            if r.best_layer is None:
                 console.print(f"{out}: no labelled target pairs, nothing picked; each layer's translator is in {out}/layer_LL/")
             else:
-                console.print(f"{out}: best layer {r['best_layer']} -> {out / 'translator.safetensors'} (table: {out / 'sweep.csv'})")
+                console.print(f"{out}: best layer {r.best_layer} -> {out / 'translator.safetensors'} (table: {out / 'sweep.csv'})")
             return
         from cellxfer.translate.adapt import evaluate_held_out
 
         with progress("adapt", total=steps, unit="step") as bar:
             s = adapt_layer(cfg, on_step=bar.advance, overwrite=overwrite)
-        console.print(f"{out}: layer {layer}, D loss {s['loss_d_first']:.3f} -> {s['loss_d_last']:.3f}, "
-                      f"G loss {s['loss_g_first']:.3f} -> {s['loss_g_last']:.3f}; {s['seconds']:.1f} s")
+        console.print(f"{out}: layer {layer}, D loss {s.loss_d_first:.3f} -> {s.loss_d_last:.3f}, "
+                      f"G loss {s.loss_g_first:.3f} -> {s.loss_g_last:.3f}; {s.seconds:.1f} s")
         held = evaluate_held_out(cfg)
         if held is not None:
             n, m = held

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -255,22 +254,50 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
     seconds = time.perf_counter() - t0
     for p in g.parameters():
         p.requires_grad_(True)
-    summary = _summary(L, cfg.steps, seconds, losses) | {"matched_tensors": len(probes)}
+    summary = _summary(L, cfg.steps, seconds, losses, len(probes))
     if dist.is_main:
         _write_adapted(cfg, run, manifest, model_path, gp, meta, losses, summary, dist)
     dist.barrier()
     return summary
 
 
-def _summary(L: int, steps: int, seconds: float, losses: list) -> dict:
+@dataclass(frozen=True)
+class AdaptResult:
+    """What :func:`adapt_layer` returns (and its manifest's ``summary`` records): the layer, steps and time,
+    the mean discriminator / generator losses over the first and last 10% of steps, and how many tensors
+    the discriminators matched (1, or 1 + the skips with ``--match skips``)."""
+
+    layer: int
+    steps: int
+    seconds: float
+    loss_d_first: float
+    loss_d_last: float
+    loss_g_first: float
+    loss_g_last: float
+    matched_tensors: int
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` returns (``sweep.json``): the layers tried, one row per layer (and a ``"none"``
+    row without adaptation) with losses and, given labelled target pairs, Pearson/MAE/SSIM; the best
+    layer by Pearson (None without pairs) and the ids of the pairs it was picked on."""
+
+    layers: list
+    rows: list
+    best_layer: int | None
+    eval_pairs: list
+
+
+def _summary(L: int, steps: int, seconds: float, losses: list, matched: int) -> AdaptResult:
     k = max(1, len(losses) // 10)
     arr = np.asarray(losses).reshape(-1, 2) if losses else np.full((1, 2), np.nan)
-    return {"layer": L, "steps": steps, "seconds": round(seconds, 2),
-            "loss_d_first": float(arr[:k, 0].mean()), "loss_d_last": float(arr[-k:, 0].mean()),
-            "loss_g_first": float(arr[:k, 1].mean()), "loss_g_last": float(arr[-k:, 1].mean())}
+    return AdaptResult(L, steps, round(seconds, 2), float(arr[:k, 0].mean()), float(arr[-k:, 0].mean()),
+                       float(arr[:k, 1].mean()), float(arr[-k:, 1].mean()), matched)
 
 
-def _write_adapted(cfg: AdaptConfig, run, manifest: dict, model_path, gp, meta, losses: list, summary: dict, dist) -> None:
+def _write_adapted(cfg: AdaptConfig, run, manifest: dict, model_path, gp, meta, losses: list, summary: AdaptResult,
+                   dist) -> None:
     """log.csv, the adapted translator (its meta records ``adapted``) and the manifest of one layer."""
     from cellxfer.manifest import sha256_file
     from cellxfer.translate.model import save_translator
@@ -280,12 +307,12 @@ def _write_adapted(cfg: AdaptConfig, run, manifest: dict, model_path, gp, meta, 
         w = csv.writer(f)
         w.writerow(["step", "loss_d", "loss_g"])
         w.writerows([i + 1, f"{a:.5f}", f"{b:.5f}"] for i, (a, b) in enumerate(losses))
-    L = summary["layer"]
+    L = summary.layer
     adapted = {"method": "LM-ADDA" if L < meta.n_layers else "ADDA (output layer)", "layer": L, "train": cfg.train,
                "match": cfg.match,
                "source_model": str(model_path), "source_model_sha256": sha256_file(model_path), "steps": cfg.steps}
     save_translator(out / MODEL_FILE, gp, replace(meta, adapted=adapted))
-    run.write_manifest(manifest, complete=True, summary=summary, distributed=dist.describe())
+    run.write_manifest(manifest, complete=True, summary=asdict(summary), distributed=dist.describe())
 
 
 def run_sweep(cfg: AdaptConfig, layers: list[int], on_event: Callable[[str], None] = lambda s: None,
@@ -302,13 +329,13 @@ def run_sweep(cfg: AdaptConfig, layers: list[int], on_event: Callable[[str], Non
             for L in layers:
                 adapt_layer(replace(cfg, layer=L, out=str(Path(cfg.out) / f"layer_{L:02d}")))
             dist.barrier()
-            return {"layers": layers, "rows": [], "best_layer": None, "eval_pairs": []}
+            return SweepResult(layers, [], None, [])
         result = _run_sweep(cfg, layers, on_event, on_step, run)
         dist.barrier()
         return result
 
 
-def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step, run) -> dict:
+def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step, run) -> SweepResult:
     from cellxfer.atomic import write_json, write_text
     from cellxfer.train.distributed import from_env
     from cellxfer.translate.data import list_images
@@ -333,25 +360,24 @@ def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step, run) -> d
     for L in layers:
         sub = replace(cfg, layer=L, out=str(out / f"layer_{L:02d}"))
         s = adapt_layer(sub, g=g, meta=meta, source_arrays=src, target_arrays=tgt, on_step=on_step)
-        row = {"layer": L, **{k: s[k] for k in ("loss_d_first", "loss_d_last", "seconds")}}
+        row = {"layer": L, "loss_d_first": s.loss_d_first, "loss_d_last": s.loss_d_last, "seconds": s.seconds}
         if eval_pairs:
             ga, ma = load_translator(Path(sub.out) / MODEL_FILE)
             row.update(summarize(evaluate_pairs(Translator(torch_runner(ga), ma, "torch"), eval_pairs)))
-            on_event(f"layer {L}: Pearson {row['pearson']:.4f} ({s['seconds']:.0f} s)")
+            on_event(f"layer {L}: Pearson {row['pearson']:.4f} ({s.seconds:.0f} s)")
         else:
-            on_event(f"layer {L}: D loss {s['loss_d_first']:.3f} -> {s['loss_d_last']:.3f} ({s['seconds']:.0f} s)")
+            on_event(f"layer {L}: D loss {s.loss_d_first:.3f} -> {s.loss_d_last:.3f} ({s.seconds:.0f} s)")
         rows.append(row)
     best = None
     scored = [r for r in rows if r["layer"] != "none" and np.isfinite(r.get("pearson", np.nan))]
     if scored:
         best = max(scored, key=lambda r: r["pearson"])["layer"]
         shutil.copyfile(out / f"layer_{best:02d}" / MODEL_FILE, out / MODEL_FILE)
-    result = {"layers": layers, "rows": rows, "best_layer": best, "eval_pairs": [p.id for p in eval_pairs]}
-    write_json(out / "sweep.json", result)
+    result = SweepResult(layers, rows, best, [p.id for p in eval_pairs])
+    write_json(out / "sweep.json", asdict(result))
     keys = ["layer", "pearson", "mae", "ssim", "loss_d_first", "loss_d_last", "seconds"]
     lines = [",".join(keys)] + [",".join("" if r.get(k) is None else (f"{r[k]:.5f}" if isinstance(r.get(k), float) else str(r[k]))
                                          for k in keys) for r in rows]
     write_text(out / "sweep.csv", "\n".join(lines) + "\n")
-    run.write_manifest(manifest, complete=True, sweep=result, distributed=from_env(cfg.device).describe())
-    _ = json
+    run.write_manifest(manifest, complete=True, sweep=asdict(result), distributed=from_env(cfg.device).describe())
     return result
