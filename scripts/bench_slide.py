@@ -14,6 +14,7 @@ commit before slides streamed: ``git worktree add --detach /tmp/cellxfer-before 
 run and on the same files, so the table compares both.
 
     .venv/bin/python scripts/bench_slide.py --sides 4000 8000 12000 16000 --before /tmp/cellxfer-before
+    .venv/bin/python scripts/bench_slide.py --profile     # 4k, 8k, 16k, 32k and where the time goes
 
 Prints a markdown table (medians over ``--repeats``) and writes ``--out`` (JSON, with the machine's
 load average before and after: other sessions may share the CPU).
@@ -41,15 +42,79 @@ from pathlib import Path
 t0 = time.perf_counter()
 import cellxfer
 from cellxfer.count.job import CountConfig, run_count
-slide, out, tree = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+slide, out, tree, profile = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "1"
 if Path(cellxfer.__file__).resolve().parents[1] != tree:
     raise SystemExit(f"imported {cellxfer.__file__}, not the cellxfer of {tree}")
+spent = {}
+if profile:
+    exec(open(sys.argv[5]).read().split("# PROFILE" + "\n")[1].split("# END PROFILE")[0])
+    _install()
 res = run_count(CountConfig(paths=(slide,), out=out, overwrite=True))
 if res.failed:
     raise SystemExit(f"failed: {res.failed}")
 print("RESULT " + json.dumps({"count": list(res.counts.values())[0], "count_s": res.seconds,
-                              "engine": ",".join(res.engines), "total_s": time.perf_counter() - t0}))
+                              "engine": ",".join(res.engines), "total_s": time.perf_counter() - t0,
+                              "profile": spent}))
 """
+
+# PROFILE
+# (run inside the child with --profile: wraps the stages of counting one slide with timers; the seconds
+# are summed over threads, so stages that overlap (decode threads ahead of the model) can sum to more
+# than the wall time)
+import threading as _threading  # noqa: E402
+
+
+def _timed(owner, name, label):
+    import functools
+
+    fn = getattr(owner, name)
+    lock = _threading.Lock()
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            with lock:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t
+
+    setattr(owner, name, wrapper)
+
+
+def _install():
+    import cellxfer.count.parts as parts
+    import cellxfer.counter.model as cm
+    import cellxfer.density.infer as di
+    import cellxfer.engines.base as eb
+    import cellxfer.lazy as lazy
+    import cellxfer.scale as scale
+
+    for cls in (lazy._ZarrTiff, lazy._RawTiff):
+        _timed(cls, "_read", "decode (tile reads)")
+    _timed(cm.Normalization, "levels", "percentiles (levels)")
+    _timed(scale.DiameterPolicy, "scale", "diameter estimate")
+    _timed(parts.ImagePlan, "batch", "read+normalise+cut (incl. decode)")
+    _timed(parts.DensityBands, "add", "stitch+sum+peaks (incl. peaks)")
+    _timed(di.DensityPeaks, "candidates", "peaks (candidates)")
+    load = eb.load_runner
+
+    def load_runner(*a, **kw):
+        runner = load(*a, **kw)
+        run = runner.run
+
+        def timed_run(batch):
+            t = time.perf_counter()
+            try:
+                return run(batch)
+            finally:
+                spent["model"] = spent.get("model", 0.0) + time.perf_counter() - t
+        runner.run = timed_run
+        return runner
+
+    eb.load_runner = load_runner
+
+# END PROFILE
 
 
 def make_slide(side: int, image: Path, workdir: Path) -> Path:
@@ -75,12 +140,13 @@ def make_slide(side: int, image: Path, workdir: Path) -> Path:
     return path
 
 
-def run_child(tree: Path, slide: Path, workdir: Path) -> dict:
+def run_child(tree: Path, slide: Path, workdir: Path, profile: bool = False) -> dict:
     """Count ``slide`` with the cellxfer of ``tree`` in a child process; its peak RSS and wall time."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
     # run in workdir: `python -c` puts the current folder first on sys.path, before PYTHONPATH
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(slide), str(workdir / "counts.csv"), str(tree)], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(slide), str(workdir / "counts.csv"), str(tree),
+                             "1" if profile else "0", __file__], env=env,
                             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -95,7 +161,9 @@ def run_child(tree: Path, slide: Path, workdir: Path) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sides", type=int, nargs="+", default=[4000, 8000, 12000, 16000])
+    p.add_argument("--sides", type=int, nargs="+", default=[4000, 8000, 16000, 32000])
+    p.add_argument("--profile", action="store_true",
+                   help="one more run per side (after) with timers on decode, percentiles, diameter, model, peaks")
     p.add_argument("--image", default="220909_GFP-AHPC_A_GFAP_F10_DAPI_ND1_20x.tiff", help="IDCIA image to repeat")
     p.add_argument("--before", type=Path, help="a checkout of an earlier cellxfer to compare with")
     p.add_argument("--before-max-side", type=int, default=12000,
@@ -122,6 +190,8 @@ def main(argv=None) -> None:
                          "mp_per_s": round(side * side / 1e6 / med["count_s"], 2),
                          "rss_over_image": round(med["peak_rss_mb"] / image_mb, 2), "runs": runs})
             r = rows[-1]
+            if args.profile and name == "after":
+                r["profile"] = run_child(tree, slide, args.workdir, profile=True)["profile"]
             print(f"side {side} {name}: {r['count_s']:.1f} s, {r['peak_rss_mb']:.0f} MB peak RSS, count {r['count']:.1f}",
                   file=sys.stderr)
     report = {"what": "count one tiled uint16 slide (IDCIA image repeated), default counter, --engine auto",
@@ -135,6 +205,14 @@ def main(argv=None) -> None:
     for r in rows:
         print(f"| {r['side']} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
               f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
+    profiled = [r for r in rows if r.get("profile")]
+    if profiled:
+        stages = sorted({k for r in profiled for k in r["profile"]})
+        print("\nwhere the time goes (seconds summed over threads; a separate profiled run):\n")
+        print("| stage | " + " | ".join(str(r["side"]) for r in profiled) + " |")
+        print("|---|" + "---|" * len(profiled))
+        for k in stages:
+            print(f"| {k} | " + " | ".join(f"{r['profile'].get(k, 0.0):.1f}" for r in profiled) + " |")
     print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs, shared)")
 
 
