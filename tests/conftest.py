@@ -15,6 +15,18 @@ sys.path.insert(0, str(REPO / "scripts"))
 from benchlib import DATA as SHARED_DATA, IDCIA  # noqa: E402
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one torch thread (and do not fight other processes for the cores); a
+    module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _has_cuda() -> bool:
     try:
         import torch

@@ -26,12 +26,7 @@ SOURCE = dict(COMMON, blur="0.5:0.8", read_noise="0.5:1", photons="500:2000", ba
 TARGET = dict(COMMON, blur="2:2.5", read_noise="4:6", photons="30:60", background="0.2:0.4")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

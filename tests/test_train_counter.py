@@ -19,13 +19,7 @@ from cellxfer.train.counter import TrainConfig, train_counter  # noqa: E402
 ARCH = "test_efficientnet"  # timm's tiny test network (~0.1 M parameters), built offline
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blobs(n, size, seed, max_cells, level):
