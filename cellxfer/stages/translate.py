@@ -290,7 +290,7 @@ def _translate(app: typer.Typer) -> None:
         with progress("translate", total=None, unit="img") as bar:
             r = translate_files(tr, paths, out, dtype=dtype, tile=tile or None, overlap=overlap, overwrite=overwrite,
                                 on_progress=bar.advance)
-        console.print(f"{out}: {r['files']} images ({r['written']} written, {r['skipped']} already done, "
-                      f"{len(r['failed'])} failed) with {tr.engine}")
-        if r["failed"]:
-            raise SomeInputsFailed(r["failed"], r["files"], "fix them and rerun the same command (finished images are skipped)")
+        console.print(f"{out}: {r.files} images ({r.written} written, {r.skipped} already done, "
+                      f"{len(r.failed)} failed) with {tr.engine}")
+        if r.failed:
+            raise SomeInputsFailed(r.failed, r.files, "fix them and rerun the same command (finished images are skipped)")

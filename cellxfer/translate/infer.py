@@ -162,8 +162,19 @@ def write_metrics_csv(rows: list[dict], path: str | os.PathLike) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
+@dataclass(frozen=True)
+class TranslateFilesResult:
+    """What :func:`translate_files` did: input images found, outputs written, skipped as already there, and
+    the inputs that failed (path -> one-line reason)."""
+
+    files: int
+    written: int
+    skipped: int
+    failed: dict
+
+
 def translate_files(translator: Translator, paths: list[Path], out: Path, dtype: str = "uint16", tile: int | None = None,
-                    overlap: int = 32, overwrite: bool = False, on_progress=None) -> dict:
+                    overlap: int = 32, overwrite: bool = False, on_progress=None) -> TranslateFilesResult:
     """Translate every image of ``paths`` (files or folders) into ``out/<stem>.tif``; finished outputs
     are skipped on rerun unless ``overwrite``; per-file failures are collected, not raised."""
     from cellxfer.imageio import read_image, write_tiff
@@ -188,4 +199,4 @@ def translate_files(translator: Translator, paths: list[Path], out: Path, dtype:
                 failed[str(f)] = str(exc)
         if on_progress:
             on_progress(1)
-    return {"files": len(files), "written": written, "skipped": skipped, "failed": failed}
+    return TranslateFilesResult(len(files), written, skipped, failed)
