@@ -131,8 +131,9 @@ def _maxima(stack: np.ndarray, j: int, floor: float) -> tuple[np.ndarray, np.nda
 def _robust_sd(r: np.ndarray) -> float:
     """1.4826 x the median absolute deviation of a response map (every third pixel): its noise level
     where most of the image is background."""
-    s = r[::3, ::3]
-    return float(1.4826 * np.median(np.abs(s - np.median(s))))
+    from cellxfer.counter.model import robust_sd
+
+    return robust_sd(r[::3, ::3])
 
 
 def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -78,16 +78,21 @@ class Normalization:
         return self.apply_levels(image, self.levels(image))
 
 
+def robust_sd(values: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation: the standard deviation of Gaussian values, unmoved by a
+    minority of outliers (nuclei in a background, edges among neighbour differences)."""
+    import numpy as np
+
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
 def noise_sd(image: np.ndarray) -> float:
-    """Robust standard deviation of an image's pixel noise: 1.4826 x the median absolute deviation of
-    horizontal neighbour differences, / sqrt(2) (edges of nuclei are few, so they barely move the
-    median). 0 for images whose noise is below one grey level of their quantisation."""
+    """Robust standard deviation of an image's pixel noise: :func:`robust_sd` of horizontal neighbour
+    differences, / sqrt(2). 0 for images whose noise is below one grey level of their quantisation."""
     import numpy as np
 
     d = np.diff(np.asarray(image, dtype=np.float32), axis=-1)
-    if d.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
+    return robust_sd(d) / float(np.sqrt(2)) if d.size else 0.0
 
 
 @dataclass(frozen=True)
