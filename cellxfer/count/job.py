@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from cellxfer.count.parts import Counted  # noqa: F401 - part of this module's API (results of count_batched)
+from cellxfer.counter.head import head_of
 from cellxfer.count.table import CountsTable, Row
 
 if TYPE_CHECKING:
@@ -75,10 +76,6 @@ class CountResult:
     startup_s: float = 0.0
     seconds: float = 0.0
     picked: str = ""  # how --engine auto chose
-
-
-def is_density(meta) -> bool:
-    return getattr(meta, "output", "count") == "density"
 
 
 def prepare(file: Path, meta, channel: int | None, page: int | None, keep_image: bool,
@@ -302,7 +299,7 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
         prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None,
                        policy=task.policy, level=task.level)
         res = count_plan(runner, prep, task.batch_size,
-                         points=points or (overlay is not None and is_density(runner.meta)))
+                         points=points or (overlay is not None and head_of(runner.meta).makes_points))
     except Exception as exc:  # noqa: BLE001 - reported in the CSV like the local run does
         return FileOutcome(None, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash, error=_error_text(exc))
     if overlay is not None:
@@ -424,7 +421,7 @@ def _checked_model(config: CountConfig):
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     meta = model_meta(model)
     policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model))
-    if config.points is not None and not is_density(meta):
+    if config.points is not None and not head_of(meta).makes_points:
         raise InputError(f"--points: {model} predicts one count per window, not cell locations; "
                          f"use a density model (train-count --arch density or --arch log)")
     if config.density_map is not None:
@@ -445,7 +442,7 @@ def _check_density_map(config: CountConfig, model: Path, meta) -> None:
     path = Path(config.density_map)
     if path.suffix.lower() not in (".tif", ".tiff", ".png"):
         raise InputError(f"--density-map {path}: must end in .tif (counts per block, float32) or .png (a picture)")
-    if not is_density(meta):
+    if not head_of(meta).makes_points:
         raise InputError(f"--density-map: {model} predicts one count per window, not a density map; "
                          f"use a density model (train-count --arch density or --arch log)")
     if config.scheduler:
@@ -505,7 +502,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]
     result = CountResult(out=out, engines=[], model_hash=mhash, skipped_done=len(files) - len(todo),
                          not_images=not_images)
-    want_points = bool(point_files) or (bool(overlays) and is_density(meta))
+    want_points = bool(point_files) or (bool(overlays) and head_of(meta).makes_points)
     on_total(len(todo))
     labels: set[str] = set()
 

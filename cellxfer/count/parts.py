@@ -8,7 +8,7 @@ into *parts*. A part is a run of whole rows of boxes with at least ``part_tiles`
 any image of up to ``part_tiles`` boxes); :meth:`ImagePlan.batch` reads just the rows a part needs,
 normalises them and cuts the model inputs, so at most a few parts of an image exist at once.
 
-Splitters (which boxes; :func:`splitter_of` picks by the model's output kind):
+Splitters (which boxes; :mod:`cellxfer.counter.splitters`, picked by the counter's head, :mod:`cellxfer.counter.head`):
 
 - :class:`WindowGrid` (count models): non-overlapping ``window`` tiles from (0, 0), short border windows
   zero-padded after normalisation (:mod:`cellxfer.counter.windows`). Each pixel in exactly one window.
@@ -77,62 +77,10 @@ class DensityMap:
         np.add.at(self.counts, (np.arange(y0, y0 + len(band)) // b,), cols)
 
 
+from cellxfer.counter.splitters import OwnedTiles, WindowGrid  # noqa: E402,F401  (the splitters)
+
 #: boxes per part: with the default counter (256-pixel tiles) about 64 MiB of float32 input per part
 PART_TILES = 64
-
-
-@dataclass(frozen=True)
-class WindowGrid:
-    """Non-overlapping windows; boxes ``(y0, x0, h, w)``."""
-
-    window: int
-    in_chans: int = 1
-
-    def boxes(self, shape) -> list:
-        from cellxfer.counter.windows import tile_windows
-
-        return tile_windows(shape, self.window)
-
-    def rows_of(self, box) -> tuple[int, int]:
-        """The image rows a box's input reads."""
-        return box[0], box[0] + box[2]
-
-    def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
-        """float32 (N, C, window, window) of normalised ``block`` (image rows from ``y0``)."""
-        from cellxfer.counter.windows import window_batch
-
-        return window_batch(block, self.window, self.in_chans, [(y - y0, x, h, w) for y, x, h, w in boxes])
-
-
-@dataclass(frozen=True)
-class OwnedTiles:
-    """Overlapping tiles with owned boxes; boxes ``(y0, x0, oy0, oy1, ox0, ox1)``."""
-
-    tile: int
-    margin: int
-    in_chans: int = 1
-
-    def boxes(self, shape) -> list:
-        from cellxfer.density.stitch import tiles
-
-        return tiles(tuple(shape), self.tile, self.margin)
-
-    def rows_of(self, box) -> tuple[int, int]:
-        return box[0], box[0] + self.tile
-
-    def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
-        from cellxfer.density.stitch import cut_tiles
-
-        return cut_tiles(block, boxes, self.tile, self.in_chans, y0)
-
-
-def splitter_of(meta):
-    """The splitter of a counter (its ``CounterMeta``): owned tiles for density maps, else windows."""
-    if getattr(meta, "output", "count") == "density":
-        from cellxfer.density.stitch import margin_of, tile_of
-
-        return OwnedTiles(tile_of(meta), margin_of(meta), meta.in_chans)
-    return WindowGrid(meta.window, meta.in_chans)
 
 
 def group_parts(boxes: list, splitter, part_tiles: int) -> list[tuple[int, int, int, int]]:
@@ -191,12 +139,13 @@ def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: b
                part_tiles: int = PART_TILES, t0: float | None = None) -> ImagePlan:
     """The :class:`ImagePlan` of a 2-D image (numpy or lazy): resized to the model's nucleus diameter by
     ``policy`` (:class:`cellxfer.scale.DiameterPolicy`; None: as it is), levels, boxes and parts."""
+    from cellxfer.counter.head import head_of
     from cellxfer.lazy import is_lazy, strided_sample
 
     t0 = time.perf_counter() if t0 is None else t0
     scaled = policy.scale(image, meta) if policy is not None else None
     work = scaled.image if scaled is not None else image
-    splitter = splitter_of(meta)
+    splitter = head_of(meta).splitter(meta)
     boxes = splitter.boxes(work.shape)
     kept, step = None, 1
     if keep_image:
@@ -247,9 +196,9 @@ class DensityBands:
     sink: PointsFile | None = None  # --points streamed to this file (then ``Counted.points`` is None)
 
     def __post_init__(self):
-        from cellxfer.density.infer import point_finder
+        from cellxfer.counter.head import head_of
 
-        self.finder = point_finder(self.plan.meta)
+        self.finder = head_of(self.plan.meta).point_finder(self.plan.meta)
         self.map = DensityMap.for_shape(self.plan.shape)
 
     def add(self, part: int, outputs: np.ndarray) -> None:

@@ -56,8 +56,10 @@ def ensemble_meta(metas: list[CounterMeta], names: list[str]) -> CounterMeta:
     """The ensemble's meta; :class:`InputError` naming the member that does not fit the first."""
     if len(metas) < 2:
         raise InputError("an ensemble needs at least two counters; give two or more .safetensors files")
+    from cellxfer.counter.head import head_of
+
     for name, m in zip(names, metas):
-        if m.arch == "log":
+        if not head_of(m).trained:
             raise InputError(f"{name}: a LoG detector outputs detections, not a density; ensemble trained counters only")
     first = metas[0]
     for name, m in zip(names[1:], metas[1:]):
@@ -65,11 +67,11 @@ def ensemble_meta(metas: list[CounterMeta], names: list[str]) -> CounterMeta:
             if getattr(m, f) != getattr(first, f):
                 raise InputError(f"{name}: {f} {getattr(m, f)!r} differs from {names[0]}'s {getattr(first, f)!r}; "
                                  "ensemble counters trained with the same data settings")
-        if first.output == "density" and m.arch_options.get("sigma") != first.arch_options.get("sigma"):
+        if head_of(first).makes_points and m.arch_options.get("sigma") != first.arch_options.get("sigma"):
             raise InputError(f"{name}: density sigma {m.arch_options.get('sigma')} differs from {names[0]}'s "
                              f"{first.arch_options.get('sigma')}; ensemble density counters trained with the same --sigma")
     options = {"members": [asdict(m) for m in metas]}
-    if first.output == "density":
+    if head_of(first).makes_points:
         for key in ("sigma", "tile", "margin"):
             if key in first.arch_options:
                 options[key] = first.arch_options[key]

@@ -73,10 +73,9 @@ class DensityPeaks:
 
 
 def point_finder(meta) -> "MarkedPixels | DensityPeaks":
-    """How a density model's map becomes points: ``candidates(map band) -> (xy, values)`` (raster order),
-    ``choose(all candidates, total count) -> points`` (= ``xy[order(values, total)]``), and the
-    ``halo`` rows a band needs."""
-    if meta.arch == "log":
-        return MarkedPixels()
-    sigma = float((meta.arch_options or {}).get("sigma", 3.0))
-    return DensityPeaks(sigma, max(1, int(round(sigma))))
+    """How a counter's map becomes points (``candidates(map band) -> (xy, values)`` in raster order,
+    ``choose(all candidates, total count) -> points``, the ``halo`` rows a band needs): its head's
+    (:meth:`cellxfer.counter.head.Head.point_finder`)."""
+    from cellxfer.counter.head import head_of
+
+    return head_of(meta).point_finder(meta)

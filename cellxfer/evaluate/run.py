@@ -43,8 +43,8 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     ``count`` does (same engines and ``--engine auto`` resolution, :func:`cellxfer.engines.base.load_runner`;
     same resizing, windows or tiles, stitching and peaks); write the CSV."""
     from cellxfer.atomic import write_text
-    from cellxfer.count.job import is_density
     from cellxfer.count.parts import count_plan, plan_image
+    from cellxfer.counter.head import head_of
     from cellxfer.density.match import match_points
     from cellxfer.engines.base import load_runner
     from cellxfer.scale import DiameterPolicy
@@ -54,7 +54,7 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     meta = runner.meta
     policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(config.model))
     ds, ids = labelled_ids(config.data, config.exclude, role="evaluation")
-    density = is_density(meta)
+    density = head_of(meta).makes_points
     rows = []
     match = None
     t0 = time.perf_counter()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cellxfer.counter.head import head_of
 from cellxfer.errors import InputError
 from cellxfer.export.onnx import ParityReport, assert_parity, check_parity, export_onnx, read_metadata
 
@@ -144,7 +145,7 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
             report = check_parity(module, out, x, config.atol, config.rtol)
             log(report.line(f"onnx vs torch, {label} windows"))
             result.parity[f"onnx/{label}"] = assert_parity(report, out, f"onnx vs torch, {label} windows")
-        if meta.output == "density":  # fully convolutional: also check a size other than the window
+        if head_of(meta).fully_convolutional:  # also check a size other than the window
             x = np.random.default_rng(config.seed).uniform(-0.2, 1.5, (2, meta.in_chans, meta.window + 37, meta.window + 61))
             report = check_parity(module, out, x.astype(np.float32), config.atol, config.rtol)
             log(report.line("onnx vs torch, other-size inputs"))
@@ -177,22 +178,14 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
 
 
 def trt_sides(meta) -> tuple[int, int, int]:
-    """TensorRT profile sides ``(min, opt, max)``: the window for count models; for density models from
-    the smaller of training crop and inference tile to the larger, optimised for the tile ``count`` sends."""
-    if meta.output != "density":
-        return (meta.window,) * 3
-    from cellxfer.density.stitch import tile_of
-
-    tile = tile_of(meta)
-    return min(meta.window, tile), tile, max(meta.window, tile)
+    """TensorRT profile sides ``(min, opt, max)`` of a counter: its head's
+    (:meth:`cellxfer.counter.head.Head.trt_sides`)."""
+    return head_of(meta).trt_sides(meta)
 
 
 def dynamic_axes(meta) -> dict:
-    """Dynamic batch axis; density models (fully convolutional) also get dynamic height and width."""
-    if meta.output == "density":
-        hw = {0: "batch", 2: "height", 3: "width"}
-        return {"input": dict(hw), "output": dict(hw)}
-    return {"input": {0: "batch"}, "output": {0: "batch"}}
+    """ONNX dynamic axes of a counter: its head's (:meth:`cellxfer.counter.head.Head.dynamic_axes`)."""
+    return head_of(meta).dynamic_axes()
 
 
 def cached_onnx(model_path: str | os.PathLike, log=lambda s: None) -> Path:

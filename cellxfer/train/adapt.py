@@ -144,8 +144,10 @@ def source_meta(model: str | os.PathLike):
     """The counter to adapt: its :class:`CounterMeta`, refused unless it outputs a density."""
     from cellxfer.counter.model import read_meta
 
+    from cellxfer.counter.head import head_of
+
     meta = read_meta(model)
-    if meta.output != "density" or meta.arch == "log":
+    if not head_of(meta).learnt_density:
         raise InputError(f"--model {model}: a {meta.arch} counter ({meta.output} output) cannot make pseudo-points; "
                          f"adapt-count adapts density counters (train-count --arch density)")
     return meta

@@ -195,11 +195,12 @@ def _arch(name: str):
 
 
 def meta_for(config: TrainConfig) -> CounterMeta:
+    from cellxfer.counter.head import head_for
+
     arch = _arch(config.arch)
     output = getattr(arch, "output", "count")
     options = dict(getattr(arch, "defaults", {}) or {})
-    if output == "density":
-        options.update(sigma=config.sigma, margin=config.crop // 8)
+    options.update(head_for(output, config.arch).train_options(config.sigma, config.crop))
     options.update((config.extra or {}).get("arch_options", {}))  # e.g. {"base": 16} for --arch density
     return CounterMeta(arch=config.arch, in_chans=1, window=config.crop, output=output, arch_options=options,
                        normalization=config.normalization(),
@@ -229,33 +230,16 @@ def _torch_seed(seed: int, epoch: int) -> int:
 
 
 def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """Whole-image counts of already normalised images (windows as in :mod:`cellxfer.counter.windows`)."""
-    import torch
-
-    from cellxfer.counter.windows import window_batch
+    """Whole-image counts of already normalised images, as ``count`` splits and merges them (the counter's
+    head, :meth:`cellxfer.counter.head.Head.predict_counts`); the model is left in the mode it was in."""
+    from cellxfer.counter.head import head_of
 
     was_training = model.training
-    first = next(iter(model.parameters()), None)
-    device = first.device if first is not None else torch.device("cpu")
     model.eval()
-    out = []
-    if meta.output == "density":  # overlapping tiles stitched (cellxfer.density.stitch)
-        from cellxfer.counter.windows import torch_runner
-        from cellxfer.density.infer import density_of_normalized
-
-        runner = torch_runner(model, str(device))
-        out = [float(density_of_normalized(runner, meta, img, batch_size).sum(dtype=np.float64)) for img in images]
+    try:
+        return head_of(meta).predict_counts(model, meta, images, batch_size)
+    finally:
         model.train(was_training)
-        return np.array(out)
-    with torch.inference_mode():
-        for img in images:
-            batch = window_batch(img, meta.window, meta.in_chans)
-            total = 0.0
-            for i in range(0, len(batch), batch_size):
-                total += float(model(torch.from_numpy(batch[i:i + batch_size]).to(device)).double().sum())
-            out.append(total)
-    model.train(was_training)
-    return np.array(out)
 
 
 def _teacher(model, ema):
@@ -358,7 +342,9 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack
     all_steps, step = steps_total(config, n_real, n_syn), steps_total(config, n_real, n_syn, upto=parts.start)
     if on_start is not None:
         on_start(step, all_steps)
-    density = meta.output == "density"
+    from cellxfer.counter.head import head_of
+
+    density = head_of(meta).learnt_density  # pixel-density loss; else the window-count loss
     d_scale = float(meta.arch_options.get("scale", 1.0)) if density else 1.0
     net = dist.wrap(model)  # the training forward (DDP under torchrun); `model` is validated and saved
     model = dist.unwrap(net)
