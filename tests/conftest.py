@@ -27,6 +27,21 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Exported engines (``--engine auto`` is the default of every command) go to a cache of the test
+    session, never the user's ``~/.cache/cellxfer``; a test may still point ``CELLXFER_CACHE`` elsewhere."""
+    import os
+
+    old = os.environ.get("CELLXFER_CACHE")
+    os.environ["CELLXFER_CACHE"] = str(tmp_path_factory.mktemp("cellxfer-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CELLXFER_CACHE", None)
+    else:
+        os.environ["CELLXFER_CACHE"] = old
+
+
 def _has_cuda() -> bool:
     try:
         import torch

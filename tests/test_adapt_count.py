@@ -58,7 +58,7 @@ def _adapt(world, out, **kw):
 def _target_mae(world, model: Path) -> float:
     from cellxfer.evaluate.run import EvaluateConfig, evaluate
 
-    res = evaluate(EvaluateConfig(model=model, data=world / "tgtval", out_csv=model.parent / "tgtval.csv", diameter="off"))
+    res = evaluate(EvaluateConfig(model=model, data=world / "tgtval", out_csv=model.parent / "tgtval.csv", diameter="off", engine="torch"))
     return res.metrics.mae
 
 

@@ -85,7 +85,7 @@ def test_train_count_arch_log_writes_a_normal_counter(data, tmp_path):
     assert manifest["fitted"]["fit_mae"] <= 1.0 and len(manifest["fitted"]["grid"]) >= 5
     model, meta = load_counter(run / "best.safetensors")
     assert meta.arch == "log" and meta.output == "density" and meta.window == 64
-    res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=data / "val", out_csv=tmp_path / "p.csv"))
+    res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=data / "val", out_csv=tmp_path / "p.csv", engine="torch"))
     assert res.metrics.mae <= 1.0 and res.localisation["f1"] > 0.9
     # the run-folder policy: the same settings fit again, other settings are refused
     assert train_counter(TrainConfig(regime="supervised", out=run, real=data / "train", val=data / "val", arch="log", crop=64)).out == run

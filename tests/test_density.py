@@ -173,7 +173,7 @@ def test_evaluate_reports_localisation(data, tmp_path):
     from cellxfer.train.counter import train_counter
 
     run = train_counter(_cfg(data, tmp_path / "run", epochs=1)).out
-    res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=data / "val", out_csv=tmp_path / "p.csv"))
+    res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=data / "val", out_csv=tmp_path / "p.csv", engine="torch"))
     loc = res.localisation
     assert loc is not None and loc["n_true"] == sum(r[1] for r in res.rows) and 0 <= loc["f1"] <= 1
     assert loc["radius"] == 5.0

@@ -69,7 +69,7 @@ def test_ensemble_counts_are_mean_counts_in_evaluate_and_onnx_count(members, tmp
     ens = make_ensemble(EnsembleConfig(models=tuple(members), out=tmp_path / "ens.safetensors"))
 
     def counts(model):
-        return {r[0]: r[2] for r in evaluate(EvaluateConfig(model=model, data=tmp_path / "data")).rows}
+        return {r[0]: r[2] for r in evaluate(EvaluateConfig(model=model, data=tmp_path / "data", engine="torch")).rows}
 
     per_member = [counts(m) for m in members]
     got = counts(ens)

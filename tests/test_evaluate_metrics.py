@@ -100,7 +100,7 @@ def test_evaluate_end_to_end_with_a_known_counter(tmp_path):
     w.finalize({"stage": "test"})
     # Normalisation percentiles (0, 100) of a 0/255 image map cells to exactly 1 (background 0), so the
     # predicted count of each image is exactly its number of squares.
-    res = evaluate(EvaluateConfig(model=ckpt, data=tmp_path / "data", out_csv=tmp_path / "pred.csv"))
+    res = evaluate(EvaluateConfig(model=ckpt, data=tmp_path / "data", out_csv=tmp_path / "pred.csv", engine="torch"))
     got = {name: p for name, _, p in res.rows}
     for name, k in truth.items():
         assert got[name] == pytest.approx(k if k else 0.0, abs=1e-4)

@@ -56,10 +56,10 @@ BANNED_SYNONYMS = {
     "--output": "--out",
 }
 
-#: Options that mean the same thing everywhere, so they default the same everywhere. Engine defaults are
-#: not in it: `count` and `translate` pick the fastest (auto), while `evaluate` and `evaluate-translator`
-#: default to torch, the reference the exported engines are parity-checked against.
-SAME_DEFAULT = ("--device", "--precision", "--seed", "--overwrite", "--threads", "--workers", "--tile", "--input-norm")
+#: Options that mean the same thing everywhere, so they default the same everywhere (`--engine`: auto in
+#: `count`, `translate`, `evaluate` and `evaluate-translator`, resolved by one function, load_runner).
+SAME_DEFAULT = ("--device", "--precision", "--seed", "--overwrite", "--threads", "--workers", "--tile", "--input-norm",
+                "--engine")
 
 
 def test_no_visible_option_uses_a_banned_synonym():

@@ -159,8 +159,8 @@ def test_evaluate_uses_the_same_rescaling(tmp_path):
         img, pts = disks(14.0, size=200, seed=10 + i)
         w.write(f"{i:02d}", img.astype(np.uint16), pts)
     w.finalize({"stage": "test"})
-    auto = evaluate(EvaluateConfig(model=model, data=tmp_path / "data", out_csv=tmp_path / "e.csv"))
-    off = evaluate(EvaluateConfig(model=model, data=tmp_path / "data", out_csv=tmp_path / "o.csv", diameter="off"))
+    auto = evaluate(EvaluateConfig(model=model, data=tmp_path / "data", out_csv=tmp_path / "e.csv", engine="torch"))
+    off = evaluate(EvaluateConfig(model=model, data=tmp_path / "data", out_csv=tmp_path / "o.csv", diameter="off", engine="torch"))
     assert auto.localisation["f1"] >= 0.9 and auto.metrics.mae < off.metrics.mae
 
 

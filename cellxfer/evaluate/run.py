@@ -20,7 +20,7 @@ class EvaluateConfig:
     batch_size: int = 16
     radius: float = 5.0               # density models: match radius (pixels) of the localisation score
     diameter: Optional[str] = None    # --diameter auto | off | PIXELS (cellxfer.scale); None: as `count`
-    engine: str = "torch"             # --engine: torch, onnx, trt or auto, resolved as `count` does
+    engine: str = "auto"              # --engine: auto, torch, onnx or trt, resolved as `count` does (load_runner)
     device: str = "auto"
 
 

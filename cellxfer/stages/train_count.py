@@ -108,7 +108,7 @@ def _evaluate(app: typer.Typer) -> None:
     def evaluate(
         model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors from train-count), or an exported .onnx (onnx, trt engines)."),
         data: Path = typer.Option(..., "--data", "-d", help="Labelled images: cell dataset or IDCIA layout."),
-        engine: str = typer.Option("torch", "--engine", "-e", help="torch, onnx, trt or auto (resolved as in `count`): measure the model as you ship it."),
+        engine: str = typer.Option("auto", "--engine", "-e", help="auto (resolved as in `count`), torch (the reference), onnx or trt: measure the model as you ship it."),
         device: str = typer.Option("auto", help="auto, cpu or cuda (torch/onnx engines)."),
         csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model, replaced on rerun]."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),

@@ -243,7 +243,7 @@ def _evaluate_translator(app: typer.Typer) -> None:
     def evaluate_translator(
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder with true fluorescence in target/."),
-        engine: str = typer.Option("torch", "--engine", "-e", help="torch (the reference), onnx, trt or auto (resolved as in `count`): measure the translator as you ship it."),
+        engine: str = typer.Option("auto", "--engine", "-e", help="auto (resolved as in `count`), torch (the reference), onnx or trt: measure the translator as you ship it."),
         tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
         csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image metrics here."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --csv file when it exists."),

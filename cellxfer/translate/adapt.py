@@ -103,7 +103,7 @@ def evaluate_held_out(cfg: AdaptConfig) -> tuple[int, dict] | None:
     held = split_target(cfg)[1]
     if not held:
         return None
-    return len(held), summarize(evaluate_pairs(load(cfg.out), held))
+    return len(held), summarize(evaluate_pairs(load(cfg.out, "torch"), held))
 
 
 def run_folder(cfg: AdaptConfig, overwrite: bool, main: bool = True, layers: list[int] | None = None):

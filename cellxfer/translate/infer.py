@@ -118,10 +118,10 @@ class Translator:
         return translate_array(x, self.run, tile=tile, overlap=overlap, batch_size=batch_size, multiple=self.meta.multiple)
 
 
-def load(model: str | os.PathLike, engine: str = "torch", log=lambda s: None, threads: int | None = None,
+def load(model: str | os.PathLike, engine: str = "auto", log=lambda s: None, threads: int | None = None,
          device: str = "auto") -> Translator:
-    """A translator (run folder, ``.safetensors`` or exported ``.onnx``) on ``engine`` (default torch, the
-    parity reference; ``translate`` asks for ``auto``), resolved by the engines' one resolution
+    """A translator (run folder, ``.safetensors`` or exported ``.onnx``) on ``engine`` (default auto, as
+    every command's ``--engine``; ``torch`` is the parity reference), resolved by the engines' one resolution
     (:func:`cellxfer.engines.base.load_runner`, ``auto`` as in ``count``).
     TensorRT builds fp32 engines for translators (their parity is checked in fp32 only)."""
     from cellxfer.engines.base import load_runner
