@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     train_translator(translate_config(root, "t_two"))
     train_translator(replace(translate_config(root, "t_resume"), steps=6))  # a 1-process checkpoint, continued
     adapt_layer(adapt_config(root, "a_two"))
-    learn(root, "two.safetensors")
+    learn(root, "s_two")
     return 0
 
 

@@ -58,29 +58,29 @@ def content(tmp_path_factory):
     return root
 
 
-def learn(tiny, style, out, steps=4, on_progress=None, **kw):
+def learn(tiny, style, out, steps=4, on_progress=None, overwrite=False, **kw):
     from cellxfer.stylize.config import LearnStyleConfig
     from cellxfer.stylize.learn import learn_style
 
     cfg = LearnStyleConfig(model=str(tiny[0]), clip=str(tiny[1]), steps=steps, size=64, save_every=2, device="cpu", **kw)
-    return learn_style([style], cfg, out, seed=3, on_progress=on_progress)
+    return learn_style([style], cfg, out, seed=3, overwrite=overwrite, on_progress=on_progress)
 
 
 @pytest.fixture(scope="module")
 def token(tiny, style, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tok") / "style.safetensors"
+    """A finished 4-step learn-style run folder (``stylize --token`` takes the folder)."""
+    out = tmp_path_factory.mktemp("tok") / "style"
     res = learn(tiny, style, out)
-    assert res.steps == 4 and np.isfinite(res.loss)
+    assert res.steps == 4 and np.isfinite(res.loss) and res.token == out / "token.safetensors"
     return out
 
 
-def test_learn_style_writes_token_manifest_and_trains_the_mapper(token, tiny):
-    from safetensors import safe_open
-
+def test_learn_style_writes_a_run_folder_and_trains_the_mapper(token, tiny):
     from cellxfer.stylize.mapper import StyleMapper, load_token
 
     mapper, meta = load_token(token)
     assert meta["format"] == "cellxfer-inst-token" and meta["placeholder"] == "*"
+    assert load_token(token / "token.safetensors")[1] == meta  # the folder or its token file
     assert mapper.spec == dict(image_dim=32, text_width=32, heads=8, dim_head=64, blocks=1, dropout=0.05)
     import torch
 
@@ -89,17 +89,19 @@ def test_learn_style_writes_token_manifest_and_trains_the_mapper(token, tiny):
     # trained weights moved away from any fresh init (AdamW lr 1e-4 x 4 steps ~ 4e-4 per weight)
     moved = max((a - b).abs().max().item() for a, b in zip(mapper.state_dict().values(), fresh.state_dict().values()))
     assert moved > 0
-    m = json.loads(token.with_name("style.manifest.json").read_text())
-    assert m["stage"] == "learn-style" and m["complete"] and len(m["losses"]) == 4
-    assert m["config"]["lr"] == 1e-4 and m["config"]["heads"] == 8
+    m = json.loads((token / "manifest.json").read_text())
+    assert m["stage"] == "learn-style" and m["complete"] and m["steps_done"] == 4 and m["seed"] == 3
+    assert m["config"]["lr"] == 1e-4 and m["config"]["heads"] == 8 and len(m["inputs"]) == 1 and m["inputs"][0]["files"] == 2
+    history = (token / "history.csv").read_text().splitlines()
+    assert history[0] == "step,loss" and [r.split(",")[0] for r in history[1:]] == ["1", "2", "3", "4"]
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
-    assert not token.with_name("style.safetensors.state.pt").exists()
+    assert (token / "state.pt").is_file()  # kept: more --steps continue the run
 
 
-def test_learn_style_resumes_to_the_same_token(tiny, style, token, tmp_path):
+def test_learn_style_resumes_and_continues_to_the_token_of_one_run(tiny, style, token, tmp_path):
     from safetensors.torch import load_file
 
-    out = tmp_path / "t.safetensors"
+    out = tmp_path / "t"
 
     class Stop(Exception):
         pass
@@ -113,15 +115,52 @@ def test_learn_style_resumes_to_the_same_token(tiny, style, token, tmp_path):
 
     with pytest.raises(Stop):
         learn(tiny, style, out, on_progress=stop_after_three)
-    assert not out.exists() and out.with_name("t.safetensors.state.pt").is_file()  # saved after step 2
+    assert not (out / "token.safetensors").exists() and (out / "state.pt").is_file()  # saved after step 2
+    assert json.loads((out / "manifest.json").read_text())["complete"] is False
     res = learn(tiny, style, out)
     assert res.resumed_from == 2
-    a, b = load_file(str(token)), load_file(str(out))
-    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
-    # done: a rerun returns at once; other settings are refused
-    assert learn(tiny, style, out).seconds == 0.0
-    with pytest.raises(InputError, match="overwrite"):
-        learn(tiny, style, out, steps=5)
+
+    def same(a, b):
+        a, b = load_file(str(a / "token.safetensors")), load_file(str(b / "token.safetensors"))
+        return a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+    assert same(token, out)
+    assert learn(tiny, style, out).seconds == 0.0  # done: a rerun returns at once
+    # more --steps continue the finished run, to the token of one uninterrupted 6-step run
+    assert learn(tiny, style, out, steps=6).resumed_from == 4
+    learn(tiny, style, tmp_path / "six", steps=6)
+    assert same(out, tmp_path / "six")
+    assert len((out / "history.csv").read_text().splitlines()) == 7
+
+
+def test_learn_style_refuses_other_settings_fewer_steps_changed_images_and_a_second_writer(tiny, style, tmp_path):
+    import shutil
+
+    import tifffile
+
+    from cellxfer.lock import OutputLock
+
+    mine = tmp_path / "style"
+    shutil.copytree(style, mine)
+    out = tmp_path / "run"
+    learn(tiny, mine, out, steps=2)
+    (out / "notes.txt").write_text("mine\n")
+    with pytest.raises(InputError, match=r"other settings \(lr 0.0001 -> 0.0002\); pass --overwrite"):
+        learn(tiny, mine, out, steps=2, lr=2e-4)
+    with pytest.raises(InputError, match="more than --steps 1"):
+        learn(tiny, mine, out, steps=1)
+    with OutputLock(out, "test"):
+        with pytest.raises(InputError, match="is writing"):
+            learn(tiny, mine, out, steps=2)
+    first = sorted(mine.iterdir())[0]
+    tifffile.imwrite(first, tifffile.imread(first) // 2)
+    with pytest.raises(InputError, match="inputs changed since"):
+        learn(tiny, mine, out, steps=2)
+    res = learn(tiny, mine, out, steps=2, lr=2e-4, overwrite=True)
+    assert res.resumed_from == 0 and (out / "notes.txt").read_text() == "mine\n"  # foreign files are kept
+    assert json.loads((out / "manifest.json").read_text())["config"]["lr"] == 2e-4
+    with pytest.raises(InputError, match="learn-style --out is a run folder"):
+        learn(tiny, mine, tmp_path / "old.safetensors", steps=1)
 
 
 def test_inst_stylize_keeps_labels_dtypes_sizes_and_is_seeded(tiny, style, token, content, tmp_path):
@@ -142,7 +181,7 @@ def test_inst_stylize_keeps_labels_dtypes_sizes_and_is_seeded(tiny, style, token
     assert (content / "counts.csv").read_text() == (tmp_path / "a" / "counts.csv").read_text()
     m = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert m["method"] == "inst" and m["config"]["strength"] == 0.7 and m["config"]["guidance"] == 10.0
-    assert m["config"]["steps"] == 6 and any(i["path"] == str(token.resolve()) for i in m["inputs"])
+    assert m["config"]["steps"] == 6 and any(i["path"] == str((token / "token.safetensors").resolve()) for i in m["inputs"])
     b = run_stylize(st, cfg, content, [style], tmp_path / "b", seed=5)
     assert b.written == 3
     for id_ in src.ids:
@@ -248,10 +287,10 @@ def cli(args) -> int:
 
 
 def test_cli_learn_style_and_stylize_inst(tiny, style, content, tmp_path, capsys):
-    tok = tmp_path / "cli.safetensors"
+    tok = tmp_path / "cli"
     assert cli(["learn-style", "--style", str(style), "--model", str(tiny[0]), "--clip", str(tiny[1]),
                 "--steps", "2", "--size", "64", "--device", "cpu", "--out", str(tok)]) == 0
-    assert "2 steps" in capsys.readouterr().out and tok.is_file()
+    assert "2 steps" in capsys.readouterr().out and (tok / "token.safetensors").is_file()
     assert cli(["stylize", "--method", "inst", "--content", str(content), "--style", str(style), "--token", str(tok),
                 "--model", str(tiny[0]), "--clip", str(tiny[1]), "--steps", "4", "--limit", "2",
                 "--out", str(tmp_path / "o")]) == 0
@@ -277,7 +316,7 @@ def test_inst_on_cuda_in_fp16(tiny, style, content, tmp_path):
     from cellxfer.stylize.config import InSTConfig, LearnStyleConfig
     from cellxfer.stylize.learn import learn_style
 
-    tok = tmp_path / "gpu.safetensors"
+    tok = tmp_path / "gpu"
     cfg = LearnStyleConfig(model=str(tiny[0]), clip=str(tiny[1]), steps=3, size=64, device="cuda", precision="fp16")
     assert np.isfinite(learn_style([style], cfg, tok, seed=0).loss)
     st = get_registry().get("cellxfer_stylizers", "inst")

@@ -45,10 +45,9 @@ STYLIZE = CommandSpec(
     argv=lambda x: ["stylize", "-c", x.dataset, "-s", x.images, "-o", x.out],
 )
 LEARN_STYLE = CommandSpec(
-    "learn-style", interrupted="the state saved every --save-every steps is beside --out; rerun the same command "
+    "learn-style", interrupted="the state saved every --save-every steps is in --out; rerun the same command "
     "to resume from it",
-    reads={Role.IMAGES: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, runs_offline=False,
-    out_suffix=".safetensors",
+    reads={Role.IMAGES: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FOLDER, runs_offline=False,
     argv=lambda x: ["learn-style", "-s", x.images, "--model", x.model, "--clip", x.model, "-o", x.out, "--steps", "1"],
 )
 
@@ -87,7 +86,7 @@ def _stylize(app: typer.Typer) -> None:
         limit: Optional[int] = _opt("Stylize only the first N content images."),
         beta: Optional[float] = _opt(f"fda: low-frequency window half-width / shorter side [default: {f.beta}]."),
         reference: Optional[str] = _opt("histogram: match each image to a random style image or to all pooled [default: random]."),
-        token: Optional[Path] = _opt("inst: style token from `cellxfer learn-style`."),
+        token: Optional[Path] = _opt("inst: style token: a `cellxfer learn-style` run folder or its token.safetensors."),
         model: Optional[Path] = _opt("inst: local SD v1 diffusers folder or single-file checkpoint."),
         clip: Optional[Path] = _opt("inst: local CLIP image-encoder folder."),
         model_config: Optional[Path] = _opt("inst: with a single-file --model, a diffusers SD v1 folder holding its configs."),
@@ -137,7 +136,7 @@ def _learn_style(app: typer.Typer) -> None:
         style: list[Path] = typer.Option(..., "--style", "-s", help="Real style images: a folder or files (repeatable); one token for all."),
         model: Path = typer.Option(..., "--model", help="Local SD v1 diffusers folder or single-file checkpoint."),
         clip: Path = typer.Option(..., "--clip", help="Local CLIP image-encoder folder."),
-        out: Path = typer.Option(..., "--out", "-o", help="Token file to write (.safetensors)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder (token.safetensors, state.pt, history.csv, manifest); a rerun continues it."),
         model_config: Optional[Path] = _opt("With a single-file --model, a diffusers SD v1 folder holding its configs."),
         steps: int = typer.Option(d["steps"].default, help="Training steps."),
         lr: float = typer.Option(d["lr"].default, help="AdamW learning rate."),
@@ -147,7 +146,7 @@ def _learn_style(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed."),
         device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
         precision: str = typer.Option("auto", help="auto (fp16 on CUDA), fp32 or fp16."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start again even if --out or a stopped run exists."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
         set_: list[str] = typer.Option([], "--set", help="Other settings, KEY=VALUE: heads, dim-head, blocks, dropout, prompt."),
     ):
         """Learn an InST style token from real images (CLIP image embedding -> attention -> token)."""
@@ -164,4 +163,4 @@ def _learn_style(app: typer.Typer) -> None:
             bar.update(loss=float("nan"))
             result = run(style, config, out, seed=seed, overwrite=overwrite, on_progress=bar.advance)
         console.print(f"{result.out}: {result.steps} steps (resumed from {result.resumed_from}), "
-                      f"loss {result.loss:.4f}; {result.seconds:.1f} s")
+                      f"loss {result.loss:.4f}; {result.seconds:.1f} s -> {result.token}")

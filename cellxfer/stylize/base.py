@@ -148,7 +148,9 @@ def run_stylize(
         raise InputError(f"{out}: --out is the content dataset itself; pick another folder")
     inputs = [content, *style.sources]
     if getattr(config, "token", None):
-        inputs.append(Path(config.token))
+        from cellxfer.stylize.mapper import resolve_token
+
+        inputs.append(resolve_token(config.token))
     with RunFolder(out, "stylize", identity, own=(IMAGES, POINTS, MASKS, COUNTS), inputs=inputs, overwrite=overwrite) as run:
         manifest = run.write_manifest(run.manifest(n=len(ids)), complete=False)
         return _stylize_todo(stylizer, config, ds, ids, style, out, seed, manifest, on_progress, t0)

@@ -7,10 +7,13 @@ Per step (``batch_size`` style crops): a style image is drawn, a random ``size``
 ``z_t``, and the loss is ``|| unet(z_t, t, text) - e ||^2`` (the velocity for v-prediction models).
 Only the mapper is trained (AdamW, ``lr``). Several style images share one token.
 
-Resumable: every ``save_every`` steps the mapper, optimiser and every random state go to
-``OUT.state.pt`` (atomic); a rerun with the same settings continues from there and reaches exactly the
-token an uninterrupted run gives (on the CPU). The finished token is written to ``OUT`` with a manifest
-beside it (``OUT`` with suffix ``.manifest.json``) and the state file removed.
+``OUT`` is a run folder (:class:`cellxfer.runs.RunFolder`, the policy every trainer follows):
+``token.safetensors`` (the token, :data:`TOKEN_FILE`), ``state.pt`` (mapper, optimiser and every random
+state, written atomically every ``save_every`` steps and at the end), ``history.csv`` (step, loss) and
+``manifest.json``. A rerun with the same settings and style images continues from ``state.pt`` and
+reaches exactly the token an uninterrupted run gives (on the CPU); ``steps``, ``save_every`` and
+``device`` may change on a rerun (more steps continue a finished run), other settings are refused
+unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -27,21 +30,27 @@ from cellxfer.errors import InputError
 from cellxfer.stylize.config import LearnStyleConfig
 
 
+#: The token's file name inside the run folder (``stylize --token`` takes the folder or this file).
+TOKEN_FILE = "token.safetensors"
+
+
 @dataclass(frozen=True)
 class LearnResult:
+    """What :func:`learn_style` did: the run folder, steps done in all, the step this call started from
+    (``steps`` when there was nothing to do), the mean loss of the last min(50, steps) steps, seconds."""
+
     out: Path
     steps: int
     resumed_from: int
-    loss: float  # mean loss of the last min(50, steps) steps
+    loss: float
     seconds: float
 
+    @property
+    def token(self) -> Path:
+        return self.out / TOKEN_FILE
 
-def state_path(out: Path) -> Path:
-    return out.with_name(out.name + ".state.pt")
-
-
-def manifest_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".manifest.json")
+#: Config fields a rerun may change and still continue the run.
+MUTABLE = ("steps", "save_every", "device")
 
 
 def _crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -65,12 +74,16 @@ def _crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(crop)
 
 
-def _identity(config: LearnStyleConfig, seed: int, style) -> dict:
+def _run_folder(config: LearnStyleConfig, seed: int, out: Path, styles, overwrite: bool, main: bool):
     from cellxfer.manifest import config_dict
+    from cellxfer.runs import RunFolder
 
-    cfg = config_dict(config)
-    cfg.pop("save_every")
-    return {"config": cfg, "seed": seed, "style": [str(p.resolve()) for p in style.paths]}
+    if out.suffix == ".safetensors":
+        raise InputError(f"{out}: learn-style --out is a run folder (the token goes to OUT/{TOKEN_FILE}); "
+                         f"give a folder, e.g. {out.with_suffix('')}")
+    return RunFolder(out, "learn-style", {"config": config_dict(config), "seed": seed}, own=(TOKEN_FILE,),
+                     inputs=styles.sources, overwrite=overwrite, mutable=MUTABLE,
+                     defaults=config_dict(LearnStyleConfig(model="", clip="")), main=main)
 
 
 def learn_style(
@@ -81,93 +94,156 @@ def learn_style(
     overwrite: bool = False,
     on_progress: Callable[..., None] | None = None,
 ) -> LearnResult:
-    """Train an InST style token on the real images ``style`` (folders and/or files) and write it to
-    ``out`` (``.safetensors``). ``on_progress(n, loss=...)`` is called per step. Under torchrun the run
-    is data-parallel (:mod:`cellxfer.train.distributed`): every random draw is made for the whole
-    ``batch_size`` on every rank and each rank trains on its share; rank 0 writes and reports."""
-    from cellxfer.train.distributed import distributed
-
-    with distributed(config.device) as dist:
-        dist.check_batch(config.batch_size)
-        return _learn_style(style, config, Path(out), seed, overwrite, on_progress if dist.is_main else None, dist)
-
-
-def _learn_style(style, config: LearnStyleConfig, out: Path, seed: int, overwrite: bool, on_progress, dist) -> LearnResult:
-    import torch
-
+    """Train an InST style token on the real images ``style`` (folders and/or files) in the run folder
+    ``out`` (see the module docs; the token is ``out/token.safetensors``). ``on_progress(n, loss=...)`` is
+    called per step. Under torchrun the run is data-parallel (:mod:`cellxfer.train.distributed`): every
+    random draw is made for the whole ``batch_size`` on every rank and each rank trains on its share;
+    rank 0 writes and reports."""
     from cellxfer.stylize.base import StyleSet
-    from cellxfer.stylize.mapper import StyleMapper, placeholder_id, tokenize
-    from cellxfer.stylize.models import load_clip, load_sd, pick_device
-
-    t0 = time.perf_counter()
-    styles = StyleSet(style)
-    identity = _identity(config, seed, styles)
-    state_file = state_path(out)
-    done = _check_out(out, identity, overwrite, dist)
-    if done is not None:
-        return LearnResult(out, config.steps, config.steps, float(done.get("loss", float("nan"))), 0.0)
+    from cellxfer.train.distributed import distributed
 
     if "*" not in config.prompt.split():
         raise InputError(f"--prompt {config.prompt!r} must contain the placeholder '*' as a word")
-    device, dtype = pick_device(dist.device, config.precision)
-    sd = load_sd(config.model, device, dtype, model_config=config.model_config or None)
-    clip = load_clip(config.clip, device, dtype)
-    star = placeholder_id(sd.tokenizer, "*", config.model)
-    from diffusers import DDPMScheduler
+    styles = StyleSet(style)
+    with distributed(config.device) as dist:
+        dist.check_batch(config.batch_size)
+        with _run_folder(config, seed, Path(out), styles, overwrite, dist.is_main) as run:
+            dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
+            return _learn_in(run, styles, config, seed, on_progress if dist.is_main else None, dist)
 
-    noise_sched = DDPMScheduler.from_config(sd.scheduler_config)
-    torch.manual_seed(seed)  # the mapper's initial weights, then dropout
-    mapper = StyleMapper(clip.dim, sd.text_width, config.heads, config.dim_head, config.blocks, config.dropout).to(device)
-    opt = torch.optim.AdamW(mapper.parameters(), lr=config.lr)
-    # fp16 frozen networks on CUDA: scale the loss so small gradients survive the fp16 backward pass
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    gen = torch.Generator("cpu").manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    start, losses = 0, []
-    if state_file.is_file():
-        start, losses = _restore(state_file, identity, mapper, opt, gen, scaler, rng, device)
+
+def _mean_loss(losses: Sequence[float]) -> float:
+    return float(np.mean(losses[-50:])) if len(losses) else float("nan")
+
+
+def _learn_in(run, styles, config: LearnStyleConfig, seed: int, on_progress, dist) -> LearnResult:
+    """Continue (or start) the run in ``run``: nothing to do when it has reached ``config.steps``; the
+    models are loaded (and any bad path refused) before anything is written."""
+    t0 = time.perf_counter()
+    state = run.load_state()
+    start = int(state["step"]) if state is not None else 0
+    if start > config.steps:
+        raise InputError(f"{run.out}: holds a learn-style run of {start} steps, more than --steps {config.steps}; "
+                         f"give --steps {start} or more, or pass --overwrite to start again")
+    if start == config.steps and run.path(TOKEN_FILE).is_file():
+        return LearnResult(run.out, start, start, _mean_loss(state["losses"]), 0.0)
+    parts = _Parts.build(config, seed, dist)
+    manifest = run.write_manifest(run.manifest(), complete=False)
+    losses = parts.restore(state) if state is not None else []
     if on_progress and start:
-        on_progress(start, loss=float(np.mean(losses[-50:])) if losses else float("nan"))
+        on_progress(start, loss=_mean_loss(losses))
+    t_loop = time.perf_counter()
+    _train(parts, styles, config, seed, start, losses, run, on_progress, dist)
+    loop_seconds = time.perf_counter() - t_loop
+    mean_loss = _mean_loss(losses)
+    if dist.is_main:
+        from cellxfer.stylize.mapper import save_token
+
+        save_token(run.path(TOKEN_FILE), parts.mapper, placeholder="*", prompt=config.prompt, steps=config.steps,
+                   model=parts.sd.source, clip=parts.clip.source, loss=mean_loss)
+        run.write_history([{"step": i + 1, "loss": v} for i, v in enumerate(losses)], ("step", "loss"))
+        run.save_state(parts.state(config.steps, losses))  # kept: a rerun with more --steps continues from here
+        run.write_manifest(manifest, complete=True, steps_done=config.steps, loss=mean_loss, resumed_from=start,
+                           seconds=round(time.perf_counter() - t0, 3),
+                           seconds_per_step=round(loop_seconds / max(1, config.steps - start), 4),
+                           distributed=dist.describe())
+    dist.barrier()
+    return LearnResult(run.out, config.steps, start, mean_loss, time.perf_counter() - t0)
+
+
+@dataclass
+class _Parts:
+    """The frozen networks and the trained, saved and restored objects of one run."""
+
+    sd: Any
+    clip: Any
+    star: int
+    noise_sched: Any
+    mapper: Any
+    opt: Any
+    scaler: Any
+    gen: Any
+    rng: np.random.Generator
+    device: Any
+    dtype: Any
+
+    @classmethod
+    def build(cls, config: LearnStyleConfig, seed: int, dist) -> "_Parts":
+        import torch
+        from diffusers import DDPMScheduler
+
+        from cellxfer.stylize.mapper import StyleMapper, placeholder_id
+        from cellxfer.stylize.models import load_clip, load_sd, pick_device
+
+        device, dtype = pick_device(dist.device, config.precision)
+        sd = load_sd(config.model, device, dtype, model_config=config.model_config or None)
+        clip = load_clip(config.clip, device, dtype)
+        star = placeholder_id(sd.tokenizer, "*", config.model)
+        noise_sched = DDPMScheduler.from_config(sd.scheduler_config)
+        torch.manual_seed(seed)  # the mapper's initial weights, then dropout
+        mapper = StyleMapper(clip.dim, sd.text_width, config.heads, config.dim_head, config.blocks, config.dropout).to(device)
+        opt = torch.optim.AdamW(mapper.parameters(), lr=config.lr)
+        # fp16 frozen networks on CUDA: scale the loss so small gradients survive the fp16 backward pass
+        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+        return cls(sd, clip, star, noise_sched, mapper, opt, scaler, torch.Generator("cpu").manual_seed(seed),
+                   np.random.default_rng(seed), device, dtype)
+
+    def state(self, step: int, losses: list) -> dict:
+        """Everything a continued run needs: tensors and plain data only (loaded with weights_only)."""
+        import torch
+
+        return {"step": step, "losses": list(losses), "mapper": self.mapper.state_dict(),
+                "optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state(), "gen": self.gen.get_state(),
+                "np_rng": self.rng.bit_generator.state,
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+
+    def restore(self, state: dict) -> list:
+        """Load a stopped run's ``state``; its losses so far."""
+        import torch
+
+        self.mapper.load_state_dict(state["mapper"])
+        self.opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.gen.set_state(state["gen"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.rng.bit_generator.state = state["np_rng"]
+        return list(state["losses"])
+
+
+def _train(p: _Parts, styles, config: LearnStyleConfig, seed: int, start: int, losses: list, run, on_progress, dist) -> None:
+    """Steps ``start`` .. ``config.steps`` (appending to ``losses``), the state saved every ``save_every``."""
+    import torch
+
+    from cellxfer.stylize.mapper import tokenize
+
     dist.fork_torch_rng(seed, start)  # mapper dropout differs between ranks; rank 0 continues its stream
-    mapper_net = dist.wrap(mapper)  # the training forward; mapper is saved
+    mapper_net = dist.wrap(p.mapper)  # the training forward; p.mapper is saved
     B = config.batch_size
     rows = dist.shard(B)  # this rank's share of every step's crops (all of them in one process)
-    ids = tokenize(sd.tokenizer, [config.prompt] * (rows.stop - rows.start))
+    ids = tokenize(p.sd.tokenizer, [config.prompt] * (rows.stop - rows.start))
     units = [styles.unit(i) for i in range(len(styles))]
-    mapper.train()
-
-    def save_state(step):
-        if dist.is_main:
-            _save_state(state_file, identity, step, losses, mapper, opt, gen, rng, scaler, device)
-
-    t_loop = time.perf_counter()
+    p.mapper.train()
     for step in range(start, config.steps):
         # every draw is made for all B crops (one stream on every rank), each rank keeps its rows
-        crops = np.stack([_crop(units[int(rng.integers(0, len(units)))], config.size, rng) for _ in range(B)])
+        crops = np.stack([_crop(units[int(p.rng.integers(0, len(units)))], config.size, p.rng) for _ in range(B)])
         x = torch.from_numpy(crops[rows])[:, None]
-        loss = _diffusion_loss(x, sd, clip, mapper_net, noise_sched, gen, ids, star, rows, B, dtype, device)
+        loss = _diffusion_loss(x, p.sd, p.clip, mapper_net, p.noise_sched, p.gen, ids, p.star, rows, B, p.dtype, p.device)
         value = dist.mean(loss.item(), rows, B)
         if not np.isfinite(value):
             raise RuntimeError(f"loss became {value} at step {step + 1}; lower --lr or use --precision fp32")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss * dist.loss_weight(rows, B)).backward()
-        scaler.step(opt)
-        scaler.update()
+        p.opt.zero_grad(set_to_none=True)
+        p.scaler.scale(loss * dist.loss_weight(rows, B)).backward()
+        p.scaler.step(p.opt)
+        p.scaler.update()
         losses.append(value)
         if on_progress:
-            on_progress(1, loss=float(np.mean(losses[-50:])))
+            on_progress(1, loss=_mean_loss(losses))
         if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
-            save_state(step + 1)
-
-    loop_seconds = time.perf_counter() - t_loop
-    mean_loss = float(np.mean(losses[-50:])) if losses else float("nan")
-    if not dist.is_main:
-        dist.barrier()  # rank 0 writes the token and manifest
-        return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
-    _finish(out, mapper, config, seed, identity, styles, sd, clip, losses, mean_loss, start, t0, loop_seconds, dist)
-    state_file.unlink(missing_ok=True)
-    dist.barrier()
-    return LearnResult(out, config.steps, start, mean_loss, time.perf_counter() - t0)
+            run.save_state(p.state(step + 1, losses))
 
 
 def _diffusion_loss(x, sd, clip, mapper_net, noise_sched, gen, ids, star: int, rows: slice, B: int, dtype, device):
@@ -194,81 +270,3 @@ def _diffusion_loss(x, sd, clip, mapper_net, noise_sched, gen, ids, star: int, r
     text = encode_prompt(sd.text_encoder, ids, star, token)
     pred = sd.unet(zt, t, encoder_hidden_states=text.to(dtype)).sample
     return torch.nn.functional.mse_loss(pred.float(), target.float())
-
-
-def _check_out(out: Path, identity: dict, overwrite: bool, dist) -> dict | None:
-    """Ready ``out`` (a token file): the manifest of a finished run with the same settings (nothing to
-    do), None to train; an existing token of other settings is refused unless ``overwrite``."""
-    from cellxfer.outputs import make_parent
-
-    if out.suffix != ".safetensors":
-        raise InputError(f"{out}: the token file name must end in .safetensors")
-    make_parent(out)  # a bad --out is said now, not after minutes of loading Stable Diffusion
-    if out.exists() and not overwrite:
-        done = read_manifest_file(manifest_path(out))
-        if done is not None and {k: done.get(k) for k in identity} == identity:
-            return done
-        raise InputError(f"{out}: exists (trained with other settings or without a manifest); pass --overwrite or pick another --out")
-    if overwrite and dist.is_main:
-        state_path(out).unlink(missing_ok=True)
-    dist.barrier()
-    return None
-
-
-def _restore(state_file: Path, identity: dict, mapper, opt, gen, scaler, rng, device) -> tuple[int, list]:
-    """Load a stopped run's state into the training objects; ``(step, losses)`` to continue from."""
-    import torch
-
-    state = torch.load(state_file, map_location="cpu", weights_only=True)  # tensors and plain data only
-    if state.get("identity") != identity:
-        raise InputError(f"{state_file}: a stopped learn-style run with other settings; delete it or pass --overwrite")
-    mapper.load_state_dict(state["mapper"])
-    opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    if device.type == "cuda" and state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"], device)
-    gen.set_state(state["gen"])
-    if state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    rng.bit_generator.state = state["np_rng"]
-    return int(state["step"]), list(state["losses"])
-
-
-def _save_state(state_file: Path, identity: dict, step: int, losses: list, mapper, opt, gen, rng, scaler, device) -> None:
-    import torch
-
-    from cellxfer.atomic import atomic_path
-
-    state = {"identity": identity, "step": step, "losses": losses, "mapper": mapper.state_dict(),
-             "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "gen": gen.get_state(),
-             "np_rng": rng.bit_generator.state, "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-    with atomic_path(state_file) as tmp:
-        torch.save(state, tmp)
-
-
-def _finish(out: Path, mapper, config, seed, identity, styles, sd, clip, losses, mean_loss, start, t0, loop_seconds, dist) -> None:
-    """Write the token and its manifest (rank 0)."""
-    from cellxfer.atomic import write_json
-    from cellxfer.manifest import build_manifest
-    from cellxfer.stylize.mapper import save_token
-
-    save_token(out, mapper, placeholder="*", prompt=config.prompt, steps=config.steps,
-               model=sd.source, clip=clip.source, loss=mean_loss)
-    manifest = build_manifest("learn-style", identity["config"], seed, inputs=[*styles.sources],
-                              style=identity["style"], loss=mean_loss, losses=[round(v, 6) for v in losses],
-                              resumed_from=start, seconds=round(time.perf_counter() - t0, 3),
-                              seconds_per_step=round(loop_seconds / max(1, config.steps - start), 4), complete=True,
-                              distributed=dist.describe())
-    write_json(manifest_path(out), manifest)
-
-
-def read_manifest_file(path: Path) -> dict | None:
-    import json
-
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None

@@ -124,14 +124,25 @@ def save_token(path: str | os.PathLike, mapper: StyleMapper, **meta) -> None:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
+def resolve_token(path: str | os.PathLike) -> Path:
+    """A token file, or a ``learn-style`` run folder holding ``token.safetensors``."""
+    from cellxfer.stylize.learn import TOKEN_FILE
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / TOKEN_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; --token needs a learn-style run folder or its {TOKEN_FILE}")
+    return path
+
+
 def load_token(path: str | os.PathLike) -> tuple[StyleMapper, dict]:
-    """``(mapper in eval mode, metadata)`` from a token file; :class:`InputError` when it is not one."""
+    """``(mapper in eval mode, metadata)`` from a token file or a ``learn-style`` run folder;
+    :class:`InputError` when it is not one."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; --token needs a style token written by `cellxfer learn-style`")
+    path = resolve_token(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
