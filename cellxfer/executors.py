@@ -102,7 +102,7 @@ def cellxfer_executors():
 def executor_for(scheduler: str | None):
     """The registered executor a command's ``--scheduler`` picks: none given -> ``local`` (this machine),
     ``local:N`` or a scheduler ADDRESS -> ``dask`` bound to it. Every command that runs per-item jobs
-    (``count``, ``synth``) asks here, so a plugin replacing an executor replaces it everywhere. Raises
+    (``count``, ``synth``, ``stylize``) asks here, so a plugin replacing an executor replaces it everywhere. Raises
     :class:`cellxfer.errors.InputError` naming the extra to install when the executor is unusable."""
     import dataclasses
 

@@ -106,3 +106,40 @@ def test_executors_come_from_the_registry():
     assert isinstance(executor_for(None), LocalExecutor)
     if pytest.importorskip("distributed", reason="the dask extra is not installed"):
         assert executor_for("local:2").name == "dask" and executor_for("local:2").address == "local:2"
+
+
+def test_stylize_on_a_local_cluster_writes_the_local_run_bytes(tmp_path, capsys, monkeypatch):
+    """stylize --scheduler: its batches are jobs of the same Dask executor as count's and synth's; same
+    seed, same images as in this process, and a rerun there has nothing left to do."""
+    pytest.importorskip("distributed", reason="the dask extra (distributed) is not installed")
+    import numpy as np
+    import tifffile
+    from cli_inproc import run_cli
+
+    from cellxfer.count.dask_executor import DaskExecutor
+
+    jobs = []
+    real_map = DaskExecutor.map
+
+    def spy(self, fn, items, workers=0):
+        items = list(items)
+        jobs.append((self.address, len(items)))
+        return real_map(self, fn, items, workers)
+
+    monkeypatch.setattr(DaskExecutor, "map", spy)
+
+    assert run_cli(["synth", "--n", "3", "--size", "48", "--workers", "1", "--out", tmp_path / "syn"], capsys).returncode == 0
+    (tmp_path / "real").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        tifffile.imwrite(tmp_path / "real" / f"r{i}.tif", rng.gamma(2.0, 20.0, (40, 50)).astype(np.uint8))
+    base = ["stylize", "-c", tmp_path / "syn", "-s", tmp_path / "real", "--method", "histogram", "--batch-size", "2"]
+    assert run_cli(base + ["--out", tmp_path / "local"], capsys).returncode == 0
+    code, out, err = run_cli(base + ["--out", tmp_path / "dask", "--scheduler", "local:2"], capsys)
+    assert code == 0 and "3 written" in out, err
+    assert jobs == [("local:2", 2)]  # 3 images in batches of 2, on the cluster
+    for name in ("000000.tif", "000001.tif", "000002.tif"):
+        assert (tmp_path / "local" / "images" / name).read_bytes() == (tmp_path / "dask" / "images" / name).read_bytes()
+    assert (tmp_path / "local" / "counts.csv").read_text() == (tmp_path / "dask" / "counts.csv").read_text()
+    code, out, _ = run_cli(base + ["--out", tmp_path / "dask", "--scheduler", "local:1"], capsys)
+    assert code == 0 and "0 written, 3 already done" in out

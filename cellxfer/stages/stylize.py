@@ -83,6 +83,7 @@ def _stylize(app: typer.Typer) -> None:
         method: str = typer.Option("fda", help="Stylizer (see `cellxfer plugins`): fda, histogram, inst, ..."),
         seed: int = typer.Option(0, help="Random seed: the same seed gives the same images (on the CPU)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
+        scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra): batches run there [default: this process]."),
         limit: Optional[int] = _opt("Stylize only the first N content images."),
         beta: Optional[float] = _opt(f"fda: low-frequency window half-width / shorter side [default: {f.beta}]."),
         reference: Optional[str] = _opt("histogram: match each image to a random style image or to all pooled [default: random]."),
@@ -101,6 +102,7 @@ def _stylize(app: typer.Typer) -> None:
         """Give synthetic images the look of real ones; points, masks and counts are carried unchanged."""
         from cellxfer.console import out as console
         from cellxfer.errors import SomeInputsFailed
+        from cellxfer.executors import executor_for
         from cellxfer.plugins import get_registry
         from cellxfer.progress import progress
         from cellxfer.options import make_config, parse_sets
@@ -120,7 +122,7 @@ def _stylize(app: typer.Typer) -> None:
         total = min(total, limit) if limit is not None else total
         with progress(f"stylize ({method})", total=total, unit="img") as bar:
             result = run_stylize(stylizer, config, content, style, out, seed=seed, overwrite=overwrite,
-                                 limit=limit, on_progress=bar.advance)
+                                 limit=limit, on_progress=bar.advance, executor=executor_for(scheduler))
         per = f", {result.seconds_per_image:.3f} s per image after loading" if result.seconds_per_image else ""
         console.print(f"{result.out}: {len(result.counts)} images ({result.written} written, "
                       f"{result.skipped} already done){per}; {result.seconds:.2f} s")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -124,15 +125,18 @@ def run_stylize(
     overwrite: bool = False,
     limit: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    executor=None,
 ) -> DatasetRunResult:
     """Stylize every image of the labelled cell dataset ``content`` toward ``style`` into ``out``.
 
     ``out`` is a cell dataset with the content's ids, the content dtype, and its points (hence masks
     and counts) unchanged. ``limit`` keeps the first ``limit`` content ids. Rerunning with the same
     settings skips finished images; other settings are refused unless ``overwrite``. A content image
-    that cannot be read or stylized is reported in ``failed`` and the rest goes on. Writes
-    ``counts.csv`` and ``manifest.json`` (stage ``stylize``, stylizer, settings, seed, input hashes,
-    seconds per image).
+    that cannot be read or stylized is reported in ``failed`` and the rest goes on. Batches of
+    ``config.batch_size`` images are the jobs of ``executor`` (:func:`cellxfer.executors.executor_for`:
+    this process by default, a Dask cluster for ``--scheduler``); each process prepares the stylizer
+    once. Writes ``counts.csv`` and ``manifest.json`` (stage ``stylize``, stylizer, settings, seed,
+    input hashes, seconds per image).
     """
     from cellxfer.runs import RunFolder
 
@@ -153,55 +157,103 @@ def run_stylize(
         inputs.append(resolve_token(config.token))
     with RunFolder(out, "stylize", identity, own=(IMAGES, POINTS, MASKS, COUNTS), inputs=inputs, overwrite=overwrite) as run:
         manifest = run.write_manifest(run.manifest(n=len(ids)), complete=False)
-        return _stylize_todo(stylizer, config, ds, ids, style, out, seed, manifest, on_progress, t0)
+        return _stylize_todo(_Job(stylizer, config, content, tuple(style.sources), out, seed), ids, style, manifest,
+                             on_progress, executor, t0)
 
 
-def _stylize_todo(stylizer, config, ds, ids, style, out: Path, seed: int, manifest: dict, on_progress, t0: float) -> DatasetRunResult:
-    """Stylize the ids of ``ds`` that ``out`` does not hold yet; finalize the dataset (counts, manifest)."""
-    writer = CellDatasetWriter(out, masks=True)
+@dataclass(frozen=True)
+class _Job:
+    """What every batch job shares (it pickles: the stylizer's functions are lazy references)."""
+
+    stylizer: Stylizer
+    config: Any
+    content: Path
+    style: tuple[Path, ...]
+    out: Path
+    seed: int
+
+
+#: The stylizer context of this process, ``(key, style set, context)``: prepared once per process and
+#: stylizer settings (loading InST's networks takes seconds), whichever executor runs the batches.
+_PREPARED: list = []
+
+
+def _prepared(job: _Job, style: StyleSet | None = None) -> tuple[Any, float]:
+    """``(context, seconds spent preparing it now)``; ``style`` the run's style set when this process has it."""
+    key = (job.stylizer.name, repr(job.config), job.style)
+    if _PREPARED and _PREPARED[0][0] == key:
+        return _PREPARED[0][2], 0.0
+    _PREPARED.clear()  # one context at a time: another run's networks are let go
+    t = time.perf_counter()
+    style = style if style is not None else StyleSet(job.style)
+    context = job.stylizer.prepare(job.config, style)
+    _PREPARED.append((key, style, context))
+    return context, time.perf_counter() - t
+
+
+def _stylize_batch(item: tuple[_Job, list[tuple[int, str]]]) -> tuple[dict[str, str], float, float]:
+    """One executor job: stylize the content images ``(index, id)`` of a batch and write them to ``out``.
+    Returns ``({id: why} of those that failed, seconds preparing, seconds stylizing)``; a bad setting
+    (:class:`InputError`) is raised for the whole run."""
+    job, chunk = item
+    context, prep = _prepared(job)
+    t = time.perf_counter()
+    ds, writer = CellDataset(job.content), CellDatasetWriter(job.out, masks=True)
+    failed: dict[str, str] = {}
+    samples = []
+    for index, id_ in chunk:
+        try:
+            samples.append((index, ds[id_]))
+        except Exception as exc:  # noqa: BLE001 - per-file failure, the batch goes on
+            failed[id_] = f"{type(exc).__name__}: {exc}"
+    if samples:
+        try:
+            styled = job.stylizer.stylize([to_unit(s.image) for _, s in samples], context, job.config,
+                                          [image_rng(job.seed, i) for i, _ in samples])
+            if len(styled) != len(samples):
+                raise RuntimeError(f"stylizer returned {len(styled)} images for {len(samples)}")
+            for (_, s), img in zip(samples, styled):
+                img = np.asarray(img)
+                if img.shape != s.image.shape:
+                    raise RuntimeError(f"stylizer changed the shape {s.image.shape} -> {img.shape}")
+                writer.write(s.id, from_unit(img, s.image.dtype), s.points)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            for _, s in samples:
+                if not writer.is_done(s.id):
+                    failed[s.id] = f"{type(exc).__name__}: {exc}"
+    return failed, prep, time.perf_counter() - t
+
+
+def _stylize_todo(job: _Job, ids, style: StyleSet, manifest: dict, on_progress, executor, t0: float) -> DatasetRunResult:
+    """Stylize the ids that ``job.out`` does not hold yet, a batch per executor job; finalize the dataset."""
+    from cellxfer.executors import executor_for
+
+    writer = CellDatasetWriter(job.out, masks=True)
     todo = [(i, id_) for i, id_ in enumerate(ids) if not writer.is_done(id_)]
     skipped = len(ids) - len(todo)
     if on_progress and skipped:
         on_progress(skipped)
-
     failed: dict[str, str] = {}
-    t_prep = time.perf_counter()
-    context = stylizer.prepare(config, style) if todo else None
-    t_work = time.perf_counter()
-    batch = max(1, int(getattr(config, "batch_size", 16)))
-    for start in range(0, len(todo), batch):
-        chunk = todo[start:start + batch]
-        samples = []
-        for index, id_ in chunk:
-            try:
-                samples.append((index, ds[id_]))
-            except Exception as exc:  # noqa: BLE001 - per-file failure, the batch goes on
-                failed[id_] = f"{type(exc).__name__}: {exc}"
-        if samples:
-            try:
-                styled = stylizer.stylize([to_unit(s.image) for _, s in samples], context, config,
-                                          [image_rng(seed, i) for i, _ in samples])
-                if len(styled) != len(samples):
-                    raise RuntimeError(f"stylizer returned {len(styled)} images for {len(samples)}")
-                for (_, s), img in zip(samples, styled):
-                    img = np.asarray(img)
-                    if img.shape != s.image.shape:
-                        raise RuntimeError(f"stylizer changed the shape {s.image.shape} -> {img.shape}")
-                    writer.write(s.id, from_unit(img, s.image.dtype), s.points)
-            except InputError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                for _, s in samples:
-                    if not writer.is_done(s.id):
-                        failed[s.id] = f"{type(exc).__name__}: {exc}"
-        if on_progress:
-            on_progress(len(chunk))
-    work = time.perf_counter() - t_work
+    prep = work = 0.0
+    if todo:
+        _prepared(job, style)  # this process's style set is reused by in-process jobs
+        batch = max(1, int(getattr(job.config, "batch_size", 16)))
+        chunks = ((job, todo[k:k + batch]) for k in range(0, len(todo), batch))
+        for (_, chunk), result in (executor or executor_for(None)).map(_stylize_batch, chunks, workers=1):
+            if isinstance(result, InputError):
+                raise result
+            if isinstance(result, Exception):
+                result = ({id_: f"{type(result).__name__}: {result}" for _, id_ in chunk}, 0.0, 0.0)
+            failed.update(result[0])
+            prep, work = prep + result[1], work + result[2]
+            if on_progress:
+                on_progress(len(chunk))
     written = len(todo) - len(failed)
     seconds = time.perf_counter() - t0
     counts = writer.finalize({
-        **manifest, "complete": not failed, "seconds": round(seconds, 3),
-        "seconds_prepare": round(t_work - t_prep, 3),
+        **manifest, "complete": not failed, "seconds": round(seconds, 3), "seconds_prepare": round(prep, 3),
         "seconds_per_image": round(work / written, 5) if written else None,
     })
-    return DatasetRunResult(out, counts, written, skipped, failed, seconds, work / written if written else None)
+    return DatasetRunResult(job.out, counts, written, skipped, failed, seconds, work / written if written else None)
