@@ -116,3 +116,75 @@ def deprecated_option(old: str, instead: str, default=None):
         return value
 
     return typer.Option(default, old, hidden=True, callback=notice, help=f"Deprecated: {instead}")
+
+
+# -- the option vocabulary ----------------------------------------------------------------------------
+# An option that several commands share is declared here once: its flags, its default and what it
+# means (README "Commands": the common options). A command may add to the help what the option does
+# in it, never another name, short flag or default (tests/test_option_vocabulary.py checks every
+# registered command). Options a typed config owns take the config's default (:func:`config_option`).
+
+#: ``--overwrite`` of every command that writes a run folder (cellxfer.runs.RunFolder).
+RUN_OVERWRITE = "Start again, replacing the run in --out (a rerun with the same settings continues it)."
+
+
+def _option(default, *flags: str, **kw):
+    import typer
+
+    return typer.Option(default, *flags, **kw)
+
+
+def config_option(config_cls: type, name: str, help: str, *flags: str):
+    """An option for the field ``name`` of the dataclass ``config_cls``, its default the field's: the
+    default lives in the typed config only. ``flags`` as typer takes them (``"--flips/--no-flips"``)."""
+    import dataclasses
+
+    field = config_cls.__dataclass_fields__[name]
+    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    if isinstance(default, tuple):
+        default = list(default)  # typer's repeatable options hold lists
+    return _option(default, *flags, help=help)
+
+
+def out_option(help: str, default=...):
+    return _option(default, "--out", "-o", help=help)
+
+
+def overwrite_option(help: str = RUN_OVERWRITE):
+    return _option(False, "--overwrite", help=help)
+
+
+def seed_option(help: str = "Random seed: the same seed gives the same output (on the CPU)."):
+    return _option(0, "--seed", help=help)
+
+
+def device_option(help: str = "auto (cuda when there is one), cpu, cuda, cuda:1, ..."):
+    return _option("auto", "--device", help=help)
+
+
+def precision_option(help: str = "auto (fp16 where it is safe and fast: CUDA, TensorRT), fp16 or fp32."):
+    return _option("auto", "--precision", help=help)
+
+
+def engine_option(help: str = "auto (trt, onnx on CUDA, onnx on CPU, torch), torch (the reference), onnx or trt."):
+    return _option("auto", "--engine", "-e", help=help)
+
+
+def threads_option(help: str = "Torch / inference threads [default: one per core]."):
+    return _option(None, "--threads", help=help, show_default=False)
+
+
+def workers_option(help: str = "Worker processes (0 = one per core)."):
+    return _option(0, "--workers", help=help)
+
+
+def scheduler_option(help: str = "Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra) [default: this machine]."):
+    return _option(None, "--scheduler", help=help, show_default=False)
+
+
+def input_norm_option(help: str = "Input normalisation percentiles LOW:HIGH.", default: str = "0.5:99.5"):
+    return _option(default, "--input-norm", help=help)
+
+
+def set_option(help: str = "Any other parameter, KEY=VALUE (repeatable)."):
+    return _option([], "--set", help=help)

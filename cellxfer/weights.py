@@ -11,6 +11,19 @@ import os
 from pathlib import Path
 
 
+def in_run_folder(path: str | os.PathLike, name: str, what: str) -> Path:
+    """The file ``path``, or the file ``name`` inside ``path`` when it is a run folder (a trainer's
+    ``--out``); :class:`InputError` ending in ``what`` ("give ...") when there is no such file."""
+    from cellxfer.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / name
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; {what}")
+    return path
+
+
 def save_module(path: str | os.PathLike, module, metadata: dict[str, str]) -> Path:
     """Write ``module``'s weights (CPU, contiguous) and ``metadata`` to ``path`` atomically."""
     from safetensors.torch import save_file

@@ -11,7 +11,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import deprecated_flag
+from cellxfer.options import config_option, deprecated_flag, device_option, out_option, overwrite_option, seed_option
 
 ADAPT_COUNT = CommandSpec(
     "adapt-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on",
@@ -28,32 +28,34 @@ def cellxfer_commands():
 
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
+    from cellxfer.train.config import TrainConfig as C  # numpy-free; the defaults adapt-count shares with train-count
+
     @app.command("adapt-count")
     def adapt_count(
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Density counter to adapt (.safetensors from train-count) [default: the shipped counter]."),
         unlabeled: Path = typer.Option(..., "--unlabeled", "-u", help="Target images without labels: a folder, a cell dataset (its labels are never read) or one image."),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder (best/last checkpoints, state, history, manifest)."),
-        synthetic: Optional[Path] = typer.Option(None, help="Labelled synthetic images kept in the loop (supervised half of each batch, CutMixed into target crops)."),
-        val: Optional[Path] = typer.Option(None, help="Labelled validation images (not the target's): whole-image MAE picks `best`; without it `best` is the last epoch."),
+        out: Path = out_option("Run folder (best/last checkpoints, state, history, manifest)."),
+        synthetic: Optional[Path] = config_option(C, "synthetic", "Labelled synthetic images kept in the loop (supervised half of each batch, CutMixed into target crops)."),
+        val: Optional[Path] = config_option(C, "val", "Labelled validation images (not the target's): whole-image MAE picks `best`; without it `best` is the last epoch."),
         epochs: int = typer.Option(7, help="Epochs; one epoch passes over the target images once: ceil(images / (batch/2)) steps, at least one. Measured best: about 60 steps (docs/results.md)."),
-        batch_size: int = typer.Option(16, help="Batch size (half synthetic, half target when --synthetic is given)."),
+        batch_size: int = config_option(C, "batch_size", "Batch size (half synthetic, half target when --synthetic is given)."),
         lr: float = typer.Option(1e-5, help="Adam learning rate (peak of the schedule); larger rates drifted within a few epochs."),
-        lr_schedule: str = typer.Option("constant", help="constant or cosine."),
-        weight_decay: float = typer.Option(1e-5, help="Adam weight decay."),
+        lr_schedule: str = config_option(C, "lr_schedule", "constant or cosine."),
+        weight_decay: float = config_option(C, "weight_decay", "Adam weight decay."),
         teacher_ema: float = typer.Option(0.99, help="Decay of the teacher (moving average of the student's weights, per step)."),
         pseudo_peak: float = typer.Option(0.5, help="Keep the teacher's density only within 3 sigma of pixels reaching this x the peak height of one cell's kernel (0 = all)."),
         photometric: float = typer.Option(1.0, help="Strength of the student's intensity augmentation: gain, gamma, blur, noise (0 = off)."),
-        mix_prob: float = typer.Option(0.5, help="Probability of CutMixing a target crop with a synthetic one."),
-        cutmix_alpha: float = typer.Option(1.0, help="Beta(alpha, alpha) of the CutMix box size."),
+        mix_prob: float = config_option(C, "mix_prob", "Probability of CutMixing a target crop with a synthetic one."),
+        cutmix_alpha: float = config_option(C, "cutmix_alpha", "Beta(alpha, alpha) of the CutMix box size."),
         count_weight: float = typer.Option(0.01, help="Weight of the crop-count loss added to the pixel loss."),
-        edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows."),
+        edge_prob: float = config_option(C, "edge_prob", "Share of crops cut short and zero-padded like border windows."),
         diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the target images: auto, PIXELS or off, as in `count` [default: auto when the model records one]."),
-        max_steps_per_epoch: Optional[int] = typer.Option(None, help="Cap optimizer steps per epoch (quick runs)."),
-        val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
-        seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
-        device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ..."),
+        max_steps_per_epoch: Optional[int] = config_option(C, "max_steps_per_epoch", "Cap optimizer steps per epoch (quick runs)."),
+        val_every: int = config_option(C, "val_every", "Validate every N epochs (and after the last)."),
+        seed: int = seed_option(),
+        device: str = device_option(),
         resume: bool = deprecated_flag("--resume", "a rerun with the same settings continues by itself"),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out (a rerun with the same settings continues it)."),
+        overwrite: bool = overwrite_option(),
     ):
         """Adapt a density counter to unlabelled target images (mean teacher, pseudo-density, DACS with synthetic labels)."""
         from cellxfer.engines.base import default_model

@@ -10,6 +10,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+from cellxfer.options import overwrite_option
 
 PLUGINS = CommandSpec("plugins", interrupted="nothing was written")
 INSPECT = CommandSpec(
@@ -48,7 +49,7 @@ def cellxfer_register_commands(app: typer.Typer):
         tiles: int = typer.Option(16, help="Images on the contact sheet."),
         channel: Optional[int] = typer.Option(None, help="Channel to read from multi-channel images (RGB, OME-TIFF C axis)."),
         page: Optional[int] = typer.Option(None, help="Page/plane to read from multi-page images (Z, T)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --preview file when it exists."),
+        overwrite: bool = overwrite_option("Replace the --preview file when it exists."),
     ):
         """Summarise a cell dataset: images, sizes, dtypes, counts; optionally a contact sheet."""
         from cellxfer.console import out

@@ -10,7 +10,8 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import deprecated_flag, trt_fp16
+from cellxfer.options import (deprecated_flag, device_option, engine_option, out_option, overwrite_option,
+                              precision_option, scheduler_option, threads_option, trt_fp16, workers_option)
 
 COUNT = CommandSpec(
     "count", interrupted="the rows counted so far are in the --out CSV; rerun the same command to count the rest "
@@ -38,23 +39,23 @@ def cellxfer_register_commands(app: typer.Typer):
     def count(
         paths: list[str] = typer.Argument(..., help="Image files, folders or glob patterns (TIFF, PNG)."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Counter (.safetensors or exported .onnx) [default: the shipped counter]."),
-        engine: str = typer.Option("auto", "--engine", "-e", help="auto (trt, onnx on CUDA, onnx on CPU, torch), torch, onnx or trt."),
-        out: Path = typer.Option(Path("counts.csv"), "--out", "-o", help="Counts CSV, written as results arrive."),
+        engine: str = engine_option(),
+        out: Path = out_option("Counts CSV, written as results arrive.", Path("counts.csv")),
         recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
         channel: Optional[int] = typer.Option(None, help="Channel of a multi-channel image (never guessed)."),
         page: Optional[int] = typer.Option(None, help="Page/plane of a multi-page or OME-TIFF (never guessed)."),
         level: int = typer.Option(0, "--level", help="Pyramid level of a pyramidal TIFF/OME-TIFF or OME-Zarr folder (0 = full resolution; counts and points are in that level's pixels)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Recount files already in --out."),
+        overwrite: bool = overwrite_option("Recount files already in --out."),
         overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write a PNG per image into this folder: windows, their counts and (density models) the cells found."),
         points: Optional[Path] = typer.Option(None, "--points", help="Density models: write the cells' x,y per image as <name>.csv into this folder."),
         density_map: Optional[Path] = typer.Option(None, "--density-map", help="Density models, one image: write a low-resolution map of where the cells are (counts per block, at most 512 px a side) to OUT.tif (float32) or OUT.png."),
-        workers: int = typer.Option(0, help="Decode threads running ahead of inference (0 = one per core); with --scheduler local:N, N workers."),
+        workers: int = workers_option("Decode threads running ahead of inference (0 = one per core); with --scheduler local:N, N workers."),
         batch_size: int = typer.Option(24, help="Windows per inference call (from several images)."),
-        scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra)."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda (torch/onnx engines)."),
-        precision: str = typer.Option("auto", help="auto, fp16 or fp32: the TensorRT engine's arithmetic (auto = fp16); torch and onnx run fp32."),
+        scheduler: Optional[str] = scheduler_option(),
+        device: str = device_option("auto, cpu or cuda (torch/onnx engines)."),
+        precision: str = precision_option("auto, fp16 or fp32: the TensorRT engine's arithmetic (auto = fp16); torch and onnx run fp32."),
         fp32: bool = deprecated_flag("--fp32", "use --precision fp32"),
-        threads: Optional[int] = typer.Option(None, help="Inference threads [default: one per core]."),
+        threads: Optional[int] = threads_option("Inference threads [default: one per core]."),
         diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto (estimated per image), PIXELS, or off; images are resized so their nuclei match the model's [default: auto when the model records its training diameter, else off]."),
     ):
         """Count cells in image files and folders; one CSV row per image."""

@@ -9,6 +9,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
+from cellxfer.options import out_option, overwrite_option
 
 ENSEMBLE = CommandSpec(
     "ensemble", interrupted="nothing was written (-o appears only when complete); rerun the same command",
@@ -40,8 +41,8 @@ def cellxfer_register_commands(app: typer.Typer):
     @app.command("ensemble")
     def ensemble(
         models: list[Path] = typer.Argument(..., help="Two or more counter checkpoints (.safetensors) trained with the same data settings, e.g. one recipe with several --seed values."),
-        out: Path = typer.Option(..., "--out", "-o", help="The ensemble checkpoint (.safetensors) to write; its manifest goes beside it. Never one of the inputs."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out when it exists."),
+        out: Path = out_option("The ensemble checkpoint (.safetensors) to write; its manifest goes beside it. Never one of the inputs."),
+        overwrite: bool = overwrite_option("Replace --out when it exists."),
     ):
         """Average trained counters into one counter (mean of their outputs) that count, evaluate and export use like any other."""
         from cellxfer.console import out as console

@@ -10,6 +10,8 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl, lazy
+from cellxfer.options import (device_option, out_option, overwrite_option, precision_option, scheduler_option,
+                              seed_option, set_option)
 from cellxfer.stylize.config import FDAConfig, HistogramConfig, InSTConfig, LearnStyleConfig
 from cellxfer.stylize.spec import Stylizer
 
@@ -79,11 +81,11 @@ def _stylize(app: typer.Typer) -> None:
     def stylize(
         content: Path = typer.Option(..., "--content", "-c", help="Labelled cell dataset to stylize (e.g. synth output)."),
         style: list[Path] = typer.Option(..., "--style", "-s", help="Real style images: a folder or files (repeatable)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output cell dataset folder."),
+        out: Path = out_option("Output cell dataset folder."),
         method: str = typer.Option("fda", help="Stylizer (see `cellxfer plugins`): fda, histogram, inst, ..."),
-        seed: int = typer.Option(0, help="Random seed: the same seed gives the same images (on the CPU)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
-        scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra): batches run there [default: this process]."),
+        seed: int = seed_option(),
+        overwrite: bool = overwrite_option(),
+        scheduler: Optional[str] = scheduler_option("Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra): batches run there [default: this process]."),
         limit: Optional[int] = _opt("Stylize only the first N content images."),
         beta: Optional[float] = _opt(f"fda: low-frequency window half-width / shorter side [default: {f.beta}]."),
         reference: Optional[str] = _opt("histogram: match each image to a random style image or to all pooled [default: random]."),
@@ -97,7 +99,7 @@ def _stylize(app: typer.Typer) -> None:
         batch_size: Optional[int] = _opt("Images per stylizer call [default: 64 fda/histogram, 4 inst]."),
         device: Optional[str] = _opt("inst: auto, cpu or cuda[:N] [default: auto]."),
         precision: Optional[str] = _opt("inst: auto (fp16 on CUDA), fp32 or fp16 [default: auto]."),
-        set_: list[str] = typer.Option([], "--set", help="Any other stylizer parameter, KEY=VALUE (repeatable)."),
+        set_: list[str] = set_option("Any other stylizer parameter, KEY=VALUE (repeatable)."),
     ):
         """Give synthetic images the look of real ones; points, masks and counts are carried unchanged."""
         from cellxfer.console import out as console
@@ -138,18 +140,18 @@ def _learn_style(app: typer.Typer) -> None:
         style: list[Path] = typer.Option(..., "--style", "-s", help="Real style images: a folder or files (repeatable); one token for all."),
         model: Path = typer.Option(..., "--model", help="Local SD v1 diffusers folder or single-file checkpoint."),
         clip: Path = typer.Option(..., "--clip", help="Local CLIP image-encoder folder."),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder (token.safetensors, state.pt, history.csv, manifest); a rerun continues it."),
+        out: Path = out_option("Run folder (token.safetensors, state.pt, history.csv, manifest); a rerun continues it."),
         model_config: Optional[Path] = _opt("With a single-file --model, a diffusers SD v1 folder holding its configs."),
         steps: int = typer.Option(d["steps"].default, help="Training steps."),
         lr: float = typer.Option(d["lr"].default, help="AdamW learning rate."),
         batch_size: int = typer.Option(d["batch_size"].default, help="Style crops per step."),
         size: int = typer.Option(d["size"].default, help="Training crop side in pixels (multiple of 8)."),
         save_every: int = typer.Option(d["save_every"].default, help="Save a resumable state every N steps."),
-        seed: int = typer.Option(0, help="Random seed."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
-        precision: str = typer.Option("auto", help="auto (fp16 on CUDA), fp32 or fp16."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
-        set_: list[str] = typer.Option([], "--set", help="Other settings, KEY=VALUE: heads, dim-head, blocks, dropout, prompt."),
+        seed: int = seed_option(),
+        device: str = device_option(),
+        precision: str = precision_option(),
+        overwrite: bool = overwrite_option(),
+        set_: list[str] = set_option("Other settings, KEY=VALUE: heads, dim-head, blocks, dropout, prompt."),
     ):
         """Learn an InST style token from real images (CLIP image embedding -> attention -> token)."""
         from cellxfer.console import out as console

@@ -10,6 +10,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl, lazy
+from cellxfer.options import out_option, overwrite_option, scheduler_option, seed_option, set_option, workers_option
 from cellxfer.synth.base import Synthesizer
 from cellxfer.synth.config import SynHCConfig
 from cellxfer.synth.nuclei_config import NucleiConfig
@@ -61,13 +62,13 @@ def cellxfer_register_commands(app: typer.Typer):
     @app.command("synth")
     def synth(
         n: int = typer.Option(1000, "--n", help="Number of images."),
-        out: Path = typer.Option(Path("synthetic"), "--out", "-o", help="Output cell dataset folder."),
+        out: Path = out_option("Output cell dataset folder.", Path("synthetic")),
         method: str = typer.Option("synhc", help="Synthesizer: synhc, nuclei, ... (see `cellxfer plugins`); "
                                    "the options below from --cell-size on are Syn-HC's, --set reaches any."),
-        seed: int = typer.Option(0, help="Random seed: the same seed gives byte-identical images."),
-        workers: int = typer.Option(0, help="Worker processes (0 = one per core)."),
-        scheduler: Optional[str] = typer.Option(None, help="Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra) [default: this machine]."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different run in --out."),
+        seed: int = seed_option("Random seed: the same seed gives byte-identical images."),
+        workers: int = workers_option("Worker processes (0 = one per core)."),
+        scheduler: Optional[str] = scheduler_option("Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra) [default: this machine]."),
+        overwrite: bool = overwrite_option(),
         size: Optional[int] = _opt(f"Image side in pixels [default: {d.size}]."),
         cell_size: Optional[float] = _opt(f"Nominal cell diameter in pixels [default: {d.cell_size:g}]."),
         count_mean: Optional[float] = _opt(f"Mean of the cell-count normal law [default: {d.count_mean}]."),
@@ -80,7 +81,7 @@ def cellxfer_register_commands(app: typer.Typer):
         background: Optional[str] = _opt("Background level range LOW:HIGH [default: 10:30]."),
         noise: Optional[float] = _opt(f"Background noise SD [default: {d.noise:g}]."),
         layout_from: Optional[Path] = _opt("Copy cell centres from this annotated dataset (cell dataset or IDCIA)."),
-        set_: list[str] = typer.Option([], "--set", help="Any other synthesizer parameter, KEY=VALUE (repeatable)."),
+        set_: list[str] = set_option("Any other synthesizer parameter, KEY=VALUE (repeatable)."),
     ):
         """Generate synthetic cell images with exact centres (a cell dataset folder)."""
         from cellxfer.console import out as console

@@ -10,7 +10,8 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import deprecated_flag, deprecated_option
+from cellxfer.options import (config_option, deprecated_flag, deprecated_option, device_option, engine_option,
+                              input_norm_option, out_option, overwrite_option, seed_option)
 
 TRAIN_COUNT = CommandSpec(
     "train-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on",
@@ -45,53 +46,54 @@ def cellxfer_register_commands(app: typer.Typer):
 
 
 def _train_count(app: typer.Typer) -> None:
-    # defaults as TrainConfig's (tests/test_option_vocabulary.py keeps them equal); the config is not imported here because it
-    # brings numpy into `cellxfer --help`
+    from cellxfer.train.config import TrainConfig as C  # numpy-free: every default below is the config's
+
+    d = C()
+
     @app.command("train-count")
     def train_count(
         regime: str = typer.Option(..., "--regime", help=REGIME_HELP),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder (best/last checkpoints, state, history, manifest)."),
-        real: Optional[Path] = typer.Option(None, help="Labelled real images: cell dataset or IDCIA layout."),
-        synthetic: Optional[Path] = typer.Option(None, help="Labelled synthetic images (e.g. from `cellxfer synth`)."),
-        val: Optional[Path] = typer.Option(None, help="Labelled validation images (whole-image MAE picks `best`)."),
-        arch: str = typer.Option("efficientnet_b0", help="Counter architecture: a registered one or any timm name."),
-        pretrained: Optional[Path] = typer.Option(None, help="Local weights (.safetensors/.pth) to start from; nothing is downloaded."),
-        epochs: int = typer.Option(50, help="Epochs (real epochs for finetune/dual/dacs)."),
-        pre_epochs: Optional[int] = typer.Option(None, help="finetune: synthetic epochs first [default: --epochs]."),
-        batch_size: int = typer.Option(16, help="Batch size (dual/dacs: half real, half synthetic)."),
-        lr: float = typer.Option(1e-4, help="Adam learning rate (peak of the schedule)."),
-        lr_schedule: str = typer.Option("constant", help="constant (the paper's) or cosine (decays to 0 over the run)."),
-        weight_decay: float = typer.Option(1e-5, help="Adam weight decay."),
-        ema: float = typer.Option(0.0, help="Validate and save an exponential moving average of the weights with this decay (0 = off, e.g. 0.999)."),
-        crop: int = typer.Option(256, help="Training crop side = evaluation window, pixels."),
-        flips: bool = typer.Option(True, "--flips/--no-flips", help="Random horizontal flips."),
-        rotations: bool = typer.Option(True, "--rotations/--no-rotations", help="Random 90-degree rotations."),
-        cutmix_alpha: float = typer.Option(1.0, help="dacs: Beta(alpha, alpha) of the CutMix box size."),
-        mix_prob: float = typer.Option(0.5, help="dacs: probability of mixing a pair."),
+        out: Path = out_option("Run folder (best/last checkpoints, state, history, manifest)."),
+        real: Optional[Path] = config_option(C, "real", "Labelled real images: cell dataset or IDCIA layout."),
+        synthetic: Optional[Path] = config_option(C, "synthetic", "Labelled synthetic images (e.g. from `cellxfer synth`)."),
+        val: Optional[Path] = config_option(C, "val", "Labelled validation images (whole-image MAE picks `best`)."),
+        arch: str = config_option(C, "arch", "Counter architecture: a registered one or any timm name."),
+        pretrained: Optional[Path] = config_option(C, "pretrained", "Local weights (.safetensors/.pth) to start from; nothing is downloaded."),
+        epochs: int = config_option(C, "epochs", "Epochs (real epochs for finetune/dual/dacs)."),
+        pre_epochs: Optional[int] = config_option(C, "pre_epochs", "finetune: synthetic epochs first [default: --epochs]."),
+        batch_size: int = config_option(C, "batch_size", "Batch size (dual/dacs: half real, half synthetic)."),
+        lr: float = config_option(C, "lr", "Adam learning rate (peak of the schedule)."),
+        lr_schedule: str = config_option(C, "lr_schedule", "constant (the paper's) or cosine (decays to 0 over the run)."),
+        weight_decay: float = config_option(C, "weight_decay", "Adam weight decay."),
+        ema: float = config_option(C, "ema", "Validate and save an exponential moving average of the weights with this decay (0 = off, e.g. 0.999)."),
+        crop: int = config_option(C, "crop", "Training crop side = evaluation window, pixels."),
+        flips: bool = config_option(C, "flips", "Random horizontal flips.", "--flips/--no-flips"),
+        rotations: bool = config_option(C, "rotations", "Random 90-degree rotations.", "--rotations/--no-rotations"),
+        cutmix_alpha: float = config_option(C, "cutmix_alpha", "dacs: Beta(alpha, alpha) of the CutMix box size."),
+        mix_prob: float = config_option(C, "mix_prob", "dacs: probability of mixing a pair."),
         arch_option: list[str] = typer.Option([], "--arch-option", help="Architecture option KEY=VALUE (repeatable), e.g. base=16 for --arch density."),
-        sigma: float = typer.Option(3.0, help="Density architectures (--arch density): sigma of the Gaussian target kernels, pixels."),
-        count_weight: float = typer.Option(0.0, help="Density architectures: weight of the crop-count loss (squared error of each crop's density sum, in cells) added to the pixel loss."),
-        edge_prob: float = typer.Option(0.25, help="Share of crops cut short and zero-padded like border windows of evaluation."),
+        sigma: float = config_option(C, "sigma", "Density architectures (--arch density): sigma of the Gaussian target kernels, pixels."),
+        count_weight: float = config_option(C, "count_weight", "Density architectures: weight of the crop-count loss (squared error of each crop's density sum, in cells) added to the pixel loss."),
+        edge_prob: float = config_option(C, "edge_prob", "Share of crops cut short and zero-padded like border windows of evaluation."),
         zoom: Optional[str] = typer.Option(None, help="Scale randomisation LOW:HIGH, e.g. 0.5:2: each crop resized by a log-uniform factor in the range (nuclei LOW..HIGH times their size); the recorded diameter range widens to match."),
-        input_norm: str = typer.Option("0.5:99.5", help="Input normalisation percentiles LOW:HIGH (stored with the model)."),
-        norm_min_snr: Optional[float] = typer.Option(None, help="Divide by at least this many noise SDs (stored with the model; e.g. 8 keeps pure noise and empty fields faint instead of scaling them to full contrast)."),
-        norm_clip: Optional[float] = typer.Option(None, help="Clip normalised values above this (stored with the model; e.g. 3 keeps nuclei of sparse fields, normalised to tens, in range)."),
-        max_steps_per_epoch: Optional[int] = typer.Option(None, help="Cap optimizer steps per epoch (quick runs)."),
-        val_every: int = typer.Option(1, help="Validate every N epochs (and after the last)."),
-        exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
-        seed: int = typer.Option(0, help="Random seed: the same seed gives the same numbers on the CPU."),
-        device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ..."),
+        input_norm: str = input_norm_option("Input normalisation percentiles LOW:HIGH (stored with the model).", f"{d.norm_low:g}:{d.norm_high:g}"),
+        norm_min_snr: Optional[float] = config_option(C, "norm_min_snr", "Divide by at least this many noise SDs (stored with the model; e.g. 8 keeps pure noise and empty fields faint instead of scaling them to full contrast)."),
+        norm_clip: Optional[float] = config_option(C, "norm_clip", "Clip normalised values above this (stored with the model; e.g. 3 keeps nuclei of sparse fields, normalised to tens, in range)."),
+        max_steps_per_epoch: Optional[int] = config_option(C, "max_steps_per_epoch", "Cap optimizer steps per epoch (quick runs)."),
+        val_every: int = config_option(C, "val_every", "Validate every N epochs (and after the last)."),
+        exclude: list[str] = config_option(C, "exclude", "Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
+        seed: int = seed_option(),
+        device: str = device_option(),
         resume: bool = deprecated_flag("--resume", "a rerun with the same settings continues by itself"),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start over, replacing the run in --out (a rerun with the same settings continues it)."),
+        overwrite: bool = overwrite_option(),
         norm_low: Optional[float] = deprecated_option("--norm-low", "use --input-norm LOW:HIGH"),
         norm_high: Optional[float] = deprecated_option("--norm-high", "use --input-norm LOW:HIGH"),
     ):
         """Train a cell counter (EfficientNet-B0 by default) in one of the paper's regimes."""
         from cellxfer.options import parse_value
-        from cellxfer.train.counter import TrainConfig
 
         low, high = parse_value(tuple[float, float], input_norm, "input_norm")
-        config = TrainConfig(
+        config = C(
             regime=regime, out=out, real=real, synthetic=synthetic, val=val, arch=arch, pretrained=pretrained,
             epochs=epochs, pre_epochs=pre_epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema=ema, weight_decay=weight_decay,
             crop=crop, flips=flips, rotations=rotations, cutmix_alpha=cutmix_alpha, mix_prob=mix_prob, edge_prob=edge_prob, sigma=sigma, count_weight=count_weight,
@@ -108,14 +110,14 @@ def _evaluate(app: typer.Typer) -> None:
     def evaluate(
         model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors from train-count), or an exported .onnx (onnx, trt engines)."),
         data: Path = typer.Option(..., "--data", "-d", help="Labelled images: cell dataset or IDCIA layout."),
-        engine: str = typer.Option("auto", "--engine", "-e", help="auto (resolved as in `count`), torch (the reference), onnx or trt: measure the model as you ship it."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda (torch/onnx engines)."),
+        engine: str = engine_option("auto (resolved as in `count`), torch (the reference), onnx or trt: measure the model as you ship it."),
+        device: str = device_option("auto, cpu or cuda (torch/onnx engines)."),
         csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model, replaced on rerun]."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
         radius: float = typer.Option(5.0, help="Density models: a predicted point matches a true one within this many pixels."),
         diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto, PIXELS or off, as in `count` [default: auto when the model records its training diameter, else off]."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the files --csv and --json name when they exist."),
+        overwrite: bool = overwrite_option("Replace the files --csv and --json name when they exist."),
     ):
         """Count full-size labelled images (non-overlapping windows, summed); print MAE, RMSE, ACP, MAE per density."""
         from cellxfer.atomic import write_json

@@ -11,7 +11,8 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import deprecated_flag
+from cellxfer.options import (deprecated_flag, device_option, engine_option, input_norm_option, out_option,
+                              overwrite_option, seed_option, threads_option)
 
 _TINY_TRANSLATOR = ["--size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--batch-size", "1"]
 SYNTH_PAIRS = CommandSpec(
@@ -83,15 +84,15 @@ def _synth_pairs(app: typer.Typer) -> None:
     @app.command("synth-pairs")
     def synth_pairs(
         n: int = typer.Option(100, "--n", help="Number of pairs."),
-        out: Path = typer.Option(..., "--out", "-o", help="Paired folder to write (source/, target/, points/)."),
+        out: Path = out_option("Paired folder to write (source/, target/, points/)."),
         modality: str = typer.Option("pc", help="Input: pc (phase contrast) or bf (bright field)."),
         marker: str = typer.Option("dapi", help="Target: dapi (nuclei) or cd29 (perinuclear halo)."),
         overexpose: float = typer.Option(1.0, help="Overexposure factor of the input (clipped at full scale)."),
         scale: float = typer.Option(1.0, help="Zoom factor of input and target (>= 1)."),
         size: int = typer.Option(256, help="Image side in pixels."),
         cell_size: float = typer.Option(30.0, help="Mean cell diameter in pixels."),
-        seed: int = typer.Option(0, help="Random seed (same seed = same cells in every modality and shift)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace another run in --out."),
+        seed: int = seed_option("Random seed (same seed = same cells in every modality and shift)."),
+        overwrite: bool = overwrite_option(),
     ):
         """Render the paired translator testbed (uint16 input + fluorescence, exact ground truth)."""
         from cellxfer.console import out as console
@@ -113,7 +114,7 @@ def _split_field(app: typer.Typer) -> None:
     def split_field(
         sources: list[Path] = typer.Argument(..., help="Registered input images of one field (e.g. phase z-slices), or folders of them."),
         target: Optional[Path] = typer.Option(None, "--target", help="The registered fluorescence image (e.g. DAPI)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for <part>/source + target pairs (per source stem when several)."),
+        out: Path = out_option("Folder for <part>/source + target pairs (per source stem when several)."),
         test_side: int = typer.Option(480, help="Side of the bottom-right test square in pixels."),
         num_downs: int = typer.Option(5, help="Generator down blocks: the margin is its receptive field."),
         margin: Optional[int] = typer.Option(None, help="Margin in pixels between parts [default: the receptive field of --num-downs]."),
@@ -140,7 +141,7 @@ def _train_translate(app: typer.Typer) -> None:
     @app.command("train-translate")
     def train_translate(
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder: source/<id>.tif + target/<id>.tif."),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder (translator.safetensors, checkpoint.pt, log.csv, manifest); a rerun continues it."),
+        out: Path = out_option("Run folder (translator.safetensors, checkpoint.pt, log.csv, manifest); a rerun continues it."),
         steps: int = typer.Option(2000, help="Training steps (batches)."),
         batch_size: int = typer.Option(1, help="Crops per step (pix2pix: 1)."),
         size: int = typer.Option(256, help="Crop side; a multiple of 2**num-downs."),
@@ -155,13 +156,13 @@ def _train_translate(app: typer.Typer) -> None:
         lambda_l1: float = typer.Option(100.0, help="L1 weight."),
         gan_mode: str = typer.Option("vanilla", help="vanilla (BCE) or lsgan."),
         augment: str = typer.Option("flip", help="flip (pix2pix: random horizontal flips) or dihedral (the 8 rotations/reflections; microscopy has no up)."),
-        input_norm: str = typer.Option("0.5:99.5", help="Input percentiles mapped to [-1, 1]."),
+        input_norm: str = input_norm_option("Input percentiles mapped to [-1, 1]."),
         target_norm: str = typer.Option("0.5:99.5", help="Target percentiles mapped to [-1, 1]."),
         checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
-        seed: int = typer.Option(0, help="Random seed."),
-        threads: Optional[int] = typer.Option(None, help="Torch threads [default: one per core]."),
-        device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
+        seed: int = seed_option(),
+        threads: Optional[int] = threads_option(),
+        device: str = device_option("auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),
+        overwrite: bool = overwrite_option(),
         fresh: bool = deprecated_flag("--fresh", "use --overwrite"),
     ):
         """Train a pix2pix translator (transmitted light -> fluorescence) on paired images."""
@@ -188,7 +189,7 @@ def _adapt(app: typer.Typer) -> None:
         model: Path = typer.Option(..., "--model", "-m", help="Source translator (run folder or .safetensors)."),
         source: Path = typer.Option(..., "--source", help="Source-domain input images (folder, or a pairs folder: its source/)."),
         target: Path = typer.Option(..., "--target", help="Target-domain images, unpaired (folder, or a pairs folder)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Run folder for the adapted translator."),
+        out: Path = out_option("Run folder for the adapted translator."),
         layer: int = typer.Option(16, help="Layer to match, 1..16 (16 = output = plain ADDA)."),
         sweep: Optional[str] = typer.Option(None, help="Comma-separated layers to try, e.g. 1,3,5,7,9,11,13,15,16."),
         steps: int = typer.Option(500, help="Adaptation steps per layer."),
@@ -203,10 +204,10 @@ def _adapt(app: typer.Typer) -> None:
         eval_pairs: Optional[Path] = typer.Option(None, help="Labelled target pairs to evaluate on (instead of a holdout)."),
         train: str = typer.Option("upto", help="upto: train blocks 1..L (the paper); layer: block L only (UNet skips stay the source's)."),
         match: str = typer.Option("layer", help="layer: match layer L only (the paper); skips: also match every skip tensor the frozen rest reads (needs --train upto)."),
-        seed: int = typer.Option(0, help="Random seed."),
-        threads: Optional[int] = typer.Option(None, help="Torch threads [default: one per core]."),
-        device: str = typer.Option("auto", help="auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing the run in --out."),
+        seed: int = seed_option(),
+        threads: Optional[int] = threads_option(),
+        device: str = device_option("auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),
+        overwrite: bool = overwrite_option(),
     ):
         """LM-ADDA: adapt a translator to a new microscope setting without paired or labelled data."""
         from cellxfer.console import out as console
@@ -243,10 +244,10 @@ def _evaluate_translator(app: typer.Typer) -> None:
     def evaluate_translator(
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder with true fluorescence in target/."),
-        engine: str = typer.Option("auto", "--engine", "-e", help="auto (resolved as in `count`), torch (the reference), onnx or trt: measure the translator as you ship it."),
+        engine: str = engine_option("auto (resolved as in `count`), torch (the reference), onnx or trt: measure the translator as you ship it."),
         tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
         csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image metrics here."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --csv file when it exists."),
+        overwrite: bool = overwrite_option("Replace the --csv file when it exists."),
     ):
         """Pearson (the paper's metric), MAE and SSIM of predicted vs true fluorescence, per image and mean."""
         from cellxfer.console import out as console
@@ -273,12 +274,12 @@ def _translate(app: typer.Typer) -> None:
     def translate(
         paths: list[Path] = typer.Argument(..., help="Images or folders of images."),
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output folder (<stem>.tif per input)."),
-        engine: str = typer.Option("auto", "--engine", "-e", help="auto (trt, onnx on CUDA, onnx on CPU, torch), torch, onnx (exported once, parity-checked, cached) or trt."),
+        out: Path = out_option("Output folder (<stem>.tif per input)."),
+        engine: str = engine_option("auto (trt, onnx on CUDA, onnx on CPU, torch), torch, onnx (exported once, parity-checked, cached) or trt."),
         tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
         overlap: int = typer.Option(32, help="Tile overlap in pixels, blended."),
         dtype: str = typer.Option("uint16", help="uint16, uint8 or float32 output."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist."),
+        overwrite: bool = overwrite_option("Redo outputs that exist."),
     ):
         """Translate transmitted-light images of any size to fluorescence (sliding window, seamless)."""
         from cellxfer.console import out as console

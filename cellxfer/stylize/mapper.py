@@ -127,13 +127,9 @@ def save_token(path: str | os.PathLike, mapper: StyleMapper, **meta) -> None:
 def resolve_token(path: str | os.PathLike) -> Path:
     """A token file, or a ``learn-style`` run folder holding ``token.safetensors``."""
     from cellxfer.stylize.learn import TOKEN_FILE
+    from cellxfer.weights import in_run_folder
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / TOKEN_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; --token needs a learn-style run folder or its {TOKEN_FILE}")
-    return path
+    return in_run_folder(path, TOKEN_FILE, f"--token needs a learn-style run folder or its {TOKEN_FILE}")
 
 
 def load_token(path: str | os.PathLike) -> tuple[StyleMapper, dict]:

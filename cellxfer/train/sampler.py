@@ -30,10 +30,10 @@ from typing import Iterator
 
 import numpy as np
 
+from cellxfer.train.config import REGIMES  # noqa: F401 - defined with the config, part of this module's API
 from cellxfer.train.data import Domain, augment, edge_pad, photometric, random_crop, zoom_crop
 from cellxfer.train.mix import random_cutmix
 
-REGIMES = ("supervised", "synthetic", "finetune", "dual", "dacs", "adapt")
 PHASES = ("real", "synthetic", "dual", "dacs", "adapt")
 
 

@@ -238,12 +238,9 @@ def save_translator(path: str | os.PathLike, model, meta: TranslatorMeta) -> Pat
 
 def resolve_model(path: str | os.PathLike) -> Path:
     """A translator file, or a run folder holding ``translator.safetensors``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: no translator here; give a run folder from train-translate/adapt or its {MODEL_FILE}")
-    return path
+    from cellxfer.weights import in_run_folder
+
+    return in_run_folder(path, MODEL_FILE, f"--model needs a translator: a run folder from train-translate/adapt or its {MODEL_FILE}")
 
 
 def read_translator_meta(path: str | os.PathLike) -> TranslatorMeta:
