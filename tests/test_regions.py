@@ -3,6 +3,8 @@ receptive field, the pairs folders hold exact crops, and translate -> count runs
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from cli_inproc import run_cli as cli
@@ -88,6 +90,16 @@ def test_split_field_writes_exact_crops(tmp_path, capsys):
     assert r.returncode != 0 and "--test-side" in r.stderr
     with pytest.raises(Exception):
         write_split_pairs(split, [tmp_path / "missing.tif"], None, tmp_path / "s4")
+    # a run folder like every other: the same split again is fine, another one refused unless --overwrite
+    base = ["split-field", tmp_path / "z0.tif", "--target", tmp_path / "dapi.tif", "--out", tmp_path / "one", "--margin", "10"]
+    assert cli(base + ["--test-side", "80"], capsys).returncode == 0
+    assert cli(base + ["--test-side", "80"], capsys).returncode == 0
+    r = cli(base + ["--test-side", "60"], capsys)
+    assert r.returncode == 2 and "test_side 80 -> 60" in r.stderr and "--overwrite" in r.stderr
+    assert cli(base + ["--test-side", "60", "--overwrite"], capsys).returncode == 0
+    m = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert m["stage"] == "split-field" and m["complete"] and m["config"] == {"test_side": 60, "margin": 10}
+    assert read_image(tmp_path / "one" / "test" / "source" / "field_0.tif").shape == (60, 60)
 
 
 def test_translate_then_count_on_a_tiny_random_translator(tmp_path, capsys):

@@ -118,23 +118,17 @@ def _split_field(app: typer.Typer) -> None:
         test_side: int = typer.Option(480, help="Side of the bottom-right test square in pixels."),
         num_downs: int = typer.Option(5, help="Generator down blocks: the margin is its receptive field."),
         margin: Optional[int] = typer.Option(None, help="Margin in pixels between parts [default: the receptive field of --num-downs]."),
+        overwrite: bool = overwrite_option(),
     ):
         """Split one registered field into train / val / test pairs folders, a receptive field apart."""
         from cellxfer.console import out as console
-        from cellxfer.imageio import read_image
-        from cellxfer.translate.regions import corner_split, receptive_field, write_split_pairs
+        from cellxfer.translate.regions import split_field as run
 
-        from cellxfer.translate.data import list_images
-
-        files = [f for p in sources for f in (list_images(p) if p.is_dir() else [p])]
-        m = receptive_field(num_downs) if margin is None else margin
-        shape = read_image(files[0]).shape
-        split = corner_split(shape, m, test_side)
-        folders = write_split_pairs(split, files, target, out)
-        for part, rects in split.parts.items():
-            console.print(f"{part}: " + ", ".join(f"y {r.y0}:{r.y1} x {r.x0}:{r.x1}" for r in rects) + f" -> {folders[part][0]}"
-                          + (f" (+{len(folders[part]) - 1} more)" if len(folders[part]) > 1 else ""))
-        console.print(f"{out}: margin {m} px between parts; layout in {out / 'split.json'}")
+        r = run(sources, target, out, test_side=test_side, num_downs=num_downs, margin=margin, overwrite=overwrite)
+        for part, rects in r.split.parts.items():
+            console.print(f"{part}: " + ", ".join(f"y {q.y0}:{q.y1} x {q.x0}:{q.x1}" for q in rects) + f" -> {r.folders[part][0]}"
+                          + (f" (+{len(r.folders[part]) - 1} more)" if len(r.folders[part]) > 1 else ""))
+        console.print(f"{out}: margin {r.margin} px between parts; layout in {out / 'split.json'}")
 
 
 def _train_translate(app: typer.Typer) -> None:
@@ -253,20 +247,15 @@ def _evaluate_translator(app: typer.Typer) -> None:
         from cellxfer.console import out as console
         from cellxfer.outputs import refuse_existing
         from cellxfer.progress import progress
-        from cellxfer.translate.data import list_pairs
-        from cellxfer.translate.infer import evaluate_pairs, load, summarize, write_metrics_csv
+        from cellxfer.translate.infer import evaluate_translator as run
 
         refuse_existing(csv_out, "--csv", overwrite, inputs=[model])
-        tr = load(model, engine, log=console.print)
-        items = list_pairs(pairs)
-        with progress("evaluate", total=len(items), unit="img") as bar:
-            rows = evaluate_pairs(tr, items, on_progress=bar.advance, tile=tile or None)
-        for r in rows:
-            console.print(f"{r['id']}: Pearson {r['pearson']:.4f}  MAE {r['mae']:.4f}  SSIM {r['ssim']:.4f}")
-        m = summarize(rows)
-        console.print(f"mean over {len(rows)} images: Pearson {m['pearson']:.4f}  MAE {m['mae']:.4f}  SSIM {m['ssim']:.4f}")
-        if csv_out:
-            write_metrics_csv(rows, csv_out)
+        with progress("evaluate", total=None, unit="img") as bar:
+            r = run(model, pairs, engine, tile=tile or None, csv=csv_out, on_progress=bar.advance, log=console.print)
+        for row in r.rows:
+            console.print(f"{row['id']}: Pearson {row['pearson']:.4f}  MAE {row['mae']:.4f}  SSIM {row['ssim']:.4f}")
+        m = r.mean
+        console.print(f"mean over {len(r.rows)} images: Pearson {m['pearson']:.4f}  MAE {m['mae']:.4f}  SSIM {m['ssim']:.4f}")
 
 
 def _translate(app: typer.Typer) -> None:

@@ -163,6 +163,30 @@ def write_metrics_csv(rows: list[dict], path: str | os.PathLike) -> None:
 
 
 @dataclass(frozen=True)
+class TranslatorEvaluation:
+    """What :func:`evaluate_translator` measured: the engine that ran, the per-pair metrics
+    (``{"id", "pearson", "mae", "ssim"}``, as :func:`evaluate_pairs`) and their means (:func:`summarize`)."""
+
+    engine: str
+    rows: list
+    mean: dict
+
+
+def evaluate_translator(model: str | os.PathLike, pairs: str | os.PathLike, engine: str = "auto",
+                        tile: int | None = None, csv: str | os.PathLike | None = None, on_progress=None,
+                        log=lambda s: None) -> TranslatorEvaluation:
+    """``evaluate-translator``: the translator ``model`` on ``engine`` (:func:`load`) over the pairs folder
+    ``pairs``; the per-pair metrics are written to ``csv`` when given (:func:`write_metrics_csv`)."""
+    from cellxfer.translate.data import list_pairs
+
+    translator = load(model, engine, log=log)
+    rows = evaluate_pairs(translator, list_pairs(pairs), on_progress=on_progress, tile=tile)
+    if csv is not None:
+        write_metrics_csv(rows, csv)
+    return TranslatorEvaluation(translator.engine, rows, summarize(rows))
+
+
+@dataclass(frozen=True)
 class TranslateFilesResult:
     """What :func:`translate_files` did: input images found, outputs written, skipped as already there, and
     the inputs that failed (path -> one-line reason)."""

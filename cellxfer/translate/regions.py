@@ -125,17 +125,29 @@ def write_split_pairs(split: SpatialSplit, sources: list[str | os.PathLike], tar
     part into ``out/<part>/source/<name>_<k>.tif`` and ``target/<name>_<k>.tif`` (``k`` = rectangle
     index); with several sources, ``out/<source stem>/<part>/...``. Writes ``out/split.json``. Every input is read and checked before anything is written (a refused run writes nothing).
     Returns ``{part: [folders]}``."""
-    from cellxfer.atomic import write_json
-    from cellxfer.imageio import read_image, write_tiff
-    from cellxfer.translate.data import SOURCE, TARGET
+    return _write_crops(split, read_field(split, sources, target), sources, target, Path(out), name)
 
-    out = Path(out)
-    images = {Path(src): read_image(src) for src in sources}  # every input read and checked before anything is written
-    t = read_image(target) if target is not None else None
-    for path, img in [*images.items(), (target, t)]:
+
+def read_field(split: SpatialSplit, sources: list[str | os.PathLike], target: str | os.PathLike | None) -> dict:
+    """``{path: image}`` of ``sources`` and ``target`` (last; None when there is none), each read and
+    checked to have the split's geometry."""
+    from cellxfer.imageio import read_image
+
+    images = {Path(src): read_image(src) for src in sources}
+    images[target] = read_image(target) if target is not None else None
+    for path, img in images.items():
         if img is not None and img.shape != split.shape:
             raise InputError(f"{path}: {img.shape[1]}x{img.shape[0]} is not the split's {split.shape[1]}x{split.shape[0]}; "
                              f"give registered images of one geometry")
+    return images
+
+
+def _write_crops(split: SpatialSplit, images: dict, sources, target, out: Path, name: str) -> dict:
+    from cellxfer.atomic import write_json
+    from cellxfer.imageio import write_tiff
+    from cellxfer.translate.data import SOURCE, TARGET
+
+    t = images.pop(target)
     folders: dict[str, list[str]] = {}
     for src, s in images.items():
         base = out / src.stem if len(sources) > 1 else out
@@ -148,3 +160,42 @@ def write_split_pairs(split: SpatialSplit, sources: list[str | os.PathLike], tar
     write_json(out / "split.json", {**split.to_dict(), "sources": [str(s) for s in sources],
                                     "target": str(target) if target is not None else None, "folders": folders})
     return folders
+
+
+@dataclass(frozen=True)
+class SplitFieldResult:
+    """What :func:`split_field` wrote: the split (rectangles per part), the margin used, and the pairs
+    folders per part (one per source when several)."""
+
+    split: SpatialSplit
+    margin: int
+    folders: dict
+
+
+def split_field(sources: list[str | os.PathLike], target: str | os.PathLike | None, out: str | os.PathLike,
+                test_side: int = 480, num_downs: int = 5, margin: int | None = None,
+                overwrite: bool = False) -> SplitFieldResult:
+    """Split one registered field (``sources``: images or folders of them, plus the fluorescence
+    ``target``) into train / val / test pairs folders in ``out`` (:func:`corner_split` with ``margin``,
+    default the receptive field of ``num_downs``; :func:`write_split_pairs`). ``out`` is a run folder
+    (:class:`cellxfer.runs.RunFolder`): the same split of the same images is written again, anything
+    else in ``out`` refused unless ``overwrite``; a manifest records settings and input hashes."""
+    from cellxfer.imageio import read_image
+    from cellxfer.runs import RunFolder
+    from cellxfer.translate.data import list_images
+
+    files = [f for p in map(Path, sources) for f in (list_images(p) if p.is_dir() else [p])]
+    if not files:
+        raise InputError(f"{', '.join(map(str, sources))}: no images; give the field's registered input images")
+    m = receptive_field(num_downs) if margin is None else margin
+    split = corner_split(read_image(files[0]).shape, m, test_side)
+    parts = [f.stem for f in files] if len(files) > 1 else list(split.parts)
+    inputs = [*files, *([target] if target is not None else [])]
+    with RunFolder(out, "split-field", {"config": {"test_side": test_side, "margin": m}, "seed": None},
+                   own=(*parts, "split.json"), inputs=inputs, overwrite=overwrite) as run:
+        images = read_field(split, files, target)  # checked before anything is written
+        manifest = run.write_manifest(run.manifest(split=split.to_dict()), complete=False)
+        folders = _write_crops(split, images, files, target, Path(out), "field")
+        run.write_manifest(manifest, complete=True)
+    return SplitFieldResult(split, m, folders)
+
