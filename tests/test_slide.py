@@ -75,6 +75,36 @@ def test_levels_of_a_lazy_image_equal_the_arrays(tmp_path, small_lazy, monkeypat
     assert Normalization(min_snr=1e4).levels(img)[1] > Normalization().levels(img)[1]
 
 
+def test_samples_of_a_lazy_image_hold_one_band_at_a_time(monkeypatch):
+    """The strided samples behind the levels read a slide band by band and keep only each band's sample
+    (a view would keep every band read, i.e. the whole slide: that was the 32k slide's 1.5 GB), and the
+    noise floor's sample of whole rows stays about ``SAMPLE`` pixels however large the image."""
+    import weakref
+
+    img = _ramp(600, 400)
+    live, most, seen = [0], [0], []
+
+    class Counting(lazy.LazyImage):
+        shape, dtype, path = img.shape, img.dtype, None
+
+        def _read(self, y0, y1, x0, x1):
+            out = img[y0:y1, x0:x1].copy()
+            live[0] += 1
+            most[0] = max(most[0], live[0])
+            weakref.finalize(out, lambda: live.__setitem__(0, live[0] - 1))
+            seen.append((y1 - y0) * (x1 - x0))
+            return out
+
+    monkeypatch.setattr(lazy, "BAND_BYTES", 40 * 400 * 2)  # 39 rows a band (a multiple of the step): 16 bands
+    assert np.array_equal(lazy.strided_sample(Counting(), 3), img[::3, ::3])
+    assert len(seen) >= 15 and most[0] == 1
+    monkeypatch.setattr(Normalization, "SAMPLE", 6000)
+    sampled = []
+    monkeypatch.setattr("cellxfer.counter.model.noise_sd", lambda a: sampled.append(a.size) or 1.0)
+    Normalization(min_snr=8.0).levels(Counting())
+    assert sampled and sampled[0] <= 6000 + 400  # ~SAMPLE pixels of whole rows, not h / step rows
+
+
 @pytest.mark.parametrize("factor", [0.37, 0.5, 1.7])
 def test_lazy_resize_equals_the_whole_image_resized(tmp_path, small_lazy, factor):
     import tifffile

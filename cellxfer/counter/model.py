@@ -52,8 +52,11 @@ class Normalization:
     def levels(self, image) -> tuple:
         """``(low level, divisor)`` as float32 of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`):
         the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels (a lazy image is
-        read in bands for it). Every block of the image is normalised with the same levels
-        (:meth:`apply_levels`), so normalising by blocks equals normalising the whole image."""
+        read in bands for it). The ``min_snr`` noise floor is measured on whole rows, every k-th row with
+        k the smallest that keeps it to about ``SAMPLE`` pixels too, so neither sample grows with a
+        slide (images up to ``SAMPLE`` pixels: the whole image, as before). Every block of the image is
+        normalised with the same levels (:meth:`apply_levels`), so normalising by blocks equals
+        normalising the whole image."""
         import numpy as np
 
         from cellxfer.lazy import strided_sample
@@ -62,8 +65,9 @@ class Normalization:
         step = max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE))))
         lo, hi = np.percentile(np.asarray(strided_sample(image, step), dtype=np.float32), (self.low, self.high))
         span = float(hi - lo)
-        if self.min_snr is not None:  # noise of every step-th row (a lazy image: read in bands)
-            span = max(span, self.min_snr * noise_sd(strided_sample(image, step, 1)))
+        if self.min_snr is not None:  # noise of every k-th whole row (a lazy image: read in bands)
+            rows = max(1, -(-h * w // self.SAMPLE))
+            span = max(span, self.min_snr * noise_sd(strided_sample(image, rows, 1)))
         return np.float32(lo), np.float32(span if span > 0 else self.eps)
 
     def apply_levels(self, block: np.ndarray, levels: tuple) -> np.ndarray:
