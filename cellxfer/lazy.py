@@ -85,11 +85,16 @@ class _RawTiff(LazyImage):
 
 
 class _ZarrTiff(LazyImage):
-    """A tiled or striped TIFF plane through tifffile's zarr store (only the touched chunks are decoded)."""
+    """A tiled or striped TIFF plane through tifffile's zarr store (only the touched chunks are decoded).
+    Pickles as its path and level (:func:`_reopen`), so a Dask worker opens the file itself."""
 
-    def __init__(self, path: Path, tif, array):
+    def __init__(self, path: Path, tif, array, level: int = 0):
         self.path, self._array, self.shape, self.dtype = path, array, tuple(array.shape), np.dtype(array.dtype)
+        self.level = level
         weakref.finalize(self, tif.close)
+
+    def __reduce__(self):
+        return _reopen, (str(self.path), self.level, self.shape)
 
     def _read(self, y0, y1, x0, x1):
         from cellxfer.imageio import reading
@@ -163,6 +168,33 @@ def open_image(path: str | os.PathLike, channel: int | None = None, page: int | 
     return lazy if lazy is not None else read_image(path, channel=channel, page=page)
 
 
+def open_lazy(path: str | os.PathLike, channel: int | None = None, page: int | None = None,
+              level: int = 0) -> LazyImage | None:
+    """The :class:`LazyImage` :func:`open_image` gives for ``path``, or None for an image it reads whole
+    (of a TIFF only the header is read to tell): how ``count --scheduler`` tells a slide, which it splits
+    across workers, from an ordinary image."""
+    path = Path(path)
+    if is_ome_zarr(path):
+        image = _open_ome_zarr(path, level)
+    elif path.suffix.lower() in (".tif", ".tiff") and not channel and not page and path.is_file():
+        from cellxfer.imageio import reading
+
+        with reading(path):
+            image = _open_lazy_tiff(path, level)
+    else:
+        return None
+    return image if is_lazy(image) else None
+
+
+def _reopen(path: str, level: int, shape: tuple) -> LazyImage:
+    """A lazy image unpickled (e.g. on a Dask worker): the file opened again, checked to be the same size."""
+    image = open_lazy(path, level=level)
+    if image is None or tuple(image.shape) != tuple(shape):
+        raise InputError(f"{path}: changed since it was planned (now {'not a slide' if image is None else image.shape}, "
+                         f"was {tuple(shape)}); count it again")
+    return image
+
+
 def is_ome_zarr(path: Path) -> bool:
     """A zarr folder (``zarr.json``: zarr v3 / OME-NGFF 0.5; ``.zattrs``: v2 / 0.4), taken as one OME-Zarr
     image (:func:`open_image` says in one line when it has no ``multiscales`` metadata)."""
@@ -189,17 +221,20 @@ def _open_ome_zarr(path: Path, level: int):
     if array.ndim - len(squeeze) != 2 or np.dtype(array.dtype).kind not in "uif":
         raise InputError(f"{path}: OME-Zarr image of shape {tuple(array.shape)} and type {array.dtype}; cellxfer "
                          f"counts one 2-D plane: save a single channel/plane")
-    image = _ZarrArray(path, array, squeeze)
+    image = _ZarrArray(path, array, squeeze, level)
     return image if image.size > LAZY_PIXELS else np.asarray(image)
 
 
 class _ZarrArray(LazyImage):
     """One 2-D plane of a zarr array (singleton axes ``squeeze`` dropped), read by region."""
 
-    def __init__(self, path: Path, array, squeeze: tuple[int, ...]):
-        self.path, self._array, self._squeeze = path, array, squeeze
+    def __init__(self, path: Path, array, squeeze: tuple[int, ...], level: int = 0):
+        self.path, self._array, self._squeeze, self.level = path, array, squeeze, level
         self.shape = tuple(int(n) for i, n in enumerate(array.shape) if i not in squeeze)
         self.dtype = np.dtype(array.dtype)
+
+    def __reduce__(self):
+        return _reopen, (str(self.path), self.level, self.shape)
 
     def _read(self, y0, y1, x0, x1):
         key, yx = [], iter((slice(y0, y1), slice(x0, x1)))
@@ -249,7 +284,7 @@ def _open_lazy_tiff(path: Path, level_index: int = 0) -> LazyImage | np.ndarray 
         if array.ndim != 2 or chunk > MAX_CHUNK_BYTES:
             tif.close()
             return None
-        return _ZarrTiff(path, tif, array)
+        return _ZarrTiff(path, tif, array, level_index)
     except InputError:
         raise
     except Exception:  # noqa: BLE001 - an odd layout: read whole, as before

@@ -436,3 +436,37 @@ def test_points_streamed_to_the_csv_equal_the_points_held(tmp_path, small_lazy):
             assert res.points is None and res.count == pytest.approx(held.count, rel=1e-9)
             assert out.read_text() == format_points(held.points)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{k}-{b}.csv" for k in (2, 50) for b in (True, False))
+
+
+@pytest.mark.parametrize("part_tiles", [1, 6])
+def test_spans_of_parts_merge_to_the_whole_exactly(tmp_path, small_lazy, part_tiles):
+    """Parts counted in spans (a Dask worker's blocks) and merged, in any order, give exactly the
+    count, region counts and points of one merger over all parts: each cell owned once, seams included
+    (a peak on a span's border is found by the seam, not twice or never); a plan pickles light and its
+    lazy source reopens by path."""
+    import pickle
+
+    import tifffile
+
+    from cellxfer.count.parts import count_parts, count_plan, merge, plan_image, spans_of
+
+    rng = np.random.default_rng(11)
+    img = np.zeros((900, 700), np.uint16)
+    img[rng.integers(2, 898, 900), rng.integers(2, 698, 900)] = rng.integers(5000, 9000, 900)
+    img[::113, 50:650:40] = 9000  # peaks on many rows, some right on span borders
+    tifffile.imwrite(tmp_path / "s.tif", img, tile=(64, 64))
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 128, "margin": 16})
+    plan = plan_image(lazy.open_image(tmp_path / "s.tif"), meta, part_tiles=part_tiles)
+    whole = count_plan(_blur_runner, plan, batch_size=5, points=True)
+    assert len(whole.points) > 500
+    light = pickle.dumps(plan)
+    assert len(light) < 20_000 and lazy.is_lazy(pickle.loads(light).source)
+    for per in (1, 2, 3):
+        spans = spans_of(plan, per)
+        assert len(spans) > 2 and spans[0][0] == 0 and spans[-1][1] == len(plan.parts)
+        outs = [count_parts(_blur_runner, pickle.loads(light), s, 5, points=True) for s in spans]
+        got = merge(plan, outs[::-1], points=True)
+        assert got.count == whole.count and np.array_equal(got.region_counts, whole.region_counts)
+        assert np.array_equal(got.points, whole.points), per
+    with pytest.raises(ValueError, match="do not cover"):
+        merge(plan, outs[1:], points=True)

@@ -282,18 +282,25 @@ class FileOutcome:
     points: list | None = None  # [[x, y], ...] when asked (density models)
     error: str = ""  # set when this file failed (the worker and its engine are fine)
     scaled: tuple | None = None  # (diameter, scale) when the image was measured/rescaled
+    parts: object = None  # a block of a slide: its cellxfer.count.parts.PartsOutcome (cellxfer.count.split)
 
 
-def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: bool = False) -> FileOutcome:
-    """Count one image in this process (the runner is loaded once per process and reused)."""
-    from cellxfer.count.parts import count_plan
+def task_runner(task: FileTask):
+    """The runner of ``task``'s model in this process (loaded once per process and reused)."""
     from cellxfer.engines.base import load_runner
 
     key = (task.model, task.engine, task.device, task.fp16, task.batch_size)
     if key not in _RUNNERS:
         _RUNNERS[key] = load_runner(task.model, task.engine, device=task.device, fp16=task.fp16,
                                     batch_size=task.batch_size, threads=task.threads)
-    runner = _RUNNERS[key]
+    return _RUNNERS[key]
+
+
+def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: bool = False) -> FileOutcome:
+    """Count one image in this process (the runner is loaded once per process and reused)."""
+    from cellxfer.count.parts import count_plan
+
+    runner = task_runner(task)
     t0 = time.perf_counter()
     try:
         prep = prepare(Path(file), runner.meta, task.channel, task.page, keep_image=overlay is not None,
@@ -313,11 +320,6 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
 def _scale_info(scaled) -> tuple[float | None, float]:
     """``(image nucleus diameter or None, resize factor)`` for the counts CSV."""
     return (None, 1.0) if scaled is None else (scaled.diameter, scaled.factor)
-
-
-def _dask_item(task: FileTask, item: tuple[str, str | None, bool]) -> FileOutcome:
-    file, overlay, points = item
-    return count_file(task, Path(file), Path(overlay) if overlay else None, points)
 
 
 def _density_map_files(config: CountConfig, files: list[Path]) -> dict:
@@ -380,9 +382,13 @@ def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays:
 # -- the job -------------------------------------------------------------------------------------------------
 def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays: dict, point_files: dict,
                    policy, record: Callable, t_start: float) -> float:
-    """Count ``todo`` one task per image on the Dask cluster ``config.scheduler``, passing each outcome to
-    ``record`` (as the local loop does); returns the start-up seconds (until the tasks are submitted)."""
+    """Count ``todo`` on the Dask cluster ``config.scheduler``: one task per ordinary image, one per block
+    of a slide's parts (:mod:`cellxfer.count.split`), passing each image's outcome to ``record`` (as the
+    local loop does); returns the start-up seconds (until the tasks are submitted)."""
+    from cellxfer.count import split
     from cellxfer.count.dask_executor import parse_local
+    from cellxfer.count.overlay import write_overlay
+    from cellxfer.engines.base import model_meta
     from cellxfer.executors import default_workers, executor_for
 
     threads = config.threads
@@ -391,16 +397,35 @@ def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays:
         threads = max(1, default_workers() // n_local)
     task = FileTask(str(model), config.engine, config.device, config.batch_size, config.channel, config.page,
                     config.fp16, threads, policy, config.level)
-    items = [(str(f), str(overlays[f]) if f in overlays else None, f in point_files) for f in todo]
+    meta = model_meta(model)
+    items, slides, failed = split.items_for(todo, task, meta, overlays, point_files,
+                                            lambda f: f in point_files or (f in overlays and head_of(meta).makes_points))
+    for file, exc in failed:
+        record(Path(file), None, None, 0.0, config.engine, exc)
     startup = time.perf_counter() - t_start
-    for (file, _, _), outcome in executor_for(config.scheduler).map(functools.partial(_dask_item, task), items,
-                                                                           config.workers):
-        if isinstance(outcome, BaseException):  # the task itself died (engine load, worker lost)
-            record(Path(file), None, None, 0.0, config.engine, outcome)
-        elif outcome.error:
-            record(Path(file), None, None, outcome.ms, outcome.engine, RuntimeError(outcome.error))
+    for item, outcome in executor_for(config.scheduler).map(functools.partial(split.run_item, task), items,
+                                                            config.workers):
+        file, slide = Path(item.file), slides.get(item.file)
+        if slide is not None and slide.failed:
+            continue  # an earlier block of this slide failed: reported once
+        if isinstance(outcome, BaseException) or outcome.error:  # the task died (engine load, worker lost) or failed
+            if slide is not None:
+                slide.failed = True
+            error = outcome if isinstance(outcome, BaseException) else RuntimeError(outcome.error)
+            record(file, None, None, getattr(outcome, "ms", 0.0), getattr(outcome, "engine", config.engine), error)
+        elif slide is None:
+            record(file, outcome.count, outcome.points, outcome.ms, outcome.engine, None, outcome.scaled)
         else:
-            record(Path(file), outcome.count, outcome.points, outcome.ms, outcome.engine, None, outcome.scaled)
+            try:
+                res = slide.add(outcome)
+                if res is not None and file in overlays:
+                    write_overlay(overlays[file], slide.plan.image, res, slide.plan.image_step)
+            except Exception as exc:  # noqa: BLE001 - reported per file
+                slide.failed = True
+                record(file, None, None, slide.ms, outcome.engine, exc)
+                continue
+            if res is not None:
+                record(file, res.count, res.points, slide.ms, outcome.engine, None, _scale_info(slide.plan.scaled))
     return startup
 
 

@@ -24,8 +24,18 @@ Mergers (model outputs of each part, in order -> :class:`Counted`):
   only those rows are held, never the whole map. The points of an image of one part are exactly
   those of the whole-image map.
 
+Mergers work on a *span* of consecutive parts (all of them, or a block of them on a Dask worker:
+:mod:`cellxfer.count.split`) and hand a :class:`PartsOutcome` to :func:`merge`, which puts the outcomes
+of the spans covering an image together in span order: window sums concatenated, band totals added in
+part order, point candidates in row order. A span of density bands owns the points whose centre lies in
+its rows; where two spans meet (row ``b``) each finds only those at least ``halo`` rows from the seam and
+hands over ``2 * halo`` rows of map on its side, and :func:`merge` finds the points of rows
+``[b - halo, b + halo)`` on those ``4 * halo`` rows. So a slide counted in spans gives exactly the count,
+region counts and points of one merger over all its parts.
+
 Invariants: counts, region counts and points do not depend on ``part_tiles`` (counts up to float64
-summation order); an image of one part gives exactly the numbers the whole-image computation gives.
+summation order) nor on how the parts are split into spans (exactly); an image of one part gives
+exactly the numbers the whole-image computation gives.
 """
 
 from __future__ import annotations
@@ -111,10 +121,30 @@ class ImagePlan:
     ms: float = 0.0
     image: np.ndarray | None = None
     image_step: int = 1
+    part_tiles: int = PART_TILES
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.source.shape[:2])
+
+    def __getstate__(self) -> dict:
+        """Pickled for a Dask worker without the boxes, parts and preview (recomputed or not needed
+        there): a slide's plan is a few KB whatever its size; a lazy source reopens its file by path."""
+        return {**self.__dict__, "boxes": None, "parts": None, "image": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.boxes is None:
+            self.boxes = self.splitter.boxes(self.shape)
+            self.parts = group_parts(self.boxes, self.splitter, self.part_tiles)
+
+    def rows(self, first: int, end: int) -> tuple[int, int]:
+        """The image rows ``[lo, hi)`` that parts ``[first, end)`` own (density tiles: their owned boxes;
+        windows: their boxes); consecutive spans own consecutive rows, all spans the whole image."""
+        boxes = self.boxes[self.parts[first][0]:self.parts[end - 1][1]]
+        if isinstance(self.splitter, OwnedTiles):
+            return min(b[2] for b in boxes), max(b[3] for b in boxes)
+        return min(b[0] for b in boxes), max(b[0] + b[2] for b in boxes)
 
     def batch(self, i: int) -> np.ndarray:
         """float32 model inputs of part ``i`` (reads, normalises and cuts just its rows)."""
@@ -123,12 +153,15 @@ class ImagePlan:
         block = self.meta.normalization.apply_levels(self.source[y0:y1, 0:self.shape[1]], self.levels)
         return self.splitter.cut(block, y0, self.boxes[b0:b1])
 
-    def merger(self, points: bool = False, points_file: Path | None = None):
-        """A fresh merger for this plan's outputs (:class:`WindowSums` or :class:`DensityBands`); with
-        ``points_file`` (density models) the points stream into that CSV (:class:`PointsFile`)."""
+    def merger(self, points: bool = False, points_file: Path | None = None, span: tuple[int, int] | None = None):
+        """A fresh merger for this plan's outputs (:class:`WindowSums` or :class:`DensityBands`) of parts
+        ``span`` = ``[first, end)`` (None: all); with ``points_file`` (density models) the points stream
+        into that CSV (:class:`PointsFile`)."""
+        span = span or (0, len(self.parts))
         if isinstance(self.splitter, OwnedTiles):
-            return DensityBands(self, points, sink=PointsFile(points_file) if points_file is not None else None)
-        return WindowSums(self)
+            return DensityBands(self, points, sink=PointsFile(points_file) if points_file is not None else None,
+                                span=span)
+        return WindowSums(self, span)
 
 
 #: the longest side of the image kept for an overlay of a slide
@@ -136,13 +169,14 @@ PREVIEW_SIDE = 4096
 
 
 def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: bool = False,
-               part_tiles: int = PART_TILES, t0: float | None = None) -> ImagePlan:
+               part_tiles: int | None = None, t0: float | None = None) -> ImagePlan:
     """The :class:`ImagePlan` of a 2-D image (numpy or lazy): resized to the model's nucleus diameter by
     ``policy`` (:class:`cellxfer.scale.DiameterPolicy`; None: as it is), levels, boxes and parts."""
     from cellxfer.counter.head import head_of
     from cellxfer.lazy import is_lazy, strided_sample
 
     t0 = time.perf_counter() if t0 is None else t0
+    part_tiles = part_tiles or PART_TILES
     scaled = policy.scale(image, meta) if policy is not None else None
     work = scaled.image if scaled is not None else image
     splitter = head_of(meta).splitter(meta)
@@ -152,33 +186,135 @@ def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: b
         step = max(1, -(-max(image.shape) // PREVIEW_SIDE)) if is_lazy(image) else 1
         kept = strided_sample(image, step)
     return ImagePlan(file, work, meta, meta.normalization.levels(work), splitter, boxes,
-                     group_parts(boxes, splitter, part_tiles), scaled, (time.perf_counter() - t0) * 1e3, kept, step)
+                     group_parts(boxes, splitter, part_tiles), scaled, (time.perf_counter() - t0) * 1e3, kept, step,
+                     part_tiles)
 
 
 def count_plan(runner, plan: ImagePlan, batch_size: int = 16, points: bool = False):
     """Count one planned image part by part, ``batch_size`` inputs per ``runner`` call."""
-    merger = plan.merger(points)
-    for i in range(len(plan.parts)):
+    return merge(plan, [count_parts(runner, plan, (0, len(plan.parts)), batch_size, points)], points)
+
+
+def count_parts(runner, plan: ImagePlan, span: tuple[int, int], batch_size: int = 16,
+                points: bool = False) -> "PartsOutcome":
+    """The :class:`PartsOutcome` of parts ``span`` = ``[first, end)`` of a planned image (what a Dask
+    worker computes for its block of a slide; :func:`merge` puts blocks together)."""
+    merger = plan.merger(points, span=span)
+    for i in range(*span):
         batch = plan.batch(i)
         merger.add(i, np.concatenate([np.asarray(runner(batch[j:j + batch_size]))
                                       for j in range(0, len(batch), batch_size)]))
-    return merger.result()
+    return merger.outcome()
+
+
+def spans_of(plan: ImagePlan, parts_per_span: int) -> list[tuple[int, int]]:
+    """Consecutive spans ``[first, end)`` of at least ``parts_per_span`` parts covering the image, each but
+    the last owning at least ``2 * halo`` rows (what :func:`merge` needs at a seam)."""
+    halo = _halo(plan)
+    spans, first = [], 0
+    for end in range(1, len(plan.parts) + 1):
+        lo, hi = plan.rows(first, end)
+        if end == len(plan.parts) or (end - first >= parts_per_span and hi - lo >= 2 * halo):
+            spans.append((first, end))
+            first = end
+    return spans
+
+
+def _halo(plan: ImagePlan) -> int:
+    """Rows of map a band's point finder needs of its neighbours (0: windows, or a head without points)."""
+    from cellxfer.counter.head import head_of
+
+    finder = head_of(plan.meta).point_finder(plan.meta)
+    return finder.halo if finder is not None and isinstance(plan.splitter, OwnedTiles) else 0
+
+
+@dataclass
+class PartsOutcome:
+    """What a merger of parts ``[first, end)`` of one image hands to :func:`merge` (pickles: a Dask worker
+    returns it). ``sums``: per box of these parts (float64). Density models also: ``totals``, the band
+    total of each part (float64 sums, added in part order by :func:`merge`); with points, ``xy``/``vals``
+    the candidates whose centre lies in rows ``[lo + halo, hi - halo)`` of the span's rows ``[lo, hi)``
+    (without the ``halo`` on the image's own border; None when streamed to a :class:`PointsFile`),
+    ``top``/``bottom`` the span's first/last ``2 * halo`` map rows where another span adjoins (else
+    None); ``density_map`` the span's :class:`DensityMap` (local runs)."""
+
+    first: int
+    end: int
+    sums: np.ndarray
+    totals: list = field(default_factory=list)
+    xy: np.ndarray | None = None
+    vals: np.ndarray | None = None
+    top: np.ndarray | None = None
+    bottom: np.ndarray | None = None
+    density_map: "DensityMap | None" = None
+
+
+def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFile | None" = None) -> Counted:
+    """The :class:`Counted` of an image from the :class:`PartsOutcome` of spans covering all its parts
+    (any order; see module docs). ``sink``: the points go to that :class:`PointsFile` (written here)."""
+    outcomes = sorted(outcomes, key=lambda o: o.first)
+    if [o.first for o in outcomes] != [0] + [o.end for o in outcomes[:-1]] or outcomes[-1].end != len(plan.parts):
+        raise ValueError(f"spans {[(o.first, o.end) for o in outcomes]} do not cover parts 0..{len(plan.parts)}")
+    sums = np.concatenate([o.sums for o in outcomes])
+    if not isinstance(plan.splitter, OwnedTiles):
+        return _in_original(plan, float(sums.sum()), list(plan.boxes), sums, None)
+    from cellxfer.counter.head import head_of
+
+    finder = head_of(plan.meta).point_finder(plan.meta)
+    total = 0.0
+    for o in outcomes:
+        for t in o.totals:
+            total += t
+    found = []
+    for o, nxt in zip(outcomes, outcomes[1:] + [None]):
+        if o.xy is not None:
+            found.append((o.xy, o.vals))
+        if points and finder.halo and nxt is not None and o.bottom is not None:
+            found.append(_seam(finder, o.bottom, nxt.top, plan.rows(nxt.first, nxt.end)[0]))
+    pts = None
+    if sink is not None:
+        for xy, vals in found:
+            sink.add(xy, vals)
+        sink.write(lambda vals: finder.order(vals, total), plan.scaled)
+    elif points:
+        xy = np.concatenate([f[0] for f in found]) if found else np.zeros((0, 2))
+        vals = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.float32)
+        pts = finder.choose(xy, vals, total)
+    maps = [o.density_map for o in outcomes if o.density_map is not None]
+    dmap = None
+    if maps:
+        dmap = maps[0]
+        for m in maps[1:]:
+            dmap.counts += m.counts
+    regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in plan.boxes]
+    return _in_original(plan, total, regions, sums, pts, dmap)
+
+
+def _seam(finder, bottom: np.ndarray, top: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates centred in rows ``[b - halo, b + halo)`` of the map rows ``bottom`` (ending at row
+    ``b``) and ``top`` (starting there): each has ``halo`` rows of map on both sides, or the image border."""
+    xy, vals = finder.candidates(np.concatenate([bottom, top]))
+    xy[:, 1] += b - len(bottom)
+    mine = (xy[:, 1] - 0.5 >= b - finder.halo) & (xy[:, 1] - 0.5 < b + finder.halo)
+    return xy[mine], vals[mine]
 
 
 # -- mergers ---------------------------------------------------------------------------------------------
 class WindowSums:
     """Count models: a window's count is the sum of its output (:mod:`cellxfer.counter.windows`)."""
 
-    def __init__(self, plan: ImagePlan):
-        self.plan, self.sums = plan, []
+    def __init__(self, plan: ImagePlan, span: tuple[int, int] | None = None):
+        self.plan, self.sums, self.span = plan, [], span or (0, len(plan.parts))
 
     def add(self, part: int, outputs: np.ndarray) -> None:
         out = np.asarray(outputs, dtype=np.float64)
         self.sums.append(out.reshape(len(out), -1).sum(axis=1))
 
+    def outcome(self) -> PartsOutcome:
+        return PartsOutcome(*self.span, np.concatenate(self.sums) if self.sums else np.zeros(0))
+
     def result(self):
-        sums = np.concatenate(self.sums) if self.sums else np.zeros(0)
-        return _in_original(self.plan, float(sums.sum()), list(self.plan.boxes), sums, None)
+        return merge(self.plan, [self.outcome()])
 
 
 @dataclass
@@ -194,12 +330,20 @@ class DensityBands:
     buf_y0: int = 0
     done_y: int = 0  # points of rows above this are found
     sink: PointsFile | None = None  # --points streamed to this file (then ``Counted.points`` is None)
+    span: tuple[int, int] | None = None  # the parts [first, end) merged here (None: all)
 
     def __post_init__(self):
         from cellxfer.counter.head import head_of
 
         self.finder = head_of(self.plan.meta).point_finder(self.plan.meta)
         self.map = DensityMap.for_shape(self.plan.shape)
+        self.span = self.span or (0, len(self.plan.parts))
+        self.lo, self.hi = self.plan.rows(*self.span)
+        # rows within ``halo`` of another span are left to :func:`merge` (it gets ``top``/``bottom``)
+        self.seam_above, self.seam_below = self.lo > 0, self.hi < self.plan.shape[0]
+        self.done_y = self.lo + (self.finder.halo if self.seam_above else 0)
+        self.totals: list[float] = []
+        self.top: np.ndarray | None = None
 
     def add(self, part: int, outputs: np.ndarray) -> None:
         b0, b1, _, _ = self.plan.parts[part]
@@ -210,17 +354,21 @@ class DensityBands:
         for o, (y, x, oy0, oy1, ox0, ox1) in zip(outputs, boxes):
             band[oy0 - a:oy1 - a, ox0:ox1] = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
             self.sums.append(band[oy0 - a:oy1 - a, ox0:ox1].sum(dtype=np.float64))
-        self.total += float(band.sum(dtype=np.float64))
+        self.totals.append(float(band.sum(dtype=np.float64)))
+        self.total += self.totals[-1]
         self.map.add(band, a)
         if self.points:
-            self._search(band, a, last=part == len(self.plan.parts) - 1)
+            if self.seam_above and (self.top is None or len(self.top) < 2 * self.finder.halo):
+                top = band[:2 * self.finder.halo - (0 if self.top is None else len(self.top))]
+                self.top = top.copy() if self.top is None else np.concatenate([self.top, top])
+            self._search(band, a, last=part == self.span[1] - 1)
 
     def _search(self, band: np.ndarray, a: int, last: bool) -> None:
         """Find the points of the rows that now have ``halo`` rows of map below them (all, if ``last``)."""
         halo = self.finder.halo
         buf = band if self.buf is None else np.concatenate([self.buf, band])
         y0, end = (a if self.buf is None else self.buf_y0), a + len(band)
-        upto = end if last else end - halo
+        upto = end - halo if not last or self.seam_below else end
         if upto > self.done_y:
             w0 = max(y0, self.done_y - halo)
             xy, vals = self.finder.candidates(buf[w0 - y0:end - y0])
@@ -234,16 +382,19 @@ class DensityBands:
         keep = max(self.done_y - halo, y0)
         self.buf, self.buf_y0 = buf[keep - y0:], keep
 
-    def result(self):
-        regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in self.plan.boxes]
-        pts = None
-        if self.sink is not None:
-            self.sink.write(lambda vals: self.finder.order(vals, self.total), self.plan.scaled)
-        elif self.points:
+    def outcome(self) -> PartsOutcome:
+        """This span's :class:`PartsOutcome` (after its last part)."""
+        xy = vals = bottom = None
+        if self.points and self.sink is None:
             xy = np.concatenate([f[0] for f in self.found]) if self.found else np.zeros((0, 2))
             vals = np.concatenate([f[1] for f in self.found]) if self.found else np.zeros(0, np.float32)
-            pts = self.finder.choose(xy, vals, self.total)
-        return _in_original(self.plan, self.total, regions, np.asarray(self.sums, dtype=np.float64), pts, self.map)
+        if self.points and self.seam_below:
+            bottom = self.buf[len(self.buf) - 2 * self.finder.halo:].copy()
+        return PartsOutcome(*self.span, np.asarray(self.sums, dtype=np.float64), self.totals, xy, vals,
+                            self.top if self.points and self.seam_above else None, bottom, self.map)
+
+    def result(self):
+        return merge(self.plan, [self.outcome()], self.points, self.sink)
 
 
 class PointsFile:
