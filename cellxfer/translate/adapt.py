@@ -24,7 +24,6 @@ target pairs when there are any, and keeps the best by mean Pearson.
 from __future__ import annotations
 
 import copy
-import csv
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -303,10 +302,8 @@ def _write_adapted(cfg: AdaptConfig, run, manifest: dict, model_path, gp, meta, 
     from cellxfer.translate.model import save_translator
 
     out = run.out
-    with open(out / "log.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", "loss_d", "loss_g"])
-        w.writerows([i + 1, f"{a:.5f}", f"{b:.5f}"] for i, (a, b) in enumerate(losses))
+    run.write_history([{"step": i + 1, "loss_d": a, "loss_g": b} for i, (a, b) in enumerate(losses)],
+                      ("step", "loss_d", "loss_g"), "log.csv")
     L = summary.layer
     adapted = {"method": "LM-ADDA" if L < meta.n_layers else "ADDA (output layer)", "layer": L, "train": cfg.train,
                "match": cfg.match,

@@ -25,6 +25,8 @@ from cellxfer.errors import InputError
 from cellxfer.translate.model import MODEL_FILE, TranslatorMeta
 
 CHECKPOINT = "checkpoint.pt"
+#: The run's per-step losses (written through :meth:`cellxfer.runs.RunFolder.write_history`).
+LOG, LOG_COLUMNS = "log.csv", ("step", "loss_d", "loss_g_gan", "loss_g_l1")
 #: Config fields a rerun may change and still continue the run.
 MUTABLE = ("out", "steps", "checkpoint_every", "threads", "device")
 
@@ -135,7 +137,7 @@ def _run_folder(cfg: TrainTranslateConfig, overwrite: bool, main: bool):
     from cellxfer.runs import RunFolder
 
     return RunFolder(cfg.out, "train-translate", {"config": config_dict(cfg), "seed": cfg.seed},
-                     own=(MODEL_FILE, CHECKPOINT, "log.csv"), inputs=[cfg.pairs], overwrite=overwrite,
+                     own=(MODEL_FILE, CHECKPOINT, LOG), inputs=[cfg.pairs], overwrite=overwrite,
                      mutable=MUTABLE, defaults=config_dict(TrainTranslateConfig(pairs="", out="")), main=main)
 
 
@@ -146,8 +148,6 @@ def _train_translator(cfg: TrainTranslateConfig, dist, on_step, overwrite: bool)
 
 
 def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateResult:
-    import os
-
     import torch
 
     from cellxfer.translate.model import build_discriminator, build_generator, save_translator
@@ -175,45 +175,40 @@ def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateRe
     g_net, d_net = dist.wrap(g), dist.wrap(d)  # training forwards; g and d are saved
     crit = gan_loss(cfg.gan_mode)
     l1 = torch.nn.L1Loss()
-    log_path = out / "log.csv"
-    new_log = not log_path.is_file() or step == 0
+    history = _logged(run, step)  # rows of the steps the checkpoint holds (later ones are done again)
     t0 = time.perf_counter()
     last = {}
 
     def save_checkpoint():
         run.save_state({"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                         "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, CHECKPOINT)
+        run.write_history(history, LOG_COLUMNS, LOG)
 
     g.train(); d.train()
     rows = dist.shard(cfg.batch_size)  # this rank's crops of every global batch (all of them in one process)
     weight = dist.loss_weight(rows, cfg.batch_size)
-    with open(log_path if dist.is_main else os.devnull, "w" if new_log else "a", newline="") as logf:
-        log = csv.writer(logf)
-        if new_log:
-            log.writerow(["step", "loss_d", "loss_g_gan", "loss_g_l1"])
-        while step < cfg.steps:
-            batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng, cfg.augment))[rows].to(dist.device)
-            x, y = batch[:, :1], batch[:, 1:]
-            fake = g_net(x)
-            opt_d.zero_grad()
-            loss_d = 0.5 * (crit(d_net(torch.cat([x, fake.detach()], 1)), False) + crit(d_net(torch.cat([x, y], 1)), True))
-            (loss_d * weight).backward()
-            opt_d.step()
-            opt_g.zero_grad()
-            loss_gan = crit(d_net(torch.cat([x, fake], 1)), True)
-            loss_l1 = l1(fake, y)
-            ((loss_gan + cfg.lambda_l1 * loss_l1) * weight).backward()
-            opt_g.step()
-            step += 1
-            last = {"loss_d": dist.mean(loss_d.item(), rows, cfg.batch_size),
-                    "loss_g_gan": dist.mean(loss_gan.item(), rows, cfg.batch_size),
-                    "loss_g_l1": dist.mean(loss_l1.item(), rows, cfg.batch_size)}
-            log.writerow([step, *(f"{v:.5f}" for v in last.values())])
-            if on_step:
-                on_step(1, **last)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                logf.flush()
-                save_checkpoint()
+    while step < cfg.steps:
+        batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng, cfg.augment))[rows].to(dist.device)
+        x, y = batch[:, :1], batch[:, 1:]
+        fake = g_net(x)
+        opt_d.zero_grad()
+        loss_d = 0.5 * (crit(d_net(torch.cat([x, fake.detach()], 1)), False) + crit(d_net(torch.cat([x, y], 1)), True))
+        (loss_d * weight).backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_gan = crit(d_net(torch.cat([x, fake], 1)), True)
+        loss_l1 = l1(fake, y)
+        ((loss_gan + cfg.lambda_l1 * loss_l1) * weight).backward()
+        opt_g.step()
+        step += 1
+        last = {"loss_d": dist.mean(loss_d.item(), rows, cfg.batch_size),
+                "loss_g_gan": dist.mean(loss_gan.item(), rows, cfg.batch_size),
+                "loss_g_l1": dist.mean(loss_l1.item(), rows, cfg.batch_size)}
+        history.append({"step": step, **last})
+        if on_step:
+            on_step(1, **last)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            save_checkpoint()
     save_checkpoint()
     g.eval()
     seconds = time.perf_counter() - t0
@@ -223,6 +218,15 @@ def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateRe
                            distributed=dist.describe())
     dist.barrier()
     return TrainTranslateResult(out, step, seconds, **last)
+
+
+def _logged(run, step: int) -> list[dict]:
+    """The rows of ``log.csv`` up to ``step`` (those a continued run keeps, as written), none for a new run."""
+    path = run.path(LOG)
+    if step == 0 or not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= step]
 
 
 def random_batch(arrays, size, n, rng, augment: str = "flip") -> np.ndarray:
