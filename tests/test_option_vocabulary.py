@@ -111,10 +111,11 @@ def _plain(value):
 
 
 def test_command_defaults_are_their_configs():
-    """A default lives in the typed config; the command that fills it shows the same value. train-count
-    takes its defaults from TrainConfig (cellxfer.train.config, numpy-free) so this holds by construction
-    there; the other configs live beside numpy code, which `cellxfer --help` must not import, so their
-    commands' defaults are checked here."""
+    """A default lives in the typed config; the command that fills it shows the same value. train-count,
+    train-translate, adapt and synth-pairs take their defaults from their configs (numpy-free modules:
+    cellxfer.train.config, cellxfer.translate.config, cellxfer.synth.paired_config), so there this checks
+    the wiring; count's and evaluate's configs live beside numpy code, which `cellxfer --help` must not
+    import, so for them it is the only guard."""
     import dataclasses
 
     from cellxfer.count.job import CountConfig

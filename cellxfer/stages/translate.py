@@ -11,7 +11,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import (deprecated_flag, device_option, engine_option, input_norm_option, out_option,
+from cellxfer.options import (config_option, deprecated_flag, device_option, engine_option, input_norm_option, out_option,
                               overwrite_option, seed_option, threads_option)
 
 _TINY_TRANSLATOR = ["--size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--batch-size", "1"]
@@ -80,17 +80,25 @@ def cellxfer_register_commands(app: typer.Typer):
         register(app)
 
 
+def _low_high(config_cls: type, name: str) -> str:
+    """A ``(low, high)`` percentile default of ``config_cls`` as the option writes it, ``LOW:HIGH``."""
+    low, high = config_cls.__dataclass_fields__[name].default
+    return f"{low:g}:{high:g}"
+
+
 def _synth_pairs(app: typer.Typer) -> None:
+    from cellxfer.synth.paired_config import PairedConfig as P  # numpy-free: the defaults below are its
+
     @app.command("synth-pairs")
     def synth_pairs(
         n: int = typer.Option(100, "--n", help="Number of pairs."),
         out: Path = out_option("Paired folder to write (source/, target/, points/)."),
-        modality: str = typer.Option("pc", help="Input: pc (phase contrast) or bf (bright field)."),
-        marker: str = typer.Option("dapi", help="Target: dapi (nuclei) or cd29 (perinuclear halo)."),
-        overexpose: float = typer.Option(1.0, help="Overexposure factor of the input (clipped at full scale)."),
-        scale: float = typer.Option(1.0, help="Zoom factor of input and target (>= 1)."),
-        size: int = typer.Option(256, help="Image side in pixels."),
-        cell_size: float = typer.Option(30.0, help="Mean cell diameter in pixels."),
+        modality: str = config_option(P, "modality", "Input: pc (phase contrast) or bf (bright field)."),
+        marker: str = config_option(P, "marker", "Target: dapi (nuclei) or cd29 (perinuclear halo)."),
+        overexpose: float = config_option(P, "overexpose", "Overexposure factor of the input (clipped at full scale)."),
+        scale: float = config_option(P, "scale", "Zoom factor of input and target (>= 1)."),
+        size: int = config_option(P, "size", "Image side in pixels."),
+        cell_size: float = config_option(P, "cell_size", "Mean cell diameter in pixels."),
         seed: int = seed_option("Random seed (same seed = same cells in every modality and shift)."),
         overwrite: bool = overwrite_option(),
     ):
@@ -132,27 +140,29 @@ def _split_field(app: typer.Typer) -> None:
 
 
 def _train_translate(app: typer.Typer) -> None:
+    from cellxfer.translate.config import TrainTranslateConfig as T  # numpy-free: the defaults below are its
+
     @app.command("train-translate")
     def train_translate(
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder: source/<id>.tif + target/<id>.tif."),
         out: Path = out_option("Run folder (translator.safetensors, checkpoint.pt, log.csv, manifest); a rerun continues it."),
-        steps: int = typer.Option(2000, help="Training steps (batches)."),
-        batch_size: int = typer.Option(1, help="Crops per step (pix2pix: 1)."),
-        size: int = typer.Option(256, help="Crop side; a multiple of 2**num-downs."),
-        ngf: int = typer.Option(64, help="Generator width (pix2pix: 64)."),
-        ndf: int = typer.Option(64, help="Discriminator width (pix2pix: 64)."),
-        num_downs: int = typer.Option(8, help="UNet down blocks (8 = unet_256, 16 layers)."),
-        d_layers: int = typer.Option(3, help="PatchGAN strided layers (3 = 70x70)."),
-        norm: str = typer.Option("batch", help="batch or instance."),
-        dropout: bool = typer.Option(True, "--dropout/--no-dropout", help="Dropout in the inner up blocks (training only)."),
-        lr: float = typer.Option(2e-4, help="Adam learning rate."),
-        beta1: float = typer.Option(0.5, help="Adam beta1."),
-        lambda_l1: float = typer.Option(100.0, help="L1 weight."),
-        gan_mode: str = typer.Option("vanilla", help="vanilla (BCE) or lsgan."),
-        augment: str = typer.Option("flip", help="flip (pix2pix: random horizontal flips) or dihedral (the 8 rotations/reflections; microscopy has no up)."),
-        input_norm: str = input_norm_option("Input percentiles mapped to [-1, 1]."),
-        target_norm: str = typer.Option("0.5:99.5", help="Target percentiles mapped to [-1, 1]."),
-        checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
+        steps: int = config_option(T, "steps", "Training steps (batches)."),
+        batch_size: int = config_option(T, "batch_size", "Crops per step (pix2pix: 1)."),
+        size: int = config_option(T, "size", "Crop side; a multiple of 2**num-downs."),
+        ngf: int = config_option(T, "ngf", "Generator width (pix2pix: 64)."),
+        ndf: int = config_option(T, "ndf", "Discriminator width (pix2pix: 64)."),
+        num_downs: int = config_option(T, "num_downs", "UNet down blocks (8 = unet_256, 16 layers)."),
+        d_layers: int = config_option(T, "d_layers", "PatchGAN strided layers (3 = 70x70)."),
+        norm: str = config_option(T, "norm", "batch or instance."),
+        dropout: bool = config_option(T, "dropout", "Dropout in the inner up blocks (training only).", "--dropout/--no-dropout"),
+        lr: float = config_option(T, "lr", "Adam learning rate."),
+        beta1: float = config_option(T, "beta1", "Adam beta1."),
+        lambda_l1: float = config_option(T, "lambda_l1", "L1 weight."),
+        gan_mode: str = config_option(T, "gan_mode", "vanilla (BCE) or lsgan."),
+        augment: str = config_option(T, "augment", "flip (pix2pix: random horizontal flips) or dihedral (the 8 rotations/reflections; microscopy has no up)."),
+        input_norm: str = input_norm_option("Input percentiles mapped to [-1, 1].", _low_high(T, "input_norm")),
+        target_norm: str = typer.Option(_low_high(T, "target_norm"), help="Target percentiles mapped to [-1, 1]."),
+        checkpoint_every: int = config_option(T, "checkpoint_every", "Steps between resumable checkpoints."),
         seed: int = seed_option(),
         threads: Optional[int] = threads_option(),
         device: str = device_option("auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),
@@ -178,26 +188,28 @@ def _train_translate(app: typer.Typer) -> None:
 
 
 def _adapt(app: typer.Typer) -> None:
+    from cellxfer.translate.config import AdaptConfig as A  # numpy-free: the defaults below are its
+
     @app.command("adapt")
     def adapt(
         model: Path = typer.Option(..., "--model", "-m", help="Source translator (run folder or .safetensors)."),
         source: Path = typer.Option(..., "--source", help="Source-domain input images (folder, or a pairs folder: its source/)."),
         target: Path = typer.Option(..., "--target", help="Target-domain images, unpaired (folder, or a pairs folder)."),
         out: Path = out_option("Run folder for the adapted translator."),
-        layer: int = typer.Option(16, help="Layer to match, 1..16 (16 = output = plain ADDA)."),
+        layer: int = config_option(A, "layer", "Layer to match, 1..16 (16 = output = plain ADDA)."),
         sweep: Optional[str] = typer.Option(None, help="Comma-separated layers to try, e.g. 1,3,5,7,9,11,13,15,16."),
-        steps: int = typer.Option(500, help="Adaptation steps per layer."),
-        batch_size: int = typer.Option(4, help="Source and target crops per step."),
-        size: int = typer.Option(0, help="Crop side (0 = the translator's training size)."),
-        lr: float = typer.Option(2e-4, help="Adam learning rate of the adapted blocks."),
-        lr_d: float = typer.Option(2e-4, help="Adam learning rate of the discriminator."),
-        ndf: int = typer.Option(64, help="Discriminator width."),
-        d_layers: int = typer.Option(3, help="Discriminator strided layers (reduced for small feature maps)."),
-        gan_mode: str = typer.Option("vanilla", help="vanilla (BCE) or lsgan."),
-        holdout: float = typer.Option(0.25, help="Share of labelled target pairs held out to pick the best layer."),
+        steps: int = config_option(A, "steps", "Adaptation steps per layer."),
+        batch_size: int = config_option(A, "batch_size", "Source and target crops per step."),
+        size: int = config_option(A, "size", "Crop side (0 = the translator's training size)."),
+        lr: float = config_option(A, "lr", "Adam learning rate of the adapted blocks."),
+        lr_d: float = config_option(A, "lr_d", "Adam learning rate of the discriminator."),
+        ndf: int = config_option(A, "ndf", "Discriminator width."),
+        d_layers: int = config_option(A, "d_layers", "Discriminator strided layers (reduced for small feature maps)."),
+        gan_mode: str = config_option(A, "gan_mode", "vanilla (BCE) or lsgan."),
+        holdout: float = config_option(A, "holdout", "Share of labelled target pairs held out to pick the best layer."),
         eval_pairs: Optional[Path] = typer.Option(None, help="Labelled target pairs to evaluate on (instead of a holdout)."),
-        train: str = typer.Option("upto", help="upto: train blocks 1..L (the paper); layer: block L only (UNet skips stay the source's)."),
-        match: str = typer.Option("layer", help="layer: match layer L only (the paper); skips: also match every skip tensor the frozen rest reads (needs --train upto)."),
+        train: str = config_option(A, "train", "upto: train blocks 1..L (the paper); layer: block L only (UNet skips stay the source's)."),
+        match: str = config_option(A, "match", "layer: match layer L only (the paper); skips: also match every skip tensor the frozen rest reads (needs --train upto)."),
         seed: int = seed_option(),
         threads: Optional[int] = threads_option(),
         device: str = device_option("auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),

@@ -33,32 +33,8 @@ from typing import Callable
 import numpy as np
 
 from cellxfer.errors import InputError
+from cellxfer.translate.config import AdaptConfig  # noqa: F401 - part of this module's API
 from cellxfer.translate.model import MODEL_FILE
-
-
-@dataclass(frozen=True)
-class AdaptConfig:
-    model: str
-    source: str
-    target: str
-    out: str
-    layer: int = 16
-    steps: int = 500
-    batch_size: int = 4
-    size: int = 0  # crop side; 0 = the translator's training size
-    lr: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    ndf: int = 64
-    d_layers: int = 3
-    gan_mode: str = "vanilla"
-    holdout: float = 0.25  # share of labelled target pairs kept out of adaptation for evaluation
-    eval_pairs: str | None = None  # labelled target pairs for evaluation (instead of a holdout)
-    train: str = "upto"  # "upto": blocks 1..L (the paper); "layer": block L only (skips stay the source's)
-    match: str = "layer"  # "layer": D on layer L only (the paper); "skips": also one D per skip tensor the rest reads
-    seed: int = 0
-    threads: int = 0
-    device: str = "auto"  # auto (cuda when there is one), cpu, cuda[:N]; under torchrun cuda means nccl
 
 
 def _load_inputs(paths, norm, size) -> list[np.ndarray]:

@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from cellxfer.errors import InputError
-from cellxfer.translate.model import MODEL_FILE, TranslatorMeta
+from cellxfer.translate.config import TrainTranslateConfig  # noqa: F401 - part of this module's API
+from cellxfer.translate.model import MODEL_FILE
 
 CHECKPOINT = "checkpoint.pt"
 #: The run's per-step losses (written through :meth:`cellxfer.runs.RunFolder.write_history`).
@@ -42,47 +42,6 @@ class TrainTranslateResult:
     loss_d: float | None = None
     loss_g_gan: float | None = None
     loss_g_l1: float | None = None
-
-
-@dataclass(frozen=True)
-class TrainTranslateConfig:
-    pairs: str
-    out: str
-    steps: int = 2000
-    batch_size: int = 1
-    size: int = 256
-    ngf: int = 64
-    ndf: int = 64
-    num_downs: int = 8
-    d_layers: int = 3
-    norm: str = "batch"
-    dropout: bool = True
-    lr: float = 2e-4
-    beta1: float = 0.5
-    lambda_l1: float = 100.0
-    gan_mode: str = "vanilla"  # vanilla | lsgan
-    augment: str = "flip"  # flip (pix2pix: horizontal flips) | dihedral (8 rotations/reflections)
-    input_norm: tuple[float, float] = (0.5, 99.5)
-    target_norm: tuple[float, float] = (0.5, 99.5)
-    checkpoint_every: int = 500
-    seed: int = 0
-    threads: int = 0
-    device: str = "auto"  # auto (cuda when there is one), cpu, cuda[:N]; under torchrun cuda means nccl
-
-    def meta(self) -> TranslatorMeta:
-        return TranslatorMeta(ngf=self.ngf, num_downs=self.num_downs, norm=self.norm, dropout=self.dropout,
-                              size=self.size, input_norm=tuple(self.input_norm), target_norm=tuple(self.target_norm))
-
-    def check(self) -> None:
-        m = 2 ** self.num_downs
-        if self.size % m:
-            raise InputError(f"--size {self.size}: must be a multiple of 2**num-downs = {m} (e.g. 256 for 8 down blocks)")
-        if self.steps < 0 or self.batch_size < 1:
-            raise InputError("--steps must be >= 0 and --batch-size >= 1")
-        if self.augment not in ("flip", "dihedral"):
-            raise InputError(f"--augment {self.augment!r}: expected flip (horizontal flips) or dihedral (8 rotations/reflections)")
-        if self.gan_mode not in ("vanilla", "lsgan"):
-            raise InputError(f"--gan-mode {self.gan_mode!r}: expected vanilla or lsgan")
 
 
 def gan_loss(mode: str):
