@@ -22,6 +22,8 @@ class EvaluateConfig:
     diameter: Optional[str] = None    # --diameter auto | off | PIXELS (cellxfer.scale); None: as `count`
     engine: str = "auto"              # --engine: auto, torch, onnx or trt, resolved as `count` does (load_runner)
     device: str = "auto"
+    out_json: Optional[Path] = None   # --json: the metrics as JSON too
+    overwrite: bool = False           # replace out_csv / out_json when they exist (checked before any work)
 
 
 @dataclass
@@ -41,8 +43,10 @@ def default_csv(config: EvaluateConfig) -> Path:
 def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None] | None = None) -> EvaluateResult:
     """Predict every usable image of ``config.data`` with the counter ``config.model`` exactly as
     ``count`` does (same engines and ``--engine auto`` resolution, :func:`cellxfer.engines.base.load_runner`;
-    same resizing, windows or tiles, stitching and peaks); write the CSV."""
-    from cellxfer.atomic import write_text
+    same resizing, windows or tiles, stitching and peaks); write the CSV (and ``out_json``). An existing
+    ``out_csv`` / ``out_json`` is replaced only with ``overwrite``, and never when it is the model."""
+    from cellxfer.atomic import write_json, write_text
+    from cellxfer.outputs import refuse_existing
     from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.counter.head import head_of
     from cellxfer.density.match import match_points
@@ -50,6 +54,8 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     from cellxfer.scale import DiameterPolicy
     from cellxfer.train.data import labelled_ids
 
+    refuse_existing(config.out_csv, "--csv", config.overwrite, inputs=[config.model])
+    refuse_existing(config.out_json, "--json", config.overwrite, inputs=[config.model])
     runner = load_runner(config.model, config.engine, device=config.device, batch_size=config.batch_size)
     meta = runner.meta
     policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(config.model))
@@ -73,5 +79,9 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     write_text(out, format_predictions(rows))
     loc = None if match is None else {"precision": match.precision, "recall": match.recall, "f1": match.f1,
                                       "radius": config.radius, "tp": match.tp, "n_pred": match.n_pred, "n_true": match.n_true}
-    return EvaluateResult(compute_metrics([r[1] for r in rows], [r[2] for r in rows]), out, rows, seconds, loc,
-                          runner.label)
+    result = EvaluateResult(compute_metrics([r[1] for r in rows], [r[2] for r in rows]), out, rows, seconds, loc,
+                            runner.label)
+    if config.out_json is not None:
+        write_json(config.out_json, {"model": str(config.model), "data": str(config.data), "engine": result.engine,
+                                     **result.metrics.as_dict(), "csv": str(out), "localisation": loc})
+    return result

@@ -32,7 +32,7 @@ class ExportConfig:
     the engine goes to the cache unless ``engine_out``)."""
 
     model: Path
-    out: Path
+    out: Path | None  # export_model: None = counter.onnx, or beside a translator
     format: str = "onnx"
     opset: int = 17
     check_images: tuple[Path, ...] = ()
@@ -44,6 +44,7 @@ class ExportConfig:
     max_batch: int = 64
     engine_out: Path | None = None
     seed: int = 0
+    overwrite: bool = False  # export_model: replace ``out`` when it exists
 
 
 @dataclass
@@ -212,3 +213,30 @@ def _export_quiet(model_path: Path, out: Path, log=lambda s: None) -> None:
     except BaseException:
         cfg.out.unlink(missing_ok=True)
         raise
+
+
+def export_model(config: ExportConfig, log=print) -> ExportResult:
+    """``cellxfer export``: ``config.model`` is a counter (:func:`export_counter`, ONNX or TensorRT) or a
+    translator (ONNX only, :func:`cellxfer.translate.infer.export_translator`), told apart by the metadata
+    each records (:func:`cellxfer.weights.artefact_kind`). ``config.out`` None: ``counter.onnx``, or the
+    translator's path with ``.onnx``; an existing ``out`` is replaced only with ``config.overwrite``."""
+    from dataclasses import replace
+
+    from cellxfer.outputs import refuse_existing
+    from cellxfer.weights import artefact_kind
+
+    if artefact_kind(config.model) != "translator":
+        config = replace(config, out=Path(config.out or "counter.onnx"))
+        refuse_existing(config.out, "--out", config.overwrite, inputs=[config.model])
+        return export_counter(config, log=log)
+    from cellxfer.translate.infer import export_translator
+
+    if config.format != "onnx":
+        raise InputError(f"{config.model}: translators export with --format onnx; `translate --engine trt` builds their TensorRT engine")
+    refuse_existing(config.out, "--out", config.overwrite, inputs=[config.model])
+    t0 = time.perf_counter()
+    path, report = export_translator(config.model, config.out, atol=config.atol, rtol=config.rtol)
+    if report is not None:
+        log(f"{path}: {report.line('translator parity')}")
+    return ExportResult(path, "onnx", {"translator parity": report} if report else {}, seconds=time.perf_counter() - t0)
+

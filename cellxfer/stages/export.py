@@ -51,27 +51,11 @@ def cellxfer_register_commands(app: typer.Typer):
     ):
         """Export a counter (ONNX with window, normalisation, arch, version; or TensorRT) or a translator (ONNX), with a parity check."""
         from cellxfer.console import out as console
-        from cellxfer.errors import InputError
-        from cellxfer.export.counter import ExportConfig, export_counter
-        from cellxfer.outputs import refuse_existing
-
-        from cellxfer.weights import artefact_kind
-
-        if artefact_kind(model) == "translator":
-            from cellxfer.translate.infer import export_translator
-
-            if format != "onnx":
-                raise InputError(f"{model}: translators export with --format onnx; `translate --engine trt` builds their TensorRT engine")
-            refuse_existing(out, "--out", overwrite, inputs=[model])
-            path, report = export_translator(model, out, atol=atol, rtol=rtol)
-            console.print(f"{path}: {report.line('translator parity') if report else 'written'}")
-            return
-        out = out or Path("counter.onnx")
-        refuse_existing(out, "--out", overwrite, inputs=[model])
+        from cellxfer.export.counter import ExportConfig, export_model
 
         config = ExportConfig(model=model, out=out, format=format, opset=opset, check_images=tuple(check_images),
                               atol=atol, rtol=rtol, fp16=trt_fp16(precision, fp32), opt_batch=opt_batch, max_batch=max_batch,
-                              engine_out=engine_out)
-        result = export_counter(config, log=console.print)
+                              engine_out=engine_out, overwrite=overwrite)
+        result = export_model(config, log=console.print)
         console.print(f"{result.out}: ONNX written ({result.out.stat().st_size / 2**20:.1f} MiB)"
                       + (f"; TensorRT engine {result.engine}" if result.engine else "") + f"; {result.seconds:.1f} s")

@@ -120,17 +120,12 @@ def _evaluate(app: typer.Typer) -> None:
         overwrite: bool = overwrite_option("Replace the files --csv and --json name when they exist."),
     ):
         """Count full-size labelled images (non-overlapping windows, summed); print MAE, RMSE, ACP, MAE per density."""
-        from cellxfer.atomic import write_json
         from cellxfer.console import out as console
         from cellxfer.evaluate.run import EvaluateConfig, evaluate as run_evaluate
-        from cellxfer.outputs import refuse_existing
         from cellxfer.progress import progress
 
-        refuse_existing(csv, "--csv", overwrite, inputs=[model])
-        refuse_existing(json_out, "--json", overwrite, inputs=[model])
-
         config = EvaluateConfig(model=model, data=data, out_csv=csv, exclude=tuple(exclude), radius=radius,
-                                diameter=diameter, engine=engine, device=device)
+                                diameter=diameter, engine=engine, device=device, out_json=json_out, overwrite=overwrite)
         with progress("evaluate", total=None, unit="img") as bar:
             res = run_evaluate(config, on_image=lambda *a: bar.advance(1))
         m = res.metrics
@@ -143,9 +138,6 @@ def _evaluate(app: typer.Typer) -> None:
             console.print(f"localisation (match radius {loc['radius']:g} px): precision {loc['precision']:.3f}  "
                           f"recall {loc['recall']:.3f}  F1 {loc['f1']:.3f}")
         console.print(f"per-image predictions: {res.csv}")
-        if json_out is not None:
-            write_json(json_out, {"model": str(model), "data": str(data), "engine": res.engine, **m.as_dict(), "csv": str(res.csv),
-                                  "localisation": res.localisation})
 
 
 def train_with_progress(config, title: str) -> Path:
