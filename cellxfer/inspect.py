@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,27 @@ import numpy as np
 from cellxfer.dataset import CellDataset
 
 
-def summarize(ds: CellDataset) -> dict:
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What :func:`summarize` found: image count, sizes and dtypes (comma-joined), the layout, and for a
+    labelled dataset the count statistics and the ids whose ``counts.csv`` entry disagrees with their
+    points table; ``preview`` the contact sheet :func:`inspect_dataset` wrote, if any."""
+
+    images: int
+    layout: str
+    sizes: str
+    dtypes: str
+    labelled: bool
+    mean: float | None = None
+    sd: float | None = None
+    min: int | None = None
+    max: int | None = None
+    total: int | None = None
+    counts_mismatch: tuple[str, ...] = ()
+    preview: Path | None = None
+
+
+def summarize(ds: CellDataset) -> DatasetSummary:
     """Image count, sizes, dtypes and (when labelled) count statistics of ``ds``."""
     import tifffile
 
@@ -28,15 +49,30 @@ def summarize(ds: CellDataset) -> dict:
             img = ds.read_image(id_)
             sizes.add(f"{img.shape[1]}x{img.shape[0]}")
             dtypes.add(str(img.dtype))
-    s = {"images": len(ds), "sizes": ", ".join(sorted(sizes)), "dtypes": ", ".join(sorted(dtypes)), "counts_mismatch": []}
-    if ds.labelled:
-        counts = ds.counts()
-        c = np.array(list(counts.values()), dtype=float)
-        s.update(mean=c.mean(), sd=c.std(ddof=1) if len(c) > 1 else 0.0, min=int(c.min()), max=int(c.max()), total=int(c.sum()))
-        stored = ds.stored_counts()
-        if stored is not None:
-            s["counts_mismatch"] = [i for i in ds.ids if stored.get(i) != counts[i]]
-    return s
+    s = DatasetSummary(len(ds), ds.layout, ", ".join(sorted(sizes)), ", ".join(sorted(dtypes)), ds.labelled)
+    if not ds.labelled:
+        return s
+    counts = ds.counts()
+    c = np.array(list(counts.values()), dtype=float)
+    stored = ds.stored_counts()
+    mismatch = tuple(i for i in ds.ids if stored.get(i) != counts[i]) if stored is not None else ()
+    return replace(s, mean=float(c.mean()), sd=float(c.std(ddof=1)) if len(c) > 1 else 0.0, min=int(c.min()),
+                   max=int(c.max()), total=int(c.sum()), counts_mismatch=mismatch)
+
+
+def inspect_dataset(dataset: str | Path, channel: int | None = None, page: int | None = None,
+                    preview: str | Path | None = None, tiles: int = 16, overwrite: bool = False) -> DatasetSummary:
+    """``cellxfer inspect``: :func:`summarize` the dataset and, with ``preview``, write its contact sheet
+    (an existing file is replaced only with ``overwrite``)."""
+    from cellxfer.outputs import refuse_existing
+
+    refuse_existing(preview, "--preview", overwrite)
+    ds = CellDataset(dataset, channel=channel, page=page)
+    s = summarize(ds)
+    if preview is None:
+        return s
+    contact_sheet(ds, preview, tiles=tiles)
+    return replace(s, preview=Path(preview))
 
 
 def contact_sheet(ds: CellDataset, path: str | Path, tiles: int = 16, tile_px: int = 256) -> None:

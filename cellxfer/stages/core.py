@@ -52,22 +52,17 @@ def cellxfer_register_commands(app: typer.Typer):
         overwrite: bool = overwrite_option("Replace the --preview file when it exists."),
     ):
         """Summarise a cell dataset: images, sizes, dtypes, counts; optionally a contact sheet."""
-        from cellxfer.console import out
-        from cellxfer.dataset import CellDataset
         from rich.markup import escape
 
-        from cellxfer.inspect import contact_sheet, summarize
-        from cellxfer.outputs import refuse_existing
+        from cellxfer.console import out
+        from cellxfer.inspect import inspect_dataset
 
-        refuse_existing(preview, "--preview", overwrite)
-        ds = CellDataset(dataset, channel=channel, page=page)
-        s = summarize(ds)
-        out.print(f"{dataset}: {s['images']} images ({ds.layout} layout), sizes {s['sizes']}, dtypes {s['dtypes']}")
-        if ds.labelled:
-            out.print(f"cells per image: mean {s['mean']:.1f}, sd {s['sd']:.1f}, min {s['min']}, max {s['max']}, total {s['total']}")
-            if s["counts_mismatch"]:
-                out.print(f"[yellow]counts.csv disagrees with the points tables for: {escape(', '.join(s['counts_mismatch'][:5]))}[/]",
+        s = inspect_dataset(dataset, channel=channel, page=page, preview=preview, tiles=tiles, overwrite=overwrite)
+        out.print(f"{dataset}: {s.images} images ({s.layout} layout), sizes {s.sizes}, dtypes {s.dtypes}")
+        if s.labelled:
+            out.print(f"cells per image: mean {s.mean:.1f}, sd {s.sd:.1f}, min {s.min}, max {s.max}, total {s.total}")
+            if s.counts_mismatch:
+                out.print(f"[yellow]counts.csv disagrees with the points tables for: {escape(', '.join(s.counts_mismatch[:5]))}[/]",
                           markup=True)
-        if preview is not None:
-            contact_sheet(ds, preview, tiles=tiles)
-            out.print(f"contact sheet: {preview}")
+        if s.preview is not None:
+            out.print(f"contact sheet: {s.preview}")

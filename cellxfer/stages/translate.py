@@ -286,13 +286,12 @@ def _translate(app: typer.Typer) -> None:
         from cellxfer.console import out as console
         from cellxfer.errors import SomeInputsFailed
         from cellxfer.progress import progress
-        from cellxfer.translate.infer import load, translate_files
+        from cellxfer.translate.infer import translate_images
 
-        tr = load(model, engine, log=console.print)
         with progress("translate", total=None, unit="img") as bar:
-            r = translate_files(tr, paths, out, dtype=dtype, tile=tile or None, overlap=overlap, overwrite=overwrite,
-                                on_progress=bar.advance)
+            r = translate_images(model, paths, out, engine, log=console.print, dtype=dtype, tile=tile or None,
+                                 overlap=overlap, overwrite=overwrite, on_progress=bar.advance)
         console.print(f"{out}: {r.files} images ({r.written} written, {r.skipped} already done, "
-                      f"{len(r.failed)} failed) with {tr.engine}")
+                      f"{len(r.failed)} failed) with {r.engine}")
         if r.failed:
             raise SomeInputsFailed(r.failed, r.files, "fix them and rerun the same command (finished images are skipped)")

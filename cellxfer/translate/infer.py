@@ -195,6 +195,17 @@ class TranslateFilesResult:
     written: int
     skipped: int
     failed: dict
+    engine: str = ""  # the engine that ran (translate_images)
+
+
+def translate_images(model: str | os.PathLike, paths: list[Path], out: Path, engine: str = "auto", log=lambda s: None,
+                     **kw) -> TranslateFilesResult:
+    """``cellxfer translate``: load the translator ``model`` on ``engine`` (:func:`load`) and translate
+    ``paths`` into ``out`` (:func:`translate_files`, ``kw`` its options); the result names the engine."""
+    from dataclasses import replace
+
+    translator = load(model, engine, log=log)
+    return replace(translate_files(translator, paths, out, **kw), engine=translator.engine)
 
 
 def translate_files(translator: Translator, paths: list[Path], out: Path, dtype: str = "uint16", tile: int | None = None,
