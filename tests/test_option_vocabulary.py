@@ -141,6 +141,42 @@ def test_command_defaults_are_their_configs():
     assert checked >= 70
 
 
+#: Visible options of config-built commands that are not named after a config field, and why. Anything else
+#: must carry its field's name, so one field never has two option names across commands (`--teacher-ema`
+#: for TrainConfig.ema, say, beside train-count's `--ema`).
+NOT_A_FIELD = {
+    ("train-count", "arch_option"): "goes into extra['arch_options'], checked against the architecture",
+    ("train-count", "input_norm"): "one LOW:HIGH option for norm_low and norm_high",
+    ("adapt-count", "model"): "the counter to adapt: --model/-m as in every command that reads one (pretrained)",
+    ("train-translate", "overwrite"): "a run-folder option, not a setting", ("adapt", "overwrite"): "idem",
+    ("adapt", "sweep"): "several runs of the config, one per layer",
+    ("synth-pairs", "n"): "how many pairs", ("synth-pairs", "out"): "where", ("synth-pairs", "seed"): "the run's seed",
+    ("synth-pairs", "overwrite"): "a run-folder option",
+    ("count", "precision"): "--precision, the vocabulary's name, sets fp16",
+    ("evaluate", "csv"): "--csv, the vocabulary's name for a CSV output, sets out_csv",
+    ("evaluate", "json_out"): "--json sets out_json",
+}
+
+
+def test_an_option_that_sets_a_config_field_is_named_after_it():
+    import dataclasses
+
+    from cellxfer.count.job import CountConfig
+    from cellxfer.evaluate.run import EvaluateConfig
+    from cellxfer.synth.paired_config import PairedConfig
+    from cellxfer.train.config import TrainConfig
+    from cellxfer.translate.config import AdaptConfig, TrainTranslateConfig
+
+    commands = _commands()
+    odd = []
+    for name, cls in (("train-count", TrainConfig), ("adapt-count", TrainConfig), ("train-translate", TrainTranslateConfig),
+                      ("adapt", AdaptConfig), ("synth-pairs", PairedConfig), ("count", CountConfig), ("evaluate", EvaluateConfig)):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        odd += [(name, p.name) for p in commands[name].params if not getattr(p, "hidden", False)
+                and p.name not in fields and (name, p.name) not in NOT_A_FIELD]
+    assert not odd, f"options not named after the config field they set: {odd}"
+
+
 def test_the_readme_command_table_lists_every_command():
     from pathlib import Path
 

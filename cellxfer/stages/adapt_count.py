@@ -11,7 +11,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import config_option, deprecated_flag, device_option, out_option, overwrite_option, seed_option
+from cellxfer.options import config_option, deprecated_flag, deprecated_option, device_option, out_option, overwrite_option, seed_option
 
 ADAPT_COUNT = CommandSpec(
     "adapt-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on",
@@ -42,7 +42,8 @@ def cellxfer_register_commands(app: typer.Typer):
         lr: float = typer.Option(1e-5, help="Adam learning rate (peak of the schedule); larger rates drifted within a few epochs."),
         lr_schedule: str = config_option(C, "lr_schedule", "constant or cosine."),
         weight_decay: float = config_option(C, "weight_decay", "Adam weight decay."),
-        teacher_ema: float = typer.Option(0.99, help="Decay of the teacher (moving average of the student's weights, per step)."),
+        ema: float = typer.Option(0.99, help="Decay of the teacher, the exponential moving average of the student's weights (per step); the --ema of train-count."),
+        teacher_ema: Optional[float] = deprecated_option("--teacher-ema", "use --ema"),
         pseudo_peak: float = typer.Option(0.5, help="Keep the teacher's density only within 3 sigma of pixels reaching this x the peak height of one cell's kernel (0 = all)."),
         photometric: float = typer.Option(1.0, help="Strength of the student's intensity augmentation: gain, gamma, blur, noise (0 = off)."),
         mix_prob: float = config_option(C, "mix_prob", "Probability of CutMixing a target crop with a synthetic one."),
@@ -64,7 +65,7 @@ def cellxfer_register_commands(app: typer.Typer):
 
         config = adapt_config(
             model or default_model(), unlabeled, out, synthetic=synthetic, val=val, epochs=epochs, batch_size=batch_size, lr=lr,
-            lr_schedule=lr_schedule, weight_decay=weight_decay, ema=teacher_ema, pseudo_peak=pseudo_peak,
+            lr_schedule=lr_schedule, weight_decay=weight_decay, ema=ema if teacher_ema is None else teacher_ema, pseudo_peak=pseudo_peak,
             photometric=photometric, mix_prob=mix_prob, cutmix_alpha=cutmix_alpha, count_weight=count_weight,
             edge_prob=edge_prob, diameter=diameter, max_steps_per_epoch=max_steps_per_epoch, val_every=val_every,
             seed=seed, device=device, resume=resume, overwrite=overwrite)
