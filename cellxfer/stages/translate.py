@@ -200,7 +200,7 @@ def _adapt(app: typer.Typer) -> None:
         sweep: Optional[str] = typer.Option(None, help="Comma-separated layers to try, e.g. 1,3,5,7,9,11,13,15,16."),
         steps: int = config_option(A, "steps", "Adaptation steps per layer."),
         batch_size: int = config_option(A, "batch_size", "Source and target crops per step."),
-        size: int = config_option(A, "size", "Crop side (0 = the translator's training size)."),
+        size: Optional[int] = typer.Option(None, help="Crop side [default: the translator's training size]."),
         lr: float = config_option(A, "lr", "Adam learning rate of the adapted blocks."),
         lr_d: float = config_option(A, "lr_d", "Adam learning rate of the discriminator."),
         ndf: int = config_option(A, "ndf", "Discriminator width."),
@@ -221,7 +221,7 @@ def _adapt(app: typer.Typer) -> None:
         from cellxfer.translate.adapt import AdaptConfig, adapt_layer, run_sweep
 
         cfg = AdaptConfig(model=str(model), source=str(source), target=str(target), out=str(out), layer=layer, steps=steps,
-                          batch_size=batch_size, size=size, lr=lr, lr_d=lr_d, ndf=ndf, d_layers=d_layers, gan_mode=gan_mode,
+                          batch_size=batch_size, size=size or 0, lr=lr, lr_d=lr_d, ndf=ndf, d_layers=d_layers, gan_mode=gan_mode,
                           holdout=holdout, eval_pairs=str(eval_pairs) if eval_pairs else None, train=train, match=match,
                           seed=seed, threads=threads or 0, device=device)
         if sweep:
