@@ -237,19 +237,22 @@ def _stylize_todo(job: _Job, ids, style: StyleSet, manifest: dict, on_progress, 
         on_progress(skipped)
     failed: dict[str, str] = {}
     prep = work = 0.0
-    if todo:
-        _prepared(job, style)  # this process's style set is reused by in-process jobs
-        batch = max(1, int(getattr(job.config, "batch_size", 16)))
-        chunks = ((job, todo[k:k + batch]) for k in range(0, len(todo), batch))
-        for (_, chunk), result in (executor or executor_for(None)).map(_stylize_batch, chunks, workers=1):
-            if isinstance(result, InputError):
-                raise result
-            if isinstance(result, Exception):
-                result = ({id_: f"{type(result).__name__}: {result}" for _, id_ in chunk}, 0.0, 0.0)
-            failed.update(result[0])
-            prep, work = prep + result[1], work + result[2]
-            if on_progress:
-                on_progress(len(chunk))
+    try:
+        if todo:
+            prep = _prepared(job, style)[1]  # checked here first; in-process jobs reuse it
+            batch = max(1, int(getattr(job.config, "batch_size", 16)))
+            chunks = ((job, todo[k:k + batch]) for k in range(0, len(todo), batch))
+            for (_, chunk), result in (executor or executor_for(None)).map(_stylize_batch, chunks, workers=1):
+                if isinstance(result, InputError):
+                    raise result
+                if isinstance(result, Exception):
+                    result = ({id_: f"{type(result).__name__}: {result}" for _, id_ in chunk}, 0.0, 0.0)
+                failed.update(result[0])
+                prep, work = prep + result[1], work + result[2]
+                if on_progress:
+                    on_progress(len(chunk))
+    finally:
+        _PREPARED.clear()  # the run's networks are let go with it
     written = len(todo) - len(failed)
     seconds = time.perf_counter() - t0
     counts = writer.finalize({
