@@ -8,9 +8,12 @@ numpy- and torch-free, so the commands take their option defaults from them with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cellxfer.errors import InputError
-from cellxfer.translate.model import TranslatorMeta
+
+if TYPE_CHECKING:
+    from cellxfer.translate.model import TranslatorMeta
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,9 @@ class TrainTranslateConfig:
     threads: int = 0
     device: str = "auto"  # auto (cuda when there is one), cpu, cuda[:N]; under torchrun cuda means nccl
 
-    def meta(self) -> TranslatorMeta:
+    def meta(self) -> "TranslatorMeta":
+        from cellxfer.translate.model import TranslatorMeta
+
         return TranslatorMeta(ngf=self.ngf, num_downs=self.num_downs, norm=self.norm, dropout=self.dropout,
                               size=self.size, input_norm=tuple(self.input_norm), target_norm=tuple(self.target_norm))
 
