@@ -218,7 +218,7 @@ def _adapt(app: typer.Typer) -> None:
         """LM-ADDA: adapt a translator to a new microscope setting without paired or labelled data."""
         from cellxfer.console import out as console
         from cellxfer.progress import progress
-        from cellxfer.translate.adapt import AdaptConfig, adapt_layer, run_sweep
+        from cellxfer.translate.adapt import AdaptConfig, adapt as adapt_one, run_sweep
 
         cfg = AdaptConfig(model=str(model), source=str(source), target=str(target), out=str(out), layer=layer, steps=steps,
                           batch_size=batch_size, size=size or 0, lr=lr, lr_d=lr_d, ndf=ndf, d_layers=d_layers, gan_mode=gan_mode,
@@ -233,16 +233,12 @@ def _adapt(app: typer.Typer) -> None:
             else:
                 console.print(f"{out}: best layer {r.best_layer} -> {out / 'translator.safetensors'} (table: {out / 'sweep.csv'})")
             return
-        from cellxfer.translate.adapt import evaluate_held_out
-
         with progress("adapt", total=steps, unit="step") as bar:
-            s = adapt_layer(cfg, on_step=bar.advance, overwrite=overwrite)
+            s = adapt_one(cfg, on_step=bar.advance, overwrite=overwrite)
         console.print(f"{out}: layer {layer}, D loss {s.loss_d_first:.3f} -> {s.loss_d_last:.3f}, "
                       f"G loss {s.loss_g_first:.3f} -> {s.loss_g_last:.3f}; {s.seconds:.1f} s")
-        held = evaluate_held_out(cfg)
-        if held is not None:
-            n, m = held
-            console.print(f"held-out target pairs ({n}): Pearson {m['pearson']:.4f}, MAE {m['mae']:.4f}, SSIM {m['ssim']:.4f}")
+        if (h := s.held_out) is not None:
+            console.print(f"held-out target pairs ({h.pairs}): Pearson {h.pearson:.4f}, MAE {h.mae:.4f}, SSIM {h.ssim:.4f}")
 
 
 def _evaluate_translator(app: typer.Typer) -> None:

@@ -70,15 +70,22 @@ def split_target(cfg: AdaptConfig):
     return [p.source for p in pairs if p.id not in held], sorted((p for p in labelled if p.id in held), key=lambda p: p.id)
 
 
-def evaluate_held_out(cfg: AdaptConfig) -> tuple[int, dict] | None:
-    """``(number of pairs, summary metrics)`` of the adapted translator in ``cfg.out`` on the labelled target
-    pairs held out of adaptation (``--holdout`` / ``--eval-pairs``), or None when there are none."""
+def evaluate_held_out(cfg: AdaptConfig) -> "HeldOutScore | None":
+    """The adapted translator in ``cfg.out`` on the labelled target pairs held out of adaptation
+    (``--holdout`` / ``--eval-pairs``), or None when there are none."""
     from cellxfer.translate.infer import evaluate_pairs, load, summarize
 
     held = split_target(cfg)[1]
     if not held:
         return None
-    return len(held), summarize(evaluate_pairs(load(cfg.out, "torch"), held))
+    return HeldOutScore(len(held), **summarize(evaluate_pairs(load(cfg.out, "torch"), held)))
+
+
+def adapt(cfg: AdaptConfig, on_step: Callable[..., None] | None = None, overwrite: bool = False) -> "AdaptResult":
+    """``cellxfer adapt`` at one layer: :func:`adapt_layer`, then the adapted translator scored on the held-out
+    labelled target pairs (``held_out``; None without any)."""
+    result = adapt_layer(cfg, on_step=on_step, overwrite=overwrite)
+    return replace(result, held_out=evaluate_held_out(cfg))
 
 
 def run_folder(cfg: AdaptConfig, overwrite: bool, main: bool = True, layers: list[int] | None = None):
@@ -250,6 +257,17 @@ class AdaptResult:
     loss_g_first: float
     loss_g_last: float
     matched_tensors: int
+    held_out: "HeldOutScore | None" = None  # set by :func:`adapt` after the manifest is written (null there)
+
+
+@dataclass(frozen=True)
+class HeldOutScore:
+    """Mean Pearson / MAE / SSIM of a translator on ``pairs`` labelled target pairs held out of adaptation."""
+
+    pairs: int
+    pearson: float
+    mae: float
+    ssim: float
 
 
 @dataclass(frozen=True)
