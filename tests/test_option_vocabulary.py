@@ -112,10 +112,10 @@ def _plain(value):
 
 def test_command_defaults_are_their_configs():
     """A default lives in the typed config; the command that fills it shows the same value. train-count,
-    train-translate, adapt and synth-pairs take their defaults from their configs (numpy-free modules:
-    cellxfer.train.config, cellxfer.translate.config, cellxfer.synth.paired_config), so there this checks
-    the wiring; count's and evaluate's configs live beside numpy code, which `cellxfer --help` must not
-    import, so for them it is the only guard."""
+    train-translate, adapt, synth-pairs, count and evaluate take their defaults from their configs (numpy-free
+    modules: cellxfer.train.config, cellxfer.translate.config, cellxfer.synth.paired_config,
+    cellxfer.count.config, cellxfer.evaluate.config), so this checks the wiring (and the options that still
+    spell a literal default, such as the shared vocabulary's)."""
     import dataclasses
 
     from cellxfer.count.job import CountConfig

@@ -11,19 +11,7 @@ from typing import Callable, Optional
 from cellxfer.evaluate.metrics import Metrics, compute_metrics, format_predictions
 
 
-@dataclass
-class EvaluateConfig:
-    model: Path
-    data: Path
-    out_csv: Optional[Path] = None    # default: <data folder name>-predictions.csv next to the model
-    exclude: tuple[str, ...] = ()
-    batch_size: int = 16
-    radius: float = 5.0               # density models: match radius (pixels) of the localisation score
-    diameter: Optional[str] = None    # --diameter auto | off | PIXELS (cellxfer.scale); None: as `count`
-    engine: str = "auto"              # --engine: auto, torch, onnx or trt, resolved as `count` does (load_runner)
-    device: str = "auto"
-    out_json: Optional[Path] = None   # --json: the metrics as JSON too
-    overwrite: bool = False           # replace out_csv / out_json when they exist (checked before any work)
+from cellxfer.evaluate.config import EvaluateConfig  # noqa: E402,F401  (numpy-free, for the CLI's defaults)
 
 
 @dataclass

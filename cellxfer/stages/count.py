@@ -10,7 +10,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import (deprecated_flag, device_option, engine_option, out_option, overwrite_option,
+from cellxfer.options import (config_option, deprecated_flag, device_option, engine_option, out_option, overwrite_option,
                               precision_option, scheduler_option, threads_option, trt_fp16, workers_option)
 
 COUNT = CommandSpec(
@@ -35,22 +35,24 @@ def cellxfer_executors():
 
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
+    from cellxfer.count.config import CountConfig as C  # numpy-free: the defaults below are its
+
     @app.command("count")
     def count(
         paths: list[str] = typer.Argument(..., help="Image files, folders or glob patterns (TIFF, PNG)."),
         model: Optional[Path] = typer.Option(None, "--model", "-m", help="Counter (.safetensors or exported .onnx) [default: the shipped counter]."),
         engine: str = engine_option(),
         out: Path = out_option("Counts CSV, written as results arrive.", Path("counts.csv")),
-        recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into subfolders."),
+        recursive: bool = config_option(C, "recursive", "Descend into subfolders.", "--recursive", "-r"),
         channel: Optional[int] = typer.Option(None, help="Channel of a multi-channel image (never guessed)."),
         page: Optional[int] = typer.Option(None, help="Page/plane of a multi-page or OME-TIFF (never guessed)."),
-        level: int = typer.Option(0, "--level", help="Pyramid level of a pyramidal TIFF/OME-TIFF or OME-Zarr folder (0 = full resolution; counts and points are in that level's pixels)."),
+        level: int = config_option(C, "level", "Pyramid level of a pyramidal TIFF/OME-TIFF or OME-Zarr folder (0 = full resolution; counts and points are in that level's pixels)."),
         overwrite: bool = overwrite_option("Recount files already in --out."),
         overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write a PNG per image into this folder: windows, their counts and (density models) the cells found."),
         points: Optional[Path] = typer.Option(None, "--points", help="Density models: write the cells' x,y per image as <name>.csv into this folder."),
         density_map: Optional[Path] = typer.Option(None, "--density-map", help="Density models, one image: write a low-resolution map of where the cells are (counts per block, at most 512 px a side) to OUT.tif (float32) or OUT.png."),
         workers: int = workers_option("Decode threads running ahead of inference (0 = one per core); with --scheduler local:N, N workers."),
-        batch_size: int = typer.Option(24, help="Windows per inference call (from several images)."),
+        batch_size: int = config_option(C, "batch_size", "Windows per inference call (from several images)."),
         scheduler: Optional[str] = scheduler_option(),
         device: str = device_option("auto, cpu or cuda (torch/onnx engines)."),
         precision: str = precision_option("auto, fp16 or fp32: the TensorRT engine's arithmetic (auto = fp16); torch and onnx run fp32."),

@@ -106,6 +106,8 @@ def _train_count(app: typer.Typer) -> None:
 
 
 def _evaluate(app: typer.Typer) -> None:
+    from cellxfer.evaluate.config import EvaluateConfig as E  # numpy-free: the defaults below are its
+
     @app.command("evaluate")
     def evaluate(
         model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors from train-count), or an exported .onnx (onnx, trt engines)."),
@@ -115,7 +117,7 @@ def _evaluate(app: typer.Typer) -> None:
         csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model, replaced on rerun]."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
-        radius: float = typer.Option(5.0, help="Density models: a predicted point matches a true one within this many pixels."),
+        radius: float = config_option(E, "radius", "Density models: a predicted point matches a true one within this many pixels."),
         diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto, PIXELS or off, as in `count` [default: auto when the model records its training diameter, else off]."),
         overwrite: bool = overwrite_option("Replace the files --csv and --json name when they exist."),
     ):

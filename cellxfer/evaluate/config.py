@@ -1,0 +1,22 @@
+"""The typed options of ``cellxfer evaluate`` (numpy-free, so the CLI takes its defaults from here at start-up)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+
+@dataclass
+class EvaluateConfig:
+    model: Path
+    data: Path
+    out_csv: Optional[Path] = None    # default: <data folder name>-predictions.csv next to the model
+    exclude: tuple[str, ...] = ()
+    batch_size: int = 16
+    radius: float = 5.0               # density models: match radius (pixels) of the localisation score
+    diameter: Optional[str] = None    # --diameter auto | off | PIXELS (cellxfer.scale); None: as `count`
+    engine: str = "auto"              # --engine: auto, torch, onnx or trt, resolved as `count` does (load_runner)
+    device: str = "auto"
+    out_json: Optional[Path] = None   # --json: the metrics as JSON too
+    overwrite: bool = False           # replace out_csv / out_json when they exist (checked before any work)
