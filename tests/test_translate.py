@@ -201,6 +201,66 @@ def test_train_translate_cli_resume_and_determinism(tiny_run, capsys):
     assert len((root / "b" / "log.csv").read_text().splitlines()) == 1 + 2
 
 
+def test_train_translate_pure_l1(tiny_run, capsys):
+    """--lambda-gan 0: the generator trains on L1 alone, the discriminator is never stepped (its weights stay
+    the seed's initialisation), the GAN losses are logged as NaN; the GAN run from the same seed differs."""
+    root, pairs = tiny_run
+    code, _, err = cli(_train_args(pairs, root / "l1", 3) + ["--lambda-gan", "0"], capsys)
+    assert code == 0, err
+    code, _, err = cli(_train_args(pairs, root / "gan", 3), capsys)
+    assert code == 0, err
+    from safetensors.torch import load_file
+
+    from cellxfer.translate.model import build_discriminator
+
+    rows = [r.split(",") for r in (root / "l1" / "log.csv").read_text().splitlines()[1:]]
+    assert len(rows) == 3 and all(r[1] == r[2] == "nan" and float(r[3]) > 0 for r in rows)
+    state = torch.load(root / "l1" / "checkpoint.pt", weights_only=False)
+    torch.manual_seed(0)
+    build_generator(TranslatorMeta(ngf=4, num_downs=5, size=32))  # same draws as training before D is built
+    d0 = build_discriminator(2, 4, 3, "batch").state_dict()
+    assert all(torch.equal(state["d"][k], d0[k]) for k in d0)
+    a, b = load_file(str(root / "l1" / "translator.safetensors")), load_file(str(root / "gan" / "translator.safetensors"))
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    code, _, err = cli(_train_args(pairs, root / "bad", 1) + ["--lambda-gan", "0", "--lambda-l1", "0"], capsys)
+    assert code == 2 and "not both 0" in err and not (root / "bad" / "translator.safetensors").exists()
+
+
+def test_train_translate_selects_on_val(tiny_run, capsys):
+    """--val-pairs/--val-every: val.csv has a row per score (every 2 steps and the last), each equal to what
+    evaluate-translator gives for that step's generator; the translator is the best row's; training is unchanged."""
+    import json
+
+    from cellxfer.translate.infer import evaluate_pairs, load, summarize
+    from cellxfer.translate.data import list_pairs
+
+    root, pairs = tiny_run
+    val = root / "valpairs"
+    write_pairs(PairedConfig(size=64, cell_size=12, cells=(3, 6)), 2, val, seed=1)
+    scores = []
+    for n in (2, 4, 5):  # the plain runs' translators = the generator after n steps
+        code, _, err = cli(_train_args(pairs, root / f"plain{n}", n), capsys)
+        assert code == 0, err
+        scores.append(summarize(evaluate_pairs(load(root / f"plain{n}"), list_pairs(val)))["pearson"])
+    code, out, err = cli(_train_args(pairs, root / "sel", 5) + ["--val-pairs", val, "--val-every", 2], capsys)
+    assert code == 0, err
+    rows = [r.split(",") for r in (root / "sel" / "val.csv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == [2, 4, 5]
+    assert [float(r[1]) for r in rows] == pytest.approx(scores, abs=2e-6)
+    best = int(np.argmax(scores))
+    from safetensors.torch import load_file
+
+    a = load_file(str(root / "sel" / "translator.safetensors"))
+    b = load_file(str(root / f"plain{(2, 4, 5)[best]}" / "translator.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    manifest = json.loads((root / "sel" / "manifest.json").read_text())
+    assert manifest["selected_step"] == (2, 4, 5)[best] and f"step {(2, 4, 5)[best]}" in out
+    last = torch.load(root / "sel" / "checkpoint.pt", weights_only=False)["g"]
+    assert all(torch.equal(last[k], v) for k, v in load_file(str(root / "plain5" / "translator.safetensors")).items())
+    code, _, err = cli(_train_args(pairs, root / "bad", 1) + ["--val-pairs", val], capsys)
+    assert code == 2 and "--val-every" in err
+
+
 def test_train_translate_bad_input(tmp_path, capsys):
     (tmp_path / "nopairs").mkdir()
     code, out, err = cli(["train-translate", "--pairs", tmp_path / "nopairs", "--out", tmp_path / "o"], capsys)

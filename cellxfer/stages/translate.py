@@ -158,11 +158,14 @@ def _train_translate(app: typer.Typer) -> None:
         lr: float = config_option(T, "lr", "Adam learning rate."),
         beta1: float = config_option(T, "beta1", "Adam beta1."),
         lambda_l1: float = config_option(T, "lambda_l1", "L1 weight."),
+        lambda_gan: float = config_option(T, "lambda_gan", "GAN weight (pix2pix: 1); 0 = pure L1 regression, no discriminator."),
         gan_mode: str = config_option(T, "gan_mode", "vanilla (BCE) or lsgan."),
         augment: str = config_option(T, "augment", "flip (pix2pix: random horizontal flips) or dihedral (the 8 rotations/reflections; microscopy has no up)."),
         input_norm: str = input_norm_option("Input percentiles mapped to [-1, 1].", _low_high(T, "input_norm")),
         target_norm: str = typer.Option(_low_high(T, "target_norm"), help="Target percentiles mapped to [-1, 1]."),
         checkpoint_every: int = config_option(T, "checkpoint_every", "Steps between resumable checkpoints."),
+        val_pairs: Optional[Path] = typer.Option(None, "--val-pairs", help="Validation pairs, scored every --val-every steps (val.csv); the translator is the best step's (mean Pearson)."),
+        val_every: int = config_option(T, "val_every", "Steps between validation scores (with --val-pairs)."),
         seed: int = seed_option(),
         threads: Optional[int] = threads_option(),
         device: str = device_option("auto (cuda when there is one), cpu, cuda, cuda:1, ... (under torchrun: cuda = nccl)."),
@@ -176,15 +179,17 @@ def _train_translate(app: typer.Typer) -> None:
 
         cfg = TrainTranslateConfig(pairs=str(pairs), out=str(out), steps=steps, batch_size=batch_size, size=size, ngf=ngf,
                                    ndf=ndf, num_downs=num_downs, d_layers=d_layers, norm=norm, dropout=dropout, lr=lr,
-                                   beta1=beta1, lambda_l1=lambda_l1, gan_mode=gan_mode, augment=augment,
+                                   beta1=beta1, lambda_l1=lambda_l1, lambda_gan=lambda_gan, gan_mode=gan_mode, augment=augment,
                                    input_norm=_pair(input_norm, "input-norm"), target_norm=_pair(target_norm, "target-norm"),
-                                   checkpoint_every=checkpoint_every, seed=seed, threads=threads or 0, device=device)
+                                   checkpoint_every=checkpoint_every, val_pairs=str(val_pairs) if val_pairs else None,
+                                   val_every=val_every, seed=seed, threads=threads or 0, device=device)
         with progress("train-translate", total=steps, unit="step", fields="L1 {task.fields[loss_g_l1]:.4f}") as bar:
             bar.update(loss_g_l1=float("nan"))
             r = train_translator(cfg, on_step=bar.advance, overwrite=overwrite or fresh)
         nan = float("nan")
         console.print(f"{out}: {r.steps} steps, L1 {nan if r.loss_g_l1 is None else r.loss_g_l1:.4f}, "
-                      f"D {nan if r.loss_d is None else r.loss_d:.3f}; {r.seconds:.1f} s -> {out / 'translator.safetensors'}")
+                      f"D {nan if r.loss_d is None else r.loss_d:.3f}; {r.seconds:.1f} s -> {out / 'translator.safetensors'}"
+                      + (f" (step {r.selected[0]}, val Pearson {r.selected[1]:.4f})" if r.selected else ""))
 
 
 def _adapt(app: typer.Typer) -> None:

@@ -32,11 +32,14 @@ class TrainTranslateConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     lambda_l1: float = 100.0
+    lambda_gan: float = 1.0  # 0: pure L1 regression, no discriminator step
     gan_mode: str = "vanilla"  # vanilla | lsgan
     augment: str = "flip"  # flip (pix2pix: horizontal flips) | dihedral (8 rotations/reflections)
     input_norm: tuple[float, float] = (0.5, 99.5)
     target_norm: tuple[float, float] = (0.5, 99.5)
     checkpoint_every: int = 500
+    val_pairs: str | None = None  # pairs scored every val_every steps; the best step's generator is the translator
+    val_every: int = 0
     seed: int = 0
     threads: int = 0
     device: str = "auto"  # auto (cuda when there is one), cpu, cuda[:N]; under torchrun cuda means nccl
@@ -57,6 +60,11 @@ class TrainTranslateConfig:
             raise InputError(f"--augment {self.augment!r}: expected flip (horizontal flips) or dihedral (8 rotations/reflections)")
         if self.gan_mode not in ("vanilla", "lsgan"):
             raise InputError(f"--gan-mode {self.gan_mode!r}: expected vanilla or lsgan")
+        if self.lambda_gan < 0 or self.lambda_l1 < 0 or self.lambda_gan == self.lambda_l1 == 0:
+            raise InputError(f"--lambda-gan {self.lambda_gan} / --lambda-l1 {self.lambda_l1}: weights must be >= 0 and not both 0")
+        if (self.val_pairs is None) != (self.val_every <= 0):
+            raise InputError("--val-pairs and --val-every go together: give the validation pairs folder and the steps "
+                             "between scores (> 0)")
 
 
 @dataclass(frozen=True)

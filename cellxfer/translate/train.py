@@ -1,14 +1,21 @@
 """pix2pix training of a translator on a paired folder (``train-translate``).
 
-Objective (Isola et al. 2017): G minimises ``GAN(D(x, G(x)) -> real) + lambda_l1 * |G(x) - y|_1``, D (a
-PatchGAN on the input/output pair, 2 channels) minimises ``GAN(D(x, y) -> real) + GAN(D(x, G(x)) -> fake)``
-halved; vanilla (BCE with logits) or least-squares GAN; Adam(lr, beta1, 0.999). One step = one batch
+Objective (Isola et al. 2017): G minimises ``lambda_gan * GAN(D(x, G(x)) -> real) + lambda_l1 * |G(x) - y|_1``,
+D (a PatchGAN on the input/output pair, 2 channels) minimises ``GAN(D(x, y) -> real) + GAN(D(x, G(x)) -> fake)``
+halved; ``lambda_gan = 0`` is pure L1 regression (D is neither run nor trained, its losses are logged as NaN); vanilla (BCE with logits) or least-squares GAN; Adam(lr, beta1, 0.999). One step = one batch
 of random ``size`` crops with random horizontal flips. Deterministic on the CPU for a given seed.
 
 Run folder: ``translator.safetensors`` (the generator, see :mod:`.model`), ``checkpoint.pt`` (G, D,
-optimisers, step, RNG state), ``log.csv`` (step, losses), ``manifest.json``: a run folder
-(:class:`cellxfer.runs.RunFolder`): a rerun with the same settings and pairs continues from the checkpoint,
-``overwrite`` starts again, other settings are refused.
+optimisers, step, RNG state, best validation score), ``log.csv`` (step, losses), ``manifest.json``: a run
+folder (:class:`cellxfer.runs.RunFolder`): a rerun with the same settings and pairs continues from the
+checkpoint, ``overwrite`` starts again, other settings are refused.
+
+Checkpoint selection (``val_pairs`` + ``val_every``): every ``val_every`` steps and after the last one, the
+generator in eval mode is scored on the validation pairs exactly as ``evaluate-translator`` scores it
+(whole images, tiled and blended at the training size; mean Pearson / MAE / SSIM), one row per score in
+``val.csv``; ``translator.safetensors`` is then the generator of the step with the highest mean Pearson
+(the earlier on a tie), not the last one (that stays in ``checkpoint.pt``), and the manifest names its
+step. Scoring draws no random numbers, so the training is the same with or without it.
 """
 
 from __future__ import annotations
@@ -27,14 +34,17 @@ from cellxfer.translate.model import MODEL_FILE
 CHECKPOINT = "checkpoint.pt"
 #: The run's per-step losses (written through :meth:`cellxfer.runs.RunFolder.write_history`).
 LOG, LOG_COLUMNS = "log.csv", ("step", "loss_d", "loss_g_gan", "loss_g_l1")
+#: The validation scores of checkpoint selection (``val_pairs``), one row per scored step.
+VAL_LOG, VAL_COLUMNS = "val.csv", ("step", "pearson", "mae", "ssim")
 #: Config fields a rerun may change and still continue the run.
 MUTABLE = ("out", "steps", "checkpoint_every", "threads", "device")
 
 
 @dataclass(frozen=True)
 class TrainTranslateResult:
-    """What :func:`train_translator` did: the run folder, steps done in all, seconds of this call, and the
-    last step's losses (None when no step ran)."""
+    """What :func:`train_translator` did: the run folder, steps done in all, seconds of this call, the
+    last step's losses (None when no step ran) and, with validation pairs, the translator's
+    ``(step, val Pearson)``."""
 
     out: Path
     steps: int
@@ -42,6 +52,7 @@ class TrainTranslateResult:
     loss_d: float | None = None
     loss_g_gan: float | None = None
     loss_g_l1: float | None = None
+    selected: tuple[int, float] | None = None
 
 
 def gan_loss(mode: str):
@@ -96,7 +107,8 @@ def _run_folder(cfg: TrainTranslateConfig, overwrite: bool, main: bool):
     from cellxfer.runs import RunFolder
 
     return RunFolder(cfg.out, "train-translate", {"config": config_dict(cfg), "seed": cfg.seed},
-                     own=(MODEL_FILE, CHECKPOINT, LOG), inputs=[cfg.pairs], overwrite=overwrite,
+                     own=(MODEL_FILE, CHECKPOINT, LOG, VAL_LOG),
+                     inputs=[cfg.pairs, *([cfg.val_pairs] if cfg.val_pairs else [])], overwrite=overwrite,
                      mutable=MUTABLE, defaults=config_dict(TrainTranslateConfig(pairs="", out="")), main=main)
 
 
@@ -123,6 +135,7 @@ def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateRe
     rng = np.random.default_rng(cfg.seed)
     step = 0
     state = run.load_state(CHECKPOINT)
+    val = BestOnVal(cfg, run, state)
     manifest = run.write_manifest(run.manifest(), complete=False)
     if state is not None:
         g.load_state_dict(state["g"]); d.load_state_dict(state["d"])
@@ -132,15 +145,14 @@ def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateRe
         torch.set_rng_state(state["torch_rng"])
     dist.fork_torch_rng(cfg.seed, step)  # dropout differs between ranks; rank 0 continues the saved stream
     g_net, d_net = dist.wrap(g), dist.wrap(d)  # training forwards; g and d are saved
-    crit = gan_loss(cfg.gan_mode)
-    l1 = torch.nn.L1Loss()
     history = _logged(run, step)  # rows of the steps the checkpoint holds (later ones are done again)
     t0 = time.perf_counter()
     last = {}
 
     def save_checkpoint():
         run.save_state({"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                        "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, CHECKPOINT)
+                        "step": step, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                        **({"best_val": list(val.best)} if val.best else {})}, CHECKPOINT)
         run.write_history(history, LOG_COLUMNS, LOG)
 
     g.train(); d.train()
@@ -148,40 +160,87 @@ def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateRe
     weight = dist.loss_weight(rows, cfg.batch_size)
     while step < cfg.steps:
         batch = torch.from_numpy(random_batch(arrays, cfg.size, cfg.batch_size, rng, cfg.augment))[rows].to(dist.device)
-        x, y = batch[:, :1], batch[:, 1:]
-        fake = g_net(x)
-        opt_d.zero_grad()
-        loss_d = 0.5 * (crit(d_net(torch.cat([x, fake.detach()], 1)), False) + crit(d_net(torch.cat([x, y], 1)), True))
-        (loss_d * weight).backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        loss_gan = crit(d_net(torch.cat([x, fake], 1)), True)
-        loss_l1 = l1(fake, y)
-        ((loss_gan + cfg.lambda_l1 * loss_l1) * weight).backward()
-        opt_g.step()
+        losses = pix2pix_step(cfg, batch[:, :1], batch[:, 1:], g_net, d_net, opt_g, opt_d, weight)
         step += 1
-        last = {"loss_d": dist.mean(loss_d.item(), rows, cfg.batch_size),
-                "loss_g_gan": dist.mean(loss_gan.item(), rows, cfg.batch_size),
-                "loss_g_l1": dist.mean(loss_l1.item(), rows, cfg.batch_size)}
+        last = {k: dist.mean(v, rows, cfg.batch_size) for k, v in losses.items()}
         history.append({"step": step, **last})
         if on_step:
             on_step(1, **last)
+        if val.due(step, step == cfg.steps):
+            val.score(g, meta, step)
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             save_checkpoint()
     save_checkpoint()
     g.eval()
     seconds = time.perf_counter() - t0
     if dist.is_main:
-        save_translator(out / MODEL_FILE, g, meta)
+        if not val.pairs:
+            save_translator(out / MODEL_FILE, g, meta)
+        selected = {"selected_step": val.best[0], "selected_val_pearson": round(val.best[1], 6)} if val.best else {}
         run.write_manifest(manifest, complete=True, steps_done=step, final_losses=last, seconds=round(seconds, 2),
-                           distributed=dist.describe())
+                           distributed=dist.describe(), **selected)
     dist.barrier()
-    return TrainTranslateResult(out, step, seconds, **last)
+    return TrainTranslateResult(out, step, seconds, **last, selected=val.best)
 
 
-def _logged(run, step: int) -> list[dict]:
-    """The rows of ``log.csv`` up to ``step`` (those a continued run keeps, as written), none for a new run."""
-    path = run.path(LOG)
+def pix2pix_step(cfg: TrainTranslateConfig, x, y, g_net, d_net, opt_g, opt_d, weight: float) -> dict[str, float]:
+    """One optimisation step on a batch (see module docs): D first (skipped when ``lambda_gan`` is 0), then G.
+    Returns this process's ``loss_d``, ``loss_g_gan`` (NaN without a GAN term) and ``loss_g_l1``."""
+    import torch
+
+    crit = gan_loss(cfg.gan_mode)
+    fake = g_net(x)
+    loss_d = loss_gan = torch.tensor(float("nan"))
+    if cfg.lambda_gan:
+        opt_d.zero_grad()
+        loss_d = 0.5 * (crit(d_net(torch.cat([x, fake.detach()], 1)), False) + crit(d_net(torch.cat([x, y], 1)), True))
+        (loss_d * weight).backward()
+        opt_d.step()
+    opt_g.zero_grad()
+    loss_l1 = torch.nn.functional.l1_loss(fake, y)
+    loss_g = cfg.lambda_l1 * loss_l1
+    if cfg.lambda_gan:
+        loss_gan = crit(d_net(torch.cat([x, fake], 1)), True)
+        loss_g = loss_g + cfg.lambda_gan * loss_gan
+    (loss_g * weight).backward()
+    opt_g.step()
+    return {"loss_d": loss_d.item(), "loss_g_gan": loss_gan.item(), "loss_g_l1": loss_l1.item()}
+
+
+class BestOnVal:
+    """Checkpoint selection on validation pairs (see module docs). ``best`` is ``(step, pearson)`` or None;
+    :meth:`score` writes the translator when the step beats it. Scores nothing without ``val_pairs`` and
+    outside the main process."""
+
+    def __init__(self, cfg: TrainTranslateConfig, run, state: dict | None):
+        from cellxfer.translate.data import list_pairs
+
+        self.pairs = list_pairs(cfg.val_pairs) if cfg.val_pairs else []
+        self.every, self.run = cfg.val_every, run
+        self.best = tuple(state["best_val"]) if state and "best_val" in state else None
+        self.rows = _logged(run, state["step"] if state else 0, VAL_LOG)
+
+    def due(self, step: int, last: bool) -> bool:
+        return bool(self.pairs) and self.run.main and (step % self.every == 0 or last)
+
+    def score(self, g, meta, step: int) -> dict[str, float]:
+        """Score the generator (in train mode again afterwards), log it, keep it when best; its mean metrics."""
+        from cellxfer.translate.infer import Translator, evaluate_pairs, summarize, torch_runner
+        from cellxfer.translate.model import save_translator
+
+        m = summarize(evaluate_pairs(Translator(torch_runner(g), meta, "torch"), self.pairs))
+        g.train()
+        self.rows.append({"step": step, **m})
+        self.run.write_history(self.rows, VAL_COLUMNS, VAL_LOG)
+        if self.best is None or m["pearson"] > self.best[1]:
+            self.best = (step, m["pearson"])
+            save_translator(self.run.out / MODEL_FILE, g, meta)
+        return m
+
+
+def _logged(run, step: int, name: str = LOG) -> list[dict]:
+    """The rows of ``name`` (``log.csv``) up to ``step`` (those a continued run keeps, as written), none for a new run."""
+    path = run.path(name)
     if step == 0 or not path.is_file():
         return []
     with open(path, newline="") as f:
