@@ -56,7 +56,7 @@ def test_training_validation_counts_as_count_does(output):
     assert type(plan.splitter) is type(head_of(meta).splitter(meta))
     via_count = count_plan(torch_runner(model, "cpu"), plan, 4).count
     via_training = predict_normalized(model, meta, [meta.normalization.apply(img)], 4)[0]
-    assert via_count == pytest.approx(via_training, rel=1e-5, abs=1e-5)
+    assert via_count == via_training  # one splitter and merger: the same numbers
     assert abs(via_count) > 1e-3  # a real number was compared
 
 

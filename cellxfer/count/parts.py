@@ -169,9 +169,10 @@ PREVIEW_SIDE = 4096
 
 
 def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: bool = False,
-               part_tiles: int | None = None, t0: float | None = None) -> ImagePlan:
+               part_tiles: int | None = None, t0: float | None = None, levels: tuple | None = None) -> ImagePlan:
     """The :class:`ImagePlan` of a 2-D image (numpy or lazy): resized to the model's nucleus diameter by
-    ``policy`` (:class:`cellxfer.scale.DiameterPolicy`; None: as it is), levels, boxes and parts."""
+    ``policy`` (:class:`cellxfer.scale.DiameterPolicy`; None: as it is), levels (``levels``: given, not
+    measured), boxes and parts."""
     from cellxfer.counter.head import head_of
     from cellxfer.lazy import is_lazy, strided_sample
 
@@ -185,7 +186,8 @@ def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: b
     if keep_image:
         step = max(1, -(-max(image.shape) // PREVIEW_SIDE)) if is_lazy(image) else 1
         kept = strided_sample(image, step)
-    return ImagePlan(file, work, meta, meta.normalization.levels(work), splitter, boxes,
+    levels = meta.normalization.levels(work) if levels is None else levels
+    return ImagePlan(file, work, meta, levels, splitter, boxes,
                      group_parts(boxes, splitter, part_tiles), scaled, (time.perf_counter() - t0) * 1e3, kept, step,
                      part_tiles)
 
@@ -193,6 +195,13 @@ def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: b
 def count_plan(runner, plan: ImagePlan, batch_size: int = 16, points: bool = False):
     """Count one planned image part by part, ``batch_size`` inputs per ``runner`` call."""
     return merge(plan, [count_parts(runner, plan, (0, len(plan.parts)), batch_size, points)], points)
+
+
+def count_normalized(runner, meta, image: np.ndarray, batch_size: int = 16) -> float:
+    """The count ``count`` makes of an image already normalised by ``meta.normalization`` (validation
+    during training, :meth:`cellxfer.counter.head.Head.predict_counts`): the same splitter and merger,
+    with levels (0, 1), so the image is taken as it is (a ``clip`` applied again changes nothing)."""
+    return count_plan(runner, plan_image(image, meta, levels=(np.float32(0.0), np.float32(1.0))), batch_size).count
 
 
 def count_parts(runner, plan: ImagePlan, span: tuple[int, int], batch_size: int = 16,

@@ -54,7 +54,13 @@ class Head:
         return (meta.window,) * 3
 
     def predict_counts(self, model, meta, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        raise NotImplementedError
+        """Whole-image counts of normalised images by ``count``'s own splitter and merger
+        (:func:`cellxfer.count.parts.count_normalized`), with the torch model."""
+        from cellxfer.count.parts import count_normalized
+        from cellxfer.counter.windows import torch_runner
+
+        runner = torch_runner(model, str(_device_of(model)))
+        return np.array([count_normalized(runner, meta, img, batch_size) for img in images])
 
     def __repr__(self) -> str:
         return f"<{self.name} head>"
@@ -69,20 +75,6 @@ class CountHead(Head):
         from cellxfer.counter.splitters import WindowGrid
 
         return WindowGrid(meta.window, meta.in_chans)
-
-    def predict_counts(self, model, meta, images, batch_size=16):
-        import torch
-
-        from cellxfer.counter.windows import window_batch
-
-        device = _device_of(model)
-        out = []
-        with torch.inference_mode():
-            for img in images:
-                batch = window_batch(img, meta.window, meta.in_chans)
-                out.append(sum(float(model(torch.from_numpy(batch[i:i + batch_size]).to(device)).double().sum())
-                               for i in range(0, len(batch), batch_size)))
-        return np.array(out)
 
 
 class DensityHead(Head):
@@ -116,14 +108,6 @@ class DensityHead(Head):
 
         tile = tile_of(meta)
         return min(meta.window, tile), tile, max(meta.window, tile)
-
-    def predict_counts(self, model, meta, images, batch_size=16):
-        from cellxfer.counter.windows import torch_runner
-        from cellxfer.density.infer import density_of_normalized
-
-        runner = torch_runner(model, str(_device_of(model)))
-        return np.array([float(density_of_normalized(runner, meta, img, batch_size).sum(dtype=np.float64))
-                         for img in images])
 
 
 class DetectionHead(DensityHead):
