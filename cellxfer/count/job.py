@@ -96,14 +96,16 @@ class _ImageState:
         self.failed = False
 
 
-def _planned_parts(pool, files, plan, ahead: int):
+def _planned_parts(pool, files, plan, ahead: int, budget: int):
     """Yield ``(file, state | exception, part index, future batch)`` in input order: plans of up to
-    ``ahead`` files and batches of up to ``ahead`` parts are computed on ``pool`` ahead of the consumer
-    (so a slide of many parts streams through a few of them at a time)."""
+    ``ahead`` files and batches of up to ``ahead`` parts, and beyond two parts at most ``budget`` model
+    inputs, are computed on ``pool`` ahead of the consumer (so a slide of many parts streams through a
+    few of them at a time, and a wide slide, whose parts are long rows of tiles, through fewer)."""
     files = iter(files)
     plans: deque = deque()  # (file, future ImagePlan)
     current = None  # [file, _ImageState, next part]
     parts: deque = deque()
+    inputs = deque()  # model inputs of each part in ``parts``
 
     def more_plans():
         while len(plans) < ahead:
@@ -125,12 +127,18 @@ def _planned_parts(pool, files, plan, ahead: int):
                 except Exception as exc:  # noqa: BLE001 - reported per file
                     current = None
                     parts.append((f, exc, None, None))
+                    inputs.append(0)
                     continue
             f, state, i = current
+            n = state.plan.parts[i][1] - state.plan.parts[i][0]
+            if len(parts) >= 2 and sum(inputs) + n > budget:
+                break
             parts.append((f, state, i, pool.submit(state.plan.batch, i)))
+            inputs.append(n)
             current[2] += 1
         if not parts:
             return
+        inputs.popleft()
         yield parts.popleft()
 
 
@@ -142,6 +150,7 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
     images together while the pool reads and plans ahead (:mod:`cellxfer.count.parts`). ``points_to``:
     ``{file: points CSV}`` streamed as found (:class:`cellxfer.count.parts.PointsFile`; that file's
     ``Counted.points`` is then None)."""
+    from cellxfer.count.parts import PART_TILES
     from cellxfer.executors import default_workers
 
     workers = workers or default_workers()
@@ -153,7 +162,7 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
                            (points_to or {}).get(f))
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cellxfer-decode") as pool:
-        source = _planned_parts(pool, files, plan, ahead)
+        source = _planned_parts(pool, files, plan, ahead, ahead * (part_tiles or PART_TILES))
         queue: list[_Part] = []
         exhausted = False
         while True:
