@@ -199,7 +199,7 @@ def count_plan(runner, plan: ImagePlan, batch_size: int = 16, points: bool = Fal
 
 def count_normalized(runner, meta, image: np.ndarray, batch_size: int = 16) -> float:
     """The count ``count`` makes of an image already normalised by ``meta.normalization`` (validation
-    during training, :meth:`cellxfer.counter.head.Head.predict_counts`): the same splitter and merger,
+    during training, :func:`cellxfer.train.counter.predict_normalized`): the same splitter and merger,
     with levels (0, 1), so the image is taken as it is (a ``clip`` applied again changes nothing)."""
     return count_plan(runner, plan_image(image, meta, levels=(np.float32(0.0), np.float32(1.0))), batch_size).count
 

@@ -12,8 +12,6 @@ A counter's ``CounterMeta.output`` (and, for the classical detector, its archite
   and trained with the pixel-density loss;
 - ``fully_convolutional``: inputs of any height and width (ONNX dynamic axes, TensorRT profile sides);
 - :meth:`Head.train_options`: the architecture options training records in the checkpoint;
-- :meth:`Head.predict_counts`: whole-image counts of normalised images, as ``count`` computes them
-  (validation during training).
 
 Invariant: ``count``, ``evaluate``, training validation, ``export`` and ``adapt-count`` all take these
 from :func:`head_of`, so a counter is split, merged, exported and scored one way everywhere.
@@ -22,8 +20,6 @@ from :func:`head_of`, so a counter is split, merged, exported and scored one way
 from __future__ import annotations
 
 from typing import ClassVar
-
-import numpy as np
 
 
 class Head:
@@ -52,15 +48,6 @@ class Head:
     def trt_sides(self, meta) -> tuple[int, int, int]:
         """TensorRT profile sides ``(min, opt, max)``."""
         return (meta.window,) * 3
-
-    def predict_counts(self, model, meta, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """Whole-image counts of normalised images by ``count``'s own splitter and merger
-        (:func:`cellxfer.count.parts.count_normalized`), with the torch model."""
-        from cellxfer.count.parts import count_normalized
-        from cellxfer.counter.windows import torch_runner
-
-        runner = torch_runner(model, str(_device_of(model)))
-        return np.array([count_normalized(runner, meta, img, batch_size) for img in images])
 
     def __repr__(self) -> str:
         return f"<{self.name} head>"
@@ -140,10 +127,3 @@ def head_for(output: str, arch: str = "") -> Head:
 def head_of(meta) -> Head:
     """The head of a counter, from its :class:`cellxfer.counter.model.CounterMeta`."""
     return head_for(getattr(meta, "output", "count"), getattr(meta, "arch", ""))
-
-
-def _device_of(model):
-    import torch
-
-    first = next(iter(model.parameters()), None)
-    return first.device if first is not None else torch.device("cpu")

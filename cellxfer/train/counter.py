@@ -113,14 +113,17 @@ def _torch_seed(seed: int, epoch: int) -> int:
 
 
 def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """Whole-image counts of already normalised images, as ``count`` splits and merges them (the counter's
-    head, :meth:`cellxfer.counter.head.Head.predict_counts`); the model is left in the mode it was in."""
-    from cellxfer.counter.head import head_of
+    """Whole-image counts of already normalised images by ``count``'s own splitter and merger
+    (:func:`cellxfer.count.parts.count_normalized`; the counter's head picks them); the model is left in
+    the mode it was in."""
+    from cellxfer.count.parts import count_normalized
+    from cellxfer.counter.windows import torch_runner
 
     was_training = model.training
-    model.eval()
+    first = next(iter(model.parameters()), None)
+    runner = torch_runner(model, str(first.device) if first is not None else "cpu")  # (puts it in eval mode)
     try:
-        return head_of(meta).predict_counts(model, meta, images, batch_size)
+        return np.array([count_normalized(runner, meta, img, batch_size) for img in images])
     finally:
         model.train(was_training)
 
