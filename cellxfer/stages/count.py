@@ -53,7 +53,7 @@ def cellxfer_register_commands(app: typer.Typer):
         density_map: Optional[Path] = typer.Option(None, "--density-map", help="Density models, one image: write a low-resolution map of where the cells are (counts per block, at most 512 px a side) to OUT.tif (float32) or OUT.png."),
         workers: int = workers_option("Decode threads running ahead of inference (0 = one per core); with --scheduler local:N, N workers."),
         batch_size: int = config_option(C, "batch_size", "Windows per inference call (from several images)."),
-        scheduler: Optional[str] = scheduler_option(),
+        scheduler: Optional[str] = scheduler_option("Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra): one task per image, a whole slide split into blocks of parts [default: this machine]."),
         device: str = device_option("auto, cpu or cuda (torch/onnx engines)."),
         precision: str = precision_option("auto, fp16 or fp32: the TensorRT engine's arithmetic (auto = fp16); torch and onnx run fp32."),
         fp32: bool = deprecated_flag("--fp32", "use --precision fp32"),
