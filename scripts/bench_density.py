@@ -112,7 +112,7 @@ def evaluate_row(name: str, regime: str, run: Path, work: Path, part: str = "tes
 
     manifests = [json.loads((r / "manifest.json").read_text()) for r in (members or [run])]
     model = model or run / checkpoint(part)
-    res = evaluate(EvaluateConfig(model=model, data=work / f"idcia-{part}", out_csv=run / f"{part}-predictions-{model.stem}.csv", engine="torch"))
+    res = evaluate(EvaluateConfig(model=model, data=work / f"idcia-{part}", out_csv=run / f"{part}-predictions-{model.stem}.csv", engine="torch", overwrite=True))
     result = manifests[0]["result"]
     return {"model": name, "regime": regime, "run": str(run), "epochs": result["epochs"], "evaluated_on": part,
             "train_seconds": sum(m["result"]["train_seconds"] for m in manifests), "best": result["best"],

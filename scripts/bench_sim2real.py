@@ -94,7 +94,7 @@ def run_regime(regime: str, work: Path, budget: Budget, args) -> dict:
     wall = time.perf_counter() - t0
     manifest = json.loads((run / "manifest.json").read_text())
     res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=work / "idcia-test",
-                                  out_csv=work / "runs" / regime / "test-predictions.csv", engine="torch"))
+                                  out_csv=work / "runs" / regime / "test-predictions.csv", engine="torch", overwrite=True))
     m = res.metrics
     steps = sum(h["steps"] for h in json_history(run))
     return {

@@ -134,7 +134,7 @@ def evaluate_row(row: dict, work: Path, args) -> dict:
 
     run = train_row(row, work, args)
     res = evaluate(EvaluateConfig(model=run / "best.safetensors", data=work / f"idcia-{args.part}",
-                                  out_csv=run / f"{args.part}-predictions.csv", engine="torch"))
+                                  out_csv=run / f"{args.part}-predictions.csv", engine="torch", overwrite=True))
     manifest = json.loads((run / "manifest.json").read_text())
     return {"row": row_name(row), **row, "evaluated_on": args.part, "seed": args.seed, "metrics": res.metrics.as_dict(),
             "localisation": res.localisation, "train_seconds": manifest["result"]["train_seconds"],

@@ -140,7 +140,7 @@ def score_on_idcia(args) -> dict:
 
     test = set(split_ids(args.idcia)["test"])
     ev = evaluate(EvaluateConfig(model=args.out, data=args.idcia, exclude=(UNANNOTATED,),
-                                 out_csv=args.work / "idcia95-predictions.csv", engine="torch"))
+                                 out_csv=args.work / "idcia95-predictions.csv", engine="torch", overwrite=True))
     err = [abs(p - t) for id_, t, p in ev.rows if id_ in test]
     out = {"idcia95": {"images": len(ev.rows), **ev.metrics.as_dict(), "localisation": ev.localisation},
            "idcia_test19_mae": sum(err) / len(err)}
