@@ -28,12 +28,10 @@ def test_head_of_each_kind():
 
 
 def test_export_shapes_follow_the_head():
-    from cellxfer.export.counter import dynamic_axes, trt_sides
-
     count, dens = CounterMeta(window=64, output="count"), CounterMeta(arch="density", window=128, output="density")
-    assert dynamic_axes(count)["input"] == {0: "batch"}
-    assert dynamic_axes(dens)["input"] == {0: "batch", 2: "height", 3: "width"}
-    assert trt_sides(count) == (64, 64, 64) and trt_sides(dens) == (128, 256, 256)
+    assert head_of(count).dynamic_axes()["input"] == {0: "batch"}
+    assert head_of(dens).dynamic_axes()["input"] == {0: "batch", 2: "height", 3: "width"}
+    assert head_of(count).trt_sides(count) == (64, 64, 64) and head_of(dens).trt_sides(dens) == (128, 256, 256)
 
 
 @pytest.mark.parametrize("output", ["count", "density"])

@@ -26,7 +26,10 @@ def test_trt_profile_covers_the_sizes_count_sends():
     """A count model: its window; a density model: training crop .. inference tile, optimised for the tile."""
     from cellxfer.counter.model import CounterMeta
     from cellxfer.density.stitch import tile_of
-    from cellxfer.export.counter import trt_sides
+    from cellxfer.counter.head import head_of
+
+    def trt_sides(meta):
+        return head_of(meta).trt_sides(meta)
 
     assert trt_sides(CounterMeta(window=256)) == (256, 256, 256)
     dens = CounterMeta(arch="density", window=128, output="density")

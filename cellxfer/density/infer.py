@@ -23,8 +23,11 @@ def density_of_image(runner: Callable[[np.ndarray], np.ndarray], meta, image: np
 
 
 def points_from_density(density: np.ndarray, meta) -> np.ndarray:
-    """float64 (N, 2) of (x, y) cell locations of a whole density map (:func:`point_finder`)."""
-    finder = point_finder(meta)
+    """float64 (N, 2) of (x, y) cell locations of a whole density map (its head's point finder,
+    :meth:`cellxfer.counter.head.Head.point_finder`)."""
+    from cellxfer.counter.head import head_of
+
+    finder = head_of(meta).point_finder(meta)
     xy, vals = finder.candidates(density)
     return finder.choose(xy, vals, float(np.asarray(density).sum(dtype=np.float64)))
 
@@ -70,12 +73,3 @@ class DensityPeaks:
         """Indices of the ``round(total)`` strongest candidates, strongest first (ties keep their order),
         as :func:`cellxfer.density.peaks.strongest` picks them."""
         return np.argsort(-np.asarray(vals), kind="stable")[:max(int(round(total)), 0)]
-
-
-def point_finder(meta) -> "MarkedPixels | DensityPeaks":
-    """How a counter's map becomes points (``candidates(map band) -> (xy, values)`` in raster order,
-    ``choose(all candidates, total count) -> points``, the ``halo`` rows a band needs): its head's
-    (:meth:`cellxfer.counter.head.Head.point_finder`)."""
-    from cellxfer.counter.head import head_of
-
-    return head_of(meta).point_finder(meta)

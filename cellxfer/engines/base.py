@@ -80,9 +80,9 @@ def _counter_cached_onnx(path: Path, log=lambda s: None) -> Path:
 
 
 def _counter_trt_profile(meta) -> tuple[int, tuple[int, int, int]]:
-    from cellxfer.export.counter import trt_sides
+    from cellxfer.counter.head import head_of
 
-    return meta.in_chans, trt_sides(meta)
+    return meta.in_chans, head_of(meta).trt_sides(meta)
 
 
 #: Counters (train-count checkpoints): the family ``count``, ``evaluate`` and ``load_runner`` default to.

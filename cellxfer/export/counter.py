@@ -138,7 +138,7 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
         raise InputError(f"--out {out}: the exported file must end in .onnx")
     export_onnx(module, (1, meta.in_chans, meta.window, meta.window), out,
                 metadata=counter_metadata(meta, sha256_file(model_path)), opset=config.opset,
-                dynamic_axes=dynamic_axes(meta))
+                dynamic_axes=head_of(meta).dynamic_axes())
     result = ExportResult(out=out, format=config.format)
     try:
         windows = parity_windows(meta, config.check_images, config.n_random, seed=config.seed)
@@ -157,7 +157,7 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
     if config.format == "trt":
         from cellxfer.export.trt import TrtRunner, build_engine
 
-        engine = build_engine(out, meta.in_chans, trt_sides(meta), trt_config, log=log)
+        engine = build_engine(out, meta.in_chans, head_of(meta).trt_sides(meta), trt_config, log=log)
         runner = TrtRunner(engine, trt_config.max_batch)
         # fp16 drifts more than fp32: compare with a looser floor for fp16 engines
         atol, rtol = (max(config.atol, 0.05), max(config.rtol, 0.02)) if config.fp16 else (config.atol, config.rtol)
@@ -178,17 +178,6 @@ def export_counter(config: ExportConfig, log=print) -> ExportResult:
     return result
 
 
-def trt_sides(meta) -> tuple[int, int, int]:
-    """TensorRT profile sides ``(min, opt, max)`` of a counter: its head's
-    (:meth:`cellxfer.counter.head.Head.trt_sides`)."""
-    return head_of(meta).trt_sides(meta)
-
-
-def dynamic_axes(meta) -> dict:
-    """ONNX dynamic axes of a counter: its head's (:meth:`cellxfer.counter.head.Head.dynamic_axes`)."""
-    return head_of(meta).dynamic_axes()
-
-
 def cached_onnx(model_path: str | os.PathLike, log=lambda s: None) -> Path:
     """The counter's ONNX export from the cache (:func:`cellxfer.export.onnx.cached_export`), made on first
     use with the random-window parity check (:func:`_export_quiet`)."""
@@ -206,7 +195,7 @@ def _export_quiet(model_path: Path, out: Path, log=lambda s: None) -> None:
     module, meta = load_counter(cfg.model)
     export_onnx(module, (1, meta.in_chans, meta.window, meta.window), cfg.out,
                 metadata=counter_metadata(meta, sha256_file(cfg.model)), opset=cfg.opset,
-                dynamic_axes=dynamic_axes(meta))
+                dynamic_axes=head_of(meta).dynamic_axes())
     try:
         x = np.random.default_rng(0).uniform(-0.2, 1.5, size=(4, meta.in_chans, meta.window, meta.window))
         assert_parity(check_parity(module, cfg.out, x.astype(np.float32), cfg.atol, cfg.rtol), cfg.out)

@@ -7,7 +7,7 @@ TensorRT cannot be installed everywhere (it needs an NVIDIA GPU and NVIDIA's own
 - Optimisation profile: one profile ``min=(1, C, s0, s0)``, ``opt=(opt_batch, C, s1, s1)``,
   ``max=(max_batch, C, s2, s2)`` for the inputs ``count`` sends (:func:`profile_shapes`): windows of one
   size S (``s0 = s1 = s2 = S``) for count models; for fully convolutional density models the sides range
-  from the training crop to the inference tile (:func:`cellxfer.export.counter.trt_sides`).
+  from the training crop to the inference tile (:meth:`cellxfer.counter.head.Head.trt_sides`).
 - Cache: ``<cache>/trt/<onnx stem>-<key>.engine`` with ``key`` a hash of GPU model, TensorRT version,
   ONNX file hash, precision and profile (:func:`cache_key`); a hit is reused, a miss is built and
   written atomically. ``<cache>`` is ``$CELLXFER_CACHE`` or ``~/.cache/cellxfer``.
