@@ -10,7 +10,8 @@ raw image in two independent ways:
   percentile and the brightest pixel within 3 px of the point) that contains that brightest pixel, in a
   41 x 41 window.
 
-It prints the distribution of the distance from each annotated point to its nucleus centre (all points,
+It prints the mean signed offset (centre - point, x and y: a coordinate-convention shift would show there),
+the distribution of the distance from each annotated point to its nucleus centre (all points,
 and isolated ones: no other annotation within 15 px), and the localisation F1 (``cellxfer.density.match``,
 one-to-one within R px) that an *oracle* detector would score: one that finds every annotated nucleus,
 exactly once, at its centre. That is the ceiling of any counter that puts its points on nucleus centres,
@@ -85,12 +86,13 @@ def measure(ds, ids, centres) -> dict:
 
     from cellxfer.density.match import match_points
 
-    dist, iso, match = [], [], {r: None for r in RADII}
+    dist, iso, offs, match = [], [], [], {r: None for r in RADII}
     for id_ in ids:
         s = ds[id_]
         t = np.asarray(s.points, dtype=np.float64).reshape(-1, 2)
         c = centres(np.asarray(s.image).squeeze(), t)
         d = np.hypot(*(c - t).T)
+        offs.append(c - t)
         dd = cdist(t, t)
         np.fill_diagonal(dd, np.inf)
         dist.append(d)
@@ -98,10 +100,11 @@ def measure(ds, ids, centres) -> dict:
         for r in RADII:
             m = match_points(c, t, r)
             match[r] = m if match[r] is None else match[r] + m
-    dist, iso = np.concatenate(dist), np.concatenate(iso)
+    dist, iso, offs = np.concatenate(dist), np.concatenate(iso), np.concatenate(offs)
     q = (25, 50, 75, 90)
     return {"points": int(len(dist)), "distance_quantiles_px": dict(zip(map(str, q), np.percentile(dist, q).round(2).tolist())),
             "share_farther_than_5px": round(float((dist > 5).mean()), 3),
+            "mean_offset_xy_px": offs.mean(axis=0).round(3).tolist(),  # centre - point: a convention shift shows here
             "isolated_points": int(len(iso)),
             "isolated_distance_quantiles_px": dict(zip(map(str, q), np.percentile(iso, q).round(2).tolist())),
             "oracle_f1": {str(r): round(m.f1, 3) for r, m in match.items()}}
@@ -117,10 +120,12 @@ def main(argv=None) -> int:
     ds, ids = labelled_ids(args.data, (), role="evaluation")
     res = {name: measure(ds, ids, fn) for name, fn in (("meanshift", meanshift_centres), ("halfmax", halfmax_centres))}
     print(f"{args.data}: {len(ids)} annotated images")
-    print(f"{'centre':>10} {'points':>7} {'median px':>9} {'75th px':>8} {'> 5 px':>7}  oracle F1 @ " + " / ".join(f"{r} px" for r in RADII))
+    print(f"{'centre':>10} {'points':>7} {'mean dx,dy':>12} {'median px':>9} {'75th px':>8} {'> 5 px':>7}  oracle F1 @ "
+          + " / ".join(f"{r} px" for r in RADII))
     for name, r in res.items():
         q = r["distance_quantiles_px"]
-        print(f"{name:>10} {r['points']:7d} {q['50']:9.2f} {q['75']:8.2f} {r['share_farther_than_5px']:7.3f}  "
+        dx, dy = r["mean_offset_xy_px"]
+        print(f"{name:>10} {r['points']:7d} {dx:+6.2f},{dy:+5.2f} {q['50']:9.2f} {q['75']:8.2f} {r['share_farther_than_5px']:7.3f}  "
               + " / ".join(f"{r['oracle_f1'][str(k)]:.3f}" for k in RADII))
     if args.out:
         args.out.write_text(json.dumps({"data": str(args.data), "radii": list(RADII), "centres": res}, indent=1) + "\n")
