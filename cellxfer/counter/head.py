@@ -28,8 +28,12 @@ class Head:
     name: ClassVar[str]
     makes_points: ClassVar[bool] = False
     trained: ClassVar[bool] = True
-    learnt_density: ClassVar[bool] = False
     fully_convolutional: ClassVar[bool] = False
+
+    @property
+    def learnt_density(self) -> bool:
+        """A trained map whose sum is the count and whose peaks are cells (adaptable, pixel-density loss)."""
+        return self.trained and self.makes_points
 
     def splitter(self, meta):
         raise NotImplementedError
@@ -70,7 +74,6 @@ class DensityHead(Head):
 
     name = "density"
     makes_points = True
-    learnt_density = True
     fully_convolutional = True
 
     def splitter(self, meta):
@@ -104,7 +107,6 @@ class DetectionHead(DensityHead):
 
     name = "detections"
     trained = False
-    learnt_density = False
 
     def point_finder(self, meta):
         from cellxfer.density.infer import MarkedPixels
