@@ -9,7 +9,7 @@ A blob centre is a pixel whose scale-normalised response ``-sigma^2 * LoG`` is t
 not repeated), so a border looks like more of the same image, not like an edge against black: no blob is
 invented along the border of a sparse, noisy image. Tiles stitched with a margin of at least
 ``4 * sigma + min_distance`` equal the whole-image result (tiles pad past the image by the same
-mirroring, :func:`cellxfer.density.stitch.tile_batch`).
+mirroring, :func:`cellxfer.density.stitch.cut_tiles`).
 
 :func:`fit_log` picks ``sigma`` from a grid and ``threshold`` by exhaustive search over the observed
 peak responses, minimising the whole-image count MAE on labelled images; the fit computes the same

@@ -139,13 +139,20 @@ def strided_sample(image, step: int, step_x: int | None = None) -> np.ndarray:
     """``image[::step, ::step_x]`` (``step_x`` defaults to ``step``) as a numpy array; a
     :class:`LazyImage` is read in bands of rows (about ``BAND_BYTES`` of source at a time), so only the
     sample and one band are ever held: each band's sample is copied out and the band freed before the
-    next is read (a strided view would keep every band, i.e. the whole slide, alive until the end)."""
+    next is read (a strided view would keep every band, i.e. the whole slide, alive until the end). A
+    lazy image keeps its samples (read-only, a few MB each), so a slide is read for them once, not once
+    per caller."""
     step_x = step if step_x is None else step_x
     if not is_lazy(image):
         return np.asarray(image)[::step, ::step_x]
-    h, w = image.shape
-    rows = max(step, (BAND_BYTES // max(w * image.dtype.itemsize, 1)) // step * step)
-    return np.concatenate([image[y:min(y + rows, h), 0:w][::step, ::step_x].copy() for y in range(0, h, rows)])
+    cache = image.__dict__.setdefault("_samples", {})  # the diameter estimate and the plan ask for the same
+    if (step, step_x) not in cache:
+        h, w = image.shape
+        rows = max(step, (BAND_BYTES // max(w * image.dtype.itemsize, 1)) // step * step)
+        cache[step, step_x] = np.concatenate([image[y:min(y + rows, h), 0:w][::step, ::step_x].copy()
+                                              for y in range(0, h, rows)])
+        cache[step, step_x].flags.writeable = False
+    return cache[step, step_x]
 
 
 def open_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None, level: int = 0):

@@ -23,7 +23,9 @@ construction (resizing an image by ``f`` multiplies its estimate by ``f``, withi
 discretisation), and it is the same function at training and at counting time, so its bias on a given
 kind of nucleus cancels. Images larger than ``MAX_SIDE`` on a side are normalised by the percentiles of
 a strided sample and measured on up to ``MAX_TILES`` tiles of ``TILE`` pixels spread evenly over the
-whole image, their blobs pooled (so a sparse slide whose centre is empty still has its nuclei counted in).
+whole image, their blobs pooled (so a sparse slide whose centre is empty still has its nuclei counted in);
+tiles are taken in an order whose every prefix is spread too, until ``ENOUGH_BLOBS`` blobs are pooled (a
+dense slide is measured on one or two tiles, 0.2 s each, a sparse one on up to all of them).
 
 Invariants: ``Scaled.factor == 1`` exactly (no resampling at all) when the ratio lies within
 ``TOLERANCE`` of 1; factors are clipped to ``[MIN_FACTOR, MAX_FACTOR]``; the count of a density map is
@@ -47,14 +49,17 @@ NOISE_K = 7.0  # a blob's response must exceed this many robust SDs of its scale
 MIN_BLOBS = 5  # fewer blobs than this: no estimate (the image is counted as it is)
 MAX_SIDE = 2048
 TILE, MAX_TILES = 1024, 16
+ENOUGH_BLOBS = 1000  # a large image's tiles are measured until their blobs number this many (or all are)
 CLIP = 3.0
 TOLERANCE = 0.1  # |factor - 1| below this: the image is used as it is
 MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
 
 
 def _tiles(shape) -> list[tuple[int, int]]:
-    """Top-left corners of the tiles the estimate looks at: the whole image when no side exceeds
-    ``MAX_SIDE``, else up to ``MAX_TILES`` tiles of ``TILE`` spread evenly (overlapping if need be)."""
+    """Top-left corners of the tiles the estimate may look at, in the order it looks: the whole image
+    when no side exceeds ``MAX_SIDE``, else up to ``MAX_TILES`` tiles of ``TILE`` spread evenly
+    (overlapping if need be), ordered so that every prefix is spread over the image too (the tile
+    nearest the centre first, then each time the tile farthest from those before it)."""
     h, w = shape
     if max(h, w) <= MAX_SIDE:
         return [(0, 0)]
@@ -63,7 +68,14 @@ def _tiles(shape) -> list[tuple[int, int]]:
         ny, nx = max(1, ny - (ny >= nx)), max(1, nx - (nx > ny))
     ys = np.linspace(0, max(h - TILE, 0), ny).round().astype(int)
     xs = np.linspace(0, max(w - TILE, 0), nx).round().astype(int)
-    return [(int(y), int(x)) for y in ys for x in xs]
+    grid = np.array([(y, x) for y in ys for x in xs], dtype=np.float64)
+    centre = np.array([(h - TILE) / 2, (w - TILE) / 2])
+    order = [int(np.argmin(((grid - centre) ** 2).sum(axis=1)))]
+    dist = ((grid - grid[order[0]]) ** 2).sum(axis=1)
+    while len(order) < len(grid):  # farthest point next (ties: the first in raster order)
+        order.append(int(np.argmax(dist)))
+        dist = np.minimum(dist, ((grid - grid[order[-1]]) ** 2).sum(axis=1))
+    return [(int(grid[i, 0]), int(grid[i, 1])) for i in order]
 
 
 def _block_mean(img: np.ndarray) -> np.ndarray:
@@ -149,8 +161,12 @@ def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarra
     norm = Normalization(clip=CLIP)  # levels of the whole image, applied per tile: a slide is never held whole
     levels = norm.levels(image)
     big = max(image.shape) > MAX_SIDE
-    parts = [_tile_blobs(norm.apply_levels(image[y:y + TILE, x:x + TILE] if big else image, levels), floor, (y, x))
-             for y, x in _tiles(image.shape)]
+    parts, found = [], 0
+    for y, x in _tiles(image.shape):
+        parts.append(_tile_blobs(norm.apply_levels(image[y:y + TILE, x:x + TILE] if big else image, levels), floor, (y, x)))
+        found += len(parts[-1][1])
+        if found >= ENOUGH_BLOBS:
+            break
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
 

@@ -47,7 +47,7 @@ def read_metadata(path: str | os.PathLike, key: str, hint: str) -> str:
     if not path.is_file():
         raise InputError(f"{path}: no such model file; {hint}")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # metadata only: no torch import
             text = (f.metadata() or {}).get(key)
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types
         raise InputError(f"{path}: not a safetensors file ({exc}); {hint}") from None
@@ -75,7 +75,7 @@ def artefact_kind(path: str | os.PathLike) -> str | None:
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # metadata only: no torch import
             keys = set(f.metadata() or {})
     except Exception:  # noqa: BLE001 - safetensors raises several types
         return None

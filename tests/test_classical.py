@@ -127,9 +127,9 @@ def test_no_detection_along_the_border_of_a_sparse_noisy_image():
     ys, xs = np.nonzero(out)
     assert len(ys) == 3 and match_points(np.column_stack([xs + 0.5, ys + 0.5]), pts, radius=2.0).f1 == 1.0
     # the same image through stitched tiles (one tile padded past the image) gives the same detections
-    from cellxfer.density.infer import density_of_normalized
+    from cellxfer.count.parts import density_normalized
     from cellxfer.counter.windows import torch_runner
 
     meta = CounterMeta(arch="log", window=128, output="density", arch_options={**log_options(2.5, 0.2), "tile": 256})
-    tiled = density_of_normalized(torch_runner(model), meta, norm)
+    tiled = density_normalized(torch_runner(model), meta, norm)
     assert np.array_equal(tiled, out)

@@ -158,10 +158,12 @@ def test_a_slide_is_split_across_dask_workers_and_equals_the_local_run(tmp_path,
     from cellxfer import lazy
     from cellxfer.count import parts, split
     from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.counter.splitters import OwnedTiles
 
     monkeypatch.setattr(lazy, "LAZY_PIXELS", 100_000)
     monkeypatch.setattr(parts, "PART_TILES", 3)
     monkeypatch.setattr(split, "BLOCK_PARTS", 1)
+    monkeypatch.setattr(OwnedTiles, "SIDES", (1,))  # the model's own tiles: many parts in a small slide
     img = blobs(640, 800, 160, 6, dtype=np.uint16)
     tifffile.imwrite(tmp_path / "slide.tif", img, tile=(128, 128), compression="zlib")
     tifffile.imwrite(tmp_path / "small.tif", img[:200, :300])  # an ordinary image beside it: one task
@@ -182,3 +184,14 @@ def test_a_slide_is_split_across_dask_workers_and_equals_the_local_run(tmp_path,
     assert {f: r["count"] for f, r in a.items()} == {f: r["count"] for f, r in b.items()}
     for name in ("slide.csv", "small.csv"):
         assert (tmp_path / "lp" / name).read_text() == (tmp_path / "dp" / name).read_text()
+    # --density-map of a slide split across workers: each block sends back its own rows of the map
+    maps = {}
+    for where in ("local", "dask"):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c2:
+            kw = {"scheduler": c2.scheduler_address} if where == "dask" else {}
+            res = run_count(CountConfig(paths=paths[:1], engine="torch", out=tmp_path / f"m-{where}.csv", batch_size=1,
+                                        density_map=tmp_path / f"{where}.tif", **kw))
+        assert not res.failed, res.failed
+        maps[where] = tifffile.imread(tmp_path / f"{where}.tif")
+    assert maps["local"].shape == maps["dask"].shape and maps["local"].sum() > 100
+    np.testing.assert_allclose(maps["dask"], maps["local"], rtol=1e-6, atol=1e-9)

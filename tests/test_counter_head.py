@@ -31,7 +31,7 @@ def test_export_shapes_follow_the_head():
     count, dens = CounterMeta(window=64, output="count"), CounterMeta(arch="density", window=128, output="density")
     assert head_of(count).dynamic_axes()["input"] == {0: "batch"}
     assert head_of(dens).dynamic_axes()["input"] == {0: "batch", 2: "height", 3: "width"}
-    assert head_of(count).trt_sides(count) == (64, 64, 64) and head_of(dens).trt_sides(dens) == (128, 256, 256)
+    assert head_of(count).trt_sides(count) == (64, 64, 64) and head_of(dens).trt_sides(dens) == (128, 256, 1024)
 
 
 @pytest.mark.parametrize("output", ["count", "density"])

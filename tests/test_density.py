@@ -15,7 +15,7 @@ from cellxfer.counter.model import CounterMeta, load_counter  # noqa: E402
 from cellxfer.dataset import CellDatasetWriter  # noqa: E402
 from cellxfer.density.match import match_points  # noqa: E402
 from cellxfer.density.peaks import find_peaks, peaks_for_count  # noqa: E402
-from cellxfer.density.stitch import density_image, owned_ranges, tile_batch  # noqa: E402
+from cellxfer.density.stitch import owned_ranges  # noqa: E402
 from cellxfer.density.targets import density_batch, density_map  # noqa: E402
 
 
@@ -79,12 +79,17 @@ def test_stitching_exact_on_synthetic_image():
         with torch.no_grad():
             return conv(torch.from_numpy(b)).numpy()
 
+    from cellxfer.count.parts import density_normalized, plan_image
+    from cellxfer.counter.model import CounterMeta, Normalization
+
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 64, "margin": 8},
+                       normalization=Normalization(clip=None))
     whole = runner(image[None, None])[0, 0]
-    stitched = density_image(runner, image, tile=64, margin=8)
+    stitched = density_normalized(runner, meta, image)  # count's splitter and merger, the full map kept
     np.testing.assert_allclose(stitched, whole, atol=1e-5)
     assert stitched.sum(dtype=np.float64) == pytest.approx(whole.sum(dtype=np.float64), rel=1e-6)
-    batch, boxes = tile_batch(image, 64, 8)
-    assert len(boxes) > 4 and batch.shape[1:] == (1, 64, 64)
+    plan = plan_image(image, meta, levels=(np.float32(0), np.float32(1)))
+    assert len(plan.boxes) > 4 and plan.batch(0).shape[1:] == (1, plan.splitter.tile, plan.splitter.tile)
 
 
 def test_peak_finding_recovers_synthetic_centres():

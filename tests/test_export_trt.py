@@ -23,7 +23,8 @@ def test_profile_shapes_cover_count_batches():
 
 
 def test_trt_profile_covers_the_sizes_count_sends():
-    """A count model: its window; a density model: training crop .. inference tile, optimised for the tile."""
+    """A count model: its window; a density model: training crop .. 4 x its inference tile (slides are cut
+    into larger tiles: OwnedTiles.for_shape), optimised for the tile."""
     from cellxfer.counter.model import CounterMeta
     from cellxfer.density.stitch import tile_of
     from cellxfer.counter.head import head_of
@@ -33,8 +34,8 @@ def test_trt_profile_covers_the_sizes_count_sends():
 
     assert trt_sides(CounterMeta(window=256)) == (256, 256, 256)
     dens = CounterMeta(arch="density", window=128, output="density")
-    assert trt_sides(dens) == (128, tile_of(dens), tile_of(dens)) == (128, 256, 256)
-    assert trt_sides(CounterMeta(arch="density", window=96, output="density", arch_options={"tile": 512})) == (96, 512, 512)
+    assert trt_sides(dens) == (128, tile_of(dens), 4 * tile_of(dens)) == (128, 256, 1024)
+    assert trt_sides(CounterMeta(arch="density", window=96, output="density", arch_options={"tile": 512})) == (96, 512, 2048)
 
 
 def test_cache_key_depends_on_gpu_trt_onnx_precision_profile():

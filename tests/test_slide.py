@@ -96,8 +96,11 @@ def test_samples_of_a_lazy_image_hold_one_band_at_a_time(monkeypatch):
             return out
 
     monkeypatch.setattr(lazy, "BAND_BYTES", 40 * 400 * 2)  # 39 rows a band (a multiple of the step): 16 bands
-    assert np.array_equal(lazy.strided_sample(Counting(), 3), img[::3, ::3])
+    image = Counting()
+    assert np.array_equal(lazy.strided_sample(image, 3), img[::3, ::3])
     assert len(seen) >= 15 and most[0] == 1
+    reads = len(seen)  # asked again (the plan's levels after the diameter estimate's): not read again
+    assert np.array_equal(lazy.strided_sample(image, 3), img[::3, ::3]) and len(seen) == reads
     monkeypatch.setattr(Normalization, "SAMPLE", 6000)
     sampled = []
     monkeypatch.setattr("cellxfer.counter.model.noise_sd", lambda a: sampled.append(a.size) or 1.0)
@@ -203,8 +206,8 @@ def test_a_slide_counts_the_same_in_tiles_and_parts_of_any_size(tmp_path, monkey
 
 
 def test_batching_parts_of_several_images_equals_one_by_one(tmp_path):
-    """count_batched mixes parts of consecutive images in batches; every image's regions and count are
-    those of counting it alone in one part."""
+    """count_batched mixes parts of consecutive images in batches (never inputs of two tile sides in one
+    call); every image's regions and count are those of counting it alone in one part."""
     from cellxfer.count.job import count_batched
     from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.engines.base import Runner
@@ -214,11 +217,22 @@ def test_batching_parts_of_several_images_equals_one_by_one(tmp_path):
     meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 96, "margin": 16})
     runner = Runner(_blur_runner, meta, "numpy", "cpu", Path("x"), "0")
     files = []
-    for i, (h, w) in enumerate([(300, 410), (90, 700), (500, 120)]):
+    for i, (h, w) in enumerate([(300, 410), (90, 700), (900, 1000), (500, 120)]):
         files.append(tmp_path / f"{i}.tif")
         tifffile.imwrite(files[-1], _ramp(h, w, seed=i))
     alone = {f: count_plan(_blur_runner, plan_image(tifffile.imread(f), meta), points=True) for f in files}
+    sides = [plan_image(tifffile.imread(f), meta).splitter.tile for f in files]
+    assert sides[1] == 96 and sides[2] == 384, sides  # the large image is cut into 4x larger tiles
+    calls = []
+
+    def recording(x):
+        calls.append(x.shape)
+        return _blur_runner(x)
+
+    runner = Runner(recording, meta, "numpy", "cpu", Path("x"), "0")
     got = list(count_batched(files, runner, batch_size=5, workers=2, points=True, part_tiles=2))
+    assert all(n <= max(1, 5 // (side // 96) ** 2) for n, _, side, _ in calls), calls  # 5 base tiles a call
+    assert {side for _, _, side, _ in calls} == set(sides)
     assert [f for f, *_ in got] == files
     for f, plan, res, _ in got:
         assert len(plan.parts) > 1 or f == files[1]
@@ -439,7 +453,7 @@ def test_points_streamed_to_the_csv_equal_the_points_held(tmp_path, small_lazy):
 
 
 @pytest.mark.parametrize("part_tiles", [1, 6])
-def test_spans_of_parts_merge_to_the_whole_exactly(tmp_path, small_lazy, part_tiles):
+def test_spans_of_parts_merge_to_the_whole_exactly(tmp_path, monkeypatch, small_lazy, part_tiles):
     """Parts counted in spans (a Dask worker's blocks) and merged, in any order, give exactly the
     count, region counts and points of one merger over all parts: each cell owned once, seams included
     (a peak on a span's border is found by the seam, not twice or never); a plan pickles light and its
@@ -449,7 +463,9 @@ def test_spans_of_parts_merge_to_the_whole_exactly(tmp_path, small_lazy, part_ti
     import tifffile
 
     from cellxfer.count.parts import count_parts, count_plan, merge, plan_image, spans_of
+    from cellxfer.counter.splitters import OwnedTiles
 
+    monkeypatch.setattr(OwnedTiles, "SIDES", (1,))  # the model's own 128-pixel tiles: many rows of parts
     rng = np.random.default_rng(11)
     img = np.zeros((900, 700), np.uint16)
     img[rng.integers(2, 898, 900), rng.integers(2, 698, 900)] = rng.integers(5000, 9000, 900)

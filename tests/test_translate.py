@@ -12,7 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cellxfer.synth.paired import PairedConfig, overexpose, render, scale, write_pairs  # noqa: E402
-from cellxfer.translate.blend import translate_array  # noqa: E402
+from cellxfer.count.parts import RampTiles, blend_image  # noqa: E402
+
+
+def translate_array(x, run, tile=256, overlap=32, batch_size=8):
+    """Blend ``run`` over ``x`` as Translator.translate does (ramp tiles, weighted merge)."""
+    return blend_image(run, x, RampTiles(tile, overlap), batch_size)
 from cellxfer.translate.metrics import mae, pearson, ssim  # noqa: E402
 from cellxfer.translate.model import TranslatorMeta, build_generator, load_translator, save_translator  # noqa: E402
 

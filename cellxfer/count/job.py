@@ -78,10 +78,11 @@ def _error_text(exc: BaseException) -> str:
 class _Part:
     """One part of an image waiting for (or in) inference."""
 
-    __slots__ = ("state", "index", "batch", "next", "outs")
+    __slots__ = ("state", "index", "batch", "next", "outs", "weight")
 
     def __init__(self, state, index: int, batch: np.ndarray):
         self.state, self.index, self.batch, self.next, self.outs = state, index, batch, 0, []
+        self.weight = state.plan.splitter.weight  # base tiles per input (batch sizes count these)
 
     @property
     def remaining(self) -> int:
@@ -130,7 +131,7 @@ def _planned_parts(pool, files, plan, ahead: int, budget: int):
                     inputs.append(0)
                     continue
             f, state, i = current
-            n = state.plan.parts[i][1] - state.plan.parts[i][0]
+            n = (state.plan.parts[i][1] - state.plan.parts[i][0]) * state.plan.splitter.weight
             if len(parts) >= 2 and sum(inputs) + n > budget:
                 break
             parts.append((f, state, i, pool.submit(state.plan.batch, i)))
@@ -166,7 +167,7 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
         queue: list[_Part] = []
         exhausted = False
         while True:
-            while not exhausted and sum(p.remaining for p in queue) < batch_size:
+            while not exhausted and sum(p.remaining * p.weight for p in queue) < batch_size:
                 item = next(source, None)
                 if item is None:
                     exhausted = True
@@ -195,14 +196,19 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
 
 
 def _run_batch(runner, queue: list, batch_size: int):
-    """Run the next ``batch_size`` inputs of ``queue``; merge every part this completes and yield each
-    image it completes (``count_batched``'s items); drop the parts of an image whose batch failed."""
+    """Run the next inputs of ``queue`` (``batch_size`` base tiles' worth, of one input shape); merge
+    every part this completes and yield each image it completes (``count_batched``'s items); drop the
+    parts of an image whose batch failed."""
     parts, n = [], 0
+    first = queue[0]
+    per_call = max(1, batch_size // first.weight)
     for p in queue:
-        take = min(batch_size - n, p.remaining)
+        if p.batch.shape[1:] != first.batch.shape[1:]:  # images tiled with another side: the next call
+            break
+        take = min(per_call - n, p.remaining)
         parts.append((p, p.next, take))
         n += take
-        if n == batch_size:
+        if n == per_call:
             break
     x = parts[0][0].batch[parts[0][1]:parts[0][1] + parts[0][2]] if len(parts) == 1 else \
         np.concatenate([p.batch[s:s + t] for p, s, t in parts])
@@ -270,6 +276,7 @@ class FileOutcome:
     error: str = ""  # set when this file failed (the worker and its engine are fine)
     scaled: tuple | None = None  # (diameter, scale) when the image was measured/rescaled
     parts: object = None  # a block of a slide: its cellxfer.count.parts.PartsOutcome (cellxfer.count.split)
+    density_map: object = None  # cellxfer.count.parts.DensityMap (density models; at most MAP_SIDE a side)
 
 
 def task_runner(task: FileTask):
@@ -301,7 +308,8 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
 
         write_overlay(overlay, prep.image, res, prep.image_step)
     return FileOutcome(res.count, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash,
-                       None if res.points is None else res.points.tolist(), scaled=_scale_info(prep.scaled))
+                       None if res.points is None else res.points.tolist(), scaled=_scale_info(prep.scaled),
+                       density_map=res.density_map)
 
 
 def _scale_info(scaled) -> tuple[float | None, float]:
@@ -401,7 +409,8 @@ def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays:
             error = outcome if isinstance(outcome, BaseException) else RuntimeError(outcome.error)
             record(file, None, None, getattr(outcome, "ms", 0.0), getattr(outcome, "engine", config.engine), error)
         elif slide is None:
-            record(file, outcome.count, outcome.points, outcome.ms, outcome.engine, None, outcome.scaled)
+            record(file, outcome.count, outcome.points, outcome.ms, outcome.engine, None, outcome.scaled,
+                   outcome.density_map)
         else:
             try:
                 res = slide.add(outcome)
@@ -412,7 +421,8 @@ def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays:
                 record(file, None, None, slide.ms, outcome.engine, exc)
                 continue
             if res is not None:
-                record(file, res.count, res.points, slide.ms, outcome.engine, None, _scale_info(slide.plan.scaled))
+                record(file, res.count, res.points, slide.ms, outcome.engine, None, _scale_info(slide.plan.scaled),
+                       res.density_map)
     return startup
 
 
@@ -457,8 +467,6 @@ def _check_density_map(config: CountConfig, model: Path, meta) -> None:
     if not head_of(meta).makes_points:
         raise InputError(f"--density-map: {model} predicts one count per window, not a density map; "
                          f"use a density model (train-count --arch density or --arch log)")
-    if config.scheduler:
-        raise InputError("--density-map: not available with --scheduler yet; count the slide locally")
 
 
 def write_density_map(path: Path, dmap) -> Path:

@@ -15,7 +15,7 @@ Splitters (which boxes; :mod:`cellxfer.counter.splitters`, picked by the counter
 - :class:`OwnedTiles` (density models): overlapping tiles, each owning the part of the image nearest
   its centre (:mod:`cellxfer.density.stitch`); an image smaller than a tile is mirrored to one tile.
 
-Mergers (model outputs of each part, in order -> :class:`Counted`):
+Mergers (model outputs of each part, in order -> :class:`Counted`; translators: -> an image):
 
 - :class:`WindowSums`: each window's count is the sum of its output; the image's is their sum.
 - :class:`DensityBands`: each part's owned rows of the stitched density map (a *band*, full width) are
@@ -23,6 +23,8 @@ Mergers (model outputs of each part, in order -> :class:`Counted`):
   with ``halo`` rows of its neighbours, so every cell is found once, by the band that owns its centre;
   only those rows are held, never the whole map. The points of an image of one part are exactly
   those of the whole-image map.
+- :class:`RampBlend` (translators, :class:`RampTiles`): ramp-weighted tile outputs over the summed
+  weights (:func:`blend_image`).
 
 Mergers work on a *span* of consecutive parts (all of them, or a block of them on a Dask worker:
 :mod:`cellxfer.count.split`) and hand a :class:`PartsOutcome` to :func:`merge`, which puts the outcomes
@@ -74,20 +76,39 @@ class DensityMap:
     block: int
     sy: float = 1.0
     sx: float = 1.0
+    row0: int = 0  # the map row ``counts[0]`` is (a span's rows of the map: :meth:`rows`)
 
     @classmethod
-    def for_shape(cls, shape) -> "DensityMap":
-        block = max(1, -(-max(shape[:2]) // MAP_SIDE))
+    def for_shape(cls, shape, block: int | None = None) -> "DensityMap":
+        """An empty map of an image of ``shape``; ``block`` None: the smallest keeping sides <= MAP_SIDE
+        (1: the whole map at full resolution)."""
+        block = block or max(1, -(-max(shape[:2]) // MAP_SIDE))
         return cls(np.zeros((-(-shape[0] // block), -(-shape[1] // block)), np.float64), block)
 
     def add(self, band: np.ndarray, y0: int) -> None:
         """Add the map rows ``band`` (full width) that start at row ``y0``."""
         b = self.block
         cols = np.add.reduceat(band.astype(np.float64, copy=False), np.arange(0, band.shape[1], b), axis=1)
-        np.add.at(self.counts, (np.arange(y0, y0 + len(band)) // b,), cols)
+        np.add.at(self.counts, (np.arange(y0, y0 + len(band)) // b - self.row0,), cols)
+
+    def rows(self, lo: int, hi: int) -> "DensityMap":
+        """The map rows holding image rows ``[lo, hi)`` (what a span's bands filled; a Dask block sends
+        back only these)."""
+        r0, r1 = lo // self.block, -(-hi // self.block)
+        return DensityMap(self.counts[r0 - self.row0:r1 - self.row0].copy(), self.block, self.sy, self.sx, r0)
+
+    @classmethod
+    def combined(cls, shape, maps: list) -> "DensityMap":
+        """One map of an image of ``shape`` from its spans' maps (added in span order)."""
+        if len(maps) == 1 and maps[0].row0 == 0 and len(maps[0].counts) == len(cls.for_shape(shape, maps[0].block).counts):
+            return maps[0]
+        out = cls.for_shape(shape, maps[0].block)
+        for m in maps:
+            out.counts[m.row0:m.row0 + len(m.counts)] += m.counts
+        return out
 
 
-from cellxfer.counter.splitters import OwnedTiles, WindowGrid  # noqa: E402,F401  (the splitters)
+from cellxfer.counter.splitters import OwnedTiles, RampTiles, WindowGrid  # noqa: E402,F401  (the splitters)
 
 #: boxes per part: with the default counter (256-pixel tiles) about 64 MiB of float32 input per part
 PART_TILES = 64
@@ -95,10 +116,10 @@ PART_TILES = 64
 
 def group_parts(boxes: list, splitter, part_tiles: int) -> list[tuple[int, int, int, int]]:
     """``(first box, end box, first row, end row)`` per part: whole rows of boxes (boxes with the same
-    top), at least ``part_tiles`` boxes a part (the last may have fewer)."""
+    top), at least ``part_tiles`` base tiles a part (``splitter.weight`` a box; the last may have fewer)."""
     parts, start = [], 0
     for i in range(1, len(boxes) + 1):
-        if i == len(boxes) or (boxes[i][0] != boxes[i - 1][0] and i - start >= part_tiles):
+        if i == len(boxes) or (boxes[i][0] != boxes[i - 1][0] and (i - start) * splitter.weight >= part_tiles):
             rows = [splitter.rows_of(b) for b in boxes[start:i]]
             parts.append((start, i, min(r[0] for r in rows), max(r[1] for r in rows)))
             start = i
@@ -153,14 +174,16 @@ class ImagePlan:
         block = self.meta.normalization.apply_levels(self.source[y0:y1, 0:self.shape[1]], self.levels)
         return self.splitter.cut(block, y0, self.boxes[b0:b1])
 
-    def merger(self, points: bool = False, points_file: Path | None = None, span: tuple[int, int] | None = None):
+    def merger(self, points: bool = False, points_file: Path | None = None, span: tuple[int, int] | None = None,
+               map_block: int | None = None):
         """A fresh merger for this plan's outputs (:class:`WindowSums` or :class:`DensityBands`) of parts
         ``span`` = ``[first, end)`` (None: all); with ``points_file`` (density models) the points stream
-        into that CSV (:class:`PointsFile`)."""
+        into that CSV (:class:`PointsFile`); ``map_block``: the :class:`DensityMap`'s block (None: a map of
+        at most MAP_SIDE a side; 1: the full-resolution map)."""
         span = span or (0, len(self.parts))
         if isinstance(self.splitter, OwnedTiles):
             return DensityBands(self, points, sink=PointsFile(points_file) if points_file is not None else None,
-                                span=span)
+                                span=span, map_block=map_block)
         return WindowSums(self, span)
 
 
@@ -180,7 +203,7 @@ def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: b
     part_tiles = part_tiles or PART_TILES
     scaled = policy.scale(image, meta) if policy is not None else None
     work = scaled.image if scaled is not None else image
-    splitter = head_of(meta).splitter(meta)
+    splitter = head_of(meta).splitter(meta).for_shape(work.shape)
     boxes = splitter.boxes(work.shape)
     kept, step = None, 1
     if keep_image:
@@ -192,9 +215,18 @@ def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: b
                      part_tiles)
 
 
-def count_plan(runner, plan: ImagePlan, batch_size: int = 16, points: bool = False):
-    """Count one planned image part by part, ``batch_size`` inputs per ``runner`` call."""
-    return merge(plan, [count_parts(runner, plan, (0, len(plan.parts)), batch_size, points)], points)
+def count_plan(runner, plan: ImagePlan, batch_size: int = 16, points: bool = False, map_block: int | None = None):
+    """Count one planned image part by part, ``batch_size`` inputs per ``runner`` call (``map_block``:
+    :meth:`ImagePlan.merger`)."""
+    return merge(plan, [count_parts(runner, plan, (0, len(plan.parts)), batch_size, points, map_block)], points)
+
+
+def density_normalized(runner, meta, image: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """float32 (H, W) density map of an image already normalised by ``meta.normalization``, split and
+    merged exactly as ``count`` does (levels (0, 1), as :func:`count_normalized`), kept whole at full
+    resolution (a :class:`DensityMap` of block 1): the pseudo-labels of ``adapt-count``."""
+    plan = plan_image(image, meta, levels=(np.float32(0.0), np.float32(1.0)))
+    return count_plan(runner, plan, batch_size, map_block=1).density_map.counts.astype(np.float32)
 
 
 def count_normalized(runner, meta, image: np.ndarray, batch_size: int = 16) -> float:
@@ -205,14 +237,14 @@ def count_normalized(runner, meta, image: np.ndarray, batch_size: int = 16) -> f
 
 
 def count_parts(runner, plan: ImagePlan, span: tuple[int, int], batch_size: int = 16,
-                points: bool = False) -> "PartsOutcome":
+                points: bool = False, map_block: int | None = None) -> "PartsOutcome":
     """The :class:`PartsOutcome` of parts ``span`` = ``[first, end)`` of a planned image (what a Dask
     worker computes for its block of a slide; :func:`merge` puts blocks together)."""
-    merger = plan.merger(points, span=span)
+    merger = plan.merger(points, span=span, map_block=map_block)
+    step = max(1, batch_size // plan.splitter.weight)  # batch_size counts base tiles
     for i in range(*span):
         batch = plan.batch(i)
-        merger.add(i, np.concatenate([np.asarray(runner(batch[j:j + batch_size]))
-                                      for j in range(0, len(batch), batch_size)]))
+        merger.add(i, np.concatenate([np.asarray(runner(batch[j:j + step])) for j in range(0, len(batch), step)]))
     return merger.outcome()
 
 
@@ -290,11 +322,7 @@ def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFi
         vals = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.float32)
         pts = finder.choose(xy, vals, total)
     maps = [o.density_map for o in outcomes if o.density_map is not None]
-    dmap = None
-    if maps:
-        dmap = maps[0]
-        for m in maps[1:]:
-            dmap.counts += m.counts
+    dmap = DensityMap.combined(plan.shape, maps) if maps else None
     regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in plan.boxes]
     return _in_original(plan, total, regions, sums, pts, dmap)
 
@@ -340,12 +368,13 @@ class DensityBands:
     done_y: int = 0  # points of rows above this are found
     sink: PointsFile | None = None  # --points streamed to this file (then ``Counted.points`` is None)
     span: tuple[int, int] | None = None  # the parts [first, end) merged here (None: all)
+    map_block: int | None = None  # the DensityMap's block (None: at most MAP_SIDE a side)
 
     def __post_init__(self):
         from cellxfer.counter.head import head_of
 
         self.finder = head_of(self.plan.meta).point_finder(self.plan.meta)
-        self.map = DensityMap.for_shape(self.plan.shape)
+        self.map = DensityMap.for_shape(self.plan.shape, self.map_block)
         self.span = self.span or (0, len(self.plan.parts))
         self.lo, self.hi = self.plan.rows(*self.span)
         # rows within ``halo`` of another span are left to :func:`merge` (it gets ``top``/``bottom``)
@@ -456,6 +485,40 @@ class PointsFile:
     def close(self) -> None:
         self._f.close()
         self.spill.unlink(missing_ok=True)
+
+
+class RampBlend:
+    """Image-to-image models (translators): each tile's output weighted by its ramp
+    (:meth:`cellxfer.counter.splitters.RampTiles.ramp`), summed, divided by the summed weights, cropped to
+    the image. Overlapping tiles fade into each other with no seam, and a model that returns a constant
+    gives exactly that constant."""
+
+    def __init__(self, splitter, shape):
+        self.splitter, self.shape = splitter, tuple(shape[:2])
+        self.acc = np.zeros(splitter.padded(self.shape), np.float64)
+        self.wsum = np.zeros_like(self.acc)
+
+    def add(self, boxes: list, outputs: np.ndarray) -> None:
+        t = self.splitter.tile
+        for (y, x), o in zip(boxes, np.asarray(outputs, np.float32).reshape(len(boxes), t, t)):
+            weight = self.splitter.ramp((y, x), self.shape)
+            self.acc[y:y + t, x:x + t] += o * weight
+            self.wsum[y:y + t, x:x + t] += weight
+
+    def result(self) -> np.ndarray:
+        return (self.acc / self.wsum).astype(np.float32)[:self.shape[0], :self.shape[1]]
+
+
+def blend_image(run, image: np.ndarray, splitter, batch_size: int = 8) -> np.ndarray:
+    """float32 (H, W) output of an image-to-image model ``run`` ((N, 1, t, t) -> (N, 1, t, t)) over a
+    normalised 2-D ``image``, cut by ``splitter`` (:class:`RampTiles`) and merged by :class:`RampBlend`."""
+    image = np.asarray(image, np.float32)
+    boxes = splitter.boxes(image.shape)
+    merger = RampBlend(splitter, image.shape)
+    for i in range(0, len(boxes), batch_size):
+        chunk = boxes[i:i + batch_size]
+        merger.add(chunk, run(splitter.cut(image, 0, chunk)))
+    return merger.result()
 
 
 def _in_original(plan: ImagePlan, count: float, regions: list, region_counts: np.ndarray, points,

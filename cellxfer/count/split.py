@@ -56,7 +56,7 @@ class BlockItem:
         except Exception as exc:  # noqa: BLE001 - reported in the CSV like the local run does
             return FileOutcome(None, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash,
                                error=_error_text(exc))
-        out.density_map = None  # not sent back (2 MB a block): --density-map is local-only
+        out.density_map = out.density_map.rows(*self.plan.rows(*self.span))  # only its own rows go back
         return FileOutcome(None, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash, parts=out)
 
 

@@ -92,12 +92,14 @@ class DensityHead(Head):
         return {"sigma": sigma, "margin": crop // 8}
 
     def trt_sides(self, meta):
-        """From the smaller of training crop and inference tile to the larger, optimised for the tile
-        ``count`` sends."""
+        """From the smaller of training crop and inference tile to the larger (up to the largest tile
+        ``count`` sends a slide: :meth:`cellxfer.counter.splitters.OwnedTiles.for_shape`), optimised for the
+        model's own tile."""
+        from cellxfer.counter.splitters import OwnedTiles
         from cellxfer.density.stitch import tile_of
 
         tile = tile_of(meta)
-        return min(meta.window, tile), tile, max(meta.window, tile)
+        return min(meta.window, tile), tile, max(meta.window, tile * max(OwnedTiles.SIDES))
 
 
 class DetectionHead(DensityHead):

@@ -6,6 +6,11 @@ normalised rows becomes those inputs. A counter's head picks its splitter (:mod:
   zero-padded after normalisation (:mod:`cellxfer.counter.windows`). Each pixel in exactly one window.
 - :class:`OwnedTiles` (density heads): overlapping tiles, each owning the part of the image nearest its
   centre (:mod:`cellxfer.density.stitch`); an image smaller than a tile is mirrored to one tile.
+- :class:`RampTiles` (translators): overlapping tiles whose outputs are blended by separable ramps
+  (:class:`cellxfer.count.parts.RampBlend`), so neighbouring tiles fade into each other with no seam.
+
+Every splitter has ``boxes(shape)``, ``rows_of(box)``, ``cut(block, y0, boxes)``, ``for_shape(shape)`` and
+``weight`` (base-size model inputs per box); the mergers of :mod:`cellxfer.count.parts` follow the splitter.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ class WindowGrid:
 
     window: int
     in_chans: int = 1
+    weight = 1  # a window is one model input (see :attr:`OwnedTiles.weight`)
+
+    def for_shape(self, shape) -> "WindowGrid":
+        return self
 
     def boxes(self, shape) -> list:
         from cellxfer.counter.windows import tile_windows
@@ -40,11 +49,42 @@ class WindowGrid:
 
 @dataclass(frozen=True)
 class OwnedTiles:
-    """Overlapping tiles with owned boxes; boxes ``(y0, x0, oy0, oy1, ox0, ox1)``."""
+    """Overlapping tiles with owned boxes; boxes ``(y0, x0, oy0, oy1, ox0, ox1)``.
+
+    ``base`` is the model's own tile side (:func:`cellxfer.density.stitch.tile_of`; 0: ``tile``). A
+    fully convolutional model takes larger tiles as well, and every tile repeats ``2 * margin`` pixels of
+    its neighbours, so :meth:`for_shape` picks, per image, the side of ``base`` x :attr:`SIDES` whose
+    tiles cover the image with the fewest model-input pixels: the base tile for images of a few tiles
+    (a 600 x 800 image), 4 x the base for slides (overlap 7% of the input instead of 31% with the default
+    counter's 256-pixel tiles and 16-pixel margin). Batches and parts are sized in base tiles (:attr:`weight`).
+    """
 
     tile: int
     margin: int
     in_chans: int = 1
+    base: int = 0
+
+    SIDES = (1, 2, 4)
+
+    @property
+    def weight(self) -> int:
+        """How many base tiles one box's input is (batch sizes and parts count these)."""
+        return (self.tile // (self.base or self.tile)) ** 2
+
+    def for_shape(self, shape) -> "OwnedTiles":
+        """This splitter with the tile side that covers an image of ``shape`` with the fewest input
+        pixels (ties: the smaller side)."""
+        from dataclasses import replace
+
+        from cellxfer.density.stitch import tile_starts
+
+        base = self.base or self.tile
+        h, w = shape[:2]
+
+        def pixels(t):
+            return len(tile_starts(h, t, self.margin)) * len(tile_starts(w, t, self.margin)) * t * t
+
+        return replace(self, tile=min((base * k for k in self.SIDES), key=lambda t: (pixels(t), t)), base=base)
 
     def boxes(self, shape) -> list:
         from cellxfer.density.stitch import tiles
@@ -58,3 +98,60 @@ class OwnedTiles:
         from cellxfer.density.stitch import cut_tiles
 
         return cut_tiles(block, boxes, self.tile, self.in_chans, y0)
+
+
+@dataclass(frozen=True)
+class RampTiles:
+    """Tiles of ``tile`` x ``tile`` every ``tile - overlap`` pixels (the last row/column flush with the
+    image edge; ``tile`` a multiple of ``multiple``, a UNet's ``2**num_downs``); boxes ``(y0, x0)``. An
+    image smaller than a tile is mirrored (numpy ``reflect``) to one tile and cropped back by the merger.
+    :meth:`ramp` weights each output by a separable ramp that rises from ``eps`` at a tile border to 1 over
+    ``overlap`` pixels (a border on the image edge gets full weight)."""
+
+    tile: int
+    overlap: int
+    in_chans: int = 1
+    multiple: int = 1
+    weight = 1
+
+    def __post_init__(self):
+        if self.tile % self.multiple:
+            raise ValueError(f"tile {self.tile} is not a multiple of {self.multiple}")
+        object.__setattr__(self, "overlap", min(self.overlap, self.tile // 2))
+
+    def for_shape(self, shape) -> "RampTiles":
+        return self
+
+    def padded(self, shape) -> tuple[int, int]:
+        return max(shape[0], self.tile), max(shape[1], self.tile)
+
+    def boxes(self, shape) -> list:
+        from cellxfer.density.stitch import tile_starts
+
+        h, w = self.padded(shape)
+        step = self.tile - self.overlap
+        return [(y, x) for y in tile_starts(h, self.tile, step=step) for x in tile_starts(w, self.tile, step=step)]
+
+    def rows_of(self, box) -> tuple[int, int]:
+        return box[0], box[0] + self.tile
+
+    def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
+        from cellxfer.density.stitch import cut_tiles
+
+        return cut_tiles(block, [(y, x) for y, x in boxes], self.tile, self.in_chans, y0)
+
+    def ramp(self, box, shape, eps: float = 1e-3) -> np.ndarray:
+        """float32 (tile, tile) blending weight of the box at ``(y, x)`` in an image of ``shape``."""
+        h, w = self.padded(shape)
+        y, x = box
+        return self._ramp(y > 0, y + self.tile < h, eps)[:, None] * self._ramp(x > 0, x + self.tile < w, eps)[None, :]
+
+    def _ramp(self, lead: bool, trail: bool, eps: float) -> np.ndarray:
+        w = np.ones(self.tile, np.float32)
+        if self.overlap > 0:
+            r = np.maximum((np.arange(self.overlap, dtype=np.float32) + 0.5) / self.overlap, eps)
+            if lead:
+                w[:self.overlap] = np.minimum(w[:self.overlap], r)
+            if trail:
+                w[-self.overlap:] = np.minimum(w[-self.overlap:], r[::-1])
+        return w

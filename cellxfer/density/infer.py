@@ -8,18 +8,12 @@ from typing import Callable
 import numpy as np
 
 
-def density_of_normalized(runner: Callable[[np.ndarray], np.ndarray], meta, normalized: np.ndarray,
-                          batch_size: int = 16) -> np.ndarray:
-    """float32 (H, W) density of an already normalised 2-D image: overlapping tiles of
-    :func:`cellxfer.density.stitch.tile_of` stitched without double counting."""
-    from cellxfer.density.stitch import density_image, margin_of, tile_of
-
-    return density_image(runner, normalized, tile_of(meta), margin_of(meta), meta.in_chans, batch_size)
-
-
 def density_of_image(runner: Callable[[np.ndarray], np.ndarray], meta, image: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """float32 (H, W) density of a raw 2-D ``image`` (normalised as ``meta`` says, tiles stitched)."""
-    return density_of_normalized(runner, meta, meta.normalization.apply(image), batch_size)
+    """float32 (H, W) density of a raw 2-D ``image`` (normalised as ``meta`` says; split and merged as
+    ``count`` does: :func:`cellxfer.count.parts.density_normalized`)."""
+    from cellxfer.count.parts import density_normalized
+
+    return density_normalized(runner, meta, meta.normalization.apply(image), batch_size)
 
 
 def points_from_density(density: np.ndarray, meta) -> np.ndarray:

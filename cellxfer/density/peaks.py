@@ -24,19 +24,23 @@ def peak_candidates(density: np.ndarray, sigma: float = 3.0, min_distance: int =
     """``(xy, values)``: every peak of :func:`find_peaks` (float64 (N, 2) of (x, y)) with its density value,
     in label (raster) order, unranked; a map cut into bands of rows gives the same peaks band by band
     when each band is looked at with ``min_distance`` rows of its neighbours (:mod:`cellxfer.count.parts`)."""
-    from scipy.ndimage import center_of_mass, label, maximum_filter
+    from scipy.ndimage import label, maximum_filter
 
     d = np.asarray(density, dtype=np.float32)
     thr = rel_threshold / (2 * math.pi * sigma ** 2)
     is_max = (d == maximum_filter(d, size=2 * min_distance + 1, mode="constant", cval=-np.inf)) & (d > thr)
     # a plateau (e.g. a density upsampled by nearest neighbour) is one peak: one point per connected
-    # group of maximal pixels, at its centre
+    # group of maximal pixels, at its centre (the mean of its pixels' coordinates, summed over the few
+    # maximal pixels only, not over the map)
     labels, n = label(is_max, structure=np.ones((3, 3)))
     if n == 0:
         return np.zeros((0, 2), dtype=np.float64), np.zeros(0, dtype=np.float32)
-    idx = np.arange(1, n + 1)
-    cy, cx = np.asarray(center_of_mass(is_max, labels, idx), dtype=np.float64).reshape(-1, 2).T
-    vals = np.asarray([d[int(round(y)), int(round(x))] for y, x in zip(cy, cx)], dtype=np.float32)
+    ys, xs = np.nonzero(is_max)
+    lab = labels[ys, xs]
+    size = np.bincount(lab, minlength=n + 1)[1:].astype(np.float64)
+    cy = np.bincount(lab, weights=ys.astype(np.float64), minlength=n + 1)[1:] / size
+    cx = np.bincount(lab, weights=xs.astype(np.float64), minlength=n + 1)[1:] / size
+    vals = d[np.round(cy).astype(np.intp), np.round(cx).astype(np.intp)].astype(np.float32)
     return np.stack([cx + 0.5, cy + 0.5], axis=1).astype(np.float64), vals
 
 

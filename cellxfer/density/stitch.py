@@ -1,23 +1,25 @@
-"""Whole-image density maps from fixed-size overlapping tiles, stitched without double counting.
+"""The geometry of overlapping tiles that own their part of an image (density heads), and the
+inference tile and margin a density model records.
 
 Tiles of ``tile`` x ``tile`` start every ``tile - 2 * margin`` pixels (the last one flush with the
-bottom/right border; an image smaller than a tile is one zero-padded tile). Every image pixel is *owned*
+bottom/right border; an image smaller than a tile is one tile, mirrored). Every image pixel is *owned*
 by exactly one tile: the boundary between consecutive tiles lies in the middle of their overlap, so
 each tile contributes only its owned part and the stitched map is a partition of the image. With a
-receptive field below ``margin`` the stitched map equals the whole-image map.
+receptive field below ``margin`` the stitched map equals the whole-image map. Cutting, stitching and
+peaks are :mod:`cellxfer.count.parts` (its ``DensityBands`` merger), the one path of every command.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 
-def tile_starts(n: int, tile: int, margin: int) -> list[int]:
+def tile_starts(n: int, tile: int, margin: int = 0, step: int | None = None) -> list[int]:
+    """Starts of ``tile``-long tiles every ``step`` (default ``tile - 2 * margin``) pixels along ``n``,
+    the last flush with the end; ``[0]`` when ``n <= tile`` (one tile, padded)."""
     if n <= tile:
         return [0]
-    step = max(tile - 2 * margin, 1)
+    step = max(tile - 2 * margin if step is None else step, 1)
     starts = list(range(0, n - tile, step)) + [n - tile]
     return sorted(set(starts))
 
@@ -36,13 +38,6 @@ def tiles(shape: tuple[int, int], tile: int, margin: int) -> list[tuple[int, int
             for x, ox0, ox1 in owned_ranges(w, tile, margin)]
 
 
-def tile_batch(normalized: np.ndarray, tile: int, margin: int, in_chans: int = 1) -> tuple[np.ndarray, list]:
-    """float32 (N, in_chans, tile, tile) tiles and their :func:`tiles` boxes (:func:`cut_tiles`)."""
-    img = np.asarray(normalized, dtype=np.float32)
-    boxes = tiles(img.shape, tile, margin)
-    return cut_tiles(img, boxes, tile, in_chans), boxes
-
-
 def cut_tiles(block: np.ndarray, boxes: list, tile: int, in_chans: int = 1, y0: int = 0) -> np.ndarray:
     """float32 (N, in_chans, tile, tile) inputs of ``boxes`` from ``block``, the image's rows from ``y0``
     (whole rows). An image smaller than a tile is padded bottom/right by mirroring (numpy ``reflect``),
@@ -57,32 +52,10 @@ def cut_tiles(block: np.ndarray, boxes: list, tile: int, in_chans: int = 1, y0: 
     return batch
 
 
-def stitch(outputs: np.ndarray, boxes: list, shape: tuple[int, int]) -> np.ndarray:
-    """float32 (H, W) map from tile outputs (N, 1, tile, tile) or (N, tile, tile) and their boxes."""
-    out = np.zeros(shape, dtype=np.float32)
-    outputs = np.asarray(outputs).reshape(len(boxes), *np.asarray(outputs).shape[-2:])
-    for o, (y, x, oy0, oy1, ox0, ox1) in zip(outputs, boxes):
-        out[oy0:oy1, ox0:ox1] = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
-    return out
-
-
-def density_image(runner: Callable[[np.ndarray], np.ndarray], normalized: np.ndarray, tile: int, margin: int,
-                  in_chans: int = 1, batch_size: int = 16) -> np.ndarray:
-    """Stitched density (float32 (H, W)) of a normalised image; ``runner``: (N, C, tile, tile) -> (N, 1, tile, tile)."""
-    batch, boxes = tile_batch(normalized, tile, margin, in_chans)
-    outs = [np.asarray(runner(batch[i:i + batch_size]), dtype=np.float32) for i in range(0, len(batch), batch_size)]
-    return stitch(np.concatenate(outs), boxes, normalized.shape)
-
-
 def tile_of(meta) -> int:
     """Inference tile side of a density model: ``arch_options['tile']`` or ``max(window, 256)``. The
     network is fully convolutional, so tiles larger than the training crop cost fewer overlaps."""
     return int((meta.arch_options or {}).get("tile", max(meta.window, 256)))
-
-
-def image_tiles(meta, normalized: np.ndarray) -> tuple[np.ndarray, list]:
-    """:func:`tile_batch` of a normalised image with the model's tile and margin."""
-    return tile_batch(normalized, tile_of(meta), margin_of(meta), meta.in_chans)
 
 
 def margin_of(meta) -> int:

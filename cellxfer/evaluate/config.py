@@ -11,7 +11,7 @@ from typing import Optional
 class EvaluateConfig:
     model: Path
     data: Path
-    out_csv: Optional[Path] = None    # default: <data folder name>-predictions.csv next to the model
+    out_csv: Optional[Path] = None    # default: <model stem>-<data folder>-predictions.csv in the current directory
     exclude: tuple[str, ...] = ()
     batch_size: int = 16
     radius: float = 5.0               # density models: match radius (pixels) of the localisation score

@@ -25,7 +25,9 @@ class EvaluateResult:
 
 
 def default_csv(config: EvaluateConfig) -> Path:
-    return Path(config.model).with_name(f"{Path(config.model).stem}-{Path(config.data).resolve().name}-predictions.csv")
+    """``<model stem>-<data folder>-predictions.csv`` in the current directory (never beside the model:
+    the shipped counter lives inside the installed package, which may be read-only)."""
+    return Path(f"{Path(config.model).stem}-{Path(config.data).resolve().name}-predictions.csv")
 
 
 def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None] | None = None) -> EvaluateResult:

@@ -114,14 +114,14 @@ def _evaluate(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", "-d", help="Labelled images: cell dataset or IDCIA layout."),
         engine: str = engine_option("auto (resolved as in `count`), torch (the reference), onnx or trt: measure the model as you ship it."),
         device: str = device_option("auto, cpu or cuda (torch/onnx engines)."),
-        csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: beside the model, replaced on rerun]."),
+        csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: MODEL-DATA-predictions.csv in the current directory, replaced on rerun]."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
         radius: float = config_option(E, "radius", "Density models: a predicted point matches a true one within this many pixels."),
         diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto, PIXELS or off, as in `count` [default: auto when the model records its training diameter, else off]."),
         overwrite: bool = overwrite_option("Replace the files --csv and --json name when they exist."),
     ):
-        """Count full-size labelled images (non-overlapping windows, summed); print MAE, RMSE, ACP, MAE per density."""
+        """Count full-size labelled images exactly as `count` does; print MAE, RMSE, ACP, MAE per density (and localisation F1)."""
         from cellxfer.console import out as console
         from cellxfer.evaluate.run import EvaluateConfig, evaluate as run_evaluate
         from cellxfer.progress import progress

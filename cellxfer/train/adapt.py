@@ -90,14 +90,14 @@ class Target:
         """The target images with the teacher's whole-image density maps (float32) as their maps, each
         filtered by :func:`confident_density` with ``min_peak``."""
         from cellxfer.counter.windows import torch_runner
-        from cellxfer.density.infer import density_of_normalized
+        from cellxfer.count.parts import density_normalized
 
         was_training = teacher.training
         teacher.eval()
         device = next(iter(teacher.parameters())).device
         runner = torch_runner(teacher, str(device))
         sigma = float(meta.arch_options.get("sigma", 3.0))
-        maps = [confident_density(density_of_normalized(runner, meta, img), sigma, min_peak) for img in self.images]
+        maps = [confident_density(density_normalized(runner, meta, img), sigma, min_peak) for img in self.images]
         teacher.train(was_training)
         return Domain("target (pseudo-labelled)", self.root, [f.stem for f in self.files], self.images, maps)
 

@@ -4,6 +4,7 @@
 :mod:`.data`: paired and unpaired image folders, intensity normalisation.
 :mod:`.train`: pix2pix training (``train-translate``).
 :mod:`.adapt`: LM-ADDA layer-matching adversarial adaptation (``adapt``).
-:mod:`.blend`: sliding-window inference with seamless blending (``translate``).
+:mod:`.infer`: loading a translator on an engine; images of any size are cut and blended by
+:class:`cellxfer.counter.splitters.RampTiles` and :func:`cellxfer.count.parts.blend_image` (``translate``).
 :mod:`.metrics`: Pearson, MAE, SSIM (``evaluate-translator``).
 """

@@ -107,15 +107,16 @@ class Translator:
     engine: str
 
     def translate(self, image: np.ndarray, tile: int | None = None, overlap: int = 32, batch_size: int = 8) -> np.ndarray:
-        """Raw 2-D image (any dtype) -> float32 prediction in [-1, 1], same H x W (tiled, blended)."""
-        from cellxfer.translate.blend import translate_array
+        """Raw 2-D image (any dtype) -> float32 prediction in [-1, 1], same H x W (ramp-blended tiles:
+        :class:`cellxfer.counter.splitters.RampTiles`, :func:`cellxfer.count.parts.blend_image`)."""
+        from cellxfer.count.parts import RampTiles, blend_image
         from cellxfer.translate.data import normalize
 
         tile = tile or self.meta.size
         if tile % self.meta.multiple:
             raise InputError(f"--tile {tile}: must be a multiple of {self.meta.multiple} (2**num_downs of this translator)")
         x = normalize(image, self.meta.input_norm)
-        return translate_array(x, self.run, tile=tile, overlap=overlap, batch_size=batch_size, multiple=self.meta.multiple)
+        return blend_image(self.run, x, RampTiles(tile, overlap, multiple=self.meta.multiple), batch_size)
 
 
 def load(model: str | os.PathLike, engine: str = "auto", log=lambda s: None, threads: int | None = None,
