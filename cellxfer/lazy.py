@@ -12,8 +12,7 @@ A :class:`LazyImage` behaves like a read-only 2-D array where cellxfer needs it:
 only for images that fit). :class:`Resized` is the same for a lazily resized image (``--diameter``):
 each region is resampled from the source region plus a margin wider than the filter, so it equals the
 same region of the whole image resized at once (Pillow's antialiased bilinear filter, float32) up to
-float rounding. :func:`strided_sample` reads ``image[::step, ::step]`` in bands of rows; :func:`block_sample`
-reads a fixed number of evenly spread blocks (a slide's normalisation levels).
+float rounding. :func:`strided_sample` reads ``image[::step, ::step]`` in bands of rows.
 """
 
 from __future__ import annotations
@@ -154,31 +153,6 @@ def strided_sample(image, step: int, step_x: int | None = None) -> np.ndarray:
                                               for y in range(0, h, rows)])
         cache[step, step_x].flags.writeable = False
     return cache[step, step_x]
-
-
-#: side of the blocks of :func:`block_sample`
-SAMPLE_BLOCK = 128
-
-
-def block_sample(image, pixels: int, block: int | None = None) -> np.ndarray:
-    """About ``pixels`` pixels of a 2-D image as a (N, block, block) array: the blocks on an evenly spaced
-    grid over the whole image (rows and columns in proportion to its sides, the last flush with its
-    edge), read region by region, so a tiled slide decodes only the tiles under them. Kept on a lazy image
-    like :func:`strided_sample`'s samples. An image with a side below ``block`` is one block of it whole."""
-    block = block or SAMPLE_BLOCK
-    cache = image.__dict__.setdefault("_samples", {}) if is_lazy(image) else {}
-    key = ("blocks", pixels, block)
-    if key not in cache:
-        h, w = image.shape
-        b = min(block, h, w)
-        n = max(1, pixels // (b * b))
-        ny = max(1, min(h // b, int(round(math.sqrt(n * h / w)))))
-        nx = max(1, min(w // b, n // ny))
-        ys = np.linspace(0, h - b, ny).round().astype(int)
-        xs = np.linspace(0, w - b, nx).round().astype(int)
-        cache[key] = np.stack([np.asarray(image[y:y + b, x:x + b]) for y in ys for x in xs])
-        cache[key].flags.writeable = False
-    return cache[key]
 
 
 def open_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None, level: int = 0):

@@ -68,26 +68,17 @@ def test_levels_of_a_lazy_image_equal_the_arrays(tmp_path, small_lazy, monkeypat
     monkeypatch.setattr(lazy, "BAND_BYTES", 4096)  # many bands
     img = _ramp()
     tifffile.imwrite(tmp_path / "t.tif", img, tile=(32, 32))
-    from cellxfer.counter.model import noise_sd
-
-    monkeypatch.setattr(lazy, "SAMPLE_BLOCK", 16)
-    blocks = lazy.block_sample(img, 5000)  # a slide's levels: evenly spread blocks, not the whole image
-    assert blocks.shape == (16, 16, 16)  # 4 x 4 blocks of 16 x 16: 4096 of the 5000 pixels asked for
-    assert np.array_equal(blocks[-1], img[-16:, -16:]) and np.array_equal(blocks[0], img[:16, :16])
     for norm in (Normalization(clip=3.0), Normalization(min_snr=1e4)):  # min_snr: the noise floor decides
         lv = norm.levels(lazy.open_image(tmp_path / "t.tif"))
-        lo, hi = np.percentile(blocks.astype(np.float32), (norm.low, norm.high))
-        span = max(float(hi - lo), (norm.min_snr or 0.0) * noise_sd(blocks))
-        assert lv == (np.float32(lo), np.float32(span))
-        whole = norm.apply_levels(img, lv)
-        assert np.array_equal(norm.apply_levels(img[10:50, 20:90], lv), whole[10:50, 20:90])
+        assert lv == norm.levels(img)
+        assert np.array_equal(norm.apply_levels(img[10:50, 20:90], lv), norm.apply(img)[10:50, 20:90])
     assert Normalization(min_snr=1e4).levels(img)[1] > Normalization().levels(img)[1]
 
 
 def test_samples_of_a_lazy_image_hold_one_band_at_a_time(monkeypatch):
     """The strided samples behind the levels read a slide band by band and keep only each band's sample
     (a view would keep every band read, i.e. the whole slide: that was the 32k slide's 1.5 GB), and the
-    noise floor's sample stays about ``SAMPLE`` pixels however large the image (a lazy one: its blocks)."""
+    noise floor's sample of whole rows stays about ``SAMPLE`` pixels however large the image."""
     import weakref
 
     img = _ramp(600, 400)
@@ -113,12 +104,8 @@ def test_samples_of_a_lazy_image_hold_one_band_at_a_time(monkeypatch):
     monkeypatch.setattr(Normalization, "SAMPLE", 6000)
     sampled = []
     monkeypatch.setattr("cellxfer.counter.model.noise_sd", lambda a: sampled.append(a.size) or 1.0)
-    Normalization(min_snr=8.0).levels(img)
-    assert sampled and sampled[-1] <= 6000 + 400  # ~SAMPLE pixels of whole rows, not h / step rows
-    monkeypatch.setattr(lazy, "SAMPLE_BLOCK", 16)
-    seen.clear()
-    Normalization(min_snr=8.0).levels(Counting())  # a lazy image: levels and noise from its block sample
-    assert sampled[-1] <= 6000 and sum(seen) == sampled[-1]  # only the blocks were read
+    Normalization(min_snr=8.0).levels(Counting())
+    assert sampled and sampled[0] <= 6000 + 400  # ~SAMPLE pixels of whole rows, not h / step rows
 
 
 @pytest.mark.parametrize("factor", [0.37, 0.5, 1.7])

@@ -33,9 +33,7 @@ class Normalization:
     offset or bit depth (a float image in 0..1 normalises like the same image as uint8 or uint16). An
     image whose percentiles are equal (flat) is divided by ``eps`` instead. The percentiles of an image
     over ``SAMPLE`` pixels are those of an evenly strided sample of at most ``SAMPLE`` pixels (a slide
-    costs no full-size sort; images up to that size are normalised exactly as before); of a slide read by
-    region (:class:`cellxfer.lazy.LazyImage`), those of ``SAMPLE`` pixels in evenly spread blocks
-    (:func:`cellxfer.lazy.block_sample`), so its levels read about 2% of a 32k x 32k slide, not all of it.
+    costs no full-size sort; images up to that size are normalised exactly as before).
     """
 
     SAMPLE = 4_000_000
@@ -53,25 +51,23 @@ class Normalization:
 
     def levels(self, image) -> tuple:
         """``(low level, divisor)`` as float32 of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`):
-        the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels, or of a lazy
-        image's :func:`cellxfer.lazy.block_sample`. The ``min_snr`` noise floor is measured on whole rows,
-        every k-th row with k the smallest that keeps it to about ``SAMPLE`` pixels too (a lazy image: on
-        the rows of its block sample), so no sample grows with a slide (images up to ``SAMPLE`` pixels: the
-        whole image, as before). Every block of the image is normalised with the same levels
-        (:meth:`apply_levels`), so normalising by blocks equals normalising the whole image."""
+        the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels (a lazy image is
+        read in bands for it). The ``min_snr`` noise floor is measured on whole rows, every k-th row with
+        k the smallest that keeps it to about ``SAMPLE`` pixels too, so neither sample grows with a
+        slide (images up to ``SAMPLE`` pixels: the whole image, as before). Every block of the image is
+        normalised with the same levels (:meth:`apply_levels`), so normalising by blocks equals
+        normalising the whole image."""
         import numpy as np
 
-        from cellxfer.lazy import block_sample, is_lazy, strided_sample
+        from cellxfer.lazy import strided_sample
 
         h, w = image.shape
-        blocks = block_sample(image, self.SAMPLE) if is_lazy(image) and h * w > self.SAMPLE else None
         step = max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE))))
-        sample = blocks if blocks is not None else strided_sample(image, step)
-        lo, hi = np.percentile(np.asarray(sample, dtype=np.float32), (self.low, self.high))
+        lo, hi = np.percentile(np.asarray(strided_sample(image, step), dtype=np.float32), (self.low, self.high))
         span = float(hi - lo)
-        if self.min_snr is not None:  # noise of whole rows: every k-th row, or the block sample's rows
+        if self.min_snr is not None:  # noise of every k-th whole row (a lazy image: read in bands)
             rows = max(1, -(-h * w // self.SAMPLE))
-            span = max(span, self.min_snr * noise_sd(blocks if blocks is not None else strided_sample(image, rows, 1)))
+            span = max(span, self.min_snr * noise_sd(strided_sample(image, rows, 1)))
         return np.float32(lo), np.float32(span if span > 0 else self.eps)
 
     def apply_levels(self, block: np.ndarray, levels: tuple) -> np.ndarray:
