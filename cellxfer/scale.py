@@ -294,15 +294,18 @@ class DiameterPolicy:
 
     def scale(self, image: np.ndarray, meta) -> "Scaled":
         """Resize ``image`` (2-D) for a counter whose :class:`CounterMeta` is ``meta``: not at all when the
-        image's nucleus diameter lies within the range the model was trained on (``meta.diameter_range``),
-        else so that its nuclei match ``meta.diameter`` (the training median)."""
+        image's nucleus diameter lies within the range the model was trained on (``meta.diameter_range``;
+        not for a fixed-scale head, :attr:`cellxfer.counter.head.Head.fixed_scale`), else so that its
+        nuclei match ``meta.diameter`` (the training median)."""
+        from cellxfer.counter.head import head_of
+
         model_diameter = getattr(meta, "diameter", None)
         if self.mode == "off" or not model_diameter:
             return Scaled(_as_image(image), 1.0, 1.0, None)
         d = self.pixels if self.mode == "fixed" else estimate_diameter(image).diameter
         if d is None:  # nothing blob-like (e.g. an empty field): count it as it is
             return Scaled(_as_image(image), 1.0, 1.0, None)
-        seen = getattr(meta, "diameter_range", None)
+        seen = None if head_of(meta).fixed_scale else getattr(meta, "diameter_range", None)
         if seen and seen[0] <= d <= seen[1]:  # sizes the model was trained on: no resampling
             return Scaled(_as_image(image), 1.0, 1.0, d)
         return resize_to(image, model_diameter / d, d)

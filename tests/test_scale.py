@@ -95,6 +95,10 @@ def test_sizes_inside_the_trained_range_are_not_resampled():
     assert DiameterPolicy("fixed", 14.0).scale(img, meta).diameter == 14.0
     assert DiameterPolicy("fixed", 30.0).scale(img, meta).factor == pytest.approx(1 / 3, rel=0.02)
     assert DiameterPolicy("fixed", 3.0).scale(img, meta).factor == pytest.approx(10 / 3, rel=0.02)
+    # a fixed-scale head (the LoG: one sigma) is always matched to its diameter, range or not
+    log = CounterMeta(arch="log", output="density", diameter=10.0, diameter_range=(6.0, 16.0))
+    assert DiameterPolicy("fixed", 14.0).scale(img, log).factor == pytest.approx(10 / 14, rel=0.02)
+    assert DiameterPolicy("fixed", 10.5).scale(img, log).factor == 1.0  # within TOLERANCE: as it is
 
 
 def _log_model(tmp_path: Path, diameter: float, sigma: float = 2.5) -> Path:
