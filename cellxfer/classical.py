@@ -11,10 +11,13 @@ invented along the border of a sparse, noisy image. Tiles stitched with a margin
 ``4 * sigma + min_distance`` equal the whole-image result (tiles pad past the image by the same
 mirroring, :func:`cellxfer.density.stitch.cut_tiles`).
 
-:func:`fit_log` picks ``sigma`` from a grid and ``threshold`` by exhaustive search over the observed
-peak responses, minimising the whole-image count MAE on labelled images; the fit computes the same
-responses with scipy on a thread pool (:func:`log_response`), about 0.05 s per 600x800 image and
-sigma on one core (measured for sigma 4).
+:func:`fit_log` picks ``sigma`` and ``min_distance`` from a grid (``min_distance`` about 1, 1.5 or 2
+sigma: a larger one keeps a textured nucleus from answering twice) and ``threshold`` by exhaustive
+search over the observed peak responses, minimising the whole-image count MAE on labelled images; the
+fit computes the same responses with scipy on a thread pool (:func:`log_response`), about 0.05 s per
+600x800 image and sigma on one core (measured for sigma 4). A LoG answers one nucleus size, so
+:func:`train_log` fits it on its training images resized to their median nucleus diameter, as
+``count --diameter auto`` resizes every image it counts (:attr:`cellxfer.counter.head.Head.fixed_scale`).
 """
 
 from __future__ import annotations
@@ -107,23 +110,29 @@ def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.float32(-(sigma ** 2)) * (a + b)
 
 
-def _peak_values(image: np.ndarray, sigma: float) -> np.ndarray:
+def _peak_values(image: np.ndarray, sigma: float, min_distance: int | None = None) -> np.ndarray:
     from scipy.ndimage import maximum_filter1d
 
     r = log_response(image, sigma)
-    k = 2 * log_options(sigma, 0.0)["min_distance"] + 1
+    k = 2 * log_options(sigma, 0.0, min_distance)["min_distance"] + 1
     m = maximum_filter1d(maximum_filter1d(r, k, axis=0, mode="constant", cval=-np.inf), k, axis=1, mode="constant", cval=-np.inf)
     return np.sort(r[r >= m].astype(np.float64))
 
 
-def peak_responses(images: list[np.ndarray], sigma: float, workers: int | None = None) -> list[np.ndarray]:
+def peak_responses(images: list[np.ndarray], sigma: float, workers: int | None = None,
+                   min_distance: int | None = None) -> list[np.ndarray]:
     """Per image, the sorted responses of all LoG local maxima (whole normalised images), on a thread pool."""
     from concurrent.futures import ThreadPoolExecutor
 
     from cellxfer.executors import default_workers
 
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        return list(pool.map(lambda im: _peak_values(im, sigma), images))
+        return list(pool.map(lambda im: _peak_values(im, sigma, min_distance), images))
+
+
+def min_distances(sigma: float) -> list[int]:
+    """The ``min_distance`` values :func:`fit_log` tries with ``sigma``: about 1, 1.5 and 2 sigma."""
+    return sorted({max(1, round(f * sigma)) for f in (1.0, 1.5, 2.0)})
 
 
 def fit_threshold(values: list[np.ndarray], counts: np.ndarray) -> tuple[float, float]:
@@ -140,14 +149,28 @@ def fit_threshold(values: list[np.ndarray], counts: np.ndarray) -> tuple[float, 
 
 
 def fit_log(images: list[np.ndarray], counts, sigmas=SIGMAS) -> dict:
-    """Best ``{sigma, threshold, min_distance, margin, fit_mae, grid}`` on normalised images + true counts."""
+    """Best ``{sigma, threshold, min_distance, margin, fit_mae, grid}`` on normalised images + true counts
+    (ties: the first in the grid's order, smaller sigma and min_distance first)."""
     counts = np.asarray(counts, dtype=np.float64)
     grid = []
     for s in sigmas:
-        t, mae = fit_threshold(peak_responses(images, s), counts)
-        grid.append({"sigma": s, "threshold": t, "mae": mae})
+        for md in min_distances(s):
+            t, mae = fit_threshold(peak_responses(images, s, min_distance=md), counts)
+            grid.append({"sigma": s, "min_distance": md, "threshold": t, "mae": mae})
     best = min(grid, key=lambda g: g["mae"])
-    return {**log_options(best["sigma"], best["threshold"]), "fit_mae": best["mae"], "grid": grid}
+    return {**log_options(best["sigma"], best["threshold"], best["min_distance"]), "fit_mae": best["mae"], "grid": grid}
+
+
+def at_diameter(image: np.ndarray, diameter: float | None) -> np.ndarray:
+    """``image`` resized so that its nuclei measure ``diameter`` (None: as it is), exactly as ``count
+    --diameter auto`` resizes an image for a LoG counter (:meth:`cellxfer.scale.DiameterPolicy.scale`);
+    the number of nuclei does not change."""
+    from cellxfer.counter.model import CounterMeta
+    from cellxfer.scale import DiameterPolicy
+
+    if not diameter:
+        return image
+    return DiameterPolicy("auto").scale(image, CounterMeta(arch="log", output="density", diameter=diameter)).image
 
 
 def train_log(config, on_epoch=None, on_step=None, on_start=None):
@@ -174,12 +197,12 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
         t0 = time.perf_counter()
         doms = [load_domain(p, norm, n, config.exclude) for p, n in ((config.real, "real"), (config.synthetic, "synthetic"))
                 if p is not None and (config.regime != "supervised" or n == "real")]
-        images = [im for d in doms for im in d.images]
+        scale = domain_scale(doms[0] if doms else None)
+        images = [at_diameter(im, scale["diameter"]) for d in doms for im in d.images]  # as count sees them
         fitted = fit_log(images, np.concatenate([d.counts for d in doms]))
         opts = {k: fitted[k] for k in ("sigma", "threshold", "min_distance", "margin")}
         meta = CounterMeta(arch="log", window=config.crop, output="density", normalization=norm, arch_options=opts,
-                           **domain_scale(doms[0] if doms else None),
-                           extra={"regime": config.regime, "fit_mae": fitted["fit_mae"]})
+                           **scale, extra={"regime": config.regime, "fit_mae": fitted["fit_mae"]})
         model = build_log(meta)
         val_mae = val_rmse = None
         if config.val is not None:

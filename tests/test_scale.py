@@ -230,3 +230,16 @@ def test_a_large_sparse_slide_with_hot_pixels_is_measured_from_its_nuclei():
     for y, x in rng.integers(0, 2600, (8, 2)):
         big[y:y + 3, x:x + 3] = 60000.0
     assert estimate_diameter(big).diameter == pytest.approx(12.0, rel=0.15)
+
+
+def test_a_log_is_fitted_on_images_resized_as_count_resizes_them():
+    """train-count --arch log fits on each training image at the counter's diameter (classical.at_diameter),
+    the resize DiameterPolicy applies to a LoG when it counts: disks of 20 px become ~10 px, 10 px stay."""
+    from cellxfer.classical import at_diameter
+
+    big, _ = disks(20.0, size=256)
+    small, _ = disks(10.0, size=256)
+    assert at_diameter(big, 10.0).shape[0] == pytest.approx(128, abs=8)
+    assert at_diameter(small, 10.0) is small or at_diameter(small, 10.0).shape == small.shape
+    assert at_diameter(big, None) is big
+    assert estimate_diameter(at_diameter(big, 10.0)).diameter == pytest.approx(10.0, rel=0.15)
