@@ -43,3 +43,28 @@ def synhc(out: Path, n: int, seed: int) -> float:
     t0 = time.perf_counter()
     subprocess.run(cellxfer_command() + ["synth", "--n", str(n), "--out", str(out), "--seed", str(seed)], check=True)
     return time.perf_counter() - t0
+
+
+#: a pixel is "on signal" when its 5x5 neighbourhood maximum exceeds median + K x (p99.5 - median)
+SIGNAL_K = 0.25
+
+
+def on_signal_mask(image, k: float = SIGNAL_K):
+    """bool (H, W): pixels whose 5x5 neighbourhood maximum exceeds median + ``k`` x (p99.5 - median) (model-free:
+    on a nucleus, or next to one; ``check_annotations``, ``bench_transfer --invariance``)."""
+    import numpy as np
+    from scipy.ndimage import maximum_filter
+
+    im = np.asarray(image, dtype=np.float32)
+    bg, top = (float(v) for v in np.percentile(im, (50, 99.5)))
+    return maximum_filter(im, 5) > bg + k * (top - bg)
+
+
+def share_on_signal(mask, points) -> float:
+    """Share of ``points`` ((N, 2) x, y pixels) that fall on ``mask``."""
+    import numpy as np
+
+    if not len(points):
+        return float("nan")
+    ij = np.clip(np.floor(np.asarray(points)[:, ::-1]).astype(int), 0, np.array(mask.shape) - 1)
+    return float(mask[ij[:, 0], ij[:, 1]].mean())

@@ -20,23 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import IDCIA  # noqa: E402  (the scripts' shared module)
-K = 0.25
-
-
-def on_signal_mask(image: np.ndarray, k: float = K) -> np.ndarray:
-    """bool (H, W): pixels whose 5x5 neighbourhood maximum exceeds median + ``k`` x (p99.5 - median)."""
-    from scipy.ndimage import maximum_filter
-
-    im = np.asarray(image, dtype=np.float32)
-    bg, top = (float(v) for v in np.percentile(im, (50, 99.5)))
-    return maximum_filter(im, 5) > bg + k * (top - bg)
-
-
-def share_on_signal(mask: np.ndarray, points: np.ndarray) -> float:
-    """Share of ``points`` ((N, 2) x, y pixels) that fall on ``mask``."""
-    ij = np.clip(np.floor(np.asarray(points)[:, ::-1]).astype(int), 0, np.array(mask.shape) - 1)
-    return float(mask[ij[:, 0], ij[:, 1]].mean())
+from benchlib import IDCIA, on_signal_mask, share_on_signal  # noqa: E402  (the scripts' shared module)
 
 
 def main(argv=None) -> int:
