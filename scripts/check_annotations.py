@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import IDCIA, on_signal_mask, share_on_signal  # noqa: E402  (the scripts' shared module)
+from benchlib import IDCIA, SIGNAL_K as K, on_signal_mask, share_on_signal  # noqa: E402  (the scripts' shared module)
 
 
 def main(argv=None) -> int:
