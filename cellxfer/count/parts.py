@@ -88,7 +88,7 @@ class DensityMap:
     def add(self, band: np.ndarray, y0: int) -> None:
         """Add the map rows ``band`` (full width) that start at row ``y0``."""
         b = self.block
-        cols = np.add.reduceat(band.astype(np.float64, copy=False), np.arange(0, band.shape[1], b), axis=1)
+        cols = np.add.reduceat(band, np.arange(0, band.shape[1], b), axis=1, dtype=np.float64)
         np.add.at(self.counts, (np.arange(y0, y0 + len(band)) // b - self.row0,), cols)
 
     def rows(self, lo: int, hi: int) -> "DensityMap":
