@@ -47,7 +47,7 @@ def main(argv=None) -> int:
 
     from cellxfer.counter.model import load_counter
     from cellxfer.counter.windows import torch_runner
-    from cellxfer.density.infer import density_of_image
+    from cellxfer.count.parts import density_normalized
     from cellxfer.train.data import labelled_ids
 
     model, meta = load_counter(args.model)
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     with torch.inference_mode():
         for id_ in ids:
             s = ds[id_]
-            d = density_of_image(torch_runner(model), meta, s.image)
+            d = density_normalized(torch_runner(model), meta, meta.normalization.apply(s.image))
             rows.append({"image": id_, "true": s.count} | mass_split(d, s.points, args.radius, args.faint))
     lines = ["| image | true | predicted | near | far | far, faint | negative |", "|---|---|---|---|---|---|---|"]
     for r in rows:

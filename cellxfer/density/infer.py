@@ -1,19 +1,11 @@
-"""Density models on whole images: stitched density map, cell locations, localisation score."""
+"""Density models: how a density map becomes cell locations (its head's point finder); whole-image maps are
+:func:`cellxfer.count.parts.density_normalized` (the one splitter/merger path)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-
-
-def density_of_image(runner: Callable[[np.ndarray], np.ndarray], meta, image: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """float32 (H, W) density of a raw 2-D ``image`` (normalised as ``meta`` says; split and merged as
-    ``count`` does: :func:`cellxfer.count.parts.density_normalized`)."""
-    from cellxfer.count.parts import density_normalized
-
-    return density_normalized(runner, meta, meta.normalization.apply(image), batch_size)
 
 
 def points_from_density(density: np.ndarray, meta) -> np.ndarray:
