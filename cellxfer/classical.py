@@ -185,12 +185,12 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
     from cellxfer.counter.model import CounterMeta, save_counter
     from cellxfer.manifest import config_dict
     from cellxfer.runs import RunFolder
-    from cellxfer.train.counter import BEST, LAST, RESUMABLE_CHANGES, EpochRecord, TrainConfig, domain_scale
+    from cellxfer.train.counter import BEST, LAST, RESUMABLE_CHANGES, EpochRecord, TrainConfig, domain_scale, run_identity
     from cellxfer.train.data import load_domain
 
     config.validate()
     inputs = [p for p in (config.real, config.synthetic, config.val) if p]
-    run = RunFolder(config.out, "train-count", {"config": config_dict(config), "seed": config.seed}, own=(BEST, LAST),
+    run = RunFolder(config.out, "train-count", run_identity(config), own=(BEST, LAST),
                     inputs=inputs, overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()))
     with run:  # a rerun with the same settings fits again (deterministic, seconds): the same files
         norm = config.normalization()

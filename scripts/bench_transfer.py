@@ -120,12 +120,13 @@ def config_for(row: dict, work: Path, args):
 
 
 def train_row(row: dict, work: Path, args) -> Path:
+    """Train the row's run, or continue or reuse it by the run folder's one rule (:class:`cellxfer.runs.RunFolder`:
+    the same settings, inputs and left-out images; anything else is refused, naming the difference)."""
     from cellxfer.train.counter import train_counter
 
     cfg = config_for(row, work, args)
-    if (cfg.out / "manifest.json").is_file() and json.loads((cfg.out / "manifest.json").read_text()).get("result"):
-        return cfg.out
-    print(f"training {row_name(row)} -> {cfg.out} ({cfg.epochs} epochs)", flush=True)
+    print(f"training {row_name(row)} -> {cfg.out} ({cfg.epochs} epochs; a finished run with the same settings is reused)",
+          flush=True)
     return train_counter(cfg).out
 
 

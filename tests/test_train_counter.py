@@ -306,3 +306,32 @@ def test_zoom_trains_and_records_a_wider_diameter_range(data, tmp_path, capsys):
     code, _, err = run_cli(["train-count", "--regime", "supervised", "--out", tmp_path / "bad", "--real", data / "real",
                             "--arch", ARCH, "--zoom", "2:0.5"], capsys)
     assert code == 2 and "--zoom" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_records_the_images_left_out_and_a_run_from_before_is_not_reused(data, tmp_path):
+    """Images with a known wrong annotation (KNOWN_MISANNOTATED) are left out of training; the run's
+    identity names them, so a run trained before they were found (its manifest has no such entry) is refused,
+    not silently continued or reused, and --overwrite starts it again."""
+    import json
+
+    from cellxfer.train.data import KNOWN_MISANNOTATED
+
+    wrong = sorted(KNOWN_MISANNOTATED)[0]
+    w = CellDatasetWriter(tmp_path / "real")
+    for i, (id_, img, pts) in enumerate(_blobs(9, 48, 5, 30, 8)):  # 8 used: whole batches of 4
+        w.write(wrong if i == 0 else id_, img, pts)
+    w.finalize({"stage": "test"})
+    cfg = dict(regime="supervised", out=tmp_path / "run", real=tmp_path / "real", val=None, arch=ARCH, epochs=1,
+               crop=32, batch_size=4)
+    run = train_counter(TrainConfig(**cfg)).out
+    path = run / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["left_out"] == [wrong]
+    del manifest["left_out"]  # as written before the image was found wrong
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="other settings.*left_out"):
+        train_counter(TrainConfig(**{**cfg, "epochs": 2}))
+    assert train_counter(TrainConfig(**{**cfg, "epochs": 2, "overwrite": True})).out == run
+    assert json.loads(path.read_text())["left_out"] == [wrong]
+    plain = train_counter(_cfg(data, tmp_path / "plain", epochs=1)).out  # no such image: no entry, as before
+    assert "left_out" not in json.loads((plain / "manifest.json").read_text())

@@ -180,14 +180,27 @@ def train_counter(config: TrainConfig, on_epoch: Callable[[EpochRecord], None] |
         return _train_counter(config, dist, on_epoch, on_step, on_start, stack)
 
 
+def run_identity(config: TrainConfig) -> dict:
+    """What must match for a training run to be continued: its settings, its seed and, when its labelled
+    inputs hold images cellxfer leaves out (:func:`cellxfer.train.data.known_defects`), which ones."""
+    from cellxfer.manifest import config_dict
+    from cellxfer.train.data import known_defects
+
+    identity = {"config": config_dict(config), "seed": config.seed}
+    left_out = known_defects(config.real, config.val)
+    if left_out:
+        identity["left_out"] = left_out
+    return identity
+
+
 def run_folder(config: TrainConfig, main: bool = True):
     """The run folder of a training run (:class:`cellxfer.runs.RunFolder`): a rerun with the same
     settings and inputs continues it, ``config.overwrite`` starts again; ``RESUMABLE_CHANGES`` may differ."""
     from cellxfer.manifest import config_dict
     from cellxfer.runs import RunFolder
 
-    return RunFolder(config.out, "adapt-count" if config.regime == "adapt" else "train-count",
-                     {"config": config_dict(config), "seed": config.seed}, own=(BEST, LAST),
+    return RunFolder(config.out, "adapt-count" if config.regime == "adapt" else "train-count", run_identity(config),
+                     own=(BEST, LAST),
                      inputs=[p for p in (config.real, config.synthetic, config.val) if p is not None],
                      overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()), main=main)
 

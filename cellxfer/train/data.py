@@ -84,6 +84,25 @@ def excluded_ids(ds, exclude: Iterable[str] = ()) -> dict[str, str]:
     return out
 
 
+def known_defects(*roots) -> list[str]:
+    """Sorted ids of the images of labelled datasets ``roots`` (None skipped) that cellxfer leaves out
+    because their annotation is known wrong or empty (:data:`KNOWN_UNANNOTATED`, :data:`KNOWN_MISANNOTATED`).
+    A training run records them in its identity, so a run trained before an image was found wrong is not
+    silently continued or reused."""
+    from cellxfer.dataset import CellDataset
+
+    known = KNOWN_UNANNOTATED | KNOWN_MISANNOTATED
+    hit = set()
+    for root in roots:
+        if root is None:
+            continue
+        try:
+            hit.update(i for i in CellDataset(root).ids if i in known)
+        except Exception:  # noqa: BLE001 - an unreadable dataset is reported where it is loaded
+            continue
+    return sorted(hit)
+
+
 def labelled_ids(root: str | os.PathLike, exclude: Iterable[str] = (), role: str = "data") -> tuple[object, list[str]]:
     """``(CellDataset, ids to use)`` for a labelled dataset, warning about every excluded image."""
     from cellxfer.dataset import CellDataset
