@@ -5,16 +5,13 @@ is read lazily by region, :mod:`cellxfer.lazy`; each image is resized to the mod
 ``diameter``, :mod:`cellxfer.scale`, and its normalisation levels computed) and cuts them into model
 inputs part by part (:mod:`cellxfer.count.parts`: rows of windows or of overlapping tiles; one part for
 an ordinary image, many for a slide), ``ahead`` plans and parts in flight, in input order; the main
-thread packs the inputs of consecutive parts and images into batches of ``batch_size`` (base tiles),
-runs the engine and hands each finished part's outputs to a merge thread (:class:`_Merges`: its image's
-merger, window sums or stitched density bands with their peaks as ``points``, in part order, at most one
-part behind the model, so the engine runs the next batch while a part is merged). Counts, regions and
-points are reported in the original pixels. A slide is thus counted in memory bounded by a few parts,
-never the whole image or density map.
+thread packs the inputs of consecutive parts and images into batches of ``batch_size``, runs the
+engine and hands each part's outputs to its image's merger (window sums, or stitched density bands
+with their peaks as ``points``). Counts, regions and points are reported in the original pixels. A
+slide is thus counted in memory bounded by a few parts, never the whole image or density map.
 
 With ``scheduler`` the files are counted one task per image on a Dask cluster
-(:class:`cellxfer.count.dask_executor.DaskExecutor`), a slide one task per block of its parts
-(:mod:`cellxfer.count.split`); each worker process loads the model once.
+(:class:`cellxfer.count.dask_executor.DaskExecutor`); each worker process loads the model once.
 
 Results go to the counts CSV (:mod:`cellxfer.count.table`) as they arrive; a file already counted
 OK with the same model is skipped (``overwrite`` recounts all); a file that fails is recorded with
@@ -93,56 +90,11 @@ class _Part:
 
 
 class _ImageState:
-    """An image in flight: its plan, its merger, time spent (``ms``: reading and the model, on the loop's
-    thread; ``merge_ms``: merging, on the merge thread), whether it failed or was reported."""
+    """An image in flight: its plan, its merger, time spent, whether it failed."""
 
     def __init__(self, plan, points: bool, points_file: Path | None = None):
-        self.plan, self.merger, self.ms, self.merge_ms = plan, plan.merger(points, points_file), plan.ms, 0.0
-        self.failed = self.reported = False
-
-    def report(self, outcome):
-        """``count_batched``'s item for this image, once (None if it was reported already)."""
-        if self.reported:
-            return None
-        self.reported = True
-        return self.plan.file, self.plan, outcome, self.ms + self.merge_ms
-
-
-class _Merges:
-    """Merging (stitching, sums, peaks) on its own thread, in part order, so the model runs the next batch
-    meanwhile; at most ``depth`` parts wait to be merged (their outputs are held until then)."""
-
-    def __init__(self, pool, depth: int = 1):
-        self.pool, self.depth, self.pending = pool, depth, deque()
-
-    def submit(self, state: _ImageState, index: int, outputs: np.ndarray) -> None:
-        self.pending.append((state, self.pool.submit(self._merge, state, index, outputs)))
-
-    @staticmethod
-    def _merge(state: _ImageState, index: int, outputs: np.ndarray):
-        if state.failed:
-            return None
-        t1 = time.perf_counter()
-        try:
-            state.merger.add(index, outputs)
-            return state.merger.result() if index == len(state.plan.parts) - 1 else None
-        except Exception as exc:  # noqa: BLE001 - reported per file
-            state.failed = True
-            return exc
-        finally:
-            state.merge_ms += (time.perf_counter() - t1) * 1e3
-
-    def done(self, queue: list, wait: bool = False):
-        """Yield the images whose merges have finished (all of them with ``wait``, and the oldest while more
-        than ``depth`` wait); a failed image's parts leave ``queue``."""
-        while self.pending and (wait or len(self.pending) > self.depth or self.pending[0][1].done()):
-            state, fut = self.pending.popleft()
-            res = fut.result()
-            if isinstance(res, BaseException):
-                queue[:] = [q for q in queue if q.state is not state]
-            item = state.report(res) if res is not None else None
-            if item is not None:
-                yield item
+        self.plan, self.merger, self.ms = plan, plan.merger(points, points_file), plan.ms
+        self.failed = False
 
 
 def _planned_parts(pool, files, plan, ahead: int, budget: int):
@@ -210,10 +162,8 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
         return _ImageState(prepare(f, meta, channel, page, keep_images, policy, part_tiles, level), points,
                            (points_to or {}).get(f))
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cellxfer-decode") as pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="cellxfer-merge") as merge_pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cellxfer-decode") as pool:
         source = _planned_parts(pool, files, plan, ahead, ahead * (part_tiles or PART_TILES))
-        merges = _Merges(merge_pool)
         queue: list[_Part] = []
         exhausted = False
         while True:
@@ -237,21 +187,18 @@ def count_batched(files: list[Path], runner, batch_size: int = 24, workers: int 
                     if getattr(state.merger, "sink", None) is not None:
                         state.merger.sink.close()  # its spilled candidates go; no points file is written
                     queue[:] = [p for p in queue if p.state is not state]
-                    item = state.report(exc)
-                    if item is not None:
-                        yield item
+                    yield f, state.plan, exc, state.ms
             if not queue:
                 if exhausted:
-                    yield from merges.done(queue, wait=True)
                     return
                 continue
-            yield from _run_batch(runner, queue, batch_size, merges)
+            yield from _run_batch(runner, queue, batch_size)
 
 
-def _run_batch(runner, queue: list, batch_size: int, merges: _Merges):
-    """Run the next inputs of ``queue`` (``batch_size`` base tiles' worth, of one input shape); hand every
-    part this completes to ``merges`` and yield each image whose merging has finished (``count_batched``'s
-    items); drop the parts of an image whose batch failed."""
+def _run_batch(runner, queue: list, batch_size: int):
+    """Run the next inputs of ``queue`` (``batch_size`` base tiles' worth, of one input shape); merge
+    every part this completes and yield each image it completes (``count_batched``'s items); drop the
+    parts of an image whose batch failed."""
     parts, n = [], 0
     first = queue[0]
     per_call = max(1, batch_size // first.weight)
@@ -281,15 +228,22 @@ def _run_batch(runner, queue: list, batch_size: int, merges: _Merges):
     if err is not None:
         for state in dict.fromkeys(p.state for p, _, _ in parts):
             state.failed = True
-            item = state.report(err)
-            if item is not None:
-                yield item
+            yield state.plan.file, state.plan, err, state.ms
         queue[:] = [p for p in queue if not p.state.failed]
         return
     while queue and queue[0].remaining == 0:
         p = queue.pop(0)
-        merges.submit(p.state, p.index, np.concatenate(p.outs))
-    yield from merges.done(queue)
+        st = p.state
+        t1 = time.perf_counter()
+        try:
+            st.merger.add(p.index, np.concatenate(p.outs))
+            res = st.merger.result() if p.index == len(st.plan.parts) - 1 else None
+        except Exception as exc:  # noqa: BLE001 - reported per file
+            st.failed, res = True, exc
+            queue[:] = [q for q in queue if q.state is not st]
+        st.ms += (time.perf_counter() - t1) * 1e3
+        if res is not None:
+            yield st.plan.file, st.plan, res, st.ms
 
 
 # -- one image per task (Dask) ------------------------------------------------------------------------------
