@@ -86,3 +86,26 @@ def test_usage_errors_are_clicks_message_and_exit_2():
         r = cli(*args)
         assert r.returncode == 2, r.stderr
         assert said in r.stderr and "unexpected" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_counting_with_onnx_does_not_import_torch(tmp_path):
+    """`count` with auto (onnx on a CPU) or onnx needs no torch: reading the model's metadata
+    and checking for TensorRT must not load it (1.6 s and ~500 MB of a count's start-up). The ONNX file is
+    exported once beforehand, which does need torch."""
+    import numpy as np
+    import pytest
+    import tifffile
+
+    pytest.importorskip("onnxruntime")
+    tifffile.imwrite(tmp_path / "a.tif", (np.random.default_rng(0).random((120, 160)) * 255).astype(np.uint8))
+    first = cli("count", str(tmp_path / "a.tif"), "--engine", "onnx", "--out", str(tmp_path / "warm.csv"))
+    assert first.returncode == 0, first.stderr[-500:]  # the cached export exists from here on
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from cellxfer.count.job import CountConfig, run_count\n"
+        f"res = run_count(CountConfig(paths=({str(tmp_path / 'a.tif')!r},), out=Path({str(tmp_path / 'c.csv')!r})))  # engine auto: trt probed first\n"
+        "print('FAILED', res.failed, 'TORCH', 'torch' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "FAILED {} TORCH False" in r.stdout, (r.stdout + r.stderr)[-800:]

@@ -138,7 +138,7 @@ class RampTiles:
     def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
         from cellxfer.density.stitch import cut_tiles
 
-        return cut_tiles(block, [(y, x) for y, x in boxes], self.tile, self.in_chans, y0)
+        return cut_tiles(block, boxes, self.tile, self.in_chans, y0)
 
     def ramp(self, box, shape, eps: float = 1e-3) -> np.ndarray:
         """float32 (tile, tile) blending weight of the box at ``(y, x)`` in an image of ``shape``."""
