@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import IDCIA, REPO, on_signal_mask, share_on_signal  # noqa: E402  (the scripts' shared module)
+from benchlib import IDCIA, REPO, on_signal, on_signal_mask  # noqa: E402  (the scripts' shared module)
 SYNTHS = ("synhc", "nuclei")
 STYLIZERS = ("none", "histogram", "fda")
 NUCLEI_SET = ("diameter=6:16",)  # the nuclei synthesizer at IDCIA-like scale (scale is left to --diameter)
@@ -202,7 +202,7 @@ def invariance(model: Path, data: Path, limit: int | None) -> dict:
     ds, ids = labelled_ids(data, role="invariance")
     ids = ids[:limit] if limit else ids
     base, per = {}, {name: {} for name in VARIANTS}
-    border, on_signal, n_border = 0, 0, 0
+    border, on_mask, n_border = 0, 0, 0
     for id_ in ids:
         s = ds[id_]
         res = count(s.image, points=True)
@@ -210,7 +210,7 @@ def invariance(model: Path, data: Path, limit: int | None) -> dict:
         if res.points is not None:
             unmarked = border_false_positives(res.points, s.points, s.image.shape)
             border += len(unmarked)
-            on_signal += int(round(share_on_signal(on_signal_mask(s.image), unmarked) * len(unmarked))) if len(unmarked) else 0
+            on_mask += int(on_signal(on_signal_mask(s.image), unmarked).sum())
             n_border += 1
         for name, fn in VARIANTS.items():
             per[name][id_] = count(fn(s.image)).count
@@ -225,7 +225,7 @@ def invariance(model: Path, data: Path, limit: int | None) -> dict:
         table[name] = {"total_change": float(abs(v.sum() - b.sum()) / max(b.sum(), 1e-9)),
                        "median_image_change": float(np.median(rel)), "p90_image_change": float(np.quantile(rel, 0.9))}
     return {"model": str(model), "images": len(ids), "total_count": float(b.sum()), "variants": table,
-            "noise_only_counts": noise, "border_false_positives": border, "border_on_signal": on_signal,
+            "noise_only_counts": noise, "border_false_positives": border, "border_on_signal": on_mask,
             "border_images": n_border}
 
 

@@ -60,11 +60,14 @@ def on_signal_mask(image, k: float = SIGNAL_K):
     return maximum_filter(im, 5) > bg + k * (top - bg)
 
 
-def share_on_signal(mask, points) -> float:
-    """Share of ``points`` ((N, 2) x, y pixels) that fall on ``mask``."""
+def on_signal(mask, points):
+    """bool (N,): which of ``points`` ((N, 2) x, y pixels) fall on ``mask``."""
     import numpy as np
 
-    if not len(points):
-        return float("nan")
-    ij = np.clip(np.floor(np.asarray(points)[:, ::-1]).astype(int), 0, np.array(mask.shape) - 1)
-    return float(mask[ij[:, 0], ij[:, 1]].mean())
+    ij = np.clip(np.floor(np.asarray(points).reshape(-1, 2)[:, ::-1]).astype(int), 0, np.array(mask.shape) - 1)
+    return mask[ij[:, 0], ij[:, 1]]
+
+
+def share_on_signal(mask, points) -> float:
+    """Share of ``points`` ((N, 2) x, y pixels) that fall on ``mask``."""
+    return float(on_signal(mask, points).mean()) if len(points) else float("nan")

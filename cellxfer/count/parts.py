@@ -99,9 +99,8 @@ class DensityMap:
 
     @classmethod
     def combined(cls, shape, maps: list) -> "DensityMap":
-        """One map of an image of ``shape`` from its spans' maps (added in span order)."""
-        if len(maps) == 1 and maps[0].row0 == 0 and len(maps[0].counts) == len(cls.for_shape(shape, maps[0].block).counts):
-            return maps[0]
+        """One map of an image of ``shape`` from its spans' maps (added in span order; one whole map: an
+        exact copy)."""
         out = cls.for_shape(shape, maps[0].block)
         for m in maps:
             out.counts[m.row0:m.row0 + len(m.counts)] += m.counts

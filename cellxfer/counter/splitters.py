@@ -9,8 +9,9 @@ normalised rows becomes those inputs. A counter's head picks its splitter (:mod:
 - :class:`RampTiles` (translators): overlapping tiles whose outputs are blended by separable ramps
   (:class:`cellxfer.count.parts.RampBlend`), so neighbouring tiles fade into each other with no seam.
 
-Every splitter has ``boxes(shape)``, ``rows_of(box)``, ``cut(block, y0, boxes)``, ``for_shape(shape)`` and
-``weight`` (base-size model inputs per box); the mergers of :mod:`cellxfer.count.parts` follow the splitter.
+Every splitter has ``boxes(shape)`` and ``cut(block, y0, boxes)``; the counters' two, which
+:class:`cellxfer.count.parts.ImagePlan` groups into parts, also ``rows_of(box)``, ``for_shape(shape)`` and
+``weight`` (base-size model inputs per box). The mergers of :mod:`cellxfer.count.parts` follow the splitter.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class OwnedTiles:
 @dataclass(frozen=True)
 class RampTiles:
     """Tiles of ``tile`` x ``tile`` every ``tile - overlap`` pixels (the last row/column flush with the
-    image edge; ``tile`` a multiple of ``multiple``, a UNet's ``2**num_downs``); boxes ``(y0, x0)``. An
+    image edge; the caller checks that a UNet takes ``tile``: :meth:`cellxfer.translate.infer.Translator.translate`);
+    boxes ``(y0, x0)``. An
     image smaller than a tile is mirrored (numpy ``reflect``) to one tile and cropped back by the merger.
     :meth:`ramp` weights each output by a separable ramp that rises from ``eps`` at a tile border to 1 over
     ``overlap`` pixels (a border on the image edge gets full weight)."""
@@ -111,16 +113,9 @@ class RampTiles:
     tile: int
     overlap: int
     in_chans: int = 1
-    multiple: int = 1
-    weight = 1
 
     def __post_init__(self):
-        if self.tile % self.multiple:
-            raise ValueError(f"tile {self.tile} is not a multiple of {self.multiple}")
         object.__setattr__(self, "overlap", min(self.overlap, self.tile // 2))
-
-    def for_shape(self, shape) -> "RampTiles":
-        return self
 
     def padded(self, shape) -> tuple[int, int]:
         return max(shape[0], self.tile), max(shape[1], self.tile)
@@ -131,9 +126,6 @@ class RampTiles:
         h, w = self.padded(shape)
         step = self.tile - self.overlap
         return [(y, x) for y in tile_starts(h, self.tile, step=step) for x in tile_starts(w, self.tile, step=step)]
-
-    def rows_of(self, box) -> tuple[int, int]:
-        return box[0], box[0] + self.tile
 
     def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
         from cellxfer.density.stitch import cut_tiles

@@ -116,7 +116,7 @@ class Translator:
         if tile % self.meta.multiple:
             raise InputError(f"--tile {tile}: must be a multiple of {self.meta.multiple} (2**num_downs of this translator)")
         x = normalize(image, self.meta.input_norm)
-        return blend_image(self.run, x, RampTiles(tile, overlap, multiple=self.meta.multiple), batch_size)
+        return blend_image(self.run, x, RampTiles(tile, overlap), batch_size)
 
 
 def load(model: str | os.PathLike, engine: str = "auto", log=lambda s: None, threads: int | None = None,
