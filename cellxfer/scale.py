@@ -25,7 +25,7 @@ kind of nucleus cancels. Images larger than ``MAX_SIDE`` on a side are normalise
 a strided sample and measured on up to ``MAX_TILES`` tiles of ``TILE`` pixels spread evenly over the
 whole image, their blobs pooled (so a sparse slide whose centre is empty still has its nuclei counted in);
 tiles are taken in an order whose every prefix is spread too, until ``ENOUGH_BLOBS`` blobs are pooled (a
-dense slide is measured on one or two tiles, 0.2 s each, a sparse one on up to all of them).
+dense slide is measured on one or two tiles, a sparse one on up to all of them).
 
 Invariants: ``Scaled.factor == 1`` exactly (no resampling at all) when the ratio lies within
 ``TOLERANCE`` of 1; factors are clipped to ``[MIN_FACTOR, MAX_FACTOR]``; the count of a density map is

@@ -62,7 +62,7 @@ def trt_unavailable_reason(trt_module=..., cuda: bool | None = None) -> str | No
 
     ``trt_module`` / ``cuda`` override the detection (tests)."""
     trt = import_tensorrt() if trt_module is ... else trt_module
-    if cuda is None:  # without tensorrt the GPU check (it imports torch: 1.6 s) cannot change the answer
+    if cuda is None:  # without tensorrt the GPU check (it imports torch) cannot change the answer
         cuda = _cuda_available() if trt is not None else True
     missing = [what for what, ok in (("the tensorrt module (pip install 'cellxfer[trt]')", trt is not None),
                                      ("a CUDA GPU", cuda)) if not ok]
