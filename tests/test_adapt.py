@@ -87,11 +87,16 @@ def test_same_seed_same_adapted_model(setup):
     adapt_layer(_cfg(root, "r2", 6, steps=5), overwrite=True)
 
 
+def _adapt_cli(root, out: str, capsys, *extra: str):
+    """`cellxfer adapt` of the setup's source translator from pc to bf, small and quick, into ``root / out``."""
+    return run_cli(["adapt", "--model", str(root / "src"), "--source", str(root / "pc"), "--target", str(root / "bf"),
+                    "--out", str(root / out), "--batch-size", "2", "--ndf", "8", "--holdout", "0.4", "--threads", "1",
+                    *extra], capsys)
+
+
 def test_sweep_cli_picks_on_held_out_pairs(setup, capsys):
     root = setup
-    code, out, _ = run_cli(["adapt", "--model", str(root / "src"), "--source", str(root / "pc"), "--target", str(root / "bf"),
-              "--out", str(root / "sw"), "--sweep", "2,5,10", "--steps", "3", "--batch-size", "2", "--ndf", "8",
-              "--holdout", "0.4", "--threads", "1"], capsys)
+    code, out, _ = _adapt_cli(root, "sw", capsys, "--sweep", "2,5,10", "--steps", "3")
     assert code == 0
     sweep = json.loads((root / "sw" / "sweep.json").read_text())
     assert [r["layer"] for r in sweep["rows"]] == ["none", 2, 5, 10]
@@ -108,9 +113,7 @@ def test_one_layer_cli_scores_held_out_pairs(setup, capsys):
     from cellxfer.translate.adapt import HeldOutScore, adapt, evaluate_held_out
 
     root = setup
-    code, out, _ = run_cli(["adapt", "--model", str(root / "src"), "--source", str(root / "pc"), "--target", str(root / "bf"),
-              "--out", str(root / "one"), "--layer", "5", "--steps", "2", "--batch-size", "2", "--ndf", "8",
-              "--holdout", "0.4", "--threads", "1"], capsys)
+    code, out, _ = _adapt_cli(root, "one", capsys, "--layer", "5", "--steps", "2")
     assert code == 0
     cfg = AdaptConfig(model=str(root / "src"), source=str(root / "pc"), target=str(root / "bf"), out=str(root / "one"),
                       layer=5, steps=2, batch_size=2, ndf=8, holdout=0.4, threads=1)
