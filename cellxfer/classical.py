@@ -16,8 +16,8 @@ sigma: a larger one keeps a textured nucleus from answering twice) and ``thresho
 search over the observed peak responses, minimising the whole-image count MAE on labelled images; the
 fit computes the same responses with scipy on a thread pool (:func:`log_response`), about 0.05 s per
 600x800 image and sigma on one core (measured for sigma 4). A LoG answers one nucleus size, so
-:func:`train_log` fits it on its training images resized to their median nucleus diameter, as
-``count --diameter auto`` resizes every image it counts (:attr:`cellxfer.counter.head.Head.fixed_scale`).
+:func:`train_log` fits it on its training images resized to their median nucleus diameter (then normalised),
+as ``count --diameter auto`` resizes every image it counts (:attr:`cellxfer.counter.head.Head.fixed_scale`).
 """
 
 from __future__ import annotations
@@ -161,16 +161,14 @@ def fit_log(images: list[np.ndarray], counts, sigmas=SIGMAS) -> dict:
     return {**log_options(best["sigma"], best["threshold"], best["min_distance"]), "fit_mae": best["mae"], "grid": grid}
 
 
-def at_diameter(image: np.ndarray, diameter: float | None) -> np.ndarray:
-    """``image`` resized so that its nuclei measure ``diameter`` (None: as it is), exactly as ``count
-    --diameter auto`` resizes an image for a LoG counter (:meth:`cellxfer.scale.DiameterPolicy.scale`);
-    the number of nuclei does not change."""
+def _at_diameter(diameter: float):
+    """``image -> Scaled``: the resize ``count --diameter auto`` applies to an image for a LoG counter of this
+    ``diameter`` (:meth:`cellxfer.scale.DiameterPolicy.scale`), for :func:`cellxfer.train.data.load_domain`."""
     from cellxfer.counter.model import CounterMeta
     from cellxfer.scale import DiameterPolicy
 
-    if not diameter:
-        return image
-    return DiameterPolicy("auto").scale(image, CounterMeta(arch="log", output="density", diameter=diameter)).image
+    meta = CounterMeta(arch="log", output="density", diameter=diameter)
+    return lambda image: DiameterPolicy("auto").scale(image, meta)
 
 
 def train_log(config, on_epoch=None, on_step=None, on_start=None):
@@ -195,11 +193,13 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
     with run:  # a rerun with the same settings fits again (deterministic, seconds): the same files
         norm = config.normalization()
         t0 = time.perf_counter()
-        doms = [load_domain(p, norm, n, config.exclude) for p, n in ((config.real, "real"), (config.synthetic, "synthetic"))
-                if p is not None and (config.regime != "supervised" or n == "real")]
+        sources = [(p, n) for p, n in ((config.real, "real"), (config.synthetic, "synthetic"))
+                   if p is not None and (config.regime != "supervised" or n == "real")]
+        doms = [load_domain(p, norm, n, config.exclude) for p, n in sources]
         scale = domain_scale(doms[0] if doms else None)
-        images = [at_diameter(im, scale["diameter"]) for d in doms for im in d.images]  # as count sees them
-        fitted = fit_log(images, np.concatenate([d.counts for d in doms]))
+        if scale["diameter"]:  # fit on the images as count sees them: each resized to the diameter, then normalised
+            doms = [load_domain(p, norm, n, config.exclude, scale=_at_diameter(scale["diameter"])) for p, n in sources]
+        fitted = fit_log([im for d in doms for im in d.images], np.concatenate([d.counts for d in doms]))
         opts = {k: fitted[k] for k in ("sigma", "threshold", "min_distance", "margin")}
         meta = CounterMeta(arch="log", window=config.crop, output="density", normalization=norm, arch_options=opts,
                            **scale, extra={"regime": config.regime, "fit_mae": fitted["fit_mae"]})
