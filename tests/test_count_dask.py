@@ -163,7 +163,7 @@ def test_a_slide_is_split_across_dask_workers_and_equals_the_local_run(tmp_path,
     monkeypatch.setattr(lazy, "LAZY_PIXELS", 100_000)
     monkeypatch.setattr(parts, "PART_TILES", 3)
     monkeypatch.setattr(split, "BLOCK_PARTS", 1)
-    monkeypatch.setattr(OwnedTiles, "SIDES", (1,))  # the model's own tiles: many parts in a small slide
+    monkeypatch.setattr(OwnedTiles, "MAX_FACTOR", 1)  # the model's own tiles: many parts in a small slide
     img = blobs(640, 800, 160, 6, dtype=np.uint16)
     tifffile.imwrite(tmp_path / "slide.tif", img, tile=(128, 128), compression="zlib")
     tifffile.imwrite(tmp_path / "small.tif", img[:200, :300])  # an ordinary image beside it: one task

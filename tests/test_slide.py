@@ -222,7 +222,7 @@ def test_batching_parts_of_several_images_equals_one_by_one(tmp_path):
         tifffile.imwrite(files[-1], _ramp(h, w, seed=i))
     alone = {f: count_plan(_blur_runner, plan_image(tifffile.imread(f), meta), points=True) for f in files}
     sides = [plan_image(tifffile.imread(f), meta).splitter.tile for f in files]
-    assert sides[1] == 96 and sides[2] == 384, sides  # the large image is cut into 4x larger tiles
+    assert sides[1] == 96 and sides[2] > 96, sides  # the large image is cut into larger tiles
     calls = []
 
     def recording(x):
@@ -231,7 +231,7 @@ def test_batching_parts_of_several_images_equals_one_by_one(tmp_path):
 
     runner = Runner(recording, meta, "numpy", "cpu", Path("x"), "0")
     got = list(count_batched(files, runner, batch_size=5, workers=2, points=True, part_tiles=2))
-    assert all(n <= max(1, 5 // (side // 96) ** 2) for n, _, side, _ in calls), calls  # 5 base tiles a call
+    assert all(n <= max(1, 5 // -(-side * side // 96 ** 2)) for n, _, side, _ in calls), calls  # 5 base tiles a call
     assert {side for _, _, side, _ in calls} == set(sides)
     assert [f for f, *_ in got] == files
     for f, plan, res, _ in got:
@@ -465,7 +465,7 @@ def test_spans_of_parts_merge_to_the_whole_exactly(tmp_path, monkeypatch, small_
     from cellxfer.count.parts import count_parts, count_plan, merge, plan_image, spans_of
     from cellxfer.counter.splitters import OwnedTiles
 
-    monkeypatch.setattr(OwnedTiles, "SIDES", (1,))  # the model's own 128-pixel tiles: many rows of parts
+    monkeypatch.setattr(OwnedTiles, "MAX_FACTOR", 1)  # the model's own 128-pixel tiles: many rows of parts
     rng = np.random.default_rng(11)
     img = np.zeros((900, 700), np.uint16)
     img[rng.integers(2, 898, 900), rng.integers(2, 698, 900)] = rng.integers(5000, 9000, 900)

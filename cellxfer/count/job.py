@@ -236,7 +236,7 @@ def _run_batch(runner, queue: list, batch_size: int):
         st = p.state
         t1 = time.perf_counter()
         try:
-            st.merger.add(p.index, np.concatenate(p.outs))
+            st.merger.add(p.index, p.outs)
             res = st.merger.result() if p.index == len(st.plan.parts) - 1 else None
         except Exception as exc:  # noqa: BLE001 - reported per file
             st.failed, res = True, exc

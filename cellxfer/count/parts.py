@@ -85,11 +85,21 @@ class DensityMap:
         block = block or max(1, -(-max(shape[:2]) // MAP_SIDE))
         return cls(np.zeros((-(-shape[0] // block), -(-shape[1] // block)), np.float64), block)
 
-    def add(self, band: np.ndarray, y0: int) -> None:
-        """Add the map rows ``band`` (full width) that start at row ``y0``."""
+    def add(self, crop: np.ndarray, y0: int, x0: int) -> float:
+        """Add the map pixels ``crop`` whose top-left pixel is ``(y0, x0)``; returns their float64 sum
+        (the sum of the block sums it added)."""
         b = self.block
-        cols = np.add.reduceat(band, np.arange(0, band.shape[1], b), axis=1, dtype=np.float64)
-        np.add.at(self.counts, (np.arange(y0, y0 + len(band)) // b - self.row0,), cols)
+        if b == 1:
+            blocks = crop.astype(np.float64)
+        else:
+            def starts(o, n):  # the crop's first index, then every block edge inside it
+                return np.r_[0, np.arange(-(-(o + 1) // b) * b, o + n, b) - o]
+
+            blocks = np.add.reduceat(crop, starts(x0, crop.shape[1]), axis=1, dtype=np.float64)
+            blocks = np.add.reduceat(blocks, starts(y0, crop.shape[0]), axis=0)
+        r, c = y0 // b - self.row0, x0 // b
+        self.counts[r:r + blocks.shape[0], c:c + blocks.shape[1]] += blocks
+        return float(blocks.sum())
 
     def rows(self, lo: int, hi: int) -> "DensityMap":
         """The map rows holding image rows ``[lo, hi)`` (what a span's bands filled; a Dask block sends
@@ -243,7 +253,7 @@ def count_parts(runner, plan: ImagePlan, span: tuple[int, int], batch_size: int 
     step = max(1, batch_size // plan.splitter.weight)  # batch_size counts base tiles
     for i in range(*span):
         batch = plan.batch(i)
-        merger.add(i, np.concatenate([np.asarray(runner(batch[j:j + step])) for j in range(0, len(batch), step)]))
+        merger.add(i, [np.asarray(runner(batch[j:j + step])) for j in range(0, len(batch), step)])
     return merger.outcome()
 
 
@@ -342,15 +352,24 @@ class WindowSums:
     def __init__(self, plan: ImagePlan, span: tuple[int, int] | None = None):
         self.plan, self.sums, self.span = plan, [], span or (0, len(plan.parts))
 
-    def add(self, part: int, outputs: np.ndarray) -> None:
-        out = np.asarray(outputs, dtype=np.float64)
-        self.sums.append(out.reshape(len(out), -1).sum(axis=1))
+    def add(self, part: int, outputs) -> None:
+        """Part ``part``'s outputs: one array, or a list of its batches in box order."""
+        for out in (outputs if isinstance(outputs, (list, tuple)) else [outputs]):
+            out = np.asarray(out, dtype=np.float64)
+            self.sums.append(out.reshape(len(out), -1).sum(axis=1))
 
     def outcome(self) -> PartsOutcome:
         return PartsOutcome(*self.span, np.concatenate(self.sums) if self.sums else np.zeros(0))
 
     def result(self):
         return merge(self.plan, [self.outcome()])
+
+
+def _planes(outputs):
+    """The 2-D output planes of one array ``(N, [1,] h, w)`` or of a list of such arrays, in order."""
+    for chunk in (outputs if isinstance(outputs, (list, tuple)) else [outputs]):
+        chunk = np.asarray(chunk)
+        yield from chunk.reshape(-1, *chunk.shape[-2:])
 
 
 @dataclass
@@ -382,18 +401,22 @@ class DensityBands:
         self.totals: list[float] = []
         self.top: np.ndarray | None = None
 
-    def add(self, part: int, outputs: np.ndarray) -> None:
+    def add(self, part: int, outputs) -> None:
+        """Sum the owned crops of part ``part``'s outputs (one array, or a list of the part's batches in
+        box order) into the map; with ``points``, stitch them into a band of full rows and search it."""
         b0, b1, _, _ = self.plan.parts[part]
         boxes = self.plan.boxes[b0:b1]
-        outputs = np.asarray(outputs).reshape(len(boxes), *np.asarray(outputs).shape[-2:])
         a, b = min(bx[2] for bx in boxes), max(bx[3] for bx in boxes)
-        band = np.zeros((b - a, self.plan.shape[1]), dtype=np.float32)
-        for o, (y, x, oy0, oy1, ox0, ox1) in zip(outputs, boxes):
-            band[oy0 - a:oy1 - a, ox0:ox1] = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
-            self.sums.append(band[oy0 - a:oy1 - a, ox0:ox1].sum(dtype=np.float64))
-        self.totals.append(float(band.sum(dtype=np.float64)))
-        self.total += self.totals[-1]
-        self.map.add(band, a)
+        band = np.zeros((b - a, self.plan.shape[1]), dtype=np.float32) if self.points else None
+        total = 0.0
+        for o, (y, x, oy0, oy1, ox0, ox1) in zip(_planes(outputs), boxes, strict=True):
+            crop = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
+            self.sums.append(self.map.add(crop, oy0, ox0))
+            total += self.sums[-1]
+            if band is not None:
+                band[oy0 - a:oy1 - a, ox0:ox1] = crop
+        self.totals.append(total)
+        self.total += total
         if self.points:
             if self.seam_above and (self.top is None or len(self.top) < 2 * self.finder.halo):
                 top = band[:2 * self.finder.halo - (0 if self.top is None else len(self.top))]

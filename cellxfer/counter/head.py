@@ -102,7 +102,7 @@ class DensityHead(Head):
         from cellxfer.density.stitch import tile_of
 
         tile = tile_of(meta)
-        return min(meta.window, tile), tile, max(meta.window, tile * max(OwnedTiles.SIDES))
+        return min(meta.window, tile), tile, max(meta.window, tile * OwnedTiles.MAX_FACTOR)
 
 
 class DetectionHead(DensityHead):

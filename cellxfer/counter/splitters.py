@@ -54,10 +54,12 @@ class OwnedTiles:
 
     ``base`` is the model's own tile side (:func:`cellxfer.density.stitch.tile_of`; 0: ``tile``). A
     fully convolutional model takes larger tiles as well, and every tile repeats ``2 * margin`` pixels of
-    its neighbours, so :meth:`for_shape` picks, per image, the side of ``base`` x :attr:`SIDES` whose
-    tiles cover the image with the fewest model-input pixels: the base tile for images of a few tiles
-    (a 600 x 800 image), 4 x the base for slides (overlap 7% of the input instead of 31% with the default
-    counter's 256-pixel tiles and 16-pixel margin). Batches and parts are sized in base tiles (:attr:`weight`).
+    its neighbours, so :meth:`for_shape` picks, per image, the side from ``base`` to ``MAX_FACTOR * base``
+    in steps of ``STEP`` pixels, and no longer than the image's shorter side (only an image smaller than
+    the base tile is mirrored to one tile), whose tiles cover the image with the fewest model-input pixels (with the
+    default counter's 256-pixel tiles and 16-pixel margin: 320 for a 600 x 800 image, 1.28 input pixels
+    per image pixel instead of 1.64 with 256; 896 for a 32k slide, 1.07). Batches and parts are sized in
+    base tiles (:attr:`weight`).
     """
 
     tile: int
@@ -65,12 +67,14 @@ class OwnedTiles:
     in_chans: int = 1
     base: int = 0
 
-    SIDES = (1, 2, 4)
+    MAX_FACTOR = 4  # the largest tile side: 4 x the base
+    STEP = 32  # tile sides are base + a multiple of this (a UNet's pooling grid at depth 5)
 
     @property
     def weight(self) -> int:
-        """How many base tiles one box's input is (batch sizes and parts count these)."""
-        return (self.tile // (self.base or self.tile)) ** 2
+        """How many base tiles one box's input is, rounded up (batch sizes and parts count these)."""
+        base = self.base or self.tile
+        return -(-self.tile * self.tile // (base * base))
 
     def for_shape(self, shape) -> "OwnedTiles":
         """This splitter with the tile side that covers an image of ``shape`` with the fewest input
@@ -85,7 +89,9 @@ class OwnedTiles:
         def pixels(t):
             return len(tile_starts(h, t, self.margin)) * len(tile_starts(w, t, self.margin)) * t * t
 
-        return replace(self, tile=min((base * k for k in self.SIDES), key=lambda t: (pixels(t), t)), base=base)
+        top = min(self.MAX_FACTOR * base, max(base, min(h, w)))  # never mirror-pad more than the base tile does
+        sides = range(base, top + 1, self.STEP)
+        return replace(self, tile=min(sides, key=lambda t: (pixels(t), t)), base=base)
 
     def boxes(self, shape) -> list:
         from cellxfer.density.stitch import tiles
