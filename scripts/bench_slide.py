@@ -16,8 +16,9 @@ run and on the same files, so the table compares both.
     .venv/bin/python scripts/bench_slide.py --sides 4000 8000 12000 16000 --before /tmp/cellxfer-before
     .venv/bin/python scripts/bench_slide.py --profile     # 4k, 8k, 16k, 32k and where the time goes
 
-Prints a markdown table (medians over ``--repeats``) and writes ``--out`` (JSON, with the machine's
-load average before and after: other sessions may share the CPU).
+Prints a markdown table (medians over ``--repeats``; with ``--before`` the two versions run in turn,
+before then after, ``--repeats`` times, and the before/after ratio of each pair and their median are printed)
+and writes ``--out`` (JSON, with the machine's load average before and after: other sessions may share the CPU).
 """
 
 from __future__ import annotations
@@ -179,10 +180,13 @@ def main(argv=None) -> None:
     for side in args.sides:
         slide = make_slide(side, IDCIA / "images" / args.image, args.workdir)
         image_mb = side * side * 2 / 2**20
-        for name, tree in trees:
-            if name == "before" and side > args.before_max_side:
-                continue
-            runs = [run_child(tree, slide, args.workdir) for _ in range(args.repeats)]
+        versions = [(name, tree) for name, tree in trees if name == "after" or side <= args.before_max_side]
+        runs_of = {name: [] for name, _ in versions}
+        for _ in range(args.repeats):  # interleaved (before, after, before, ...): a drift of the machine hits both
+            for name, tree in versions:
+                runs_of[name].append(run_child(tree, slide, args.workdir))
+        for name, tree in versions:
+            runs = runs_of[name]
             med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "count_s", "cpu_s", "peak_rss_mb")}
             rows.append({"side": side, "version": name, "tree": str(tree), "megapixels": side * side / 1e6,
                          "image_mb": round(image_mb, 1), "count": runs[0]["count"], "engine": runs[0]["engine"],
@@ -190,6 +194,9 @@ def main(argv=None) -> None:
                          "mp_per_s": round(side * side / 1e6 / med["count_s"], 2),
                          "rss_over_image": round(med["peak_rss_mb"] / image_mb, 2), "runs": runs})
             r = rows[-1]
+            if name == "after" and "before" in runs_of:  # pair by pair: run i before against run i after
+                r["speedup_pairs"] = [round(b["count_s"] / a["count_s"], 3) for b, a in zip(runs_of["before"], runs)]
+                r["speedup_median"] = statistics.median(r["speedup_pairs"])
             if args.profile and name == "after":
                 r["profile"] = run_child(tree, slide, args.workdir, profile=True)["profile"]
             print(f"side {side} {name}: {r['count_s']:.1f} s, {r['peak_rss_mb']:.0f} MB peak RSS, count {r['count']:.1f}",
@@ -205,6 +212,9 @@ def main(argv=None) -> None:
     for r in rows:
         print(f"| {r['side']} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
               f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
+    for r in rows:
+        if "speedup_pairs" in r:
+            print(f"side {r['side']}: before / after seconds, pair by pair {r['speedup_pairs']}, median {r['speedup_median']:.2f}x")
     profiled = [r for r in rows if r.get("profile")]
     if profiled:
         stages = sorted({k for r in profiled for k in r["profile"]})
