@@ -320,6 +320,12 @@ def test_translate_evaluate_and_onnx_parity(tiny_run, capsys, monkeypatch):
     assert len(got) == 3 and np.allclose(got, want, atol=2e-3), (onnx_mean, torch_mean)
     code, out, err = cli(["export", "--model", run, "--out", root / "x.onnx"], capsys)
     assert code == 0 and "parity: ok" in out
+    code, out, err = cli(["export", "--model", run], capsys)  # default --out: the translator's file with .onnx
+    assert code == 0 and (run / "translator.onnx").is_file(), err
+    kept = (run / "translator.onnx").read_bytes()
+    code, out, err = cli(["export", "--model", run], capsys)  # again: refused, the file kept
+    assert code == 2 and f"{run / 'translator.onnx'}: exists; pass --overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (run / "translator.onnx").read_bytes() == kept
 
 
 def test_translate_trt_is_gated(tiny_run, capsys):

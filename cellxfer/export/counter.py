@@ -214,15 +214,19 @@ def export_model(config: ExportConfig, log=print) -> ExportResult:
     from cellxfer.outputs import refuse_existing
     from cellxfer.weights import artefact_kind
 
-    if artefact_kind(config.model) != "translator":
-        config = replace(config, out=Path(config.out or "counter.onnx"))
-        refuse_existing(config.out, "--out", config.overwrite, inputs=[config.model])
+    translator = artefact_kind(config.model) == "translator"
+    if translator and config.format != "onnx":
+        raise InputError(f"{config.model}: translators export with --format onnx; `translate --engine trt` builds their TensorRT engine")
+    if translator:
+        from cellxfer.translate.model import resolve_model
+
+        default = resolve_model(config.model).with_suffix(".onnx")
+    config = replace(config, out=Path(config.out or (default if translator else "counter.onnx")))
+    refuse_existing(config.out, "--out", config.overwrite, inputs=[config.model])
+    if not translator:
         return export_counter(config, log=log)
     from cellxfer.translate.infer import export_translator
 
-    if config.format != "onnx":
-        raise InputError(f"{config.model}: translators export with --format onnx; `translate --engine trt` builds their TensorRT engine")
-    refuse_existing(config.out, "--out", config.overwrite, inputs=[config.model])
     t0 = time.perf_counter()
     path, report = export_translator(config.model, config.out, atol=config.atol, rtol=config.rtol)
     if report is not None:
