@@ -53,6 +53,8 @@ if profile:
 res = run_count(CountConfig(paths=(slide,), out=out, overwrite=True))
 if res.failed:
     raise SystemExit(f"failed: {res.failed}")
+if profile:
+    _model_limit()
 print("RESULT " + json.dumps({"count": list(res.counts.values())[0], "count_s": res.seconds,
                               "engine": ",".join(res.engines), "total_s": time.perf_counter() - t0,
                               "profile": spent}))
@@ -114,6 +116,40 @@ def _install():
         return runner
 
     eb.load_runner = load_runner
+    plan_image = parts.plan_image
+
+    def planned(*a, **kw):  # the tiles the slide was cut into
+        plan = plan_image(*a, **kw)
+        _seen.update(tile=plan.splitter.tile, inputs=len(plan.boxes) * plan.splitter.tile ** 2,
+                     pixels=plan.shape[0] * plan.shape[1])
+        return plan
+
+    parts.plan_image = planned
+    _seen["load"] = load  # the loader without the timers
+
+
+_seen = {}
+
+
+def _model_limit(repeats=5):
+    """The model alone on the slide's tile side (random inputs, one tile a call, the median of ``repeats``
+    calls): its megapixels of input per second, and what that allows per slide pixel (the tiles' overlap)."""
+    import statistics as st
+
+    import numpy as np
+
+    runner = _seen["load"](None, "auto")
+    x = np.random.default_rng(0).random((1, runner.meta.in_chans, _seen["tile"], _seen["tile"]), dtype=np.float32)
+    runner.run(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        runner.run(x)
+        times.append(time.perf_counter() - t)
+    rate = x.size / runner.meta.in_chans / 1e6 / st.median(times)
+    spent["model alone: MP/s of input"] = rate
+    spent["model alone: MP/s of slide (limit)"] = rate * _seen["pixels"] / _seen["inputs"]
+    spent["tile side"] = _seen["tile"]
 
 # END PROFILE
 
@@ -217,11 +253,17 @@ def main(argv=None) -> None:
             print(f"side {r['side']}: before / after seconds, pair by pair {r['speedup_pairs']}, median {r['speedup_median']:.2f}x")
     profiled = [r for r in rows if r.get("profile")]
     if profiled:
-        stages = sorted({k for r in profiled for k in r["profile"]})
+        limits = ("model alone: MP/s of input", "model alone: MP/s of slide (limit)", "tile side")
+        stages = sorted({k for r in profiled for k in r["profile"]} - set(limits))
         print("\nwhere the time goes (seconds summed over threads; a separate profiled run):\n")
         print("| stage | " + " | ".join(str(r["side"]) for r in profiled) + " |")
         print("|---|" + "---|" * len(profiled))
         for k in stages:
+            print(f"| {k} | " + " | ".join(f"{r['profile'].get(k, 0.0):.1f}" for r in profiled) + " |")
+        print("\nthe model alone on the slide's tile side (random inputs, one tile a call, median of 5 calls):\n")
+        print("| | " + " | ".join(str(r["side"]) for r in profiled) + " |")
+        print("|---|" + "---|" * len(profiled))
+        for k in limits:
             print(f"| {k} | " + " | ".join(f"{r['profile'].get(k, 0.0):.1f}" for r in profiled) + " |")
     print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs, shared)")
 
