@@ -4,7 +4,7 @@
 A slide of side N is an IDCIA DAPI image (800 x 600, 8-bit, read from ../shared/data, never copied)
 repeated to N x N pixels, scaled to uint16 (x 256) and written as an uncompressed tiled TIFF (256-pixel
 tiles) under ``--workdir`` (default /tmp; written tile by tile, so the benchmark itself never holds a
-slide). Each count runs ``run_count`` with the shipped default counter (``--engine auto``, default
+slide). Each count runs ``run_count`` with the shipped default counter (or ``--model``; ``--engine auto``, default
 ``--diameter``) in a fresh child process; peak RSS is that child's own (``os.wait4``), ``wall_s`` its
 wall-clock from start to exit (imports and model load included), ``count_s`` the job's own seconds and
 ``cpu_s`` the child's user + system CPU seconds (less sensitive than wall time to other jobs on the CPU).
@@ -50,7 +50,8 @@ spent = {}
 if profile:
     exec(open(sys.argv[5]).read().split("# PROFILE" + "\n")[1].split("# END PROFILE")[0])
     _install()
-res = run_count(CountConfig(paths=(slide,), out=out, overwrite=True))
+model = {"model": sys.argv[6]} if sys.argv[6] else {}
+res = run_count(CountConfig(paths=(slide,), out=out, overwrite=True, **model))
 if res.failed:
     raise SystemExit(f"failed: {res.failed}")
 if profile:
@@ -138,7 +139,7 @@ def _model_limit(repeats=5):
 
     import numpy as np
 
-    runner = _seen["load"](None, "auto")
+    runner = _seen["load"](sys.argv[6] or None, "auto")
     x = np.random.default_rng(0).random((1, runner.meta.in_chans, _seen["tile"], _seen["tile"]), dtype=np.float32)
     runner.run(x)
     times = []
@@ -177,13 +178,13 @@ def make_slide(side: int, image: Path, workdir: Path) -> Path:
     return path
 
 
-def run_child(tree: Path, slide: Path, workdir: Path, profile: bool = False) -> dict:
+def run_child(tree: Path, slide: Path, workdir: Path, profile: bool = False, model: Path | None = None) -> dict:
     """Count ``slide`` with the cellxfer of ``tree`` in a child process; its peak RSS and wall time."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
     # run in workdir: `python -c` puts the current folder first on sys.path, before PYTHONPATH
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(slide), str(workdir / "counts.csv"), str(tree),
-                             "1" if profile else "0", __file__], env=env,
+                             "1" if profile else "0", __file__, str(model or "")], env=env,
                             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -206,9 +207,12 @@ def main(argv=None) -> None:
     p.add_argument("--before-max-side", type=int, default=12000,
                    help="count larger slides with --before's code no more (it held ~14x the image)")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--model", type=Path, default=None,
+                   help="count with this checkpoint in both versions (default: each version's own default counter)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/cellxfer-bench-slide"))
     p.add_argument("--out", type=Path, default=REPO / "docs" / "bench_slide.json")
     args = p.parse_args(argv)
+    args.model = args.model.resolve() if args.model else None  # the children run in --workdir
     args.workdir.mkdir(parents=True, exist_ok=True)
     trees = ([("before", args.before.resolve())] if args.before else []) + [("after", REPO)]
     load0 = os.getloadavg()
@@ -220,7 +224,7 @@ def main(argv=None) -> None:
         runs_of = {name: [] for name, _ in versions}
         for _ in range(args.repeats):  # interleaved (before, after, before, ...): a drift of the machine hits both
             for name, tree in versions:
-                runs_of[name].append(run_child(tree, slide, args.workdir))
+                runs_of[name].append(run_child(tree, slide, args.workdir, model=args.model))
         for name, tree in versions:
             runs = runs_of[name]
             med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "count_s", "cpu_s", "peak_rss_mb")}
@@ -234,10 +238,11 @@ def main(argv=None) -> None:
                 r["speedup_pairs"] = [round(b["count_s"] / a["count_s"], 3) for b, a in zip(runs_of["before"], runs)]
                 r["speedup_median"] = statistics.median(r["speedup_pairs"])
             if args.profile and name == "after":
-                r["profile"] = run_child(tree, slide, args.workdir, profile=True)["profile"]
+                r["profile"] = run_child(tree, slide, args.workdir, profile=True, model=args.model)["profile"]
             print(f"side {side} {name}: {r['count_s']:.1f} s, {r['peak_rss_mb']:.0f} MB peak RSS, count {r['count']:.1f}",
                   file=sys.stderr)
-    report = {"what": "count one tiled uint16 slide (IDCIA image repeated), default counter, --engine auto",
+    report = {"what": "count one tiled uint16 slide (IDCIA image repeated), "
+                      f"{args.model or 'default counter'}, --engine auto",
               "command": "scripts/bench_slide.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "image": args.image, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                                "loadavg_before": load0, "loadavg_after": os.getloadavg()},
