@@ -97,10 +97,10 @@ def _octaves():
 
 
 def _level_stacks(image: np.ndarray):
-    """Yield ``(level, core, ks, stack)`` per pyramid level: ``stack[j]`` is the scale-normalised
-    ``-sigma^2 LoG`` at ``sigma = 2^(ks[j]/4)`` on that level's grid (``2^level`` pixels a side): the
-    image smoothed incrementally (Gaussian of ``sqrt(s_k^2 - s_(k-1)^2)``, mirrored borders), then the
-    5-point discrete Laplacian."""
+    """Yield ``(level, core, ks, padded)`` per pyramid level: ``padded[j, 1:-1, 1:-1]`` is the scale-normalised
+    ``-sigma^2 LoG`` at ``sigma = 2^(ks[j]/4)`` on that level's grid (``2^level`` pixels a side), framed by one
+    pixel of ``-inf`` (what :func:`_maxima` compares the border against): the image smoothed incrementally
+    (Gaussian of ``sqrt(s_k^2 - s_(k-1)^2)``, mirrored borders), then the 5-point discrete Laplacian."""
     from scipy.ndimage import gaussian_filter
 
     img = np.asarray(image, dtype=np.float32)
@@ -110,25 +110,40 @@ def _level_stacks(image: np.ndarray):
                 return
             img = _block_mean(img)
         sig = [2.0 ** (k / 4.0) / 2 ** level for k in ks]
-        out, g, prev = [], img, 0.0
-        for s in sig:
+        padded = np.full((len(sig), img.shape[0] + 2, img.shape[1] + 2), -np.inf, dtype=np.float32)
+        g, prev = img, 0.0
+        for i, s in enumerate(sig):
             g = gaussian_filter(g, float(np.sqrt(s * s - prev * prev)), mode="mirror", truncate=3.0)
             prev = s
-            p = np.pad(g, 1, mode="reflect")
-            lap = p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4.0 * g
-            out.append(np.float32(-(s * s)) * lap)
-        yield level, core, ks, np.stack(out)
+            out = padded[i, 1:-1, 1:-1]
+            _laplacian(g, out)
+            out *= np.float32(-(s * s))
+        yield level, core, ks, padded
 
 
-def _maxima(stack: np.ndarray, j: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """(ys, xs) where ``stack[j]`` is above ``floor`` and not below any of its 26 neighbours (3x3x3,
-    missing ones at the borders ignored); checked only at the candidates above ``floor``."""
-    ys, xs = np.nonzero(stack[j] > floor)
+def _laplacian(g: np.ndarray, out: np.ndarray) -> None:
+    """``out`` = the 5-point Laplacian of 2-D ``g`` (at least 2 x 2) with mirrored borders (numpy's ``reflect``:
+    the neighbour beyond row 0 is row 1), summed up + down + left + right - 4 g in that order."""
+    out[1:-1] = g[:-2] + g[2:]
+    out[0] = g[1] + g[1]
+    out[-1] = g[-2] + g[-2]
+    out[:, 1:] += g[:, :-1]
+    out[:, 0] += g[:, 1]
+    out[:, :-1] += g[:, 1:]
+    out[:, -1] += g[:, -2]
+    out -= 4.0 * g
+
+
+def _maxima(padded: np.ndarray, j: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) where plane ``j`` of a level (``padded`` as :func:`_level_stacks` yields it) is above ``floor``
+    and not below any of its 26 neighbours (3x3x3, missing ones at the borders ignored); checked only at the
+    candidates above ``floor``."""
+    ys, xs = np.nonzero(padded[j, 1:-1, 1:-1] > floor)
     if not len(ys):
         return ys, xs
     lo = max(j - 1, 0)
-    part = np.pad(stack[lo:j + 2], ((0, 0), (1, 1), (1, 1)), mode="constant", constant_values=-np.inf)
-    v = stack[j, ys, xs]
+    part = padded[lo:j + 2]
+    v = padded[j, ys + 1, xs + 1]
     ok = np.ones(len(ys), dtype=bool)
     wp = part.shape[2]
     base = ys * wp + xs  # top-left neighbour in the padded planes
@@ -185,13 +200,14 @@ def _tile_blobs(img: np.ndarray, floor: float, origin) -> tuple[np.ndarray, np.n
     levels = list(_level_stacks(img))
     if not levels:
         return np.zeros(0), np.zeros(0), np.zeros((0, 2))
-    top = max(float(s.max()) for *_, s in levels)
+    top = max(float(p.max()) for *_, p in levels)  # the -inf frame never wins
     ds, vs, ps = [], [], []
-    for level, core, ks, stack in levels:
+    for level, core, ks, padded in levels:
+        stack = padded[:, 1:-1, 1:-1]
         for j, k in enumerate(ks):
             if k not in core:
                 continue
-            ys, xs = _maxima(stack, j, max(floor * top, NOISE_K * _robust_sd(stack[j])))
+            ys, xs = _maxima(padded, j, max(floor * top, NOISE_K * _robust_sd(stack[j])))
             if not len(ys):
                 continue
             b = stack[j, ys, xs].astype(np.float64)
