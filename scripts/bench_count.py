@@ -9,6 +9,10 @@ decode pool), start-up (import + model load, ONNX export cached), the max absolu
 difference from torch on the same device class, and the ratio of images/s to torch (measured in this run).
 It also times the whole CLI command (``cellxfer count FOLDER --engine onnx``, start-up included).
 
+``--before TREE`` also runs every worker and the CLI command with the cellxfer of another checkout (same model,
+``PYTHONPATH=TREE``; its ``count_batched`` must take the same arguments), in turn with this one (before, after,
+before, ...), and prints each pair's ratio of the CLI command's seconds and of onnx's images/s.
+
     .venv/bin/python scripts/bench_count.py                          # the shipped default counter
     .venv/bin/python scripts/bench_count.py --arch efficientnet_b0   # a random EfficientNet-B0 counter
 
@@ -41,6 +45,7 @@ def worker(args) -> None:
     import resource
 
     t0 = time.perf_counter()
+    import cellxfer
     from cellxfer.inputs import expand_inputs
     from cellxfer.count.job import count_batched
     from cellxfer.engines.base import load_runner
@@ -70,27 +75,36 @@ def worker(args) -> None:
 
         gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if args.engine == "torch" else None
     print("RESULT " + json.dumps({"engine": runner.engine, "label": runner.label, "startup_s": startup, "run_s": run_s,
+                                  "tree": str(Path(cellxfer.__file__).resolve().parents[1]),
                                   "n": len(counts), "counts": counts, "gpu_peak_mb": gpu_mb,
                                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def run_worker(args, engine: str, device: str) -> dict:
+def _env(tree: Path | None) -> dict | None:
+    """The children's environment: ``tree``'s cellxfer first on the path (None: this checkout's)."""
+    return {**os.environ, "PYTHONPATH": str(tree)} if tree else None
+
+
+def run_worker(args, engine: str, device: str, tree: Path | None = None) -> dict:
     cmd = [sys.executable, __file__, "--_worker", "--engine", engine, "--device", device, "--model", str(args.model),
            "--data", str(args.data), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
            "--limit", str(args.limit)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(tree), cwd=tempfile.gettempdir())
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if r.returncode != 0 or line is None:
         raise RuntimeError(f"{engine}/{device} failed: {r.stderr.strip().splitlines()[-1:]}")
-    return json.loads(line[7:])
+    res = json.loads(line[7:])
+    if Path(res["tree"]) != (tree or REPO).resolve():
+        raise RuntimeError(f"the worker imported the cellxfer of {res['tree']}, not of {tree or REPO}")
+    return res
 
 
-def cli_wall(args) -> float:
+def cli_wall(args, tree: Path | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "cellxfer", "count", str(args.data), "--engine", "onnx", "--model",
                             str(args.model), "--out", str(Path(tmp) / "c.csv"), "--batch-size", str(args.batch_size)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=_env(tree), cwd=tmp)
         wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"cellxfer count failed: {r.stderr.strip()}")
@@ -119,6 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench_count.json")
     ap.add_argument("--engine", default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--before", type=Path, default=None, help="a checkout of an earlier cellxfer to run in turn with this one")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker:
@@ -128,6 +143,7 @@ def main(argv=None) -> int:
     if not args.data.is_dir():
         print(f"{args.data}: IDCIA images not found")
         return 2
+    args.data = args.data.resolve()  # the children run elsewhere (`python -m` puts its folder first on the path)
     os.environ.setdefault("CELLXFER_CACHE", str(REPO / "runs" / "cache"))
     if args.arch:
         args.model = make_model(args.arch, REPO / "runs" / f"bench-{args.arch}.safetensors")
@@ -135,19 +151,41 @@ def main(argv=None) -> int:
         from cellxfer.engines.base import default_model
 
         args.model = default_model()
+    args.model = args.model.resolve()
     from cellxfer.engines.base import engines, load_runner
 
     known = engines()
     load_runner(args.model, "onnx")  # export the ONNX into the cache once, outside the timings
     todo = [(e, d) for e, d in CANDIDATES if e in known and known[e].available(d) is None]
-    runs: dict[tuple[str, str], list[dict]] = {k: [] for k in todo}
-    for rep in range(args.repeats):  # interleaved, so machine noise hits every engine alike
-        for key in todo:
-            res = run_worker(args, *key)
-            runs[key].append(res)
-            print(f"repeat {rep + 1}: {res['label']:<16} {res['n'] / res['run_s']:6.2f} images/s", flush=True)
-    walls = [cli_wall(args) for _ in range(args.repeats)] if ("onnx", "cpu") in runs else []
+    versions = ([("before", args.before.resolve())] if args.before else []) + [("after", REPO)]
+    runs = {(v, k): [] for v, _ in versions for k in todo}
+    walls = {v: [] for v, _ in versions}
+    for rep in range(args.repeats):  # interleaved, so machine noise hits every engine and version alike
+        for v, tree in versions:
+            for key in todo:
+                res = run_worker(args, *key, tree)
+                runs[(v, key)].append(res)
+                print(f"repeat {rep + 1}: {v:<6} {res['label']:<16} {res['n'] / res['run_s']:6.2f} images/s", flush=True)
+            if ("onnx", "cpu") in todo:
+                walls[v].append(cli_wall(args, tree))
+    report = {v: _version_report({k: runs[(v, k)] for k in todo}, walls[v]) for v, _ in versions}
+    from cellxfer.counter.model import read_meta
 
+    meta = read_meta(args.model) if args.model.suffix == ".safetensors" else None
+    info = (f"model {args.model.name} ({meta.arch if meta else '?'}, window {meta.window if meta else '?'}), "
+            f"batch {args.batch_size} windows, {args.repeats} repeats (medians), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    table = "\n\n".join(f"{v}{f' ({tree})' if args.before else ''}:\n\n{report[v]['table']}" for v, tree in versions)
+    pairs = _pairs(runs, walls) if args.before else {}
+    print("\n" + info + "\n\n" + table + "".join(f"\n{k}: {v}" for k, v in pairs.items()))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"info": info, **report["after"], "command": " ".join(sys.argv),
+                                    **({"before": {"tree": str(args.before), **report["before"]}, "pairs": pairs}
+                                       if args.before else {})}, indent=1))
+    return 0
+
+
+def _version_report(runs: dict, walls: list) -> dict:
+    """Rows (medians per engine, ratios to torch measured in the same run), the CLI seconds and a markdown table."""
     rows = []
     for (engine, device), rs in runs.items():
         ref = runs.get(("torch", device)) or runs.get(("torch", "cpu"))
@@ -168,17 +206,20 @@ def main(argv=None) -> int:
     if walls:
         lines.append(f"\nWhole CLI command `cellxfer count <95 images> --engine onnx` (start-up included): "
                      f"median {statistics.median(walls):.1f} s over {len(walls)} runs ({', '.join(f'{w:.1f}' for w in walls)})")
-    from cellxfer.counter.model import read_meta
+    return {"rows": rows, "cli_wall_s": walls, "table": "\n".join(lines)}
 
-    meta = read_meta(args.model) if args.model.suffix == ".safetensors" else None
-    info = (f"model {args.model.name} ({meta.arch if meta else '?'}, window {meta.window if meta else '?'}), "
-            f"batch {args.batch_size} windows, {args.repeats} repeats (medians), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
-    table = "\n".join(lines)
-    print("\n" + info + "\n\n" + table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"info": info, "rows": rows, "cli_wall_s": walls, "command": " ".join(sys.argv),
-                                    "table": table}, indent=1))
-    return 0
+
+def _pairs(runs: dict, walls: dict) -> dict:
+    """Before/after ratios, pair by pair (run i of each), and their medians: the CLI command's seconds, onnx's images/s."""
+    out = {}
+    if walls["after"]:
+        r = [round(b / a, 3) for b, a in zip(walls["before"], walls["after"])]
+        out["CLI seconds before / after"] = {"pairs": r, "median": statistics.median(r)}
+    key = ("onnx", "cpu")
+    if ("after", key) in runs:
+        r = [round((a["n"] / a["run_s"]) / (b["n"] / b["run_s"]), 3) for b, a in zip(runs[("before", key)], runs[("after", key)])]
+        out["onnx images/s after / before"] = {"pairs": r, "median": statistics.median(r)}
+    return out
 
 
 if __name__ == "__main__":
