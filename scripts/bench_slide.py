@@ -155,25 +155,27 @@ def _model_limit(repeats=5):
 # END PROFILE
 
 
-def make_slide(side: int, image: Path, workdir: Path) -> Path:
-    """``workdir/slide-<side>.tif``: ``image`` repeated to side x side, uint16, tiled (made once)."""
+def make_slide(side: int, image: Path, workdir: Path, height: int | None = None) -> Path:
+    """``workdir/slide-<side>.tif`` (``slide-<height>x<side>.tif``): ``image`` repeated to height x side (height
+    None: side x side), uint16, tiled (made once)."""
     import numpy as np
     import tifffile
 
-    path = workdir / f"slide-{side}-{image.stem[:40]}.tif"
+    height = height or side
+    path = workdir / f"slide-{side if height == side else f'{height}x{side}'}-{image.stem[:40]}.tif"
     if path.is_file():
         return path
     src = tifffile.imread(image).astype(np.uint16) * 256
     h, w = src.shape
 
     def tiles():
-        for y in range(0, side, TILE):
+        for y in range(0, height, TILE):
             for x in range(0, side, TILE):
                 ys, xs = np.arange(y, y + TILE) % h, np.arange(x, x + TILE) % w
                 yield src[np.ix_(ys, xs)]
 
     tmp = path.with_name(path.name + ".part")
-    tifffile.imwrite(tmp, tiles(), shape=(side, side), dtype=np.uint16, tile=(TILE, TILE), photometric="minisblack")
+    tifffile.imwrite(tmp, tiles(), shape=(height, side), dtype=np.uint16, tile=(TILE, TILE), photometric="minisblack")
     tmp.replace(path)
     return path
 
@@ -206,6 +208,8 @@ def main(argv=None) -> None:
     p.add_argument("--before", type=Path, help="a checkout of an earlier cellxfer to compare with")
     p.add_argument("--before-max-side", type=int, default=12000,
                    help="count larger slides with --before's code no more (it held ~14x the image)")
+    p.add_argument("--height", type=int, default=None,
+                   help="slides of HEIGHT x side instead of side x side (a wide strip: memory against the width)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--model", type=Path, default=None,
                    help="count with this checkpoint in both versions (default: each version's own default counter)")
@@ -218,8 +222,9 @@ def main(argv=None) -> None:
     load0 = os.getloadavg()
     rows = []
     for side in args.sides:
-        slide = make_slide(side, IDCIA / "images" / args.image, args.workdir)
-        image_mb = side * side * 2 / 2**20
+        height = args.height or side
+        slide = make_slide(side, IDCIA / "images" / args.image, args.workdir, height)
+        image_mb = height * side * 2 / 2**20
         versions = [(name, tree) for name, tree in trees if name == "after" or side <= args.before_max_side]
         runs_of = {name: [] for name, _ in versions}
         for _ in range(args.repeats):  # interleaved (before, after, before, ...): a drift of the machine hits both
@@ -228,10 +233,10 @@ def main(argv=None) -> None:
         for name, tree in versions:
             runs = runs_of[name]
             med = {k: statistics.median(r[k] for r in runs) for k in ("wall_s", "count_s", "cpu_s", "peak_rss_mb")}
-            rows.append({"side": side, "version": name, "tree": str(tree), "megapixels": side * side / 1e6,
+            rows.append({"side": side, "height": height, "version": name, "tree": str(tree), "megapixels": height * side / 1e6,
                          "image_mb": round(image_mb, 1), "count": runs[0]["count"], "engine": runs[0]["engine"],
                          **{k: round(v, 2) for k, v in med.items()},
-                         "mp_per_s": round(side * side / 1e6 / med["count_s"], 2),
+                         "mp_per_s": round(height * side / 1e6 / med["count_s"], 2),
                          "rss_over_image": round(med["peak_rss_mb"] / image_mb, 2), "runs": runs})
             r = rows[-1]
             if name == "after" and "before" in runs_of:  # pair by pair: run i before against run i after
@@ -251,7 +256,8 @@ def main(argv=None) -> None:
     print("| side | version | MP | image MB | count | count s | MP/s | wall s | CPU s | peak RSS MB | RSS / image |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['side']} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
+        name = r["side"] if r["height"] == r["side"] else f"{r['height']}x{r['side']}"
+        print(f"| {name} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
               f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
     for r in rows:
         if "speedup_pairs" in r:
