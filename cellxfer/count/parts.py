@@ -18,11 +18,12 @@ Splitters (which boxes; :mod:`cellxfer.counter.splitters`, picked by the counter
 Mergers (model outputs of each part, in order -> :class:`Counted`; translators: -> an image):
 
 - :class:`WindowSums`: each window's count is the sum of its output; the image's is their sum.
-- :class:`DensityBands`: each part's owned rows of the stitched density map (a *band*, full width) are
-  summed and handed to the model's :class:`cellxfer.density.infer.PointFinder`, which sees each band
-  with ``halo`` rows of its neighbours, so every cell is found once, by the band that owns its centre;
-  only those rows are held, never the whole map. The points of an image of one part are exactly
-  those of the whole-image map.
+- :class:`DensityBands`: each tile's owned crop of the density map is summed into the count and the
+  low-resolution :class:`DensityMap`; when points are wanted, a part's crops are also stitched into its
+  owned rows of the map (a *band*, full width) and handed to the model's
+  :class:`cellxfer.density.infer.PointFinder`, which sees each band with ``halo`` rows of its neighbours,
+  so every cell is found once, by the band that owns its centre; only those rows are held, never the
+  whole map. The points of an image of one part are exactly those of the whole-image map.
 - :class:`RampBlend` (translators, :class:`RampTiles`): ramp-weighted tile outputs over the summed
   weights (:func:`blend_image`).
 
@@ -346,6 +347,18 @@ def _seam(finder, bottom: np.ndarray, top: np.ndarray, b: int) -> tuple[np.ndarr
 
 
 # -- mergers ---------------------------------------------------------------------------------------------
+def _chunks(outputs) -> list:
+    """A part's outputs as a list of arrays: one array, or a list of its batches in box order."""
+    return outputs if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _planes(outputs):
+    """The 2-D output planes of one array ``(N, [1,] h, w)`` or of a list of such arrays, in order."""
+    for chunk in _chunks(outputs):
+        chunk = np.asarray(chunk)
+        yield from chunk.reshape(-1, *chunk.shape[-2:])
+
+
 class WindowSums:
     """Count models: a window's count is the sum of its output (:mod:`cellxfer.counter.windows`)."""
 
@@ -354,7 +367,7 @@ class WindowSums:
 
     def add(self, part: int, outputs) -> None:
         """Part ``part``'s outputs: one array, or a list of its batches in box order."""
-        for out in (outputs if isinstance(outputs, (list, tuple)) else [outputs]):
+        for out in _chunks(outputs):
             out = np.asarray(out, dtype=np.float64)
             self.sums.append(out.reshape(len(out), -1).sum(axis=1))
 
@@ -365,16 +378,10 @@ class WindowSums:
         return merge(self.plan, [self.outcome()])
 
 
-def _planes(outputs):
-    """The 2-D output planes of one array ``(N, [1,] h, w)`` or of a list of such arrays, in order."""
-    for chunk in (outputs if isinstance(outputs, (list, tuple)) else [outputs]):
-        chunk = np.asarray(chunk)
-        yield from chunk.reshape(-1, *chunk.shape[-2:])
-
-
 @dataclass
 class DensityBands:
-    """Density models: bands of the stitched map, summed and searched for points as they come."""
+    """Density models: owned crops summed as they come; with ``points``, bands of the stitched map searched
+    for points."""
 
     plan: ImagePlan
     points: bool = False
