@@ -173,9 +173,9 @@ def blobs(image: np.ndarray, floor: float = 0.03) -> tuple[np.ndarray, np.ndarra
     scale-normalised ``-sigma^2 LoG`` is not below its 26 neighbours in space and scale and exceeds
     ``floor`` times the tile's strongest response and ``NOISE_K`` robust SDs of its scale. Diameters are
     ``DISK * sigma`` with sigma refined by a parabola in log-sigma; centres in image pixels."""
-    from cellxfer.counter.model import Normalization
-
     from concurrent.futures import ThreadPoolExecutor
+
+    from cellxfer.counter.model import Normalization
 
     norm = Normalization(clip=CLIP)  # levels of the whole image, applied per tile: a slide is never held whole
     levels = norm.levels(image)

@@ -445,7 +445,7 @@ def test_points_streamed_to_the_csv_equal_the_points_held(tmp_path, small_lazy):
             out = tmp_path / f"{part_tiles}-{policy is None}.csv"
             merger = plan.merger(True, out)
             for i in range(len(plan.parts)):
-                merger.add(i, _blur_runner(plan.batch(i)))
+                merger.add(i, [_blur_runner(plan.batch(i))])
             res = merger.result()
             assert res.points is None and res.count == pytest.approx(held.count, rel=1e-9)
             assert out.read_text() == format_points(held.points)

@@ -347,14 +347,9 @@ def _seam(finder, bottom: np.ndarray, top: np.ndarray, b: int) -> tuple[np.ndarr
 
 
 # -- mergers ---------------------------------------------------------------------------------------------
-def _chunks(outputs) -> list:
-    """A part's outputs as a list of arrays: one array, or a list of its batches in box order."""
-    return outputs if isinstance(outputs, (list, tuple)) else [outputs]
-
-
-def _planes(outputs):
-    """The 2-D output planes of one array ``(N, [1,] h, w)`` or of a list of such arrays, in order."""
-    for chunk in _chunks(outputs):
+def _planes(outputs: list):
+    """The 2-D output planes of a list of ``(N, [1,] h, w)`` arrays, in order."""
+    for chunk in outputs:
         chunk = np.asarray(chunk)
         yield from chunk.reshape(-1, *chunk.shape[-2:])
 
@@ -365,9 +360,9 @@ class WindowSums:
     def __init__(self, plan: ImagePlan, span: tuple[int, int] | None = None):
         self.plan, self.sums, self.span = plan, [], span or (0, len(plan.parts))
 
-    def add(self, part: int, outputs) -> None:
-        """Part ``part``'s outputs: one array, or a list of its batches in box order."""
-        for out in _chunks(outputs):
+    def add(self, part: int, outputs: list) -> None:
+        """Part ``part``'s outputs: the list of its batches' outputs, in box order."""
+        for out in outputs:
             out = np.asarray(out, dtype=np.float64)
             self.sums.append(out.reshape(len(out), -1).sum(axis=1))
 
@@ -408,9 +403,9 @@ class DensityBands:
         self.totals: list[float] = []
         self.top: np.ndarray | None = None
 
-    def add(self, part: int, outputs) -> None:
-        """Sum the owned crops of part ``part``'s outputs (one array, or a list of the part's batches in
-        box order) into the map; with ``points``, stitch them into a band of full rows and search it."""
+    def add(self, part: int, outputs: list) -> None:
+        """Sum the owned crops of part ``part``'s outputs (the list of its batches' outputs, in box order)
+        into the map; with ``points``, stitch them into a band of full rows and search it."""
         b0, b1, _, _ = self.plan.parts[part]
         boxes = self.plan.boxes[b0:b1]
         a, b = min(bx[2] for bx in boxes), max(bx[3] for bx in boxes)

@@ -204,11 +204,20 @@ def _export_quiet(model_path: Path, out: Path, log=lambda s: None) -> None:
         raise
 
 
+def _default_out(model, translator: bool) -> Path:
+    """``export``'s file when ``--out`` is not given: ``counter.onnx``, or the translator's file with ``.onnx``."""
+    if not translator:
+        return Path("counter.onnx")
+    from cellxfer.translate.model import resolve_model
+
+    return resolve_model(model).with_suffix(".onnx")
+
+
 def export_model(config: ExportConfig, log=print) -> ExportResult:
     """``cellxfer export``: ``config.model`` is a counter (:func:`export_counter`, ONNX or TensorRT) or a
     translator (ONNX only, :func:`cellxfer.translate.infer.export_translator`), told apart by the metadata
-    each records (:func:`cellxfer.weights.artefact_kind`). ``config.out`` None: ``counter.onnx``, or the
-    translator's path with ``.onnx``; an existing ``out`` is replaced only with ``config.overwrite``."""
+    each records (:func:`cellxfer.weights.artefact_kind`). ``config.out`` None: :func:`_default_out`, for either
+    kind; an existing ``out`` is replaced only with ``config.overwrite``."""
     from dataclasses import replace
 
     from cellxfer.outputs import refuse_existing
@@ -217,11 +226,7 @@ def export_model(config: ExportConfig, log=print) -> ExportResult:
     translator = artefact_kind(config.model) == "translator"
     if translator and config.format != "onnx":
         raise InputError(f"{config.model}: translators export with --format onnx; `translate --engine trt` builds their TensorRT engine")
-    if translator:
-        from cellxfer.translate.model import resolve_model
-
-        default = resolve_model(config.model).with_suffix(".onnx")
-    config = replace(config, out=Path(config.out or (default if translator else "counter.onnx")))
+    config = replace(config, out=Path(config.out or _default_out(config.model, translator)))
     refuse_existing(config.out, "--out", config.overwrite, inputs=[config.model])
     if not translator:
         return export_counter(config, log=log)
