@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import IDCIA as _IDCIA, REPO  # noqa: E402  (the scripts' shared module)
+from benchlib import IDCIA as _IDCIA, REPO, in_turn_ratios, tree_env  # noqa: E402  (the scripts' shared module)
 
 IDCIA = _IDCIA / "images"
 CANDIDATES = (("torch", "cpu"), ("onnx", "cpu"), ("torch", "cuda"), ("onnx", "cuda"), ("trt", "cuda"))
@@ -80,16 +80,11 @@ def worker(args) -> None:
                                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def _env(tree: Path | None) -> dict | None:
-    """The children's environment: ``tree``'s cellxfer first on the path (None: this checkout's)."""
-    return {**os.environ, "PYTHONPATH": str(tree)} if tree else None
-
-
 def run_worker(args, engine: str, device: str, tree: Path | None = None) -> dict:
     cmd = [sys.executable, __file__, "--_worker", "--engine", engine, "--device", device, "--model", str(args.model),
            "--data", str(args.data), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
            "--limit", str(args.limit)]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(tree), cwd=tempfile.gettempdir())
+    r = subprocess.run(cmd, capture_output=True, text=True, env=tree_env(tree or REPO), cwd=tempfile.gettempdir())
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if r.returncode != 0 or line is None:
         raise RuntimeError(f"{engine}/{device} failed: {r.stderr.strip().splitlines()[-1:]}")
@@ -104,7 +99,7 @@ def cli_wall(args, tree: Path | None = None) -> float:
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "cellxfer", "count", str(args.data), "--engine", "onnx", "--model",
                             str(args.model), "--out", str(Path(tmp) / "c.csv"), "--batch-size", str(args.batch_size)],
-                           capture_output=True, text=True, env=_env(tree), cwd=tmp)
+                           capture_output=True, text=True, env=tree_env(tree or REPO), cwd=tmp)
         wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"cellxfer count failed: {r.stderr.strip()}")
@@ -213,12 +208,11 @@ def _pairs(runs: dict, walls: dict) -> dict:
     """Before/after ratios, pair by pair (run i of each), and their medians: the CLI command's seconds, onnx's images/s."""
     out = {}
     if walls["after"]:
-        r = [round(b / a, 3) for b, a in zip(walls["before"], walls["after"])]
-        out["CLI seconds before / after"] = {"pairs": r, "median": statistics.median(r)}
+        out["CLI seconds before / after"] = in_turn_ratios(walls["before"], walls["after"])
     key = ("onnx", "cpu")
     if ("after", key) in runs:
-        r = [round((a["n"] / a["run_s"]) / (b["n"] / b["run_s"]), 3) for b, a in zip(runs[("before", key)], runs[("after", key)])]
-        out["onnx images/s after / before"] = {"pairs": r, "median": statistics.median(r)}
+        rates = {v: [r["n"] / r["run_s"] for r in runs[(v, key)]] for v in ("before", "after")}
+        out["onnx images/s after / before"] = in_turn_ratios(rates["after"], rates["before"])
     return out
 
 

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import IDCIA, REPO  # noqa: E402  (the scripts' shared module)
+from benchlib import IDCIA, REPO, in_turn_ratios, tree_env  # noqa: E402  (the scripts' shared module)
 
 TILE = 256
 
@@ -182,11 +182,9 @@ def make_slide(side: int, image: Path, workdir: Path, height: int | None = None)
 
 def run_child(tree: Path, slide: Path, workdir: Path, profile: bool = False, model: Path | None = None) -> dict:
     """Count ``slide`` with the cellxfer of ``tree`` in a child process; its peak RSS and wall time."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
     t0 = time.perf_counter()
-    # run in workdir: `python -c` puts the current folder first on sys.path, before PYTHONPATH
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(slide), str(workdir / "counts.csv"), str(tree),
-                             "1" if profile else "0", __file__, str(model or "")], env=env,
+                             "1" if profile else "0", __file__, str(model or "")], env=tree_env(tree),
                             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.stdout.read(), proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -197,6 +195,33 @@ def run_child(tree: Path, slide: Path, workdir: Path, profile: bool = False, mod
         raise SystemExit(f"{tree}: counting {slide} failed (exit {proc.returncode}):\n{err[-2000:]}")
     return {**json.loads(line[7:]), "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
             "cpu_s": usage.ru_utime + usage.ru_stime}
+
+
+def print_tables(rows: list) -> None:
+    """The markdown tables of a run: one row per side and version, the in-turn ratios, the profile."""
+    print("| side | version | MP | image MB | count | count s | MP/s | wall s | CPU s | peak RSS MB | RSS / image |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        name = r["side"] if r["height"] == r["side"] else f"{r['height']}x{r['side']}"
+        print(f"| {name} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
+              f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
+    for r in rows:
+        if "speedup_pairs" in r:
+            print(f"side {r['side']}: before / after seconds, pair by pair {r['speedup_pairs']}, median {r['speedup_median']:.2f}x")
+    profiled = [r for r in rows if r.get("profile")]
+    if profiled:
+        limits = ("model alone: MP/s of input", "model alone: MP/s of slide (limit)", "tile side")
+        stages = sorted({k for r in profiled for k in r["profile"]} - set(limits))
+        print("\nwhere the time goes (seconds summed over threads; a separate profiled run):\n")
+        print("| stage | " + " | ".join(str(r["side"]) for r in profiled) + " |")
+        print("|---|" + "---|" * len(profiled))
+        for k in stages:
+            print(f"| {k} | " + " | ".join(f"{r['profile'].get(k, 0.0):.1f}" for r in profiled) + " |")
+        print("\nthe model alone on the slide's tile side (random inputs, one tile a call, median of 5 calls):\n")
+        print("| | " + " | ".join(str(r["side"]) for r in profiled) + " |")
+        print("|---|" + "---|" * len(profiled))
+        for k in limits:
+            print(f"| {k} | " + " | ".join(f"{r['profile'].get(k, 0.0):.1f}" for r in profiled) + " |")
 
 
 def main(argv=None) -> None:
@@ -240,8 +265,8 @@ def main(argv=None) -> None:
                          "rss_over_image": round(med["peak_rss_mb"] / image_mb, 2), "runs": runs})
             r = rows[-1]
             if name == "after" and "before" in runs_of:  # pair by pair: run i before against run i after
-                r["speedup_pairs"] = [round(b["count_s"] / a["count_s"], 3) for b, a in zip(runs_of["before"], runs)]
-                r["speedup_median"] = statistics.median(r["speedup_pairs"])
+                ratios = in_turn_ratios([b["count_s"] for b in runs_of["before"]], [a["count_s"] for a in runs])
+                r["speedup_pairs"], r["speedup_median"] = ratios["pairs"], ratios["median"]
             if args.profile and name == "after":
                 r["profile"] = run_child(tree, slide, args.workdir, profile=True, model=args.model)["profile"]
             print(f"side {side} {name}: {r['count_s']:.1f} s, {r['peak_rss_mb']:.0f} MB peak RSS, count {r['count']:.1f}",
@@ -253,29 +278,7 @@ def main(argv=None) -> None:
                                                "loadavg_before": load0, "loadavg_after": os.getloadavg()},
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print("| side | version | MP | image MB | count | count s | MP/s | wall s | CPU s | peak RSS MB | RSS / image |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        name = r["side"] if r["height"] == r["side"] else f"{r['height']}x{r['side']}"
-        print(f"| {name} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
-              f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
-    for r in rows:
-        if "speedup_pairs" in r:
-            print(f"side {r['side']}: before / after seconds, pair by pair {r['speedup_pairs']}, median {r['speedup_median']:.2f}x")
-    profiled = [r for r in rows if r.get("profile")]
-    if profiled:
-        limits = ("model alone: MP/s of input", "model alone: MP/s of slide (limit)", "tile side")
-        stages = sorted({k for r in profiled for k in r["profile"]} - set(limits))
-        print("\nwhere the time goes (seconds summed over threads; a separate profiled run):\n")
-        print("| stage | " + " | ".join(str(r["side"]) for r in profiled) + " |")
-        print("|---|" + "---|" * len(profiled))
-        for k in stages:
-            print(f"| {k} | " + " | ".join(f"{r['profile'].get(k, 0.0):.1f}" for r in profiled) + " |")
-        print("\nthe model alone on the slide's tile side (random inputs, one tile a call, median of 5 calls):\n")
-        print("| | " + " | ".join(str(r["side"]) for r in profiled) + " |")
-        print("|---|" + "---|" * len(profiled))
-        for k in limits:
-            print(f"| {k} | " + " | ".join(f"{r['profile'].get(k, 0.0):.1f}" for r in profiled) + " |")
+    print_tables(rows)
     print(f"load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs, shared)")
 
 

@@ -71,3 +71,17 @@ def on_signal(mask, points):
 def share_on_signal(mask, points) -> float:
     """Share of ``points`` ((N, 2) x, y pixels) that fall on ``mask``."""
     return float(on_signal(mask, points).mean()) if len(points) else float("nan")
+
+
+def tree_env(tree: Path) -> dict:
+    """The environment of a child process that must import the cellxfer of checkout ``tree`` (``--before``:
+    ``PYTHONPATH`` first; run it outside any checkout, since ``python -c``/``-m`` put the current folder first)."""
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def in_turn_ratios(first: list, second: list) -> dict:
+    """Runs made in turn (first, second, first, ...): ``first[i] / second[i]`` pair by pair, and their median."""
+    import statistics
+
+    pairs = [round(a / b, 3) for a, b in zip(first, second)]
+    return {"pairs": pairs, "median": statistics.median(pairs)}
