@@ -197,6 +197,19 @@ def run_child(tree: Path, slide: Path, workdir: Path, profile: bool = False, mod
             "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
+def affine_fit(rows: list) -> dict | None:
+    """``count_s ~ fixed_s + s_per_mp * megapixels`` over the "after" rows (least squares on relative error,
+    so small slides weigh as much as large ones) and each side's relative residual; None below two sides."""
+    import numpy as np
+
+    after = [r for r in rows if r["version"] == "after"]
+    if len({r["megapixels"] for r in after}) < 2:
+        return None
+    mp, t = np.array([r["megapixels"] for r in after]), np.array([r["count_s"] for r in after])
+    fixed, per = np.linalg.lstsq(np.stack([1 / t, mp / t], 1), np.ones(len(t)), rcond=None)[0]
+    return {"fixed_s": float(fixed), "s_per_mp": float(per), "residuals": [float(v) for v in (fixed + per * mp - t) / t]}
+
+
 def print_tables(rows: list) -> None:
     """The markdown tables of a run: one row per side and version, the in-turn ratios, the profile."""
     print("| side | version | MP | image MB | count | count s | MP/s | wall s | CPU s | peak RSS MB | RSS / image |")
@@ -205,6 +218,10 @@ def print_tables(rows: list) -> None:
         name = r["side"] if r["height"] == r["side"] else f"{r['height']}x{r['side']}"
         print(f"| {name} | {r['version']} | {r['megapixels']:.0f} | {r['image_mb']:.0f} | {r['count']:.1f} | "
               f"{r['count_s']:.1f} | {r['mp_per_s']:.2f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_over_image']:.2f} |")
+    fit = affine_fit(rows)
+    if fit:
+        print(f"time affine in area (after): {fit['fixed_s']:.2f} s per slide + {fit['s_per_mp']:.4f} s per MP "
+              f"({1 / fit['s_per_mp']:.1f} MP/s); residuals " + ", ".join(f"{v:+.1%}" for v in fit["residuals"]))
     for r in rows:
         if "speedup_pairs" in r:
             print(f"side {r['side']}: before / after seconds, pair by pair {r['speedup_pairs']}, median {r['speedup_median']:.2f}x")
