@@ -91,13 +91,12 @@ def known_defects(*roots) -> list[str]:
     silently continued or reused."""
     from cellxfer.dataset import CellDataset
 
-    known = KNOWN_UNANNOTATED | KNOWN_MISANNOTATED
     hit = set()
     for root in roots:
         if root is None:
             continue
         try:
-            hit.update(i for i in CellDataset(root).ids if i in known)
+            hit.update(excluded_ids(CellDataset(root)))  # with no --exclude: just the known ones
         except Exception:  # noqa: BLE001 - an unreadable dataset is reported where it is loaded
             continue
     return sorted(hit)
