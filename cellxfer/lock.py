@@ -11,6 +11,7 @@ file is created exclusively and a stale one is recognised by its pid no longer r
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +33,17 @@ def _pid_of(text: str) -> int | None:
         return int(text.split()[0])
     except (ValueError, IndexError):
         return None
+
+
+def _holder_pid(fd: int, wait_s: float = 1.0) -> int | None:
+    """The pid written in the lock file open at ``fd``, waiting up to ``wait_s`` for it: a holder writes
+    its pid just after it takes the lock, so a refusal read in between would otherwise find no pid."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        pid = _pid_of(os.pread(fd, 64, 0).decode(errors="replace"))
+        if pid is not None or time.monotonic() >= deadline:
+            return pid
+        time.sleep(0.01)
 
 
 def _running(pid: int) -> bool:  # pragma: no cover - the fcntl-less fallback only
@@ -77,9 +89,9 @@ class OutputLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # held: by a live process, since the kernel drops a dead one's lock
-            text = os.read(fd, 64).decode(errors="replace")
+            pid = _holder_pid(fd)
             os.close(fd)
-            raise self._refuse(_pid_of(text)) from None
+            raise self._refuse(pid) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
         except FileNotFoundError:

@@ -215,6 +215,29 @@ def test_count_refuses_a_csv_another_process_writes_and_takes_over_a_killed_ones
     assert list(rows(out)) == ["a.tif"] and not (tmp_path / "c.csv.lock").exists()
 
 
+def test_a_refusal_names_the_holder_that_has_not_yet_written_its_pid(tmp_path):
+    """A holder takes the flock first and writes its pid just after: a refusal read in that gap waits
+    for the pid instead of naming no holder (the race two simultaneous counts hit)."""
+    import fcntl
+    import os
+    import threading
+
+    from cellxfer.errors import InputError
+    from cellxfer.lock import OutputLock, lock_path
+
+    out = tmp_path / "c.csv"
+    fd = os.open(lock_path(out), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        writer = threading.Timer(0.2, lambda: os.pwrite(fd, b"4242\n", 0))
+        writer.start()
+        with pytest.raises(InputError, match=r"another cellxfer count \(pid 4242\) is writing"):
+            OutputLock(out, "cellxfer count").acquire()
+        writer.join()
+    finally:
+        os.close(fd)
+
+
 def test_two_counts_into_one_csv_never_lose_rows(tmp_path):
     """Two processes count 20 different images each into the same CSV at the same time: every run that
     says it succeeded has all its rows in the CSV (the other is refused, or runs after it)."""
