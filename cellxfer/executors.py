@@ -8,7 +8,10 @@ one-line reason naming the extra to install).
 
 Process pools started here die with their parent: each worker asks the kernel for SIGTERM when its
 parent goes (Linux ``prctl(PR_SET_PDEATHSIG)``), or elsewhere watches its parent pid from a thread, so
-a ``kill -9`` of ``cellxfer`` never leaves workers running.
+a ``kill -9`` of ``cellxfer`` never leaves workers running. Ctrl-C belongs to the parent: workers ignore
+SIGINT (a terminal sends it to the whole process group), and the parent, interrupted or left by its
+consumer, cancels what has not started and ends the workers at once (:func:`_stop_now`) instead of
+waiting for the queued items.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent() -> None:
-    """Process-pool initializer: end this worker (SIGTERM) when the process that started it dies."""
+    """Process-pool initializer: end this worker (SIGTERM) when the process that started it dies, and
+    leave Ctrl-C (SIGINT) to that process (see module docs)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
     if sys.platform.startswith("linux"):
         try:
@@ -75,7 +80,8 @@ class LocalExecutor:
                     yield item, exc
             return
         items = iter(items)
-        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent)
+        try:
             pending = {}
             def fill():
                 while len(pending) < 4 * workers:
@@ -92,6 +98,24 @@ class LocalExecutor:
                     exc = fut.exception()
                     yield item, (exc if exc is not None else fut.result())
                 fill()
+        except BaseException:  # Ctrl-C, or the consumer gone (GeneratorExit)
+            _stop_now(pool)
+            raise
+        pool.shutdown(wait=True)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Cancel ``pool``'s items not yet started and end its workers (SIGTERM) now: ``shutdown(wait=True)``
+    would first run every queued item (a run's worth of diffusion images, say), and on CPython before 3.12
+    a shutdown racing a dying worker can deadlock (gh-125451). Outputs are written atomically, so a
+    worker ended mid-item leaves only a temporary (:mod:`cellxfer.atomic`)."""
+    if hasattr(pool, "terminate_workers"):  # Python 3.14+
+        pool.terminate_workers()
+    else:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+    # joined here, not at interpreter exit, where CPython 3.11 may write to the pool's closed wake-up pipe
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 @hookimpl

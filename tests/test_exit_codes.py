@@ -121,3 +121,50 @@ def test_ctrl_c_of_a_real_synth_run_with_workers(tmp_path):
         "interrupted: finished images are in --out; rerun the same command to make the rest "
         "(finished ones are checked and kept)"]
     assert len(list((out / "images").glob("*.tif"))) >= 5
+
+
+SLOW_MAP = """
+import time
+from cellxfer.executors import LocalExecutor
+print("go", flush=True)
+try:
+    for item, result in LocalExecutor().map(time.sleep, [30] * 10, workers=2):
+        print("finished", item, result, flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_ends_a_process_pool_at_once_without_running_its_queued_items(tmp_path):
+    """Ctrl-C (SIGINT to the process group) while two workers run 30-second items with eight more
+    queued: the workers ignore it, the parent ends them and cancels the queue, all within seconds, and
+    no worker prints a traceback or outlives it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_MAP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout.readline().strip() == "go"
+        time.sleep(2.0)  # the pool is up and both workers are inside time.sleep(30)
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert stdout.split() == ["interrupted"] and "Traceback" not in stderr, (stdout, stderr)
+    assert took < 15, took
+    deadline = time.monotonic() + 10
+    while True:  # the workers are gone with the parent
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a worker outlived Ctrl-C"
+        time.sleep(0.1)
