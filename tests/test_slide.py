@@ -156,6 +156,26 @@ def test_density_points_do_not_depend_on_parts(small_lazy):
         assert np.array_equal(got.points, one.points)
 
 
+def test_a_wide_slide_is_cut_across_its_width_into_parts_of_bounded_input():
+    """A row of boxes that alone weighs ``part_tiles`` is cut across its width: the parts of a strip
+    weigh about ``part_tiles`` base tiles however wide it is, cover the boxes once and in order, end
+    rows where the next part starts a row, and read only their own columns."""
+    from cellxfer.count.parts import OwnedTiles, group_parts
+
+    splitter = OwnedTiles(tile=256, margin=16)
+    for width in (8000, 64000):
+        boxes = splitter.boxes((600, width))
+        parts = group_parts(boxes, splitter, 16)
+        assert [p.first for p in parts] == [0] + [p.end for p in parts[:-1]] and parts[-1].end == len(boxes)
+        assert all(16 <= p.end - p.first < 32 for p in parts)
+        for p in parts:
+            got = boxes[p.first:p.end]
+            assert len({b[0] for b in got}) == 1
+            assert p.x0 == got[0][1] and p.x1 == got[-1][1] + 256 and p.y1 - p.y0 == 256
+    narrow = group_parts(splitter.boxes((2000, 600)), splitter, 16)  # rows of 3 boxes: runs of 6 rows
+    assert [(p.end - p.first, p.x0) for p in narrow] == [(18, 0)] * (len(narrow) - 1) + [(narrow[-1].end - narrow[-1].first, 0)]
+
+
 def _slide(tmp_path: Path, reps: int = 10, size: int = 300):
     """A tiled uint16 slide of reps x reps copies of a field of disks, and its cell centres."""
     import tifffile

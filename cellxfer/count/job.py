@@ -131,7 +131,7 @@ def _planned_parts(pool, files, plan, ahead: int, budget: int):
                     inputs.append(0)
                     continue
             f, state, i = current
-            n = (state.plan.parts[i][1] - state.plan.parts[i][0]) * state.plan.splitter.weight
+            n = (state.plan.parts[i].end - state.plan.parts[i].first) * state.plan.splitter.weight
             if len(parts) >= 2 and sum(inputs) + n > budget:
                 break
             parts.append((f, state, i, pool.submit(state.plan.batch, i)))

@@ -4,9 +4,12 @@ An :class:`ImagePlan` is what is decided about one image before inference: the i
 grid (numpy, or a :class:`cellxfer.lazy.LazyImage` read by region, resized lazily for ``--diameter``),
 its normalisation levels (:meth:`cellxfer.counter.model.Normalization.levels`: the percentiles of the
 whole image, or of a strided sample of a large one), the model inputs' boxes and how they are grouped
-into *parts*. A part is a run of whole rows of boxes with at least ``part_tiles`` boxes (one part for
-any image of up to ``part_tiles`` boxes); :meth:`ImagePlan.batch` reads just the rows a part needs,
-normalises them and cuts the model inputs, so at most a few parts of an image exist at once.
+into *parts* (:class:`Part`). A part is a run of whole rows of boxes weighing at least ``part_tiles`` base
+tiles (one part for any image of up to ``part_tiles``), or, where one row of boxes alone weighs that much
+(a wide slide), a run of boxes of one row: each row is cut across its width into ``row weight //
+part_tiles`` runs, so a part's input is bounded whatever the slide's width. :meth:`ImagePlan.batch` reads
+just the region a part needs, normalises it and cuts the model inputs, so at most a few parts of an image
+exist at once.
 
 Splitters (which boxes; :mod:`cellxfer.counter.splitters`, picked by the counter's head, :mod:`cellxfer.counter.head`):
 
@@ -19,8 +22,8 @@ Mergers (model outputs of each part, in order -> :class:`Counted`; translators: 
 
 - :class:`WindowSums`: each window's count is the sum of its output; the image's is their sum.
 - :class:`DensityBands`: each tile's owned crop of the density map is summed into the count and the
-  low-resolution :class:`DensityMap`; when points are wanted, a part's crops are also stitched into its
-  owned rows of the map (a *band*, full width) and handed to the model's
+  low-resolution :class:`DensityMap`; when points are wanted, the crops of the parts of a row are also
+  stitched into its owned rows of the map (a *band*, full width) and handed, once the row is complete, to the model's
   :class:`cellxfer.density.infer.PointFinder`, which sees each band with ``halo`` rows of its neighbours,
   so every cell is found once, by the band that owns its centre; only those rows are held, never the
   whole map. The points of an image of one part are exactly those of the whole-image map.
@@ -46,6 +49,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -120,19 +124,47 @@ class DensityMap:
 
 from cellxfer.counter.splitters import OwnedTiles, RampTiles, WindowGrid  # noqa: E402,F401  (the splitters)
 
-#: boxes per part: with the default counter (256-pixel tiles) about 64 MiB of float32 input per part
+#: base tiles per part: with the default counter (256-pixel tiles) about 16 MiB of float32 input per part
 PART_TILES = 64
 
 
-def group_parts(boxes: list, splitter, part_tiles: int) -> list[tuple[int, int, int, int]]:
-    """``(first box, end box, first row, end row)`` per part: whole rows of boxes (boxes with the same
-    top), at least ``part_tiles`` base tiles a part (``splitter.weight`` a box; the last may have fewer)."""
-    parts, start = [], 0
-    for i in range(1, len(boxes) + 1):
-        if i == len(boxes) or (boxes[i][0] != boxes[i - 1][0] and (i - start) * splitter.weight >= part_tiles):
-            rows = [splitter.rows_of(b) for b in boxes[start:i]]
-            parts.append((start, i, min(r[0] for r in rows), max(r[1] for r in rows)))
-            start = i
+class Part(NamedTuple):
+    """Boxes ``[first, end)`` of an :class:`ImagePlan` and the region ``[y0, y1) x [x0, x1)`` their inputs
+    read (it may reach past the image where an image smaller than a tile is mirrored)."""
+
+    first: int
+    end: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def group_parts(boxes: list, splitter, part_tiles: int) -> list[Part]:
+    """The :class:`Part` s of ``boxes`` (rows of boxes: boxes with the same top, in order), each at least
+    ``part_tiles`` base tiles (``splitter.weight`` a box; to within a box) but the last: runs of whole rows,
+    or, when one row weighs ``part_tiles`` or more, ``row weight // part_tiles`` runs of near-equal box
+    counts per row (at most one run a box)."""
+    row_starts = [i for i in range(len(boxes)) if i == 0 or boxes[i][0] != boxes[i - 1][0]]
+    runs, pending = [], None
+    for a, b in zip(row_starts, row_starts[1:] + [len(boxes)]):
+        k = min(b - a, (b - a) * splitter.weight // part_tiles)
+        if k >= 1:
+            edges = np.linspace(a, b, k + 1).round().astype(int).tolist()
+            runs += [(pending[0], a)] if pending else []
+            runs += list(zip(edges[:-1], edges[1:]))
+            pending = None
+            continue
+        pending = (pending[0] if pending else a, b)
+        if (b - pending[0]) * splitter.weight >= part_tiles:
+            runs.append(pending)
+            pending = None
+    runs += [pending] if pending else []
+    parts = []
+    for a, b in runs:
+        rows, cols = [splitter.rows_of(x) for x in boxes[a:b]], [splitter.cols_of(x) for x in boxes[a:b]]
+        parts.append(Part(a, b, min(r[0] for r in rows), max(r[1] for r in rows),
+                          min(c[0] for c in cols), max(c[1] for c in cols)))
     return parts
 
 
@@ -177,12 +209,17 @@ class ImagePlan:
             return min(b[2] for b in boxes), max(b[3] for b in boxes)
         return min(b[0] for b in boxes), max(b[0] + b[2] for b in boxes)
 
+    def ends_row(self, i: int) -> bool:
+        """Whether part ``i`` holds the last box of its row of boxes (a row cut across its width is
+        complete only then)."""
+        return i == len(self.parts) - 1 or self.parts[i + 1].y0 != self.parts[i].y0
+
     def batch(self, i: int) -> np.ndarray:
-        """float32 model inputs of part ``i`` (reads, normalises and cuts just its rows)."""
-        b0, b1, y0, y1 = self.parts[i]
-        y1 = min(y1, self.shape[0])
-        block = self.meta.normalization.apply_levels(self.source[y0:y1, 0:self.shape[1]], self.levels)
-        return self.splitter.cut(block, y0, self.boxes[b0:b1])
+        """float32 model inputs of part ``i`` (reads, normalises and cuts just its region)."""
+        p = self.parts[i]
+        block = self.source[p.y0:min(p.y1, self.shape[0]), p.x0:min(p.x1, self.shape[1])]
+        block = self.meta.normalization.apply_levels(block, self.levels)
+        return self.splitter.cut(block, p.y0, self.boxes[p.first:p.end], p.x0)
 
     def merger(self, points: bool = False, points_file: Path | None = None, span: tuple[int, int] | None = None,
                map_block: int | None = None):
@@ -259,13 +296,15 @@ def count_parts(runner, plan: ImagePlan, span: tuple[int, int], batch_size: int 
 
 
 def spans_of(plan: ImagePlan, parts_per_span: int) -> list[tuple[int, int]]:
-    """Consecutive spans ``[first, end)`` of at least ``parts_per_span`` parts covering the image, each but
-    the last owning at least ``2 * halo`` rows (what :func:`merge` needs at a seam)."""
+    """Consecutive spans ``[first, end)`` of at least ``parts_per_span`` parts covering the image, each
+    ending with a row of boxes (:meth:`ImagePlan.ends_row`) and each but the last owning at least
+    ``2 * halo`` rows (what :func:`merge` needs at a seam)."""
     halo = _halo(plan)
     spans, first = [], 0
     for end in range(1, len(plan.parts) + 1):
         lo, hi = plan.rows(first, end)
-        if end == len(plan.parts) or (end - first >= parts_per_span and hi - lo >= 2 * halo):
+        if end == len(plan.parts) or (end - first >= parts_per_span and hi - lo >= 2 * halo
+                                      and plan.ends_row(end - 1)):
             spans.append((first, end))
             first = end
     return spans
@@ -386,6 +425,7 @@ class DensityBands:
     buf: np.ndarray | None = None  # rows [buf_y0, ...) of the map not yet needed no more
     buf_y0: int = 0
     done_y: int = 0  # points of rows above this are found
+    row: tuple | None = None  # (first row, band) of the row of boxes being stitched, with points
     sink: PointsFile | None = None  # --points streamed to this file (then ``Counted.points`` is None)
     span: tuple[int, int] | None = None  # the parts [first, end) merged here (None: all)
     map_block: int | None = None  # the DensityMap's block (None: at most MAP_SIDE a side)
@@ -396,6 +436,9 @@ class DensityBands:
         self.finder = head_of(self.plan.meta).point_finder(self.plan.meta)
         self.map = DensityMap.for_shape(self.plan.shape, self.map_block)
         self.span = self.span or (0, len(self.plan.parts))
+        first, end = self.span
+        if not (first == 0 or self.plan.ends_row(first - 1)) or not self.plan.ends_row(end - 1):
+            raise ValueError(f"parts {self.span} do not start and end with whole rows of boxes (spans_of's spans do)")
         self.lo, self.hi = self.plan.rows(*self.span)
         # rows within ``halo`` of another span are left to :func:`merge` (it gets ``top``/``bottom``)
         self.seam_above, self.seam_below = self.lo > 0, self.hi < self.plan.shape[0]
@@ -405,11 +448,14 @@ class DensityBands:
 
     def add(self, part: int, outputs: list) -> None:
         """Sum the owned crops of part ``part``'s outputs (the list of its batches' outputs, in box order)
-        into the map; with ``points``, stitch them into a band of full rows and search it."""
-        b0, b1, _, _ = self.plan.parts[part]
-        boxes = self.plan.boxes[b0:b1]
-        a, b = min(bx[2] for bx in boxes), max(bx[3] for bx in boxes)
-        band = np.zeros((b - a, self.plan.shape[1]), dtype=np.float32) if self.points else None
+        into the map; with ``points``, stitch them into a band of full rows, searched once its row of
+        boxes is complete."""
+        p = self.plan.parts[part]
+        boxes = self.plan.boxes[p.first:p.end]
+        if self.points and self.row is None:
+            a, b = min(bx[2] for bx in boxes), max(bx[3] for bx in boxes)
+            self.row = (a, np.zeros((b - a, self.plan.shape[1]), dtype=np.float32))
+        a, band = self.row if self.points else (0, None)
         total = 0.0
         for o, (y, x, oy0, oy1, ox0, ox1) in zip(_planes(outputs), boxes, strict=True):
             crop = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
@@ -419,7 +465,8 @@ class DensityBands:
                 band[oy0 - a:oy1 - a, ox0:ox1] = crop
         self.totals.append(total)
         self.total += total
-        if self.points:
+        if self.points and self.plan.ends_row(part):
+            self.row = None
             if self.seam_above and (self.top is None or len(self.top) < 2 * self.finder.halo):
                 top = band[:2 * self.finder.halo - (0 if self.top is None else len(self.top))]
                 self.top = top.copy() if self.top is None else np.concatenate([self.top, top])

@@ -9,9 +9,10 @@ normalised rows becomes those inputs. A counter's head picks its splitter (:mod:
 - :class:`RampTiles` (translators): overlapping tiles whose outputs are blended by separable ramps
   (:class:`cellxfer.count.parts.RampBlend`), so neighbouring tiles fade into each other with no seam.
 
-Every splitter has ``boxes(shape)`` and ``cut(block, y0, boxes)``; the counters' two, which
-:class:`cellxfer.count.parts.ImagePlan` groups into parts, also ``rows_of(box)``, ``for_shape(shape)`` and
-``weight`` (base-size model inputs per box). The mergers of :mod:`cellxfer.count.parts` follow the splitter.
+Every splitter has ``boxes(shape)`` and ``cut(block, y0, boxes, x0=0)`` (``block``: normalised image rows
+from ``y0`` and columns from ``x0``, covering the boxes' inputs); the counters' two, which
+:class:`cellxfer.count.parts.ImagePlan` groups into parts, also ``rows_of(box)``, ``cols_of(box)``,
+``for_shape(shape)`` and ``weight`` (base-size model inputs per box). The mergers of :mod:`cellxfer.count.parts` follow the splitter.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ class WindowGrid:
         """The image rows a box's input reads."""
         return box[0], box[0] + box[2]
 
-    def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
-        """float32 (N, C, window, window) of normalised ``block`` (image rows from ``y0``)."""
+    def cols_of(self, box) -> tuple[int, int]:
+        """The image columns a box's input reads."""
+        return box[1], box[1] + box[3]
+
+    def cut(self, block: np.ndarray, y0: int, boxes: list, x0: int = 0) -> np.ndarray:
+        """float32 (N, C, window, window) of normalised ``block`` (image rows from ``y0``, columns from
+        ``x0``)."""
         from cellxfer.counter.windows import window_batch
 
-        return window_batch(block, self.window, self.in_chans, [(y - y0, x, h, w) for y, x, h, w in boxes])
+        return window_batch(block, self.window, self.in_chans, [(y - y0, x - x0, h, w) for y, x, h, w in boxes])
 
 
 @dataclass(frozen=True)
@@ -101,10 +107,13 @@ class OwnedTiles:
     def rows_of(self, box) -> tuple[int, int]:
         return box[0], box[0] + self.tile
 
-    def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
+    def cols_of(self, box) -> tuple[int, int]:
+        return box[1], box[1] + self.tile
+
+    def cut(self, block: np.ndarray, y0: int, boxes: list, x0: int = 0) -> np.ndarray:
         from cellxfer.density.stitch import cut_tiles
 
-        return cut_tiles(block, boxes, self.tile, self.in_chans, y0)
+        return cut_tiles(block, boxes, self.tile, self.in_chans, y0, x0)
 
 
 @dataclass(frozen=True)
@@ -133,10 +142,10 @@ class RampTiles:
         step = self.tile - self.overlap
         return [(y, x) for y in tile_starts(h, self.tile, step=step) for x in tile_starts(w, self.tile, step=step)]
 
-    def cut(self, block: np.ndarray, y0: int, boxes: list) -> np.ndarray:
+    def cut(self, block: np.ndarray, y0: int, boxes: list, x0: int = 0) -> np.ndarray:
         from cellxfer.density.stitch import cut_tiles
 
-        return cut_tiles(block, boxes, self.tile, self.in_chans, y0)
+        return cut_tiles(block, boxes, self.tile, self.in_chans, y0, x0)
 
     def ramp(self, box, shape, eps: float = 1e-3) -> np.ndarray:
         """float32 (tile, tile) blending weight of the box at ``(y, x)`` in an image of ``shape``."""

@@ -38,9 +38,9 @@ def tiles(shape: tuple[int, int], tile: int, margin: int) -> list[tuple[int, int
             for x, ox0, ox1 in owned_ranges(w, tile, margin)]
 
 
-def cut_tiles(block: np.ndarray, boxes: list, tile: int, in_chans: int = 1, y0: int = 0) -> np.ndarray:
+def cut_tiles(block: np.ndarray, boxes: list, tile: int, in_chans: int = 1, y0: int = 0, x0: int = 0) -> np.ndarray:
     """float32 (N, in_chans, tile, tile) inputs of ``boxes`` from ``block``, the image's rows from ``y0``
-    (whole rows). An image smaller than a tile is padded bottom/right by mirroring (numpy ``reflect``),
+    and columns from ``x0``. An image smaller than a tile is padded bottom/right by mirroring (numpy ``reflect``),
     so the padding looks like more of the image rather than an edge against black; only owned (image)
     pixels are ever stitched."""
     h, w = block.shape
@@ -48,7 +48,7 @@ def cut_tiles(block: np.ndarray, boxes: list, tile: int, in_chans: int = 1, y0: 
         block = np.pad(block, ((0, max(tile - h, 0)), (0, max(tile - w, 0))), mode="reflect" if min(h, w) > 1 else "edge")
     batch = np.zeros((len(boxes), in_chans, tile, tile), dtype=np.float32)
     for i, (y, x, *_) in enumerate(boxes):
-        batch[i, :] = block[y - y0:y - y0 + tile, x:x + tile]
+        batch[i, :] = block[y - y0:y - y0 + tile, x - x0:x - x0 + tile]
     return batch
 
 
