@@ -16,6 +16,7 @@ waiting for the queued items.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -39,6 +40,8 @@ def die_with_parent() -> None:
     """Process-pool initializer: end this worker (SIGTERM) when the process that started it dies, and
     leave Ctrl-C (SIGINT) to that process (see module docs)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # started with it blocked (_sigint_blocked): ignored from now on
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     parent = os.getppid()
     if sys.platform.startswith("linux"):
         try:
@@ -52,6 +55,21 @@ def die_with_parent() -> None:
         except (OSError, AttributeError):  # no libc prctl: fall back to watching
             pass
     threading.Thread(target=_watch_parent, args=(parent,), name="cellxfer-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Hold SIGINT back in this thread while it may start a worker (a pool forks its workers from the
+    thread that submits): the worker starts with SIGINT blocked until :func:`die_with_parent` ignores
+    it, so a Ctrl-C at that moment reaches only the parent."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _watch_parent(parent: int, every_s: float = 1.0) -> None:
@@ -89,7 +107,8 @@ class LocalExecutor:
                         item = next(items)
                     except StopIteration:
                         return
-                    pending[pool.submit(fn, item)] = item
+                    with _sigint_blocked():
+                        pending[pool.submit(fn, item)] = item
             fill()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -168,3 +168,20 @@ def test_ctrl_c_ends_a_process_pool_at_once_without_running_its_queued_items(tmp
             break
         assert time.monotonic() < deadline, "a worker outlived Ctrl-C"
         time.sleep(0.1)
+
+
+def _sigint_state(_):
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN, signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_pool_workers_ignore_ctrl_c_and_do_not_keep_it_blocked():
+    """Every worker of a local pool ignores SIGINT (the parent owns Ctrl-C) and does not leave it blocked
+    (it is blocked while the worker starts, so no Ctrl-C reaches a worker before it ignores it)."""
+    import signal
+
+    from cellxfer.executors import LocalExecutor
+
+    assert all(r == (True, False) for _, r in LocalExecutor().map(_sigint_state, range(8), workers=2))
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the parent's mask is restored
