@@ -176,6 +176,22 @@ def test_a_wide_slide_is_cut_across_its_width_into_parts_of_bounded_input():
     assert [(p.end - p.first, p.x0) for p in narrow] == [(18, 0)] * (len(narrow) - 1) + [(narrow[-1].end - narrow[-1].first, 0)]
 
 
+@pytest.mark.parametrize("splitter", ["windows", "tiles"])
+def test_every_counter_splitter_cuts_a_part_from_its_region_as_from_the_whole_image(splitter):
+    """Contract of the counters' splitters: the inputs of a part cut from just its region (rows from ``y0``,
+    columns from ``x0``) are those cut from the whole image, for parts of one box (rows cut across)."""
+    from cellxfer.count.parts import OwnedTiles, WindowGrid, group_parts
+
+    img = np.random.default_rng(0).random((300, 700), dtype=np.float32)
+    split = WindowGrid(window=64) if splitter == "windows" else OwnedTiles(tile=128, margin=16).for_shape(img.shape)
+    boxes = split.boxes(img.shape)
+    whole = split.cut(img, 0, boxes)
+    parts = group_parts(boxes, split, 1)
+    assert len(parts) == len(boxes) and any(p.x0 > 0 for p in parts)
+    got = np.concatenate([split.cut(img[p.y0:p.y1, p.x0:p.x1], p.y0, boxes[p.first:p.end], p.x0) for p in parts])
+    assert np.array_equal(got, whole)
+
+
 def _slide(tmp_path: Path, reps: int = 10, size: int = 300):
     """A tiled uint16 slide of reps x reps copies of a field of disks, and its cell centres."""
     import tifffile

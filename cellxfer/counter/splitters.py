@@ -12,7 +12,8 @@ normalised rows becomes those inputs. A counter's head picks its splitter (:mod:
 Every splitter has ``boxes(shape)`` and ``cut(block, y0, boxes, x0=0)`` (``block``: normalised image rows
 from ``y0`` and columns from ``x0``, covering the boxes' inputs); the counters' two, which
 :class:`cellxfer.count.parts.ImagePlan` groups into parts, also ``rows_of(box)``, ``cols_of(box)``,
-``for_shape(shape)`` and ``weight`` (base-size model inputs per box). The mergers of :mod:`cellxfer.count.parts` follow the splitter.
+``for_shape(shape)`` and ``weight`` (base-size model inputs per box). The mergers of
+:mod:`cellxfer.count.parts` follow the splitter.
 """
 
 from __future__ import annotations
