@@ -156,6 +156,22 @@ def test_density_points_do_not_depend_on_parts(small_lazy):
         assert np.array_equal(got.points, one.points)
 
 
+def test_density_points_and_their_order_do_not_depend_on_parts_when_values_tie():
+    """Equal peaks (identical spikes) rank by position, not by which band found them first: the points,
+    in order, are the same for one part, rows of parts, and rows cut across into parts of one tile."""
+    from cellxfer.count.parts import count_plan, plan_image
+
+    rng = np.random.default_rng(1)
+    img = np.zeros((130, 3000), np.float32)
+    img[rng.integers(0, 130, 780), rng.integers(0, 3000, 780)] = 80
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 128, "margin": 16})
+    one = count_plan(_blur_runner, plan_image(img, meta, part_tiles=10**6), points=True)
+    for part_tiles in (1, 3):
+        got = count_plan(_blur_runner, plan_image(img, meta, part_tiles=part_tiles), points=True)
+        assert got.count == pytest.approx(one.count, rel=1e-9)
+        assert np.array_equal(got.points, one.points)
+
+
 def test_a_wide_slide_is_cut_across_its_width_into_parts_of_bounded_input():
     """A row of boxes that alone weighs ``part_tiles`` is cut across its width: the parts of a strip
     weigh about ``part_tiles`` base tiles however wide it is, cover the boxes once and in order, end

@@ -22,8 +22,9 @@ def find_peaks(density: np.ndarray, sigma: float = 3.0, min_distance: int = 3, r
 def peak_candidates(density: np.ndarray, sigma: float = 3.0, min_distance: int = 3,
                     rel_threshold: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """``(xy, values)``: every peak of :func:`find_peaks` (float64 (N, 2) of (x, y)) with its density value,
-    in label (raster) order, unranked; a map cut into bands of rows gives the same peaks band by band
-    when each band is looked at with ``min_distance`` rows of its neighbours (:mod:`cellxfer.count.parts`)."""
+    unranked, in raster order of their centres (row, then column); a map cut into bands of rows gives the
+    same peaks band by band, in the same order, when each band is looked at with ``min_distance`` rows of
+    its neighbours (:mod:`cellxfer.count.parts`), so equal values rank the same whatever the bands."""
     from scipy.ndimage import label, maximum_filter
 
     d = np.asarray(density, dtype=np.float32)
@@ -40,8 +41,12 @@ def peak_candidates(density: np.ndarray, sigma: float = 3.0, min_distance: int =
     size = np.bincount(lab, minlength=n + 1)[1:].astype(np.float64)
     cy = np.bincount(lab, weights=ys.astype(np.float64), minlength=n + 1)[1:] / size
     cx = np.bincount(lab, weights=xs.astype(np.float64), minlength=n + 1)[1:] / size
-    vals = d[np.round(cy).astype(np.intp), np.round(cx).astype(np.intp)].astype(np.float32)
-    return np.stack([cx + 0.5, cy + 0.5], axis=1).astype(np.float64), vals
+    # a group's pixels are each the maximum of the other's neighbourhood, so they share one value: the
+    # peak's (its rounded centre may lie off a diagonal group, on a pixel that depends on the band's offset)
+    peak = np.zeros(n + 1, dtype=np.float32)
+    peak[lab] = d[ys, xs]
+    raster = np.lexsort((cx, cy))  # label order follows each group's first pixel, not its centre
+    return np.stack([cx[raster] + 0.5, cy[raster] + 0.5], axis=1).astype(np.float64), peak[1:][raster]
 
 
 def strongest(xy: np.ndarray, vals: np.ndarray, k: int | None = None) -> np.ndarray:
