@@ -237,3 +237,21 @@ def test_stylizing_toward_real_idcia_images_narrows_the_gap(idcia_dir, tmp_path)
     assert gaps["histogram"][0] < 0.2 * gaps["none"][0], gaps
     assert gaps["fda"][0] < gaps["none"][0] and gaps["fda"][1] < gaps["none"][1], gaps
     assert image_rng(0, 1).random() == image_rng(0, 1).random()
+
+
+def test_loading_weights_leaves_the_libraries_errors_only_even_if_they_were_imported_before():
+    """``DIFFUSERS_VERBOSITY``/``TRANSFORMERS_VERBOSITY`` reach the libraries only at their import: a process
+    that imported them earlier (a plugin, a notebook) would print their warnings, e.g. diffusers' wrong
+    "attempting to download" one; loading weights sets both to errors only."""
+    import logging
+
+    pytest.importorskip("diffusers")
+    import transformers.utils.logging as tlog
+    from diffusers.utils import logging as dlog
+
+    from cellxfer.stylize.models import _quiet
+
+    dlog.set_verbosity_warning()
+    tlog.set_verbosity_warning()
+    _quiet()
+    assert dlog.get_verbosity() == logging.ERROR and tlog.get_verbosity() == logging.ERROR

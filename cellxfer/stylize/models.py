@@ -37,12 +37,16 @@ def offline() -> None:
 
 
 def _quiet() -> None:
-    """No weight-loading progress bars (they would mix with cellxfer's own)."""
+    """No weight-loading progress bars (they would mix with cellxfer's own), and the libraries' errors only:
+    :func:`offline`'s environment reaches them only if they were not imported yet, and their warnings would
+    say, wrongly here, that they are "attempting to download" config files."""
     import transformers.utils.logging as tlog
     from diffusers.utils import logging as dlog
 
     tlog.disable_progress_bar()
     dlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    dlog.set_verbosity_error()
 
 
 def pick_device(device: str = "auto", precision: str = "auto"):
