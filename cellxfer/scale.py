@@ -2,9 +2,11 @@
 
 A counter records the typical nucleus diameter of the images it was trained on
 (:attr:`cellxfer.counter.model.CounterMeta.diameter`, measured with :func:`estimate_diameter` on its
-training images). ``count`` and ``evaluate`` take ``--diameter auto|PIXELS|off``: the image is resized
-by ``model diameter / image diameter`` before normalisation, so its nuclei match the model's, and cell
-locations are mapped back to the original pixel grid (:meth:`Scaled.to_original`).
+training images) and the range of them (``diameter_range``). ``count`` and ``evaluate`` take ``--diameter
+auto|PIXELS|off``: an image whose nuclei lie outside that range is resized before normalisation to its
+nearest edge (a model with no range, or a fixed-scale LoG, to ``model diameter / image diameter``), so its
+nuclei are of a size the model knows (:meth:`DiameterPolicy.scale`), and cell locations are mapped back to
+the original pixel grid (:meth:`Scaled.to_original`).
 
 Estimator (scale-space blob response, Lindeberg): the image is normalised by its 0.5/99.5 percentiles;
 for 4 scales per octave, ``sigma = 2^(k/4)``, ``k = 0..KMAX`` (diameters about 3 to 90 px), the
@@ -320,10 +322,13 @@ class DiameterPolicy:
         return self.mode if self.mode != "fixed" else f"{self.pixels:g}"
 
     def scale(self, image: np.ndarray, meta) -> "Scaled":
-        """Resize ``image`` (2-D) for a counter whose :class:`CounterMeta` is ``meta``: not at all when the
-        image's nucleus diameter lies within the range the model was trained on (``meta.diameter_range``;
-        not for a fixed-scale head, :attr:`cellxfer.counter.head.Head.fixed_scale`), else so that its
-        nuclei match ``meta.diameter`` (the training median)."""
+        """Resize ``image`` (2-D) for a counter whose :class:`CounterMeta` is ``meta``. A learnt counter that
+        records the range of diameters it was trained on (``meta.diameter_range``) takes an image whose
+        nucleus diameter lies within it as it is, and one outside it resized to the nearest edge of the
+        range (the least resampling that brings it to sizes the model knows); a fixed-scale head
+        (:attr:`cellxfer.counter.head.Head.fixed_scale`, a LoG) or a model with no range gets its nuclei
+        matched to ``meta.diameter`` (the training median). :func:`resize_to` leaves factors within
+        ``TOLERANCE`` of 1 alone."""
         from cellxfer.counter.head import head_of
 
         model_diameter = getattr(meta, "diameter", None)
@@ -333,9 +338,8 @@ class DiameterPolicy:
         if d is None:  # nothing blob-like (e.g. an empty field): count it as it is
             return Scaled(_as_image(image), 1.0, 1.0, None)
         seen = None if head_of(meta).fixed_scale else getattr(meta, "diameter_range", None)
-        if seen and seen[0] <= d <= seen[1]:  # sizes the model was trained on: no resampling
-            return Scaled(_as_image(image), 1.0, 1.0, d)
-        return resize_to(image, model_diameter / d, d)
+        target = min(max(d, seen[0]), seen[1]) if seen else model_diameter
+        return resize_to(image, target / d, d)
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def test_a_slide_is_split_across_dask_workers_and_equals_the_local_run(tmp_path,
     monkeypatch.setattr(parts, "PART_TILES", 3)
     monkeypatch.setattr(split, "BLOCK_PARTS", 1)
     monkeypatch.setattr(OwnedTiles, "MAX_FACTOR", 1)  # the model's own tiles: many parts in a small slide
-    img = blobs(640, 800, 160, 6, dtype=np.uint16)
+    img = blobs(960, 800, 240, 6, dtype=np.uint16)
     tifffile.imwrite(tmp_path / "slide.tif", img, tile=(128, 128), compression="zlib")
     tifffile.imwrite(tmp_path / "small.tif", img[:200, :300])  # an ordinary image beside it: one task
     paths = (str(tmp_path / "slide.tif"), str(tmp_path / "small.tif"))

@@ -86,15 +86,16 @@ def test_policy_resizes_to_the_model_diameter_and_maps_points_back():
     assert DiameterPolicy("off").scale(img, meta).factor == 1.0
 
 
-def test_sizes_inside_the_trained_range_are_not_resampled():
+def test_sizes_inside_the_trained_range_are_not_resampled_and_others_go_to_its_nearest_edge():
     from cellxfer.counter.model import CounterMeta
 
     img, _ = disks(20.0, size=200)
     meta = CounterMeta(diameter=10.0, diameter_range=(6.0, 16.0))
     assert DiameterPolicy("fixed", 14.0).scale(img, meta).factor == 1.0
     assert DiameterPolicy("fixed", 14.0).scale(img, meta).diameter == 14.0
-    assert DiameterPolicy("fixed", 30.0).scale(img, meta).factor == pytest.approx(1 / 3, rel=0.02)
-    assert DiameterPolicy("fixed", 3.0).scale(img, meta).factor == pytest.approx(10 / 3, rel=0.02)
+    assert DiameterPolicy("fixed", 32.0).scale(img, meta).factor == pytest.approx(16 / 32, rel=0.02)
+    assert DiameterPolicy("fixed", 3.0).scale(img, meta).factor == pytest.approx(6 / 3, rel=0.02)
+    assert DiameterPolicy("fixed", 17.0).scale(img, meta).factor == 1.0  # 16/17: within the tolerance
     # a fixed-scale head (the LoG: one sigma) is always matched to its diameter, range or not
     log = CounterMeta(arch="log", output="density", diameter=10.0, diameter_range=(6.0, 16.0))
     assert DiameterPolicy("fixed", 14.0).scale(img, log).factor == pytest.approx(10 / 14, rel=0.02)
