@@ -239,10 +239,10 @@ def test_stylizing_toward_real_idcia_images_narrows_the_gap(idcia_dir, tmp_path)
     assert image_rng(0, 1).random() == image_rng(0, 1).random()
 
 
-def test_loading_weights_leaves_the_libraries_errors_only_even_if_they_were_imported_before():
-    """``DIFFUSERS_VERBOSITY``/``TRANSFORMERS_VERBOSITY`` reach the libraries only at their import: a process
-    that imported them earlier (a plugin, a notebook) would print their warnings, e.g. diffusers' wrong
-    "attempting to download" one; loading weights sets both to errors only."""
+def test_loading_weights_leaves_the_libraries_errors_only_even_if_they_were_imported_before(monkeypatch):
+    """A process that imported diffusers/transformers before loading weights (a plugin, a notebook) would
+    print their warnings, e.g. diffusers' wrong "attempting to download" one: loading weights sets both to
+    errors only, unless the user asked for a level with ``DIFFUSERS_VERBOSITY``/``TRANSFORMERS_VERBOSITY``."""
     import logging
 
     pytest.importorskip("diffusers")
@@ -251,7 +251,14 @@ def test_loading_weights_leaves_the_libraries_errors_only_even_if_they_were_impo
 
     from cellxfer.stylize.models import _quiet
 
+    monkeypatch.delenv("DIFFUSERS_VERBOSITY", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
     dlog.set_verbosity_warning()
     tlog.set_verbosity_warning()
     _quiet()
     assert dlog.get_verbosity() == logging.ERROR and tlog.get_verbosity() == logging.ERROR
+    monkeypatch.setenv("DIFFUSERS_VERBOSITY", "info")
+    dlog.set_verbosity_info()
+    _quiet()
+    assert dlog.get_verbosity() == logging.INFO and tlog.get_verbosity() == logging.ERROR
+    dlog.set_verbosity_error()

@@ -31,22 +31,21 @@ def offline() -> None:
     """Forbid hub access for this process (must run before diffusers/transformers are imported)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _quiet() -> None:
-    """No weight-loading progress bars (they would mix with cellxfer's own), and the libraries' errors only:
-    :func:`offline`'s environment reaches them only if they were not imported yet, and their warnings would
-    say, wrongly here, that they are "attempting to download" config files."""
+    """No weight-loading progress bars (they would mix with cellxfer's own), and the libraries' errors only
+    (their warnings would say, wrongly here, that they are "attempting to download" config files) unless
+    the user set ``TRANSFORMERS_VERBOSITY``/``DIFFUSERS_VERBOSITY``. Set here, on the loggers: the
+    environment reaches a library only when it is first imported, maybe before this process loads weights."""
     import transformers.utils.logging as tlog
     from diffusers.utils import logging as dlog
 
-    tlog.disable_progress_bar()
-    dlog.disable_progress_bar()
-    tlog.set_verbosity_error()
-    dlog.set_verbosity_error()
+    for variable, log in (("TRANSFORMERS_VERBOSITY", tlog), ("DIFFUSERS_VERBOSITY", dlog)):
+        log.disable_progress_bar()
+        if not os.environ.get(variable):
+            log.set_verbosity_error()
 
 
 def pick_device(device: str = "auto", precision: str = "auto"):
