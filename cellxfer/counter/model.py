@@ -112,7 +112,8 @@ class CounterMeta:
     #: typical nucleus diameter (pixels) of the training images, by :func:`cellxfer.scale.estimate_diameter`;
     #: ``count``/``evaluate --diameter`` rescale images to it. None: unknown (no rescaling offered).
     diameter: float | None = None
-    #: 10th and 90th percentiles of those estimates: images whose diameter lies inside are not resized.
+    #: 10th and 90th percentiles of those estimates: images whose diameter lies inside are not resized, others
+    #: are resized to its nearest edge (:meth:`cellxfer.scale.DiameterPolicy.scale`).
     diameter_range: tuple[float, float] | None = None
     version: str = ""
     extra: dict = field(default_factory=dict)
