@@ -1,16 +1,20 @@
 #!/usr/bin/env python
-"""Contact sheet: `synth --method nuclei` images beside real nuclei crops, for judging realism by eye.
+"""Contact sheet: `synth --method nuclei` images beside real DSB2018 fluorescence images, for judging realism by eye.
 
-Renders ``--n`` nuclei images (seed ``--seed``, 256x256) and puts them beside 256x256 crops of real DAPI
-images (IDCIA, CellProfiler ExampleHuman); each tile is percentile-normalised (0.5-99.5%) for display
-and labelled (synthetic tiles: typical diameter d, cell count and bit depth). Writes a grayscale PNG.
+Each row pair puts a real dsb2018-fluo image (``$CELLXFER_DATA/dsb2018-fluo``; a crop around its nuclei)
+beside a rendered image of the same nucleus diameter and a matching style (``--set`` settings, printed on
+the tile): small bright nuclei with mitotic figures, small crowded, medium, large crowded touching, rimmed
+and textured, very large (1388x1040, ~94 px: shown at half scale, as is its rendering). A last row shows
+the defaults (every setting drawn per image). Real and rendered tiles are shown alike, stretched from
+their 0.5 to 99.9 percentiles. Writes a grayscale PNG.
 
-Usage: ``python scripts/nuclei_sheet.py [--out docs/nuclei_sheet.png] [--n 8] [--seed 0]``.
+Usage: ``python scripts/nuclei_sheet.py [--out docs/nuclei_sheet.png] [--seed 0] [--tile 192]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -21,64 +25,104 @@ from cellxfer.synth.base import image_rng
 from cellxfer.synth.nuclei_config import NucleiConfig
 
 from benchlib import DATA  # noqa: E402  (the scripts' shared module: $CELLXFER_DATA or ../shared/data)
-TILE, GAP, COLS = 256, 6, 4
+
+DSB = DATA / "dsb2018-fluo"
+GAP, COLS = 4, 4
+# (dsb2018-fluo image id prefix, show at this scale, NucleiConfig settings of the rendered twin)
+STYLES = [
+    ("094afe36", 1.0, dict(coverage=(0.05, 0.05), clustered=1.0, bodies=(0.08, 0.08), photons=(300.0, 1000.0))),
+    ("c53326fe", 1.0, dict(coverage=(0.12, 0.12), clustered=0.0, bodies=(0.15, 0.15), saturation=1.0,
+                           texture=(0.3, 0.3))),
+    ("0ea22171", 1.0, dict(coverage=(0.45, 0.45), overlap=(0.3, 0.3), bodies=(0.03, 0.03), clustered=0.0,
+                           blur=(1.0, 1.0), defocus_fraction=(0.1, 0.1), texture=(0.3, 0.3))),
+    ("f6863b83", 1.0, dict(coverage=(0.2, 0.2), texture=(0.4, 0.4), nucleoli=1.0, clustered=0.0)),
+    ("777f7c42", 1.0, dict(coverage=(0.6, 0.6), pressed=1.0, overlap=(0.45, 0.45), texture=(0.25, 0.25),
+                           grain=(0.7, 0.7), rim=(0.1, 0.1), clustered=0.0, defocus_fraction=(0.0, 0.0))),
+    ("9ebcfaf2", 1.0, dict(coverage=(0.4, 0.4), pressed=1.0, overlap=(0.25, 0.25), rim=(0.6, 0.6),
+                           texture=(0.35, 0.35), grain=(0.6, 0.6), nucleoli=0.8)),
+    ("c901794d", 0.5, dict(coverage=(0.08, 0.08), texture=(0.3, 0.3), grain=(0.8, 0.8), nucleoli=0.8,
+                           saturation=1.0, saturated=(0.1, 0.1))),
+    ("a102535b", 1.0, dict(coverage=(0.5, 0.5), overlap=(0.5, 0.5), defocus_fraction=(0.6, 0.6), blur=(2.0, 2.0),
+                           background=(0.5, 0.5), illumination=(0.6, 0.6))),
+]
 
 
 def display(image: np.ndarray) -> np.ndarray:
-    """uint8 for display: the 0.5-99.5 percentiles stretched to 0..255."""
-    lo, hi = np.percentile(image, [0.5, 99.5])
+    """uint8 for display: the 0.5-99.9 percentiles stretched to 0..255."""
+    lo, hi = np.percentile(image, [0.5, 99.9])
     return np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
 
 
-def real_crops() -> list[tuple[np.ndarray, str]]:
-    """256x256 crops of real images: two IDCIA DAPI, two CellProfiler ExampleHuman (where present)."""
-    import tifffile
-
-    picks = [
-        (sorted((DATA / "idcia-dapi-95" / "images").glob("*.tiff"))[:2], (200, 300), "IDCIA"),
-        ([DATA / "cellprofiler-examplehuman" / "AS_09125_050116030001_D03f00d0.tif"] * 2, None, "ExampleHuman"),
-    ]
-    crops = []
-    for paths, at, name in picks:
-        for j, path in enumerate(paths):
-            if not path.exists():
-                continue
-            img = tifffile.imread(path)
-            img = img if img.ndim == 2 else img[..., 0]
-            r, c = at if at else ((0, 0), (img.shape[0] - TILE, img.shape[1] - TILE))[j]
-            crops.append((img[r : r + TILE, c : c + TILE], f"real: {name}"))
-    return crops
+def shown(image: np.ndarray, scale: float, tile: int) -> np.ndarray:
+    """``image`` at ``scale`` (area-averaged), a ``tile`` square from its top-left (padded if smaller)."""
+    out = Image.fromarray(display(image))
+    if scale != 1.0:
+        out = out.resize((round(out.width * scale), round(out.height * scale)), Image.BOX)
+    canvas = np.zeros((tile, tile), np.uint8)
+    crop = np.asarray(out)[:tile, :tile]
+    canvas[: crop.shape[0], : crop.shape[1]] = crop
+    return canvas
 
 
-def synthetic(n: int, seed: int) -> list[tuple[np.ndarray, str]]:
-    cfg = NucleiConfig(size=TILE)
+def real(prefix: str, side: int) -> tuple[np.ndarray, float, str]:
+    """A ``side`` square of a dsb2018-fluo image, centred on the median of its nuclei; its diameter."""
+    path = next((DSB / "images").glob(f"{prefix}*.png"))
+    image = np.asarray(Image.open(path))
+    with open(DSB / "per_image.tsv") as f:
+        diam = next(float(r["median_diam_px"]) for r in csv.DictReader(f, delimiter="\t") if r["image"] == path.name)
+    pts = np.loadtxt(DSB / "ground_truth" / f"{path.stem}.csv", delimiter=",", skiprows=1, ndmin=2)
+    h, w = image.shape
+    cx, cy = np.median(pts, axis=0)
+    r0 = int(np.clip(cy - side / 2, 0, max(h - side, 0)))
+    c0 = int(np.clip(cx - side / 2, 0, max(w - side, 0)))
+    return image[r0 : r0 + side, c0 : c0 + side], diam, f"real {prefix} {w}x{h} d={diam:.0f}"
+
+
+def label_of(settings: dict) -> str:
+    keys = [k for k in settings if k in ("coverage", "pressed", "bodies", "rim", "saturation", "photons")]
+    def fmt(v):
+        return f"{v[0]:g}" if isinstance(v, tuple) else f"{v:g}"
+    return " ".join(f"{k}={fmt(settings[k])}" for k in keys)
+
+
+def tiles(seed: int, tile: int) -> list[tuple[np.ndarray, str]]:
     out = []
-    for i in range(n):
-        image, cells, draw = nuclei.render_cells(cfg, None, image_rng(seed, i))
-        out.append((image, f"nuclei d={draw.d:.0f} n={len(cells)} {draw.dtype}"))
+    for k, (prefix, scale, settings) in enumerate(STYLES):
+        side = round(tile / scale)
+        image, diam, text = real(prefix, side)
+        out.append((shown(image, scale, tile), text))
+        cfg = NucleiConfig(size=max(side, 64), diameter=(diam, diam), **settings)
+        synth, cells, draw = nuclei.render_cells(cfg, None, image_rng(seed, k))
+        out.append((shown(synth, scale, tile), f"nuclei d={diam:.0f} {draw.dtype} {label_of(settings)}"))
+    for k in range(COLS):
+        synth, cells, draw = nuclei.render_cells(NucleiConfig(size=tile), None, image_rng(seed, 100 + k))
+        out.append((shown(synth, 1.0, tile), f"defaults: d={draw.d:.0f} n={len(cells)} {draw.dtype}"))
     return out
 
 
-def sheet(tiles: list[tuple[np.ndarray, str]]) -> Image.Image:
-    rows = -(-len(tiles) // COLS)
-    step = TILE + GAP
+def sheet(items: list[tuple[np.ndarray, str]], tile: int) -> Image.Image:
+    rows = -(-len(items) // COLS)
+    step = tile + GAP
     canvas = Image.new("L", (COLS * step - GAP, rows * step - GAP), 128)
     draw = ImageDraw.Draw(canvas)
-    for k, (image, label) in enumerate(tiles):
+    for k, (image, label) in enumerate(items):
         x, y = (k % COLS) * step, (k // COLS) * step
-        canvas.paste(Image.fromarray(display(image)), (x, y))
-        draw.rectangle((x, y, x + 6 * len(label) + 4, y + 12), fill=0)
-        draw.text((x + 2, y + 1), label, fill=255)
+        canvas.paste(Image.fromarray(image), (x, y))
+        width = min(int(draw.textlength(label)) + 4, tile)
+        draw.rectangle((x, y, x + width, y + 11), fill=0)
+        draw.text((x + 2, y), label, fill=255)
     return canvas
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("docs/nuclei_sheet.png"))
-    ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tile", type=int, default=192, help="tile side, px")
     args = ap.parse_args()
-    image = sheet(synthetic(args.n, args.seed) + real_crops())
+    if not (DSB / "per_image.tsv").exists():
+        raise SystemExit(f"{DSB}: dsb2018-fluo not found; set CELLXFER_DATA to the folder that holds it")
+    image = sheet(tiles(args.seed, args.tile), args.tile)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     image.save(args.out, optimize=True)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")

@@ -1,5 +1,6 @@
 """`synth --method nuclei`: config checks, determinism, labels (points = placed nuclei, overlap rule,
-debris never labelled), the diameter of what is rendered, output bit depths, the command."""
+debris never labelled, daughter pairs), the diameter and centres of what is rendered (up to 80 px),
+texture, saturation, pressed crowded fields, output bit depths, the command."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ QUIET = dict(
     diameter_jitter=0.0, texture=(0.0, 0.0), nucleoli=0.0, brightness_sd=0.0, dim_fraction=(0.0, 0.0),
     defocus_fraction=(0.0, 0.0), bodies=(0.0, 0.0), debris=(0.0, 0.0), illumination=(0.0, 0.0),
     background=(0.0, 0.0), blur=(0.0, 0.0), photons=(1e4, 1e4), read_noise=(0.0, 0.0), offset=(0.0, 0.0),
-    gain=(1.0, 1.0), saturation=0.0, dtype="uint16",
+    gain=(1.0, 1.0), saturation=0.0, dtype="uint16", rim=(0.0, 0.0), irregularity=(0.0, 0.0),
 )
 
 
@@ -85,11 +86,11 @@ def test_points_are_the_placed_nuclei_inside_the_image():
         assert np.array_equal(points, cells.points)
         assert ((points >= 0) & (points < 128)).all()
         assert set(np.unique(cells.kind)) <= {nuclei.NUCLEUS, nuclei.BODY}
-        assert len(points) <= draw.n_nuclei + draw.n_bodies
+        assert len(points) <= draw.n_nuclei + 2 * draw.n_bodies  # a dividing cell: two daughters
 
 
 def test_without_the_overlap_rule_every_drawn_nucleus_is_placed():
-    cfg = NucleiConfig(size=128, overlap=(1.0, 1.0), bodies=(0.2, 0.2))
+    cfg = NucleiConfig(size=128, overlap=(1.0, 1.0), bodies=(0.0, 0.0))
     for i in range(8):
         _, cells, draw = nuclei.render_cells(cfg, None, image_rng(6, i))
         assert len(cells) == draw.n_nuclei + draw.n_bodies
@@ -107,7 +108,8 @@ def _stencil_in(occupied, cell: nuclei.Cells, pad: int):
 
 @pytest.mark.parametrize("index", range(3))
 def test_no_nucleus_covers_earlier_ones_by_more_than_the_overlap(index):
-    cfg = NucleiConfig(size=128, coverage=(0.9, 0.9), clustered=1.0, overlap=(0.1, 0.1), diameter=(8.0, 14.0))
+    cfg = NucleiConfig(size=128, coverage=(0.9, 0.9), clustered=1.0, overlap=(0.1, 0.1), diameter=(8.0, 14.0),
+                       bodies=(0.0, 0.0))
     _, cells, draw = nuclei.render_cells(cfg, None, image_rng(7, index))
     assert len(cells) < draw.n_nuclei + draw.n_bodies  # crowded: some were dropped
     pad = int(math.ceil(nuclei.max_reach(cfg, draw.d))) + 2
@@ -125,7 +127,7 @@ def test_plain_ellipses_match_the_synhc_stencil():
     a, b, t = rng.uniform(3, 9, n), rng.uniform(3, 9, n), rng.uniform(0, np.pi, n)
     ones = np.ones((n, nuclei.OUTLINE_SAMPLES), np.float32)
     cells = nuclei.Cells(x=x, y=y, a=a, b=b, theta=t, outline=ones, edge=np.ones(n), level=np.ones(n),
-                         dome=np.zeros(n), kind=np.zeros(n, int), layer=np.zeros(n, int))
+                         dome=np.zeros(n), rim=np.zeros(n), kind=np.zeros(n, int), layer=np.zeros(n, int))
     rho, m = nuclei.shape_geometry(cells, 10)
     ref = synhc.ellipse_stencils(x, y, a.astype(np.float32), b.astype(np.float32), t, 10)
     assert np.count_nonzero((rho <= m) != ref) <= n  # float rounding on the boundary only
@@ -219,3 +221,147 @@ def test_defocused_nuclei_can_be_drawn_as_negatives():
     assert (cells.layer[dropped] == N.PLAIN).all() and (cells.kind[dropped] == N.NUCLEUS).all()
     with pytest.raises(ValueError, match="label_defocused"):
         NucleiConfig(label_defocused="yes")
+
+
+# -- what microscopes show: large, textured, saturated, dividing, crowded ----------------------------
+def _whole_nuclei(image, cells, cut):
+    """(labelled centre, component) pairs of the components above ``cut`` that touch no border and
+    hold exactly one centre."""
+    labels, _ = ndimage.label(image > cut)
+    border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])))
+    hits = labels[np.floor(cells.y).astype(int), np.floor(cells.x).astype(int)]
+    ids, per = np.unique(hits[hits > 0], return_counts=True)
+    once = {k for k, c in zip(ids, per) if c == 1 and k not in border}
+    return [(k, (x, y)) for k, x, y in zip(hits, cells.x, cells.y) if k in once], labels
+
+
+def test_large_nuclei_are_drawn_at_their_size_around_their_exact_centres():
+    """80 px nuclei (512 px field): each whole nucleus' area matches 80 px within 10% and its
+    brightness-weighted centroid lies within half a pixel of its labelled centre."""
+    cfg = NucleiConfig(**{**QUIET, "elongation": (1.0, 1.6)}, size=512, diameter=(80.0, 80.0),
+                       coverage=(0.15, 0.15), overlap=(0.0, 0.0))
+    found = 0
+    for i in range(3):
+        image, cells, _ = nuclei.render_cells(cfg, None, image_rng(21, i))
+        whole, labels = _whole_nuclei(image, cells, 0.25 * 1e4)
+        for k, (x, y) in whole:
+            mask = labels == k
+            assert abs(2 * math.sqrt(mask.sum() / math.pi) - 80) < 8
+            cy, cx = ndimage.center_of_mass(image * mask)
+            assert math.hypot(cx + 0.5 - x, cy + 0.5 - y) < 0.5, (cx, cy, x, y)
+            found += 1
+    assert found >= 5
+
+
+def _interior_roughness(image, cells, d):
+    """Median over nuclei of the SD of (image - its Gaussian smoothing at d/8) within 0.3 d of the
+    centre (inside any nucleus of axis ratio up to 1.8), over the mean there: the chromatin's fine
+    relative variation."""
+    image = image.astype(np.float64)
+    detail = image - ndimage.gaussian_filter(image, max(d / 8, 1.5))
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]] + 0.5
+    out = []
+    for x, y in zip(cells.x, cells.y):
+        core = (xx - x) ** 2 + (yy - y) ** 2 <= max(0.3 * d, 2.0) ** 2
+        out.append(detail[core].std() / image[core].mean())
+    return float(np.median(out))
+
+
+@pytest.mark.parametrize("d", [8.0, 30.0, 80.0])
+def test_texture_shows_inside_the_nuclei_at_every_size(d):
+    """Noise-free, defocus-free nuclei: texture 0.5 (with nucleoli and fine grain) varies inside the
+    nuclei several times more than texture 0 does."""
+    base = {**QUIET, "size": 512 if d > 40 else 256, "diameter": (d, d), "coverage": (0.12, 0.12),
+            "overlap": (0.0, 0.0), "blur": (0.7, 0.7)}
+    smooth = NucleiConfig(**base)
+    rough = NucleiConfig(**{**base, "texture": (0.5, 0.5), "grain": (0.5, 0.5), "nucleoli": 1.0})
+    values = []
+    for cfg in (smooth, rough):
+        image, cells, _ = nuclei.render_cells(cfg, None, image_rng(22, 0))
+        values.append(_interior_roughness(image, cells, d))
+    assert values[1] > 3 * values[0] and values[1] > 0.05, values
+
+
+def test_fine_grain_is_finer_than_coarse_texture():
+    """At 80 px the grain (~d/20) decorrelates within a few pixels, the coarse texture (~d/6) does not."""
+    def corr_at(grain, lag=4):
+        field = nuclei.smooth_noise(np.random.default_rng(0), 256, 80 / 12, 80 / 40, grain)
+        return float(np.mean(field[:, lag:] * field[:, :-lag]))
+
+    assert corr_at(1.0) < 0.6 < 0.9 < corr_at(0.0)
+
+
+def test_saturation_clips_the_asked_share_of_the_nucleus_pixels():
+    """saturated=0.1: about 10% of the pixels of the nuclei sit at the image maximum (a flat core);
+    saturation=0: hardly any."""
+    def at_max(saturation):
+        cfg = NucleiConfig(**{**QUIET, "photons": (300.0, 300.0), "read_noise": (2.0, 2.0), "saturation": saturation},
+                           size=256, diameter=(30.0, 30.0), coverage=(0.2, 0.2), saturated=(0.1, 0.1))
+        image, _ = nuclei.render(cfg, None, image_rng(23, 0))
+        nucleus = image > 0.25 * 300
+        return np.count_nonzero(image[nucleus] == image.max()) / np.count_nonzero(nucleus)
+
+    assert 0.06 < at_max(1.0) < 0.14
+    assert at_max(0.0) < 0.002
+
+
+def test_dividing_cells_are_labelled_as_two_bright_daughters():
+    """bodies=0.5: mitotic figures outnumber nothing else; daughter pairs give two BODY points closer
+    than a nucleus diameter, brighter than the nuclei, and every point stays inside the image."""
+    cfg = NucleiConfig(size=256, diameter=(24.0, 24.0), coverage=(0.1, 0.1), bodies=(0.5, 0.5), overlap=(0.0, 0.0))
+    pairs = 0
+    for i in range(3):
+        _, cells, draw = nuclei.render_cells(cfg, None, image_rng(24, i))
+        body = cells.take(np.flatnonzero(cells.kind == nuclei.BODY))
+        assert len(body) and body.level.min() >= 1.5 and (cells.points < 256).all() and (cells.points >= 0).all()
+        dist = np.hypot(*(body.points[:, None, :] - body.points[None, :, :]).transpose(2, 0, 1))
+        np.fill_diagonal(dist, np.inf)
+        pairs += int(np.count_nonzero(dist.min(axis=1) < 24.0 * 0.65 * 1.7 + 1e-9))
+        assert len(cells) > draw.n_nuclei  # the daughters add points
+    assert pairs >= 4
+
+
+def test_pressed_nuclei_flatten_against_each_other_instead_of_adding_up():
+    """A crowded field (coverage 0.5, overlap up to 0.3): the same nuclei either way; added up, the
+    overlaps glow at about twice a nucleus' brightness; pressed, no pixel exceeds one nucleus and a
+    dark seam runs between touching nuclei."""
+    base = {**QUIET, "size": 192, "diameter": (20.0, 20.0), "coverage": (0.5, 0.5), "overlap": (0.3, 0.3),
+            "blur": (0.0, 0.0)}
+    added, cells_a, _ = nuclei.render_cells(NucleiConfig(**base, pressed=0.0), None, image_rng(25, 0))
+    pressed, cells_p, _ = nuclei.render_cells(NucleiConfig(**base, pressed=1.0), None, image_rng(25, 0))
+    assert np.array_equal(cells_a.points, cells_p.points)
+    pts = cells_p.points
+    dist = np.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
+    i, j = np.nonzero(np.triu(dist < 0.85 * 20.0, 1))
+    assert len(i) >= 10  # many touching, overlapping neighbours
+    assert added.max() > 1.5e4 and pressed.max() <= 1.0e4 * 1.05  # photon noise: SD 1%
+    mid = ((pts[i] + pts[j]) / 2).astype(int)
+    centres = np.minimum(pressed[pts[i, 1].astype(int), pts[i, 0].astype(int)],
+                         pressed[pts[j, 1].astype(int), pts[j, 0].astype(int)])
+    assert np.median(pressed[mid[:, 1], mid[:, 0]] / centres) < 0.9
+
+
+def test_dim_uint8_and_uint16_camera_units():
+    """uint8 images without saturation keep their maximum anywhere from ~10% to 100% of 255."""
+    tops = [nuclei.render(NucleiConfig(size=64, dtype="uint8", saturation=0.0, diameter=(8.0, 8.0)), None,
+                          image_rng(26, i))[0].max() for i in range(40)]
+    assert min(tops) < 64 and max(tops) > 200
+
+
+def test_everything_on_is_still_deterministic():
+    cfg = NucleiConfig(size=128, diameter=(10.0, 60.0), bodies=(0.3, 0.3), pressed=1.0, saturation=1.0,
+                       texture=(0.5, 0.5), rim=(0.5, 0.5), nucleoli=1.0, debris=(1.0, 1.0), coverage=(0.4, 0.4))
+    for i in range(3):
+        a, pa = nuclei.render(cfg, None, image_rng(27, i))
+        b, pb = nuclei.render(cfg, None, image_rng(27, i))
+        assert a.tobytes() == b.tobytes() and np.array_equal(pa, pb) and len(pa)
+
+
+@pytest.mark.parametrize("d", [8, 30, 80])
+def test_sample_gives_textured_and_smooth_test_images(d):
+    """nuclei.sample: one diameter, textured or smooth, the same centres either way."""
+    rough, pts = nuclei.sample(d, textured=True)
+    smooth, pts2 = nuclei.sample(d, textured=False)
+    assert np.array_equal(pts, pts2) and len(pts) >= 5
+    assert rough.shape == smooth.shape and rough.shape[0] >= 6 * d and rough.dtype == np.uint16
+    assert not np.array_equal(rough, smooth)

@@ -4,26 +4,34 @@ Pipeline, per image (ranges are :class:`NucleiConfig` fields; brightness in unit
 typical nucleus brightness until step 7):
 
 1. draw the image's settings (:func:`draw_image`): typical diameter ``d`` (log-uniform, at most
-   size/2), coverage -> nucleus count ``round(coverage * area / (pi d^2 / 4))`` clamped to
-   ``max_cells``, plus a binomial number of small bright bodies; uniform or 1-6 Gaussian clusters;
+   size/2), coverage (log-uniform from the larger of its low end and MIN_NUCLEI nuclei' worth) ->
+   nucleus count ``round(coverage * area / (pi d^2 / 4))``, at least 1 when the coverage is not 0,
+   clamped to ``max_cells``, plus a binomial number of mitotic figures;
+   uniform or 1-6 Gaussian clusters; whether touching nuclei are ``pressed``, whether it saturates;
 2. place labelled objects (:func:`place_cells`): candidates in vectorised batches, each an ellipse of
    equivalent diameter ``d * (1 + jitter N)`` and axis ratio ``elongation`` whose radius is modulated
    by harmonics k=2..5 (``irregularity``); log-normal brightness, some dim, some defocused (wider
-   soft edge, dimmer); a profile between flat and a projected ellipsoid's. A candidate is rejected
-   when more than ``overlap`` of its area covers objects already placed; after ``8 x target + 64``
-   candidates the image keeps what it has;
-3. rasterise each object into its own small window (:func:`shape_geometry`, :func:`shape_values`), accumulated into two
-   padded layers (textured: in-focus nuclei and bodies; plain: defocused nuclei, nucleoli, debris);
-4. nucleoli (dark or bright spots of ~d/6) inside some in-focus nuclei; unlabelled debris: dim
-   irregular specks, thin fibres, large smooth dim blobs;
-5. chromatin texture (smoothed noise, scale ~d/6) multiplies the textured layer; background level
-   with smooth autofluorescence; optical blur (Gaussian PSF); uneven illumination multiplies all;
+   soft edge, dimmer); a profile between flat and a projected ellipsoid's, plus a bright ``rim``.
+   Mitotic figures (:func:`_figures`): condensed bodies, metaphase bars, and daughter pairs placed as
+   one ellipse and drawn as two (:func:`split_pairs`). A candidate is rejected when more than
+   ``overlap`` of its area covers objects already placed; after ``8 x target + 64`` candidates the
+   image keeps what it has;
+3. rasterise each object into its own small window (:func:`shape_geometry`, :func:`shape_values`),
+   accumulated into padded layers (:class:`Layers`; textured: in-focus nuclei and figures, which in
+   a ``pressed`` image blend by depth so touching nuclei meet along a flattened, darker seam; plain:
+   defocused nuclei, debris);
+4. nucleoli (flat dark spots), chromocentres (small bright spots) and the ragged chromosome edge of
+   mitotic figures (:func:`add_nucleoli`); unlabelled debris: dim irregular specks, thin fibres,
+   large smooth dim blobs;
+5. chromatin texture (smoothed noise, a ``grain`` mix of scales ~d/6 and ~d/20) multiplies the
+   textured layer; background level with smooth autofluorescence; optical blur (Gaussian PSF);
+   uneven illumination multiplies all;
 6. camera: Poisson photon noise (tabulated below 10 photons, Gaussian approximation above), gain, offset,
-   read noise, optional saturation of the brightest ~1%;
+   read noise, optional saturation (the brightest ``saturated`` share of the nucleus pixels clip);
 7. output uint16 (camera units, clipped at 65535) or uint8 (rescaled into 0..255).
 
 Invariants: the same generator state gives byte-identical output; the points are exactly the centres
-of the placed labelled objects (nuclei and bodies), every one inside ``[0, size)^2`` (x = column);
+of the placed labelled objects (nuclei, figures, daughters), every one inside ``[0, size)^2`` (x = column);
 specks, fibres, blobs and nucleoli are never labelled, and the labelled objects do not depend on the
 ``debris`` range (it is drawn whatever its width).
 
@@ -42,14 +50,25 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage
 
+from cellxfer.synth.base import image_rng
 from cellxfer.synth.nuclei_config import NucleiConfig
 
-NUCLEUS, BODY, SPECK = 0, 1, 2
+NUCLEUS, BODY, SPECK, PAIR = 0, 1, 2, 3  # PAIR: a dividing cell while placed, then two BODY daughters
 TEXTURED, PLAIN = 0, 1
 _HARMONIC_WEIGHTS = np.array([1.0, 0.5, 0.3, 0.2])  # relative amplitude of k = 2, 3, 4, 5
 _MAX_HARMONIC_SUM = 0.35  # sum |c_k| <= this keeps the outline star-shaped and positive
 _DEFOCUS_MAX = 0.3  # defocus sigma <= 0.3 x the nucleus diameter
 _JITTER_CLIP = (0.5, 1.6)  # per-cell diameter factor clipped to this range
+# mitotic figures, as (share, diameter / d low, high, axis ratio low, high): condensed (prophase,
+# apoptotic), metaphase bars; the rest are daughter pairs (anaphase/telophase) of diameter _PAIR_D x d
+# whose centres lie _PAIR_SEP daughter diameters apart
+_CONDENSED = (0.4, 0.3, 0.6, 1.0, 1.3)
+_BAR = (0.3, 0.35, 0.55, 2.5, 4.0)
+_PAIR_D, _PAIR_SEP = (0.4, 0.65), (1.05, 1.7)
+_FIGURE_IRREGULARITY = 0.25  # outline harmonics of mitotic figures, added to the image's irregularity
+_CONTACT_SHARPNESS = 0.7  # px: pressed nuclei meet where their depths (px inside) agree within ~this
+MIN_NUCLEI = 3  # the low end of the coverage range is raised to this many nuclei (never past the high end)
+_DIM8 = (0.1, 1.0)  # uint8 without saturation: the maximum lands at this share of 255, log-uniform
 OUTLINE_SAMPLES = 256  # angles at which outlines are tabulated (a power of two)
 POISSON_EXACT_BELOW = 10.0  # expected photons below which photon noise is drawn as Poisson
 _POISSON_Q, _POISSON_G = 1000, 4096  # poisson_table resolution: lam steps, probability steps
@@ -68,6 +87,8 @@ class ImageDraw:
     overlap: float
     irregularity: float
     texture: float
+    grain: float
+    rim: float
     dim_fraction: float
     defocus_fraction: float
     debris: float
@@ -79,6 +100,10 @@ class ImageDraw:
     offset: float
     gain: float
     saturate: bool
+    saturated: float
+    pressed: bool
+    seam: float
+    chromocentres: bool
     dtype: str
 
 
@@ -92,8 +117,12 @@ def draw_image(cfg: NucleiConfig, rng: np.random.Generator) -> ImageDraw:
         return float(math.exp(rng.uniform(math.log(r[0]), math.log(r[1]))))
 
     d = min(log_uni(cfg.diameter), cfg.size / 2)
-    coverage = log_uni(cfg.coverage) if cfg.coverage[0] > 0 else uni(cfg.coverage)
-    n = int(min(round(coverage * cfg.size**2 / (math.pi * d * d / 4)), cfg.max_cells))
+    area = math.pi * d * d / 4
+    # a field of few, large nuclei is imaged where there are cells: at least MIN_NUCLEI' worth
+    low, high = cfg.coverage
+    low = min(max(low, MIN_NUCLEI * area / cfg.size**2), high) if low > 0 else low
+    coverage = log_uni((low, high)) if low > 0 else uni((low, high))
+    n = int(min(max(round(coverage * cfg.size**2 / area), 1 if coverage > 0 else 0), cfg.max_cells))
     n_bodies = int(rng.binomial(n, uni(cfg.bodies)))
     clusters = int(rng.integers(1, 7)) if rng.random() < cfg.clustered else 0
     values = dict(d=d, coverage=coverage, n_nuclei=n, n_bodies=n_bodies, clusters=clusters, overlap=uni(cfg.overlap),
@@ -103,7 +132,10 @@ def draw_image(cfg: NucleiConfig, rng: np.random.Generator) -> ImageDraw:
                   blur=uni(cfg.blur), photons=log_uni(cfg.photons), read_noise=uni(cfg.read_noise),
                   offset=uni(cfg.offset), gain=uni(cfg.gain), saturate=bool(rng.random() < cfg.saturation))
     dtype = cfg.dtype if cfg.dtype != "random" else ("uint8", "uint16")[int(rng.integers(0, 2))]
-    return ImageDraw(**values, dtype=dtype)
+    more = dict(grain=uni(cfg.grain), rim=uni(cfg.rim), saturated=log_uni(cfg.saturated),
+                pressed=bool(rng.random() < cfg.pressed), seam=float(rng.uniform(0.2, 0.7)),
+                chromocentres=bool(rng.random() < 0.3))
+    return ImageDraw(**values, **more, dtype=dtype)
 
 
 def max_reach(cfg: NucleiConfig, d: float) -> float:
@@ -112,7 +144,8 @@ def max_reach(cfg: NucleiConfig, d: float) -> float:
     big = d * _JITTER_CLIP[1] / 2 * math.sqrt(cfg.elongation[1]) * (1 + _MAX_HARMONIC_SUM)
     edge = 1.0 + 2.5 * _DEFOCUS_MAX * d * _JITTER_CLIP[1]
     fibre = 1.25 * d + 4.0
-    return max(big + edge / 2, fibre) + 2.0
+    figure = 1.6 * d + 2.0  # daughter pairs and the chromosome arms around mitotic figures
+    return max(big + edge / 2, fibre, figure) + 2.0
 
 
 # -- objects ------------------------------------------------------------------------------------------
@@ -125,8 +158,9 @@ class Cells:
     factor ``m(phi)`` at the angles ``phi_t = 2 pi t / T`` of the ellipse's normalised frame (1 = the
     ellipse; see :func:`outline_table`); ``edge``: width (px) of the linear ramp across the outline (1 =
     anti-aliased, wider = defocused); ``level``: brightness at the centre; ``dome``: weight of the
-    projected-ellipsoid profile ``sqrt(1 - (rho / m)^2)`` against a flat top (0 = flat); ``kind``:
-    NUCLEUS, BODY or SPECK; ``layer``: TEXTURED or PLAIN.
+    projected-ellipsoid profile ``sqrt(1 - (rho / m)^2)`` against a flat top (0 = flat); ``rim``:
+    extra brightness at the outline (peripheral chromatin), x ``level``; ``kind``: NUCLEUS, BODY, SPECK
+    or PAIR (see :func:`split_pairs`); ``layer``: TEXTURED or PLAIN.
     """
 
     x: np.ndarray
@@ -138,6 +172,7 @@ class Cells:
     edge: np.ndarray
     level: np.ndarray
     dome: np.ndarray
+    rim: np.ndarray
     kind: np.ndarray
     layer: np.ndarray
 
@@ -198,21 +233,48 @@ def shape_geometry(cells: Cells, radius: int) -> tuple[np.ndarray, np.ndarray]:
     return rho, np.take(cells.outline, idx)
 
 
-def shape_values(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """float32 brightness ``level * alpha * (1 - dome + dome * sqrt(1 - min(rho / m, 1)^2))`` of
-    :func:`shape_geometry`'s pixels (a flat top mixed with the thickness of a uniform ellipsoid);
-    ``alpha`` is a linear ramp of width ``edge`` px across the outline, 0.5 on it (so ``alpha >= 0.5``
-    exactly inside)."""
+def _col(v) -> np.ndarray:
+    return np.asarray(v, np.float32)[:, None, None]
+
+
+def coverage_alpha(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """float32 share of each pixel inside the object: a linear ramp of width ``edge`` px across the
+    outline, 0.5 on it (so ``alpha >= 0.5`` exactly inside)."""
     f32 = np.float32
-    col = lambda v: np.asarray(v, f32)[:, None, None]  # noqa: E731
-    alpha = np.clip((m - rho) * col(np.sqrt(cells.a * cells.b) / cells.edge) + f32(0.5), f32(0.0), f32(1.0))
-    fall = np.minimum(rho / m, f32(1.0))
-    fall *= fall
-    np.subtract(f32(1.0), fall, out=fall)
+    return np.clip((m - rho) * _col(np.sqrt(cells.a * cells.b) / cells.edge) + f32(0.5), f32(0.0), f32(1.0))
+
+
+def shape_values(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """float32 brightness ``level * alpha * (1 - dome + dome * sqrt(1 - q^2) + rim * q^8)``, ``q =
+    min(rho / m, 1)``, of :func:`shape_geometry`'s pixels (a flat top mixed with the thickness of a
+    uniform ellipsoid, plus a bright rim); ``alpha``: :func:`coverage_alpha`."""
+    f32 = np.float32
+    q2 = np.minimum(rho / m, f32(1.0))
+    q2 *= q2
+    fall = f32(1.0) - q2
     np.sqrt(fall, out=fall)
-    fall *= col(cells.dome)
-    fall += col(1.0 - cells.dome)
-    return alpha * fall * col(cells.level)
+    fall *= _col(cells.dome)
+    fall += _col(1.0 - cells.dome)
+    if np.any(cells.rim):
+        q2 *= q2
+        q2 *= q2
+        q2 *= _col(cells.rim)
+        fall += q2
+    fall *= coverage_alpha(cells, rho, m)
+    fall *= _col(cells.level)
+    return fall
+
+
+def contact_weights(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """float32 blending weights of pressed nuclei (:class:`Layers`): ``alpha x exp(depth /
+    _CONTACT_SHARPNESS)``, ``depth`` the distance (px, approximately, capped at 28) inside the outline;
+    where two nuclei overlap the deeper one shows, so they meet along a flattened contact."""
+    f32 = np.float32
+    depth = (m - rho) * _col(np.sqrt(cells.a * cells.b) / _CONTACT_SHARPNESS)
+    np.minimum(depth, f32(40.0), out=depth)
+    np.exp(depth, out=depth)
+    depth *= coverage_alpha(cells, rho, m)
+    return depth
 
 
 def groups_by_reach(reach: np.ndarray, chunk: int = 48):
@@ -224,35 +286,66 @@ def groups_by_reach(reach: np.ndarray, chunk: int = 48):
             yield group, int(math.ceil(float(reach[group].max()))) + 1
 
 
-class Layers:
-    """Two float accumulators (TEXTURED, PLAIN) over the image padded by ``pad`` on every side;
-    windows are recorded by :meth:`add` and summed once by :meth:`total` (one ``bincount``)."""
+_BLEND = 2  # first of the three accumulators of pressed objects: sum w v, sum w, sum w^2
 
-    def __init__(self, size: int, pad: int):
+
+class Layers:
+    """Float accumulators over the image padded by ``pad`` on every side: TEXTURED and PLAIN, which
+    add up, and (``pressed``) three more that blend the TEXTURED objects given weights (see
+    :meth:`total`); windows are recorded by :meth:`add` and summed once (one ``bincount``)."""
+
+    def __init__(self, size: int, pad: int, pressed: bool = False, seam: float = 0.0):
         self.size, self.pad, self.width = size, pad, size + 2 * pad
+        self.pressed, self.seam = pressed, seam
         self._idx: list[np.ndarray] = []
         self._val: list[np.ndarray] = []
 
-    def add(self, layer, x, y, values: np.ndarray) -> None:
-        """Add ``values`` (M, S, S) in windows placed like :func:`shape_geometry` at ``(x, y)``."""
-        if not len(values):
-            return
-        radius = values.shape[1] // 2
-        w = self.width
+    def _windows(self, channel, x, y, side: int) -> np.ndarray:
+        w, radius = self.width, side // 2
         rows = np.floor(y).astype(np.intp) + self.pad - radius
         cols = np.floor(x).astype(np.intp) + self.pad - radius
-        ar = np.arange(values.shape[1], dtype=np.intp)
-        base = (np.asarray(layer, np.intp) * w * w + rows * w + cols)[:, None, None]
-        self._idx.append((base + (ar[:, None] * w + ar[None, :])[None]).ravel())
-        self._val.append(values.ravel())
+        ar = np.arange(side, dtype=np.intp)
+        base = (np.asarray(channel, np.intp) * w * w + rows * w + cols)[:, None, None]
+        return base + (ar[:, None] * w + ar[None, :])[None]
+
+    def add(self, layer, x, y, values: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add ``values`` (M, S, S) in windows placed like :func:`shape_geometry` at ``(x, y)``; with
+        ``weights`` (and ``pressed``) the TEXTURED ones blend instead of adding up."""
+        if not len(values):
+            return
+        layer = np.broadcast_to(np.asarray(layer, np.intp), (len(values),))
+        if weights is None or not self.pressed:
+            self._idx.append(self._windows(layer, x, y, values.shape[1]).ravel())
+            self._val.append(values.ravel())
+            return
+        blend = layer == TEXTURED
+        if not blend.all():
+            keep = ~blend
+            self.add(layer[keep], x[keep], y[keep], values[keep])
+        x, y, v, wt = x[blend], y[blend], values[blend], weights[blend]
+        idx = self._windows(np.full(len(v), _BLEND), x, y, v.shape[1]).ravel()
+        step = self.width * self.width
+        self._idx += [idx, idx + step, idx + 2 * step]
+        self._val += [(v * wt).ravel(), wt.ravel(), (wt * wt).ravel()]
 
     def total(self) -> np.ndarray:
-        """float32 (2, size, size): the two layers cropped to the image."""
+        """float32 (2, size, size): the TEXTURED and PLAIN layers cropped to the image. Blended objects
+        join TEXTURED as ``sum w v / sum w`` (where one dominates, its value), darkened along contacts
+        by ``seam x 2 (1 - sum w^2 / (sum w)^2)`` (1 - seam where two meet evenly)."""
         w, p = self.width, self.pad
+        channels = 5 if self.pressed else 2
         if not self._idx:
             return np.zeros((2, self.size, self.size), np.float32)
-        acc = np.bincount(np.concatenate(self._idx), np.concatenate(self._val), minlength=2 * w * w)
-        return acc.reshape(2, w, w)[:, p : w - p, p : w - p].astype(np.float32)
+        acc = np.bincount(np.concatenate(self._idx), np.concatenate(self._val), minlength=channels * w * w)
+        acc = acc.reshape(channels, w, w)[:, p : w - p, p : w - p]
+        out = acc[:2].astype(np.float32)
+        if self.pressed:
+            wv, s1, s2 = acc[_BLEND:]
+            inside = s1 > 0
+            s1 = np.where(inside, s1, 1.0)
+            dark = np.clip(1.0 - self.seam * 2.0 * (1.0 - s2 / (s1 * s1)), 0.0, 1.0)
+            out[TEXTURED] += np.where(inside, wv / s1 * dark, 0.0).astype(np.float32)
+        return out
 
 
 # -- placing the labelled objects ---------------------------------------------------------------------
@@ -279,15 +372,48 @@ def _outlines(rng, m: int, amplitude: np.ndarray) -> np.ndarray:
     return outline_table(mag * np.exp(1j * phase))
 
 
+def _figures(d: float, rng, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(kind, diameter, axis ratio)`` of ``m`` mitotic figures: condensed bodies and metaphase bars
+    (BODY), daughter pairs (PAIR, an ellipse holding both daughters; see :func:`split_pairs`)."""
+    u, size, shape, sep = rng.random(m), rng.random(m), rng.random(m), rng.uniform(*_PAIR_SEP, m)
+    lerp = lambda r, t: r[0] + (r[1] - r[0]) * t  # noqa: E731
+    bar = u >= _CONDENSED[0]
+    pair = u >= _CONDENSED[0] + _BAR[0]
+    diam = np.where(bar, lerp(_BAR[1:3], size), lerp(_CONDENSED[1:3], size))
+    ratio = np.where(bar, lerp(_BAR[3:], shape), lerp(_CONDENSED[3:], shape))
+    daughter = lerp(_PAIR_D, size)
+    diam = np.where(pair, daughter * np.sqrt(1 + sep), diam)  # a = daughter (1 + sep) / 2, b = daughter / 2
+    ratio = np.where(pair, 1 + sep, ratio)
+    return np.where(pair, PAIR, BODY), d * diam, ratio
+
+
+def split_pairs(pairs: Cells) -> Cells:
+    """Two BODY daughters for each PAIR: centred ``a - b`` either side along its long axis, each of
+    semi-axes ``1.12 b, b / 1.12`` across that axis, sharing its outline (the second turned half a
+    turn), level and edge."""
+    off = pairs.a - pairs.b
+    ux, uy = np.cos(pairs.theta) * off, np.sin(pairs.theta) * off
+    two = lambda v: np.concatenate([v, v])  # noqa: E731
+    return Cells(x=np.concatenate([pairs.x + ux, pairs.x - ux]), y=np.concatenate([pairs.y + uy, pairs.y - uy]),
+                 a=two(pairs.b * 1.12), b=two(pairs.b / 1.12),
+                 theta=np.concatenate([pairs.theta + np.pi / 2, pairs.theta - np.pi / 2]),
+                 outline=two(pairs.outline), edge=two(pairs.edge), level=two(pairs.level), dome=two(pairs.dome),
+                 rim=two(pairs.rim), kind=np.full(2 * len(pairs), BODY), layer=two(pairs.layer))
+
+
 def _candidates(cfg: NucleiConfig, p: ImageDraw, rng, xy: np.ndarray) -> Cells:
-    """Labelled candidates at ``xy``: nuclei, or bodies with probability n_bodies / (n_nuclei + n_bodies).
-    Every draw is made for every candidate (the stream does not depend on the values)."""
+    """Labelled candidates at ``xy``: nuclei, or mitotic figures (:func:`_figures`) with probability
+    n_bodies / (n_nuclei + n_bodies). Every draw is made for every candidate (the stream does not
+    depend on the values)."""
     m = len(xy)
     body = rng.random(m) < p.n_bodies / max(p.n_nuclei + p.n_bodies, 1)
     diam = p.d * np.clip(1.0 + cfg.diameter_jitter * rng.standard_normal(m), *_JITTER_CLIP)
-    diam = np.where(body, p.d * rng.uniform(0.3, 0.6, m), diam)
-    ratio = np.where(body, rng.uniform(1.0, 1.15, m), rng.uniform(*cfg.elongation, m))
-    outline = _outlines(rng, m, np.where(body, 0.3, 1.0) * p.irregularity)
+    ratio = rng.uniform(*cfg.elongation, m)
+    fig_kind, fig_diam, fig_ratio = _figures(p.d, rng, m)
+    kind = np.where(body, fig_kind, NUCLEUS)
+    diam, ratio = np.where(body, fig_diam, diam), np.where(body, fig_ratio, ratio)
+    outline = _outlines(rng, m, p.irregularity + np.where(body, _FIGURE_IRREGULARITY, 0.0))
+    rim = p.rim * rng.uniform(0.5, 1.5, m) * ~body
     level = np.exp(cfg.brightness_sd * rng.standard_normal(m))
     dim = rng.random(m) < p.dim_fraction
     level = np.where(dim, rng.uniform(0.1, 0.4, m), level)
@@ -302,8 +428,7 @@ def _candidates(cfg: NucleiConfig, p: ImageDraw, rng, xy: np.ndarray) -> Cells:
     return Cells(
         x=xy[:, 0], y=xy[:, 1], a=radius * np.sqrt(ratio), b=radius / np.sqrt(ratio),
         theta=rng.uniform(0.0, np.pi, m), outline=outline, edge=1.0 + 2.5 * sigma, level=level,
-        dome=rng.uniform(0.3, 0.8, m), kind=np.where(body, BODY, NUCLEUS),
-        layer=np.where(defocus, PLAIN, TEXTURED),
+        dome=rng.uniform(0.3, 0.8, m), rim=rim, kind=kind, layer=np.where(defocus, PLAIN, TEXTURED),
     )
 
 
@@ -367,28 +492,46 @@ def place_cells(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> Cells:
             keep = _accept(occupied, stencils, rows, cols, limit, target - n_placed)
             if keep:
                 kept = cells.take(keep)
-                layers.add(kept.layer, kept.x, kept.y, shape_values(kept, rho[keep], m_out[keep]))
-                placed.append(kept)
+                single = np.flatnonzero(kept.kind != PAIR)
+                draw_objects(layers, kept.take(single), (rho[keep][single], m_out[keep][single]))
+                placed.append(kept.take(single))
+                daughters = split_pairs(kept.take(np.flatnonzero(kept.kind == PAIR)))
+                draw_objects(layers, daughters)
+                inside = (daughters.x >= 0) & (daughters.x < cfg.size) & (daughters.y >= 0) & (daughters.y < cfg.size)
+                placed.append(daughters.take(np.flatnonzero(inside)))  # a daughter off the image is not labelled
                 n_placed += len(keep)
     return Cells.concat(placed) if placed else _no_cells()
+
+
+def draw_objects(layers: Layers, cells: Cells, geometry=None) -> None:
+    """Add ``cells`` to ``layers`` (pressed ones with their :func:`contact_weights`); ``geometry``: their
+    ``(rho, m)`` when already computed in one window size."""
+    parts = [(np.arange(len(cells)), geometry)] if geometry is not None else [
+        (g, shape_geometry(cells.take(g), radius)) for g, radius in groups_by_reach(cells.reach())]
+    for g, (rho, m) in parts:
+        c = cells.take(g)
+        weights = contact_weights(c, rho, m) if layers.pressed and (c.layer == TEXTURED).any() else None
+        layers.add(c.layer, c.x, c.y, shape_values(c, rho, m), weights)
 
 
 def _no_cells() -> Cells:
     empty = np.empty(0)
     return Cells(x=empty, y=empty, a=empty, b=empty, theta=empty, outline=np.empty((0, OUTLINE_SAMPLES), np.float32),
-                 edge=empty, level=empty, dome=empty, kind=np.empty(0, int), layer=np.empty(0, int))
+                 edge=empty, level=empty, dome=empty, rim=empty, kind=np.empty(0, int), layer=np.empty(0, int))
 
 
 # -- unlabelled structures ----------------------------------------------------------------------------
-def spot_tiles(x, y, sigma, amp, radius: int) -> np.ndarray:
+def spot_tiles(x, y, sigma, amp, radius: int, flat: bool = False) -> np.ndarray:
     """float32 (M, 2R+1, 2R+1) Gaussian spots ``amp * exp(-r^2 / 2 sigma^2)`` in windows placed like
-    :func:`shape_geometry`."""
+    :func:`shape_geometry`; ``flat``: flat-topped ``amp * exp(-(r^2 / 2 sigma^2)^2)``."""
     f32 = np.float32
     off = np.arange(-radius, radius + 1, dtype=f32) + f32(0.5)
     dx = ((np.floor(x) - x).astype(f32)[:, None] + off)[:, None, :]
     dy = ((np.floor(y) - y).astype(f32)[:, None] + off)[:, :, None]
-    k = (-0.5 / np.asarray(sigma, f32) ** 2)[:, None, None]
-    return np.exp((dx * dx + dy * dy) * k) * np.asarray(amp, f32)[:, None, None]
+    q = (dx * dx + dy * dy) * (0.5 / np.asarray(sigma, f32) ** 2)[:, None, None]
+    if flat:
+        q *= q
+    return np.exp(-q) * np.asarray(amp, f32)[:, None, None]
 
 
 def fibre_tiles(x, y, theta, half, width, level, radius: int) -> np.ndarray:
@@ -407,23 +550,41 @@ def fibre_tiles(x, y, theta, half, width, level, radius: int) -> np.ndarray:
     return np.exp((ex * ex + ey * ey) * k) * np.asarray(level, f32)[:, None, None]
 
 
-def add_nucleoli(cfg: NucleiConfig, cells: Cells, rng, layers: Layers) -> None:
-    """1-3 dark or bright Gaussian spots (visible diameter ~d/6) inside in-focus nuclei, with
-    probability ``cfg.nucleoli`` each; never labelled."""
-    host = cells.take(np.flatnonzero((cells.kind == NUCLEUS) & (cells.layer == TEXTURED)))
-    count = np.where(rng.random(len(host)) < cfg.nucleoli, rng.integers(1, 4, len(host)), 0)
-    idx = np.repeat(np.arange(len(host)), count)
-    if not len(idx):
-        return
-    h, n = host.take(idx), len(idx)
-    r, phi = rng.uniform(0.0, 0.5, n), rng.uniform(0.0, 2 * np.pi, n)
+def _spots_in(h: Cells, rng, reach: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """One point per row of ``h``: at a uniform angle, ``reach`` (low, high) of the way to its outline."""
+    n = len(h)
+    r, phi = rng.uniform(*reach, n), rng.uniform(0.0, 2 * np.pi, n)
     u, v = r * h.a * np.cos(phi), r * h.b * np.sin(phi)
-    x = h.x + u * np.cos(h.theta) - v * np.sin(h.theta)
-    y = h.y + u * np.sin(h.theta) + v * np.cos(h.theta)
-    sigma = np.maximum(np.sqrt(h.a * h.b) / 6, 0.5)
-    amp = h.level * rng.uniform(0.25, 0.5, n) * np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    return h.x + u * np.cos(h.theta) - v * np.sin(h.theta), h.y + u * np.sin(h.theta) + v * np.cos(h.theta)
+
+
+def _add_spots(layers: Layers, x, y, sigma, amp, flat: bool) -> None:
     for g, radius in groups_by_reach(3 * sigma):
-        layers.add(np.full(len(g), TEXTURED), x[g], y[g], spot_tiles(x[g], y[g], sigma[g], amp[g], radius))
+        layers.add(np.full(len(g), TEXTURED), x[g], y[g], spot_tiles(x[g], y[g], sigma[g], amp[g], radius, flat))
+
+
+def add_nucleoli(cfg: NucleiConfig, p: ImageDraw, cells: Cells, rng, layers: Layers) -> None:
+    """Inside in-focus nuclei, with probability ``cfg.nucleoli`` each: 1-3 nucleoli (flat-topped dark
+    spots, 0.1-0.25 d across, 30-70% deep; one in four bright instead), and in images with
+    ``chromocentres`` 3-8 small bright spots (0.05-0.1 d). Around each mitotic figure: 3-8 bright
+    spots out to its outline and past it (the condensed chromosomes' ragged edge). Never labelled."""
+    host = cells.take(np.flatnonzero((cells.kind == NUCLEUS) & (cells.layer == TEXTURED)))
+    has = rng.random(len(host)) < cfg.nucleoli
+    h = host.take(np.repeat(np.arange(len(host)), np.where(has, rng.integers(1, 4, len(host)), 0)))
+    x, y = _spots_in(h, rng, (0.0, 0.55))
+    size = np.sqrt(h.a * h.b)  # the host's radius
+    sign = np.where(rng.random(len(h)) < 0.25, 1.0, -1.0)
+    _add_spots(layers, x, y, np.maximum(size * rng.uniform(0.1, 0.25, len(h)) / 1.29, 0.5),
+               h.level * rng.uniform(0.3, 0.7, len(h)) * sign, flat=True)
+    h = host.take(np.repeat(np.arange(len(host)), np.where(has & p.chromocentres, rng.integers(3, 9, len(host)), 0)))
+    x, y = _spots_in(h, rng, (0.0, 0.8))
+    _add_spots(layers, x, y, np.maximum(np.sqrt(h.a * h.b) * rng.uniform(0.05, 0.1, len(h)) / 1.2, 0.4),
+               h.level * rng.uniform(0.3, 0.8, len(h)), flat=False)
+    figures = cells.take(np.flatnonzero(cells.kind == BODY))
+    h = figures.take(np.repeat(np.arange(len(figures)), rng.integers(3, 9, len(figures))))
+    x, y = _spots_in(h, rng, (0.3, 1.15))
+    _add_spots(layers, x, y, np.maximum(np.sqrt(h.a * h.b) * 0.2, 0.5), h.level * rng.uniform(0.3, 0.8, len(h)),
+               flat=False)
 
 
 def add_debris(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> None:
@@ -439,10 +600,8 @@ def add_debris(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> None:
     specks = Cells(x=xy[:, 0], y=xy[:, 1], a=diam / 2 * np.sqrt(ratio), b=diam / 2 / np.sqrt(ratio),
                    theta=rng.uniform(0, np.pi, ns), outline=_outlines(rng, ns, np.full(ns, 0.25)),
                    edge=rng.uniform(1.0, 2.0, ns), level=rng.uniform(0.05, 0.3, ns), dome=np.zeros(ns),
-                   kind=np.full(ns, SPECK), layer=np.full(ns, PLAIN))
-    for group, radius in groups_by_reach(specks.reach()):
-        s = specks.take(group)
-        layers.add(s.layer, s.x, s.y, shape_values(s, *shape_geometry(s, radius)))
+                   rim=np.zeros(ns), kind=np.full(ns, SPECK), layer=np.full(ns, PLAIN))
+    draw_objects(layers, specks)
     fx, fy = rng.uniform(0, size, nf), rng.uniform(0, size, nf)
     theta, half = rng.uniform(0, np.pi, nf), d * rng.uniform(0.5, 1.25, nf)
     width, level = rng.uniform(0.4, 1.0, nf), rng.uniform(0.05, 0.25, nf)
@@ -461,13 +620,22 @@ def blobs(size: int, d: float, debris: float, rng) -> np.ndarray:
 
 
 # -- whole-image fields, optics and camera ------------------------------------------------------------
-def smooth_noise(rng, size: int, sigma: float) -> np.ndarray:
-    """White noise smoothed (FFT, periodic) by a Gaussian of SD ``sigma`` px; float32, zero mean, unit SD."""
+def smooth_noise(rng, size: int, sigma: float, fine: float | None = None, grain: float = 0.0) -> np.ndarray:
+    """White noise smoothed (FFT, periodic) by a Gaussian of SD ``sigma`` px; float32, zero mean, unit SD.
+    With ``fine``: a mix of that and the noise smoothed by SD ``fine``, each of equal variance
+    before weighting ``1 - grain`` and ``grain`` (one FFT pair either way)."""
     spectrum = sfft.rfft2(rng.standard_normal((size, size), dtype=np.float32))
-    k = np.float32(-2 * np.pi**2 * sigma * sigma)
-    fy = np.exp(k * sfft.fftfreq(size).astype(np.float32) ** 2)
-    fx = np.exp(k * sfft.rfftfreq(size).astype(np.float32) ** 2)
-    field = sfft.irfft2(spectrum * (fy[:, None] * fx[None, :]), s=(size, size))
+
+    def gauss(sd):  # transfer function, scaled so each filtered noise has the same variance
+        k = np.float32(-2 * np.pi**2 * sd * sd)
+        fy = np.exp(k * sfft.fftfreq(size).astype(np.float32) ** 2)
+        fx = np.exp(k * sfft.rfftfreq(size).astype(np.float32) ** 2)
+        return fy[:, None] * fx[None, :] * np.float32(sd)
+
+    transfer = gauss(sigma)
+    if fine is not None and grain > 0:
+        transfer = transfer * np.float32(1 - grain) + gauss(fine) * np.float32(grain)
+    field = sfft.irfft2(spectrum * transfer, s=(size, size))
     field -= field.mean()
     return field / np.float32(max(float(field.std()), 1e-12))
 
@@ -507,7 +675,7 @@ def illumination_field(size: int, depth: float, rng) -> np.ndarray:
 def optics(layers: np.ndarray, p: ImageDraw, size: int, rng, extra: np.ndarray) -> np.ndarray:
     """Expected photons per pixel, float32 (size, size): texture x textured layer + plain layer +
     ``extra`` + background (with autofluorescence), PSF-blurred, times the illumination, times photons."""
-    texture = smooth_noise(rng, size, max(p.d / 12, 0.6))
+    texture = smooth_noise(rng, size, max(p.d / 12, 0.6), max(p.d / 40, 0.6), p.grain)
     # log-normal modulation keeps the mean brightness and stays positive
     signal = layers[0] * np.exp(np.float32(p.texture) * texture - np.float32(p.texture**2 / 2))
     signal += layers[1]
@@ -555,7 +723,9 @@ def photon_counts(expected: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
 def camera(expected: np.ndarray, p: ImageDraw, rng) -> np.ndarray:
     """Camera units, float32: ``gain x photons + offset`` with Poisson photon noise (see
     :func:`photon_counts`) and Gaussian read noise, drawn together as one Gaussian where the photon
-    noise is approximated; with ``saturate`` the top 0.5-1.5% clip to one level."""
+    noise is approximated; with ``saturate`` the brightest ``saturated`` share of the nucleus pixels
+    (expected at least a quarter of a typical nucleus; the whole image's top 1% when there are none)
+    clip to one level."""
     counts, variance = photon_counts(expected, rng)
     gain = np.float32(p.gain)
     variance *= gain * gain
@@ -564,18 +734,21 @@ def camera(expected: np.ndarray, p: ImageDraw, rng) -> np.ndarray:
     image *= np.sqrt(variance)
     image += counts * gain + np.float32(p.offset)
     if p.saturate:
-        k = int(rng.uniform(0.985, 0.995) * (image.size - 1))
-        np.minimum(image, np.partition(image.ravel(), k)[k], out=image)
+        bright = image[expected >= np.float32(0.25 * p.photons)]
+        values, share = (bright, p.saturated) if bright.size >= 20 else (image.ravel(), 0.01)
+        k = int((1.0 - share) * (values.size - 1))
+        np.minimum(image, np.partition(values, k)[k], out=image)
     return image
 
 
 def to_dtype(image: np.ndarray, p: ImageDraw, rng) -> np.ndarray:
     """uint16: camera units rounded and clipped to 0..65535. uint8: minus a random share of the
-    image minimum, scaled so the maximum lands at 255 when saturated, else at 25-100% of 255."""
+    image minimum, scaled so the maximum lands at 255 when saturated, else at 10-100% of 255
+    (log-uniform: dim 8-bit images keep few grey levels)."""
     if p.dtype == "uint16":
         return np.clip(np.rint(image), 0, 65535).astype(np.uint16)
     lo = float(image.min()) * rng.uniform(0.0, 1.0)
-    top = 255.0 if p.saturate else 255.0 * rng.uniform(0.25, 1.0)
+    top = 255.0 if p.saturate else 255.0 * math.exp(rng.uniform(math.log(_DIM8[0]), math.log(_DIM8[1])))
     scale = np.float32(top / max(float(image.max()) - lo, 1e-6))
     return np.clip(np.rint((image - np.float32(lo)) * scale), 0, 255).astype(np.uint8)
 
@@ -584,9 +757,9 @@ def to_dtype(image: np.ndarray, p: ImageDraw, rng) -> np.ndarray:
 def render_cells(cfg: NucleiConfig, context, rng: np.random.Generator) -> tuple[np.ndarray, Cells, ImageDraw]:
     """One image, its labelled objects (:class:`Cells`, placement order) and the image's draws."""
     p = draw_image(cfg, rng)
-    layers = Layers(cfg.size, int(math.ceil(max_reach(cfg, p.d))))
+    layers = Layers(cfg.size, int(math.ceil(max_reach(cfg, p.d))), p.pressed, p.seam)
     cells = place_cells(cfg, p, rng, layers)
-    add_nucleoli(cfg, cells, rng, layers)
+    add_nucleoli(cfg, p, cells, rng, layers)
     add_debris(cfg, p, rng, layers)
     extra = blobs(cfg.size, p.d, p.debris, rng)
     expected = optics(layers.total(), p, cfg.size, rng, extra)
@@ -613,3 +786,20 @@ def render(cfg: NucleiConfig, context, rng: np.random.Generator) -> tuple[np.nda
 def prepare(cfg) -> None:
     """Nothing to load before rendering (the synthesizer hook's ``prepare``)."""
     return None
+
+
+def sample(diameter: float, textured: bool = True, size: int | None = None, seed: int = 0,
+           **settings) -> tuple[np.ndarray, np.ndarray]:
+    """A test image of nuclei of one ``diameter`` (px) and its exact centres, as :func:`render`.
+
+    ``textured``: chromatin texture with fine grain, nucleoli and a bright rim in every nucleus;
+    otherwise smooth nuclei (no texture, nucleoli or rim). The field is side ``size`` (default: about
+    6 diameters, at least 256), 15% covered, no debris, no saturation, uint16; ``settings`` override
+    any :class:`NucleiConfig` field, e.g. ``sample(30, coverage=(0.4, 0.4), pressed=1.0)``.
+    """
+    look = dict(texture=(0.5, 0.5), grain=(0.5, 0.5), nucleoli=1.0, rim=(0.3, 0.3)) if textured else dict(
+        texture=(0.0, 0.0), nucleoli=0.0, rim=(0.0, 0.0))
+    side = size or max(256, int(math.ceil(6 * diameter / 64)) * 64)
+    fixed = dict(size=side, diameter=(float(diameter), float(diameter)), coverage=(0.15, 0.15),
+                 debris=(0.0, 0.0), saturation=0.0, dtype="uint16", **look)
+    return render(NucleiConfig(**{**fixed, **settings}), None, image_rng(seed, 0))

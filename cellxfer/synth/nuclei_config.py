@@ -20,20 +20,22 @@ class NucleiConfig:
     """Nuclei synthesizer parameters (see README "synth --method nuclei")."""
 
     size: int = 256  # image side, px; 16 .. 8192
-    diameter: Range = (5.0, 40.0)  # typical nucleus diameter per image, px, log-uniform, capped at size/2; 2 .. 4096
+    diameter: Range = (5.0, 100.0)  # typical nucleus diameter per image, px, log-uniform, capped at size/2; 2 .. 4096
     diameter_jitter: float = 0.15  # per-cell relative SD of the diameter; 0 .. 0.5
-    coverage: Range = (0.003, 0.35)  # share of the image area covered by nuclei, log-uniform (uniform if low is 0); 0 .. 0.9
+    coverage: Range = (0.003, 0.5)  # share of the image area covered by nuclei, log-uniform (uniform if low is 0; low raised to 3 nuclei' worth); 0 .. 0.9
     max_cells: int = 2000  # upper clamp of the nucleus count; 0 .. 100000
     clustered: float = 0.5  # probability an image places cells in 1-6 Gaussian clusters; 0 .. 1
     overlap: Range = (0.0, 0.3)  # largest share of a new nucleus' area over earlier nuclei; 0 .. 1
     elongation: Range = (1.0, 1.8)  # per-cell axis ratio is drawn in this range; 1 .. 5
     irregularity: Range = (0.0, 0.15)  # amplitude of radial harmonics k=2..5 of the outline; 0 .. 0.3
-    texture: Range = (0.0, 0.5)  # chromatin texture amplitude (relative, scale ~d/6); 0 .. 1
-    nucleoli: float = 0.3  # probability a nucleus shows 1-3 dark or bright spots of ~d/6; 0 .. 1
+    texture: Range = (0.0, 0.5)  # chromatin texture amplitude (relative SD); 0 .. 1
+    grain: Range = (0.0, 1.0)  # share of fine chromatin grain (~d/20) in the texture, the rest coarse (~d/6); 0 .. 1
+    rim: Range = (0.0, 0.6)  # brightening at the nuclear edge (peripheral chromatin), x the centre; 0 .. 3
+    nucleoli: float = 0.3  # probability a nucleus shows 1-4 nucleoli (dark, 0.1-0.25 d) and chromocentres (bright); 0 .. 1
     brightness_sd: float = 0.4  # per-cell log-normal brightness SD (natural log); 0 .. 2
     dim_fraction: Range = (0.0, 0.3)  # share of nuclei at 0.1-0.4 of the typical brightness; 0 .. 1
     defocus_fraction: Range = (0.0, 0.3)  # share of nuclei blurred by depth (sigma <= 0.3 d); 0 .. 1
-    bodies: Range = (0.0, 0.05)  # extra small bright (mitotic/apoptotic) bodies per nucleus, labelled; 0 .. 1
+    bodies: Range = (0.0, 0.05)  # mitotic/apoptotic figures per nucleus (condensed, bars, daughter pairs), labelled; 0 .. 1
     debris: Range = (0.0, 0.3)  # unlabelled specks and fibres per nucleus (+ large dim blobs); 0 .. 5
     illumination: Range = (0.0, 0.5)  # depth of the uneven-illumination field (1 - depth at worst); 0 .. 0.95
     background: Range = (0.0, 0.1)  # background level, x typical nucleus brightness; 0 .. 2
@@ -42,7 +44,9 @@ class NucleiConfig:
     read_noise: Range = (0.5, 6.0)  # camera read-noise SD, camera units; 0 .. 1000
     offset: Range = (0.0, 200.0)  # camera offset, camera units; 0 .. 60000
     gain: Range = (0.5, 4.0)  # camera units per photon; > 0 .. 1000
-    saturation: float = 0.2  # probability that the brightest ~1% of an image's pixels clip; 0 .. 1
+    saturation: float = 0.25  # probability that an image saturates (its brightest nucleus pixels clip); 0 .. 1
+    saturated: Range = (0.005, 0.3)  # share of the nucleus pixels that clip in a saturated image, log-uniform; > 0 .. 1
+    pressed: float = 0.5  # probability that an image's touching nuclei flatten against each other (else they add up); 0 .. 1
     dtype: str = "random"  # output bit depth: "uint8", "uint16" or "random" (each image picks one)
     #: whether clearly defocused nuclei (blur sigma above DEFOCUS_LABEL x their diameter) are labelled cells.
     #: Annotation conventions differ: IDCIA's annotators marked only in-focus nuclei, so a counter meant to
@@ -76,6 +80,7 @@ _SCALARS = (
     ("nucleoli", 0.0, 1.0),
     ("brightness_sd", 0.0, 2.0),
     ("saturation", 0.0, 1.0),
+    ("pressed", 0.0, 1.0),
 )
 
 # (name, lowest, highest, lowest excluded) of the range fields
@@ -86,6 +91,8 @@ _RANGES = (
     ("elongation", 1.0, 5.0, False),
     ("irregularity", 0.0, 0.3, False),
     ("texture", 0.0, 1.0, False),
+    ("grain", 0.0, 1.0, False),
+    ("rim", 0.0, 3.0, False),
     ("dim_fraction", 0.0, 1.0, False),
     ("defocus_fraction", 0.0, 1.0, False),
     ("bodies", 0.0, 1.0, False),
@@ -97,6 +104,7 @@ _RANGES = (
     ("read_noise", 0.0, 1000.0, False),
     ("offset", 0.0, 60000.0, False),
     ("gain", 0.0, 1000.0, True),
+    ("saturated", 0.0, 1.0, True),
 )
 
 
