@@ -1,4 +1,4 @@
-"""The cell dataset folder, one format everywhere (see README "Data formats").
+"""The cell dataset folder, one format everywhere (see docs/formats.md).
 
 ::
 

@@ -4,7 +4,7 @@ A :class:`CellxferError` is bad input or a missing resource that the user can fi
 message as one line (``error: <message>``) on stderr and exits with :attr:`exit_code`, never with a
 traceback unless ``--debug`` is given. The message names the file and the fix.
 
-:class:`ExitCode` is the whole contract (README "Exit status"): results go to stdout and files, every
+:class:`ExitCode` is the whole contract (docs/reruns.md "Exit status"): results go to stdout and files, every
 failure the user should read goes to stderr.
 """
 

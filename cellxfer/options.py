@@ -120,7 +120,7 @@ def deprecated_option(old: str, instead: str, default=None):
 
 # -- the option vocabulary ----------------------------------------------------------------------------
 # An option that several commands share is declared here once: its flags, its default and what it
-# means (README "Commands": the common options). A command may add to the help what the option does
+# means (docs/guide/index.md: the common options). A command may add to the help what the option does
 # in it, never another name, short flag or default (tests/test_option_vocabulary.py checks every
 # registered command). Options a typed config owns take the config's default (:func:`config_option`).
 

@@ -1,6 +1,6 @@
 """Run folders: the one place a command that writes a run or a dataset decides what a rerun does.
 
-Policy (the README's "Reruns, --overwrite" section says the same to users):
+Policy (docs/reruns.md, "Reruns and --overwrite", says the same to users):
 
 * a new or empty ``--out`` starts a run;
 * ``--out`` holding a run of the same stage whose *identity* (the config fields that shape the result,

@@ -1,4 +1,4 @@
-"""The exit-code contract (cellxfer.errors.ExitCode, README "Exit status") and the command specs that
+"""The exit-code contract (cellxfer.errors.ExitCode, docs/reruns.md "Exit status") and the command specs that
 every registered command has."""
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ def test_every_registered_command_has_a_spec_and_every_spec_a_command():
         assert spec.argv is not None or not (spec.reads or spec.writes), f"{name}: reads or writes, but has no argv"
 
 
-def test_readme_exit_table_is_the_exit_code_enum():
+def test_documented_exit_table_is_the_exit_code_enum():
     from cellxfer.errors import ExitCode
 
-    text = (REPO / "README.md").read_text()
-    table = text[text.index("### Exit status"):]
+    text = (REPO / "docs" / "reruns.md").read_text()
+    table = text[text.index("## Exit status"):]
     documented = [int(m) for m in re.findall(r"^\| (\d+) \|", table, flags=re.M)]
     assert documented == [int(c) for c in ExitCode]
 

@@ -4,7 +4,7 @@ writes outputs, run on a fixed list of bad and awkward inputs.
 The commands come from the plugin registry: each one's :class:`cellxfer.commands.CommandSpec` says
 what it reads (and the exit code a bad item of each kind gives), what it writes and how to invoke it,
 so registering a command with a spec adds it here. For every (command, role it reads, case) this
-asserts: no traceback and no "unexpected" error; the documented exit code (README "Exit status");
+asserts: no traceback and no "unexpected" error; the documented exit code (docs/reruns.md "Exit status");
 a failure names the file in one line; and nothing partial or clobbered is left (no temporaries, no
 output after a refusal, an existing file never replaced).
 """

@@ -17,7 +17,7 @@ DTYPES = ("uint8", "uint16", "random")
 
 @dataclass(frozen=True)
 class NucleiConfig:
-    """Nuclei synthesizer parameters (see README "synth --method nuclei")."""
+    """Nuclei synthesizer parameters (see docs/guide/synth.md)."""
 
     size: int = 256  # image side, px; 16 .. 8192
     diameter: Range = (5.0, 100.0)  # typical nucleus diameter per image, px, log-uniform, capped at size/2; 2 .. 4096

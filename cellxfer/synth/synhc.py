@@ -1,7 +1,7 @@
 """Syn-HC: the InST-Microscopy paper's hard-coded synthetic nuclei (Algorithm 1), fast.
 
 Per image (numbers are :class:`SynHCConfig` defaults; the paper's lost values come from the
-authors' code and data, see README "Syn-HC"):
+authors' code and data, see docs/guide/synth.md "Syn-HC"):
 
 1. background level ``U(10, 30)`` plus Gaussian noise (sd 5);
 2. target count ``round(N(101.3, 76.4))`` clamped to ``[0, max_cells]``;
