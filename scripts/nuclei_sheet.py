@@ -36,7 +36,7 @@ STYLES = [
     ("0ea22171", 1.0, dict(coverage=(0.45, 0.45), overlap=(0.3, 0.3), bodies=(0.03, 0.03), clustered=0.0,
                            blur=(1.0, 1.0), defocus_fraction=(0.1, 0.1), texture=(0.3, 0.3))),
     ("f6863b83", 1.0, dict(coverage=(0.2, 0.2), texture=(0.4, 0.4), nucleoli=1.0, clustered=0.0)),
-    ("777f7c42", 1.0, dict(coverage=(0.6, 0.6), pressed=1.0, overlap=(0.45, 0.45), texture=(0.25, 0.25),
+    ("777f7c42", 1.0, dict(coverage=(0.8, 0.8), pressed=1.0, overlap=(0.4, 0.4), texture=(0.25, 0.25),
                            grain=(0.7, 0.7), rim=(0.1, 0.1), clustered=0.0, defocus_fraction=(0.0, 0.0))),
     ("9ebcfaf2", 1.0, dict(coverage=(0.4, 0.4), pressed=1.0, overlap=(0.25, 0.25), rim=(0.6, 0.6),
                            texture=(0.35, 0.35), grain=(0.6, 0.6), nucleoli=0.8)),

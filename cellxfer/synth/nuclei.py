@@ -333,19 +333,17 @@ class Layers:
         join TEXTURED as ``sum w v / sum w`` (where one dominates, its value), darkened along contacts
         by ``seam x 2 (1 - sum w^2 / (sum w)^2)`` (1 - seam where two meet evenly)."""
         w, p = self.width, self.pad
+        ww = w * w
         channels = 5 if self.pressed else 2
         if not self._idx:
             return np.zeros((2, self.size, self.size), np.float32)
-        acc = np.bincount(np.concatenate(self._idx), np.concatenate(self._val), minlength=channels * w * w)
-        acc = acc.reshape(channels, w, w)[:, p : w - p, p : w - p]
-        out = acc[:2].astype(np.float32)
-        if self.pressed:
-            wv, s1, s2 = acc[_BLEND:]
-            inside = s1 > 0
-            s1 = np.where(inside, s1, 1.0)
-            dark = np.clip(1.0 - self.seam * 2.0 * (1.0 - s2 / (s1 * s1)), 0.0, 1.0)
-            out[TEXTURED] += np.where(inside, wv / s1 * dark, 0.0).astype(np.float32)
-        return out
+        acc = np.bincount(np.concatenate(self._idx), np.concatenate(self._val), minlength=channels * ww)
+        if self.pressed:  # only where blended objects reach
+            at = np.flatnonzero(acc[(_BLEND + 1) * ww : (_BLEND + 2) * ww])
+            s1 = acc[(_BLEND + 1) * ww + at]
+            dark = np.clip(1.0 - self.seam * 2.0 * (1.0 - acc[(_BLEND + 2) * ww + at] / s1 / s1), 0.0, 1.0)
+            acc[TEXTURED * ww + at] += acc[_BLEND * ww + at] / s1 * dark
+        return acc[: 2 * ww].reshape(2, w, w)[:, p : w - p, p : w - p].astype(np.float32)
 
 
 # -- placing the labelled objects ---------------------------------------------------------------------
@@ -491,14 +489,17 @@ def place_cells(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> Cells:
             limit = p.overlap * stencils.sum(axis=(1, 2))
             keep = _accept(occupied, stencils, rows, cols, limit, target - n_placed)
             if keep:
-                kept = cells.take(keep)
-                single = np.flatnonzero(kept.kind != PAIR)
-                draw_objects(layers, kept.take(single), (rho[keep][single], m_out[keep][single]))
-                placed.append(kept.take(single))
-                daughters = split_pairs(kept.take(np.flatnonzero(kept.kind == PAIR)))
-                draw_objects(layers, daughters)
-                inside = (daughters.x >= 0) & (daughters.x < cfg.size) & (daughters.y >= 0) & (daughters.y < cfg.size)
-                placed.append(daughters.take(np.flatnonzero(inside)))  # a daughter off the image is not labelled
+                kept, pair = cells.take(keep), cells.kind[keep] == PAIR
+                if pair.any():
+                    single = np.flatnonzero(~pair)
+                    draw_objects(layers, kept.take(single), (rho[keep][single], m_out[keep][single]))
+                    daughters = split_pairs(kept.take(np.flatnonzero(pair)))
+                    draw_objects(layers, daughters)
+                    inside = (daughters.x >= 0) & (daughters.x < cfg.size) & (daughters.y >= 0) & (daughters.y < cfg.size)
+                    kept = Cells.concat([kept.take(single), daughters.take(inside)])  # a daughter off the image is not labelled
+                else:
+                    draw_objects(layers, kept, (rho[keep], m_out[keep]))
+                placed.append(kept)
                 n_placed += len(keep)
     return Cells.concat(placed) if placed else _no_cells()
 
@@ -506,10 +507,9 @@ def place_cells(cfg: NucleiConfig, p: ImageDraw, rng, layers: Layers) -> Cells:
 def draw_objects(layers: Layers, cells: Cells, geometry=None) -> None:
     """Add ``cells`` to ``layers`` (pressed ones with their :func:`contact_weights`); ``geometry``: their
     ``(rho, m)`` when already computed in one window size."""
-    parts = [(np.arange(len(cells)), geometry)] if geometry is not None else [
-        (g, shape_geometry(cells.take(g), radius)) for g, radius in groups_by_reach(cells.reach())]
-    for g, (rho, m) in parts:
-        c = cells.take(g)
+    parts = [(cells, geometry)] if geometry is not None else [
+        (cells.take(g), shape_geometry(cells.take(g), radius)) for g, radius in groups_by_reach(cells.reach())]
+    for c, (rho, m) in parts:
         weights = contact_weights(c, rho, m) if layers.pressed and (c.layer == TEXTURED).any() else None
         layers.add(c.layer, c.x, c.y, shape_values(c, rho, m), weights)
 
@@ -565,7 +565,7 @@ def _add_spots(layers: Layers, x, y, sigma, amp, flat: bool) -> None:
 
 def add_nucleoli(cfg: NucleiConfig, p: ImageDraw, cells: Cells, rng, layers: Layers) -> None:
     """Inside in-focus nuclei, with probability ``cfg.nucleoli`` each: 1-3 nucleoli (flat-topped dark
-    spots, 0.1-0.25 d across, 30-70% deep; one in four bright instead), and in images with
+    spots, 0.1-0.25 d across, 15-50% deep; one in four bright instead), and in images with
     ``chromocentres`` 3-8 small bright spots (0.05-0.1 d). Around each mitotic figure: 3-8 bright
     spots out to its outline and past it (the condensed chromosomes' ragged edge). Never labelled."""
     host = cells.take(np.flatnonzero((cells.kind == NUCLEUS) & (cells.layer == TEXTURED)))
@@ -575,7 +575,7 @@ def add_nucleoli(cfg: NucleiConfig, p: ImageDraw, cells: Cells, rng, layers: Lay
     size = np.sqrt(h.a * h.b)  # the host's radius
     sign = np.where(rng.random(len(h)) < 0.25, 1.0, -1.0)
     _add_spots(layers, x, y, np.maximum(size * rng.uniform(0.1, 0.25, len(h)) / 1.29, 0.5),
-               h.level * rng.uniform(0.3, 0.7, len(h)) * sign, flat=True)
+               h.level * rng.uniform(0.15, 0.5, len(h)) * sign, flat=True)
     h = host.take(np.repeat(np.arange(len(host)), np.where(has & p.chromocentres, rng.integers(3, 9, len(host)), 0)))
     x, y = _spots_in(h, rng, (0.0, 0.8))
     _add_spots(layers, x, y, np.maximum(np.sqrt(h.a * h.b) * rng.uniform(0.05, 0.1, len(h)) / 1.2, 0.4),
@@ -632,9 +632,12 @@ def smooth_noise(rng, size: int, sigma: float, fine: float | None = None, grain:
         fx = np.exp(k * sfft.rfftfreq(size).astype(np.float32) ** 2)
         return fy[:, None] * fx[None, :] * np.float32(sd)
 
-    transfer = gauss(sigma)
-    if fine is not None and grain > 0:
-        transfer = transfer * np.float32(1 - grain) + gauss(fine) * np.float32(grain)
+    if fine is None or grain <= 0:
+        transfer = gauss(sigma)
+    elif grain >= 1:
+        transfer = gauss(fine)
+    else:
+        transfer = gauss(sigma) * np.float32(1 - grain) + gauss(fine) * np.float32(grain)
     field = sfft.irfft2(spectrum * transfer, s=(size, size))
     field -= field.mean()
     return field / np.float32(max(float(field.std()), 1e-12))
