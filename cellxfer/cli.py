@@ -4,7 +4,8 @@ Exit codes (:class:`cellxfer.errors.ExitCode`, the same for every command): a
 :class:`cellxfer.errors.CellxferError` prints its lines (``error: ...``) on stderr and exits with its
 code (2 bad input, 1 a batch with failed inputs); a usage error is click's message and 2; an
 :class:`OSError` naming a file (an output folder that is a file, a full disk, no permission) is one
-line naming it with the fix and 2, since the user fixes it, not cellxfer; any other
+line naming it with the fix and 2, since the user fixes it, not cellxfer; a command whose extra is not
+installed (:mod:`cellxfer.extras`) is one line naming the pip command and 2; any other
 exception prints one line ``error: unexpected ... (rerun with --debug ...)`` and exits 70; Ctrl-C prints
 ``interrupted: <what is saved and how to resume>`` from the command's spec and exits 130.
 ``--debug`` (or ``CELLXFER_DEBUG=1``) shows tracebacks instead.
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from cellxfer.console import err
     from cellxfer.errors import CellxferError, ExitCode, os_error_message
+    from cellxfer.extras import missing_extra_error
 
     # typer >= 0.2x runs on its own copy of click: its usage errors, Exit and Abort are not click's
     try:
@@ -123,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - one line, no traceback, unless --debug
         if debug:
             raise
+        missing = missing_extra_error(exc, _invoked) if isinstance(exc, ModuleNotFoundError) else None
+        if missing is not None:  # a module of an extra that is not installed: the pip line
+            _print_error(err, missing.lines()[0])
+            sys.exit(missing.exit_code)
         if isinstance(exc, OSError) and exc.filename is not None:
             _print_error(err, f"error: {os_error_message(exc)}")
             sys.exit(ExitCode.BAD_INPUT)

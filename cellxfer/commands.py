@@ -60,7 +60,8 @@ class CommandSpec:
     :class:`Inputs`, quickly: small settings, the inputs' roles in ``reads`` used, the rest of
     :class:`Inputs` ignored; options an input needs (``--page 1``) can be appended to it. ``runs_offline``: False when the command cannot finish on such inputs
     because it needs weights cellxfer does not ship (learn-style's Stable Diffusion): then only its
-    refusals of bad input are checked. ``out_suffix``: the suffix an output file needs (``.csv``)."""
+    refusals of bad input are checked. ``out_suffix``: the suffix an output file needs (``.csv``).
+    ``extra``: the pip extra the command needs (:mod:`cellxfer.extras`; empty: the core install runs it)."""
 
     name: str
     interrupted: str
@@ -69,3 +70,4 @@ class CommandSpec:
     argv: Callable[[Inputs], list] | None = None
     runs_offline: bool = True
     out_suffix: str = ""
+    extra: str = ""

@@ -215,6 +215,17 @@ class Registry:
                 continue
             if added:
                 info.provides["commands"] = added
+        self._declare_extras(app)
+
+    def _declare_extras(self, app) -> None:
+        """A command whose spec names an extra checks it before its body runs (:func:`cellxfer.extras.requiring`)."""
+        from cellxfer.extras import requiring
+
+        specs = self.commands()
+        for command in app.registered_commands:
+            spec = specs.get(command.name or command.callback.__name__.replace("_", "-"))
+            if spec is not None and spec.extra:
+                command.callback = requiring(spec.extra, spec.name, command.callback)
 
 
 def _kind(hook_name: str) -> str:

@@ -1,6 +1,6 @@
 """Model files: a module's ``state_dict`` plus string metadata in one safetensors file, written atomically.
 
-Counters (:mod:`cellxfer.counter.model`) and translators (:mod:`cellxfer.translate.model`) both store
+Counters (:mod:`cellxfer.counter.model`) and translators (:mod:`cellxfer.translator.model`) both store
 their meta dataclass as JSON under their own metadata key: :func:`save_module` writes, :func:`read_metadata`
 and :func:`load_weights` read, with one-line errors that end in ``hint`` (what file to give instead).
 """

@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.cellxfer-installed
-extras="cpu,dask,dev"
+extras="all,dev"  # the whole suite: every extra that installs from PyPI (not trt/gpu)
 want=$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import cellxfer' 2>/dev/null; then
     echo "installing cellxfer and its dependencies into .venv (first time: a few minutes, ~6 GB with torch)" >&2

@@ -92,8 +92,9 @@ def main(argv=None):
     from cellxfer.synth.paired import PairedConfig, write_pairs
     from cellxfer.translate.adapt import AdaptConfig, _load_inputs, adapt_layer
     from cellxfer.translate.data import list_images, list_pairs
-    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize, torch_runner
-    from cellxfer.translate.model import MODEL_FILE, load_translator
+    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize
+    from cellxfer.translator.model import torch_runner
+    from cellxfer.translator.model import MODEL_FILE, load_translator
     from cellxfer.translate.train import TrainTranslateConfig, train_translator
 
     torch.set_num_threads(args.threads)
@@ -298,8 +299,9 @@ def real_adaptation(args, model: Path, zs: list[int], pairs: dict, parts: list[s
     read); Pearson per part. The best intermediate layer is picked on the validation part."""
     from cellxfer.translate.adapt import AdaptConfig, _load_inputs, adapt_layer
     from cellxfer.translate.data import list_images
-    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize, torch_runner
-    from cellxfer.translate.model import MODEL_FILE, load_translator
+    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize
+    from cellxfer.translator.model import torch_runner
+    from cellxfer.translator.model import MODEL_FILE, load_translator
 
     g, meta = load_translator(model)
     layers = [int(x) for x in args.layers.split(",")]

@@ -177,7 +177,7 @@ def _counter(model: Path):
     """``count(image) -> Counted`` exactly as ``cellxfer count`` (torch engine, default --diameter)."""
     from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.counter.model import load_counter
-    from cellxfer.counter.windows import torch_runner
+    from cellxfer.counter.model import torch_runner
     from cellxfer.scale import DiameterPolicy
 
     net, meta = load_counter(model)

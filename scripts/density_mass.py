@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     import torch
 
     from cellxfer.counter.model import load_counter
-    from cellxfer.counter.windows import torch_runner
+    from cellxfer.counter.model import torch_runner
     from cellxfer.count.parts import density_normalized
     from cellxfer.train.data import labelled_ids
 

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from cellxfer.synth.paired import PairedConfig, write_pairs  # noqa: E402
 from cellxfer.translate.adapt import AdaptConfig, adapt_layer  # noqa: E402
-from cellxfer.translate.model import TranslatorMeta, build_generator, load_translator, save_translator  # noqa: E402
+from cellxfer.translator.model import TranslatorMeta, build_generator, load_translator, save_translator  # noqa: E402
 
 
 @pytest.fixture(scope="module")

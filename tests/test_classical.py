@@ -76,6 +76,7 @@ def test_train_count_arch_log_writes_a_normal_counter(data, tmp_path):
     import json
 
     from cellxfer.count.parts import count_image
+    from cellxfer.counter.model import torch_runner
     from cellxfer.evaluate.run import EvaluateConfig, evaluate
     from cellxfer.train.counter import TrainConfig, train_counter
 
@@ -99,7 +100,7 @@ def test_train_count_arch_log_writes_a_normal_counter(data, tmp_path):
     s = CellDataset(data / "val")["img0"]
     with torch.no_grad():
         whole = float(model(torch.from_numpy(meta.normalization.apply(s.image))[None, None]).sum())
-    assert count_image(model, meta, s.image) == whole
+    assert count_image(torch_runner(model), meta, s.image) == whole
 
 
 def test_log_onnx_export_with_dynamic_size_parity(data, tmp_path):
@@ -128,7 +129,7 @@ def test_no_detection_along_the_border_of_a_sparse_noisy_image():
     assert len(ys) == 3 and match_points(np.column_stack([xs + 0.5, ys + 0.5]), pts, radius=2.0).f1 == 1.0
     # the same image through stitched tiles (one tile padded past the image) gives the same detections
     from cellxfer.count.parts import density_normalized
-    from cellxfer.counter.windows import torch_runner
+    from cellxfer.counter.model import torch_runner
 
     meta = CounterMeta(arch="log", window=128, output="density", arch_options={**log_options(2.5, 0.2), "tile": 256})
     tiled = density_normalized(torch_runner(model), meta, norm)

@@ -50,10 +50,11 @@ def reference_counts(ckpt: Path, files) -> dict[str, float]:
     """Counts through issue 3's whole-image function on the torch model: the ground truth of parity."""
     from cellxfer.counter.model import load_counter
     from cellxfer.count.parts import count_image
+    from cellxfer.counter.model import torch_runner
     from cellxfer.imageio import read_image
 
     model, meta = load_counter(ckpt)
-    return {str(Path(f).resolve()): count_image(model, meta, read_image(f)) for f in files}
+    return {str(Path(f).resolve()): count_image(torch_runner(model), meta, read_image(f)) for f in files}
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -151,12 +152,13 @@ def test_pages_channels_and_uint16(setup, tmp_path, capsys):
                                 out=tmp_path / "p.csv", page=1))
     from cellxfer.counter.model import load_counter
     from cellxfer.count.parts import count_image
+    from cellxfer.counter.model import torch_runner
 
     model, meta = load_counter(setup["ckpt"])
-    assert list(res.counts.values())[0] == pytest.approx(count_image(model, meta, stack[1]), abs=1e-4)
+    assert list(res.counts.values())[0] == pytest.approx(count_image(torch_runner(model), meta, stack[1]), abs=1e-4)
     res = run_count(CountConfig(paths=(str(tmp_path / "u16.tif"),), model=setup["ckpt"], engine="torch",
                                 out=tmp_path / "u.csv"))
-    assert list(res.counts.values())[0] == pytest.approx(count_image(model, meta, img16), abs=1e-4)
+    assert list(res.counts.values())[0] == pytest.approx(count_image(torch_runner(model), meta, img16), abs=1e-4)
 
 
 def test_overlay_pngs(setup, tmp_path, capsys, monkeypatch):

@@ -40,7 +40,7 @@ def test_training_validation_counts_as_count_does(output):
     torch = pytest.importorskip("torch")
     from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.counter.model import build_counter
-    from cellxfer.counter.windows import torch_runner
+    from cellxfer.counter.model import torch_runner
     from cellxfer.train.counter import predict_normalized
 
     if output == "density":

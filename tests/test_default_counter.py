@@ -22,7 +22,7 @@ def shipped():
 
 def _count(shipped, image, points=False):
     from cellxfer.count.parts import count_plan, plan_image
-    from cellxfer.counter.windows import torch_runner
+    from cellxfer.counter.model import torch_runner
     from cellxfer.scale import DiameterPolicy
 
     model, meta = shipped

@@ -214,6 +214,7 @@ def test_count_writes_points_and_overlays(data, tmp_path, monkeypatch, engine):
 
     from cellxfer.count.job import CountConfig, run_count
     from cellxfer.count.parts import count_image
+    from cellxfer.counter.model import torch_runner
     from cellxfer.dataset import parse_points
     from cellxfer.train.counter import train_counter
 
@@ -230,7 +231,7 @@ def test_count_writes_points_and_overlays(data, tmp_path, monkeypatch, engine):
 
     for file, count in res.counts.items():
         stem = Path(file).stem
-        assert count == pytest.approx(count_image(model, meta, read_image(Path(file))), rel=1e-3, abs=1e-3)
+        assert count == pytest.approx(count_image(torch_runner(model), meta, read_image(Path(file))), rel=1e-3, abs=1e-3)
         pts = parse_points((tmp_path / "pts" / f"{stem}.csv").read_text(), stem)
         assert len(pts) <= max(round(count), 0) and pts.shape[1] == 2
         arr = np.asarray(Image.open(tmp_path / "ov" / f"{stem}.png"))

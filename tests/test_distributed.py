@@ -192,7 +192,7 @@ def test_translate_adapt_and_learn_style_on_two_gloo_processes(tmp_path):
     # translators compared as functions: the biases of convolutions followed by instance norm have zero true
     # gradient, so Adam turns their float noise into lr-sized steps of either sign (measured: up to 1.5e-3)
     # that the norm removes again
-    from cellxfer.translate.model import load_translator
+    from cellxfer.translator.model import load_translator
 
     x = torch.from_numpy(np.random.default_rng(2).normal(size=(2, 1, 32, 32)).astype(np.float32))
     for one, two in (("t_one", "t_two"), ("t_six", "t_resume")):

@@ -155,7 +155,7 @@ def test_a_model_file_says_what_it_is(tmp_path):
     """export tells a translator from a counter by the metadata each records (cellxfer.weights.artefact_kind),
     not by trying loaders; anything else is None and the expected loader's one-line error follows."""
     from cellxfer.counter.model import CounterMeta, build_counter, save_counter
-    from cellxfer.translate.model import TranslatorMeta, build_generator, save_translator
+    from cellxfer.translator.model import TranslatorMeta, build_generator, save_translator
     from cellxfer.weights import artefact_kind
 
     meta = CounterMeta(arch="density", output="density", window=32, arch_options={"base": 4, "stem": 2})

@@ -51,7 +51,7 @@ def test_split_refuses_parts_closer_than_the_margin():
 @pytest.mark.parametrize("num_downs", [5, 6])
 def test_receptive_field_is_what_autograd_finds(num_downs):
     torch = pytest.importorskip("torch")
-    from cellxfer.translate.model import TranslatorMeta, build_generator
+    from cellxfer.translator.model import TranslatorMeta, build_generator
 
     torch.manual_seed(0)
     g = build_generator(TranslatorMeta(ngf=2, num_downs=num_downs, norm="batch", dropout=False)).eval()
@@ -111,7 +111,7 @@ def test_translate_then_count_on_a_tiny_random_translator(tmp_path, capsys):
 
     from cellxfer.dataset import parse_points
     from cellxfer.imageio import read_image
-    from cellxfer.translate.model import TranslatorMeta, build_generator, save_translator
+    from cellxfer.translator.model import TranslatorMeta, build_generator, save_translator
 
     torch.manual_seed(0)
     save_translator(tmp_path / "t" / "translator.safetensors", build_generator(TranslatorMeta(ngf=4, num_downs=5, size=32)).eval(),

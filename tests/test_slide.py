@@ -135,7 +135,7 @@ def _blur_runner(batch):
 
 def test_density_points_do_not_depend_on_parts(small_lazy):
     from cellxfer.count.parts import count_plan, plan_image
-    from cellxfer.density.infer import points_from_density
+    from cellxfer.counter.head import points_from_density
 
     rng = np.random.default_rng(3)
     img = np.zeros((700, 900), np.float32)

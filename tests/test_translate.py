@@ -19,7 +19,7 @@ def translate_array(x, run, tile=256, overlap=32, batch_size=8):
     """Blend ``run`` over ``x`` as Translator.translate does (ramp tiles, weighted merge)."""
     return blend_image(run, x, RampTiles(tile, overlap), batch_size)
 from cellxfer.translate.metrics import mae, pearson, ssim  # noqa: E402
-from cellxfer.translate.model import TranslatorMeta, build_generator, load_translator, save_translator  # noqa: E402
+from cellxfer.translator.model import TranslatorMeta, build_generator, load_translator, save_translator  # noqa: E402
 
 from benchlib import ISL as _ISL  # noqa: E402  (scripts/benchlib.py: $CELLXFER_DATA or ../shared/data)
 
@@ -159,7 +159,7 @@ def test_blending_has_no_seams():
 
 def test_blending_with_a_unet_on_a_constant_image():
     torch.manual_seed(0)
-    from cellxfer.translate.infer import torch_runner
+    from cellxfer.translator.model import torch_runner
 
     g = _trained_like_small(build_generator(TranslatorMeta(ngf=4, num_downs=5, size=32)))
     run = torch_runner(g)
@@ -216,7 +216,7 @@ def test_train_translate_pure_l1(tiny_run, capsys):
     assert code == 0, err
     from safetensors.torch import load_file
 
-    from cellxfer.translate.model import build_discriminator
+    from cellxfer.translator.model import build_discriminator
 
     rows = [r.split(",") for r in (root / "l1" / "log.csv").read_text().splitlines()[1:]]
     assert len(rows) == 3 and all(r[1] == r[2] == "nan" and float(r[3]) > 0 for r in rows)
@@ -346,7 +346,8 @@ def test_real_isl_field_translates(tmp_path):
     if not ISL.is_dir():
         pytest.skip(f"real data not found at {ISL}")
     from cellxfer.imageio import read_image
-    from cellxfer.translate.infer import Translator, torch_runner
+    from cellxfer.translate.infer import Translator
+    from cellxfer.translator.model import torch_runner
 
     phase = read_image(ISL / "phase_z6.png")
     assert phase.dtype == np.uint16 and phase.shape == (1024, 1024)

@@ -604,12 +604,11 @@ def _in_original(plan: ImagePlan, count: float, regions: list, region_counts: np
                    None if points is None else s.to_original(points), density_map)
 
 
-def count_image(model, meta, image: np.ndarray, batch_size: int = 16, diameter: str | None = None) -> float:
+def count_image(runner, meta, image: np.ndarray, batch_size: int = 16, diameter: str | None = None) -> float:
     """Whole-image count exactly as ``cellxfer count`` makes it (``--diameter`` policy, resizing, windows
-    or stitched density tiles, this module). ``model``: a torch module or a runner."""
-    from cellxfer.counter.windows import as_runner
+    or stitched density tiles, this module). ``runner``: numpy batch -> numpy outputs (a torch module:
+    :func:`cellxfer.counter.model.torch_runner`)."""
     from cellxfer.scale import DiameterPolicy
 
-    runner = as_runner(model)
     policy = DiameterPolicy.parse(diameter, getattr(meta, "diameter", None))
     return count_plan(runner, plan_image(image, meta, policy), batch_size).count

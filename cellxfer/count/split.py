@@ -1,7 +1,7 @@
 """One slide across Dask workers: blocks of its parts counted where they run, merged here exactly once.
 
 ``count --scheduler`` gives each ordinary image to a worker whole (:class:`FileItem`,
-:func:`cellxfer.count.job.count_file`). An image read lazily (a slide, :func:`cellxfer.lazy.open_lazy`)
+:func:`cellxfer.count.task.count_file`). An image read lazily (a slide, :func:`cellxfer.lazy.open_lazy`)
 is planned here once (nucleus diameter, normalisation levels, boxes and parts:
 :func:`cellxfer.count.parts.plan_image`) and its parts are split into spans of ``BLOCK_PARTS`` parts
 (:func:`cellxfer.count.parts.spans_of`); each span is one task (:class:`BlockItem`) that reopens the
@@ -30,7 +30,7 @@ class FileItem:
     points: bool
 
     def run(self, task):
-        from cellxfer.count.job import count_file
+        from cellxfer.count.task import count_file
 
         return count_file(task, Path(self.file), Path(self.overlay) if self.overlay else None, self.points)
 
@@ -46,7 +46,7 @@ class BlockItem:
     points: bool
 
     def run(self, task):
-        from cellxfer.count.job import FileOutcome, _error_text, task_runner
+        from cellxfer.count.task import FileOutcome, _error_text, task_runner
         from cellxfer.count.parts import count_parts
 
         runner = task_runner(task)

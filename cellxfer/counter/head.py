@@ -135,3 +135,13 @@ def head_for(output: str, arch: str = "") -> Head:
 def head_of(meta) -> Head:
     """The head of a counter, from its :class:`cellxfer.counter.model.CounterMeta`."""
     return head_for(getattr(meta, "output", "count"), getattr(meta, "arch", ""))
+
+
+def points_from_density(density, meta):
+    """float64 (N, 2) of (x, y) cell locations of a whole density map (its head's point finder,
+    :meth:`Head.point_finder`)."""
+    import numpy as np
+
+    finder = head_of(meta).point_finder(meta)
+    xy, vals = finder.candidates(density)
+    return finder.choose(xy, vals, float(np.asarray(density).sum(dtype=np.float64)))

@@ -180,3 +180,16 @@ def load_counter(path: str | os.PathLike):
 
     meta = read_meta(path)
     return load_weights(build_counter(meta), path, f"architecture '{meta.arch}'"), meta
+
+
+def torch_runner(model, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap a torch counter (put in eval mode) as a runner: numpy (N, C, H, W) -> numpy (N, ...)."""
+    import torch
+
+    model.eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return run

@@ -13,7 +13,7 @@ Contract of a *runner* (torch module or any engine): float32 array/tensor (N, in
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -48,25 +48,3 @@ def window_batch(normalized: np.ndarray, window: int, in_chans: int = 1,
     for i, (y, x, h, w) in enumerate(windows):
         batch[i, :, :h, :w] = img[y:y + h, x:x + w]
     return batch
-
-
-def torch_runner(model, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
-    """Wrap a torch counter (put in eval mode) as a runner: numpy (N, C, H, W) -> numpy (N, ...)."""
-    import torch
-
-    model.eval()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-
-    return run
-
-
-def as_runner(model) -> Callable[[np.ndarray], np.ndarray]:
-    """A runner from a torch module (:func:`torch_runner`) or a runner (returned as it is)."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        return model
-    return torch_runner(model) if isinstance(model, torch.nn.Module) else model

@@ -1,21 +1,12 @@
-"""Density models: how a density map becomes cell locations (its head's point finder); whole-image maps are
-:func:`cellxfer.count.parts.density_normalized` (the one splitter/merger path)."""
+"""Density models: how a density map becomes cell locations (the point finders a head picks,
+:meth:`cellxfer.counter.head.Head.point_finder`; a whole map's points: :func:`cellxfer.counter.head.points_from_density`);
+whole-image maps are :func:`cellxfer.count.parts.density_normalized` (the one splitter/merger path)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-
-def points_from_density(density: np.ndarray, meta) -> np.ndarray:
-    """float64 (N, 2) of (x, y) cell locations of a whole density map (its head's point finder,
-    :meth:`cellxfer.counter.head.Head.point_finder`)."""
-    from cellxfer.counter.head import head_of
-
-    finder = head_of(meta).point_finder(meta)
-    xy, vals = finder.candidates(density)
-    return finder.choose(xy, vals, float(np.asarray(density).sum(dtype=np.float64)))
 
 
 @dataclass(frozen=True)

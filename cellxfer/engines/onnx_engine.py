@@ -1,6 +1,7 @@
 """The onnx engine: ONNX Runtime with all graph optimisations, CPU or CUDA execution provider.
 
-ONNX Runtime is an either/or extra (``cpu`` = onnxruntime, ``gpu`` = onnxruntime-gpu). A counter
+ONNX Runtime is a core dependency (``onnxruntime``, the CPU build); ``onnxruntime-gpu`` can take its place
+(the two cannot be installed together). A counter
 checkpoint (counter or translator: the runner's ``family``) is exported once into the shared cache
 (:meth:`cellxfer.engines.base.ModelFamily.onnx_file`).
 """
@@ -22,14 +23,24 @@ def _ort():
 
 
 def _cuda_ok(ort) -> bool:
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
-    try:  # onnxruntime-gpu lists CUDA even without a GPU (it then falls back with errors): ask torch
-        import torch
+    """ONNX Runtime has the CUDA provider and the NVIDIA driver reports a GPU (onnxruntime-gpu lists CUDA
+    even without one, and then falls back with errors)."""
+    return "CUDAExecutionProvider" in ort.get_available_providers() and nvidia_gpus() > 0
 
-        return bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001
-        return False
+
+def nvidia_gpus() -> int:
+    """The NVIDIA GPUs the driver reports to this process (``cuInit`` + ``cuDeviceGetCount`` of libcuda,
+    which honour ``CUDA_VISIBLE_DEVICES``); 0 without a driver. Torch-free, for the core install."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    n = ctypes.c_int(0)
+    if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(n)) != 0:
+        return 0
+    return n.value
 
 
 def available(device: str = "auto") -> str | None:
@@ -39,7 +50,8 @@ def available(device: str = "auto") -> str | None:
 
         return ort_missing_message()
     if device == "cuda" and not _cuda_ok(ort):
-        return "ONNX Runtime has no usable CUDA provider (needs onnxruntime-gpu, 'cellxfer[gpu]', and an NVIDIA GPU)"
+        return ("ONNX Runtime has no usable CUDA provider (needs an NVIDIA GPU and onnxruntime-gpu in place of the "
+                "core's onnxruntime: pip uninstall -y onnxruntime && pip install onnxruntime-gpu)")
     return None
 
 

@@ -15,6 +15,11 @@ def _cuda() -> bool:
 
 
 def available(device: str = "auto") -> str | None:
+    from cellxfer.extras import missing_line
+
+    missing = missing_line("train", "the torch engine")
+    if missing is not None:
+        return missing
     if device == "cuda" and not _cuda():
         return "torch sees no CUDA GPU; use --device cpu"
     return None

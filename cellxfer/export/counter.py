@@ -208,14 +208,14 @@ def _default_out(model, translator: bool) -> Path:
     """``export``'s file when ``--out`` is not given: ``counter.onnx``, or the translator's file with ``.onnx``."""
     if not translator:
         return Path("counter.onnx")
-    from cellxfer.translate.model import resolve_model
+    from cellxfer.translator.model import resolve_model
 
     return resolve_model(model).with_suffix(".onnx")
 
 
 def export_model(config: ExportConfig, log=print) -> ExportResult:
     """``cellxfer export``: ``config.model`` is a counter (:func:`export_counter`, ONNX or TensorRT) or a
-    translator (ONNX only, :func:`cellxfer.translate.infer.export_translator`), told apart by the metadata
+    translator (ONNX only, :func:`cellxfer.export.translator.export_translator`), told apart by the metadata
     each records (:func:`cellxfer.weights.artefact_kind`). ``config.out`` None: :func:`_default_out`, for either
     kind; an existing ``out`` is replaced only with ``config.overwrite``."""
     from dataclasses import replace
@@ -230,7 +230,7 @@ def export_model(config: ExportConfig, log=print) -> ExportResult:
     refuse_existing(config.out, "--out", config.overwrite, inputs=[config.model])
     if not translator:
         return export_counter(config, log=log)
-    from cellxfer.translate.infer import export_translator
+    from cellxfer.export.translator import export_translator
 
     t0 = time.perf_counter()
     path, report = export_translator(config.model, config.out, atol=config.atol, rtol=config.rtol)

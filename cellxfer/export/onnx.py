@@ -34,12 +34,12 @@ class ExportParityError(CellxferError):
 
 
 def ort_missing_message() -> str:
-    return ("ONNX Runtime is not installed: pip install 'cellxfer[cpu]' (onnxruntime) or 'cellxfer[gpu]' "
-            "(onnxruntime-gpu, CUDA); install only one of them")
+    return ("ONNX Runtime is not installed (cellxfer's core needs it): pip install onnxruntime "
+            "(or onnxruntime-gpu for CUDA; install only one of them)")
 
 
 def import_onnxruntime():
-    """``onnxruntime`` or :class:`CellxferError` with the install line (either/or extras cpu / gpu)."""
+    """``onnxruntime`` or :class:`CellxferError` with the install line."""
     try:
         import onnxruntime
     except (ImportError, OSError):
@@ -86,17 +86,20 @@ def export_onnx(module, example_shape: Sequence[int], out: str | os.PathLike, me
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file as a dict (weights are not loaded)."""
-    import onnx
-
+    """The ``metadata_props`` of an ONNX file as a dict, read by ONNX Runtime (a core dependency; the ``onnx``
+    package belongs to the train extra, and takes over a second to import)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such ONNX file; export one with `cellxfer export --format onnx`")
+    ort = import_onnxruntime()
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 4
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
         raise InputError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
-    return {p.key: p.value for p in model.metadata_props}
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 @dataclass(frozen=True)
@@ -185,18 +188,22 @@ def _batches(inputs: Iterable[np.ndarray], batch_size: int):
 
 
 def cached_export(model_path: str | os.PathLike, export, log=lambda s: None) -> Path:
-    """The ONNX export of checkpoint ``model_path`` from the cache (``<cache>/onnx/<stem>-<sha>.onnx``),
-    made on first use by ``export(model_path, out, log)`` (which writes ``out`` with its own parity check,
-    leaving no file on mismatch, and records ``source_sha256`` in the metadata). A cached file is used
-    only when it reads as an ONNX model exported from this very checkpoint; else it is exported again,
-    once, with a one-line warning (a truncated or foreign cache file never breaks a command). Used for
-    every kind of model the engines run (counters and translators)."""
+    """The ONNX export of checkpoint ``model_path``: the ``.onnx`` beside it when that was exported from this
+    very checkpoint (the default counter's export shipped in the package, :func:`shipped_export`), else the
+    cache's (``<cache>/onnx/<stem>-<sha>.onnx``), made on first use by ``export(model_path, out, log)`` (which
+    writes ``out`` with its own parity check, leaving no file on mismatch, and records ``source_sha256`` in the
+    metadata). A cached file is used only when it reads as an ONNX model exported from this very checkpoint;
+    else it is exported again, once, with a one-line warning (a truncated or foreign cache file never breaks a
+    command). Used for every kind of model the engines run (counters and translators)."""
     from cellxfer.console import warn
     from cellxfer.export.trt import cache_dir
     from cellxfer.manifest import sha256_file
 
     model_path = Path(model_path)
     sha = sha256_file(model_path)
+    shipped = shipped_export(model_path, sha)
+    if shipped is not None:
+        return shipped
     out = cache_dir() / "onnx" / f"{model_path.stem}-{sha[:16]}.onnx"
     if out.is_file():
         why = _cache_problem(out, sha)
@@ -208,6 +215,14 @@ def cached_export(model_path: str | os.PathLike, export, log=lambda s: None) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     export(model_path, out, log)
     return out
+
+
+def shipped_export(model_path: str | os.PathLike, source_sha256: str) -> Path | None:
+    """The ``.onnx`` beside checkpoint ``model_path`` (same name) when it is an export of this very checkpoint
+    (its metadata's ``source_sha256``), else None: how the default counter's ONNX, shipped in the package
+    (``scripts/ship_default_onnx.py``), is used by a core install, without torch."""
+    onnx_path = Path(model_path).with_suffix(".onnx")
+    return onnx_path if onnx_path.is_file() and _cache_problem(onnx_path, source_sha256) is None else None
 
 
 def _cache_problem(path: Path, source_sha256: str) -> str | None:

@@ -14,7 +14,7 @@ from cellxfer.hookspecs import hookimpl
 from cellxfer.options import config_option, deprecated_flag, deprecated_option, device_option, out_option, overwrite_option, seed_option
 
 ADAPT_COUNT = CommandSpec(
-    "adapt-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on",
+    "adapt-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on", extra="train",
     reads={Role.IMAGES: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
     argv=lambda x: ["adapt-count", "--model", x.model, "--unlabeled", x.images, "--out", x.out, "--epochs", "1",
                     "--batch-size", "2", "--max-steps-per-epoch", "1"],

@@ -15,7 +15,7 @@ from cellxfer.options import deprecated_flag, out_option, overwrite_option, prec
 EXPORT = CommandSpec(
     "export", interrupted="nothing was written (--out appears only when complete); rerun the same command",
     reads={Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".onnx",
-    argv=lambda x: ["export", "-m", x.model, "-o", x.out],
+    argv=lambda x: ["export", "-m", x.model, "-o", x.out], extra="train",
 )
 
 

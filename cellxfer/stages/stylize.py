@@ -51,6 +51,7 @@ LEARN_STYLE = CommandSpec(
     "to resume from it",
     reads={Role.IMAGES: ExitCode.BAD_INPUT, Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FOLDER, runs_offline=False,
     argv=lambda x: ["learn-style", "-s", x.images, "--model", x.model, "--clip", x.model, "-o", x.out, "--steps", "1"],
+    extra="stylize",
 )
 
 

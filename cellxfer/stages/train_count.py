@@ -14,7 +14,7 @@ from cellxfer.options import (config_option, deprecated_flag, deprecated_option,
                               input_norm_option, out_option, overwrite_option, seed_option)
 
 TRAIN_COUNT = CommandSpec(
-    "train-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on",
+    "train-count", interrupted="every finished epoch is saved in --out; rerun the same command to go on", extra="train",
     reads={Role.DATASET: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
     argv=lambda x: ["train-count", "--regime", "supervised", "--real", x.dataset, "--out", x.out, "--arch", "density",
                     "--arch-option", "base=4", "--epochs", "1", "--crop", "32", "--batch-size", "2",

@@ -23,13 +23,14 @@ TRAIN_TRANSLATE = CommandSpec(
     "train-translate", interrupted="the checkpoint saved every --checkpoint-every steps is in --out; rerun the same "
     "command to resume from it",
     reads={Role.PAIRS: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
-    argv=lambda x: ["train-translate", "--pairs", x.pairs, "-o", x.out, "--steps", "1", *_TINY_TRANSLATOR],
+    argv=lambda x: ["train-translate", "--pairs", x.pairs, "-o", x.out, "--steps", "1", *_TINY_TRANSLATOR], extra="train",
 )
 ADAPT = CommandSpec(
     "adapt", interrupted="adapt keeps no partial state; rerun the same command to start again",
     reads={Role.TRANSLATOR: ExitCode.BAD_INPUT, Role.IMAGES: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
     argv=lambda x: ["adapt", "-m", x.translator, "--source", x.images, "--target", x.images, "-o", x.out,
                     "--layer", "1", "--steps", "1", "--batch-size", "1", "--ndf", "4", "--d-layers", "1", "--holdout", "0"],
+    extra="train",
 )
 EVALUATE_TRANSLATOR = CommandSpec(
     "evaluate-translator", interrupted="nothing was written (--csv appears only when complete); rerun the same command",

@@ -152,7 +152,7 @@ def run_stylize(
         raise InputError(f"{out}: --out is the content dataset itself; pick another folder")
     inputs = [content, *style.sources]
     if getattr(config, "token", None):
-        from cellxfer.stylize.mapper import resolve_token
+        from cellxfer.stylize.config import resolve_token
 
         inputs.append(resolve_token(config.token))
     with RunFolder(out, "stylize", identity, own=(IMAGES, POINTS, MASKS, COUNTS), inputs=inputs, overwrite=overwrite) as run:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+#: The token file in a learn-style run folder (written by :mod:`cellxfer.stylize.learn`).
+TOKEN_FILE = "token.safetensors"
 
 
 @dataclass(frozen=True)
@@ -108,3 +113,10 @@ class LearnStyleConfig:
         if self.heads < 1 or self.dim_head < 1 or self.blocks < 1:
             raise ValueError("heads, dim_head and blocks must be at least 1")
         _check_device(self.device, self.precision)
+
+
+def resolve_token(path: str | os.PathLike) -> Path:
+    """A token file, or a ``learn-style`` run folder holding ``token.safetensors``."""
+    from cellxfer.weights import in_run_folder
+
+    return in_run_folder(path, TOKEN_FILE, f"--token needs a learn-style run folder or its {TOKEN_FILE}")

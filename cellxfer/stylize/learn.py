@@ -27,11 +27,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cellxfer.errors import InputError
-from cellxfer.stylize.config import LearnStyleConfig
+from cellxfer.stylize.config import TOKEN_FILE, LearnStyleConfig
 
-
-#: The token's file name inside the run folder (``stylize --token`` takes the folder or this file).
-TOKEN_FILE = "token.safetensors"
 
 
 @dataclass(frozen=True)

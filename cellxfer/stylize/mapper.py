@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from cellxfer.errors import InputError
+from cellxfer.stylize.config import resolve_token
 
 TOKEN_FORMAT = "cellxfer-inst-token"
 
@@ -122,14 +122,6 @@ def save_token(path: str | os.PathLike, mapper: StyleMapper, **meta) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in mapper.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-
-
-def resolve_token(path: str | os.PathLike) -> Path:
-    """A token file, or a ``learn-style`` run folder holding ``token.safetensors``."""
-    from cellxfer.stylize.learn import TOKEN_FILE
-    from cellxfer.weights import in_run_folder
-
-    return in_run_folder(path, TOKEN_FILE, f"--token needs a learn-style run folder or its {TOKEN_FILE}")
 
 
 def load_token(path: str | os.PathLike) -> tuple[StyleMapper, dict]:

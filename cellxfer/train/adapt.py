@@ -55,19 +55,6 @@ def target_files(path: str | os.PathLike) -> list[Path]:
     return files
 
 
-def refuse_labelled_overlap(unlabeled: Path, labelled: dict[str, Path | None]) -> None:
-    """:class:`InputError` when the target path is, contains or lies inside a labelled input (option
-    name -> path): its labels would be in the run."""
-    u = Path(unlabeled).resolve()
-    for option, path in labelled.items():
-        if path is None:
-            continue
-        p = Path(path).resolve()
-        if u == p or p in u.parents or u in p.parents:
-            raise InputError(f"--unlabeled {unlabeled} overlaps {option} {path}: adaptation must not see labels of "
-                             f"its target images; give the target images and the labelled {option} images as separate folders")
-
-
 @dataclass
 class Target:
     """Unlabelled target images in memory, resized and normalised exactly as ``count`` would."""
@@ -89,7 +76,7 @@ class Target:
     def pseudo_labelled(self, teacher, meta, min_peak: float = 0.0) -> Domain:
         """The target images with the teacher's whole-image density maps (float32) as their maps, each
         filtered by :func:`confident_density` with ``min_peak``."""
-        from cellxfer.counter.windows import torch_runner
+        from cellxfer.counter.model import torch_runner
         from cellxfer.count.parts import density_normalized
 
         was_training = teacher.training
@@ -156,7 +143,7 @@ def source_meta(model: str | os.PathLike):
 def adapt_config(model: str | os.PathLike, unlabeled: str | os.PathLike, out: str | os.PathLike, **kw):
     """A :class:`TrainConfig` of regime ``adapt`` whose architecture, window, normalisation and density
     options are those of the counter ``model`` (what it was trained with); ``kw`` sets the rest."""
-    from cellxfer.train.counter import TrainConfig
+    from cellxfer.train.config import TrainConfig
 
     meta = source_meta(model)
     n = meta.normalization

@@ -124,8 +124,6 @@ class TrainConfig:
                 raise InputError(f"--device {self.device}: no CUDA GPU is visible to torch; use --device cpu")
 
     def _validate_adapt(self) -> None:
-        from cellxfer.train.adapt import refuse_labelled_overlap
-
         if self.unlabeled is None or self.pretrained is None:
             raise InputError("adapt-count needs --model COUNTER (the counter to adapt) and --unlabeled DIR (target images)")
         if self.real is not None:
@@ -136,3 +134,16 @@ class TrainConfig:
         if not self.pseudo_peak >= 0:
             raise InputError(f"--pseudo-peak {self.pseudo_peak} must be >= 0 (x one kernel's peak height; 0 keeps all the teacher's density)")
         refuse_labelled_overlap(self.unlabeled, {"--val": self.val, "--synthetic": self.synthetic})
+
+
+def refuse_labelled_overlap(unlabeled: Path, labelled: dict[str, Path | None]) -> None:
+    """:class:`InputError` when the target path is, contains or lies inside a labelled input (option
+    name -> path): its labels would be in the run."""
+    u = Path(unlabeled).resolve()
+    for option, path in labelled.items():
+        if path is None:
+            continue
+        p = Path(path).resolve()
+        if u == p or p in u.parents or u in p.parents:
+            raise InputError(f"--unlabeled {unlabeled} overlaps {option} {path}: adaptation must not see labels of "
+                             f"its target images; give the target images and the labelled {option} images as separate folders")

@@ -117,7 +117,7 @@ def predict_normalized(model, meta: CounterMeta, images: list[np.ndarray], batch
     (:func:`cellxfer.count.parts.count_normalized`; the counter's head picks them); the model is left in
     the mode it was in."""
     from cellxfer.count.parts import count_normalized
-    from cellxfer.counter.windows import torch_runner
+    from cellxfer.counter.model import torch_runner
 
     was_training = model.training
     first = next(iter(model.parameters()), None)

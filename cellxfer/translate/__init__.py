@@ -1,6 +1,7 @@
 """Image-to-image translation (transmitted light -> fluorescence) and its unsupervised adaptation.
 
-:mod:`.model`: pix2pix UNet generator with addressable layers 1..2*num_downs, PatchGAN, checkpoint format.
+The model (pix2pix UNet generator, PatchGAN, checkpoint format) is :mod:`cellxfer.translator.model`; its ONNX export
+:mod:`cellxfer.export.translator`.
 :mod:`.data`: paired and unpaired image folders, intensity normalisation.
 :mod:`.train`: pix2pix training (``train-translate``).
 :mod:`.adapt`: LM-ADDA layer-matching adversarial adaptation (``adapt``).

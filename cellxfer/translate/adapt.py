@@ -34,7 +34,7 @@ import numpy as np
 
 from cellxfer.errors import InputError
 from cellxfer.translate.config import AdaptConfig  # noqa: F401 - part of this module's API
-from cellxfer.translate.model import MODEL_FILE
+from cellxfer.translator.model import MODEL_FILE
 
 
 def _load_inputs(paths, norm, size) -> list[np.ndarray]:
@@ -93,7 +93,7 @@ def run_folder(cfg: AdaptConfig, overwrite: bool, main: bool = True, layers: lis
     a :class:`cellxfer.runs.RunFolder`, so a rerun with other settings is refused unless ``overwrite``."""
     from cellxfer.manifest import config_dict
     from cellxfer.runs import RunFolder
-    from cellxfer.translate.model import resolve_model
+    from cellxfer.translator.model import resolve_model
 
     identity = {"config": config_dict(cfg), "seed": cfg.seed}
     own: tuple = (MODEL_FILE, "log.csv")
@@ -141,7 +141,7 @@ def _discriminators(probes, cfg: AdaptConfig):
     """One PatchGAN per matched tensor (sized to it); forward: tensors -> their logits."""
     import torch
 
-    from cellxfer.translate.model import build_discriminator
+    from cellxfer.translator.model import build_discriminator
 
     class Discriminators(torch.nn.Module):
         def __init__(self):
@@ -169,7 +169,7 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
     import torch
 
     from cellxfer.translate.data import list_images, random_crops
-    from cellxfer.translate.model import load_translator, resolve_model
+    from cellxfer.translator.model import load_translator, resolve_model
     from cellxfer.translate.train import gan_loss, set_threads
 
     set_threads(cfg.threads)
@@ -293,7 +293,7 @@ def _write_adapted(cfg: AdaptConfig, run, manifest: dict, model_path, gp, meta, 
                    dist) -> None:
     """log.csv, the adapted translator (its meta records ``adapted``) and the manifest of one layer."""
     from cellxfer.manifest import sha256_file
-    from cellxfer.translate.model import save_translator
+    from cellxfer.translator.model import save_translator
 
     out = run.out
     run.write_history([{"step": i + 1, "loss_d": a, "loss_g": b} for i, (a, b) in enumerate(losses)],
@@ -330,8 +330,9 @@ def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step, run) -> S
     from cellxfer.atomic import write_json, write_text
     from cellxfer.train.distributed import from_env
     from cellxfer.translate.data import list_images
-    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize, torch_runner
-    from cellxfer.translate.model import load_translator, resolve_model
+    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize
+    from cellxfer.translator.model import torch_runner
+    from cellxfer.translator.model import load_translator, resolve_model
 
     g, meta = load_translator(resolve_model(cfg.model))
     bad = [L for L in layers if not 1 <= L <= meta.n_layers]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from cellxfer.errors import InputError
 
 if TYPE_CHECKING:
-    from cellxfer.translate.model import TranslatorMeta
+    from cellxfer.translator.model import TranslatorMeta
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class TrainTranslateConfig:
     device: str = "auto"  # auto (cuda when there is one), cpu, cuda[:N]; under torchrun cuda means nccl
 
     def meta(self) -> "TranslatorMeta":
-        from cellxfer.translate.model import TranslatorMeta
+        from cellxfer.translator.model import TranslatorMeta
 
         return TranslatorMeta(ngf=self.ngf, num_downs=self.num_downs, norm=self.norm, dropout=self.dropout,
                               size=self.size, input_norm=tuple(self.input_norm), target_norm=tuple(self.target_norm))

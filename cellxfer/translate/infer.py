@@ -21,71 +21,12 @@ import numpy as np
 
 from cellxfer.errors import InputError
 from cellxfer.engines.base import ModelFamily
-from cellxfer.translate.model import TranslatorMeta
-
-
-def torch_runner(g) -> Callable[[np.ndarray], np.ndarray]:
-    import torch
-
-    g.eval()
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return g(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
-
-    return run
-
-
-def export_translator(model: str | os.PathLike, out: str | os.PathLike | None = None, check: bool = True,
-                      atol: float = 1e-3, rtol: float = 1e-3, seed: int = 0):
-    """Export a translator to ONNX (dynamic batch, height, width) with the shared exporter of
-    :mod:`cellxfer.export.onnx`, and check parity against torch on random inputs of the training
-    size. Returns ``(onnx path, ParityReport or None)``; raises ``ExportParityError`` on mismatch."""
-    from cellxfer.export.onnx import assert_parity, check_parity, export_onnx
-    from cellxfer.manifest import sha256_file
-    from cellxfer.translate.model import load_translator, resolve_model
-
-    path = resolve_model(model)
-    g, meta = load_translator(path)
-    out = Path(out) if out else path.with_suffix(".onnx")
-    axes = {0: "batch", 2: "height", 3: "width"}
-    export_onnx(g, (1, meta.in_ch, meta.size, meta.size), out,
-                metadata={"cellxfer_translator": meta.to_json(), "source_sha256": sha256_file(path)},
-                dynamic_axes={"input": axes, "output": axes})
-    report = None
-    if check:
-        rng = np.random.default_rng(seed)
-        x = rng.uniform(-1, 1.5, (2, meta.in_ch, meta.size, meta.size)).astype(np.float32)
-        try:
-            report = assert_parity(check_parity(g, out, x, atol=atol, rtol=rtol), out, "translator parity")
-        except BaseException:  # a mismatching export leaves no file
-            out.unlink(missing_ok=True)
-            raise
-    return out, report
-
-
-def _cache_export(path: Path, out: Path, log=lambda s: None) -> None:
-    log(export_translator(path, out)[1].line("translator parity"))
-
-
-def _onnx_meta(path: Path) -> TranslatorMeta:
-    from cellxfer.export.onnx import read_metadata
-
-    props = read_metadata(path)
-    if "cellxfer_translator" not in props:
-        raise InputError(f"{path}: ONNX file without translator metadata; export one with `cellxfer export` "
-                         f"from a translator, or give the translator's run folder")
-    return TranslatorMeta.from_json(props["cellxfer_translator"])
-
-
-def _cached_onnx(path: Path, log=lambda s: None) -> Path:
-    from cellxfer.export.onnx import cached_export
-
-    return cached_export(path, _cache_export, log=log)
+from cellxfer.export.translator import cached_onnx, onnx_translator_meta
+from cellxfer.translator.model import TranslatorMeta
 
 
 def _load_torch(path: Path):
-    from cellxfer.translate.model import load_translator
+    from cellxfer.translator.model import load_translator
 
     return load_translator(path)
 
@@ -95,7 +36,7 @@ def _trt_profile(meta: TranslatorMeta) -> tuple[int, tuple[int, int, int]]:
 
 
 #: Translators (train-translate / adapt run folders) as a model family of the engines.
-TRANSLATOR = ModelFamily("translator", _load_torch, _onnx_meta, _cached_onnx, _trt_profile)
+TRANSLATOR = ModelFamily("translator", _load_torch, onnx_translator_meta, cached_onnx, _trt_profile)
 
 
 @dataclass
@@ -126,7 +67,7 @@ def load(model: str | os.PathLike, engine: str = "auto", log=lambda s: None, thr
     (:func:`cellxfer.engines.base.load_runner`, ``auto`` as in ``count``).
     TensorRT builds fp32 engines for translators (their parity is checked in fp32 only)."""
     from cellxfer.engines.base import load_runner
-    from cellxfer.translate.model import resolve_model
+    from cellxfer.translator.model import resolve_model
 
     path = Path(model)
     path = path if path.suffix.lower() == ".onnx" and path.is_file() else resolve_model(path)

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from cellxfer.translate.config import TrainTranslateConfig  # noqa: F401 - part of this module's API
-from cellxfer.translate.model import MODEL_FILE
+from cellxfer.translator.model import MODEL_FILE
 
 CHECKPOINT = "checkpoint.pt"
 #: The run's per-step losses (written through :meth:`cellxfer.runs.RunFolder.write_history`).
@@ -121,7 +121,7 @@ def _train_translator(cfg: TrainTranslateConfig, dist, on_step, overwrite: bool)
 def _train_in(cfg: TrainTranslateConfig, dist, on_step, run) -> TrainTranslateResult:
     import torch
 
-    from cellxfer.translate.model import build_discriminator, build_generator, save_translator
+    from cellxfer.translator.model import build_discriminator, build_generator, save_translator
 
     set_threads(cfg.threads)
     out = run.out
@@ -225,8 +225,9 @@ class BestOnVal:
 
     def score(self, g, meta, step: int) -> dict[str, float]:
         """Score the generator (in train mode again afterwards), log it, keep it when best; its mean metrics."""
-        from cellxfer.translate.infer import Translator, evaluate_pairs, summarize, torch_runner
-        from cellxfer.translate.model import save_translator
+        from cellxfer.translate.infer import Translator, evaluate_pairs, summarize
+        from cellxfer.translator.model import torch_runner
+        from cellxfer.translator.model import save_translator
 
         m = summarize(evaluate_pairs(Translator(torch_runner(g), meta, "torch"), self.pairs))
         g.train()

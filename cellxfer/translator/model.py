@@ -256,3 +256,17 @@ def load_translator(path: str | os.PathLike):
     path = resolve_model(path)
     meta = read_translator_meta(path)
     return load_weights(build_generator(meta), path, "the recorded translator architecture"), meta
+
+
+def torch_runner(g):
+    """A translator generator (put in eval mode) as a runner: numpy float32 (N, C, H, W) -> numpy."""
+    import numpy as np
+    import torch
+
+    g.eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return g(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
+
+    return run
