@@ -31,8 +31,9 @@ FILE_MODE = 0o666 & ~_read_umask()
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is removed.
     The result gets the permissions of a normally created file (``0o666`` less the umask), not
-    ``mkstemp``'s private ``0o600``."""
-    target = Path(target)
+    ``mkstemp``'s private ``0o600``. A ``target`` that is a symlink is written through (the file it names is
+    replaced, the link kept), as ``open(target, "w")`` would."""
+    target = Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARK, dir=target.parent)
     os.close(fd)

@@ -66,7 +66,7 @@ def inspect_dataset(dataset: str | Path, channel: int | None = None, page: int |
     (an existing file is replaced only with ``overwrite``)."""
     from cellxfer.outputs import refuse_existing
 
-    refuse_existing(preview, "--preview", overwrite)
+    refuse_existing(preview, "--preview", overwrite, inputs=[dataset])
     ds = CellDataset(dataset, channel=channel, page=page)
     s = summarize(ds)
     if preview is None:

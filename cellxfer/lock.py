@@ -1,6 +1,7 @@
 """Single writer per output file: a lock file ``<output>.lock`` beside it, holding the writer's pid.
 
-Invariants: while a :class:`OutputLock` is held, a second :class:`OutputLock` on the same output, in this
+Invariants: while a :class:`OutputLock` is held, a second :class:`OutputLock` on the same output (by any
+name: the lock sits beside the resolved path), in this
 or any other process on the machine, fails with :class:`cellxfer.errors.InputError` naming the output
 and the holder's pid. The lock is an advisory ``flock`` on the lock file, so the kernel drops it when its
 process dies however it dies (``kill -9`` too): a lock file left behind by a dead process is *stale*
@@ -24,7 +25,9 @@ except ImportError:  # pragma: no cover - Windows
 
 
 def lock_path(output: str | os.PathLike) -> Path:
-    output = Path(output)
+    """``<output>.lock`` beside the file ``output`` really is (symlinks followed), so two writers that name
+    the same file differently (a symlink, ``..``) take the same lock."""
+    output = Path(output).resolve()
     return output.with_name(output.name + ".lock")
 
 

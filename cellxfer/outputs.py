@@ -2,14 +2,20 @@
 
 Run folders (identity check, resume, ``--overwrite``, lock) are :class:`cellxfer.runs.RunFolder`.
 
+One mechanism keeps outputs from destroying inputs, for every command: :func:`aliased` says which input
+writing a path would replace (resolved: symlinks followed, hard links by inode; for an input folder, the
+files it is read from), :func:`refuse_aliases` refuses that with one line whatever ``--overwrite`` says,
 :func:`refuse_existing` guards single output files (CSV, JSON, PNG, checkpoints): an existing file is
-never replaced without ``--overwrite``, and a file that is one of the command's inputs never at all.
+never replaced without ``--overwrite``, and :func:`refuse_collisions` refuses two inputs written to one
+output name. Run folders (:class:`cellxfer.runs.RunFolder`) use :func:`aliased` for their inputs too.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Mapping
 
 from cellxfer.errors import InputError
 
@@ -40,17 +46,90 @@ def make_parent(path: Path) -> None:
         raise InputError(os_error_message(exc)) from None
 
 
+#: files at the top of an input *folder* that belong to it (besides images and everything in its
+#: subfolders): what a dataset or pairs folder is read from
+FOLDER_FILES = ("counts.csv", "manifest.json", "split.json")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _folder_owns(folder: Path, path: Path) -> bool:
+    """``path`` (resolved, existing) is one of the files an input folder is read from: anything in its
+    subfolders (images/, points/, source/, ...), and at its top :data:`FOLDER_FILES` and, unless it is a
+    dataset or pairs folder (images/ or source/ in it), its images; so a run may still put its own CSV or
+    preview beside a dataset's folders."""
+    from cellxfer.imageio import image_suffixes
+
+    if path.parent != folder or path.name in FOLDER_FILES:
+        return True
+    layout = (folder / "images").is_dir() or (folder / "source").is_dir()
+    return not layout and path.suffix.lower() in image_suffixes()
+
+
+def aliased(path: str | os.PathLike, inputs: Iterable) -> Path | None:
+    """The input that writing ``path`` would replace, else None. Paths are compared resolved (symlinks
+    followed) and by inode (hard links): an input *file* is replaced by writing it under any name; an
+    input *folder* by writing over an existing file it is read from (:func:`_folder_owns`), or by writing
+    the folder itself."""
+    path = Path(path)
+    real = path.resolve()
+    exists = real.exists()
+    for item in inputs:
+        if item is None:
+            continue
+        item = Path(item)
+        target = item.resolve()
+        if real == target or (exists and target.exists() and os.path.samefile(real, target)):
+            return item
+        if target.is_dir() and exists and real.is_file() and _inside(real, target) and _folder_owns(target, real):
+            return item
+    return None
+
+
+def refuse_aliases(outputs: Iterable[tuple[str, "Path | None"]], inputs: Iterable) -> None:
+    """Raise :class:`InputError` (one line) when any ``(option, path)`` of ``outputs`` would replace an
+    input (:func:`aliased`), whatever ``--overwrite`` says; also when two outputs are the same file."""
+    inputs = [Path(i) for i in inputs if i is not None]
+    seen: dict[Path, str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        hit = aliased(path, inputs)
+        if hit is not None:
+            same = "" if Path(hit) == Path(path) else f" ({hit})"
+            raise InputError(f"{path}: {option} names one of the inputs{same}, which writing would destroy; "
+                             f"choose another {option}")
+        real = Path(path).resolve()
+        if real in seen:
+            raise InputError(f"{path}: {option} and {seen[real]} name the same file; choose another {option}")
+        seen[real] = option
+
+
 def refuse_existing(path: Path | None, option: str, overwrite: bool, inputs=()) -> None:
     """Raise :class:`InputError` (one line naming ``path`` and the fix) when writing ``path`` would destroy
-    something: always when it is one of ``inputs`` (the same file, by any name), and when it exists and
-    ``overwrite`` is false. ``option`` is the flag that names the file (e.g. ``--csv``); None: no output."""
+    something: always when it would replace one of ``inputs`` (:func:`aliased`: the same file by any
+    name, or a file an input folder is read from), and when it exists and ``overwrite`` is false.
+    ``option`` is the flag that names the file (e.g. ``--csv``); None: no output."""
     if path is None:
         return
     path = Path(path)
-    for item in inputs:
-        if path.resolve() == Path(item).resolve() or (path.exists() and Path(item).exists() and path.samefile(item)):
-            raise InputError(f"{path}: {option} names one of the inputs, which writing would destroy; choose another {option}")
+    refuse_aliases([(option, path)], inputs)
     if path.is_dir():
         raise InputError(f"{path}: {option} is a folder; give a file name")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: exists; pass --overwrite to replace it or choose another {option}")
+
+
+def refuse_collisions(names: Mapping, option: str) -> None:
+    """``names``: input -> the output it is written to. Raise :class:`InputError` when two inputs would be
+    written to the same output (``a.tif`` and ``a.png`` -> ``a.tif``): the second would be taken for done
+    or replace the first."""
+    seen: dict[Path, object] = {}
+    for item, out in names.items():
+        real = Path(out).resolve()
+        if real in seen:
+            raise InputError(f"{seen[real]} and {item}: both would be written to {out}; give them in separate runs "
+                             f"(different {option}) or rename one")
+        seen[real] = item

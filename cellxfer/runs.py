@@ -39,15 +39,17 @@ class RunFolder:
     manifests record every key of it. ``mutable``: config fields that may change on a rerun (``epochs``,
     ``steps``, ``device``, ...). ``defaults``: the config class's defaults, so a field added to cellxfer
     after the earlier run matches when left at its default. ``inputs``: files or folders the run reads,
-    hashed once here (also for the manifest). ``own``: the entries ``overwrite`` deletes.
+    hashed once here (also for the manifest). ``protect``: more inputs, never to be written over but not
+    hashed (unlabelled target images, whose labels must not be read). ``own``: the entries ``overwrite`` deletes.
     """
 
     def __init__(self, out, stage: str, identity: dict, *, own: Iterable[str] = (), inputs: Sequence = (),
                  overwrite: bool = False, mutable: Iterable[str] = (), defaults: dict | None = None,
-                 main: bool = True):
+                 main: bool = True, protect: Sequence = ()):
         self.out, self.stage, self.identity = Path(out), stage, identity
         self.own = (*own, MANIFEST, STATE, HISTORY)
         self.input_paths = [Path(p) for p in inputs]
+        self.protect = [*self.input_paths, *(Path(p) for p in protect)]
         self.overwrite, self.mutable, self.defaults, self.main = overwrite, set(mutable), defaults or {}, main
         self.resumed = False
         self.previous: dict | None = None
@@ -63,9 +65,7 @@ class RunFolder:
 
         if self.out.exists() and not self.out.is_dir():
             raise InputError(f"{self.out}: exists and is not a folder; pick another --out")
-        for p in self.input_paths:
-            if p.exists() and p.resolve() == self.out.resolve():
-                raise InputError(f"{self.out}: --out is one of the inputs; pick another folder")
+        self._refuse_aliases()
         if self.main:
             self._lock = OutputLock(self.out, f"cellxfer {self.stage}", "wait for it or pick another --out").acquire()
         try:
@@ -83,6 +83,23 @@ class RunFolder:
             self.close()
             raise
         return self
+
+    def _refuse_aliases(self) -> None:
+        """``--out`` may not be an input, hold one directly or where the run writes (its ``own`` entries,
+        which ``--overwrite`` deletes), or be a file an input folder is read from (:mod:`cellxfer.outputs`)."""
+        from cellxfer.outputs import aliased
+
+        out = self.out.resolve()
+        own = [out / name for name in self.own]
+        for p in self.protect:
+            if not p.exists():
+                continue
+            real = p.resolve()
+            if real == out or aliased(self.out, [p]) is not None:
+                raise InputError(f"{self.out}: --out is one of the inputs ({p}); pick another folder")
+            if real.parent == out or any(real == o or o in real.parents for o in own):
+                raise InputError(f"{self.out}: --out holds the input {p} where this run writes its results; "
+                                 f"pick another folder")
 
     def _clear(self) -> None:
         for name in self.own:

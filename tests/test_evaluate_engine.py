@@ -51,9 +51,10 @@ def test_evaluate_unknown_engine_is_one_line(data, tmp_path, capsys):
     assert r.returncode != 0 and "unknown engine" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_default_csv_goes_to_the_current_directory_not_beside_the_model(data, tmp_path, capsys, monkeypatch):
-    """Without --csv the per-image table lands in the working directory: the shipped model's folder is
-    inside the installed package (often read-only), and nothing may be written there."""
+def test_without_csv_nothing_is_written_anywhere(data, tmp_path, capsys, monkeypatch):
+    """Without --csv no per-image table is written: not in the working directory (runs replaced each
+    other's there, and left them in the repository), and never beside the shipped model, whose folder is
+    inside the installed package (often read-only)."""
     from cli_inproc import run_cli
     from cellxfer.engines.base import default_model
 
@@ -63,5 +64,5 @@ def test_default_csv_goes_to_the_current_directory_not_beside_the_model(data, tm
     monkeypatch.chdir(work)
     r = run_cli(["evaluate", "-m", default_model(), "-d", data, "--engine", "onnx"], capsys)
     assert r.returncode == 0, r.stderr
-    assert [p.name for p in work.iterdir()] == ["default_counter-idcia-predictions.csv"]
+    assert list(work.iterdir()) == []
     assert sorted(p.name for p in Path(default_model()).parent.iterdir()) == models

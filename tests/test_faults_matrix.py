@@ -137,6 +137,9 @@ MODEL_CASES = [
 OUTPUT_CASES = [
     Case("out-unwritable", "output"),  # its folder is a file (tests run as root: permissions do not stop root)
     Case("out-existing", "output"),
+    # --out names an input (a file of it for a file output, the input folder for a folder output), with
+    # --overwrite where the command has it: refused in one line, every input byte kept (issue 27)
+    Case("out-is-input", "output"),
 ]
 CASE_KINDS = {Role.IMAGES: ("whole", "image"), Role.DATASET: ("whole", "image", "points"), Role.PAIRS: ("whole", "image"),
               Role.LAYOUT: ("whole", "points"), Role.MODEL: ("model",), Role.TRANSLATOR: ("model",)}
@@ -159,7 +162,8 @@ def matrix() -> list:
                     rows.append(pytest.param(name, role, case, id=f"{name}-{role.value}-{case.name}"))
         if spec.writes is not None:
             for case in OUTPUT_CASES:
-                rows.append(pytest.param(name, None, case, id=f"{name}-{case.name}"))
+                if case.name != "out-is-input" or spec.reads:
+                    rows.append(pytest.param(name, None, case, id=f"{name}-{case.name}"))
     return rows
 
 
@@ -247,6 +251,8 @@ def build(tmp: Path, spec: CommandSpec, role: Role | None, case: Case, translato
         culprit = tmp / "blocker"
         culprit.write_text("a file where a folder is needed\n")
         inputs["out"] = culprit / inputs["out"].name
+    elif case.name == "out-is-input":
+        culprit = inputs["out"] = _an_input(tmp, spec, inputs)
     elif case.name == "out-existing":
         culprit = inputs["out"]
         if spec.writes is Output.FOLDER:
@@ -255,6 +261,29 @@ def build(tmp: Path, spec: CommandSpec, role: Role | None, case: Case, translato
         else:
             culprit.write_text("precious\n")
     return Inputs(**inputs), culprit
+
+
+def _an_input(tmp: Path, spec: CommandSpec, inputs: dict) -> Path:
+    """What ``--out`` names in the out-is-input case: for a file output a file the command reads (a copy
+    of the model, so the shipped one is never at risk), for a folder output the folder it reads."""
+    role = next(iter(spec.reads))
+    if role in (Role.MODEL, Role.TRANSLATOR):
+        field = "model" if role is Role.MODEL else "translator"
+        copy = tmp / "models" / Path(inputs[field]).name
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(inputs[field], copy)
+        inputs[field] = copy
+        return copy
+    folder = {Role.IMAGES: "images", Role.DATASET: "dataset", Role.LAYOUT: "dataset", Role.PAIRS: "pairs"}[role]
+    if spec.writes is Output.FOLDER:
+        return inputs[folder]
+    return min(p for p in Path(inputs[folder]).rglob("*") if p.is_file())
+
+
+def _snapshot(tmp: Path) -> dict:
+    """Every file under ``tmp`` but the result folder and caches -> its bytes."""
+    return {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()
+            and not {"result", "cache"} & set(p.relative_to(tmp).parts)}
 
 
 def expected_exit(spec: CommandSpec, role: Role | None, case: Case, options: set[str]) -> set[int]:
@@ -285,7 +314,9 @@ def test_fault(name, role, case, tmp_path, capsys, monkeypatch, translator_and_p
     monkeypatch.chdir(tmp_path)
     inputs, culprit = build(tmp_path, spec, role, case, *translator_and_pairs)
     before = culprit.read_bytes() if case.name == "out-existing" and culprit.is_file() else None
-    r = run_cli([*spec.argv(inputs), *case.options], capsys)
+    extra = ["--overwrite"] if case.name == "out-is-input" and "--overwrite" in options else []
+    snapshot = _snapshot(tmp_path) if case.name == "out-is-input" else None
+    r = run_cli([*spec.argv(inputs), *case.options, *extra], capsys)
     said = r.stdout + r.stderr
     assert "Traceback" not in said and "unexpected" not in said, said
     assert r.returncode in want, f"exit {r.returncode}, want {sorted(want)}\n{said}"
@@ -299,12 +330,14 @@ def test_fault(name, role, case, tmp_path, capsys, monkeypatch, translator_and_p
         assert len(failed) == 1 and (str(culprit) in failed[0] or f"failed {culprit.stem}:" in failed[0]), r.stderr
     # nothing partial, nothing clobbered
     assert not list(tmp_path.rglob("*.cellxfer-tmp*")), list(tmp_path.rglob("*.cellxfer-tmp*"))
+    if snapshot is not None:
+        assert _snapshot(tmp_path) == snapshot, "an input was changed"
     if case.name == "out-existing":
         if before is not None:
             assert culprit.read_bytes() == before
         else:
             assert (culprit / "precious.txt").read_text() == "precious\n"
-    elif r.returncode == ExitCode.BAD_INPUT and spec.writes is not None:
+    elif r.returncode == ExitCode.BAD_INPUT and spec.writes is not None and case.name != "out-is-input":
         left = [inputs.out] if inputs.out.is_file() else list(inputs.out.rglob("*")) if inputs.out.is_dir() else []
         assert not left, f"a refused run left {left}"
     elif r.returncode == ExitCode.SOME_INPUTS_FAILED:  # the others' results are there, the culprit's not

@@ -382,6 +382,16 @@ def _check_density_map(config: CountConfig, model: Path, meta) -> None:
                          f"use a density model (train-count --arch density or --arch log)")
 
 
+def _refuse_aliases(config: CountConfig, out: Path, inputs: list, overlays: dict, point_files: dict) -> None:
+    """Before any work: no output of the run (the CSV, its manifest, overlays, points, the density map)
+    may replace an input (:mod:`cellxfer.outputs`), whatever --overwrite says."""
+    from cellxfer.outputs import refuse_aliases
+
+    refuse_aliases([("--out", out), ("--out", out.with_name(out.name + ".manifest.json")),
+                    *(("--overlay", p) for p in overlays.values()), *(("--points", p) for p in point_files.values()),
+                    ("--density-map", config.density_map)], inputs)
+
+
 def write_density_map(path: Path, dmap) -> Path:
     """``--density-map``: a .tif of float32 counts per block (the block size and the original pixels per
     block in the TIFF description, as JSON), or a .png picture of them (0 -> black, the busiest block ->
@@ -423,16 +433,19 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         raise InputError(f"{', '.join(map(str, config.paths))}: no image files found (cellxfer reads TIFF and PNG)"
                          + ("" if config.recursive else "; pass --recursive to search subfolders"))
     out = Path(config.out)
-    if out.resolve() in set(files):
-        raise InputError(f"--out {out}: is one of the input images; choose another CSV path")
-    mhash = model_hash(model)
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
     point_files = output_names(files, config.points, ".csv") if config.points is not None else {}
     map_files = _density_map_files(config, files)
+    _refuse_aliases(config, out, [*files, model], overlays, point_files)
+    mhash = model_hash(model)
     stream = {f: p for f, p in point_files.items() if f not in overlays}  # an overlay draws the points: kept
     table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
     todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label)
             or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]
+    for f in todo:  # the map is not a row of this run's CSV: one that exists is replaced only with --overwrite
+        if f in map_files and map_files[f].exists() and not config.overwrite:
+            table.close()
+            raise InputError(f"{map_files[f]}: exists; pass --overwrite to replace it or choose another --density-map")
     result = CountResult(out=out, engines=[], model_hash=mhash, skipped_done=len(files) - len(todo),
                          not_images=not_images)
     want_points = bool(point_files) or (bool(overlays) and head_of(meta).makes_points)

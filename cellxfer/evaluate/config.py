@@ -11,7 +11,7 @@ from typing import Optional
 class EvaluateConfig:
     model: Path
     data: Path
-    out_csv: Optional[Path] = None    # default: <model stem>-<data folder>-predictions.csv in the current directory
+    out_csv: Optional[Path] = None    # --csv: the per-image table (image,true,predicted); None: none written
     exclude: tuple[str, ...] = ()
     batch_size: int = 16
     radius: float = 5.0               # density models: match radius (pixels) of the localisation score

@@ -17,24 +17,20 @@ from cellxfer.evaluate.config import EvaluateConfig  # noqa: E402,F401  (numpy-f
 @dataclass
 class EvaluateResult:
     metrics: Metrics
-    csv: Path
+    csv: Optional[Path]  # the per-image CSV written (--csv), else None
     rows: list  # (image id, true, predicted)
     seconds: float
     localisation: Optional[dict] = None  # density models: precision, recall, f1, radius, tp, n_pred, n_true
     engine: str = ""  # the engine that ran, e.g. "onnx (cpu)"
 
 
-def default_csv(config: EvaluateConfig) -> Path:
-    """``<model stem>-<data folder>-predictions.csv`` in the current directory (never beside the model:
-    the shipped counter lives inside the installed package, which may be read-only)."""
-    return Path(f"{Path(config.model).stem}-{Path(config.data).resolve().name}-predictions.csv")
-
-
 def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None] | None = None) -> EvaluateResult:
     """Predict every usable image of ``config.data`` with the counter ``config.model`` exactly as
     ``count`` does (same engines and ``--engine auto`` resolution, :func:`cellxfer.engines.base.load_runner`;
-    same resizing, windows or tiles, stitching and peaks); write the CSV (and ``out_json``). An existing
-    ``out_csv`` / ``out_json`` is replaced only with ``overwrite``, and never when it is the model."""
+    same resizing, windows or tiles, stitching and peaks); write the per-image CSV ``out_csv`` and the
+    metrics ``out_json`` where asked (nothing else: no file appears unasked). An existing ``out_csv`` /
+    ``out_json`` is replaced only with ``overwrite``, and never when it is an input (the model, a file
+    of the data folder: :mod:`cellxfer.outputs`)."""
     from cellxfer.atomic import write_json, write_text
     from cellxfer.outputs import refuse_existing
     from cellxfer.count.parts import count_plan, plan_image
@@ -44,8 +40,11 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     from cellxfer.scale import DiameterPolicy
     from cellxfer.train.data import labelled_ids
 
-    refuse_existing(config.out_csv, "--csv", config.overwrite, inputs=[config.model])
-    refuse_existing(config.out_json, "--json", config.overwrite, inputs=[config.model])
+    from cellxfer.outputs import refuse_aliases
+
+    refuse_aliases([("--csv", config.out_csv), ("--json", config.out_json)], [])  # not both the same file
+    refuse_existing(config.out_csv, "--csv", config.overwrite, inputs=[config.model, config.data])
+    refuse_existing(config.out_json, "--json", config.overwrite, inputs=[config.model, config.data])
     runner = load_runner(config.model, config.engine, device=config.device, batch_size=config.batch_size)
     meta = runner.meta
     policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(config.model))
@@ -65,13 +64,14 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
         if on_image is not None:
             on_image(id_, s.count, pred)
     seconds = time.perf_counter() - t0
-    out = Path(config.out_csv) if config.out_csv else default_csv(config)
-    write_text(out, format_predictions(rows))
+    out = Path(config.out_csv) if config.out_csv else None
+    if out is not None:
+        write_text(out, format_predictions(rows))
     loc = None if match is None else {"precision": match.precision, "recall": match.recall, "f1": match.f1,
                                       "radius": config.radius, "tp": match.tp, "n_pred": match.n_pred, "n_true": match.n_true}
     result = EvaluateResult(compute_metrics([r[1] for r in rows], [r[2] for r in rows]), out, rows, seconds, loc,
                             runner.label)
     if config.out_json is not None:
         write_json(config.out_json, {"model": str(config.model), "data": str(config.data), "engine": result.engine,
-                                     **result.metrics.as_dict(), "csv": str(out), "localisation": loc})
+                                     **result.metrics.as_dict(), "csv": None if out is None else str(out), "localisation": loc})
     return result

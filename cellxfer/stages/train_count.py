@@ -114,7 +114,7 @@ def _evaluate(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", "-d", help="Labelled images: cell dataset or IDCIA layout."),
         engine: str = engine_option("auto (resolved as in `count`), torch (the reference), onnx or trt: measure the model as you ship it."),
         device: str = device_option("auto, cpu or cuda (torch/onnx engines)."),
-        csv: Optional[Path] = typer.Option(None, "--csv", help="Per-image CSV (image,true,predicted) [default: MODEL-DATA-predictions.csv in the current directory, replaced on rerun]."),
+        csv: Optional[Path] = typer.Option(None, "--csv", help="Write the per-image table (image,true,predicted) here [default: none]."),
         exclude: list[str] = typer.Option([], help="Image id to leave out (repeatable); the known unannotated IDCIA image always is."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
         radius: float = config_option(E, "radius", "Density models: a predicted point matches a true one within this many pixels."),
@@ -139,7 +139,8 @@ def _evaluate(app: typer.Typer) -> None:
             loc = res.localisation
             console.print(f"localisation (match radius {loc['radius']:g} px): precision {loc['precision']:.3f}  "
                           f"recall {loc['recall']:.3f}  F1 {loc['f1']:.3f}")
-        console.print(f"per-image predictions: {res.csv}")
+        if res.csv is not None:
+            console.print(f"per-image predictions: {res.csv}")
 
 
 def train_with_progress(config, title: str) -> Path:

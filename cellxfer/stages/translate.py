@@ -263,7 +263,7 @@ def _evaluate_translator(app: typer.Typer) -> None:
         from cellxfer.progress import progress
         from cellxfer.translate.infer import evaluate_translator as run
 
-        refuse_existing(csv_out, "--csv", overwrite, inputs=[model])
+        refuse_existing(csv_out, "--csv", overwrite, inputs=[model, pairs])
         with progress("evaluate", total=None, unit="img") as bar:
             r = run(model, pairs, engine, tile=tile or None, csv=csv_out, on_progress=bar.advance, log=console.print)
         for row in r.rows:

@@ -202,6 +202,7 @@ def run_folder(config: TrainConfig, main: bool = True):
     return RunFolder(config.out, "adapt-count" if config.regime == "adapt" else "train-count", run_identity(config),
                      own=(BEST, LAST),
                      inputs=[p for p in (config.real, config.synthetic, config.val) if p is not None],
+                     protect=[p for p in (config.unlabeled, config.pretrained) if p is not None],
                      overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()), main=main)
 
 

@@ -146,16 +146,17 @@ def translate_images(model: str | os.PathLike, paths: list[Path], out: Path, eng
     ``paths`` into ``out`` (:func:`translate_files`, ``kw`` its options); the result names the engine."""
     from dataclasses import replace
 
+    translation_targets(paths, out, inputs=[model])  # refused before the translator is loaded
     translator = load(model, engine, log=log)
-    return replace(translate_files(translator, paths, out, **kw), engine=translator.engine)
+    return replace(translate_files(translator, paths, out, inputs=[model], **kw), engine=translator.engine)
 
 
-def translate_files(translator: Translator, paths: list[Path], out: Path, dtype: str = "uint16", tile: int | None = None,
-                    overlap: int = 32, overwrite: bool = False, on_progress=None) -> TranslateFilesResult:
-    """Translate every image of ``paths`` (files or folders) into ``out/<stem>.tif``; finished outputs
-    are skipped on rerun unless ``overwrite``; per-file failures are collected, not raised."""
-    from cellxfer.imageio import read_image, write_tiff
-    from cellxfer.translate.data import list_images, to_dtype
+def translation_targets(paths: list[Path], out: Path, inputs=()) -> dict[Path, Path]:
+    """``{input image: out/<stem>.tif}`` for every image of ``paths`` (files or folders). Refused with one
+    line: a path that does not exist, two inputs written to one name (``a.tif`` and ``a.png``), and an
+    output that would replace an input or one of ``inputs`` (:mod:`cellxfer.outputs`), even with --overwrite."""
+    from cellxfer.outputs import refuse_aliases, refuse_collisions
+    from cellxfer.translate.data import list_images
 
     files: list[Path] = []
     for p in paths:
@@ -163,9 +164,25 @@ def translate_files(translator: Translator, paths: list[Path], out: Path, dtype:
         if not p.exists():  # the whole input is wrong, not one of its files: nothing is translated
             raise InputError(f"{p}: no such file or folder; give image files or folders of images")
         files.extend(list_images(p) if p.is_dir() else [p])
+    targets = {f: Path(out) / f"{f.stem}.tif" for f in files}
+    refuse_collisions(targets, "-o")
+    refuse_aliases([("-o", t) for t in targets.values()], [*files, *inputs])
+    return targets
+
+
+def translate_files(translator: Translator, paths: list[Path], out: Path, dtype: str = "uint16", tile: int | None = None,
+                    overlap: int = 32, overwrite: bool = False, on_progress=None, inputs=()) -> TranslateFilesResult:
+    """Translate every image of ``paths`` (files or folders) into ``out/<stem>.tif``
+    (:func:`translation_targets`); finished outputs are skipped on rerun unless ``overwrite``; per-file
+    failures are collected, not raised."""
+    from cellxfer.imageio import read_image, write_tiff
+    from cellxfer.translate.data import to_dtype
+
+    targets = translation_targets(paths, out, inputs)
+    files = list(targets)
     written, skipped, failed = 0, 0, {}
     for f in files:
-        target = out / f"{f.stem}.tif"
+        target = targets[f]
         if target.is_file() and not overwrite:
             skipped += 1
         else:
