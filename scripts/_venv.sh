@@ -9,11 +9,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.cellxfer-installed
 extras="all,dev"  # the whole suite: every extra that installs from PyPI (not trt/gpu)
-want=$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -d' ' -f1)
+# the napari plugin (its own package: napari and Qt stay out of cellxfer's install) and its test extra
+napari_plugin="plugins/cellxfer-napari"
+want=$( (cat pyproject.toml "$napari_plugin/pyproject.toml"; echo "$extras") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import cellxfer' 2>/dev/null; then
     echo "installing cellxfer and its dependencies into .venv (first time: a few minutes, ~6 GB with torch)" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" >&2 || true
-    .venv/bin/python -m pip install --quiet -e ".[$extras]" 2>&1 | grep -v "is ignored" >&2 || true
-    .venv/bin/python -c 'import cellxfer, torch, timm, onnxruntime' || { echo "install failed" >&2; exit 1; }
+    .venv/bin/python -m pip install --quiet -e ".[$extras]" -e "$napari_plugin[test]" 2>&1 | grep -v "is ignored" >&2 || true
+    .venv/bin/python -c 'import cellxfer, torch, timm, onnxruntime, napari, cellxfer_napari' || { echo "install failed" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi

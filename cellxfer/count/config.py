@@ -21,7 +21,8 @@ class CountConfig:
     level: int = 0  # --level: pyramid level of a pyramidal TIFF / OME-Zarr (0 = full resolution)
     overwrite: bool = False
     overlay: Path | None = None
-    points: Path | None = None  # folder for one points CSV per image (density models)
+    points: Path | None = None  # folder for one points file per image (density models)
+    points_format: str = "csv"  # --points-format: csv (x,y) or geojson (QuPath), cellxfer.count.points_format
     workers: int = 0
     batch_size: int = 24
     scheduler: str | None = None

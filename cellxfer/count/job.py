@@ -243,11 +243,12 @@ def _density_map_files(config: CountConfig, files: list[Path]) -> dict:
 
 
 def write_points(path: Path, points: np.ndarray) -> Path:
-    """One image's cell locations as a points table (``x,y`` pixels, as in cell datasets), atomically."""
+    """One image's cell locations in the format of ``path``'s suffix (:mod:`cellxfer.count.points_format`:
+    an ``x,y`` table in pixels, as in cell datasets, or GeoJSON), atomically."""
     from cellxfer.atomic import write_text
-    from cellxfer.dataset import format_points
+    from cellxfer.count.points_format import for_path
 
-    write_text(path, format_points(points))
+    write_text(path, for_path(path).text(points))
     return path
 
 
@@ -356,6 +357,11 @@ def _checked_model(config: CountConfig):
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     meta = model_meta(model)
     policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model))
+    from cellxfer.count.points_format import points_format
+
+    points_format(config.points_format)
+    if config.points is None and config.points_format != "csv":
+        raise InputError(f"--points-format {config.points_format}: give --points DIR too (the folder it writes to)")
     if config.points is not None and not head_of(meta).makes_points:
         raise InputError(f"--points: {model} predicts one count per window, not cell locations; "
                          f"use a density model (train-count --arch density or --arch log)")
@@ -422,6 +428,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     from cellxfer.atomic import write_json
     from cellxfer.inputs import expand_inputs
     from cellxfer.count.overlay import output_names
+    from cellxfer.count.points_format import points_format
     from cellxfer.engines.base import model_hash
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict
@@ -434,7 +441,8 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
                          + ("" if config.recursive else "; pass --recursive to search subfolders"))
     out = Path(config.out)
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
-    point_files = output_names(files, config.points, ".csv") if config.points is not None else {}
+    point_files = output_names(files, config.points, points_format(config.points_format).suffix) \
+        if config.points is not None else {}
     map_files = _density_map_files(config, files)
     _refuse_aliases(config, out, [*files, model], overlays, point_files)
     mhash = model_hash(model)

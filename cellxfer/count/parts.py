@@ -511,7 +511,7 @@ class PointsFile:
     beside ``path`` as each band finds them (x, y, value as float64 rows); only their values stay in
     memory (4 bytes a candidate). Which candidates are cells depends on the image's total count
     (:meth:`cellxfer.density.infer.DensityPeaks.order`), so :meth:`write` then copies the chosen rows,
-    in the same order and format as a points table written whole (:func:`cellxfer.dataset.format_points`),
+    in the same order and format as a points file written whole (:func:`cellxfer.count.job.write_points`),
     chunk by chunk into ``path`` (atomically); the temporary file is removed either way."""
 
     CHUNK = 65536
@@ -533,21 +533,25 @@ class PointsFile:
         self.values.append(np.asarray(vals, np.float32))
 
     def write(self, order_of, scaled=None) -> int:
-        """Write the chosen rows (``order_of(values) -> indices``), in original pixels when ``scaled``."""
+        """Write the chosen rows (``order_of(values) -> indices``), in original pixels when ``scaled``, in
+        the format of the file's suffix (:mod:`cellxfer.count.points_format`)."""
         from cellxfer.atomic import atomic_path
+        from cellxfer.count.points_format import for_path
 
         try:
             self._f.close()
             vals = np.concatenate(self.values) if self.values else np.zeros(0, np.float32)
             order = order_of(vals)
             rows = np.memmap(self.spill, np.float64, "r", shape=(len(vals), 3)) if len(vals) else np.zeros((0, 3))
+            fmt = for_path(self.path)
             with atomic_path(self.path) as tmp, open(tmp, "w") as out:
-                out.write("x,y\n")
+                out.write(fmt.head())
                 for i in range(0, len(order), self.CHUNK):
                     xy = np.asarray(rows[order[i:i + self.CHUNK], :2])
                     if scaled is not None and scaled.resized:
                         xy = scaled.to_original(xy)
-                    out.write("".join(f"{x!r},{y!r}\n" for x, y in xy.tolist()))
+                    out.write(fmt.rows(xy, first=i == 0))
+                out.write(fmt.tail())
             del rows
             return len(order)
         finally:

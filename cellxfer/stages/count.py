@@ -49,7 +49,8 @@ def cellxfer_register_commands(app: typer.Typer):
         level: int = config_option(C, "level", "Pyramid level of a pyramidal TIFF/OME-TIFF or OME-Zarr folder (0 = full resolution; counts and points are in that level's pixels)."),
         overwrite: bool = overwrite_option("Recount files already in --out."),
         overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write a PNG per image into this folder: windows, their counts and (density models) the cells found."),
-        points: Optional[Path] = typer.Option(None, "--points", help="Density models: write the cells' x,y per image as <name>.csv into this folder."),
+        points: Optional[Path] = typer.Option(None, "--points", help="Density models: write the cells of each image as <name>.csv (or .geojson, --points-format) into this folder."),
+        points_format: str = config_option(C, "points_format", "How --points writes each image's cells: csv (x,y pixels; Fiji, napari) or geojson (point objects for QuPath's File > Import objects).", "--points-format"),
         density_map: Optional[Path] = typer.Option(None, "--density-map", help="Density models, one image: write a low-resolution map of where the cells are (counts per block, at most 512 px a side) to OUT.tif (float32) or OUT.png."),
         workers: int = workers_option("Decode threads running ahead of inference (0 = one per core); with --scheduler local:N, N workers."),
         batch_size: int = config_option(C, "batch_size", "Windows per inference call (from several images)."),
@@ -71,6 +72,7 @@ def cellxfer_register_commands(app: typer.Typer):
 
         config = CountConfig(paths=tuple(paths), model=model, engine=engine, device=device, out=out,
                              recursive=recursive, channel=channel, page=page, level=level, overwrite=overwrite, overlay=overlay, points=points,
+                             points_format=points_format,
                              workers=workers, batch_size=batch_size, scheduler=scheduler, fp16=trt_fp16(precision, fp32),
                              threads=threads, diameter=diameter, density_map=density_map)
 

@@ -1,0 +1,147 @@
+"""The "Count cells" dock widget: counts an image layer (the whole image or the part in view) with a
+counter and engine (:func:`cellxfer.count.count_array`, the pipeline of ``cellxfer count``, run in a
+worker process: :mod:`._work`), shows the
+cells as a points layer and the count; the points (edited or not) are saved as an ``x,y`` CSV, or GeoJSON
+for QuPath, by the file's suffix (:func:`cellxfer.count.job.write_points`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, create_widget
+
+from cellxfer_napari._coords import from_napari, to_napari
+from cellxfer_napari._reader import POINTS_STYLE
+
+WHOLE, VISIBLE = "whole image", "part in view"
+
+
+class CountWidget(Container):
+    """See module docs. ``count()`` and ``save()`` are what the buttons run (tests call them too)."""
+
+    def __init__(self, napari_viewer):
+        from cellxfer.engines.base import engines
+
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.image = create_widget(annotation="napari.layers.Image", label="image")
+        self.model = FileEdit(label="counter", mode="r", filter="*.safetensors *.onnx", value="",
+                              tooltip="A counter file (.safetensors or .onnx); empty: the shipped default counter")
+        self.engine = ComboBox(label="engine", choices=["auto", *sorted(engines())], value="auto")
+        self.region = ComboBox(label="region", choices=[WHOLE, VISIBLE], value=WHOLE,
+                               tooltip="Count the whole image, or only the part the view shows (a region of a slide)")
+        self.diameter = LineEdit(label="diameter", value="",
+                                 tooltip="Nucleus diameter: auto, off or pixels; empty: as `cellxfer count`")
+        self.count_button = PushButton(text="Count")
+        self.result = Label(value="")
+        self.save_to = FileEdit(label="save to", mode="w", filter="*.csv *.geojson", value="",
+                                tooltip="x,y CSV (Fiji, cellxfer datasets) or .geojson (QuPath); "
+                                        "empty: back to the file the points were opened from")
+        self.save_button = PushButton(text="Save points")
+        self.extend([self.image, self.model, self.engine, self.region, self.diameter, self.count_button,
+                     self.result, self.save_to, self.save_button])
+        self.count_button.changed.connect(self.count)
+        self.save_button.changed.connect(self.save)
+        self.points = None  # the points layer of the last count
+
+    # -- counting -----------------------------------------------------------------------------------------
+    def count(self):
+        """Count the chosen image layer; returns the points layer (None, with the reason shown, when the
+        count could not run)."""
+        from cellxfer_napari._work import count_in_worker
+
+        layer = self.image.value
+        if layer is None:
+            return self._say("open an image first")
+        data = layer.data[0] if layer.multiscale else layer.data
+        lead = self._leading_index(layer, data)
+        (r0, r1), (c0, c1) = self._bounds(layer, data.shape[len(lead):len(lead) + 2])
+        if r1 <= r0 or c1 <= c0:
+            return self._say("the image is not in view: pan to it, or count the whole image")
+        region = np.asarray(data[(*lead, slice(r0, r1), slice(c0, c1))])
+        count, points, error = count_in_worker(region, self._model_path(), self.engine.value,
+                                               self.diameter.value.strip() or None, layer.name)
+        if error is not None:
+            return self._say(error)
+        if points is None:
+            return self._say(f"count {count:.1f} (this counter gives a count per window, not cells)")
+        xy = points + [c0, r0]
+        where = "" if (r0, c0, r1, c1) == (0, 0, *data.shape[len(lead):len(lead) + 2]) else \
+            f" in rows {r0}-{r1}, columns {c0}-{c1}"
+        self._show_points(layer, xy, lead, f"{layer.name} cells")
+        self.points.metadata["cellxfer"] = {"count": count, "region": [r0, r1, c0, c1], "points_file": None}
+        self._say(f"{len(xy)} cells (count {count:.1f}){where}")
+        return self.points
+
+    def _model_path(self):
+        value = str(self.model.value or "").strip()
+        return None if value in ("", ".") else Path(value)
+
+    def _leading_index(self, layer, data) -> tuple:
+        """Index of the plane shown, for a layer with axes before its 2-D planes (a stack)."""
+        step = self.viewer.dims.current_step  # one per world axis; the layer's are the last layer.ndim
+        return tuple(int(min(max(step[len(step) - layer.ndim + i], 0), data.shape[i] - 1))
+                     for i in range(layer.ndim - 2))
+
+    def _bounds(self, layer, shape) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((r0, r1), (c0, c1))``: the whole image, or the pixels of ``layer`` the canvas shows."""
+        h, w = int(shape[0]), int(shape[1])
+        if self.region.value == WHOLE:
+            return (0, h), (0, w)
+        camera = self.viewer.camera if not hasattr(self.viewer, "scene") else self.viewer.scene.camera
+        ch, cw = self.viewer.canvas.size if hasattr(self.viewer, "canvas") else self.viewer._canvas_size
+        cy, cx = camera.center[-2:]
+        half = np.array([ch, cw]) / 2 / camera.zoom
+        point = np.array(self.viewer.dims.point, dtype=float)
+        corners = []
+        for dy, dx in ((-1, -1), (1, 1)):
+            point[-2:] = (cy + dy * half[0], cx + dx * half[1])
+            corners.append(np.asarray(layer.world_to_data(point))[-2:])
+        lo, hi = np.minimum(*corners), np.maximum(*corners)
+        # napari's pixel i spans [i - 0.5, i + 0.5): the pixels any part of which is in view
+        r0, c0 = (max(0, math.floor(v + 0.5)) for v in lo)
+        r1, c1 = min(h, math.ceil(hi[0] + 0.5)), min(w, math.ceil(hi[1] + 0.5))
+        return (r0, r1), (c0, c1)
+
+    def _show_points(self, layer, xy: np.ndarray, lead: tuple, name: str) -> None:
+        """Show ``xy`` (cellxfer points of ``layer``'s plane ``lead``) as a points layer aligned with
+        ``layer`` (same scale and translate), replacing the points of an earlier count of it."""
+        rc = to_napari(xy)
+        if lead:
+            rc = np.column_stack([np.tile(np.asarray(lead, float), (len(rc), 1)), rc])
+        ndim = rc.shape[1]
+        transform = {"scale": tuple(layer.scale)[-ndim:], "translate": tuple(layer.translate)[-ndim:]}
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.points = self.viewer.add_points(rc, name=name, ndim=ndim, **POINTS_STYLE, **transform)
+
+    # -- saving -------------------------------------------------------------------------------------------
+    def save(self, path=None):
+        """Write the selected points layer (else the last count's) to ``path`` (else the "save to" box,
+        else the file the points were opened from); returns the path written (None: why is shown)."""
+        from napari.layers import Points
+
+        from cellxfer.count.job import write_points
+
+        layer = self.viewer.layers.selection.active
+        layer = layer if isinstance(layer, Points) else self.points
+        if layer is None or layer not in self.viewer.layers:
+            return self._say("no points to save: count an image or select a points layer")
+        meta = layer.metadata.get("cellxfer", {})
+        target = path or (str(self.save_to.value or "").strip() not in ("", ".") and Path(self.save_to.value)) \
+            or meta.get("points_file")
+        if not target:
+            return self._say("choose a file to save the points to (.csv or .geojson)")
+        target = Path(target)
+        try:
+            write_points(target, from_napari(layer.data))
+        except OSError as exc:
+            return self._say(f"{target}: cannot write ({exc.strerror or exc}); choose another file")
+        self._say(f"saved {len(layer.data)} cells to {target}")
+        return target
+
+    def _say(self, text: str):
+        self.result.value = text
+        return None
