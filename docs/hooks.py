@@ -15,7 +15,11 @@ MARKER = "@@CLI_REFERENCE@@"
 
 
 def _cell(text) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """One table cell: one line, ``|`` escaped, and outside `code` no HTML (``<name>.csv``) or emphasis (``2**n``)."""
+    parts = " ".join(str(text).split()).replace("|", "\\|").split("`")
+    for i in range(0, len(parts), 2):
+        parts[i] = parts[i].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("_", "\\_")
+    return "`".join(parts)
 
 
 def _default(param) -> str:
@@ -51,7 +55,7 @@ def _command_section(group, ctx, name: str) -> list[str]:
     command = group.get_command(ctx, name)
     sub = type(ctx)(command, info_name=name, parent=ctx)
     usage = re.sub(r"\{(\w+)\}", lambda m: m.group(1).upper(), " ".join(command.collect_usage_pieces(sub)))
-    lines = [f"## `cellxfer {name}`", "", " ".join((command.help or "").split()), ""]
+    lines = [f"## `cellxfer {name}`", "", _cell(command.help or ""), ""]
     lines += ["```", f"cellxfer {name} {usage}", "```", ""]
     rows = [p for p in command.params if not getattr(p, "hidden", False)]
     if rows:
