@@ -62,7 +62,7 @@ _JITTER_CLIP = (0.5, 1.6)  # per-cell diameter factor clipped to this range
 # mitotic figures, as (share, diameter / d low, high, axis ratio low, high): condensed (prophase,
 # apoptotic), metaphase bars; the rest are daughter pairs (anaphase/telophase) of diameter _PAIR_D x d
 # whose centres lie _PAIR_SEP daughter diameters apart
-_CONDENSED = (0.4, 0.3, 0.6, 1.0, 1.3)
+_CONDENSED = (0.4, 0.35, 0.7, 1.0, 1.3)
 _BAR = (0.3, 0.35, 0.55, 2.5, 4.0)
 _PAIR_D, _PAIR_SEP = (0.4, 0.65), (1.05, 1.7)
 _FIGURE_IRREGULARITY = 0.25  # outline harmonics of mitotic figures, added to the image's irregularity
@@ -244,10 +244,10 @@ def coverage_alpha(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.clip((m - rho) * _col(np.sqrt(cells.a * cells.b) / cells.edge) + f32(0.5), f32(0.0), f32(1.0))
 
 
-def shape_values(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
+def shape_values(cells: Cells, rho: np.ndarray, m: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
     """float32 brightness ``level * alpha * (1 - dome + dome * sqrt(1 - q^2) + rim * q^8)``, ``q =
     min(rho / m, 1)``, of :func:`shape_geometry`'s pixels (a flat top mixed with the thickness of a
-    uniform ellipsoid, plus a bright rim); ``alpha``: :func:`coverage_alpha`."""
+    uniform ellipsoid, plus a bright rim); ``alpha``: :func:`coverage_alpha` (computed if not given)."""
     f32 = np.float32
     q2 = np.minimum(rho / m, f32(1.0))
     q2 *= q2
@@ -260,12 +260,12 @@ def shape_values(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
         q2 *= q2
         q2 *= _col(cells.rim)
         fall += q2
-    fall *= coverage_alpha(cells, rho, m)
+    fall *= coverage_alpha(cells, rho, m) if alpha is None else alpha
     fall *= _col(cells.level)
     return fall
 
 
-def contact_weights(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
+def contact_weights(cells: Cells, rho: np.ndarray, m: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """float32 blending weights of pressed nuclei (:class:`Layers`): ``alpha x exp(depth /
     _CONTACT_SHARPNESS)``, ``depth`` the distance (px, approximately, capped at 28) inside the outline;
     where two nuclei overlap the deeper one shows, so they meet along a flattened contact."""
@@ -273,7 +273,7 @@ def contact_weights(cells: Cells, rho: np.ndarray, m: np.ndarray) -> np.ndarray:
     depth = (m - rho) * _col(np.sqrt(cells.a * cells.b) / _CONTACT_SHARPNESS)
     np.minimum(depth, f32(40.0), out=depth)
     np.exp(depth, out=depth)
-    depth *= coverage_alpha(cells, rho, m)
+    depth *= alpha
     return depth
 
 
@@ -315,18 +315,21 @@ class Layers:
             return
         layer = np.broadcast_to(np.asarray(layer, np.intp), (len(values),))
         if weights is None or not self.pressed:
-            self._idx.append(self._windows(layer, x, y, values.shape[1]).ravel())
-            self._val.append(values.ravel())
+            at = np.flatnonzero(values)  # zeros add nothing: the windows' corners stay out of the sum
+            self._idx.append(self._windows(layer, x, y, values.shape[1]).ravel()[at])
+            self._val.append(values.ravel()[at])
             return
         blend = layer == TEXTURED
         if not blend.all():
             keep = ~blend
             self.add(layer[keep], x[keep], y[keep], values[keep])
-        x, y, v, wt = x[blend], y[blend], values[blend], weights[blend]
-        idx = self._windows(np.full(len(v), _BLEND), x, y, v.shape[1]).ravel()
+        x, y, v, wt = x[blend], y[blend], values[blend].ravel(), weights[blend].ravel()
+        at = np.flatnonzero(wt)
+        idx = self._windows(np.full(len(x), _BLEND), x, y, values.shape[1]).ravel()[at]
+        v, wt = v[at], wt[at]
         step = self.width * self.width
         self._idx += [idx, idx + step, idx + 2 * step]
-        self._val += [(v * wt).ravel(), wt.ravel(), (wt * wt).ravel()]
+        self._val += [v * wt, wt, wt * wt]
 
     def total(self) -> np.ndarray:
         """float32 (2, size, size): the TEXTURED and PLAIN layers cropped to the image. Blended objects
@@ -510,8 +513,9 @@ def draw_objects(layers: Layers, cells: Cells, geometry=None) -> None:
     parts = [(cells, geometry)] if geometry is not None else [
         (cells.take(g), shape_geometry(cells.take(g), radius)) for g, radius in groups_by_reach(cells.reach())]
     for c, (rho, m) in parts:
-        weights = contact_weights(c, rho, m) if layers.pressed and (c.layer == TEXTURED).any() else None
-        layers.add(c.layer, c.x, c.y, shape_values(c, rho, m), weights)
+        alpha = coverage_alpha(c, rho, m)
+        weights = contact_weights(c, rho, m, alpha) if layers.pressed and (c.layer == TEXTURED).any() else None
+        layers.add(c.layer, c.x, c.y, shape_values(c, rho, m, alpha), weights)
 
 
 def _no_cells() -> Cells:
@@ -645,12 +649,13 @@ def smooth_noise(rng, size: int, sigma: float, fine: float | None = None, grain:
 
 def gaussian_sum(size: int, cx, cy, sigma, level) -> np.ndarray:
     """float32 (size, size): the sum of isotropic Gaussians ``level * exp(-r^2 / 2 sigma^2)``, computed
-    as one matrix product of their separable factors."""
+    as one sum of outer products of their separable factors (``einsum``: a BLAS matrix product of so
+    thin a factor is slower, and threaded)."""
     grid = np.arange(size, dtype=np.float32) + np.float32(0.5)
     sigma = np.asarray(sigma, np.float32)[:, None]
     gx = np.exp(np.float32(-0.5) * ((grid[None, :] - np.asarray(cx, np.float32)[:, None]) / sigma) ** 2)
     gy = np.exp(np.float32(-0.5) * ((grid[None, :] - np.asarray(cy, np.float32)[:, None]) / sigma) ** 2)
-    return (gy * np.asarray(level, np.float32)[:, None]).T @ gx
+    return np.einsum("ky,kx->yx", gy * np.asarray(level, np.float32)[:, None], gx)
 
 
 def autofluorescence(size: int, rng) -> np.ndarray:
