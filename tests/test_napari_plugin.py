@@ -150,9 +150,14 @@ def test_reader_opens_image_points_and_density_with_cells_on_their_nuclei(tmp_pa
 
 
 def test_reader_opens_geojson_points_and_a_slide_by_region(tmp_path, capsys, monkeypatch):
+    """... of a run given relative paths, opened from elsewhere (the manifest names them as given)."""
     from cellxfer import lazy
 
-    csv, img, _ = _count_output(tmp_path, capsys, "geojson", density=False)
+    monkeypatch.chdir(tmp_path)
+    csv, img, _ = _count_output(Path("."), capsys, "geojson", density=False)
+    assert json.loads(Path(f"{csv}.manifest.json").read_text())["config"]["points"] == "pts-geojson"
+    monkeypatch.chdir(tmp_path.parent)
+    csv = tmp_path / csv
     gj = tmp_path / "pts-geojson" / "img.geojson"
     [(rc, _, kind)] = get_reader(str(gj))(str(gj))
     layers = get_reader(str(csv))(str(csv))

@@ -83,19 +83,20 @@ def read_counts_output(path) -> list[tuple]:
     density = _density_map(config, rows, path.parent)
     layers = []
     for row in rows:
-        file = Path(row.file)
+        named = Path(row.file)  # as the run named it (the points files' names come from these)
+        file = _resolve(row.file, path.parent)
         if row.status != "ok" or not file.is_file():
             warnings.warn(f"{file}: not shown ({'missing' if row.status == 'ok' else 'failed: ' + row.error})")
             continue
         visible = not layers
         image = image_layer(file, config, visible)
         layers.append(image)
-        pts = points_files.get(file)
+        pts = points_files.get(named)
         if pts is not None and pts.is_file():
             xy = read_points(pts)
             layers.append(points_layer(xy, f"{file.stem} cells ({len(xy)}; count {row.count:.1f})", pts,
                                        visible=visible))
-        if density is not None and density[0] == file:
+        if density is not None and density[0] == named:
             full = image[0][0] if isinstance(image[0], list) else image[0]
             layers.append(density_layer(density[1], full.shape, visible))
     return layers
@@ -130,15 +131,15 @@ def _points_files(config: dict, files: list[Path], base: Path) -> dict:
 
 
 def _density_map(config: dict, rows, base: Path) -> tuple[Path, Path] | None:
-    """``(image, map file)`` of the run's ``--density-map`` (it maps the run's one image)."""
+    """``(image as the CSV names it, map file)`` of the run's ``--density-map`` (it maps the run's one image)."""
     dmap = _resolve(config.get("density_map"), base)
     if dmap is None or not dmap.is_file():
         return None
     paths = config.get("paths") or []
     ok = [Path(r.file) for r in rows if r.status == "ok"]
-    one = Path(paths[0]).resolve() if len(paths) == 1 else None
-    image = one if one in ok else (ok[0] if len(ok) == 1 else None)
-    return (image, dmap) if image is not None else None
+    if len(paths) == 1 and Path(paths[0]) in ok:
+        return Path(paths[0]), dmap
+    return (ok[0], dmap) if len(ok) == 1 else None
 
 
 def image_layer(file: Path, config: dict | None = None, visible: bool = True) -> tuple:
