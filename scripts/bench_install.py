@@ -67,32 +67,43 @@ def build_wheel(work: Path) -> tuple[Path, float]:
 def install(work: Path, name: str, requirement: str) -> dict:
     venv = work / name
     t_venv, _ = run([sys.executable, "-m", "venv", venv])
+    base = tree_bytes(venv)  # an empty venv (pip, setuptools)
     t_pip, _ = run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", requirement], env=clean_env())
     probe = "import importlib.util, json; print(json.dumps([m for m in %r if importlib.util.find_spec(m)]))" % (HEAVY,)
     present = json.loads(run([venv / "bin" / "python", "-c", probe], env=clean_env(), cwd=work)[1].stdout)
-    return {"venv": str(venv), "install_s": round(t_venv + t_pip, 1), "size_mb": round(tree_bytes(venv) / 1e6, 1),
-            "heavy_modules_present": present}
+    size = tree_bytes(venv)
+    return {"venv": str(venv), "install_s": round(t_venv + t_pip, 1), "size_mb": round(size / 1e6, 1),
+            "added_mb": round((size - base) / 1e6, 1), "heavy_modules_present": present}
 
 
-def count(venv: Path, inputs, out: Path, cache: Path) -> tuple[float, list[dict]]:
+def count(venv: Path, inputs, out: Path, cache: Path) -> tuple[float, float, list[dict]]:
+    """``(wall s, CPU s of the process, CSV rows)`` of one ``cellxfer count`` in ``venv``."""
     import csv
+    import resource
 
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds, _ = run([venv / "bin" / "cellxfer", "count", *inputs, "--out", out],
                      env=clean_env(CELLXFER_CACHE=str(cache)), cwd=out.parent)
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     with open(out, newline="") as f:
-        return seconds, list(csv.DictReader(f))
+        return seconds, cpu, list(csv.DictReader(f))
 
 
-def first_counts(venv: Path, image: Path, work: Path, repeats: int) -> list[float]:
-    """Cold first counts: each a new process with an empty cache and a new CSV."""
-    times = []
+def first_counts(installs: dict, image: Path, work: Path, repeats: int) -> None:
+    """Cold first counts (each a new process with an empty cache and a new CSV), the installs in turn so that
+    they share the machine's load; adds ``first_count_s`` (wall) and ``first_count_cpu_s`` to each."""
     for r in range(repeats):
-        cache = work / f"cache-first-{r}"
-        seconds, rows = count(venv, [image], work / f"first-{r}.csv", cache)
-        assert rows[0]["status"] == "ok" and float(rows[0]["count"]) > 0, rows
-        assert not (cache / "onnx").exists(), "the first count exported the default counter"
-        times.append(round(seconds, 2))
-    return times
+        for name, info in installs.items():
+            cache = work / f"cache-first-{name}-{r}"
+            seconds, cpu, rows = count(Path(info["venv"]), [image], work / f"first-{name}-{r}.csv", cache)
+            assert rows[0]["status"] == "ok" and float(rows[0]["count"]) > 0, rows
+            assert not (cache / "onnx").exists(), "the first count exported the default counter"
+            info.setdefault("first_count_s", []).append(round(seconds, 2))
+            info.setdefault("first_count_cpu_s", []).append(round(cpu, 2))
+    for info in installs.values():
+        info["first_count_median_s"] = statistics.median(info["first_count_s"])
+        info["first_count_cpu_median_s"] = statistics.median(info["first_count_cpu_s"])
 
 
 def check_core(venv: Path, work: Path) -> dict:
@@ -109,7 +120,7 @@ def check_core(venv: Path, work: Path) -> dict:
         sys.exit(f"core install: train-count without torch gave exit {refused.returncode}: {refused.stderr[-2000:]}")
     info["missing_extra_line"] = lines[0]
     images = sorted((IDCIA / "images").glob("*.tif*"))[:3] if (IDCIA / "images").is_dir() else [FALLBACK_IMAGE]
-    _, rows = count(venv, images, work / "check.csv", work / "cache-check")
+    _, _, rows = count(venv, images, work / "check.csv", work / "cache-check")
     if len(rows) != len(images) or any(r["status"] != "ok" or float(r["count"]) <= 0 for r in rows):
         sys.exit(f"core install: counting {len(images)} images gave {rows}")
     info["counted"] = {Path(r["file"]).name: float(r["count"]) for r in rows}
@@ -117,15 +128,17 @@ def check_core(venv: Path, work: Path) -> dict:
 
 
 def table(result: dict) -> str:
-    rows = ["| install | size on disk | install time | torch present | cold first count, 1 image | IDCIA 95 count |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| install | venv on disk (added to an empty venv) | install time | torch | cold first count, 1 image | "
+            "IDCIA 95 count |", "|---|---|---|---|---|---|"]
     for name in ("core", "full"):
         r = result.get(name)
         if r is None:
             continue
-        first = f"{r['first_count_median_s']} s (median of {len(r['first_count_s'])})" if "first_count_s" in r else ""
-        idcia = f"{r['idcia_median_s']} s (median of {len(r['idcia_s'])})" if r.get("idcia_s") else ""
-        rows.append(f"| {name} (`{r['requirement']}`) | {r['size_mb']:.0f} MB | {r['install_s']} s | "
+        first = (f"{r['first_count_median_s']} s wall, {r['first_count_cpu_median_s']} s CPU (medians of "
+                 f"{len(r['first_count_s'])})" if "first_count_s" in r else "")
+        idcia = (f"{r['idcia_median_s']} s wall, {r['idcia_cpu_median_s']} s CPU (medians of {len(r['idcia_s'])})"
+                 if r.get("idcia_s") else "")
+        rows.append(f"| {name} (`{r['requirement']}`) | {r['size_mb']:.0f} MB ({r['added_mb']:.0f} MB) | {r['install_s']} s | "
                     f"{'yes' if 'torch' in r['heavy_modules_present'] else 'no'} | {first} | {idcia} |")
     return "\n".join(rows)
 
@@ -162,18 +175,18 @@ def _main(args, work: Path) -> int:
         print(f"core install ok: counted {core['counted']}; {core['missing_extra_line']}")
         return 0
     image = args.image or sorted((IDCIA / "images").glob("*.tif*"))[0]
+    full = {"requirement": "cellxfer[all]", **install(work, "full", f"{wheel}[all]")}
+    print(f"full: {full['size_mb']:.0f} MB in {full['install_s']} s")
     core["first_count_image"] = str(image)
-    core["first_count_s"] = first_counts(Path(core["venv"]), image, work, args.repeats)
-    core["first_count_median_s"] = statistics.median(core["first_count_s"])
-    core["idcia_s"] = []
+    first_counts({"core": core, "full": full}, image, work, args.repeats)
+    core["idcia_s"], core["idcia_cpu_s"] = [], []
     for r in range(args.idcia_repeats):
-        seconds, rows = count(Path(core["venv"]), [IDCIA / "images"], work / f"idcia-{r}.csv", work / f"cache-idcia-{r}")
+        seconds, cpu, rows = count(Path(core["venv"]), [IDCIA / "images"], work / f"idcia-{r}.csv", work / f"cache-idcia-{r}")
         assert len(rows) == 95 and all(row["status"] == "ok" for row in rows), len(rows)
         core["idcia_s"].append(round(seconds, 1))
+        core["idcia_cpu_s"].append(round(cpu, 1))
     core["idcia_median_s"] = statistics.median(core["idcia_s"])
-    full = {"requirement": "cellxfer[all]", **install(work, "full", f"{wheel}[all]")}
-    full["first_count_s"] = first_counts(Path(full["venv"]), image, work, args.repeats)
-    full["first_count_median_s"] = statistics.median(full["first_count_s"])
+    core["idcia_cpu_median_s"] = statistics.median(core["idcia_cpu_s"])
     result = {"command": " ".join(["python", *sys.argv]), "wheel": wheel.name, "build_s": round(build_s, 1),
               "cpus": os.cpu_count(), "load_before": [round(v, 2) for v in load_before],
               "load_after": [round(v, 2) for v in os.getloadavg()], "core": core, "full": full,
