@@ -166,6 +166,13 @@ def test_reader_opens_geojson_points_and_a_slide_by_region(tmp_path, capsys, mon
     (levels, kw, _), _ = get_reader(str(csv))(str(csv))
     assert kw["multiscale"] and lazy.is_lazy(levels[0]) and levels[1].shape == img[::2, ::2].shape
     assert np.array_equal(levels[0][50:60, 70:90], img[50:60, 70:90])
+    # counted as it is (read by parts; the widget sends it so to its worker) it gives the numpy image's cells
+    from cellxfer.count import count_array
+
+    model = tmp_path / "log.safetensors"
+    want = count_array(img, model, engine="torch", diameter="off")
+    got = count_array(levels[0], model, engine="torch", diameter="off")
+    assert np.array_equal(got.points, want.points) and got.count == pytest.approx(want.count) and want.count > 10
     assert get_reader(str(tmp_path / "img.tif")) is None  # not ours: napari's own reader opens it
 
 

@@ -1,4 +1,5 @@
 """Counting one image held in memory (a numpy array, a region of a viewer's layer): :func:`count_array`.
+(numpy is imported inside: ``cellxfer --help`` imports this package and stays numpy-free.)
 
 The same pipeline as ``cellxfer count`` on a file (:mod:`cellxfer.count.parts`: the ``--diameter``
 policy, the model's splitter and merger, points from the stitched density map), with the engine loaded
@@ -10,14 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from cellxfer.errors import InputError
 
 
 def count_array(image, model: str | os.PathLike | None = None, engine: str = "auto", device: str = "auto",
                 diameter: str | None = None, batch_size: int = 16, points: bool = True, name: str = "image"):
-    """Count the cells of a 2-D ``image`` (numpy or array-like) exactly as ``cellxfer count`` counts a file
+    """Count the cells of a 2-D ``image`` (numpy, array-like, or a slide opened by region with
+    :func:`cellxfer.lazy.open_image`, which stays lazy) exactly as ``cellxfer count`` counts a file
     of it; returns a :class:`cellxfer.count.parts.Counted`: ``count`` (float), ``points`` float64 (N, 2)
     of (x, y) pixels, pixel (r, c) covering ``c <= x < c + 1`` (None for a count-per-window model or
     ``points=False``), ``regions``/``region_counts`` and, for density models, ``density_map``.
@@ -31,9 +31,11 @@ def count_array(image, model: str | os.PathLike | None = None, engine: str = "au
     from cellxfer.counter.head import head_of
     from cellxfer.engines.base import default_model
     from cellxfer.imageio import check_pixels
+    from cellxfer.lazy import is_lazy
     from cellxfer.scale import DiameterPolicy
 
-    image = check_pixels(name, _plane(image, name))
+    if not is_lazy(image):  # a slide read by region stays so: the parts read what they need
+        image = check_pixels(name, _plane(image, name))
     path = Path(model).resolve() if model is not None else default_model()
     if not path.is_file():
         raise InputError(f"{path}: no such model file; choose a counter file (.safetensors or .onnx)")
@@ -45,8 +47,10 @@ def count_array(image, model: str | os.PathLike | None = None, engine: str = "au
     return count_plan(runner, plan, batch_size, points=points and head_of(runner.meta).makes_points)
 
 
-def _plane(image, name: str) -> np.ndarray:
+def _plane(image, name: str):
     """``image`` as a 2-D numeric numpy array (one plane: a colour or multi-plane image is refused)."""
+    import numpy as np
+
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4) and all(np.array_equal(arr[..., 0], arr[..., i]) for i in (1, 2)):
         arr = arr[..., 0]  # grey stored as RGB(A)

@@ -50,6 +50,7 @@ class CountWidget(Container):
     def count(self):
         """Count the chosen image layer; returns the points layer (None, with the reason shown, when the
         count could not run)."""
+        from cellxfer.lazy import is_lazy
         from cellxfer_napari._work import count_in_worker
 
         layer = self.image.value
@@ -60,7 +61,9 @@ class CountWidget(Container):
         (r0, r1), (c0, c1) = self._bounds(layer, data.shape[len(lead):len(lead) + 2])
         if r1 <= r0 or c1 <= c0:
             return self._say("the image is not in view: pan to it, or count the whole image")
-        region = np.asarray(data[(*lead, slice(r0, r1), slice(c0, c1))])
+        whole = (r0, c0, r1, c1) == (0, 0, *data.shape[len(lead):len(lead) + 2])
+        # a slide opened by region (the reader) goes to the worker as it is: pickled by path, read by parts
+        region = data if whole and is_lazy(data) else np.asarray(data[(*lead, slice(r0, r1), slice(c0, c1))])
         count, points, error = count_in_worker(region, self._model_path(), self.engine.value,
                                                self.diameter.value.strip() or None, layer.name)
         if error is not None:
@@ -68,8 +71,7 @@ class CountWidget(Container):
         if points is None:
             return self._say(f"count {count:.1f} (this counter gives a count per window, not cells)")
         xy = points + [c0, r0]
-        where = "" if (r0, c0, r1, c1) == (0, 0, *data.shape[len(lead):len(lead) + 2]) else \
-            f" in rows {r0}-{r1}, columns {c0}-{c1}"
+        where = "" if whole else f" in rows {r0}-{r1}, columns {c0}-{c1}"
         self._show_points(layer, xy, lead, f"{layer.name} cells")
         self.points.metadata["cellxfer"] = {"count": count, "region": [r0, r1, c0, c1], "points_file": None}
         self._say(f"{len(xy)} cells (count {count:.1f}){where}")
@@ -129,9 +131,9 @@ class CountWidget(Container):
         layer = layer if isinstance(layer, Points) else self.points
         if layer is None or layer not in self.viewer.layers:
             return self._say("no points to save: count an image or select a points layer")
-        meta = layer.metadata.get("cellxfer", {})
-        target = path or (str(self.save_to.value or "").strip() not in ("", ".") and Path(self.save_to.value)) \
-            or meta.get("points_file")
+        chosen = str(self.save_to.value or "").strip()
+        target = path or (chosen if chosen not in ("", ".") else None) \
+            or layer.metadata.get("cellxfer", {}).get("points_file")
         if not target:
             return self._say("choose a file to save the points to (.csv or .geojson)")
         target = Path(target)
