@@ -180,15 +180,6 @@ def test_output_bit_depths():
     assert kinds == {np.dtype(np.uint8), np.dtype(np.uint16)}
 
 
-def test_saturation_clips_the_brightest_pixels():
-    def top_share(saturation):
-        cfg = NucleiConfig(size=64, saturation=saturation, dtype="uint16", diameter=(6.0, 10.0), coverage=(0.3, 0.3))
-        image, _ = nuclei.render(cfg, None, image_rng(3, 0))
-        return np.count_nonzero(image == image.max()) / image.size
-
-    assert top_share(1.0) >= 0.004 and top_share(0.0) < 0.002
-
-
 # -- the command --------------------------------------------------------------------------------------
 def test_synth_command_with_method_nuclei(tmp_path, capsys):
     out = tmp_path / "nuc"

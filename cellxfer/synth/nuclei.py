@@ -751,7 +751,7 @@ def camera(expected: np.ndarray, p: ImageDraw, rng) -> np.ndarray:
 
 def to_dtype(image: np.ndarray, p: ImageDraw, rng) -> np.ndarray:
     """uint16: camera units rounded and clipped to 0..65535. uint8: minus a random share of the
-    image minimum, scaled so the maximum lands at 255 when saturated, else at 10-100% of 255
+    image minimum, scaled so the maximum lands at 255 when saturated, else at 7-100% of 255
     (log-uniform: dim 8-bit images keep few grey levels)."""
     if p.dtype == "uint16":
         return np.clip(np.rint(image), 0, 65535).astype(np.uint16)

@@ -28,7 +28,7 @@ class NucleiConfig:
     overlap: Range = (0.0, 0.3)  # largest share of a new nucleus' area over earlier nuclei; 0 .. 1
     elongation: Range = (1.0, 1.8)  # per-cell axis ratio is drawn in this range; 1 .. 5
     irregularity: Range = (0.0, 0.15)  # amplitude of radial harmonics k=2..5 of the outline; 0 .. 0.3
-    texture: Range = (0.0, 0.5)  # chromatin texture amplitude (relative SD); 0 .. 1
+    texture: Range = (0.0, 0.4)  # chromatin texture amplitude (relative SD); 0 .. 1
     grain: Range = (0.0, 1.0)  # share of fine chromatin grain (~d/20) in the texture, the rest coarse (~d/6); 0 .. 1
     rim: Range = (0.0, 0.6)  # brightening at the nuclear edge (peripheral chromatin), x the centre; 0 .. 3
     nucleoli: float = 0.3  # probability a nucleus shows 1-4 nucleoli (dark, 0.1-0.25 d) and chromocentres (bright); 0 .. 1
@@ -40,12 +40,12 @@ class NucleiConfig:
     illumination: Range = (0.0, 0.5)  # depth of the uneven-illumination field (1 - depth at worst); 0 .. 0.95
     background: Range = (0.0, 0.1)  # background level, x typical nucleus brightness; 0 .. 2
     blur: Range = (0.5, 2.0)  # optical PSF Gaussian sigma, px (not scaled with the diameter); 0 .. 10
-    photons: Range = (20.0, 2000.0)  # photons per typical nucleus brightness, log-uniform; > 0 .. 1e7
+    photons: Range = (20.0, 20000.0)  # photons per typical nucleus brightness, log-uniform; > 0 .. 1e7
     read_noise: Range = (0.5, 6.0)  # camera read-noise SD, camera units; 0 .. 1000
     offset: Range = (0.0, 200.0)  # camera offset, camera units; 0 .. 60000
     gain: Range = (0.5, 4.0)  # camera units per photon; > 0 .. 1000
-    saturation: float = 0.25  # probability that an image saturates (its brightest nucleus pixels clip); 0 .. 1
-    saturated: Range = (0.005, 0.3)  # share of the nucleus pixels that clip in a saturated image, log-uniform; > 0 .. 1
+    saturation: float = 0.15  # probability that an image saturates (its brightest nucleus pixels clip); 0 .. 1
+    saturated: Range = (0.003, 0.15)  # share of the nucleus pixels that clip in a saturated image, log-uniform; > 0 .. 1
     pressed: float = 0.5  # probability that an image's touching nuclei flatten against each other (else they add up); 0 .. 1
     dtype: str = "random"  # output bit depth: "uint8", "uint16" or "random" (each image picks one)
     #: whether clearly defocused nuclei (blur sigma above DEFOCUS_LABEL x their diameter) are labelled cells.
