@@ -342,8 +342,7 @@ class _Parts:
 
         torch.manual_seed(config.seed)
         model = build_counter(meta).to(dist.device)
-        parts = cls(model, torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
-                     _ema(model, config.ema, warm_up=not adapting) if config.ema > 0 else None)
+        parts = cls(model, torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay), None)
         if config.pretrained is not None:
             from cellxfer.train.pretrained import load_pretrained
 
@@ -355,6 +354,8 @@ class _Parts:
             parts.head_init = _mean_crop_count(labelled, config.crop)
             if not _head_bias(model, parts.head_init):
                 parts.head_init = None
+        if config.ema > 0:  # after the weights are in place: adapting, the teacher starts as the given counter
+            parts.ema = _ema(model, config.ema, warm_up=not adapting)
         if state is not None:
             model.load_state_dict(state["model"])
             parts.opt.load_state_dict(state["optimizer"])
