@@ -356,3 +356,31 @@ def test_sample_gives_textured_and_smooth_test_images(d):
     assert np.array_equal(pts, pts2) and len(pts) >= 5
     assert rough.shape == smooth.shape and rough.shape[0] >= 6 * d and rough.dtype == np.uint16
     assert not np.array_equal(rough, smooth)
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_rescaled_images_keep_exact_centres_and_the_asked_diameter(factor):
+    """rescale f: rendered at size / f and resized to size; the nuclei come out at the asked diameter,
+    each whole one's brightness-weighted centroid within 0.5 px of its point, and the pixel noise is
+    smoothed (averaged when shrinking, interpolated when enlarging) against an image rendered at its size."""
+    base = {**QUIET, "photons": (300.0, 300.0), "size": 256, "diameter": (20.0, 20.0), "coverage": (0.12, 0.12),
+            "overlap": (0.0, 0.0), "elongation": (1.0, 1.0)}
+    image, cells, _ = nuclei.render_cells(NucleiConfig(**base, rescale=(factor, factor)), None, image_rng(28, 0))
+    assert image.shape == (256, 256) and ((cells.points >= 0) & (cells.points < 256)).all()
+    whole, labels = _whole_nuclei(image, cells, 0.5 * 300)
+    assert len(whole) >= 8
+    for k, (x, y) in whole:
+        mask = labels == k
+        assert abs(2 * math.sqrt(mask.sum() / math.pi) - 20) < 2.5
+        cy, cx = ndimage.center_of_mass(image * mask)
+        assert math.hypot(cx + 0.5 - x, cy + 0.5 - y) < 0.5
+    noisy = {**base, "background": (0.3, 0.3), "read_noise": (3.0, 3.0)}
+
+    def noise(f):  # high-pass SD of the background (Poisson at 90 photons + read noise), as resized
+        im, c, _ = nuclei.render_cells(NucleiConfig(**noisy, rescale=(f, f)), None, image_rng(28, 0))
+        far = ndimage.distance_transform_edt(np.isin(np.arange(256 * 256), np.ravel_multi_index(
+            (c.points[:, 1].astype(int), c.points[:, 0].astype(int)), (256, 256)), invert=True).reshape(256, 256)) > 25
+        im = im.astype(float)
+        return float((im - ndimage.gaussian_filter(im, 3.0))[far].std())
+
+    assert noise(factor) < 0.7 * noise(1.0)

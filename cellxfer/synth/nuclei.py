@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from scipy import fft as sfft
@@ -104,6 +104,7 @@ class ImageDraw:
     pressed: bool
     seam: float
     chromocentres: bool
+    rescale: float
     dtype: str
 
 
@@ -134,7 +135,7 @@ def draw_image(cfg: NucleiConfig, rng: np.random.Generator) -> ImageDraw:
     dtype = cfg.dtype if cfg.dtype != "random" else ("uint8", "uint16")[int(rng.integers(0, 2))]
     more = dict(grain=uni(cfg.grain), rim=uni(cfg.rim), saturated=log_uni(cfg.saturated),
                 pressed=bool(rng.random() < cfg.pressed), seam=float(rng.uniform(0.2, 0.7)),
-                chromocentres=bool(rng.random() < 0.3))
+                chromocentres=bool(rng.random() < 0.3), rescale=log_uni(cfg.rescale))
     return ImageDraw(**values, **more, dtype=dtype)
 
 
@@ -185,6 +186,10 @@ class Cells:
     @staticmethod
     def concat(parts: list["Cells"]) -> "Cells":
         return Cells(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Cells)})
+
+    def scaled(self, k: float) -> "Cells":
+        """The same objects in a grid ``k`` times finer (positions, axes and edges times ``k``)."""
+        return replace(self, x=self.x * k, y=self.y * k, a=self.a * k, b=self.b * k, edge=self.edge * k)
 
     def reach(self) -> np.ndarray:
         """How far (px) each object's window must reach from its centre."""
@@ -688,7 +693,8 @@ def optics(layers: np.ndarray, p: ImageDraw, size: int, rng, extra: np.ndarray) 
     signal = layers[0] * np.exp(np.float32(p.texture) * texture - np.float32(p.texture**2 / 2))
     signal += layers[1]
     signal += extra
-    signal += np.float32(p.background) * np.maximum(1 + np.float32(0.5) * autofluorescence(size, rng), 0)
+    # log-normal, so the dimmest background fades smoothly instead of clipping flat at 0
+    signal += np.float32(p.background) * np.exp(np.float32(0.5) * autofluorescence(size, rng) - np.float32(0.125))
     np.maximum(signal, 0, out=signal)
     if p.blur > 0:
         signal = ndimage.gaussian_filter(signal, p.blur, truncate=3.0)
@@ -763,15 +769,33 @@ def to_dtype(image: np.ndarray, p: ImageDraw, rng) -> np.ndarray:
 
 # -- the synthesizer ----------------------------------------------------------------------------------
 def render_cells(cfg: NucleiConfig, context, rng: np.random.Generator) -> tuple[np.ndarray, Cells, ImageDraw]:
-    """One image, its labelled objects (:class:`Cells`, placement order) and the image's draws."""
+    """One image, its labelled objects (:class:`Cells`, placement order, in the image's pixels) and the
+    image's draws. With a ``rescale`` factor f the microscope image is rendered at side ``size / f``
+    (nuclei ``d / f``) and resized to ``size`` (:func:`resample`), as ``count`` resizes an image before
+    counting it."""
     p = draw_image(cfg, rng)
-    layers = Layers(cfg.size, int(math.ceil(max_reach(cfg, p.d))), p.pressed, p.seam)
-    cells = place_cells(cfg, p, rng, layers)
-    add_nucleoli(cfg, p, cells, rng, layers)
-    add_debris(cfg, p, rng, layers)
-    extra = blobs(cfg.size, p.d, p.debris, rng)
-    expected = optics(layers.total(), p, cfg.size, rng, extra)
-    return to_dtype(camera(expected, p, rng), p, rng), cells, p
+    native = min(max(round(cfg.size / p.rescale), 16), 8192)
+    k = cfg.size / native  # image pixels per microscope pixel
+    at = replace(cfg, size=native) if native != cfg.size else cfg
+    q = replace(p, d=p.d / k) if native != cfg.size else p
+    layers = Layers(native, int(math.ceil(max_reach(at, q.d))), q.pressed, q.seam)
+    cells = place_cells(at, q, rng, layers)
+    add_nucleoli(at, q, cells, rng, layers)
+    add_debris(at, q, rng, layers)
+    extra = blobs(native, q.d, q.debris, rng)
+    image = camera(optics(layers.total(), q, native, rng, extra), q, rng)
+    if native != cfg.size:
+        image, cells = resample(image, cfg.size), cells.scaled(k)
+    return to_dtype(image, p, rng), cells, p
+
+
+def resample(image: np.ndarray, size: int) -> np.ndarray:
+    """float32 ``image`` resized to ``size`` x ``size``: bilinear, antialiased when shrinking (Pillow, as
+    ``count`` resizes); pixel ``i`` spans ``[i, i + 1)`` in either grid, so a point ``x`` maps to
+    ``x * size / side``."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image, mode="F").resize((size, size), Image.BILINEAR), dtype=np.float32)
 
 
 def labelled(cfg: NucleiConfig, cells: Cells) -> np.ndarray:

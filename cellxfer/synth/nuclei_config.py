@@ -47,6 +47,10 @@ class NucleiConfig:
     saturation: float = 0.15  # probability that an image saturates (its brightest nucleus pixels clip); 0 .. 1
     saturated: Range = (0.003, 0.15)  # share of the nucleus pixels that clip in a saturated image, log-uniform; > 0 .. 1
     pressed: float = 0.5  # probability that an image's touching nuclei flatten against each other (else they add up); 0 .. 1
+    #: the image is rendered at side size / f (nuclei diameter / f) and resized by f (bilinear, antialiased),
+    #: f drawn log-uniformly here: the smoothing, correlated noise and blur of an image ``count`` has resized
+    #: to the sizes its counter knows; 0.1 .. 10 (1:1 = no resizing)
+    rescale: Range = (1.0, 1.0)
     dtype: str = "random"  # output bit depth: "uint8", "uint16" or "random" (each image picks one)
     #: whether clearly defocused nuclei (blur sigma above DEFOCUS_LABEL x their diameter) are labelled cells.
     #: Annotation conventions differ: IDCIA's annotators marked only in-focus nuclei, so a counter meant to
@@ -105,6 +109,7 @@ _RANGES = (
     ("offset", 0.0, 60000.0, False),
     ("gain", 0.0, 1000.0, True),
     ("saturated", 0.0, 1.0, True),
+    ("rescale", 0.1, 10.0, False),
 )
 
 
