@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # help text is shown as written: "[default: ...]" and ranges are not rich markup
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

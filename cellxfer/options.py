@@ -134,16 +134,59 @@ def _option(default, *flags: str, **kw):
     return typer.Option(default, *flags, **kw)
 
 
-def config_option(config_cls: type, name: str, help: str, *flags: str):
+def bound_check(bound, flag: str, config_cls: type | None = None, field: str | None = None):
+    """The callback of an option with a range (:class:`cellxfer.bounds.Bound`): a value outside it is
+    refused as the command line is read (exit 2, one line: ``--sigma -1: must be > 0``). ``config_cls``
+    and ``field``: the config field the option sets, whose ``__post_init__`` checks the same bound again
+    (None for an option that sets no field). The callback carries them as attributes (typer's wrapper
+    copies them), so tests find every bounded option of every registered command."""
+    from cellxfer.bounds import OutOfRange, shown
+
+    def check(value):
+        if value is None or (bound.pair and isinstance(value, str)):  # LOW:HIGH text: checked once parsed
+            return value
+        for item in (value if isinstance(value, (list, tuple)) and not bound.pair else [value]):
+            why = bound.problem(item)
+            if why:
+                raise OutOfRange(f"{flag} {shown(item)}: {why}")
+        return value
+
+    check.bound, check.flag, check.config_cls, check.field = bound, flag, config_cls, field
+    return check
+
+
+def _flag(flags: tuple[str, ...], name: str) -> str:
+    long = [f.split("/")[0] for f in flags if f.startswith("--")]
+    return long[0] if long else "--" + name.replace("_", "-")
+
+
+def config_option(config_cls: type, name: str, help: str = "", *flags: str, default=dataclasses.MISSING):
     """An option for the field ``name`` of the dataclass ``config_cls``, its default the field's: the
-    default lives in the typed config only. ``flags`` as typer takes them (``"--flips/--no-flips"``)."""
-    import dataclasses
+    default lives in the typed config only (``default``: a command's own, e.g. adapt-count's). ``flags``
+    as typer takes them (``"--flips/--no-flips"``). The field's range (:mod:`cellxfer.bounds`) is shown in
+    the help and checked as the option is read."""
+    from cellxfer.bounds import bound_of, help_text
 
     field = config_cls.__dataclass_fields__[name]
-    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    if default is dataclasses.MISSING:
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
     if isinstance(default, tuple):
         default = list(default)  # typer's repeatable options hold lists
-    return _option(default, *flags, help=help)
+    bound = bound_of(config_cls, name)
+    check = bound_check(bound, _flag(flags, name), config_cls, name) if bound is not None else None
+    return _option(default, *flags, help=help_text(config_cls, name, help), callback=check)
+
+
+def bounded_option(default, *flags: str, help: str, show_default: bool = True, **bound):
+    """An option that sets no config field (how many images, ``--seed``, ``--limit``), with its range
+    stated here, in the same terms as a field's (:class:`cellxfer.bounds.Bound`): shown in the help and
+    checked as the option is read."""
+    from cellxfer.bounds import Bound
+
+    b = Bound(**bound)
+    shown_help = help if b.choices and all(c in help for c in b.choices) else f"{help} Range: {b.text()}."
+    return _option(default, *flags, help=shown_help, show_default=show_default,
+                   callback=bound_check(b, _flag(flags, "")))
 
 
 def out_option(help: str, default=...):
@@ -155,15 +198,19 @@ def overwrite_option(help: str = RUN_OVERWRITE):
 
 
 def seed_option(help: str = "Random seed: the same seed gives the same output (on the CPU)."):
-    return _option(0, "--seed", help=help)
+    from cellxfer.bounds import SEED
+
+    return bounded_option(0, "--seed", help=help, **SEED)
 
 
 def device_option(help: str = "auto (cuda when there is one), cpu, cuda, cuda:1, ..."):
-    return _option("auto", "--device", help=help)
+    from cellxfer.bounds import DEVICE
+
+    return bounded_option("auto", "--device", help=help, **DEVICE)
 
 
 def precision_option(help: str = "auto (fp16 where it is safe and fast: CUDA, TensorRT), fp16 or fp32."):
-    return _option("auto", "--precision", help=help)
+    return bounded_option("auto", "--precision", help=help, choices=PRECISIONS)
 
 
 def engine_option(help: str = "auto (trt, onnx on CUDA, onnx on CPU, torch), torch (the reference), onnx or trt."):
@@ -171,11 +218,15 @@ def engine_option(help: str = "auto (trt, onnx on CUDA, onnx on CPU, torch), tor
 
 
 def threads_option(help: str = "Torch / inference threads [default: one per core]."):
-    return _option(None, "--threads", help=help, show_default=False)
+    from cellxfer.bounds import THREADS
+
+    return bounded_option(None, "--threads", help=help, show_default=False, **THREADS)
 
 
 def workers_option(help: str = "Worker processes (0 = one per core)."):
-    return _option(0, "--workers", help=help)
+    from cellxfer.bounds import WORKERS
+
+    return bounded_option(0, "--workers", help=help, **WORKERS)
 
 
 def scheduler_option(help: str = "Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra) [default: this machine]."):

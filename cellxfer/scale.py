@@ -295,11 +295,15 @@ class DiameterPolicy:
     pixels: float | None = None
 
     @classmethod
-    def parse(cls, text: str | None, model_diameter: float | None, model_name: str = "the model") -> "DiameterPolicy":
+    def parse(cls, text: str | None, model_diameter: float | None, model_name: str = "the model",
+              reach: tuple[float, float] | None = None) -> "DiameterPolicy":
+        """``reach``: the diameters the model takes as they are (``CounterMeta.diameter_range``; None: its
+        ``diameter``); a fixed diameter whose image would be resized by more than ``[MIN_FACTOR,
+        MAX_FACTOR]`` to reach them is refused (the resize would be clipped and the count wrong)."""
         if text is None:
             return cls("auto") if model_diameter else cls("off")
         t = str(text).strip().lower()
-        if t in ("off", "none", "0"):
+        if t in ("off", "none"):
             return cls("off")
         if t == "auto":
             policy = cls("auto")
@@ -309,11 +313,16 @@ class DiameterPolicy:
             except ValueError:
                 raise InputError(f"--diameter {text!r}: expected auto, off or a diameter in pixels (e.g. 12)") from None
             if not math.isfinite(px) or px <= 0:
-                raise InputError(f"--diameter {text!r}: a diameter must be a positive number of pixels")
+                raise InputError(f"--diameter {text!r}: a diameter must be a positive number of pixels (off: no resizing)")
             policy = cls("fixed", px)
         if not model_diameter:
             raise InputError(f"--diameter {text}: {model_name} records no training nucleus diameter (trained before "
                              f"cellxfer 0.9, or an ensemble of such models); retrain it, or pass --diameter off")
+        lo, hi = reach or (model_diameter, model_diameter)
+        if policy.pixels is not None and not lo / MAX_FACTOR <= policy.pixels <= hi / MIN_FACTOR:
+            raise InputError(f"--diameter {text}: {model_name} counts nuclei of {lo:g}-{hi:g} px and images are resized "
+                             f"at most {1 / MIN_FACTOR:g}x down or {MAX_FACTOR:g}x up, so a fixed diameter must lie in "
+                             f"[{lo / MAX_FACTOR:.3g}, {hi / MIN_FACTOR:.3g}] px; give the nuclei's diameter in pixels, or auto")
         return policy
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -143,6 +144,7 @@ class FakeTranslator:
     """Stands in for a trained translator: output = the input scaled to [-1, 1]."""
 
     engine = "fake"
+    meta = SimpleNamespace(size=256)  # a translator's training size (the default tile)
 
     def translate(self, image, tile=None, overlap=32):
         x = np.asarray(image, dtype=np.float32)

@@ -30,16 +30,16 @@ QUIET = dict(
 
 # -- config -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad, message", [
-    (dict(size=8), "size 8 must be an integer in"),
-    (dict(diameter=(12.0, 8.0)), "diameter 12:8 must satisfy"),
-    (dict(diameter=(1.0, 8.0)), "diameter 1:8 must satisfy 2 <= low"),
-    (dict(overlap=0.2), r"overlap 0.2 must be a LOW:HIGH range \(e.g. --set overlap=0.2:0.2\)"),
-    (dict(coverage=(0.1, 0.95)), "coverage 0.1:0.95 must satisfy"),
-    (dict(photons=(0.0, 10.0)), "photons 0:10 must satisfy 0 < low"),
-    (dict(clustered=1.5), r"clustered 1.5 must be a number in \[0, 1\]"),
-    (dict(diameter_jitter=-0.1), "diameter_jitter -0.1"),
-    (dict(dtype="int8"), "dtype 'int8' must be one of uint8, uint16, random"),
-    (dict(max_cells=-1), "max_cells -1"),
+    (dict(size=8), r"--size 8: must be in \[16, 8192\]"),
+    (dict(diameter=(12.0, 8.0)), "--diameter 12:8: must be LOW:HIGH"),
+    (dict(diameter=(1.0, 8.0)), r"--diameter 1:8: must be LOW:HIGH, each in \[2, 4096\]"),
+    (dict(overlap=0.2), "--overlap 0.2: must be LOW:HIGH"),
+    (dict(coverage=(0.1, 0.95)), r"--coverage 0.1:0.95: must be LOW:HIGH, each in \[0, 0.9\]"),
+    (dict(photons=(0.0, 10.0)), r"--photons 0:10: must be LOW:HIGH, each in \(0, 10000000\]"),
+    (dict(clustered=1.5), r"--clustered 1.5: must be in \[0, 1\]"),
+    (dict(diameter_jitter=-0.1), "--diameter-jitter -0.1"),
+    (dict(dtype="int8"), "--dtype int8: must be one of uint8, uint16, random"),
+    (dict(max_cells=-1), "--max-cells -1"),
 ])
 def test_config_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):
@@ -51,7 +51,7 @@ def test_make_config_parses_ranges_and_names_the_synthesizer():
     assert cfg.diameter == (8.0, 12.0) and cfg.size == 128 and cfg.dtype == "uint8"
     with pytest.raises(InputError, match="--cell-size is not a parameter of synthesizer 'nuclei'"):
         make_config(NucleiConfig, {"cell_size": 10.0}, "synthesizer 'nuclei'")
-    with pytest.raises(InputError, match="synthesizer 'nuclei': blur 3:1"):
+    with pytest.raises(InputError, match="synthesizer 'nuclei': --blur 3:1"):
         make_config(NucleiConfig, {"blur": "3:1"}, "synthesizer 'nuclei'")
 
 
@@ -210,7 +210,7 @@ def test_defocused_nuclei_can_be_drawn_as_negatives():
     dropped = ~N.labelled(off, cells)
     assert dropped.sum() == len(pts_on) - len(pts_off)
     assert (cells.layer[dropped] == N.PLAIN).all() and (cells.kind[dropped] == N.NUCLEUS).all()
-    with pytest.raises(ValueError, match="label_defocused"):
+    with pytest.raises(ValueError, match="--label-defocused .yes.: must be true or false"):
         NucleiConfig(label_defocused="yes")
 
 

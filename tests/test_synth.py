@@ -166,7 +166,7 @@ def test_make_config_parses_and_rejects():
         make_config(SynHCConfig, {"sigma": "2"}, "synthesizer 'synhc'")
     with pytest.raises(InputError, match="--clusters '3'"):
         make_config(SynHCConfig, {"clusters": "3"}, "synthesizer 'synhc'")
-    with pytest.raises(InputError, match="low <= high"):
+    with pytest.raises(InputError, match="LOW <= HIGH"):
         make_config(SynHCConfig, {"clusters": "5:2"}, "synthesizer 'synhc'")
 
 

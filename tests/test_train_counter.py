@@ -93,7 +93,7 @@ def _fixed_batch_loss(ckpt, data):
 
 def test_tiny_training_decreases_loss(data, tmp_path):
     kw = dict(lr=3e-3, batch_size=6, init_head_bias=False)
-    start = train_counter(_cfg(data, tmp_path / "start", epochs=0, **kw)).out
+    start = train_counter(_cfg(data, tmp_path / "start", epochs=1, max_steps_per_epoch=1, **{**kw, "lr": 1e-12})).out  # untrained
     run = train_counter(_cfg(data, tmp_path / "r", epochs=20, **kw)).out
     before, after = _fixed_batch_loss(start / "last.safetensors", data), _fixed_batch_loss(run / "last.safetensors", data)
     assert after < 0.6 * before, (before, after)  # measured: 144.8 -> 59.1
@@ -142,7 +142,7 @@ def test_input_errors(data, tmp_path):
         train_counter(_cfg(data, tmp_path / "x", "dual", synthetic=None)).out
     with pytest.raises(InputError, match="--real"):
         train_counter(_cfg(data, tmp_path / "x", "supervised", real=None)).out
-    with pytest.raises(InputError, match="unknown"):
+    with pytest.raises(InputError, match="--regime bogus: must be one of supervised"):
         train_counter(_cfg(data, tmp_path / "x", "bogus")).out
     run = train_counter(_cfg(data, tmp_path / "y", epochs=1)).out
     assert train_counter(_cfg(data, run, epochs=1)).out == run and len(_history(run)) == 1  # finished: nothing to do
@@ -160,7 +160,8 @@ def test_pretrained_local_weights_by_position_with_grayscale_stem(data, tmp_path
                if not k.endswith("num_batches_tracked")}
     path = tmp_path / "w.safetensors"
     save_file(renamed, str(path))
-    run = train_counter(_cfg(data, tmp_path / "r", epochs=0, pretrained=path, init_head_bias=False)).out
+    run = train_counter(_cfg(data, tmp_path / "r", epochs=1, max_steps_per_epoch=1, lr=1e-12, pretrained=path,
+                             init_head_bias=False)).out  # one step at a vanishing rate: the loaded weights
     import json
 
     man = json.loads((run / "manifest.json").read_text())
@@ -168,7 +169,7 @@ def test_pretrained_local_weights_by_position_with_grayscale_stem(data, tmp_path
     model, _ = load_counter(run / "last.safetensors")
     assert torch.allclose(model.conv_stem.weight, src.conv_stem.weight.sum(1, keepdim=True))
     with pytest.raises(InputError, match="no such weights file"):
-        train_counter(_cfg(data, tmp_path / "r2", epochs=0, pretrained=tmp_path / "missing.pth")).out
+        train_counter(_cfg(data, tmp_path / "r2", epochs=1, pretrained=tmp_path / "missing.pth")).out
 
 
 def test_cli_train_count_and_evaluate(data, tmp_path):

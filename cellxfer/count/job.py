@@ -356,7 +356,7 @@ def _checked_model(config: CountConfig):
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     meta = model_meta(model)
-    policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model))
+    policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model), reach=meta.diameter_range)
     from cellxfer.count.points_format import points_format
 
     points_format(config.points_format)
@@ -422,6 +422,21 @@ def write_density_map(path: Path, dmap) -> Path:
     return Path(path)
 
 
+def _writable_folder(folder: Path | None, option: str) -> None:
+    """Create the output folder ``option`` names now, or raise :class:`InputError` when it cannot be
+    written (a file in the way, no permission): an error before counting, not a warning per image."""
+    import os
+
+    from cellxfer.errors import InputError
+    from cellxfer.outputs import make_parent
+
+    if folder is None:
+        return
+    make_parent(Path(folder) / "-")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{folder}: {option} is a folder you may not write to; choose another or fix its permissions")
+
+
 def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1, **kw: None,
               log: Callable[[str], None] = lambda s: None, on_total: Callable[[int], None] = lambda n: None) -> CountResult:
     """Count every image of ``config.paths`` into ``config.out``; see module docs."""
@@ -440,6 +455,8 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         raise InputError(f"{', '.join(map(str, config.paths))}: no image files found (cellxfer reads TIFF and PNG)"
                          + ("" if config.recursive else "; pass --recursive to search subfolders"))
     out = Path(config.out)
+    for option, folder in (("--overlay", config.overlay), ("--points", config.points)):  # refused before counting
+        _writable_folder(folder, option)
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
     point_files = output_names(files, config.points, points_format(config.points_format).suffix) \
         if config.points is not None else {}

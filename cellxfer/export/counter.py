@@ -21,30 +21,10 @@ import numpy as np
 
 from cellxfer.counter.head import head_of
 from cellxfer.errors import InputError
+from cellxfer.export.config import ExportConfig  # noqa: F401 - its home was here
 from cellxfer.export.onnx import ParityReport, assert_parity, check_parity, export_onnx, read_metadata
 
 META_KEYS = ("cellxfer", "cellxfer_version", "arch", "window", "in_chans", "normalization", "output", "source_sha256")
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """``cellxfer export``: ``format`` onnx | trt; ``out`` the .onnx (trt: the ONNX it builds from,
-    the engine goes to the cache unless ``engine_out``)."""
-
-    model: Path
-    out: Path | None  # export_model: None = counter.onnx, or beside a translator
-    format: str = "onnx"
-    opset: int = 17
-    check_images: tuple[Path, ...] = ()
-    n_random: int = 8
-    atol: float = 1e-3
-    rtol: float = 1e-3
-    fp16: bool = True
-    opt_batch: int = 24  # = count's default --batch-size, so count reuses the cached engine
-    max_batch: int = 64
-    engine_out: Path | None = None
-    seed: int = 0
-    overwrite: bool = False  # export_model: replace ``out`` when it exists
 
 
 @dataclass

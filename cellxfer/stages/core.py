@@ -10,7 +10,8 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import overwrite_option
+from cellxfer.bounds import INDEX
+from cellxfer.options import bounded_option, overwrite_option
 
 PLUGINS = CommandSpec("plugins", interrupted="nothing was written")
 INSPECT = CommandSpec(
@@ -46,9 +47,9 @@ def cellxfer_register_commands(app: typer.Typer):
     def inspect(
         dataset: Path = typer.Argument(..., help="Cell dataset folder (or IDCIA layout)."),
         preview: Optional[Path] = typer.Option(None, help="Write a PNG contact sheet with centres marked."),
-        tiles: int = typer.Option(16, help="Images on the contact sheet."),
-        channel: Optional[int] = typer.Option(None, help="Channel to read from multi-channel images (RGB, OME-TIFF C axis)."),
-        page: Optional[int] = typer.Option(None, help="Page/plane to read from multi-page images (Z, T)."),
+        tiles: int = bounded_option(16, "--tiles", help="Images on the contact sheet.", ge=1, le=1024, multiple_of=1),
+        channel: Optional[int] = bounded_option(None, "--channel", help="Channel to read from multi-channel images (RGB, OME-TIFF C axis).", show_default=False, **INDEX),
+        page: Optional[int] = bounded_option(None, "--page", help="Page/plane to read from multi-page images (Z, T).", show_default=False, **INDEX),
         overwrite: bool = overwrite_option("Replace the --preview file when it exists."),
     ):
         """Summarise a cell dataset: images, sizes, dtypes, counts; optionally a contact sheet."""

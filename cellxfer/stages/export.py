@@ -10,7 +10,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import deprecated_flag, out_option, overwrite_option, precision_option, trt_fp16
+from cellxfer.options import config_option, deprecated_flag, out_option, overwrite_option, precision_option, trt_fp16
 
 EXPORT = CommandSpec(
     "export", interrupted="nothing was written (--out appears only when complete); rerun the same command",
@@ -33,27 +33,29 @@ def cellxfer_engines():
 
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
+    from cellxfer.export.config import ExportConfig as X  # numpy-free: the defaults and ranges below are its
+
     @app.command("export")
     def export(
         model: Path = typer.Option(..., "--model", "-m", help="Counter checkpoint (.safetensors) from train-count, or a translator (run folder or .safetensors) from train-translate/adapt."),
-        format: str = typer.Option("onnx", "--format", "-f", help="onnx, or trt (a TensorRT engine; NVIDIA GPU + the trt extra)."),
+        format: str = config_option(X, "format", "onnx, or trt (a TensorRT engine; NVIDIA GPU + the trt extra).", "--format", "-f"),
         out: Optional[Path] = out_option("The .onnx file to write (trt: built from it) [default: counter.onnx; a translator: beside it].", None),
         check_images: list[Path] = typer.Option([], "--check-images", help="Real images/folders whose windows the parity check uses [default: Syn-HC images]."),
-        atol: float = typer.Option(1e-3, help="Parity: largest allowed absolute difference (per output)."),
-        rtol: float = typer.Option(1e-3, help="Parity: largest allowed relative difference (passes if either holds)."),
+        atol: float = config_option(X, "atol", help="Parity: largest allowed absolute difference (per output)."),
+        rtol: float = config_option(X, "rtol", help="Parity: largest allowed relative difference (passes if either holds)."),
         precision: str = precision_option("auto, fp16 or fp32: the TensorRT engine's arithmetic (auto = fp16); torch and onnx run fp32."),
         fp32: bool = deprecated_flag("--fp32", "use --precision fp32"),
-        opt_batch: int = typer.Option(24, help="trt: optimisation-profile batch (windows); count sends --batch-size (24)."),
-        max_batch: int = typer.Option(64, help="trt: largest batch (windows) of the profile."),
+        opt_batch: int = config_option(X, "opt_batch", help="trt: optimisation-profile batch (windows); count sends --batch-size (24)."),
+        max_batch: int = config_option(X, "max_batch", help="trt: largest batch (windows) of the profile."),
         engine_out: Optional[Path] = typer.Option(None, help="trt: also copy the engine here [default: cache only]."),
-        opset: int = typer.Option(17, help="ONNX opset."),
+        opset: int = config_option(X, "opset", "ONNX opset."),
         overwrite: bool = overwrite_option("Replace --out when it exists."),
     ):
         """Export a counter (ONNX with window, normalisation, arch, version; or TensorRT) or a translator (ONNX), with a parity check."""
         from cellxfer.console import out as console
-        from cellxfer.export.counter import ExportConfig, export_model
+        from cellxfer.export.counter import export_model
 
-        config = ExportConfig(model=model, out=out, format=format, opset=opset, check_images=tuple(check_images),
+        config = X(model=model, out=out, format=format, opset=opset, check_images=tuple(check_images),
                               atol=atol, rtol=rtol, fp16=trt_fp16(precision, fp32), opt_batch=opt_batch, max_batch=max_batch,
                               engine_out=engine_out, overwrite=overwrite)
         result = export_model(config, log=console.print)

@@ -10,8 +10,8 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl, lazy
-from cellxfer.options import (device_option, out_option, overwrite_option, precision_option, scheduler_option,
-                              seed_option, set_option)
+from cellxfer.options import (bounded_option, config_option, device_option, out_option, overwrite_option, precision_option,
+                              scheduler_option, seed_option, set_option)
 from cellxfer.stylize.config import FDAConfig, HistogramConfig, InSTConfig, LearnStyleConfig
 from cellxfer.stylize.spec import Stylizer
 
@@ -87,19 +87,20 @@ def _stylize(app: typer.Typer) -> None:
         seed: int = seed_option(),
         overwrite: bool = overwrite_option(),
         scheduler: Optional[str] = scheduler_option("Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra): batches run there [default: this process]."),
-        limit: Optional[int] = _opt("Stylize only the first N content images."),
-        beta: Optional[float] = _opt(f"fda: low-frequency window half-width / shorter side [default: {f.beta}]."),
-        reference: Optional[str] = _opt("histogram: match each image to a random style image or to all pooled [default: random]."),
+        limit: Optional[int] = bounded_option(None, "--limit", help="Stylize only the first N content images.", show_default=False,
+                                              ge=1, le=10**9, multiple_of=1),
+        beta: Optional[float] = config_option(FDAConfig, "beta", f"fda: low-frequency window half-width / shorter side [default: {f.beta}].", default=None),
+        reference: Optional[str] = config_option(HistogramConfig, "reference", "histogram: match each image to a random style image or to all pooled [default: random].", default=None),
         token: Optional[Path] = _opt("inst: style token: a `cellxfer learn-style` run folder or its token.safetensors."),
         model: Optional[Path] = _opt("inst: local SD v1 diffusers folder or single-file checkpoint."),
         clip: Optional[Path] = _opt("inst: local CLIP image-encoder folder."),
         model_config: Optional[Path] = _opt("inst: with a single-file --model, a diffusers SD v1 folder holding its configs."),
-        strength: Optional[float] = _opt(f"inst: share of the schedule re-noised [default: {i['strength'].default}]."),
-        steps: Optional[int] = _opt(f"inst: DDIM schedule length [default: {i['steps'].default}]."),
-        guidance: Optional[float] = _opt(f"inst: classifier-free guidance scale [default: {i['guidance'].default}]."),
-        batch_size: Optional[int] = _opt("Images per stylizer call [default: 64 fda/histogram, 4 inst]."),
-        device: Optional[str] = _opt("inst: auto, cpu or cuda[:N] [default: auto]."),
-        precision: Optional[str] = _opt("inst: auto (fp16 on CUDA), fp32 or fp16 [default: auto]."),
+        strength: Optional[float] = config_option(InSTConfig, "strength", f"inst: share of the schedule re-noised [default: {i['strength'].default}].", default=None),
+        steps: Optional[int] = config_option(InSTConfig, "steps", f"inst: DDIM schedule length [default: {i['steps'].default}].", default=None),
+        guidance: Optional[float] = config_option(InSTConfig, "guidance", f"inst: classifier-free guidance scale [default: {i['guidance'].default}].", default=None),
+        batch_size: Optional[int] = config_option(FDAConfig, "batch_size", "Images per stylizer call [default: 64 fda/histogram, 4 inst].", default=None),
+        device: Optional[str] = config_option(InSTConfig, "device", "inst: auto, cpu or cuda[:N] [default: auto].", default=None),
+        precision: Optional[str] = config_option(InSTConfig, "precision", "inst: auto (fp16 on CUDA), fp32 or fp16 [default: auto].", default=None),
         set_: list[str] = set_option("Any other stylizer parameter, KEY=VALUE (repeatable)."),
     ):
         """Give synthetic images the look of real ones; points, masks and counts are carried unchanged."""
@@ -134,7 +135,7 @@ def _stylize(app: typer.Typer) -> None:
 
 
 def _learn_style(app: typer.Typer) -> None:
-    d = LearnStyleConfig.__dataclass_fields__
+    L = LearnStyleConfig
 
     @app.command("learn-style")
     def learn_style(
@@ -143,11 +144,11 @@ def _learn_style(app: typer.Typer) -> None:
         clip: Path = typer.Option(..., "--clip", help="Local CLIP image-encoder folder."),
         out: Path = out_option("Run folder (token.safetensors, state.pt, history.csv, manifest); a rerun continues it."),
         model_config: Optional[Path] = _opt("With a single-file --model, a diffusers SD v1 folder holding its configs."),
-        steps: int = typer.Option(d["steps"].default, help="Training steps."),
-        lr: float = typer.Option(d["lr"].default, help="AdamW learning rate."),
-        batch_size: int = typer.Option(d["batch_size"].default, help="Style crops per step."),
-        size: int = typer.Option(d["size"].default, help="Training crop side in pixels (multiple of 8)."),
-        save_every: int = typer.Option(d["save_every"].default, help="Save a resumable state every N steps."),
+        steps: int = config_option(L, "steps", "Training steps."),
+        lr: float = config_option(L, "lr", "AdamW learning rate."),
+        batch_size: int = config_option(L, "batch_size", "Style crops per step."),
+        size: int = config_option(L, "size", "Training crop side in pixels."),
+        save_every: int = config_option(L, "save_every", "Save a resumable state every N steps."),
         seed: int = seed_option(),
         device: str = device_option(),
         precision: str = precision_option(),

@@ -10,7 +10,8 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl, lazy
-from cellxfer.options import out_option, overwrite_option, scheduler_option, seed_option, set_option, workers_option
+from cellxfer.options import (bounded_option, config_option, out_option, overwrite_option, scheduler_option, seed_option, set_option,
+                              workers_option)
 from cellxfer.synth.base import Synthesizer
 from cellxfer.synth.config import SynHCConfig
 from cellxfer.synth.nuclei_config import NucleiConfig
@@ -51,8 +52,9 @@ def cellxfer_synthesizers():
     return [SYNHC, NUCLEI]
 
 
-def _opt(help_: str):
-    return typer.Option(None, help=help_, show_default=False)
+def _opt(name: str, help_: str):
+    """A Syn-HC parameter as an option: not given (None) means the synthesizer's default."""
+    return config_option(SynHCConfig, name, help_, default=None)
 
 
 @hookimpl
@@ -61,7 +63,7 @@ def cellxfer_register_commands(app: typer.Typer):
 
     @app.command("synth")
     def synth(
-        n: int = typer.Option(1000, "--n", help="Number of images."),
+        n: int = bounded_option(1000, "--n", help="Number of images.", ge=1, le=10**7, multiple_of=1),
         out: Path = out_option("Output cell dataset folder.", Path("synthetic")),
         method: str = typer.Option("synhc", help="Synthesizer: synhc, nuclei, ... (see `cellxfer plugins`); "
                                    "the options below from --cell-size on are Syn-HC's, --set reaches any."),
@@ -69,18 +71,18 @@ def cellxfer_register_commands(app: typer.Typer):
         workers: int = workers_option("Worker processes (0 = one per core)."),
         scheduler: Optional[str] = scheduler_option("Dask scheduler ADDRESS (tcp://host:8786) or local:N (the dask extra) [default: this machine]."),
         overwrite: bool = overwrite_option(),
-        size: Optional[int] = _opt(f"Image side in pixels [default: {d.size}]."),
-        cell_size: Optional[float] = _opt(f"Nominal cell diameter in pixels [default: {d.cell_size:g}]."),
-        count_mean: Optional[float] = _opt(f"Mean of the cell-count normal law [default: {d.count_mean}]."),
-        count_std: Optional[float] = _opt(f"SD of the cell-count normal law [default: {d.count_std}]."),
-        max_cells: Optional[int] = _opt(f"Upper clamp of the count [default: {d.max_cells}]."),
-        clusters: Optional[str] = _opt("Cluster centres per image, LOW:HIGH [default: 3:7]."),
-        spread: Optional[float] = _opt(f"Cluster SD as a fraction of the image side [default: {d.spread}]."),
-        overlap: Optional[float] = _opt(f"Largest share of a new cell's area over earlier cells [default: {d.overlap}]."),
-        intensity: Optional[str] = _opt("Cell intensity range LOW:HIGH [default: 100:255]."),
-        background: Optional[str] = _opt("Background level range LOW:HIGH [default: 10:30]."),
-        noise: Optional[float] = _opt(f"Background noise SD [default: {d.noise:g}]."),
-        layout_from: Optional[Path] = _opt("Copy cell centres from this annotated dataset (cell dataset or IDCIA)."),
+        size: Optional[int] = _opt("size", f"Image side in pixels [default: {d.size}]."),
+        cell_size: Optional[float] = _opt("cell_size", f"Nominal cell diameter in pixels [default: {d.cell_size:g}]."),
+        count_mean: Optional[float] = _opt("count_mean", f"Mean of the cell-count normal law [default: {d.count_mean}]."),
+        count_std: Optional[float] = _opt("count_std", f"SD of the cell-count normal law [default: {d.count_std}]."),
+        max_cells: Optional[int] = _opt("max_cells", f"Upper clamp of the count [default: {d.max_cells}]."),
+        clusters: Optional[str] = _opt("clusters", "Cluster centres per image, LOW:HIGH [default: 3:7]."),
+        spread: Optional[float] = _opt("spread", f"Cluster SD as a fraction of the image side [default: {d.spread}]."),
+        overlap: Optional[float] = _opt("overlap", f"Largest share of a new cell's area over earlier cells [default: {d.overlap}]."),
+        intensity: Optional[str] = _opt("intensity", "Cell intensity range LOW:HIGH [default: 100:255]."),
+        background: Optional[str] = _opt("background", "Background level range LOW:HIGH [default: 10:30]."),
+        noise: Optional[float] = _opt("noise", f"Background noise SD [default: {d.noise:g}]."),
+        layout_from: Optional[Path] = _opt("layout_from", "Copy cell centres from this annotated dataset (cell dataset or IDCIA)."),
         set_: list[str] = set_option("Any other synthesizer parameter, KEY=VALUE (repeatable)."),
     ):
         """Generate synthetic cell images with exact centres (a cell dataset folder)."""

@@ -52,7 +52,7 @@ def _train_count(app: typer.Typer) -> None:
 
     @app.command("train-count")
     def train_count(
-        regime: str = typer.Option(..., "--regime", help=REGIME_HELP),
+        regime: str = config_option(C, "regime", REGIME_HELP, "--regime", default=...),
         out: Path = out_option("Run folder (best/last checkpoints, state, history, manifest)."),
         real: Optional[Path] = config_option(C, "real", "Labelled real images: cell dataset or IDCIA layout."),
         synthetic: Optional[Path] = config_option(C, "synthetic", "Labelled synthetic images (e.g. from `cellxfer synth`)."),

@@ -11,7 +11,7 @@ import typer
 from cellxfer.commands import CommandSpec, Output, Role
 from cellxfer.errors import ExitCode
 from cellxfer.hookspecs import hookimpl
-from cellxfer.options import (config_option, deprecated_flag, device_option, engine_option, input_norm_option, out_option,
+from cellxfer.options import (bounded_option, config_option, deprecated_flag, device_option, engine_option, input_norm_option, out_option,
                               overwrite_option, seed_option, threads_option)
 
 _TINY_TRANSLATOR = ["--size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--batch-size", "1"]
@@ -92,7 +92,7 @@ def _synth_pairs(app: typer.Typer) -> None:
 
     @app.command("synth-pairs")
     def synth_pairs(
-        n: int = typer.Option(100, "--n", help="Number of pairs."),
+        n: int = bounded_option(100, "--n", help="Number of pairs.", ge=1, le=10**7, multiple_of=1),
         out: Path = out_option("Paired folder to write (source/, target/, points/)."),
         modality: str = config_option(P, "modality", "Input: pc (phase contrast) or bf (bright field)."),
         marker: str = config_option(P, "marker", "Target: dapi (nuclei) or cd29 (perinuclear halo)."),
@@ -119,21 +119,24 @@ def _synth_pairs(app: typer.Typer) -> None:
 
 
 def _split_field(app: typer.Typer) -> None:
+    from cellxfer.translate.config import SplitFieldConfig as S  # numpy-free: the defaults and ranges below are its
+
     @app.command("split-field")
     def split_field(
         sources: list[Path] = typer.Argument(..., help="Registered input images of one field (e.g. phase z-slices), or folders of them."),
         target: Optional[Path] = typer.Option(None, "--target", help="The registered fluorescence image (e.g. DAPI)."),
         out: Path = out_option("Folder for <part>/source + target pairs (per source stem when several)."),
-        test_side: int = typer.Option(480, help="Side of the bottom-right test square in pixels."),
-        num_downs: int = typer.Option(5, help="Generator down blocks: the margin is its receptive field."),
-        margin: Optional[int] = typer.Option(None, help="Margin in pixels between parts [default: the receptive field of --num-downs]."),
+        test_side: int = config_option(S, "test_side", "Side of the bottom-right test square in pixels."),
+        num_downs: int = config_option(S, "num_downs", "Generator down blocks: the margin is its receptive field."),
+        margin: Optional[int] = config_option(S, "margin", "Margin in pixels between parts [default: the receptive field of --num-downs]."),
         overwrite: bool = overwrite_option(),
     ):
         """Split one registered field into train / val / test pairs folders, a receptive field apart."""
         from cellxfer.console import out as console
         from cellxfer.translate.regions import split_field as run
 
-        r = run(sources, target, out, test_side=test_side, num_downs=num_downs, margin=margin, overwrite=overwrite)
+        c = S(test_side=test_side, num_downs=num_downs, margin=margin)
+        r = run(sources, target, out, test_side=c.test_side, num_downs=c.num_downs, margin=c.margin, overwrite=overwrite)
         for part, rects in r.split.parts.items():
             console.print(f"{part}: " + ", ".join(f"y {q.y0}:{q.y1} x {q.x0}:{q.x1}" for q in rects) + f" -> {r.folders[part][0]}"
                           + (f" (+{len(r.folders[part]) - 1} more)" if len(r.folders[part]) > 1 else ""))
@@ -206,7 +209,7 @@ def _adapt(app: typer.Typer) -> None:
         sweep: Optional[str] = typer.Option(None, help="Comma-separated layers to try, e.g. 1,3,5,7,9,11,13,15,16."),
         steps: int = config_option(A, "steps", "Adaptation steps per layer."),
         batch_size: int = config_option(A, "batch_size", "Source and target crops per step."),
-        size: Optional[int] = typer.Option(None, help="Crop side [default: the translator's training size]."),
+        size: Optional[int] = config_option(A, "size", "Crop side [default: the translator's training size].", default=None),
         lr: float = config_option(A, "lr", "Adam learning rate of the adapted blocks."),
         lr_d: float = config_option(A, "lr_d", "Adam learning rate of the discriminator."),
         ndf: int = config_option(A, "ndf", "Discriminator width."),
@@ -248,12 +251,14 @@ def _adapt(app: typer.Typer) -> None:
 
 
 def _evaluate_translator(app: typer.Typer) -> None:
+    from cellxfer.translate.config import TranslateConfig as T  # numpy-free: the ranges below are its
+
     @app.command("evaluate-translator")
     def evaluate_translator(
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
         pairs: Path = typer.Option(..., "--pairs", help="Paired folder with true fluorescence in target/."),
         engine: str = engine_option("auto (resolved as in `count`), torch (the reference), onnx or trt: measure the translator as you ship it."),
-        tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
+        tile: Optional[int] = config_option(T, "tile", "Tile side [default: the training size]."),
         csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image metrics here."),
         overwrite: bool = overwrite_option("Replace the --csv file when it exists."),
     ):
@@ -273,15 +278,17 @@ def _evaluate_translator(app: typer.Typer) -> None:
 
 
 def _translate(app: typer.Typer) -> None:
+    from cellxfer.translate.config import TranslateConfig as T  # numpy-free: the defaults and ranges below are its
+
     @app.command("translate")
     def translate(
         paths: list[Path] = typer.Argument(..., help="Images or folders of images."),
         model: Path = typer.Option(..., "--model", "-m", help="Translator (run folder or .safetensors)."),
         out: Path = out_option("Output folder (<stem>.tif per input)."),
         engine: str = engine_option("auto (trt, onnx on CUDA, onnx on CPU, torch), torch, onnx (exported once, parity-checked, cached) or trt."),
-        tile: Optional[int] = typer.Option(None, help="Tile side [default: the training size]."),
-        overlap: int = typer.Option(32, help="Tile overlap in pixels, blended."),
-        dtype: str = typer.Option("uint16", help="uint16, uint8 or float32 output."),
+        tile: Optional[int] = config_option(T, "tile", "Tile side [default: the training size]."),
+        overlap: Optional[int] = config_option(T, "overlap", "Tile overlap in pixels, blended; at most half the tile [default: 32, or half the tile when less]."),
+        dtype: str = config_option(T, "dtype", "uint16, uint8 or float32 output."),
         overwrite: bool = overwrite_option("Redo outputs that exist."),
     ):
         """Translate transmitted-light images of any size to fluorescence (sliding window, seamless)."""
@@ -290,9 +297,10 @@ def _translate(app: typer.Typer) -> None:
         from cellxfer.progress import progress
         from cellxfer.translate.infer import translate_images
 
+        c = T(tile=tile, overlap=overlap, dtype=dtype)
         with progress("translate", total=None, unit="img") as bar:
-            r = translate_images(model, paths, out, engine, log=console.print, dtype=dtype, tile=tile or None,
-                                 overlap=overlap, overwrite=overwrite, on_progress=bar.advance)
+            r = translate_images(model, paths, out, engine, log=console.print, dtype=c.dtype, tile=c.tile,
+                                 overlap=c.overlap, overwrite=overwrite, on_progress=bar.advance)
         console.print(f"{out}: {r.files} images ({r.written} written, {r.skipped} already done, "
                       f"{len(r.failed)} failed) with {r.engine}")
         if r.failed:

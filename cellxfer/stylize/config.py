@@ -6,8 +6,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cellxfer.bounds import BATCH, DEVICE, LR, STEPS, OutOfRange, check_fields, ranged
+
 #: The token file in a learn-style run folder (written by :mod:`cellxfer.stylize.learn`).
 TOKEN_FILE = "token.safetensors"
+
+PRECISION = dict(choices=("auto", "fp32", "fp16"))
 
 
 @dataclass(frozen=True)
@@ -15,14 +19,11 @@ class FDAConfig:
     """Fourier domain adaptation. ``beta``: half-width of the swapped low-frequency window as a
     fraction of the shorter image side (window ``|ky|, |kx| <= floor(beta * min(H, W))``)."""
 
-    beta: float = 0.01
-    batch_size: int = 64
+    beta: float = ranged(0.01, ge=0, lt=0.5)
+    batch_size: int = ranged(64, **BATCH)
 
     def __post_init__(self):
-        if not 0 <= self.beta < 0.5:
-            raise ValueError(f"beta {self.beta} must lie in [0, 0.5)")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -30,21 +31,11 @@ class HistogramConfig:
     """Histogram matching. ``reference``: ``random`` (each content image matched to one style image
     drawn at random) or ``pooled`` (to the pooled intensities of all style images)."""
 
-    reference: str = "random"
-    batch_size: int = 64
+    reference: str = ranged("random", choices=("random", "pooled"))
+    batch_size: int = ranged(64, **BATCH)
 
     def __post_init__(self):
-        if self.reference not in ("random", "pooled"):
-            raise ValueError(f"reference {self.reference!r} must be 'random' or 'pooled'")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-
-
-def _check_device(device: str, precision: str) -> None:
-    if device != "auto" and not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"device {device!r} must be auto, cpu or cuda[:N]")
-    if precision not in ("auto", "fp32", "fp16"):
-        raise ValueError(f"precision {precision!r} must be auto, fp32 or fp16")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -58,26 +49,20 @@ class InSTConfig:
     model: str = ""
     clip: str = ""
     model_config: str = ""  # single-file --model only: a diffusers SD v1 folder holding its configs
-    strength: float = 0.7
-    steps: int = 50
-    guidance: float = 10.0
-    eta: float = 0.0
+    strength: float = ranged(0.7, gt=0, le=1)
+    steps: int = ranged(50, ge=1, le=10_000, multiple_of=1)
+    guidance: float = ranged(10.0, ge=0, le=1000)
+    eta: float = ranged(0.0, ge=0, le=1)
     prompt: str = "*"
-    batch_size: int = 4
-    device: str = "auto"
-    precision: str = "auto"
+    batch_size: int = ranged(4, **BATCH)
+    device: str = ranged("auto", **DEVICE)
+    precision: str = ranged("auto", **PRECISION)
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("token", "model", "clip"):
             if not getattr(self, name):
-                raise ValueError(f"--{name} is required for InST (a local path)")
-        if not 0 < self.strength <= 1:
-            raise ValueError(f"strength {self.strength} must lie in (0, 1]")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be at least 1")
-        if self.eta < 0:
-            raise ValueError("eta must be >= 0")
-        _check_device(self.device, self.precision)
+                raise OutOfRange(f"--{name} is required for InST (a local path)")
 
 
 @dataclass(frozen=True)
@@ -90,29 +75,21 @@ class LearnStyleConfig:
     model: str
     clip: str
     model_config: str = ""  # single-file --model only: a diffusers SD v1 folder holding its configs
-    steps: int = 1000
-    lr: float = 1e-4
-    batch_size: int = 1
-    size: int = 512
+    steps: int = ranged(1000, **STEPS)
+    lr: float = ranged(1e-4, **LR)
+    batch_size: int = ranged(1, **BATCH)
+    size: int = ranged(512, ge=8, le=4096, multiple_of=8)
     prompt: str = "*"
-    heads: int = 8
-    dim_head: int = 64
-    blocks: int = 1
-    dropout: float = 0.05
-    save_every: int = 100
-    device: str = "auto"
-    precision: str = "auto"
+    heads: int = ranged(8, ge=1, le=64, multiple_of=1)
+    dim_head: int = ranged(64, ge=1, le=1024, multiple_of=1)
+    blocks: int = ranged(1, ge=1, le=64, multiple_of=1)
+    dropout: float = ranged(0.05, ge=0, lt=1)
+    save_every: int = ranged(100, **STEPS)
+    device: str = ranged("auto", **DEVICE)
+    precision: str = ranged("auto", **PRECISION)
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.save_every < 1:
-            raise ValueError("steps, batch_size and save_every must be at least 1")
-        if self.lr <= 0:
-            raise ValueError("lr must be > 0")
-        if self.size < 8 or self.size % 8:
-            raise ValueError(f"size {self.size} must be a positive multiple of 8")
-        if self.heads < 1 or self.dim_head < 1 or self.blocks < 1:
-            raise ValueError("heads, dim_head and blocks must be at least 1")
-        _check_device(self.device, self.precision)
+        check_fields(self)
 
 
 def resolve_token(path: str | os.PathLike) -> Path:

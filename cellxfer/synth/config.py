@@ -5,38 +5,34 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cellxfer.bounds import OutOfRange, check_fields, ranged
+
 
 @dataclass(frozen=True)
 class SynHCConfig:
     """Syn-HC parameters. Pixel units; ranges are ``(low, high)`` of a uniform draw."""
 
-    size: int = 256
-    cell_size: float = 15.0
-    count_mean: float = 101.3
-    count_std: float = 76.4
-    max_cells: int = 600
-    clusters: tuple[int, int] = (3, 7)
-    spread: float = 0.15
-    overlap: float = 0.1
-    axes: tuple[float, float] = (0.4, 0.6)
-    intensity: tuple[float, float] = (100.0, 255.0)
-    background: tuple[float, float] = (10.0, 30.0)
-    noise: float = 5.0
-    contrast: tuple[float, float] = (0.8, 1.2)
-    brightness: tuple[float, float] = (-20.0, 20.0)
+    size: int = ranged(256, ge=8, le=8192, multiple_of=1)
+    cell_size: float = ranged(15.0, gt=0, le=4096)  # and at most size
+    count_mean: float = ranged(101.3, ge=0, le=1e6)
+    count_std: float = ranged(76.4, ge=0, le=1e6)
+    max_cells: int = ranged(600, ge=0, le=100_000, multiple_of=1)
+    clusters: tuple[int, int] = ranged((3, 7), ge=1, le=1000, multiple_of=1, pair=True, equal_ok=True)
+    spread: float = ranged(0.15, gt=0, le=10)
+    overlap: float = ranged(0.1, ge=0, le=1)
+    axes: tuple[float, float] = ranged((0.4, 0.6), gt=0, le=10, pair=True, equal_ok=True)
+    intensity: tuple[float, float] = ranged((100.0, 255.0), ge=0, le=65535, pair=True, equal_ok=True)
+    background: tuple[float, float] = ranged((10.0, 30.0), ge=0, le=65535, pair=True, equal_ok=True)
+    noise: float = ranged(5.0, ge=0, le=65535)  # 0: no noise
+    contrast: tuple[float, float] = ranged((0.8, 1.2), gt=0, le=100, pair=True, equal_ok=True)
+    brightness: tuple[float, float] = ranged((-20.0, 20.0), ge=-65535, le=65535, pair=True, equal_ok=True)
     layout_from: str | None = None
 
     def __post_init__(self):
-        if self.size < 8:
-            raise ValueError(f"size {self.size} is too small (at least 8)")
-        if self.cell_size <= 0 or self.count_std < 0 or self.max_cells < 0:
-            raise ValueError("cell_size must be > 0, count_std and max_cells >= 0")
-        if not 1 <= self.clusters[0] <= self.clusters[1]:
-            raise ValueError(f"clusters {self.clusters[0]}:{self.clusters[1]} must satisfy 1 <= low <= high")
-        if not 0 <= self.overlap <= 1:
-            raise ValueError(f"overlap {self.overlap} must lie in [0, 1]")
-        if not 0 < self.axes[0] <= self.axes[1]:
-            raise ValueError(f"axes {self.axes} must satisfy 0 < low <= high")
+        check_fields(self)
+        if self.cell_size > self.size:
+            raise OutOfRange(f"--cell-size {self.cell_size:g}: larger than the image (--size {self.size}); "
+                             f"give a cell size below the image side")
 
     def semi_axis_range(self) -> tuple[int, int]:
         """Integer semi-axes are drawn from ``[lo, hi)`` (numpy's ``integers``); at least 1 pixel."""

@@ -7,27 +7,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cellxfer.bounds import OutOfRange, check_fields, ranged
+
 
 @dataclass(frozen=True)
 class PairedConfig:
     """Paired testbed parameters (see module docs)."""
 
-    size: int = 256
-    modality: str = "pc"  # pc | bf
-    marker: str = "dapi"  # dapi | cd29
-    cells: tuple[int, int] = (12, 30)
-    cell_size: float = 30.0
-    overexpose: float = 1.0
-    scale: float = 1.0
+    size: int = ranged(256, ge=16, le=8192, multiple_of=1)
+    modality: str = ranged("pc", choices=("pc", "bf"))
+    marker: str = ranged("dapi", choices=("dapi", "cd29"))
+    cells: tuple[int, int] = ranged((12, 30), ge=0, le=100_000, multiple_of=1, pair=True, equal_ok=True)
+    cell_size: float = ranged(30.0, gt=2, le=4096)  # and at most size
+    overexpose: float = ranged(1.0, gt=0, le=1000)
+    scale: float = ranged(1.0, ge=1, le=64)  # zoom in
 
     def __post_init__(self):
-        if self.modality not in ("pc", "bf"):
-            raise ValueError(f"modality {self.modality!r}: expected pc or bf")
-        if self.marker not in ("dapi", "cd29"):
-            raise ValueError(f"marker {self.marker!r}: expected dapi or cd29")
-        if self.size < 16 or self.cell_size <= 2:
-            raise ValueError("size must be >= 16 and cell_size > 2")
-        if not 0 <= self.cells[0] <= self.cells[1]:
-            raise ValueError(f"cells {self.cells}: expected 0 <= low <= high")
-        if self.overexpose <= 0 or self.scale < 1:
-            raise ValueError("overexpose must be > 0 and scale >= 1 (zoom in)")
+        check_fields(self)
+        if self.cell_size > self.size:
+            raise OutOfRange(f"--cell-size {self.cell_size:g}: larger than the image (--size {self.size}); "
+                             f"give a cell size below the image side")

@@ -146,8 +146,14 @@ def translate_images(model: str | os.PathLike, paths: list[Path], out: Path, eng
     ``paths`` into ``out`` (:func:`translate_files`, ``kw`` its options); the result names the engine."""
     from dataclasses import replace
 
+    from cellxfer.translate.config import check_overlap
+
     translation_targets(paths, out, inputs=[model])  # refused before the translator is loaded
     translator = load(model, engine, log=log)
+    tile = kw.get("tile") or translator.meta.size
+    if kw.get("overlap") is None:  # not given: 32 px, at most half the tile
+        kw["overlap"] = min(32, tile // 2)
+    check_overlap(kw["overlap"], tile)
     return replace(translate_files(translator, paths, out, inputs=[model], **kw), engine=translator.engine)
 
 
