@@ -489,9 +489,11 @@ def test_large_png_is_read_without_a_decompression_bomb_warning(tmp_path, monkey
 def test_train_count_stops_on_a_non_finite_loss_and_saves_nothing_of_it(tmp_path, capsys):
     data = labelled_dataset(tmp_path / "ds", {f"i{k}": blobs(64, 64, 5, seed=k) for k in range(4)})
     r = run_cli(["train-count", "--regime", "supervised", "--real", data, "--out", tmp_path / "run", "--arch", "density",
-                 "--epochs", "3", "--crop", "32", "--batch-size", "2", "--lr", "1e30", "--arch-option", "base=4"], capsys)
+                 "--epochs", "3", "--crop", "32", "--batch-size", "2", "--arch-option", "base=4",
+                 "--arch-option", "scale=1e-40"], capsys)
     assert r.returncode == 2
-    assert "error: training diverged: the loss is nan at epoch 1" in one_line(r.stderr)
+    line = one_line(r.stderr)  # (an --lr of 1e30 made it nan before --lr had a range; a 1e-40 output scale overflows)
+    assert "error: training diverged: the loss is " in line and " at epoch 1, step 1" in line
     assert not (tmp_path / "run" / "last.safetensors").exists() and not (tmp_path / "run" / "best.safetensors").exists()
 
 
