@@ -348,10 +348,6 @@ def _checked_model(config: CountConfig):
     from cellxfer.errors import InputError, PluginError
     from cellxfer.scale import DiameterPolicy
 
-    if config.batch_size < 1:
-        raise InputError(f"--batch-size {config.batch_size}: must be at least 1")
-    if config.level < 0:
-        raise InputError(f"--level {config.level}: must be 0 (full resolution) or a higher pyramid level")
     model = Path(config.model).resolve() if config.model is not None else default_model()
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")

@@ -155,16 +155,6 @@ def _discriminators(probes, cfg: AdaptConfig):
     return Discriminators()
 
 
-def _check_modes(cfg: AdaptConfig) -> None:
-    """``--train`` and ``--match`` are known and compatible, or :class:`InputError` saying the fix."""
-    if cfg.train not in ("upto", "layer"):
-        raise InputError(f"--train {cfg.train!r}: expected upto (blocks 1..L) or layer (block L only)")
-    if cfg.match not in ("layer", "skips"):
-        raise InputError(f"--match {cfg.match!r}: expected layer (layer L only) or skips (layer L and the skip tensors)")
-    if cfg.match == "skips" and cfg.train == "layer":
-        raise InputError("--match skips needs --train upto: with --train layer the skips are the source's and cannot move")
-
-
 def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, on_step, run) -> dict:
     import torch
 
@@ -193,7 +183,6 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
     for p in g.parameters():
         p.requires_grad_(False)
     gp = copy.deepcopy(g).eval()
-    _check_modes(cfg)
     first = 1 if cfg.train == "upto" else L
     trainable = [p for i in range(first, L + 1) for p in gp.block(i).parameters()]
     for p in trainable:

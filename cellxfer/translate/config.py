@@ -93,6 +93,8 @@ class AdaptConfig:
 
     def __post_init__(self):
         check_fields(self)
+        if self.match == "skips" and self.train == "layer":
+            raise OutOfRange("--match skips needs --train upto: with --train layer the skips are the source's and cannot move")
 
 
 @dataclass(frozen=True)
