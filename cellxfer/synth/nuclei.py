@@ -320,9 +320,8 @@ class Layers:
             return
         layer = np.broadcast_to(np.asarray(layer, np.intp), (len(values),))
         if weights is None or not self.pressed:
-            at = np.flatnonzero(values)  # zeros add nothing: the windows' corners stay out of the sum
-            self._idx.append(self._windows(layer, x, y, values.shape[1]).ravel()[at])
-            self._val.append(values.ravel()[at])
+            self._idx.append(self._windows(layer, x, y, values.shape[1]).ravel())
+            self._val.append(values.ravel())
             return
         blend = layer == TEXTURED
         if not blend.all():
