@@ -28,28 +28,46 @@ FILE_MODE = 0o666 & ~_read_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target``, on error it is removed.
     The result gets the permissions of a normally created file (``0o666`` less the umask), not
     ``mkstemp``'s private ``0o600``. A ``target`` that is a symlink is written through (the file it names is
-    replaced, the link kept), as ``open(target, "w")`` would."""
-    target = Path(target).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARK, dir=target.parent)
+    replaced, the link kept), as ``open(target, "w")`` would. A full disk, however the writer reports it
+    (:func:`cellxfer.errors.is_disk_full`), becomes :class:`cellxfer.errors.DiskFull` naming ``target``
+    (``need``: its size where the caller knows it), with nothing partial left."""
+    from cellxfer.errors import DiskFull, free_bytes, is_disk_full
+
+    shown = Path(target)
+    target = shown.resolve()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARK, dir=target.parent)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFull(shown, need, 0, free_bytes(target.parent)) from None
+        raise
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
-    except BaseException:
+    except DiskFull:
         tmp.unlink(missing_ok=True)
+        raise
+    except BaseException as exc:
+        full = isinstance(exc, Exception) and is_disk_full(exc, target.parent)
+        written = tmp.stat().st_size if full and tmp.exists() else 0
+        tmp.unlink(missing_ok=True)
+        if full:
+            raise DiskFull(shown, need, written, free_bytes(target.parent)) from None
         raise
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(text)
+    data = text.encode()
+    with atomic_path(target, need=len(data)) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(target: str | os.PathLike, obj) -> None:

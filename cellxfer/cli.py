@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, OSError) and exc.filename is not None:
             _print_error(err, f"error: {os_error_message(exc)}")
             sys.exit(ExitCode.BAD_INPUT)
+        from cellxfer.errors import is_disk_full
+
+        if is_disk_full(exc):  # a write outside cellxfer.atomic, which names the file itself
+            _print_error(err, "error: no space left on the device (or quota) being written; free some space or "
+                              "write somewhere else")
+            sys.exit(ExitCode.BAD_INPUT)
         what = " ".join(f"{type(exc).__name__}: {exc}".split())
         _print_error(err, f"error: unexpected {what} (rerun with --debug for the traceback, and report it)")
         sys.exit(ExitCode.INTERNAL)

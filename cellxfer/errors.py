@@ -77,6 +77,68 @@ def os_error_message(exc: OSError) -> str:
     return f"{exc.filename}: {(exc.strerror or str(exc)).lower()}; {_OS_FIXES.get(name, 'check the path')}"
 
 
+def fmt_bytes(n: float) -> str:
+    """``n`` bytes for a message: ``512 B``, ``66.0 KB``, ``201.5 GB`` (powers of 1000)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class DiskFull(CellxferError):
+    """The disk (or quota) filled while writing ``path``: the whole run stops here, never a per-item
+    failure of a batch (every later item would fail the same way). One line naming the file, the bytes it
+    needs and the space that is free; the partial file is already removed (:mod:`cellxfer.atomic`)."""
+
+    def __init__(self, path, need: int | None, written: int, free: int | None):
+        self.path, self.need, self.written, self.free = path, need, written, free
+        if need and free is not None:
+            size = f"it needs about {fmt_bytes(need)}, {fmt_bytes(free)} is free there"
+        elif free is not None:
+            size = f"it needs more than the {fmt_bytes(max(free, written))} free there"
+        else:
+            size = f"it needs about {fmt_bytes(need)}" if need else "the disk is full"
+        super().__init__(f"{path}: no space left on the device writing it ({size}); free some space or write "
+                         f"somewhere else")
+
+    def __reduce__(self):  # back from a worker process whole
+        return DiskFull, (self.path, self.need, self.written, self.free)
+
+
+_DISK_FULL_TEXT = ("no space left on device", "storagefull", "disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException, folder=None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk or quota is full: ``ENOSPC`` or
+    ``EDQUOT``, the words of either (Rust and C++ writers: safetensors, torch), or a short write
+    ("N requested and M written", tifffile) or failed write of torch while ``folder`` has under 1 MB free."""
+    import errno
+    import re
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc).lower()
+        if any(t in text for t in _DISK_FULL_TEXT):
+            return True
+        if folder is not None and (re.search(r"requested and \d+ written|write failed|failed writing", text)):
+            return free_bytes(folder) is not None and free_bytes(folder) < 2**20
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def free_bytes(folder) -> int | None:
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
 class SomeInputsFailed(CellxferError):
     """A batch went through every input, but some failed. Raised by a command *after* it has written its
     results and printed its summary; the CLI prints one ``failed <input>: <why>`` line per input and a

@@ -107,14 +107,28 @@ def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, pag
     return arr[tuple(index)]
 
 
+def _yx(series) -> tuple[int, int]:
+    """Rows and columns of a tifffile series (its Y and X axes; else its last two of non-sample axes)."""
+    axes, shape = series.axes.upper(), series.shape
+    if "Y" in axes and "X" in axes:
+        return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
+    dims = [n for n, a in zip(shape, axes) if a != "S"] or list(shape)
+    return (int(dims[-2]), int(dims[-1])) if len(dims) >= 2 else (1, int(dims[-1]) if dims else 0)
+
+
 def read_tiff(path: Path, channel: int | None = None, page: int | None = None) -> np.ndarray:
     import tifffile
+
+    from cellxfer.budget import check_image_header
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            check_image_header(path, *_yx(series), series.size * series.dtype.itemsize)  # before decoding
             arr = series.asarray()
             axes = series.axes
+    except InputError:
+        raise
     except Exception as exc:  # tifffile raises many types for truncated/corrupt files
         raise InputError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
     return _check_dtype(path, _pick_plane(path, arr, axes, channel, page))
@@ -127,8 +141,13 @@ def read_png(path: Path, channel: int | None = None, page: int | None = None) ->
     # microscopy images are large by nature (TIFFs have no such limit); PIL's decompression-bomb guard
     # would warn from 89 Mpixel and refuse from 179 Mpixel with an exception no caller expects
     Image.MAX_IMAGE_PIXELS = None
+    from cellxfer.budget import check_image_header
+
     try:
         with Image.open(path) as im:
+            depth = 2 if im.mode.startswith("I;16") else 4 if im.mode in ("I", "F") else 1
+            check_image_header(path, im.height, im.width, im.height * im.width * len(im.getbands()) * depth,
+                               lazy_ok=False)  # the header, before a pixel is decoded
             im.load()
             if im.mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -280,5 +299,5 @@ def write_tiff(path: str | os.PathLike, image: np.ndarray) -> None:
 
     if image.ndim != 2:
         raise ValueError(f"write_tiff expects a 2-D image, got shape {image.shape}")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, need=image.nbytes + 512) as tmp:
         tifffile.imwrite(tmp, image, photometric="minisblack")

@@ -254,6 +254,20 @@ class _ZarrArray(LazyImage):
                              f"{exc}); check the folder is complete") from None
 
 
+def _check_data_in_file(path: Path, page, shape: tuple[int, int], dtype: np.dtype, size: int) -> None:
+    """A slide's header is believed only as far as the file backs it: every strip or tile must lie within
+    the file, and uncompressed ones must hold all the pixels claimed. Else an :class:`InputError` at once
+    (a 300-byte file claiming 4e9 x 3 pixels used to hang ``count``), not a hang or a read of nothing."""
+    offsets, counts = page.dataoffsets or (), page.databytecounts or ()
+    end = max((int(o) + int(c) for o, c in zip(offsets, counts)), default=0)
+    need = shape[0] * shape[1] * dtype.itemsize
+    if end > size or not offsets or (page.compression == 1 and sum(int(c) for c in counts) < need):
+        held = sum(int(c) for c in counts)
+        raise InputError(f"{path}: not a readable TIFF (its header claims {shape[1]} x {shape[0]} pixels, {need:,} "
+                         f"bytes, but the file holds {size:,} bytes, {held:,} of pixel data listed up to byte {end:,}); "
+                         f"check the file is complete, or export it again")
+
+
 def _open_lazy_tiff(path: Path, level_index: int = 0) -> LazyImage | np.ndarray | None:
     """The lazy reader for ``path``, or None when it is small, not one integer plane, or unreadable
     (then :func:`read_image` reads it and reports what is wrong). A ``level_index`` above 0 of a pyramid
@@ -280,6 +294,7 @@ def _open_lazy_tiff(path: Path, level_index: int = 0) -> LazyImage | np.ndarray 
             tif.close()
             return small
         page = level.pages[0]
+        _check_data_in_file(path, page, shape, dtype, tif.filehandle.size)
         if page.is_contiguous and page.compression == 1 and page.dataoffsets and not level_index:
             offset = page.dataoffsets[0]
             tif.close()

@@ -8,7 +8,10 @@ single-threaded worker processes, or None for ``$CELLXFER_SCHEDULER`` / ``local:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -40,6 +43,39 @@ def parse_local(address: str) -> int | None:
     return n
 
 
+@contextlib.contextmanager
+def _workers_ignore_sigint():
+    """Ctrl-C belongs to cellxfer, as with ``--workers``: the worker processes a LocalCluster starts here
+    (spawned: a new interpreter) inherit SIGINT *ignored*, so Python installs no KeyboardInterrupt in them,
+    and the terminal's SIGINT to the process group reaches only this process, which closes the cluster and
+    prints its one ``interrupted`` line (each worker printed a traceback first). A Ctrl-C in the second or
+    two the cluster takes to start is ignored; outside the main thread nothing is changed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _silence_distributed() -> None:
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+def _quiet_workers(client) -> None:
+    """Before a local cluster is closed early: its workers log nothing more (each would warn that its
+    cancelled task "ended with CancelledError"), nor does this process's ``distributed``."""
+    _silence_distributed()
+    try:
+        client.run(_silence_distributed)
+    except Exception:  # noqa: BLE001 - a worker already gone: nothing to silence
+        pass
+
+
 @dataclass(frozen=True)
 class DaskExecutor:
     name: str = "dask"
@@ -60,8 +96,9 @@ class DaskExecutor:
         if n is not None:
             from cellxfer.executors import default_workers
 
-            cluster = distributed.LocalCluster(n_workers=n or workers or default_workers(), threads_per_worker=1,
-                                               processes=True, dashboard_address=None)
+            with _workers_ignore_sigint():
+                cluster = distributed.LocalCluster(n_workers=n or workers or default_workers(), threads_per_worker=1,
+                                                   processes=True, dashboard_address=None)
             return distributed.Client(cluster), cluster
         try:
             return distributed.Client(address, timeout="20s"), None
@@ -84,6 +121,10 @@ class DaskExecutor:
                     yield item, fut.exception()
                 else:
                     yield item, fut.result()
+        except BaseException:  # Ctrl-C, or the consumer gone: what is cancelled now is no news to the user
+            if cluster is not None:
+                _quiet_workers(client)
+            raise
         finally:
             client.close()
             if cluster is not None:

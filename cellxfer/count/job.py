@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from cellxfer.count.parts import Counted  # noqa: F401 - part of this module's API (results of count_batched)
+from cellxfer.errors import DiskFull
 from cellxfer.counter.head import head_of
 from cellxfer.count.table import CountsTable, Row
 from cellxfer.count.task import (  # noqa: F401 - one image in one process (also used by count.split)
@@ -283,6 +284,8 @@ def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays:
                 overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res,
                                                                prep.image_step)))
         for file, job in overlay_jobs:
+            if isinstance(job.exception(), DiskFull):  # the rows are kept; the run stops with one line
+                raise job.exception()
             if job.exception() is not None:
                 log(f"warning: overlay of {file} failed: {_error_text(job.exception())}")
     return startup

@@ -23,6 +23,7 @@ SYNHC = Synthesizer(
     config_cls=SynHCConfig,
     render=lazy("cellxfer.synth.synhc", "render"),
     prepare=lazy("cellxfer.synth.synhc", "prepare"),
+    estimate=lazy("cellxfer.synth.synhc", "estimate"),
 )
 
 NUCLEI = Synthesizer(

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cellxfer.dataset import COUNTS, IMAGES, MASKS, POINTS, CellDataset, CellDatasetWriter
-from cellxfer.errors import InputError
+from cellxfer.errors import DiskFull, InputError
 from cellxfer.outputs import DatasetRunResult
 from cellxfer.stylize.spec import Stylizer
 
@@ -217,7 +217,7 @@ def _stylize_batch(item: tuple[_Job, list[tuple[int, str]]]) -> tuple[dict[str, 
                 if img.shape != s.image.shape:
                     raise RuntimeError(f"stylizer changed the shape {s.image.shape} -> {img.shape}")
                 writer.write(s.id, from_unit(img, s.image.dtype), s.points)
-        except InputError:
+        except (InputError, DiskFull):  # a bad setting, or a full disk: the whole run stops
             raise
         except Exception as exc:  # noqa: BLE001
             for _, s in samples:
@@ -243,7 +243,7 @@ def _stylize_todo(job: _Job, ids, style: StyleSet, manifest: dict, on_progress, 
             batch = max(1, int(getattr(job.config, "batch_size", 16)))
             chunks = ((job, todo[k:k + batch]) for k in range(0, len(todo), batch))
             for (_, chunk), result in (executor or executor_for(None)).map(_stylize_batch, chunks, workers=1):
-                if isinstance(result, InputError):
+                if isinstance(result, (InputError, DiskFull)):
                     raise result
                 if isinstance(result, Exception):
                     result = ({id_: f"{type(result).__name__}: {result}" for _, id_ in chunk}, 0.0, 0.0)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     import numpy as np
 
-from cellxfer.errors import InputError
+from cellxfer.errors import DiskFull, InputError
 from cellxfer.outputs import DatasetRunResult
 
 
@@ -27,6 +27,8 @@ class Synthesizer:
     ``prepare(config) -> context``: run once per job (load layouts, ...); the context must pickle.
     ``render(config, context, rng) -> (image, points)``: ``image`` a 2-D uint8/uint16 array,
     ``points`` float64 (N, 2) of (x, y) cell centres inside the image (see :mod:`cellxfer.dataset`).
+    ``estimate(config) -> cellxfer.budget.Estimate``: optional, what one image costs (memory, work), so
+    settings that cannot finish on this machine are refused before the run starts.
     """
 
     name: str
@@ -34,6 +36,7 @@ class Synthesizer:
     config_cls: type
     render: Callable[[Any, Any, "np.random.Generator"], tuple["np.ndarray", "np.ndarray"]]
     prepare: Callable[[Any], Any] = lambda config: None
+    estimate: Callable[[Any], Any] | None = None
 
 
 def image_rng(seed: int, index: int) -> "np.random.Generator":
@@ -89,6 +92,10 @@ def run_synth(
         raise InputError(f"--n {n}: the number of images must be 0 or more")
     out = Path(out)
     t0 = time.perf_counter()
+    if synth.estimate is not None:  # before the folder is touched: settings that cannot finish here
+        from cellxfer.budget import check_estimate
+
+        check_estimate(synth.estimate(config), workers or (default_workers() if n >= 16 else 1))
     inputs = [config.layout_from] if getattr(config, "layout_from", None) else []
     with RunFolder(out, "synth", _job_identity(synth, config, seed), own=(IMAGES, POINTS, MASKS, COUNTS),
                    inputs=inputs, overwrite=overwrite, defaults=config_dict(type(config)())) as run:
@@ -107,6 +114,8 @@ def run_synth(
         failed: dict[str, str] = {}
         workers = workers or (default_workers() if len(todo) >= 16 else 1)
         for job, result in executor.map(_render_one, jobs, workers=workers):
+            if isinstance(result, DiskFull):  # every later image would fail the same way: stop here
+                raise result
             if isinstance(result, Exception):
                 failed[image_id(job[4])] = f"{type(result).__name__}: {result}"
             if on_progress:

@@ -144,6 +144,29 @@ def _layout_positions(layouts, size: int, rng) -> np.ndarray:
     return p[(p >= 0).all(axis=1) & (p < size).all(axis=1)]
 
 
+def estimate(cfg: SynHCConfig):
+    """What one image of :func:`render_cells` costs at most (:class:`cellxfer.budget.Estimate`): memory
+    for the padded canvas and the first batch of ellipse stencils (float32 work arrays and masks, about 13
+    bytes per stencil pixel), and work for every candidate the count allows (``50 x count + 100``) tested
+    on its stencil. With ``layout_from`` the count comes from the layouts: only the memory is estimated."""
+    from cellxfer.budget import Estimate
+
+    lo, hi = cfg.semi_axis_range()
+    side = 2 * hi + 1
+    target = 0 if cfg.layout_from else min(cfg.count_mean + 3 * cfg.count_std, cfg.max_cells)
+    candidates = 50 * target + 100
+    batch = max(32, min(math.ceil(1.3 * target), candidates))
+    canvas = (cfg.size + 2 * (hi + 1)) ** 2 * 5
+    fits = int(0.6 * cfg.size ** 2 / (math.pi * (cfg.cell_size / 2) ** 2))  # random packing: about 60% covered
+    room = f"about {fits} fit" if fits >= 1 else "hardly one fits"
+    return Estimate(
+        what=f"synth: cells of {cfg.cell_size:g} px (stencils {side} x {side} px, {batch} at a time), up to "
+             f"{target:.0f} per {cfg.size} px image ({room})",
+        fix="lower --cell-size or --count-mean/--max-cells, or raise --size",
+        # work: each candidate's stencil, plus the Python bookkeeping of a candidate (~2000 operations)
+        bytes=canvas + batch * side * side * 13, work=0 if cfg.layout_from else candidates * (side * side + 2000))
+
+
 def prepare(cfg: SynHCConfig):
     """Load real layouts for ``layout_from`` (list of ``(points, (H, W))``), else None."""
     if not cfg.layout_from:
