@@ -176,7 +176,7 @@ def test_reader_opens_geojson_points_and_a_slide_by_region(tmp_path, capsys, mon
     assert get_reader(str(tmp_path / "img.tif")) is None  # not ours: napari's own reader opens it
 
 
-def test_widget_counts_the_layer_and_the_part_in_view_and_saves_edits(viewer, tmp_path, capsys):
+def test_widget_counts_the_layer_and_the_part_in_view_and_saves_edits(viewer, qtbot, tmp_path, capsys):
     from cellxfer_napari._widget import VISIBLE, CountWidget
 
     from cellxfer.count import count_array
@@ -193,6 +193,13 @@ def test_widget_counts_the_layer_and_the_part_in_view_and_saves_edits(viewer, tm
     want = count_array(img, model, engine="torch", diameter="off").points
     assert points is not None and np.array_equal(points.data, to_napari(want)), widget.result.value
     assert widget.result.value.startswith(f"{len(want)} cells") and len(want) > 20
+    # the Count button: the same count in the background, the button off until it is shown
+    viewer.layers.remove(points)
+    widget.count_button.native.click()
+    assert not widget.count_button.enabled and widget.result.value == "counting nuclei..."
+    qtbot.waitUntil(lambda: widget.count_button.enabled, timeout=120_000)
+    assert widget.result.value.startswith(f"{len(want)} cells")
+    assert np.array_equal(viewer.layers["nuclei cells"].data, to_napari(want))
     # the part in view: zoom on the lower right quarter; the cells found there are those of that region
     viewer.scene.camera.center = (180, 180)
     viewer.scene.camera.zoom = min(viewer.canvas.size) / 100

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, create_widget
@@ -18,8 +19,20 @@ from cellxfer_napari._reader import POINTS_STYLE
 WHOLE, VISIBLE = "whole image", "part in view"
 
 
+class _Job(NamedTuple):
+    """One count to run: the layer, the plane shown (``lead``), the box ``(r0, r1, c0, c1)``, whether it is
+    the whole plane, and :func:`cellxfer_napari._work.count_in_worker`'s arguments."""
+
+    layer: object
+    lead: tuple
+    box: tuple
+    whole: bool
+    args: tuple
+
+
 class CountWidget(Container):
-    """See module docs. ``count()`` and ``save()`` are what the buttons run (tests call them too)."""
+    """See module docs. ``count_in_background()`` and ``save()`` are what the buttons run; ``count()``
+    counts and waits (tests, scripts)."""
 
     def __init__(self, napari_viewer):
         from cellxfer.engines.base import engines
@@ -42,38 +55,68 @@ class CountWidget(Container):
         self.save_button = PushButton(text="Save points")
         self.extend([self.image, self.model, self.engine, self.region, self.diameter, self.count_button,
                      self.result, self.save_to, self.save_button])
-        self.count_button.changed.connect(self.count)
+        self.count_button.changed.connect(self.count_in_background)
         self.save_button.changed.connect(self.save)
         self.points = None  # the points layer of the last count
 
     # -- counting -----------------------------------------------------------------------------------------
     def count(self):
-        """Count the chosen image layer; returns the points layer (None, with the reason shown, when the
-        count could not run)."""
-        from cellxfer.lazy import is_lazy
+        """Count the chosen image layer and wait for it; returns the points layer (None, with the reason
+        shown, when the count could not run). The Count button runs :meth:`count_in_background`."""
         from cellxfer_napari._work import count_in_worker
+
+        job = self._job()
+        return self._say(job) if isinstance(job, str) else self._show(job, count_in_worker(*job.args))
+
+    def count_in_background(self, *_):
+        """The Count button: the same count, napari kept responsive while the worker counts; returns the
+        thread worker (its ``returned`` signal comes after the points are shown)."""
+        from napari.qt.threading import create_worker
+
+        from cellxfer_napari._work import count_in_worker
+
+        job = self._job()
+        if isinstance(job, str):
+            return self._say(job)
+        self.count_button.enabled = False
+        self._say(f"counting {job.layer.name}...")
+        worker = create_worker(count_in_worker, *job.args, _start_thread=False)
+        worker.returned.connect(lambda out: self._show(job, out))
+        worker.finished.connect(lambda: setattr(self.count_button, "enabled", True))
+        worker.start()
+        return worker
+
+    def _job(self):
+        """What to count: a :class:`_Job`, or why nothing can be counted (a str)."""
+        from cellxfer.lazy import is_lazy
 
         layer = self.image.value
         if layer is None:
-            return self._say("open an image first")
+            return "open an image first"
         data = layer.data[0] if layer.multiscale else layer.data
         lead = self._leading_index(layer, data)
-        (r0, r1), (c0, c1) = self._bounds(layer, data.shape[len(lead):len(lead) + 2])
+        shape = data.shape[len(lead):len(lead) + 2]
+        (r0, r1), (c0, c1) = self._bounds(layer, shape)
         if r1 <= r0 or c1 <= c0:
-            return self._say("the image is not in view: pan to it, or count the whole image")
-        whole = (r0, c0, r1, c1) == (0, 0, *data.shape[len(lead):len(lead) + 2])
+            return "the image is not in view: pan to it, or count the whole image"
+        whole = (r0, c0, r1, c1) == (0, 0, *shape)
         # a slide opened by region (the reader) goes to the worker as it is: pickled by path, read by parts
         region = data if whole and is_lazy(data) else np.asarray(data[(*lead, slice(r0, r1), slice(c0, c1))])
-        count, points, error = count_in_worker(region, self._model_path(), self.engine.value,
-                                               self.diameter.value.strip() or None, layer.name)
+        args = (region, self._model_path(), self.engine.value, self.diameter.value.strip() or None, layer.name)
+        return _Job(layer, lead, (r0, r1, c0, c1), whole, args)
+
+    def _show(self, job: "_Job", outcome):
+        """Show a count's ``(count, points, error)`` (:func:`cellxfer_napari._work.count_in_worker`)."""
+        count, points, error = outcome
         if error is not None:
             return self._say(error)
         if points is None:
             return self._say(f"count {count:.1f} (this counter gives a count per window, not cells)")
+        r0, r1, c0, c1 = job.box
         xy = points + [c0, r0]
-        where = "" if whole else f" in rows {r0}-{r1}, columns {c0}-{c1}"
-        self._show_points(layer, xy, lead, f"{layer.name} cells")
-        self.points.metadata["cellxfer"] = {"count": count, "region": [r0, r1, c0, c1], "points_file": None}
+        self._show_points(job.layer, xy, job.lead, f"{job.layer.name} cells")
+        self.points.metadata["cellxfer"] = {"count": count, "region": list(job.box), "points_file": None}
+        where = "" if job.whole else f" in rows {r0}-{r1}, columns {c0}-{c1}"
         self._say(f"{len(xy)} cells (count {count:.1f}){where}")
         return self.points
 
