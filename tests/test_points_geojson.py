@@ -91,7 +91,7 @@ def test_geojson_text_is_the_same_streamed_in_chunks_or_whole(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.geojson", "s.geojson", "w.geojson"]
 
 
-@pytest.mark.parametrize("args, why", [(["--points-format", "xml", "--points", "P"], "expected csv or geojson"),
+@pytest.mark.parametrize("args, why", [(["--points-format", "xml", "--points", "P"], "must be one of csv, geojson"),
                                        (["--points-format", "geojson"], "give --points DIR too")])
 def test_bad_points_format_is_one_line(tmp_path, capsys, args, why):
     from cli_inproc import run_cli

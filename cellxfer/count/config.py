@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cellxfer.bounds import BATCH, DEVICE, INDEX, THREADS, WORKERS, check_fields, ranged
+from cellxfer.count.points_format import FORMATS
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class CountConfig:
     overwrite: bool = False
     overlay: Path | None = None
     points: Path | None = None  # folder for one points file per image (density models)
-    points_format: str = "csv"  # --points-format: csv (x,y) or geojson (QuPath), cellxfer.count.points_format
+    points_format: str = ranged("csv", choices=tuple(FORMATS))  # --points-format (cellxfer.count.points_format)
     workers: int = ranged(0, **WORKERS)
     batch_size: int = ranged(24, **BATCH)
     scheduler: str | None = None

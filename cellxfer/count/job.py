@@ -356,9 +356,6 @@ def _checked_model(config: CountConfig):
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     meta = model_meta(model)
     policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model), reach=meta.diameter_range)
-    from cellxfer.count.points_format import points_format
-
-    points_format(config.points_format)
     if config.points is None and config.points_format != "csv":
         raise InputError(f"--points-format {config.points_format}: give --points DIR too (the folder it writes to)")
     if config.points is not None and not head_of(meta).makes_points:
@@ -442,7 +439,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     from cellxfer.atomic import write_json
     from cellxfer.inputs import expand_inputs
     from cellxfer.count.overlay import output_names
-    from cellxfer.count.points_format import points_format
+    from cellxfer.count.points_format import FORMATS
     from cellxfer.engines.base import model_hash
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict
@@ -457,7 +454,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     for option, folder in (("--overlay", config.overlay), ("--points", config.points)):  # refused before counting
         _writable_folder(folder, option)
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
-    point_files = output_names(files, config.points, points_format(config.points_format).suffix) \
+    point_files = output_names(files, config.points, FORMATS[config.points_format].suffix) \
         if config.points is not None else {}
     map_files = _density_map_files(config, files)
     _refuse_aliases(config, out, [*files, model], overlays, point_files)

@@ -16,10 +16,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
-from cellxfer.errors import InputError
-
 
 class PointsFormat:
     """One way to write points; subclasses set ``name``, ``suffix`` and the three pieces."""
@@ -30,16 +26,16 @@ class PointsFormat:
     def head(self) -> str:
         return ""
 
-    def rows(self, xy: np.ndarray, first: bool) -> str:  # pragma: no cover - abstract
+    def rows(self, xy, first: bool) -> str:  # pragma: no cover - abstract
         """The text of the points ``xy`` (N, 2) of (x, y); ``first``: no point was written before them."""
         raise NotImplementedError
 
     def tail(self) -> str:
         return ""
 
-    def text(self, points: np.ndarray) -> str:
+    def text(self, points) -> str:
         """The whole file of ``points`` (N, 2) of (x, y)."""
-        return self.head() + self.rows(np.asarray(points, dtype=np.float64).reshape(-1, 2), True) + self.tail()
+        return self.head() + self.rows(points, True) + self.tail()
 
 
 class CsvPoints(PointsFormat):
@@ -51,8 +47,8 @@ class CsvPoints(PointsFormat):
     def head(self) -> str:
         return "x,y\n"
 
-    def rows(self, xy: np.ndarray, first: bool) -> str:
-        return "".join(f"{x!r},{y!r}\n" for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2).tolist())
+    def rows(self, xy, first: bool) -> str:
+        return "".join(f"{x!r},{y!r}\n" for x, y in _pairs(xy))
 
 
 class GeoJsonPoints(PointsFormat):
@@ -65,11 +61,10 @@ class GeoJsonPoints(PointsFormat):
     def head(self) -> str:
         return '{"type": "FeatureCollection", "features": [\n'
 
-    def rows(self, xy: np.ndarray, first: bool) -> str:
+    def rows(self, xy, first: bool) -> str:
         props = json.dumps(self.properties)
         features = [f'{{"type": "Feature", "geometry": {{"type": "Point", "coordinates": [{x!r}, {y!r}]}}, '
-                    f'"properties": {props}}}'
-                    for x, y in np.asarray(xy, dtype=np.float64).reshape(-1, 2).tolist()]
+                    f'"properties": {props}}}' for x, y in _pairs(xy)]
         if not features:
             return ""
         return ("" if first else ",\n") + ",\n".join(features)
@@ -78,18 +73,19 @@ class GeoJsonPoints(PointsFormat):
         return "\n]}\n"
 
 
+def _pairs(xy) -> list:
+    """``xy`` (N, 2) as a list of (x, y) Python floats (numpy only when there are points: this module is
+    read at start-up for ``--points-format``'s choices)."""
+    import numpy as np
+
+    return np.asarray(xy, dtype=np.float64).reshape(-1, 2).tolist()
+
+
 #: ``--points-format`` names
 FORMATS: dict[str, PointsFormat] = {f.name: f for f in (CsvPoints(), GeoJsonPoints())}
 
 
-def points_format(name: str) -> PointsFormat:
-    """The format called ``name`` (``--points-format``); an unknown name is bad input."""
-    if name not in FORMATS:
-        raise InputError(f"--points-format {name!r}: expected {' or '.join(FORMATS)}")
-    return FORMATS[name]
-
-
-def for_path(path: str | Path) -> PointsFormat:
+def for_path(path: str | Path) -> "PointsFormat":
     """The format of a points file, by its suffix (``.geojson``; anything else is CSV)."""
     suffix = Path(path).suffix.lower()
     return next((f for f in FORMATS.values() if f.suffix == suffix), FORMATS["csv"])

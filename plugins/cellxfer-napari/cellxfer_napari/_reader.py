@@ -122,12 +122,12 @@ def _resolve(value, base: Path) -> Path | None:
 def _points_files(config: dict, files: list[Path], base: Path) -> dict:
     """``{image: points file}`` named as ``count --points`` names them."""
     from cellxfer.count.overlay import output_names
-    from cellxfer.count.points_format import points_format
+    from cellxfer.count.points_format import FORMATS
 
     folder = _resolve(config.get("points"), base)
     if folder is None:
         return {}
-    return output_names(files, folder, points_format(config.get("points_format", "csv")).suffix)
+    return output_names(files, folder, FORMATS[config.get("points_format", "csv")].suffix)
 
 
 def _density_map(config: dict, rows, base: Path) -> tuple[Path, Path] | None:
