@@ -160,3 +160,21 @@ def test_help_shows_ranges_as_written(capsys):
     assert r.returncode == 0 and "Range: in (0, 100]." in flat and "Range: in [16, 8192], a multiple of 8." in flat
     r = run_cli(["count", "--help"], capsys)
     assert "[default: the shipped counter]" in " ".join(r.stdout.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("option", ["base=0", "depth=-1", "scale=0", "stem=0", "norm=layer"])
+def test_an_architecture_option_out_of_range_is_one_line_exit_2(option, capsys, tmp_path):
+    """``--arch-option base=0`` ended in a raw torch error (exit 70), ``depth=-1`` in an IndexError."""
+    r = run_cli(["train-count", "--regime", "supervised", "--real", tmp_path, "-o", tmp_path / "run", "--arch", "density",
+                 "--arch-option", option], capsys)
+    assert r.returncode == 2 and r.stderr.splitlines() == [f"error: {r.stderr[7:].strip()}"], r
+    assert r.stderr.startswith(f"error: --arch-option {option}: must be"), r.stderr
+
+
+def test_every_option_of_every_registered_architecture_states_its_range():
+    from cellxfer.plugins import get_registry
+
+    missing = [f"{name} {key}" for name, arch in get_registry().provided("cellxfer_counter_architectures").items()
+               for key, default in (getattr(arch, "defaults", None) or {}).items()
+               if not isinstance(default, bool) and key not in (getattr(arch, "bounds", None) or {})]
+    assert not missing, f"architecture options with no range: {missing}"

@@ -13,7 +13,13 @@ image; group norm normalises by each tile's own statistics, so counts depend on 
 
 from __future__ import annotations
 
+from cellxfer.bounds import Bound
+
 DEFAULTS = {"base": 8, "depth": 3, "scale": 100.0, "stem": 1, "norm": "batch", "positive": False}
+#: the range of each option (``train-count --arch-option KEY=VALUE``; :class:`cellxfer.bounds.Bound`)
+BOUNDS = {"base": Bound(ge=1, le=512, multiple_of=1), "depth": Bound(ge=1, le=10, multiple_of=1),
+          "scale": Bound(gt=0, le=1e6), "stem": Bound(ge=1, le=32, multiple_of=1),
+          "norm": Bound(choices=("batch", "group", "none"))}
 
 
 def build_density_unet(meta):

@@ -18,6 +18,7 @@ class DensityArch:
     build: Callable[[Any], Any]
     output: str = "density"
     defaults: dict = field(default_factory=dict)
+    bounds: dict = field(default_factory=dict)  # option -> cellxfer.bounds.Bound (checked by train-count --arch-option)
 
 
 def _build_unet(meta):
@@ -53,11 +54,11 @@ class FittedArch:
 
 @hookimpl
 def cellxfer_counter_architectures():
-    from cellxfer.density.net import DEFAULTS  # numpy/torch-free module top: cheap at registration
+    from cellxfer.density.net import BOUNDS, DEFAULTS  # numpy/torch-free module top: cheap at registration
 
     return [
         DensityArch("density", "small UNet predicting a density map (sum = count, peaks = cells), any input size",
-                    _build_unet, defaults=dict(DEFAULTS)),
+                    _build_unet, defaults=dict(DEFAULTS), bounds=dict(BOUNDS)),
         FittedArch("log", "classical Laplacian-of-Gaussian blob detector; sigma and threshold fitted in about a minute",
                    _build_log, _fit_log),
     ]

@@ -175,16 +175,23 @@ def train_with_progress(config, title: str) -> Path:
 
 
 def arch_options(arch: str, items: list[str]) -> dict:
-    """``--arch-option KEY=VALUE`` items -> options of ``arch``, each parsed as the type of its default."""
+    """``--arch-option KEY=VALUE`` items -> options of ``arch``, each parsed as the type of its default and
+    checked against its range (the architecture's ``bounds``, :class:`cellxfer.bounds.Bound`)."""
+    from cellxfer.bounds import OutOfRange
     from cellxfer.errors import InputError
     from cellxfer.options import parse_sets, parse_value
     from cellxfer.plugins import get_registry
 
-    known = dict(getattr(get_registry().provided("cellxfer_counter_architectures").get(arch), "defaults", None) or {})
+    provider = get_registry().provided("cellxfer_counter_architectures").get(arch)
+    known = dict(getattr(provider, "defaults", None) or {})
+    bounds = dict(getattr(provider, "bounds", None) or {})
     out = {}
     for key, text in parse_sets(items).items():
         if key not in known:
             raise InputError(f"--arch-option {key}: not an option of --arch {arch} "
                              f"(its options: {', '.join(sorted(known)) or 'none'})")
         out[key] = parse_value(type(known[key]), text, f"arch-option {key}")
+        why = bounds[key].problem(out[key]) if key in bounds else None
+        if why:
+            raise OutOfRange(f"--arch-option {key}={text}: {why}")
     return out
