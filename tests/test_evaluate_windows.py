@@ -52,8 +52,9 @@ def test_count_image_sums_window_outputs():
     assert count_image(runner, meta, img) == pytest.approx(float(norm.astype(np.float64).sum()), rel=1e-5)
 
 
-def test_count_image_torch_module():
+def test_count_image_of_a_torch_module_through_its_runner():
     torch = pytest.importorskip("torch")
+    from cellxfer.counter.model import torch_runner
 
     class Sum(torch.nn.Module):
         def forward(self, x):
@@ -63,4 +64,4 @@ def test_count_image_torch_module():
     img = np.ones((20, 40), dtype=np.uint8)
     img[0, 0] = 3
     norm = meta.normalization.apply(img)
-    assert count_image(Sum(), meta, img) == pytest.approx(float(norm.sum()), rel=1e-5)
+    assert count_image(torch_runner(Sum()), meta, img) == pytest.approx(float(norm.sum()), rel=1e-5)
