@@ -327,6 +327,15 @@ def test_translate_evaluate_and_onnx_parity(tiny_run, capsys, monkeypatch):
     assert code == 2 and f"{run / 'translator.onnx'}: exists; pass --overwrite" in err and len(err.strip().splitlines()) == 1
     assert (run / "translator.onnx").read_bytes() == kept
 
+    # a core install (no torch) translates with the run's exported translator.onnx, beside its weights
+    from test_extras import core_cli
+
+    (root / "core").mkdir()  # its own empty cache: the translator.onnx beside the weights is what runs
+    proc = core_cli(["translate", imgs / "small.tif", "--model", run, "--out", root / "t_core", "--engine", "onnx"],
+                    root / "core")
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(read_image(root / "t_core" / "small.tif"), read_image(root / "t_onnx" / "small.tif"))
+
 
 def test_translate_trt_is_gated(tiny_run, capsys):
     import importlib.util
