@@ -2,7 +2,7 @@
 
 Exit codes (:class:`cellxfer.errors.ExitCode`, the same for every command): a
 :class:`cellxfer.errors.CellxferError` prints its lines (``error: ...``) on stderr and exits with its
-code (2 bad input, 1 a batch with failed inputs); a usage error is click's message and 2; an
+code (2 bad input, 1 a batch with failed inputs); a usage error is click's message on one line (with the command's ``--help``) and 2; an
 :class:`OSError` naming a file (an output folder that is a file, a full disk, no permission) is one
 line naming it with the fix and 2, since the user fixes it, not cellxfer; a command whose extra is not
 installed (:mod:`cellxfer.extras`) is one line naming the pip command and 2; any other
@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         code = build_app()(args=argv, prog_name="cellxfer", standalone_mode=False)
     except exits as exc:
         sys.exit(exc.exit_code)
-    except usage_errors as exc:
-        exc.show()
+    except usage_errors as exc:  # one line, as every other refusal: click's message and where the options are
+        where = getattr(getattr(exc, "ctx", None), "command_path", None) or "cellxfer"
+        _print_error(err, f"error: {' '.join(exc.format_message().split())} (see `{where} --help`)")
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, *aborts):
         err.print(_interrupted_line())

@@ -178,3 +178,20 @@ def test_every_option_of_every_registered_architecture_states_its_range():
                for key, default in (getattr(arch, "defaults", None) or {}).items()
                if not isinstance(default, bool) and key not in (getattr(arch, "bounds", None) or {})]
     assert not missing, f"architecture options with no range: {missing}"
+
+
+def test_a_usage_error_is_one_line_exit_2_naming_the_help(capsys):
+    """Text where a number goes, a missing option or argument, an unknown option or command: click's message
+    on one line (it printed usage, a hint and the message on four), with where the options are listed."""
+    cases = [(["train-count", "--out", "x"], "Missing option '--regime'"), (["count"], "Missing argument"),
+             (["count", "--bogus"], "No such option: --bogus"), (["bogus"], "No such command")]
+    for name, command in sorted(_commands().items()):
+        for p in command.params:
+            bound = getattr(p.callback, "bound", None)
+            if bound is not None and bound.numeric and not bound.pair and _bare(p) in (int, float):
+                cases.append(([name, p.callback.flag, "abc"], f"Invalid value for '{p.callback.flag}'"))
+    assert len(cases) > 100
+    for argv, said in cases:
+        r = run_cli(argv, capsys)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, (argv, r)
+        assert r.stderr.startswith("error: ") and said in r.stderr and "--help`)" in r.stderr, (argv, r.stderr)
