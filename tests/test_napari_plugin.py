@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# npe2 (napari's plugin manifests) still uses pydantic's V1-style API: its deprecation warnings are not ours
+pytestmark = [pytest.mark.filterwarnings(f"ignore::DeprecationWarning:{m}.*") for m in ("npe2", "pydantic")]
 
 
 def _need(module: str, why: str):
@@ -230,8 +232,9 @@ def test_widget_counts_the_layer_and_the_part_in_view_and_saves_edits(viewer, qt
 def test_widget_says_why_it_cannot_count(viewer, tmp_path):
     from cellxfer_napari._widget import CountWidget
 
-    widget = CountWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    # the widget as napari's Plugins menu opens it (the npe2 manifest's contribution)
+    _, widget = viewer.window.add_plugin_dock_widget("cellxfer-napari", "Count cells")
+    assert isinstance(widget, CountWidget)
     assert widget.count() is None and "open an image" in widget.result.value
     viewer.add_image(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8), name="colour", rgb=True)
     widget.reset_choices()
