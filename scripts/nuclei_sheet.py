@@ -4,8 +4,10 @@
 Each row pair puts a real dsb2018-fluo image (``$CELLXFER_DATA/dsb2018-fluo``; a crop around its nuclei)
 beside a rendered image of the same nucleus diameter and a matching style (``--set`` settings, printed on
 the tile): small bright nuclei with mitotic figures, small crowded, medium, large crowded touching, rimmed
-and textured, very large (1388x1040, ~94 px: shown at half scale, as is its rendering). A last row shows
-the defaults (every setting drawn per image). Real and rendered tiles are shown alike, stretched from
+and textured, very large (1388x1040, ~94 px: shown at half scale, as is its rendering). A row shows the
+defaults (every setting drawn per image); the last, two real images resized so their nuclei are ~14 px (as
+``count`` resizes them for a counter of 8-20 px nuclei) beside images of ``--set diameter=8:20 --set
+rescale=0.33:2``, the training set for such a counter. Real and rendered tiles are shown alike, stretched from
 their 0.5 to 99.9 percentiles. Writes a grayscale PNG.
 
 ``--stats N`` also compares image statistics of every third dsb2018-fluo image with N rendered 8-bit
@@ -53,6 +55,12 @@ STYLES = [
     ("a102535b", 1.0, dict(coverage=(0.5, 0.5), overlap=(0.5, 0.5), defocus_fraction=(0.6, 0.6), blur=(2.0, 2.0),
                            background=(0.5, 0.5), illumination=(0.6, 0.6))),
 ]
+
+
+# the last row: real images resized so their nuclei are ~14 px (as `count` resizes for a counter of 8-20 px
+# nuclei) beside that counter's training images (`--set diameter=8:20 --set rescale=0.33:2`)
+RESIZED = ["c901794d", "b1f23c4d"]
+TRAINING = dict(diameter=(8.0, 20.0), rescale=(0.33, 2.0))
 
 
 def display(image: np.ndarray) -> np.ndarray:
@@ -105,6 +113,12 @@ def tiles(seed: int, tile: int) -> list[tuple[np.ndarray, str]]:
     for k in range(COLS):
         synth, cells, draw = nuclei.render_cells(NucleiConfig(size=tile), None, image_rng(seed, 100 + k))
         out.append((shown(synth, 1.0, tile), f"defaults: d={draw.d:.0f} n={len(cells)} {draw.dtype}"))
+    for k, prefix in enumerate(RESIZED):  # what a counter of ~14 px nuclei sees, and its training images
+        _, diam, _ = real(prefix, 16)
+        image, diam, text = real(prefix, round(tile * diam / 14))
+        out.append((shown(image, 14 / diam, tile), f"{text.split(' d=')[0]} resized to d=14"))
+        synth, cells, draw = nuclei.render_cells(NucleiConfig(size=tile, **TRAINING), None, image_rng(seed, 200 + k))
+        out.append((shown(synth, 1.0, tile), f"diameter=8:20 rescale=0.33:2 d={draw.d:.0f} f={draw.rescale:.2f}"))
     return out
 
 
