@@ -341,7 +341,8 @@ def test_dim_uint8_and_uint16_camera_units():
 
 def test_everything_on_is_still_deterministic():
     cfg = NucleiConfig(size=128, diameter=(10.0, 60.0), bodies=(0.3, 0.3), pressed=1.0, saturation=1.0,
-                       texture=(0.5, 0.5), rim=(0.5, 0.5), nucleoli=1.0, debris=(1.0, 1.0), coverage=(0.4, 0.4))
+                       texture=(0.5, 0.5), rim=(0.5, 0.5), nucleoli=1.0, debris=(1.0, 1.0), coverage=(0.4, 0.4),
+                       rescale=(0.5, 2.0))
     for i in range(3):
         a, pa = nuclei.render(cfg, None, image_rng(27, i))
         b, pb = nuclei.render(cfg, None, image_rng(27, i))
