@@ -14,6 +14,7 @@ Contracts:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -87,19 +88,30 @@ def export_onnx(module, example_shape: Sequence[int], out: str | os.PathLike, me
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file as a dict, read by ONNX Runtime (a core dependency; the ``onnx``
-    package belongs to the train extra, and takes over a second to import)."""
+    package belongs to the train extra, and takes over a second to import). Read once per file version in a
+    process (a command reads a model's metadata more than once: the shipped-export check, the engine)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such ONNX file; export one with `cellxfer export --format onnx`")
+    st = path.stat()
+    props = _metadata(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if isinstance(props, str):
+        raise InputError(f"{path}: not a readable ONNX model ({props}); re-export it")
+    return dict(props)
+
+
+@functools.lru_cache(maxsize=16)
+def _metadata(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...] | str:
+    """The metadata pairs, or why the file does not load (the exception's type)."""
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 4
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several types
-        raise InputError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
-    return dict(session.get_modelmeta().custom_metadata_map)
+        return type(exc).__name__
+    return tuple(sorted(session.get_modelmeta().custom_metadata_map.items()))
 
 
 @dataclass(frozen=True)
