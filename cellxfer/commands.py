@@ -61,7 +61,8 @@ class CommandSpec:
     :class:`Inputs` ignored; options an input needs (``--page 1``) can be appended to it. ``runs_offline``: False when the command cannot finish on such inputs
     because it needs weights cellxfer does not ship (learn-style's Stable Diffusion): then only its
     refusals of bad input are checked. ``out_suffix``: the suffix an output file needs (``.csv``).
-    ``extra``: the pip extra the command needs (:mod:`cellxfer.extras`; empty: the core install runs it)."""
+    ``extra``: the pip extra the command needs (a key of :data:`cellxfer.extras.EXTRAS`; empty: the core install
+    runs it); the CLI checks it before the command runs."""
 
     name: str
     interrupted: str

@@ -95,3 +95,14 @@ def test_every_extra_names_modules_that_are_installed_here():
     for extra in ("train", "stylize", "dask", "pretrained"):
         assert missing_module(extra) is None, extra
     assert set(EXTRAS) >= {"train", "stylize", "dask", "trt", "pretrained"}
+
+
+def test_every_command_spec_names_an_extra_cellxfer_knows():
+    from cellxfer.plugins import get_registry
+
+    specs = get_registry().commands()
+    assert {n for n, s in specs.items() if s.extra} >= {"train-count", "adapt-count", "ensemble", "export",
+                                                         "train-translate", "adapt", "learn-style"}
+    for name, spec in specs.items():
+        assert spec.extra in ("", *EXTRAS), f"{name}: unknown extra {spec.extra!r}"
+
