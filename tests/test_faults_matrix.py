@@ -140,6 +140,9 @@ OUTPUT_CASES = [
     # --out names an input (a file of it for a file output, the input folder for a folder output), with
     # --overwrite where the command has it: refused in one line, every input byte kept (issue 27)
     Case("out-is-input", "output"),
+    # --out on a full disk (a 4 KB tmpfs; skipped where none can be mounted): one line naming the file being
+    # written, exit 2, no temporaries; what finished before is kept for the rerun, as after Ctrl-C (issue 27)
+    Case("out-disk-full", "output"),
 ]
 CASE_KINDS = {Role.IMAGES: ("whole", "image"), Role.DATASET: ("whole", "image", "points"), Role.PAIRS: ("whole", "image"),
               Role.LAYOUT: ("whole", "points"), Role.MODEL: ("model",), Role.TRANSLATOR: ("model",)}
@@ -162,7 +165,7 @@ def matrix() -> list:
                     rows.append(pytest.param(name, role, case, id=f"{name}-{role.value}-{case.name}"))
         if spec.writes is not None:
             for case in OUTPUT_CASES:
-                if case.name != "out-is-input" or spec.reads:
+                if (case.name != "out-is-input" or spec.reads) and (case.name != "out-disk-full" or spec.runs_offline):
                     rows.append(pytest.param(name, None, case, id=f"{name}-{case.name}"))
     return rows
 
@@ -253,6 +256,9 @@ def build(tmp: Path, spec: CommandSpec, role: Role | None, case: Case, translato
         inputs["out"] = culprit / inputs["out"].name
     elif case.name == "out-is-input":
         culprit = inputs["out"] = _an_input(tmp, spec, inputs)
+    elif case.name == "out-disk-full":
+        culprit = tmp / "full"
+        inputs["out"] = culprit / inputs["out"].name
     elif case.name == "out-existing":
         culprit = inputs["out"]
         if spec.writes is Output.FOLDER:
@@ -280,6 +286,21 @@ def _an_input(tmp: Path, spec: CommandSpec, inputs: dict) -> Path:
     return min(p for p in Path(inputs[folder]).rglob("*") if p.is_file())
 
 
+def _full_disk(where: Path, request) -> None:
+    """Mount a 4 KB tmpfs at ``where`` for this test (unmounted after it), or skip where that is not possible."""
+    import subprocess
+
+    where.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(where)], capture_output=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("cannot mount a tmpfs here")
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10))
+
+
 def _snapshot(tmp: Path) -> dict:
     """Every file under ``tmp`` but the result folder and caches -> its bytes."""
     return {p: p.read_bytes() for p in tmp.rglob("*") if p.is_file()
@@ -290,9 +311,10 @@ def expected_exit(spec: CommandSpec, role: Role | None, case: Case, options: set
     if case.options and not set(case.options[::2]) <= options:
         return {ExitCode.BAD_INPUT}  # click: no such option
     if case.kind == "output":
-        # an existing folder output may hold other files (kept); an existing file is never replaced
-        return {ExitCode.OK, ExitCode.BAD_INPUT} if (case.name == "out-existing" and spec.writes is Output.FOLDER) \
-            else {ExitCode.BAD_INPUT}
+        # an existing folder output may hold other files (kept); an existing file is never replaced; a tiny
+        # output may fit even the full disk
+        return {ExitCode.OK, ExitCode.BAD_INPUT} if (case.name == "out-existing" and spec.writes is Output.FOLDER
+                                                     or case.name == "out-disk-full") else {ExitCode.BAD_INPUT}
     if case.name in ("missing-path", "empty-folder") or case.kind == "model":
         return {ExitCode.BAD_INPUT}
     if case.valid:
@@ -304,7 +326,7 @@ def expected_exit(spec: CommandSpec, role: Role | None, case: Case, options: set
 
 # -- the matrix ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,role,case", matrix())
-def test_fault(name, role, case, tmp_path, capsys, monkeypatch, translator_and_pairs):
+def test_fault(name, role, case, tmp_path, capsys, monkeypatch, translator_and_pairs, request):
     spec = specs()[name]
     options = command_options(name)
     want = expected_exit(spec, role, case, options)
@@ -313,6 +335,8 @@ def test_fault(name, role, case, tmp_path, capsys, monkeypatch, translator_and_p
     monkeypatch.setenv("CELLXFER_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     inputs, culprit = build(tmp_path, spec, role, case, *translator_and_pairs)
+    if case.name == "out-disk-full":
+        _full_disk(culprit, request)
     before = culprit.read_bytes() if case.name == "out-existing" and culprit.is_file() else None
     extra = ["--overwrite"] if case.name == "out-is-input" and "--overwrite" in options else []
     snapshot = _snapshot(tmp_path) if case.name == "out-is-input" else None
@@ -325,6 +349,8 @@ def test_fault(name, role, case, tmp_path, capsys, monkeypatch, translator_and_p
         assert "No such option" in r.stderr
     elif r.returncode == ExitCode.BAD_INPUT:
         assert len(errors) == 1 and str(culprit) in errors[0], r.stderr
+        if case.name == "out-disk-full":
+            assert "no space left on the device writing it" in errors[0], r.stderr
     elif r.returncode == ExitCode.SOME_INPUTS_FAILED:
         failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed ")]
         assert len(failed) == 1 and (str(culprit) in failed[0] or f"failed {culprit.stem}:" in failed[0]), r.stderr
@@ -337,7 +363,8 @@ def test_fault(name, role, case, tmp_path, capsys, monkeypatch, translator_and_p
             assert culprit.read_bytes() == before
         else:
             assert (culprit / "precious.txt").read_text() == "precious\n"
-    elif r.returncode == ExitCode.BAD_INPUT and spec.writes is not None and case.name != "out-is-input":
+    elif r.returncode == ExitCode.BAD_INPUT and spec.writes is not None and case.name not in ("out-is-input",
+                                                                                              "out-disk-full"):
         left = [inputs.out] if inputs.out.is_file() else list(inputs.out.rglob("*")) if inputs.out.is_dir() else []
         assert not left, f"a refused run left {left}"
     elif r.returncode == ExitCode.SOME_INPUTS_FAILED:  # the others' results are there, the culprit's not
