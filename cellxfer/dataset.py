@@ -99,6 +99,25 @@ def check_points_inside(points: np.ndarray, shape: tuple[int, int], source) -> N
         )
 
 
+def points_damage(path: Path, shape: tuple[int, int] | None = None) -> tuple[np.ndarray | None, str | None]:
+    """``(points, None)`` when the points table cellxfer wrote at ``path`` is whole, else ``(None, why)``:
+    it must end with a newline (every table :func:`format_points` writes does; a cut one does not, unless
+    cut at a line boundary, which the caller's other checks catch), parse, and (``shape``) lie inside."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"cannot be read ({exc})"
+    if not text.endswith("\n"):
+        return None, "is cut short (no final newline)"
+    try:
+        points = parse_points(text, path)
+        if shape is not None:
+            check_points_inside(points, shape, path)
+    except InputError as exc:
+        return None, f"is damaged ({str(exc).removeprefix(f'{path}: ')})"
+    return points, None
+
+
 def centre_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """uint8 mask of ``shape``: 255 at ``(floor(y), floor(x))`` of every point, 0 elsewhere."""
     mask = np.zeros(shape, dtype=np.uint8)
@@ -245,7 +264,10 @@ class CellDatasetWriter:
         return False
 
     def _damage(self, id_: str) -> str | None:
-        """What is wrong with finished-looking sample ``id_``, or None when nothing is."""
+        """What is wrong with finished-looking sample ``id_``, or None when nothing is: the image must
+        decode; the points table must be whole (:func:`points_damage`) and inside the image; the mask must
+        decode, have the image's shape and mark exactly the points' pixels (so a points table cut at a
+        line boundary, which still parses, is caught: counts.csv said 112 cells for 225)."""
         from cellxfer.imageio import read_image
 
         path = self.image_path(id_)
@@ -255,9 +277,21 @@ class CellDatasetWriter:
             if not (self.root / sub / f"{id_}{suffix}").is_file():
                 return f"its {sub[:-1]} file {sub}/{id_}{suffix} is missing"
         try:
-            read_image(path)
+            image = read_image(path)
         except InputError as exc:
             return f"does not decode ({str(exc).removeprefix(f'{path}: ')})"
+        points_file = self.root / POINTS / f"{id_}.csv"
+        points, why = points_damage(points_file, image.shape)
+        if why is not None:
+            return f"its points table {POINTS}/{id_}.csv {why}"
+        if self.masks:
+            try:
+                mask = read_image(self.root / MASKS / f"{id_}.tif")
+            except InputError as exc:
+                return f"its mask {MASKS}/{id_}.tif does not decode ({exc})"
+            if mask.shape != image.shape or not np.array_equal(mask, centre_mask(points, image.shape)):
+                return (f"its mask {MASKS}/{id_}.tif disagrees with its points table ({int(np.count_nonzero(mask))} "
+                        f"marked pixels, {len(points)} points): one of them is cut short")
         return None
 
     def write(self, id_: str, image: np.ndarray, points: np.ndarray) -> None:

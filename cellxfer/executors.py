@@ -97,7 +97,9 @@ class LocalExecutor:
                 except Exception as exc:  # noqa: BLE001 - reported per item
                     yield item, exc
             return
-        items = iter(items)
+        from cellxfer.imageio import carry_plane_options
+
+        items, fn = iter(items), carry_plane_options(fn)
         pool = ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent)
         try:
             pending = {}

@@ -42,6 +42,24 @@ def set_plane_options(page: bool, channel: bool) -> None:
     _PLANE_OPTIONS.update(page=bool(page), channel=bool(channel))
 
 
+def carry_plane_options(fn: Callable) -> Callable:
+    """``fn`` bound to this process's :data:`_PLANE_OPTIONS`, to run in a worker process (Dask, a spawned
+    pool) that has not seen the command's options: its advice then names the options the command has
+    (stylize under Dask advised "--page N", which stylize has not)."""
+    import functools
+
+    return functools.partial(_with_plane_options, fn, dict(_PLANE_OPTIONS))
+
+
+def _with_plane_options(fn: Callable, options: dict, item):
+    outer = dict(_PLANE_OPTIONS)
+    _PLANE_OPTIONS.update(options)
+    try:
+        return fn(item)
+    finally:
+        _PLANE_OPTIONS.update(outer)
+
+
 def _plane_advice(option: str, n: int) -> str:
     """How to pick one of ``n`` planes along a ``--page`` or ``--channel`` axis, with what this command has."""
     if _PLANE_OPTIONS[option]:
@@ -291,13 +309,43 @@ def check_pixels(path: str | os.PathLike, arr: "np.ndarray") -> "np.ndarray":
     return arr
 
 
-def write_tiff(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a 2-D image as an uncompressed TIFF, atomically. dtype is kept."""
+def write_tiff(path: str | os.PathLike, image: np.ndarray, description: str | None = None) -> None:
+    """Write a 2-D image as an uncompressed TIFF, atomically. dtype is kept; ``description`` (ASCII) goes
+    in the ImageDescription tag (:func:`tiff_description` reads it back)."""
     import tifffile
 
     from cellxfer.atomic import atomic_path
 
     if image.ndim != 2:
         raise ValueError(f"write_tiff expects a 2-D image, got shape {image.shape}")
-    with atomic_path(path, need=image.nbytes + 512) as tmp:
-        tifffile.imwrite(tmp, image, photometric="minisblack")
+    with atomic_path(path, need=image.nbytes + 512 + len(description or "")) as tmp:
+        tifffile.imwrite(tmp, image, photometric="minisblack", description=description)
+
+
+def tiff_description(path: str | os.PathLike) -> str:
+    """The ImageDescription :func:`write_tiff` wrote (empty when none or unreadable)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.pages[0].description or ""
+    except Exception:  # noqa: BLE001 - a damaged file: its other checks say what is wrong
+        return ""
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(rows, columns) of a 2-D image from its header only (TIFF, PNG), or None when the header does not
+    say (the full reader then decides)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return _yx(tif.series[0])
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception:  # noqa: BLE001 - unreadable: the full reader reports it
+        return None

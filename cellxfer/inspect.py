@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,9 @@ from cellxfer.dataset import CellDataset
 class DatasetSummary:
     """What :func:`summarize` found: image count, sizes and dtypes (comma-joined), the layout, and for a
     labelled dataset the count statistics and the ids whose ``counts.csv`` entry disagrees with their
-    points table; ``preview`` the contact sheet :func:`inspect_dataset` wrote, if any."""
+    points table; ``damaged``: path -> why, for each image that does not decode (cut short, ...) and each
+    points table that does not parse or has points outside its image (those are left out of the
+    statistics); ``preview`` the contact sheet :func:`inspect_dataset` wrote, if any."""
 
     images: int
     layout: str
@@ -28,34 +30,36 @@ class DatasetSummary:
     max: int | None = None
     total: int | None = None
     counts_mismatch: tuple[str, ...] = ()
+    damaged: dict = field(default_factory=dict)
     preview: Path | None = None
 
 
 def summarize(ds: CellDataset) -> DatasetSummary:
-    """Image count, sizes, dtypes and (when labelled) count statistics of ``ds``."""
-    import tifffile
+    """Image count, sizes, dtypes and (when labelled) count statistics of ``ds``. Every image is decoded
+    whole (a header can be intact on a file cut short) and every points table checked against its image."""
+    from cellxfer.errors import InputError
 
-    sizes, dtypes = set(), set()
+    sizes, dtypes, damaged, counts = set(), set(), {}, {}
     for id_ in ds.ids:
-        path = ds.image_path(id_)
         try:
-            with tifffile.TiffFile(path) as tif:
-                shape, dtype = tif.series[0].shape, tif.series[0].dtype
-            if len(shape) != 2:
-                raise ValueError("not 2-D")
-            sizes.add(f"{shape[1]}x{shape[0]}")
-            dtypes.add(str(dtype))
-        except Exception:  # noqa: BLE001 - PNG, multi-plane or unreadable: the full reader decides
             img = ds.read_image(id_)
-            sizes.add(f"{img.shape[1]}x{img.shape[0]}")
-            dtypes.add(str(img.dtype))
-    s = DatasetSummary(len(ds), ds.layout, ", ".join(sorted(sizes)), ", ".join(sorted(dtypes)), ds.labelled)
-    if not ds.labelled:
+        except InputError as exc:
+            damaged[str(ds.image_path(id_))] = str(exc).removeprefix(f"{ds.image_path(id_)}: ")
+            continue
+        sizes.add(f"{img.shape[1]}x{img.shape[0]}")
+        dtypes.add(str(img.dtype))
+        if ds.labelled:
+            try:
+                counts[id_] = len(ds.read_points(id_, img.shape))
+            except InputError as exc:
+                damaged[str(ds.points_path(id_))] = str(exc).removeprefix(f"{ds.points_path(id_)}: ")
+    s = DatasetSummary(len(ds), ds.layout, ", ".join(sorted(sizes)), ", ".join(sorted(dtypes)), ds.labelled,
+                       damaged=damaged)
+    if not ds.labelled or not counts:
         return s
-    counts = ds.counts()
     c = np.array(list(counts.values()), dtype=float)
     stored = ds.stored_counts()
-    mismatch = tuple(i for i in ds.ids if stored.get(i) != counts[i]) if stored is not None else ()
+    mismatch = tuple(i for i in counts if stored.get(i) != counts[i]) if stored is not None else ()
     return replace(s, mean=float(c.mean()), sd=float(c.std(ddof=1)) if len(c) > 1 else 0.0, min=int(c.min()),
                    max=int(c.max()), total=int(c.sum()), counts_mismatch=mismatch)
 
@@ -69,20 +73,27 @@ def inspect_dataset(dataset: str | Path, channel: int | None = None, page: int |
     refuse_existing(preview, "--preview", overwrite, inputs=[dataset])
     ds = CellDataset(dataset, channel=channel, page=page)
     s = summarize(ds)
+    if s.damaged and not s.sizes:  # not one image reads (e.g. all need --page): that is the whole input's fault
+        from cellxfer.errors import InputError
+
+        path, why = next(iter(s.damaged.items()))
+        raise InputError(f"{path}: {why}")
     if preview is None:
         return s
-    contact_sheet(ds, preview, tiles=tiles)
+    contact_sheet(ds, preview, tiles=tiles, skip=s.damaged)
     return replace(s, preview=Path(preview))
 
 
-def contact_sheet(ds: CellDataset, path: str | Path, tiles: int = 16, tile_px: int = 256) -> None:
+def contact_sheet(ds: CellDataset, path: str | Path, tiles: int = 16, tile_px: int = 256, skip=()) -> None:
     """Write an RGB PNG grid of the first ``tiles`` images, each contrast-stretched to its 0.5-99.5
-    percentiles and shrunk to ``tile_px``, with annotated centres as red dots."""
+    percentiles and shrunk to ``tile_px``, with annotated centres as red dots; images whose image or
+    points path is in ``skip`` (damaged) are left out."""
     from PIL import Image, ImageDraw
 
     from cellxfer.atomic import atomic_path
 
-    ids = ds.ids[:tiles]
+    ids = [i for i in ds.ids if str(ds.image_path(i)) not in skip
+           and not (ds.labelled and str(ds.points_path(i)) in skip)][:tiles]
     cols = math.ceil(math.sqrt(len(ids)))
     rows = math.ceil(len(ids) / cols)
     sheet = Image.new("RGB", (cols * tile_px, rows * tile_px))

@@ -48,12 +48,32 @@ def read_metadata(path: str | os.PathLike, key: str, hint: str) -> str:
         raise InputError(f"{path}: no such model file; {hint}")
     try:
         with safe_open(str(path), framework="numpy") as f:  # metadata only: no torch import
-            text = (f.metadata() or {}).get(key)
+            keys = f.metadata() or {}
+            text = keys.get(key)
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types
         raise InputError(f"{path}: not a safetensors file ({exc}); {hint}") from None
     if text is None:
-        raise InputError(f"{path}: safetensors file without cellxfer '{key}' metadata; {hint}")
+        raise wrong_family(path, keys, key) or InputError(f"{path}: safetensors file without cellxfer '{key}' "
+                                                          f"metadata; {hint}")
     return text
+
+
+_FAMILIES = {"cellxfer": ("a counter (from train-count)", "count and evaluate run counters"),
+             "cellxfer_translator": ("a translator (from train-translate or adapt)",
+                                     "translate and evaluate-translator run translators")}
+
+
+def wrong_family(path, keys, wanted: str):
+    """The :class:`InputError` for a model file of the other family than ``wanted`` (a translator given
+    to ``evaluate``, a counter to ``translate``), naming what it is and where it goes; None when ``keys``
+    (the file's metadata keys) name no other family. Safetensors and exported ONNX files alike."""
+    from cellxfer.errors import InputError
+
+    other = next((k for k in _FAMILIES if k != wanted and k in keys), None)
+    if other is None:
+        return None
+    return InputError(f"{path}: is {_FAMILIES[other][0]}, not {_FAMILIES[wanted][0].split(' (')[0]}; give "
+                      f"{_FAMILIES[wanted][0]} ({_FAMILIES[other][1]})")
 
 
 #: The metadata key each kind of model file records its meta under (:func:`artefact_kind`).

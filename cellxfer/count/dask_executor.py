@@ -113,7 +113,9 @@ class DaskExecutor:
             return
         client, cluster = self.connect(workers)
         try:
-            futures = client.map(fn, items, pure=False)
+            from cellxfer.imageio import carry_plane_options
+
+            futures = client.map(carry_plane_options(fn), items, pure=False)
             owner = {f.key: item for f, item in zip(futures, items)}
             for fut in distributed.as_completed(futures):
                 item = owner[fut.key]

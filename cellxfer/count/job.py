@@ -433,6 +433,17 @@ def _writable_folder(folder: Path | None, option: str) -> None:
         raise InputError(f"{folder}: {option} is a folder you may not write to; choose another or fix its permissions")
 
 
+def _nothing_to_count(paths, not_images: list) -> str:
+    """Why ``count PATHS`` found no image: the one file given is not an image (convert it), or the folders
+    hold none (--recursive advised only when they have subfolders it would search)."""
+    deeper = [p for p, why in not_images if "subfolder" in why]
+    if not deeper and len(not_images) == 1:
+        path, why = not_images[0]
+        return f"{path}: {why}; save it as a TIFF or PNG"
+    return (f"{', '.join(map(str, paths))}: no image files found (cellxfer reads TIFF and PNG)"
+            + ("; pass --recursive to search subfolders" if deeper else ""))
+
+
 def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1, **kw: None,
               log: Callable[[str], None] = lambda s: None, on_total: Callable[[int], None] = lambda n: None) -> CountResult:
     """Count every image of ``config.paths`` into ``config.out``; see module docs."""
@@ -448,8 +459,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     model, meta, policy = _checked_model(config)
     files, not_images = expand_inputs(config.paths, recursive=config.recursive)
     if not files:
-        raise InputError(f"{', '.join(map(str, config.paths))}: no image files found (cellxfer reads TIFF and PNG)"
-                         + ("" if config.recursive else "; pass --recursive to search subfolders"))
+        raise InputError(_nothing_to_count(config.paths, not_images))
     out = Path(config.out)
     for option, folder in (("--overlay", config.overlay), ("--points", config.points)):  # refused before counting
         _writable_folder(folder, option)

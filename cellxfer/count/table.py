@@ -117,6 +117,12 @@ def read_counts(path: str | os.PathLike) -> list[Row]:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the counts CSV ({exc}); pass another --out or --overwrite") from None
+    if text and not text.endswith("\n") and "\n" in text:  # cut short (a full disk, a copy): the last row is
+        from cellxfer.console import warn    # not trusted, so its file is counted again
+
+        last = text[text.rindex("\n") + 1:]
+        warn(f"{path}: its last row is cut short ({last[:60]!r}, no final newline); that file is counted again")
+        text = text[:text.rindex("\n") + 1]
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) not in (COLUMNS, COLUMNS_V1):
         raise InputError(f"{path}: not a cellxfer counts CSV (columns {','.join(reader.fieldnames or [])}); "

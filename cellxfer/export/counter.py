@@ -60,7 +60,10 @@ def onnx_counter_meta(path: str | os.PathLike):
 
     props = read_metadata(path)
     if "cellxfer" not in props:
-        raise InputError(f"{path}: ONNX file without cellxfer metadata; export it with `cellxfer export --format onnx`")
+        from cellxfer.weights import wrong_family
+
+        raise wrong_family(path, props, "cellxfer") or InputError(
+            f"{path}: ONNX file without cellxfer metadata; export it with `cellxfer export --format onnx`")
     return CounterMeta.from_json(props["cellxfer"])
 
 

@@ -52,7 +52,9 @@ def onnx_translator_meta(path: str | os.PathLike) -> TranslatorMeta:
 
     props = read_metadata(path)
     if "cellxfer_translator" not in props:
-        raise InputError(f"{path}: ONNX file without translator metadata; export one with `cellxfer export` "
+        from cellxfer.weights import wrong_family
+
+        raise wrong_family(path, props, "cellxfer_translator") or InputError(f"{path}: ONNX file without translator metadata; export one with `cellxfer export` "
                          f"from a translator, or give the translator's run folder")
     return TranslatorMeta.from_json(props["cellxfer_translator"])
 

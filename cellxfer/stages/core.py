@@ -16,7 +16,7 @@ from cellxfer.options import bounded_option, overwrite_option
 PLUGINS = CommandSpec("plugins", interrupted="nothing was written")
 INSPECT = CommandSpec(
     "inspect", interrupted="nothing was written (--preview appears only when complete); rerun the same command",
-    reads={Role.DATASET: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".png",
+    reads={Role.DATASET: ExitCode.SOME_INPUTS_FAILED}, writes=Output.FILE, out_suffix=".png",
     argv=lambda x: ["inspect", x.dataset, "--preview", x.out],
 )
 
@@ -60,10 +60,14 @@ def cellxfer_register_commands(app: typer.Typer):
 
         s = inspect_dataset(dataset, channel=channel, page=page, preview=preview, tiles=tiles, overwrite=overwrite)
         out.print(f"{dataset}: {s.images} images ({s.layout} layout), sizes {s.sizes}, dtypes {s.dtypes}")
-        if s.labelled:
+        if s.labelled and s.mean is not None:
             out.print(f"cells per image: mean {s.mean:.1f}, sd {s.sd:.1f}, min {s.min}, max {s.max}, total {s.total}")
             if s.counts_mismatch:
                 out.print(f"[yellow]counts.csv disagrees with the points tables for: {escape(', '.join(s.counts_mismatch[:5]))}[/]",
                           markup=True)
         if s.preview is not None:
             out.print(f"contact sheet: {s.preview}")
+        if s.damaged:  # flagged like a batch's failed inputs: exit 1, one line each
+            from cellxfer.errors import SomeInputsFailed
+
+            raise SomeInputsFailed(s.damaged, s.images, "the statistics above leave them out; fix or remove them")

@@ -266,15 +266,18 @@ def _evaluate_translator(app: typer.Typer) -> None:
         from cellxfer.console import out as console
         from cellxfer.outputs import refuse_existing
         from cellxfer.progress import progress
-        from cellxfer.translate.infer import evaluate_translator as run
+        from cellxfer.translate.infer import defined, evaluate_translator as run
 
         refuse_existing(csv_out, "--csv", overwrite, inputs=[model, pairs])
         with progress("evaluate", total=None, unit="img") as bar:
             r = run(model, pairs, engine, tile=tile or None, csv=csv_out, on_progress=bar.advance, log=console.print)
         for row in r.rows:
             console.print(f"{row['id']}: Pearson {row['pearson']:.4f}  MAE {row['mae']:.4f}  SSIM {row['ssim']:.4f}")
-        m = r.mean
-        console.print(f"mean over {len(r.rows)} images: Pearson {m['pearson']:.4f}  MAE {m['mae']:.4f}  SSIM {m['ssim']:.4f}")
+        m, n = r.mean, defined(r.rows)
+        left = {k: len(r.rows) - v for k, v in n.items() if v != len(r.rows)}
+        note = "; ".join(f"{k} over {n[k]}: undefined for {v} (a constant image)" for k, v in left.items())
+        console.print(f"mean over {len(r.rows)} images: Pearson {m['pearson']:.4f}  MAE {m['mae']:.4f}  SSIM {m['ssim']:.4f}"
+                      + (f" ({note})" if note else ""))
 
 
 def _translate(app: typer.Typer) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cellxfer.errors import InputError
 from cellxfer.synth.paired_config import PairedConfig  # noqa: F401 - part of this module's API
 
 FULL = 65535.0
@@ -178,6 +179,48 @@ def render(cfg: PairedConfig, seed: int, index: int) -> tuple[np.ndarray, np.nda
     return src, tgt, points
 
 
+def _seal(points_text: str) -> str:
+    import hashlib
+    import json
+
+    return json.dumps({"cellxfer": "pair", "points_sha256": hashlib.sha256(points_text.encode()).hexdigest()})
+
+
+def pair_done(paths: list[Path], shape: tuple[int, int]) -> bool:
+    """Whether pair ``paths`` (source, target, points) is finished and whole: both images decode with
+    ``shape``, the points table is whole (:func:`cellxfer.dataset.points_damage`) and is the one the target
+    was sealed with. A damaged pair is removed with a warning, so the run writes it again."""
+    from cellxfer.console import warn
+    from cellxfer.dataset import points_damage
+    from cellxfer.imageio import read_image, tiff_description
+
+    if not all(p.is_file() for p in paths):
+        return False
+    why = None
+    for p in paths[:2]:
+        try:
+            got = read_image(p).shape
+        except InputError as exc:
+            why = f"{p}: does not decode ({str(exc).removeprefix(f'{p}: ')})"
+            break
+        if got != tuple(shape):
+            why = f"{p}: is {got[1]} x {got[0]} pixels, not {shape[1]} x {shape[0]}"
+            break
+    if why is None:
+        _, bad = points_damage(paths[2], shape)
+        sealed = tiff_description(paths[1])
+        if bad is not None:
+            why = f"{paths[2]}: {bad}"
+        elif sealed.startswith("{") and _seal(paths[2].read_text()) != sealed:
+            why = f"{paths[2]}: is not the table its target was written with (cut short or changed)"
+    if why is None:
+        return True
+    warn(f"{why}; this run writes the pair again")
+    for p in paths:
+        p.unlink(missing_ok=True)
+    return False
+
+
 @dataclass(frozen=True)
 class PairsResult:
     """What :func:`write_pairs` did: the folder, pairs written now and skipped as done, seconds."""
@@ -208,13 +251,14 @@ def write_pairs(cfg: PairedConfig, n: int, out, seed: int = 0, overwrite: bool =
         for i in range(n):
             id_ = f"{i:06d}"
             paths = [run.path("source") / f"{id_}.tif", run.path("target") / f"{id_}.tif", run.path("points") / f"{id_}.csv"]
-            if all(p.is_file() for p in paths):
+            if pair_done(paths, (cfg.size, cfg.size)):
                 skipped += 1
             else:
                 src, tgt, pts = render(cfg, seed, i)
+                text = format_points(pts)
+                write_text(paths[2], text)  # the target last, sealed with the digest of the points table
                 write_tiff(paths[0], src)
-                write_tiff(paths[1], tgt)
-                write_text(paths[2], format_points(pts))
+                write_tiff(paths[1], tgt, description=_seal(text))
                 written += 1
             if on_progress:
                 on_progress(1)

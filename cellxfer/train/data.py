@@ -110,6 +110,10 @@ def labelled_ids(root: str | os.PathLike, exclude: Iterable[str] = (), role: str
     if not ds.labelled:
         raise InputError(f"{ds.root}: {role} dataset has no points/ (or ground_truth/) folder; it must be labelled")
     skip = excluded_ids(ds, exclude)
+    if ds.ids and not [i for i in ds.ids if i not in skip]:
+        whys = sorted(set(skip.values()))
+        raise InputError(f"{ds.root}: all {len(ds.ids)} images are left out of {role} ({'; '.join(whys)}); "
+                         f"nothing is left to use: drop an --exclude or give another dataset")
     for id_, why in skip.items():
         warn(f"{ds.root}: excluding image {id_} from {role}: {why}")
     return ds, [i for i in ds.ids if i not in skip]

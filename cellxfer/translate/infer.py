@@ -91,9 +91,21 @@ def evaluate_pairs(translator: Translator, pairs, on_progress=None, tile: int | 
     return rows
 
 
+METRICS = ("pearson", "mae", "ssim")
+
+
 def summarize(rows: list[dict]) -> dict[str, float]:
-    keys = ("pearson", "mae", "ssim")
-    return {k: float(np.nanmean([r[k] for r in rows])) if rows else float("nan") for k in keys}
+    """The mean of each metric over the rows where it is defined (Pearson is not for a constant image)."""
+    out = {}
+    for k in METRICS:
+        values = [r[k] for r in rows if np.isfinite(r[k])]
+        out[k] = float(np.mean(values)) if values else float("nan")
+    return out
+
+
+def defined(rows: list[dict]) -> dict[str, int]:
+    """How many rows each mean of :func:`summarize` is over."""
+    return {k: sum(1 for r in rows if np.isfinite(r[k])) for k in METRICS}
 
 
 def write_metrics_csv(rows: list[dict], path: str | os.PathLike) -> None:
@@ -176,6 +188,26 @@ def translation_targets(paths: list[Path], out: Path, inputs=()) -> dict[Path, P
     return targets
 
 
+def translation_done(target: Path, source: Path) -> bool:
+    """Whether ``target`` is a finished translation of ``source``: it decodes and has the source's size. A
+    damaged one (cut short by a full disk or a copy) is reported and translated again, not trusted."""
+    from cellxfer.console import warn
+    from cellxfer.imageio import image_shape, read_image
+
+    if not target.is_file():
+        return False
+    try:
+        got = read_image(target).shape
+    except InputError as exc:
+        warn(f"{target}: does not decode ({str(exc).removeprefix(f'{target}: ')}); translating {source} again")
+        return False
+    want = image_shape(source)
+    if want is not None and tuple(got) != tuple(want):
+        warn(f"{target}: is {got[1]} x {got[0]} pixels, {source} is {want[1]} x {want[0]}; translating it again")
+        return False
+    return True
+
+
 def translate_files(translator: Translator, paths: list[Path], out: Path, dtype: str = "uint16", tile: int | None = None,
                     overlap: int = 32, overwrite: bool = False, on_progress=None, inputs=()) -> TranslateFilesResult:
     """Translate every image of ``paths`` (files or folders) into ``out/<stem>.tif``
@@ -189,7 +221,7 @@ def translate_files(translator: Translator, paths: list[Path], out: Path, dtype:
     written, skipped, failed = 0, 0, {}
     for f in files:
         target = targets[f]
-        if target.is_file() and not overwrite:
+        if not overwrite and translation_done(target, f):
             skipped += 1
         else:
             try:
