@@ -158,3 +158,21 @@ def test_the_defaults_fit():
 
     check_estimate(estimate(SynHCConfig()))
     assert train_estimate(TrainConfig()).bytes < 4e9
+
+
+def test_stylize_inst_on_content_too_large_for_this_machine_is_refused_up_front(tmp_path, capsys, monkeypatch):
+    """InST runs Stable Diffusion at each content image's own size: a 2048 px image, 4 at a time, needs
+    hundreds of GB (self-attention at the first level); refused before a weight is loaded."""
+    monkeypatch.setenv("CELLXFER_MEMORY_BYTES", "16e9")
+    content = tmp_path / "content"
+    (content / "images").mkdir(parents=True)
+    (content / "points").mkdir()
+    tifffile.imwrite(content / "images" / "a.tif", np.zeros((2048, 2048), np.uint8))
+    (content / "points" / "a.csv").write_text("x,y\n5,5\n")
+    tifffile.imwrite(tmp_path / "style.tif", blobs())
+    r = run_cli(["stylize", "-c", content, "-s", tmp_path / "style.tif", "-o", tmp_path / "out", "--method", "inst",
+                 "--token", tmp_path / "no-token", "--set", "model=no-model", "--set", "clip=no-clip"], capsys)
+    assert r.returncode == 2
+    assert one_line(r.stderr).startswith("error: stylize --method inst on 2048 x 2048 content images, 4 at a time "
+                                         "needs about 615.8 GB of memory, 16.0 GB is free; crop or downsample")
+    assert not (tmp_path / "out").exists()

@@ -37,6 +37,7 @@ INST = Stylizer(
     prepare=lazy("cellxfer.stylize.inst", "prepare"),
     stylize=lazy("cellxfer.stylize.inst", "stylize"),
     needs_weights=True,
+    estimate=lazy("cellxfer.stylize.inst", "estimate"),
 )
 
 

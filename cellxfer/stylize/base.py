@@ -147,6 +147,7 @@ def run_stylize(
         raise InputError(f"{content}: content dataset has no points/ (or ground_truth/) folder; stylize needs labelled images")
     style = style if isinstance(style, StyleSet) else StyleSet(style)
     ids = ds.ids[:limit] if limit is not None else ds.ids
+    _check_estimate(stylizer, config, ds, ids)
     identity = _identity(stylizer, config, seed, content, style)
     if out.resolve() == content.resolve():
         raise InputError(f"{out}: --out is the content dataset itself; pick another folder")
@@ -159,6 +160,19 @@ def run_stylize(
         manifest = run.write_manifest(run.manifest(n=len(ids)), complete=False)
         return _stylize_todo(_Job(stylizer, config, content, tuple(style.sources), out, seed), ids, style, manifest,
                              on_progress, executor, t0)
+
+
+def _check_estimate(stylizer: Stylizer, config, ds: CellDataset, ids) -> None:
+    """Refuse, before any work, settings whose estimated cost on the largest content image (its header)
+    cannot fit this machine (:mod:`cellxfer.budget`); nothing for a stylizer without an estimate."""
+    if stylizer.estimate is None or not ids:
+        return
+    from cellxfer.budget import check_estimate
+    from cellxfer.imageio import image_shape
+
+    shapes = [s for s in (image_shape(ds.image_path(i)) for i in ids) if s is not None]
+    if shapes:
+        check_estimate(stylizer.estimate(config, max(shapes, key=lambda s: s[0] * s[1])))
 
 
 @dataclass(frozen=True)

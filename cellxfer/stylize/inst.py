@@ -123,3 +123,16 @@ def stylize(images, ctx: InSTContext, config: InSTConfig, rngs) -> list[np.ndarr
         out += stylize_batch(images[i:j], ctx, config, rngs[i:j])
         i = j
     return out
+
+
+def estimate(config, shape: tuple[int, int]):
+    """What one call costs on ``config.batch_size`` content images of ``shape`` (the largest), padded to a
+    multiple of 8 (:func:`cellxfer.stylize.models.sd_bytes`), on the device that runs it."""
+    from cellxfer.budget import Estimate
+    from cellxfer.stylize.models import sd_bytes
+
+    h, w = (-(-int(n) // 8) * 8 for n in shape)
+    return Estimate(what=f"stylize --method inst on {w} x {h} content images, {config.batch_size} at a time",
+                    fix="crop or downsample the content images (InST works at 512 px) or lower --batch-size",
+                    bytes=sd_bytes(h * w, config.batch_size, config.precision == "fp16", training=False),
+                    device=config.device)

@@ -84,20 +84,16 @@ def _run_folder(config: LearnStyleConfig, seed: int, out: Path, styles, overwrit
 
 
 def estimate(config: LearnStyleConfig):
-    """What one training step costs (:class:`cellxfer.budget.Estimate`), roughly: Stable Diffusion v1's
-    weights (~4 GB), activations growing with the latent's pixels (~6 GB per 512 px crop at fp32, measured
-    order of magnitude) and the self-attention scores of the first UNet level, ``8 heads x (size/8)^4``
-    values, twice (scores and softmax); half of it all at fp16. On the device that trains: a GPU's free
-    memory, else this machine's."""
+    """What one training step costs (:class:`cellxfer.budget.Estimate`; :func:`cellxfer.stylize.models.sd_bytes`
+    on ``size`` crops), on the device that trains: a GPU's free memory, else this machine's."""
     from cellxfer.budget import Estimate
+    from cellxfer.stylize.models import sd_bytes
 
-    half = 0.5 if config.precision == "fp16" else 1.0
-    tokens = (config.size / 8) ** 2
-    per_crop = 6e9 * (config.size / 512) ** 2 + 8 * tokens ** 2 * 4 * 2
     return Estimate(what=f"learn-style --size {config.size} --batch-size {config.batch_size} (Stable Diffusion "
                          f"on {config.size} px crops)",
                     fix="lower --size (512, the model's own, is the InST setting) or --batch-size",
-                    bytes=4e9 + half * per_crop * config.batch_size, device=config.device)
+                    bytes=sd_bytes(config.size ** 2, config.batch_size, config.precision == "fp16", training=True),
+                    device=config.device)
 
 
 def learn_style(

@@ -93,6 +93,17 @@ def _check_dir_components(path: Path) -> None:
         raise InputError(f"{path}: the diffusers folder lacks {', '.join(m + '/' for m in missing)}; --model needs a complete SD v1 folder")
 
 
+def sd_bytes(pixels: float, batch: int, half: bool, training: bool) -> float:
+    """Memory one Stable Diffusion v1 call takes on ``batch`` images of ``pixels`` each, as a lower bound
+    (a refusal on it means the call surely cannot fit; :mod:`cellxfer.budget`): the fp16 weights (~2 GB),
+    activations growing with the latent's pixels (~3 GB per 512 x 512 image when training, ~1 GB in
+    inference) and one copy of the self-attention scores of the first UNet level, ``8 heads x
+    (pixels/64)^2`` values (4096 tokens at 512 px: 0.5 GB; 262144 at 4096 px: 2.2 TB); half in fp16."""
+    tokens = pixels / 64
+    per_image = (3e9 if training else 1e9) * pixels / 512 ** 2 + 8 * tokens ** 2 * 4
+    return 2e9 + (0.5 if half else 1.0) * per_image * batch
+
+
 def load_sd(model: str | os.PathLike, device="cpu", dtype=None, model_config: str | os.PathLike | None = None) -> SDModels:
     """Load SD v1 from ``model`` (see module docs), frozen, in eval mode, on ``device``."""
     offline()
