@@ -194,3 +194,20 @@ def test_a_run_folder_never_holds_its_inputs_where_it_writes(tmp_path, capsys):
                 capsys)
     assert r.returncode == 2 and str(folder) in one_line(r.stderr)
     assert _tree(folder) == before
+
+
+def test_export_never_replaces_a_check_image_nor_an_existing_engine_unasked(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "a.tif", blobs())
+    before = _tree(images)
+    r = run_cli(["export", "-m", DEFAULT_MODEL, "-o", images / "a.tif", "--check-images", images, "--overwrite"], capsys)
+    assert r.returncode == 2 and one_line(r.stderr).startswith(f"error: {images / 'a.tif'}: --out names one of the inputs")
+    assert _tree(images) == before
+    (tmp_path / "e.plan").write_text("precious\n")
+    r = run_cli(["export", "-m", DEFAULT_MODEL, "--format", "trt", "-o", tmp_path / "m.onnx", "--engine-out",
+                 tmp_path / "e.plan"], capsys)
+    assert r.returncode == 2
+    assert one_line(r.stderr) == (f"error: {tmp_path / 'e.plan'}: exists; pass --overwrite to replace it or choose "
+                                  f"another --engine-out")
+    assert (tmp_path / "e.plan").read_text() == "precious\n"

@@ -210,7 +210,9 @@ def export_model(config: ExportConfig, log=print) -> ExportResult:
     if translator and config.format != "onnx":
         raise InputError(f"{config.model}: translators export with --format onnx; `translate --engine trt` builds their TensorRT engine")
     config = replace(config, out=Path(config.out or _default_out(config.model, translator)))
-    refuse_existing(config.out, "--out", config.overwrite, inputs=[config.model])
+    inputs = [config.model, *config.check_images]
+    refuse_existing(config.out, "--out", config.overwrite, inputs=inputs)
+    refuse_existing(config.engine_out, "--engine-out", config.overwrite, inputs=[*inputs, config.out])
     if not translator:
         return export_counter(config, log=log)
     from cellxfer.export.translator import export_translator
