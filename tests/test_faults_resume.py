@@ -117,3 +117,13 @@ def test_count_resume_recounts_a_row_cut_short(tmp_path, capsys):
     assert "its last row is cut short" in r.stderr
     rows = (tmp_path / "c.csv").read_text().splitlines()
     assert [ln.split(",")[:2] for ln in rows] == [ln.split(",")[:2] for ln in whole.splitlines()]
+
+
+def test_synth_pairs_keeps_whole_pairs_of_a_run_from_before_the_seal(tmp_path, capsys):
+    """A target written before targets were sealed (no points digest) is kept when it is whole."""
+    args = ["synth-pairs", "--n", "2", "--size", "64", "--cell-size", "8", "-o", tmp_path / "pairs"]
+    assert run_cli(args, capsys).returncode == 0
+    target = tmp_path / "pairs" / "target" / "000001.tif"
+    tifffile.imwrite(target, tifffile.imread(target), photometric="minisblack")  # as the older code wrote it
+    r = run_cli(args, capsys)
+    assert r.returncode == 0 and "(0 written, 2 already done)" in r.stdout, r.stdout + r.stderr
