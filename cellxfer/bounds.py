@@ -6,10 +6,14 @@ A config field states its range in its dataclass metadata with :func:`ranged`::
     crop: int = ranged(256, ge=32, multiple_of=32)
     norm: str = ranged("batch", choices=("batch", "instance"))
 
-and the config's ``__post_init__`` calls :func:`check_fields`, which raises :class:`InputError` (exit 2,
-one line naming the option, the value and the bound) for the first field out of its range. Relations
-between fields (``--overlap`` below ``--tile``, LOW below HIGH) are checked in ``__post_init__`` after it,
-the same way. ``options.config_option`` adds each bound to the option's ``--help`` (:func:`help_text`).
+and the config's ``__post_init__`` calls :func:`check_fields`, which raises :class:`OutOfRange` (an
+:class:`InputError`: exit 2, one line naming the option, the value and the bound) for the first field out of
+its range. Relations between fields (``--overlap`` at most half of ``--tile``, LOW below HIGH) are checked
+in ``__post_init__`` after it, the same way. :func:`cellxfer.options.config_option` makes the option of a
+field: its ``--help`` shows the bound (:func:`help_text`) and the value is checked as the command line is
+read; an option that sets no field (``--seed``, ``--limit``, how many images) states its :class:`Bound` where
+it is declared (:func:`cellxfer.options.bounded_option`), and an architecture's ``--arch-option`` keys in its
+``bounds``. tests/test_option_properties.py draws values for all of them (Hypothesis).
 
 Numbers are checked to be finite (``nan`` and ``inf`` are out of every numeric range); ``None`` is always
 allowed for a field whose default is ``None`` (it means "not given": the documented default applies).
