@@ -85,8 +85,9 @@ class RunFolder:
         return self
 
     def _refuse_aliases(self) -> None:
-        """``--out`` may not be an input, hold one directly or where the run writes (its ``own`` entries,
-        which ``--overwrite`` deletes), or be a file an input folder is read from (:mod:`cellxfer.outputs`)."""
+        """``--out`` may not be an input, hold an input file directly or any input where the run writes (its
+        ``own`` entries, which ``--overwrite`` deletes), or be a file an input folder is read from
+        (:mod:`cellxfer.outputs`). An input folder beside the run's files (``-o work`` with ``work/data``) is fine."""
         from cellxfer.outputs import aliased
 
         out = self.out.resolve()
@@ -97,7 +98,7 @@ class RunFolder:
             real = p.resolve()
             if real == out or aliased(self.out, [p]) is not None:
                 raise InputError(f"{self.out}: --out is one of the inputs ({p}); pick another folder")
-            if real.parent == out or any(real == o or o in real.parents for o in own):
+            if (real.parent == out and real.is_file()) or any(real == o or o in real.parents for o in own):
                 raise InputError(f"{self.out}: --out holds the input {p} where this run writes its results; "
                                  f"pick another folder")
 

@@ -211,3 +211,22 @@ def test_export_never_replaces_a_check_image_nor_an_existing_engine_unasked(tmp_
     assert one_line(r.stderr) == (f"error: {tmp_path / 'e.plan'}: exists; pass --overwrite to replace it or choose "
                                   f"another --engine-out")
     assert (tmp_path / "e.plan").read_text() == "precious\n"
+
+
+def test_a_run_folder_may_hold_an_input_folder_beside_its_own_files(tmp_path):
+    """`synth -o work/syn` then a run with `-o work` reading work/syn is fine; work/images (the run's own
+    entry) or an input file directly in work is refused."""
+    from cellxfer.errors import InputError
+    from cellxfer.runs import RunFolder
+
+    (tmp_path / "work" / "syn").mkdir(parents=True)
+    with RunFolder(tmp_path / "work", "stage", {"config": {}}, own=("images",), inputs=[tmp_path / "work" / "syn"],
+                   overwrite=True):
+        pass
+    (tmp_path / "work" / "images").mkdir()
+    with pytest.raises(InputError, match="holds the input .* where this run writes"):
+        RunFolder(tmp_path / "work", "stage", {"config": {}}, own=("images",), inputs=[tmp_path / "work" / "images"],
+                  overwrite=True).open()
+    tifffile.imwrite(tmp_path / "work" / "a.tif", blobs(16, 16, 1))
+    with pytest.raises(InputError, match="holds the input"):
+        RunFolder(tmp_path / "work", "stage", {"config": {}}, inputs=[tmp_path / "work" / "a.tif"], overwrite=True).open()
