@@ -1,21 +1,23 @@
 #!/usr/bin/env python
 """Train the counter shipped with cellxfer (``cellxfer/models/default_counter.safetensors``).
 
-Redistributable by construction: trained only on images that cellxfer renders itself (regime
-``synthetic`` of :func:`cellxfer.train.counter.train_counter`); no real pixel or label goes into it.
-The shipped model (this script's defaults): a density UNet (stem 2, ReLU output, crop-count loss 0.01,
-normalised values clipped at 3) trained for 40 epochs on 2,000 ``nuclei`` images (``--synth-set``:
-diameters 6-16 px, defocused nuclei in up to half of the nuclei and drawn as negatives, the convention
-of annotators who mark in-focus nuclei only); ``best`` is chosen on 100 held-out synthetic images.
-Its nucleus diameter is measured on its training images by the current estimator when it is written
-(:func:`ship`), so ``count --diameter auto`` rescales other magnifications to it. ``--arch log`` fits
-the classical LoG detector on the same images instead. Afterwards the model is evaluated on the IDCIA 95
-(``../shared/data/idcia-dapi-95``, the image without annotations excluded; research use only, never
-trained on) and the MAE/RMSE/F1 are printed and written to ``WORK/default_counter_eval.json``, with the
-MAE on the 19 test images of the benchmarks' split too.
+A density UNet (stem 2, ReLU output, crop-count loss 0.01, normalised values clipped at 3) that sees
+nuclei of ``--scale-to`` pixels (as measured by :func:`cellxfer.scale.estimate_diameter`): every training
+image, synthetic or real, is resized so that its estimated nucleus diameter lands at a log-uniform draw
+in that range, the same estimate ``count --diameter auto`` resizes the user's images with, so the model
+knows exactly the sizes ``count`` brings images to. ``--regime`` picks the data, as in ``train-count``:
 
-    .venv/bin/python scripts/train_default_counter.py                  # the shipped model's settings
-    .venv/bin/python scripts/train_default_counter.py --epochs 2 --n-synthetic 32 --out /tmp/m.safetensors
+- ``synthetic``: ``--n-synthetic`` images of cellxfer's own ``nuclei`` synthesizer only (``--synth-set``);
+- ``supervised``: the training part of ``--real`` (dsb2018-fluo: many labs and microscopes; split by
+  :func:`cellxfer.evaluate.split.stratified_split_ids`, 60/20/20 per image-size group);
+- ``dacs``: both, each real crop CutMixed with a synthetic one half the time (the paper's DACS).
+
+Checkpoints are chosen on the validation part of ``--real``, resized as ``count`` would resize it; the
+test part is never read here. The run's settings, data provenance and scores are written to
+``WORK/default_counter_eval.json`` (the IDCIA 95, research use only, is scored if present, never trained on).
+
+    .venv/bin/python scripts/train_default_counter.py --regime dacs --work runs/dc-dacs
+    .venv/bin/python scripts/train_default_counter.py --regime synthetic --epochs 2 --n-synthetic 32 --out /tmp/m.safetensors
 """
 
 from __future__ import annotations
@@ -26,15 +28,16 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import CC0_DAPI, IDCIA, REPO  # noqa: E402  (the scripts' shared module)
-NUCLEI_SET = ("diameter=6:16", "label_defocused=false", "defocus_fraction=0:0.5")
+from benchlib import CC0_DAPI, DATA, IDCIA, REPO  # noqa: E402  (the scripts' shared module)
+NUCLEI_SET = ("diameter=7:28", "label_defocused=false", "defocus_fraction=0:0.5")
+DSB = DATA / "dsb2018-fluo"
 UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
 
 
-def ship(best: Path, synthetic: Path, out: Path, zoom: tuple[float, float] | None = None) -> float | None:
-    """Write ``best`` to ``out`` with its nucleus diameter measured again on its synthetic training
-    images by the current :func:`cellxfer.scale.estimate_diameter` (what ``count --diameter auto``
-    compares images with; a run resumed after the estimator changed would otherwise keep an old value)."""
+def ship(best: Path, training: Path, out: Path) -> dict:
+    """Write ``best`` to ``out`` with its nucleus size measured again on its (rescaled) training images by
+    the current :func:`cellxfer.scale.estimate_diameter` (what ``count --diameter auto`` compares images with;
+    a run resumed after the estimator changed would otherwise keep an old value)."""
     from dataclasses import replace
 
     from cellxfer.counter.model import load_counter, save_counter
@@ -42,27 +45,32 @@ def ship(best: Path, synthetic: Path, out: Path, zoom: tuple[float, float] | Non
     from cellxfer.train.data import load_domain
 
     model, meta = load_counter(best)
-    scale = domain_scale(load_domain(synthetic, meta.normalization, "synthetic", ()), zoom)
+    scale = domain_scale(load_domain(training, meta.normalization, "training", ()))
     save_counter(out, model, replace(meta, **scale))
-    return scale["diameter"]
+    return scale
+
+
+def _range(text: str) -> tuple[float, float]:
+    lo, hi = (float(v) for v in text.split(":"))
+    return lo, hi
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "cellxfer" / "models" / "default_counter.safetensors")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "default-counter")
+    ap.add_argument("--regime", default="dacs", choices=("synthetic", "supervised", "dacs"))
+    ap.add_argument("--real", type=Path, default=DSB, help="labelled real images from many microscopes (dsb2018-fluo)")
+    ap.add_argument("--scale-to", type=_range, default=(10.0, 18.0), metavar="LO:HI",
+                    help="estimated nucleus diameters (px) every training image is resized into")
     ap.add_argument("--style", nargs="*", type=Path, default=[],
-                    help=f"redistributable real images to histogram-match the synthetic images to, e.g. {CC0_DAPI.name} "
-                         f"(the CC0 DAPI image of CellProfiler's ExampleHuman); default: as rendered")
-    ap.add_argument("--arch", default="density", choices=("density", "log"),
-                    help="density UNet, or the classical LoG detector fitted (sigma, threshold) on the same images")
+                    help=f"redistributable real images to histogram-match the synthetic images to, e.g. {CC0_DAPI.name}")
     ap.add_argument("--method", default="nuclei", help="synthesizer: nuclei (realistic, randomised) or synhc (the paper's)")
     ap.add_argument("--synth-set", action="append", default=None, metavar="KEY=VALUE",
-                    help="synthesizer parameter (like `cellxfer synth --set`), repeatable "
-                         f"[default for nuclei: {' '.join(NUCLEI_SET)}]")
+                    help=f"synthesizer parameter (like `cellxfer synth --set`), repeatable [default for nuclei: {' '.join(NUCLEI_SET)}]")
     ap.add_argument("--n-synthetic", type=int, default=2000)
-    ap.add_argument("--n-val", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=None, help="default: about --steps optimizer steps")
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -71,11 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stem", type=int, default=2)
     ap.add_argument("--norm", default="batch", choices=("batch", "group", "none"), help="UNet normalisation layers")
     ap.add_argument("--count-weight", type=float, default=0.01, help="crop-count loss weight (train-count --count-weight)")
-    ap.add_argument("--positive", action=argparse.BooleanOptionalAction, default=True, help="UNet output through a ReLU (density never negative)")
-    ap.add_argument("--norm-min-snr", type=float, default=None, help="train-count --norm-min-snr (divisor floor in noise SDs)")
     ap.add_argument("--norm-clip", type=float, default=3.0, help="train-count --norm-clip (normalised values clipped above)")
-    ap.add_argument("--zoom", type=lambda t: tuple(float(v) for v in t.split(":")), default=None, metavar="LOW:HIGH",
-                    help="scale randomisation of the training crops (train-count --zoom)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="torch device for training: cpu, cuda, cuda:1 (train-count --device)")
     ap.add_argument("--workers", type=int, default=0, help="processes rendering the synthetic sets (synth --workers)")
@@ -86,8 +90,49 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def render_sets(args) -> tuple[Path, Path, list[Path]]:
-    """The synthetic training and validation sets (rendered, optionally histogram-matched to --style)."""
+def rescale_set(src: Path, ids: list[str], out: Path, scale_to: tuple[float, float], seed: int, draw: bool) -> Path:
+    """A cell dataset ``out`` of ``src``'s images ``ids`` resized so that each one's estimated nucleus diameter
+    lands in ``scale_to``: at a seeded log-uniform draw (``draw``, training) or, as ``count`` does, at the
+    nearest edge of the range (unchanged inside it: validation). Points move with their image. Resumable."""
+    import numpy as np
+
+    from cellxfer.atomic import write_json
+    from cellxfer.dataset import CellDataset, CellDatasetWriter
+    from cellxfer.scale import estimate_diameter, resize_to
+
+    ds, writer = CellDataset(src), CellDatasetWriter(out, masks=False)
+    lo, hi = scale_to
+    for k, id_ in enumerate(ids):
+        if writer.is_done(id_):
+            continue
+        sample = ds[id_]
+        d = estimate_diameter(sample.image).diameter
+        if draw:
+            target = float(np.exp(np.random.default_rng([seed, k]).uniform(np.log(lo), np.log(hi))))
+        else:
+            target = min(max(d, lo), hi) if d else None
+        scaled = resize_to(sample.image, target / d, d) if d else None
+        image = sample.image if scaled is None else scaled.image
+        points = sample.points if scaled is None else sample.points / np.array([scaled.sx, scaled.sy])
+        writer.write(id_, image, np.minimum(points, np.array(image.shape[::-1]) - 1e-6))
+    writer.finalize({"stage": "rescale", "source": str(src), "ids": len(ids), "scale_to": list(scale_to),
+                     "draw": "log-uniform per image" if draw else "nearest edge (as count)", "seed": seed})
+    write_json(out / "ids.json", sorted(ids))
+    return out
+
+
+def real_sets(args) -> dict:
+    """The training and validation parts of ``--real`` rescaled into ``--scale-to`` (the test part is not read)."""
+    from cellxfer.evaluate.split import stratified_split_ids
+
+    split = stratified_split_ids(args.real)
+    return {"train": rescale_set(args.real, split["train"], args.work / "real-train", args.scale_to, args.seed, True),
+            "val": rescale_set(args.real, split["val"], args.work / "real-val", args.scale_to, args.seed, False),
+            "split": {k: len(split[k]) for k in ("train", "val", "test")}}
+
+
+def synthetic_set(args) -> Path:
+    """The synthetic training set: rendered (optionally histogram-matched to --style), then rescaled."""
     from cellxfer.options import make_config, parse_sets
     from cellxfer.plugins import get_registry
     from cellxfer.synth.base import run_synth
@@ -95,60 +140,55 @@ def render_sets(args) -> tuple[Path, Path, list[Path]]:
     reg = get_registry()
     synth = reg.get("cellxfer_synthesizers", args.method)
     synth_config = make_config(synth.config_cls, parse_sets(args.synth_set), f"synthesizer '{args.method}'")
-    syn, val = args.work / "synthetic", args.work / "synthetic-val"
+    syn = args.work / "synthetic"
     run_synth(synth, synth_config, args.n_synthetic, syn, seed=args.seed, workers=args.workers)
-    run_synth(synth, synth_config, args.n_val, val, seed=args.seed + 1000, workers=args.workers)
     style = [p for p in args.style if p.is_file() or p.is_dir()]
     if args.style and not style:
-        raise SystemExit(f"error: style images not found: {', '.join(map(str, args.style))}; pass --style FILES, or --style alone for none")
-    if not style:
-        return syn, val, style
-    from cellxfer.stylize.base import run_stylize
-    from cellxfer.stylize.config import HistogramConfig
+        raise SystemExit(f"error: style images not found: {', '.join(map(str, args.style))}")
+    if style:
+        from cellxfer.stylize.base import run_stylize
+        from cellxfer.stylize.config import HistogramConfig
 
-    hist = reg.get("cellxfer_stylizers", "histogram")
-    for name in ("synthetic", "synthetic-val"):
-        res = run_stylize(hist, HistogramConfig(), args.work / name, style, args.work / f"{name}-histogram", seed=args.seed)
+        res = run_stylize(reg.get("cellxfer_stylizers", "histogram"), HistogramConfig(), syn, style,
+                          args.work / "synthetic-histogram", seed=args.seed)
         if res.failed:
             raise SystemExit(f"histogram matching failed for {len(res.failed)} images")
-    return args.work / "synthetic-histogram", args.work / "synthetic-val-histogram", style
+        syn = args.work / "synthetic-histogram"
+    from cellxfer.dataset import CellDataset
+
+    return rescale_set(syn, CellDataset(syn).ids, args.work / "synthetic-rescaled", args.scale_to, args.seed + 1, True)
 
 
-def train(args, syn: Path, val: Path) -> Path:
-    """Train (or resume, or refit for --arch log) on the synthetic sets; returns the run folder."""
+def train(args, real: Path | None, syn: Path | None, val: Path) -> Path:
+    """Train (or resume) on the rescaled sets; returns the run folder."""
+    from cellxfer.dataset import CellDataset
     from cellxfer.train.counter import TrainConfig, train_counter
 
-    config = TrainConfig(regime="synthetic", out=args.work / ("run" if args.arch == "density" else f"run-{args.arch}"),
-                         synthetic=syn, val=val, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
-                         crop=args.crop, lr=args.lr, lr_schedule="cosine", sigma=args.sigma, count_weight=args.count_weight,
-                         norm_clip=args.norm_clip, norm_min_snr=args.norm_min_snr, zoom=args.zoom, val_every=max(1, args.epochs // 10), seed=args.seed, resume=True, device=args.device,
-                         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": args.positive}})
+    per_epoch = max(1, len(CellDataset(real if real else syn).ids) // args.batch_size)
+    epochs = args.epochs or max(1, round(args.steps / per_epoch))
+    config = TrainConfig(regime=args.regime, out=args.work / f"run-{args.regime}", real=real, synthetic=syn, val=val, arch="density",
+                         epochs=epochs, batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine",
+                         sigma=args.sigma, count_weight=args.count_weight, norm_clip=args.norm_clip, ema=0.999,
+                         val_every=max(1, epochs // 15), seed=args.seed, resume=True, device=args.device,
+                         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": True}})
 
     def on_epoch(r):
         if r.val_mae is not None:
-            print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.4f}, synthetic val MAE {r.val_mae:.2f}, {r.seconds:.1f} s",
-                  flush=True)
+            print(f"epoch {r.epoch}: {r.steps} steps, loss {r.loss:.4f}, val MAE {r.val_mae:.2f}, {r.seconds:.1f} s", flush=True)
 
     return train_counter(config, on_epoch=on_epoch).out
 
 
 def score_on_idcia(args) -> dict:
-    """MAE/RMSE/F1 of ``args.out`` on the annotated IDCIA 95 (never trained or fitted on), and the MAE on
-    the test images of the benchmarks' split (:mod:`cellxfer.evaluate.split`)."""
+    """MAE/RMSE/F1 of ``args.out`` on the annotated IDCIA 95 (never trained or fitted on)."""
     from cellxfer.evaluate.run import EvaluateConfig, evaluate
-    from cellxfer.evaluate.split import split_ids
 
-    test = set(split_ids(args.idcia)["test"])
     ev = evaluate(EvaluateConfig(model=args.out, data=args.idcia, exclude=(UNANNOTATED,),
                                  out_csv=args.work / "idcia95-predictions.csv", engine="torch", overwrite=True))
-    err = [abs(p - t) for id_, t, p in ev.rows if id_ in test]
-    out = {"idcia95": {"images": len(ev.rows), **ev.metrics.as_dict(), "localisation": ev.localisation},
-           "idcia_test19_mae": sum(err) / len(err)}
-    m = out["idcia95"]
+    m = {"images": len(ev.rows), **ev.metrics.as_dict(), "localisation": ev.localisation}
     print(f"IDCIA 95 ({m['images']} annotated real images, never used for training): MAE {m['mae']:.2f}, "
-          f"RMSE {m['rmse']:.2f}, F1 {ev.localisation['f1']:.3f}; on the 19 test images of the benchmarks' split: "
-          f"MAE {out['idcia_test19_mae']:.2f}")
-    return out
+          f"RMSE {m['rmse']:.2f}, F1 {ev.localisation['f1']:.3f}")
+    return {"idcia95": m}
 
 
 def main(argv=None) -> int:
@@ -156,24 +196,27 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     t0 = time.perf_counter()
-    syn, val, style = render_sets(args)
-    print(f"{args.method}: {args.n_synthetic} training and {args.n_val} validation images"
-          f"{', histogram-matched to ' + ', '.join(p.name for p in style) if style else ''} ({time.perf_counter() - t0:.0f} s)")
-    run = train(args, syn, val)
-    best = run / "best.safetensors"
-    diameter = ship(best, syn, args.out, args.zoom)
-    print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {best}; "
-          f"nucleus diameter {diameter} px")
-    keys = ("method", "synth_set", "n_synthetic", "n_val", "epochs", "batch_size", "crop", "lr", "sigma", "base", "stem",
-            "norm", "count_weight", "positive", "norm_clip", "norm_min_snr", "zoom", "seed", "device")
-    result = {"model": str(args.out), "arch": args.arch, "style": [str(p) for p in style],
-              "train": {k: getattr(args, k) for k in keys} | {"regime": "synthetic"},
+    real = real_sets(args) if args.regime != "synthetic" else (real_sets(args) if args.real.is_dir() else None)
+    if real is None:
+        raise SystemExit(f"error: {args.real}: the validation images are chosen on come from --real; give it")
+    syn = synthetic_set(args) if args.regime != "supervised" else None
+    print(f"data ready ({time.perf_counter() - t0:.0f} s)", flush=True)
+    run = train(args, real["train"] if args.regime != "synthetic" else None, syn, real["val"])
+    scale = ship(run / "best.safetensors", real["train"] if args.regime != "synthetic" else syn, args.out)
+    print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {run / 'best.safetensors'}; "
+          f"nucleus diameter {scale['diameter']} px, range {scale['diameter_range']}")
+    keys = ("regime", "scale_to", "method", "synth_set", "n_synthetic", "epochs", "steps", "batch_size", "crop", "lr",
+            "sigma", "base", "stem", "norm", "count_weight", "norm_clip", "seed", "device")
+    result = {"model": str(args.out), "arch": "density",
+              "train": {k: getattr(args, k) for k in keys} | {"real": str(args.real) if args.regime != "synthetic" else None,
+                                                              "real_split": real["split"], "val": str(real["val"])},
+              "provenance": ("dsb2018-fluo stage1_train (CC0 as stated; Caicedo et al. 2019) training part"
+                             if args.regime != "synthetic" else "cellxfer-rendered images only")
+                            + ("" if args.regime == "supervised" else f" + {args.n_synthetic} {args.method} images"),
               "train_seconds": json.loads((run / "manifest.json").read_text())["result"]["train_seconds"],
               "command": " ".join(sys.argv)}
     if args.idcia.is_dir():
         result |= score_on_idcia(args)
-    else:
-        print(f"IDCIA data not found at {args.idcia}: no real-image MAE")
     result["seconds"] = round(time.perf_counter() - t0, 1)
     write_json(args.work / "default_counter_eval.json", result)
     return 0

@@ -36,16 +36,44 @@ def disks(d: float, size: int = 384, cover: float = 0.15, seed: int = 0, blur: f
 
 
 @pytest.mark.parametrize("d", [6.0, 14.0, 32.0])
-def test_estimate_is_within_15_percent_at_three_scales(d):
+def test_estimate_is_within_25_percent_at_three_scales(d):
     est = estimate_diameter(disks(d)[0])
-    assert est.diameter == pytest.approx(d, rel=0.15) and est.blobs >= 10
+    assert est.diameter == pytest.approx(d, rel=0.25) and est.blobs >= 10
+    assert est.spread < 1.5 and est.clumped < 0.3  # alike, separate disks
 
 
 def test_estimate_follows_a_resize():
+    """Scale-covariant up to the blur of the smallest size: the estimate at 0.5x of 10 px disks (5 px, blurred
+    by the resampling) reads up to 20% large."""
     img, _ = disks(10.0, size=320)
     base = estimate_diameter(img).diameter
     for f in (0.5, 2.0):
-        assert estimate_diameter(resize_to(img, f).image).diameter == pytest.approx(base * f, rel=0.1)
+        assert estimate_diameter(resize_to(img, f).image).diameter == pytest.approx(base * f, rel=0.2)
+
+
+def rendered(d: float, texture: float, seed: int):
+    """An image of cellxfer's ``nuclei`` synthesizer with round nuclei of nominal diameter ``d`` (jittered 15% per
+    nucleus), smooth or with chromatin texture and nucleoli, alike in brightness, sharp (blur 0.5 px), and the
+    nuclei's centres."""
+    from cellxfer.synth import nuclei
+    from cellxfer.synth.base import image_rng
+    from cellxfer.synth.nuclei_config import NucleiConfig
+
+    size = {8: 256, 30: 512, 80: 1024}[d]
+    cfg = NucleiConfig(size=size, diameter=(d, d), texture=(texture, texture), nucleoli=0.5 if texture else 0.0,
+                       coverage=(0.1, 0.3), brightness_sd=0.2, dim_fraction=(0.0, 0.0), defocus_fraction=(0.0, 0.0),
+                       elongation=(1.0, 1.0), blur=(0.5, 0.5), dtype="uint16")
+    return nuclei.render(cfg, None, image_rng(7, seed))
+
+
+@pytest.mark.parametrize("d", [8, 30, 80])
+@pytest.mark.parametrize("texture", [0.0, 0.3])
+def test_estimate_is_within_25_percent_on_rendered_smooth_and_textured_nuclei(d, texture):
+    """The issue's bar on rendered nuclei: the old scale-space estimate read textured 30 px nuclei as 4-10 px
+    (their chromatin spots)."""
+    for seed in range(2):
+        image, _ = rendered(d, texture, seed)
+        assert estimate_diameter(image).diameter == pytest.approx(d, rel=0.25), (d, texture, seed)
 
 
 def test_estimate_ignores_intensity_encoding():

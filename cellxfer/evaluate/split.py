@@ -32,6 +32,39 @@ def split_ids(root: str | os.PathLike, seed: int = SPLIT_SEED, n_test: int = N_T
             "train": sorted(perm[n_test + n_val:]), "seed": seed, "source": str(root)}
 
 
+#: the dsb2018-fluo split (:func:`stratified_split_ids`): shares of test and validation images per group
+DSB_SEED, DSB_TEST, DSB_VAL = 2026, 0.2, 0.2
+
+
+def stratified_split_ids(root: str | os.PathLike, seed: int = DSB_SEED, test: float = DSB_TEST,
+                         val: float = DSB_VAL) -> dict:
+    """A split of a many-source dataset (dsb2018-fluo) that keeps every source in every part: images are
+    grouped by their size in pixels (which tracks the microscope in DSB2018), each group's sorted ids are
+    permuted with ``numpy.random.default_rng(seed)`` and the first ``round(test * n)`` go to *test*, the
+    next ``round(val * n)`` to *validation*, the rest to *training*. Adding a group leaves the others'
+    split as it was. Returns the :func:`split_ids` dict plus ``"groups"`` (``{id: "WxH"}``)."""
+    from PIL import Image
+
+    from cellxfer.dataset import CellDataset
+
+    ds = CellDataset(root)
+    groups: dict[str, list[str]] = {}
+    size_of = {}
+    for id_ in sorted(ds.ids):
+        with Image.open(ds.image_path(id_)) as im:  # the header only
+            size_of[id_] = f"{im.size[0]}x{im.size[1]}"
+        groups.setdefault(size_of[id_], []).append(id_)
+    parts: dict[str, list[str]] = {"test": [], "val": [], "train": []}
+    for key in sorted(groups):
+        ids = groups[key]
+        perm = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+        n_test, n_val = round(test * len(ids)), round(val * len(ids))
+        parts["test"] += perm[:n_test]
+        parts["val"] += perm[n_test:n_test + n_val]
+        parts["train"] += perm[n_test + n_val:]
+    return {k: sorted(v) for k, v in parts.items()} | {"seed": seed, "source": str(root), "groups": size_of}
+
+
 def materialize(root: str | os.PathLike, work: str | os.PathLike, parts: dict | None = None) -> dict:
     """Write ``WORK/split.json`` and ``WORK/<prefix>-<part>/{images,ground_truth}`` symlink folders of an
     IDCIA-layout ``root`` (prefix ``idcia``, parts train/val/test plus ``trainval``); returns the split."""
