@@ -34,7 +34,7 @@ the same number whatever grid it is summed on, so only the image is resized, nev
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -111,16 +111,17 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~edge[bg]
 
 
-def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(diameters, weights, clumped)`` of the nuclei in one normalised tile (module docs): one entry per
-    object, ``weights`` = nuclei it stands for x contrast above the threshold."""
+def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(diameters, weights, clumped, nuclei, areas)`` of the objects in one normalised tile (module docs):
+    one entry per object of at least ``MIN_AREA`` px, ``nuclei`` the number of nuclei it stands for (1, or
+    a clump's area over one nucleus's), ``weights`` that times its contrast above the threshold."""
     from scipy import ndimage as ndi
 
     a = ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0)
     t = _threshold(a)
     lab, n = ndi.label(_fill_holes(a > t))
     if not n:
-        return np.zeros(0), np.zeros(0), np.zeros(0, bool)
+        return np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0), np.zeros(0)
     flat = lab.ravel()
     area = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
     contrast = np.maximum(np.bincount(flat, weights=a.ravel(), minlength=n + 1)[1:] / area - t, 0.0)
@@ -134,12 +135,12 @@ def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     single = area <= CLUMP * np.pi * radius ** 2
     diam = np.where(single, np.sqrt(4.0 * area / np.pi), CLUMP_DIAMETER * 2.0 * radius)
     nuclei = np.where(single, 1.0, area / (np.pi * (diam / 2.0) ** 2))
-    return diam, nuclei * contrast, ~single
+    return diam, nuclei * contrast, ~single, nuclei, area
 
 
-def objects(image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(diameters, weights, clumped)`` of the nuclei of a 2-D image (numpy or lazy), pooled over the
-    tiles of a large one (:func:`_tiles`); see the module docs."""
+def objects(image) -> tuple[np.ndarray, ...]:
+    """``(diameters, weights, clumped, nuclei, areas)`` of the objects of a 2-D image (numpy or lazy), pooled
+    over the tiles of a large one (:func:`_tiles`); see the module docs and :func:`_tile_objects`."""
     from concurrent.futures import ThreadPoolExecutor
 
     from cellxfer.counter.model import Normalization
@@ -159,19 +160,24 @@ def objects(image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             parts.extend(pool.map(measure, corners[i:i + GROUP]))
             if sum(len(p[0]) for p in parts) >= ENOUGH_BLOBS:
                 break
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
 
 
 @dataclass(frozen=True)
 class Estimate:
     """``diameter`` in pixels (None when no nucleus stands out), ``blobs`` the number of objects it rests
-    on, ``spread`` the weighted 75th / 25th percentile ratio of their diameters (1: all alike) and
-    ``clumped`` the weighted share of nuclei measured inside clumps (both None without an estimate)."""
+    on, ``spread`` the weighted 75th / 25th percentile ratio of their diameters (1: all alike),
+    ``clumped`` the weighted share of nuclei measured inside clumps, ``nuclei`` how many nuclei the
+    objects stand for (a count independent of any model; None when only some tiles of a large image were
+    measured) and ``saturated`` the share of foreground pixels at the image's maximum value, when that
+    maximum is shared by many pixels (None for a lazy slide). All but ``blobs`` None without an estimate."""
 
     diameter: float | None
     blobs: int
     spread: float | None = None
     clumped: float | None = None
+    nuclei: float | None = None
+    saturated: float | None = None
 
 
 def estimate_diameter(image: np.ndarray) -> Estimate:
@@ -179,11 +185,21 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
     img = _as_image(image)
     if img.ndim != 2 or min(img.shape) < 8:
         return Estimate(None, 0)
-    diam, weight, clumped = objects(img)
+    diam, weight, clumped, nuclei, area = objects(img)
     if len(diam) < MIN_BLOBS or weight.sum() <= 0:
         return Estimate(None, len(diam))
     q25, q50, q75 = (_weighted_quantile(diam, weight, q) for q in (0.25, 0.5, 0.75))
-    return Estimate(q50, int(len(diam)), q75 / q25, float(weight[clumped].sum() / weight.sum()))
+    whole = len(_tiles(img.shape)) == 1
+    return Estimate(q50, int(len(diam)), q75 / q25, float(weight[clumped].sum() / weight.sum()),
+                    float(nuclei.sum()) if whole else None, _saturated(img, area.sum()) if whole else None)
+
+
+def _saturated(image: np.ndarray, foreground: float) -> float:
+    """Share of ``foreground`` pixels (their number) at the image's maximum value: a clipped camera or an
+    8-bit conversion that burnt the brightest nuclei flat. 0 when the maximum is a few pixels' alone."""
+    top = image.max()
+    n = float(np.count_nonzero(image == top))
+    return 0.0 if n < MIN_AREA or foreground <= 0 else min(1.0, n / foreground)
 
 
 def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
@@ -261,12 +277,14 @@ class DiameterPolicy:
         model_diameter = getattr(meta, "diameter", None)
         if self.mode == "off" or not model_diameter:
             return Scaled(_as_image(image), 1.0, 1.0, None)
-        d = self.pixels if self.mode == "fixed" else estimate_diameter(image).diameter
+        est = estimate_diameter(image) if self.mode == "auto" else None
+        d = self.pixels if self.mode == "fixed" else est.diameter
         if d is None:  # nothing blob-like (e.g. an empty field): count it as it is
-            return Scaled(_as_image(image), 1.0, 1.0, None)
+            return Scaled(_as_image(image), 1.0, 1.0, None, est)
         seen = None if head_of(meta).fixed_scale else getattr(meta, "diameter_range", None)
         target = min(max(d, seen[0]), seen[1]) if seen else model_diameter
-        return resize_to(image, target / d, d)
+        factor = target / d
+        return replace(resize_to(image, factor, d), estimate=est, clipped=not MIN_FACTOR <= factor <= MAX_FACTOR)
 
 
 @dataclass(frozen=True)
@@ -278,6 +296,8 @@ class Scaled:
     sy: float
     sx: float
     diameter: float | None
+    estimate: Estimate | None = None  # the measurement that decided it (``--diameter auto``)
+    clipped: bool = False  # the factor wanted lay outside [MIN_FACTOR, MAX_FACTOR]: nuclei stay outside the range
 
     @property
     def factor(self) -> float:

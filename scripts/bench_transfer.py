@@ -25,6 +25,17 @@ supervised / finetune / dacs rows with nuclei images for each N. Runs resume whe
 reported within 4 px of the border with no annotated centre within 10 px. Counts use the model's
 default ``--diameter`` policy, exactly as ``cellxfer count`` does.
 
+``--multi-source MODEL [MODEL ...]`` is the many-microscope table (issue 25): each model counts, exactly as
+``cellxfer count`` does (default ``--diameter auto``), the ``--part`` (val or test) of dsb2018-fluo
+(:func:`cellxfer.evaluate.split.stratified_split_ids`), grouped by image size (which tracks the microscope),
+and the IDCIA 90; per group: mean absolute % error per image, total counted / true, localisation F1 at half
+the true median diameter (IDCIA: 7 px), the scale estimate's median error against dsb2018-fluo's
+``per_image.tsv`` and the share within 25%; and how well the ``qc`` flag finds bad counts (the share of
+images off by more than 25% that are flagged, and of those within 10%). ``--resize`` adds the per-image
+change of the count when every image is resized 0.5x and 2x. Writes a plot beside the JSON.
+
+    .venv/bin/python scripts/bench_transfer.py --work runs/transfer --multi-source cellxfer/models/default_counter.safetensors --part val --resize
+
 Writes ``WORK/transfer-<name>.json`` and ``.md`` (``--name``, default from the rows asked) and prints
 the tables.
 """
@@ -41,10 +52,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import IDCIA, REPO, on_signal, on_signal_mask  # noqa: E402  (the scripts' shared module)
+from benchlib import DATA, IDCIA, REPO, on_signal, on_signal_mask  # noqa: E402  (the scripts' shared module)
 SYNTHS = ("synhc", "nuclei")
 STYLIZERS = ("none", "histogram", "fda")
 NUCLEI_SET = ("diameter=6:16",)  # the nuclei synthesizer at IDCIA-like scale (scale is left to --diameter)
+DSB = DATA / "dsb2018-fluo"
 
 
 # -- rows ------------------------------------------------------------------------------------------------
@@ -185,6 +197,159 @@ def _counter(model: Path):
     return lambda image, points=False: count_plan(runner, plan_image(image, meta, policy), 16, points=points)
 
 
+# -- many sources -----------------------------------------------------------------------------------------
+def _counted(model: Path):
+    """``count(image) -> (count, points, qc, estimate)`` exactly as ``cellxfer count`` (torch engine, default
+    --diameter; qc as the counts CSV's column)."""
+    from cellxfer.count.parts import count_plan, plan_image
+    from cellxfer.count.qc import RULES, ScaleInfo
+    from cellxfer.counter.model import load_counter
+    from cellxfer.counter.windows import torch_runner
+    from cellxfer.scale import DiameterPolicy
+
+    net, meta = load_counter(model)
+    runner, policy = torch_runner(net), DiameterPolicy.parse(None, meta.diameter)
+
+    def count(image):
+        plan = plan_image(image, meta, policy)
+        res = count_plan(runner, plan, 16, points=True)
+        info = ScaleInfo.of(plan.scaled)
+        return res.count, res.points, RULES.label(res.count, info), info.estimate
+    return count
+
+
+def source_groups(part: str, idcia: Path) -> list[tuple[str, Path, list[str], dict]]:
+    """``(name, root, ids, true diameters by id)`` per image-size group of dsb2018-fluo's ``part`` (groups of
+    fewer than 5 images pooled as ``other``), then the IDCIA 90 (no diameter truth: {})."""
+    import csv
+
+    from cellxfer.evaluate.split import stratified_split_ids
+    from cellxfer.train.data import labelled_ids
+
+    groups = []
+    if DSB.is_dir():
+        split = stratified_split_ids(DSB)
+        truth = {r["image"].rsplit(".", 1)[0]: float(r["median_diam_px"])
+                 for r in csv.DictReader(open(DSB / "per_image.tsv"), delimiter="\t")}
+        by: dict[str, list[str]] = {}
+        for id_ in split[part]:
+            by.setdefault(split["groups"][id_], []).append(id_)
+        small = sorted(i for k, v in by.items() if len(v) < 5 for i in v)
+        for key in sorted((k for k, v in by.items() if len(v) >= 5), key=lambda k: -len(by[k])):
+            groups.append((f"dsb2018-fluo {key}", DSB, sorted(by[key]), truth))
+        if small:
+            groups.append(("dsb2018-fluo other sizes", DSB, small, truth))
+    if idcia.is_dir():
+        groups.append(("IDCIA 90", idcia, labelled_ids(idcia, role="multi-source")[1], {}))
+    return groups
+
+
+def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool) -> dict:
+    """Per-image results of one group (see :func:`multi_source`)."""
+    from cellxfer.dataset import CellDataset
+    from cellxfer.density.match import match_points
+
+    ds, per = CellDataset(root), []
+    for id_ in ids:
+        s = ds[id_]
+        c, pts, qc, est = count(s.image)
+        d_true = truth.get(id_)
+        m = match_points(np.asarray(pts).reshape(-1, 2), s.points, radius=(d_true or 14.0) / 2)
+        row = {"id": id_, "true": int(len(s.points)), "pred": float(c), "qc": qc, "tp": m.tp, "n_pred": m.n_pred,
+               "diameter_true": d_true, "diameter_est": None if est is None else est.diameter}
+        if resize:
+            row["resized"] = {str(f): float(count(_resize(f)(s.image))[0]) for f in (0.5, 2.0)}
+        per.append(row)
+    return summarise(per)
+
+
+def summarise(per: list[dict]) -> dict:
+    t = np.array([r["true"] for r in per], float)
+    p = np.array([r["pred"] for r in per], float)
+    err = np.abs(p - t) / np.maximum(t, 1.0)
+    tp, n_pred = sum(r["tp"] for r in per), sum(r["n_pred"] for r in per)
+    prec, rec = tp / max(n_pred, 1), tp / max(t.sum(), 1)
+    out = {"images": len(per), "true_total": float(t.sum()), "mape": float(err.mean()), "median_ape": float(np.median(err)),
+           "total_ratio": float(p.sum() / max(t.sum(), 1)), "f1": float(2 * prec * rec / max(prec + rec, 1e-9)),
+           "flagged": float(np.mean([r["qc"] != "ok" for r in per])), "per_image": per}
+    ratios = [r["diameter_est"] / r["diameter_true"] for r in per if r["diameter_true"] and r["diameter_est"]]
+    if any(r["diameter_true"] for r in per):
+        n = sum(1 for r in per if r["diameter_true"])
+        out["scale_median_error"] = float(np.median(np.abs(np.log(ratios)))) if ratios else None
+        out["scale_within_25"] = float(sum(abs(x - 1) <= 0.25 for x in ratios) / n)
+    if per and "resized" in per[0]:
+        for f in ("0.5", "2.0"):
+            ch = np.array([abs(r["resized"][f] - r["pred"]) / max(r["pred"], 10.0) for r in per])
+            out[f"resize_{f}x_median_change"] = float(np.median(ch))
+            out[f"resize_{f}x_within_10"] = float(np.mean(ch <= 0.10))
+    return out
+
+
+def qc_rates(groups: dict) -> dict:
+    """How well the flag finds bad counts over every image of the table."""
+    per = [r for g in groups.values() for r in g["per_image"]]
+    err = np.array([abs(r["pred"] - r["true"]) / max(r["true"], 1) for r in per])
+    flag = np.array([r["qc"] != "ok" for r in per])
+    bad, good = err > 0.25, err <= 0.10
+    return {"images": len(per), "bad": int(bad.sum()), "good": int(good.sum()),
+            "bad_flagged": float(flag[bad].mean()) if bad.any() else None,
+            "good_flagged": float(flag[good].mean()) if good.any() else None,
+            "flagged": float(flag.mean())}
+
+
+def multi_source(models: list[Path], part: str, idcia: Path, resize: bool) -> dict:
+    out = {"part": part, "models": {}}
+    for model in models:
+        count = _counted(model)
+        groups = {name: score_group(count, root, ids, truth, resize) for name, root, ids, truth in source_groups(part, idcia)}
+        out["models"][str(model)] = {"groups": groups, "qc": qc_rates(groups)}
+    return out
+
+
+def multi_source_table(ms: dict) -> str:
+    out = [f"Part: {ms['part']}", "", "| model | source | images | mean abs % error | total ratio | F1 (half a diameter) | "
+           "scale within 25% | flagged | resize 0.5x / 2x: within 10% |", "|---|---|---|---|---|---|---|---|---|"]
+    for model, r in ms["models"].items():
+        for name, g in r["groups"].items():
+            sc = f"{100 * g['scale_within_25']:.0f}%" if "scale_within_25" in g else "-"
+            rs = (f"{100 * g['resize_0.5x_within_10']:.0f}% / {100 * g['resize_2.0x_within_10']:.0f}%"
+                  if "resize_0.5x_within_10" in g else "-")
+            out.append(f"| {Path(model).stem} | {name} | {g['images']} | {100 * g['mape']:.1f}% | {g['total_ratio']:.2f} | "
+                       f"{g['f1']:.3f} | {sc} | {100 * g['flagged']:.0f}% | {rs} |")
+    out += ["", "| model | images | off by > 25% | flagged of those | within 10% | flagged of those |", "|---|---|---|---|---|---|"]
+    for model, r in ms["models"].items():
+        q = r["qc"]
+        pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        out.append(f"| {Path(model).stem} | {q['images']} | {q['bad']} | {pct(q['bad_flagged'])} | {q['good']} | "
+                   f"{pct(q['good_flagged'])} |")
+    return "\n".join(out) + "\n"
+
+
+def multi_source_plot(ms: dict, path: Path) -> Path:
+    """Predicted against true count per image, one panel per model, one colour per source."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(ms["models"])
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4.6), squeeze=False)
+    for ax, (model, r) in zip(axes[0], ms["models"].items()):
+        top = 1.0
+        for name, g in r["groups"].items():
+            t = [x["true"] for x in g["per_image"]]
+            p = [x["pred"] for x in g["per_image"]]
+            top = max(top, max(t + p))
+            ax.scatter(t, p, s=10, alpha=0.7, label=f"{name} ({100 * g['mape']:.0f}%)")
+        ax.plot([0, top], [0, top], "k--", lw=0.8)
+        ax.set(xlabel="true count", ylabel="counted", title=Path(model).stem, xscale="symlog", yscale="symlog")
+        ax.legend(fontsize=7, title="source (mean abs % error)", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def border_false_positives(found: np.ndarray, truth: np.ndarray, shape, band: float = 4.0, clear: float = 10.0) -> np.ndarray:
     """(N, 2) found points within ``band`` px of the image border with no annotated centre within ``clear`` px."""
     h, w = shape
@@ -253,6 +418,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--invariance", type=Path, default=None, metavar="MODEL")
     ap.add_argument("--invariance-limit", type=int, default=None, help="first N images only")
     ap.add_argument("--part", default="test", choices=("test", "val"), help="val: choose recipes without reading test images")
+    ap.add_argument("--multi-source", nargs="*", type=Path, default=[], metavar="MODEL",
+                    help="count dsb2018-fluo's --part by source group and the IDCIA 90 with each MODEL")
+    ap.add_argument("--resize", action="store_true", help="with --multi-source: also count every image resized 0.5x and 2x")
     ap.add_argument("--steps", type=int, default=1500, help="optimizer steps per row (epochs follow from the images)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--synthetic-n", type=int, default=2000)
@@ -288,8 +456,8 @@ def main(argv=None) -> int:
         print(f"error: {args.idcia}: real IDCIA data not found", file=sys.stderr)
         return 2
     rows = all_rows(args)
-    if not rows and args.invariance is None:
-        print("error: nothing to do; give --rows, --grid, --few-label or --invariance", file=sys.stderr)
+    if not rows and args.invariance is None and not args.multi_source:
+        print("error: nothing to do; give --rows, --grid, --few-label, --invariance or --multi-source", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -303,9 +471,14 @@ def main(argv=None) -> int:
     if args.invariance is not None:
         result["invariance"] = invariance(args.invariance, args.idcia, args.invariance_limit)
         text += "\n" + invariance_table(result["invariance"])
+    name = args.name or ("-".join(slug(row_name(r)) for r in rows)[:80]
+                         or ("multi-source-" + args.part if args.multi_source else "invariance"))
+    if args.multi_source:
+        result["multi_source"] = multi_source(args.multi_source, args.part, args.idcia, args.resize)
+        text += "\n" + multi_source_table(result["multi_source"])
+        multi_source_plot(result["multi_source"], args.work / f"transfer-{name}.png")
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["load_after"] = os.getloadavg()
-    name = args.name or ("-".join(slug(row_name(r)) for r in rows)[:80] or "invariance")
     write_json(args.work / f"transfer-{name}.json", result)
     write_text(args.work / f"transfer-{name}.md", text)
     print(text)

@@ -71,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n-synthetic", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=None, help="default: about --steps optimizer steps")
     ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--val-every", type=int, default=None, help="epochs between validations (default: about 15 in the run)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -169,7 +170,7 @@ def train(args, real: Path | None, syn: Path | None, val: Path) -> Path:
     config = TrainConfig(regime=args.regime, out=args.work / f"run-{args.regime}", real=real, synthetic=syn, val=val, arch="density",
                          epochs=epochs, batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine",
                          sigma=args.sigma, count_weight=args.count_weight, norm_clip=args.norm_clip, ema=0.999,
-                         val_every=max(1, epochs // 15), seed=args.seed, resume=True, device=args.device,
+                         val_every=args.val_every or max(1, epochs // 15), seed=args.seed, resume=True, device=args.device,
                          extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": True}})
 
     def on_epoch(r):

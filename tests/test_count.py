@@ -15,6 +15,8 @@ from test_export import cli, tiny_counter  # noqa: E402
 from cellxfer.inputs import expand_inputs  # noqa: E402
 from cellxfer.count.table import COLUMNS  # noqa: E402
 
+QC_REASONS = {"ok", "no-nuclei", "scale-unsure", "outside-sizes", "crowded", "saturated", "disagrees"}
+
 WINDOW = 32
 
 
@@ -244,4 +246,7 @@ def test_default_model_is_shipped_and_counts(tmp_path, capsys):
     tifffile.imwrite(tmp_path / "slide.tif", blobs(256, 256, 40, 21))
     r = cli(["count", tmp_path / "slide.tif", "--out", tmp_path / "c.csv"], capsys)
     assert r.returncode == 0, r.stderr
-    assert float(read_csv(tmp_path / "c.csv")[0]["count"]) > 0
+    row = read_csv(tmp_path / "c.csv")[0]
+    assert float(row["count"]) > 0
+    assert row["qc"] and all(reason in QC_REASONS for reason in row["qc"].split(";"))  # measured: never 'unchecked'
+    assert "flagged (qc column)" in r.stdout

@@ -74,3 +74,42 @@ def test_the_same_nuclei_count_alike_at_another_magnification(shipped):
     assert base == pytest.approx(len(pts), rel=0.25)
     for f in (0.6, 2.0):
         assert _count(shipped, resize_to(image, f).image).count == pytest.approx(base, rel=0.15)
+
+
+def _textured(seed: int, diameter: float, size: int):
+    from cellxfer.synth.base import image_rng
+    from cellxfer.synth.nuclei import render
+    from cellxfer.synth.nuclei_config import NucleiConfig
+
+    cfg = NucleiConfig(size=size, diameter=(diameter, diameter), texture=(0.3, 0.3), nucleoli=0.5, coverage=(0.15, 0.15),
+                       debris=(0.0, 0.0), dim_fraction=(0.0, 0.0), defocus_fraction=(0.0, 0.0), elongation=(1.0, 1.3),
+                       overlap=(0.0, 0.0), brightness_sd=0.2, photons=(500.0, 500.0), dtype="uint16", saturation=0.0)
+    return render(cfg, None, image_rng(seed, 0))
+
+
+@pytest.mark.parametrize("diameter,size", [(30.0, 384), (60.0, 640)])
+def test_textured_large_nuclei_are_counted_once_each(shipped, diameter, size):
+    """Issue 25: textured nuclei with nucleoli (U2OS-like, 27 px) were read as 4 px blobs, the image enlarged,
+    and each nucleus counted 8-12 times. Resized to the model's sizes, each is counted once."""
+    for seed in range(2):
+        image, points = _textured(seed, diameter, size)
+        got = _count(shipped, image).count
+        assert got == pytest.approx(len(points), rel=0.2), (diameter, seed, got, len(points))
+
+
+def test_each_count_gets_a_trust_flag_and_a_saturated_field_is_flagged(shipped):
+    """The qc column's reasons (cellxfer.count.qc): a clean field is ok; the same field burnt flat is saturated."""
+    from cellxfer.count.qc import RULES, ScaleInfo
+    from cellxfer.count.parts import plan_image
+    from cellxfer.scale import DiameterPolicy
+
+    model, meta = shipped
+    image, _ = _textured(3, 20.0, 256)
+    policy = DiameterPolicy.parse(None, meta.diameter)
+    clean = plan_image(image, meta, policy)
+    assert RULES.label(_count(shipped, image).count, ScaleInfo.of(clean.scaled)) == "ok"
+    burnt = np.minimum(image, np.percentile(image, 90)).astype(image.dtype)
+    flagged = RULES.label(_count(shipped, burnt).count, ScaleInfo.of(plan_image(burnt, meta, policy).scaled))
+    assert "saturated" in flagged.split(";")
+    fixed = plan_image(image, meta, DiameterPolicy.parse("20", meta.diameter))
+    assert RULES.label(10.0, ScaleInfo.of(fixed.scaled)) == "unchecked"

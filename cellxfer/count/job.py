@@ -53,6 +53,7 @@ class CountResult:
     counts: dict[str, float] = field(default_factory=dict)  # this run's counts, by file
     skipped_done: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    flagged: dict[str, str] = field(default_factory=dict)  # this run's counts whose qc is not ok: file -> reasons
     not_images: list[tuple[Path, str]] = field(default_factory=list)
     startup_s: float = 0.0
     seconds: float = 0.0
@@ -455,6 +456,8 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict
 
+    from cellxfer.count.qc import OK, RULES, UNCHECKED, ScaleInfo
+
     t_start = time.perf_counter()
     model, meta, policy = _checked_model(config)
     files, not_images = expand_inputs(config.paths, recursive=config.recursive)
@@ -484,7 +487,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     labels: set[str] = set()
 
     def record(file: Path, count, points, ms: float, engine: str, error: BaseException | None,
-               scaled: tuple = (None, 1.0), density_map=None):
+               scaled=None, density_map=None):
         try:
             if error is None and file in point_files and not (points is None and file in stream):
                 write_points(point_files[file], np.asarray(points, dtype=np.float64).reshape(-1, 2))
@@ -493,9 +496,13 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         except OSError as exc:
             error = exc
         if error is None:
+            info = scaled or ScaleInfo()
+            qc = RULES.label(count, info)
             table.put(Row(str(file), count, engine, mhash, ms, diameter_mode=policy.label,
-                          diameter=scaled[0], scale=scaled[1]))
+                          diameter=info.diameter, scale=info.factor, qc=qc))
             result.counts[str(file)] = count
+            if qc not in (OK, UNCHECKED):
+                result.flagged[str(file)] = qc
             labels.add(engine)
         else:
             table.put(Row(str(file), None, engine, mhash, ms, "failed", _error_text(error)))

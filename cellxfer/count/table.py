@@ -5,7 +5,8 @@ Columns (:data:`COLUMNS`): ``file`` (absolute path), ``count`` (float, 3 decimal
 ``auto``, ``off`` or the pixels given), ``diameter`` (the image's nucleus diameter in pixels that set the
 rescaling, estimated or given; empty when not rescaled by policy or nothing blob-like was found), ``scale``
 (the resize factor applied before counting, 1 when none), ``elapsed_ms`` (decode + normalise + this
-image's share of the batched inference), ``status`` (``ok`` | ``failed``), ``error`` (one line).
+image's share of the batched inference), ``qc`` (the trust flag: ``ok``, ``unchecked`` or the reasons
+not to trust the count, :mod:`cellxfer.count.qc`), ``status`` (``ok`` | ``failed``), ``error`` (one line).
 Rows are sorted by file, so the CSV does not depend on completion order or on the executor.
 """
 
@@ -21,7 +22,10 @@ from pathlib import Path
 from cellxfer.atomic import write_text
 from cellxfer.errors import InputError
 
-COLUMNS = ("file", "count", "engine", "model_hash", "diameter_mode", "diameter", "scale", "elapsed_ms", "status", "error")
+COLUMNS = ("file", "count", "engine", "model_hash", "diameter_mode", "diameter", "scale", "elapsed_ms", "qc", "status",
+           "error")
+#: the columns of counts CSVs written before the ``qc`` flag existed (read with qc empty)
+COLUMNS_V2 = ("file", "count", "engine", "model_hash", "diameter_mode", "diameter", "scale", "elapsed_ms", "status", "error")
 #: the columns of counts CSVs written before ``--diameter`` existed (read as ``diameter_mode`` off)
 COLUMNS_V1 = ("file", "count", "engine", "model_hash", "elapsed_ms", "status", "error")
 
@@ -38,6 +42,7 @@ class Row:
     diameter_mode: str = "off"
     diameter: float | None = None
     scale: float = 1.0
+    qc: str = ""
 
     def cells(self) -> list[str]:
         d = asdict(self)
@@ -124,7 +129,7 @@ def read_counts(path: str | os.PathLike) -> list[Row]:
         warn(f"{path}: its last row is cut short ({last[:60]!r}, no final newline); that file is counted again")
         text = text[:text.rindex("\n") + 1]
     reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) not in (COLUMNS, COLUMNS_V1):
+    if tuple(reader.fieldnames or ()) not in (COLUMNS, COLUMNS_V2, COLUMNS_V1):
         raise InputError(f"{path}: not a cellxfer counts CSV (columns {','.join(reader.fieldnames or [])}); "
                          f"pass another --out, or --overwrite to replace it")
     rows = []
@@ -134,7 +139,7 @@ def read_counts(path: str | os.PathLike) -> list[Row]:
                             model_hash=r["model_hash"], elapsed_ms=float(r["elapsed_ms"] or 0), status=r["status"],
                             error=r["error"] or "", diameter_mode=r.get("diameter_mode") or "off",
                             diameter=float(r["diameter"]) if r.get("diameter") else None,
-                            scale=float(r.get("scale") or 1.0)))
+                            scale=float(r.get("scale") or 1.0), qc=r.get("qc") or ""))
         except (TypeError, ValueError):
             raise InputError(f"{path}: line {n} is malformed; fix it, or --overwrite to recount everything") from None
     return rows

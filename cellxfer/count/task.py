@@ -66,7 +66,7 @@ class FileOutcome:
     model_hash: str
     points: list | None = None  # [[x, y], ...] when asked (density models)
     error: str = ""  # set when this file failed (the worker and its engine are fine)
-    scaled: tuple | None = None  # (diameter, scale) when the image was measured/rescaled
+    scaled: object = None  # cellxfer.count.qc.ScaleInfo when the image was measured/rescaled
     parts: object = None  # a block of a slide: its cellxfer.count.parts.PartsOutcome (cellxfer.count.split)
     density_map: object = None  # cellxfer.count.parts.DensityMap (density models; at most MAP_SIDE a side)
 
@@ -104,6 +104,8 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
                        density_map=res.density_map)
 
 
-def _scale_info(scaled) -> tuple[float | None, float]:
-    """``(image nucleus diameter or None, resize factor)`` for the counts CSV."""
-    return (None, 1.0) if scaled is None else (scaled.diameter, scaled.factor)
+def _scale_info(scaled):
+    """The :class:`cellxfer.count.qc.ScaleInfo` of a :class:`cellxfer.scale.Scaled` (or None) for the counts CSV."""
+    from cellxfer.count.qc import ScaleInfo
+
+    return ScaleInfo.of(scaled)

@@ -101,6 +101,8 @@ def cellxfer_register_commands(app: typer.Typer):
         table.add_row("counted now", str(n_ok))
         table.add_row("already done (skipped)", str(result.skipped_done))
         table.add_row("failed", str(len(result.failed)))
+        table.add_row("flagged (qc column)", f"{len(result.flagged)} of {n_ok}" + (
+            f": {_reasons(result.flagged)}; check their overlays before trusting them" if result.flagged else ""))
         table.add_row("not images (skipped)", str(len(result.not_images)))
         if n_ok:
             values = list(result.counts.values())
@@ -109,7 +111,18 @@ def cellxfer_register_commands(app: typer.Typer):
         console.print(table)
         for path, why in result.not_images:
             err.print(f"skipped {path}: {why}")
+        if result.flagged:
+            err.print(f"warning: {len(result.flagged)} of {n_ok} counts flagged as unsure ({_reasons(result.flagged)}); "
+                      f"the qc column of {result.out} says which and why")
         if result.failed:
             raise SomeInputsFailed(result.failed, n_ok + len(result.failed),
                                    f"their rows in {result.out} say why; fix them and rerun the same command "
                                    f"(finished files are skipped)")
+
+
+def _reasons(flagged: dict) -> str:
+    """``crowded 3, disagrees 1``: how often each qc reason occurs among the flagged rows."""
+    from collections import Counter
+
+    tally = Counter(r for reasons in flagged.values() for r in reasons.split(";"))
+    return ", ".join(f"{r} {n}" for r, n in tally.most_common())

@@ -1,0 +1,89 @@
+"""The trust flag of a count: the counts CSV's ``qc`` column.
+
+A count is only as good as the scale it was made at and the kind of image it was made on. Every counted
+image is checked against the measurement that rescaled it (:class:`cellxfer.scale.Estimate`, made by
+``--diameter auto``) and gets ``ok`` or the reasons not to trust it, joined by ``;``:
+
+- ``no-nuclei``: nothing nucleus-like was found to measure, so the image was counted unscaled;
+- ``scale-unsure``: the nuclei found vary in size too much for one diameter to stand for them
+  (the weighted 75th / 25th percentile ratio above :attr:`QCRules.spread`);
+- ``outside-sizes``: the nuclei are too small or too large for the model even after the largest resize
+  (:data:`cellxfer.scale.MIN_FACTOR`, :data:`~cellxfer.scale.MAX_FACTOR`);
+- ``crowded``: most nuclei touch (share measured in clumps above :attr:`QCRules.clumped`): counts of
+  touching nuclei are the least certain;
+- ``saturated``: a share of the nuclei's pixels above :attr:`QCRules.saturated` sits at the image's
+  maximum value (clipped camera or conversion);
+- ``disagrees``: the model's count and the number of nuclei the segmentation stands for differ by more
+  than the factor :attr:`QCRules.disagree` either way (two independent readings of the image that
+  should agree: density the model reads unlike nuclei, or nuclei it does not see).
+
+With a fixed ``--diameter`` or ``--diameter off`` nothing is measured and the column says ``unchecked``.
+The thresholds were chosen on the validation part of dsb2018-fluo (``scripts/bench_transfer.py --qc``);
+how often the flag catches a bad count is in the docs' accuracy page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OK, UNCHECKED = "ok", "unchecked"
+
+
+@dataclass(frozen=True)
+class ScaleInfo:
+    """What the counts CSV and the flag need of an image's rescaling (picklable, for Dask workers):
+    ``diameter`` that set it (None: not rescaled), the resize ``factor``, the auto ``estimate``
+    (:class:`cellxfer.scale.Estimate`, None unless measured) and whether the factor was ``clipped``."""
+
+    diameter: float | None = None
+    factor: float = 1.0
+    estimate: object = None
+    clipped: bool = False
+
+    @classmethod
+    def of(cls, scaled) -> "ScaleInfo":
+        """From a :class:`cellxfer.scale.Scaled` (or None: counted as it is, nothing measured)."""
+        if scaled is None:
+            return cls()
+        return cls(scaled.diameter, scaled.factor, scaled.estimate, scaled.clipped)
+
+
+@dataclass(frozen=True)
+class QCRules:
+    """Thresholds of the flag (module docs)."""
+
+    spread: float = 2.0
+    clumped: float = 0.75
+    saturated: float = 0.1
+    disagree: float = 1.6
+
+    def reasons(self, count: float | None, info: ScaleInfo) -> list[str]:
+        """Why not to trust ``count`` (empty: nothing against it)."""
+        est = info.estimate
+        if est is None:
+            return []
+        if est.diameter is None:
+            return ["no-nuclei"]
+        out = []
+        if est.spread is not None and est.spread > self.spread:
+            out.append("scale-unsure")
+        if info.clipped:
+            out.append("outside-sizes")
+        if est.clumped is not None and est.clumped > self.clumped:
+            out.append("crowded")
+        if est.saturated is not None and est.saturated > self.saturated:
+            out.append("saturated")
+        if count is not None and est.nuclei is not None:
+            ratio = (count + 1.0) / (est.nuclei + 1.0)
+            if not 1.0 / self.disagree <= ratio <= self.disagree:
+                out.append("disagrees")
+        return out
+
+    def label(self, count: float | None, info: ScaleInfo) -> str:
+        """The ``qc`` column: ``ok``, ``unchecked`` (nothing measured) or the reasons joined by ``;``."""
+        if info.estimate is None:
+            return UNCHECKED
+        return ";".join(self.reasons(count, info)) or OK
+
+
+RULES = QCRules()

@@ -1,0 +1,41 @@
+"""The counts CSV's trust flag (:mod:`cellxfer.count.qc`): each reason fires on the measurement it reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from cellxfer.count.qc import QCRules, ScaleInfo
+from cellxfer.scale import Estimate
+
+
+def info(**kw) -> ScaleInfo:
+    est = dict(diameter=12.0, blobs=50, spread=1.3, clumped=0.1, nuclei=50.0, saturated=0.0) | kw
+    return ScaleInfo(12.0, 1.0, Estimate(**est))
+
+
+@pytest.mark.parametrize("kw,count,reason", [
+    ({}, 50.0, None),
+    ({"spread": 3.0}, 50.0, "scale-unsure"),
+    ({"clumped": 0.9}, 50.0, "crowded"),
+    ({"saturated": 0.5}, 50.0, "saturated"),
+    ({}, 300.0, "disagrees"),
+    ({}, 5.0, "disagrees"),
+    ({"diameter": None}, 0.0, "no-nuclei"),
+])
+def test_each_reason_fires_on_its_measurement(kw, count, reason):
+    label = QCRules().label(count, info(**kw))
+    assert label == (reason or "ok")
+
+
+def test_a_clipped_resize_says_the_nuclei_are_outside_the_model_sizes():
+    i = info()
+    assert QCRules().label(50.0, ScaleInfo(i.diameter, 8.0, i.estimate, clipped=True)) == "outside-sizes"
+
+
+def test_nothing_measured_is_unchecked_not_ok():
+    assert QCRules().label(50.0, ScaleInfo()) == "unchecked"
+    assert QCRules().label(50.0, ScaleInfo.of(None)) == "unchecked"
+
+
+def test_reasons_are_joined_in_one_cell():
+    assert QCRules().label(300.0, info(spread=3.0, saturated=0.5)) == "scale-unsure;saturated;disagrees"
