@@ -62,8 +62,6 @@ def cellxfer_register_commands(app: typer.Typer):
         diameter: Optional[str] = typer.Option(None, "--diameter", help="Nucleus diameter of the images: auto (estimated per image), PIXELS, or off; images are resized so their nuclei match the model's [default: auto when the model records its training diameter, else off]."),
     ):
         """Count cells in image files and folders; one CSV row per image."""
-        from rich.table import Table
-
         from cellxfer.console import err
         from cellxfer.console import out as console
         from cellxfer.count.job import CountConfig, run_count
@@ -94,26 +92,7 @@ def cellxfer_register_commands(app: typer.Typer):
             if late.cm is not None:
                 late.cm.__exit__(None, None, None)
         n_ok = len(result.counts)
-        rate = n_ok / max(result.seconds - result.startup_s, 1e-9) if n_ok else 0.0
-        table = Table(title=f"cellxfer count -> {result.out}", show_header=False)
-        table.add_row("engine", ", ".join(result.engines) or "-")
-        table.add_row("model hash", result.model_hash)
-        table.add_row("counted now", str(n_ok))
-        table.add_row("already done (skipped)", str(result.skipped_done))
-        table.add_row("failed", str(len(result.failed)))
-        table.add_row("flagged (qc column)", f"{len(result.flagged)} of {n_ok}" + (
-            f": {_reasons(result.flagged)}; check their overlays before trusting them" if result.flagged else ""))
-        table.add_row("not images (skipped)", str(len(result.not_images)))
-        if n_ok:
-            values = list(result.counts.values())
-            table.add_row("cells per image", f"mean {sum(values) / n_ok:.1f}, min {min(values):.1f}, max {max(values):.1f}")
-        table.add_row("time", f"{result.seconds:.2f} s (start-up {result.startup_s:.2f} s), {rate:.2f} images/s")
-        console.print(table)
-        for path, why in result.not_images:
-            err.print(f"skipped {path}: {why}")
-        if result.flagged:
-            err.print(f"warning: {len(result.flagged)} of {n_ok} counts flagged as unsure ({_reasons(result.flagged)}); "
-                      f"the qc column of {result.out} says which and why")
+        _summary(result, console, err)
         if result.failed:
             raise SomeInputsFailed(result.failed, n_ok + len(result.failed),
                                    f"their rows in {result.out} say why; fix them and rerun the same command "
@@ -126,3 +105,30 @@ def _reasons(flagged: dict) -> str:
 
     tally = Counter(r for reasons in flagged.values() for r in reasons.split(";"))
     return ", ".join(f"{r} {n}" for r, n in tally.most_common())
+
+
+def _summary(result, console, err) -> None:
+    """The table ``count`` prints at the end, and one line per skipped file and about flagged counts."""
+    from rich.table import Table
+
+    n_ok = len(result.counts)
+    rate = n_ok / max(result.seconds - result.startup_s, 1e-9) if n_ok else 0.0
+    table = Table(title=f"cellxfer count -> {result.out}", show_header=False)
+    table.add_row("engine", ", ".join(result.engines) or "-")
+    table.add_row("model hash", result.model_hash)
+    table.add_row("counted now", str(n_ok))
+    table.add_row("already done (skipped)", str(result.skipped_done))
+    table.add_row("failed", str(len(result.failed)))
+    table.add_row("flagged (qc column)", f"{len(result.flagged)} of {n_ok}" + (
+        f": {_reasons(result.flagged)}; check their overlays before trusting them" if result.flagged else ""))
+    table.add_row("not images (skipped)", str(len(result.not_images)))
+    if n_ok:
+        values = list(result.counts.values())
+        table.add_row("cells per image", f"mean {sum(values) / n_ok:.1f}, min {min(values):.1f}, max {max(values):.1f}")
+    table.add_row("time", f"{result.seconds:.2f} s (start-up {result.startup_s:.2f} s), {rate:.2f} images/s")
+    console.print(table)
+    for path, why in result.not_images:
+        err.print(f"skipped {path}: {why}")
+    if result.flagged:
+        err.print(f"warning: {len(result.flagged)} of {n_ok} counts flagged as unsure ({_reasons(result.flagged)}); "
+                  f"the qc column of {result.out} says which and why")
