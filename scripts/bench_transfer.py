@@ -199,12 +199,12 @@ def _counter(model: Path):
 
 # -- many sources -----------------------------------------------------------------------------------------
 def _counted(model: Path):
-    """``count(image) -> (count, points, qc, estimate)`` exactly as ``cellxfer count`` (torch engine, default
+    """``count(image) -> (count, points, qc, ScaleInfo)`` exactly as ``cellxfer count`` (torch engine, default
     --diameter; qc as the counts CSV's column)."""
     from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.count.qc import RULES, ScaleInfo
     from cellxfer.counter.model import load_counter
-    from cellxfer.counter.windows import torch_runner
+    from cellxfer.counter.model import torch_runner
     from cellxfer.scale import DiameterPolicy
 
     net, meta = load_counter(model)
@@ -214,7 +214,7 @@ def _counted(model: Path):
         plan = plan_image(image, meta, policy)
         res = count_plan(runner, plan, 16, points=True)
         info = ScaleInfo.of(plan.scaled)
-        return res.count, res.points, RULES.label(res.count, info), info.estimate
+        return res.count, res.points, RULES.label(res.count, info), info
     return count
 
 
@@ -252,12 +252,14 @@ def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool) ->
     ds, per = CellDataset(root), []
     for id_ in ids:
         s = ds[id_]
-        c, pts, qc, est = count(s.image)
+        c, pts, qc, info = count(s.image)
+        est = info.estimate
         d_true = truth.get(id_)
         m = match_points(np.asarray(pts).reshape(-1, 2), s.points, radius=(d_true or 14.0) / 2)
         row = {"id": id_, "true": int(len(s.points)), "pred": float(c), "qc": qc, "tp": m.tp, "n_pred": m.n_pred,
                "diameter_true": d_true, "diameter_est": None if est is None else est.diameter,
-               "estimate": None if est is None else {k: getattr(est, k) for k in ("spread", "clumped", "nuclei", "saturated")}}
+               "estimate": None if est is None else {k: getattr(est, k) for k in ("spread", "clumped", "nuclei", "saturated")},
+               "clipped": info.clipped}
         if resize:
             row["resized"] = {str(f): float(count(_resize(f)(s.image))[0]) for f in (0.5, 2.0)}
         per.append(row)
@@ -298,12 +300,34 @@ def qc_rates(groups: dict) -> dict:
             "flagged": float(flag.mean())}
 
 
+def qc_sweep(groups: dict) -> list[dict]:
+    """Hit rates of the flag for a grid of :class:`cellxfer.count.qc.QCRules` thresholds, recomputed from each
+    image's stored measurement (how the shipped thresholds were chosen, on the validation part)."""
+    import itertools
+
+    from cellxfer.count.qc import QCRules, ScaleInfo
+    from cellxfer.scale import Estimate
+
+    per = [r for g in groups.values() for r in g["per_image"]]
+    err = np.array([abs(r["pred"] - r["true"]) / max(r["true"], 1) for r in per])
+    infos = [ScaleInfo(r["diameter_est"], 1.0, Estimate(r["diameter_est"], 0, **(r["estimate"] or {})), r.get("clipped", False))
+             for r in per]
+    out = []
+    for spread, clumped, disagree in itertools.product((1.6, 1.8, 2.0, 2.5), (0.5, 0.6, 0.75, 1.01), (1.2, 1.3, 1.4, 1.6, 2.0)):
+        rules = QCRules(spread=spread, clumped=clumped, disagree=disagree)
+        flag = np.array([rules.label(r["pred"], i) != "ok" for r, i in zip(per, infos)])
+        out.append({"spread": spread, "clumped": clumped, "disagree": disagree,
+                    "bad_flagged": float(flag[err > 0.25].mean()) if (err > 0.25).any() else None,
+                    "good_flagged": float(flag[err <= 0.10].mean()) if (err <= 0.10).any() else None})
+    return out
+
+
 def multi_source(models: list[Path], part: str, idcia: Path, resize: bool) -> dict:
     out = {"part": part, "models": {}}
     for model in models:
         count = _counted(model)
         groups = {name: score_group(count, root, ids, truth, resize) for name, root, ids, truth in source_groups(part, idcia)}
-        out["models"][str(model)] = {"groups": groups, "qc": qc_rates(groups)}
+        out["models"][str(model)] = {"groups": groups, "qc": qc_rates(groups), "qc_sweep": qc_sweep(groups)}
     return out
 
 
