@@ -5,8 +5,14 @@
    and with texture and nucleoli off: the median estimate / the nominal diameter.
 2. Real IDCIA images: the estimate, and its ratio after resizing the image 2x and 0.5x (scale covariance).
 3. Seconds per IDCIA image (one process, median).
+4. ``--dsb PART``: dsb2018-fluo (many microscopes) against its true median nucleus diameters
+   (``per_image.tsv``), per image-size group of the part (``trainval``: the training + validation parts the
+   estimator was chosen on; ``test``; ``all``) of :func:`cellxfer.evaluate.split.stratified_split_ids`: the share
+   within 25% and the median ratio. ``--split FILE`` reads the split's ids from a JSON written by an earlier run
+   (so an older checkout, put first on ``PYTHONPATH``, is measured on the same images: its estimator side by side).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/scale_check.py --images 12 --out runs/scale_check.json
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/scale_check.py --dsb trainval --images 0 --per 0 --out docs/scale_dsb_trainval.json
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import IDCIA, REPO  # noqa: E402  (the scripts' shared module)
+from benchlib import DATA, IDCIA, REPO  # noqa: E402  (the scripts' shared module)
+
+DSB = DATA / "dsb2018-fluo"
 
 
 def synthetic_rows(per: int) -> list[dict]:
@@ -57,15 +65,58 @@ def real_rows(n: int) -> dict:
     return {"images": out, "seconds_per_image_median": float(np.median(seconds))}
 
 
+def dsb_rows(part: str, split_file: Path | None) -> dict:
+    """The estimate against dsb2018-fluo's true median diameters, per image-size group (module docs, 4)."""
+    import csv
+
+    from PIL import Image
+
+    from cellxfer.scale import estimate_diameter
+
+    if split_file is not None:
+        split = json.loads(split_file.read_text())
+    else:
+        from cellxfer.evaluate.split import stratified_split_ids
+
+        split = stratified_split_ids(DSB)
+    ids = set({"trainval": split["train"] + split["val"], "test": split["test"],
+               "all": split["train"] + split["val"] + split["test"]}[part])
+    groups: dict[str, list[float]] = {}
+    per = []
+    for r in csv.DictReader(open(DSB / "per_image.tsv"), delimiter="\t"):
+        id_ = r["image"].rsplit(".", 1)[0]
+        if id_ not in ids:
+            continue
+        d = estimate_diameter(np.asarray(Image.open(DSB / "images" / r["image"]))).diameter
+        ratio = float("nan") if d is None else d / float(r["median_diam_px"])
+        groups.setdefault(f"{r['W']}x{r['H']}", []).append(ratio)
+        per.append({"id": id_, "true": float(r["median_diam_px"]), "estimate": d})
+    table = {}
+    for key, v in sorted(groups.items(), key=lambda kv: -len(kv[1])) + [("all", [x for v in groups.values() for x in v])]:
+        v = np.array(v)
+        table[key] = {"images": len(v), "within_25": float(np.mean(np.abs(v - 1) <= 0.25)),
+                      "median_ratio": float(np.nanmedian(v)) if np.isfinite(v).any() else None,
+                      "no_estimate": int(np.isnan(v).sum())}
+    return {"part": part, "split": {k: split[k] for k in ("train", "val", "test")}, "groups": table, "images": per}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--images", type=int, default=12, help="IDCIA images (every 8th)")
     ap.add_argument("--per", type=int, default=8, help="synthetic images per diameter")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "scale_check.json")
+    ap.add_argument("--dsb", choices=("trainval", "test", "all"), default=None, help="also measure dsb2018-fluo's part")
+    ap.add_argument("--split", type=Path, default=None, help="with --dsb: the split ids from an earlier run's JSON")
     args = ap.parse_args(argv)
-    result = {"command": " ".join(sys.argv), "load_before": os.getloadavg(), "synthetic": synthetic_rows(args.per)}
-    if IDCIA.is_dir():
+    result = {"command": " ".join(sys.argv), "load_before": os.getloadavg(),
+              "synthetic": synthetic_rows(args.per) if args.per else []}
+    if IDCIA.is_dir() and args.images:
         result["idcia"] = real_rows(args.images)
+    if args.dsb:
+        result["dsb2018_fluo"] = dsb_rows(args.dsb, args.split)
+        for key, g in result["dsb2018_fluo"]["groups"].items():
+            print(f"dsb2018-fluo {args.dsb} {key}: {g['images']} images, {100 * g['within_25']:.1f}% within 25% of the "
+                  f"true median diameter, median ratio {g['median_ratio']}")
     result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
