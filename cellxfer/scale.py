@@ -81,16 +81,17 @@ def _tiles(shape) -> list[tuple[int, int]]:
 
 def _threshold(a: np.ndarray) -> float:
     """Foreground threshold of a normalised, smoothed image in [0, 1] (from its 256-bin histogram): Otsu's,
-    raised to the background mode plus ``NOISE_K`` SDs of the values below the mode (the background's
-    noise, unmoved by nuclei)."""
+    raised to the background mode (the most common level below Otsu's) plus ``NOISE_K`` SDs of the values
+    below the mode (the background's noise, unmoved by nuclei)."""
     h = np.bincount(np.minimum((a * 256).astype(np.intp), 255).ravel(), minlength=256).astype(np.float64)
     c = (np.arange(256) + 0.5) / 256
     w0 = np.cumsum(h)
     w1 = w0[-1] - w0
     s0 = np.cumsum(h * c)
     between = w0 * w1 * (s0 / np.maximum(w0, 1) - (s0[-1] - s0) / np.maximum(w1, 1)) ** 2
-    otsu = float(c[np.argmax(between)])
-    m = int(np.argmax(h))
+    k = int(np.argmax(between))
+    otsu = float(c[k])
+    m = int(np.argmax(h[:k + 1]))  # the background's mode (below Otsu's level: a saturated plateau is no background)
     dark = h[:m]
     sd = float(np.sqrt((dark * (c[:m] - c[m]) ** 2).sum() / dark.sum())) if dark.sum() > 100 else 0.0
     return max(float(c[m]) + OTSU_SHARE * (otsu - float(c[m])), float(c[m]) + NOISE_K * sd)
