@@ -52,10 +52,10 @@ class ScaleInfo:
 class QCRules:
     """Thresholds of the flag (module docs)."""
 
-    spread: float = 1.8
+    spread: float = 2.0
     clumped: float = 0.75
     saturated: float = 0.1
-    disagree: float = 1.3
+    disagree: float = 1.4
 
     def reasons(self, count: float | None, info: ScaleInfo) -> list[str]:
         """Why not to trust ``count`` (empty: nothing against it)."""
