@@ -190,9 +190,12 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
     if len(diam) < MIN_BLOBS or weight.sum() <= 0:
         return Estimate(None, len(diam))
     q25, q50, q75 = (_weighted_quantile(diam, weight, q) for q in (0.25, 0.5, 0.75))
+    from cellxfer.lazy import is_lazy
+
     whole = len(_tiles(img.shape)) == 1
     return Estimate(q50, int(len(diam)), q75 / q25, float(weight[clumped].sum() / weight.sum()),
-                    float(nuclei.sum()) if whole else None, _saturated(img, area.sum()) if whole else None)
+                    float(nuclei.sum()) if whole else None,
+                    _saturated(img, area.sum()) if whole and not is_lazy(img) else None)
 
 
 def _saturated(image: np.ndarray, foreground: float) -> float:
