@@ -107,10 +107,16 @@ class DaskExecutor:
                              f"(tcp://HOST:8786) or use local:N") from None
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 0) -> Iterator[tuple[Any, Any]]:
+        import logging
+
         distributed = import_distributed()
         items = list(items)
         if not items:
             return
+        # A Ctrl-C inside distributed's sync() leaves a cancel callback on the client's event loop that fails
+        # with a NameError (distributed.utils.sync), which tornado logs with a traceback on the loop's thread,
+        # at any moment around the KeyboardInterrupt; errors that matter reach this process through the futures.
+        logging.getLogger("tornado.application").setLevel(logging.CRITICAL)
         client, cluster = self.connect(workers)
         try:
             from cellxfer.imageio import carry_plane_options
