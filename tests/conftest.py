@@ -65,3 +65,49 @@ def idcia_dir() -> Path:
     if not IDCIA.is_dir():
         pytest.skip(f"real IDCIA data not found at {IDCIA}")
     return IDCIA
+
+
+#: what `synth` says on Ctrl-C (the one stderr line the interrupt tests expect)
+SYNTH_INTERRUPTED = ("interrupted: finished images are in --out; rerun the same command to make the rest "
+                     "(finished ones are checked and kept)")
+
+
+def interrupt_synth(out: Path, how: list[str], wait_s: float = 60) -> tuple[int, str]:
+    """Start `cellxfer synth --n 5000 --size 64 HOW --out OUT` in its own process group, send SIGINT to the whole
+    group (what a terminal's Ctrl-C does) once 5 images are written, and return ``(exit status, stderr)``."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "cellxfer", "synth", "--n", "5000", "--size", "64", *how,
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + wait_s
+        while not (out / "images").is_dir() or len(os.listdir(out / "images")) < 5:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, stderr
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory):
+    """A tiny trained translator (1 step on one 32 px pair): ``translator.safetensors`` of its run."""
+    from cellxfer.cli import main
+
+    root = tmp_path_factory.mktemp("tr")
+    for args in (["synth-pairs", "--n", "1", "--size", "32", "--cell-size", "8", "-o", root / "pairs"],
+                 ["train-translate", "--pairs", root / "pairs", "-o", root / "run", "--steps", "1", "--size", "32",
+                  "--ngf", "4", "--ndf", "4", "--num-downs", "5"]):
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in args])
+        assert exc.value.code == 0
+    return root / "run" / "translator.safetensors"
+

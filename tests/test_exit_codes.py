@@ -95,31 +95,12 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(monkeypatch, tmp_path, caps
 def test_ctrl_c_of_a_real_synth_run_with_workers(tmp_path):
     """SIGINT to the whole process group (what a terminal's Ctrl-C does): the parent says one line, the
     workers print no tracebacks, and the finished images are there for the rerun."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+    from conftest import SYNTH_INTERRUPTED, interrupt_synth
 
     out = tmp_path / "syn"
-    proc = subprocess.Popen([sys.executable, "-m", "cellxfer", "synth", "--n", "5000", "--size", "64", "--workers", "2",
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 60
-        while not (out / "images").is_dir() or len(os.listdir(out / "images")) < 5:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stderr
-    assert [ln for ln in stderr.splitlines() if ln.strip()] == [
-        "interrupted: finished images are in --out; rerun the same command to make the rest "
-        "(finished ones are checked and kept)"]
+    code, stderr = interrupt_synth(out, ["--workers", "2"])
+    assert code == 130, stderr
+    assert [ln for ln in stderr.splitlines() if ln.strip()] == [SYNTH_INTERRUPTED]
     assert len(list((out / "images").glob("*.tif"))) >= 5
 
 

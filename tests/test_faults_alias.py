@@ -77,20 +77,6 @@ def test_no_predictions_files_in_the_repository_root():
     assert not sorted(root.glob("*-predictions.csv"))
 
 
-@pytest.fixture(scope="module")
-def translator(tmp_path_factory):
-    from cellxfer.cli import main
-
-    root = tmp_path_factory.mktemp("tr")
-    for args in (["synth-pairs", "--n", "1", "--size", "32", "--cell-size", "8", "-o", root / "pairs"],
-                 ["train-translate", "--pairs", root / "pairs", "-o", root / "run", "--steps", "1", "--size", "32",
-                  "--ngf", "4", "--ndf", "4", "--num-downs", "5"]):
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        assert exc.value.code == 0
-    return root / "run" / "translator.safetensors"
-
-
 def test_translate_never_replaces_its_input(tmp_path, capsys, translator):
     folder = tmp_path / "dir"
     folder.mkdir()

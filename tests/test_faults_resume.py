@@ -72,20 +72,6 @@ def test_split_field_rerun_rewrites_a_damaged_crop(tmp_path, capsys):
     assert _tree(tmp_path / "split") == before
 
 
-@pytest.fixture(scope="module")
-def translator(tmp_path_factory):
-    from cellxfer.cli import main
-
-    root = tmp_path_factory.mktemp("tr")
-    for args in (["synth-pairs", "--n", "1", "--size", "32", "--cell-size", "8", "-o", root / "pairs"],
-                 ["train-translate", "--pairs", root / "pairs", "-o", root / "run", "--steps", "1", "--size", "32",
-                  "--ngf", "4", "--ndf", "4", "--num-downs", "5"]):
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        assert exc.value.code == 0
-    return root / "run" / "translator.safetensors"
-
-
 def test_translate_resume_redoes_a_damaged_translation(tmp_path, capsys, translator):
     (tmp_path / "in").mkdir()
     for k in range(3):

@@ -94,30 +94,11 @@ def test_ctrl_c_under_a_local_dask_cluster_is_one_line(tmp_path):
     """SIGINT to the process group of `synth --scheduler local:2`: the one `interrupted` line, exit 130,
     no worker tracebacks or distributed log lines (there were 4-6 tracebacks first)."""
     pytest.importorskip("distributed")
-    import os
-    import signal
-    import subprocess
-    import sys
+    from conftest import SYNTH_INTERRUPTED, interrupt_synth
 
-    out = tmp_path / "syn"
-    proc = subprocess.Popen([sys.executable, "-m", "cellxfer", "synth", "--n", "5000", "--size", "64", "--scheduler",
-                             "local:2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "images").is_dir() or len(os.listdir(out / "images")) < 5:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stderr
-    assert [ln for ln in stderr.splitlines() if ln.strip()] == [
-        "interrupted: finished images are in --out; rerun the same command to make the rest "
-        "(finished ones are checked and kept)"]
+    code, stderr = interrupt_synth(tmp_path / "syn", ["--scheduler", "local:2"], wait_s=120)
+    assert code == 130, stderr
+    assert [ln for ln in stderr.splitlines() if ln.strip()] == [SYNTH_INTERRUPTED]
 
 
 @pytest.mark.parametrize("args,want", [
