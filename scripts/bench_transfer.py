@@ -52,11 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import DATA, IDCIA, REPO, on_signal, on_signal_mask  # noqa: E402  (the scripts' shared module)
+from benchlib import DSB, IDCIA, REPO, dsb_table, on_signal, on_signal_mask  # noqa: E402  (the scripts' shared module)
 SYNTHS = ("synhc", "nuclei")
 STYLIZERS = ("none", "histogram", "fda")
 NUCLEI_SET = ("diameter=6:16",)  # the nuclei synthesizer at IDCIA-like scale (scale is left to --diameter)
-DSB = DATA / "dsb2018-fluo"
 
 
 # -- rows ------------------------------------------------------------------------------------------------
@@ -186,51 +185,33 @@ VARIANTS = {
 
 
 def _counter(model: Path):
-    """``count(image) -> Counted`` exactly as ``cellxfer count`` (torch engine, default --diameter)."""
+    """``count(image, points=False) -> (Counted, ScaleInfo)`` exactly as ``cellxfer count`` (torch engine, default
+    --diameter): the count and how the image was rescaled (``RULES.label(count, info)`` is its qc column)."""
     from cellxfer.count.parts import count_plan, plan_image
-    from cellxfer.counter.model import load_counter
-    from cellxfer.counter.model import torch_runner
-    from cellxfer.scale import DiameterPolicy
-
-    net, meta = load_counter(model)
-    runner, policy = torch_runner(net), DiameterPolicy.parse(None, meta.diameter)
-    return lambda image, points=False: count_plan(runner, plan_image(image, meta, policy), 16, points=points)
-
-
-# -- many sources -----------------------------------------------------------------------------------------
-def _counted(model: Path):
-    """``count(image) -> (count, points, qc, ScaleInfo)`` exactly as ``cellxfer count`` (torch engine, default
-    --diameter; qc as the counts CSV's column)."""
-    from cellxfer.count.parts import count_plan, plan_image
-    from cellxfer.count.qc import RULES, ScaleInfo
-    from cellxfer.counter.model import load_counter
-    from cellxfer.counter.model import torch_runner
+    from cellxfer.count.qc import ScaleInfo
+    from cellxfer.counter.model import load_counter, torch_runner
     from cellxfer.scale import DiameterPolicy
 
     net, meta = load_counter(model)
     runner, policy = torch_runner(net), DiameterPolicy.parse(None, meta.diameter)
 
-    def count(image):
+    def count(image, points=False):
         plan = plan_image(image, meta, policy)
-        res = count_plan(runner, plan, 16, points=True)
-        info = ScaleInfo.of(plan.scaled)
-        return res.count, res.points, RULES.label(res.count, info), info
+        return count_plan(runner, plan, 16, points=points), ScaleInfo.of(plan.scaled)
     return count
 
 
+# -- many sources -----------------------------------------------------------------------------------------
 def source_groups(part: str, idcia: Path) -> list[tuple[str, Path, list[str], dict]]:
     """``(name, root, ids, true diameters by id)`` per image-size group of dsb2018-fluo's ``part`` (groups of
     fewer than 5 images pooled as ``other``), then the IDCIA 90 (no diameter truth: {})."""
-    import csv
-
     from cellxfer.evaluate.split import stratified_split_ids
     from cellxfer.train.data import labelled_ids
 
     groups = []
     if DSB.is_dir():
         split = stratified_split_ids(DSB)
-        truth = {r["image"].rsplit(".", 1)[0]: float(r["median_diam_px"])
-                 for r in csv.DictReader(open(DSB / "per_image.tsv"), delimiter="\t")}
+        truth = {r["id"]: r["diameter"] for r in dsb_table()}
         by: dict[str, list[str]] = {}
         for id_ in split[part]:
             by.setdefault(split["groups"][id_], []).append(id_)
@@ -246,13 +227,15 @@ def source_groups(part: str, idcia: Path) -> list[tuple[str, Path, list[str], di
 
 def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool) -> dict:
     """Per-image results of one group (see :func:`multi_source`)."""
+    from cellxfer.count.qc import RULES
     from cellxfer.dataset import CellDataset
     from cellxfer.density.match import match_points
 
     ds, per = CellDataset(root), []
     for id_ in ids:
         s = ds[id_]
-        c, pts, qc, info = count(s.image)
+        res, info = count(s.image, points=True)
+        c, pts, qc = res.count, res.points, RULES.label(res.count, info)
         est = info.estimate
         d_true = truth.get(id_)
         m = match_points(np.asarray(pts).reshape(-1, 2), s.points, radius=(d_true or 14.0) / 2)
@@ -261,7 +244,7 @@ def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool) ->
                "estimate": None if est is None else {k: getattr(est, k) for k in ("spread", "clumped", "nuclei", "saturated")},
                "clipped": info.clipped}
         if resize:
-            row["resized"] = {str(f): float(count(_resize(f)(s.image))[0]) for f in (0.5, 2.0)}
+            row["resized"] = {str(f): float(count(_resize(f)(s.image))[0].count) for f in (0.5, 2.0)}
         per.append(row)
     return summarise(per)
 
@@ -325,7 +308,7 @@ def qc_sweep(groups: dict) -> list[dict]:
 def multi_source(models: list[Path], part: str, idcia: Path, resize: bool) -> dict:
     out = {"part": part, "models": {}}
     for model in models:
-        count = _counted(model)
+        count = _counter(model)
         groups = {name: score_group(count, root, ids, truth, resize) for name, root, ids, truth in source_groups(part, idcia)}
         out["models"][str(model)] = {"groups": groups, "qc": qc_rates(groups), "qc_sweep": qc_sweep(groups)}
     return out
@@ -395,7 +378,7 @@ def invariance(model: Path, data: Path, limit: int | None) -> dict:
     border, on_mask, n_border = 0, 0, 0
     for id_ in ids:
         s = ds[id_]
-        res = count(s.image, points=True)
+        res = count(s.image, points=True)[0]
         base[id_] = res.count
         if res.points is not None:
             unmarked = border_false_positives(res.points, s.points, s.image.shape)
@@ -403,10 +386,10 @@ def invariance(model: Path, data: Path, limit: int | None) -> dict:
             on_mask += int(on_signal(on_signal_mask(s.image), unmarked).sum())
             n_border += 1
         for name, fn in VARIANTS.items():
-            per[name][id_] = count(fn(s.image)).count
+            per[name][id_] = count(fn(s.image))[0].count
     rng = np.random.default_rng(0)
-    noise = [count(np.clip(rng.normal(10, 3, (600, 800)), 0, 255).astype(np.uint8)).count for _ in range(5)]
-    noise += [count(rng.poisson(5.0, (600, 800)).astype(np.uint16)).count for _ in range(5)]
+    noise = [count(np.clip(rng.normal(10, 3, (600, 800)), 0, 255).astype(np.uint8))[0].count for _ in range(5)]
+    noise += [count(rng.poisson(5.0, (600, 800)).astype(np.uint16))[0].count for _ in range(5)]
     b = np.array([base[i] for i in ids])
     table = {}
     for name in VARIANTS:

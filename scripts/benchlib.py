@@ -22,6 +22,18 @@ DATA = Path(os.environ.get("CELLXFER_DATA") or REPO.parent / "shared" / "data")
 IDCIA = DATA / "idcia-dapi-95"
 ISL = DATA / "isl-condition-blue"
 CC0_DAPI = DATA / "cellprofiler-examplehuman" / "AS_09125_050116030001_D03f00d0.tif"
+DSB = DATA / "dsb2018-fluo"
+
+
+def dsb_table() -> list[dict]:
+    """dsb2018-fluo's ``per_image.tsv``, one dict per image: ``id`` (file stem), ``file``, ``width``, ``height``,
+    ``count`` and ``diameter`` (the true median nucleus diameter of its masks, px)."""
+    import csv
+
+    with open(DSB / "per_image.tsv") as f:
+        return [{"id": r["image"].rsplit(".", 1)[0], "file": r["image"], "width": int(r["W"]), "height": int(r["H"]),
+                 "count": int(r["count"]), "diameter": float(r["median_diam_px"])}
+                for r in csv.DictReader(f, delimiter="\t")]
 
 
 def make_split(work: Path) -> dict:

@@ -22,7 +22,6 @@ Usage: ``python scripts/nuclei_sheet.py [--out docs/nuclei_sheet.png] [--seed 0]
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -34,9 +33,7 @@ from cellxfer.synth import nuclei
 from cellxfer.synth.base import image_rng
 from cellxfer.synth.nuclei_config import NucleiConfig
 
-from benchlib import DATA  # noqa: E402  (the scripts' shared module: $CELLXFER_DATA or ../shared/data)
-
-DSB = DATA / "dsb2018-fluo"
+from benchlib import DSB, dsb_table  # noqa: E402  (the scripts' shared module: $CELLXFER_DATA or ../shared/data)
 GAP, COLS = 4, 4
 # (dsb2018-fluo image id prefix, show at this scale, NucleiConfig settings of the rendered twin)
 STYLES = [
@@ -84,8 +81,7 @@ def real(prefix: str, side: int) -> tuple[np.ndarray, float, str]:
     """A ``side`` square of a dsb2018-fluo image, centred on the median of its nuclei; its diameter."""
     path = next((DSB / "images").glob(f"{prefix}*.png"))
     image = np.asarray(Image.open(path))
-    with open(DSB / "per_image.tsv") as f:
-        diam = next(float(r["median_diam_px"]) for r in csv.DictReader(f, delimiter="\t") if r["image"] == path.name)
+    diam = next(r["diameter"] for r in dsb_table() if r["file"] == path.name)
     pts = np.loadtxt(DSB / "ground_truth" / f"{path.stem}.csv", delimiter=",", skiprows=1, ndmin=2)
     h, w = image.shape
     cx, cy = np.median(pts, axis=0)
@@ -157,12 +153,10 @@ def image_stats(image: np.ndarray, points: np.ndarray, diameter: float) -> dict:
 
 def compare_stats(n: int, seed: int) -> dict:
     """Percentiles of :func:`image_stats` over every third dsb2018-fluo image and ``n`` rendered 8-bit images."""
-    with open(DSB / "per_image.tsv") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))[::3]
     real = []
-    for r in rows:
-        pts = np.loadtxt(DSB / "ground_truth" / f"{Path(r['image']).stem}.csv", delimiter=",", skiprows=1, ndmin=2)
-        real.append(image_stats(np.asarray(Image.open(DSB / "images" / r["image"])), pts, float(r["median_diam_px"])))
+    for r in dsb_table()[::3]:
+        pts = np.loadtxt(DSB / "ground_truth" / f"{r['id']}.csv", delimiter=",", skiprows=1, ndmin=2)
+        real.append(image_stats(np.asarray(Image.open(DSB / "images" / r["file"])), pts, r["diameter"]))
     cfg = NucleiConfig(dtype="uint8")
     rendered = []
     for i in range(n):

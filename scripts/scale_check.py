@@ -26,9 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import DATA, IDCIA, REPO  # noqa: E402  (the scripts' shared module)
-
-DSB = DATA / "dsb2018-fluo"
+from benchlib import DSB, IDCIA, REPO, dsb_table  # noqa: E402  (the scripts' shared module)
 
 
 def synthetic_rows(per: int) -> list[dict]:
@@ -67,8 +65,6 @@ def real_rows(n: int) -> dict:
 
 def dsb_rows(part: str, split_file: Path | None) -> dict:
     """The estimate against dsb2018-fluo's true median diameters, per image-size group (module docs, 4)."""
-    import csv
-
     from PIL import Image
 
     from cellxfer.scale import estimate_diameter
@@ -83,14 +79,13 @@ def dsb_rows(part: str, split_file: Path | None) -> dict:
                "all": split["train"] + split["val"] + split["test"]}[part])
     groups: dict[str, list[float]] = {}
     per = []
-    for r in csv.DictReader(open(DSB / "per_image.tsv"), delimiter="\t"):
-        id_ = r["image"].rsplit(".", 1)[0]
-        if id_ not in ids:
+    for r in dsb_table():
+        if r["id"] not in ids:
             continue
-        d = estimate_diameter(np.asarray(Image.open(DSB / "images" / r["image"]))).diameter
-        ratio = float("nan") if d is None else d / float(r["median_diam_px"])
-        groups.setdefault(f"{r['W']}x{r['H']}", []).append(ratio)
-        per.append({"id": id_, "true": float(r["median_diam_px"]), "estimate": d})
+        d = estimate_diameter(np.asarray(Image.open(DSB / "images" / r["file"]))).diameter
+        ratio = float("nan") if d is None else d / r["diameter"]
+        groups.setdefault(f"{r['width']}x{r['height']}", []).append(ratio)
+        per.append({"id": r["id"], "true": r["diameter"], "estimate": d})
     table = {}
     for key, v in sorted(groups.items(), key=lambda kv: -len(kv[1])) + [("all", [x for v in groups.values() for x in v])]:
         v = np.array(v)

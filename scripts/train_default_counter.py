@@ -218,9 +218,9 @@ def main(argv=None) -> int:
         print(f"{args.out}: {args.remeasure}'s weights, nucleus diameter {scale['diameter']} px, range {scale['diameter_range']}")
         return 0
     t0 = time.perf_counter()
-    real = real_sets(args) if args.regime != "synthetic" else (real_sets(args) if args.real.is_dir() else None)
-    if real is None:
+    if not args.real.is_dir():  # every regime chooses its checkpoints on --real's validation part
         raise SystemExit(f"error: {args.real}: the validation images are chosen on come from --real; give it")
+    real = real_sets(args)
     syn = synthetic_set(args) if args.regime != "supervised" else None
     print(f"data ready ({time.perf_counter() - t0:.0f} s)", flush=True)
     run = train(args, real["train"] if args.regime != "synthetic" else None, syn, real["val"])

@@ -35,7 +35,8 @@ from cellxfer.errors import DiskFull
 from cellxfer.counter.head import head_of
 from cellxfer.count.table import CountsTable, Row
 from cellxfer.count.task import (  # noqa: F401 - one image in one process (also used by count.split)
-    FileOutcome, FileTask, _error_text, _scale_info, count_file, prepare, task_runner)
+    FileOutcome, FileTask, _error_text, count_file, prepare, task_runner)
+from cellxfer.count.qc import OK, RULES, UNCHECKED, ScaleInfo
 
 if TYPE_CHECKING:
     from cellxfer.count.parts import ImagePlan  # noqa: F401
@@ -280,7 +281,7 @@ def _count_locally(config: CountConfig, model: Path, todo: list[Path], overlays:
             if isinstance(res, BaseException):
                 record(file, None, None, ms, runner.label, res)
                 continue
-            record(file, res.count, res.points, ms, runner.label, None, _scale_info(prep.scaled), res.density_map)
+            record(file, res.count, res.points, ms, runner.label, None, ScaleInfo.of(prep.scaled), res.density_map)
             if file in overlays:
                 overlay_jobs.append((file, overlay_pool.submit(write_overlay, overlays[file], prep.image, res,
                                                                prep.image_step)))
@@ -339,7 +340,7 @@ def _count_on_dask(config: CountConfig, model: Path, todo: list[Path], overlays:
                 record(file, None, None, slide.ms, outcome.engine, exc)
                 continue
             if res is not None:
-                record(file, res.count, res.points, slide.ms, outcome.engine, None, _scale_info(slide.plan.scaled),
+                record(file, res.count, res.points, slide.ms, outcome.engine, None, ScaleInfo.of(slide.plan.scaled),
                        res.density_map)
     return startup
 
@@ -456,7 +457,6 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict
 
-    from cellxfer.count.qc import OK, RULES, UNCHECKED, ScaleInfo
 
     t_start = time.perf_counter()
     model, meta, policy = _checked_model(config)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cellxfer.count.qc import ScaleInfo
 from cellxfer.counter.head import head_of
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class FileOutcome:
     model_hash: str
     points: list | None = None  # [[x, y], ...] when asked (density models)
     error: str = ""  # set when this file failed (the worker and its engine are fine)
-    scaled: object = None  # cellxfer.count.qc.ScaleInfo when the image was measured/rescaled
+    scaled: ScaleInfo | None = None  # how the image was measured and rescaled
     parts: object = None  # a block of a slide: its cellxfer.count.parts.PartsOutcome (cellxfer.count.split)
     density_map: object = None  # cellxfer.count.parts.DensityMap (density models; at most MAP_SIDE a side)
 
@@ -100,12 +101,6 @@ def count_file(task: FileTask, file: Path, overlay: Path | None = None, points: 
 
         write_overlay(overlay, prep.image, res, prep.image_step)
     return FileOutcome(res.count, (time.perf_counter() - t0) * 1e3, runner.label, runner.model_hash,
-                       None if res.points is None else res.points.tolist(), scaled=_scale_info(prep.scaled),
+                       None if res.points is None else res.points.tolist(), scaled=ScaleInfo.of(prep.scaled),
                        density_map=res.density_map)
 
-
-def _scale_info(scaled):
-    """The :class:`cellxfer.count.qc.ScaleInfo` of a :class:`cellxfer.scale.Scaled` (or None) for the counts CSV."""
-    from cellxfer.count.qc import ScaleInfo
-
-    return ScaleInfo.of(scaled)
