@@ -97,17 +97,21 @@ def interrupt_synth(out: Path, how: list[str], wait_s: float = 60) -> tuple[int,
     return proc.returncode, stderr
 
 
-@pytest.fixture(scope="module")
-def translator(tmp_path_factory):
-    """A tiny trained translator (1 step on one 32 px pair): ``translator.safetensors`` of its run."""
+def tiny_translator(root: Path, n_pairs: int = 1) -> tuple[Path, Path]:
+    """Train a tiny translator one step on ``n_pairs`` synthetic 32 px pairs under ``root``:
+    ``(translator.safetensors, the pairs folder)``."""
     from cellxfer.cli import main
 
-    root = tmp_path_factory.mktemp("tr")
-    for args in (["synth-pairs", "--n", "1", "--size", "32", "--cell-size", "8", "-o", root / "pairs"],
+    for args in (["synth-pairs", "--n", str(n_pairs), "--size", "32", "--cell-size", "8", "-o", root / "pairs"],
                  ["train-translate", "--pairs", root / "pairs", "-o", root / "run", "--steps", "1", "--size", "32",
                   "--ngf", "4", "--ndf", "4", "--num-downs", "5"]):
         with pytest.raises(SystemExit) as exc:
             main([str(a) for a in args])
-        assert exc.value.code == 0
-    return root / "run" / "translator.safetensors"
+        assert exc.value.code == 0, args
+    return root / "run" / "translator.safetensors", root / "pairs"
 
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory):
+    """A tiny trained translator (1 step on one 32 px pair): ``translator.safetensors`` of its run."""
+    return tiny_translator(tmp_path_factory.mktemp("tr"))[0]

@@ -52,16 +52,9 @@ def test_count_of_a_jpeg_says_to_convert_it_not_to_recurse(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory):
-    from cellxfer.cli import main
+    from conftest import tiny_translator
 
-    root = tmp_path_factory.mktemp("tr")
-    for args in (["synth-pairs", "--n", "3", "--size", "32", "--cell-size", "8", "-o", root / "pairs"],
-                 ["train-translate", "--pairs", root / "pairs", "-o", root / "run", "--steps", "1", "--size", "32",
-                  "--ngf", "4", "--ndf", "4", "--num-downs", "5"]):
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        assert exc.value.code == 0
-    return root / "run" / "translator.safetensors", root / "pairs"
+    return tiny_translator(tmp_path_factory.mktemp("tr"), n_pairs=3)
 
 
 def test_a_translator_given_as_a_counter_is_called_a_translator(tmp_path, capsys, translator):

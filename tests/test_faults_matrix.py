@@ -183,17 +183,9 @@ def command_options(name: str) -> set[str]:
 @pytest.fixture(scope="module")
 def translator_and_pairs(tmp_path_factory):
     """A tiny translator trained one step on two synthetic pairs (built once for the module)."""
-    from cellxfer.cli import main
+    from conftest import tiny_translator
 
-    root = tmp_path_factory.mktemp("translator")
-
-    for args in (["synth-pairs", "--n", "2", "--size", "32", "--cell-size", "8", "-o", root / "pairs"],
-                 ["train-translate", "--pairs", root / "pairs", "-o", root / "run", "--steps", "1", "--size", "32",
-                  "--ngf", "4", "--ndf", "4", "--num-downs", "5"]):
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        assert exc.value.code == 0, args
-    return root / "run" / "translator.safetensors", root / "pairs"
+    return tiny_translator(tmp_path_factory.mktemp("translator"), n_pairs=2)
 
 
 def labelled(root: Path, ids=("a", "b")) -> Path:

@@ -224,7 +224,6 @@ def test_an_option_out_of_range_is_one_line_exit_2(command, param, data, capsys)
 def inputs(tmp_path_factory):
     """Tiny inputs for every role a command reads (the fault matrix's, smaller): images, a labelled
     dataset, the shipped counter, a translator trained one step on two pairs."""
-    from cellxfer.cli import main
     from cellxfer.commands import Inputs
     from cellxfer.engines.base import default_model
 
@@ -240,14 +239,11 @@ def inputs(tmp_path_factory):
         tifffile.imwrite(root / "images" / f"{k}.tif", img)
         tifffile.imwrite(ds / "images" / f"{k}.tif", img)
         (ds / "points" / f"{k}.csv").write_text("x,y\n12,12\n22,32\n")
-    for args in (["synth-pairs", "--n", "2", "--size", "32", "--cell-size", "8", "-o", root / "pairs"],
-                 ["train-translate", "--pairs", root / "pairs", "-o", root / "run", "--steps", "1", "--size", "32",
-                  "--ngf", "4", "--ndf", "4", "--num-downs", "5"]):
-        with pytest.raises(SystemExit) as exc:
-            main([str(a) for a in args])
-        assert exc.value.code == 0, args
-    return Inputs(images=root / "images", dataset=ds, model=default_model(), translator=root / "run" / "translator.safetensors",
-                  pairs=root / "pairs", out=root / "out")
+    from conftest import tiny_translator
+
+    translator, pairs = tiny_translator(root, n_pairs=2)
+    return Inputs(images=root / "images", dataset=ds, model=default_model(), translator=translator,
+                  pairs=pairs, out=root / "out")
 
 
 #: options whose in-range values are not drawn on the command line, and why (the config test draws them)
