@@ -115,3 +115,21 @@ def tiny_translator(root: Path, n_pairs: int = 1) -> tuple[Path, Path]:
 def translator(tmp_path_factory):
     """A tiny trained translator (1 step on one 32 px pair): ``translator.safetensors`` of its run."""
     return tiny_translator(tmp_path_factory.mktemp("tr"))[0]
+
+
+def small_disk(where: Path, size: str, request) -> Path:
+    """Mount a tmpfs of ``size`` (e.g. ``4k``) at the new folder ``where`` for this test (unmounted after it), or
+    skip the test where that is not possible (not root, not Linux): a full disk to write to."""
+    import subprocess
+
+    where.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("cannot mount a tmpfs here")
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10))
+    return where
+

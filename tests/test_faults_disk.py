@@ -5,7 +5,6 @@ with writes that raise ENOSPC (always) and on a real 64 KB tmpfs where one can b
 from __future__ import annotations
 
 import errno
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -63,19 +62,11 @@ def test_an_oserror_28_without_a_file_name_is_exit_2_not_an_internal_error(capsy
 
 
 @pytest.fixture
-def tiny_disk(tmp_path):
+def tiny_disk(tmp_path, request):
     """A 64 KB tmpfs (root on Linux only; else the test is skipped)."""
-    where = tmp_path / "tiny"
-    where.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True,
-                              timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        pytest.skip("cannot mount a tmpfs here")
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root?)")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+    from conftest import small_disk
+
+    return small_disk(tmp_path / "tiny", "64k", request)
 
 
 def _commands(data: Path, tiny: Path, image: Path) -> dict:

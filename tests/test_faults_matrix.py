@@ -280,17 +280,9 @@ def _an_input(tmp: Path, spec: CommandSpec, inputs: dict) -> Path:
 
 def _full_disk(where: Path, request) -> None:
     """Mount a 4 KB tmpfs at ``where`` for this test (unmounted after it), or skip where that is not possible."""
-    import subprocess
+    from conftest import small_disk
 
-    where.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(where)], capture_output=True,
-                              timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        pytest.skip("cannot mount a tmpfs here")
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root?)")
-    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10))
+    small_disk(where, "4k", request)
 
 
 def _snapshot(tmp: Path) -> dict:
