@@ -63,7 +63,7 @@ class Normalization:
 
         h, w = image.shape
         step = max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE))))
-        lo, hi = np.percentile(np.asarray(strided_sample(image, step), dtype=np.float32), (self.low, self.high))
+        lo, hi = percentiles(strided_sample(image, step), (self.low, self.high))
         span = float(hi - lo)
         if self.min_snr is not None:  # noise of every k-th whole row (a lazy image: read in bands)
             rows = max(1, -(-h * w // self.SAMPLE))
@@ -80,6 +80,34 @@ class Normalization:
     def apply(self, image: np.ndarray) -> np.ndarray:
         """2-D (H, W) any dtype -> float32 (H, W)."""
         return self.apply_levels(image, self.levels(image))
+
+
+def percentiles(values, q) -> "np.ndarray":
+    """``np.percentile(values as float32, q)`` (float64, the default linear method) for a tuple ``q``; an
+    unsigned image of up to 16 bits from its histogram: the same numbers, found by counting instead of a
+    partial sort of a float32 copy (an 800 x 600 uint8 image: about 1 ms instead of 5)."""
+    import numpy as np
+
+    a = np.asarray(values)
+    if a.dtype not in (np.uint8, np.uint16) or a.size == 0:
+        return np.percentile(np.asarray(a, dtype=np.float32), q)
+    cum = np.cumsum(np.bincount(a.ravel()))
+    n = a.size
+    # numpy's linear method, step by step: virtual index (n - 1) q, its floor and the next order statistic
+    # (both the last one at or past it, both the first below 0), their values, and _lerp's two formulas
+    virtual = (n - 1) * np.true_divide(q, 100)
+    below = np.floor(virtual)
+    below[virtual >= n - 1] = -1
+    below[virtual < 0] = 0
+    below = below.astype(np.intp)
+    above = np.where((below == -1) | (virtual < 0), below, below + 1)
+    gamma = virtual - below
+    lo = np.searchsorted(cum, np.where(below < 0, n - 1, below), side="right").astype(np.float32)
+    hi = np.searchsorted(cum, np.where(above < 0, n - 1, above), side="right").astype(np.float32)
+    step = hi - lo
+    out = lo + step * gamma
+    np.subtract(hi, step * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
 
 
 def robust_sd(values: np.ndarray) -> float:

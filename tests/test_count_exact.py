@@ -1,0 +1,114 @@
+"""The count pipeline's fast paths give exactly the numbers of the plain numpy calls they replace: the
+normalisation percentiles from a histogram, the density map's block sums, the estimate's threshold
+histogram, and ONNX Runtime run a few inputs at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_percentiles_of_an_unsigned_image_equal_numpys(dtype):
+    from cellxfer.counter.model import percentiles
+
+    rng = np.random.default_rng(0)
+    qs = [(0.5, 99.5), (0.5, 99.9), (0.0, 100.0), (50.0,), (1e-9, 99.99999)]
+    top = np.iinfo(dtype).max
+    for size in (1, 2, 3, 7, 100, 4099, 60_000):
+        for high in (1, 200, top):
+            a = rng.integers(0, high + 1, size).astype(dtype)
+            for arr in (a, np.sort(a), a.reshape(1, -1)):
+                for q in qs:
+                    want = np.percentile(np.asarray(arr, dtype=np.float32), q)
+                    got = percentiles(arr, q)
+                    assert got.dtype == want.dtype and np.array_equal(got, want), (dtype, size, high, q, got, want)
+
+
+def test_percentiles_of_other_images_are_numpys():
+    from cellxfer.counter.model import percentiles
+
+    a = np.random.default_rng(1).normal(size=(40, 50)).astype(np.float32)
+    assert np.array_equal(percentiles(a, (0.5, 99.5)), np.percentile(a, (0.5, 99.5)))
+    b = np.arange(-50, 50, dtype=np.int16)
+    assert np.array_equal(percentiles(b, (0.5, 99.5)), np.percentile(b.astype(np.float32), (0.5, 99.5)))
+
+
+def test_density_map_block_sums_equal_reduceat():
+    """Blocks of 1-8 pixels, crops at any offset and size (cut blocks at both ends): the map and the returned
+    sum are bit for bit those of np.add.reduceat along x, then y."""
+    from cellxfer.count.parts import DensityMap
+
+    rng = np.random.default_rng(2)
+    for trial in range(200):
+        h_img, w_img = (int(v) for v in rng.integers(1, 1500, 2))
+        block = int(rng.integers(1, 9))
+        got, want = DensityMap.for_shape((h_img, w_img), block), DensityMap.for_shape((h_img, w_img), block)
+        for _ in range(3):
+            y0, x0 = int(rng.integers(0, h_img)), int(rng.integers(0, w_img))
+            h, w = min(int(rng.integers(1, h_img - y0 + 1)), 300), min(int(rng.integers(1, w_img - x0 + 1)), 300)
+            crop = rng.random((h, w), dtype=np.float32) * np.float32(0.03)
+            edges = [np.r_[0, np.arange(-(-(o + 1) // block) * block, o + n, block) - o]
+                     for o, n in ((x0, w), (y0, h))]
+            sums = np.add.reduceat(np.add.reduceat(crop, edges[0], axis=1, dtype=np.float64), edges[1], axis=0)
+            want.counts[y0 // block:y0 // block + sums.shape[0], x0 // block:x0 // block + sums.shape[1]] += sums
+            assert got.add(crop, y0, x0) == float(sums.sum()), (trial, block, y0, x0, h, w)
+        assert np.array_equal(got.counts, want.counts)
+
+
+def test_threshold_histogram_bins_as_before():
+    """The estimate's 256-bin histogram (bin min(floor(256 a), 255)) on values at the bin edges, at 1 and
+    just above it (Gaussian smoothing may overshoot 1 by a rounding error), and at 0."""
+    from cellxfer.scale import _threshold
+
+    def threshold_intp(a):  # the threshold as first written: the bins through an intp array
+        h = np.bincount(np.minimum((a * 256).astype(np.intp), 255).ravel(), minlength=256).astype(np.float64)
+        c = (np.arange(256) + 0.5) / 256
+        w0 = np.cumsum(h)
+        w1 = w0[-1] - w0
+        s0 = np.cumsum(h * c)
+        k = int(np.argmax(w0 * w1 * (s0 / np.maximum(w0, 1) - (s0[-1] - s0) / np.maximum(w1, 1)) ** 2))
+        m = int(np.argmax(h[:k + 1]))
+        dark = h[:m]
+        sd = float(np.sqrt((dark * (c[:m] - c[m]) ** 2).sum() / dark.sum())) if dark.sum() > 100 else 0.0
+        return max(float(c[m]) + (float(c[k]) - float(c[m])), float(c[m]) + 5.0 * sd)
+
+    rng = np.random.default_rng(3)
+    edges = np.arange(257, dtype=np.float32) / 256
+    special = np.concatenate([edges, np.nextafter(edges, np.float32(0)), np.nextafter(edges, np.float32(2)),
+                              np.float32([0, 1, 1.0000001, 1.5])]).astype(np.float32)
+    for _ in range(20):
+        a = np.concatenate([rng.beta(0.5, 3, 4000).astype(np.float32), rng.choice(special, 500)])
+        a = a.reshape(50, -1)
+        assert _threshold(a) == threshold_intp(a)
+
+
+def test_onnx_cpu_runs_a_batch_in_chunks_with_the_outputs_of_one_run(monkeypatch):
+    """The onnx engine runs a CPU batch a few inputs at a time (cache-sized); each input's output is the one
+    a single run of the whole batch gives."""
+    pytest.importorskip("onnxruntime")
+    from cellxfer.engines import onnx_engine
+    from cellxfer.engines.base import default_model, load_runner
+
+    model = default_model().with_suffix(".onnx")
+    x = np.random.default_rng(4).random((5, 1, 64, 64), dtype=np.float32)
+    whole = load_runner(model, "onnx", device="cpu", threads=1)(x)
+    runs = []
+
+    class Recorded:  # the session, recording the inputs of each run
+        def __init__(self, sess):
+            self.sess = sess
+
+        def __getattr__(self, name):
+            return getattr(self.sess, name)
+
+        def run(self, outputs, feed):
+            runs.append(len(next(iter(feed.values()))))
+            return self.sess.run(outputs, feed)
+
+    session = onnx_engine.session
+    monkeypatch.setattr(onnx_engine, "session", lambda *a, **k: Recorded(session(*a, **k)))
+    monkeypatch.setattr(onnx_engine, "CPU_CHUNK_VALUES", 2 * 64 * 64)  # 2 inputs a run
+    chunked = load_runner(model, "onnx", device="cpu", threads=1)(x)
+    assert runs == [2, 2, 1]
+    assert chunked.shape == whole.shape and np.array_equal(chunked, whole)
