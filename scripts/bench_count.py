@@ -13,8 +13,16 @@ It also times the whole CLI command (``cellxfer count FOLDER --engine onnx``, st
 ``PYTHONPATH=TREE``; its ``count_batched`` must take the same arguments), in turn with this one (before, after,
 before, ...), and prints each pair's ratio of the CLI command's seconds and of onnx's images/s.
 
+``--command-only`` times just the whole command, as a user runs it (``cellxfer count FOLDER --engine onnx``,
+``--diameter auto`` by default), ``--repeats`` times per version in turn: its wall seconds, its CPU seconds (user +
+system, which load from other processes inflates far less than the wall), the images/s its summary prints and
+that rate over StarDist's quoted 2.2 images/s, with the load average before each run; then one exact count per
+version (the worker, with the command's diameter policy and points): with ``--before``, whether every count,
+point, density map and diameter is the same to the last bit.
+
     .venv/bin/python scripts/bench_count.py                          # the shipped default counter
     .venv/bin/python scripts/bench_count.py --arch efficientnet_b0   # a random EfficientNet-B0 counter
+    .venv/bin/python scripts/bench_count.py --command-only --repeats 5 --before /tmp/before --out docs/X.json
 
 Writes ``--out`` (JSON) and prints a markdown table.
 """
@@ -22,6 +30,7 @@ Writes ``--out`` (JSON) and prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -38,6 +47,7 @@ from benchlib import IDCIA as _IDCIA, REPO, in_turn_ratios, tree_env  # noqa: E4
 
 IDCIA = _IDCIA / "images"
 CANDIDATES = (("torch", "cpu"), ("onnx", "cpu"), ("torch", "cuda"), ("onnx", "cuda"), ("trt", "cuda"))
+STARDIST_QUOTED = 2.2  # images/s, the figure the issues quote for StarDist on these images; not measured here
 
 
 def worker(args) -> None:
@@ -62,12 +72,24 @@ def worker(args) -> None:
     else:
         side = meta.window
     runner(np.zeros((1, meta.in_chans, side, side), np.float32))
+    policy = None
+    if args.diameter != "off":
+        from cellxfer.scale import DiameterPolicy
+
+        policy = DiameterPolicy.parse(args.diameter, meta.diameter, reach=meta.diameter_range)
+    exact = hashlib.sha256()
     t1 = time.perf_counter()
     counts = {}
-    for f, _, res, _ in count_batched(files, runner, batch_size=args.batch_size, workers=args.workers):
+    for f, plan, res, _ in count_batched(files, runner, batch_size=args.batch_size, workers=args.workers,
+                                         policy=policy, points=args.exact):
         if isinstance(res, BaseException):
             raise res
         counts[f.name] = res.count
+        if args.exact:  # every number the command could write, to the last bit
+            scaled = plan.scaled
+            for a in (res.points, res.region_counts, None if res.density_map is None else res.density_map.counts,
+                      None if scaled is None else np.array([scaled.sy, scaled.sx, scaled.diameter or np.nan])):
+                exact.update(b"-" if a is None else np.ascontiguousarray(a, dtype=np.float64).tobytes())
     run_s = time.perf_counter() - t1
     gpu_mb = None
     if args.device == "cuda":
@@ -77,13 +99,14 @@ def worker(args) -> None:
     print("RESULT " + json.dumps({"engine": runner.engine, "label": runner.label, "startup_s": startup, "run_s": run_s,
                                   "tree": str(Path(cellxfer.__file__).resolve().parents[1]),
                                   "n": len(counts), "counts": counts, "gpu_peak_mb": gpu_mb,
+                                  "exact_sha256": exact.hexdigest() if args.exact else None,
                                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def run_worker(args, engine: str, device: str, tree: Path | None = None) -> dict:
+def run_worker(args, engine: str, device: str, tree: Path | None = None, exact: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--_worker", "--engine", engine, "--device", device, "--model", str(args.model),
            "--data", str(args.data), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-           "--limit", str(args.limit)]
+           "--limit", str(args.limit), "--diameter", "auto" if exact else "off"] + (["--exact"] if exact else [])
     r = subprocess.run(cmd, capture_output=True, text=True, env=tree_env(tree or REPO), cwd=tempfile.gettempdir())
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if r.returncode != 0 or line is None:
@@ -94,16 +117,34 @@ def run_worker(args, engine: str, device: str, tree: Path | None = None) -> dict
     return res
 
 
-def cli_wall(args, tree: Path | None = None) -> float:
+def cli_run(args, tree: Path | None = None) -> dict:
+    """The whole ``cellxfer count`` command once: wall and CPU (user + system) seconds, the images/s its summary
+    prints, the load average before it, and its CSV's rows (file -> the columns a count decides)."""
+    import csv
+    import re
+    import resource
+
     with tempfile.TemporaryDirectory() as tmp:
+        load = os.getloadavg()[0]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "cellxfer", "count", str(args.data), "--engine", "onnx", "--model",
                             str(args.model), "--out", str(Path(tmp) / "c.csv"), "--batch-size", str(args.batch_size)],
                            capture_output=True, text=True, env=tree_env(tree or REPO), cwd=tmp)
         wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise RuntimeError(f"cellxfer count failed: {r.stderr.strip()}")
-    return wall
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if r.returncode != 0:
+            raise RuntimeError(f"cellxfer count failed: {r.stderr.strip()}")
+        with open(Path(tmp) / "c.csv") as f:
+            rows = {Path(row["file"]).name: [row[k] for k in ("count", "diameter", "scale", "qc", "status")]
+                    for row in csv.DictReader(f)}
+    rate = re.search(r"([0-9.]+) images/s", r.stdout + r.stderr)
+    return {"wall_s": wall, "cpu_s": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+            "images_per_s": float(rate.group(1)) if rate else None, "load_before": load, "rows": rows}
+
+
+def cli_wall(args, tree: Path | None = None) -> float:
+    return cli_run(args, tree)["wall_s"]
 
 
 def make_model(arch: str, path: Path) -> Path:
@@ -129,7 +170,11 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--before", type=Path, default=None, help="a checkout of an earlier cellxfer to run in turn with this one")
+    ap.add_argument("--command-only", action="store_true",
+                    help="time only the whole `cellxfer count` command (wall, CPU, its images/s), then check exactness")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--diameter", default="off", help=argparse.SUPPRESS)  # the worker's --diameter policy
+    ap.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)  # the worker hashes every number
     args = ap.parse_args(argv)
     if args._worker:
         worker(args)
@@ -153,6 +198,8 @@ def main(argv=None) -> int:
     load_runner(args.model, "onnx")  # export the ONNX into the cache once, outside the timings
     todo = [(e, d) for e, d in CANDIDATES if e in known and known[e].available(d) is None]
     versions = ([("before", args.before.resolve())] if args.before else []) + [("after", REPO)]
+    if args.command_only:
+        return command_only(args, versions)
     runs = {(v, k): [] for v, _ in versions for k in todo}
     walls = {v: [] for v, _ in versions}
     for rep in range(args.repeats):  # interleaved, so machine noise hits every engine and version alike
@@ -176,6 +223,50 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps({"info": info, **report["after"], "command": " ".join(sys.argv),
                                     **({"before": {"tree": str(args.before), **report["before"]}, "pairs": pairs}
                                        if args.before else {})}, indent=1))
+    return 0
+
+
+def command_only(args, versions: list) -> int:
+    """``--command-only``: the whole command ``--repeats`` times per version in turn, then one exact count each."""
+    runs = {v: [] for v, _ in versions}
+    for rep in range(args.repeats):
+        for v, tree in versions:
+            r = cli_run(args, tree)
+            runs[v].append(r)
+            print(f"repeat {rep + 1}: {v:<6} {r['wall_s']:5.2f} s wall, {r['cpu_s']:5.2f} s CPU, "
+                  f"{r['images_per_s']} images/s (load {r['load_before']:.2f} before)", flush=True)
+    exact = {v: run_worker(args, "onnx", "cpu", tree, exact=True) for v, tree in versions}
+    report = {"info": f"IDCIA 95 ({args.data}), model {args.model.name}, `cellxfer count FOLDER --engine onnx` "
+                      f"(--diameter auto), batch {args.batch_size}, {args.repeats} runs per version in turn, "
+                      f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
+              "command": " ".join(sys.argv), "stardist_quoted_images_per_s": STARDIST_QUOTED, "versions": {}}
+    lines = ["| | whole command, s (median) | CPU s (median) | images/s (median, its summary) | x StarDist's 2.2 "
+             "| load before (runs) | runs, s |", "|---|---|---|---|---|---|---|"]
+    for v, tree in versions:
+        rs = runs[v]
+        med = {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s", "images_per_s")}
+        report["versions"][v] = {"tree": str(tree), **med, "x_stardist": med["images_per_s"] / STARDIST_QUOTED,
+                                 "runs": [{k: r[k] for k in ("wall_s", "cpu_s", "images_per_s", "load_before")}
+                                          for r in rs],
+                                 "exact_sha256": exact[v]["exact_sha256"], "counts": exact[v]["counts"]}
+        loads = ", ".join(f"{r['load_before']:.1f}" for r in rs)
+        walls = ", ".join(f"{r['wall_s']:.1f}" for r in rs)
+        lines.append(f"| {v} | {med['wall_s']:.2f} | {med['cpu_s']:.2f} | {med['images_per_s']:.2f} | "
+                     f"{med['images_per_s'] / STARDIST_QUOTED:.1f}x | {loads} | {walls} |")
+    if args.before:
+        b, a = runs["before"], runs["after"]
+        report["pairs"] = {"wall before / after": in_turn_ratios([r["wall_s"] for r in b], [r["wall_s"] for r in a]),
+                           "CPU before / after": in_turn_ratios([r["cpu_s"] for r in b], [r["cpu_s"] for r in a]),
+                           "images/s after / before": in_turn_ratios([r["images_per_s"] for r in a],
+                                                                     [r["images_per_s"] for r in b])}
+        report["same_csv_rows"] = all(r["rows"] == b[0]["rows"] for r in b + a)
+        report["same_to_the_bit"] = exact["before"]["exact_sha256"] == exact["after"]["exact_sha256"] and \
+            exact["before"]["counts"] == exact["after"]["counts"]
+    report["table"] = "\n".join(lines)
+    print("\n" + report["info"] + "\n\n" + report["table"] + "".join(
+        f"\n{k}: {report[k]}" for k in ("pairs", "same_csv_rows", "same_to_the_bit") if k in report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
     return 0
 
 
