@@ -112,3 +112,36 @@ def test_onnx_cpu_runs_a_batch_in_chunks_with_the_outputs_of_one_run(monkeypatch
     chunked = load_runner(model, "onnx", device="cpu", threads=1)(x)
     assert runs == [2, 2, 1]
     assert chunked.shape == whole.shape and np.array_equal(chunked, whole)
+
+
+def test_estimate_objects_equal_ndimage_label_statistics():
+    """The estimate's objects (areas, contrasts) on a tile with touching nuclei, holes and objects cut by the
+    border are ndimage's per-label sums and means over the smoothed tile, to the last bit, and each object's
+    radius is its own distance transform's maximum."""
+    from scipy import ndimage as ndi
+
+    from cellxfer.scale import CLUMP, MIN_AREA, SMOOTH, _fill_holes, _threshold, _tile_objects
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:160, :200]
+    img = 0.05 * rng.random((160, 200))
+    for cy, cx, r in [(20, 20, 9), (20, 36, 9), (0, 100, 12), (80, 199, 10), (100, 60, 14), (140, 150, 6)]:
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 0.6 + 0.3 * rng.random()
+    img[98:102, 58:62] = 0.0  # a hole
+    img[60:63, 120:123] = 0.8  # 9 pixels: just kept (MIN_AREA)
+    img[70:72, 130:133] = 0.9  # a speck
+    a = img.astype(np.float32)
+    diam, weights, clumped, nuclei, area = _tile_objects(a)
+
+    s = ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0)
+    t = _threshold(s)
+    lab, n = ndi.label(_fill_holes(s > t))
+    index = np.arange(1, n + 1)
+    all_area = ndi.sum_labels(np.ones_like(s, dtype=np.float64), lab, index)
+    keep = all_area >= MIN_AREA
+    contrast = np.maximum(ndi.sum_labels(s, lab, index)[keep] / all_area[keep] - t, 0.0)
+    radius = np.array([ndi.distance_transform_edt(lab == i).max() + 0.5 for i in index[keep]])
+    single = all_area[keep] <= CLUMP * np.pi * radius ** 2
+    assert 3 <= keep.sum() < n and 0 < (~single).sum()  # a clump, border-cut and holed objects; the speck dropped
+    assert np.array_equal(area, all_area[keep]) and np.array_equal(clumped, ~single)
+    assert np.array_equal(weights, nuclei * contrast)
