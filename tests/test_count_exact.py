@@ -84,8 +84,8 @@ def test_threshold_histogram_bins_as_before():
 
 
 def test_onnx_cpu_runs_a_batch_in_chunks_with_the_outputs_of_one_run(monkeypatch):
-    """The onnx engine runs a CPU batch a few inputs at a time (cache-sized); each input's output is the one
-    a single run of the whole batch gives."""
+    """The onnx engine runs a CPU batch a few inputs at a time (cache-sized), on one thread or several side by
+    side; each input's output is the one a single run of the whole batch gives, in order."""
     pytest.importorskip("onnxruntime")
     from cellxfer.engines import onnx_engine
     from cellxfer.engines.base import default_model, load_runner
@@ -109,9 +109,11 @@ def test_onnx_cpu_runs_a_batch_in_chunks_with_the_outputs_of_one_run(monkeypatch
     session = onnx_engine.session
     monkeypatch.setattr(onnx_engine, "session", lambda *a, **k: Recorded(session(*a, **k)))
     monkeypatch.setattr(onnx_engine, "CPU_CHUNK_VALUES", 2 * 64 * 64)  # 2 inputs a run
-    chunked = load_runner(model, "onnx", device="cpu", threads=1)(x)
-    assert runs == [2, 2, 1]
-    assert chunked.shape == whole.shape and np.array_equal(chunked, whole)
+    for threads in (1, 2):  # one after the other, or side by side on two threads
+        runs.clear()
+        chunked = load_runner(model, "onnx", device="cpu", threads=threads)(x)
+        assert sorted(runs) == [1, 2, 2]
+        assert chunked.shape == whole.shape and np.array_equal(chunked, whole)
 
 
 def test_estimate_objects_equal_ndimage_label_statistics():
