@@ -147,3 +147,28 @@ def test_estimate_objects_equal_ndimage_label_statistics():
     assert 3 <= keep.sum() < n and 0 < (~single).sum()  # a clump, border-cut and holed objects; the speck dropped
     assert np.array_equal(area, all_area[keep]) and np.array_equal(clumped, ~single)
     assert np.array_equal(weights, nuclei * contrast)
+
+
+def _run_in_child(runner, x, want, queue):
+    queue.put(bool(np.array_equal(runner(x), want)))
+
+
+def test_onnx_runner_works_in_a_forked_child():
+    """A runner whose threads started in the parent runs in a forked child (its own threads, not the parent's)."""
+    import multiprocessing
+
+    pytest.importorskip("onnxruntime")
+    from cellxfer.engines.base import default_model, load_runner
+
+    runner = load_runner(default_model().with_suffix(".onnx"), "onnx", device="cpu", threads=2)
+    x = np.random.default_rng(6).random((4, 1, 320, 320), dtype=np.float32)
+    want = runner(x)  # the parent's threads exist now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_run_in_child, args=(runner, x, want, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's run hung")
+    assert child.exitcode == 0 and queue.get(timeout=5)

@@ -95,13 +95,13 @@ def load(model_path: Path, device: str = "auto", threads: int | None = None, log
     name = sess.get_inputs()[0].name
     provider = sess.get_providers()[0]
     workers = (threads or _cores()) if side_by_side else 1
-    pool = None
+    pool, pool_pid = None, None
 
     def one(x):
         return sess.run(None, {name: x})[0]
 
     def run(batch):
-        nonlocal pool
+        nonlocal pool, pool_pid
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         chunk = max(1, CPU_CHUNK_VALUES // max(1, batch[0].size)) if side_by_side and len(batch) else len(batch)
         if len(batch) <= chunk:
@@ -109,10 +109,10 @@ def load(model_path: Path, device: str = "auto", threads: int | None = None, log
         runs = [batch[i:i + chunk] for i in range(0, len(batch), chunk)]
         if workers == 1:
             return np.concatenate([one(x) for x in runs])
-        if pool is None:  # ONNX Runtime sessions may run from several threads at once
+        if pool_pid != os.getpid():  # one pool per process (a forked child has none of its parent's threads)
             from concurrent.futures import ThreadPoolExecutor
 
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="cellxfer-onnx")
+            pool, pool_pid = ThreadPoolExecutor(workers, thread_name_prefix="cellxfer-onnx"), os.getpid()
         return np.concatenate(list(pool.map(one, runs)))
 
     return Runner(run=run, meta=meta, engine="onnx", device=provider.replace("ExecutionProvider", "").lower(),
