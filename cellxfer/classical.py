@@ -17,7 +17,7 @@ search over the observed peak responses, minimising the whole-image count MAE on
 fit computes the same responses with scipy on a thread pool (:func:`log_response`), about 0.05 s per
 600x800 image and sigma on one core (measured for sigma 4). A LoG answers one nucleus size, so
 :func:`train_log` fits it on its training images resized to their median nucleus diameter (then normalised),
-as ``count --diameter auto`` resizes every image it counts (:attr:`cellxfer.counter.head.Head.fixed_scale`).
+as ``count --diameter auto`` resizes every image it counts (:meth:`cellxfer.scale.DiameterPolicy.scale`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Nucleus scale: estimate an image's typical nucleus diameter and rescale it to a counter's.
 
-A counter records the typical nucleus diameter of the images it was trained on
-(:attr:`cellxfer.counter.model.CounterMeta.diameter`, measured with :func:`estimate_diameter` on its
-training images) and the range of them (``diameter_range``). ``count`` and ``evaluate`` take ``--diameter
-auto|PIXELS|off``: an image whose nuclei lie outside that range is resized before normalisation to its
-nearest edge (a model with no range, or a fixed-scale LoG, to ``model diameter / image diameter``), so its
-nuclei are of a size the model knows (:meth:`DiameterPolicy.scale`), and cell locations are mapped back to
-the original pixel grid (:meth:`Scaled.to_original`).
+A counter records the nucleus diameter it counts at (:attr:`cellxfer.counter.model.CounterMeta.diameter`: the
+median of :func:`estimate_diameter` over its training images, or a value chosen on validation images) and
+the range of diameters it was trained on (``diameter_range``). ``count`` and ``evaluate`` take ``--diameter
+auto|PIXELS|off``: every image is resized before normalisation by ``model diameter / image diameter``, so
+its nuclei are of the one size the model counts at whatever the microscope's magnification
+(:meth:`DiameterPolicy.scale`: the same nuclei at 0.5x or 2x are counted at the same size), and cell
+locations are mapped back to the original pixel grid (:meth:`Scaled.to_original`).
 
 Estimator (foreground objects; chosen against the scale-space LoG blob search it replaced on the
 dsb2018-fluo training + validation images, ``scripts/scale_check.py``): the image is normalised by its
@@ -273,15 +273,11 @@ class DiameterPolicy:
         return self.mode if self.mode != "fixed" else f"{self.pixels:g}"
 
     def scale(self, image: np.ndarray, meta) -> "Scaled":
-        """Resize ``image`` (2-D) for a counter whose :class:`CounterMeta` is ``meta``. A learnt counter that
-        records the range of diameters it was trained on (``meta.diameter_range``) takes an image whose
-        nucleus diameter lies within it as it is, and one outside it resized to the nearest edge of the
-        range (the least resampling that brings it to sizes the model knows); a fixed-scale head
-        (:attr:`cellxfer.counter.head.Head.fixed_scale`, a LoG) or a model with no range gets its nuclei
-        matched to ``meta.diameter`` (the training median). :func:`resize_to` leaves factors within
-        ``TOLERANCE`` of 1 alone."""
-        from cellxfer.counter.head import head_of
-
+        """Resize ``image`` (2-D) for a counter whose :class:`CounterMeta` is ``meta``: its nuclei are matched
+        to ``meta.diameter``, the size the model counts at (a learnt counter's count depends on the size
+        it sees nuclei at even inside its training range, so one size for every image is what makes a
+        count independent of magnification; measured in docs/benchmarks/accuracy.md). :func:`resize_to`
+        leaves factors within ``TOLERANCE`` of 1 alone."""
         model_diameter = getattr(meta, "diameter", None)
         if self.mode == "off" or not model_diameter:
             return Scaled(_as_image(image), 1.0, 1.0, None)
@@ -289,9 +285,7 @@ class DiameterPolicy:
         d = self.pixels if self.mode == "fixed" else est.diameter
         if d is None:  # nothing blob-like (e.g. an empty field): count it as it is
             return Scaled(_as_image(image), 1.0, 1.0, None, est)
-        seen = None if head_of(meta).fixed_scale else getattr(meta, "diameter_range", None)
-        target = min(max(d, seen[0]), seen[1]) if seen else model_diameter
-        factor = target / d
+        factor = model_diameter / d
         return replace(resize_to(image, factor, d), estimate=est, clipped=not MIN_FACTOR <= factor <= MAX_FACTOR)
 
 

@@ -42,13 +42,16 @@ from pathlib import Path
 from benchlib import CC0_DAPI, DATA, IDCIA, REPO  # noqa: E402  (the scripts' shared module)
 NUCLEI_SET = ("diameter=7:28", "label_defocused=false", "defocus_fraction=0:0.5")
 DSB = DATA / "dsb2018-fluo"
-UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
+COUNT_AT_HOW = ("chosen on validation images (dsb2018-fluo's validation part by size group, and the IDCIA 90): "
+                "docs/benchmarks/accuracy.md, 'One counting size'")
 
 
-def ship(best: Path, training: Path, out: Path) -> dict:
+def ship(best: Path, training: Path, out: Path, count_at: float | None = None) -> dict:
     """Write ``best`` to ``out`` with its nucleus size measured again on its (rescaled) training images by
     the current :func:`cellxfer.scale.estimate_diameter` (what ``count --diameter auto`` compares images with;
-    a run resumed after the estimator changed would otherwise keep an old value)."""
+    a run resumed after the estimator changed would otherwise keep an old value). ``count_at``: the diameter
+    it counts at (``CounterMeta.diameter``) when chosen on validation images instead of the training median;
+    both are recorded in ``extra["diameter_choice"]``."""
     from dataclasses import replace
 
     from cellxfer.counter.model import load_counter, save_counter
@@ -57,7 +60,11 @@ def ship(best: Path, training: Path, out: Path) -> dict:
 
     model, meta = load_counter(best)
     scale = domain_scale(load_domain(training, meta.normalization, "training", ()))
-    save_counter(out, model, replace(meta, **scale))
+    extra = {k: v for k, v in meta.extra.items() if k != "diameter_choice"}
+    if count_at is not None:
+        extra["diameter_choice"] = {"training_median": scale["diameter"], "counts_at": count_at, "how": COUNT_AT_HOW}
+        scale = scale | {"diameter": count_at}
+    save_counter(out, model, replace(meta, **scale, extra=extra))
     return scale
 
 
@@ -95,11 +102,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="torch device for training: cpu, cuda, cuda:1 (train-count --device)")
     ap.add_argument("--workers", type=int, default=0, help="processes rendering the synthetic sets (synth --workers)")
+    ap.add_argument("--init", type=Path, default=None, metavar="MODEL",
+                    help="start from this counter's weights (fine-tune; its architecture options are used) instead of at random")
     ap.add_argument("--idcia", type=Path, default=IDCIA)
     ap.add_argument("--remeasure", type=Path, default=None, metavar="MODEL",
                     help="train nothing: write MODEL to --out with its nucleus size measured again by the current "
                          "estimator on --training-set (a counter trained before the estimator changed)")
     ap.add_argument("--training-set", type=Path, default=None, help="with --remeasure: images of the model's training recipe")
+    ap.add_argument("--count-at", type=float, default=None, metavar="PX",
+                    help="the diameter the shipped counter counts at, chosen on validation images (default: its training median)")
     args = ap.parse_args(argv)
     if args.synth_set is None:
         args.synth_set = list(NUCLEI_SET) if args.method == "nuclei" else []
@@ -182,11 +193,16 @@ def train(args, real: Path | None, syn: Path | None, val: Path) -> Path:
 
     per_epoch = max(1, len(CellDataset(real if real else syn).ids) // args.batch_size)
     epochs = args.epochs or max(1, round(args.steps / per_epoch))
+    arch = {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": True}
+    if args.init is not None:  # fine-tune: the architecture is the given counter's, its output bias kept
+        from cellxfer.counter.model import load_counter
+
+        arch = dict(load_counter(args.init)[1].arch_options)
     config = TrainConfig(regime=args.regime, out=args.work / f"run-{args.regime}", real=real, synthetic=syn, val=val, arch="density",
                          epochs=epochs, batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine",
                          sigma=args.sigma, count_weight=args.count_weight, norm_clip=args.norm_clip, ema=0.999,
                          val_every=args.val_every or max(1, epochs // 15), seed=args.seed, resume=True, device=args.device,
-                         extra={"arch_options": {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": True}})
+                         pretrained=args.init, init_head_bias=args.init is None, extra={"arch_options": arch})
 
     def on_epoch(r):
         if r.val_mae is not None:
@@ -214,7 +230,7 @@ def main(argv=None) -> int:
     if args.remeasure is not None:
         if args.training_set is None:
             raise SystemExit("error: --remeasure needs --training-set (images of the model's training recipe)")
-        scale = ship(args.remeasure, args.training_set, args.out)
+        scale = ship(args.remeasure, args.training_set, args.out, args.count_at)
         print(f"{args.out}: {args.remeasure}'s weights, nucleus diameter {scale['diameter']} px, range {scale['diameter_range']}")
         return 0
     t0 = time.perf_counter()
@@ -224,13 +240,13 @@ def main(argv=None) -> int:
     syn = synthetic_set(args) if args.regime != "supervised" else None
     print(f"data ready ({time.perf_counter() - t0:.0f} s)", flush=True)
     run = train(args, real["train"] if args.regime != "synthetic" else None, syn, real["val"])
-    scale = ship(run / "best.safetensors", real["train"] if args.regime != "synthetic" else syn, args.out)
+    scale = ship(run / "best.safetensors", real["train"] if args.regime != "synthetic" else syn, args.out, args.count_at)
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {run / 'best.safetensors'}; "
           f"nucleus diameter {scale['diameter']} px, range {scale['diameter_range']}")
     keys = ("regime", "scale_to", "method", "synth_set", "n_synthetic", "epochs", "steps", "batch_size", "crop", "lr",
-            "sigma", "base", "stem", "norm", "count_weight", "norm_clip", "seed", "device")
+            "sigma", "base", "stem", "norm", "count_weight", "norm_clip", "seed", "device", "init")
     result = {"model": str(args.out), "arch": "density",
-              "train": {k: getattr(args, k) for k in keys} | {"real": str(args.real) if args.regime != "synthetic" else None,
+              "train": {k: str(v) if isinstance(v := getattr(args, k), Path) else v for k in keys} | {"real": str(args.real) if args.regime != "synthetic" else None,
                                                               "real_split": real["split"], "val": str(real["val"])},
               "provenance": ("dsb2018-fluo stage1_train (CC0 as stated; Caicedo et al. 2019) training part"
                              if args.regime != "synthetic" else "cellxfer-rendered images only")

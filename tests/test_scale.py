@@ -119,20 +119,24 @@ def test_policy_resizes_to_the_model_diameter_and_maps_points_back():
     assert DiameterPolicy("off").scale(img, meta).factor == 1.0
 
 
-def test_sizes_inside_the_trained_range_are_not_resampled_and_others_go_to_its_nearest_edge():
+def test_every_image_is_matched_to_the_model_diameter_whatever_its_range():
+    """One size for every image (not 'inside the training range: as it is'): the same nuclei at another
+    magnification are then counted at the same size, learnt counter or LoG alike."""
     from cellxfer.counter.model import CounterMeta
 
     img, _ = disks(20.0, size=200)
+    for meta in (CounterMeta(diameter=10.0, diameter_range=(6.0, 16.0)),
+                 CounterMeta(arch="log", output="density", diameter=10.0, diameter_range=(6.0, 16.0))):
+        assert DiameterPolicy("fixed", 14.0).scale(img, meta).factor == pytest.approx(10 / 14, rel=0.02)
+        assert DiameterPolicy("fixed", 14.0).scale(img, meta).diameter == 14.0
+        assert DiameterPolicy("fixed", 32.0).scale(img, meta).factor == pytest.approx(10 / 32, rel=0.02)
+        assert DiameterPolicy("fixed", 3.0).scale(img, meta).factor == pytest.approx(10 / 3, rel=0.02)
+        assert DiameterPolicy("fixed", 10.5).scale(img, meta).factor == 1.0  # within TOLERANCE: as it is
+    big = disks(40.0, size=320)[0]  # 40 px nuclei, and the same at 0.5x: both counted at 10 px
     meta = CounterMeta(diameter=10.0, diameter_range=(6.0, 16.0))
-    assert DiameterPolicy("fixed", 14.0).scale(img, meta).factor == 1.0
-    assert DiameterPolicy("fixed", 14.0).scale(img, meta).diameter == 14.0
-    assert DiameterPolicy("fixed", 32.0).scale(img, meta).factor == pytest.approx(16 / 32, rel=0.02)
-    assert DiameterPolicy("fixed", 3.0).scale(img, meta).factor == pytest.approx(6 / 3, rel=0.02)
-    assert DiameterPolicy("fixed", 17.0).scale(img, meta).factor == 1.0  # 16/17: within the tolerance
-    # a fixed-scale head (the LoG: one sigma) is always matched to its diameter, range or not
-    log = CounterMeta(arch="log", output="density", diameter=10.0, diameter_range=(6.0, 16.0))
-    assert DiameterPolicy("fixed", 14.0).scale(img, log).factor == pytest.approx(10 / 14, rel=0.02)
-    assert DiameterPolicy("fixed", 10.5).scale(img, log).factor == 1.0  # within TOLERANCE: as it is
+    for image in (big, big[::2, ::2]):
+        s = DiameterPolicy("auto").scale(image, meta)
+        assert s.diameter * s.factor == pytest.approx(10.0, rel=0.01)
 
 
 def _log_model(tmp_path: Path, diameter: float, sigma: float = 2.5) -> Path:

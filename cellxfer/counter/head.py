@@ -11,8 +11,6 @@ A counter's ``CounterMeta.output`` (and, for the classical detector, its archite
 - ``learnt_density``: the output is a trained density, so counters can be adapted (``adapt-count``)
   and trained with the pixel-density loss;
 - ``fully_convolutional``: inputs of any height and width (ONNX dynamic axes, TensorRT profile sides);
-- ``fixed_scale``: the model answers one nucleus size, so ``--diameter auto`` always resizes an image to the
-  counter's diameter (a learnt counter is left as it is when the image's diameter lies in its training range);
 - :meth:`Head.train_options`: the architecture options training records in the checkpoint;
 
 Invariant: ``count``, ``evaluate``, training validation, ``export`` and ``adapt-count`` all take these
@@ -31,7 +29,6 @@ class Head:
     makes_points: ClassVar[bool] = False
     trained: ClassVar[bool] = True
     fully_convolutional: ClassVar[bool] = False
-    fixed_scale: ClassVar[bool] = False
 
     @property
     def learnt_density(self) -> bool:
@@ -112,7 +109,6 @@ class DetectionHead(DensityHead):
 
     name = "detections"
     trained = False
-    fixed_scale = True  # one LoG sigma
 
     def point_finder(self, meta):
         from cellxfer.density.infer import MarkedPixels

@@ -137,11 +137,14 @@ class CounterMeta:
     output: str = "count"  # "count": (N, 1) per window; "density": (N, 1, H, W) map summing to counts
     normalization: Normalization = field(default_factory=Normalization)
     arch_options: dict = field(default_factory=dict)
-    #: typical nucleus diameter (pixels) of the training images, by :func:`cellxfer.scale.estimate_diameter`;
-    #: ``count``/``evaluate --diameter`` rescale images to it. None: unknown (no rescaling offered).
+    #: nucleus diameter (pixels, as :func:`cellxfer.scale.estimate_diameter` measures it) the counter counts at:
+    #: ``count``/``evaluate --diameter`` resize every image so its nuclei measure this
+    #: (:meth:`cellxfer.scale.DiameterPolicy.scale`). Training writes the median over the training images; a
+    #: counter may carry a size chosen on validation images instead (``extra["diameter_choice"]`` says how).
+    #: None: unknown (no rescaling offered).
     diameter: float | None = None
-    #: 10th and 90th percentiles of those estimates: images whose diameter lies inside are not resized, others
-    #: are resized to its nearest edge (:meth:`cellxfer.scale.DiameterPolicy.scale`).
+    #: 10th and 90th percentiles of the training images' estimates: the sizes the model has seen (a fixed
+    #: ``--diameter`` must be reachable from them, :meth:`cellxfer.scale.DiameterPolicy.parse`).
     diameter_range: tuple[float, float] | None = None
     version: str = ""
     extra: dict = field(default_factory=dict)
