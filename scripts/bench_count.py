@@ -245,7 +245,8 @@ def command_only(args, versions: list) -> int:
     for v, tree in versions:
         rs = runs[v]
         med = {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s", "images_per_s")}
-        report["versions"][v] = {"tree": str(tree), **med, "x_stardist": med["images_per_s"] / STARDIST_QUOTED,
+        commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        report["versions"][v] = {"tree": str(tree), "commit": commit.stdout.strip() or None, **med, "x_stardist": med["images_per_s"] / STARDIST_QUOTED,
                                  "runs": [{k: r[k] for k in ("wall_s", "cpu_s", "images_per_s", "load_before")}
                                           for r in rs],
                                  "exact_sha256": exact[v]["exact_sha256"], "counts": exact[v]["counts"]}
