@@ -16,7 +16,9 @@ before, ...), and prints each pair's ratio of the CLI command's seconds and of o
 ``--command-only`` times just the whole command, as a user runs it (``cellxfer count FOLDER --engine onnx``,
 ``--diameter auto`` by default), ``--repeats`` times per version in turn: its wall seconds, its CPU seconds (user +
 system, which load from other processes inflates far less than the wall), the images/s its summary prints and
-that rate over StarDist's quoted 2.2 images/s, with the load average before each run; then one exact count per
+that rate over StarDist's quoted 2.2 images/s, with the load average before each run (``--wait-idle S``: each run
+waits up to S seconds for a second with 90% of the CPUs idle, on a machine shared with other jobs, and records
+the idle share it found); then one exact count per
 version (the worker, with the command's diameter policy and points): with ``--before``, whether every count,
 point, density map and diameter is the same to the last bit.
 
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import IDCIA as _IDCIA, REPO, in_turn_ratios, tree_env  # noqa: E402  (the scripts' shared module)
+from benchlib import IDCIA as _IDCIA, REPO, in_turn_ratios, tree_env, wait_idle  # noqa: E402  (the scripts' shared module)
 
 IDCIA = _IDCIA / "images"
 CANDIDATES = (("torch", "cpu"), ("onnx", "cpu"), ("torch", "cuda"), ("onnx", "cuda"), ("trt", "cuda"))
@@ -125,6 +127,7 @@ def cli_run(args, tree: Path | None = None) -> dict:
     import resource
 
     with tempfile.TemporaryDirectory() as tmp:
+        idle = wait_idle(0.9, args.wait_idle) if args.wait_idle else None
         load = os.getloadavg()[0]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
@@ -140,7 +143,8 @@ def cli_run(args, tree: Path | None = None) -> dict:
                     for row in csv.DictReader(f)}
     rate = re.search(r"([0-9.]+) images/s", r.stdout + r.stderr)
     return {"wall_s": wall, "cpu_s": after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
-            "images_per_s": float(rate.group(1)) if rate else None, "load_before": load, "rows": rows}
+            "images_per_s": float(rate.group(1)) if rate else None, "load_before": load, "idle_before": idle,
+            "rows": rows}
 
 
 def cli_wall(args, tree: Path | None = None) -> float:
@@ -172,6 +176,9 @@ def main(argv=None) -> int:
     ap.add_argument("--before", type=Path, default=None, help="a checkout of an earlier cellxfer to run in turn with this one")
     ap.add_argument("--command-only", action="store_true",
                     help="time only the whole `cellxfer count` command (wall, CPU, its images/s), then check exactness")
+    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                    help="before each command run, wait up to S seconds for a second with >= 90%% of the CPUs idle "
+                         "(a machine shared with other jobs); the idle share is recorded")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--diameter", default="off", help=argparse.SUPPRESS)  # the worker's --diameter policy
     ap.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)  # the worker hashes every number
@@ -233,8 +240,9 @@ def command_only(args, versions: list) -> int:
         for v, tree in versions:
             r = cli_run(args, tree)
             runs[v].append(r)
+            idle = "" if r["idle_before"] is None else f", {r['idle_before']:.0%} idle the second before"
             print(f"repeat {rep + 1}: {v:<6} {r['wall_s']:5.2f} s wall, {r['cpu_s']:5.2f} s CPU, "
-                  f"{r['images_per_s']} images/s (load {r['load_before']:.2f} before)", flush=True)
+                  f"{r['images_per_s']} images/s (load {r['load_before']:.2f} before{idle})", flush=True)
     exact = {v: run_worker(args, "onnx", "cpu", tree, exact=True) for v, tree in versions}
     report = {"info": f"IDCIA 95 ({args.data}), model {args.model.name}, `cellxfer count FOLDER --engine onnx` "
                       f"(--diameter auto), batch {args.batch_size}, {args.repeats} runs per version in turn, "
@@ -247,10 +255,12 @@ def command_only(args, versions: list) -> int:
         med = {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s", "images_per_s")}
         commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
         report["versions"][v] = {"tree": str(tree), "commit": commit.stdout.strip() or None, **med, "x_stardist": med["images_per_s"] / STARDIST_QUOTED,
-                                 "runs": [{k: r[k] for k in ("wall_s", "cpu_s", "images_per_s", "load_before")}
+                                 "runs": [{k: r[k] for k in ("wall_s", "cpu_s", "images_per_s", "load_before",
+                                                             "idle_before")}
                                           for r in rs],
                                  "exact_sha256": exact[v]["exact_sha256"], "counts": exact[v]["counts"]}
-        loads = ", ".join(f"{r['load_before']:.1f}" for r in rs)
+        loads = ", ".join(f"{r['load_before']:.1f}" + ("" if r["idle_before"] is None else f" ({r['idle_before']:.0%} idle)")
+                          for r in rs)
         walls = ", ".join(f"{r['wall_s']:.1f}" for r in rs)
         lines.append(f"| {v} | {med['wall_s']:.2f} | {med['cpu_s']:.2f} | {med['images_per_s']:.2f} | "
                      f"{med['images_per_s'] / STARDIST_QUOTED:.1f}x | {loads} | {walls} |")

@@ -97,3 +97,32 @@ def in_turn_ratios(first: list, second: list) -> dict:
 
     pairs = [round(a / b, 3) for a, b in zip(first, second)]
     return {"pairs": pairs, "median": statistics.median(pairs)}
+
+
+def idle_share(seconds: float = 1.0) -> float:
+    """Share of all CPUs' time that was idle over the next ``seconds`` (from ``/proc/stat``; NaN elsewhere): what
+    other processes leave to a benchmark now, unlike the load average, which lags by a minute."""
+    import math
+
+    def ticks():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, all
+
+    try:
+        idle0, all0 = ticks()
+        time.sleep(seconds)
+        idle1, all1 = ticks()
+    except OSError:
+        return math.nan
+    return (idle1 - idle0) / max(1, all1 - all0)
+
+
+def wait_idle(share: float, limit_s: float) -> float:
+    """Wait up to ``limit_s`` seconds for a second in which at least ``share`` of the CPUs was idle; returns the
+    last second's idle share (the machine's state as the benchmark's run starts)."""
+    end = time.monotonic() + limit_s
+    while True:
+        got = idle_share()
+        if got >= share or time.monotonic() >= end or got != got:
+            return got
