@@ -296,10 +296,11 @@ def qc_sweep(groups: dict) -> list[dict]:
     infos = [ScaleInfo(r["diameter_est"], 1.0, Estimate(r["diameter_est"], 0, **(r["estimate"] or {})), r.get("clipped", False))
              for r in per]
     out = []
-    for spread, clumped, disagree in itertools.product((1.6, 1.8, 2.0, 2.5), (0.5, 0.6, 0.75, 1.01), (1.2, 1.3, 1.4, 1.6, 2.0)):
-        rules = QCRules(spread=spread, clumped=clumped, disagree=disagree)
+    for spread, clumped, fewer, more in itertools.product((1.6, 1.8, 2.0, 2.5), (0.5, 0.6, 0.75, 1.01), (0.7, 0.75, 0.8, 0.85, 0.9),
+                                                          (1.3, 1.4, 1.6, 2.0, 2.5)):
+        rules = QCRules(spread=spread, clumped=clumped, fewer=fewer, more=more)
         flag = np.array([rules.label(r["pred"], i) != "ok" for r, i in zip(per, infos)])
-        out.append({"spread": spread, "clumped": clumped, "disagree": disagree,
+        out.append({"spread": spread, "clumped": clumped, "fewer": fewer, "more": more,
                     "bad_flagged": float(flag[err > 0.25].mean()) if (err > 0.25).any() else None,
                     "good_flagged": float(flag[err <= 0.10].mean()) if (err <= 0.10).any() else None})
     return out

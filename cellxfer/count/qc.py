@@ -13,9 +13,12 @@ image is checked against the measurement that rescaled it (:class:`cellxfer.scal
   touching nuclei are the least certain;
 - ``saturated``: a share of the nuclei's pixels above :attr:`QCRules.saturated` sits at the image's
   maximum value (clipped camera or conversion);
-- ``disagrees``: the model's count and the number of nuclei the segmentation stands for differ by more
-  than the factor :attr:`QCRules.disagree` either way (two independent readings of the image that
-  should agree: density the model reads unlike nuclei, or nuclei it does not see).
+- ``disagrees``: the model's count and the number of nuclei the segmentation stands for disagree: the
+  count is below :attr:`QCRules.fewer` times that number (nuclei the segmentation sees and the model does
+  not: dim nuclei beside bright ones are what a counter misses most) or above :attr:`QCRules.more` times it
+  (density the model reads unlike nuclei). The bounds are uneven because the segmentation itself
+  undercounts crowded fields (a clump stands for its area over one nucleus's), so a count above it is
+  normal there and one below it is not.
 
 With a fixed ``--diameter`` or ``--diameter off`` nothing is measured and the column says ``unchecked``.
 The thresholds were chosen on the validation part of dsb2018-fluo (``scripts/bench_transfer.py --qc``);
@@ -55,7 +58,8 @@ class QCRules:
     spread: float = 2.0
     clumped: float = 0.75
     saturated: float = 0.1
-    disagree: float = 1.4
+    fewer: float = 0.85
+    more: float = 2.5
 
     def reasons(self, count: float | None, info: ScaleInfo) -> list[str]:
         """Why not to trust ``count`` (empty: nothing against it)."""
@@ -75,7 +79,7 @@ class QCRules:
             out.append("saturated")
         if count is not None and est.nuclei is not None:
             ratio = (count + 1.0) / (est.nuclei + 1.0)
-            if not 1.0 / self.disagree <= ratio <= self.disagree:
+            if not self.fewer <= ratio <= self.more:
                 out.append("disagrees")
         return out
 
