@@ -63,11 +63,13 @@ def real_rows(n: int) -> dict:
     return {"images": out, "seconds_per_image_median": float(np.median(seconds))}
 
 
-def dsb_rows(part: str, split_file: Path | None) -> dict:
-    """The estimate against dsb2018-fluo's true median diameters, per image-size group (module docs, 4)."""
+def dsb_rows(part: str, split_file: Path | None, resize: bool = False) -> dict:
+    """The estimate against dsb2018-fluo's true median diameters, per image-size group (module docs, 4); with
+    ``resize``, also the estimate of each image resized 0.5x and 2x over its own (scale covariance: the share
+    of images within 5% of 0.5 and of 2)."""
     from PIL import Image
 
-    from cellxfer.scale import estimate_diameter
+    from cellxfer.scale import estimate_diameter, resize_to
 
     if split_file is not None:
         split = json.loads(split_file.read_text())
@@ -77,21 +79,30 @@ def dsb_rows(part: str, split_file: Path | None) -> dict:
         split = stratified_split_ids(DSB)
     ids = set({"trainval": split["train"] + split["val"], "test": split["test"],
                "all": split["train"] + split["val"] + split["test"]}[part])
-    groups: dict[str, list[float]] = {}
+    groups: dict[str, list[tuple]] = {}
     per = []
     for r in dsb_table():
         if r["id"] not in ids:
             continue
-        d = estimate_diameter(np.asarray(Image.open(DSB / "images" / r["file"]))).diameter
-        ratio = float("nan") if d is None else d / r["diameter"]
-        groups.setdefault(f"{r['width']}x{r['height']}", []).append(ratio)
-        per.append({"id": r["id"], "true": r["diameter"], "estimate": d})
+        im = np.asarray(Image.open(DSB / "images" / r["file"]))
+        d = estimate_diameter(im).diameter
+        row = {"id": r["id"], "true": r["diameter"], "estimate": d}
+        if resize:
+            for k in (0.5, 2.0):
+                e = estimate_diameter(resize_to(im.astype(np.float32), k).image).diameter
+                row[f"ratio_{k:g}x"] = float("nan") if d is None or e is None else e / d / k
+        groups.setdefault(f"{r['width']}x{r['height']}", []).append(row)
+        per.append(row)
     table = {}
-    for key, v in sorted(groups.items(), key=lambda kv: -len(kv[1])) + [("all", [x for v in groups.values() for x in v])]:
-        v = np.array(v)
+    for key, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])) + [("all", per)]:
+        v = np.array([float("nan") if x["estimate"] is None else x["estimate"] / x["true"] for x in rows])
         table[key] = {"images": len(v), "within_25": float(np.mean(np.abs(v - 1) <= 0.25)),
                       "median_ratio": float(np.nanmedian(v)) if np.isfinite(v).any() else None,
                       "no_estimate": int(np.isnan(v).sum())}
+        if resize:  # the estimate of the resized image over k times the image's: 1 is covariant
+            for k in ("0.5x", "2x"):
+                c = np.array([x[f"ratio_{k}"] for x in rows])
+                table[key][f"resized_{k}_within_5"] = float(np.mean(np.abs(c - 1) <= 0.05))
     return {"part": part, "split": {k: split[k] for k in ("train", "val", "test")}, "groups": table, "images": per}
 
 
@@ -102,16 +113,19 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "scale_check.json")
     ap.add_argument("--dsb", choices=("trainval", "test", "all"), default=None, help="also measure dsb2018-fluo's part")
     ap.add_argument("--split", type=Path, default=None, help="with --dsb: the split ids from an earlier run's JSON")
+    ap.add_argument("--resize", action="store_true", help="with --dsb: also estimate every image resized 0.5x and 2x")
     args = ap.parse_args(argv)
     result = {"command": " ".join(sys.argv), "load_before": os.getloadavg(),
               "synthetic": synthetic_rows(args.per) if args.per else []}
     if IDCIA.is_dir() and args.images:
         result["idcia"] = real_rows(args.images)
     if args.dsb:
-        result["dsb2018_fluo"] = dsb_rows(args.dsb, args.split)
+        result["dsb2018_fluo"] = dsb_rows(args.dsb, args.split, args.resize)
         for key, g in result["dsb2018_fluo"]["groups"].items():
+            cov = (f"; resized 0.5x / 2x: {100 * g['resized_0.5x_within_5']:.0f}% / {100 * g['resized_2x_within_5']:.0f}% "
+                   f"read within 5% of half / twice" if args.resize else "")
             print(f"dsb2018-fluo {args.dsb} {key}: {g['images']} images, {100 * g['within_25']:.1f}% within 25% of the "
-                  f"true median diameter, median ratio {g['median_ratio']}")
+                  f"true median diameter, median ratio {g['median_ratio']}{cov}")
     result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

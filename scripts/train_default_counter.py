@@ -42,6 +42,7 @@ from pathlib import Path
 from benchlib import CC0_DAPI, DATA, IDCIA, REPO  # noqa: E402  (the scripts' shared module)
 NUCLEI_SET = ("diameter=7:28", "label_defocused=false", "defocus_fraction=0:0.5")
 DSB = DATA / "dsb2018-fluo"
+UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
 COUNT_AT_HOW = ("chosen on validation images (dsb2018-fluo's validation part by size group, and the IDCIA 90): "
                 "docs/benchmarks/accuracy.md, 'One counting size'")
 
