@@ -22,10 +22,7 @@ each weighted by its contrast above the threshold (faint specks that barely cros
 nuclei). Large images (a side over ``MAX_SIDE``) are measured on up to ``MAX_TILES`` tiles of ``TILE`` px
 spread over the whole image with the whole image's percentile levels and each tile's own threshold (a
 slide is never held whole; uneven illumination is followed), ``GROUP`` at a time on as many threads,
-until ``ENOUGH_BLOBS`` objects are pooled. An image whose estimate is under ``SMALL`` px is measured again
-enlarged ``ZOOM_SMALL`` times: what widens every object by a fixed amount (the half pixel to a pixel's edge, the
-smoothing, the optics) then counts for half as much (halving IDCIA images read 0.60 of their estimate before,
-0.53 with it). :class:`Estimate` also reports how far its nuclei agree
+until ``ENOUGH_BLOBS`` objects are pooled. :class:`Estimate` also reports how far its nuclei agree
 (``spread``: the ratio of the weighted 75th to 25th percentile diameter) and the share in clumps, which
 ``count``'s ``qc`` column reads.
 
@@ -55,7 +52,6 @@ TILE, MAX_TILES = 1024, 16
 ENOUGH_BLOBS = 1000  # a large image's tiles are measured until their objects number this many (or all are)
 GROUP = 2  # ... GROUP tiles at a time, side by side (the same tiles on any machine)
 HIGH = 99.9  # percentile that normalises to 1 (above the background noise of a sparse field)
-SMALL, ZOOM_SMALL = 12.0, 2  # a first estimate below SMALL px is measured again on the image enlarged ZOOM_SMALL times
 TOLERANCE = 0.1  # |factor - 1| below this: the image is used as it is
 MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
 
@@ -145,11 +141,9 @@ def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, ...]:
     return diam, nuclei * contrast, ~single, nuclei, area
 
 
-def objects(image, zoom: int = 1) -> tuple[np.ndarray, ...]:
+def objects(image) -> tuple[np.ndarray, ...]:
     """``(diameters, weights, clumped, nuclei, areas)`` of the objects of a 2-D image (numpy or lazy), pooled
-    over the tiles of a large one (:func:`_tiles`); see the module docs and :func:`_tile_objects`. ``zoom``:
-    each tile is enlarged this many times (bilinear) before it is measured, and sizes are given in the
-    image's own pixels (how :func:`estimate_diameter` measures small nuclei)."""
+    over the tiles of a large one (:func:`_tiles`); see the module docs and :func:`_tile_objects`."""
     from concurrent.futures import ThreadPoolExecutor
 
     from cellxfer.counter.model import Normalization
@@ -160,11 +154,7 @@ def objects(image, zoom: int = 1) -> tuple[np.ndarray, ...]:
 
     def measure(corner):
         y, x = corner
-        tile = norm.apply_levels(image[y:y + TILE, x:x + TILE] if big else image, levels)
-        if zoom == 1:
-            return _tile_objects(tile)
-        diam, weight, clumped, nuclei, area = _tile_objects(_enlarged(tile, zoom))
-        return diam / zoom, weight, clumped, nuclei, area / zoom ** 2
+        return _tile_objects(norm.apply_levels(image[y:y + TILE, x:x + TILE] if big else image, levels))
 
     corners = _tiles(image.shape)
     if not big:  # one tile: measured in this thread
@@ -195,32 +185,12 @@ class Estimate:
     saturated: float | None = None
 
 
-def _enlarged(tile: np.ndarray, zoom: int) -> np.ndarray:
-    from PIL import Image
-
-    h, w = tile.shape
-    return np.asarray(Image.fromarray(np.ascontiguousarray(tile, dtype=np.float32), mode="F")
-                      .resize((w * zoom, h * zoom), Image.BILINEAR), dtype=np.float32)
-
-
 def estimate_diameter(image: np.ndarray) -> Estimate:
-    """Typical nucleus diameter of a 2-D image (raw or normalised, any dtype); see module docs. A first
-    estimate below ``SMALL`` px is measured again on the image enlarged ``ZOOM_SMALL`` times (and given in
-    the image's pixels): what widens every object by a fixed amount (the half pixel to a pixel's edge, the
-    smoothing, the optics) then counts for half as much, so the same nuclei read the same size at any
-    magnification (``scripts/scale_check.py``)."""
+    """Typical nucleus diameter of a 2-D image (raw or normalised, any dtype); see module docs."""
     img = _as_image(image)
     if img.ndim != 2 or min(img.shape) < 8:
         return Estimate(None, 0)
-    est = _estimate(img, 1)
-    if est.diameter is not None and est.diameter < SMALL:
-        again = _estimate(img, ZOOM_SMALL)
-        est = again if again.diameter is not None else est
-    return est
-
-
-def _estimate(img, zoom: int) -> Estimate:
-    diam, weight, clumped, nuclei, area = objects(img, zoom)
+    diam, weight, clumped, nuclei, area = objects(img)
     if len(diam) < MIN_BLOBS or weight.sum() <= 0:
         return Estimate(None, len(diam))
     q25, q50, q75 = (_weighted_quantile(diam, weight, q) for q in (0.25, 0.5, 0.75))
