@@ -20,7 +20,8 @@ that rate over StarDist's quoted 2.2 images/s, with the load average before each
 waits up to S seconds for a second with 90% of the CPUs idle, on a machine shared with other jobs, and records
 the idle share it found); then one exact count per
 version (the worker, with the command's diameter policy and points): with ``--before``, whether every count,
-point, density map and diameter is the same to the last bit.
+point, density map and diameter is the same to the last bit; and a profile of each version: the CPU of each
+step of counting an image (decode, diameter estimate + resize, levels, tiles, ONNX Runtime, merge), one thread.
 
     .venv/bin/python scripts/bench_count.py                          # the shipped default counter
     .venv/bin/python scripts/bench_count.py --arch efficientnet_b0   # a random EfficientNet-B0 counter
@@ -105,16 +106,68 @@ def worker(args) -> None:
                                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def steps_worker(args) -> None:
+    """``--command-only``'s profile: the CPU of each step of counting an image as the command does (decode, the
+    diameter policy, levels, tiles, ONNX Runtime, merge), one image after another in this process (ONNX Runtime
+    on one thread), median per image over 3 passes; print a JSON line."""
+    from cellxfer.count.parts import plan_image
+    from cellxfer.engines.base import load_runner
+    from cellxfer.inputs import expand_inputs
+    from cellxfer.lazy import open_image
+    from cellxfer.scale import DiameterPolicy
+
+    runner = load_runner(args.model, "onnx", device="cpu", threads=1)
+    meta = runner.meta
+    policy = DiameterPolicy.parse(None, meta.diameter, reach=meta.diameter_range)
+    files, _ = expand_inputs([args.data])
+    passes = []
+    for _ in range(3):
+        spent: dict = {}
+        clock = time.process_time()  # the whole process: an estimate may run on a thread of its own
+
+        def step(name):
+            nonlocal clock
+            now = time.process_time()
+            spent[name] = spent.get(name, 0.0) + now - clock
+            clock = now
+
+        for f in files:
+            image = np.asarray(open_image(f))
+            step("decode")
+            scaled = policy.scale(image, meta)
+            step("diameter estimate + resize")
+            levels = meta.normalization.levels(scaled.image)
+            step("normalisation levels")
+            plan = plan_image(scaled.image, meta, None, levels=levels)
+            merger = plan.merger(False)
+            for i in range(len(plan.parts)):
+                batch = plan.batch(i)
+                step("plan, normalise and cut the tiles")
+                outs = [np.asarray(runner(batch[j:j + args.batch_size])) for j in range(0, len(batch), args.batch_size)]
+                step("ONNX Runtime")
+                merger.add(i, outs)
+            merger.result()
+            step("merge")
+        passes.append(spent)
+    ms = {k: 1e3 * statistics.median(p[k] for p in passes) / len(files) for k in passes[0]}
+    print("RESULT " + json.dumps({**ms, "total": sum(ms.values())}))
+
+
 def run_worker(args, engine: str, device: str, tree: Path | None = None, exact: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--_worker", "--engine", engine, "--device", device, "--model", str(args.model),
            "--data", str(args.data), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
            "--limit", str(args.limit), "--diameter", "auto" if exact else "off"] + (["--exact"] if exact else [])
+    return _child(cmd, f"{engine}/{device}", tree, check_tree=True)
+
+
+def _child(cmd: list, what: str, tree: Path | None, check_tree: bool = False) -> dict:
+    """Run this script's worker ``cmd`` with the cellxfer of ``tree``; its RESULT line as a dict."""
     r = subprocess.run(cmd, capture_output=True, text=True, env=tree_env(tree or REPO), cwd=tempfile.gettempdir())
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if r.returncode != 0 or line is None:
-        raise RuntimeError(f"{engine}/{device} failed: {r.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"{what} failed: {r.stderr.strip().splitlines()[-1:]}")
     res = json.loads(line[7:])
-    if Path(res["tree"]) != (tree or REPO).resolve():
+    if check_tree and Path(res["tree"]) != (tree or REPO).resolve():
         raise RuntimeError(f"the worker imported the cellxfer of {res['tree']}, not of {tree or REPO}")
     return res
 
@@ -180,11 +233,12 @@ def main(argv=None) -> int:
                     help="before each command run, wait up to S seconds for a second with >= 90%% of the CPUs idle "
                          "(a machine shared with other jobs); the idle share is recorded")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_steps", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--diameter", default="off", help=argparse.SUPPRESS)  # the worker's --diameter policy
     ap.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)  # the worker hashes every number
     args = ap.parse_args(argv)
-    if args._worker:
-        worker(args)
+    if args._worker or args._steps:
+        (worker if args._worker else steps_worker)(args)
         return 0
 
     if not args.data.is_dir():
@@ -244,6 +298,8 @@ def command_only(args, versions: list) -> int:
             print(f"repeat {rep + 1}: {v:<6} {r['wall_s']:5.2f} s wall, {r['cpu_s']:5.2f} s CPU, "
                   f"{r['images_per_s']} images/s (load {r['load_before']:.2f} before{idle})", flush=True)
     exact = {v: run_worker(args, "onnx", "cpu", tree, exact=True) for v, tree in versions}
+    steps = {v: _child([sys.executable, __file__, "--_steps", "--model", str(args.model), "--data", str(args.data),
+                        "--batch-size", str(args.batch_size)], "steps", tree) for v, tree in versions}
     report = {"info": f"IDCIA 95 ({args.data}), model {args.model.name}, `cellxfer count FOLDER --engine onnx` "
                       f"(--diameter auto), batch {args.batch_size}, {args.repeats} runs per version in turn, "
                       f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
@@ -258,7 +314,8 @@ def command_only(args, versions: list) -> int:
                                  "runs": [{k: r[k] for k in ("wall_s", "cpu_s", "images_per_s", "load_before",
                                                              "idle_before")}
                                           for r in rs],
-                                 "exact_sha256": exact[v]["exact_sha256"], "counts": exact[v]["counts"]}
+                                 "exact_sha256": exact[v]["exact_sha256"], "counts": exact[v]["counts"],
+                                 "steps_ms_per_image": steps[v]}
         loads = ", ".join(f"{r['load_before']:.1f}" + ("" if r["idle_before"] is None else f" ({r['idle_before']:.0%} idle)")
                           for r in rs)
         walls = ", ".join(f"{r['wall_s']:.1f}" for r in rs)
@@ -273,6 +330,10 @@ def command_only(args, versions: list) -> int:
         report["same_csv_rows"] = all(r["rows"] == b[0]["rows"] for r in b + a)
         report["same_to_the_bit"] = exact["before"]["exact_sha256"] == exact["after"]["exact_sha256"] and \
             exact["before"]["counts"] == exact["after"]["counts"]
+    names = list(steps[versions[-1][0]])
+    lines += ["", "CPU ms per image, step by step (one thread, median of 3 passes):", "",
+              "| step | " + " | ".join(v for v, _ in versions) + " |", "|---|" + "---|" * len(versions)]
+    lines += [f"| {k} | " + " | ".join(f"{steps[v].get(k, float('nan')):.1f}" for v, _ in versions) + " |" for k in names]
     report["table"] = "\n".join(lines)
     print("\n" + report["info"] + "\n\n" + report["table"] + "".join(
         f"\n{k}: {report[k]}" for k in ("pairs", "same_csv_rows", "same_to_the_bit") if k in report))
