@@ -117,6 +117,9 @@ def test_count_density_map_never_replaces_the_input_nor_an_existing_file_unasked
                                   f"--density-map")
     assert existing.read_bytes() == b"precious" and not (tmp_path / "c.csv").exists()
     r = run_cli(["count", image, "-m", DEFAULT_MODEL, "-o", tmp_path / "c.csv", "--density-map", existing,
+                 "--overlay", tmp_path / "ov", "--points", tmp_path / "pts"], capsys)  # refused: no folder left behind
+    assert r.returncode == 2 and not (tmp_path / "ov").exists() and not (tmp_path / "pts").exists()
+    r = run_cli(["count", image, "-m", DEFAULT_MODEL, "-o", tmp_path / "c.csv", "--density-map", existing,
                  "--overwrite"], capsys)
     assert r.returncode == 0, r.stderr
     assert tifffile.imread(existing).dtype.name == "float32"

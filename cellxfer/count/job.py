@@ -435,6 +435,19 @@ def _writable_folder(folder: Path | None, option: str) -> None:
         raise InputError(f"{folder}: {option} is a folder you may not write to; choose another or fix its permissions")
 
 
+def _refuse_before_counting(config: CountConfig, todo: list, map_files: dict) -> None:
+    """The last refusals before counting: a density map that exists (not a row of this run's CSV: replaced only
+    with --overwrite), then the --overlay/--points folders, created only now that nothing else was refused
+    (a refused command leaves no empty folder behind)."""
+    from cellxfer.errors import InputError
+
+    for f in todo:
+        if f in map_files and map_files[f].exists() and not config.overwrite:
+            raise InputError(f"{map_files[f]}: exists; pass --overwrite to replace it or choose another --density-map")
+    for option, folder in (("--overlay", config.overlay), ("--points", config.points)):
+        _writable_folder(folder, option)
+
+
 def _nothing_to_count(paths, not_images: list) -> str:
     """Why ``count PATHS`` found no image: the one file given is not an image (convert it), or the folders
     hold none (--recursive advised only when they have subfolders it would search)."""
@@ -464,8 +477,6 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     if not files:
         raise InputError(_nothing_to_count(config.paths, not_images))
     out = Path(config.out)
-    for option, folder in (("--overlay", config.overlay), ("--points", config.points)):  # refused before counting
-        _writable_folder(folder, option)
     overlays = output_names(files, config.overlay, ".png") if config.overlay is not None else {}
     point_files = output_names(files, config.points, FORMATS[config.points_format].suffix) \
         if config.points is not None else {}
@@ -476,10 +487,11 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
     todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label)
             or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]
-    for f in todo:  # the map is not a row of this run's CSV: one that exists is replaced only with --overwrite
-        if f in map_files and map_files[f].exists() and not config.overwrite:
-            table.close()
-            raise InputError(f"{map_files[f]}: exists; pass --overwrite to replace it or choose another --density-map")
+    try:
+        _refuse_before_counting(config, todo, map_files)
+    except InputError:
+        table.close()
+        raise
     result = CountResult(out=out, engines=[], model_hash=mhash, skipped_done=len(files) - len(todo),
                          not_images=not_images)
     want_points = bool(point_files) or (bool(overlays) and head_of(meta).makes_points)
