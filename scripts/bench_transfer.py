@@ -227,7 +227,7 @@ def source_groups(part: str, idcia: Path) -> list[tuple[str, Path, list[str], di
 
 def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool) -> dict:
     """Per-image results of one group (see :func:`multi_source`)."""
-    from cellxfer.count.qc import RULES
+    from cellxfer.count.qc import RULES, partial_share
     from cellxfer.dataset import CellDataset
     from cellxfer.density.match import match_points
 
@@ -235,14 +235,15 @@ def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool) ->
     for id_ in ids:
         s = ds[id_]
         res, info = count(s.image, points=True)
-        c, pts, qc = res.count, res.points, RULES.label(res.count, info)
+        partial = partial_share(res.density_map)
+        c, pts, qc = res.count, res.points, RULES.label(res.count, info, partial)
         est = info.estimate
         d_true = truth.get(id_)
         m = match_points(np.asarray(pts).reshape(-1, 2), s.points, radius=(d_true or 14.0) / 2)
         row = {"id": id_, "true": int(len(s.points)), "pred": float(c), "qc": qc, "tp": m.tp, "n_pred": m.n_pred,
                "diameter_true": d_true, "diameter_est": None if est is None else est.diameter,
                "estimate": None if est is None else {k: getattr(est, k) for k in ("spread", "clumped", "nuclei", "saturated")},
-               "clipped": info.clipped}
+               "clipped": info.clipped, "partial": partial}
         if resize:
             row["resized"] = {str(f): float(count(_resize(f)(s.image))[0].count) for f in (0.5, 2.0)}
         per.append(row)
@@ -296,11 +297,11 @@ def qc_sweep(groups: dict) -> list[dict]:
     infos = [ScaleInfo(r["diameter_est"], 1.0, Estimate(r["diameter_est"], 0, **(r["estimate"] or {})), r.get("clipped", False))
              for r in per]
     out = []
-    for spread, clumped, fewer, more in itertools.product((1.6, 1.8, 2.0, 2.5), (0.5, 0.6, 0.75, 1.01), (0.7, 0.75, 0.8, 0.85, 0.9),
-                                                          (1.3, 1.4, 1.6, 2.0, 2.5)):
-        rules = QCRules(spread=spread, clumped=clumped, fewer=fewer, more=more)
-        flag = np.array([rules.label(r["pred"], i) != "ok" for r, i in zip(per, infos)])
-        out.append({"spread": spread, "clumped": clumped, "fewer": fewer, "more": more,
+    for spread, clumped, fewer, more, partial in itertools.product(
+            (1.6, 2.0, 2.5), (0.6, 0.75, 1.01), (0.7, 0.75, 0.8, 0.85, 0.9), (1.6, 2.0, 2.5), (0.12, 0.15, 0.17, 0.2, 0.25, 9.0)):
+        rules = QCRules(spread=spread, clumped=clumped, fewer=fewer, more=more, partial=partial)
+        flag = np.array([rules.label(r["pred"], i, r.get("partial")) != "ok" for r, i in zip(per, infos)])
+        out.append({"spread": spread, "clumped": clumped, "fewer": fewer, "more": more, "partial": partial,
                     "bad_flagged": float(flag[err > 0.25].mean()) if (err > 0.25).any() else None,
                     "good_flagged": float(flag[err <= 0.10].mean()) if (err <= 0.10).any() else None})
     return out

@@ -15,7 +15,7 @@ from test_export import cli, tiny_counter  # noqa: E402
 from cellxfer.inputs import expand_inputs  # noqa: E402
 from cellxfer.count.table import COLUMNS  # noqa: E402
 
-QC_REASONS = {"ok", "no-nuclei", "scale-unsure", "outside-sizes", "crowded", "saturated", "disagrees"}
+QC_REASONS = {"ok", "no-nuclei", "scale-unsure", "outside-sizes", "crowded", "saturated", "disagrees", "uncertain"}
 
 WINDOW = 32
 

@@ -19,6 +19,9 @@ image is checked against the measurement that rescaled it (:class:`cellxfer.scal
   (density the model reads unlike nuclei). The bounds are uneven because the segmentation itself
   undercounts crowded fields (a clump stands for its area over one nucleus's), so a count above it is
   normal there and one below it is not.
+- ``uncertain``: many of the blobs of the model's own density map are partial, of a mass between
+  :data:`PARTIAL` nuclei (the model half-believes them: dim nuclei, debris), more than
+  :attr:`QCRules.partial` of them per counted nucleus (:func:`partial_share`).
 
 With a fixed ``--diameter`` or ``--diameter off`` nothing is measured and the column says ``unchecked``.
 The thresholds were chosen on the validation part of dsb2018-fluo (``scripts/bench_transfer.py --qc``);
@@ -30,6 +33,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 OK, UNCHECKED = "ok", "unchecked"
+PARTIAL = (0.15, 0.6)  # the mass (in nuclei) of a blob of the density map the model half-believes
+BLOB_LEVEL = 0.002  # density per pixel a blob of the map is cut at
+MAX_BLOCK = 3  # coarser maps (a slide's) do not separate nuclei: no partial share measured
+
+
+def partial_share(density_map) -> float | None:
+    """Blobs of a count's :class:`cellxfer.count.parts.DensityMap` (regions above ``BLOB_LEVEL`` per pixel)
+    whose mass lies in :data:`PARTIAL`, per counted nucleus; None without a map or with one of blocks over
+    ``MAX_BLOCK`` pixels (touching nuclei make one blob of mass 2 or more, never a partial one)."""
+    if density_map is None or density_map.block > MAX_BLOCK:
+        return None
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    m = density_map.counts
+    lab, n = ndi.label(m > BLOB_LEVEL * density_map.block ** 2)
+    if not n:
+        return 0.0
+    mass = ndi.sum_labels(m, lab, np.arange(1, n + 1))
+    return float(np.count_nonzero((mass >= PARTIAL[0]) & (mass < PARTIAL[1])) / max(float(m.sum()), 1.0))
 
 
 @dataclass(frozen=True)
@@ -60,9 +83,10 @@ class QCRules:
     saturated: float = 0.1
     fewer: float = 0.85
     more: float = 2.5
+    partial: float = 0.17
 
-    def reasons(self, count: float | None, info: ScaleInfo) -> list[str]:
-        """Why not to trust ``count`` (empty: nothing against it)."""
+    def reasons(self, count: float | None, info: ScaleInfo, partial: float | None = None) -> list[str]:
+        """Why not to trust ``count`` (empty: nothing against it); ``partial``: :func:`partial_share` of its map."""
         est = info.estimate
         if est is None:
             return []
@@ -81,13 +105,15 @@ class QCRules:
             ratio = (count + 1.0) / (est.nuclei + 1.0)
             if not self.fewer <= ratio <= self.more:
                 out.append("disagrees")
+        if partial is not None and partial > self.partial:
+            out.append("uncertain")
         return out
 
-    def label(self, count: float | None, info: ScaleInfo) -> str:
+    def label(self, count: float | None, info: ScaleInfo, partial: float | None = None) -> str:
         """The ``qc`` column: ``ok``, ``unchecked`` (nothing measured) or the reasons joined by ``;``."""
         if info.estimate is None:
             return UNCHECKED
-        return ";".join(self.reasons(count, info)) or OK
+        return ";".join(self.reasons(count, info, partial)) or OK
 
 
 RULES = QCRules()
