@@ -41,3 +41,23 @@ def test_nothing_measured_is_unchecked_not_ok():
 
 def test_reasons_are_joined_in_one_cell():
     assert QCRules().label(300.0, info(spread=3.0, saturated=0.5)) == "scale-unsure;saturated;disagrees"
+
+
+def test_partial_share_counts_the_blobs_the_model_half_believes():
+    import numpy as np
+
+    from cellxfer.count.parts import DensityMap
+    from cellxfer.count.qc import partial_share
+
+    m = np.zeros((40, 40))
+    m[5:8, 5:8] = 1.0 / 9  # a whole nucleus
+    m[5:8, 20:23] = 2.0 / 9  # two touching nuclei: one blob of mass 2, not partial
+    m[25:28, 25:28] = 0.4 / 9  # a dim nucleus the model half-believes
+    m[35, 35] = 0.001  # below the blob level: noise, no blob
+    share = partial_share(DensityMap(m, 1))
+    assert share == pytest.approx(1 / m.sum())
+    assert partial_share(DensityMap(m, 4)) is None  # a slide's coarse map does not separate nuclei
+    assert partial_share(None) is None
+    assert QCRules().label(50.0, info(), partial=0.3) == "uncertain"
+    assert QCRules().label(50.0, info(), partial=0.05) == "ok"
+    assert QCRules().label(50.0, info(), partial=None) == "ok"

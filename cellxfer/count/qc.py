@@ -81,7 +81,7 @@ class QCRules:
     spread: float = 2.0
     clumped: float = 0.75
     saturated: float = 0.1
-    fewer: float = 0.85
+    fewer: float = 0.7
     more: float = 2.5
     partial: float = 0.17
 
