@@ -51,7 +51,7 @@ def partial_share(density_map) -> float | None:
     lab, n = ndi.label(m > BLOB_LEVEL * density_map.block ** 2)
     if not n:
         return 0.0
-    mass = ndi.sum_labels(m, lab, np.arange(1, n + 1))
+    mass = np.bincount(lab.ravel(), weights=m.ravel(), minlength=n + 1)[1:]
     return float(np.count_nonzero((mass >= PARTIAL[0]) & (mass < PARTIAL[1])) / max(float(m.sum()), 1.0))
 
 
