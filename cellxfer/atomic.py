@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 TMP_MARK = ".cellxfer-tmp"
+_LIVE: set[Path] = set()  # the temporaries this process is writing now (see remove_live_temporaries)
 
 
 def _read_umask() -> int:
@@ -48,6 +49,7 @@ def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[
         raise
     os.close(fd)
     tmp = Path(tmp)
+    _LIVE.add(tmp)
     try:
         yield tmp
         os.chmod(tmp, FILE_MODE)
@@ -62,6 +64,16 @@ def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[
         if full:
             raise DiskFull(shown, need, written, free_bytes(target.parent)) from None
         raise
+    finally:
+        _LIVE.discard(tmp)
+
+
+def remove_live_temporaries() -> None:
+    """Delete the temporaries this process is writing now: a pool worker ended by SIGTERM mid-write
+    (:func:`cellxfer.executors.die_with_parent`) leaves none behind (on a full disk, one would hold space)."""
+    for tmp in list(_LIVE):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:

@@ -38,8 +38,10 @@ PR_SET_PDEATHSIG = 1
 
 def die_with_parent() -> None:
     """Process-pool initializer: end this worker (SIGTERM) when the process that started it dies, and
-    leave Ctrl-C (SIGINT) to that process (see module docs)."""
+    leave Ctrl-C (SIGINT) to that process (see module docs). Ended by SIGTERM (its parent gone, or
+    :func:`_stop_now`), a worker first deletes the temporary it is writing (:mod:`cellxfer.atomic`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_now)
     if hasattr(signal, "pthread_sigmask"):  # started with it blocked (_sigint_blocked): ignored from now on
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     parent = os.getppid()
@@ -55,6 +57,13 @@ def die_with_parent() -> None:
         except (OSError, AttributeError):  # no libc prctl: fall back to watching
             pass
     threading.Thread(target=_watch_parent, args=(parent,), name="cellxfer-parent-watch", daemon=True).start()
+
+
+def _end_now(signum, frame) -> None:
+    from cellxfer.atomic import remove_live_temporaries
+
+    remove_live_temporaries()
+    os._exit(128 + signum)
 
 
 @contextlib.contextmanager
@@ -128,8 +137,8 @@ class LocalExecutor:
 def _stop_now(pool: ProcessPoolExecutor) -> None:
     """Cancel ``pool``'s items not yet started and end its workers (SIGTERM) now: ``shutdown(wait=True)``
     would first run every queued item (a run's worth of diffusion images, say), and on CPython before 3.12
-    a shutdown racing a dying worker can deadlock (gh-125451). Outputs are written atomically, so a
-    worker ended mid-item leaves only a temporary (:mod:`cellxfer.atomic`)."""
+    a shutdown racing a dying worker can deadlock (gh-125451). Outputs are written atomically and a worker
+    ended mid-item deletes its temporary (:func:`die_with_parent`), so nothing partial is left."""
     if hasattr(pool, "terminate_workers"):  # Python 3.14+
         pool.terminate_workers()
     else:

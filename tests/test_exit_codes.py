@@ -166,3 +166,38 @@ def test_pool_workers_ignore_ctrl_c_and_do_not_keep_it_blocked():
 
     assert all(r == (True, False) for _, r in LocalExecutor().map(_sigint_state, range(8), workers=2))
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the parent's mask is restored
+
+
+def _write_slowly(path):
+    """Pool item: inside an atomic write, say so, then hang (ended from outside)."""
+    import time
+    from pathlib import Path
+
+    from cellxfer.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"half an image")
+        Path(f"{path}.inside").touch()
+        time.sleep(60)
+
+
+def test_a_pool_worker_ended_mid_write_deletes_its_temporary(tmp_path):
+    """What a failing or interrupted run does to its pool (``_stop_now``: SIGTERM to the workers) while they
+    write: before, each left its ``.cellxfer-tmp`` file (on a full disk, holding space); now none is left."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cellxfer.atomic import TMP_MARK
+    from cellxfer.executors import _stop_now, die_with_parent
+
+    pool = ProcessPoolExecutor(max_workers=2, initializer=die_with_parent)
+    targets = [tmp_path / "a.tif", tmp_path / "b.tif"]
+    futures = [pool.submit(_write_slowly, t) for t in targets]
+    deadline = time.monotonic() + 30
+    while not all(Path(f"{t}.inside").exists() for t in targets):
+        assert time.monotonic() < deadline, "the workers never started writing"
+        time.sleep(0.05)
+    assert len(list(tmp_path.glob(f"*{TMP_MARK}"))) == 2
+    _stop_now(pool)
+    assert all(f.done() for f in futures)
+    assert not list(tmp_path.glob(f"*{TMP_MARK}")) and not any(t.exists() for t in targets)
