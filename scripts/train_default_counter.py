@@ -120,8 +120,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def rescale_set(src: Path, ids: list[str], out: Path, scale_to: tuple[float, float], seed: int, draw: bool) -> Path:
     """A cell dataset ``out`` of ``src``'s images ``ids`` resized so that each one's estimated nucleus diameter
-    lands in ``scale_to``: at a seeded log-uniform draw (``draw``, training) or, as ``count`` does, at the
-    nearest edge of the range (unchanged inside it: validation). Points move with their image. Resumable."""
+    lands in ``scale_to``: at a seeded log-uniform draw (``draw``, training) or, as ``count`` does, at one size,
+    the range's geometric middle (the median of the draws, which the shipped counter records as the size it
+    counts at: validation). Points move with their image. Resumable."""
     import numpy as np
 
     from cellxfer.atomic import write_json
@@ -138,13 +139,13 @@ def rescale_set(src: Path, ids: list[str], out: Path, scale_to: tuple[float, flo
         if draw:
             target = float(np.exp(np.random.default_rng([seed, k]).uniform(np.log(lo), np.log(hi))))
         else:
-            target = min(max(d, lo), hi) if d else None
+            target = float(np.sqrt(lo * hi))
         scaled = resize_to(sample.image, target / d, d) if d else None
         image = sample.image if scaled is None else scaled.image
         points = sample.points if scaled is None else sample.points / np.array([scaled.sx, scaled.sy])
         writer.write(id_, image, np.minimum(points, np.array(image.shape[::-1]) - 1e-6))
     writer.finalize({"stage": "rescale", "source": str(src), "ids": len(ids), "scale_to": list(scale_to),
-                     "draw": "log-uniform per image" if draw else "nearest edge (as count)", "seed": seed})
+                     "draw": "log-uniform per image" if draw else "the range's geometric middle (as count)", "seed": seed})
     write_json(out / "ids.json", sorted(ids))
     return out
 
