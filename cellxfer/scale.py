@@ -237,11 +237,10 @@ class DiameterPolicy:
     pixels: float | None = None
 
     @classmethod
-    def parse(cls, text: str | None, model_diameter: float | None, model_name: str = "the model",
-              reach: tuple[float, float] | None = None) -> "DiameterPolicy":
-        """``reach``: the diameters the model takes as they are (``CounterMeta.diameter_range``; None: its
-        ``diameter``); a fixed diameter whose image would be resized by more than ``[MIN_FACTOR,
-        MAX_FACTOR]`` to reach them is refused (the resize would be clipped and the count wrong)."""
+    def parse(cls, text: str | None, model_diameter: float | None, model_name: str = "the model") -> "DiameterPolicy":
+        """A fixed diameter whose image would be resized by more than ``[MIN_FACTOR, MAX_FACTOR]`` to reach
+        ``model_diameter`` (the one size the model counts at) is refused: the resize would be clipped and
+        the count wrong."""
         if text is None:
             return cls("auto") if model_diameter else cls("off")
         t = str(text).strip().lower()
@@ -260,11 +259,11 @@ class DiameterPolicy:
         if not model_diameter:
             raise InputError(f"--diameter {text}: {model_name} records no training nucleus diameter (trained before "
                              f"cellxfer 0.9, or an ensemble of such models); retrain it, or pass --diameter off")
-        lo, hi = reach or (model_diameter, model_diameter)
-        if policy.pixels is not None and not lo / MAX_FACTOR <= policy.pixels <= hi / MIN_FACTOR:
-            raise InputError(f"--diameter {text}: {model_name} counts nuclei of {lo:g}-{hi:g} px and images are resized "
+        d = model_diameter
+        if policy.pixels is not None and not d / MAX_FACTOR <= policy.pixels <= d / MIN_FACTOR:
+            raise InputError(f"--diameter {text}: {model_name} counts nuclei of {d:g} px and images are resized "
                              f"at most {1 / MIN_FACTOR:g}x down or {MAX_FACTOR:g}x up, so a fixed diameter must lie in "
-                             f"[{lo / MAX_FACTOR:.3g}, {hi / MIN_FACTOR:.3g}] px; give the nuclei's diameter in pixels, or auto")
+                             f"[{d / MAX_FACTOR:.3g}, {d / MIN_FACTOR:.3g}] px; give the nuclei's diameter in pixels, or auto")
         return policy
 
     @property

@@ -73,18 +73,17 @@ def test_count_refuses_a_diameter_the_model_cannot_be_resized_to(diameter, capsy
     assert not (tmp_path / "c.csv").exists()
 
 
-def test_diameter_policy_bounds_follow_the_models_reach():
+def test_diameter_policy_bounds_follow_the_one_size_the_model_counts_at():
+    """A fixed diameter is reachable when resizing it to the model's diameter stays within [MIN_FACTOR,
+    MAX_FACTOR] (the training range no longer matters: every image goes to the one size)."""
     from cellxfer.errors import InputError
     from cellxfer.scale import MAX_FACTOR, MIN_FACTOR, DiameterPolicy
 
-    reach = (7.0, 14.0)
-    assert DiameterPolicy.parse(str(14.0 / MIN_FACTOR), 9.0, reach=reach).pixels == 14.0 / MIN_FACTOR
-    assert DiameterPolicy.parse(str(7.0 / MAX_FACTOR), 9.0, reach=reach).pixels == 7.0 / MAX_FACTOR
-    for bad in (14.0 / MIN_FACTOR + 0.5, 7.0 / MAX_FACTOR - 0.1):
-        with pytest.raises(InputError, match=r"must lie in \[1.75, 112\] px"):
-            DiameterPolicy.parse(str(bad), 9.0, reach=reach)
-    with pytest.raises(InputError, match=r"\[2.25, 72\]"):  # no range recorded: the model's diameter
-        DiameterPolicy.parse("100", 9.0)
+    assert DiameterPolicy.parse(str(9.0 / MIN_FACTOR), 9.0).pixels == 9.0 / MIN_FACTOR
+    assert DiameterPolicy.parse(str(9.0 / MAX_FACTOR), 9.0).pixels == 9.0 / MAX_FACTOR
+    for bad in (9.0 / MIN_FACTOR + 0.5, 9.0 / MAX_FACTOR - 0.1, 100.0):
+        with pytest.raises(InputError, match=r"counts nuclei of 9 px .* must lie in \[2.25, 72\] px"):
+            DiameterPolicy.parse(str(bad), 9.0)
 
 
 def test_an_overlay_folder_that_cannot_be_written_is_an_error_before_counting(capsys, tmp_path):

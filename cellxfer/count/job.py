@@ -357,7 +357,7 @@ def _checked_model(config: CountConfig):
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass --model CKPT (.safetensors or .onnx)")
     meta = model_meta(model)
-    policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model), reach=meta.diameter_range)
+    policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(model))
     if config.points is None and config.points_format != "csv":
         raise InputError(f"--points-format {config.points_format}: give --points DIR too (the folder it writes to)")
     if config.points is not None and not head_of(meta).makes_points:

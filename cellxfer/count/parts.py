@@ -626,5 +626,5 @@ def count_image(runner, meta, image: np.ndarray, batch_size: int = 16, diameter:
     :func:`cellxfer.counter.model.torch_runner`)."""
     from cellxfer.scale import DiameterPolicy
 
-    policy = DiameterPolicy.parse(diameter, getattr(meta, "diameter", None), reach=getattr(meta, "diameter_range", None))
+    policy = DiameterPolicy.parse(diameter, getattr(meta, "diameter", None))
     return count_plan(runner, plan_image(image, meta, policy), batch_size).count

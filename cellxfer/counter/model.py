@@ -143,8 +143,8 @@ class CounterMeta:
     #: counter may carry a size chosen on validation images instead (``extra["diameter_choice"]`` says how).
     #: None: unknown (no rescaling offered).
     diameter: float | None = None
-    #: 10th and 90th percentiles of the training images' estimates: the sizes the model has seen (a fixed
-    #: ``--diameter`` must be reachable from them, :meth:`cellxfer.scale.DiameterPolicy.parse`).
+    #: 10th and 90th percentiles of the training images' estimates: the sizes the model has seen (recorded
+    #: with the model; counting reads only ``diameter``).
     diameter_range: tuple[float, float] | None = None
     version: str = ""
     extra: dict = field(default_factory=dict)

@@ -47,7 +47,7 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     refuse_existing(config.out_json, "--json", config.overwrite, inputs=[config.model, config.data])
     runner = load_runner(config.model, config.engine, device=config.device, batch_size=config.batch_size)
     meta = runner.meta
-    policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(config.model), reach=meta.diameter_range)
+    policy = DiameterPolicy.parse(config.diameter, meta.diameter, str(config.model))
     ds, ids = labelled_ids(config.data, config.exclude, role="evaluation")
     density = head_of(meta).makes_points
     rows = []

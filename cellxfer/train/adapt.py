@@ -122,7 +122,7 @@ def load_target(path: str | os.PathLike, meta, diameter: str | None = None) -> T
     from cellxfer.scale import DiameterPolicy
 
     files = target_files(path)
-    policy = DiameterPolicy.parse(diameter, meta.diameter, reach=meta.diameter_range)
+    policy = DiameterPolicy.parse(diameter, meta.diameter)
     images = [meta.normalization.apply(policy.scale(read_image(f), meta).image) for f in files]
     return Target(Path(path), files, images)
 
