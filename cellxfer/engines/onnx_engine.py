@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from cellxfer.engines.base import COUNTER, Engine, ModelFamily, Runner, model_hash
+from cellxfer.executors import default_workers
 
 
 def _ort():
@@ -61,17 +62,13 @@ def available(device: str = "auto") -> str | None:
 CPU_CHUNK_VALUES = 2 * 320 * 320
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def session(onnx_path: Path, device: str = "cpu", threads: int | None = None):
     """An ``InferenceSession`` with ORT_ENABLE_ALL; ``threads`` intra-op threads (default: one per core),
     which sleep between operators instead of spinning (spinning took the cores the decode threads need)."""
     ort = _ort()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or _cores()
+    opts.intra_op_num_threads = threads or default_workers()
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
@@ -94,7 +91,7 @@ def load(model_path: Path, device: str = "auto", threads: int | None = None, log
     sess = session(onnx_path, device, 1 if side_by_side else threads)
     name = sess.get_inputs()[0].name
     provider = sess.get_providers()[0]
-    workers = (threads or _cores()) if side_by_side else 1
+    workers = (threads or default_workers()) if side_by_side else 1
     pool, pool_pid = None, None
 
     def one(x):
