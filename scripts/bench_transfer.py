@@ -272,16 +272,20 @@ def summarise(per: list[dict]) -> dict:
     return out
 
 
+def _hit_rates(per: list[dict], flag: np.ndarray) -> dict:
+    """Of the images off by more than 25% (bad) and within 10% (good), the share ``flag`` marks."""
+    err = np.array([abs(r["pred"] - r["true"]) / max(r["true"], 1) for r in per])
+    bad, good = err > 0.25, err <= 0.10
+    return {"bad": int(bad.sum()), "good": int(good.sum()),
+            "bad_flagged": float(flag[bad].mean()) if bad.any() else None,
+            "good_flagged": float(flag[good].mean()) if good.any() else None}
+
+
 def qc_rates(groups: dict) -> dict:
     """How well the flag finds bad counts over every image of the table."""
     per = [r for g in groups.values() for r in g["per_image"]]
-    err = np.array([abs(r["pred"] - r["true"]) / max(r["true"], 1) for r in per])
     flag = np.array([r["qc"] != "ok" for r in per])
-    bad, good = err > 0.25, err <= 0.10
-    return {"images": len(per), "bad": int(bad.sum()), "good": int(good.sum()),
-            "bad_flagged": float(flag[bad].mean()) if bad.any() else None,
-            "good_flagged": float(flag[good].mean()) if good.any() else None,
-            "flagged": float(flag.mean())}
+    return {"images": len(per), **_hit_rates(per, flag), "flagged": float(flag.mean())}
 
 
 def qc_sweep(groups: dict) -> list[dict]:
@@ -293,7 +297,6 @@ def qc_sweep(groups: dict) -> list[dict]:
     from cellxfer.scale import Estimate
 
     per = [r for g in groups.values() for r in g["per_image"]]
-    err = np.array([abs(r["pred"] - r["true"]) / max(r["true"], 1) for r in per])
     infos = [ScaleInfo(r["diameter_est"], 1.0, Estimate(r["diameter_est"], 0, **(r["estimate"] or {})), r.get("clipped", False))
              for r in per]
     out = []
@@ -301,9 +304,9 @@ def qc_sweep(groups: dict) -> list[dict]:
             (1.6, 2.0, 2.5), (0.6, 0.75, 1.01), (0.7, 0.75, 0.8, 0.85, 0.9), (1.6, 2.0, 2.5), (0.12, 0.15, 0.17, 0.2, 0.25, 9.0)):
         rules = QCRules(spread=spread, clumped=clumped, fewer=fewer, more=more, partial=partial)
         flag = np.array([rules.label(r["pred"], i, r.get("partial")) != "ok" for r, i in zip(per, infos)])
+        rates = _hit_rates(per, flag)
         out.append({"spread": spread, "clumped": clumped, "fewer": fewer, "more": more, "partial": partial,
-                    "bad_flagged": float(flag[err > 0.25].mean()) if (err > 0.25).any() else None,
-                    "good_flagged": float(flag[err <= 0.10].mean()) if (err <= 0.10).any() else None})
+                    "bad_flagged": rates["bad_flagged"], "good_flagged": rates["good_flagged"]})
     return out
 
 
