@@ -113,6 +113,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--count-at", type=float, default=None, metavar="PX",
                     help="the diameter the shipped counter counts at, chosen on validation images (default: its training median)")
     args = ap.parse_args(argv)
+    args.arch = {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": True}
+    if args.init is not None:  # fine-tune: the architecture is the given counter's (recorded as such, not the defaults)
+        from cellxfer.counter.model import load_counter
+
+        args.arch = dict(load_counter(args.init)[1].arch_options)
+        args.base, args.stem, args.norm = (args.arch.get(k, getattr(args, k)) for k in ("base", "stem", "norm"))
     if args.synth_set is None:
         args.synth_set = list(NUCLEI_SET) if args.method == "nuclei" else []
     return args
@@ -195,16 +201,11 @@ def train(args, real: Path | None, syn: Path | None, val: Path) -> Path:
 
     per_epoch = max(1, len(CellDataset(real if real else syn).ids) // args.batch_size)
     epochs = args.epochs or max(1, round(args.steps / per_epoch))
-    arch = {"base": args.base, "stem": args.stem, "norm": args.norm, "positive": True}
-    if args.init is not None:  # fine-tune: the architecture is the given counter's, its output bias kept
-        from cellxfer.counter.model import load_counter
-
-        arch = dict(load_counter(args.init)[1].arch_options)
     config = TrainConfig(regime=args.regime, out=args.work / f"run-{args.regime}", real=real, synthetic=syn, val=val, arch="density",
                          epochs=epochs, batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine",
                          sigma=args.sigma, count_weight=args.count_weight, norm_clip=args.norm_clip, ema=0.999,
                          val_every=args.val_every or max(1, epochs // 15), seed=args.seed, resume=True, device=args.device,
-                         pretrained=args.init, init_head_bias=args.init is None, extra={"arch_options": arch})
+                         pretrained=args.init, init_head_bias=args.init is None, extra={"arch_options": args.arch})
 
     def on_epoch(r):
         if r.val_mae is not None:
