@@ -10,7 +10,7 @@ difference from torch on the same device class, and the ratio of images/s to tor
 It also times the whole CLI command (``cellxfer count FOLDER --engine onnx``, start-up included).
 
 ``--before TREE`` also runs every worker and the CLI command with the cellxfer of another checkout (same model,
-``PYTHONPATH=TREE``; its ``count_batched`` must take the same arguments), in turn with this one (before, after,
+or ``--before-model``'s: the model that version shipped, when the model's metadata changed; ``PYTHONPATH=TREE``; its ``count_batched`` must take the same arguments), in turn with this one (before, after,
 before, ...), and prints each pair's ratio of the CLI command's seconds and of onnx's images/s.
 
 ``--command-only`` times just the whole command, as a user runs it (``cellxfer count FOLDER --engine onnx``,
@@ -79,7 +79,7 @@ def worker(args) -> None:
     if args.diameter != "off":
         from cellxfer.scale import DiameterPolicy
 
-        policy = DiameterPolicy.parse(args.diameter, meta.diameter, reach=meta.diameter_range)
+        policy = DiameterPolicy.parse(args.diameter, meta.diameter)
     exact = hashlib.sha256()
     t1 = time.perf_counter()
     counts = {}
@@ -118,7 +118,7 @@ def steps_worker(args) -> None:
 
     runner = load_runner(args.model, "onnx", device="cpu", threads=1)
     meta = runner.meta
-    policy = DiameterPolicy.parse(None, meta.diameter, reach=meta.diameter_range)
+    policy = DiameterPolicy.parse(None, meta.diameter)
     files, _ = expand_inputs([args.data])
     passes = []
     for _ in range(3):
@@ -227,6 +227,8 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--before", type=Path, default=None, help="a checkout of an earlier cellxfer to run in turn with this one")
+    ap.add_argument("--before-model", type=Path, default=None,
+                    help="with --before: the model that version counts with (default: --model), e.g. the one it shipped")
     ap.add_argument("--command-only", action="store_true",
                     help="time only the whole `cellxfer count` command (wall, CPU, its images/s), then check exactness")
     ap.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
@@ -266,11 +268,11 @@ def main(argv=None) -> int:
     for rep in range(args.repeats):  # interleaved, so machine noise hits every engine and version alike
         for v, tree in versions:
             for key in todo:
-                res = run_worker(args, *key, tree)
+                res = run_worker(_args_of(args, v), *key, tree)
                 runs[(v, key)].append(res)
                 print(f"repeat {rep + 1}: {v:<6} {res['label']:<16} {res['n'] / res['run_s']:6.2f} images/s", flush=True)
             if ("onnx", "cpu") in todo:
-                walls[v].append(cli_wall(args, tree))
+                walls[v].append(cli_wall(_args_of(args, v), tree))
     report = {v: _version_report({k: runs[(v, k)] for k in todo}, walls[v]) for v, _ in versions}
     from cellxfer.counter.model import read_meta
 
@@ -287,18 +289,25 @@ def main(argv=None) -> int:
     return 0
 
 
+def _args_of(args, version: str):
+    """``args`` as version ``version`` runs them: ``--before-model`` for ``before``."""
+    if version != "before" or args.before_model is None:
+        return args
+    return argparse.Namespace(**{**vars(args), "model": args.before_model.resolve()})
+
+
 def command_only(args, versions: list) -> int:
     """``--command-only``: the whole command ``--repeats`` times per version in turn, then one exact count each."""
     runs = {v: [] for v, _ in versions}
     for rep in range(args.repeats):
         for v, tree in versions:
-            r = cli_run(args, tree)
+            r = cli_run(_args_of(args, v), tree)
             runs[v].append(r)
             idle = "" if r["idle_before"] is None else f", {r['idle_before']:.0%} idle the second before"
             print(f"repeat {rep + 1}: {v:<6} {r['wall_s']:5.2f} s wall, {r['cpu_s']:5.2f} s CPU, "
                   f"{r['images_per_s']} images/s (load {r['load_before']:.2f} before{idle})", flush=True)
-    exact = {v: run_worker(args, "onnx", "cpu", tree, exact=True) for v, tree in versions}
-    steps = {v: _child([sys.executable, __file__, "--_steps", "--model", str(args.model), "--data", str(args.data),
+    exact = {v: run_worker(_args_of(args, v), "onnx", "cpu", tree, exact=True) for v, tree in versions}
+    steps = {v: _child([sys.executable, __file__, "--_steps", "--model", str(_args_of(args, v).model), "--data", str(args.data),
                         "--batch-size", str(args.batch_size)], "steps", tree) for v, tree in versions}
     report = {"info": f"IDCIA 95 ({args.data}), model {args.model.name}, `cellxfer count FOLDER --engine onnx` "
                       f"(--diameter auto), batch {args.batch_size}, {args.repeats} runs per version in turn, "

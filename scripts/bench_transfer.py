@@ -225,8 +225,21 @@ def source_groups(part: str, idcia: Path) -> list[tuple[str, Path, list[str], di
     return groups
 
 
-def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool) -> dict:
-    """Per-image results of one group (see :func:`multi_source`)."""
+def _rule_counts(dmap, rules: tuple[str, ...]) -> dict:
+    """The count each rule (``sum``, or a :class:`cellxfer.density.blobs.BlobRule` as ``LEVEL:LO:HI``) reads
+    from one density map."""
+    from cellxfer.density.blobs import BlobRule
+
+    out = {}
+    for text in rules:
+        got = None if text == "sum" else BlobRule.parse(text).count(dmap)
+        out[text] = float(dmap.counts.sum()) if got is None else got
+    return out
+
+
+def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool, rules: tuple[str, ...] = ()) -> dict:
+    """Per-image results of one group (see :func:`multi_source`); ``rules``: also the count each of these
+    counting rules reads from the image's map (:func:`_rule_counts`)."""
     from cellxfer.count.qc import RULES, partial_share
     from cellxfer.dataset import CellDataset
     from cellxfer.density.match import match_points
@@ -244,6 +257,8 @@ def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool) ->
                "diameter_true": d_true, "diameter_est": None if est is None else est.diameter,
                "estimate": None if est is None else {k: getattr(est, k) for k in ("spread", "clumped", "nuclei", "saturated")},
                "clipped": info.clipped, "partial": partial}
+        if rules:
+            row["rules"] = _rule_counts(res.density_map, rules)
         if resize:
             row["resized"] = {str(f): float(count(_resize(f)(s.image))[0].count) for f in (0.5, 2.0)}
         per.append(row)
@@ -310,13 +325,46 @@ def qc_sweep(groups: dict) -> list[dict]:
     return out
 
 
-def multi_source(models: list[Path], part: str, idcia: Path, resize: bool) -> dict:
+def multi_source(models: list[Path], part: str, idcia: Path, resize: bool, rules: tuple[str, ...] = ()) -> dict:
     out = {"part": part, "models": {}}
     for model in models:
         count = _counter(model)
-        groups = {name: score_group(count, root, ids, truth, resize) for name, root, ids, truth in source_groups(part, idcia)}
+        groups = {name: score_group(count, root, ids, truth, resize, rules)
+                  for name, root, ids, truth in source_groups(part, idcia)}
         out["models"][str(model)] = {"groups": groups, "qc": qc_rates(groups), "qc_sweep": qc_sweep(groups)}
+        if rules:
+            out["models"][str(model)]["rules"] = rule_scores(groups, rules)
     return out
+
+
+def rule_scores(groups: dict, rules: tuple[str, ...]) -> dict:
+    """Per counting rule and group: mean abs % error, total ratio and mean abs error of the counts the rule
+    reads from the same maps (``--blob-rules``)."""
+    out = {}
+    for text in rules:
+        out[text] = {}
+        for name, g in groups.items():
+            t = np.array([r["true"] for r in g["per_image"]], float)
+            c = np.array([r["rules"][text] for r in g["per_image"]], float)
+            out[text][name] = {"mape": float(np.mean(np.abs(c - t) / np.maximum(t, 1))),
+                               "total_ratio": float(c.sum() / max(t.sum(), 1)), "mae": float(np.mean(np.abs(c - t)))}
+    return out
+
+
+def rules_table(ms: dict) -> str:
+    """Mean abs % error / total ratio per counting rule and group (IDCIA also its mean abs error)."""
+    out = []
+    for model, r in ms["models"].items():
+        if "rules" not in r:
+            continue
+        names = list(r["groups"])
+        out += ["", f"Counting rules read from {Path(model).stem}'s maps (mean abs % error / total ratio; IDCIA: also MAE)", "",
+                "| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for text, per in r["rules"].items():
+            cells = [f"{100 * per[n]['mape']:.1f}% / {per[n]['total_ratio']:.2f}"
+                     + (f" / MAE {per[n]['mae']:.2f}" if n.startswith("IDCIA") else "") for n in names]
+            out.append(f"| {text} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + ("\n" if out else "")
 
 
 def multi_source_table(ms: dict) -> str:
@@ -430,7 +478,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--few-label", nargs="*", type=int, default=[], metavar="N")
     ap.add_argument("--invariance", type=Path, default=None, metavar="MODEL")
     ap.add_argument("--invariance-limit", type=int, default=None, help="first N images only")
-    ap.add_argument("--part", default="test", choices=("test", "val"), help="val: choose recipes without reading test images")
+    ap.add_argument("--part", default="test", choices=("test", "val", "train"),
+                    help="val: choose recipes without reading test images; train (--multi-source only): dsb2018-fluo's training part")
+    ap.add_argument("--blob-rules", nargs="*", default=[], metavar="RULE",
+                    help="with --multi-source: also score these counting rules on the same maps: sum, or LEVEL:LO:HI "
+                         "(cellxfer.density.blobs.BlobRule)")
     ap.add_argument("--multi-source", nargs="*", type=Path, default=[], metavar="MODEL",
                     help="count dsb2018-fluo's --part by source group and the IDCIA 90 with each MODEL")
     ap.add_argument("--resize", action="store_true", help="with --multi-source: also count every image resized 0.5x and 2x")
@@ -441,7 +493,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=None, help="result file name (default: from the rows asked)")
     ap.add_argument("--idcia", type=Path, default=IDCIA)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.part == "train" and (args.rows or args.grid or args.few_label or args.invariance):
+        ap.error("--part train is for --multi-source only (the rows train on that part)")
+    for text in args.blob_rules:
+        if text != "sum":
+            from cellxfer.density.blobs import BlobRule
+
+            try:
+                BlobRule.parse(text)
+            except ValueError as exc:
+                ap.error(f"--blob-rules: {exc}")
+    return args
 
 
 def all_rows(args) -> list[dict]:
@@ -487,8 +550,8 @@ def main(argv=None) -> int:
     name = args.name or ("-".join(slug(row_name(r)) for r in rows)[:80]
                          or ("multi-source-" + args.part if args.multi_source else "invariance"))
     if args.multi_source:
-        result["multi_source"] = multi_source(args.multi_source, args.part, args.idcia, args.resize)
-        text += "\n" + multi_source_table(result["multi_source"])
+        result["multi_source"] = multi_source(args.multi_source, args.part, args.idcia, args.resize, tuple(args.blob_rules))
+        text += "\n" + multi_source_table(result["multi_source"]) + rules_table(result["multi_source"])
         multi_source_plot(result["multi_source"], args.work / f"transfer-{name}.png")
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["load_after"] = os.getloadavg()

@@ -396,9 +396,10 @@ def _refuse_aliases(config: CountConfig, out: Path, inputs: list, overlays: dict
                     ("--density-map", config.density_map)], inputs)
 
 
-def write_density_map(path: Path, dmap) -> Path:
-    """``--density-map``: a .tif of float32 counts per block (the block size and the original pixels per
-    block in the TIFF description, as JSON), or a .png picture of them (0 -> black, the busiest block ->
+def write_density_map(path: Path, dmap, count: float | None = None) -> Path:
+    """``--density-map``: a .tif of float32 counts per block (the block size, the original pixels per
+    block, the map's ``total`` and the image's ``count`` (the total, or the map read blob by blob: the
+    count's CSV row) in the TIFF description, as JSON), or a .png picture of them (0 -> black, the busiest block ->
     white); atomically."""
     import json
 
@@ -415,7 +416,8 @@ def write_density_map(path: Path, dmap) -> Path:
             Image.fromarray(np.clip(np.round(counts / top * 255), 0, 255).astype(np.uint8)).save(tmp, format="PNG")
         else:
             desc = {"cellxfer": "density map", "unit": "cells per block", "block": dmap.block,
-                    "block_original_px": [dmap.block * dmap.sy, dmap.block * dmap.sx], "count": float(counts.sum())}
+                    "block_original_px": [dmap.block * dmap.sy, dmap.block * dmap.sx], "total": float(dmap.counts.sum()),
+                    "count": float(dmap.counts.sum() if count is None else count)}
             tifffile.imwrite(tmp, counts, photometric="minisblack", description=json.dumps(desc))
     return Path(path)
 
@@ -504,7 +506,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             if error is None and file in point_files and not (points is None and file in stream):
                 write_points(point_files[file], np.asarray(points, dtype=np.float64).reshape(-1, 2))
             if error is None and file in map_files:
-                write_density_map(map_files[file], density_map)
+                write_density_map(map_files[file], density_map, count)
         except OSError as exc:
             error = exc
         if error is None:

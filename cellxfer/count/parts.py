@@ -21,8 +21,10 @@ Splitters (which boxes; :mod:`cellxfer.counter.splitters`, picked by the counter
 Mergers (model outputs of each part, in order -> :class:`Counted`; translators: -> an image):
 
 - :class:`WindowSums`: each window's count is the sum of its output; the image's is their sum.
-- :class:`DensityBands`: each tile's owned crop of the density map is summed into the count and the
-  low-resolution :class:`DensityMap`; when points are wanted, the crops of the parts of a row are also
+- :class:`DensityBands`: each tile's owned crop of the density map is summed into the map's total and the
+  low-resolution :class:`DensityMap`; the count is that total, or, for a model that carries a blob rule
+  (:class:`cellxfer.density.blobs.BlobRule`), the :class:`DensityMap` read blob by blob by it (maps of
+  blocks up to :data:`cellxfer.density.blobs.MAX_BLOCK` pixels; a coarser one's count is its total); when points are wanted, the crops of the parts of a row are also
   stitched into its owned rows of the map (a *band*, full width) and handed, once the row is complete, to the model's
   :class:`cellxfer.density.infer.PointFinder`, which sees each band with ``halo`` rows of its neighbours,
   so every cell is found once, by the band that owns its centre; only those rows are held, never the
@@ -73,7 +75,8 @@ MAP_SIDE = 512
 class DensityMap:
     """A low-resolution map of where the cells are: ``counts[i, j]`` is the density summed over the block
     of ``block`` x ``block`` pixels of the model's grid at (i * block, j * block) (edge blocks are cut by
-    the image border), so ``counts.sum()`` equals the image's count (up to float summation order).
+    the image border), so ``counts.sum()`` is the image's density total (up to float summation order): its
+    count, unless the model reads its map blob by blob (:func:`_read_blobs`).
     ``sy``/``sx``: original pixels per model-grid pixel (``--diameter`` resizing; 1.0 when none). Built
     band by band as the map is stitched (:class:`DensityBands`): at most MAP_SIDE x MAP_SIDE float64."""
 
@@ -82,6 +85,16 @@ class DensityMap:
     sy: float = 1.0
     sx: float = 1.0
     row0: int = 0  # the map row ``counts[0]`` is (a span's rows of the map: :meth:`rows`)
+    _masses: dict = field(default_factory=dict, repr=False, compare=False)  # blob_masses by level
+
+    def blob_masses(self, level: float) -> np.ndarray:
+        """:func:`cellxfer.density.blobs.masses` of the map at ``level``, labelled once per level (the count's
+        blob rule and the trust flag read the same blobs); :meth:`add` forgets them."""
+        if level not in self._masses:
+            from cellxfer.density.blobs import masses
+
+            self._masses[level] = masses(self.counts, self.block, level)
+        return self._masses[level]
 
     @classmethod
     def for_shape(cls, shape, block: int | None = None) -> "DensityMap":
@@ -94,6 +107,7 @@ class DensityMap:
         """Add the map pixels ``crop`` whose top-left pixel is ``(y0, x0)``; returns their float64 sum
         (the sum of the block sums it added)."""
         b = self.block
+        self._masses.clear()
         blocks = np.ascontiguousarray(_block_sums(_block_sums(crop, x0, b).T, y0, b).T)
         r, c = y0 // b - self.row0, x0 // b
         self.counts[r:r + blocks.shape[0], c:c + blocks.shape[1]] += blocks
@@ -367,6 +381,9 @@ def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFi
     for o in outcomes:
         for t in o.totals:
             total += t
+    maps = [o.density_map for o in outcomes if o.density_map is not None]
+    dmap = DensityMap.combined(plan.shape, maps) if maps else None
+    total = _read_blobs(plan.meta, dmap, total)
     found = []
     for o, nxt in zip(outcomes, outcomes[1:] + [None]):
         if o.xy is not None:
@@ -382,10 +399,17 @@ def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFi
         xy = np.concatenate([f[0] for f in found]) if found else np.zeros((0, 2))
         vals = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.float32)
         pts = finder.choose(xy, vals, total)
-    maps = [o.density_map for o in outcomes if o.density_map is not None]
-    dmap = DensityMap.combined(plan.shape, maps) if maps else None
     regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in plan.boxes]
     return _in_original(plan, total, regions, sums, pts, dmap)
+
+
+def _read_blobs(meta, dmap: DensityMap | None, total: float) -> float:
+    """The count of a density model's image: its map read by the model's blob rule
+    (:class:`cellxfer.density.blobs.BlobRule`, ``meta.blobs``), or the map's sum ``total`` when the model
+    has none or the map is too coarse for it (a large slide's)."""
+    rule = getattr(meta, "blobs", None)
+    counted = rule.count(dmap) if rule is not None else None
+    return total if counted is None else counted
 
 
 def _seam(finder, bottom: np.ndarray, top: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,27 +32,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cellxfer.density.blobs import LEVEL, MAX_BLOCK
+
 OK, UNCHECKED = "ok", "unchecked"
 PARTIAL = (0.15, 0.6)  # the mass (in nuclei) of a blob of the density map the model half-believes
-BLOB_LEVEL = 0.002  # density per pixel a blob of the map is cut at
-MAX_BLOCK = 3  # coarser maps (a slide's) do not separate nuclei: no partial share measured
 
 
 def partial_share(density_map) -> float | None:
-    """Blobs of a count's :class:`cellxfer.count.parts.DensityMap` (regions above ``BLOB_LEVEL`` per pixel)
-    whose mass lies in :data:`PARTIAL`, per counted nucleus; None without a map or with one of blocks over
-    ``MAX_BLOCK`` pixels (touching nuclei make one blob of mass 2 or more, never a partial one)."""
+    """Blobs of a count's :class:`cellxfer.count.parts.DensityMap` (:func:`cellxfer.density.blobs.masses`
+    at :data:`cellxfer.density.blobs.LEVEL`)
+    whose mass lies in :data:`PARTIAL`, per nucleus of the map's total; None without a map or with one of
+    blocks over :data:`cellxfer.density.blobs.MAX_BLOCK` pixels (touching nuclei make one blob of mass 2
+    or more, never a partial one)."""
     if density_map is None or density_map.block > MAX_BLOCK:
         return None
     import numpy as np
-    from scipy import ndimage as ndi
 
-    m = density_map.counts
-    lab, n = ndi.label(m > BLOB_LEVEL * density_map.block ** 2)
-    if not n:
-        return 0.0
-    mass = np.bincount(lab.ravel(), weights=m.ravel(), minlength=n + 1)[1:]
-    return float(np.count_nonzero((mass >= PARTIAL[0]) & (mass < PARTIAL[1])) / max(float(m.sum()), 1.0))
+    mass = density_map.blob_masses(LEVEL)
+    return float(np.count_nonzero((mass >= PARTIAL[0]) & (mass < PARTIAL[1])) / max(float(density_map.counts.sum()), 1.0))
 
 
 @dataclass(frozen=True)

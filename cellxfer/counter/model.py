@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from cellxfer.density.blobs import BlobRule
 from cellxfer.errors import InputError
 from cellxfer.weights import COUNTER_KEY as META_KEY  # one definition, beside the translator's
 
@@ -146,6 +147,9 @@ class CounterMeta:
     #: 10th and 90th percentiles of the training images' estimates: the sizes the model has seen (recorded
     #: with the model; counting reads only ``diameter``).
     diameter_range: tuple[float, float] | None = None
+    #: how a density map becomes a count (:class:`cellxfer.density.blobs.BlobRule`, chosen on validation
+    #: images: ``extra["blobs_choice"]`` says how); None: the map's sum.
+    blobs: BlobRule | None = None
     version: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -153,13 +157,22 @@ class CounterMeta:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CounterMeta":
-        """The inverse of ``dataclasses.asdict``."""
-        return cls(**{**d, "normalization": Normalization(**d.get("normalization", {}))})
+    def from_dict(cls, d: dict, source: str = "the model") -> "CounterMeta":
+        """The inverse of ``dataclasses.asdict``. Fields this cellxfer does not know (a model written by a
+        newer one) are refused with :class:`InputError`: counting without them would give other numbers."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            import cellxfer
+
+            raise InputError(f"{source}: written by cellxfer {d.get('version') or '(newer)'}; its metadata has "
+                             f"{', '.join(unknown)}, which cellxfer {cellxfer.__version__} does not know; upgrade cellxfer")
+        blobs = d.get("blobs")
+        return cls(**{**d, "normalization": Normalization(**d.get("normalization", {})),
+                      "blobs": BlobRule(**blobs) if blobs else None})
 
     @classmethod
-    def from_json(cls, text: str) -> "CounterMeta":
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str, source: str = "the model") -> "CounterMeta":
+        return cls.from_dict(json.loads(text), source)
 
 
 @dataclass(frozen=True)
@@ -202,7 +215,7 @@ def save_counter(path: str | os.PathLike, model, meta: CounterMeta) -> Path:
 def read_meta(path: str | os.PathLike) -> CounterMeta:
     from cellxfer.weights import read_metadata
 
-    return CounterMeta.from_json(read_metadata(path, META_KEY, "give a counter checkpoint (.safetensors) from train-count"))
+    return CounterMeta.from_json(read_metadata(path, META_KEY, "give a counter checkpoint (.safetensors) from train-count"), str(path))
 
 
 def load_counter(path: str | os.PathLike):

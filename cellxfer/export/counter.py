@@ -64,7 +64,7 @@ def onnx_counter_meta(path: str | os.PathLike):
 
         raise wrong_family(path, props, "cellxfer") or InputError(
             f"{path}: ONNX file without cellxfer metadata; export it with `cellxfer export --format onnx`")
-    return CounterMeta.from_json(props["cellxfer"])
+    return CounterMeta.from_json(props["cellxfer"], str(path))
 
 
 def parity_windows(meta, check_images=(), n_random: int = 8, n_real: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
