@@ -76,22 +76,6 @@ def _quiet_workers(client) -> None:
         pass
 
 
-CLOSE_S = 10  # seconds closing the client, then the local cluster, may take (distributed's defaults: 60 s, none)
-
-
-def _close(client, cluster) -> None:
-    """Close ``client`` and the local ``cluster`` (None: a remote scheduler's, not ours), each within
-    :data:`CLOSE_S`: on a loaded machine an unbounded close after Ctrl-C kept the command alive past a
-    minute. A local cluster's worker processes are this process's children and end with it anyway."""
-    for closing in (client, cluster):
-        if closing is None:
-            continue
-        try:
-            closing.close(timeout=CLOSE_S)
-        except Exception:  # noqa: BLE001 - a close that timed out or found its peers gone: nothing left to do
-            pass
-
-
 @dataclass(frozen=True)
 class DaskExecutor:
     name: str = "dask"
@@ -150,4 +134,6 @@ class DaskExecutor:
                 _quiet_workers(client)
             raise
         finally:
-            _close(client, cluster)
+            client.close()
+            if cluster is not None:
+                cluster.close()
