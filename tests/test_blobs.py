@@ -82,10 +82,27 @@ def test_a_model_with_a_rule_counts_by_it_in_parts_of_any_size():
     assert one.count == pytest.approx(BlobRule().count(one.density_map))
     assert one.count > summed.count + 5  # the dim spots' blobs count one each, not by their small mass
     assert len(one.points) == round(one.count) and len(summed.points) == round(summed.count)  # points follow
+    assert len(one.regions) > 4 and one.region_counts.sum() == pytest.approx(one.count)  # the overlay's numbers add up
+    assert not np.allclose(one.region_counts, summed.region_counts)
     for part_tiles in (1, 9):
         got = count_plan(_blur_runner, plan_image(img, ruled, part_tiles=part_tiles), batch_size=5, points=True)
         assert got.count == pytest.approx(one.count, rel=1e-9)
         assert np.array_equal(got.points, one.points)
+        assert np.allclose(got.region_counts, one.region_counts)
+
+
+def test_each_blob_counts_in_the_region_holding_its_centre():
+    m = np.zeros((20, 30))
+    m[2:5, 2:5] = 0.5 / 9  # centre (3.5, 3.5): region 0
+    m[2:5, 14:17] = 2.0 / 9  # centre (3.5, 15.5): region 1, by its mass
+    m[12:14, 8:12] = 0.8 / 8  # straddles regions 2 and 3; centre (13, 10): region 3
+    regions = [(0, 0, 10, 15), (0, 15, 10, 15), (10, 0, 10, 10), (10, 10, 10, 20)]
+    rule = BlobRule(level=0.002)
+    got = rule.region_counts(DensityMap(m, 1), regions)
+    assert got == pytest.approx([1, 2.0, 0, 1]) and got.sum() == pytest.approx(rule.count(DensityMap(m, 1)))
+    coarse = DensityMap(m.reshape(10, 2, 15, 2).sum(axis=(1, 3)), 2)  # centres in model-grid pixels at any block
+    assert rule.region_counts(coarse, regions) == pytest.approx([1, 2.0, 0, 1])
+    assert rule.region_counts(DensityMap(m, 4), regions) is None
 
 
 def test_count_and_its_density_map_file_say_the_rule_count(tmp_path, capsys):
@@ -125,8 +142,8 @@ def test_the_map_labels_its_blobs_once_per_level_and_forgets_them_when_it_grows(
     from cellxfer.density import blobs
 
     calls = []
-    real = blobs.masses
-    monkeypatch.setattr(blobs, "masses", lambda *a, **k: calls.append(a[2:]) or real(*a, **k))
+    real = blobs.find_blobs
+    monkeypatch.setattr(blobs, "find_blobs", lambda *a, **k: calls.append(a[2:]) or real(*a, **k))
     dmap = DensityMap(_map(), 1)
     BlobRule().count(dmap)
     partial_share(dmap)

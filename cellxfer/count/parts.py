@@ -85,16 +85,16 @@ class DensityMap:
     sy: float = 1.0
     sx: float = 1.0
     row0: int = 0  # the map row ``counts[0]`` is (a span's rows of the map: :meth:`rows`)
-    _masses: dict = field(default_factory=dict, repr=False, compare=False)  # blob_masses by level
+    _blobs: dict = field(default_factory=dict, repr=False, compare=False)  # blobs by level
 
-    def blob_masses(self, level: float) -> np.ndarray:
-        """:func:`cellxfer.density.blobs.masses` of the map at ``level``, labelled once per level (the count's
-        blob rule and the trust flag read the same blobs); :meth:`add` forgets them."""
-        if level not in self._masses:
-            from cellxfer.density.blobs import masses
+    def blobs(self, level: float):
+        """:func:`cellxfer.density.blobs.find_blobs` of the map at ``level``, labelled once per level (the
+        count's blob rule, its region counts and the trust flag read the same blobs); :meth:`add` forgets them."""
+        if level not in self._blobs:
+            from cellxfer.density.blobs import find_blobs
 
-            self._masses[level] = masses(self.counts, self.block, level)
-        return self._masses[level]
+            self._blobs[level] = find_blobs(self.counts, self.block, level)
+        return self._blobs[level]
 
     @classmethod
     def for_shape(cls, shape, block: int | None = None) -> "DensityMap":
@@ -107,7 +107,7 @@ class DensityMap:
         """Add the map pixels ``crop`` whose top-left pixel is ``(y0, x0)``; returns their float64 sum
         (the sum of the block sums it added)."""
         b = self.block
-        self._masses.clear()
+        self._blobs.clear()
         blocks = np.ascontiguousarray(_block_sums(_block_sums(crop, x0, b).T, y0, b).T)
         r, c = y0 // b - self.row0, x0 // b
         self.counts[r:r + blocks.shape[0], c:c + blocks.shape[1]] += blocks
@@ -383,7 +383,8 @@ def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFi
             total += t
     maps = [o.density_map for o in outcomes if o.density_map is not None]
     dmap = DensityMap.combined(plan.shape, maps) if maps else None
-    total = _read_blobs(plan.meta, dmap, total)
+    regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in plan.boxes]
+    total, sums = _read_blobs(plan.meta, dmap, regions, total, sums)
     found = []
     for o, nxt in zip(outcomes, outcomes[1:] + [None]):
         if o.xy is not None:
@@ -399,17 +400,19 @@ def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFi
         xy = np.concatenate([f[0] for f in found]) if found else np.zeros((0, 2))
         vals = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.float32)
         pts = finder.choose(xy, vals, total)
-    regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in plan.boxes]
     return _in_original(plan, total, regions, sums, pts, dmap)
 
 
-def _read_blobs(meta, dmap: DensityMap | None, total: float) -> float:
-    """The count of a density model's image: its map read by the model's blob rule
-    (:class:`cellxfer.density.blobs.BlobRule`, ``meta.blobs``), or the map's sum ``total`` when the model
-    has none or the map is too coarse for it (a large slide's)."""
+def _read_blobs(meta, dmap: DensityMap | None, regions: list, total: float, sums: np.ndarray) -> tuple[float, np.ndarray]:
+    """The count and region counts of a density model's image: its map read by the model's blob rule
+    (:class:`cellxfer.density.blobs.BlobRule`, ``meta.blobs``; each blob in the region holding its centre),
+    or the map's sums ``total`` and ``sums`` when the model has none or the map is too coarse for it (a
+    large slide's)."""
     rule = getattr(meta, "blobs", None)
     counted = rule.count(dmap) if rule is not None else None
-    return total if counted is None else counted
+    if counted is None:
+        return total, sums
+    return counted, rule.region_counts(dmap, regions)
 
 
 def _seam(finder, bottom: np.ndarray, top: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,7 @@ def partial_share(density_map) -> float | None:
         return None
     import numpy as np
 
-    mass = density_map.blob_masses(LEVEL)
+    mass = density_map.blobs(LEVEL).mass
     return float(np.count_nonzero((mass >= PARTIAL[0]) & (mass < PARTIAL[1])) / max(float(density_map.counts.sum()), 1.0))
 
 

@@ -28,16 +28,36 @@ MAX_BLOCK = 3  # coarser maps (a slide's) do not separate nuclei
 LEVEL = 0.0015  # density per pixel a map's blobs are cut at (the trust flag's; a rule may say another)
 
 
-def masses(counts: np.ndarray, block: int, level: float = LEVEL) -> np.ndarray:
-    """Mass of each connected region (4-connected) of ``counts`` (block sums of ``block`` x ``block``
-    pixels) above ``level`` per pixel, in label order; empty when there is none."""
+@dataclass(frozen=True)
+class Blobs:
+    """The blobs of a map: ``mass`` of each (in nuclei), and its mass-weighted centre ``y``, ``x`` in pixels
+    of the model's grid (a map of ``block``-pixel blocks: block centres), in label order."""
+
+    mass: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+
+
+def find_blobs(counts: np.ndarray, block: int, level: float = LEVEL) -> Blobs:
+    """The connected regions (4-connected) of ``counts`` (block sums of ``block`` x ``block`` pixels) above
+    ``level`` per pixel; none (empty arrays) when nothing is above it."""
     import numpy as np
     from scipy import ndimage as ndi
 
     lab, n = ndi.label(counts > level * block ** 2)
     if not n:
-        return np.zeros(0)
-    return np.bincount(lab.ravel(), weights=counts.ravel(), minlength=n + 1)[1:]
+        return Blobs(np.zeros(0), np.zeros(0), np.zeros(0))
+    at = np.flatnonzero(lab)  # the blobs' pixels only (a small share of the map)
+    label, w = lab.ravel()[at] - 1, counts.ravel()[at]
+    mass = np.bincount(label, weights=w, minlength=n)
+    y, x = np.divmod(at, counts.shape[1])
+    centre = lambda c: (np.bincount(label, weights=w * c, minlength=n) / mass + 0.5) * block  # noqa: E731
+    return Blobs(mass, centre(y), centre(x))
+
+
+def masses(counts: np.ndarray, block: int, level: float = LEVEL) -> np.ndarray:
+    """The mass of each blob of ``counts`` (:func:`find_blobs`)."""
+    return find_blobs(counts, block, level).mass
 
 
 @dataclass(frozen=True)
@@ -54,19 +74,40 @@ class BlobRule:
         if not (0 < self.level and 0 <= self.lo < self.hi):
             raise ValueError(f"blob rule {self}: needs level > 0 and 0 <= lo < hi")
 
-    def of_masses(self, m: np.ndarray) -> float:
-        """The count of blobs of masses ``m``."""
+    def weights(self, m: np.ndarray) -> np.ndarray:
+        """What each blob of masses ``m`` counts: 1 in ``[lo, hi)``, its mass from ``hi`` on, else 0."""
         import numpy as np
 
         m = np.asarray(m, dtype=np.float64)
-        return float(np.count_nonzero((m >= self.lo) & (m < self.hi)) + m[m >= self.hi].sum())
+        return np.where(m >= self.hi, m, np.where(m >= self.lo, 1.0, 0.0))
+
+    def of_masses(self, m: np.ndarray) -> float:
+        """The count of blobs of masses ``m``."""
+        return float(self.weights(m).sum())
 
     def count(self, density_map) -> float | None:
         """The count of a :class:`cellxfer.count.parts.DensityMap`; None for a map coarser than
         :data:`MAX_BLOCK` (its count is its sum)."""
         if density_map is None or density_map.block > MAX_BLOCK:
             return None
-        return self.of_masses(density_map.blob_masses(self.level))
+        return self.of_masses(density_map.blobs(self.level).mass)
+
+    def region_counts(self, density_map, boxes: list) -> np.ndarray | None:
+        """The count of each region ``(y0, x0, h, w)`` (model-grid pixels; regions partitioning the map, as
+        a count's owned tiles do): what its blobs count, each blob in the region holding its centre, so they
+        add up to :meth:`count`; None where :meth:`count` is."""
+        import numpy as np
+
+        if density_map is None or density_map.block > MAX_BLOCK:
+            return None
+        b = density_map.blobs(self.level)
+        out = np.zeros(len(boxes))
+        if len(boxes) and len(b.mass):
+            box = np.asarray(boxes, dtype=np.float64)
+            inside = ((b.y[:, None] >= box[:, 0]) & (b.y[:, None] < box[:, 0] + box[:, 2])
+                      & (b.x[:, None] >= box[:, 1]) & (b.x[:, None] < box[:, 1] + box[:, 3]))
+            np.add.at(out, inside.argmax(axis=1), self.weights(b.mass) * inside.any(axis=1))
+        return out
 
     @classmethod
     def parse(cls, text: str) -> "BlobRule":
