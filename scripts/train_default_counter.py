@@ -112,6 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--norm", default="batch", choices=("batch", "group", "none"), help="UNet normalisation layers")
     ap.add_argument("--count-weight", type=float, default=0.01, help="crop-count loss weight (train-count --count-weight)")
     ap.add_argument("--norm-clip", type=float, default=3.0, help="train-count --norm-clip (normalised values clipped above)")
+    ap.add_argument("--photometric", type=float, default=0.0,
+                    help="train-count --photometric: strength of the crops' gain, gamma, blur and noise (0 = off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="torch device for training: cpu, cuda, cuda:1 (train-count --device)")
     ap.add_argument("--workers", type=int, default=0, help="processes rendering the synthetic sets (synth --workers)")
@@ -225,7 +227,7 @@ def train(args, real: Path | None, syn: Path | None, val: Path) -> Path:
     epochs = args.epochs or max(1, round(args.steps / per_epoch))
     config = TrainConfig(regime=args.regime, out=args.work / f"run-{args.regime}", real=real, synthetic=syn, val=val, arch="density",
                          epochs=epochs, batch_size=args.batch_size, crop=args.crop, lr=args.lr, lr_schedule="cosine",
-                         sigma=args.sigma, count_weight=args.count_weight, norm_clip=args.norm_clip, ema=0.999,
+                         sigma=args.sigma, count_weight=args.count_weight, norm_clip=args.norm_clip, ema=0.999, photometric=args.photometric,
                          val_every=args.val_every or max(1, epochs // 15), seed=args.seed, resume=True, device=args.device,
                          pretrained=args.init, init_head_bias=args.init is None, extra={"arch_options": args.arch})
 
@@ -269,7 +271,7 @@ def main(argv=None) -> int:
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {run / 'best.safetensors'}; "
           f"nucleus diameter {scale['diameter']} px, range {scale['diameter_range']}")
     keys = ("regime", "scale_to", "method", "synth_set", "n_synthetic", "epochs", "steps", "batch_size", "crop", "lr",
-            "sigma", "base", "stem", "norm", "count_weight", "norm_clip", "seed", "device", "init")
+            "sigma", "base", "stem", "norm", "count_weight", "norm_clip", "photometric", "seed", "device", "init")
     result = {"model": str(args.out), "arch": "density",
               "train": {k: str(v) if isinstance(v := getattr(args, k), Path) else v for k in keys} | {"real": str(args.real) if args.regime != "synthetic" else None,
                                                               "real_split": real["split"], "val": str(real["val"])},
