@@ -8,7 +8,7 @@ import pytest
 
 from cellxfer.count.parts import DensityMap
 from cellxfer.counter.model import CounterMeta
-from cellxfer.density.blobs import BlobRule, masses
+from cellxfer.density.blobs import BlobRule, find_blobs
 
 
 def _map() -> np.ndarray:
@@ -23,7 +23,7 @@ def _map() -> np.ndarray:
 
 def test_the_rule_counts_each_blob_once_and_touching_ones_by_mass():
     m = _map()
-    assert np.sort(masses(m, 1)) == pytest.approx([0.1, 0.4, 0.9, 2.2])
+    assert np.sort(find_blobs(m, 1).mass) == pytest.approx([0.1, 0.4, 0.9, 2.2])
     rule = BlobRule(level=0.0015, lo=0.25, hi=1.0)
     assert rule.count(DensityMap(m, 1)) == pytest.approx(1 + 2.2 + 1)
     assert m.sum() == pytest.approx(3.6 + 50 * 0.001)  # the sum says 3.65

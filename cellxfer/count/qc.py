@@ -39,7 +39,7 @@ PARTIAL = (0.15, 0.6)  # the mass (in nuclei) of a blob of the density map the m
 
 
 def partial_share(density_map) -> float | None:
-    """Blobs of a count's :class:`cellxfer.count.parts.DensityMap` (:func:`cellxfer.density.blobs.masses`
+    """Blobs of a count's :class:`cellxfer.count.parts.DensityMap` (:func:`cellxfer.density.blobs.find_blobs`
     at :data:`cellxfer.density.blobs.LEVEL`)
     whose mass lies in :data:`PARTIAL`, per nucleus of the map's total; None without a map or with one of
     blocks over :data:`cellxfer.density.blobs.MAX_BLOCK` pixels (touching nuclei make one blob of mass 2

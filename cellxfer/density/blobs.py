@@ -7,8 +7,8 @@ touching nuclei, and the thin mass outside every blob is no nucleus at all.
 
 :class:`BlobRule` is the counting rule that reads a map so. A counter carries it in its metadata
 (:attr:`cellxfer.counter.model.CounterMeta.blobs`), chosen on validation images like its counting size;
-without one a count is the map's sum. :func:`masses` is also what the trust flag reads
-(:func:`cellxfer.count.qc.partial_share`).
+without one a count is the map's sum. :func:`find_blobs` is also what the trust flag reads
+(:func:`cellxfer.count.qc.partial_share`); a map labels its blobs once (``DensityMap.blobs``).
 
 Invariants: labelling uses the map as it is stored, a :class:`cellxfer.count.parts.DensityMap` of
 ``block`` x ``block`` pixel sums, cut at ``level * block**2``; only maps of ``block <= MAX_BLOCK`` are read
@@ -53,11 +53,6 @@ def find_blobs(counts: np.ndarray, block: int, level: float = LEVEL) -> Blobs:
     y, x = np.divmod(at, counts.shape[1])
     centre = lambda c: (np.bincount(label, weights=w * c, minlength=n) / mass + 0.5) * block  # noqa: E731
     return Blobs(mass, centre(y), centre(x))
-
-
-def masses(counts: np.ndarray, block: int, level: float = LEVEL) -> np.ndarray:
-    """The mass of each blob of ``counts`` (:func:`find_blobs`)."""
-    return find_blobs(counts, block, level).mass
 
 
 @dataclass(frozen=True)
