@@ -29,7 +29,7 @@ measured again by the current estimator on 64 images of that recipe rendered by 
         --set label_defocused=false --set defocus_fraction=0:0.5 --out runs/old-synth64
     git show a70c752:cellxfer/models/default_counter.safetensors > runs/old-default.safetensors
     .venv/bin/python scripts/train_default_counter.py --remeasure runs/old-default.safetensors --training-set runs/old-synth64 \
-        --count-at 13.5 --count-blobs 0.0015:0.25:1
+        --count-at 13 --count-blobs 0.0015:0.25:1
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ NUCLEI_SET = ("diameter=7:28", "label_defocused=false", "defocus_fraction=0:0.5"
 DSB = DATA / "dsb2018-fluo"
 UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
 COUNT_AT_HOW = ("chosen on validation images (dsb2018-fluo's validation part by size group, and the IDCIA 90): "
-                "docs/benchmarks/accuracy.md, 'One counting size'")
+                "docs/benchmarks/accuracy.md, 'One counting size' and 'The estimate less its blur rim'")
 
 BLOBS_HOW = ("chosen on dsb2018-fluo's training and validation parts by size group and the IDCIA 90, among blob "
              "rules and the map's sum: docs/benchmarks/accuracy.md, 'Counting the map's blobs'")
