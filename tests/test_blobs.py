@@ -178,3 +178,32 @@ def test_a_model_from_a_newer_cellxfer_is_refused_with_one_line(tmp_path, capsys
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert str(newer) in r.stderr and "read_rule" in r.stderr and "upgrade cellxfer" in r.stderr
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_a_map_too_coarse_is_read_tile_by_tile_as_the_whole_map_would_be():
+    """A slide's map (blocks over 3 px) is read by the rule tile by tile: with a model whose receptive field
+    lies within the tiles' margin, exactly what the whole map at blocks of 3 px reads; the same in parts and
+    spans of any size; region counts add up (the sum would say otherwise)."""
+    from cellxfer.count.parts import count_parts, count_plan, merge, plan_image, spans_of
+
+    rng = np.random.default_rng(7)
+    img = np.zeros((1700, 1650), np.float32)  # a map of blocks of 4 px: too coarse to be read whole
+    ys, xs = np.mgrid[12:1690:34, 12:1640:34].reshape(2, -1)
+    ys, xs = ys + rng.integers(-5, 6, len(ys)), xs + rng.integers(-5, 6, len(xs))
+    img[ys, xs] = rng.uniform(5, 100, len(ys))
+    rule = BlobRule()
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 128, "margin": 16}, blobs=rule)
+    plan = plan_image(img, meta)
+    got = count_plan(_blur_runner, plan, points=True)
+    assert got.density_map.block == 4 and rule.count(got.density_map) is None
+    fine = count_plan(_blur_runner, plan, map_block=3)  # the whole map at blocks of 3 px, read whole
+    assert got.count == pytest.approx(rule.count(fine.density_map), rel=1e-9)
+    assert abs(got.count - float(got.density_map.counts.sum())) > 20
+    assert got.region_counts.sum() == pytest.approx(got.count) and len(got.points) == round(got.count)
+    for part_tiles in (1, 7):
+        again = count_plan(_blur_runner, plan_image(img, meta, part_tiles=part_tiles), batch_size=5)
+        assert again.count == pytest.approx(got.count, rel=1e-12)
+    spans = spans_of(plan, 1)
+    assert len(spans) > 1
+    outs = [count_parts(_blur_runner, plan, s, 5) for s in spans]
+    assert merge(plan, outs[::-1]).count == pytest.approx(got.count, rel=1e-12)

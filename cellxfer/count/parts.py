@@ -24,7 +24,8 @@ Mergers (model outputs of each part, in order -> :class:`Counted`; translators: 
 - :class:`DensityBands`: each tile's owned crop of the density map is summed into the map's total and the
   low-resolution :class:`DensityMap`; the count is that total, or, for a model that carries a blob rule
   (:class:`cellxfer.density.blobs.BlobRule`), the :class:`DensityMap` read blob by blob by it (maps of
-  blocks up to :data:`cellxfer.density.blobs.MAX_BLOCK` pixels; a coarser one's count is its total); when points are wanted, the crops of the parts of a row are also
+  blocks up to :data:`cellxfer.density.blobs.MAX_BLOCK` pixels; a coarser one is read tile by tile as the
+  tiles come, :meth:`~cellxfer.density.blobs.BlobRule.tile_count`, per box like the sums); when points are wanted, the crops of the parts of a row are also
   stitched into its owned rows of the map (a *band*, full width) and handed, once the row is complete, to the model's
   :class:`cellxfer.density.infer.PointFinder`, which sees each band with ``halo`` rows of its neighbours,
   so every cell is found once, by the band that owns its centre; only those rows are held, never the
@@ -54,6 +55,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from cellxfer.density.blobs import MAX_BLOCK
 
 @dataclass
 class Counted:
@@ -352,7 +355,9 @@ class PartsOutcome:
     the candidates whose centre lies in rows ``[lo + halo, hi - halo)`` of the span's rows ``[lo, hi)``
     (without the ``halo`` on the image's own border; None when streamed to a :class:`PointsFile`),
     ``top``/``bottom`` the span's first/last ``2 * halo`` map rows where another span adjoins (else
-    None); ``density_map`` the span's :class:`DensityMap` (local runs)."""
+    None); ``density_map`` the span's :class:`DensityMap` (local runs); ``rule_sums`` per box, what the
+    model's blob rule reads from its tile (:meth:`cellxfer.density.blobs.BlobRule.tile_count`) when the map is
+    too coarse to be read whole (else None)."""
 
     first: int
     end: int
@@ -363,6 +368,7 @@ class PartsOutcome:
     top: np.ndarray | None = None
     bottom: np.ndarray | None = None
     density_map: "DensityMap | None" = None
+    rule_sums: np.ndarray | None = None  # per box, its tiles' blob counts when the map is too coarse for the rule
 
 
 def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFile | None" = None) -> Counted:
@@ -384,7 +390,9 @@ def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFi
     maps = [o.density_map for o in outcomes if o.density_map is not None]
     dmap = DensityMap.combined(plan.shape, maps) if maps else None
     regions = [(oy0, ox0, oy1 - oy0, ox1 - ox0) for _, _, oy0, oy1, ox0, ox1 in plan.boxes]
-    total, sums = _read_blobs(plan.meta, dmap, regions, total, sums)
+    rule_sums = [o.rule_sums for o in outcomes]
+    tiles = np.concatenate(rule_sums) if all(r is not None for r in rule_sums) else None
+    total, sums = _read_blobs(plan.meta, dmap, regions, total, sums, tiles)
     found = []
     for o, nxt in zip(outcomes, outcomes[1:] + [None]):
         if o.xy is not None:
@@ -403,16 +411,19 @@ def merge(plan: ImagePlan, outcomes: list, points: bool = False, sink: "PointsFi
     return _in_original(plan, total, regions, sums, pts, dmap)
 
 
-def _read_blobs(meta, dmap: DensityMap | None, regions: list, total: float, sums: np.ndarray) -> tuple[float, np.ndarray]:
+def _read_blobs(meta, dmap: DensityMap | None, regions: list, total: float, sums: np.ndarray,
+                tiles: np.ndarray | None = None) -> tuple[float, np.ndarray]:
     """The count and region counts of a density model's image: its map read by the model's blob rule
     (:class:`cellxfer.density.blobs.BlobRule`, ``meta.blobs``; each blob in the region holding its centre),
-    or the map's sums ``total`` and ``sums`` when the model has none or the map is too coarse for it (a
-    large slide's)."""
+    whole when the map's blocks are fine enough, else tile by tile (``tiles``: per box, what its tile read);
+    the map's sums ``total`` and ``sums`` when the model has no rule."""
     rule = getattr(meta, "blobs", None)
     counted = rule.count(dmap) if rule is not None else None
-    if counted is None:
-        return total, sums
-    return counted, rule.region_counts(dmap, regions)
+    if counted is not None:
+        return counted, rule.region_counts(dmap, regions)
+    if rule is not None and tiles is not None:
+        return float(tiles.sum()), tiles
+    return total, sums
 
 
 def _seam(finder, bottom: np.ndarray, top: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -484,6 +495,10 @@ class DensityBands:
         self.done_y = self.lo + (self.finder.halo if self.seam_above else 0)
         self.totals: list[float] = []
         self.top: np.ndarray | None = None
+        # a map too coarse for the model's blob rule: read tile by tile instead (BlobRule.tile_count), per box
+        rule = getattr(self.plan.meta, "blobs", None)
+        self.tile_rule = rule if rule is not None and self.map.block > MAX_BLOCK else None
+        self.rule_sums: list[float] = []
 
     def add(self, part: int, outputs: list) -> None:
         """Sum the owned crops of part ``part``'s outputs (the list of its batches' outputs, in box order)
@@ -497,6 +512,8 @@ class DensityBands:
         a, band = self.row if self.points else (0, None)
         total = 0.0
         for o, (y, x, oy0, oy1, ox0, ox1) in zip(_planes(outputs), boxes, strict=True):
+            if self.tile_rule is not None:
+                self.rule_sums.append(self.tile_rule.tile_count(o, (y, x, oy0, oy1, ox0, ox1), self.plan.shape))
             crop = o[oy0 - y:oy1 - y, ox0 - x:ox1 - x]
             self.sums.append(self.map.add(crop, oy0, ox0))
             total += self.sums[-1]
@@ -539,7 +556,8 @@ class DensityBands:
         if self.points and self.seam_below:
             bottom = self.buf[len(self.buf) - 2 * self.finder.halo:].copy()
         return PartsOutcome(*self.span, np.asarray(self.sums, dtype=np.float64), self.totals, xy, vals,
-                            self.top if self.points and self.seam_above else None, bottom, self.map)
+                            self.top if self.points and self.seam_above else None, bottom, self.map,
+                            None if self.tile_rule is None else np.asarray(self.rule_sums, dtype=np.float64))
 
     def result(self):
         return merge(self.plan, [self.outcome()], self.points, self.sink)

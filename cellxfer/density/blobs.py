@@ -12,8 +12,9 @@ without one a count is the map's sum. :func:`find_blobs` is also what the trust 
 
 Invariants: labelling uses the map as it is stored, a :class:`cellxfer.count.parts.DensityMap` of
 ``block`` x ``block`` pixel sums, cut at ``level * block**2``; only maps of ``block <= MAX_BLOCK`` are read
-(coarser ones, a large slide's, merge neighbouring nuclei into one blob), so :meth:`BlobRule.count` is None
-there and the count stays the map's sum.
+whole (coarser ones, a large slide's, merge neighbouring nuclei into one blob), so :meth:`BlobRule.count` is
+None there; such an image is read tile by tile instead (:meth:`BlobRule.tile_count`, on blocks of
+``MAX_BLOCK``), each blob by the tile that owns its centre.
 """
 
 from __future__ import annotations
@@ -30,29 +31,37 @@ LEVEL = 0.0015  # density per pixel a map's blobs are cut at (the trust flag's; 
 
 @dataclass(frozen=True)
 class Blobs:
-    """The blobs of a map: ``mass`` of each (in nuclei), and its mass-weighted centre ``y``, ``x`` in pixels
-    of the model's grid (a map of ``block``-pixel blocks: block centres), in label order."""
+    """The blobs of a map: ``mass`` of each (in nuclei), its mass-weighted centre ``y``, ``x`` in pixels of the
+    model's grid (a map of ``block``-pixel blocks: block centres), in label order; ``owned``: the mass of each
+    in an owned box (:func:`find_blobs`), else None."""
 
     mass: np.ndarray
     y: np.ndarray
     x: np.ndarray
+    owned: np.ndarray | None = None
 
 
-def find_blobs(counts: np.ndarray, block: int, level: float = LEVEL) -> Blobs:
+def find_blobs(counts: np.ndarray, block: int, level: float = LEVEL, owned: tuple | None = None) -> Blobs:
     """The connected regions (4-connected) of ``counts`` (block sums of ``block`` x ``block`` pixels) above
-    ``level`` per pixel; none (empty arrays) when nothing is above it."""
+    ``level`` per pixel; none (empty arrays) when nothing is above it. ``owned`` ``(y0, y1, x0, x1)``, in
+    pixels: also each blob's mass in the blocks whose centre lies in that box."""
     import numpy as np
     from scipy import ndimage as ndi
 
     lab, n = ndi.label(counts > level * block ** 2)
     if not n:
-        return Blobs(np.zeros(0), np.zeros(0), np.zeros(0))
+        return Blobs(np.zeros(0), np.zeros(0), np.zeros(0), None if owned is None else np.zeros(0))
     at = np.flatnonzero(lab)  # the blobs' pixels only (a small share of the map)
     label, w = lab.ravel()[at] - 1, counts.ravel()[at]
     mass = np.bincount(label, weights=w, minlength=n)
     y, x = np.divmod(at, counts.shape[1])
     centre = lambda c: (np.bincount(label, weights=w * c, minlength=n) / mass + 0.5) * block  # noqa: E731
-    return Blobs(mass, centre(y), centre(x))
+    mine = None
+    if owned is not None:
+        cy, cx = (y + 0.5) * block, (x + 0.5) * block
+        inside = (cy >= owned[0]) & (cy < owned[1]) & (cx >= owned[2]) & (cx < owned[3])
+        mine = np.bincount(label[inside], weights=w[inside], minlength=n)
+    return Blobs(mass, centre(y), centre(x), mine)
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,36 @@ class BlobRule:
                       & (b.x[:, None] >= box[:, 1]) & (b.x[:, None] < box[:, 1] + box[:, 3]))
             np.add.at(out, inside.argmax(axis=1), self.weights(b.mass) * inside.any(axis=1))
         return out
+
+    def tile_count(self, output: np.ndarray, box: tuple, shape: tuple) -> float:
+        """What the blobs whose centre lies in a tile's owned crop count, read from that tile's own output
+        (how a map too coarse for :meth:`count`, a large slide's, is read: tile by tile, so in bounded memory
+        and the same whatever the parts and spans). ``output``: the tile's 2-D map, its top-left pixel at
+        ``box[:2]``; ``box`` ``(y, x, oy0, oy1, ox0, ox1)`` as :func:`cellxfer.density.stitch.tiles` gives it;
+        ``shape``: the image's. The output is summed into blocks of :data:`MAX_BLOCK` pixels on the image's
+        grid (as a whole map of that block would be), and the blobs are those of the blocks the output covers:
+        a nucleus whose centre is owned lies within the tile's margin, so each is read once, whole."""
+        import numpy as np
+
+        y, x, oy0, oy1, ox0, ox1 = box
+        b, (h, w) = MAX_BLOCK, output.shape[-2:]
+        # blocks of the image's grid covered by the output (a block cut by the image border counts as whole)
+        r0, c0 = -(-max(y, 0) // b) * b, -(-max(x, 0) // b) * b
+        r1 = shape[0] if y + h >= shape[0] else (y + h) // b * b
+        c1 = shape[1] if x + w >= shape[1] else (x + w) // b * b
+        if r1 <= r0 or c1 <= c0:
+            return 0.0
+        sub = np.asarray(output, dtype=np.float64)[r0 - y:r1 - y, c0 - x:c1 - x]
+        pad = np.zeros((-(-sub.shape[0] // b) * b, -(-sub.shape[1] // b) * b))
+        pad[:sub.shape[0], :sub.shape[1]] = sub
+        cells = pad.reshape(pad.shape[0] // b, b, pad.shape[1] // b, b).sum(axis=(1, 3))
+        found = find_blobs(cells, b, self.level, owned=(oy0 - r0, oy1 - r0, ox0 - c0, ox1 - c0))
+        cy, cx = found.y + r0, found.x + c0
+        mine = (cy >= oy0) & (cy < oy1) & (cx >= ox0) & (cx < ox1)
+        # a nucleus by its centre's tile; touching nuclei (counted by their mass) by each tile's share of them,
+        # since a large clump may reach past a tile's margin and be seen whole by no tile
+        whole = found.mass >= self.hi
+        return float(np.count_nonzero(mine & ~whole & (found.mass >= self.lo)) + found.owned[whole].sum())
 
     @classmethod
     def parse(cls, text: str) -> "BlobRule":
