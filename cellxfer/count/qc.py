@@ -80,7 +80,7 @@ class QCRules:
     saturated: float = 0.1
     fewer: float = 0.7
     more: float = 2.5
-    partial: float = 0.17
+    partial: float = 0.15
 
     def reasons(self, count: float | None, info: ScaleInfo, partial: float | None = None) -> list[str]:
         """Why not to trust ``count`` (empty: nothing against it); ``partial``: :func:`partial_share` of its map."""
