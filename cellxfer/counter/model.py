@@ -49,9 +49,17 @@ class Normalization:
     #: field) spans only ~5 SDs between the percentiles, so percentile scaling blows it up to the contrast
     #: of nuclei; with a floor of e.g. 8 it stays faint. Images whose span exceeds the floor are unchanged.
     min_snr: float | None = None
+    #: floor of the divisor in the image's grey-level steps (:func:`grey_step`; None: no floor). A sparse,
+    #: dim 8-bit field's background spans a handful of levels, which percentile scaling stretches to the
+    #: contrast of nuclei: the steps then read as faint nuclei, most of all once the image is enlarged to the
+    #: model's nucleus size (a halved sparse IDCIA field counted 1,503 for 10 nuclei). Images spanning more
+    #: steps than the floor are unchanged; a float image has no known step and no floor.
+    min_levels: float | None = None
 
-    def levels(self, image) -> tuple:
-        """``(low level, divisor)`` as float32 of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`):
+    def levels(self, image, grey: float | None = None) -> tuple:
+        """``(low level, divisor)`` as float32 of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`;
+        ``grey``: the :func:`grey_step` of the image as it was given, when ``image`` is a resized, float copy
+        of it; None: that of ``image``):
         the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels (a lazy image is
         read in bands for it). The ``min_snr`` noise floor is measured on whole rows, every k-th row with
         k the smallest that keeps it to about ``SAMPLE`` pixels too, so neither sample grows with a
@@ -64,8 +72,11 @@ class Normalization:
 
         h, w = image.shape
         step = max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE))))
-        lo, hi = percentiles(strided_sample(image, step), (self.low, self.high))
+        sample = strided_sample(image, step)
+        lo, hi = percentiles(sample, (self.low, self.high))
         span = float(hi - lo)
+        if self.min_levels is not None and (grey := grey if grey is not None else grey_step(sample)) is not None:
+            span = max(span, self.min_levels * grey)
         if self.min_snr is not None:  # noise of every k-th whole row (a lazy image: read in bands)
             rows = max(1, -(-h * w // self.SAMPLE))
             span = max(span, self.min_snr * noise_sd(strided_sample(image, rows, 1)))
@@ -109,6 +120,19 @@ def percentiles(values, q) -> "np.ndarray":
     out = lo + step * gamma
     np.subtract(hi, step * (1 - gamma), out=out, where=gamma >= 0.5)
     return out
+
+
+def grey_step(values) -> float | None:
+    """The smallest difference between two grey levels that occur in an unsigned image of up to 16 bits (1
+    for most; 257 for an 8-bit image stored as 16-bit x257), from its histogram; None for other dtypes or
+    a flat image."""
+    import numpy as np
+
+    a = np.asarray(values)
+    if a.dtype not in (np.uint8, np.uint16) or a.size == 0:
+        return None
+    levels = np.flatnonzero(np.bincount(a.ravel()))
+    return float(np.diff(levels).min()) if len(levels) > 1 else None
 
 
 def robust_sd(values: np.ndarray) -> float:
@@ -161,6 +185,7 @@ class CounterMeta:
         """The inverse of ``dataclasses.asdict``. Fields this cellxfer does not know (a model written by a
         newer one) are refused with :class:`InputError`: counting without them would give other numbers."""
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        unknown += sorted(f"normalization.{k}" for k in set(d.get("normalization", {})) - {f.name for f in fields(Normalization)})
         if unknown:
             import cellxfer
 

@@ -51,6 +51,7 @@ class TrainConfig:
     norm_high: float = ranged(99.5, ge=0, le=100, option="--input-norm")
     norm_clip: Optional[float] = ranged(None, gt=0)  # upper bound of normalised values (Normalization.clip), stored with the model
     norm_min_snr: Optional[float] = ranged(None, gt=0)  # divisor floor in noise SDs (Normalization.min_snr), stored with the model
+    norm_min_levels: Optional[float] = ranged(None, gt=0)  # divisor floor in grey-level steps (Normalization.min_levels), stored with the model
     max_steps_per_epoch: Optional[int] = ranged(None, **STEPS)
     val_every: int = ranged(1, **STEPS)
     exclude: tuple[str, ...] = ()
@@ -79,7 +80,8 @@ class TrainConfig:
         """The input normalisation the trained model records."""
         from cellxfer.counter.model import Normalization
 
-        return Normalization(low=self.norm_low, high=self.norm_high, clip=self.norm_clip, min_snr=self.norm_min_snr)
+        return Normalization(low=self.norm_low, high=self.norm_high, clip=self.norm_clip, min_snr=self.norm_min_snr,
+                             min_levels=self.norm_min_levels)
 
     def total_epochs(self) -> int:
         return self.epochs + (self.pre() if self.regime == "finetune" else 0)
