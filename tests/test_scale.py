@@ -297,8 +297,9 @@ def test_a_log_is_fitted_on_images_resized_as_count_resizes_them(tmp_path, monke
 
 def test_the_grey_level_floor_keeps_a_dim_sparse_background_faint_whatever_the_encoding():
     """min_levels: a background spanning a handful of 8-bit levels is divided by that many steps instead of
-    being stretched to the contrast of nuclei; the same image stored as 16-bit x257 normalises the same (its
-    step is 257); an image spanning more steps, and a float image (no known step), are unchanged. It travels
+    being stretched to the contrast of nuclei; the same image stored as 16-bit x257 or as float / 255
+    normalises the same (its step is 257, 1/255); an image spanning more steps, and one of continuous values
+    (no step), are unchanged. It travels
     with the checkpoint; a checkpoint that predates it loads with no floor, and a newer cellxfer's
     normalisation field is refused by name."""
     from cellxfer.counter.model import CounterMeta, Normalization, grey_step
@@ -308,14 +309,17 @@ def test_the_grey_level_floor_keeps_a_dim_sparse_background_faint_whatever_the_e
     dim = rng.integers(0, 5, (200, 300)).astype(np.uint8)  # a background of 5 grey levels
     dim[50:60, 50:60] = 40  # one small nucleus: under 0.5% of the pixels
     assert grey_step(dim) == 1 and grey_step(dim.astype(np.uint16) * 257) == 257
-    assert grey_step(dim.astype(np.float32)) is None and grey_step(np.zeros((4, 4), np.uint8)) is None
+    assert grey_step(dim.astype(np.float32)) == 1 and grey_step(np.zeros((4, 4), np.uint8)) is None
+    assert grey_step(rng.normal(0, 1, (200, 300)).astype(np.float32)) is None  # continuous values: no step
     plain, floored = Normalization(clip=3.0), Normalization(clip=3.0, min_levels=16)
     assert plain.levels(dim)[1] == pytest.approx(4.0) and floored.levels(dim)[1] == pytest.approx(16.0)
     assert float(np.median(floored.apply(dim))) < 0.2 < float(np.median(plain.apply(dim)))
     assert np.allclose(floored.apply(dim.astype(np.uint16) * 257), floored.apply(dim), atol=1e-6)
     bright = (disks(10.0, size=192, seed=0)[0] / 8).astype(np.uint8)  # spans far more than 16 levels
     assert np.array_equal(floored.apply(bright), plain.apply(bright))
-    assert np.array_equal(floored.apply(dim.astype(np.float32)), plain.apply(dim.astype(np.float32)))
+    assert np.allclose(floored.apply(dim.astype(np.float32) / 255), floored.apply(dim), atol=1e-6)  # 8-bit as float
+    noisy = rng.normal(2, 1, (200, 300)).astype(np.float32)
+    assert np.array_equal(floored.apply(noisy), plain.apply(noisy))
     meta = CounterMeta(normalization=Normalization(clip=3.0, min_levels=16.0))
     assert CounterMeta.from_json(meta.to_json()).normalization.min_levels == 16.0
     old = json.loads(meta.to_json())

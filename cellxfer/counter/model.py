@@ -53,7 +53,7 @@ class Normalization:
     #: dim 8-bit field's background spans a handful of levels, which percentile scaling stretches to the
     #: contrast of nuclei: the steps then read as faint nuclei, most of all once the image is enlarged to the
     #: model's nucleus size (a halved sparse IDCIA field counted 1,503 for 10 nuclei). Images spanning more
-    #: steps than the floor are unchanged; a float image has no known step and no floor.
+    #: steps than the floor are unchanged; an image of continuous values (no step) has no floor.
     min_levels: float | None = None
 
     def levels(self, image, grey: float | None = None) -> tuple:
@@ -123,16 +123,26 @@ def percentiles(values, q) -> "np.ndarray":
 
 
 def grey_step(values) -> float | None:
-    """The smallest difference between two grey levels that occur in an unsigned image of up to 16 bits (1
-    for most; 257 for an 8-bit image stored as 16-bit x257), from its histogram; None for other dtypes or
-    a flat image."""
+    """The smallest difference between two grey levels that occur in an image: for unsigned data of up to 16
+    bits from its histogram (1 for most; 257 for an 8-bit image stored as 16-bit x257); for any other dtype
+    from an evenly strided sample of at most ``GREY_SAMPLE`` values, when it holds at most ``GREY_LEVELS``
+    distinct ones (quantised data stored as float, e.g. 8-bit / 255); else, or for a flat image, None."""
     import numpy as np
 
     a = np.asarray(values)
-    if a.dtype not in (np.uint8, np.uint16) or a.size == 0:
+    if a.size == 0:
         return None
-    levels = np.flatnonzero(np.bincount(a.ravel()))
+    if a.dtype in (np.uint8, np.uint16):
+        levels = np.flatnonzero(np.bincount(a.ravel()))
+    else:
+        flat = a.ravel()
+        levels = np.unique(flat[::max(1, flat.size // GREY_SAMPLE)].astype(np.float64))
+        if len(levels) > GREY_LEVELS:
+            return None
     return float(np.diff(levels).min()) if len(levels) > 1 else None
+
+
+GREY_SAMPLE, GREY_LEVELS = 65536, 4096
 
 
 def robust_sd(values: np.ndarray) -> float:
