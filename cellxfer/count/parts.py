@@ -286,20 +286,10 @@ def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: b
         step = max(1, -(-max(image.shape) // PREVIEW_SIDE)) if is_lazy(image) else 1
         kept = strided_sample(image, step)
     if levels is None:
-        levels = meta.normalization.levels(work, _grey_of(image) if scaled is not None and scaled.resized else None)
+        levels = meta.normalization.levels(work, image if scaled is not None and scaled.resized else None)
     return ImagePlan(file, work, meta, levels, splitter, boxes,
                      group_parts(boxes, splitter, part_tiles), scaled, (time.perf_counter() - t0) * 1e3, kept, step,
                      part_tiles)
-
-
-def _grey_of(image) -> float | None:
-    """The grey-level step of an image as given (:func:`cellxfer.counter.model.grey_step`), from a strided
-    sample of at most about a million pixels (a lazy slide: read in bands)."""
-    from cellxfer.counter.model import grey_step
-    from cellxfer.lazy import strided_sample
-
-    h, w = image.shape[:2]
-    return grey_step(strided_sample(image, max(1, int(np.ceil(np.sqrt(h * w / 1e6))))))
 
 
 def count_plan(runner, plan: ImagePlan, batch_size: int = 16, points: bool = False, map_block: int | None = None):

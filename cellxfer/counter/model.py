@@ -56,31 +56,42 @@ class Normalization:
     #: steps than the floor are unchanged; an image of continuous values (no step) has no floor.
     min_levels: float | None = None
 
-    def levels(self, image, grey: float | None = None) -> tuple:
-        """``(low level, divisor)`` as float32 of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`;
-        ``grey``: the :func:`grey_step` of the image as it was given, when ``image`` is a resized, float copy
-        of it; None: that of ``image``):
+    def levels(self, image, original=None) -> tuple:
+        """``(low level, divisor)`` as float32 of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`):
         the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels (a lazy image is
         read in bands for it). The ``min_snr`` noise floor is measured on whole rows, every k-th row with
         k the smallest that keeps it to about ``SAMPLE`` pixels too, so neither sample grows with a
-        slide (images up to ``SAMPLE`` pixels: the whole image, as before). Every block of the image is
-        normalised with the same levels (:meth:`apply_levels`), so normalising by blocks equals
-        normalising the whole image."""
+        slide (images up to ``SAMPLE`` pixels: the whole image, as before). The ``min_levels`` floor reads
+        the grey step of ``original``, the image as given when ``image`` is a resized (float) copy of it
+        (None: ``image`` itself), from a sample of the same size; without the floor nothing of it is read.
+        Every block of the image is normalised with the same levels (:meth:`apply_levels`), so normalising
+        by blocks equals normalising the whole image."""
+        import numpy as np
+
+        sample = self._sample(image)
+        lo, hi = percentiles(sample, (self.low, self.high))
+        span = float(hi - lo)
+        if self.min_levels is not None:
+            grey = grey_step(sample if original is None else self._sample(original))
+            if grey is not None:
+                span = max(span, self.min_levels * grey)
+        if self.min_snr is not None:  # noise of every k-th whole row (a lazy image: read in bands)
+            from cellxfer.lazy import strided_sample
+
+            h, w = image.shape
+            rows = max(1, -(-h * w // self.SAMPLE))
+            span = max(span, self.min_snr * noise_sd(strided_sample(image, rows, 1)))
+        return np.float32(lo), np.float32(span if span > 0 else self.eps)
+
+    def _sample(self, image):
+        """An evenly strided sample of a 2-D image of at most about ``SAMPLE`` pixels (the image itself when
+        smaller)."""
         import numpy as np
 
         from cellxfer.lazy import strided_sample
 
-        h, w = image.shape
-        step = max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE))))
-        sample = strided_sample(image, step)
-        lo, hi = percentiles(sample, (self.low, self.high))
-        span = float(hi - lo)
-        if self.min_levels is not None and (grey := grey if grey is not None else grey_step(sample)) is not None:
-            span = max(span, self.min_levels * grey)
-        if self.min_snr is not None:  # noise of every k-th whole row (a lazy image: read in bands)
-            rows = max(1, -(-h * w // self.SAMPLE))
-            span = max(span, self.min_snr * noise_sd(strided_sample(image, rows, 1)))
-        return np.float32(lo), np.float32(span if span > 0 else self.eps)
+        h, w = image.shape[:2]
+        return strided_sample(image, max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE)))))
 
     def apply_levels(self, block: np.ndarray, levels: tuple) -> np.ndarray:
         """2-D block (any dtype) -> float32, normalised with ``levels`` from :meth:`levels`."""
