@@ -57,6 +57,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cellxfer.density.blobs import MAX_BLOCK
+from cellxfer.density.stitch import block_sums
 
 @dataclass
 class Counted:
@@ -111,7 +112,7 @@ class DensityMap:
         (the sum of the block sums it added)."""
         b = self.block
         self._blobs.clear()
-        blocks = np.ascontiguousarray(_block_sums(_block_sums(crop, x0, b).T, y0, b).T)
+        blocks = block_sums(crop, y0, x0, b)
         r, c = y0 // b - self.row0, x0 // b
         self.counts[r:r + blocks.shape[0], c:c + blocks.shape[1]] += blocks
         return float(blocks.sum())
@@ -130,25 +131,6 @@ class DensityMap:
         for m in maps:
             out.counts[m.row0:m.row0 + len(m.counts)] += m.counts
         return out
-
-
-def _block_sums(a: np.ndarray, o: int, b: int) -> np.ndarray:
-    """float64 sums of ``a`` along its last axis over the blocks of ``b`` of a grid whose index ``o`` is
-    ``a``'s first (the first and last blocks may be cut), each added left to right in float64: exactly
-    ``np.add.reduceat(a, edges, axis=-1, dtype=np.float64)``, in a few whole-array adds instead of a
-    strided reduction per block (4x faster on a density tile)."""
-    n = a.shape[-1]
-    edges = np.r_[0, np.arange(-(-(o + 1) // b) * b, o + n, b) - o]  # the first index, then each block edge
-    index = edges[:, None] + np.arange(b)
-    inside = index < np.r_[edges[1:], n][:, None]
-    acc = a[..., edges].astype(np.float64)
-    for j in range(1, b):
-        if inside[:, j].all():
-            acc += a[..., index[:, j]]
-        else:
-            some = np.flatnonzero(inside[:, j])
-            acc[..., some] += a[..., index[some, j]]
-    return acc
 
 
 from cellxfer.counter.splitters import OwnedTiles, RampTiles, WindowGrid  # noqa: E402,F401  (the splitters)

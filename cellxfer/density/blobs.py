@@ -123,6 +123,8 @@ class BlobRule:
         a nucleus whose centre is owned lies within the tile's margin, so each is read once, whole."""
         import numpy as np
 
+        from cellxfer.density.stitch import block_sums
+
         y, x, oy0, oy1, ox0, ox1 = box
         b, (h, w) = MAX_BLOCK, output.shape[-2:]
         # blocks of the image's grid covered by the output (a block cut by the image border counts as whole)
@@ -131,10 +133,7 @@ class BlobRule:
         c1 = shape[1] if x + w >= shape[1] else (x + w) // b * b
         if r1 <= r0 or c1 <= c0:
             return 0.0
-        sub = np.asarray(output, dtype=np.float64)[r0 - y:r1 - y, c0 - x:c1 - x]
-        pad = np.zeros((-(-sub.shape[0] // b) * b, -(-sub.shape[1] // b) * b))
-        pad[:sub.shape[0], :sub.shape[1]] = sub
-        cells = pad.reshape(pad.shape[0] // b, b, pad.shape[1] // b, b).sum(axis=(1, 3))
+        cells = block_sums(np.asarray(output)[r0 - y:r1 - y, c0 - x:c1 - x], r0, c0, b)
         found = find_blobs(cells, b, self.level, owned=(oy0 - r0, oy1 - r0, ox0 - c0, ox1 - c0))
         cy, cx = found.y + r0, found.x + c0
         mine = (cy >= oy0) & (cy < oy1) & (cx >= ox0) & (cx < ox1)
