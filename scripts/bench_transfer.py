@@ -265,14 +265,20 @@ def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool, ru
     return summarise(per)
 
 
+def count_errors(true, pred) -> dict:
+    """Mean and median abs % error per image, counted / true over all, mean abs error."""
+    t, p = np.asarray(true, float), np.asarray(pred, float)
+    err = np.abs(p - t) / np.maximum(t, 1.0)
+    return {"mape": float(err.mean()), "median_ape": float(np.median(err)),
+            "total_ratio": float(p.sum() / max(t.sum(), 1)), "mae": float(np.mean(np.abs(p - t)))}
+
+
 def summarise(per: list[dict]) -> dict:
     t = np.array([r["true"] for r in per], float)
-    p = np.array([r["pred"] for r in per], float)
-    err = np.abs(p - t) / np.maximum(t, 1.0)
     tp, n_pred = sum(r["tp"] for r in per), sum(r["n_pred"] for r in per)
     prec, rec = tp / max(n_pred, 1), tp / max(t.sum(), 1)
-    out = {"images": len(per), "true_total": float(t.sum()), "mape": float(err.mean()), "median_ape": float(np.median(err)),
-           "total_ratio": float(p.sum() / max(t.sum(), 1)), "f1": float(2 * prec * rec / max(prec + rec, 1e-9)),
+    out = {"images": len(per), "true_total": float(t.sum()), **count_errors(t, [r["pred"] for r in per]),
+           "f1": float(2 * prec * rec / max(prec + rec, 1e-9)),
            "flagged": float(np.mean([r["qc"] != "ok" for r in per])), "per_image": per}
     ratios = [r["diameter_est"] / r["diameter_true"] for r in per if r["diameter_true"] and r["diameter_est"]]
     if any(r["diameter_true"] for r in per):
@@ -344,10 +350,7 @@ def rule_scores(groups: dict, rules: tuple[str, ...]) -> dict:
     for text in rules:
         out[text] = {}
         for name, g in groups.items():
-            t = np.array([r["true"] for r in g["per_image"]], float)
-            c = np.array([r["rules"][text] for r in g["per_image"]], float)
-            out[text][name] = {"mape": float(np.mean(np.abs(c - t) / np.maximum(t, 1))),
-                               "total_ratio": float(c.sum() / max(t.sum(), 1)), "mae": float(np.mean(np.abs(c - t)))}
+            out[text][name] = count_errors([r["true"] for r in g["per_image"]], [r["rules"][text] for r in g["per_image"]])
     return out
 
 
