@@ -206,8 +206,10 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
 def unblurred(d: float) -> float:
     """A measured diameter less the rim that blur adds to every object: ``sqrt(d**2 - RIM**2)`` (the widths of
     two Gaussians add so), at least ``d / 2``. The smoothing and the threshold widen small objects most, so
-    without it an image halved in size measured 8% more than half its diameter (median over dsb2018-fluo's
-    training and validation images; 2.6% with it: ``scripts/scale_check.py --dsb trainval --resize``)."""
+    without it an image halved in size measured 8.2% more than half its diameter, 2.8% with it (median over
+    the 427 dsb2018-fluo training and validation images with an estimate at both sizes:
+    ``scripts/scale_check.py --dsb trainval --resize``, docs/scale_cov_trainval.json and
+    docs/rim/scale_cov_trainval.json)."""
     return math.sqrt(max(d * d - RIM * RIM, d * d / 4))
 
 

@@ -24,7 +24,8 @@ image is checked against the measurement that rescaled it (:class:`cellxfer.scal
   :attr:`QCRules.partial` of them per counted nucleus (:func:`partial_share`).
 
 With a fixed ``--diameter`` or ``--diameter off`` nothing is measured and the column says ``unchecked``.
-The thresholds were chosen on the validation part of dsb2018-fluo (``scripts/bench_transfer.py --qc``);
+The thresholds were chosen on the validation part of dsb2018-fluo and the IDCIA 90 (the ``qc_sweep`` that
+``scripts/bench_transfer.py --multi-source MODEL --part val`` writes);
 how often the flag catches a bad count is in the docs' accuracy page.
 """
 
