@@ -136,7 +136,7 @@ def steps_worker(args) -> None:
             step("decode")
             scaled = policy.scale(image, meta)
             step("diameter estimate + resize")
-            levels = meta.normalization.levels(scaled.image)
+            levels = meta.normalization.levels(scaled.image, image if scaled.resized else None)  # as plan_image
             step("normalisation levels")
             plan = plan_image(scaled.image, meta, None, levels=levels)
             merger = plan.merger(False)
