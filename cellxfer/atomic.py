@@ -42,14 +42,15 @@ def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[
     target = shown.resolve()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARK, dir=target.parent)
+        with _sigterm_held():  # created and known to remove_live_temporaries at once, never one without the other
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARK, dir=target.parent)
+            tmp = Path(tmp)
+            _LIVE.add(tmp)
     except OSError as exc:
         if is_disk_full(exc):
             raise DiskFull(shown, need, 0, free_bytes(target.parent)) from None
         raise
     os.close(fd)
-    tmp = Path(tmp)
-    _LIVE.add(tmp)
     try:
         yield tmp
         os.chmod(tmp, FILE_MODE)
@@ -66,6 +67,23 @@ def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[
         raise
     finally:
         _LIVE.discard(tmp)
+
+
+@contextlib.contextmanager
+def _sigterm_held():
+    """SIGTERM waits (blocked for this thread) until the block ends: a pool worker ended by it between
+    creating a temporary and recording it in ``_LIVE`` left the temporary behind (a fresh-clone CI run, synth
+    with 2 workers on a full disk). Where signals cannot be blocked (Windows), nothing is held."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def remove_live_temporaries() -> None:

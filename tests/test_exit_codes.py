@@ -201,3 +201,37 @@ def test_a_pool_worker_ended_mid_write_deletes_its_temporary(tmp_path):
     _stop_now(pool)
     assert all(f.done() for f in futures)
     assert not list(tmp_path.glob(f"*{TMP_MARK}")) and not any(t.exists() for t in targets)
+
+
+def test_a_sigterm_right_after_a_temporary_is_created_still_finds_it(tmp_path, monkeypatch):
+    """The window between creating a temporary and recording it for remove_live_temporaries: a SIGTERM that
+    lands there (sent here from inside mkstemp) is held until the temporary is recorded, so the worker's
+    handler deletes it (a fresh-clone CI run found one left by `synth --workers 2` on a full disk)."""
+    import os
+    import signal
+    import tempfile
+
+    from cellxfer import atomic
+
+    class Ended(Exception):
+        pass
+
+    def handler(signum, frame):
+        atomic.remove_live_temporaries()
+        raise Ended
+
+    real = tempfile.mkstemp
+
+    def mkstemp_then_sigterm(*a, **k):
+        out = real(*a, **k)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    old = signal.signal(signal.SIGTERM, handler)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
+    try:
+        with pytest.raises(Ended):
+            atomic.write_text(tmp_path / "out.txt", "x")
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert not list(tmp_path.iterdir())
