@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -42,10 +41,7 @@ def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[
     target = shown.resolve()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _sigterm_held():  # created and known to remove_live_temporaries at once, never one without the other
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_MARK, dir=target.parent)
-            tmp = Path(tmp)
-            _LIVE.add(tmp)
+        fd, tmp = _create_temporary(target)
     except OSError as exc:
         if is_disk_full(exc):
             raise DiskFull(shown, need, 0, free_bytes(target.parent)) from None
@@ -69,21 +65,24 @@ def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[
         _LIVE.discard(tmp)
 
 
-@contextlib.contextmanager
-def _sigterm_held():
-    """SIGTERM waits (blocked for this thread) until the block ends: a pool worker ended by it between
-    creating a temporary and recording it in ``_LIVE`` left the temporary behind (a fresh-clone CI run, synth
-    with 2 workers on a full disk). Where signals cannot be blocked (Windows), nothing is held."""
-    import signal
+def _create_temporary(target: Path) -> tuple[int, Path]:
+    """``(fd, path)`` of a new private file beside ``target``, as ``tempfile.mkstemp`` makes one, except that
+    the path is in ``_LIVE`` *before* the file exists: a worker ended by SIGTERM at any moment leaves no
+    temporary that :func:`remove_live_temporaries` does not know (blocking the signal around ``mkstemp`` is
+    not enough: a signal to the process may land on another thread, and the main thread then runs the handler
+    at once; a fresh-clone CI run found one left by synth with 2 workers on a full disk)."""
+    import secrets
 
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{TMP_MARK}"
+        _LIVE.add(tmp)
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600), tmp
+        except FileExistsError:
+            _LIVE.discard(tmp)
+        except BaseException:
+            _LIVE.discard(tmp)
+            raise
 
 
 def remove_live_temporaries() -> None:

@@ -205,11 +205,11 @@ def test_a_pool_worker_ended_mid_write_deletes_its_temporary(tmp_path):
 
 def test_a_sigterm_right_after_a_temporary_is_created_still_finds_it(tmp_path, monkeypatch):
     """The window between creating a temporary and recording it for remove_live_temporaries: a SIGTERM that
-    lands there (sent here from inside mkstemp) is held until the temporary is recorded, so the worker's
-    handler deletes it (a fresh-clone CI run found one left by `synth --workers 2` on a full disk)."""
+    lands just after the file is created (sent here from inside the open call) finds it recorded, so the
+    worker's handler deletes it (a fresh-clone CI run found one left by `synth --workers 2` on a full disk;
+    it was created by mkstemp and recorded after)."""
     import os
     import signal
-    import tempfile
 
     from cellxfer import atomic
 
@@ -220,18 +220,21 @@ def test_a_sigterm_right_after_a_temporary_is_created_still_finds_it(tmp_path, m
         atomic.remove_live_temporaries()
         raise Ended
 
-    real = tempfile.mkstemp
+    real = os.open
 
-    def mkstemp_then_sigterm(*a, **k):
-        out = real(*a, **k)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return out
+    def open_then_sigterm(path, *a, **k):
+        fd = real(path, *a, **k)
+        if atomic.TMP_MARK in str(path):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return fd
 
     old = signal.signal(signal.SIGTERM, handler)
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_sigterm)
+    monkeypatch.setattr(os, "open", open_then_sigterm)
     try:
-        with pytest.raises(Ended):
-            atomic.write_text(tmp_path / "out.txt", "x")
+        for _ in range(20):  # the signal's handler runs at once here, or a few instructions later
+            with pytest.raises(Ended):
+                atomic.write_text(tmp_path / "out.txt", "x")
     finally:
+        monkeypatch.undo()
         signal.signal(signal.SIGTERM, old)
     assert not list(tmp_path.iterdir())
