@@ -10,7 +10,9 @@ locations are mapped back to the original pixel grid (:meth:`Scaled.to_original`
 
 Estimator (foreground objects; chosen against the scale-space LoG blob search it replaced on the
 dsb2018-fluo training + validation images, ``scripts/scale_check.py``): the image is normalised by its
-0.5/99.5 percentiles (clipped to [0, 1]) and smoothed by a Gaussian of ``SMOOTH`` px; foreground is what
+0.5th and ``HIGH``-th percentiles (clipped to [0, 1]), smoothed by a Gaussian of ``SMOOTH`` px and taken less its smooth
+background (:func:`_flatten`: uneven illumination, vignetting and haze would otherwise lift part of a field
+above the threshold); foreground is what
 lies above Otsu's threshold and above the background mode plus ``NOISE_K`` SDs of the background's dark
 side (so camera noise in a sparse field is never foreground), holes filled (dark nucleoli and chromatin
 gaps stay inside their nucleus: texture cannot split a nucleus into blobs). Each connected object of at
@@ -44,6 +46,8 @@ SMOOTH = 1.0  # px: Gaussian denoising before thresholding
 OTSU_SHARE = 1.0
 NOISE_K = 5.0  # foreground lies this many SDs of the background's dark side above its mode
 MIN_AREA = 9  # px: smaller objects are specks, not nuclei
+MESH, MIN_CELL = 8, 64  # the background surface: a mesh of cells of max(MIN_CELL, shorter side / MESH) px
+BACKGROUND_Q = 10.0  # percentile of a mesh cell that is its background level
 RIM = 3.5  # px: the blur an object's measured diameter is corrected for (:func:`unblurred`)
 CLUMP = 1.6  # an object larger than this many inscribed disks is a clump of touching nuclei
 CLUMP_DIAMETER = 1.0  # a clumped nucleus's diameter over twice the clump's largest inscribed radius
@@ -114,13 +118,56 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~edge[bg]
 
 
+def _cell_edges(n: int, cell: int) -> np.ndarray:
+    """Edges of ``round(n / cell)`` (at least 1) near-equal cells over ``n`` pixels."""
+    return np.linspace(0, n, max(1, round(n / cell)) + 1).round().astype(int)
+
+
+def _interpolation(n: int, edges: np.ndarray) -> np.ndarray:
+    """``(n, cells)`` weights that interpolate values at the cells' centres linearly to each of ``n`` pixels, and
+    extrapolate them linearly beyond the first and last centre (a ramp stays a ramp to the image's edge)."""
+    centres = (edges[:-1] + edges[1:] - 1) / 2.0
+    w = np.zeros((n, len(centres)), np.float32)
+    if len(centres) == 1:
+        w[:, 0] = 1.0
+        return w
+    y = np.arange(n)
+    i = np.clip(np.searchsorted(centres, y) - 1, 0, len(centres) - 2)  # the pair of centres each pixel lies on or beyond
+    t = (y - centres[i]) / (centres[i + 1] - centres[i])
+    w[y, i], w[y, i + 1] = 1.0 - t, t
+    return w
+
+
+def _flatten(a: np.ndarray) -> np.ndarray:
+    """``a`` less its smooth background, plus that background's median (so a field that is evenly lit is
+    left as it is, up to the mesh's noise): uneven illumination, vignetting and out-of-focus haze would
+    otherwise put one half of a field above the threshold and the nuclei of the other below it. The
+    background is estimated as astronomy's source extractors do (SExtractor's mesh): the
+    ``BACKGROUND_Q``-th percentile of each cell of a mesh (:data:`MESH`, :data:`MIN_CELL`), the median of
+    each 3x3 cells (a cell inside a large nucleus or a clump does not raise it), interpolated linearly
+    between the cells' centres."""
+    from scipy import ndimage as ndi
+
+    cell = max(MIN_CELL, min(a.shape) // MESH)
+    ey, ex = _cell_edges(a.shape[0], cell), _cell_edges(a.shape[1], cell)
+    if len(ey) == 2 and len(ex) == 2:  # one cell: nothing to flatten
+        return a
+    k = max(1, cell // 32)  # a cell's level from about 32x32 of its pixels (``a`` is smooth)
+    mesh = np.array([[np.percentile(a[ey[i]:ey[i + 1]:k, ex[j]:ex[j + 1]:k], BACKGROUND_Q) for j in range(len(ex) - 1)]
+                     for i in range(len(ey) - 1)], dtype=np.float32)
+    mesh = ndi.median_filter(mesh, size=3, mode="nearest")
+    surface = _interpolation(a.shape[0], ey) @ mesh @ _interpolation(a.shape[1], ex).T
+    surface -= np.median(mesh)
+    return a - surface
+
+
 def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, ...]:
     """``(diameters, weights, clumped, nuclei, areas)`` of the objects in one normalised tile (module docs):
     one entry per object of at least ``MIN_AREA`` px, ``nuclei`` the number of nuclei it stands for (1, or
     a clump's area over one nucleus's), ``weights`` that times its contrast above the threshold."""
     from scipy import ndimage as ndi
 
-    a = ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0)
+    a = _flatten(ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0))
     t = _threshold(a)
     lab, n = ndi.label(_fill_holes(a > t))
     if not n:

@@ -21,7 +21,8 @@ supervised / finetune / dacs rows with nuclei images for each N. Runs resume whe
     .venv/bin/python scripts/bench_transfer.py --work runs/transfer --invariance cellxfer/models/default_counter.safetensors
 
 ``--invariance MODEL`` counts the IDCIA 94 annotated images as they are and transformed (resized 0.5x,
-2x, 3x; gain x0.25 and x4; an offset; gamma 0.7 and 1.5; uint16 encoding), pure-noise images, and cells
+2x, 3x; gain x0.25 and x4; an offset; gamma 0.7 and 1.5; uint16 encoding; uneven illumination: a gradient, a
+vignette, out-of-focus haze), pure-noise images, and cells
 reported within 4 px of the border with no annotated centre within 10 px. Counts use the model's
 default ``--diameter`` policy, exactly as ``cellxfer count`` does.
 
@@ -32,7 +33,8 @@ and the IDCIA 90; per group: mean absolute % error per image, total counted / tr
 the true median diameter (IDCIA: 7 px), the scale estimate's median error against dsb2018-fluo's
 ``per_image.tsv`` and the share within 25%; and how well the ``qc`` flag finds bad counts (the share of
 images off by more than 25% that are flagged, and of those within 10%). ``--resize`` adds the per-image
-change of the count when every image is resized 0.5x and 2x. Writes a plot beside the JSON.
+change of the count when every image is resized 0.5x and 2x, ``--shading`` when it is unevenly lit (a gradient
+of half and of the whole of its range, a vignette, haze: :data:`SHADINGS`). Writes a plot beside the JSON.
 
     .venv/bin/python scripts/bench_transfer.py --work runs/transfer --multi-source cellxfer/models/default_counter.safetensors --part val --resize
 
@@ -52,7 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import DSB, IDCIA, REPO, dsb_table, on_signal, on_signal_mask  # noqa: E402  (the scripts' shared module)
+from benchlib import DSB, IDCIA, REPO, dsb_table, on_signal, on_signal_mask, shade  # noqa: E402  (the scripts' shared module)
 SYNTHS = ("synhc", "nuclei")
 STYLIZERS = ("none", "histogram", "fda")
 NUCLEI_SET = ("diameter=6:16",)  # the nuclei synthesizer at IDCIA-like scale (scale is left to --diameter)
@@ -181,7 +183,11 @@ VARIANTS = {
     "gamma 0.7": lambda im: (im.astype(np.float32) / max(float(im.max()), 1.0)) ** 0.7 * float(im.max()),
     "gamma 1.5": lambda im: (im.astype(np.float32) / max(float(im.max()), 1.0)) ** 1.5 * float(im.max()),
     "uint16 (x257)": lambda im: im.astype(np.uint16) * 257,
+    "gradient 0.5": shade("gradient", 0.5), "gradient 1": shade("gradient", 1.0),
+    "vignette 0.5": shade("vignette", 0.5), "haze x2": shade("haze", 2.0),
 }
+RESIZES = ("resize 0.5x", "resize 2x")  # --resize
+SHADINGS = ("gradient 0.5", "gradient 1", "vignette 0.5", "haze x2")  # --shading
 
 
 def _counter(model: Path):
@@ -237,9 +243,11 @@ def _rule_counts(dmap, rules: tuple[str, ...]) -> dict:
     return out
 
 
-def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool, rules: tuple[str, ...] = ()) -> dict:
-    """Per-image results of one group (see :func:`multi_source`); ``rules``: also the count each of these
-    counting rules reads from the image's map (:func:`_rule_counts`)."""
+def score_group(count, root: Path, ids: list[str], truth: dict, variants: tuple[str, ...] = (),
+                rules: tuple[str, ...] = ()) -> dict:
+    """Per-image results of one group (see :func:`multi_source`); ``variants``: also the count of each image
+    changed so (:data:`VARIANTS`); ``rules``: also the count each of these counting rules reads from the image's
+    map (:func:`_rule_counts`)."""
     from cellxfer.count.qc import RULES, partial_share
     from cellxfer.dataset import CellDataset
     from cellxfer.density.match import match_points
@@ -259,8 +267,8 @@ def score_group(count, root: Path, ids: list[str], truth: dict, resize: bool, ru
                "clipped": info.clipped, "partial": partial}
         if rules:
             row["rules"] = _rule_counts(res.density_map, rules)
-        if resize:
-            row["resized"] = {str(f): float(count(_resize(f)(s.image))[0].count) for f in (0.5, 2.0)}
+        if variants:
+            row["variants"] = {v: float(count(VARIANTS[v](s.image))[0].count) for v in variants}
         per.append(row)
     return summarise(per)
 
@@ -285,11 +293,9 @@ def summarise(per: list[dict]) -> dict:
         n = sum(1 for r in per if r["diameter_true"])
         out["scale_median_error"] = float(np.median(np.abs(np.log(ratios)))) if ratios else None
         out["scale_within_25"] = float(sum(abs(x - 1) <= 0.25 for x in ratios) / n)
-    if per and "resized" in per[0]:
-        for f in ("0.5", "2.0"):
-            ch = np.array([abs(r["resized"][f] - r["pred"]) / max(r["pred"], 10.0) for r in per])
-            out[f"resize_{f}x_median_change"] = float(np.median(ch))
-            out[f"resize_{f}x_within_10"] = float(np.mean(ch <= 0.10))
+    for v in per[0].get("variants", {}) if per else ():  # the change of each image's count, over at least 10
+        ch = np.array([abs(r["variants"][v] - r["pred"]) / max(r["pred"], 10.0) for r in per])
+        out.setdefault("variants", {})[v] = {"median_change": float(np.median(ch)), "within_10": float(np.mean(ch <= 0.10))}
     return out
 
 
@@ -331,11 +337,12 @@ def qc_sweep(groups: dict) -> list[dict]:
     return out
 
 
-def multi_source(models: list[Path], part: str, idcia: Path, resize: bool, rules: tuple[str, ...] = ()) -> dict:
+def multi_source(models: list[Path], part: str, idcia: Path, variants: tuple[str, ...] = (),
+                 rules: tuple[str, ...] = ()) -> dict:
     out = {"part": part, "models": {}}
     for model in models:
         count = _counter(model)
-        groups = {name: score_group(count, root, ids, truth, resize, rules)
+        groups = {name: score_group(count, root, ids, truth, variants, rules)
                   for name, root, ids, truth in source_groups(part, idcia)}
         out["models"][str(model)] = {"groups": groups, "qc": qc_rates(groups), "qc_sweep": qc_sweep(groups)}
         if rules:
@@ -371,15 +378,16 @@ def rules_table(ms: dict) -> str:
 
 
 def multi_source_table(ms: dict) -> str:
+    first = next(iter(next(iter(ms["models"].values()))["groups"].values()), {})
+    names = list(first.get("variants", {}))
     out = [f"Part: {ms['part']}", "", "| model | source | images | mean abs % error | total ratio | F1 (half a diameter) | "
-           "scale within 25% | flagged | resize 0.5x / 2x: within 10% |", "|---|---|---|---|---|---|---|---|---|"]
+           "scale within 25% | flagged |" + "".join(f" {v}: within 10% |" for v in names), "|---|" * (8 + len(names))]
     for model, r in ms["models"].items():
         for name, g in r["groups"].items():
             sc = f"{100 * g['scale_within_25']:.0f}%" if "scale_within_25" in g else "-"
-            rs = (f"{100 * g['resize_0.5x_within_10']:.0f}% / {100 * g['resize_2.0x_within_10']:.0f}%"
-                  if "resize_0.5x_within_10" in g else "-")
+            rs = "".join(f" {100 * g['variants'][v]['within_10']:.0f}% |" for v in names)
             out.append(f"| {Path(model).stem} | {name} | {g['images']} | {100 * g['mape']:.1f}% | {g['total_ratio']:.2f} | "
-                       f"{g['f1']:.3f} | {sc} | {100 * g['flagged']:.0f}% | {rs} |")
+                       f"{g['f1']:.3f} | {sc} | {100 * g['flagged']:.0f}% |{rs}")
     out += ["", "| model | images | off by > 25% | flagged of those | within 10% | flagged of those |", "|---|---|---|---|---|---|"]
     for model, r in ms["models"].items():
         q = r["qc"]
@@ -489,6 +497,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--multi-source", nargs="*", type=Path, default=[], metavar="MODEL",
                     help="count dsb2018-fluo's --part by source group and the IDCIA 90 with each MODEL")
     ap.add_argument("--resize", action="store_true", help="with --multi-source: also count every image resized 0.5x and 2x")
+    ap.add_argument("--shading", action="store_true",
+                    help="with --multi-source: also count every image unevenly lit (a gradient, a vignette, haze: SHADINGS)")
     ap.add_argument("--steps", type=int, default=1500, help="optimizer steps per row (epochs follow from the images)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--synthetic-n", type=int, default=2000)
@@ -553,7 +563,8 @@ def main(argv=None) -> int:
     name = args.name or ("-".join(slug(row_name(r)) for r in rows)[:80]
                          or ("multi-source-" + args.part if args.multi_source else "invariance"))
     if args.multi_source:
-        result["multi_source"] = multi_source(args.multi_source, args.part, args.idcia, args.resize, tuple(args.blob_rules))
+        variants = (RESIZES if args.resize else ()) + (SHADINGS if args.shading else ())
+        result["multi_source"] = multi_source(args.multi_source, args.part, args.idcia, variants, tuple(args.blob_rules))
         text += "\n" + multi_source_table(result["multi_source"]) + rules_table(result["multi_source"])
         multi_source_plot(result["multi_source"], args.work / f"transfer-{name}.png")
     result["seconds"] = round(time.perf_counter() - t0, 1)

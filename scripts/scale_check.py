@@ -10,6 +10,8 @@
    estimator was chosen on; ``test``; ``all``) of :func:`cellxfer.evaluate.split.stratified_split_ids`: the share
    within 25% and the median ratio. ``--split FILE`` reads the split's ids from a JSON written by an earlier run
    (so an older checkout, put first on ``PYTHONPATH``, is measured on the same images: its estimator side by side).
+   ``--resize``: the estimate of each image resized 0.5x and 2x over its own; ``--shading``: of each image unevenly
+   lit (a gradient as bright as its range, a vignette, haze: :data:`SHADINGS`) over its own.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/scale_check.py --images 12 --out runs/scale_check.json
     OMP_NUM_THREADS=1 .venv/bin/python scripts/scale_check.py --dsb trainval --images 0 --per 0 --out docs/scale_dsb_trainval.json
@@ -26,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import DSB, IDCIA, REPO, dsb_table  # noqa: E402  (the scripts' shared module)
+from benchlib import DSB, IDCIA, REPO, dsb_table, shade  # noqa: E402  (the scripts' shared module)
+
+SHADINGS = {"gradient 1": shade("gradient", 1.0), "vignette 0.5": shade("vignette", 0.5), "haze x2": shade("haze", 2.0)}
 
 
 def synthetic_rows(per: int) -> list[dict]:
@@ -63,10 +67,11 @@ def real_rows(n: int) -> dict:
     return {"images": out, "seconds_per_image_median": float(np.median(seconds))}
 
 
-def dsb_rows(part: str, split_file: Path | None, resize: bool = False) -> dict:
+def dsb_rows(part: str, split_file: Path | None, resize: bool = False, shading: bool = False) -> dict:
     """The estimate against dsb2018-fluo's true median diameters, per image-size group (module docs, 4); with
     ``resize``, also the estimate of each image resized 0.5x and 2x over its own (scale covariance: the share
-    of images within 5% of 0.5 and of 2)."""
+    of images within 5% of 0.5 and of 2); with ``shading``, the estimate of each image unevenly lit over its own
+    (:data:`SHADINGS`: the share within 10%)."""
     from PIL import Image
 
     from cellxfer.scale import estimate_diameter, resize_to
@@ -91,6 +96,10 @@ def dsb_rows(part: str, split_file: Path | None, resize: bool = False) -> dict:
             for k in (0.5, 2.0):
                 e = estimate_diameter(resize_to(im.astype(np.float32), k).image).diameter
                 row[f"ratio_{k:g}x"] = float("nan") if d is None or e is None else e / d / k
+        for name, fn in SHADINGS.items() if shading else ():
+            e = estimate_diameter(fn(im)).diameter
+            row[f"ratio_{name}"] = (1.0 if d is None and e is None else float("nan") if d is None or e is None
+                                    else e / d)  # no estimate either way: the same reading
         groups.setdefault(f"{r['width']}x{r['height']}", []).append(row)
         per.append(row)
     table = {}
@@ -103,6 +112,9 @@ def dsb_rows(part: str, split_file: Path | None, resize: bool = False) -> dict:
             for k in ("0.5x", "2x"):
                 c = np.array([x[f"ratio_{k}"] for x in rows])
                 table[key][f"resized_{k}_within_5"] = float(np.mean(np.abs(c - 1) <= 0.05))
+        for name in SHADINGS if shading else ():  # nan (an estimate one way only) counts as outside
+            c = np.array([x[f"ratio_{name}"] for x in rows])
+            table[key][f"{name}_within_10"] = float(np.mean(np.abs(c - 1) <= 0.10))
     return {"part": part, "split": {k: split[k] for k in ("train", "val", "test")}, "groups": table, "images": per}
 
 
@@ -114,16 +126,18 @@ def main(argv=None) -> int:
     ap.add_argument("--dsb", choices=("trainval", "test", "all"), default=None, help="also measure dsb2018-fluo's part")
     ap.add_argument("--split", type=Path, default=None, help="with --dsb: the split ids from an earlier run's JSON")
     ap.add_argument("--resize", action="store_true", help="with --dsb: also estimate every image resized 0.5x and 2x")
+    ap.add_argument("--shading", action="store_true", help="with --dsb: also estimate every image unevenly lit (SHADINGS)")
     args = ap.parse_args(argv)
     result = {"command": " ".join(sys.argv), "load_before": os.getloadavg(),
               "synthetic": synthetic_rows(args.per) if args.per else []}
     if IDCIA.is_dir() and args.images:
         result["idcia"] = real_rows(args.images)
     if args.dsb:
-        result["dsb2018_fluo"] = dsb_rows(args.dsb, args.split, args.resize)
+        result["dsb2018_fluo"] = dsb_rows(args.dsb, args.split, args.resize, args.shading)
         for key, g in result["dsb2018_fluo"]["groups"].items():
             cov = (f"; resized 0.5x / 2x: {100 * g['resized_0.5x_within_5']:.0f}% / {100 * g['resized_2x_within_5']:.0f}% "
                    f"read within 5% of half / twice" if args.resize else "")
+            cov += "".join(f"; {name}: {100 * g[f'{name}_within_10']:.0f}% within 10%" for name in SHADINGS if args.shading)
             print(f"dsb2018-fluo {args.dsb} {key}: {g['images']} images, {100 * g['within_25']:.1f}% within 25% of the "
                   f"true median diameter, median ratio {g['median_ratio']}{cov}")
     result["load_after"] = os.getloadavg()
