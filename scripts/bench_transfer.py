@@ -381,7 +381,7 @@ def multi_source_table(ms: dict) -> str:
     first = next(iter(next(iter(ms["models"].values()))["groups"].values()), {})
     names = list(first.get("variants", {}))
     out = [f"Part: {ms['part']}", "", "| model | source | images | mean abs % error | total ratio | F1 (half a diameter) | "
-           "scale within 25% | flagged |" + "".join(f" {v}: within 10% |" for v in names), "|---|" * (8 + len(names))]
+           "scale within 25% | flagged |" + "".join(f" {v}: within 10% |" for v in names), "|" + "---|" * (8 + len(names))]
     for model, r in ms["models"].items():
         for name, g in r["groups"].items():
             sc = f"{100 * g['scale_within_25']:.0f}%" if "scale_within_25" in g else "-"
