@@ -123,42 +123,44 @@ def _cell_edges(n: int, cell: int) -> np.ndarray:
     return np.linspace(0, n, max(1, round(n / cell)) + 1).round().astype(int)
 
 
-def _interpolation(n: int, edges: np.ndarray) -> np.ndarray:
-    """``(n, cells)`` weights that interpolate values at the cells' centres linearly to each of ``n`` pixels, and
-    extrapolate them linearly beyond the first and last centre (a ramp stays a ramp to the image's edge)."""
+def _interpolation(n: int, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``n`` pixels, the first of the two cell centres it is interpolated between and its weight
+    ``t`` on the second (linear; beyond the first and last centre extrapolated, so a ramp stays a ramp to the
+    image's edge; one cell: every pixel on it). The caller gathers ``v[i] * (1 - t) + v[i + 1] * t`` from
+    the cells' values padded by one (no matrix product: BLAS threads would spin beside the counter's)."""
     centres = (edges[:-1] + edges[1:] - 1) / 2.0
-    w = np.zeros((n, len(centres)), np.float32)
-    if len(centres) == 1:
-        w[:, 0] = 1.0
-        return w
     y = np.arange(n)
-    i = np.clip(np.searchsorted(centres, y) - 1, 0, len(centres) - 2)  # the pair of centres each pixel lies on or beyond
-    t = (y - centres[i]) / (centres[i + 1] - centres[i])
-    w[y, i], w[y, i + 1] = 1.0 - t, t
-    return w
+    if len(centres) == 1:
+        return np.zeros(n, np.intp), np.zeros(n, np.float32)
+    i = np.clip(np.searchsorted(centres, y) - 1, 0, len(centres) - 2)  # the pair each pixel lies on or beyond
+    return i, ((y - centres[i]) / (centres[i + 1] - centres[i])).astype(np.float32)
 
 
 def _flatten(a: np.ndarray) -> np.ndarray:
     """``a`` less its smooth background, plus that background's median (so a field that is evenly lit is
     left as it is, up to the mesh's noise): uneven illumination, vignetting and out-of-focus haze would
-    otherwise put one half of a field above the threshold and the nuclei of the other below it. The
+    otherwise put one part of a field above the threshold and the nuclei of another below it. The
     background is estimated as astronomy's source extractors do (SExtractor's mesh): the
     ``BACKGROUND_Q``-th percentile of each cell of a mesh (:data:`MESH`, :data:`MIN_CELL`), the median of
-    each 3x3 cells (a cell inside a large nucleus or a clump does not raise it), interpolated linearly
-    between the cells' centres."""
+    each 3x3 cells (a cell inside a large nucleus or a clump does not raise it), linear between the cells'
+    centres."""
     from scipy import ndimage as ndi
 
     cell = max(MIN_CELL, min(a.shape) // MESH)
     ey, ex = _cell_edges(a.shape[0], cell), _cell_edges(a.shape[1], cell)
     if len(ey) == 2 and len(ex) == 2:  # one cell: nothing to flatten
         return a
-    k = max(1, cell // 32)  # a cell's level from about 32x32 of its pixels (``a`` is smooth)
-    mesh = np.array([[np.percentile(a[ey[i]:ey[i + 1]:k, ex[j]:ex[j + 1]:k], BACKGROUND_Q) for j in range(len(ex) - 1)]
-                     for i in range(len(ey) - 1)], dtype=np.float32)
+    k = max(1, cell // 32)  # a cell's level from about 32x32 of its pixels (``a`` is smooth), all cells at once:
+    ry = ey[:-1, None] + np.arange(0, np.diff(ey).min(), k)  # the first rows (columns) of every cell, as many
+    rx = ex[:-1, None] + np.arange(0, np.diff(ex).min(), k)  # in each (cells differ by a pixel at most)
+    cells = a[ry[:, None, :, None], rx[None, :, None, :]].reshape(len(ry), len(rx), -1)
+    mesh = np.percentile(cells, BACKGROUND_Q, axis=-1).astype(np.float32)
     mesh = ndi.median_filter(mesh, size=3, mode="nearest")
-    surface = _interpolation(a.shape[0], ey) @ mesh @ _interpolation(a.shape[1], ex).T
-    surface -= np.median(mesh)
-    return a - surface
+    level = np.float32(np.median(mesh))
+    mesh = np.pad(mesh, ((0, 1), (0, 1)), mode="edge")
+    (iy, ty), (ix, tx) = _interpolation(a.shape[0], ey), _interpolation(a.shape[1], ex)
+    rows = mesh[iy] * (1 - ty)[:, None] + mesh[iy + 1] * ty[:, None]  # (height, cells across)
+    return a - (rows[:, ix] * (1 - tx) + rows[:, ix + 1] * tx) + level
 
 
 def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, ...]:
