@@ -159,8 +159,10 @@ def _flatten(a: np.ndarray) -> np.ndarray:
     level = np.float32(np.median(mesh))
     mesh = np.pad(mesh, ((0, 1), (0, 1)), mode="edge")
     (iy, ty), (ix, tx) = _interpolation(a.shape[0], ey), _interpolation(a.shape[1], ex)
-    rows = mesh[iy] * (1 - ty)[:, None] + mesh[iy + 1] * ty[:, None]  # (height, cells across)
-    return a - (rows[:, ix] * (1 - tx) + rows[:, ix + 1] * tx) + level
+    rows = mesh[iy] * (1 - ty)[:, None] + mesh[iy + 1] * ty[:, None] - level  # (height, cells across), less the level
+    out = a - rows[:, ix] * (1 - tx)
+    out -= rows[:, ix + 1] * tx
+    return out
 
 
 def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, ...]:
