@@ -118,11 +118,11 @@ def test_onnx_cpu_runs_a_batch_in_chunks_with_the_outputs_of_one_run(monkeypatch
 
 def test_estimate_objects_equal_ndimage_label_statistics():
     """The estimate's objects (areas, contrasts) on a tile with touching nuclei, holes and objects cut by the
-    border are ndimage's per-label sums and means over the smoothed tile, to the last bit, and each object's
-    radius is its own distance transform's maximum."""
+    border are ndimage's per-label sums and means over the smoothed tile less its background, to the last bit,
+    and each object's radius is its own distance transform's maximum."""
     from scipy import ndimage as ndi
 
-    from cellxfer.scale import CLUMP, MIN_AREA, SMOOTH, _fill_holes, _threshold, _tile_objects
+    from cellxfer.scale import CLUMP, MIN_AREA, SMOOTH, _fill_holes, _flatten, _threshold, _tile_objects
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:160, :200]
@@ -135,7 +135,7 @@ def test_estimate_objects_equal_ndimage_label_statistics():
     a = img.astype(np.float32)
     diam, weights, clumped, nuclei, area = _tile_objects(a)
 
-    s = ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0)
+    s = _flatten(ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0))
     t = _threshold(s)
     lab, n = ndi.label(_fill_holes(s > t))
     index = np.arange(1, n + 1)
