@@ -185,9 +185,17 @@ VARIANTS = {
     "uint16 (x257)": lambda im: im.astype(np.uint16) * 257,
     "gradient 0.5": shade("gradient", 0.5), "gradient 1": shade("gradient", 1.0),
     "vignette 0.5": shade("vignette", 0.5), "haze x2": shade("haze", 2.0),
+    "blur 2 px": lambda im: _smooth(im, 2.0), "float 0.5x": lambda im: _resize(0.5)(im.astype(np.float32)),
 }
 RESIZES = ("resize 0.5x", "resize 2x")  # --resize
 SHADINGS = ("gradient 0.5", "gradient 1", "vignette 0.5", "haze x2")  # --shading
+
+
+def _smooth(img, sigma: float):
+    """A defocused (or smoothed in processing) copy as float32: continuous values, no grey-level steps."""
+    from scipy import ndimage as ndi
+
+    return ndi.gaussian_filter(img.astype(np.float32), sigma)
 
 
 def _counter(model: Path):
@@ -497,6 +505,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--multi-source", nargs="*", type=Path, default=[], metavar="MODEL",
                     help="count dsb2018-fluo's --part by source group and the IDCIA 90 with each MODEL")
     ap.add_argument("--resize", action="store_true", help="with --multi-source: also count every image resized 0.5x and 2x")
+    ap.add_argument("--variants", nargs="*", default=[], metavar="NAME", choices=sorted(VARIANTS),
+                    help="with --multi-source: also count every image changed so (VARIANTS' names)")
     ap.add_argument("--shading", action="store_true",
                     help="with --multi-source: also count every image unevenly lit (a gradient, a vignette, haze: SHADINGS)")
     ap.add_argument("--steps", type=int, default=1500, help="optimizer steps per row (epochs follow from the images)")
@@ -563,7 +573,7 @@ def main(argv=None) -> int:
     name = args.name or ("-".join(slug(row_name(r)) for r in rows)[:80]
                          or ("multi-source-" + args.part if args.multi_source else "invariance"))
     if args.multi_source:
-        variants = (RESIZES if args.resize else ()) + (SHADINGS if args.shading else ())
+        variants = (RESIZES if args.resize else ()) + (SHADINGS if args.shading else ()) + tuple(args.variants)
         result["multi_source"] = multi_source(args.multi_source, args.part, args.idcia, variants, tuple(args.blob_rules))
         text += "\n" + multi_source_table(result["multi_source"]) + rules_table(result["multi_source"])
         multi_source_plot(result["multi_source"], args.work / f"transfer-{name}.png")

@@ -29,7 +29,7 @@ measured again by the current estimator on 64 images of that recipe rendered by 
         --set label_defocused=false --set defocus_fraction=0:0.5 --out runs/old-synth64
     git show a70c752:cellxfer/models/default_counter.safetensors > runs/old-default.safetensors
     .venv/bin/python scripts/train_default_counter.py --remeasure runs/old-default.safetensors --training-set runs/old-synth64 \
-        --count-at 13 --count-blobs 0.0015:0.25:1 --norm-min-levels 16
+        --count-at 13 --count-blobs 0.0015:0.25:1 --norm-min-levels 16 --norm-max-top MAX_TOP
 """
 
 from __future__ import annotations
@@ -47,22 +47,27 @@ UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README:
 COUNT_AT_HOW = ("chosen on validation images (dsb2018-fluo's validation part by size group, and the IDCIA 90): "
                 "docs/benchmarks/accuracy.md, 'One counting size' and 'The estimate less its blur rim'")
 
-MIN_LEVELS_HOW = ("chosen on dsb2018-fluo's validation part and the IDCIA 90, whole and resized 0.5x / 2x: "
-                  "docs/benchmarks/accuracy.md, 'Dim sparse fields'")
+NORM_HOW = {  # how each normalisation field the shipped counter sets was chosen (extra["<field>_choice"])
+    "min_levels": "chosen on dsb2018-fluo's validation part and the IDCIA 90, whole and resized 0.5x / 2x: "
+                  "docs/benchmarks/accuracy.md, 'Dim sparse fields'",
+    "max_top": "chosen on dsb2018-fluo's validation part and the IDCIA 90, whole, resized 0.5x / 2x, blurred and "
+               "halved to float: docs/benchmarks/accuracy.md, 'Sparse fields in any encoding'",
+}
 BLOBS_HOW = ("chosen on dsb2018-fluo's training and validation parts by size group and the IDCIA 90, among blob "
              "rules and the map's sum: docs/benchmarks/accuracy.md, 'Counting the map's blobs'")
 
 
 def ship(best: Path, training: Path, out: Path, count_at: float | None = None, blobs: str | None = None,
-         min_levels: float | None = None) -> dict:
+         norm: dict | None = None) -> dict:
     """Write ``best`` to ``out`` with its nucleus size measured again on its (rescaled) training images by
     the current :func:`cellxfer.scale.estimate_diameter` (what ``count --diameter auto`` compares images with;
     a run resumed after the estimator changed would otherwise keep an old value). ``count_at``: the diameter
     it counts at (``CounterMeta.diameter``) when chosen on validation images instead of the training median;
     both are recorded in ``extra["diameter_choice"]``. ``blobs``: the blob rule it counts by
     (``LEVEL:LO:HI``, :class:`cellxfer.density.blobs.BlobRule`; None: the map's sum), recorded with how it
-    was chosen in ``extra["blobs_choice"]``. ``min_levels``: the normalisation's floor in grey-level steps
-    (``Normalization.min_levels``), recorded with how it was chosen in ``extra["min_levels_choice"]``."""
+    was chosen in ``extra["blobs_choice"]``. ``norm``: fields of the normalisation chosen on validation images
+    (``Normalization.min_levels``, ``max_top``: :data:`NORM_HOW`), each recorded with how it was chosen in
+    ``extra["<field>_choice"]``."""
     from dataclasses import replace
 
     from cellxfer.counter.model import load_counter, save_counter
@@ -71,7 +76,7 @@ def ship(best: Path, training: Path, out: Path, count_at: float | None = None, b
 
     model, meta = load_counter(best)
     scale = domain_scale(load_domain(training, meta.normalization, "training", ()))
-    extra = {k: v for k, v in meta.extra.items() if k not in ("diameter_choice", "blobs_choice", "min_levels_choice")}
+    extra = {k: v for k, v in meta.extra.items() if not k.endswith("_choice")}  # this call's choices replace them
     if count_at is not None:
         extra["diameter_choice"] = {"training_median": scale["diameter"], "counts_at": count_at, "how": COUNT_AT_HOW}
         scale = scale | {"diameter": count_at}
@@ -81,12 +86,15 @@ def ship(best: Path, training: Path, out: Path, count_at: float | None = None, b
 
         rule = BlobRule.parse(blobs)
         extra["blobs_choice"] = {"rule": blobs, "how": BLOBS_HOW}
-    norm = meta.normalization
-    if min_levels is not None:
-        norm = replace(norm, min_levels=min_levels)
-        extra["min_levels_choice"] = {"min_levels": min_levels, "how": MIN_LEVELS_HOW}
-    save_counter(out, model, replace(meta, **scale, blobs=rule, normalization=norm, extra=extra))
+    extra |= {f"{k}_choice": {k: v, "how": NORM_HOW[k]} for k, v in (norm or {}).items()}
+    normalization = replace(meta.normalization, **(norm or {}))
+    save_counter(out, model, replace(meta, **scale, blobs=rule, normalization=normalization, extra=extra))
     return scale
+
+
+def norm_choices(args) -> dict:
+    """The normalisation fields given on the command line (``--norm-min-levels``, ``--norm-max-top``)."""
+    return {k: v for k, v in (("min_levels", args.norm_min_levels), ("max_top", args.norm_max_top)) if v is not None}
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -136,6 +144,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the diameter the shipped counter counts at, chosen on validation images (default: its training median)")
     ap.add_argument("--norm-min-levels", type=float, default=None, metavar="K",
                     help="the shipped counter's normalisation floor in grey-level steps (Normalization.min_levels), "
+                         "chosen on validation images (default: none)")
+    ap.add_argument("--norm-max-top", type=float, default=None, metavar="V",
+                    help="the shipped counter's bound on the normalised 99.9th percentile (Normalization.max_top), "
                          "chosen on validation images (default: none)")
     ap.add_argument("--count-blobs", default=None, metavar="LEVEL:LO:HI",
                     help="the blob rule the shipped counter reads its map by (cellxfer.density.blobs.BlobRule), "
@@ -268,8 +279,7 @@ def main(argv=None) -> int:
     if args.remeasure is not None:
         if args.training_set is None:
             raise SystemExit("error: --remeasure needs --training-set (images of the model's training recipe)")
-        scale = ship(args.remeasure, args.training_set, args.out, args.count_at, args.count_blobs,
-                     args.norm_min_levels)
+        scale = ship(args.remeasure, args.training_set, args.out, args.count_at, args.count_blobs, norm_choices(args))
         print(f"{args.out}: {args.remeasure}'s weights, nucleus diameter {scale['diameter']} px, range {scale['diameter_range']}")
         return 0
     t0 = time.perf_counter()
@@ -280,7 +290,7 @@ def main(argv=None) -> int:
     print(f"data ready ({time.perf_counter() - t0:.0f} s)", flush=True)
     run = train(args, real["train"] if args.regime != "synthetic" else None, syn, real["val"])
     scale = ship(run / "best.safetensors", real["train"] if args.regime != "synthetic" else syn, args.out, args.count_at,
-                 args.count_blobs, args.norm_min_levels)
+                 args.count_blobs, norm_choices(args))
     print(f"default counter: {args.out} ({args.out.stat().st_size / 2**10:.0f} KiB), from {run / 'best.safetensors'}; "
           f"nucleus diameter {scale['diameter']} px, range {scale['diameter_range']}")
     keys = ("regime", "scale_to", "method", "synth_set", "n_synthetic", "epochs", "steps", "batch_size", "crop", "lr",

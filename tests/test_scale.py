@@ -368,3 +368,32 @@ def test_the_grey_level_floor_keeps_a_dim_sparse_background_faint_whatever_the_e
     newer["normalization"]["gamma"] = 0.5
     with pytest.raises(InputError, match=r"normalization\.gamma.*upgrade cellxfer"):
         CounterMeta.from_dict(newer, "m.safetensors")
+
+
+def test_the_top_bound_keeps_a_sparse_background_faint_in_any_encoding():
+    """max_top: a dim sparse field smoothed to float (no grey-level steps for ``min_levels`` to read) has its
+    0.5-99.5th percentiles in the background, which percentile scaling stretched to the contrast of nuclei; with
+    the bound its 99.9th percentile (a nucleus) normalises to at most ``max_top`` and the background stays faint,
+    whatever the encoding or gain. A field whose nuclei fill more than 0.5% of the pixels is unchanged. It travels
+    with the checkpoint; a checkpoint that predates it loads without it."""
+    from scipy.ndimage import gaussian_filter
+
+    from cellxfer.counter.model import CounterMeta, Normalization
+
+    rng = np.random.default_rng(0)
+    dim = rng.integers(0, 5, (200, 300)).astype(np.float32)
+    for y, x in ((40, 40), (150, 80)):
+        dim[y:y + 7, x:x + 7] = 40  # two small nuclei: 0.3% of the pixels once blurred
+    smooth = gaussian_filter(dim, 2.0)
+    plain, bounded = Normalization(clip=3.0), Normalization(clip=3.0, max_top=2.0)
+    assert float(np.percentile(plain.apply(smooth), 99)) > 0.4  # the background stretched to nuclei's contrast
+    assert float(np.percentile(bounded.apply(smooth), 99)) < 0.12  # ... kept faint
+    assert float(np.percentile(bounded.apply(smooth), 99.9)) == pytest.approx(2.0)  # a nucleus: max_top
+    assert np.allclose(bounded.apply(smooth * 37 + 1000), bounded.apply(smooth), atol=1e-4)
+    dense = disks(10.0, size=192, seed=0)[0]  # disks over 15% of the pixels
+    assert np.array_equal(bounded.apply(dense), plain.apply(dense))
+    meta = CounterMeta(normalization=bounded)
+    assert CounterMeta.from_json(meta.to_json()).normalization.max_top == 2.0
+    old = json.loads(meta.to_json())
+    del old["normalization"]["max_top"]
+    assert CounterMeta.from_dict(old).normalization.max_top is None

@@ -52,6 +52,7 @@ class TrainConfig:
     norm_clip: Optional[float] = ranged(None, gt=0)  # upper bound of normalised values (Normalization.clip), stored with the model
     norm_min_snr: Optional[float] = ranged(None, gt=0)  # divisor floor in noise SDs (Normalization.min_snr), stored with the model
     norm_min_levels: Optional[float] = ranged(None, gt=0)  # divisor floor in grey-level steps (Normalization.min_levels), stored with the model
+    norm_max_top: Optional[float] = ranged(None, gt=0)  # bound of the normalised 99.9th percentile (Normalization.max_top), stored with the model
     max_steps_per_epoch: Optional[int] = ranged(None, **STEPS)
     val_every: int = ranged(1, **STEPS)
     exclude: tuple[str, ...] = ()
@@ -81,7 +82,7 @@ class TrainConfig:
         from cellxfer.counter.model import Normalization
 
         return Normalization(low=self.norm_low, high=self.norm_high, clip=self.norm_clip, min_snr=self.norm_min_snr,
-                             min_levels=self.norm_min_levels)
+                             min_levels=self.norm_min_levels, max_top=self.norm_max_top)
 
     def total_epochs(self) -> int:
         return self.epochs + (self.pre() if self.regime == "finetune" else 0)
