@@ -118,12 +118,8 @@ def test_each_count_gets_a_trust_flag_and_a_saturated_field_is_flagged(shipped):
     assert RULES.label(10.0, ScaleInfo.of(fixed.scaled)) == "unchecked"
 
 
-def test_a_dim_sparse_8bit_field_counts_alike_at_half_and_full_size(shipped):
-    """Ten dim nuclei on a background of five 8-bit levels: percentile scaling stretched those levels to the
-    contrast of nuclei and, once the halved image was enlarged to the model's size, the counter read them as
-    hundreds of faint nuclei (276 here; a halved sparse IDCIA field: 1,503 for 10). The shipped counter's
-    grey-level floor (``Normalization.min_levels``) keeps such a background faint, also when the field comes
-    as 16-bit x257."""
+def _dim_sparse_field() -> np.ndarray:
+    """Ten dim nuclei (25-45 levels) on a background of five 8-bit levels, 600 x 800, as float32."""
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(1)
@@ -132,7 +128,16 @@ def test_a_dim_sparse_8bit_field_counts_alike_at_half_and_full_size(shipped):
     for _ in range(10):
         cy, cx = rng.uniform(30, 570), rng.uniform(30, 770)
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < 49] = rng.uniform(25, 45)
-    img = gaussian_filter(img, 1.0) + rng.uniform(0, 4.99, img.shape)
+    return gaussian_filter(img, 1.0) + rng.uniform(0, 4.99, img.shape)
+
+
+def test_a_dim_sparse_8bit_field_counts_alike_at_half_and_full_size(shipped):
+    """Ten dim nuclei on a background of five 8-bit levels: percentile scaling stretched those levels to the
+    contrast of nuclei and, once the halved image was enlarged to the model's size, the counter read them as
+    hundreds of faint nuclei (276 here; a halved sparse IDCIA field: 1,503 for 10). The shipped counter's
+    grey-level floor (``Normalization.min_levels``) keeps such a background faint, also when the field comes
+    as 16-bit x257."""
+    img = _dim_sparse_field()
     full = np.clip(img, 0, 255).astype(np.uint8)
     half = np.clip(img.reshape(300, 2, 400, 2).mean(axis=(1, 3)), 0, 255).astype(np.uint8)
     for image in (full, half, full.astype(np.uint16) * 257):
@@ -140,20 +145,14 @@ def test_a_dim_sparse_8bit_field_counts_alike_at_half_and_full_size(shipped):
 
 
 def test_a_dim_sparse_field_smoothed_or_halved_to_float_counts_alike(shipped):
-    """The same kind of field as continuous values (smoothed by processing or a defocus, or halved without
-    rounding): no grey-level steps for the floor to read, and percentile scaling stretched the smooth background
-    to the contrast of nuclei (a blurred sparse IDCIA field counted 468 for 10). The shipped counter's bound on
-    its brightest pixels (``Normalization.max_top``) keeps the background faint."""
+    """The same field as continuous values (smoothed by processing or a defocus, or halved without rounding):
+    no grey-level steps for the floor to read, and percentile scaling stretched the smooth background to the
+    contrast of nuclei (36.7 counted here; a blurred sparse IDCIA field: 468 for 10). The shipped counter's bound
+    on its brightest pixels (``Normalization.max_top``) keeps the background faint."""
     from scipy.ndimage import gaussian_filter
 
     from cellxfer.scale import resize_to
 
-    rng = np.random.default_rng(1)
-    img = np.zeros((600, 800), np.float32)
-    yy, xx = np.mgrid[:600, :800]
-    for _ in range(10):
-        cy, cx = rng.uniform(30, 570), rng.uniform(30, 770)
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 49] = rng.uniform(25, 45)
-    img = np.floor(gaussian_filter(img, 1.0) + rng.uniform(0, 4.99, img.shape))  # an 8-bit field, as float
+    img = np.floor(_dim_sparse_field())  # the 8-bit field, as float
     for image in (gaussian_filter(img, 2.0), resize_to(img, 0.5).image):
         assert 7 <= _count(shipped, image).count <= 14
