@@ -10,10 +10,10 @@ locations are mapped back to the original pixel grid (:meth:`Scaled.to_original`
 
 Estimator (foreground objects; chosen against the scale-space LoG blob search it replaced on the
 dsb2018-fluo training + validation images, ``scripts/scale_check.py``): the image is normalised by its
-0.5th and ``HIGH``-th percentiles (clipped to [0, 1]), smoothed by a Gaussian of ``SMOOTH`` px and taken less its smooth
-background (:func:`_flatten`: uneven illumination, vignetting and haze would otherwise lift part of a field
-above the threshold); foreground is what
-lies above Otsu's threshold and above the background mode plus ``NOISE_K`` SDs of the background's dark
+0.5th and ``HIGH``-th percentiles (clipped to [0, 1]), smoothed by a Gaussian of ``SMOOTH`` px and taken
+less its smooth background (:func:`_flatten`: uneven illumination, vignetting and haze would otherwise lift
+part of a field above the threshold); foreground is what lies above Otsu's threshold and above the
+background mode plus ``NOISE_K`` SDs of the background's dark
 side (so camera noise in a sparse field is never foreground), holes filled (dark nucleoli and chromatin
 gaps stay inside their nucleus: texture cannot split a nucleus into blobs). Each connected object of at
 least ``MIN_AREA`` pixels is a nucleus of its equivalent diameter ``sqrt(4 area / pi)`` (what annotation

@@ -61,7 +61,8 @@ class Normalization:
     #: enlarged, to the contrast of nuclei, which the nuclei (the brightest ``100 - TOP`` percent) then
     #: exceed many times. Bounding how bright they come out bounds that stretch in any encoding (the
     #: ``min_levels`` floor does it for quantised data only): a dim sparse field smoothed to float counted 468
-    #: for 10 nuclei. Fields whose nuclei fill more than ``100 - high`` percent of the pixels are unchanged.
+    #: for 10 nuclei. A field whose nuclei fill more than ``100 - high`` percent of the pixels is unchanged
+    #: unless its brightest pixels outshine its ``high`` percentile more than ``max_top`` times.
     max_top: float | None = None
     TOP = 99.9
 
