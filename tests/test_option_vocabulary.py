@@ -184,3 +184,20 @@ def test_the_documented_command_table_lists_every_command():
     table = page.split("## Commands", 1)[1].split("\n## ", 1)[0]
     missing = [name for name in _commands() if f"| `{name}` |" not in table]
     assert not missing, f"the command table of docs/guide/index.md lacks {missing}"
+
+
+def test_every_normalisation_field_is_a_train_count_option_both_ways():
+    """A model's normalisation (:class:`cellxfer.counter.model.Normalization`) is set by train-count's ``norm_*``
+    fields and kept by adapt-count through :meth:`TrainConfig.norm_options`: every field of it but ``eps`` has one
+    (a new field cannot be forgotten on either side), and a normalisation survives the round trip."""
+    import dataclasses
+
+    from cellxfer.counter.model import Normalization
+    from cellxfer.train.config import NORM_FIELDS, TrainConfig
+
+    assert set(NORM_FIELDS) == {f.name for f in dataclasses.fields(Normalization)} - {"eps"}
+    commands = _commands()
+    train = {p.name for p in commands["train-count"].params}
+    assert {f for f in NORM_FIELDS.values() if f not in ("norm_low", "norm_high")} <= train  # low/high: --input-norm
+    n = Normalization(low=1.0, high=99.0, clip=3.0, min_snr=8.0, min_levels=16.0, max_top=1.5)
+    assert TrainConfig(**TrainConfig.norm_options(n)).normalization() == n

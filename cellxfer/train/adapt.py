@@ -146,14 +146,12 @@ def adapt_config(model: str | os.PathLike, unlabeled: str | os.PathLike, out: st
     from cellxfer.train.config import TrainConfig
 
     meta = source_meta(model)
-    n = meta.normalization
     opts = dict(meta.arch_options)
     extra = dict(kw.pop("extra", {}) or {})
     extra["arch_options"] = opts
     kw.setdefault("init_head_bias", False)
     return TrainConfig(regime="adapt", out=Path(out), unlabeled=Path(unlabeled), pretrained=Path(model),
-                       arch=meta.arch, crop=meta.window, norm_low=n.low, norm_high=n.high, norm_clip=n.clip, norm_min_snr=n.min_snr,
-                       norm_min_levels=n.min_levels, norm_max_top=n.max_top,
+                       arch=meta.arch, crop=meta.window, **TrainConfig.norm_options(meta.normalization),
                        sigma=float(opts.get("sigma", 3.0)), extra=extra, **kw)
 
 

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 REGIMES = ("supervised", "synthetic", "finetune", "dual", "dacs", "adapt")
 LR_SCHEDULES = ("cosine", "constant")
 
+#: ``Normalization`` field -> the ``TrainConfig`` field (and train-count option) that sets it; every field but
+#: ``eps`` (tests/test_option_vocabulary.py keeps the two in step)
+NORM_FIELDS = {"low": "norm_low", "high": "norm_high", "clip": "norm_clip", "min_snr": "norm_min_snr",
+               "min_levels": "norm_min_levels", "max_top": "norm_max_top"}
+
 
 @dataclass
 class TrainConfig:
@@ -78,11 +83,16 @@ class TrainConfig:
             raise OutOfRange(f"--input-norm {self.norm_low:g}:{self.norm_high:g}: LOW must be below HIGH (e.g. 0.5:99.5)")
 
     def normalization(self) -> "Normalization":
-        """The input normalisation the trained model records."""
+        """The input normalisation the trained model records (its fields from :data:`NORM_FIELDS`)."""
         from cellxfer.counter.model import Normalization
 
-        return Normalization(low=self.norm_low, high=self.norm_high, clip=self.norm_clip, min_snr=self.norm_min_snr,
-                             min_levels=self.norm_min_levels, max_top=self.norm_max_top)
+        return Normalization(**{k: getattr(self, f) for k, f in NORM_FIELDS.items()})
+
+    @staticmethod
+    def norm_options(normalization) -> dict:
+        """The ``norm_*`` fields that make ``normalization`` (:meth:`normalization`'s inverse): what a run that
+        must keep a model's normalisation (``adapt-count``) is given."""
+        return {f: getattr(normalization, k) for k, f in NORM_FIELDS.items()}
 
     def total_epochs(self) -> int:
         return self.epochs + (self.pre() if self.regime == "finetune" else 0)
