@@ -34,7 +34,9 @@ the true median diameter (IDCIA: 7 px), the scale estimate's median error agains
 ``per_image.tsv`` and the share within 25%; and how well the ``qc`` flag finds bad counts (the share of
 images off by more than 25% that are flagged, and of those within 10%). ``--resize`` adds the per-image
 change of the count when every image is resized 0.5x and 2x, ``--shading`` when it is unevenly lit (a gradient
-of half and of the whole of its range, a vignette, haze: :data:`SHADINGS`). Writes a plot beside the JSON.
+of half and of the whole of its range, a vignette, haze: :data:`SHADINGS`), ``--variants NAME...`` changed so by
+any of :data:`VARIANTS` (``"blur 2 px"``, ``"float 0.5x"``: continuous values, no grey-level steps). Writes a plot
+beside the JSON.
 
     .venv/bin/python scripts/bench_transfer.py --work runs/transfer --multi-source cellxfer/models/default_counter.safetensors --part val --resize
 
