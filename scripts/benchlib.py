@@ -128,22 +128,37 @@ def wait_idle(share: float, limit_s: float) -> float:
             return got
 
 
+def _gradient(f, lo, hi, yy, xx, amount):
+    return f + amount * (hi - lo) * (0.7 * xx + 0.3 * yy)
+
+
+def _vignette(f, lo, hi, yy, xx, amount):
+    cy, cx = (n / max(f.shape) / 2 for n in f.shape)  # the centre, in shares of the longer side
+    return lo + (f - lo) * (1 - amount * ((yy - cy) ** 2 + (xx - cx) ** 2) / 0.5)
+
+
+def _haze(f, lo, hi, yy, xx, amount):
+    from scipy import ndimage as ndi
+
+    return f + amount * ndi.gaussian_filter(f - lo, 15)
+
+
+SHADES = {"gradient": _gradient, "vignette": _vignette, "haze": _haze}
+
+
 def shade(kind: str, amount: float):
-    """Uneven illumination added to an image (float32), scaled by its 1st-99.5th percentile range ``r``: a left-to-right
-    ``gradient`` rising by ``amount * r``; a ``vignette`` dimming the corners to ``1 - amount`` of the centre; out-of-focus
-    ``haze``, ``amount`` times the image blurred over 15 px (a glow round every crowd of nuclei)."""
+    """Uneven illumination added to an image (float32), scaled by its 1st-99.5th percentile range ``r``: a
+    left-to-right ``gradient`` rising by ``amount * r``; a ``vignette`` dimming the corners to ``1 - amount`` of the
+    centre; out-of-focus ``haze``, ``amount`` times the image blurred over 15 px (a glow round every crowd of
+    nuclei). ``kind``: a key of :data:`SHADES`."""
+    add = SHADES[kind]
+
     def go(img):
         import numpy as np
-        from scipy import ndimage as ndi
 
         f = img.astype(np.float32)
         lo, hi = np.percentile(f, (1, 99.5))
         h, w = f.shape
         yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-        if kind == "gradient":
-            return f + amount * (hi - lo) * (0.7 * xx + 0.3 * yy)
-        if kind == "vignette":
-            r2 = (yy - h / max(h, w) / 2) ** 2 + (xx - w / max(h, w) / 2) ** 2
-            return lo + (f - lo) * (1 - amount * r2 / 0.5)
-        return f + amount * ndi.gaussian_filter(f - lo, 15)
+        return add(f, lo, hi, yy, xx, amount)
     return go
