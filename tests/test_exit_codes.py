@@ -238,3 +238,40 @@ def test_a_sigterm_right_after_a_temporary_is_created_still_finds_it(tmp_path, m
         monkeypatch.undo()
         signal.signal(signal.SIGTERM, old)
     assert not list(tmp_path.iterdir())
+
+
+TERM_RAISES = """
+import os, signal, sys, time
+from cellxfer import atomic, executors
+executors.die_with_parent()
+def broken():
+    raise RuntimeError("the handler failed")
+atomic.remove_live_temporaries = broken
+print("ready", flush=True)
+try:
+    time.sleep(30)
+except BaseException as exc:  # what a pool worker does with an item's exception: report it, go on
+    print("survived", type(exc).__name__, flush=True)
+    time.sleep(30)
+"""
+
+
+def test_a_pool_worker_ends_on_sigterm_even_when_its_handler_fails():
+    """A pool worker's SIGTERM handler exits whatever happens in it: an exception there used to surface inside
+    the running item, which the pool reports as its result, and the worker went on to the next item; a Ctrl-C
+    left such a worker running and its parent waiting on it (one run in six of the process-pool Ctrl-C test: a
+    second SIGTERM landed while the first handler imported cellxfer.atomic)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", TERM_RAISES], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 128 + signal.SIGTERM and proc.stdout.read() == ""
