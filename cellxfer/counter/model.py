@@ -79,12 +79,13 @@ class Normalization:
         import numpy as np
 
         sample = self._sample(image)
-        lo, hi, *top = percentiles(sample, (self.low, self.high) + ((self.TOP,) if self.max_top is not None else ()))
+        hist = histogram(sample)  # counted once for the percentiles and the grey step
+        lo, hi, *top = percentiles(sample, (self.low, self.high) + ((self.TOP,) if self.max_top is not None else ()), hist)
         span = float(hi - lo)
         if top:
             span = max(span, float(top[0] - lo) / self.max_top)
         if self.min_levels is not None:
-            grey = grey_step(sample if original is None else self._sample(original))
+            grey = grey_step(sample, hist) if original is None else grey_step(self._sample(original))
             if grey is not None:
                 span = max(span, self.min_levels * grey)
         if self.min_snr is not None:  # noise of every k-th whole row (a lazy image: read in bands)
@@ -117,16 +118,28 @@ class Normalization:
         return self.apply_levels(image, self.levels(image))
 
 
-def percentiles(values, q) -> "np.ndarray":
-    """``np.percentile(values as float32, q)`` (float64, the default linear method) for a tuple ``q``; an
-    unsigned image of up to 16 bits from its histogram: the same numbers, found by counting instead of a
-    partial sort of a float32 copy (an 800 x 600 uint8 image: about 1 ms instead of 5)."""
+def histogram(values) -> "np.ndarray | None":
+    """The count of each level of an unsigned image of up to 16 bits (``np.bincount``); None for any other
+    dtype or an empty one. What :func:`percentiles` and :func:`grey_step` read, counted once by a caller that
+    wants both."""
     import numpy as np
 
     a = np.asarray(values)
-    if a.dtype not in (np.uint8, np.uint16) or a.size == 0:
+    return np.bincount(a.ravel()) if a.dtype in (np.uint8, np.uint16) and a.size else None
+
+
+def percentiles(values, q, hist=None) -> "np.ndarray":
+    """``np.percentile(values as float32, q)`` (float64, the default linear method) for a tuple ``q``; an
+    unsigned image of up to 16 bits from its histogram (``hist``: :func:`histogram` of ``values``, if counted
+    already): the same numbers, found by counting instead of a partial sort of a float32 copy (an 800 x 600
+    uint8 image: about 1 ms instead of 5)."""
+    import numpy as np
+
+    a = np.asarray(values)
+    hist = histogram(a) if hist is None else hist
+    if hist is None:
         return np.percentile(np.asarray(a, dtype=np.float32), q)
-    cum = np.cumsum(np.bincount(a.ravel()))
+    cum = np.cumsum(hist)
     n = a.size
     # numpy's linear method, step by step: virtual index (n - 1) q, its floor and the next order statistic
     # (both the last one at or past it, both the first below 0), their values, and _lerp's two formulas
@@ -145,9 +158,10 @@ def percentiles(values, q) -> "np.ndarray":
     return out
 
 
-def grey_step(values) -> float | None:
+def grey_step(values, hist=None) -> float | None:
     """The smallest difference between two grey levels that occur in an image: for unsigned data of up to 16
-    bits from its histogram (1 for most; 257 for an 8-bit image stored as 16-bit x257); for any other dtype
+    bits from its histogram (``hist``: :func:`histogram` of ``values``, if counted already; 1 for most; 257 for
+    an 8-bit image stored as 16-bit x257); for any other dtype
     from an evenly strided sample of at most ``GREY_SAMPLE`` values, when it holds at most ``GREY_LEVELS``
     distinct ones (quantised data stored as float, e.g. 8-bit / 255); else, or for a flat image, None."""
     import numpy as np
@@ -155,8 +169,9 @@ def grey_step(values) -> float | None:
     a = np.asarray(values)
     if a.size == 0:
         return None
-    if a.dtype in (np.uint8, np.uint16):
-        levels = np.flatnonzero(np.bincount(a.ravel()))
+    hist = histogram(a) if hist is None else hist
+    if hist is not None:
+        levels = np.flatnonzero(hist)
     else:
         flat = a.ravel()
         levels = np.unique(flat[::max(1, flat.size // GREY_SAMPLE)].astype(np.float64))
