@@ -56,7 +56,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cellxfer.density.blobs import MAX_BLOCK
+from cellxfer.density.blobs import readable
 from cellxfer.density.stitch import block_sums
 
 @dataclass
@@ -480,7 +480,7 @@ class DensityBands:
         self.top: np.ndarray | None = None
         # a map too coarse for the model's blob rule: read tile by tile instead (BlobRule.tile_count), per box
         rule = getattr(self.plan.meta, "blobs", None)
-        self.tile_rule = rule if rule is not None and self.map.block > MAX_BLOCK else None
+        self.tile_rule = rule if rule is not None and not readable(self.map) else None
         self.rule_sums: list[float] = []
 
     def add(self, part: int, outputs: list) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cellxfer.density.blobs import LEVEL, MAX_BLOCK
+from cellxfer.density.blobs import LEVEL, readable
 
 OK, UNCHECKED = "ok", "unchecked"
 PARTIAL = (0.15, 0.6)  # the mass (in nuclei) of a blob of the density map the model half-believes
@@ -43,9 +43,9 @@ def partial_share(density_map) -> float | None:
     """Blobs of a count's :class:`cellxfer.count.parts.DensityMap` (:func:`cellxfer.density.blobs.find_blobs`
     at :data:`cellxfer.density.blobs.LEVEL`)
     whose mass lies in :data:`PARTIAL`, per nucleus of the map's total; None without a map or with one of
-    blocks over :data:`cellxfer.density.blobs.MAX_BLOCK` pixels (touching nuclei make one blob of mass 2
+    blocks too coarse to separate nuclei (:func:`cellxfer.density.blobs.readable`; touching nuclei make one blob of mass 2
     or more, never a partial one)."""
-    if density_map is None or density_map.block > MAX_BLOCK:
+    if not readable(density_map):
         return None
     import numpy as np
 

@@ -29,6 +29,13 @@ MAX_BLOCK = 3  # coarser maps (a slide's) do not separate nuclei
 LEVEL = 0.0015  # density per pixel a map's blobs are cut at (the trust flag's; a rule may say another)
 
 
+def readable(density_map) -> bool:
+    """Whether a :class:`cellxfer.count.parts.DensityMap` separates nuclei well enough to be read blob by blob
+    whole (blocks of at most :data:`MAX_BLOCK` pixels); a coarser one, a large slide's, is read tile by tile
+    (:meth:`BlobRule.tile_count`) and the trust flag reads none of it."""
+    return density_map is not None and density_map.block <= MAX_BLOCK
+
+
 @dataclass(frozen=True)
 class Blobs:
     """The blobs of a map: ``mass`` of each (in nuclei), its mass-weighted centre ``y``, ``x`` in pixels of the
@@ -92,7 +99,7 @@ class BlobRule:
     def count(self, density_map) -> float | None:
         """The count of a :class:`cellxfer.count.parts.DensityMap`; None for a map coarser than
         :data:`MAX_BLOCK` (its count is its sum)."""
-        if density_map is None or density_map.block > MAX_BLOCK:
+        if not readable(density_map):
             return None
         return self.of_masses(density_map.blobs(self.level).mass)
 
@@ -102,7 +109,7 @@ class BlobRule:
         add up to :meth:`count`; None where :meth:`count` is."""
         import numpy as np
 
-        if density_map is None or density_map.block > MAX_BLOCK:
+        if not readable(density_map):
             return None
         b = density_map.blobs(self.level)
         out = np.zeros(len(boxes))
