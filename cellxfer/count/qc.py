@@ -43,8 +43,8 @@ def partial_share(density_map) -> float | None:
     """Blobs of a count's :class:`cellxfer.count.parts.DensityMap` (:func:`cellxfer.density.blobs.find_blobs`
     at :data:`cellxfer.density.blobs.LEVEL`)
     whose mass lies in :data:`PARTIAL`, per nucleus of the map's total; None without a map or with one of
-    blocks too coarse to separate nuclei (:func:`cellxfer.density.blobs.readable`; touching nuclei make one blob of mass 2
-    or more, never a partial one)."""
+    blocks too coarse to separate nuclei (:func:`cellxfer.density.blobs.readable`; touching nuclei make one
+    blob of mass 2 or more, never a partial one)."""
     if not readable(density_map):
         return None
     import numpy as np

@@ -80,7 +80,8 @@ class Normalization:
 
         sample = self._sample(image)
         hist = histogram(sample)  # counted once for the percentiles and the grey step
-        lo, hi, *top = percentiles(sample, (self.low, self.high) + ((self.TOP,) if self.max_top is not None else ()), hist)
+        qs = (self.low, self.high) + ((self.TOP,) if self.max_top is not None else ())
+        lo, hi, *top = percentiles(sample, qs, hist)
         span = float(hi - lo)
         if top:
             span = max(span, float(top[0] - lo) / self.max_top)
