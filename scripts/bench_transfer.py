@@ -34,7 +34,7 @@ the true median diameter (IDCIA: 7 px), the scale estimate's median error agains
 ``per_image.tsv`` and the share within 25%; and how well the ``qc`` flag finds bad counts (the share of
 images off by more than 25% that are flagged, and of those within 10%). ``--resize`` adds the per-image
 change of the count when every image is resized 0.5x and 2x, ``--shading`` when it is unevenly lit (a gradient
-of half and of the whole of its range, a vignette, haze: :data:`SHADINGS`), ``--variants NAME...`` changed so by
+of half and of the whole of its range, a vignette, haze: ``benchlib.SHADINGS``), ``--variants NAME...`` changed so by
 any of :data:`VARIANTS` (``"blur 2 px"``, ``"float 0.5x"``: continuous values, no grey-level steps). Writes a plot
 beside the JSON.
 
@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import DSB, IDCIA, REPO, dsb_table, on_signal, on_signal_mask, shade  # noqa: E402  (the scripts' shared module)
+from benchlib import DSB, IDCIA, REPO, SHADINGS, dsb_table, on_signal, on_signal_mask  # noqa: E402  (the scripts' shared module)
 SYNTHS = ("synhc", "nuclei")
 STYLIZERS = ("none", "histogram", "fda")
 NUCLEI_SET = ("diameter=6:16",)  # the nuclei synthesizer at IDCIA-like scale (scale is left to --diameter)
@@ -185,12 +185,10 @@ VARIANTS = {
     "gamma 0.7": lambda im: (im.astype(np.float32) / max(float(im.max()), 1.0)) ** 0.7 * float(im.max()),
     "gamma 1.5": lambda im: (im.astype(np.float32) / max(float(im.max()), 1.0)) ** 1.5 * float(im.max()),
     "uint16 (x257)": lambda im: im.astype(np.uint16) * 257,
-    "gradient 0.5": shade("gradient", 0.5), "gradient 1": shade("gradient", 1.0),
-    "vignette 0.5": shade("vignette", 0.5), "haze x2": shade("haze", 2.0),
+    **SHADINGS,
     "blur 2 px": lambda im: _smooth(im, 2.0), "float 0.5x": lambda im: _resize(0.5)(im.astype(np.float32)),
 }
 RESIZES = ("resize 0.5x", "resize 2x")  # --resize
-SHADINGS = ("gradient 0.5", "gradient 1", "vignette 0.5", "haze x2")  # --shading
 
 
 def _smooth(img, sigma: float):
@@ -575,7 +573,7 @@ def main(argv=None) -> int:
     name = args.name or ("-".join(slug(row_name(r)) for r in rows)[:80]
                          or ("multi-source-" + args.part if args.multi_source else "invariance"))
     if args.multi_source:
-        variants = (RESIZES if args.resize else ()) + (SHADINGS if args.shading else ()) + tuple(args.variants)
+        variants = (RESIZES if args.resize else ()) + (tuple(SHADINGS) if args.shading else ()) + tuple(args.variants)
         result["multi_source"] = multi_source(args.multi_source, args.part, args.idcia, variants, tuple(args.blob_rules))
         text += "\n" + multi_source_table(result["multi_source"]) + rules_table(result["multi_source"])
         multi_source_plot(result["multi_source"], args.work / f"transfer-{name}.png")

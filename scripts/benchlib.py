@@ -162,3 +162,8 @@ def shade(kind: str, amount: float):
         yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
         return add(f, lo, hi, yy, xx, amount)
     return go
+
+
+#: the uneven illuminations both benchmarks apply (``bench_transfer.py --shading``, ``scale_check.py --shading``)
+SHADINGS = {"gradient 0.5": shade("gradient", 0.5), "gradient 1": shade("gradient", 1.0),
+            "vignette 0.5": shade("vignette", 0.5), "haze x2": shade("haze", 2.0)}

@@ -11,7 +11,7 @@
    within 25% and the median ratio. ``--split FILE`` reads the split's ids from a JSON written by an earlier run
    (so an older checkout, put first on ``PYTHONPATH``, is measured on the same images: its estimator side by side).
    ``--resize``: the estimate of each image resized 0.5x and 2x over its own; ``--shading``: of each image unevenly
-   lit (a gradient as bright as its range, a vignette, haze: :data:`SHADINGS`) over its own.
+   lit (a gradient of half and of the whole of its range, a vignette, haze: ``benchlib.SHADINGS``) over its own.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/scale_check.py --images 12 --out runs/scale_check.json
     OMP_NUM_THREADS=1 .venv/bin/python scripts/scale_check.py --dsb trainval --images 0 --per 0 --out docs/scale_dsb_trainval.json
@@ -28,9 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import DSB, IDCIA, REPO, dsb_table, shade  # noqa: E402  (the scripts' shared module)
-
-SHADINGS = {"gradient 1": shade("gradient", 1.0), "vignette 0.5": shade("vignette", 0.5), "haze x2": shade("haze", 2.0)}
+from benchlib import DSB, IDCIA, REPO, SHADINGS, dsb_table  # noqa: E402  (the scripts' shared module)
 
 
 def synthetic_rows(per: int) -> list[dict]:
@@ -71,7 +69,7 @@ def dsb_rows(part: str, split_file: Path | None, resize: bool = False, shading: 
     """The estimate against dsb2018-fluo's true median diameters, per image-size group (module docs, 4); with
     ``resize``, also the estimate of each image resized 0.5x and 2x over its own (scale covariance: the share
     of images within 5% of 0.5 and of 2); with ``shading``, the estimate of each image unevenly lit over its own
-    (:data:`SHADINGS`: the share within 10%)."""
+    (``benchlib.SHADINGS``: the share within 10%)."""
     from PIL import Image
 
     from cellxfer.scale import estimate_diameter, resize_to
