@@ -127,7 +127,9 @@ def _interpolation(n: int, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``n`` pixels, the first of the two cell centres it is interpolated between and its weight
     ``t`` on the second (linear; beyond the first and last centre extrapolated, so a ramp stays a ramp to the
     image's edge; one cell: every pixel on it). The caller gathers ``v[i] * (1 - t) + v[i + 1] * t`` from
-    the cells' values padded by one (no matrix product: BLAS threads would spin beside the counter's)."""
+    the cells' values padded by one. Not a matrix product: with one, ``count`` of the IDCIA 95 took 6.3 s
+    instead of 4.6 and 50% more CPU (docs/flat/bench_count_idcia95_matmul.json), most likely BLAS threads
+    spinning beside ONNX Runtime's; the gathers measured 4.6 s."""
     centres = (edges[:-1] + edges[1:] - 1) / 2.0
     y = np.arange(n)
     if len(centres) == 1:
