@@ -40,10 +40,12 @@ def die_with_parent() -> None:
     """Process-pool initializer: end this worker (SIGTERM) when the process that started it dies, and
     leave Ctrl-C (SIGINT) to that process (see module docs). Ended by SIGTERM (its parent gone, or
     :func:`_stop_now`), a worker first deletes the temporary it is writing (:mod:`cellxfer.atomic`)."""
-    import cellxfer.atomic  # noqa: F401  imported now: the SIGTERM handler must not import (see _end_now)
+    import functools
+
+    from cellxfer.atomic import remove_live_temporaries  # imported now: the SIGTERM handler must not import
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _end_now)
+    signal.signal(signal.SIGTERM, functools.partial(_end_now, remove_live_temporaries))
     if hasattr(signal, "pthread_sigmask"):  # started with it blocked (_sigint_blocked): ignored from now on
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     parent = os.getppid()
@@ -61,17 +63,16 @@ def die_with_parent() -> None:
     threading.Thread(target=_watch_parent, args=(parent,), name="cellxfer-parent-watch", daemon=True).start()
 
 
-def _end_now(signum, frame) -> None:
-    """SIGTERM handler of a pool worker: delete its live temporaries, then exit, whatever happens in between.
-    The exit is in ``finally``: an exception from the handler would surface inside the item the worker is
+def _end_now(remove: Callable[[], None], signum, frame) -> None:
+    """SIGTERM handler of a pool worker: delete its live temporaries (``remove``, bound by
+    :func:`die_with_parent`, so the handler imports nothing), then exit, whatever happens in between. The exit
+    is in ``finally``: an exception from the handler would surface inside the item the worker is
     running, which the pool reports as that item's result, and the worker would go on to the next item and
     outlive its pool. (It happened: a second SIGTERM, from the pool's own shutdown, landed while the first
     handler was still importing :mod:`cellxfer.atomic`; the nested import failed on the half-made module, and
     one Ctrl-C in six left a worker running and the parent waiting on it.)"""
     try:
-        from cellxfer.atomic import remove_live_temporaries
-
-        remove_live_temporaries()
+        remove()
     finally:
         os._exit(128 + signum)
 

@@ -243,10 +243,10 @@ def test_a_sigterm_right_after_a_temporary_is_created_still_finds_it(tmp_path, m
 TERM_RAISES = """
 import os, signal, sys, time
 from cellxfer import atomic, executors
-executors.die_with_parent()
 def broken():
     raise RuntimeError("the handler failed")
 atomic.remove_live_temporaries = broken
+executors.die_with_parent()
 print("ready", flush=True)
 try:
     time.sleep(30)
