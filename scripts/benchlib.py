@@ -164,6 +164,27 @@ def shade(kind: str, amount: float):
     return go
 
 
+def brighten_some(share: float, factor: float, seed: int = 0):
+    """Nuclei of very different brightness, as mitotic or H2B-bright cells beside interphase ones: ``share`` of
+    an image's annotated nuclei (drawn with ``seed``: the same ones each run) made ``factor`` times as bright
+    above the image's 1st percentile, each over a disk of 0.6 ``diameter`` round its annotated centre. Returns
+    ``go(image, points, diameter) -> float32 image``; points are ``(x, y)`` rows."""
+    def go(img, points, diameter):
+        import numpy as np
+
+        f = img.astype(np.float32)
+        lo = np.float32(np.percentile(f, 1))
+        pick = np.asarray(points, float).reshape(-1, 2)
+        pick = pick[np.random.default_rng(seed).random(len(pick)) < share]
+        yy, xx = np.ogrid[0:f.shape[0], 0:f.shape[1]]
+        mask = np.zeros(f.shape, bool)
+        for x, y in pick:
+            mask |= (yy - y) ** 2 + (xx - x) ** 2 <= (0.6 * diameter) ** 2
+        f[mask] = lo + (f[mask] - lo) * np.float32(factor)
+        return f
+    return go
+
+
 #: the uneven illuminations both benchmarks apply (``bench_transfer.py --shading``, ``scale_check.py --shading``)
 SHADINGS = {"gradient 0.5": shade("gradient", 0.5), "gradient 1": shade("gradient", 1.0),
             "vignette 0.5": shade("vignette", 0.5), "haze x2": shade("haze", 2.0)}
