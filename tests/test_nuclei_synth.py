@@ -19,6 +19,10 @@ from cellxfer.synth.base import image_rng, run_synth
 from cellxfer.synth.nuclei_config import NucleiConfig
 from cli_inproc import run_cli
 
+#: the first 16 hex digits of the sha256 of NucleiConfig(size=96)'s render of image_rng(3, 1) (its bytes, then its
+#: points' float64 bytes), as rendered before ``bright_fraction`` existed
+PINNED_DEFAULT_RENDER = "6d7d510a7379b1b4"
+
 # every source of variation off except the geometry: images whose pixels follow the shapes
 QUIET = dict(
     diameter_jitter=0.0, texture=(0.0, 0.0), nucleoli=0.0, brightness_sd=0.0, dim_fraction=(0.0, 0.0),
@@ -385,3 +389,30 @@ def test_rescaled_images_keep_exact_centres_and_the_asked_diameter(factor):
         return float((im - ndimage.gaussian_filter(im, 3.0))[far].std())
 
     assert noise(factor) < 0.7 * noise(1.0)
+
+
+def test_bright_nuclei_are_the_asked_share_at_two_to_eight_times_the_others():
+    """bright_fraction=0.3 with every other brightness variation off: about 30% of the nuclei at 2-8x the
+    level of the rest, which stay at 1; without it, all at 1 (and nothing extra is drawn)."""
+    quiet = {**QUIET, "coverage": (0.2, 0.2), "bodies": (0.0, 0.0)}
+    levels = []
+    for i in range(4):
+        _, cells, draw = nuclei.render_cells(NucleiConfig(size=256, bright_fraction=(0.3, 0.3), **quiet), None, image_rng(5, i))
+        assert draw.bright_fraction == 0.3
+        levels.append(cells.level)
+    level = np.concatenate(levels)
+    bright = level > 1.0
+    assert 0.2 < bright.mean() < 0.4
+    assert np.all(level[~bright] == 1.0) and level[bright].min() >= 2.0 and level[bright].max() <= 8.0
+    _, cells, draw = nuclei.render_cells(NucleiConfig(size=256, **quiet), None, image_rng(5, 0))
+    assert draw.bright_fraction == 0.0 and np.all(cells.level == 1.0)
+
+
+def test_configs_without_bright_nuclei_render_what_they_rendered_before_the_option():
+    """The option draws nothing unless asked: the default config's render is pinned (a digest of its bytes and
+    points), so adding draws for bright nuclei to every config would fail here."""
+    import hashlib
+
+    image, cells, _ = nuclei.render_cells(NucleiConfig(size=96), None, image_rng(3, 1))
+    digest = hashlib.sha256(np.ascontiguousarray(image).tobytes() + cells.points.tobytes()).hexdigest()[:16]
+    assert digest == PINNED_DEFAULT_RENDER

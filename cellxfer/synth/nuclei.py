@@ -10,8 +10,9 @@ typical nucleus brightness until step 7):
    uniform or 1-6 Gaussian clusters; whether touching nuclei are ``pressed``, whether it saturates;
 2. place labelled objects (:func:`place_cells`): candidates in vectorised batches, each an ellipse of
    equivalent diameter ``d * (1 + jitter N)`` and axis ratio ``elongation`` whose radius is modulated
-   by harmonics k=2..5 (``irregularity``); log-normal brightness, some dim, some defocused (wider
-   soft edge, dimmer); a profile between flat and a projected ellipsoid's, plus a bright ``rim``.
+   by harmonics k=2..5 (``irregularity``); log-normal brightness, some dim, some 2-8x as bright
+   (``bright_fraction``), some defocused (wider soft edge, dimmer); a profile between flat and a projected
+   ellipsoid's, plus a bright ``rim``.
    Mitotic figures (:func:`_figures`): condensed bodies, metaphase bars, and daughter pairs placed as
    one ellipse and drawn as two (:func:`split_pairs`). A candidate is rejected when more than
    ``overlap`` of its area covers objects already placed; after ``8 x target + 64`` candidates the
@@ -91,6 +92,7 @@ class ImageDraw:
     rim: float
     dim_fraction: float
     defocus_fraction: float
+    bright_fraction: float
     debris: float
     illumination: float
     background: float
@@ -136,7 +138,9 @@ def draw_image(cfg: NucleiConfig, rng: np.random.Generator) -> ImageDraw:
     more = dict(grain=uni(cfg.grain), rim=uni(cfg.rim), saturated=log_uni(cfg.saturated),
                 pressed=bool(rng.random() < cfg.pressed), seam=float(rng.uniform(0.2, 0.7)),
                 chromocentres=bool(rng.random() < 0.3), rescale=log_uni(cfg.rescale))
-    return ImageDraw(**values, **more, dtype=dtype)
+    # drawn only when the config asks for bright nuclei, so configs without them keep the stream they had
+    bright = uni(cfg.bright_fraction) if cfg.bright_fraction[1] > 0 else 0.0
+    return ImageDraw(**values, **more, bright_fraction=bright, dtype=dtype)
 
 
 def max_reach(cfg: NucleiConfig, d: float) -> float:
@@ -422,6 +426,9 @@ def _candidates(cfg: NucleiConfig, p: ImageDraw, rng, xy: np.ndarray) -> Cells:
     level = np.exp(cfg.brightness_sd * rng.standard_normal(m))
     dim = rng.random(m) < p.dim_fraction
     level = np.where(dim, rng.uniform(0.1, 0.4, m), level)
+    if cfg.bright_fraction[1] > 0:  # drawn by the config, not the image's value: the stream stays value-free
+        bright = (rng.random(m) < p.bright_fraction) & ~dim
+        level = np.where(bright, level * np.exp(rng.uniform(math.log(2.0), math.log(8.0), m)), level)
     level = np.where(body, rng.uniform(1.5, 3.0, m), level)
     defocus = (rng.random(m) < p.defocus_fraction) & ~body
     sigma = np.where(defocus, rng.uniform(0.05, _DEFOCUS_MAX, m) * diam, 0.0)

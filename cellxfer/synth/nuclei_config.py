@@ -36,6 +36,7 @@ class NucleiConfig:
     nucleoli: float = ranged(0.3, ge=0, le=1)  # probability a nucleus shows 1-4 nucleoli (dark, 0.1-0.25 d) and chromocentres (bright)
     brightness_sd: float = ranged(0.4, ge=0, le=2)  # per-cell log-normal brightness SD (natural log)
     dim_fraction: Range = ranged((0.0, 0.3), ge=0, le=1, pair=True, equal_ok=True)  # share of nuclei at 0.1-0.4 of the typical brightness
+    bright_fraction: Range = ranged((0.0, 0.0), ge=0, le=1, pair=True, equal_ok=True)  # share of nuclei at 2-8x the typical brightness (mitotic, H2B-bright); (0, 0) draws nothing
     defocus_fraction: Range = ranged((0.0, 0.3), ge=0, le=1, pair=True, equal_ok=True)  # share of nuclei blurred by depth (sigma <= 0.3 d)
     bodies: Range = ranged((0.0, 0.05), ge=0, le=1, pair=True, equal_ok=True)  # mitotic/apoptotic figures per nucleus (condensed, bars, daughter pairs), labelled
     debris: Range = ranged((0.0, 0.3), ge=0, le=5, pair=True, equal_ok=True)  # unlabelled specks and fibres per nucleus (+ large dim blobs)
