@@ -25,8 +25,10 @@ nuclei), less the rim the blur adds (:func:`unblurred`). Large images (a side ov
 spread over the whole image with the whole image's percentile levels and each tile's own threshold (a
 slide is never held whole; uneven illumination is followed), ``GROUP`` at a time on as many threads,
 until ``ENOUGH_BLOBS`` objects are pooled. :class:`Estimate` also reports how far its nuclei agree
-(``spread``: the ratio of the weighted 75th to 25th percentile diameter) and the share in clumps, which
-``count``'s ``qc`` column reads.
+(``spread``: the ratio of the weighted 75th to 25th percentile diameter), the share in clumps and how bright
+a typical nucleus is beside those measured (``dim``: every object above the background's noise, not just those
+above Otsu's threshold, which in a field of a few far brighter nuclei are those few), which ``count``'s ``qc``
+column reads.
 
 Invariants: ``Scaled.factor == 1`` exactly (no resampling at all) when the ratio lies within
 ``TOLERANCE`` of 1; factors are clipped to ``[MIN_FACTOR, MAX_FACTOR]``; the count of a density map is
@@ -51,6 +53,7 @@ BACKGROUND_Q = 10.0  # percentile of a mesh cell that is its background level
 RIM = 3.5  # px: the blur an object's measured diameter is corrected for (:func:`unblurred`)
 CLUMP = 1.6  # an object larger than this many inscribed disks is a clump of touching nuclei
 CLUMP_DIAMETER = 1.0  # a clumped nucleus's diameter over twice the clump's largest inscribed radius
+PEAK_RISE = 2.0  # a typical nucleus peak (:func:`_typical_peak`) rises this many times the noise floor above the mode
 MIN_BLOBS = 3  # fewer objects than this: no estimate (the image is counted as it is)
 MAX_SIDE = 2048
 TILE, MAX_TILES = 1024, 16
@@ -84,23 +87,62 @@ def _tiles(shape) -> list[tuple[int, int]]:
     return [(int(grid[i, 0]), int(grid[i, 1])) for i in order]
 
 
+def _histogram(a: np.ndarray) -> np.ndarray:
+    """The 256-bin histogram of a normalised image in [0, 1] (values outside counted in the end bins)."""
+    # the 256-bin index of each value, min(floor(256 a), 255), as uint8 (a >= 0): bincount's cheapest input
+    scaled = np.multiply(a, 256, dtype=np.float32)
+    np.clip(scaled, 0, 255, out=scaled)
+    return np.bincount(scaled.astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+
+
+_CENTRES = (np.arange(256) + 0.5) / 256  # of the bins of :func:`_histogram`
+
+
+def _background(h: np.ndarray, below: int = 256) -> tuple[float, float]:
+    """``(mode, floor)`` of the background of :func:`_histogram` ``h``: its mode (the most common of the first
+    ``below`` bins), and that plus ``NOISE_K`` SDs of the values below the mode (the background's noise,
+    unmoved by nuclei)."""
+    m = int(np.argmax(h[:below]))
+    dark = h[:m]
+    sd = float(np.sqrt((dark * (_CENTRES[:m] - _CENTRES[m]) ** 2).sum() / dark.sum())) if dark.sum() > 100 else 0.0
+    return float(_CENTRES[m]), float(_CENTRES[m]) + NOISE_K * sd
+
+
 def _threshold(a: np.ndarray) -> float:
     """Foreground threshold of a normalised, smoothed image in [0, 1] (from its 256-bin histogram): Otsu's,
-    raised to the background mode (the most common level below Otsu's) plus ``NOISE_K`` SDs of the values
-    below the mode (the background's noise, unmoved by nuclei)."""
-    # the 256-bin index of each value, min(floor(256 a), 255), as uint8 (a >= 0): bincount's cheapest input
-    h = np.bincount(np.clip(a * 256, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
-    c = (np.arange(256) + 0.5) / 256
+    raised to the noise floor (:func:`_background`) of the levels below it (a saturated plateau is no
+    background)."""
+    h = _histogram(a)
+    c = _CENTRES
     w0 = np.cumsum(h)
     w1 = w0[-1] - w0
     s0 = np.cumsum(h * c)
     between = w0 * w1 * (s0 / np.maximum(w0, 1) - (s0[-1] - s0) / np.maximum(w1, 1)) ** 2
     k = int(np.argmax(between))
-    otsu = float(c[k])
-    m = int(np.argmax(h[:k + 1]))  # the background's mode (below Otsu's level: a saturated plateau is no background)
-    dark = h[:m]
-    sd = float(np.sqrt((dark * (c[:m] - c[m]) ** 2).sum() / dark.sum())) if dark.sum() > 100 else 0.0
-    return max(float(c[m]) + OTSU_SHARE * (otsu - float(c[m])), float(c[m]) + NOISE_K * sd)
+    mode, floor = _background(h, k + 1)
+    return max(mode + OTSU_SHARE * (float(c[k]) - mode), floor)
+
+
+def _typical_peak(a: np.ndarray, area: float) -> float | None:
+    """The median peak of the objects that stand above the background's noise floor (:func:`_background`) in
+    a normalised, smoothed, flattened tile, of at least a quarter of ``area`` (the thresholded objects' median
+    area, so that noise and texture specks do not count) and ``MIN_AREA`` px, whose peak rises above the mode
+    ``PEAK_RISE`` times as far as the floor does (so that a smooth unevenness that barely crosses the floor
+    does not count): the brightness of a typical nucleus, dim or bright. Read on every 2nd pixel of every 2nd row
+    (``a`` is smooth). None when fewer than ``MIN_BLOBS`` such objects."""
+    from scipy import ndimage as ndi
+
+    s = a[::2, ::2]
+    mode, floor = _background(_histogram(s))
+    lab, n = ndi.label(s > floor)
+    if not n:
+        return None
+    size = 4.0 * np.bincount(lab.ravel(), minlength=n + 1)[1:]  # in the tile's pixels
+    slices = ndi.find_objects(lab)
+    peaks = np.array([s[slices[i]][lab[slices[i]] == i + 1].max()  # object by object, only its box (ndi.maximum
+                      for i in np.flatnonzero(size >= max(area / 4.0, MIN_AREA))])  # with labels is 20x slower)
+    peaks = peaks[peaks >= mode + PEAK_RISE * (floor - mode)] if len(peaks) else peaks
+    return float(np.median(peaks)) if len(peaks) >= MIN_BLOBS else None
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -162,42 +204,51 @@ def _flatten(a: np.ndarray) -> np.ndarray:
     mesh = np.pad(mesh, ((0, 1), (0, 1)), mode="edge")
     (iy, ty), (ix, tx) = _interpolation(a.shape[0], ey), _interpolation(a.shape[1], ex)
     rows = mesh[iy] * (1 - ty)[:, None] + mesh[iy + 1] * ty[:, None] - level  # (height, cells across), less the level
-    out = a - rows[:, ix] * (1 - tx)
-    out -= rows[:, ix + 1] * tx
+    part = np.take(rows, ix, axis=1)  # the same sums as ``a - rows[:, ix] * (1 - tx) - rows[:, ix + 1] * tx``,
+    part *= 1 - tx  # in two image-sized buffers instead of six
+    out = np.subtract(a, part, dtype=np.float32)
+    np.take(rows, ix + 1, axis=1, out=part)
+    part *= tx
+    out -= part
     return out
 
 
 def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``(diameters, weights, clumped, nuclei, areas)`` of the objects in one normalised tile (module docs):
-    one entry per object of at least ``MIN_AREA`` px, ``nuclei`` the number of nuclei it stands for (1, or
-    a clump's area over one nucleus's), ``weights`` that times its contrast above the threshold."""
+    """``(diameters, weights, clumped, nuclei, areas, peaks, typical)`` of the objects in one normalised tile
+    (module docs): one entry per object of at least ``MIN_AREA`` px, ``nuclei`` the number of nuclei it stands
+    for (1, or a clump's area over one nucleus's), ``weights`` that times its contrast above the threshold,
+    ``peaks`` its brightest value; ``typical`` the tile's :func:`_typical_peak` (one entry, or none)."""
     from scipy import ndimage as ndi
 
     a = _flatten(ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0))
     t = _threshold(a)
     lab, n = ndi.label(_fill_holes(a > t))
     if not n:
-        return np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
     fg = np.flatnonzero(lab)  # the objects' pixels, in raster order (so each sum adds as over the whole tile)
     flat = lab.ravel()[fg]
     area = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
     contrast = np.maximum(np.bincount(flat, weights=a.ravel()[fg], minlength=n + 1)[1:] / area - t, 0.0)
     keep = np.flatnonzero(area >= MIN_AREA)
-    radius = np.zeros(len(keep))
+    radius, peak = np.zeros(len(keep)), np.zeros(len(keep))
     slices = ndi.find_objects(lab)
-    for j, i in enumerate(keep):  # the largest inscribed radius, object by object (only its box)
+    for j, i in enumerate(keep):  # the largest inscribed radius and the peak, object by object (only its box)
         sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in slices[i])
-        radius[j] = ndi.distance_transform_edt(lab[sl] == i + 1).max() + 0.5  # to the pixel's edge
+        mine = lab[sl] == i + 1
+        radius[j] = ndi.distance_transform_edt(mine).max() + 0.5  # to the pixel's edge
+        peak[j] = a[sl][mine].max()
     area, contrast = area[keep], contrast[keep]
+    typical = _typical_peak(a, float(np.median(area))) if len(keep) else None
     single = area <= CLUMP * np.pi * radius ** 2
     diam = np.where(single, np.sqrt(4.0 * area / np.pi), CLUMP_DIAMETER * 2.0 * radius)
     nuclei = np.where(single, 1.0, area / (np.pi * (diam / 2.0) ** 2))
-    return diam, nuclei * contrast, ~single, nuclei, area
+    return diam, nuclei * contrast, ~single, nuclei, area, peak, np.array([] if typical is None else [typical])
 
 
 def objects(image) -> tuple[np.ndarray, ...]:
-    """``(diameters, weights, clumped, nuclei, areas)`` of the objects of a 2-D image (numpy or lazy), pooled
-    over the tiles of a large one (:func:`_tiles`); see the module docs and :func:`_tile_objects`."""
+    """``(diameters, weights, clumped, nuclei, areas, peaks, typical)`` of the objects of a 2-D image (numpy or
+    lazy), pooled over the tiles of a large one (:func:`_tiles`); see the module docs and
+    :func:`_tile_objects`."""
     from concurrent.futures import ThreadPoolExecutor
 
     from cellxfer.counter.model import Normalization
@@ -219,7 +270,7 @@ def objects(image) -> tuple[np.ndarray, ...]:
             parts.extend(pool.map(measure, corners[i:i + GROUP]))
             if sum(len(p[0]) for p in parts) >= ENOUGH_BLOBS:
                 break
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(7))
 
 
 @dataclass(frozen=True)
@@ -229,7 +280,12 @@ class Estimate:
     ``clumped`` the weighted share of nuclei measured inside clumps, ``nuclei`` how many nuclei the
     objects stand for (a count independent of any model; None when only some tiles of a large image were
     measured) and ``saturated`` the share of foreground pixels at the image's maximum value, when that
-    maximum is shared by many pixels (None for a lazy slide). All but ``blobs`` None without an estimate."""
+    maximum is shared by many pixels (None for a lazy slide), ``dim`` the typical nucleus's peak
+    (:func:`_typical_peak`: every object above the background's noise, dim or bright) over the median peak of
+    the objects measured: about 1 when the nuclei are alike in brightness, low when a few far brighter nuclei
+    (mitotic, H2B-bright) put the threshold above the rest (the estimate then rests on those few, and a
+    percentile-normalised count misses the rest; None when not measured). All but ``blobs`` None without an
+    estimate."""
 
     diameter: float | None
     blobs: int
@@ -237,6 +293,7 @@ class Estimate:
     clumped: float | None = None
     nuclei: float | None = None
     saturated: float | None = None
+    dim: float | None = None
 
 
 def estimate_diameter(image: np.ndarray) -> Estimate:
@@ -244,7 +301,7 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
     img = _as_image(image)
     if img.ndim != 2 or min(img.shape) < 8:
         return Estimate(None, 0)
-    diam, weight, clumped, nuclei, area = objects(img)
+    diam, weight, clumped, nuclei, area, peak, typical = objects(img)
     if len(diam) < MIN_BLOBS or weight.sum() <= 0:
         return Estimate(None, len(diam))
     q25, q50, q75 = (_weighted_quantile(diam, weight, q) for q in (0.25, 0.5, 0.75))
@@ -253,7 +310,8 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
     whole = len(_tiles(img.shape)) == 1
     return Estimate(unblurred(q50), int(len(diam)), q75 / q25, float(weight[clumped].sum() / weight.sum()),
                     float(nuclei.sum()) if whole else None,
-                    _saturated(img, area.sum()) if whole and not is_lazy(img) else None)
+                    _saturated(img, area.sum()) if whole and not is_lazy(img) else None,
+                    float(np.median(typical) / np.median(peak)) if len(typical) else None)
 
 
 def unblurred(d: float) -> float:

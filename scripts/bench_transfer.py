@@ -273,24 +273,29 @@ def score_group(count, root: Path, ids: list[str], truth: dict, variants: tuple[
     from cellxfer.dataset import CellDataset
     from cellxfer.density.match import match_points
 
+    def judged(image, points=False):  # the count, its scale, its share of partial blobs and its qc column
+        res, info = count(image, points=points)
+        partial = partial_share(res.density_map)
+        return res, info, partial, RULES.label(res.count, info, partial)
+
     ds, per = CellDataset(root), []
     for id_ in ids:
         s = ds[id_]
-        res, info = count(s.image, points=True)
-        partial = partial_share(res.density_map)
-        c, pts, qc = res.count, res.points, RULES.label(res.count, info, partial)
+        res, info, partial, qc = judged(s.image, points=True)
+        c, pts = res.count, res.points
         est = info.estimate
         d_true = truth.get(id_)
         m = match_points(np.asarray(pts).reshape(-1, 2), s.points, radius=(d_true or 14.0) / 2)
         row = {"id": id_, "true": int(len(s.points)), "pred": float(c), "qc": qc, "tp": m.tp, "n_pred": m.n_pred,
                "diameter_true": d_true, "diameter_est": None if est is None else est.diameter,
-               "estimate": None if est is None else {k: getattr(est, k) for k in ("spread", "clumped", "nuclei", "saturated")},
+               "estimate": None if est is None else {k: getattr(est, k) for k in ("spread", "clumped", "nuclei", "saturated", "dim")},
                "clipped": info.clipped, "partial": partial}
         if rules:
             row["rules"] = _rule_counts(res.density_map, rules)
         if variants:
-            row["variants"] = {v: float(count(VARIANTS[v](s.image, s.points, d_true or DIAMETER))[0].count)
-                               for v in variants}
+            got = {v: judged(VARIANTS[v](s.image, s.points, d_true or DIAMETER)) for v in variants}
+            row["variants"] = {v: float(g[0].count) for v, g in got.items()}
+            row["variants_qc"] = {v: g[3] for v, g in got.items()}
         per.append(row)
     return summarise(per)
 
@@ -332,10 +337,16 @@ def _hit_rates(per: list[dict], flag: np.ndarray) -> dict:
 
 
 def qc_rates(groups: dict) -> dict:
-    """How well the flag finds bad counts over every image of the table."""
+    """How well the flag finds bad counts over every image of the table, and over every image changed by each
+    variant counted (``variants``)."""
     per = [r for g in groups.values() for r in g["per_image"]]
     flag = np.array([r["qc"] != "ok" for r in per])
-    return {"images": len(per), **_hit_rates(per, flag), "flagged": float(flag.mean())}
+    out = {"images": len(per), **_hit_rates(per, flag), "flagged": float(flag.mean())}
+    for v in per[0].get("variants_qc", {}) if per else ():  # the same of every image changed so
+        changed = [{"pred": r["variants"][v], "true": r["true"]} for r in per]
+        vflag = np.array([r["variants_qc"][v] != "ok" for r in per])
+        out.setdefault("variants", {})[v] = {"images": len(per), **_hit_rates(changed, vflag), "flagged": float(vflag.mean())}
+    return out
 
 
 def qc_sweep(groups: dict) -> list[dict]:
@@ -415,8 +426,9 @@ def multi_source_table(ms: dict) -> str:
     for model, r in ms["models"].items():
         q = r["qc"]
         pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-        out.append(f"| {Path(model).stem} | {q['images']} | {q['bad']} | {pct(q['bad_flagged'])} | {q['good']} | "
-                   f"{pct(q['good_flagged'])} |")
+        for name, v in [(Path(model).stem, q)] + [(f"{Path(model).stem}, {k}", x) for k, x in q.get("variants", {}).items()]:
+            out.append(f"| {name} | {v['images']} | {v['bad']} | {pct(v['bad_flagged'])} | {v['good']} | "
+                       f"{pct(v['good_flagged'])} |")
     return "\n".join(out) + "\n"
 
 

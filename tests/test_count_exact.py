@@ -117,12 +117,15 @@ def test_onnx_cpu_runs_a_batch_in_chunks_with_the_outputs_of_one_run(monkeypatch
 
 
 def test_estimate_objects_equal_ndimage_label_statistics():
-    """The estimate's objects (areas, contrasts) on a tile with touching nuclei, holes and objects cut by the
-    border are ndimage's per-label sums and means over the smoothed tile less its background, to the last bit,
-    and each object's radius is its own distance transform's maximum."""
+    """The estimate's objects (areas, contrasts, peaks) on a tile with touching nuclei, holes and objects cut by
+    the border are ndimage's per-label sums, means and maxima over the smoothed tile less its background, to the
+    last bit, and each object's radius is its own distance transform's maximum; the tile's typical peak is the
+    median of ndimage's maxima of the objects above the noise floor that :func:`cellxfer.scale._typical_peak`
+    keeps."""
     from scipy import ndimage as ndi
 
-    from cellxfer.scale import CLUMP, MIN_AREA, SMOOTH, _fill_holes, _flatten, _threshold, _tile_objects
+    from cellxfer.scale import (CLUMP, MIN_AREA, PEAK_RISE, SMOOTH, _background, _fill_holes, _flatten, _histogram,
+                                _threshold, _tile_objects)
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:160, :200]
@@ -133,7 +136,7 @@ def test_estimate_objects_equal_ndimage_label_statistics():
     img[60:63, 120:123] = 0.8  # 9 pixels: just kept (MIN_AREA)
     img[70:72, 130:133] = 0.9  # a speck
     a = img.astype(np.float32)
-    diam, weights, clumped, nuclei, area = _tile_objects(a)
+    diam, weights, clumped, nuclei, area, peaks, typical = _tile_objects(a)
 
     s = _flatten(ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0))
     t = _threshold(s)
@@ -147,6 +150,15 @@ def test_estimate_objects_equal_ndimage_label_statistics():
     assert 3 <= keep.sum() < n and 0 < (~single).sum()  # a clump, border-cut and holed objects; the speck dropped
     assert np.array_equal(area, all_area[keep]) and np.array_equal(clumped, ~single)
     assert np.array_equal(weights, nuclei * contrast)
+    assert np.array_equal(peaks, ndi.maximum(s, lab, index[keep]))
+    half = s[::2, ::2]
+    mode, floor = _background(_histogram(half))
+    lab2, n2 = ndi.label(half > floor)
+    index2 = np.arange(1, n2 + 1)
+    size = 4.0 * ndi.sum_labels(np.ones_like(half, dtype=np.float64), lab2, index2)
+    top = ndi.maximum(half, lab2, index2)
+    kept = top[(size >= max(np.median(area) / 4.0, MIN_AREA)) & (top >= mode + PEAK_RISE * (floor - mode))]
+    assert len(kept) >= 3 and typical.tolist() == [float(np.median(kept))]
 
 
 def _run_in_child(runner, x, want, queue):

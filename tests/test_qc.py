@@ -23,6 +23,8 @@ def info(**kw) -> ScaleInfo:
     ({}, 30.0, "disagrees"),  # 0.6 of the segmentation's 50: nuclei it sees and the model does not
     ({}, 110.0, None),  # 2.2 times: the segmentation undercounts clumps, so more is allowed than fewer
     ({"diameter": None}, 0.0, "no-nuclei"),
+    ({"dim": 0.2}, 50.0, "mixed-brightness"),  # the typical nucleus a fifth as bright as those measured
+    ({"dim": 0.9}, 50.0, None),
 ])
 def test_each_reason_fires_on_its_measurement(kw, count, reason):
     label = QCRules().label(count, info(**kw))
