@@ -151,6 +151,13 @@ def test_estimate_objects_equal_ndimage_label_statistics():
     assert np.array_equal(area, all_area[keep]) and np.array_equal(clumped, ~single)
     assert np.array_equal(weights, nuclei * contrast)
     assert np.array_equal(peaks, ndi.maximum(s, lab, index[keep]))
+    assert len(typical) == 0  # nuclei alike: few pixels between the noise floor and the threshold, not looked for
+    for k, (cy, cx) in enumerate([(40, 100), (45, 150), (120, 20), (125, 100), (150, 60), (60, 170), (140, 190),
+                                  (100, 130), (30, 60), (60, 20)]):
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= 11 * 11] = 0.12 + 0.01 * k  # dim nuclei beside the bright ones
+    a = img.astype(np.float32)
+    *_, area, peaks, typical = _tile_objects(a)
+    s = _flatten(ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0))
     half = s[::2, ::2]
     mode, floor = _background(_histogram(half))
     lab2, n2 = ndi.label(half > floor)

@@ -401,12 +401,12 @@ def test_the_top_bound_keeps_a_sparse_background_faint_in_any_encoding():
 
 @pytest.mark.parametrize("d", [8.0, 14.0, 32.0])
 def test_a_few_far_brighter_nuclei_show_in_the_estimate_and_leave_alike_fields_alone(d):
-    """``Estimate.dim`` (what the qc column's mixed-brightness reads): about 1 on disks alike in brightness;
-    well below 0.5 when every 8th disk is 6x as bright (Otsu's threshold then keeps those few), with the same
-    diameter either way."""
+    """``Estimate.dim`` (what the qc column's mixed-brightness reads): not looked for on disks alike in
+    brightness (few pixels between the noise floor and the threshold: nothing dim can hide); well below 0.5 when
+    every 8th disk is 6x as bright (Otsu's threshold then keeps those few), with the same diameter either way."""
     img, pts = disks(d)
     alike = estimate_diameter(img)
-    assert alike.dim is not None and 0.7 < alike.dim < 1.3
+    assert alike.dim is None
     bright = img.copy()
     yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
     for x, y in pts[::8]:
