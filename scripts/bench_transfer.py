@@ -285,7 +285,7 @@ def score_group(count, root: Path, ids: list[str], truth: dict, variants: tuple[
         c, pts = res.count, res.points
         est = info.estimate
         d_true = truth.get(id_)
-        m = match_points(np.asarray(pts).reshape(-1, 2), s.points, radius=(d_true or 14.0) / 2)
+        m = match_points(np.asarray(pts).reshape(-1, 2), s.points, radius=(d_true or DIAMETER) / 2)
         row = {"id": id_, "true": int(len(s.points)), "pred": float(c), "qc": qc, "tp": m.tp, "n_pred": m.n_pred,
                "diameter_true": d_true, "diameter_est": None if est is None else est.diameter,
                "estimate": None if est is None else {k: getattr(est, k) for k in ("spread", "clumped", "nuclei", "saturated", "dim")},
