@@ -213,7 +213,7 @@ def _smooth(img, sigma: float):
 
 def _counter(model: Path):
     """``count(image, points=False) -> (Counted, ScaleInfo)`` exactly as ``cellxfer count`` (torch engine, default
-    --diameter): the count and how the image was rescaled (``RULES.label(count, info)`` is its qc column)."""
+    --diameter): the count and how the image was rescaled (``RULES.judge(count, info, map)`` gives its qc column)."""
     from cellxfer.count.parts import count_plan, plan_image
     from cellxfer.count.qc import ScaleInfo
     from cellxfer.counter.model import load_counter, torch_runner
@@ -269,14 +269,14 @@ def score_group(count, root: Path, ids: list[str], truth: dict, variants: tuple[
     """Per-image results of one group (see :func:`multi_source`); ``variants``: also the count of each image
     changed so (:data:`VARIANTS`); ``rules``: also the count each of these counting rules reads from the image's
     map (:func:`_rule_counts`)."""
-    from cellxfer.count.qc import RULES, partial_share
+    from cellxfer.count.qc import RULES
     from cellxfer.dataset import CellDataset
     from cellxfer.density.match import match_points
 
     def judged(image, points=False):  # the count, its scale, its share of partial blobs and its qc column
         res, info = count(image, points=points)
-        partial = partial_share(res.density_map)
-        return res, info, partial, RULES.label(res.count, info, partial)
+        qc, partial = RULES.judge(res.count, info, res.density_map)
+        return res, info, partial, qc
 
     ds, per = CellDataset(root), []
     for id_ in ids:

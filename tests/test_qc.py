@@ -63,3 +63,17 @@ def test_partial_share_counts_the_blobs_the_model_half_believes():
     assert QCRules().label(50.0, info(), partial=0.3) == "uncertain"
     assert QCRules().label(50.0, info(), partial=0.05) == "ok"
     assert QCRules().label(50.0, info(), partial=None) == "ok"
+
+
+def test_judge_composes_the_label_from_the_count_and_its_map():
+    """``judge`` is ``label`` with the map's partial share, which it also returns; without a map, no share."""
+    import numpy as np
+
+    from cellxfer.count.parts import DensityMap
+
+    m = np.zeros((40, 40))
+    m[5:8, 5:8] = 1.0 / 9
+    m[25:28, 25:28] = 0.4 / 9  # half-believed: a partial share of 0.4 / 1.4 per nucleus, over 0.17
+    label, partial = QCRules().judge(50.0, info(), DensityMap(m, 1))
+    assert partial == pytest.approx(1 / 1.4) and label == QCRules().label(50.0, info(), partial) == "uncertain"
+    assert QCRules().judge(50.0, info(), None) == ("ok", None)

@@ -36,7 +36,7 @@ from cellxfer.counter.head import head_of
 from cellxfer.count.table import CountsTable, Row
 from cellxfer.count.task import (  # noqa: F401 - one image in one process (also used by count.split)
     FileOutcome, FileTask, _error_text, count_file, prepare, task_runner)
-from cellxfer.count.qc import OK, RULES, UNCHECKED, ScaleInfo, partial_share
+from cellxfer.count.qc import OK, RULES, UNCHECKED, ScaleInfo
 
 if TYPE_CHECKING:
     from cellxfer.count.parts import ImagePlan  # noqa: F401
@@ -511,7 +511,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             error = exc
         if error is None:
             info = scaled or ScaleInfo()
-            qc = RULES.label(count, info, partial_share(density_map))
+            qc, _ = RULES.judge(count, info, density_map)
             table.put(Row(str(file), count, engine, mhash, ms, diameter_mode=policy.label,
                           diameter=info.diameter, scale=info.factor, qc=qc))
             result.counts[str(file)] = count

@@ -115,6 +115,13 @@ class QCRules:
             out.append("uncertain")
         return out
 
+    def judge(self, count: float | None, info: ScaleInfo, density_map=None) -> tuple[str, float | None]:
+        """``(qc column, partial share)`` of a count made with ``density_map`` (its
+        :class:`cellxfer.count.parts.DensityMap`, or None): the one place a count's flag is composed (``count``
+        and the benchmarks), :meth:`label` of it with the map's :func:`partial_share`."""
+        partial = partial_share(density_map)
+        return self.label(count, info, partial), partial
+
     def label(self, count: float | None, info: ScaleInfo, partial: float | None = None) -> str:
         """The ``qc`` column: ``ok``, ``unchecked`` (nothing measured) or the reasons joined by ``;``."""
         if info.estimate is None:
