@@ -109,16 +109,10 @@ def _background(h: np.ndarray, below: int = 256) -> tuple[float, float]:
     return float(_CENTRES[m]), float(_CENTRES[m]) + NOISE_K * sd
 
 
-def _threshold(a: np.ndarray) -> float:
-    """Foreground threshold of a normalised, smoothed image in [0, 1] (from its 256-bin histogram): Otsu's,
-    raised to the noise floor (:func:`_background`) of the levels below it (a saturated plateau is no
-    background)."""
-    return _split(_histogram(a))[0]
-
-
 def _split(h: np.ndarray) -> tuple[float, float]:
-    """``(threshold, floor)`` of :func:`_threshold` from the histogram ``h``: the threshold, and the noise floor
-    below Otsu's level."""
+    """``(threshold, floor)`` of a normalised, smoothed image in [0, 1] from its :func:`_histogram` ``h``: the
+    foreground threshold, Otsu's raised to the noise floor (:func:`_background`) of the levels below it (a
+    saturated plateau is no background), and that floor."""
     c = _CENTRES
     w0 = np.cumsum(h)
     w1 = w0[-1] - w0
@@ -143,11 +137,11 @@ def _typical_peak(a: np.ndarray, area: float) -> float | None:
     lab, n = ndi.label(s > floor)
     if not n:
         return None
-    size = 4.0 * np.bincount(lab.ravel(), minlength=n + 1)[1:]  # in the tile's pixels
-    slices = ndi.find_objects(lab)
-    peaks = np.array([s[slices[i]][lab[slices[i]] == i + 1].max()  # object by object, only its box (ndi.maximum
-                      for i in np.flatnonzero(size >= max(area / 4.0, MIN_AREA))])  # with labels is 20x slower)
-    peaks = peaks[peaks >= mode + PEAK_RISE * (floor - mode)] if len(peaks) else peaks
+    fg = np.flatnonzero(lab)
+    flat = lab.ravel()[fg]
+    size = 4.0 * np.bincount(flat, minlength=n + 1)[1:]  # in the tile's pixels
+    peaks = _label_max(s.ravel()[fg], flat, n)[size >= max(area / 4.0, MIN_AREA)]
+    peaks = peaks[peaks >= mode + PEAK_RISE * (floor - mode)]
     return float(np.median(peaks)) if len(peaks) >= MIN_BLOBS else None
 
 
@@ -220,13 +214,13 @@ def _flatten(a: np.ndarray) -> np.ndarray:
 
 
 def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``(diameters, weights, clumped, nuclei, areas, peaks, typical)`` of the objects in one normalised tile
-    (module docs): one entry per object of at least ``MIN_AREA`` px, ``nuclei`` the number of nuclei it stands
-    for (1, or a clump's area over one nucleus's), ``weights`` that times its contrast above the threshold,
-    ``peaks`` its brightest value; ``typical`` the tile's :func:`_typical_peak` (one entry, or none), looked
-    for only where the pixels between the noise floor and the threshold outnumber those above it ``HIDDEN``
-    times (where dim nuclei could hide beside brighter ones: fewer than a third of the ordinary validation
-    images, nine in ten of those with a tenth of the nuclei made 5x brighter; elsewhere it costs nothing)."""
+    """``(diameters, weights, clumped, nuclei, areas, dim)`` of the objects in one normalised tile (module
+    docs): one entry per object of at least ``MIN_AREA`` px, ``nuclei`` the number of nuclei it stands for (1,
+    or a clump's area over one nucleus's), ``weights`` that times its contrast above the threshold; ``dim`` the
+    tile's :func:`_dim` (one entry, or none), looked for only where the pixels between the noise floor and the
+    threshold outnumber those above it ``HIDDEN`` times (where dim nuclei could hide beside brighter ones: fewer
+    than a third of the ordinary validation images, nine in ten of those with a tenth of the nuclei made 5x
+    brighter; elsewhere it costs nothing)."""
     from scipy import ndimage as ndi
 
     a = _flatten(ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0))
@@ -235,31 +229,44 @@ def _tile_objects(a: np.ndarray) -> tuple[np.ndarray, ...]:
     hidden = h[(_CENTRES > floor) & (_CENTRES <= t)].sum() > HIDDEN * h[_CENTRES > t].sum()
     lab, n = ndi.label(_fill_holes(a > t))
     if not n:
-        return np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0)
     fg = np.flatnonzero(lab)  # the objects' pixels, in raster order (so each sum adds as over the whole tile)
     flat = lab.ravel()[fg]
     area = np.bincount(flat, minlength=n + 1)[1:].astype(np.float64)
     contrast = np.maximum(np.bincount(flat, weights=a.ravel()[fg], minlength=n + 1)[1:] / area - t, 0.0)
     keep = np.flatnonzero(area >= MIN_AREA)
-    radius, peak = np.zeros(len(keep)), np.zeros(len(keep))
+    radius = np.zeros(len(keep))
     slices = ndi.find_objects(lab)
-    for j, i in enumerate(keep):  # the largest inscribed radius and the peak, object by object (only its box)
+    for j, i in enumerate(keep):  # the largest inscribed radius, object by object (only its box)
         sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in slices[i])
-        mine = lab[sl] == i + 1
-        radius[j] = ndi.distance_transform_edt(mine).max() + 0.5  # to the pixel's edge
-        peak[j] = a[sl][mine].max()
+        radius[j] = ndi.distance_transform_edt(lab[sl] == i + 1).max() + 0.5  # to the pixel's edge
+    dim = _dim(a, area[keep], _label_max(a.ravel()[fg], flat, n)[keep]) if hidden and len(keep) else None
     area, contrast = area[keep], contrast[keep]
-    typical = _typical_peak(a, float(np.median(area))) if len(keep) and hidden else None
     single = area <= CLUMP * np.pi * radius ** 2
     diam = np.where(single, np.sqrt(4.0 * area / np.pi), CLUMP_DIAMETER * 2.0 * radius)
     nuclei = np.where(single, 1.0, area / (np.pi * (diam / 2.0) ** 2))
-    return diam, nuclei * contrast, ~single, nuclei, area, peak, np.array([] if typical is None else [typical])
+    return diam, nuclei * contrast, ~single, nuclei, area, np.array([] if dim is None else [dim])
+
+
+def _label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """The largest of ``values`` of each label 1..n (``labels`` as many, each in 1..n; -inf for a label none has):
+    one unbuffered ufunc pass, no loop over objects (``ndi.maximum`` with labels is over 10x slower)."""
+    out = np.full(n + 1, -np.inf, np.float32)
+    np.maximum.at(out, labels, values)
+    return out[1:]
+
+
+def _dim(a: np.ndarray, area: np.ndarray, peaks: np.ndarray) -> float | None:
+    """A tile's :attr:`Estimate.dim`: its :func:`_typical_peak` over the median of ``peaks`` (those of the
+    objects above the threshold, of ``area``); None without a typical peak."""
+    typical = _typical_peak(a, float(np.median(area)))
+    return None if typical is None else typical / float(np.median(peaks.astype(np.float64)))
 
 
 def objects(image) -> tuple[np.ndarray, ...]:
-    """``(diameters, weights, clumped, nuclei, areas, peaks, typical)`` of the objects of a 2-D image (numpy or
-    lazy), pooled over the tiles of a large one (:func:`_tiles`); see the module docs and
-    :func:`_tile_objects`."""
+    """``(diameters, weights, clumped, nuclei, areas, dims)`` of the objects of a 2-D image (numpy or lazy),
+    pooled over the tiles of a large one (:func:`_tiles`; ``dims``: one per tile that measured it); see the
+    module docs and :func:`_tile_objects`."""
     from concurrent.futures import ThreadPoolExecutor
 
     from cellxfer.counter.model import Normalization
@@ -281,7 +288,7 @@ def objects(image) -> tuple[np.ndarray, ...]:
             parts.extend(pool.map(measure, corners[i:i + GROUP]))
             if sum(len(p[0]) for p in parts) >= ENOUGH_BLOBS:
                 break
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(7))
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(6))
 
 
 @dataclass(frozen=True)
@@ -293,7 +300,7 @@ class Estimate:
     measured) and ``saturated`` the share of foreground pixels at the image's maximum value, when that
     maximum is shared by many pixels (None for a lazy slide), ``dim`` the typical nucleus's peak
     (:func:`_typical_peak`: every object above the background's noise, dim or bright) over the median peak of
-    the objects measured: about 1 when the nuclei are alike in brightness, low when a few far brighter nuclei
+    the objects measured (:func:`_dim`; the median over the tiles of a large image): about 1 when the nuclei are alike in brightness, low when a few far brighter nuclei
     (mitotic, H2B-bright) put the threshold above the rest (the estimate then rests on those few, and a
     percentile-normalised count misses the rest; None when not measured: also where few pixels lie between
     the background's noise and the threshold, so no dim nuclei can hide). All but ``blobs`` None without an
@@ -313,7 +320,7 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
     img = _as_image(image)
     if img.ndim != 2 or min(img.shape) < 8:
         return Estimate(None, 0)
-    diam, weight, clumped, nuclei, area, peak, typical = objects(img)
+    diam, weight, clumped, nuclei, area, dims = objects(img)
     if len(diam) < MIN_BLOBS or weight.sum() <= 0:
         return Estimate(None, len(diam))
     q25, q50, q75 = (_weighted_quantile(diam, weight, q) for q in (0.25, 0.5, 0.75))
@@ -323,7 +330,7 @@ def estimate_diameter(image: np.ndarray) -> Estimate:
     return Estimate(unblurred(q50), int(len(diam)), q75 / q25, float(weight[clumped].sum() / weight.sum()),
                     float(nuclei.sum()) if whole else None,
                     _saturated(img, area.sum()) if whole and not is_lazy(img) else None,
-                    float(np.median(typical) / np.median(peak)) if len(typical) else None)
+                    float(np.median(dims)) if len(dims) else None)
 
 
 def unblurred(d: float) -> float:

@@ -59,7 +59,7 @@ def test_density_map_block_sums_equal_reduceat():
 def test_threshold_histogram_bins_as_before():
     """The estimate's 256-bin histogram (bin min(floor(256 a), 255)) on values at the bin edges, at 1 and
     just above it (Gaussian smoothing may overshoot 1 by a rounding error), and at 0."""
-    from cellxfer.scale import _threshold
+    from cellxfer.scale import _histogram, _split
 
     def threshold_intp(a):  # the threshold as first written: the bins through an intp array
         h = np.bincount(np.minimum((a * 256).astype(np.intp), 255).ravel(), minlength=256).astype(np.float64)
@@ -80,7 +80,7 @@ def test_threshold_histogram_bins_as_before():
     for _ in range(20):
         a = np.concatenate([rng.beta(0.5, 3, 4000).astype(np.float32), rng.choice(special, 500)])
         a = a.reshape(50, -1)
-        assert _threshold(a) == threshold_intp(a)
+        assert _split(_histogram(a))[0] == threshold_intp(a)
 
 
 def test_onnx_cpu_runs_a_batch_in_chunks_with_the_outputs_of_one_run(monkeypatch):
@@ -117,15 +117,15 @@ def test_onnx_cpu_runs_a_batch_in_chunks_with_the_outputs_of_one_run(monkeypatch
 
 
 def test_estimate_objects_equal_ndimage_label_statistics():
-    """The estimate's objects (areas, contrasts, peaks) on a tile with touching nuclei, holes and objects cut by
-    the border are ndimage's per-label sums, means and maxima over the smoothed tile less its background, to the
-    last bit, and each object's radius is its own distance transform's maximum; the tile's typical peak is the
-    median of ndimage's maxima of the objects above the noise floor that :func:`cellxfer.scale._typical_peak`
-    keeps."""
+    """The estimate's objects (areas, contrasts) on a tile with touching nuclei, holes and objects cut by the
+    border are ndimage's per-label sums and means over the smoothed tile less its background, to the last bit,
+    and each object's radius is its own distance transform's maximum; with dim nuclei beside them, the tile's
+    ``dim`` is the median of ndimage's maxima of the objects above the noise floor that
+    :func:`cellxfer.scale._typical_peak` keeps over the median of ndimage's maxima of the thresholded ones."""
     from scipy import ndimage as ndi
 
     from cellxfer.scale import (CLUMP, MIN_AREA, PEAK_RISE, SMOOTH, _background, _fill_holes, _flatten, _histogram,
-                                _threshold, _tile_objects)
+                                _split, _tile_objects)
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[:160, :200]
@@ -136,28 +136,31 @@ def test_estimate_objects_equal_ndimage_label_statistics():
     img[60:63, 120:123] = 0.8  # 9 pixels: just kept (MIN_AREA)
     img[70:72, 130:133] = 0.9  # a speck
     a = img.astype(np.float32)
-    diam, weights, clumped, nuclei, area, peaks, typical = _tile_objects(a)
+    diam, weights, clumped, nuclei, area, dims = _tile_objects(a)
+
+    def thresholded(s):
+        t = _split(_histogram(s))[0]
+        lab, n = ndi.label(_fill_holes(s > t))
+        index = np.arange(1, n + 1)
+        all_area = ndi.sum_labels(np.ones_like(s, dtype=np.float64), lab, index)
+        return t, lab, n, index, all_area, all_area >= MIN_AREA
 
     s = _flatten(ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0))
-    t = _threshold(s)
-    lab, n = ndi.label(_fill_holes(s > t))
-    index = np.arange(1, n + 1)
-    all_area = ndi.sum_labels(np.ones_like(s, dtype=np.float64), lab, index)
-    keep = all_area >= MIN_AREA
+    t, lab, n, index, all_area, keep = thresholded(s)
     contrast = np.maximum(ndi.sum_labels(s, lab, index)[keep] / all_area[keep] - t, 0.0)
     radius = np.array([ndi.distance_transform_edt(lab == i).max() + 0.5 for i in index[keep]])
     single = all_area[keep] <= CLUMP * np.pi * radius ** 2
     assert 3 <= keep.sum() < n and 0 < (~single).sum()  # a clump, border-cut and holed objects; the speck dropped
     assert np.array_equal(area, all_area[keep]) and np.array_equal(clumped, ~single)
     assert np.array_equal(weights, nuclei * contrast)
-    assert np.array_equal(peaks, ndi.maximum(s, lab, index[keep]))
-    assert len(typical) == 0  # nuclei alike: few pixels between the noise floor and the threshold, not looked for
+    assert len(dims) == 0  # nuclei alike: few pixels between the noise floor and the threshold, not looked for
     for k, (cy, cx) in enumerate([(40, 100), (45, 150), (120, 20), (125, 100), (150, 60), (60, 170), (140, 190),
                                   (100, 130), (30, 60), (60, 20)]):
         img[(yy - cy) ** 2 + (xx - cx) ** 2 <= 11 * 11] = 0.12 + 0.01 * k  # dim nuclei beside the bright ones
     a = img.astype(np.float32)
-    *_, area, peaks, typical = _tile_objects(a)
+    *_, area, dims = _tile_objects(a)
     s = _flatten(ndi.gaussian_filter(np.maximum(a, 0), SMOOTH, truncate=3.0))
+    _, lab, _, index, _, keep = thresholded(s)
     half = s[::2, ::2]
     mode, floor = _background(_histogram(half))
     lab2, n2 = ndi.label(half > floor)
@@ -165,7 +168,9 @@ def test_estimate_objects_equal_ndimage_label_statistics():
     size = 4.0 * ndi.sum_labels(np.ones_like(half, dtype=np.float64), lab2, index2)
     top = ndi.maximum(half, lab2, index2)
     kept = top[(size >= max(np.median(area) / 4.0, MIN_AREA)) & (top >= mode + PEAK_RISE * (floor - mode))]
-    assert len(kept) >= 3 and typical.tolist() == [float(np.median(kept))]
+    assert len(kept) >= 3
+    peaks = np.asarray(ndi.maximum(s, lab, index[keep]), np.float64)  # the thresholded objects, in float64
+    assert dims.tolist() == [float(np.median(kept)) / float(np.median(peaks))]
 
 
 def _run_in_child(runner, x, want, queue):
