@@ -3,6 +3,7 @@ and the nuclei-brightening one changes what it says and nothing else."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from conftest import REPO
 
 
+@functools.cache  # loaded once for all the cases below
 def _bench_transfer():
     spec = importlib.util.spec_from_file_location("bench_transfer", REPO / "scripts" / "bench_transfer.py")
     mod = importlib.util.module_from_spec(spec)
