@@ -45,7 +45,6 @@ import numpy as np
 from cellxfer.errors import InputError
 
 SMOOTH = 1.0  # px: Gaussian denoising before thresholding
-OTSU_SHARE = 1.0
 NOISE_K = 5.0  # foreground lies this many SDs of the background's dark side above its mode
 MIN_AREA = 9  # px: smaller objects are specks, not nuclei
 MESH, MIN_CELL = 8, 64  # the background surface: a mesh of cells of max(MIN_CELL, shorter side / MESH) px
@@ -119,8 +118,8 @@ def _split(h: np.ndarray) -> tuple[float, float]:
     s0 = np.cumsum(h * c)
     between = w0 * w1 * (s0 / np.maximum(w0, 1) - (s0[-1] - s0) / np.maximum(w1, 1)) ** 2
     k = int(np.argmax(between))
-    mode, floor = _background(h, k + 1)
-    return max(mode + OTSU_SHARE * (float(c[k]) - mode), floor), floor
+    floor = _background(h, k + 1)[1]
+    return max(float(c[k]), floor), floor
 
 
 def _typical_peak(a: np.ndarray, area: float) -> float | None:
