@@ -192,6 +192,23 @@ def test_a_wide_slide_is_cut_across_its_width_into_parts_of_bounded_input():
     assert [(p.end - p.first, p.x0) for p in narrow] == [(18, 0)] * (len(narrow) - 1) + [(narrow[-1].end - narrow[-1].first, 0)]
 
 
+def test_density_tiles_cover_each_axis_with_the_fewest_input_pixels():
+    """An axis up to 4 base tiles long is one tile of its own length (an ordinary image is computed whole,
+    without seams or padding; a shorter axis than the base tile is mirrored to it); a longer one is cut into
+    tiles of base + 32 k pixels, whichever repeats fewer pixels."""
+    from cellxfer.count.parts import OwnedTiles
+
+    base = OwnedTiles(tile=256, margin=16)
+    for shape, sides in [((481, 642), (481, 642)), ((200, 300), (256, 300)), ((1024, 1025), (1024, 544)),
+                         ((32768, 600), (1024, 600))]:
+        got = base.for_shape(shape)
+        assert (got.tile, got.width) == sides, (shape, got)
+        boxes = got.boxes(shape)
+        assert got.cut(np.zeros(shape, np.float32), 0, boxes).shape == (len(boxes), 1) + sides
+        assert got.weight == -(-sides[0] * sides[1] // 256 ** 2)
+    assert len(base.for_shape((481, 642)).boxes((481, 642))) == 1
+
+
 @pytest.mark.parametrize("splitter", ["windows", "tiles"])
 def test_every_counter_splitter_cuts_a_part_from_its_region_as_from_the_whole_image(splitter):
     """Contract of the counters' splitters: the inputs of a part cut from just its region (rows from ``y0``,
@@ -273,8 +290,11 @@ def test_batching_parts_of_several_images_equals_one_by_one(tmp_path):
         files.append(tmp_path / f"{i}.tif")
         tifffile.imwrite(files[-1], _ramp(h, w, seed=i))
     alone = {f: count_plan(_blur_runner, plan_image(tifffile.imread(f), meta), points=True) for f in files}
-    sides = [plan_image(tifffile.imread(f), meta).splitter.tile for f in files]
-    assert sides[1] == 96 and sides[2] > 96, sides  # the large image is cut into larger tiles
+    splitters = [plan_image(tifffile.imread(f), meta).splitter for f in files]
+    sides = [(s.tile, s.width) for s in splitters]
+    # an axis up to 4 base tiles long is one tile of its length; a longer one is cut into tiles of base + 32 k
+    assert sides[0][0] == 300 and sides[1][0] == 96 and sides[3][1] == 120, sides  # (90 rows: mirrored to 96)
+    assert all(t >= 96 and (t - 96) % 32 == 0 for t in (sides[0][1], sides[1][1], *sides[2], sides[3][0])), sides
     calls = []
 
     def recording(x):
@@ -283,8 +303,8 @@ def test_batching_parts_of_several_images_equals_one_by_one(tmp_path):
 
     runner = Runner(recording, meta, "numpy", "cpu", Path("x"), "0")
     got = list(count_batched(files, runner, batch_size=5, workers=2, points=True, part_tiles=2))
-    assert all(n <= max(1, 5 // -(-side * side // 96 ** 2)) for n, _, side, _ in calls), calls  # 5 base tiles a call
-    assert {side for _, _, side, _ in calls} == set(sides)
+    assert all(n <= max(1, 5 // -(-h * w // 96 ** 2)) for n, _, h, w in calls), calls  # 5 base tiles a call
+    assert {(h, w) for _, _, h, w in calls} == set(sides)
     assert [f for f, *_ in got] == files
     for f, plan, res, _ in got:
         assert len(plan.parts) > 1 or f == files[1]

@@ -57,64 +57,70 @@ class WindowGrid:
 
 @dataclass(frozen=True)
 class OwnedTiles:
-    """Overlapping tiles with owned boxes; boxes ``(y0, x0, oy0, oy1, ox0, ox1)``.
+    """Overlapping tiles of ``tile`` rows and ``width`` columns (0: square) with owned boxes; boxes
+    ``(y0, x0, oy0, oy1, ox0, ox1)``.
 
-    ``base`` is the model's own tile side (:func:`cellxfer.density.stitch.tile_of`; 0: ``tile``). A
-    fully convolutional model takes larger tiles as well, and every tile repeats ``2 * margin`` pixels of
-    its neighbours, so :meth:`for_shape` picks, per image, the side from ``base`` to ``MAX_FACTOR * base``
-    in steps of ``STEP`` pixels, and no longer than the image's shorter side (only an image smaller than
-    the base tile is mirrored to one tile), whose tiles cover the image with the fewest model-input pixels (with the
-    default counter's 256-pixel tiles and 16-pixel margin: 320 for a 600 x 800 image, 1.28 input pixels
-    per image pixel instead of 1.64 with 256; 896 for a 32k slide, 1.07). Batches and parts are sized in
-    base tiles (:attr:`weight`).
+    ``base`` is the model's own tile side (:func:`cellxfer.density.stitch.tile_of`; 0: ``tile``). A fully
+    convolutional model takes other tile sizes as well, and every tile repeats ``2 * margin`` pixels of its
+    neighbours, so :meth:`for_shape` picks, per image and per axis, the side that covers the axis with the
+    fewest model-input pixels: one tile as long as the axis (from ``base``, to which a shorter axis is
+    mirrored, to ``MAX_FACTOR * base``), or tiles from ``base`` to ``MAX_FACTOR * base`` in steps of ``STEP``
+    pixels no longer than the axis. With the default counter's
+    256-pixel tiles and 16-pixel margin, an IDCIA field counted at 481 x 642 pixels is one tile of its own
+    size (square tiles of 352 would repeat 60% of it); a 32,000-pixel slide takes
+    tiles of 896 (1.07). One tile along an axis sees exactly what the whole image does there, so stitched counts
+    still equal the whole image's wherever the model's reach is within the margin.
+    Batches and parts are sized in base tiles (:attr:`weight`).
     """
 
     tile: int
     margin: int
     in_chans: int = 1
     base: int = 0
+    width: int = 0
 
     MAX_FACTOR = 4  # the largest tile side: 4 x the base
-    STEP = 32  # tile sides are base + a multiple of this (a UNet's pooling grid at depth 5)
+    STEP = 32  # tiles of several along an axis are base + a multiple of this (a UNet's pooling grid at depth 5)
 
     @property
     def weight(self) -> int:
         """How many base tiles one box's input is, rounded up (batch sizes and parts count these)."""
         base = self.base or self.tile
-        return -(-self.tile * self.tile // (base * base))
+        return -(-self.tile * (self.width or self.tile) // (base * base))
 
     def for_shape(self, shape) -> "OwnedTiles":
-        """This splitter with the tile side that covers an image of ``shape`` with the fewest input
-        pixels (ties: the smaller side)."""
+        """This splitter with the tile sides that cover an image of ``shape`` with the fewest input pixels,
+        each axis on its own (ties: the smaller side)."""
         from dataclasses import replace
-
-        from cellxfer.density.stitch import tile_starts
 
         base = self.base or self.tile
         h, w = shape[:2]
+        return replace(self, tile=self._side(h, base), width=self._side(w, base), base=base)
 
-        def pixels(t):
-            return len(tile_starts(h, t, self.margin)) * len(tile_starts(w, t, self.margin)) * t * t
+    def _side(self, n: int, base: int) -> int:
+        """The tile side along an axis of ``n`` pixels that covers it with the fewest input pixels."""
+        from cellxfer.density.stitch import tile_starts
 
-        top = min(self.MAX_FACTOR * base, max(base, min(h, w)))  # never mirror-pad more than the base tile does
-        sides = range(base, top + 1, self.STEP)
-        return replace(self, tile=min(sides, key=lambda t: (pixels(t), t)), base=base)
+        largest = self.MAX_FACTOR * base
+        cover = max(n, base)
+        sides = [t for t in range(base, min(largest, n) + 1, self.STEP)] + ([cover] if cover <= largest else [])
+        return min(sides or [base], key=lambda t: (len(tile_starts(n, t, self.margin)) * t, t))
 
     def boxes(self, shape) -> list:
         from cellxfer.density.stitch import tiles
 
-        return tiles(tuple(shape), self.tile, self.margin)
+        return tiles(tuple(shape), self.tile, self.margin, self.width or self.tile)
 
     def rows_of(self, box) -> tuple[int, int]:
         return box[0], box[0] + self.tile
 
     def cols_of(self, box) -> tuple[int, int]:
-        return box[1], box[1] + self.tile
+        return box[1], box[1] + (self.width or self.tile)
 
     def cut(self, block: np.ndarray, y0: int, boxes: list, x0: int = 0) -> np.ndarray:
         from cellxfer.density.stitch import cut_tiles
 
-        return cut_tiles(block, boxes, self.tile, self.in_chans, y0, x0)
+        return cut_tiles(block, boxes, self.tile, self.in_chans, y0, x0, self.width or self.tile)
 
 
 @dataclass(frozen=True)

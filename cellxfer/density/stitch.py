@@ -31,24 +31,28 @@ def owned_ranges(n: int, tile: int, margin: int) -> list[tuple[int, int, int]]:
     return [(s, bounds[i], bounds[i + 1]) for i, s in enumerate(starts)]
 
 
-def tiles(shape: tuple[int, int], tile: int, margin: int) -> list[tuple[int, int, int, int, int, int]]:
-    """``(y0, x0, oy0, oy1, ox0, ox1)`` per tile, row-major: tile origin and owned image box."""
+def tiles(shape: tuple[int, int], tile: int, margin: int, width: int | None = None
+          ) -> list[tuple[int, int, int, int, int, int]]:
+    """``(y0, x0, oy0, oy1, ox0, ox1)`` per tile of ``tile`` rows and ``width`` (default ``tile``) columns,
+    row-major: tile origin and owned image box."""
     h, w = shape
     return [(y, x, oy0, oy1, ox0, ox1) for y, oy0, oy1 in owned_ranges(h, tile, margin)
-            for x, ox0, ox1 in owned_ranges(w, tile, margin)]
+            for x, ox0, ox1 in owned_ranges(w, width or tile, margin)]
 
 
-def cut_tiles(block: np.ndarray, boxes: list, tile: int, in_chans: int = 1, y0: int = 0, x0: int = 0) -> np.ndarray:
-    """float32 (N, in_chans, tile, tile) inputs of ``boxes`` from ``block``, the image's rows from ``y0``
-    and columns from ``x0``. An image smaller than a tile is padded bottom/right by mirroring (numpy ``reflect``),
-    so the padding looks like more of the image rather than an edge against black; only owned (image)
-    pixels are ever stitched."""
+def cut_tiles(block: np.ndarray, boxes: list, tile: int, in_chans: int = 1, y0: int = 0, x0: int = 0,
+              width: int | None = None) -> np.ndarray:
+    """float32 (N, in_chans, tile, width) inputs of ``boxes`` from ``block``, the image's rows from ``y0``
+    and columns from ``x0`` (``width``: default ``tile``). An image shorter or narrower than a tile is padded
+    bottom/right by mirroring (numpy ``reflect``), so the padding looks like more of the image rather than an
+    edge against black; only owned (image) pixels are ever stitched."""
+    width = width or tile
     h, w = block.shape
-    if h < tile or w < tile:
-        block = np.pad(block, ((0, max(tile - h, 0)), (0, max(tile - w, 0))), mode="reflect" if min(h, w) > 1 else "edge")
-    batch = np.zeros((len(boxes), in_chans, tile, tile), dtype=np.float32)
+    if h < tile or w < width:
+        block = np.pad(block, ((0, max(tile - h, 0)), (0, max(width - w, 0))), mode="reflect" if min(h, w) > 1 else "edge")
+    batch = np.zeros((len(boxes), in_chans, tile, width), dtype=np.float32)
     for i, (y, x, *_) in enumerate(boxes):
-        batch[i, :] = block[y - y0:y - y0 + tile, x - x0:x - x0 + tile]
+        batch[i, :] = block[y - y0:y - y0 + tile, x - x0:x - x0 + width]
     return batch
 
 
