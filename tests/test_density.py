@@ -92,6 +92,30 @@ def test_stitching_exact_on_synthetic_image():
     assert len(plan.boxes) >= 4 and plan.batch(0).shape[1:] == (1, plan.splitter.tile, plan.splitter.width)
 
 
+def test_an_ordinary_image_is_computed_whole_whatever_the_models_reach():
+    """An image up to 4 base tiles a side is one tile of its own size: its map is the model's output on the
+    whole image even for a model that sees far past the stitching margin (a 31-pixel kernel, margin 8),
+    where square tiles with seams would differ."""
+    rng = np.random.default_rng(5)
+    image = rng.random((150, 230)).astype(np.float32)
+    conv = torch.nn.Conv2d(1, 1, 31, padding=15, bias=False)
+    torch.nn.init.uniform_(conv.weight)
+    conv.eval()
+
+    def runner(b):
+        with torch.no_grad():
+            return conv(torch.from_numpy(b)).numpy()
+
+    from cellxfer.count.parts import density_normalized, plan_image
+    from cellxfer.counter.model import CounterMeta, Normalization
+
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 64, "margin": 8},
+                       normalization=Normalization(clip=None))
+    plan = plan_image(image, meta, levels=(np.float32(0), np.float32(1)))
+    assert len(plan.boxes) == 1 and plan.batch(0).shape == (1, 1, 150, 230)
+    np.testing.assert_array_equal(density_normalized(runner, meta, image), runner(image[None, None])[0, 0])
+
+
 def test_peak_finding_recovers_synthetic_centres():
     rng = np.random.default_rng(5)
     grid = np.array([[x, y] for x in range(12, 180, 20) for y in range(12, 140, 20)], dtype=np.float64)
