@@ -67,9 +67,9 @@ class OwnedTiles:
     mirrored, to ``MAX_FACTOR * base``), or tiles from ``base`` to ``MAX_FACTOR * base`` in steps of ``STEP``
     pixels no longer than the axis. With the default counter's 256-pixel tiles and 16-pixel margin, an IDCIA
     field counted at 481 x 642 pixels is one tile of its own size (square tiles of 352 would repeat 60% of
-    it); a 32,000-pixel slide takes tiles of 896 (1.07 input pixels per image pixel). Invariant: an image no
-    longer than ``MAX_FACTOR * base`` a side is computed whole (its map is the model's output on the whole
-    image, whatever the model's reach); tiles along a longer axis equal the whole image's output wherever
+    it); a 32,000-pixel slide takes tiles of 896 (1.07 input pixels per image pixel). Invariant: an image of
+    ``base`` to ``MAX_FACTOR * base`` a side is computed whole (its map is the model's output on the whole
+    image, whatever the model's reach; a shorter side is mirrored); tiles along a longer axis equal the whole image's output wherever
     the model's reach is within the margin. Batches and parts are sized in base tiles (:attr:`weight`).
     """
 
