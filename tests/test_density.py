@@ -67,11 +67,12 @@ def test_owned_ranges_partition():
                 assert s + tile - hi >= margin
 
 
-def test_stitching_exact_on_synthetic_image():
-    rng = np.random.default_rng(3)
-    pts = np.column_stack([rng.uniform(0, 380, 200), rng.uniform(0, 300, 200)])  # longer than 4 tiles each way
-    image = density_map(pts, (300, 380), sigma=2.0) * 50 + rng.random((300, 380)).astype(np.float32) * 0.1
-    conv = torch.nn.Conv2d(1, 1, 5, padding=2, bias=False)  # receptive field 2 < margin 8
+def _conv_counter(kernel: int):
+    """A density "model" of one random positive ``kernel`` x ``kernel`` convolution (it sees ``kernel // 2``
+    pixels each way) as a runner, and its meta: 64-pixel base tiles, 8-pixel margin, no clip."""
+    from cellxfer.counter.model import Normalization
+
+    conv = torch.nn.Conv2d(1, 1, kernel, padding=kernel // 2, bias=False)
     torch.nn.init.uniform_(conv.weight)
     conv.eval()
 
@@ -79,11 +80,18 @@ def test_stitching_exact_on_synthetic_image():
         with torch.no_grad():
             return conv(torch.from_numpy(b)).numpy()
 
-    from cellxfer.count.parts import density_normalized, plan_image
-    from cellxfer.counter.model import CounterMeta, Normalization
-
     meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 64, "margin": 8},
                        normalization=Normalization(clip=None))
+    return runner, meta
+
+
+def test_stitching_exact_on_synthetic_image():
+    from cellxfer.count.parts import density_normalized, plan_image
+
+    rng = np.random.default_rng(3)
+    pts = np.column_stack([rng.uniform(0, 380, 200), rng.uniform(0, 300, 200)])  # longer than 4 tiles each way
+    image = density_map(pts, (300, 380), sigma=2.0) * 50 + rng.random((300, 380)).astype(np.float32) * 0.1
+    runner, meta = _conv_counter(5)  # receptive field 2 < margin 8
     whole = runner(image[None, None])[0, 0]
     stitched = density_normalized(runner, meta, image)  # count's splitter and merger, the full map kept
     np.testing.assert_allclose(stitched, whole, atol=1e-5)
@@ -96,21 +104,10 @@ def test_an_ordinary_image_is_computed_whole_whatever_the_models_reach():
     """An image up to 4 base tiles a side is one tile of its own size: its map is the model's output on the
     whole image even for a model that sees far past the stitching margin (a 31-pixel kernel, margin 8),
     where square tiles with seams would differ."""
-    rng = np.random.default_rng(5)
-    image = rng.random((150, 230)).astype(np.float32)
-    conv = torch.nn.Conv2d(1, 1, 31, padding=15, bias=False)
-    torch.nn.init.uniform_(conv.weight)
-    conv.eval()
-
-    def runner(b):
-        with torch.no_grad():
-            return conv(torch.from_numpy(b)).numpy()
-
     from cellxfer.count.parts import density_normalized, plan_image
-    from cellxfer.counter.model import CounterMeta, Normalization
 
-    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 64, "margin": 8},
-                       normalization=Normalization(clip=None))
+    image = np.random.default_rng(5).random((150, 230)).astype(np.float32)
+    runner, meta = _conv_counter(31)
     plan = plan_image(image, meta, levels=(np.float32(0), np.float32(1)))
     assert len(plan.boxes) == 1 and plan.batch(0).shape == (1, 1, 150, 230)
     np.testing.assert_array_equal(density_normalized(runner, meta, image), runner(image[None, None])[0, 0])
