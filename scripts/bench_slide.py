@@ -121,8 +121,8 @@ def _install():
 
     def planned(*a, **kw):  # the tiles the slide was cut into
         plan = plan_image(*a, **kw)
-        _seen.update(tile=plan.splitter.tile, inputs=len(plan.boxes) * plan.splitter.tile ** 2,
-                     pixels=plan.shape[0] * plan.shape[1])
+        sides = (plan.splitter.tile, plan.splitter.width or plan.splitter.tile)  # tiles are rows x columns
+        _seen.update(tile=sides, inputs=len(plan.boxes) * sides[0] * sides[1], pixels=plan.shape[0] * plan.shape[1])
         return plan
 
     parts.plan_image = planned
@@ -140,7 +140,7 @@ def _model_limit(repeats=5):
     import numpy as np
 
     runner = _seen["load"](sys.argv[6] or None, "auto")
-    x = np.random.default_rng(0).random((1, runner.meta.in_chans, _seen["tile"], _seen["tile"]), dtype=np.float32)
+    x = np.random.default_rng(0).random((1, runner.meta.in_chans, *_seen["tile"]), dtype=np.float32)
     runner.run(x)
     times = []
     for _ in range(repeats):
@@ -150,7 +150,7 @@ def _model_limit(repeats=5):
     rate = x.size / runner.meta.in_chans / 1e6 / st.median(times)
     spent["model alone: MP/s of input"] = rate
     spent["model alone: MP/s of slide (limit)"] = rate * _seen["pixels"] / _seen["inputs"]
-    spent["tile side"] = _seen["tile"]
+    spent["tile side"], spent["tile width"] = _seen["tile"]  # rows, columns
 
 # END PROFILE
 
@@ -227,7 +227,7 @@ def print_tables(rows: list) -> None:
             print(f"side {r['side']}: before / after seconds, pair by pair {r['speedup_pairs']}, median {r['speedup_median']:.2f}x")
     profiled = [r for r in rows if r.get("profile")]
     if profiled:
-        limits = ("model alone: MP/s of input", "model alone: MP/s of slide (limit)", "tile side")
+        limits = ("model alone: MP/s of input", "model alone: MP/s of slide (limit)", "tile side", "tile width")
         stages = sorted({k for r in profiled for k in r["profile"]} - set(limits))
         print("\nwhere the time goes (seconds summed over threads; a separate profiled run):\n")
         print("| stage | " + " | ".join(str(r["side"]) for r in profiled) + " |")
