@@ -121,7 +121,7 @@ def _install():
 
     def planned(*a, **kw):  # the tiles the slide was cut into
         plan = plan_image(*a, **kw)
-        sides = (plan.splitter.tile, plan.splitter.width or plan.splitter.tile)  # tiles are rows x columns
+        sides = (plan.splitter.tile, plan.splitter.cols)  # tiles are rows x columns
         _seen.update(tile=sides, inputs=len(plan.boxes) * sides[0] * sides[1], pixels=plan.shape[0] * plan.shape[1])
         return plan
 

@@ -97,7 +97,7 @@ def test_stitching_exact_on_synthetic_image():
     np.testing.assert_allclose(stitched, whole, atol=1e-5)
     assert stitched.sum(dtype=np.float64) == pytest.approx(whole.sum(dtype=np.float64), rel=1e-6)
     plan = plan_image(image, meta, levels=(np.float32(0), np.float32(1)))
-    assert len(plan.boxes) >= 4 and plan.batch(0).shape[1:] == (1, plan.splitter.tile, plan.splitter.width)
+    assert len(plan.boxes) >= 4 and plan.batch(0).shape[1:] == (1, plan.splitter.tile, plan.splitter.cols)
 
 
 def test_an_ordinary_image_is_computed_whole_whatever_the_models_reach():

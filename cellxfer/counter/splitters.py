@@ -83,10 +83,15 @@ class OwnedTiles:
     STEP = 32  # tiles of several along an axis are base + a multiple of this (a UNet's pooling grid at depth 5)
 
     @property
+    def cols(self) -> int:
+        """A tile's columns (``width``, or ``tile`` for a square one)."""
+        return self.width or self.tile
+
+    @property
     def weight(self) -> int:
         """How many base tiles one box's input is, rounded up (batch sizes and parts count these)."""
         base = self.base or self.tile
-        return -(-self.tile * (self.width or self.tile) // (base * base))
+        return -(-self.tile * self.cols // (base * base))
 
     def for_shape(self, shape) -> "OwnedTiles":
         """This splitter with the tile sides that cover an image of ``shape`` with the fewest input pixels,
@@ -104,23 +109,23 @@ class OwnedTiles:
         largest = self.MAX_FACTOR * base
         cover = max(n, base)
         sides = [t for t in range(base, min(largest, n) + 1, self.STEP)] + ([cover] if cover <= largest else [])
-        return min(sides or [base], key=lambda t: (len(tile_starts(n, t, self.margin)) * t, t))
+        return min(sides, key=lambda t: (len(tile_starts(n, t, self.margin)) * t, t))
 
     def boxes(self, shape) -> list:
         from cellxfer.density.stitch import tiles
 
-        return tiles(tuple(shape), self.tile, self.margin, self.width or self.tile)
+        return tiles(tuple(shape), self.tile, self.margin, self.cols)
 
     def rows_of(self, box) -> tuple[int, int]:
         return box[0], box[0] + self.tile
 
     def cols_of(self, box) -> tuple[int, int]:
-        return box[1], box[1] + (self.width or self.tile)
+        return box[1], box[1] + self.cols
 
     def cut(self, block: np.ndarray, y0: int, boxes: list, x0: int = 0) -> np.ndarray:
         from cellxfer.density.stitch import cut_tiles
 
-        return cut_tiles(block, boxes, self.tile, self.in_chans, y0, x0, self.width or self.tile)
+        return cut_tiles(block, boxes, self.tile, self.in_chans, y0, x0, self.cols)
 
 
 @dataclass(frozen=True)
