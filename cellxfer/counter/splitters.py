@@ -107,9 +107,9 @@ class OwnedTiles:
         from cellxfer.density.stitch import tile_starts
 
         largest = self.MAX_FACTOR * base
-        cover = max(n, base)
-        sides = [t for t in range(base, min(largest, n) + 1, self.STEP)] + ([cover] if cover <= largest else [])
-        return min(sides, key=lambda t: (len(tile_starts(n, t, self.margin)) * t, t))
+        if n <= largest:  # one tile covers it with n pixels (a shorter axis than the base tile: mirrored to it)
+            return max(n, base)
+        return min(range(base, largest + 1, self.STEP), key=lambda t: (len(tile_starts(n, t, self.margin)) * t, t))
 
     def boxes(self, shape) -> list:
         from cellxfer.density.stitch import tiles
