@@ -136,10 +136,13 @@ def steps_worker(args) -> None:
             step("decode")
             scaled = policy.scale(image, meta)
             step("diameter estimate + resize")
-            try:  # as plan_image: the grey step of the image as given (a --before tree's levels may not take it)
-                levels = meta.normalization.levels(scaled.image, image if scaled.resized else None)
-            except TypeError:
-                levels = meta.normalization.levels(scaled.image)
+            try:  # as plan_image: the grey step of the image as given and the estimate (a --before tree's levels
+                levels = meta.normalization.levels(scaled.image, image if scaled.resized else None, scaled.estimate)
+            except TypeError:  # may not take them)
+                try:
+                    levels = meta.normalization.levels(scaled.image, image if scaled.resized else None)
+                except TypeError:
+                    levels = meta.normalization.levels(scaled.image)
             step("normalisation levels")
             plan = plan_image(scaled.image, meta, None, levels=levels)
             merger = plan.merger(False)

@@ -52,6 +52,8 @@ NORM_HOW = {  # how each normalisation field the shipped counter sets was chosen
                   "docs/benchmarks/accuracy.md, 'Dim sparse fields'",
     "max_top": "chosen on dsb2018-fluo's validation part and the IDCIA 90, whole, resized 0.5x / 2x, blurred and "
                "halved to float: docs/benchmarks/accuracy.md, 'Sparse fields in any encoding'",
+    "lift": "chosen on dsb2018-fluo's validation part and the IDCIA 90, as they are and with a tenth of the nuclei 5x "
+            "brighter, confirmed on the training part: docs/benchmarks/accuracy.md, 'Fields of mixed brightness lifted'",
 }
 BLOBS_HOW = ("chosen on dsb2018-fluo's training and validation parts by size group and the IDCIA 90, among blob "
              "rules and the map's sum: docs/benchmarks/accuracy.md, 'Counting the map's blobs'")
@@ -66,7 +68,7 @@ def ship(best: Path, training: Path, out: Path, count_at: float | None = None, b
     both are recorded in ``extra["diameter_choice"]``. ``blobs``: the blob rule it counts by
     (``LEVEL:LO:HI``, :class:`cellxfer.density.blobs.BlobRule`; None: the map's sum), recorded with how it
     was chosen in ``extra["blobs_choice"]``. ``norm``: fields of the normalisation chosen on validation images
-    (``Normalization.min_levels``, ``max_top``: :data:`NORM_HOW`), each recorded with how it was chosen in
+    (``Normalization.min_levels``, ``max_top``, ``lift``: :data:`NORM_HOW`), each recorded with how it was chosen in
     ``extra["<field>_choice"]``."""
     from dataclasses import replace
 
@@ -93,8 +95,9 @@ def ship(best: Path, training: Path, out: Path, count_at: float | None = None, b
 
 
 def norm_choices(args) -> dict:
-    """The normalisation fields given on the command line (``--norm-min-levels``, ``--norm-max-top``)."""
-    return {k: v for k, v in (("min_levels", args.norm_min_levels), ("max_top", args.norm_max_top)) if v is not None}
+    """The normalisation fields given on the command line (``--norm-min-levels``, ``--norm-max-top``, ``--norm-lift``)."""
+    given = (("min_levels", args.norm_min_levels), ("max_top", args.norm_max_top), ("lift", args.norm_lift))
+    return {k: v for k, v in given if v is not None}
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -147,6 +150,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "chosen on validation images (default: none)")
     ap.add_argument("--norm-max-top", type=float, default=None, metavar="V",
                     help="the shipped counter's bound on the normalised 99.9th percentile (Normalization.max_top), "
+                         "chosen on validation images (default: none)")
+    ap.add_argument("--norm-lift", type=float, default=None, metavar="POWER",
+                    help="the shipped counter's lift of mid-tones in fields of mixed brightness (Normalization.lift), "
                          "chosen on validation images (default: none)")
     ap.add_argument("--count-blobs", default=None, metavar="LEVEL:LO:HI",
                     help="the blob rule the shipped counter reads its map by (cellxfer.density.blobs.BlobRule), "

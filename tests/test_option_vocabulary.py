@@ -199,5 +199,5 @@ def test_every_normalisation_field_is_a_train_count_option_both_ways():
     commands = _commands()
     train = {p.name for p in commands["train-count"].params}
     assert {f for f in NORM_FIELDS.values() if f not in ("norm_low", "norm_high")} <= train  # low/high: --input-norm
-    n = Normalization(low=1.0, high=99.0, clip=3.0, min_snr=8.0, min_levels=16.0, max_top=1.5)
+    n = Normalization(low=1.0, high=99.0, clip=3.0, min_snr=8.0, min_levels=16.0, max_top=1.5, lift=0.5)
     assert TrainConfig(**TrainConfig.norm_options(n)).normalization() == n

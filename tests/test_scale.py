@@ -399,6 +399,44 @@ def test_the_top_bound_keeps_a_sparse_background_faint_in_any_encoding():
     assert CounterMeta.from_dict(old).normalization.max_top is None
 
 
+def test_mid_tones_are_lifted_only_where_the_estimate_finds_mixed_brightness():
+    """lift: a normalised value v between ``LIFT_FLOOR`` and 1 becomes f + (1 - f)((v - f)/(1 - f))**p, the
+    background below the floor and the bright nuclei above 1 stay as they are, and only where the image's scale
+    estimate has a typical nucleus far dimmer than the measured ones: p is ``lift`` for ``Estimate.dim`` from
+    ``LIFT_DIM[0]`` to ``LIFT_DIM[1]``, rising linearly to 1 (nothing lifted) at ``LIFT_DIM[2]``, so a field near
+    the edge counts about alike on either side. Plain ``(low, span)`` levels (already normalised images) and a
+    normalisation without ``lift`` never lift. It travels with the checkpoint; a checkpoint that predates it
+    loads without it."""
+    from cellxfer.counter.model import CounterMeta, Levels, Normalization
+    from cellxfer.scale import Estimate
+
+    norm = Normalization(lift=0.5)
+    lo, full, hi = Normalization.LIFT_DIM
+    values = np.array([[-0.2, 0.05, 0.1, 0.25, 0.5, 0.99, 1.0, 2.5]], np.float32)
+    lifted = norm.apply_levels(values, Levels(np.float32(0), np.float32(1), 0.5))
+    f = Normalization.LIFT_FLOOR
+    want = np.where((values > f) & (values < 1), f + (1 - f) * np.sqrt(np.clip(values - f, 0, None) / (1 - f)), values)
+    assert np.allclose(lifted, want, atol=1e-6)
+    assert lifted[0, 3] == pytest.approx(0.467, abs=1e-3)  # a nucleus at a quarter of the bright ones' level
+    for plain in ((np.float32(0), np.float32(1)), Levels(np.float32(0), np.float32(1))):
+        assert np.array_equal(norm.apply_levels(values, plain), values)
+    at = lambda dim: norm.lift_power(Estimate(12.0, 40, dim=dim))  # noqa: E731
+    assert at(lo) == at(0.1) == at(full) == 0.5
+    assert at((full + hi) / 2) == pytest.approx(0.75) and at(hi - 1e-9) == pytest.approx(1.0)
+    for dim in (None, lo / 2, hi, 1.0):
+        assert at(dim) == 1.0, dim
+    assert norm.lift_power(None) == Normalization().lift_power(Estimate(12.0, 40, dim=0.1)) == 1.0
+    img = np.arange(100, dtype=np.float32).reshape(10, 10)
+    mixed = Estimate(12.0, 40, dim=0.1)
+    assert norm.levels(img, estimate=mixed).lift == 0.5 and norm.levels(img).lift == 1.0
+    assert not np.array_equal(norm.apply(img, estimate=mixed), norm.apply(img))
+    meta = CounterMeta(normalization=norm)
+    assert CounterMeta.from_json(meta.to_json()).normalization.lift == 0.5
+    old = json.loads(meta.to_json())
+    del old["normalization"]["lift"]
+    assert CounterMeta.from_dict(old).normalization.lift is None
+
+
 @pytest.mark.parametrize("d", [8.0, 14.0, 32.0])
 def test_a_few_far_brighter_nuclei_show_in_the_estimate_and_leave_alike_fields_alone(d):
     """``Estimate.dim`` (what the qc column's mixed-brightness reads): not looked for on disks alike in

@@ -268,7 +268,8 @@ def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: b
         step = max(1, -(-max(image.shape) // PREVIEW_SIDE)) if is_lazy(image) else 1
         kept = strided_sample(image, step)
     if levels is None:
-        levels = meta.normalization.levels(work, image if scaled is not None and scaled.resized else None)
+        levels = meta.normalization.levels(work, image if scaled is not None and scaled.resized else None,
+                                           scaled.estimate if scaled is not None else None)
     return ImagePlan(file, work, meta, levels, splitter, boxes,
                      group_parts(boxes, splitter, part_tiles), scaled, (time.perf_counter() - t0) * 1e3, kept, step,
                      part_tiles)

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from cellxfer.density.blobs import BlobRule
 from cellxfer.errors import InputError
@@ -65,9 +65,34 @@ class Normalization:
     #: unless its brightest pixels outshine its ``high`` percentile more than ``max_top`` times.
     max_top: float | None = None
     TOP = 99.9
+    #: power of the lift of mid-tones in a field of mixed brightness (None: never lifted). Where a few nuclei are
+    #: far brighter than the rest (mitotic, H2B-bright), they set the percentiles and the others normalise to a
+    #: fifth to a third of a typical nucleus's level, which a counter half-believes or misses. Where the scale
+    #: estimate says so (:meth:`lift_power`), normalised values between ``LIFT_FLOOR`` and 1 are raised to this power
+    #: within that span, ``v -> f + (1 - f) ((v - f) / (1 - f)) ** lift``: the background (below the floor) and
+    #: the bright nuclei (above 1) stay as they are, a nucleus at 0.25 comes out at about 0.47 (``lift`` 0.5).
+    lift: float | None = None
+    LIFT_FLOOR = 0.1
+    #: the scale estimate's :attr:`cellxfer.scale.Estimate.dim` (the typical nucleus's peak over the measured
+    #: nuclei's) a field is lifted in: from the first (below it the "nuclei" are mostly not nuclei: outlines,
+    #: background structure) to below the last (the trust flag's ``mixed-brightness``); fully from the middle one
+    #: down, less and less above it, so a field near the edge (or the same field resized, its ``dim`` read a
+    #: little differently) is counted about alike whichever side it falls
+    LIFT_DIM = (0.03, 0.25, 0.5)
 
-    def levels(self, image, original=None) -> tuple:
-        """``(low level, divisor)`` as float32 of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`):
+    def lift_power(self, estimate) -> float:
+        """The power an image whose scale estimate is ``estimate`` (:class:`cellxfer.scale.Estimate`, or None:
+        nothing measured) has its mid-tones raised to: :attr:`lift` where its ``dim`` lies in ``LIFT_DIM``'s
+        first two, rising linearly to 1 (nothing lifted) at its last; 1 without ``dim`` or ``lift``."""
+        dim = getattr(estimate, "dim", None)
+        lo, full, hi = self.LIFT_DIM
+        if self.lift is None or dim is None or not lo <= dim < hi:
+            return 1.0
+        return 1.0 - (1.0 - self.lift) * min(1.0, (hi - dim) / (hi - full))
+
+    def levels(self, image, original=None, estimate=None) -> "Levels":
+        """:class:`Levels` of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`): ``(low level, divisor)``
+        as float32,
         the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels (a lazy image is
         read in bands for it). The ``min_snr`` noise floor is measured on whole rows, every k-th row with
         k the smallest that keeps it to about ``SAMPLE`` pixels too, so neither sample grows with a
@@ -75,7 +100,8 @@ class Normalization:
         the grey step of ``original``, the image as given when ``image`` is a resized (float) copy of it
         (None: ``image`` itself), from a sample of the same size; without the floor nothing of it is read.
         Every block of the image is normalised with the same levels (:meth:`apply_levels`), so normalising
-        by blocks equals normalising the whole image."""
+        by blocks equals normalising the whole image. ``estimate``: the image's scale estimate, which decides
+        how far its mid-tones are lifted (:meth:`lift_power`)."""
         import numpy as np
 
         sample = self._sample(image)
@@ -95,7 +121,7 @@ class Normalization:
             h, w = image.shape
             rows = max(1, -(-h * w // self.SAMPLE))
             span = max(span, self.min_snr * noise_sd(strided_sample(image, rows, 1)))
-        return np.float32(lo), np.float32(span if span > 0 else self.eps)
+        return Levels(np.float32(lo), np.float32(span if span > 0 else self.eps), self.lift_power(estimate))
 
     def _sample(self, image):
         """An evenly strided sample of a 2-D image of at most about ``SAMPLE`` pixels (the image itself when
@@ -108,15 +134,29 @@ class Normalization:
         return strided_sample(image, max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE)))))
 
     def apply_levels(self, block: np.ndarray, levels: tuple) -> np.ndarray:
-        """2-D block (any dtype) -> float32, normalised with ``levels`` from :meth:`levels`."""
+        """2-D block (any dtype) -> float32, normalised with ``levels`` from :meth:`levels` (or a plain
+        ``(low, divisor)`` pair: never lifted). Elementwise, so normalising by blocks equals normalising whole."""
         import numpy as np
 
         out = (np.asarray(block, dtype=np.float32) - levels[0]) / levels[1]
+        if len(levels) > 2 and levels[2] < 1:
+            f = np.float32(self.LIFT_FLOOR)
+            mid = (out > f) & (out < 1)
+            out[mid] = f + (1 - f) * ((out[mid] - f) / (1 - f)) ** np.float32(levels[2])
         return out if self.clip is None else np.minimum(out, np.float32(self.clip), out=out)
 
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        """2-D (H, W) any dtype -> float32 (H, W)."""
-        return self.apply_levels(image, self.levels(image))
+    def apply(self, image: np.ndarray, original=None, estimate=None) -> np.ndarray:
+        """2-D (H, W) any dtype -> float32 (H, W); ``original``, ``estimate``: as :meth:`levels` takes them."""
+        return self.apply_levels(image, self.levels(image, original, estimate))
+
+
+class Levels(NamedTuple):
+    """How an image is normalised (:meth:`Normalization.levels`): ``(value - low) / span``, its mid-tones raised
+    to the power ``lift`` (:attr:`Normalization.lift`; 1: as they are)."""
+
+    low: "np.float32"
+    span: "np.float32"
+    lift: float = 1.0
 
 
 def histogram(values) -> "np.ndarray | None":

@@ -117,14 +117,19 @@ def as_density(domain: Domain, sigma: float) -> Domain:
 
 def load_target(path: str | os.PathLike, meta, diameter: str | None = None) -> Target:
     """Read the target images (never their labels), resize them by the ``--diameter`` policy for ``meta``
-    and normalise them."""
+    and normalise them as ``count`` does (:func:`cellxfer.count.parts.plan_image`)."""
     from cellxfer.imageio import read_image
     from cellxfer.scale import DiameterPolicy
 
     files = target_files(path)
     policy = DiameterPolicy.parse(diameter, meta.diameter)
-    images = [meta.normalization.apply(policy.scale(read_image(f), meta).image) for f in files]
-    return Target(Path(path), files, images)
+    return Target(Path(path), files, [_normalized(read_image(f), meta, policy) for f in files])
+
+
+def _normalized(image, meta, policy):
+    """An image resized by ``policy`` and normalised for ``meta`` as ``count`` does it."""
+    scaled = policy.scale(image, meta)
+    return meta.normalization.apply(scaled.image, image if scaled.resized else None, scaled.estimate)
 
 
 def source_meta(model: str | os.PathLike):

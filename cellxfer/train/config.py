@@ -23,7 +23,7 @@ LR_SCHEDULES = ("cosine", "constant")
 #: ``Normalization`` field -> the ``TrainConfig`` field (and train-count option) that sets it; every field but
 #: ``eps`` (tests/test_option_vocabulary.py keeps the two in step)
 NORM_FIELDS = {"low": "norm_low", "high": "norm_high", "clip": "norm_clip", "min_snr": "norm_min_snr",
-               "min_levels": "norm_min_levels", "max_top": "norm_max_top"}
+               "min_levels": "norm_min_levels", "max_top": "norm_max_top", "lift": "norm_lift"}
 
 
 @dataclass
@@ -58,6 +58,7 @@ class TrainConfig:
     norm_min_snr: Optional[float] = ranged(None, gt=0)  # divisor floor in noise SDs (Normalization.min_snr), stored with the model
     norm_min_levels: Optional[float] = ranged(None, gt=0)  # divisor floor in grey-level steps (Normalization.min_levels), stored with the model
     norm_max_top: Optional[float] = ranged(None, gt=0)  # bound of the normalised 99.9th percentile (Normalization.max_top), stored with the model
+    norm_lift: Optional[float] = ranged(None, gt=0, le=1)  # power of the mid-tones' lift in fields of mixed brightness (Normalization.lift), stored with the model
     max_steps_per_epoch: Optional[int] = ranged(None, **STEPS)
     val_every: int = ranged(1, **STEPS)
     exclude: tuple[str, ...] = ()
