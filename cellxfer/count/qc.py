@@ -23,7 +23,9 @@ image is checked against the measurement that rescaled it (:class:`cellxfer.scal
   peak lies below :attr:`QCRules.dim` times the peak of the nuclei the scale was measured on
   (:attr:`cellxfer.scale.Estimate.dim`). The scale then rests on those few, and the percentile normalisation
   puts the rest too dim: counts of such fields run low (a tenth of the nuclei made 5x brighter: 19-46% error
-  per image on the validation part against 8-19% as they are; docs' accuracy page).
+  per image on the validation part against 8-19% as they are). A counter may lift such a field's mid-tones
+  (:meth:`cellxfer.counter.model.Normalization.lift_power`; the default counter does: 18-39%), but the count
+  stays less certain (docs' accuracy page).
 - ``uncertain``: many of the blobs of the model's own density map are partial, of a mass between
   :data:`PARTIAL` nuclei (the model half-believes them: dim nuclei, debris), more than
   :attr:`QCRules.partial` of them per counted nucleus (:func:`partial_share`).
