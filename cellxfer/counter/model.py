@@ -92,8 +92,7 @@ class Normalization:
 
     def levels(self, image, original=None, estimate=None) -> "Levels":
         """:class:`Levels` of a 2-D image (numpy or :class:`cellxfer.lazy.LazyImage`): ``(low level, divisor)``
-        as float32,
-        the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels (a lazy image is
+        as float32 from the percentiles of the image, or of its strided sample over ``SAMPLE`` pixels (a lazy image is
         read in bands for it). The ``min_snr`` noise floor is measured on whole rows, every k-th row with
         k the smallest that keeps it to about ``SAMPLE`` pixels too, so neither sample grows with a
         slide (images up to ``SAMPLE`` pixels: the whole image, as before). The ``min_levels`` floor reads
