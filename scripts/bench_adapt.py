@@ -46,7 +46,7 @@ SHIFTS = {
 }
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/bench_adapt"))
     ap.add_argument("--marker", default="dapi", choices=["dapi", "cd29"])
@@ -83,18 +83,20 @@ def main(argv=None):
     real.add_argument("--adapt-variants", default="", help="train:match pairs, e.g. upto:layer,upto:skips,layer:layer")
     real.add_argument("--match-radius", type=float, default=10.0, help="Localisation F1 radius in pixels.")
     real.add_argument("--figures", type=Path, default=REPO / "docs")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.real:
         return real_main(args)
 
     import torch
 
     from cellxfer.synth.paired import PairedConfig, write_pairs
-    from cellxfer.translate.adapt import AdaptConfig, _load_inputs, adapt_layer
+    from cellxfer.translate.adapt import _load_inputs
     from cellxfer.translate.data import list_images, list_pairs
-    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize
-    from cellxfer.translator.model import torch_runner
-    from cellxfer.translator.model import MODEL_FILE, load_translator
+    from cellxfer.translator.model import load_translator
     from cellxfer.translate.train import TrainTranslateConfig, train_translator
 
     torch.set_num_threads(args.threads)
@@ -102,9 +104,8 @@ def main(argv=None):
     w = args.work
     layers = [int(x) for x in args.layers.split(",")]
     shifts = [s.strip() for s in args.shifts.split(",")]
-    base = dict(marker=args.marker)
-    write_pairs(PairedConfig(**base), args.n_train, w / "source_train", seed=args.seed, overwrite=not args.reuse_model)
-    write_pairs(PairedConfig(**base), args.n_eval, w / "source_eval", seed=args.seed + 1000, overwrite=not args.reuse_model)
+    write_pairs(PairedConfig(marker=args.marker), args.n_train, w / "source_train", seed=args.seed, overwrite=not args.reuse_model)
+    write_pairs(PairedConfig(marker=args.marker), args.n_eval, w / "source_eval", seed=args.seed + 1000, overwrite=not args.reuse_model)
     t = time.perf_counter()
     train_translator(TrainTranslateConfig(pairs=str(w / "source_train"), out=str(w / "source_model"), steps=args.train_steps,
                                           batch_size=args.train_batch, ngf=args.ngf, ndf=args.ndf, seed=args.seed,
@@ -112,36 +113,13 @@ def main(argv=None):
                      overwrite=not args.reuse_model)
     train_s = time.perf_counter() - t
     g, meta = load_translator(w / "source_model")
-
-    def ev(gen, m, pairs):
-        return summarize(evaluate_pairs(Translator(torch_runner(gen), m, "torch"), pairs))
-
     result = {"settings": _jsonable(vars(args)),
-              "train_seconds": round(train_s, 1), "source_in_domain": ev(g, meta, list_pairs(w / "source_eval")), "shifts": {}}
+              "train_seconds": round(train_s, 1), "source_in_domain": _pearsons(g, meta, list_pairs(w / "source_eval")),
+              "shifts": {}}
     print(f"source model: {train_s:.0f} s; in-domain Pearson {result['source_in_domain']['pearson']:.4f}", flush=True)
     src_arrays = _load_inputs(list_images(w / "source_train"), meta.input_norm, meta.size)
     for k, name in enumerate(shifts):
-        cfg = PairedConfig(**base, **SHIFTS[name])
-        adapt_dir, eval_dir = w / f"shift{k}_adapt", w / f"shift{k}_eval"
-        write_pairs(cfg, args.n_adapt, adapt_dir, seed=args.seed + 1 + 10 * k, overwrite=True)
-        write_pairs(cfg, args.n_eval, eval_dir, seed=args.seed + 2 + 10 * k, overwrite=True)
-        eval_pairs = list_pairs(eval_dir)
-        tgt_arrays = _load_inputs(list_images(adapt_dir), meta.input_norm, meta.size)
-        row = {"none": ev(g, meta, eval_pairs)["pearson"]}
-        for L in layers:
-            acfg = AdaptConfig(model=str(w / "source_model"), source=str(w / "source_train"), target=str(adapt_dir),
-                               out=str(w / f"shift{k}_layer{L:02d}"), layer=L, steps=args.adapt_steps,
-                               batch_size=args.adapt_batch, lr=args.adapt_lr, lr_d=args.adapt_lr, ndf=args.ndf,
-                               train=args.train, match=args.match, seed=args.seed, threads=args.threads)
-            adapt_layer(acfg, g=g, meta=meta, source_arrays=src_arrays, target_arrays=tgt_arrays)
-            ga, ma = load_translator(Path(acfg.out) / MODEL_FILE)
-            row[str(L)] = ev(ga, ma, eval_pairs)["pearson"]
-        inter = {L: v for L, v in row.items() if L not in ("none", str(meta.n_layers))}
-        best_inter = max(inter, key=inter.get) if inter else None
-        result["shifts"][name] = {"pearson": row, "best_intermediate_layer": best_inter,
-                                  "intermediate_beats_output": bool(best_inter and str(meta.n_layers) in row
-                                                                    and inter[best_inter] > row[str(meta.n_layers)])}
-        print(name, json.dumps({k2: round(v, 4) for k2, v in row.items()}), flush=True)
+        result["shifts"][name] = shift_row(args, k, name, layers, g, meta, src_arrays)
     result["real_isl"] = real_smoke(w / "source_model")
     result["seconds"] = round(time.perf_counter() - t_all, 1)
     table = markdown(result, layers, meta.n_layers)
@@ -152,6 +130,46 @@ def main(argv=None):
         with open(args.results_md, "a") as f:
             f.write("\n" + table + "\n")
     return 0
+
+
+def _pearsons(gen, meta, pairs) -> dict:
+    """The summary (:func:`cellxfer.translate.infer.summarize`) of translator ``gen`` on ``pairs``."""
+    from cellxfer.translate.infer import Translator, evaluate_pairs, summarize
+    from cellxfer.translator.model import torch_runner
+
+    return summarize(evaluate_pairs(Translator(torch_runner(gen), meta, "torch"), pairs))
+
+
+def shift_row(args, k: int, name: str, layers: list[int], g, meta, src_arrays) -> dict:
+    """Shift ``name`` (the ``k``-th): adapt and eval pairs rendered so, the source translator adapted at each of
+    ``layers``, and each one's Pearson on the eval pairs (``none``: not adapted)."""
+    from cellxfer.synth.paired import PairedConfig, write_pairs
+    from cellxfer.translate.adapt import AdaptConfig, _load_inputs, adapt_layer
+    from cellxfer.translate.data import list_images, list_pairs
+    from cellxfer.translator.model import MODEL_FILE, load_translator
+
+    w = args.work
+    cfg = PairedConfig(marker=args.marker, **SHIFTS[name])
+    adapt_dir, eval_dir = w / f"shift{k}_adapt", w / f"shift{k}_eval"
+    write_pairs(cfg, args.n_adapt, adapt_dir, seed=args.seed + 1 + 10 * k, overwrite=True)
+    write_pairs(cfg, args.n_eval, eval_dir, seed=args.seed + 2 + 10 * k, overwrite=True)
+    eval_pairs = list_pairs(eval_dir)
+    tgt_arrays = _load_inputs(list_images(adapt_dir), meta.input_norm, meta.size)
+    row = {"none": _pearsons(g, meta, eval_pairs)["pearson"]}
+    for L in layers:
+        acfg = AdaptConfig(model=str(w / "source_model"), source=str(w / "source_train"), target=str(adapt_dir),
+                           out=str(w / f"shift{k}_layer{L:02d}"), layer=L, steps=args.adapt_steps,
+                           batch_size=args.adapt_batch, lr=args.adapt_lr, lr_d=args.adapt_lr, ndf=args.ndf,
+                           train=args.train, match=args.match, seed=args.seed, threads=args.threads)
+        adapt_layer(acfg, g=g, meta=meta, source_arrays=src_arrays, target_arrays=tgt_arrays)
+        ga, ma = load_translator(Path(acfg.out) / MODEL_FILE)
+        row[str(L)] = _pearsons(ga, ma, eval_pairs)["pearson"]
+    inter = {L: v for L, v in row.items() if L not in ("none", str(meta.n_layers))}
+    best_inter = max(inter, key=inter.get) if inter else None
+    print(name, json.dumps({k2: round(v, 4) for k2, v in row.items()}), flush=True)
+    return {"pearson": row, "best_intermediate_layer": best_inter,
+            "intermediate_beats_output": bool(best_inter and str(meta.n_layers) in row
+                                              and inter[best_inter] > row[str(meta.n_layers)])}
 
 
 def real_smoke(model) -> dict:

@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import IDCIA, REPO  # noqa: E402  (the scripts' shared module)
+from benchlib import IDCIA  # noqa: E402  (the scripts' shared module)
 BAD = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # annotation missing (see the data README)
 
 
@@ -70,7 +70,7 @@ def unit_images(folder: Path, limit: int | None = None) -> list:
     return [to_unit(read_image(p)) for p in paths[:limit]]
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-stylize"))
     ap.add_argument("--n", type=int, default=1000, help="Syn-HC content images.")
@@ -86,15 +86,19 @@ def main(argv=None) -> int:
     ap.add_argument("--mae-batch", type=int, default=16)
     ap.add_argument("--mae-val", type=int, default=24, help="Held-out real images the counters are scored on (0 = all).")
     ap.add_argument("--mae-methods", default="none,histogram,fda", help="Sets that get counters trained (CPU time!).")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if not IDCIA.is_dir():
         print(f"error: real IDCIA data not found at {IDCIA}", file=sys.stderr)
         return 2
 
+    from cellxfer.imageio import read_image
     from cellxfer.plugins import get_registry
     from cellxfer.stylize import metrics
-    from cellxfer.options import make_config
-    from cellxfer.stylize.base import StyleSet, run_stylize
+    from cellxfer.stylize.base import StyleSet, to_unit
     from cellxfer.synth.base import run_synth
     from cellxfer.synth.config import SynHCConfig
 
@@ -106,9 +110,6 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     run_synth(reg.get("cellxfer_synthesizers", "synhc"), SynHCConfig(), args.n, syn, seed=0)
     print(f"synth: {args.n} Syn-HC images in {time.perf_counter() - t:.1f} s (resumed if present)", flush=True)
-
-    from cellxfer.imageio import read_image
-    from cellxfer.stylize.base import to_unit
 
     ref = [tile for p in ref_paths for tile in metrics.tiles(to_unit(read_image(p)), 256)]
     style_tiles = [tile for p in style_paths for tile in metrics.tiles(to_unit(read_image(p)), 256)]
@@ -133,33 +134,7 @@ def main(argv=None) -> int:
         if method == "none":
             sets[method] = syn
         else:
-            name, _, opts = method.partition(":")
-            st = reg.get("cellxfer_stylizers", name)
-            given = dict(kv.split("=", 1) for kv in opts.split(";") if kv)
-            if name == "inst":
-                given.update(token=args.inst_token, model=args.inst_model, clip=args.inst_clip)
-                limit, repeats = args.inst_n, 1
-            else:
-                limit, repeats = None, args.repeats
-            cfg = make_config(st.config_cls, given, f"stylizer '{name}'")
-            totals, per, cpu = [], [], []
-            for r in range(repeats):
-                dest = out / f"{slug(method)}-r{r}"
-                shutil.rmtree(dest, ignore_errors=True)
-                c0 = time.process_time()
-                res = run_stylize(st, cfg, syn, style, dest, seed=0, limit=limit)
-                cpu.append(time.process_time() - c0)
-                if res.failed:
-                    raise SystemExit(f"{method}: {len(res.failed)} images failed, e.g. {next(iter(res.failed.items()))}")
-                totals.append(res.seconds)
-                per.append(res.seconds_per_image)
-                print(f"{method} run {r + 1}: {res.written} images, {res.seconds:.2f} s total ({cpu[-1]:.2f} s CPU), "
-                      f"{res.seconds_per_image * 1e3:.2f} ms per image after loading", flush=True)
-            for r in range(1, repeats):
-                shutil.rmtree(out / f"{slug(method)}-r{r}", ignore_errors=True)
-            sets[method] = out / f"{slug(method)}-r0"
-            row.update(images=res.written, seconds_total=statistics.median(totals), cpu_seconds_total=statistics.median(cpu),
-                       seconds_per_image=statistics.median(per), config=json.loads(json.dumps(cfg.__dict__)))
+            sets[method] = stylize_set(args, method, reg, syn, style, out, row)
         imgs = unit_images(sets[method], args.metric_images)
         row.update(intensity_gap=metrics.intensity_gap(imgs, ref), spectrum_gap=metrics.spectrum_gap(imgs, ref))
         rows.append(row)
@@ -168,7 +143,48 @@ def main(argv=None) -> int:
 
     if args.mae:
         run_mae(args, out, sets, real_train, real_val, mae_rows, dump)
+    print_tables(rows, mae_rows)
+    dump()
+    print(f"\nwrote {out / 'bench_stylize.json'}")
+    return 0
 
+
+def stylize_set(args, method: str, reg, syn: Path, style, out: Path, row: dict) -> Path:
+    """Stylize the Syn-HC set ``syn`` by ``method`` (``NAME[:KEY=VALUE;...]``) ``--repeats`` times (inst: once, on
+    ``--inst-n`` images), timing each run; ``row`` gets the medians and the config. Returns the kept set (run 0)."""
+    from cellxfer.options import make_config
+    from cellxfer.stylize.base import run_stylize
+
+    name, _, opts = method.partition(":")
+    st = reg.get("cellxfer_stylizers", name)
+    given = dict(kv.split("=", 1) for kv in opts.split(";") if kv)
+    if name == "inst":
+        given.update(token=args.inst_token, model=args.inst_model, clip=args.inst_clip)
+        limit, repeats = args.inst_n, 1
+    else:
+        limit, repeats = None, args.repeats
+    cfg = make_config(st.config_cls, given, f"stylizer '{name}'")
+    totals, per, cpu = [], [], []
+    for r in range(repeats):
+        dest = out / f"{slug(method)}-r{r}"
+        shutil.rmtree(dest, ignore_errors=True)
+        c0 = time.process_time()
+        res = run_stylize(st, cfg, syn, style, dest, seed=0, limit=limit)
+        cpu.append(time.process_time() - c0)
+        if res.failed:
+            raise SystemExit(f"{method}: {len(res.failed)} images failed, e.g. {next(iter(res.failed.items()))}")
+        totals.append(res.seconds)
+        per.append(res.seconds_per_image)
+        print(f"{method} run {r + 1}: {res.written} images, {res.seconds:.2f} s total ({cpu[-1]:.2f} s CPU), "
+              f"{res.seconds_per_image * 1e3:.2f} ms per image after loading", flush=True)
+    for r in range(1, repeats):
+        shutil.rmtree(out / f"{slug(method)}-r{r}", ignore_errors=True)
+    row.update(images=res.written, seconds_total=statistics.median(totals), cpu_seconds_total=statistics.median(cpu),
+               seconds_per_image=statistics.median(per), config=json.loads(json.dumps(cfg.__dict__)))
+    return out / f"{slug(method)}-r0"
+
+
+def print_tables(rows: list[dict], mae_rows: list[dict]) -> None:
     print()
     print(f"{'method':30s} {'images':>7s} {'s total':>8s} {'CPU s':>7s} {'ms/img':>8s} {'intensity gap':>14s} {'spectrum gap':>13s}")
     for r in rows:
@@ -181,9 +197,6 @@ def main(argv=None) -> int:
         print(f"{'method':12s} {'regime':10s} {'steps':>6s} {'MAE':>8s} {'RMSE':>8s} {'train s':>8s}")
         for r in mae_rows:
             print(f"{r['method']:12s} {r['regime']:10s} {r['steps']:6d} {r['mae']:8.2f} {r['rmse']:8.2f} {r['train_seconds']:8.1f}")
-    dump()
-    print(f"\nwrote {out / 'bench_stylize.json'}")
-    return 0
 
 
 def slug(method: str) -> str:
