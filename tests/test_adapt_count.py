@@ -1,6 +1,7 @@
 """adapt-count: a tiny adaptation lowers the error on shifted target images whose labels it never read,
 resume equals an uninterrupted run, the checkpoint is a normal counter (ensemble, export), overlapping label folders and
-non-density counters are refused, the photometric view keeps the random stream when off."""
+non-density counters are refused, the photometric view keeps the random stream when off, target images are
+normalised as count normalises them."""
 
 from __future__ import annotations
 
@@ -179,3 +180,32 @@ def test_adapt_batches_fill_the_target_half_from_one_image():
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), y, rtol=1e-5)  # mixed density targets keep their mass
     alone = list(epoch_batches("adapt", one, None, batch_size=4, crop=16, rng=rng, with_maps=True))
     assert len(alone) == 1 and alone[0][0].shape == (4, 1, 16, 16)
+
+
+def test_target_images_are_normalised_as_count_normalises_them(tmp_path):
+    """adapt-count learns on what ``count`` will feed the counter: each target image resized and normalised as
+    :func:`cellxfer.count.parts.plan_image` does it (the grey-level floor read on the image as given, a
+    field of mixed brightness lifted), not by the image's percentiles alone."""
+    from dataclasses import replace
+
+    import tifffile
+
+    from cellxfer.count.parts import plan_image
+    from cellxfer.counter.model import load_counter
+    from cellxfer.engines.base import default_model
+    from cellxfer.scale import DiameterPolicy
+    from cellxfer.train.adapt import load_target
+
+    _, meta = load_counter(default_model())
+    meta = replace(meta, normalization=replace(meta.normalization, lift=0.5))
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:200, :200]
+    img = rng.integers(0, 4, (200, 200)).astype(np.float32)
+    for k, (y, x) in enumerate(rng.uniform(15, 185, (30, 2))):
+        img[(yy - y) ** 2 + (xx - x) ** 2 <= 36] += 200 if k % 10 == 0 else 40  # a tenth 5x brighter
+    (tmp_path / "t").mkdir()
+    tifffile.imwrite(tmp_path / "t" / "a.tif", img.astype(np.uint8))
+    got = load_target(tmp_path / "t", meta).images[0]
+    plan = plan_image(img.astype(np.uint8), meta, DiameterPolicy.parse(None, meta.diameter))
+    assert plan.levels.lift < 1  # the field is one the counter lifts
+    assert np.array_equal(got, meta.normalization.apply_levels(plan.source, plan.levels))
