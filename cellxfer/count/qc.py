@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cellxfer.counter.model import Normalization
 from cellxfer.density.blobs import LEVEL, readable
 
 OK, UNCHECKED = "ok", "unchecked"
@@ -89,7 +90,7 @@ class QCRules:
     fewer: float = 0.7
     more: float = 2.5
     partial: float = 0.17
-    dim: float = 0.5
+    dim: float = Normalization.LIFT_DIM[-1]  # where a counter's lift of mixed-brightness fields stops (one number)
 
     def reasons(self, count: float | None, info: ScaleInfo, partial: float | None = None) -> list[str]:
         """Why not to trust ``count`` (empty: nothing against it); ``partial``: :func:`partial_share` of its map."""

@@ -75,7 +75,8 @@ class Normalization:
     LIFT_FLOOR = 0.1
     #: the scale estimate's :attr:`cellxfer.scale.Estimate.dim` (the typical nucleus's peak over the measured
     #: nuclei's) a field is lifted in: from the first (below it the "nuclei" are mostly not nuclei: outlines,
-    #: background structure) to below the last (the trust flag's ``mixed-brightness``); fully from the middle one
+    #: background structure) to below the last (which the trust flag's ``mixed-brightness`` reads too:
+    #: :attr:`cellxfer.count.qc.QCRules.dim`); fully from the middle one
     #: down, less and less above it, so a field near the edge (or the same field resized, its ``dim`` read a
     #: little differently) is counted about alike whichever side it falls
     LIFT_DIM = (0.03, 0.25, 0.5)
