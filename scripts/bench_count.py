@@ -106,6 +106,15 @@ def worker(args) -> None:
                                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def _levels(norm, scaled, image):
+    """``norm.levels`` as ``plan_image`` calls it (the image as given for the grey step, the scale estimate for
+    the lift); a ``--before`` tree's ``levels`` may take fewer of them: the most it takes."""
+    import inspect
+
+    given = (scaled.image, image if scaled.resized else None, scaled.estimate)
+    return norm.levels(*given[:len(inspect.signature(norm.levels).parameters)])
+
+
 def steps_worker(args) -> None:
     """``--command-only``'s profile: the CPU of each step of counting an image as the command does (decode, the
     diameter policy, levels, tiles, ONNX Runtime, merge), one image after another in this process (ONNX Runtime
@@ -136,13 +145,7 @@ def steps_worker(args) -> None:
             step("decode")
             scaled = policy.scale(image, meta)
             step("diameter estimate + resize")
-            try:  # as plan_image: the grey step of the image as given and the estimate (a --before tree's levels
-                levels = meta.normalization.levels(scaled.image, image if scaled.resized else None, scaled.estimate)
-            except TypeError:  # may not take them)
-                try:
-                    levels = meta.normalization.levels(scaled.image, image if scaled.resized else None)
-                except TypeError:
-                    levels = meta.normalization.levels(scaled.image)
+            levels = _levels(meta.normalization, scaled, image)
             step("normalisation levels")
             plan = plan_image(scaled.image, meta, None, levels=levels)
             merger = plan.merger(False)
