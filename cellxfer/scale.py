@@ -415,7 +415,7 @@ class DiameterPolicy:
         """Resize ``image`` (2-D) for a counter whose :class:`CounterMeta` is ``meta``: its nuclei are matched
         to ``meta.diameter``, the size the model counts at (a learnt counter's count depends on the size
         it sees nuclei at even inside its training range, so one size for every image is what makes a
-        count independent of magnification; measured in docs/benchmarks/accuracy.md). :func:`resize_to`
+        count independent of magnification; measured in docs/benchmarks/accuracy-log.md). :func:`resize_to`
         leaves factors within ``TOLERANCE`` of 1 alone."""
         model_diameter = getattr(meta, "diameter", None)
         if self.mode == "off" or not model_diameter:

@@ -45,18 +45,18 @@ NUCLEI_SET = ("diameter=7:28", "label_defocused=false", "defocus_fraction=0:0.5"
 DSB = DATA / "dsb2018-fluo"
 UNANNOTATED = "220909_GFP-AHPC_D_MAP2ab_F4_DAPI_ND1_20x"  # see the data README: header, no rows
 COUNT_AT_HOW = ("chosen on validation images (dsb2018-fluo's validation part by size group, and the IDCIA 90): "
-                "docs/benchmarks/accuracy.md, 'One counting size' and 'The estimate less its blur rim'")
+                "docs/benchmarks/accuracy-log.md, 'One counting size' and 'The estimate less its blur rim'")
 
 NORM_HOW = {  # how each normalisation field the shipped counter sets was chosen (extra["<field>_choice"])
     "min_levels": "chosen on dsb2018-fluo's validation part and the IDCIA 90, whole and resized 0.5x / 2x: "
-                  "docs/benchmarks/accuracy.md, 'Dim sparse fields'",
+                  "docs/benchmarks/accuracy-log.md, 'Dim sparse fields'",
     "max_top": "chosen on dsb2018-fluo's validation part and the IDCIA 90, whole, resized 0.5x / 2x, blurred and "
-               "halved to float: docs/benchmarks/accuracy.md, 'Sparse fields in any encoding'",
+               "halved to float: docs/benchmarks/accuracy-log.md, 'Sparse fields in any encoding'",
     "lift": "chosen on dsb2018-fluo's validation part and the IDCIA 90, as they are and with a tenth of the nuclei 5x "
-            "brighter, confirmed on the training part: docs/benchmarks/accuracy.md, 'Fields of mixed brightness lifted'",
+            "brighter, confirmed on the training part: docs/benchmarks/accuracy-log.md, 'Fields of mixed brightness lifted'",
 }
 BLOBS_HOW = ("chosen on dsb2018-fluo's training and validation parts by size group and the IDCIA 90, among blob "
-             "rules and the map's sum: docs/benchmarks/accuracy.md, 'Counting the map's blobs'")
+             "rules and the map's sum: docs/benchmarks/accuracy-log.md, 'Counting the map's blobs'")
 
 
 def ship(best: Path, training: Path, out: Path, count_at: float | None = None, blobs: str | None = None,

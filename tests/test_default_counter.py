@@ -91,7 +91,7 @@ def _textured(seed: int, diameter: float, size: int):
 def test_textured_large_nuclei_are_not_counted_several_times_each(shipped, diameter, size):
     """Issue 25: textured nuclei with nucleoli (U2OS-like, 27 px) were read as 4 px blobs, the image enlarged 1.6x,
     and each nucleus counted 8-12 times. Resized to the model's sizes by the new estimate, each is counted about
-    once. Measured (a known limit, docs/benchmarks/accuracy.md): on these rendered fields the shipped counter,
+    once. Measured (a known limit, docs/benchmarks/accuracy-log.md): on these rendered fields the shipped counter,
     trained on smooth 6-16 px nuclei, counts 1.12-1.41 per nucleus (seeds 0-2, run by hand); on real textured U2OS fields (dsb2018-fluo
     696x520, test part) 0.97 of the true total."""
     for seed in range(2):

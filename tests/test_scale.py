@@ -76,7 +76,7 @@ def test_estimate_is_within_25_percent_on_rendered_smooth_and_textured_nuclei(d,
 def test_heavily_textured_large_nuclei_are_read_at_more_than_a_quarter_of_their_size():
     """A known limit, measured: nuclei of 80 px with the strongest texture, grain, nucleoli and bright rims of
     the synthesizer split at the foreground threshold and read 0.21-0.65 of their diameter in three fields
-    (seeds 0-2; moderate texture: 0.63-0.87; docs/benchmarks/accuracy.md). This field must not read as chromatin
+    (seeds 0-2; moderate texture: 0.63-0.87; docs/benchmarks/accuracy-log.md). This field must not read as chromatin
     spots (the old estimate: ~0.15), which is what made the counter count each nucleus many times."""
     from cellxfer.synth.nuclei import sample
 
