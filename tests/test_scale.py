@@ -404,7 +404,7 @@ def test_mid_tones_are_lifted_only_where_the_estimate_finds_mixed_brightness():
     background below the floor and the bright nuclei above 1 stay as they are, and only where the image's scale
     estimate has a typical nucleus far dimmer than the measured ones: p is ``lift`` for ``Estimate.dim`` from
     ``LIFT_DIM[0]`` to ``LIFT_DIM[1]``, rising linearly to 1 (nothing lifted) at ``LIFT_DIM[2]``, so a field near
-    the edge counts about alike on either side. Plain ``(low, span)`` levels (already normalised images) and a
+    the edge counts about alike on either side. :meth:`Levels.as_is` (already normalised images) and a
     normalisation without ``lift`` never lift. It travels with the checkpoint; a checkpoint that predates it
     loads without it."""
     from cellxfer.counter.model import CounterMeta, Levels, Normalization
@@ -418,7 +418,7 @@ def test_mid_tones_are_lifted_only_where_the_estimate_finds_mixed_brightness():
     want = np.where((values > f) & (values < 1), f + (1 - f) * np.sqrt(np.clip(values - f, 0, None) / (1 - f)), values)
     assert np.allclose(lifted, want, atol=1e-6)
     assert lifted[0, 3] == pytest.approx(0.467, abs=1e-3)  # a nucleus at a quarter of the bright ones' level
-    for plain in ((np.float32(0), np.float32(1)), Levels(np.float32(0), np.float32(1))):
+    for plain in (Levels.as_is(), Levels(np.float32(0), np.float32(1), 1.0)):
         assert np.array_equal(norm.apply_levels(values, plain), values)
     at = lambda dim: norm.lift_power(Estimate(12.0, 40, dim=dim))  # noqa: E731
     assert at(lo) == at(0.1) == at(full) == 0.5

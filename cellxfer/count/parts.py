@@ -187,7 +187,7 @@ class ImagePlan:
     file: Path | None
     source: object  # the image on the model's grid: numpy 2-D, or LazyImage
     meta: object
-    levels: tuple
+    levels: object  # cellxfer.counter.model.Levels
     splitter: object
     boxes: list
     parts: list
@@ -250,10 +250,10 @@ PREVIEW_SIDE = 4096
 
 
 def plan_image(image, meta, policy=None, file: Path | None = None, keep_image: bool = False,
-               part_tiles: int | None = None, t0: float | None = None, levels: tuple | None = None) -> ImagePlan:
+               part_tiles: int | None = None, t0: float | None = None, levels=None) -> ImagePlan:
     """The :class:`ImagePlan` of a 2-D image (numpy or lazy): resized to the model's nucleus diameter by
-    ``policy`` (:class:`cellxfer.scale.DiameterPolicy`; None: as it is), levels (``levels``: given, not
-    measured), boxes and parts."""
+    ``policy`` (:class:`cellxfer.scale.DiameterPolicy`; None: as it is), levels (``levels``, a
+    :class:`cellxfer.counter.model.Levels`: given, not measured), boxes and parts."""
     from cellxfer.counter.head import head_of
     from cellxfer.lazy import is_lazy, strided_sample
 
@@ -283,17 +283,21 @@ def count_plan(runner, plan: ImagePlan, batch_size: int = 16, points: bool = Fal
 
 def density_normalized(runner, meta, image: np.ndarray, batch_size: int = 16) -> np.ndarray:
     """float32 (H, W) density map of an image already normalised by ``meta.normalization``, split and
-    merged exactly as ``count`` does (levels (0, 1), as :func:`count_normalized`), kept whole at full
+    merged exactly as ``count`` does (levels as they are, as :func:`count_normalized`), kept whole at full
     resolution (a :class:`DensityMap` of block 1): the pseudo-labels of ``adapt-count``."""
-    plan = plan_image(image, meta, levels=(np.float32(0.0), np.float32(1.0)))
+    from cellxfer.counter.model import Levels
+
+    plan = plan_image(image, meta, levels=Levels.as_is())
     return count_plan(runner, plan, batch_size, map_block=1).density_map.counts.astype(np.float32)
 
 
 def count_normalized(runner, meta, image: np.ndarray, batch_size: int = 16) -> float:
     """The count ``count`` makes of an image already normalised by ``meta.normalization`` (validation
     during training, :func:`cellxfer.train.counter.predict_normalized`): the same splitter and merger,
-    with levels (0, 1), so the image is taken as it is (a ``clip`` applied again changes nothing)."""
-    return count_plan(runner, plan_image(image, meta, levels=(np.float32(0.0), np.float32(1.0))), batch_size).count
+    with :meth:`Levels.as_is`, so the image is taken as it is (a ``clip`` applied again changes nothing)."""
+    from cellxfer.counter.model import Levels
+
+    return count_plan(runner, plan_image(image, meta, levels=Levels.as_is()), batch_size).count
 
 
 def count_parts(runner, plan: ImagePlan, span: tuple[int, int], batch_size: int = 16,

@@ -133,16 +133,17 @@ class Normalization:
         h, w = image.shape[:2]
         return strided_sample(image, max(1, int(np.ceil(np.sqrt(h * w / self.SAMPLE)))))
 
-    def apply_levels(self, block: np.ndarray, levels: tuple) -> np.ndarray:
-        """2-D block (any dtype) -> float32, normalised with ``levels`` from :meth:`levels` (or a plain
-        ``(low, divisor)`` pair: never lifted). Elementwise, so normalising by blocks equals normalising whole."""
+    def apply_levels(self, block: np.ndarray, levels: "Levels") -> np.ndarray:
+        """2-D block (any dtype) -> float32, normalised with :class:`Levels` from :meth:`levels` (or
+        :meth:`Levels.as_is` for an image already normalised). Elementwise, so normalising by blocks equals
+        normalising whole."""
         import numpy as np
 
-        out = (np.asarray(block, dtype=np.float32) - levels[0]) / levels[1]
-        if len(levels) > 2 and levels[2] < 1:
+        out = (np.asarray(block, dtype=np.float32) - levels.low) / levels.span
+        if levels.lift < 1:
             f = np.float32(self.LIFT_FLOOR)
             mid = (out > f) & (out < 1)
-            out[mid] = f + (1 - f) * ((out[mid] - f) / (1 - f)) ** np.float32(levels[2])
+            out[mid] = f + (1 - f) * ((out[mid] - f) / (1 - f)) ** np.float32(levels.lift)
         return out if self.clip is None else np.minimum(out, np.float32(self.clip), out=out)
 
     def apply(self, image: np.ndarray, original=None, estimate=None) -> np.ndarray:
@@ -157,6 +158,13 @@ class Levels(NamedTuple):
     low: "np.float32"
     span: "np.float32"
     lift: float = 1.0
+
+    @classmethod
+    def as_is(cls) -> "Levels":
+        """Levels that leave an image already normalised as it is: ``(value - 0) / 1``, nothing lifted."""
+        import numpy as np
+
+        return cls(np.float32(0.0), np.float32(1.0))
 
 
 def histogram(values) -> "np.ndarray | None":
