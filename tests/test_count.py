@@ -190,6 +190,7 @@ def test_engine_auto_and_model_kinds(setup, tmp_path, capsys, monkeypatch):
     runner = load_runner(setup["ckpt"], "auto", log=said.append)
     # the engine line, after an 'exporting ... once' line when this test runs first (its cache is then empty)
     assert runner.engine == "onnx" and any("engine auto -> onnx (cpu)" in s and "trt/cuda" in s for s in said), said
+    assert not any("TensorRT" in s for s in said), said  # the reasons are `plugins`' to give, not every count's
 
     onnx_path = export_counter(ExportConfig(model=setup["ckpt"], out=tmp_path / "m.onnx", n_random=2), log=lambda s: None).out
     r = cli(["count", setup["folder"] / "a.tif", "--model", onnx_path, "--out", tmp_path / "o.csv"], capsys)
@@ -203,7 +204,9 @@ def test_engine_auto_and_model_kinds(setup, tmp_path, capsys, monkeypatch):
     with pytest.raises(CellxferError, match=r"ONNX Runtime is not installed .*: pip install onnxruntime "):
         load_runner(setup["ckpt"], "onnx")
     said.clear()
-    assert load_runner(setup["ckpt"], "auto", log=said.append).engine == "torch" and "ONNX Runtime is not installed" in said[0]
+    assert load_runner(setup["ckpt"], "auto", log=said.append).engine == "torch" and "onnx/cpu" in said[0], said
+    r = cli(["plugins"], capsys)  # and `plugins` says why
+    assert any(ln.split()[:2] == ["onnx", "cpu"] and "ONNX Runtime is not installed" in ln for ln in r.stdout.splitlines())
 
 
 def test_count_errors_are_one_line(setup, tmp_path, capsys):
@@ -251,3 +254,17 @@ def test_default_model_is_shipped_and_counts(tmp_path, capsys):
     assert float(row["count"]) > 0
     assert row["qc"] and all(reason in QC_REASONS for reason in row["qc"].split(";"))  # measured: never 'unchecked'
     assert "flagged (qc column)" in r.stdout
+
+
+def test_plugins_says_why_each_engine_cannot_run(capsys):
+    from cellxfer.engines.base import AUTO_ORDER, availability, engines
+
+    rows = availability()
+    assert [(n, d) for n, d, _ in rows][:len(AUTO_ORDER)] == [(n, d) for n, d in AUTO_ORDER if n in engines()]
+    assert dict(((n, d), r) for n, d, r in rows)[("onnx", "cpu")] is None  # the core's engine runs anywhere
+    r = cli(["plugins"], capsys)
+    assert r.returncode == 0, r.stderr
+    table = r.stdout[r.stdout.index("engines, in --engine auto's order"):]
+    for name, device, reason in rows:
+        first_words = " ".join((reason or "available").split()[:3])
+        assert any(name in line and device in line and first_words in line for line in table.splitlines()), table

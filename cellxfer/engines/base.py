@@ -141,6 +141,16 @@ def engines() -> dict[str, Engine]:
     return get_registry().provided("cellxfer_engines")
 
 
+def availability() -> list[tuple[str, str, str | None]]:
+    """``(engine, device, reason it cannot run here or None)`` for every registered engine, in
+    :data:`AUTO_ORDER` first (then any other engine, on ``auto``): what ``--engine auto`` would try, and why
+    it passes over one (``cellxfer plugins`` prints it)."""
+    known = engines()
+    order = [(n, d) for n, d in AUTO_ORDER if n in known] + [(n, "auto") for n in sorted(known)
+                                                            if n not in {a for a, _ in AUTO_ORDER}]
+    return [(name, device, known[name].available(device)) for name, device in order]
+
+
 def load_runner(model: str | os.PathLike | None, engine: str = "auto", log=lambda s: None,
                 family: ModelFamily = COUNTER, **options) -> Runner:
     """Load ``model`` (None = the default counter) of ``family`` with ``engine`` (a name, or ``auto``:
@@ -173,7 +183,7 @@ def load_runner(model: str | os.PathLike | None, engine: str = "auto", log=lambd
             skipped.append(f"{name}/{device}: {reason}")
             continue
         runner = known[name].load(path, device=device, **options)
-        why = f" (skipped {'; '.join(skipped)})" if skipped else ""
-        log(f"engine auto -> {runner.label}{why}")
+        why = f"; not available here: {', '.join(s.split(':')[0] for s in skipped)} (`cellxfer plugins` says why)"
+        log(f"engine auto -> {runner.label}{why if skipped else ''}")
         return runner
     raise PluginError(f"{path}: no engine can run this model ({'; '.join(skipped)})")

@@ -30,10 +30,12 @@ def cellxfer_commands():
 def cellxfer_register_commands(app: typer.Typer):
     @app.command("plugins")
     def plugins():
-        """List loaded plugins, where they come from and what they provide."""
+        """List loaded plugins, where they come from and what they provide; then each engine and device
+        ``--engine auto`` tries, in its order, and why one cannot run on this machine."""
         from rich.table import Table
 
         from cellxfer.console import out
+        from cellxfer.engines.base import availability
         from cellxfer.plugins import get_registry
 
         table = Table("plugin", "from", "status", "provides", box=None, pad_edge=False)
@@ -42,6 +44,11 @@ def cellxfer_register_commands(app: typer.Typer):
             status = info.status if not info.error else f"{info.status} ({info.error})"
             table.add_row(info.name, info.origin, status, provides or "-")
         out.print(table)
+        engines = Table("engine", "device", "here", box=None, pad_edge=False, title="engines, in --engine auto's order",
+                        title_justify="left")
+        for name, device, reason in availability():
+            engines.add_row(name, device, "available" if reason is None else reason)
+        out.print(engines)
 
     @app.command("inspect")
     def inspect(
