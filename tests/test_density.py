@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cellxfer.counter.model import CounterMeta, load_counter  # noqa: E402
+from cellxfer.counter.model import CounterMeta, Levels, load_counter  # noqa: E402
 from cellxfer.dataset import CellDatasetWriter  # noqa: E402
 from cellxfer.density.match import match_points  # noqa: E402
 from cellxfer.density.peaks import find_peaks, peaks_for_count  # noqa: E402
@@ -96,7 +96,7 @@ def test_stitching_exact_on_synthetic_image():
     stitched = density_normalized(runner, meta, image)  # count's splitter and merger, the full map kept
     np.testing.assert_allclose(stitched, whole, atol=1e-5)
     assert stitched.sum(dtype=np.float64) == pytest.approx(whole.sum(dtype=np.float64), rel=1e-6)
-    plan = plan_image(image, meta, levels=(np.float32(0), np.float32(1)))
+    plan = plan_image(image, meta, levels=Levels.as_is())
     assert len(plan.boxes) >= 4 and plan.batch(0).shape[1:] == (1, plan.splitter.tile, plan.splitter.cols)
 
 
@@ -108,7 +108,7 @@ def test_an_ordinary_image_is_computed_whole_whatever_the_models_reach():
 
     image = np.random.default_rng(5).random((150, 230)).astype(np.float32)
     runner, meta = _conv_counter(31)
-    plan = plan_image(image, meta, levels=(np.float32(0), np.float32(1)))
+    plan = plan_image(image, meta, levels=Levels.as_is())
     assert len(plan.boxes) == 1 and plan.batch(0).shape == (1, 1, 150, 230)
     np.testing.assert_array_equal(density_normalized(runner, meta, image), runner(image[None, None])[0, 0])
 
