@@ -9,10 +9,11 @@ from rich.console import Console
 from rich.markup import escape
 
 # markup off by default: messages carry file names and pip extras ("cellxfer[trt]") that rich would
-# take for style tags; the few styled prefixes escape what they embed
+# take for style tags; the few styled prefixes escape what they embed. Emoji codes off: a file named
+# "well:x:1.tif" must be printed as it is, not as "well❌1.tif"
 # under torchrun only rank 0 prints results (every rank computes the same ones)
-out = Console(highlight=False, soft_wrap=True, markup=False, quiet=os.environ.get("RANK", "0") != "0")
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False, quiet=os.environ.get("RANK", "0") != "0")
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def warn(message: str) -> None:
