@@ -53,6 +53,29 @@ class CellSample:
 
 # --------------------------------------------------------------------------------------------------
 # points tables
+#: control bytes no text table holds (tab, newlines and form feed aside): a file with one is binary
+_BINARY = bytes(set(range(32)) - {9, 10, 12, 13}) + b"\x7f"
+
+
+def read_table_text(path: str | os.PathLike) -> str:
+    """The text of a table the user gave (points, counts, predictions) as the tools that write them save
+    it: UTF-8 with or without Excel's byte-order mark ("CSV UTF-8"), UTF-16 with its mark (Excel's
+    "Unicode text"), else Windows-1252 (ImageJ on Windows writes a "µm" header so); only the ASCII numbers
+    and column names matter. A binary file is an :class:`InputError` naming ``path`` and the fix."""
+    import codecs
+
+    data = Path(path).read_bytes()
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    try:
+        return data.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    head = data[:65536]
+    if utf16 or len(head.translate(None, _BINARY)) < len(head):
+        raise InputError(f"{path}: not a text table (it holds binary bytes); save it as CSV (comma-separated, UTF-8)")
+    return data.decode("cp1252", errors="replace")
+
+
 def parse_points(text: str, source: str | os.PathLike) -> np.ndarray:
     """Parse a points table: header with ``x`` and ``y`` columns (any case, ImageJ's ``X,Y`` too).
 
@@ -197,7 +220,7 @@ class CellDataset:
         path = self.points_path(id_)
         if not path.is_file():
             raise InputError(f"{path}: missing points table for image {self.image_path(id_).name}; add it or remove the image")
-        pts = parse_points(path.read_text(), path)
+        pts = parse_points(read_table_text(path), path)
         if shape is not None:
             check_points_inside(pts, shape, path)
         return pts
@@ -211,7 +234,7 @@ class CellDataset:
         path = self.root / COUNTS
         if not path.is_file():
             return None
-        rows = list(csv.reader(path.read_text().splitlines()))
+        rows = list(csv.reader(read_table_text(path).splitlines()))
         if not rows or len(rows[0]) < 2:
             raise InputError(f"{path}: counts table needs a header 'id,count'")
         out = {}

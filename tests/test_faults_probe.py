@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tifffile
 
 from cli_inproc import run_cli
@@ -23,3 +24,34 @@ def test_file_names_with_emoji_codes_are_printed_as_they_are(tmp_path, capsys):
     assert f"failed {tmp_path / 'well:x:1.tif'}: " in r.stderr
     assert str(tmp_path / "c:thumbsup:.csv") in r.stderr + r.stdout
     assert "\u274c" not in r.stderr and "\U0001f44d" not in r.stderr + r.stdout
+
+
+def _points_dataset(tmp_path: Path, table: bytes) -> Path:
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "points").mkdir()
+    tifffile.imwrite(root / "images" / "a.tif", blobs(64, 64, 3))
+    (root / "points" / "a.csv").write_bytes(table)
+    return root
+
+
+@pytest.mark.parametrize("table", [
+    "\ufeffx,y\r\n10,12\r\n20,22\r\n".encode("utf-8"),     # Excel's "CSV UTF-8": a byte-order mark first
+    "x,y\r\n10,12\r\n20,22\r\n".encode("utf-16"),          # Excel's "Unicode text"
+    " ,Area(µm²),X,Y\n1,3,10,12\n2,3,20,22\n".encode("cp1252", errors="replace"),  # ImageJ on Windows
+], ids=["utf8-bom", "utf16", "cp1252"])
+def test_points_tables_saved_by_excel_or_imagej_on_windows_are_read(table, tmp_path):
+    """A points table with a byte-order mark was refused ("needs columns 'x' and 'y' (found: x,y)"), one in
+    UTF-16 or Windows-1252 stopped with an unexpected UnicodeDecodeError (exit 70)."""
+    from cellxfer.dataset import CellDataset
+
+    pts = CellDataset(_points_dataset(tmp_path, table)).read_points("a")
+    assert pts.tolist() == [[10.0, 12.0], [20.0, 22.0]]
+
+
+def test_a_binary_points_table_is_one_line_naming_it(tmp_path, capsys):
+    root = _points_dataset(tmp_path, bytes(range(256)) * 2)
+    r = run_cli(["evaluate", "-m", DEFAULT_MODEL, "-d", root], capsys)
+    assert r.returncode == 2, r.stderr
+    line = one_line(r.stderr)
+    assert str(root / "points" / "a.csv") in line and "not a text table" in line and "UTF-8" in line

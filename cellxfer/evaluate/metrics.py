@@ -64,7 +64,9 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such predictions file; give a CSV written by `cellxfer evaluate`")
-    rows = [r for r in csv.reader(path.read_text().splitlines()) if r]
+    from cellxfer.dataset import read_table_text
+
+    rows = [r for r in csv.reader(read_table_text(path).splitlines()) if r]
     if not rows or [c.strip().lower() for c in rows[0][:3]] != list(CSV_HEADER):
         raise InputError(f"{path}: needs the header 'image,true,predicted'")
     names, t, p = [], [], []
