@@ -276,6 +276,9 @@ def read_image(path: str | os.PathLike, channel: int | None = None, page: int | 
     What the decoder logs while reading comes out as one-line warnings naming the file."""
     path = Path(path)
     if not path.is_file():
+        if path.is_symlink() and not path.exists():
+            raise InputError(f"{path}: a broken link (to {os.readlink(path)}, which does not exist); reconnect the "
+                             f"drive it points to or fix the link")
         raise InputError(f"{path}: no such file")
     if reader_for(path) is None:  # what is an image is decided by suffix; which reader by content
         raise InputError(f"{path}: not an image cellxfer reads (suffixes: {', '.join(sorted(image_suffixes()))})")

@@ -27,7 +27,8 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
     seen: set[Path] = set()
 
     def take(p: Path, explicit: bool) -> None:
-        p = p.resolve()
+        broken = p.is_symlink() and not p.exists()  # named as the link: its row says what to reconnect
+        p = p.absolute() if broken else p.resolve()
         if p in seen:
             return
         seen.add(p)
@@ -42,16 +43,19 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
         if p.is_file() or is_ome_zarr(p):
             take(p, explicit=True)
         elif p.is_dir():
-            entries = sorted(p.rglob("*") if recursive else p.iterdir())
+            entries = _walk(p, skipped) if recursive else sorted(p.iterdir())
             zarrs = [q for q in entries if is_ome_zarr(q)]  # an image: counted, its chunks not searched
             subdirs = 0
             for q in entries:
                 if any(z in q.parents for z in zarrs):
                     continue
-                if q.is_file() or q in zarrs:
-                    take(q, explicit=False)
+                if q.is_file() or q in zarrs or (q.is_symlink() and q.suffix.lower() in suffixes):
+                    take(q, explicit=False)  # a broken link to an image: a failed row, not a silent gap
                 elif q.is_dir() and not recursive:
                     subdirs += 1
+                elif q.is_symlink() and not q.exists() and not q.name.startswith("."):
+                    skipped.append((q.absolute(), f"a broken link (to {os.readlink(q)}); reconnect what it "
+                                                  f"points to or remove it"))
             if subdirs:
                 skipped.append((p.resolve(), f"{subdirs} subfolder(s) not searched; pass --recursive to count them"))
         elif GLOB_CHARS & set(arg):
@@ -64,3 +68,28 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
         else:
             raise InputError(f"{arg}: no such file or folder; give image files, folders or a glob pattern")
     return files, skipped
+
+
+def _walk(folder: Path, skipped: list) -> list[Path]:
+    """Every entry below ``folder``, sorted, for ``--recursive``: symlinked subfolders are searched (plate
+    folders of links to acquisition drives; ``Path.rglob`` skipped them without a word), each real folder
+    once (a link back up is no loop), an OME-Zarr folder's chunks never; a subfolder that cannot be listed
+    goes to ``skipped`` with why."""
+    from cellxfer.lazy import is_ome_zarr
+
+    entries: list[Path] = []
+    seen: set[Path] = set()
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        if d.resolve() in seen:
+            continue
+        seen.add(d.resolve())
+        try:
+            children = list(d.iterdir())
+        except OSError as exc:
+            skipped.append((d.absolute(), f"cannot be listed ({exc.strerror or exc}); fix its permissions"))
+            continue
+        entries.extend(children)
+        stack.extend(q for q in children if q.is_dir() and not is_ome_zarr(q))
+    return sorted(entries)

@@ -55,3 +55,35 @@ def test_a_binary_points_table_is_one_line_naming_it(tmp_path, capsys):
     assert r.returncode == 2, r.stderr
     line = one_line(r.stderr)
     assert str(root / "points" / "a.csv") in line and "not a text table" in line and "UTF-8" in line
+
+
+def test_recursive_searches_symlinked_subfolders_once(tmp_path, capsys):
+    """``count TOP --recursive`` skipped a subfolder that is a link (a plate folder of links to the
+    acquisition drive) without a word, though without --recursive it said "1 subfolder(s) not searched;
+    pass --recursive"; a link back up is no loop and counts nothing twice."""
+    real = tmp_path / "drive" / "plate2"
+    real.mkdir(parents=True)
+    tifffile.imwrite(real / "b.tif", blobs(64, 64, 3))
+    top = tmp_path / "top"
+    top.mkdir()
+    tifffile.imwrite(top / "a.tif", blobs(64, 64, 3))
+    (top / "plate2").symlink_to(real)
+    (real / "up").symlink_to(top)  # a loop
+    r = run_cli(["count", top, "-r", "-m", DEFAULT_MODEL, "--diameter", "off", "-o", tmp_path / "c.csv"], capsys)
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "c.csv", newline="") as f:
+        files = sorted(row["file"] for row in csv.DictReader(f))
+    assert files == [str(real / "b.tif"), str(top / "a.tif")]
+
+
+def test_a_broken_link_in_a_folder_is_reported_not_dropped(tmp_path, capsys):
+    """An image that is a link to an unmounted drive was left out of the CSV and the summary alike."""
+    tifffile.imwrite(tmp_path / "a.tif", blobs(64, 64, 3))
+    (tmp_path / "b.tif").symlink_to(tmp_path / "gone" / "b.tif")
+    (tmp_path / "plate3").symlink_to(tmp_path / "gone" / "plate3")
+    r = run_cli(["count", tmp_path, "-m", DEFAULT_MODEL, "--diameter", "off", "-o", tmp_path / "out" / "c.csv"], capsys)
+    assert r.returncode == 1, r.stderr
+    got = rows(tmp_path / "out" / "c.csv")
+    assert got["a.tif"]["status"] == "ok" and got["b.tif"]["status"] == "failed"
+    assert "broken link" in got["b.tif"]["error"] and str(tmp_path / "gone" / "b.tif") in got["b.tif"]["error"]
+    assert f"skipped {tmp_path / 'plate3'}: a broken link" in r.stderr
