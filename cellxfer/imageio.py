@@ -336,6 +336,30 @@ def tiff_description(path: str | os.PathLike) -> str:
         return ""
 
 
+def has_other_planes(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds more than one plane that ``--page``, ``--channel`` or ``--level`` could pick
+    (pages, channels, colour samples, pyramid levels), from its header; True when the header does not say."""
+    path = Path(path)
+    if path.is_dir():  # an OME-Zarr image
+        return True
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            rows, cols = _yx(series)
+            return series.size > rows * cols or len(series.levels) > 1
+    except Exception:  # noqa: BLE001 - not a TIFF: PIL's header, below
+        pass
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.mode not in ("1", "L", "LA", "I", "F") and not im.mode.startswith("I;16")
+    except Exception:  # noqa: BLE001 - unreadable: count it again (the reader reports what is wrong)
+        return True
+
+
 def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:
     """(rows, columns) of a 2-D image from its header only (TIFF, PNG), or None when the header does not
     say (the full reader then decides)."""

@@ -87,3 +87,47 @@ def test_a_broken_link_in_a_folder_is_reported_not_dropped(tmp_path, capsys):
     assert got["a.tif"]["status"] == "ok" and got["b.tif"]["status"] == "failed"
     assert "broken link" in got["b.tif"]["error"] and str(tmp_path / "gone" / "b.tif") in got["b.tif"]["error"]
     assert f"skipped {tmp_path / 'plate3'}: a broken link" in r.stderr
+
+
+def test_a_rerun_asking_for_another_plane_does_not_keep_the_old_planes_counts(tmp_path, capsys):
+    """``count stack.tif --page 0`` then ``--page 1`` into the same CSV skipped the stack as already counted
+    and kept page 0's count, a silently wrong number for page 1. The stack is counted again now (with a
+    warning); a single-plane image's row stands (it reads the same whatever page was asked)."""
+    img = blobs(96, 96, 12)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([img, np.zeros_like(img)]))
+    tifffile.imwrite(tmp_path / "flat.tif", img)
+    out = tmp_path / "c.csv"
+    base = ["count", tmp_path / "stack.tif", "-m", DEFAULT_MODEL, "--diameter", "off", "-o", out]
+    assert run_cli([*base, "--page", "0"], capsys).returncode == 0
+    assert float(rows(out)["stack.tif"]["count"]) > 0
+    assert run_cli([*base[:2], tmp_path / "flat.tif", *base[2:], "--page", "0"], capsys).returncode == 0
+    flat = rows(out)["flat.tif"]
+    r = run_cli([*base[:2], tmp_path / "flat.tif", *base[2:], "--page", "1"], capsys)
+    assert r.returncode == 0, r.stderr
+    assert f"warning: {out}: 1 file(s) with several planes" in r.stderr and "--page 0 -> 1" in r.stderr
+    assert float(rows(out)["stack.tif"]["count"]) == 0.0 and rows(out)["flat.tif"] == flat
+    r = run_cli([*base, "--page", "1"], capsys)  # the same plane again: skipped as done
+    assert r.returncode == 0 and "warning" not in r.stderr and float(rows(out)["stack.tif"]["count"]) == 0.0
+
+
+def test_the_manifest_records_the_plane_before_the_first_row(tmp_path, monkeypatch):
+    """A first run stopped after its first row left no manifest, so a rerun could not tell its plane."""
+    import json
+
+    from cellxfer.count import job
+
+    img = blobs(64, 64, 5)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([img, img]))
+    seen = {}
+    real_put = job.CountsTable.put
+
+    def put(self, row):
+        real_put(self, row)
+        seen.update(json.loads(Path(f"{self.path}.manifest.json").read_text())["config"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job.CountsTable, "put", put)
+    with pytest.raises(KeyboardInterrupt):
+        job.run_count(job.CountConfig(paths=(str(tmp_path / "stack.tif"),), model=DEFAULT_MODEL, page=1,
+                                      diameter="off", out=tmp_path / "c.csv"))
+    assert seen["page"] == 1 and (tmp_path / "c.csv").is_file()

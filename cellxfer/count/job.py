@@ -437,17 +437,51 @@ def _writable_folder(folder: Path | None, option: str) -> None:
         raise InputError(f"{folder}: {option} is a folder you may not write to; choose another or fix its permissions")
 
 
-def _refuse_before_counting(config: CountConfig, todo: list, map_files: dict) -> None:
-    """The last refusals before counting: a density map that exists (not a row of this run's CSV: replaced only
-    with --overwrite), then the --overlay/--points folders, created only now that nothing else was refused
-    (a refused command leaves no empty folder behind)."""
+def _other_plane_rows(config: CountConfig, table: CountsTable, files: list) -> list:
+    """The files whose rows would be skipped as done but were read from another plane of a multi-plane image
+    (``--page``, ``--channel``, ``--level`` differ from what ``<csv>.manifest.json`` records): a rerun counts
+    them again instead of keeping the other plane's counts as this run's. A single-plane image reads the
+    same whatever was asked, so its row stands (a failed stack is retried with --page, the rest kept)."""
+    import json
+
+    from cellxfer.console import warn
+    from cellxfer.imageio import has_other_planes
+
+    path = table.path.with_name(table.path.name + ".manifest.json")
+    if config.overwrite or not table.rows or not path.is_file():
+        return []
+    try:
+        before = json.loads(path.read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    changed = [f"--{n} {before.get(n) or 0} -> {getattr(config, n) or 0}" for n in ("page", "channel", "level")
+               if (before.get(n) or 0) != (getattr(config, n) or 0)]
+    if not changed:
+        return []
+    stale = [f for f in files if str(f) in table.rows and table.rows[str(f)].status == "ok" and has_other_planes(f)]
+    if stale:
+        warn(f"{table.path}: {len(stale)} file(s) with several planes were counted before from another plane "
+             f"({', '.join(changed)}); counting them again")
+    return stale
+
+
+def _refuse_before_counting(config: CountConfig, todo: list, map_files: dict, table: CountsTable, model) -> None:
+    """The last refusals before counting: a density map that exists (not a row of this run's CSV: replaced only with --overwrite), then the --overlay/--points
+    folders, created only now that nothing else was refused (a refused command leaves no empty folder behind).
+    Then ``<csv>.manifest.json`` records this run's options before a row is written, so a rerun after Ctrl-C
+    knows the planes its rows came from (:func:`_other_plane_rows`; the run's results replace it at the end)."""
+    from cellxfer.atomic import write_json
     from cellxfer.errors import InputError
+    from cellxfer.manifest import build_manifest, config_dict
 
     for f in todo:
         if f in map_files and map_files[f].exists() and not config.overwrite:
             raise InputError(f"{map_files[f]}: exists; pass --overwrite to replace it or choose another --density-map")
     for option, folder in (("--overlay", config.overlay), ("--points", config.points)):
         _writable_folder(folder, option)
+    if todo:
+        write_json(table.path.with_name(table.path.name + ".manifest.json"),
+                   build_manifest("count", config_dict(config), seed=None, inputs=[model]))
 
 
 def _nothing_to_count(paths, not_images: list) -> str:
@@ -487,10 +521,11 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     mhash = model_hash(model)
     stream = {f: p for f, p in point_files.items() if f not in overlays}  # an overlay draws the points: kept
     table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
-    todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label)
+    stale = _other_plane_rows(config, table, files)
+    todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label) or f in stale
             or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]
     try:
-        _refuse_before_counting(config, todo, map_files)
+        _refuse_before_counting(config, todo, map_files, table, model)
     except InputError:
         table.close()
         raise
