@@ -39,6 +39,10 @@ def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[
 
     shown = Path(target)
     target = shown.resolve()
+    if target.is_dir():  # os.replace would fail naming the temporary, not the file the user gave
+        import errno
+
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(shown))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _create_temporary(target)

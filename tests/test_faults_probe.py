@@ -131,3 +131,28 @@ def test_the_manifest_records_the_plane_before_the_first_row(tmp_path, monkeypat
         job.run_count(job.CountConfig(paths=(str(tmp_path / "stack.tif"),), model=DEFAULT_MODEL, page=1,
                                       diameter="off", out=tmp_path / "c.csv"))
     assert seen["page"] == 1 and (tmp_path / "c.csv").is_file()
+
+
+def test_count_out_must_be_a_csv_name_not_a_folder_or_an_image(tmp_path, capsys):
+    """``--out FOLDER`` failed naming cellxfer's own temporary (``.out.1a2b3c4d.cellxfer-tmp: is a
+    directory``); ``--out other.tif --overwrite`` replaced an image (not an input of the run) with a CSV."""
+    tifffile.imwrite(tmp_path / "a.tif", blobs(64, 64, 3))
+    (tmp_path / "results").mkdir()
+    victim = tmp_path / "keep.tif"
+    tifffile.imwrite(victim, blobs(32, 32, 2))
+    before = victim.read_bytes()
+    base = ["count", tmp_path / "a.tif", "-m", DEFAULT_MODEL, "--overwrite", "-o"]
+    r = run_cli([*base, tmp_path / "results"], capsys)
+    line = one_line(r.stderr)
+    assert r.returncode == 2 and line.startswith(f"error: {tmp_path / 'results'}: --out is a folder") and "cellxfer-tmp" not in line
+    r = run_cli([*base, victim], capsys)
+    assert r.returncode == 2 and "--out names an image file" in one_line(r.stderr)
+    assert victim.read_bytes() == before
+
+
+def test_an_atomic_write_onto_a_folder_names_the_folder(tmp_path):
+    from cellxfer.atomic import write_text
+
+    with pytest.raises(IsADirectoryError) as exc:
+        write_text(tmp_path, "x")
+    assert exc.value.filename == str(tmp_path) and not list(tmp_path.parent.glob("*cellxfer-tmp"))
