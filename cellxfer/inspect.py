@@ -68,14 +68,15 @@ def inspect_dataset(dataset: str | Path, channel: int | None = None, page: int |
                     preview: str | Path | None = None, tiles: int = 16, overwrite: bool = False) -> DatasetSummary:
     """``cellxfer inspect``: :func:`summarize` the dataset and, with ``preview``, write its contact sheet
     (an existing file is replaced only with ``overwrite``)."""
+    from cellxfer.errors import InputError
     from cellxfer.outputs import refuse_existing
 
     refuse_existing(preview, "--preview", overwrite, inputs=[dataset])
+    if preview is not None and Path(preview).suffix.lower() != ".png":  # PNG bytes under a .jpg/.tif name
+        raise InputError(f"--preview {preview}: the contact sheet is a PNG; give a name ending in .png")
     ds = CellDataset(dataset, channel=channel, page=page)
     s = summarize(ds)
     if s.damaged and not s.sizes:  # not one image reads (e.g. all need --page): that is the whole input's fault
-        from cellxfer.errors import InputError
-
         path, why = next(iter(s.damaged.items()))
         raise InputError(f"{path}: {why}")
     if preview is None:

@@ -156,3 +156,14 @@ def test_an_atomic_write_onto_a_folder_names_the_folder(tmp_path):
     with pytest.raises(IsADirectoryError) as exc:
         write_text(tmp_path, "x")
     assert exc.value.filename == str(tmp_path) and not list(tmp_path.parent.glob("*cellxfer-tmp"))
+
+
+def test_inspect_preview_is_a_png_name(tmp_path, capsys):
+    """``inspect --preview sheet.jpg`` wrote PNG bytes under a .jpg name (viewers that trust the suffix fail)."""
+    from test_faults import labelled_dataset
+
+    data = labelled_dataset(tmp_path / "ds", {"a": blobs(64, 64)})
+    r = run_cli(["inspect", data, "--preview", tmp_path / "sheet.jpg"], capsys)
+    assert r.returncode == 2 and "give a name ending in .png" in one_line(r.stderr)
+    assert not (tmp_path / "sheet.jpg").exists()
+    assert run_cli(["inspect", data, "--preview", tmp_path / "sheet.PNG"], capsys).returncode == 0
