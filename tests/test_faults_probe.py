@@ -167,3 +167,12 @@ def test_inspect_preview_is_a_png_name(tmp_path, capsys):
     assert r.returncode == 2 and "give a name ending in .png" in one_line(r.stderr)
     assert not (tmp_path / "sheet.jpg").exists()
     assert run_cli(["inspect", data, "--preview", tmp_path / "sheet.PNG"], capsys).returncode == 0
+
+
+def test_synhc_levels_beyond_its_8_bit_image_are_refused(tmp_path, capsys):
+    """``synth --background 300:400`` wrote all-white uint8 images whose points tables still listed every
+    (invisible) cell; ``--intensity 1000:4000`` clipped every cell to 255 without a word."""
+    for option in (["--background", "300:400"], ["--intensity", "1000:4000"]):
+        r = run_cli(["synth", "--out", tmp_path / "syn", "--n", "1", *option], capsys)
+        assert r.returncode == 2 and "each in [0, 255]" in one_line(r.stderr), r.stderr
+        assert not (tmp_path / "syn").exists()

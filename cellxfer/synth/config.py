@@ -21,11 +21,12 @@ class SynHCConfig:
     spread: float = ranged(0.15, gt=0, le=10)
     overlap: float = ranged(0.1, ge=0, le=1)
     axes: tuple[float, float] = ranged((0.4, 0.6), gt=0, le=10, pair=True, equal_ok=True)
-    intensity: tuple[float, float] = ranged((100.0, 255.0), ge=0, le=65535, pair=True, equal_ok=True)
-    background: tuple[float, float] = ranged((10.0, 30.0), ge=0, le=65535, pair=True, equal_ok=True)
+    # levels of the 8-bit image Syn-HC writes: above 255 every cell (or the whole field) would clip to white
+    intensity: tuple[float, float] = ranged((100.0, 255.0), ge=0, le=255, pair=True, equal_ok=True)
+    background: tuple[float, float] = ranged((10.0, 30.0), ge=0, le=255, pair=True, equal_ok=True)
     noise: float = ranged(5.0, ge=0, le=65535)  # 0: no noise
     contrast: tuple[float, float] = ranged((0.8, 1.2), gt=0, le=100, pair=True, equal_ok=True)
-    brightness: tuple[float, float] = ranged((-20.0, 20.0), ge=-65535, le=65535, pair=True, equal_ok=True)
+    brightness: tuple[float, float] = ranged((-20.0, 20.0), ge=-255, le=255, pair=True, equal_ok=True)
     layout_from: str | None = None
 
     def __post_init__(self):
