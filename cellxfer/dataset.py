@@ -176,9 +176,13 @@ class CellDataset:
         else:
             self.layout, self.points_dir = "unlabelled", None
         suffixes = image_suffixes()
-        self._images = {
-            p.stem: p for p in sorted(images.iterdir()) if p.suffix.lower() in suffixes and not p.name.startswith(".")
-        }
+        self._images: dict[str, Path] = {}
+        for p in sorted(images.iterdir()):
+            if p.suffix.lower() in suffixes and not p.name.startswith("."):
+                if p.stem in self._images:  # one id, one points table: the other image was dropped unsaid
+                    raise InputError(f"{self._images[p.stem]} and {p.name}: two images with the id '{p.stem}' (they "
+                                     f"would share one points table); rename or remove one")
+                self._images[p.stem] = p
         self.ids = sorted(self._images)
         if not self.ids:
             raise InputError(f"{images}: holds no images ({', '.join(sorted(suffixes))})")

@@ -176,3 +176,11 @@ def test_synhc_levels_beyond_its_8_bit_image_are_refused(tmp_path, capsys):
         r = run_cli(["synth", "--out", tmp_path / "syn", "--n", "1", *option], capsys)
         assert r.returncode == 2 and "each in [0, 255]" in one_line(r.stderr), r.stderr
         assert not (tmp_path / "syn").exists()
+
+
+def test_a_dataset_with_two_images_of_one_id_is_refused(tmp_path, capsys):
+    """``images/a.tif`` and ``images/a.png`` share the points table ``a.csv``: one was left out unsaid."""
+    root = _points_dataset(tmp_path, b"x,y\n10,12\n")
+    tifffile.imwrite(root / "images" / "a.png", blobs(64, 64, 3))  # tifffile writes TIFF bytes; suffix decides
+    r = run_cli(["inspect", root], capsys)
+    assert r.returncode == 2 and "two images with the id 'a'" in one_line(r.stderr)
