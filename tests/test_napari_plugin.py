@@ -178,6 +178,19 @@ def test_reader_opens_geojson_points_and_a_slide_by_region(tmp_path, capsys, mon
     assert get_reader(str(tmp_path / "img.tif")) is None  # not ours: napari's own reader opens it
 
 
+def test_reader_opens_points_tables_saved_by_excel_or_imagej(tmp_path):
+    """A points CSV edited in Excel ("CSV UTF-8": a byte-order mark; "Unicode text": UTF-16) or saved by ImageJ
+    (``X,Y``) opens as cellxfer itself reads it; a binary file named .csv is not ours."""
+    rows = "x,y\n10.5,20.5\n30,40\n"
+    for name, data in (("bom.csv", rows.encode("utf-8-sig")), ("utf16.csv", rows.encode("utf-16")),
+                       ("imagej.csv", rows.upper().encode("cp1252"))):
+        (tmp_path / name).write_bytes(data)
+        [(xy, _, kind)] = get_reader(str(tmp_path / name))(str(tmp_path / name))
+        assert kind == "points" and len(xy) == 2, name
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)))
+    assert get_reader(str(tmp_path / "binary.csv")) is None
+
+
 def test_widget_counts_the_layer_and_the_part_in_view_and_saves_edits(viewer, qtbot, tmp_path, capsys):
     from cellxfer_napari._widget import VISIBLE, CountWidget
 

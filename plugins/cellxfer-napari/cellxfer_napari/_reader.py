@@ -38,11 +38,16 @@ def _kind(path: Path) -> str | None:
         return "points"
     if path.suffix.lower() != ".csv" or not path.is_file():
         return None
-    with open(path, encoding="utf-8", errors="replace") as f:
-        head = f.readline().strip()
+    from cellxfer.dataset import read_table_text
+    from cellxfer.errors import InputError
+
+    try:  # as cellxfer reads a table: Excel's UTF-8 with its mark, UTF-16, ImageJ's Windows-1252
+        head = read_table_text(path).partition("\n")[0].strip()
+    except (InputError, OSError):
+        return None
     if head.startswith("file,count,"):
         return "counts"
-    return "points" if head.replace(" ", "") == "x,y" else None
+    return "points" if head.replace(" ", "").lower() == "x,y" else None
 
 
 def read_points(path: str | Path) -> np.ndarray:
@@ -53,9 +58,9 @@ def read_points(path: str | Path) -> np.ndarray:
         xy = [f["geometry"]["coordinates"][:2] for f in data.get("features", [])
               if (f.get("geometry") or {}).get("type") == "Point"]
         return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    from cellxfer.dataset import parse_points
+    from cellxfer.dataset import parse_points, read_table_text
 
-    return parse_points(path.read_text(), path)
+    return parse_points(read_table_text(path), path)
 
 
 def points_layer(xy: np.ndarray, name: str, points_file: Path | None = None, **extra) -> tuple:
