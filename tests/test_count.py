@@ -124,6 +124,9 @@ def test_rerun_skips_done_overwrite_redoes_and_broken_file_reported(setup, tmp_p
     assert rows["stack.tif"]["status"] == "failed" and "--page" in rows["stack.tif"]["error"]
     assert all(rows[n]["status"] == "ok" for n in ("a.tif", "b.tif", "c.png"))
     assert "failed" in r.stderr and "broken.tif" in r.stderr
+    # a failed row records the --diameter policy asked for, as an ok row does (the default counter has a diameter)
+    r = cli(["count", folder, "--engine", "onnx", "--diameter", "12", "--out", tmp_path / "d.csv"], capsys)
+    assert r.returncode == 1 and {x["diameter_mode"] for x in read_csv(tmp_path / "d.csv")} == {"12"}
 
     (folder / "broken.tif").unlink()
     r = cli(args + ["--page", "1"], capsys)  # rerun: done files skipped, the failed one retried

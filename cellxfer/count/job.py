@@ -562,7 +562,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
                 result.flagged[str(file)] = qc
             labels.add(engine)
         else:
-            table.put(Row(str(file), None, engine, mhash, ms, "failed", _error_text(error)))
+            table.put(Row(str(file), None, engine, mhash, ms, "failed", _error_text(error), diameter_mode=policy.label))
             result.failed[str(file)] = _error_text(error)
         on_progress(1)
 
