@@ -172,6 +172,34 @@ class SplitFieldResult:
     folders: dict
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is missing: compared by name (reading it says it is missing)
+        return a.resolve() == b.resolve()
+
+
+def source_files(sources: list[str | os.PathLike], target: str | os.PathLike | None) -> list[Path]:
+    """The input images of ``sources`` (files, or folders of them), each once, without the ``target``: a
+    folder that also holds the target gives its other images; a source that is the target (by any name)
+    is refused, as it would be split as its own input."""
+    from cellxfer.translate.data import list_images
+
+    files: list[Path] = []
+    for p in map(Path, sources):
+        is_target = target is not None and _same_file(p, Path(target))
+        if is_target and not p.is_dir():
+            raise InputError(f"{p}: is the --target itself; give the field's input images (e.g. phase z-slices) as "
+                             f"sources and the fluorescence image only as --target")
+        for f in list_images(p) if p.is_dir() else [p]:
+            if not (target is not None and _same_file(f, Path(target))) and not any(_same_file(f, g) for g in files):
+                files.append(f)
+    if not files:
+        raise InputError(f"{', '.join(map(str, sources))}: no images but the --target; give the field's registered "
+                         f"input images")
+    return files
+
+
 def split_field(sources: list[str | os.PathLike], target: str | os.PathLike | None, out: str | os.PathLike,
                 test_side: int = 480, num_downs: int = 5, margin: int | None = None,
                 overwrite: bool = False) -> SplitFieldResult:
@@ -181,15 +209,15 @@ def split_field(sources: list[str | os.PathLike], target: str | os.PathLike | No
     (:class:`cellxfer.runs.RunFolder`): the same split of the same images is written again, anything
     else in ``out`` refused unless ``overwrite``; a manifest records settings and input hashes."""
     from cellxfer.imageio import read_image
+    from cellxfer.outputs import refuse_collisions
     from cellxfer.runs import RunFolder
-    from cellxfer.translate.data import list_images
 
-    files = [f for p in map(Path, sources) for f in (list_images(p) if p.is_dir() else [p])]
-    if not files:
-        raise InputError(f"{', '.join(map(str, sources))}: no images; give the field's registered input images")
+    files = source_files(sources, target)
     m = receptive_field(num_downs) if margin is None else margin
     split = corner_split(read_image(files[0]).shape, m, test_side)
     parts = [f.stem for f in files] if len(files) > 1 else list(split.parts)
+    if len(files) > 1:
+        refuse_collisions({f: Path(out) / f.stem for f in files}, "--out")
     inputs = [*files, *([target] if target is not None else [])]
     with RunFolder(out, "split-field", {"config": {"test_side": test_side, "margin": m}, "seed": None},
                    own=(*parts, "split.json"), inputs=inputs, overwrite=overwrite) as run:
