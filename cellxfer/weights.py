@@ -24,6 +24,53 @@ def in_run_folder(path: str | os.PathLike, name: str, what: str) -> Path:
     return path
 
 
+def damaged_meta(source, detail: str):
+    """The :class:`InputError` for a model file whose cellxfer metadata cannot be what cellxfer wrote
+    (edited by hand, cut short, written by a broken tool): counting with it would fail or give other numbers."""
+    from cellxfer.errors import InputError
+
+    return InputError(f"{source}: its cellxfer metadata is damaged ({detail}); give the model file as cellxfer wrote "
+                      f"it (train or export it again)")
+
+
+def meta_object(text: str, source) -> dict:
+    """The JSON object a model file's metadata ``text`` holds; :func:`damaged_meta` when it is not one."""
+    import json
+
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise damaged_meta(source, f"not JSON: {exc}") from None
+    if not isinstance(d, dict):
+        raise damaged_meta(source, f"a JSON {type(d).__name__}, not an object")
+    return d
+
+
+def refuse_unknown(d: dict, source, unknown: list[str]) -> None:
+    """The "upgrade cellxfer" :class:`InputError` when the metadata ``d`` has ``unknown`` fields: a newer
+    cellxfer wrote them, and using the model without them would give other numbers."""
+    from cellxfer.errors import InputError
+
+    if unknown:
+        import cellxfer
+
+        raise InputError(f"{source}: written by cellxfer {d.get('version') or '(newer)'}; its metadata has "
+                         f"{', '.join(unknown)}, which cellxfer {cellxfer.__version__} does not know; upgrade cellxfer")
+
+
+def check_number(source, name: str, value, low: float = 0, high: float = float("inf"), whole: bool = False,
+                 low_open: bool = True) -> None:
+    """:func:`damaged_meta` unless ``value`` is a finite number (an integer when ``whole``) in ``(low, high]``
+    (``[low, high]`` when not ``low_open``)."""
+    import math
+
+    kind = int if whole else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (value > low if low_open else value >= low) or value > high:
+        shown = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise damaged_meta(source, f"{name} {value!r}: must be {'a whole number' if whole else 'a number'} in {shown}")
+
+
 def save_module(path: str | os.PathLike, module, metadata: dict[str, str]) -> Path:
     """Write ``module``'s weights (CPU, contiguous) and ``metadata`` to ``path`` atomically."""
     from safetensors.torch import save_file

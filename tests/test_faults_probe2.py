@@ -57,3 +57,65 @@ def test_split_field_refuses_two_sources_of_one_name(tmp_path, capsys):
     assert r.returncode == 2, r.stderr
     line = one_line(r.stderr)
     assert str(a) in line and str(b) in line and "both would be written to" in line
+
+
+def _with_meta(src: Path, dst: Path, key: str, edit) -> Path:
+    """A copy of the model file ``src`` whose ``key`` metadata is ``edit(meta dict)`` (a dict, or the
+    text to store as it is)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with safe_open(str(src), "np") as f:
+        metadata = f.metadata()
+    meta = edit(json.loads(metadata[key]))
+    save_file(load_file(str(src)), str(dst), metadata={**metadata, key: meta if isinstance(meta, str) else json.dumps(meta)})
+    return dst
+
+
+COUNTER_EDITS = {
+    "not-json": lambda m: "{not json",
+    "a-list": lambda m: "[1, 2]",
+    "window-negative": lambda m: {**m, "window": -32},
+    "window-text": lambda m: {**m, "window": "256"},
+    "percentiles-reversed": lambda m: {**m, "normalization": {**m["normalization"], "low": 99.0, "high": 1.0}},
+    "normalization-number": lambda m: {**m, "normalization": 5},
+    "output-unknown": lambda m: {**m, "output": "bogus"},
+    "diameter-text": lambda m: {**m, "diameter": "abc"},
+}
+
+
+@pytest.mark.parametrize("edit", COUNTER_EDITS, ids=list(COUNTER_EDITS))
+def test_a_counter_with_damaged_metadata_is_one_line_naming_it(edit, tmp_path, capsys):
+    """A counter whose metadata was edited by hand or broken stopped ``count``/``export`` with "unexpected
+    JSONDecodeError / RuntimeError / TypeError" (exit 70); percentiles 99:1 or a diameter "abc" counted
+    with a normalisation nobody chose, or failed every image."""
+    from test_faults import DEFAULT_MODEL, blobs
+
+    model = _with_meta(DEFAULT_MODEL, tmp_path / "m.safetensors", "cellxfer", COUNTER_EDITS[edit])
+    tifffile.imwrite(tmp_path / "a.tif", blobs(64, 64, 3))
+    r = run_cli(["count", tmp_path / "a.tif", "-m", model, "-o", tmp_path / "c.csv"], capsys)
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr).startswith(f"error: {model}: its cellxfer metadata is damaged (")
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_a_translator_with_unknown_or_damaged_metadata_is_one_line_naming_it(tmp_path, capsys):
+    """A translator's metadata with a field this cellxfer does not know stopped ``translate`` with
+    "unexpected TypeError" (exit 70); a counter's has said "upgrade cellxfer" all along."""
+    torch = pytest.importorskip("torch")
+    from cellxfer.translator.model import TranslatorMeta, build_generator, save_translator
+
+    torch.manual_seed(0)
+    meta = TranslatorMeta(ngf=4, num_downs=5, size=32)
+    good = save_translator(tmp_path / "t.safetensors", build_generator(meta).eval(), meta)
+    tifffile.imwrite(tmp_path / "p.tif", np.random.default_rng(0).integers(0, 60000, (64, 64), dtype=np.uint16))
+    for name, edit, words in (("newer", lambda m: {**m, "future_field": 1}, "future_field, which cellxfer"),
+                              ("norm", lambda m: {**m, "input_norm": [99.5, 0.5]}, "metadata is damaged (input_norm[1]"),
+                              ("text", lambda m: "]", "metadata is damaged (not JSON")):
+        model = _with_meta(good, tmp_path / f"{name}.safetensors", "cellxfer_translator", edit)
+        r = run_cli(["translate", tmp_path / "p.tif", "-m", model, "-o", tmp_path / name], capsys)
+        assert r.returncode == 2, r.stderr
+        line = one_line(r.stderr)
+        assert str(model) in line and words in line

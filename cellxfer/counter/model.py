@@ -280,21 +280,59 @@ class CounterMeta:
     @classmethod
     def from_dict(cls, d: dict, source: str = "the model") -> "CounterMeta":
         """The inverse of ``dataclasses.asdict``. Fields this cellxfer does not know (a model written by a
-        newer one) are refused with :class:`InputError`: counting without them would give other numbers."""
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        unknown += sorted(f"normalization.{k}" for k in set(d.get("normalization", {})) - {f.name for f in fields(Normalization)})
-        if unknown:
-            import cellxfer
+        newer one) are refused with :class:`InputError`: counting without them would give other numbers; so
+        are values no cellxfer writes (damaged metadata: :func:`check_meta`)."""
+        from cellxfer.weights import damaged_meta, refuse_unknown
 
-            raise InputError(f"{source}: written by cellxfer {d.get('version') or '(newer)'}; its metadata has "
-                             f"{', '.join(unknown)}, which cellxfer {cellxfer.__version__} does not know; upgrade cellxfer")
-        blobs = d.get("blobs")
-        return cls(**{**d, "normalization": Normalization(**d.get("normalization", {})),
-                      "blobs": BlobRule(**blobs) if blobs else None})
+        norm, blobs = d.get("normalization", {}), d.get("blobs")
+        if not isinstance(norm, dict) or not isinstance(blobs, (dict, type(None))):
+            raise damaged_meta(source, "normalization and blobs must be JSON objects")
+        refuse_unknown(d, source, sorted(set(d) - {f.name for f in fields(cls)})
+                       + sorted(f"normalization.{k}" for k in set(norm) - {f.name for f in fields(Normalization)}))
+        try:
+            meta = cls(**{**d, "normalization": Normalization(**norm), "blobs": BlobRule(**blobs) if blobs else None})
+        except (TypeError, ValueError) as exc:
+            raise damaged_meta(source, str(exc)) from None
+        check_meta(meta, source)
+        return meta
 
     @classmethod
     def from_json(cls, text: str, source: str = "the model") -> "CounterMeta":
-        return cls.from_dict(json.loads(text), source)
+        from cellxfer.weights import meta_object
+
+        return cls.from_dict(meta_object(text, source), source)
+
+
+def check_meta(meta: CounterMeta, source: str) -> None:
+    """:func:`cellxfer.weights.damaged_meta` when a field of ``meta`` holds a value no cellxfer writes (a
+    window of -32, percentiles 99:1, a diameter "abc"): it would stop counting with an internal error or
+    count with a normalisation nobody chose."""
+    from cellxfer.counter.head import head_for
+    from cellxfer.weights import check_number, damaged_meta
+
+    if not isinstance(meta.arch, str) or not meta.arch or not all(isinstance(x, dict) for x in (meta.arch_options, meta.extra)):
+        raise damaged_meta(source, "arch must be a name, arch_options and extra JSON objects")
+    check_number(source, "in_chans", meta.in_chans, 0, 64, whole=True)
+    check_number(source, "window", meta.window, 0, 2 ** 16, whole=True)
+    try:
+        head_for(meta.output, meta.arch)
+    except ValueError as exc:
+        raise damaged_meta(source, str(exc)) from None
+    n = meta.normalization
+    check_number(source, "normalization.low", n.low, 0, 100, low_open=False)
+    check_number(source, "normalization.high", n.high, n.low, 100)
+    check_number(source, "normalization.eps", n.eps)
+    for name in ("clip", "min_snr", "min_levels", "max_top", "lift"):
+        if getattr(n, name) is not None:
+            check_number(source, f"normalization.{name}", getattr(n, name), 0, 1 if name == "lift" else float("inf"))
+    if meta.diameter is not None:
+        check_number(source, "diameter", meta.diameter)
+    if meta.diameter_range is not None:
+        r = meta.diameter_range
+        if not isinstance(r, (list, tuple)) or len(r) != 2:
+            raise damaged_meta(source, f"diameter_range {r!r}: must be two numbers")
+        check_number(source, "diameter_range[0]", r[0])
+        check_number(source, "diameter_range[1]", r[1], r[0], low_open=False)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def onnx_translator_meta(path: str | os.PathLike) -> TranslatorMeta:
 
         raise wrong_family(path, props, "cellxfer_translator") or InputError(f"{path}: ONNX file without translator metadata; export one with `cellxfer export` "
                          f"from a translator, or give the translator's run folder")
-    return TranslatorMeta.from_json(props["cellxfer_translator"])
+    return TranslatorMeta.from_json(props["cellxfer_translator"], str(path))
 
 
 def cached_onnx(path: Path, log=lambda s: None) -> Path:

@@ -58,12 +58,28 @@ class TranslatorMeta:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TranslatorMeta":
-        d = json.loads(text)
+    def from_json(cls, text: str, source: str = "the translator") -> "TranslatorMeta":
+        """The meta a translator file records; fields this cellxfer does not know (a newer one wrote them)
+        and values no cellxfer writes (damaged metadata) are refused in one line naming ``source``."""
+        from dataclasses import fields
+
+        from cellxfer.weights import check_number, damaged_meta, meta_object, refuse_unknown
+
+        d = meta_object(text, source)
+        refuse_unknown(d, source, sorted(set(d) - {f.name for f in fields(cls)}))
         for k in ("input_norm", "target_norm"):
             if k in d:
+                if not isinstance(d[k], list) or len(d[k]) != 2:
+                    raise damaged_meta(source, f"{k} {d[k]!r}: must be two percentiles")
+                check_number(source, f"{k}[0]", d[k][0], 0, 100, low_open=False)
+                check_number(source, f"{k}[1]", d[k][1], d[k][0], 100)
                 d[k] = tuple(d[k])
-        return cls(**d)
+        meta = cls(**d)
+        for name in ("in_ch", "out_ch", "ngf", "num_downs", "size"):
+            check_number(source, name, getattr(meta, name), 0, 2 ** 16, whole=True)
+        if meta.norm not in ("batch", "instance") or not isinstance(meta.adapted, dict):
+            raise damaged_meta(source, f"norm {meta.norm!r}: must be batch or instance; adapted a JSON object")
+        return meta
 
 
 def _norm_layer(kind: str, ch: int):
@@ -246,7 +262,8 @@ def resolve_model(path: str | os.PathLike) -> Path:
 def read_translator_meta(path: str | os.PathLike) -> TranslatorMeta:
     from cellxfer.weights import read_metadata
 
-    return TranslatorMeta.from_json(read_metadata(resolve_model(path), META_KEY, "give a translator from train-translate or adapt"))
+    path = resolve_model(path)
+    return TranslatorMeta.from_json(read_metadata(path, META_KEY, "give a translator from train-translate or adapt"), str(path))
 
 
 def load_translator(path: str | os.PathLike):
