@@ -46,6 +46,8 @@ class Inputs:
     translator: Path
     pairs: Path
     out: Path
+    #: a second counter, another file than ``model``, for a command that reads two (``ensemble``)
+    other_model: Path | None = None
 
 
 @dataclass(frozen=True)

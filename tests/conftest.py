@@ -117,6 +117,22 @@ def translator(tmp_path_factory):
     return tiny_translator(tmp_path_factory.mktemp("tr"))[0]
 
 
+def other_counter(model: Path, out: Path) -> Path:
+    """A second counter file for commands that read two (``ensemble``): ``model``'s weights under other
+    metadata (``extra["copy"]``), so it is not the same counter twice, which ``ensemble`` refuses."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with safe_open(str(model), "np") as f:
+        metadata = f.metadata()
+    meta = json.loads(metadata["cellxfer"])
+    meta["extra"] = {**meta.get("extra", {}), "copy": 2}
+    save_file(load_file(str(model)), str(out), metadata={**metadata, "cellxfer": json.dumps(meta)})
+    return out
+
+
 def small_disk(where: Path, size: str, request) -> Path:
     """Mount a tmpfs of ``size`` (e.g. ``4k``) at the new folder ``where`` for this test (unmounted after it), or
     skip the test where that is not possible (not root, not Linux): a full disk to write to."""

@@ -207,8 +207,10 @@ def build(tmp: Path, spec: CommandSpec, role: Role | None, case: Case, translato
         case.write(images / "a.tif")
         case.write(dataset / "images" / "a.tif")
     shutil.copytree(pairs, tmp / "pairs")
+    from conftest import other_counter
+
     inputs = dict(images=images, dataset=dataset, model=DEFAULT_MODEL, translator=translator, pairs=tmp / "pairs",
-                  out=tmp / "result" / f"out{spec.out_suffix}")
+                  out=tmp / "result" / f"out{spec.out_suffix}", other_model=other_counter(DEFAULT_MODEL, tmp / "other.safetensors"))
     (tmp / "result").mkdir()
     culprit = None
     field = {Role.IMAGES: "images", Role.DATASET: "dataset", Role.LAYOUT: "dataset", Role.PAIRS: "pairs",

@@ -119,3 +119,21 @@ def test_a_translator_with_unknown_or_damaged_metadata_is_one_line_naming_it(tmp
         assert r.returncode == 2, r.stderr
         line = one_line(r.stderr)
         assert str(model) in line and words in line
+
+
+def test_ensemble_refuses_one_counter_given_twice(tmp_path, capsys):
+    """``ensemble a b a`` (a shell glob and a name typed again), or a counter and its copy, wrote an
+    "ensemble" in which that counter counted double in the mean, without a word."""
+    import shutil
+
+    from test_faults import DEFAULT_MODEL
+
+    other = tmp_path / "b.safetensors"
+    shutil.copy(DEFAULT_MODEL, other)
+    (tmp_path / "link.safetensors").symlink_to(DEFAULT_MODEL)
+    for second in (DEFAULT_MODEL, tmp_path / "link.safetensors", other):
+        r = run_cli(["ensemble", DEFAULT_MODEL, second, "-o", tmp_path / "e.safetensors"], capsys)
+        assert r.returncode == 2, r.stderr
+        line = one_line(r.stderr)
+        assert f"{DEFAULT_MODEL} and {second}: the same counter twice" in line
+        assert not (tmp_path / "e.safetensors").exists()

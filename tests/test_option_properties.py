@@ -241,9 +241,11 @@ def inputs(tmp_path_factory):
         (ds / "points" / f"{k}.csv").write_text("x,y\n12,12\n22,32\n")
     from conftest import tiny_translator
 
+    from conftest import other_counter
+
     translator, pairs = tiny_translator(root, n_pairs=2)
     return Inputs(images=root / "images", dataset=ds, model=default_model(), translator=translator,
-                  pairs=pairs, out=root / "out")
+                  pairs=pairs, out=root / "out", other_model=other_counter(default_model(), root / "other.safetensors"))
 
 
 #: options whose in-range values are not drawn on the command line, and why (the config test draws them)

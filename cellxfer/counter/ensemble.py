@@ -94,6 +94,21 @@ class EnsembleConfig:
     overwrite: bool = False
 
 
+def refuse_repeats(models) -> None:
+    """:class:`InputError` when two of ``models`` are one counter (the same file by any name, or a copy):
+    it would count twice in the mean, silently weighting the ensemble."""
+    from cellxfer.manifest import sha256_file
+
+    seen: dict[str, Path] = {}
+    for path in map(Path, models):
+        digest = sha256_file(path) if path.is_file() else str(path)  # a missing file: read_meta names it
+        if digest in seen:
+            raise InputError(f"{seen[digest]} and {path}: the same counter twice (the same file, or a copy), which "
+                             f"would count double in the mean; give each counter once (e.g. one recipe trained with "
+                             f"several --seed values)")
+        seen[digest] = path
+
+
 def make_ensemble(config: EnsembleConfig) -> Path:
     """Write the ensemble of ``config.models`` to ``config.out`` (atomically) with its manifest."""
     from cellxfer.atomic import write_json
@@ -107,6 +122,7 @@ def make_ensemble(config: EnsembleConfig) -> Path:
     if out.suffix != ".safetensors":
         raise InputError(f"{out}: the ensemble is a counter checkpoint; name it *.safetensors")
     refuse_existing(out, "-o", config.overwrite, inputs=config.models)
+    refuse_repeats(config.models)
     metas = [replace(read_meta(p), version="") for p in config.models]
     meta = ensemble_meta(metas, [str(p) for p in config.models])
     model = build_ensemble(meta)

@@ -14,7 +14,7 @@ from cellxfer.options import out_option, overwrite_option
 ENSEMBLE = CommandSpec(
     "ensemble", interrupted="nothing was written (-o appears only when complete); rerun the same command",
     reads={Role.MODEL: ExitCode.BAD_INPUT}, writes=Output.FILE, out_suffix=".safetensors",
-    argv=lambda x: ["ensemble", x.model, x.model, "-o", x.out], extra="train",
+    argv=lambda x: ["ensemble", x.model, x.other_model or x.model, "-o", x.out], extra="train",
 )
 
 
