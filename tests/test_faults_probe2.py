@@ -137,3 +137,22 @@ def test_ensemble_refuses_one_counter_given_twice(tmp_path, capsys):
         line = one_line(r.stderr)
         assert f"{DEFAULT_MODEL} and {second}: the same counter twice" in line
         assert not (tmp_path / "e.safetensors").exists()
+
+
+def test_train_count_refuses_validating_on_its_training_set(tmp_path, capsys, monkeypatch):
+    """``train-count --real train/ --val train/`` (or ``--val ./train``) picked the best epoch, and reported
+    its "val MAE", on the images it trained on, without a word."""
+    from test_faults import labelled_dataset, blobs
+
+    data = labelled_dataset(tmp_path / "train", {"a": blobs(64, 64, 3), "b": blobs(64, 64, 3, seed=1)})
+    monkeypatch.chdir(tmp_path)
+    base = ["train-count", "--arch", "density", "--crop", "32", "--epochs", "1", "--batch-size", "2"]
+    cases = ((["--regime", "supervised", "--real", data], "./train", "--real"),
+             (["--regime", "synthetic", "--synthetic", "train"], data, "--synthetic"),
+             (["--regime", "dual", "--real", tmp_path / "other", "--synthetic", data], tmp_path / "x" / ".." / "train", "--synthetic"))
+    for k, (inputs, val, option) in enumerate(cases):
+        r = run_cli([*base, *inputs, "--val", val, "--out", tmp_path / f"run{k}"], capsys)
+        assert r.returncode == 2, r.stderr
+        line = one_line(r.stderr)
+        assert f"--val {Path(val)} is the {option} set" in line and "held-out" in line
+        assert not (tmp_path / f"run{k}").exists()

@@ -118,6 +118,7 @@ class TrainConfig:
             raise InputError("--regime synthetic uses no real label; drop --real (give real images as --val to watch them)")
         if self.batch_size < (2 if self.regime in ("dual", "dacs") else 1):
             raise InputError(f"--batch-size {self.batch_size} is too small for regime {self.regime}")
+        refuse_val_in_training(self.val, {"--real": self.real, "--synthetic": self.synthetic})
         if self.device != "cpu":
             import torch
 
@@ -135,14 +136,28 @@ class TrainConfig:
         refuse_labelled_overlap(self.unlabeled, {"--val": self.val, "--synthetic": self.synthetic})
 
 
+def _overlaps(a: Path, b: Path | None) -> bool:
+    """``a`` is, contains or lies inside ``b`` (resolved: by any name)."""
+    if b is None:
+        return False
+    a, b = Path(a).resolve(), Path(b).resolve()
+    return a == b or b in a.parents or a in b.parents
+
+
+def refuse_val_in_training(val: Path | None, training: dict[str, Path | None]) -> None:
+    """:class:`InputError` when the validation set is a training input (option name -> path), by any name:
+    the best epoch would be picked, and its MAE reported, on images the run trains on. (A dataset nested in
+    another is not read by it: a dataset is read from its images/ and points/.)"""
+    for option, path in training.items():
+        if val is not None and path is not None and Path(val).resolve() == Path(path).resolve():
+            raise InputError(f"--val {val} is the {option} set {path}: the best epoch would be picked on images it trains "
+                             f"on; give held-out labelled images as --val (another folder), or leave --val out")
+
+
 def refuse_labelled_overlap(unlabeled: Path, labelled: dict[str, Path | None]) -> None:
     """:class:`InputError` when the target path is, contains or lies inside a labelled input (option
     name -> path): its labels would be in the run."""
-    u = Path(unlabeled).resolve()
     for option, path in labelled.items():
-        if path is None:
-            continue
-        p = Path(path).resolve()
-        if u == p or p in u.parents or u in p.parents:
+        if _overlaps(unlabeled, path):
             raise InputError(f"--unlabeled {unlabeled} overlaps {option} {path}: adaptation must not see labels of "
                              f"its target images; give the target images and the labelled {option} images as separate folders")
