@@ -156,3 +156,29 @@ def test_train_count_refuses_validating_on_its_training_set(tmp_path, capsys, mo
         line = one_line(r.stderr)
         assert f"--val {Path(val)} is the {option} set" in line and "held-out" in line
         assert not (tmp_path / f"run{k}").exists()
+
+
+def test_learn_style_and_stylize_never_write_into_the_model_folders(tmp_path, capsys):
+    """``learn-style -o sd/ --overwrite`` (or ``-o clip/``, ``stylize --method inst -o sd/``) wrote the run's
+    token, state, history and manifest into the Stable Diffusion or CLIP folder it reads; a later
+    ``--overwrite`` run deletes such entries there."""
+    from test_faults import labelled_dataset, blobs
+
+    sd, clip, style = tmp_path / "sd", tmp_path / "clip", tmp_path / "style"
+    for folder, marker in ((sd, "model_index.json"), (clip, "config.json"), (style, None)):
+        folder.mkdir()
+        if marker:
+            (folder / marker).write_text("{}\n")
+    tifffile.imwrite(style / "s.tif", blobs(64, 64, 3))
+    content = labelled_dataset(tmp_path / "content", {"a": blobs(64, 64, 3)})
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "token.safetensors").write_bytes(b"token")  # refused before it is read
+    models = ["--model", sd, "--clip", clip, "--steps", "1", "--device", "cpu", "--overwrite"]
+    for out in (sd, clip):
+        for args in (["learn-style", "--style", style, "--size", "64"],
+                     ["stylize", "--method", "inst", "-c", content, "-s", style, "--token", tmp_path / "tok"]):
+            r = run_cli([*args, *models, "-o", out], capsys)
+            assert r.returncode == 2, r.stderr
+            assert f"{out}: --out is one of the inputs" in one_line(r.stderr)
+    assert sorted(p.name for p in sd.iterdir()) == ["model_index.json"]
+    assert sorted(p.name for p in clip.iterdir()) == ["config.json"]

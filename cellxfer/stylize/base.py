@@ -156,7 +156,10 @@ def run_stylize(
         from cellxfer.stylize.config import resolve_token
 
         inputs.append(resolve_token(config.token))
-    with RunFolder(out, "stylize", identity, own=(IMAGES, POINTS, MASKS, COUNTS), inputs=inputs, overwrite=overwrite) as run:
+    from cellxfer.stylize.config import model_paths
+
+    with RunFolder(out, "stylize", identity, own=(IMAGES, POINTS, MASKS, COUNTS), inputs=inputs, overwrite=overwrite,
+                   protect=model_paths(config)) as run:
         manifest = run.write_manifest(run.manifest(n=len(ids)), complete=False)
         return _stylize_todo(_Job(stylizer, config, content, tuple(style.sources), out, seed), ids, style, manifest,
                              on_progress, executor, t0)

@@ -97,3 +97,9 @@ def resolve_token(path: str | os.PathLike) -> Path:
     from cellxfer.weights import in_run_folder
 
     return in_run_folder(path, TOKEN_FILE, f"--token needs a learn-style run folder or its {TOKEN_FILE}")
+
+
+def model_paths(config) -> list[str]:
+    """The local model folders or files a stylize or learn-style ``config`` reads (``--model``, ``--clip``,
+    ``--model-config``; none for weight-free stylizers): inputs its ``--out`` may not be, nor write into."""
+    return [v for v in (getattr(config, k, "") for k in ("model", "clip", "model_config")) if v]

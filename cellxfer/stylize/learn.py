@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cellxfer.errors import InputError
-from cellxfer.stylize.config import TOKEN_FILE, LearnStyleConfig
+from cellxfer.stylize.config import TOKEN_FILE, LearnStyleConfig, model_paths
 
 
 
@@ -80,7 +80,7 @@ def _run_folder(config: LearnStyleConfig, seed: int, out: Path, styles, overwrit
                          f"give a folder, e.g. {out.with_suffix('')}")
     return RunFolder(out, "learn-style", {"config": config_dict(config), "seed": seed}, own=(TOKEN_FILE,),
                      inputs=styles.sources, overwrite=overwrite, mutable=MUTABLE,
-                     defaults=config_dict(LearnStyleConfig(model="", clip="")), main=main)
+                     defaults=config_dict(LearnStyleConfig(model="", clip="")), main=main, protect=model_paths(config))
 
 
 def estimate(config: LearnStyleConfig):
