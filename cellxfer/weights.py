@@ -83,6 +83,16 @@ def save_module(path: str | os.PathLike, module, metadata: dict[str, str]) -> Pa
     return Path(path)
 
 
+def refuse_onnx(path: Path) -> None:
+    """:class:`InputError` when ``path`` is an exported ONNX model where weights are needed (``ensemble``,
+    ``adapt-count --model``, ``train-count --pretrained``, ``export --model``): the file and where its weights are."""
+    from cellxfer.errors import InputError
+
+    if path.suffix.lower() == ".onnx":
+        raise InputError(f"{path}: is an exported ONNX model, not a checkpoint with weights to load; give the "
+                         f".safetensors file it was exported from")
+
+
 def read_metadata(path: str | os.PathLike, key: str, hint: str) -> str:
     """The metadata string under ``key``; :class:`InputError` when the file is missing, not
     safetensors, or has no such key."""
@@ -93,6 +103,7 @@ def read_metadata(path: str | os.PathLike, key: str, hint: str) -> str:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such model file; {hint}")
+    refuse_onnx(path)
     try:
         with safe_open(str(path), framework="numpy") as f:  # metadata only: no torch import
             keys = f.metadata() or {}

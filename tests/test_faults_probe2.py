@@ -182,3 +182,26 @@ def test_learn_style_and_stylize_never_write_into_the_model_folders(tmp_path, ca
             assert f"{out}: --out is one of the inputs" in one_line(r.stderr)
     assert sorted(p.name for p in sd.iterdir()) == ["model_index.json"]
     assert sorted(p.name for p in clip.iterdir()) == ["config.json"]
+
+
+def test_an_exported_onnx_where_a_checkpoint_is_needed_names_the_checkpoint(tmp_path, capsys):
+    """``train-count --pretrained counter.onnx`` printed torch's paragraph advising to rerun ``torch.load`` with
+    ``weights_only=False`` ("arbitrary code execution"); ``ensemble``/``adapt-count``/``export`` said "header too
+    large". Each is one line saying it is an exported model and to give the checkpoint it came from."""
+    import shutil
+
+    from test_faults import DEFAULT_MODEL, labelled_dataset, blobs
+
+    onnx = tmp_path / "counter.onnx"
+    shutil.copy(DEFAULT_MODEL.with_suffix(".onnx"), onnx)
+    data = labelled_dataset(tmp_path / "ds", {"a": blobs(64, 64, 3)})
+    for args in (["train-count", "--regime", "supervised", "--real", data, "--arch", "density", "--crop", "32",
+                  "--epochs", "1", "--pretrained", onnx, "-o", tmp_path / "run"],
+                 ["ensemble", onnx, DEFAULT_MODEL, "-o", tmp_path / "e.safetensors"],
+                 ["export", "-m", onnx, "-o", tmp_path / "again.onnx"],
+                 ["adapt-count", "-m", onnx, "-u", data / "images", "--synthetic", data, "-o", tmp_path / "ad"]):
+        r = run_cli(args, capsys)
+        assert r.returncode == 2, r.stderr
+        line = one_line(r.stderr)
+        assert f"{onnx}: is an exported ONNX model" in line and "the .safetensors file it was exported from" in line
+        assert "weights_only" not in line

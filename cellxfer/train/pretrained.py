@@ -43,6 +43,9 @@ def read_state(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such weights file; give a local .safetensors/.pth file (nothing is downloaded)")
+    from cellxfer.weights import refuse_onnx
+
+    refuse_onnx(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
