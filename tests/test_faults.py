@@ -151,10 +151,17 @@ class FakeTranslator:
         return 2 * (x - x.min()) / max(float(np.ptp(x)), 1e-6) - 1
 
 
-def test_translate_reports_non_finite_input_and_goes_on(tmp_path, capsys, monkeypatch):
+def use_fake_translator(monkeypatch) -> None:
+    """``translate`` runs :class:`FakeTranslator` whatever ``-m`` names (its run manifest hashes the default
+    counter's file in place of the translator's)."""
     import cellxfer.translate.infer as infer
 
     monkeypatch.setattr(infer, "load", lambda *a, **kw: FakeTranslator())
+    monkeypatch.setattr(infer, "model_file", lambda m: DEFAULT_MODEL)
+
+
+def test_translate_reports_non_finite_input_and_goes_on(tmp_path, capsys, monkeypatch):
+    use_fake_translator(monkeypatch)
     src = tmp_path / "src"
     src.mkdir()
     tifffile.imwrite(src / "a_nan.tif", nan_image())
@@ -341,8 +348,6 @@ def stack(kind: str) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["page", "channel"])
 def test_multi_plane_advice_names_only_options_the_command_has(kind, tmp_path, capsys, monkeypatch):
-    import cellxfer.translate.infer as infer
-
     img = stack(kind)
     data = labelled_dataset(tmp_path / "ds", {"a": img})
     path = data / "images" / "a.tif"
@@ -360,7 +365,7 @@ def test_multi_plane_advice_names_only_options_the_command_has(kind, tmp_path, c
     r = run_cli(["stylize", "-c", labelled_dataset(tmp_path / "c", {"b": blobs(64, 64)}), "-s", path,
                  "-o", tmp_path / "st"], capsys)
     assert r.returncode == 2 and str(path) in one_line(r.stderr) and no_option in r.stderr and "pass --" not in r.stderr
-    monkeypatch.setattr(infer, "load", lambda *a, **kw: FakeTranslator())
+    use_fake_translator(monkeypatch)
     r = run_cli(["translate", path, "-m", tmp_path / "unused", "-o", tmp_path / "tr"], capsys)
     assert r.returncode == 1 and f"failed {path}: image has 3" in r.stderr and no_option in r.stderr
     # commands that have the option still say to pass it, and it works

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 from cli_inproc import run_cli as cli
@@ -301,6 +303,20 @@ def test_translate_evaluate_and_onnx_parity(tiny_run, capsys, monkeypatch):
         assert np.abs(t - o).max() <= 65535 * 1e-3
     code, out, err = cli(["translate", imgs / "big.tif", "--model", run, "--out", root / "t_torch"], capsys)
     assert "1 already done" in out and "engine auto -> " in out  # rerun skips; auto resolved as in count
+    manifest = json.loads((root / "t_torch" / "manifest.json").read_text())
+    assert manifest["stage"] == "translate" and manifest["complete"] and manifest["config"]["dtype"] == "uint16"
+    assert manifest["inputs"][0]["path"].endswith("translator.safetensors") and manifest["summary"]["skipped"] == 1
+    # other settings into the same folder: refused, naming them (never two dtypes or models mixed in one folder)
+    (root / "t_torch" / "notes.txt").write_text("mine")
+    code, out, err = cli(["translate", imgs / "big.tif", "--model", run, "--out", root / "t_torch", "--dtype", "uint8"],
+                         capsys)
+    assert code == 2 and "dtype 'uint16' -> 'uint8'" in err and "--overwrite" in err, err
+    code, out, err = cli(["translate", imgs / "big.tif", "--model", run, "--out", root / "t_torch", "--dtype", "uint8",
+                          "--overwrite"], capsys)
+    assert code == 0 and "1 written" in out and read_image(root / "t_torch" / "big.tif").dtype == np.uint8
+    # --overwrite took every translation the folder's earlier runs wrote (small.tif too), no file of another tool
+    assert not (root / "t_torch" / "small.tif").exists() and (root / "t_torch" / "notes.txt").read_text() == "mine"
+    assert json.loads((root / "t_torch" / "manifest.json").read_text())["outputs"] == ["big.tif"]
     (cached,) = (root / "cache" / "onnx").glob("translator-*.onnx")  # the counters' cache, rebuilt the same way
     good = cached.read_bytes()
     cached.write_bytes(good[: len(good) // 3])

@@ -60,6 +60,14 @@ class Translator:
         return blend_image(self.run, x, RampTiles(tile, overlap), batch_size)
 
 
+def model_file(model: str | os.PathLike) -> Path:
+    """The translator file ``model`` names: an exported ``.onnx``, a ``.safetensors``, or a run folder's."""
+    from cellxfer.translator.model import resolve_model
+
+    path = Path(model)
+    return path if path.suffix.lower() == ".onnx" and path.is_file() else resolve_model(path)
+
+
 def load(model: str | os.PathLike, engine: str = "auto", log=lambda s: None, threads: int | None = None,
          device: str = "auto") -> Translator:
     """A translator (run folder, ``.safetensors`` or exported ``.onnx``) on ``engine`` (default auto, as
@@ -67,10 +75,8 @@ def load(model: str | os.PathLike, engine: str = "auto", log=lambda s: None, thr
     (:func:`cellxfer.engines.base.load_runner`, ``auto`` as in ``count``).
     TensorRT builds fp32 engines for translators (their parity is checked in fp32 only)."""
     from cellxfer.engines.base import load_runner
-    from cellxfer.translator.model import resolve_model
 
-    path = Path(model)
-    path = path if path.suffix.lower() == ".onnx" and path.is_file() else resolve_model(path)
+    path = model_file(model)
     runner = load_runner(path, engine, log=log, family=TRANSLATOR, device=device, threads=threads, fp16=False,
                          batch_size=8, max_batch=8)
     return Translator(runner, runner.meta, runner.label)
@@ -155,18 +161,35 @@ class TranslateFilesResult:
 def translate_images(model: str | os.PathLike, paths: list[Path], out: Path, engine: str = "auto", log=lambda s: None,
                      **kw) -> TranslateFilesResult:
     """``cellxfer translate``: load the translator ``model`` on ``engine`` (:func:`load`) and translate
-    ``paths`` into ``out`` (:func:`translate_files`, ``kw`` its options); the result names the engine."""
-    from dataclasses import replace
+    ``paths`` into ``out`` (:func:`translate_files`, ``kw`` its options); the result names the engine.
 
+    ``out`` is a run folder (:class:`cellxfer.runs.RunFolder`): its ``manifest.json`` records the model (by
+    content hash), tile, overlap and dtype, so a rerun with the same ones continues (finished images kept) and
+    one with others is refused, naming each difference, unless ``overwrite``: a folder never mixes the
+    translations of two models or settings. The engine may change (every engine is parity-checked)."""
+    from dataclasses import asdict, replace
+
+    from cellxfer.manifest import read_manifest
+    from cellxfer.runs import RunFolder
     from cellxfer.translate.config import check_overlap
 
-    translation_targets(paths, out, inputs=[model])  # refused before the translator is loaded
+    targets = translation_targets(paths, out, inputs=[model])  # refused before the translator is loaded
     translator = load(model, engine, log=log)
     tile = kw.get("tile") or translator.meta.size
     if kw.get("overlap") is None:  # not given: 32 px, at most half the tile
         kw["overlap"] = min(32, tile // 2)
     check_overlap(kw["overlap"], tile)
-    return replace(translate_files(translator, paths, out, inputs=[model], **kw), engine=translator.engine)
+    config = {"tile": tile, "overlap": kw["overlap"], "dtype": kw.get("dtype", "uint16")}
+    previous = read_manifest(Path(out)) or {}
+    names = {t.name for t in targets.values()} | set(previous.get("outputs", []) if previous.get("stage") == "translate" else [])
+    with RunFolder(out, "translate", {"config": config, "seed": None}, own=sorted(names), inputs=[model_file(model)],
+                   protect=list(targets), overwrite=kw.get("overwrite", False)) as run:
+        manifest = run.write_manifest(complete=False, outputs=sorted(names))  # --overwrite deletes all of them
+        result = replace(translate_files(translator, paths, out, inputs=[model], **kw), engine=translator.engine)
+        summary = {k: v for k, v in asdict(result).items() if k != "failed"}
+        run.write_manifest(manifest, complete=True, summary={**summary, "failed": len(result.failed)},
+                           outputs=sorted(n for n in names if (Path(out) / n).is_file()))
+    return result
 
 
 def translation_targets(paths: list[Path], out: Path, inputs=()) -> dict[Path, Path]:
