@@ -16,7 +16,8 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
     subfolders; an OME-Zarr folder is one image, :func:`cellxfer.lazy.is_ome_zarr`) and glob patterns
     (``**`` allowed). Files are absolute, de-duplicated, in argument order
     and sorted within each folder/glob. Non-image files are skipped with a reason, never read; hidden
-    files and cellxfer temporaries are ignored. A path that matches nothing is an :class:`InputError`."""
+    files, cellxfer temporaries and cellxfer's own records in a folder (a run's ``manifest.json``, a CSV's
+    ``<csv>.manifest.json``, ``<out>.lock``: :func:`_record`) are ignored. A path that matches nothing is an :class:`InputError`."""
     from cellxfer.atomic import TMP_MARK
     from cellxfer.imageio import image_suffixes
     from cellxfer.lazy import is_ome_zarr
@@ -34,7 +35,7 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
         seen.add(p)
         if p.suffix.lower() in suffixes or is_ome_zarr(p):
             files.append(p)
-        elif explicit or not (p.name.startswith(".") or p.name.endswith(TMP_MARK)):
+        elif explicit or not (p.name.startswith(".") or p.name.endswith(TMP_MARK) or _record(p.name)):
             skipped.append((p, f"not an image ({p.suffix or 'no suffix'}; cellxfer reads {', '.join(sorted(suffixes))})"))
 
     for arg in paths:
@@ -93,3 +94,9 @@ def _walk(folder: Path, skipped: list) -> list[Path]:
         entries.extend(children)
         stack.extend(q for q in children if q.is_dir() and not is_ome_zarr(q))
     return sorted(entries)
+
+
+def _record(name: str) -> bool:
+    """Whether a file named ``name`` is one cellxfer writes beside its outputs to record a run (not an input
+    anyone means to count): ``translate -o pred/`` then ``count pred/`` should not list its manifest as skipped."""
+    return name == "manifest.json" or name.endswith((".manifest.json", ".lock"))

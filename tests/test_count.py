@@ -71,6 +71,13 @@ def test_expand_inputs_folder_recursive_glob(setup, tmp_path):
     assert [f.name for f in files] == ["a.tif", "b.tif", "c.png"]
     reasons = {p.name: why for p, why in skipped}
     assert "not an image" in reasons["notes.txt"] and "--recursive" in reasons["plate"]
+    for record in ("manifest.json", "counts.csv.manifest.json", "run.lock"):  # cellxfer's own records: not listed
+        (tmp_path / "records").mkdir(exist_ok=True)
+        (tmp_path / "records" / record).write_text("{}")
+    _, skipped = expand_inputs([tmp_path / "records"])
+    assert skipped == []
+    _, skipped = expand_inputs([tmp_path / "records" / "manifest.json"])  # named: said why it is not counted
+    assert "not an image" in skipped[0][1]
     files, skipped = expand_inputs([folder], recursive=True)
     assert [f.name for f in files] == ["a.tif", "b.tif", "c.png", "d.tif"] and len(skipped) == 1
     files, _ = expand_inputs([str(folder / "**" / "*.tif"), folder / "a.tif"])  # glob + duplicate
