@@ -95,10 +95,9 @@ def main(argv=None) -> int:
         print(f"error: real IDCIA data not found at {IDCIA}", file=sys.stderr)
         return 2
 
-    from cellxfer.imageio import read_image
     from cellxfer.plugins import get_registry
     from cellxfer.stylize import metrics
-    from cellxfer.stylize.base import StyleSet, to_unit
+    from cellxfer.stylize.base import StyleSet
     from cellxfer.synth.base import run_synth
     from cellxfer.synth.config import SynHCConfig
 
@@ -111,8 +110,9 @@ def main(argv=None) -> int:
     run_synth(reg.get("cellxfer_synthesizers", "synhc"), SynHCConfig(), args.n, syn, seed=0)
     print(f"synth: {args.n} Syn-HC images in {time.perf_counter() - t:.1f} s (resumed if present)", flush=True)
 
-    ref = [tile for p in ref_paths for tile in metrics.tiles(to_unit(read_image(p)), 256)]
-    style_tiles = [tile for p in style_paths for tile in metrics.tiles(to_unit(read_image(p)), 256)]
+    real = {name: StyleSet(paths) for name, paths in (("ref", ref_paths), ("style", style_paths))}  # read as stylize reads them
+    ref, style_tiles = ([tile for i in range(len(real[n])) for tile in metrics.tiles(real[n].unit(i), 256)]
+                        for n in ("ref", "style"))
     rows = [{
         "method": "real (style half, 256 tiles)",
         "intensity_gap": metrics.intensity_gap(style_tiles, ref),

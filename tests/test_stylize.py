@@ -113,6 +113,33 @@ def test_histogram_matching_gives_the_style_distribution_and_keeps_order():
     assert np.all(np.diff(out.ravel()[order]) >= 0)  # brighter stays brighter (or equal)
 
 
+def test_a_12_bit_camera_style_set_is_read_at_its_bit_depth(content, style, tmp_path):
+    """Style images of a 12-bit camera stored as uint16 (0-4095) style 8-bit content as the same images stored as
+    uint8 do (not as a sixteenth of the range: 16 grey levels); uint8 and full-range uint16 sets are read as before;
+    the bit depth is part of the run's identity only where it applies."""
+    from cellxfer.stylize.base import StyleSet, bit_depth
+
+    scenes = [tifffile.imread(f).astype(np.float64) for f in sorted(style.glob("*.tif"))]
+    top = max(x.max() for x in scenes)
+    flat, deep = tmp_path / "style8", tmp_path / "style12"
+    for folder, levels, dtype in ((flat, 255, np.uint8), (deep, 4095, np.uint16)):  # the same scenes, two cameras
+        folder.mkdir()
+        for i, x in enumerate(scenes):
+            tifffile.imwrite(folder / f"s{i}.tif", (x / top * levels).round().astype(dtype))
+    assert bit_depth(StyleSet([deep]).images) == {"uint16": 12} and StyleSet([flat]).bits == {}
+    assert bit_depth([np.array([[0, 40000]], np.uint16)]) == {} and bit_depth([np.array([[0, 900]], np.uint16)]) == {"uint16": 10}
+    st = stylizer("histogram")
+    a = run_stylize(st, st.config_cls(), content, [flat], tmp_path / "a8", seed=3)
+    b = run_stylize(st, st.config_cls(), content, [deep], tmp_path / "a12", seed=3)
+    assert a.written == b.written == 6
+    for id_ in ("img0", "img1"):
+        x8 = CellDataset(tmp_path / "a8")[id_].image.astype(int)
+        x12 = CellDataset(tmp_path / "a12")[id_].image.astype(int)
+        assert np.abs(x8 - x12).max() <= 1 and x12.max() > 128  # read by 65535, it stayed under 16
+    m = json.loads((tmp_path / "a12" / "manifest.json").read_text())
+    assert m["style_bits"] == {"uint16": 12} and "style_bits" not in json.loads((tmp_path / "a8" / "manifest.json").read_text())
+
+
 # -- the runner ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["fda", "histogram"])
 def test_run_stylize_keeps_labels_dtype_shape_and_is_seeded(method, content, style, tmp_path):

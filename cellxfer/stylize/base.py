@@ -3,6 +3,8 @@
 A :class:`Stylizer` (provided through the ``cellxfer_stylizers`` hook) maps a batch of content images
 to stylized images of the same shapes, looking at a :class:`StyleSet` of real images. Images cross that
 boundary as float32 2-D arrays scaled to [0, 1] by their dtype's range (uint8 / 255, uint16 / 65535);
+style images stored as integers read at their camera's bit depth instead (:func:`bit_depth`: a 12-bit camera's
+images in uint16 divide by 4095, not 65535, else a stylized 8-bit image would hold 16 grey levels);
 :func:`run_stylize` converts back to the content image's own dtype. Points and counts are carried over
 unchanged: a stylizer never moves pixels.
 
@@ -59,11 +61,32 @@ def crop_like(image: np.ndarray, shape: tuple[int, int], rng: np.random.Generato
     return image[y:y + h, x:x + w]
 
 
+#: the bit depths microscope cameras record; an unsigned integer image set is read at the smallest that holds it
+CAMERA_BITS = (8, 10, 12, 14, 16)
+
+
+def bit_depth(images: Sequence[np.ndarray]) -> dict[str, int]:
+    """``{dtype name: bits}`` of a set of images: for each unsigned integer dtype wider than the smallest camera
+    depth that holds the set's brightest pixel of that dtype (12-bit camera images stored as uint16, 0-4095:
+    12), so the whole set keeps its relative brightness and is read at the range its camera gave it. Absent for
+    a dtype read by its full range (uint8, a uint16 set reaching past 14 bits, signed and float images)."""
+    brightest: dict[str, int] = {}
+    for img in images:
+        if img.dtype.kind == "u" and img.size:
+            brightest[img.dtype.name] = max(brightest.get(img.dtype.name, 0), int(img.max()))
+    bits = {}
+    for name, top in brightest.items():
+        b = next(b for b in CAMERA_BITS + (np.iinfo(name).bits,) if top <= 2 ** b - 1)
+        if b < np.iinfo(name).bits:
+            bits[name] = b
+    return bits
+
+
 # -- style images -----------------------------------------------------------------------------------
 class StyleSet:
     """Real style images, read from folders and/or files (every readable image directly inside a
     folder, sorted by name). ``images``: 2-D arrays in their stored dtype; :meth:`unit` gives float32
-    in [0, 1]."""
+    in [0, 1], unsigned integers divided by their camera's range (``bits``: :func:`bit_depth`)."""
 
     def __init__(self, sources: Sequence[str | os.PathLike]):
         from cellxfer.imageio import image_suffixes, read_image
@@ -87,12 +110,15 @@ class StyleSet:
         self.sources = [Path(s) for s in sources]
         self.paths = paths
         self.images = [read_image(p) for p in paths]
+        self.bits = bit_depth(self.images)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def unit(self, i: int) -> np.ndarray:
-        return to_unit(self.images[i])
+        img = self.images[i]
+        bits = self.bits.get(img.dtype.name)
+        return to_unit(img) if bits is None else img.astype(np.float32) / np.float32(2 ** bits - 1)
 
     def pick(self, rng: np.random.Generator) -> int:
         return int(rng.integers(0, len(self.images)))
@@ -106,13 +132,14 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
 def _identity(stylizer: Stylizer, config, seed: int, content: Path, style: StyleSet) -> dict:
     from cellxfer.manifest import config_dict
 
-    return {
+    identity = {
         "method": stylizer.name,
         "config": config_dict(config),
         "seed": seed,
         "content": str(content.resolve()),
         "style": [str(p.resolve()) for p in style.sources],
     }
+    return {**identity, "style_bits": style.bits} if style.bits else identity  # absent: as before it was read
 
 
 def run_stylize(

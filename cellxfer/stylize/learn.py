@@ -78,7 +78,8 @@ def _run_folder(config: LearnStyleConfig, seed: int, out: Path, styles, overwrit
     if out.suffix == ".safetensors":
         raise InputError(f"{out}: learn-style --out is a run folder (the token goes to OUT/{TOKEN_FILE}); "
                          f"give a folder, e.g. {out.with_suffix('')}")
-    return RunFolder(out, "learn-style", {"config": config_dict(config), "seed": seed}, own=(TOKEN_FILE,),
+    identity = {"config": config_dict(config), "seed": seed, **({"style_bits": styles.bits} if styles.bits else {})}
+    return RunFolder(out, "learn-style", identity, own=(TOKEN_FILE,),
                      inputs=styles.sources, overwrite=overwrite, mutable=MUTABLE,
                      defaults=config_dict(LearnStyleConfig(model="", clip="")), main=main, protect=model_paths(config))
 
