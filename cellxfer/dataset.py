@@ -191,6 +191,15 @@ class CellDataset:
     def labelled(self) -> bool:
         return self.points_dir is not None
 
+    def unmatched_points(self) -> list[Path]:
+        """The points tables (``*.csv`` of the points folder) whose image is not in ``images/``: their cells
+        are in no statistic, training or evaluation (an image renamed, moved or never copied), so the
+        commands that read a labelled set say so."""
+        if self.points_dir is None or not self.points_dir.is_dir():
+            return []
+        return sorted(p for p in self.points_dir.iterdir()
+                      if p.suffix.lower() == ".csv" and p.stem not in self._images and not p.name.startswith("."))
+
     def __len__(self) -> int:
         return len(self.ids)
 

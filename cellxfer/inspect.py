@@ -14,8 +14,8 @@ from cellxfer.dataset import CellDataset
 @dataclass(frozen=True)
 class DatasetSummary:
     """What :func:`summarize` found: image count, sizes and dtypes (comma-joined), the layout, and for a
-    labelled dataset the count statistics and the ids whose ``counts.csv`` entry disagrees with their
-    points table; ``damaged``: path -> why, for each image that does not decode (cut short, ...) and each
+    labelled dataset the count statistics, the ids whose ``counts.csv`` entry disagrees with their
+    points table and the points tables without an image; ``damaged``: path -> why, for each image that does not decode (cut short, ...) and each
     points table that does not parse or has points outside its image (those are left out of the
     statistics); ``preview`` the contact sheet :func:`inspect_dataset` wrote, if any."""
 
@@ -32,6 +32,7 @@ class DatasetSummary:
     counts_mismatch: tuple[str, ...] = ()
     damaged: dict = field(default_factory=dict)
     preview: Path | None = None
+    unmatched_points: tuple[str, ...] = ()  # points tables without an image (:meth:`CellDataset.unmatched_points`)
 
 
 def summarize(ds: CellDataset) -> DatasetSummary:
@@ -54,7 +55,7 @@ def summarize(ds: CellDataset) -> DatasetSummary:
             except InputError as exc:
                 damaged[str(ds.points_path(id_))] = str(exc).removeprefix(f"{ds.points_path(id_)}: ")
     s = DatasetSummary(len(ds), ds.layout, ", ".join(sorted(sizes)), ", ".join(sorted(dtypes)), ds.labelled,
-                       damaged=damaged)
+                       damaged=damaged, unmatched_points=tuple(p.name for p in ds.unmatched_points()))
     if not ds.labelled or not counts:
         return s
     c = np.array(list(counts.values()), dtype=float)

@@ -91,3 +91,16 @@ def test_stylize_under_dask_does_not_advise_a_page_option_it_has_not(tmp_path, c
     assert r.returncode == 1, r.stderr
     (failed,) = [ln for ln in r.stderr.splitlines() if ln.startswith("failed ")]
     assert "3 planes" in failed and "this command has no --page" in failed and "pass --page" not in failed
+
+
+def test_points_tables_without_an_image_are_named_not_dropped_silently(tmp_path, capsys):
+    """An image renamed or never copied leaves its points table alone in points/: inspect and evaluate (and so
+    train-count, through the same reader) say which tables they leave out instead of reporting fewer cells."""
+    data = labelled_dataset(tmp_path / "ds", {k: blobs(64, 64, seed=i) for i, k in enumerate("abc")})
+    (data / "images" / "c.tif").rename(tmp_path / "c.tif")  # moved away: points/c.csv stays
+    r = run_cli(["inspect", data], capsys)
+    assert r.returncode == 0 and "2 images" in r.stdout and "1 points table(s) have no image" in r.stdout
+    assert "c.csv" in r.stdout
+    r = run_cli(["evaluate", "-m", DEFAULT_MODEL, "-d", data], capsys)
+    assert r.returncode == 0, r.stderr
+    assert f"warning: {data / 'points'}: 1 points table(s) without an image in images/ (c.csv): not used" in r.stderr

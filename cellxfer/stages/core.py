@@ -69,6 +69,9 @@ def cellxfer_register_commands(app: typer.Typer):
         out.print(f"{dataset}: {s.images} images ({s.layout} layout), sizes {s.sizes}, dtypes {s.dtypes}")
         if s.labelled and s.mean is not None:
             out.print(f"cells per image: mean {s.mean:.1f}, sd {s.sd:.1f}, min {s.min}, max {s.max}, total {s.total}")
+            if s.unmatched_points:
+                out.print(f"[yellow]{len(s.unmatched_points)} points table(s) have no image in images/ and are left "
+                          f"out: {escape(', '.join(s.unmatched_points[:5]))}[/]", markup=True)
             if s.counts_mismatch:
                 out.print(f"[yellow]counts.csv disagrees with the points tables for: {escape(', '.join(s.counts_mismatch[:5]))}[/]",
                           markup=True)

@@ -116,6 +116,11 @@ def labelled_ids(root: str | os.PathLike, exclude: Iterable[str] = (), role: str
                          f"nothing is left to use: drop an --exclude or give another dataset")
     for id_, why in skip.items():
         warn(f"{ds.root}: excluding image {id_} from {role}: {why}")
+    lone = ds.unmatched_points()
+    if lone:
+        names = ", ".join(p.name for p in lone[:5]) + (f" and {len(lone) - 5} more" if len(lone) > 5 else "")
+        warn(f"{ds.points_dir}: {len(lone)} points table(s) without an image in images/ ({names}): not used for "
+             f"{role}; add their images or remove the tables")
     return ds, [i for i in ds.ids if i not in skip]
 
 
