@@ -101,11 +101,48 @@ class _ZarrTiff(LazyImage):
 
         try:
             with reading(self.path):
-                return np.asarray(self._array[y0:y1, x0:x1])
+                return _read_zarr(self._array, (slice(y0, y1), slice(x0, x1)))
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt tile: the decoders raise many types
             raise InputError(f"{self.path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
+
+
+def _read_zarr(array, key) -> np.ndarray:
+    """``array[key]`` of a zarr array as numpy. zarr reads a region's chunks as tasks on its own event loop
+    and, when one chunk fails to decode, raises at once and leaves the others running there: at exit they
+    were printed as hundreds of lines ("Task was destroyed but it is pending!", "Event loop is closed"
+    tracebacks) after the one-line error. Before the error goes on, those reads are let finish and their
+    errors collected (:func:`_settle_zarr_loop`)."""
+    try:
+        return np.asarray(array[key])
+    except Exception:
+        _settle_zarr_loop()
+        raise
+
+
+def _settle_zarr_loop(timeout_s: float = 30.0) -> None:
+    """Wait (up to ``timeout_s``) for the tasks on zarr's event loop to finish, retrieving their errors."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def settle():
+        me, deadline = asyncio.current_task(), asyncio.get_running_loop().time() + timeout_s
+        while True:
+            others = [t for t in asyncio.all_tasks() if t is not me]
+            left = deadline - asyncio.get_running_loop().time()
+            if not others or left <= 0:
+                return
+            done, _ = await asyncio.wait(others, timeout=left)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: not "exception was never retrieved" at exit
+
+    try:
+        sync(settle())
+    except Exception:  # noqa: BLE001 - only tidying up after an error that is reported anyway
+        pass
 
 
 class Resized(LazyImage):
@@ -248,7 +285,7 @@ class _ZarrArray(LazyImage):
         for i in range(self._array.ndim):
             key.append(0 if i in self._squeeze else next(yx))
         try:
-            return np.asarray(self._array[tuple(key)])
+            return _read_zarr(self._array, tuple(key))
         except Exception as exc:  # noqa: BLE001 - a missing or corrupt chunk
             raise InputError(f"{self.path}: a chunk of the OME-Zarr image does not read ({type(exc).__name__}: "
                              f"{exc}); check the folder is complete") from None
