@@ -148,8 +148,23 @@ def read_tiff(path: Path, channel: int | None = None, page: int | None = None) -
     except InputError:
         raise
     except Exception as exc:  # tifffile raises many types for truncated/corrupt files
-        raise InputError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
+        raise tiff_error(path, exc) from None
     return _check_dtype(path, _pick_plane(path, arr, axes, channel, page))
+
+
+def tiff_error(path, exc: Exception) -> InputError:
+    """The one line for a TIFF that tifffile could not decode: a compression it needs the ``imagecodecs``
+    package for (JPEG, LZW, JPEG 2000: what slide scanners and Bio-Formats write) names the package and the
+    pip command; anything else is a damaged file."""
+    import re
+
+    text = str(exc)
+    if "imagecodecs" in text:
+        codec = re.search(r"COMPRESSION\.(\w+)|PREDICTOR\.(\w+)", text)
+        what = f"{codec.group(1) or codec.group(2)}-compressed" if codec else "compressed"
+        return InputError(f"{path}: its pixels are {what}, which needs the imagecodecs package to decode: "
+                          f"pip install imagecodecs (or save it uncompressed or with zlib/deflate)")
+    return InputError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete")
 
 
 def read_png(path: Path, channel: int | None = None, page: int | None = None) -> np.ndarray:

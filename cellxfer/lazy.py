@@ -97,7 +97,7 @@ class _ZarrTiff(LazyImage):
         return _reopen, (str(self.path), self.level, self.shape)
 
     def _read(self, y0, y1, x0, x1):
-        from cellxfer.imageio import reading
+        from cellxfer.imageio import reading, tiff_error
 
         try:
             with reading(self.path):
@@ -105,7 +105,7 @@ class _ZarrTiff(LazyImage):
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt tile: the decoders raise many types
-            raise InputError(f"{self.path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
+            raise tiff_error(self.path, exc) from None
 
 
 def _read_zarr(array, key) -> np.ndarray:

@@ -45,3 +45,29 @@ def test_a_corrupt_tile_of_a_slide_leaves_no_reads_running_on_zarrs_loop(tmp_pat
     with pytest.raises(InputError, match="not a readable TIFF"):
         image[0:512, 0:512]
     assert not asyncio.all_tasks(zarr.core.sync.loop[0])
+
+
+@pytest.mark.parametrize("kind", ["image", "slide"])
+def test_a_tiff_whose_compression_needs_imagecodecs_names_the_package(tmp_path, small_lazy, kind):
+    """An LZW or JPEG TIFF (Bio-Formats' and slide scanners' usual output) where imagecodecs is not installed
+    (the core install) failed with "not a readable TIFF (ValueError: <COMPRESSION.LZW: 5> requires the
+    'imagecodecs' package); check the file is complete": a damaged file, as far as the advice went."""
+    import importlib.util
+
+    from cellxfer.imageio import read_image
+
+    if importlib.util.find_spec("imagecodecs") is not None:
+        pytest.skip("imagecodecs is installed here: LZW decodes")
+    path = tmp_path / "lzw.tif"
+    if kind == "slide":
+        _slide(path)
+    else:
+        tifffile.imwrite(path, np.zeros((20, 30), np.uint16))
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags["Compression"].overwrite(5)  # LZW
+    with pytest.raises(InputError) as err:
+        image = lazy.open_image(path) if kind == "slide" else read_image(path)
+        assert lazy.is_lazy(image)
+        image[0:100, 0:100]
+    assert f"{path}: its pixels are LZW-compressed" in str(err.value)
+    assert "pip install imagecodecs" in str(err.value) and "complete" not in str(err.value)
