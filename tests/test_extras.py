@@ -65,6 +65,9 @@ def test_count_on_the_core_install_uses_the_shipped_onnx(tmp_path):
     (["export", "-m", "m.safetensors", "-o", "m.onnx"], "train"),
     (["ensemble", "a.safetensors", "b.safetensors", "-o", "e.safetensors"], "train"),
     (["learn-style", "-s", "style", "--model", "sd", "--clip", "clip", "-o", "run"], "stylize"),
+    # InST runs on torch *and* diffusers: it named the train extra (torch), a second install away from running
+    (["stylize", "-c", "syn", "-s", "style", "--method", "inst", "--token", "t", "--model", "sd", "--clip", "clip",
+      "-o", "out"], "stylize"),
 ])
 def test_a_command_whose_extra_is_missing_says_the_pip_command(tmp_path, argv, extra):
     proc = core_cli(argv, tmp_path)

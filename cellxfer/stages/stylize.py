@@ -38,6 +38,7 @@ INST = Stylizer(
     stylize=lazy("cellxfer.stylize.inst", "stylize"),
     needs_weights=True,
     estimate=lazy("cellxfer.stylize.inst", "estimate"),
+    extra="stylize",
 )
 
 
@@ -111,7 +112,7 @@ def _stylize(app: typer.Typer) -> None:
         from cellxfer.plugins import get_registry
         from cellxfer.progress import progress
         from cellxfer.options import make_config, parse_sets
-        from cellxfer.stylize.base import run_stylize
+        from cellxfer.stylize.base import require_extra, run_stylize
 
         given = {k: (str(v) if isinstance(v, Path) else v) for k, v in dict(
             beta=beta, reference=reference, token=token, model=model, clip=clip, model_config=model_config,
@@ -120,6 +121,7 @@ def _stylize(app: typer.Typer) -> None:
         ).items() if v is not None}
         given.update(parse_sets(set_))
         stylizer = get_registry().get("cellxfer_stylizers", method)
+        require_extra(stylizer)  # before the inputs are checked, as a command's own extra is
         config = make_config(stylizer.config_cls, given, f"stylizer '{method}'")
         from cellxfer.dataset import CellDataset
 

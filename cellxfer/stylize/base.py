@@ -169,6 +169,7 @@ def run_stylize(
 
     content, out = Path(content), Path(out)
     t0 = time.perf_counter()
+    require_extra(stylizer)
     ds = CellDataset(content)
     if not ds.labelled:
         raise InputError(f"{content}: content dataset has no points/ (or ground_truth/) folder; stylize needs labelled images")
@@ -190,6 +191,15 @@ def run_stylize(
         manifest = run.write_manifest(run.manifest(n=len(ids)), complete=False)
         return _stylize_todo(_Job(stylizer, config, content, tuple(style.sources), out, seed), ids, style, manifest,
                              on_progress, executor, t0)
+
+
+def require_extra(stylizer: Stylizer) -> None:
+    """One line naming the pip extra ``stylizer`` needs when it is not installed (InST in the core install:
+    the ``stylize`` extra, which brings diffusers *and* torch; torch's own line named only ``train``)."""
+    if stylizer.extra:
+        from cellxfer.extras import require
+
+        require(stylizer.extra, f"`cellxfer stylize --method {stylizer.name}`")
 
 
 def _check_estimate(stylizer: Stylizer, config, ds: CellDataset, ids) -> None:

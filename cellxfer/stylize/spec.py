@@ -19,6 +19,8 @@ class Stylizer:
     ``numpy.random.Generator`` per image; returns float32 arrays of the same shapes, pixel-aligned with
     the inputs (values outside [0, 1] are clipped on writing). Labels are never touched.
     ``needs_weights``: True when the method loads pretrained networks (InST).
+    ``extra``: the pip extra the method needs (:data:`cellxfer.extras.EXTRAS`; InST: ``stylize``), checked
+    before any work, so the one line names the extra that brings everything it needs.
     ``estimate(config, (H, W)) -> cellxfer.budget.Estimate``: optional, what one call costs on the largest
     content image, so settings that cannot run on this machine are refused before any work.
     """
@@ -30,3 +32,4 @@ class Stylizer:
     stylize: Callable[[list, Any, Any, list], list]
     needs_weights: bool = False
     estimate: Callable[[Any, tuple], Any] | None = None
+    extra: str | None = None
