@@ -11,6 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+# the napari plugin of this checkout, not another checkout's editable install of it (tests/test_napari_plugin.py)
+sys.path.insert(0, str(REPO / "plugins" / "cellxfer-napari"))
 
 from benchlib import DATA as SHARED_DATA, IDCIA  # noqa: E402
 

@@ -178,6 +178,26 @@ def test_reader_opens_geojson_points_and_a_slide_by_region(tmp_path, capsys, mon
     assert get_reader(str(tmp_path / "img.tif")) is None  # not ours: napari's own reader opens it
 
 
+def test_reader_opens_an_ome_zarr_slide_with_its_cells(tmp_path, capsys):
+    """An OME-Zarr image (a folder) counted OK was skipped as "not shown (missing)": nothing opened."""
+    import zarr
+
+    from cli_inproc import run_cli
+
+    img = disks(7.0, size=200, seed=3)[0].astype(np.uint16)
+    group = zarr.open_group(str(tmp_path / "slide.ome.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", data=img, chunks=(64, 64))
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+                                   "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1]}]}]}]
+    csv = tmp_path / "c.csv"
+    r = run_cli(["count", tmp_path / "slide.ome.zarr", "-m", _log_model(tmp_path), "--engine", "torch", "--diameter", "off",
+                 "-o", csv, "--points", tmp_path / "pts"], capsys)
+    assert r.returncode == 0, r.stderr
+    (image, _, kind), (rc, meta, kind2) = get_reader(str(csv))(str(csv))
+    assert kind == "image" and np.array_equal(np.asarray(image), img)
+    assert kind2 == "points" and len(rc) > 10 and "cells" in meta["name"]
+
+
 def test_reader_opens_points_tables_saved_by_excel_or_imagej(tmp_path):
     """A points CSV edited in Excel ("CSV UTF-8": a byte-order mark; "Unicode text": UTF-16) or saved by ImageJ
     (``X,Y``) opens as cellxfer itself reads it; a binary file named .csv is not ours."""

@@ -90,7 +90,7 @@ def read_counts_output(path) -> list[tuple]:
     for row in rows:
         named = Path(row.file)  # as the run named it (the points files' names come from these)
         file = _resolve(row.file, path.parent)
-        if row.status != "ok" or not file.is_file():
+        if row.status != "ok" or not file.exists():  # a file, or an OME-Zarr folder
             warnings.warn(f"{file}: not shown ({'missing' if row.status == 'ok' else 'failed: ' + row.error})")
             continue
         visible = not layers
