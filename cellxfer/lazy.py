@@ -56,6 +56,12 @@ class LazyImage:
         out = self._read(y0, y1, x0, x1)
         return out if sy == sx == 1 else out[::sy, ::sx]
 
+    def __getstate__(self):
+        """Pickled (a Dask task) without the samples :func:`strided_sample` keeps: they are MBs (13 MB for a
+        17 Mpixel slide resized for its nuclei), and every block task of a slide carried them, in graphs
+        that distributed warned about on stderr; a worker reads a sample itself when it needs one."""
+        return {k: v for k, v in self.__dict__.items() if k != "_samples"}
+
     def __array__(self, dtype=None, copy=None):
         out = self[0:self.shape[0], 0:self.shape[1]]
         return out if dtype is None else out.astype(dtype, copy=False)
