@@ -82,6 +82,8 @@ class _RawTiff(LazyImage):
         try:
             mm = np.memmap(self.path, dtype=self.stored, mode="r", offset=self.offset + y0 * w * self.stored.itemsize,
                            shape=(y1 - y0, w))
+        except FileNotFoundError:
+            raise _gone(self.path) from None
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
         try:
@@ -236,8 +238,15 @@ def open_lazy(path: str | os.PathLike, channel: int | None = None, page: int | N
     return image if is_lazy(image) else None
 
 
+def _gone(path) -> InputError:
+    return InputError(f"{path}: no such file now (it was there when the count began: moved or deleted since); "
+                      f"put it back and rerun the same command (finished files are skipped)")
+
+
 def _reopen(path: str, level: int, shape: tuple) -> LazyImage:
     """A lazy image unpickled (e.g. on a Dask worker): the file opened again, checked to be the same size."""
+    if not Path(path).exists():
+        raise _gone(path)
     image = open_lazy(path, level=level)
     if image is None or tuple(image.shape) != tuple(shape):
         raise InputError(f"{path}: changed since it was planned (now {'not a slide' if image is None else image.shape}, "

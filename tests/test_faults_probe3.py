@@ -94,3 +94,19 @@ def test_a_sampled_slide_pickles_without_its_samples(tmp_path, small_lazy, layou
         assert len(pickle.dumps(im)) < small + 1000
         assert np.array_equal(again[10:90, 20:80], im[10:90, 20:80])
     assert np.array_equal(image[0:400, 0:300], img)
+
+
+def test_a_slide_deleted_while_it_is_counted_says_so(tmp_path, small_lazy):
+    """A folder counted on Dask whose uncompressed slide was deleted after the count began: "not a readable TIFF
+    (FileNotFoundError: ...); check the file is complete" (and a worker reopening any slide said it "changed since
+    it was planned (now not a slide)")."""
+    import pickle
+
+    tifffile.imwrite(tmp_path / "raw.tif", np.zeros((100, 100), np.uint16))  # memory-mapped by region
+    _slide(tmp_path / "tiled.tif")  # reopened by path on a worker
+    for name in ("raw.tif", "tiled.tif"):
+        image = lazy.open_image(tmp_path / name)
+        sent = pickle.dumps(image)
+        (tmp_path / name).unlink()
+        with pytest.raises(InputError, match="no such file now .*moved or deleted since"):
+            (image if name == "raw.tif" else pickle.loads(sent))[0:10, 0:10]
