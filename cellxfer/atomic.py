@@ -12,6 +12,11 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 TMP_MARK = ".cellxfer-tmp"
 _LIVE: set[Path] = set()  # the temporaries this process is writing now (see remove_live_temporaries)
 
@@ -69,7 +74,48 @@ def atomic_path(target: str | os.PathLike, need: int | None = None) -> Iterator[
         _LIVE.discard(tmp)
 
 
-def _create_temporary(target: Path) -> tuple[int, Path]:
+def held_temporary(target: str | os.PathLike, tag: str) -> tuple[int, Path]:
+    """``(fd, path)`` of a new private scratch file beside ``target`` (``.<name>.<hex>.<tag>.cellxfer-tmp``) that
+    its caller keeps open while it works and removes with :func:`drop_temporary`; until then a worker ended by
+    SIGTERM removes it (:func:`remove_live_temporaries`), as it does the temporaries of :func:`atomic_path`. It is
+    ``flock``-ed while open, so :func:`remove_dead_temporaries` tells one a killed run left from a live one."""
+    fd, tmp = _create_temporary(Path(target), f".{tag}")
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new and private: never held by another
+    return fd, tmp
+
+
+def remove_dead_temporaries(folder: str | os.PathLike | None, tag: str) -> int:
+    """Delete the :func:`held_temporary` files of ``tag`` at the top of ``folder`` that no process holds open
+    any longer (a run killed with SIGKILL left them; a live run's, of this or another command, are kept);
+    return how many. Nothing where ``flock`` is missing (it cannot tell)."""
+    n = 0
+    if fcntl is None or folder is None or not Path(folder).is_dir():
+        return 0
+    for tmp in Path(folder).glob(f".*.{tag}{TMP_MARK}"):
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its run is alive
+        else:
+            tmp.unlink(missing_ok=True)
+            n += 1
+        finally:
+            os.close(fd)
+    return n
+
+
+def drop_temporary(tmp: Path) -> None:
+    """Remove a :func:`held_temporary` (idempotent)."""
+    _LIVE.discard(tmp)
+    tmp.unlink(missing_ok=True)
+
+
+def _create_temporary(target: Path, tag: str = "") -> tuple[int, Path]:
     """``(fd, path)`` of a new private file beside ``target``, as ``tempfile.mkstemp`` makes one, except that
     the path is in ``_LIVE`` *before* the file exists: a worker ended by SIGTERM at any moment leaves no
     temporary that :func:`remove_live_temporaries` does not know (blocking the signal around ``mkstemp`` is
@@ -78,7 +124,7 @@ def _create_temporary(target: Path) -> tuple[int, Path]:
     import secrets
 
     while True:
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{TMP_MARK}"
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{tag}{TMP_MARK}"
         _LIVE.add(tmp)
         try:
             return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600), tmp

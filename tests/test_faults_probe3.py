@@ -110,3 +110,28 @@ def test_a_slide_deleted_while_it_is_counted_says_so(tmp_path, small_lazy):
         (tmp_path / name).unlink()
         with pytest.raises(InputError, match="no such file now .*moved or deleted since"):
             (image if name == "raw.tif" else pickle.loads(sent))[0:10, 0:10]
+
+
+def test_a_rerun_removes_the_point_candidates_a_killed_run_spilled_not_a_live_runs(tmp_path, capsys):
+    """``count --points`` killed with SIGKILL left its spilled point candidates (``.<name>.csv.*.spill.cellxfer-tmp``,
+    one per image in flight; a slide's are many MB) in the points folder, and reruns never removed them. A rerun
+    removes those no process holds; another run's live one stays."""
+    import os
+
+    from cli_inproc import run_cli
+    from cellxfer.atomic import drop_temporary, held_temporary
+
+    image = tmp_path / "a.tif"
+    tifffile.imwrite(image, np.random.default_rng(0).integers(0, 4000, (64, 64), dtype=np.uint16))
+    pts = tmp_path / "pts"
+    pts.mkdir()
+    dead = pts / ".a.csv.0123abcd.spill.cellxfer-tmp"  # what a killed run leaves
+    dead.write_bytes(b"\0" * 240)
+    fd, live = held_temporary(pts / "b.csv", "spill")  # another run, counting now
+    try:
+        r = run_cli(["count", image, "-o", tmp_path / "c.csv", "--points", pts], capsys)
+        assert r.returncode == 0, r.stderr
+        assert not dead.exists() and live.exists() and (pts / "a.csv").is_file()
+    finally:
+        os.close(fd)
+        drop_temporary(live)

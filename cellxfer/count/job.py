@@ -506,7 +506,7 @@ def _nothing_to_count(paths, not_images: list) -> str:
 def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1, **kw: None,
               log: Callable[[str], None] = lambda s: None, on_total: Callable[[int], None] = lambda n: None) -> CountResult:
     """Count every image of ``config.paths`` into ``config.out``; see module docs."""
-    from cellxfer.atomic import write_json
+    from cellxfer.atomic import remove_dead_temporaries, write_json
     from cellxfer.inputs import expand_inputs
     from cellxfer.count.overlay import output_names
     from cellxfer.count.points_format import FORMATS
@@ -529,6 +529,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     mhash = model_hash(model)
     stream = {f: p for f, p in point_files.items() if f not in overlays}  # an overlay draws the points: kept
     table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
+    remove_dead_temporaries(config.points, "spill")  # the point candidates a killed run spilled, not a live run's
     stale = _other_plane_rows(config, table, files)
     todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label) or f in stale
             or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]

@@ -562,14 +562,12 @@ class PointsFile:
     CHUNK = 65536
 
     def __init__(self, path: Path):
-        import tempfile
-
-        from cellxfer.atomic import TMP_MARK
+        from cellxfer.atomic import held_temporary
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, spill = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".spill" + TMP_MARK, dir=self.path.parent)
-        self.spill, self._f = Path(spill), open(fd, "wb")  # noqa: SIM115 - closed by write/close
+        fd, self.spill = held_temporary(self.path, "spill")  # a worker ended by SIGTERM removes it
+        self._f = open(fd, "wb")  # noqa: SIM115 - closed by write/close
         self.values: list[np.ndarray] = []
 
     def add(self, xy: np.ndarray, vals: np.ndarray) -> None:
@@ -603,8 +601,10 @@ class PointsFile:
             self.close()
 
     def close(self) -> None:
+        from cellxfer.atomic import drop_temporary
+
         self._f.close()
-        self.spill.unlink(missing_ok=True)
+        drop_temporary(self.spill)
 
 
 class RampBlend:
