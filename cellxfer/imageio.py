@@ -163,7 +163,7 @@ def tiff_error(path, exc: Exception) -> InputError:
         codec = re.search(r"COMPRESSION\.(\w+)|PREDICTOR\.(\w+)", text)
         what = f"{codec.group(1) or codec.group(2)}-compressed" if codec else "compressed"
         return InputError(f"{path}: its pixels are {what}, which needs the imagecodecs package to decode: "
-                          f"pip install imagecodecs (or save it uncompressed or with zlib/deflate)")
+                          f"pip install 'cellxfer[codecs]' (or save it uncompressed or with zlib/deflate)")
     return InputError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete")
 
 

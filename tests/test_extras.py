@@ -95,9 +95,9 @@ def test_every_extra_names_modules_that_are_installed_here():
     """The suite runs on the full install (`all` + `dev`): every extra it installs imports."""
     from cellxfer.extras import missing_module
 
-    for extra in ("train", "stylize", "dask", "pretrained"):
+    for extra in ("train", "stylize", "dask", "pretrained", "codecs"):
         assert missing_module(extra) is None, extra
-    assert set(EXTRAS) >= {"train", "stylize", "dask", "trt", "pretrained"}
+    assert set(EXTRAS) >= {"train", "stylize", "dask", "trt", "pretrained", "codecs"}
 
 
 def test_every_command_spec_names_an_extra_cellxfer_knows():

@@ -70,7 +70,39 @@ def test_a_tiff_whose_compression_needs_imagecodecs_names_the_package(tmp_path, 
         assert lazy.is_lazy(image)
         image[0:100, 0:100]
     assert f"{path}: its pixels are LZW-compressed" in str(err.value)
-    assert "pip install imagecodecs" in str(err.value) and "complete" not in str(err.value)
+    assert "pip install 'cellxfer[codecs]'" in str(err.value) and "complete" not in str(err.value)
+
+
+def test_tifffiles_missing_codec_error_becomes_the_extras_line(tmp_path):
+    """The mapping itself, wherever imagecodecs is installed or not: tifffile's words for a codec it lacks."""
+    from cellxfer.imageio import tiff_error
+
+    err = tiff_error(tmp_path / "a.tif", ValueError("<COMPRESSION.JPEG: 7> requires the 'imagecodecs' package"))
+    assert str(err) == (f"{tmp_path / 'a.tif'}: its pixels are JPEG-compressed, which needs the imagecodecs package "
+                        f"to decode: pip install 'cellxfer[codecs]' (or save it uncompressed or with zlib/deflate)")
+    assert "check the file is complete" in str(tiff_error(tmp_path / "a.tif", ValueError("bad tile")))
+
+
+@pytest.mark.parametrize("compression", ["lzw", "jpeg"])
+def test_lzw_and_jpeg_tiffs_count_as_their_uncompressed_copy_with_the_codecs_extra(tmp_path, compression):
+    """With imagecodecs (the codecs extra, in `all`) the TIFFs microscopes and slide scanners write decode:
+    LZW losslessly (the same count to the bit); JPEG within its loss."""
+    pytest.importorskip("imagecodecs", reason="the codecs extra is not installed here")
+    from cellxfer.count import count_array
+    from cellxfer.imageio import read_image
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((300, 400), np.float32)
+    yy, xx = np.mgrid[0:300, 0:400]
+    for y, x in rng.uniform(20, 280, (40, 2)) * [1, 400 / 300]:
+        img += 180 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 4.0 ** 2))
+    img = (img + rng.normal(12, 2, img.shape)).clip(0, 255).astype(np.uint8)
+    plain, packed = tmp_path / "plain.tif", tmp_path / f"{compression}.tif"
+    tifffile.imwrite(plain, img)
+    tifffile.imwrite(packed, img, compression=compression, tile=(256, 256))
+    assert read_image(packed).shape == img.shape
+    want, got = count_array(read_image(plain)).count, count_array(read_image(packed)).count
+    assert got == want if compression == "lzw" else abs(got - want) <= 0.05 * want + 1
 
 
 @pytest.mark.parametrize("layout", ["tiled", "contiguous"])
