@@ -151,6 +151,24 @@ def test_reader_opens_image_points_and_density_with_cells_on_their_nuclei(tmp_pa
     assert (dmap.shape[0] - 0.5) * by + ty == pytest.approx(img.shape[0] - 0.5, abs=by)
 
 
+def test_reader_opens_a_count_whose_project_folder_moved(tmp_path, capsys):
+    """A folder of images counted with absolute paths (as `count DIR` writes them), then the whole project moved or
+    copied elsewhere: the reader finds the image and its cells where they lie now relative to the CSV (the
+    manifest's ``csv_folder``), not a warning per image."""
+    import shutil
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    csv, img, _ = _count_output(proj, capsys, density=False)
+    assert str(proj) in csv.read_text()  # the rows name absolute paths
+    moved = tmp_path / "elsewhere" / "proj2"
+    shutil.move(str(proj), str(moved))
+    layers = get_reader(str(moved / csv.name))(str(moved / csv.name))
+    assert [t for _, _, t in layers] == ["image", "points"]
+    assert np.array_equal(layers[0][0], img) and len(layers[1][0]) > 10
+    assert layers[1][1]["metadata"]["cellxfer"]["points_file"] == str(moved / "pts-csv" / "img.csv")
+
+
 def test_reader_opens_geojson_points_and_a_slide_by_region(tmp_path, capsys, monkeypatch):
     """... of a run given relative paths, opened from elsewhere (the manifest names them as given)."""
     from cellxfer import lazy

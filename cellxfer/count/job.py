@@ -489,7 +489,8 @@ def _refuse_before_counting(config: CountConfig, todo: list, map_files: dict, ta
         _writable_folder(folder, option)
     if todo:
         write_json(table.path.with_name(table.path.name + ".manifest.json"),
-                   build_manifest("count", config_dict(config), seed=None, inputs=[model]))
+                   build_manifest("count", config_dict(config), seed=None, inputs=[model],
+                                  csv_folder=str(table.path.resolve().parent)))
 
 
 def _nothing_to_count(paths, not_images: list) -> str:
@@ -579,6 +580,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     result.seconds = time.perf_counter() - t_start
     manifest = build_manifest("count", config_dict(config), seed=None, inputs=[model], engines=result.engines,
                               model_hash=mhash, counted=len(result.counts), failed=len(result.failed),
-                              skipped_done=result.skipped_done, seconds=round(result.seconds, 3))
+                              skipped_done=result.skipped_done, seconds=round(result.seconds, 3),
+                              csv_folder=str(out.resolve().parent))  # a viewer rebases the rows' paths on a move
     write_json(out.with_name(out.name + ".manifest.json"), manifest)
     return result

@@ -13,6 +13,7 @@ a side for the zoomed-out view; nothing holds the whole slide.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -83,13 +84,14 @@ def read_counts_output(path) -> list[tuple]:
 
     path = Path(path)
     rows = read_counts(path)
-    config = _run_config(path)
-    points_files = _points_files(config, [Path(r.file) for r in rows], path.parent)
-    density = _density_map(config, rows, path.parent)
+    manifest = _run_manifest(path)
+    config, then = manifest.get("config", {}), manifest.get("csv_folder")
+    points_files = _points_files(config, [Path(r.file) for r in rows], path.parent, then)
+    density = _density_map(config, rows, path.parent, then)
     layers = []
     for row in rows:
         named = Path(row.file)  # as the run named it (the points files' names come from these)
-        file = _resolve(row.file, path.parent)
+        file = _resolve(row.file, path.parent, then)
         if row.status != "ok" or not file.exists():  # a file, or an OME-Zarr folder
             warnings.warn(f"{file}: not shown ({'missing' if row.status == 'ok' else 'failed: ' + row.error})")
             continue
@@ -107,37 +109,45 @@ def read_counts_output(path) -> list[tuple]:
     return layers
 
 
-def _run_config(csv: Path) -> dict:
+def _run_manifest(csv: Path) -> dict:
     manifest = csv.with_name(csv.name + ".manifest.json")
     try:
-        return json.loads(manifest.read_text()).get("config", {}) if manifest.is_file() else {}
+        return json.loads(manifest.read_text()) if manifest.is_file() else {}
     except (OSError, ValueError):
         warnings.warn(f"{manifest}: unreadable; the images are shown without their points")
         return {}
 
 
-def _resolve(value, base: Path) -> Path | None:
-    """A path the run was given (relative to where it ran): as given if it exists, else beside the CSV."""
+def _resolve(value, base: Path, then: str | None = None) -> Path | None:
+    """A path the run wrote or was given: as it is if it exists; else, when the CSV's folder then (``then``, the
+    manifest's ``csv_folder``) is known, where it lies now relative to the CSV's folder ``base`` (the project moved
+    or was copied whole); else, relative, beside the CSV."""
     if not value:
         return None
     p = Path(value)
-    return p if p.is_absolute() or p.exists() else base / p
+    if p.exists():
+        return p
+    if p.is_absolute() and then is not None:
+        moved = base / os.path.relpath(p, then)
+        if moved.exists():
+            return moved
+    return p if p.is_absolute() else base / p
 
 
-def _points_files(config: dict, files: list[Path], base: Path) -> dict:
+def _points_files(config: dict, files: list[Path], base: Path, then: str | None = None) -> dict:
     """``{image: points file}`` named as ``count --points`` names them."""
     from cellxfer.count.overlay import output_names
     from cellxfer.count.points_format import FORMATS
 
-    folder = _resolve(config.get("points"), base)
+    folder = _resolve(config.get("points"), base, then)
     if folder is None:
         return {}
     return output_names(files, folder, FORMATS[config.get("points_format", "csv")].suffix)
 
 
-def _density_map(config: dict, rows, base: Path) -> tuple[Path, Path] | None:
+def _density_map(config: dict, rows, base: Path, then: str | None = None) -> tuple[Path, Path] | None:
     """``(image as the CSV names it, map file)`` of the run's ``--density-map`` (it maps the run's one image)."""
-    dmap = _resolve(config.get("density_map"), base)
+    dmap = _resolve(config.get("density_map"), base, then)
     if dmap is None or not dmap.is_file():
         return None
     paths = config.get("paths") or []
