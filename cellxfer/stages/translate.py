@@ -75,6 +75,13 @@ def _layers(text: str) -> list[int]:
         raise InputError(f"--sweep {text!r}: expected comma-separated layer numbers, e.g. 1,3,5,7,9,11,13,15,16") from None
 
 
+def _loss(value, digits: int) -> str:
+    """A loss as the summary line shows it: ``-`` where there is none (no discriminator with ``--lambda-gan 0``)."""
+    import math
+
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
 @hookimpl
 def cellxfer_register_commands(app: typer.Typer):
     for register in (_synth_pairs, _split_field, _train_translate, _adapt, _evaluate_translator, _translate):
@@ -190,9 +197,8 @@ def _train_translate(app: typer.Typer) -> None:
         with progress("train-translate", total=steps, unit="step", fields="L1 {task.fields[loss_g_l1]:.4f}") as bar:
             bar.update(loss_g_l1=float("nan"))
             r = train_translator(cfg, on_step=bar.advance, overwrite=overwrite or fresh)
-        nan = float("nan")
-        console.print(f"{out}: {r.steps} steps, L1 {nan if r.loss_g_l1 is None else r.loss_g_l1:.4f}, "
-                      f"D {nan if r.loss_d is None else r.loss_d:.3f}; {r.seconds:.1f} s -> {out / 'translator.safetensors'}"
+        console.print(f"{out}: {r.steps} steps, L1 {_loss(r.loss_g_l1, 4)}, "
+                      f"D {_loss(r.loss_d, 3)}; {r.seconds:.1f} s -> {out / 'translator.safetensors'}"
                       + (f" (step {r.selected[0]}, val Pearson {r.selected[1]:.4f})" if r.selected else ""))
 
 
