@@ -76,6 +76,21 @@ def _quiet_workers(client) -> None:
         pass
 
 
+def _as_completed(distributed, futures, poll_s: float = 0.05):
+    """``distributed.as_completed(futures)``, waited on in short sleeps: a Ctrl-C must reach this (the main)
+    thread, and while it blocks on a lock a SIGINT the kernel hands to one of distributed's threads never
+    wakes it (the handler's KeyboardInterrupt waits for the lock, so a run hung for minutes now and then,
+    `tests/test_faults_sizes.py`); a sleep ends within ``poll_s`` and the pending KeyboardInterrupt is raised."""
+    import time
+
+    pending = distributed.as_completed(futures)
+    while not pending.is_empty():
+        if pending.has_ready():
+            yield next(pending)
+        else:
+            time.sleep(poll_s)
+
+
 @dataclass(frozen=True)
 class DaskExecutor:
     name: str = "dask"
@@ -123,7 +138,7 @@ class DaskExecutor:
 
             futures = client.map(carry_plane_options(fn), items, pure=False)
             owner = {f.key: item for f, item in zip(futures, items)}
-            for fut in distributed.as_completed(futures):
+            for fut in _as_completed(distributed, futures):
                 item = owner[fut.key]
                 if fut.status == "error":
                     yield item, fut.exception()
