@@ -76,7 +76,7 @@ SYNTH_INTERRUPTED = ("interrupted: finished images are in --out; rerun the same 
 
 def interrupt_synth(out: Path, how: list[str], wait_s: float = 60) -> tuple[int, str]:
     """Start `cellxfer synth --n 5000 --size 64 HOW --out OUT` in its own process group, send SIGINT to the whole
-    group (what a terminal's Ctrl-C does) once 5 images are written, and return ``(exit status, stderr)``."""
+    group (what a terminal's Ctrl-C does) once 5 images are finished, and return ``(exit status, stderr)``."""
     import os
     import signal
     import subprocess
@@ -88,7 +88,9 @@ def interrupt_synth(out: Path, how: list[str], wait_s: float = 60) -> tuple[int,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + wait_s
-        while not (out / "images").is_dir() or len(os.listdir(out / "images")) < 5:
+        # five *finished* images (os.listdir also saw the temporary of one being written, which the
+        # interrupted run removes: 4 images were left now and then)
+        while not (out / "images").is_dir() or len(list((out / "images").glob("*.tif"))) < 5:
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)
