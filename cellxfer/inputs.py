@@ -17,10 +17,11 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
     (``**`` allowed). Files are absolute, de-duplicated, in argument order
     and sorted within each folder/glob. Non-image files are skipped with a reason, never read; hidden
     files, cellxfer temporaries and cellxfer's own records in a folder (a run's ``manifest.json``, a CSV's
-    ``<csv>.manifest.json``, ``<out>.lock``: :func:`_record`) are ignored. A path that matches nothing is an :class:`InputError`."""
+    ``<csv>.manifest.json``, ``<out>.lock``: :func:`cellxfer.manifest.is_run_metadata`) are ignored. A path that matches nothing is an :class:`InputError`."""
     from cellxfer.atomic import TMP_MARK
     from cellxfer.imageio import image_suffixes
     from cellxfer.lazy import is_ome_zarr
+    from cellxfer.manifest import is_run_metadata
 
     suffixes = image_suffixes()
     files: list[Path] = []
@@ -35,7 +36,7 @@ def expand_inputs(paths, recursive: bool = False) -> tuple[list[Path], list[tupl
         seen.add(p)
         if p.suffix.lower() in suffixes or is_ome_zarr(p):
             files.append(p)
-        elif explicit or not (p.name.startswith(".") or p.name.endswith(TMP_MARK) or _record(p.name)):
+        elif explicit or not (p.name.startswith(".") or p.name.endswith(TMP_MARK) or is_run_metadata(p.name)):
             skipped.append((p, f"not an image ({p.suffix or 'no suffix'}; cellxfer reads {', '.join(sorted(suffixes))})"))
 
     for arg in paths:
@@ -95,8 +96,3 @@ def _walk(folder: Path, skipped: list) -> list[Path]:
         stack.extend(q for q in children if q.is_dir() and not is_ome_zarr(q))
     return sorted(entries)
 
-
-def _record(name: str) -> bool:
-    """Whether a file named ``name`` is one cellxfer writes beside its outputs to record a run (not an input
-    anyone means to count): ``translate -o pred/`` then ``count pred/`` should not list its manifest as skipped."""
-    return name == "manifest.json" or name.endswith((".manifest.json", ".lock"))

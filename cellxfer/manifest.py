@@ -35,10 +35,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _is_run_metadata(name: str) -> bool:
+def is_run_metadata(name: str) -> bool:
     """Files that describe a folder's making rather than its content: manifests (rewritten with new times
-    when a finished run is rerun) and lock files."""
+    when a finished run is rerun) and lock files. Not inputs: not hashed, not listed by ``count FOLDER``."""
     return name == "manifest.json" or name.endswith((".manifest.json", ".lock"))
+
+
+def sidecar_manifest(output: str | os.PathLike) -> Path:
+    """The manifest written beside a single-file output (a counts CSV, an ensemble): ``<output>.manifest.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".manifest.json")
 
 
 def hash_input(path: str | os.PathLike) -> dict:
@@ -50,7 +56,7 @@ def hash_input(path: str | os.PathLike) -> dict:
         return {"path": str(path.resolve()), "sha256": sha256_file(path), "files": 1}
     h = hashlib.sha256()
     n = 0
-    for p in sorted(q for q in path.rglob("*") if q.is_file() and not _is_run_metadata(q.name)):
+    for p in sorted(q for q in path.rglob("*") if q.is_file() and not is_run_metadata(q.name)):
         h.update(str(p.relative_to(path)).encode() + b"\0" + sha256_file(p).encode())
         n += 1
     return {"path": str(path.resolve()), "sha256": h.hexdigest(), "files": n}

@@ -392,6 +392,7 @@ def _refuse_aliases(config: CountConfig, out: Path, inputs: list, overlays: dict
     whatever --overwrite says."""
     from cellxfer.errors import InputError
     from cellxfer.imageio import image_suffixes
+    from cellxfer.manifest import sidecar_manifest
     from cellxfer.outputs import refuse_aliases
 
     if out.is_dir():
@@ -399,7 +400,7 @@ def _refuse_aliases(config: CountConfig, out: Path, inputs: list, overlays: dict
     if out.suffix.lower() in image_suffixes():  # with --overwrite an image would become a CSV
         raise InputError(f"{out}: --out names an image file; give the counts CSV a .csv name "
                          f"(e.g. {out.with_suffix('.csv')})")
-    refuse_aliases([("--out", out), ("--out", out.with_name(out.name + ".manifest.json")),
+    refuse_aliases([("--out", out), ("--out", sidecar_manifest(out)),
                     *(("--overlay", p) for p in overlays.values()), *(("--points", p) for p in point_files.values()),
                     ("--density-map", config.density_map)], inputs)
 
@@ -454,8 +455,9 @@ def _other_plane_rows(config: CountConfig, table: CountsTable, files: list) -> l
 
     from cellxfer.console import warn
     from cellxfer.imageio import has_other_planes
+    from cellxfer.manifest import sidecar_manifest
 
-    path = table.path.with_name(table.path.name + ".manifest.json")
+    path = sidecar_manifest(table.path)
     if config.overwrite or not table.rows or not path.is_file():
         return []
     try:
@@ -480,7 +482,7 @@ def _refuse_before_counting(config: CountConfig, todo: list, map_files: dict, ta
     knows the planes its rows came from (:func:`_other_plane_rows`; the run's results replace it at the end)."""
     from cellxfer.atomic import write_json
     from cellxfer.errors import InputError
-    from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.manifest import build_manifest, config_dict, sidecar_manifest
 
     for f in todo:
         if f in map_files and map_files[f].exists() and not config.overwrite:
@@ -488,7 +490,7 @@ def _refuse_before_counting(config: CountConfig, todo: list, map_files: dict, ta
     for option, folder in (("--overlay", config.overlay), ("--points", config.points)):
         _writable_folder(folder, option)
     if todo:
-        write_json(table.path.with_name(table.path.name + ".manifest.json"),
+        write_json(sidecar_manifest(table.path),
                    build_manifest("count", config_dict(config), seed=None, inputs=[model],
                                   csv_folder=str(table.path.resolve().parent)))
 
@@ -513,7 +515,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     from cellxfer.count.points_format import FORMATS
     from cellxfer.engines.base import model_hash
     from cellxfer.errors import InputError
-    from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.manifest import build_manifest, config_dict, sidecar_manifest
 
 
     t_start = time.perf_counter()
@@ -582,5 +584,5 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
                               model_hash=mhash, counted=len(result.counts), failed=len(result.failed),
                               skipped_done=result.skipped_done, seconds=round(result.seconds, 3),
                               csv_folder=str(out.resolve().parent))  # a viewer rebases the rows' paths on a move
-    write_json(out.with_name(out.name + ".manifest.json"), manifest)
+    write_json(sidecar_manifest(out), manifest)
     return result

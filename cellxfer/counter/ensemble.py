@@ -113,7 +113,7 @@ def make_ensemble(config: EnsembleConfig) -> Path:
     """Write the ensemble of ``config.models`` to ``config.out`` (atomically) with its manifest."""
     from cellxfer.atomic import write_json
     from cellxfer.counter.model import read_meta, save_counter
-    from cellxfer.manifest import build_manifest, config_dict
+    from cellxfer.manifest import build_manifest, config_dict, sidecar_manifest
     from cellxfer.weights import load_weights
 
     from cellxfer.outputs import refuse_existing
@@ -130,7 +130,7 @@ def make_ensemble(config: EnsembleConfig) -> Path:
         load_weights(slot, path, f"architecture '{m.arch}'")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_counter(out, model, meta)
-    write_json(out.with_name(out.name + ".manifest.json"),
+    write_json(sidecar_manifest(out),
                build_manifest("ensemble", config_dict(config), seed=None, inputs=list(config.models)))
     return out
 

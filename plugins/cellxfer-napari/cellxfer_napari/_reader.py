@@ -110,7 +110,9 @@ def read_counts_output(path) -> list[tuple]:
 
 
 def _run_manifest(csv: Path) -> dict:
-    manifest = csv.with_name(csv.name + ".manifest.json")
+    from cellxfer.manifest import sidecar_manifest
+
+    manifest = sidecar_manifest(csv)
     try:
         return json.loads(manifest.read_text()) if manifest.is_file() else {}
     except (OSError, ValueError):
