@@ -68,6 +68,13 @@ def _folder_owns(folder: Path, path: Path) -> bool:
     return not layout and path.suffix.lower() in image_suffixes()
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """``a`` and ``b`` are one file or folder by any name: resolved alike (symlinks followed) or, both
+    existing, the same inode (hard links)."""
+    a, b = Path(a).resolve(), Path(b).resolve()
+    return a == b or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
 def aliased(path: str | os.PathLike, inputs: Iterable) -> Path | None:
     """The input that writing ``path`` would replace, else None. Paths are compared resolved (symlinks
     followed) and by inode (hard links): an input *file* is replaced by writing it under any name; an
@@ -81,7 +88,7 @@ def aliased(path: str | os.PathLike, inputs: Iterable) -> Path | None:
             continue
         item = Path(item)
         target = item.resolve()
-        if real == target or (exists and target.exists() and os.path.samefile(real, target)):
+        if same_file(real, target):
             return item
         if target.is_dir() and exists and real.is_file() and _inside(real, target) and _folder_owns(target, real):
             return item

@@ -172,27 +172,21 @@ class SplitFieldResult:
     folders: dict
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them is missing: compared by name (reading it says it is missing)
-        return a.resolve() == b.resolve()
-
-
 def source_files(sources: list[str | os.PathLike], target: str | os.PathLike | None) -> list[Path]:
     """The input images of ``sources`` (files, or folders of them), each once, without the ``target``: a
     folder that also holds the target gives its other images; a source that is the target (by any name)
     is refused, as it would be split as its own input."""
+    from cellxfer.outputs import same_file
     from cellxfer.translate.data import list_images
 
     files: list[Path] = []
     for p in map(Path, sources):
-        is_target = target is not None and _same_file(p, Path(target))
+        is_target = target is not None and same_file(p, Path(target))
         if is_target and not p.is_dir():
             raise InputError(f"{p}: is the --target itself; give the field's input images (e.g. phase z-slices) as "
                              f"sources and the fluorescence image only as --target")
         for f in list_images(p) if p.is_dir() else [p]:
-            if not (target is not None and _same_file(f, Path(target))) and not any(_same_file(f, g) for g in files):
+            if not (target is not None and same_file(f, Path(target))) and not any(same_file(f, g) for g in files):
                 files.append(f)
     if not files:
         raise InputError(f"{', '.join(map(str, sources))}: no images but the --target; give the field's registered "
