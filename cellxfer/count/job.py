@@ -475,9 +475,10 @@ def _other_plane_rows(config: CountConfig, table: CountsTable, files: list) -> l
     return stale
 
 
-def _refuse_before_counting(config: CountConfig, todo: list, map_files: dict, table: CountsTable, model) -> None:
-    """The last refusals before counting: a density map that exists (not a row of this run's CSV: replaced only with --overwrite), then the --overlay/--points
-    folders, created only now that nothing else was refused (a refused command leaves no empty folder behind).
+def _ready_outputs(config: CountConfig, todo: list, map_files: dict, table: CountsTable, model) -> None:
+    """Outputs made ready, after the last refusals: a density map that exists (not a row of this run's CSV: replaced
+    only with --overwrite), then the --overlay/--points folders, created only now that nothing else was refused (a
+    refused command leaves no empty folder behind).
     Then ``<csv>.manifest.json`` records this run's options before a row is written, so a rerun after Ctrl-C
     knows the planes its rows came from (:func:`_other_plane_rows`; the run's results replace it at the end)."""
     from cellxfer.atomic import write_json
@@ -537,7 +538,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label) or f in stale
             or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]
     try:
-        _refuse_before_counting(config, todo, map_files, table, model)
+        _ready_outputs(config, todo, map_files, table, model)
     except InputError:
         table.close()
         raise
