@@ -157,3 +157,44 @@ def test_stylize_inst_on_content_too_large_for_this_machine_is_refused_up_front(
     assert one_line(r.stderr).startswith("error: stylize --method inst on 2048 x 2048 content images, 4 at a time "
                                          "needs about 615.8 GB of memory, 16.0 GB is free; crop or downsample")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_ctrl_c_during_a_dask_map_is_raised_at_the_poll_and_not_inside_a_gc_callback():
+    """CI once timed out: the SIGINT's KeyboardInterrupt landed in distributed's gc callback, where Python
+    ignores it ("Exception ignored in GCDiagnosis._gc_callback"), and `synth` went on making images. While a
+    map polls, Ctrl-C now only sets a flag, and the poll raises it; the old handler is back afterwards."""
+    import gc
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    from cellxfer.count import dask_executor as de
+
+    class NeverReady:
+        def is_empty(self):
+            return False
+
+        def has_ready(self):
+            return False
+
+    raised_in_callback = []
+
+    def callback(phase, info):  # stands in for distributed's GCDiagnosis
+        try:
+            time.sleep(0.01)
+        except KeyboardInterrupt:
+            raised_in_callback.append(phase)
+            raise
+
+    before = signal.getsignal(signal.SIGINT)
+    gc.callbacks.append(callback)
+    try:
+        with de._sigint_at_poll_points() as interrupted:
+            os.kill(os.getpid(), signal.SIGINT)
+            gc.collect()
+            assert interrupted.is_set() and not raised_in_callback
+            with pytest.raises(KeyboardInterrupt):
+                next(de._as_completed(SimpleNamespace(as_completed=lambda futures: NeverReady()), [], interrupted))
+    finally:
+        gc.callbacks.remove(callback)
+    assert signal.getsignal(signal.SIGINT) is before

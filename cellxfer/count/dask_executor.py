@@ -76,19 +76,43 @@ def _quiet_workers(client) -> None:
         pass
 
 
-def _as_completed(distributed, futures, poll_s: float = 0.05):
-    """``distributed.as_completed(futures)``, waited on in short sleeps: a Ctrl-C must reach this (the main)
-    thread, and while it blocks on a lock a SIGINT the kernel hands to one of distributed's threads never
-    wakes it (the handler's KeyboardInterrupt waits for the lock, so a run hung for minutes now and then,
-    `tests/test_faults_sizes.py`); a sleep ends within ``poll_s`` and the pending KeyboardInterrupt is raised."""
+@contextlib.contextmanager
+def _sigint_at_poll_points():
+    """While a map waits on the cluster, Ctrl-C sets the yielded :class:`threading.Event` instead of raising
+    KeyboardInterrupt wherever the main thread happens to be; :func:`_as_completed` raises it at its next poll.
+    An asynchronous KeyboardInterrupt could land inside ``distributed``'s own code: in its gc callback
+    (``GCDiagnosis._gc_callback``) Python *ignores* it (prints "Exception ignored in" and goes on), so the
+    Ctrl-C was lost and the run carried on (a CI run timed out this way); in ``sync()`` it leaves callbacks
+    that log tracebacks. The old handler is back when the block ends, before the cluster is closed, so a
+    second Ctrl-C during the close interrupts as usual. Outside the main thread nothing is changed (None)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    interrupted = threading.Event()
+    old = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _as_completed(distributed, futures, interrupted: threading.Event | None = None, poll_s: float = 0.05):
+    """``distributed.as_completed(futures)``, waited on in short sleeps so that a Ctrl-C caught by
+    :func:`_sigint_at_poll_points` (``interrupted`` set) is raised here as KeyboardInterrupt, in this
+    (the main) thread, within ``poll_s``, and at no other place; one pressed while the last results were
+    handled is raised after them (a Ctrl-C is never lost)."""
     import time
 
     pending = distributed.as_completed(futures)
     while not pending.is_empty():
+        if interrupted is not None and interrupted.is_set():
+            raise KeyboardInterrupt
         if pending.has_ready():
             yield next(pending)
         else:
             time.sleep(poll_s)
+    if interrupted is not None and interrupted.is_set():  # pressed while the last results were handled
+        raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -136,14 +160,15 @@ class DaskExecutor:
         try:
             from cellxfer.imageio import carry_plane_options
 
-            futures = client.map(carry_plane_options(fn), items, pure=False)
-            owner = {f.key: item for f, item in zip(futures, items)}
-            for fut in _as_completed(distributed, futures):
-                item = owner[fut.key]
-                if fut.status == "error":
-                    yield item, fut.exception()
-                else:
-                    yield item, fut.result()
+            with _sigint_at_poll_points() as interrupted:
+                futures = client.map(carry_plane_options(fn), items, pure=False)
+                owner = {f.key: item for f, item in zip(futures, items)}
+                for fut in _as_completed(distributed, futures, interrupted):
+                    item = owner[fut.key]
+                    if fut.status == "error":
+                        yield item, fut.exception()
+                    else:
+                        yield item, fut.result()
         except BaseException:  # Ctrl-C, or the consumer gone: what is cancelled now is no news to the user
             if cluster is not None:
                 _quiet_workers(client)
