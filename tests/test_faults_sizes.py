@@ -198,3 +198,28 @@ def test_a_ctrl_c_during_a_dask_map_is_raised_at_the_poll_and_not_inside_a_gc_ca
     finally:
         gc.callbacks.remove(callback)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_local_dask_cluster_beside_another_prints_no_port_warning(tmp_path):
+    """A local cluster's scheduler bound its HTTP endpoints to port 8787 even without a dashboard; with that port
+    taken (a Jupyter session's cluster, another run) every run printed "Port 8787 is already in use"."""
+    pytest.importorskip("distributed")
+    import socket
+    import warnings
+
+    from cellxfer.count.dask_executor import DaskExecutor
+
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 8787))
+    except OSError:
+        pytest.skip("port 8787 is taken and cannot be held here")
+    taken.listen()
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            got = dict(DaskExecutor(address="local:1").map(abs, [-1, -2]))
+    finally:
+        taken.close()
+    assert got == {-1: 1, -2: 2}
+    assert not [w for w in seen if "8787" in str(w.message)], [str(w.message) for w in seen]

@@ -136,8 +136,12 @@ class DaskExecutor:
             from cellxfer.executors import default_workers
 
             with _workers_ignore_sigint():
+                # no dashboard, and the scheduler's own HTTP endpoints (health, metrics) on a free port: on
+                # its default, 8787, a second cluster on the machine (a Jupyter session's, another run's)
+                # printed a 4-line "Port 8787 is already in use" warning into the run's output
                 cluster = distributed.LocalCluster(n_workers=n or workers or default_workers(), threads_per_worker=1,
-                                                   processes=True, dashboard_address=None)
+                                                   processes=True, dashboard_address=None,
+                                                   scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
             return distributed.Client(cluster), cluster
         try:
             return distributed.Client(address, timeout="20s"), None
