@@ -1,5 +1,5 @@
-"""Stress Ctrl-C of a run with worker processes: start ``cellxfer synth --workers W``, send SIGINT to its whole
-process group (what a terminal's Ctrl-C does) at a random moment, and tally how each try ended.
+"""Stress Ctrl-C of a run with worker processes: start ``cellxfer synth --workers W`` (or ``--scheduler local:N``,
+a Dask LocalCluster), send SIGINT to its whole process group (what a terminal's Ctrl-C does) at a random moment, and tally how each try ended.
 
 A try is **clean** when the run exits 130 within ``--timeout`` seconds and prints exactly its one
 ``interrupted: ...`` line (no traceback, no second line). Anything else is counted by kind: a **hang** (still
@@ -9,6 +9,7 @@ each kind is kept). ``--load K`` keeps K busy processes running beside it, as a 
 the same machine. Writes a table and ``--out`` JSON.
 
     .venv/bin/python scripts/stress_interrupt.py --tries 100 --load 1 --before /tmp/old-checkout
+    .venv/bin/python scripts/stress_interrupt.py --tries 30 --scheduler local:2 --out docs/data/s10/stress_interrupt_dask.json
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ def _busy() -> None:  # one CPU-bound process of --load
         pass
 
 
-def one_try(env: dict, out: Path, workers: int, timeout: float, rng: random.Random) -> tuple[str, str]:
-    """``(outcome, stderr)`` of one interrupted ``synth`` run: SIGINT once ``need`` images exist (1, 5 or 20,
-    so the pool is starting, busy or in full swing) plus 0-50 ms."""
+def one_try(env: dict, out: Path, how: list[str], timeout: float, rng: random.Random) -> tuple[str, str]:
+    """``(outcome, stderr)`` of one interrupted ``synth HOW`` run (``HOW``: ``--workers W`` or ``--scheduler
+    ADDRESS``): SIGINT once ``need`` images exist (1, 5 or 20, so the pool is starting, busy or in full swing)
+    plus 0-50 ms."""
     shutil.rmtree(out, ignore_errors=True)
     proc = subprocess.Popen([sys.executable, "-m", "cellxfer", "synth", "--n", "5000", "--size", "64",
-                             "--workers", str(workers), "--out", str(out)], cwd=out.parent, env=env,
+                             *how, "--out", str(out)], cwd=out.parent, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     need, deadline = rng.choice([1, 5, 20]), time.monotonic() + timeout
@@ -66,6 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tries", type=int, default=100, help="tries per version")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--scheduler", default=None, help="run under a Dask scheduler instead (e.g. local:2; the dask extra)")
     p.add_argument("--load", type=int, default=1, help="busy processes running beside the tries")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds a try may take after SIGINT")
     p.add_argument("--before", type=Path, default=None, help="a checkout of an earlier cellxfer, tried in turn")
@@ -78,12 +81,13 @@ def main() -> None:
     hogs = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.load)]
     for h in hogs:
         h.start()
+    how = ["--scheduler", args.scheduler] if args.scheduler else ["--workers", str(args.workers)]
     rng, tally, samples = random.Random(args.seed), {v: {} for v in versions}, {v: {} for v in versions}
     try:
         with tempfile.TemporaryDirectory(prefix="cellxfer-stress-") as tmp:
             for i in range(args.tries):
                 for name, env in versions.items():
-                    outcome, err = one_try(env, Path(tmp) / "syn", args.workers, args.timeout, rng)
+                    outcome, err = one_try(env, Path(tmp) / "syn", how, args.timeout, rng)
                     tally[name][outcome] = tally[name].get(outcome, 0) + 1
                     if outcome != "clean":
                         samples[name].setdefault(outcome, err[-3000:])
@@ -97,9 +101,9 @@ def main() -> None:
     for name, t in tally.items():
         print(f"| {name} | {args.tries} | " + " | ".join(str(t.get(k, 0)) for k in kinds) + " |")
     print(f"load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs, {args.load} busy process(es) beside)")
-    args.out.write_text(json.dumps({"what": "Ctrl-C of cellxfer synth --workers at random moments",
+    args.out.write_text(json.dumps({"what": f"Ctrl-C of cellxfer synth {' '.join(how)} at random moments",
                                     "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"),
-                                    "tries": args.tries, "workers": args.workers, "load": args.load,
+                                    "tries": args.tries, "how": how, "load": args.load,
                                     "tally": tally, "samples": samples}, indent=2) + "\n")
 
 
