@@ -169,7 +169,7 @@ def _interpolation(n: int, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``t`` on the second (linear; beyond the first and last centre extrapolated, so a ramp stays a ramp to the
     image's edge; one cell: every pixel on it). The caller gathers ``v[i] * (1 - t) + v[i + 1] * t`` from
     the cells' values padded by one. Not a matrix product: with one, ``count`` of the IDCIA 95 took 6.3 s
-    instead of 4.6 and 50% more CPU (docs/flat/bench_count_idcia95_matmul.json), most likely BLAS threads
+    instead of 4.6 and 50% more CPU (docs/data/flat/bench_count_idcia95_matmul.json), most likely BLAS threads
     spinning beside ONNX Runtime's; the gathers measured 4.6 s."""
     centres = (edges[:-1] + edges[1:] - 1) / 2.0
     y = np.arange(n)
@@ -337,8 +337,8 @@ def unblurred(d: float) -> float:
     two Gaussians add so), at least ``d / 2``. The smoothing and the threshold widen small objects most, so
     without it an image halved in size measured 8.2% more than half its diameter, 2.8% with it (median over
     the 427 dsb2018-fluo training and validation images with an estimate at both sizes:
-    ``scripts/scale_check.py --dsb trainval --resize``, docs/scale_cov_trainval.json and
-    docs/rim/scale_cov_trainval.json)."""
+    ``scripts/scale_check.py --dsb trainval --resize``, docs/data/scale_cov_trainval.json and
+    docs/data/rim/scale_cov_trainval.json)."""
     return math.sqrt(max(d * d - RIM * RIM, d * d / 4))
 
 

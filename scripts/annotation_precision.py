@@ -17,7 +17,7 @@ one-to-one within R px) that an *oracle* detector would score: one that finds ev
 exactly once, at its centre. That is the ceiling of any counter that puts its points on nucleus centres,
 whatever it was trained on. Writes the table as JSON.
 
-    .venv/bin/python scripts/annotation_precision.py --out docs/annotation_precision.json
+    .venv/bin/python scripts/annotation_precision.py --out docs/data/annotation_precision.json
 """
 
 from __future__ import annotations

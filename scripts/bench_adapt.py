@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--match", default="layer", choices=["layer", "skips"], help="adapt --match: layer L only, or also the skips")
     ap.add_argument("--num-downs", type=int, default=8)
     ap.add_argument("--size", type=int, default=256, help="Training crop side.")
-    ap.add_argument("--json", type=Path, default=REPO / "docs" / "bench_adapt.json")
+    ap.add_argument("--json", type=Path, default=REPO / "docs" / "data" / "bench_adapt.json")
     ap.add_argument("--results-md", type=Path, default=None)
     real = ap.add_argument_group("real field (--real)")
     real.add_argument("--real", action="store_true", help="Run the real-field experiment (see module docs).")
@@ -82,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     real.add_argument("--touch-test", action="store_true", help="Also evaluate the test region (once per final setting).")
     real.add_argument("--adapt-variants", default="", help="train:match pairs, e.g. upto:layer,upto:skips,layer:layer")
     real.add_argument("--match-radius", type=float, default=10.0, help="Localisation F1 radius in pixels.")
-    real.add_argument("--figures", type=Path, default=REPO / "docs")
+    real.add_argument("--figures", type=Path, default=REPO / "docs" / "images")
     return ap.parse_args(argv)
 
 

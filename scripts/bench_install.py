@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--image", type=Path, default=None, help="the first count's image (default: an IDCIA image)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
-    p.add_argument("--json", type=Path, default=REPO / "docs" / "bench_install.json")
+    p.add_argument("--json", type=Path, default=REPO / "docs" / "data" / "bench_install.json")
     args = p.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="cellxfer-install-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -256,7 +256,7 @@ def main(argv=None) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="count with this checkpoint in both versions (default: each version's own default counter)")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/cellxfer-bench-slide"))
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "bench_slide.json")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "data" / "bench_slide.json")
     args = p.parse_args(argv)
     args.model = args.model.resolve() if args.model else None  # the children run in --workdir
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000, help="images for the command rows")
     ap.add_argument("--sample", type=int, default=60, help="images per repeat for the in-process rows")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--json", type=Path, default=Path("docs/bench_synth.json"))
+    ap.add_argument("--json", type=Path, default=Path("docs/data/bench_synth.json"))
     args = ap.parse_args()
     cfg = SynHCConfig()
     rows = []

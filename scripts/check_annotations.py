@@ -4,11 +4,11 @@
 For every labelled image of a dataset (IDCIA layout or cell dataset), the share of its annotated points
 that sit on signal: the 5x5 neighbourhood maximum of the raw image above its median plus ``K`` times the
 span from the median to the 99.5th percentile (relative to the image, so dim and bright fields alike). A correct table of nucleus centres scores close to 1
-(median 0.99 on the IDCIA 95, 0.88-1.00 for 90 of its 94 tables: docs/check_annotations.json); a table that belongs to another image scores low on its own image and, if
+(median 0.99 on the IDCIA 95, 0.88-1.00 for 90 of its 94 tables: docs/data/check_annotations.json); a table that belongs to another image scores low on its own image and, if
 that image is in the set, high on it. Prints the lowest-scoring tables with the best-matching other image
 and writes the whole table as JSON. This is the evidence behind ``cellxfer.train.data.KNOWN_MISANNOTATED``.
 
-    .venv/bin/python scripts/check_annotations.py --out docs/check_annotations.json
+    .venv/bin/python scripts/check_annotations.py --out docs/data/check_annotations.json
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ IMAGE = DATA / "cellprofiler-examplehuman" / "AS_09125_050116030001_D03f00d0.tif
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "napari_count_widget.png")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "images" / "napari_count_widget.png")
     ap.add_argument("--image", type=Path, default=IMAGE)
     args = ap.parse_args(argv)
     import napari

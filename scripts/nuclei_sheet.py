@@ -16,7 +16,7 @@ maximum), ``snr`` (median value at the nucleus centres over the high-pass noise 
 below the median) and ``roughness`` (median over nuclei of the high-pass SD within 0.3 d of the
 centre over the mean there); prints percentiles 5/25/50/75/95 and writes them as JSON beside the PNG.
 
-Usage: ``python scripts/nuclei_sheet.py [--out docs/nuclei_sheet.png] [--seed 0] [--tile 192] [--stats 150]``.
+Usage: ``python scripts/nuclei_sheet.py [--out docs/images/nuclei_sheet.png] [--seed 0] [--tile 192] [--stats 150]``.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def compare_stats(n: int, seed: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("docs/nuclei_sheet.png"))
+    ap.add_argument("--out", type=Path, default=Path("docs/images/nuclei_sheet.png"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tile", type=int, default=192, help="tile side, px")
     ap.add_argument("--stats", type=int, default=0, help="also compare image statistics with this many rendered images")

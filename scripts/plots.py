@@ -1,4 +1,4 @@
-"""Draw the benchmark pages' plots from the JSON (and CSV) the benchmarks wrote under ``docs/``.
+"""Draw the benchmark pages' plots from the JSON (and CSV) the benchmarks wrote under ``docs/data/``.
 
     python scripts/plots.py                      # writes docs/plots/*.png
     python scripts/plots.py --out /tmp/plots     # somewhere else (tests/test_plots.py does this)
@@ -6,7 +6,7 @@
 One plot per question, each from files a kept command wrote (the command is on the benchmark page):
 
 - ``accuracy_pred_vs_true.png``: the default counter's predicted against true count per IDCIA image
-  (``cellxfer evaluate ... --csv docs/default_counter_idcia90.csv --json docs/default_counter_idcia90.json``).
+  (``cellxfer evaluate ... --csv docs/data/default_counter_idcia90.csv --json docs/data/default_counter_idcia90.json``).
 - ``accuracy_error_by_density.png``: its signed error per image against the true count, with the MAE of each
   density bin.
 - ``transfer_few_labels.png``: test MAE against the number of labelled images, per training regime
@@ -251,7 +251,7 @@ PLOTS = {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--docs", type=Path, default=REPO / "docs", help="where the benchmark JSON files are")
+    ap.add_argument("--docs", type=Path, default=REPO / "docs" / "data", help="where the benchmark JSON files are")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "plots", help="folder for the PNG files")
     ap.add_argument("--only", nargs="*", choices=sorted(PLOTS), help="draw only these plots")
     args = ap.parse_args(argv)

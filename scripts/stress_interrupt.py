@@ -73,7 +73,7 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds a try may take after SIGINT")
     p.add_argument("--before", type=Path, default=None, help="a checkout of an earlier cellxfer, tried in turn")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "stress_interrupt.json")
+    p.add_argument("--out", type=Path, default=REPO / "docs" / "data" / "stress_interrupt.json")
     args = p.parse_args()
     versions = {"after": tree_env(REPO)}
     if args.before:

@@ -1,4 +1,4 @@
-"""scripts/plots.py redraws every benchmark plot from the JSON committed under docs/ (issue 28)."""
+"""scripts/plots.py redraws every benchmark plot from the JSON committed under docs/data/ (issue 28)."""
 
 from __future__ import annotations
 
@@ -33,14 +33,14 @@ def test_plots_are_drawn_from_the_committed_json(tmp_path):
             a, b = (np.asarray(x.convert("L"), dtype=float) for x in (im, kept))
             assert np.abs(a - b).mean() < 2.0, f"docs/plots/{name}.png is stale: rerun python scripts/plots.py"
     # the per-image CSV and the JSON evaluate wrote beside it agree, and the figure quoted on the pages is theirs
-    meta = json.loads((REPO / "docs" / "default_counter_idcia90.json").read_text())
+    meta = json.loads((REPO / "docs" / "data" / "default_counter_idcia90.json").read_text())
     assert f"MAE {meta['mae']:.2f} (JSON {meta['mae']:.2f})" in res.stdout
     assert "11.3x StarDist" in res.stdout
 
 
 def test_a_broken_benchmark_file_is_one_line_naming_it(tmp_path):
     docs = tmp_path / "docs"
-    shutil.copytree(REPO / "docs", docs, ignore=shutil.ignore_patterns("*.png", "*.md"))
+    shutil.copytree(REPO / "docs" / "data", docs)
     (docs / "transfer_fewlabel_test.json").write_text("{not json")
     res = run("--docs", docs, "--out", tmp_path / "out", "--only", "transfer_few_labels")
     assert res.returncode == 2
