@@ -82,47 +82,117 @@ class ImageReader:
     magic: tuple[bytes, ...] = ()
 
 
+#: the options that pick one plane of an image, in the order :meth:`Plane.text` names them
+PLANE_OPTIONS = ("page", "channel", "level")
+
+
+@dataclass(frozen=True)
+class Plane:
+    """The plane asked for: ``--page`` and ``--channel`` (None: not given) and ``--level`` (0: full resolution)."""
+
+    page: int | None = None
+    channel: int | None = None
+    level: int = 0
+
+    def text(self, planes: "Planes") -> str:
+        """The canonical name of the plane this picks in an image offering ``planes``: ``option=index`` for each
+        option that picks something there (:meth:`Planes.options`), space-separated, in :data:`PLANE_OPTIONS`
+        order; an option not given is index 0 (what is read then: the first of identical colour channels; an
+        image of several pages is refused without ``--page``). Empty for a single-plane image, whatever was
+        asked. Two runs read the same plane of an unchanged image exactly when their texts are equal."""
+        return " ".join(f"{name}={getattr(self, name) or 0}" for name in planes.options())
+
+
+def _samples_first(axes: str, ndim: int) -> tuple[str, bool]:
+    """``axes`` (tifffile style) upper case, ``Q``s with ``YX`` last when they do not fit ``ndim``, and colour
+    samples (``S``, last as TIFF and PNG store them) moved first; True when they were moved."""
+    axes = axes.upper()
+    if ndim != len(axes):  # pragma: no cover - defensive, tifffile keeps them consistent
+        axes = "Q" * (ndim - 2) + "YX"
+    if axes.endswith("S") and ndim >= 3:
+        return "S" + axes[:-1], True
+    return axes, False
+
+
+@dataclass(frozen=True)
+class Planes:
+    """What an image offers to pick from beyond one 2-D plane: its ``axes`` letters (tifffile style, colour
+    samples first, Y and X last) and ``shape``, as its header gives them (:func:`planes_of`) or as decoded
+    (:func:`_pick_plane`), and its pyramid ``levels``. An axis of size 1 is no choice. Channel axes are ``C``
+    and ``S`` (colour samples), page axes any other letter (Z, T, I, Q...). ``axes`` None: an image whose
+    header does not say (another reader's format, an unreadable file), taken to offer every option."""
+
+    axes: str | None
+    shape: tuple[int, ...] = ()
+    levels: int = 1
+
+    @classmethod
+    def of(cls, axes: str, shape, levels: int = 1) -> "Planes":
+        """From a reader's ``axes`` and ``shape`` (colour samples last or first)."""
+        shape = tuple(int(n) for n in shape)
+        axes, moved = _samples_first(axes, len(shape))
+        return cls(axes, (shape[-1], *shape[:-1]) if moved else shape, levels)
+
+    @property
+    def channel_axes(self) -> list[int]:
+        return [i for i in self._choices() if self.axes[i] in "CS"]
+
+    @property
+    def page_axes(self) -> list[int]:
+        return [i for i in self._choices() if self.axes[i] not in "CS"]
+
+    def _choices(self) -> list[int]:
+        """Positions of the axes before Y and X that hold more than one plane."""
+        return [i for i, n in enumerate(self.shape[:len(self.axes or "") - 2]) if n > 1]
+
+    def options(self) -> tuple[str, ...]:
+        """Which of :data:`PLANE_OPTIONS` pick something in this image (all of them when unknown)."""
+        if self.axes is None:
+            return PLANE_OPTIONS
+        there = {"page": self.page_axes, "channel": self.channel_axes, "level": self.levels > 1}
+        return tuple(name for name in PLANE_OPTIONS if there[name])
+
+    def index(self, path: Path, plane: Plane) -> tuple[int, ...]:
+        """The index of ``plane``'s page and channel into an array of this layout: one 2-D plane (YX) of it;
+        else an :class:`InputError` naming ``path``: an axis left to pick, an index out of range, more than
+        one page or channel axis, or an option given for an axis the image lacks."""
+        chan_axes, page_axes = self.channel_axes, self.page_axes
+        if plane.channel not in (None, 0) and not chan_axes:
+            raise InputError(f"{path}: --channel {plane.channel} given but the image has a single channel; drop --channel for this file")
+        if plane.page not in (None, 0) and not page_axes:
+            raise InputError(f"{path}: --page {plane.page} given but the image has a single page; drop --page for this file")
+        shape, axes = "x".join(map(str, self.shape)), self.axes
+        if len(chan_axes) > 1 or len(page_axes) > 1:
+            raise InputError(f"{path}: image has shape {shape} (axes {axes}); cellxfer needs a 2-D image: reduce it to one plane first")
+        index = [0] * (len(self.shape) - 2)
+        if chan_axes:
+            n = self.shape[chan_axes[0]]
+            if plane.channel is None:
+                raise InputError(f"{path}: image has {n} channels (shape {shape}, axes {axes}); {_plane_advice('channel', n)}")
+            if not 0 <= plane.channel < n:
+                raise InputError(f"{path}: --channel {plane.channel} is out of range; the image has channels 0..{n - 1}")
+            index[chan_axes[0]] = plane.channel
+        if page_axes:
+            n = self.shape[page_axes[0]]
+            if plane.page is None:
+                raise InputError(f"{path}: image has {n} planes along axis {axes[page_axes[0]]} (shape {shape}); {_plane_advice('page', n)}")
+            if not 0 <= plane.page < n:
+                raise InputError(f"{path}: --page {plane.page} is out of range; the image has planes 0..{n - 1}")
+            index[page_axes[0]] = plane.page
+        return tuple(index)
+
+
 def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, page: int | None) -> np.ndarray:
-    """Reduce ``arr`` (with ``axes`` letters, tifffile style, YX last) to one 2-D plane."""
+    """Reduce ``arr`` (with ``axes`` letters, tifffile style, YX last) to the 2-D plane :meth:`Planes.index`
+    picks; an RGB(A) image whose colour channels are identical is grayscale when no channel is asked."""
     import numpy as np
 
-    axes = axes.upper()
-    if arr.ndim != len(axes):  # pragma: no cover - defensive, tifffile keeps them consistent
-        axes = "Q" * (arr.ndim - 2) + "YX"
-    # RGB(A) samples as last axis -> move before YX
-    if axes.endswith("S") and arr.ndim >= 3:
+    axes, moved = _samples_first(axes, arr.ndim)
+    if moved:
         arr = np.moveaxis(arr, -1, 0)
-        axes = "S" + axes[:-1]
         if channel is None and arr.shape[0] in (3, 4) and all(np.array_equal(arr[0], arr[i]) for i in range(1, 3)):
             arr, axes = arr[0], axes[1:]
-    extra = [(i, a) for i, a in enumerate(axes[:-2]) if arr.shape[i] > 1]
-    chan_axes = [i for i, a in extra if a in "CS"]
-    page_axes = [i for i, a in extra if a not in "CS"]
-    if channel not in (None, 0) and not chan_axes:
-        raise InputError(f"{path}: --channel {channel} given but the image has a single channel; drop --channel for this file")
-    if page not in (None, 0) and not page_axes:
-        raise InputError(f"{path}: --page {page} given but the image has a single page; drop --page for this file")
-    if not extra:
-        return arr.reshape(arr.shape[-2:])
-    shape = "x".join(map(str, arr.shape))
-    if len(chan_axes) > 1 or len(page_axes) > 1:
-        raise InputError(f"{path}: image has shape {shape} (axes {axes}); cellxfer needs a 2-D image: reduce it to one plane first")
-    index = [0] * (arr.ndim - 2)
-    if chan_axes:
-        n = arr.shape[chan_axes[0]]
-        if channel is None:
-            raise InputError(f"{path}: image has {n} channels (shape {shape}, axes {axes}); {_plane_advice('channel', n)}")
-        if not 0 <= channel < n:
-            raise InputError(f"{path}: --channel {channel} is out of range; the image has channels 0..{n - 1}")
-        index[chan_axes[0]] = channel
-    if page_axes:
-        n = arr.shape[page_axes[0]]
-        if page is None:
-            raise InputError(f"{path}: image has {n} planes along axis {axes[page_axes[0]]} (shape {shape}); {_plane_advice('page', n)}")
-        if not 0 <= page < n:
-            raise InputError(f"{path}: --page {page} is out of range; the image has planes 0..{n - 1}")
-        index[page_axes[0]] = page
-    return arr[tuple(index)]
+    return arr[Planes(axes, arr.shape).index(path, Plane(page, channel))]
 
 
 def _yx(series) -> tuple[int, int]:
@@ -351,28 +421,35 @@ def tiff_description(path: str | os.PathLike) -> str:
         return ""
 
 
-def has_other_planes(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds more than one plane that ``--page``, ``--channel`` or ``--level`` could pick
-    (pages, channels, colour samples, pyramid levels), from its header; True when the header does not say."""
+def planes_of(path: str | os.PathLike) -> Planes:
+    """What :func:`read_image` can pick from in ``path`` (its pages and channels, and a TIFF's pyramid levels),
+    from its header alone; ``Planes(None)`` when the header does not say (another reader's format, a folder,
+    an unreadable file)."""
     path = Path(path)
-    if path.is_dir():  # an OME-Zarr image
-        return True
+    if not path.is_file():
+        return Planes(None)
     try:
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
+        with reading(path), tifffile.TiffFile(path) as tif:  # what tifffile logs: one warning line naming the file
             series = tif.series[0]
-            rows, cols = _yx(series)
-            return series.size > rows * cols or len(series.levels) > 1
+            return Planes.of(series.axes, series.shape, len(series.levels))  # what read_tiff picks from
     except Exception:  # noqa: BLE001 - not a TIFF: PIL's header, below
         pass
     try:
         from PIL import Image
 
-        with Image.open(path) as im:
-            return im.mode not in ("1", "L", "LA", "I", "F") and not im.mode.startswith("I;16")
-    except Exception:  # noqa: BLE001 - unreadable: count it again (the reader reports what is wrong)
-        return True
+        with Image.open(path) as im:  # read_png's bands: a palette as RGB(A), LA as its gray
+            bands = {"P": 4 if "transparency" in im.info else 3, "LA": 1}.get(im.mode, len(im.getbands()))
+            return Planes.of("YXS", (im.height, im.width, bands)) if bands > 1 else Planes("YX", (im.height, im.width))
+    except Exception:  # noqa: BLE001 - unreadable: every option counts (the reader reports what is wrong)
+        return Planes(None)
+
+
+def has_other_planes(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds more than one plane that ``--page``, ``--channel`` or ``--level`` could pick
+    (pages, channels, colour samples, pyramid levels), from its header; True when the header does not say."""
+    return bool(planes_of(path).options())
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:

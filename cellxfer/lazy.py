@@ -21,10 +21,14 @@ import math
 import os
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cellxfer.errors import InputError
+
+if TYPE_CHECKING:
+    from cellxfer.imageio import Planes
 
 #: images with more pixels than this (and a layout that allows it) are read by region
 LAZY_PIXELS = 4_000_000 * 4
@@ -260,19 +264,38 @@ def is_ome_zarr(path: Path) -> bool:
     return path.is_dir() and ((path / "zarr.json").is_file() or (path / ".zattrs").is_file())
 
 
-def _open_ome_zarr(path: Path, level: int):
-    """Level ``level`` of an OME-Zarr image: lazy by region when large, else read whole; its singleton
-    axes (t, c, z of one plane) dropped. One line naming the folder and the fix for anything else."""
+def image_planes(path: str | os.PathLike) -> "Planes":
+    """What :func:`open_image` can pick from in ``path``, from its header alone: an OME-Zarr folder's levels
+    (its other axes hold one plane), else :func:`cellxfer.imageio.planes_of`."""
+    from cellxfer.imageio import Planes, planes_of
+
+    path = Path(path)
+    if not is_ome_zarr(path):
+        return planes_of(path)
+    try:
+        return Planes("YX", levels=len(_ome_zarr_levels(path)[1]))
+    except InputError:  # open_image says what is wrong with it
+        return Planes(None)
+
+
+def _ome_zarr_levels(path: Path):
+    """``(zarr group, its levels' array paths)`` of an OME-Zarr folder, from its ``multiscales`` metadata."""
     import zarr
 
     try:
         group = zarr.open_group(str(path), mode="r")
         attrs = dict(group.attrs)
         multiscales = (attrs.get("ome") or attrs).get("multiscales")
-        datasets = [d["path"] for d in multiscales[0]["datasets"]]
+        return group, [d["path"] for d in multiscales[0]["datasets"]]
     except Exception as exc:  # noqa: BLE001 - zarr raises many types for a foreign folder
         raise InputError(f"{path}: not an OME-Zarr image ({type(exc).__name__}: {exc}); give an OME-Zarr folder "
                          f"with multiscales metadata, or a TIFF/PNG file") from None
+
+
+def _open_ome_zarr(path: Path, level: int):
+    """Level ``level`` of an OME-Zarr image: lazy by region when large, else read whole; its singleton
+    axes (t, c, z of one plane) dropped. One line naming the folder and the fix for anything else."""
+    group, datasets = _ome_zarr_levels(path)
     if not 0 <= level < len(datasets):
         raise InputError(f"{path}: --level {level}: the image has levels 0 to {len(datasets) - 1}")
     array = group[datasets[level]]
