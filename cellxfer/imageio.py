@@ -446,12 +446,6 @@ def planes_of(path: str | os.PathLike) -> Planes:
         return Planes(None)
 
 
-def has_other_planes(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds more than one plane that ``--page``, ``--channel`` or ``--level`` could pick
-    (pages, channels, colour samples, pyramid levels), from its header; True when the header does not say."""
-    return bool(planes_of(path).options())
-
-
 def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:
     """(rows, columns) of a 2-D image from its header only (TIFF, PNG), or None when the header does not
     say (the full reader then decides)."""

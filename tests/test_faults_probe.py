@@ -91,23 +91,64 @@ def test_a_broken_link_in_a_folder_is_reported_not_dropped(tmp_path, capsys):
 
 def test_a_rerun_asking_for_another_plane_does_not_keep_the_old_planes_counts(tmp_path, capsys):
     """``count stack.tif --page 0`` then ``--page 1`` into the same CSV skipped the stack as already counted
-    and kept page 0's count, a silently wrong number for page 1. The stack is counted again now (with a
-    warning); a single-plane image's row stands (it reads the same whatever page was asked)."""
+    and kept page 0's count, a silently wrong number for page 1. Each row records its plane (``plane``), part of
+    what makes a row done: the stack is counted again; a single-plane image's row stands (it reads the same
+    whatever page was asked)."""
     img = blobs(96, 96, 12)
     tifffile.imwrite(tmp_path / "stack.tif", np.stack([img, np.zeros_like(img)]))
     tifffile.imwrite(tmp_path / "flat.tif", img)
     out = tmp_path / "c.csv"
     base = ["count", tmp_path / "stack.tif", "-m", DEFAULT_MODEL, "--diameter", "off", "-o", out]
     assert run_cli([*base, "--page", "0"], capsys).returncode == 0
-    assert float(rows(out)["stack.tif"]["count"]) > 0
+    assert float(rows(out)["stack.tif"]["count"]) > 0 and rows(out)["stack.tif"]["plane"] == "page=0"
     assert run_cli([*base[:2], tmp_path / "flat.tif", *base[2:], "--page", "0"], capsys).returncode == 0
     flat = rows(out)["flat.tif"]
+    assert flat["plane"] == ""
     r = run_cli([*base[:2], tmp_path / "flat.tif", *base[2:], "--page", "1"], capsys)
     assert r.returncode == 0, r.stderr
-    assert f"warning: {out}: 1 file(s) with several planes" in r.stderr and "--page 0 -> 1" in r.stderr
     assert float(rows(out)["stack.tif"]["count"]) == 0.0 and rows(out)["flat.tif"] == flat
+    assert rows(out)["stack.tif"]["plane"] == "page=1"
     r = run_cli([*base, "--page", "1"], capsys)  # the same plane again: skipped as done
     assert r.returncode == 0 and "warning" not in r.stderr and float(rows(out)["stack.tif"]["count"]) == 0.0
+
+
+def test_each_row_says_its_plane_whatever_the_last_run_asked(tmp_path, capsys):
+    """The plane was judged by ``<csv>.manifest.json``, which holds the last run's options only: a.tif counted
+    from page 0, then b.tif from page 1, then both from page 1 kept a.tif's page-0 count."""
+    img = blobs(96, 96, 12)
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(tmp_path / name, np.stack([img, np.zeros_like(img)]))
+    out = tmp_path / "c.csv"
+    opts = ["-m", DEFAULT_MODEL, "--diameter", "off", "-o", out]
+    assert run_cli(["count", tmp_path / "a.tif", *opts, "--page", "0"], capsys).returncode == 0
+    assert run_cli(["count", tmp_path / "b.tif", *opts, "--page", "1"], capsys).returncode == 0
+    b = rows(out)["b.tif"]
+    assert run_cli(["count", tmp_path / "a.tif", tmp_path / "b.tif", *opts, "--page", "1"], capsys).returncode == 0
+    got = rows(out)
+    assert float(got["a.tif"]["count"]) == 0.0 and got["a.tif"]["plane"] == "page=1" and got["b.tif"] == b
+
+
+def test_a_csv_written_before_the_plane_column_resumes(tmp_path, capsys):
+    """A counts CSV of an earlier version has no ``plane`` column: its single-plane images' rows stand, and an
+    image of several planes, whose row does not say which plane it came from, is counted again."""
+    img = blobs(96, 96, 12)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([img, np.zeros_like(img)]))
+    tifffile.imwrite(tmp_path / "flat.tif", img)
+    out = tmp_path / "c.csv"
+    cmd = ["count", tmp_path / "stack.tif", tmp_path / "flat.tif", "-m", DEFAULT_MODEL, "--diameter", "off",
+           "-o", out, "--page", "0"]
+    assert run_cli(cmd, capsys).returncode == 0
+    before = rows(out)
+    with open(out, "w", newline="") as f:  # as written before: no plane column, and counts a rerun would not give
+        old = [c for c in before["flat.tif"] if c != "plane"]
+        w = csv.DictWriter(f, old, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows({**row, "count": "1234.000"} for row in before.values())
+    r = run_cli(cmd, capsys)
+    assert r.returncode == 0, r.stderr
+    got = rows(out)
+    assert got["flat.tif"]["count"] == "1234.000" and got["flat.tif"]["plane"] == ""
+    assert got["stack.tif"]["count"] == before["stack.tif"]["count"] and got["stack.tif"]["plane"] == "page=0"
 
 
 def test_the_manifest_records_the_plane_before_the_first_row(tmp_path, monkeypatch):

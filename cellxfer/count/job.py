@@ -14,8 +14,8 @@ With ``scheduler`` the files are counted one task per image on a Dask cluster
 (:class:`cellxfer.count.dask_executor.DaskExecutor`); each worker process loads the model once.
 
 Results go to the counts CSV (:mod:`cellxfer.count.table`) as they arrive; a file already counted
-OK with the same model is skipped (``overwrite`` recounts all); a file that fails is recorded with
-its error and the batch goes on.
+OK with the same model, ``--diameter`` policy and plane is skipped (``overwrite`` recounts all); a file that
+fails is recorded with its error and the batch goes on.
 """
 
 from __future__ import annotations
@@ -446,41 +446,29 @@ def _writable_folder(folder: Path | None, option: str) -> None:
         raise InputError(f"{folder}: {option} is a folder you may not write to; choose another or fix its permissions")
 
 
-def _other_plane_rows(config: CountConfig, table: CountsTable, files: list) -> list:
-    """The files whose rows would be skipped as done but were read from another plane of a multi-plane image
-    (``--page``, ``--channel``, ``--level`` differ from what ``<csv>.manifest.json`` records): a rerun counts
-    them again instead of keeping the other plane's counts as this run's. A single-plane image reads the
-    same whatever was asked, so its row stands (a failed stack is retried with --page, the rest kept)."""
-    import json
+def _todo(config: CountConfig, files: list, table: CountsTable, mhash: str, diameter_mode: str,
+          outputs: tuple) -> tuple[list, dict]:
+    """``(the files this run counts, {file: the plane this run counts of it})``. A file is counted unless its row is
+    done (:meth:`CountsTable.done`: counted OK with this model, ``--diameter`` policy and plane) and each of
+    ``outputs`` (``{file: path}`` dicts) that names it exists; every file with --overwrite. Its plane is the text its
+    row records (:meth:`cellxfer.imageio.Plane.text`, from the file's header): a row counted from another plane of
+    an image is not done; a single-plane image's plane is the same whatever was asked."""
+    from cellxfer.imageio import Plane
+    from cellxfer.lazy import image_planes
 
-    from cellxfer.console import warn
-    from cellxfer.imageio import has_other_planes
-    from cellxfer.manifest import sidecar_manifest
-
-    path = sidecar_manifest(table.path)
-    if config.overwrite or not table.rows or not path.is_file():
-        return []
-    try:
-        before = json.loads(path.read_text()).get("config") or {}
-    except (OSError, ValueError, AttributeError):
-        return []
-    changed = [f"--{n} {before.get(n) or 0} -> {getattr(config, n) or 0}" for n in ("page", "channel", "level")
-               if (before.get(n) or 0) != (getattr(config, n) or 0)]
-    if not changed:
-        return []
-    stale = [f for f in files if str(f) in table.rows and table.rows[str(f)].status == "ok" and has_other_planes(f)]
-    if stale:
-        warn(f"{table.path}: {len(stale)} file(s) with several planes were counted before from another plane "
-             f"({', '.join(changed)}); counting them again")
-    return stale
+    plane = Plane(config.page, config.channel, config.level)
+    planes = {f: plane.text(image_planes(f)) for f in files}
+    todo = [f for f in files if config.overwrite or not table.done(f, mhash, diameter_mode, planes[f])
+            or any(f in names and not names[f].is_file() for names in outputs)]
+    return todo, planes
 
 
 def _ready_outputs(config: CountConfig, todo: list, map_files: dict, table: CountsTable, model) -> None:
     """Outputs made ready, after the last refusals: a density map that exists (not a row of this run's CSV: replaced
     only with --overwrite), then the --overlay/--points folders, created only now that nothing else was refused (a
     refused command leaves no empty folder behind).
-    Then ``<csv>.manifest.json`` records this run's options before a row is written, so a rerun after Ctrl-C
-    knows the planes its rows came from (:func:`_other_plane_rows`; the run's results replace it at the end)."""
+    Then ``<csv>.manifest.json`` records this run's options before a row is written, so the CSV of a run stopped by
+    Ctrl-C is read with them (a viewer's --points, --page...; the run's results replace it at the end)."""
     from cellxfer.atomic import write_json
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict, sidecar_manifest
@@ -518,7 +506,6 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict, sidecar_manifest
 
-
     t_start = time.perf_counter()
     model, meta, policy = _checked_model(config)
     files, not_images = expand_inputs(config.paths, recursive=config.recursive)
@@ -534,9 +521,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     stream = {f: p for f, p in point_files.items() if f not in overlays}  # an overlay draws the points: kept
     table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
     remove_dead_temporaries(config.points, "spill")  # the point candidates a killed run spilled, not a live run's
-    stale = _other_plane_rows(config, table, files)
-    todo = [f for f in files if config.overwrite or not table.done(f, mhash, policy.label) or f in stale
-            or any(f in names and not names[f].is_file() for names in (overlays, point_files, map_files))]
+    todo, planes = _todo(config, files, table, mhash, policy.label, (overlays, point_files, map_files))
     try:
         _ready_outputs(config, todo, map_files, table, model)
     except InputError:
@@ -561,13 +546,14 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             info = scaled or ScaleInfo()
             qc, _ = RULES.judge(count, info, density_map)
             table.put(Row(str(file), count, engine, mhash, ms, diameter_mode=policy.label,
-                          diameter=info.diameter, scale=info.factor, qc=qc))
+                          diameter=info.diameter, scale=info.factor, qc=qc, plane=planes[file]))
             result.counts[str(file)] = count
             if qc not in (OK, UNCHECKED):
                 result.flagged[str(file)] = qc
             labels.add(engine)
         else:
-            table.put(Row(str(file), None, engine, mhash, ms, "failed", _error_text(error), diameter_mode=policy.label))
+            table.put(Row(str(file), None, engine, mhash, ms, "failed", _error_text(error), diameter_mode=policy.label,
+                          plane=planes[file]))
             result.failed[str(file)] = _error_text(error)
         on_progress(1)
 

@@ -1,7 +1,9 @@
 """The counts CSV: one row per image, rewritten atomically as results arrive.
 
 Columns (:data:`COLUMNS`): ``file`` (absolute path), ``count`` (float, 3 decimals; empty when failed),
-``engine`` (e.g. ``onnx (cpu)``), ``model_hash`` (12 hex), ``diameter_mode`` (the ``--diameter`` policy:
+``engine`` (e.g. ``onnx (cpu)``), ``model_hash`` (12 hex), ``plane`` (the plane counted of an image of several:
+``page=2``, ``channel=1 level=0``..., :meth:`cellxfer.imageio.Plane.text`; empty for a single-plane image),
+``diameter_mode`` (the ``--diameter`` policy:
 ``auto``, ``off`` or the pixels given), ``diameter`` (the image's nucleus diameter in pixels that set the
 rescaling, estimated or given; empty when not rescaled by policy or nothing blob-like was found), ``scale``
 (the resize factor applied before counting, 1 when none), ``elapsed_ms`` (decode + normalise + this
@@ -22,8 +24,12 @@ from pathlib import Path
 from cellxfer.atomic import write_text
 from cellxfer.errors import InputError
 
-COLUMNS = ("file", "count", "engine", "model_hash", "diameter_mode", "diameter", "scale", "elapsed_ms", "qc", "status",
-           "error")
+COLUMNS = ("file", "count", "engine", "model_hash", "plane", "diameter_mode", "diameter", "scale", "elapsed_ms", "qc",
+           "status", "error")
+#: the columns of counts CSVs written before the ``plane`` column existed (read with plane empty, a single-plane
+#: image's: an image of several planes, whose row does not say which it came from, is counted again)
+COLUMNS_V3 = ("file", "count", "engine", "model_hash", "diameter_mode", "diameter", "scale", "elapsed_ms", "qc", "status",
+              "error")
 #: the columns of counts CSVs written before the ``qc`` flag existed (read with qc empty)
 COLUMNS_V2 = ("file", "count", "engine", "model_hash", "diameter_mode", "diameter", "scale", "elapsed_ms", "status", "error")
 #: the columns of counts CSVs written before ``--diameter`` existed (read as ``diameter_mode`` off)
@@ -43,6 +49,7 @@ class Row:
     diameter: float | None = None
     scale: float = 1.0
     qc: str = ""
+    plane: str = ""
 
     def cells(self) -> list[str]:
         d = asdict(self)
@@ -92,10 +99,12 @@ class CountsTable:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def done(self, file: Path, model_hash: str, diameter_mode: str = "off") -> bool:
-        """Counted OK before with this model and the same ``--diameter`` policy."""
+    def done(self, file: Path, model_hash: str, diameter_mode: str = "off", plane: str = "") -> bool:
+        """Counted OK before with this model, the same ``--diameter`` policy and from the same ``plane`` (its
+        :meth:`cellxfer.imageio.Plane.text`)."""
         row = self.rows.get(str(file))
-        return row is not None and row.status == "ok" and row.model_hash == model_hash and row.diameter_mode == diameter_mode
+        return (row is not None and row.status == "ok" and row.model_hash == model_hash
+                and row.diameter_mode == diameter_mode and row.plane == plane)
 
     def put(self, row: Row) -> None:
         self.rows[row.file] = row
@@ -129,7 +138,7 @@ def read_counts(path: str | os.PathLike) -> list[Row]:
         warn(f"{path}: its last row is cut short ({last[:60]!r}, no final newline); that file is counted again")
         text = text[:text.rindex("\n") + 1]
     reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) not in (COLUMNS, COLUMNS_V2, COLUMNS_V1):
+    if tuple(reader.fieldnames or ()) not in (COLUMNS, COLUMNS_V3, COLUMNS_V2, COLUMNS_V1):
         raise InputError(f"{path}: not a cellxfer counts CSV (columns {','.join(reader.fieldnames or [])}); "
                          f"pass another --out, or --overwrite to replace it")
     rows = []
@@ -139,7 +148,7 @@ def read_counts(path: str | os.PathLike) -> list[Row]:
                             model_hash=r["model_hash"], elapsed_ms=float(r["elapsed_ms"] or 0), status=r["status"],
                             error=r["error"] or "", diameter_mode=r.get("diameter_mode") or "off",
                             diameter=float(r["diameter"]) if r.get("diameter") else None,
-                            scale=float(r.get("scale") or 1.0), qc=r.get("qc") or ""))
+                            scale=float(r.get("scale") or 1.0), qc=r.get("qc") or "", plane=r.get("plane") or ""))
         except (TypeError, ValueError):
             raise InputError(f"{path}: line {n} is malformed; fix it, or --overwrite to recount everything") from None
     return rows
