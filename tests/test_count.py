@@ -151,6 +151,21 @@ def test_rerun_skips_done_overwrite_redoes_and_broken_file_reported(setup, tmp_p
     assert len(read_csv(out)) == 3  # --overwrite recounts everything into a new CSV
 
 
+def test_a_count_run_hashes_its_model_file_once(setup, tmp_path, monkeypatch):
+    """The rows' model_hash and the manifests (written before the first row and at the end) share one read of the
+    model file (the engine, when one is loaded, reads it on its own)."""
+    import cellxfer.manifest
+    from cellxfer.count.job import CountConfig, run_count
+
+    real, seen = cellxfer.manifest.sha256_file, []
+    monkeypatch.setattr(cellxfer.manifest, "sha256_file", lambda path, *a: seen.append(Path(path)) or real(path, *a))
+    config = CountConfig(paths=(str(setup["folder"]),), model=setup["ckpt"], engine="torch", out=tmp_path / "c.csv")
+    assert len(run_count(config).counts) == 3
+    seen.clear()
+    assert run_count(config).skipped_done == 3  # nothing to count: no engine loaded
+    assert seen == [Path(setup["ckpt"]).resolve()]
+
+
 def test_pages_channels_and_uint16(setup, tmp_path, capsys):
     import tifffile
 

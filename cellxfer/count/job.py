@@ -463,12 +463,13 @@ def _todo(config: CountConfig, files: list, table: CountsTable, mhash: str, diam
     return todo, planes
 
 
-def _ready_outputs(config: CountConfig, todo: list, map_files: dict, table: CountsTable, model) -> None:
+def _ready_outputs(config: CountConfig, todo: list, map_files: dict, table: CountsTable, model_input: dict) -> None:
     """Outputs made ready, after the last refusals: a density map that exists (not a row of this run's CSV: replaced
     only with --overwrite), then the --overlay/--points folders, created only now that nothing else was refused (a
     refused command leaves no empty folder behind).
     Then ``<csv>.manifest.json`` records this run's options before a row is written, so the CSV of a run stopped by
-    Ctrl-C is read with them (a viewer's --points, --page...; the run's results replace it at the end)."""
+    Ctrl-C is read with them (a viewer's --points, --page...; the run's results replace it at the end).
+    ``model_input``: the model's :func:`cellxfer.manifest.hash_input`, made once per run."""
     from cellxfer.atomic import write_json
     from cellxfer.errors import InputError
     from cellxfer.manifest import build_manifest, config_dict, sidecar_manifest
@@ -480,7 +481,7 @@ def _ready_outputs(config: CountConfig, todo: list, map_files: dict, table: Coun
         _writable_folder(folder, option)
     if todo:
         write_json(sidecar_manifest(table.path),
-                   build_manifest("count", config_dict(config), seed=None, inputs=[model],
+                   build_manifest("count", config_dict(config), seed=None, inputs=[model_input],
                                   csv_folder=str(table.path.resolve().parent)))
 
 
@@ -502,9 +503,9 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
     from cellxfer.inputs import expand_inputs
     from cellxfer.count.overlay import output_names
     from cellxfer.count.points_format import FORMATS
-    from cellxfer.engines.base import model_hash
+    from cellxfer.engines.base import short_hash
     from cellxfer.errors import InputError
-    from cellxfer.manifest import build_manifest, config_dict, sidecar_manifest
+    from cellxfer.manifest import build_manifest, config_dict, hash_input, sidecar_manifest
 
     t_start = time.perf_counter()
     model, meta, policy = _checked_model(config)
@@ -517,13 +518,14 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         if config.points is not None else {}
     map_files = _density_map_files(config, files)
     _refuse_aliases(config, out, [*files, model], overlays, point_files)
-    mhash = model_hash(model)
+    model_input = hash_input(model)  # the model file read once: the rows' model_hash and both manifests
+    mhash = short_hash(model_input["sha256"])
     stream = {f: p for f, p in point_files.items() if f not in overlays}  # an overlay draws the points: kept
     table = CountsTable(out, overwrite=config.overwrite)  # holds <out>.lock until closed: one writer per CSV
     remove_dead_temporaries(config.points, "spill")  # the point candidates a killed run spilled, not a live run's
     todo, planes = _todo(config, files, table, mhash, policy.label, (overlays, point_files, map_files))
     try:
-        _ready_outputs(config, todo, map_files, table, model)
+        _ready_outputs(config, todo, map_files, table, model_input)
     except InputError:
         table.close()
         raise
@@ -567,7 +569,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
         table.close()
     result.engines = sorted(labels)
     result.seconds = time.perf_counter() - t_start
-    manifest = build_manifest("count", config_dict(config), seed=None, inputs=[model], engines=result.engines,
+    manifest = build_manifest("count", config_dict(config), seed=None, inputs=[model_input], engines=result.engines,
                               model_hash=mhash, counted=len(result.counts), failed=len(result.failed),
                               skipped_done=result.skipped_done, seconds=round(result.seconds, 3),
                               csv_folder=str(out.resolve().parent))  # a viewer rebases the rows' paths on a move

@@ -111,7 +111,12 @@ def default_model() -> Path:
 def model_hash(path: str | os.PathLike) -> str:
     from cellxfer.manifest import sha256_file
 
-    return sha256_file(path)[:12]
+    return short_hash(sha256_file(path))
+
+
+def short_hash(sha256: str) -> str:
+    """The :func:`model_hash` of a model file whose SHA-256 (hex) is known already (a manifest's input entry)."""
+    return sha256[:12]
 
 
 def model_kind(path: Path, family: str = "counter") -> str:
