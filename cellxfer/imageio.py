@@ -102,6 +102,19 @@ class Plane:
         asked. Two runs read the same plane of an unchanged image exactly when their texts are equal."""
         return " ".join(f"{name}={getattr(self, name) or 0}" for name in planes.options())
 
+    @classmethod
+    def parse(cls, text: str) -> "Plane":
+        """The plane a counts CSV's ``plane`` cell names (the inverse of :meth:`text`; empty: a single-plane
+        image's, read with no option); an :class:`InputError` for anything else."""
+        pairs = [part.partition("=") for part in text.split()]
+        try:
+            if any(name not in PLANE_OPTIONS or not sep for name, sep, _ in pairs):
+                raise ValueError(text)
+            return cls(**{name: int(index) for name, _, index in pairs})
+        except ValueError:
+            raise InputError(f"plane {text!r}: expected option=index pairs of {', '.join(PLANE_OPTIONS)} "
+                             f"(e.g. 'page=2 channel=0')") from None
+
 
 def _samples_first(axes: str, ndim: int) -> tuple[str, bool]:
     """``axes`` (tifffile style) upper case, ``Q``s with ``YX`` last when they do not fit ``ndim``, and colour

@@ -297,3 +297,25 @@ def test_widget_says_why_it_cannot_count(viewer, tmp_path):
     widget.model.value = tmp_path / "missing.safetensors"
     assert widget.count() is None and "no such model file" in widget.result.value
     assert widget.save() is None and "no points to save" in widget.result.value
+
+
+def test_reader_opens_each_image_at_the_plane_its_row_was_counted_from(tmp_path, capsys):
+    """A stack counted at --page 1, then a single-plane image added to the same CSV by a run without --page: the
+    manifest holds the last run's options only, so the reader opened the stack with none and could not show it
+    (it has 3 pages). Each row's ``plane`` cell now says which plane to open."""
+    import tifffile
+
+    from cli_inproc import run_cli
+
+    pages = np.stack([disks(7.0, size=96, seed=s)[0].astype(np.uint16) for s in (1, 2, 3)])
+    tifffile.imwrite(tmp_path / "stack.tif", pages, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "one.tif", pages[2])
+    base = ["-m", _log_model(tmp_path), "--engine", "torch", "--diameter", "off", "-o", tmp_path / "c.csv"]
+    r = run_cli(["count", tmp_path / "stack.tif", "--page", "1", *base], capsys)
+    assert r.returncode == 0, r.stderr
+    assert run_cli(["count", tmp_path / "one.tif", *base], capsys).returncode == 0
+    csv = tmp_path / "c.csv"
+    layers = get_reader(str(csv))(str(csv))
+    shown = {meta["name"]: data for data, meta, kind in layers if kind == "image"}
+    assert set(shown) == {"stack", "one"}
+    assert np.array_equal(shown["stack"], pages[1]) and np.array_equal(shown["one"], pages[2])

@@ -73,3 +73,18 @@ def test_the_plane_text_names_the_options_the_image_has_in_one_order(tmp_path):
     assert text("stack.tif", page=2, channel=1) == "page=2"
     assert text("rgb.tif") == "channel=0" == text("rgb.tif", channel=0)  # identical channels: channel 0 is read
     assert text("zc.ome.tif", channel=2, page=1) == "page=1 channel=2"
+
+
+def test_a_plane_cell_reads_back_as_the_plane_it_names(tmp_path):
+    """:meth:`Plane.parse` is :meth:`Plane.text`'s inverse (the napari reader opens each row's plane with it); a
+    cell that names no plane is one line saying what is expected."""
+    for path, _ in _files(tmp_path).values():
+        offered = planes_of(path)
+        for plane in (Plane(), Plane(page=1), Plane(channel=2), Plane(page=1, channel=1)):
+            text = plane.text(offered)
+            assert Plane.parse(text).text(offered) == text
+    assert Plane.parse("page=2 channel=1") == Plane(page=2, channel=1)
+    assert Plane.parse("level=3") == Plane(level=3) and Plane.parse("") == Plane()
+    for bad in ("page", "page=x", "zoom=2", "page=1 colour=2"):
+        with pytest.raises(InputError, match="expected option=index pairs"):
+            Plane.parse(bad)

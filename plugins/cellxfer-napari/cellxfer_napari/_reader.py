@@ -2,7 +2,8 @@
 
 - a counts CSV (``cellxfer count -o counts.csv``): for each image counted OK, the image, its cells (the
   ``--points`` file of that run: CSV or GeoJSON) and, where the run wrote one, the ``--density-map``;
-  what the run was asked for comes from the manifest written beside the CSV (``counts.csv.manifest.json``);
+  what the run was asked for comes from the manifest written beside the CSV (``counts.csv.manifest.json``),
+  and each image is opened at the plane its row says it was counted from (the ``plane`` column);
 - a points file on its own (``x,y`` CSV, or the GeoJSON of ``--points-format geojson``): its cells.
 
 A whole slide (an image cellxfer reads by region, :func:`cellxfer.lazy.open_image`) opens as a two-level
@@ -86,6 +87,7 @@ def read_counts_output(path) -> list[tuple]:
     rows = read_counts(path)
     manifest = _run_manifest(path)
     config, then = manifest.get("config", {}), manifest.get("csv_folder")
+    plane = _planes(path, config)
     points_files = _points_files(config, [Path(r.file) for r in rows], path.parent, then)
     density = _density_map(config, rows, path.parent, then)
     layers = []
@@ -96,7 +98,7 @@ def read_counts_output(path) -> list[tuple]:
             warnings.warn(f"{file}: not shown ({'missing' if row.status == 'ok' else 'failed: ' + row.error})")
             continue
         visible = not layers
-        image = image_layer(file, config, visible)
+        image = image_layer(file, plane(row), visible)
         layers.append(image)
         pts = points_files.get(named)
         if pts is not None and pts.is_file():
@@ -159,13 +161,27 @@ def _density_map(config: dict, rows, base: Path, then: str | None = None) -> tup
     return (ok[0], dmap) if len(ok) == 1 else None
 
 
-def image_layer(file: Path, config: dict | None = None, visible: bool = True) -> tuple:
-    """napari layer data of an image as ``count`` read it (the run's ``--channel``, ``--page``, ``--level``);
-    a slide read by region as a two-level multiscale image (see module docs)."""
+def _planes(csv: Path, config: dict):
+    """``plane(row)``: the :class:`cellxfer.imageio.Plane` a row of the counts CSV ``csv`` was counted from, its
+    ``plane`` cell; in a CSV written before that column, the options of the run the manifest ``config`` records
+    (the last run's, which earlier rows may not share)."""
+    from cellxfer.dataset import read_table_text
+    from cellxfer.imageio import Plane
+
+    if "plane" in read_table_text(csv).partition("\n")[0].strip().split(","):
+        return lambda row: Plane.parse(row.plane)
+    old = Plane(page=config.get("page"), channel=config.get("channel"), level=config.get("level") or 0)
+    return lambda row: old
+
+
+def image_layer(file: Path, plane=None, visible: bool = True) -> tuple:
+    """napari layer data of an image as ``count`` read it at ``plane`` (a :class:`cellxfer.imageio.Plane`;
+    None: with no option); a slide read by region as a two-level multiscale image (see module docs)."""
+    from cellxfer.imageio import Plane
     from cellxfer.lazy import is_lazy, open_image, strided_sample
 
-    config = config or {}
-    image = open_image(file, channel=config.get("channel"), page=config.get("page"), level=config.get("level") or 0)
+    plane = plane or Plane()
+    image = open_image(file, channel=plane.channel, page=plane.page, level=plane.level)
     kwargs = {"name": file.stem, "visible": visible, "metadata": {"cellxfer": {"file": str(file)}}}
     if not is_lazy(image):
         return image, kwargs, "image"
