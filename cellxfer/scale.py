@@ -61,7 +61,7 @@ ENOUGH_BLOBS = 1000  # a large image's tiles are measured until their objects nu
 GROUP = 2  # ... GROUP tiles at a time, side by side (the same tiles on any machine)
 HIGH = 99.9  # percentile that normalises to 1 (above the background noise of a sparse field)
 TOLERANCE = 0.1  # |factor - 1| below this: the image is used as it is
-MIN_FACTOR, MAX_FACTOR = 1.0 / 8.0, 4.0
+MIN_FACTOR, MAX_FACTOR = 1.0 / 16.0, 4.0
 
 
 def _tiles(shape) -> list[tuple[int, int]]:

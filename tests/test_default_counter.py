@@ -100,6 +100,17 @@ def test_textured_large_nuclei_are_not_counted_several_times_each(shipped, diame
         assert 0.8 * len(points) <= got <= 1.5 * len(points), (diameter, seed, got, len(points))
 
 
+@pytest.mark.parametrize("diameter,size,seed", [(170.0, 1400, 0), (200.0, 1600, 2)])
+def test_nuclei_larger_than_100_px_are_resized_down_to_the_model_and_counted_once(shipped, diameter, size, seed):
+    """Nuclei of 60x-100x objectives (170-200 px) lay beyond the largest resize (8x down: 104 px for a model of
+    13 px); counted at 21-25 px each was read as two or three (24-32 counted for 12). Resizing reaches 16x down
+    now (:data:`cellxfer.scale.MIN_FACTOR`, 208 px)."""
+    from test_scale import disks
+
+    image, centres = disks(diameter, size=size, seed=seed)
+    assert 0.8 * len(centres) <= _count(shipped, image).count <= 1.2 * len(centres)
+
+
 def test_each_count_gets_a_trust_flag_and_a_saturated_field_is_flagged(shipped):
     """The qc column's reasons (cellxfer.count.qc): a clean field is ok; the same field burnt flat is saturated."""
     from cellxfer.count.qc import RULES, ScaleInfo

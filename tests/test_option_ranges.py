@@ -64,7 +64,7 @@ def _image(path: Path, side: int = 48) -> Path:
 @pytest.mark.parametrize("diameter", ["100000", "0", "0.5"])
 def test_count_refuses_a_diameter_the_model_cannot_be_resized_to(diameter, capsys, tmp_path):
     """``count --diameter 100000`` counted 32 of 175: the resize factor was clipped at 1/8 silently.
-    A fixed diameter is refused unless resizing by at most 8x down / 4x up brings it into the model's
+    A fixed diameter is refused unless resizing by at most 16x down / 4x up brings it into the model's
     range of nuclei; 0 is not a diameter (``off`` is)."""
     img = _image(tmp_path / "a.tif")
     r = run_cli(["count", img, "--diameter", diameter, "-o", tmp_path / "c.csv"], capsys)
@@ -81,8 +81,8 @@ def test_diameter_policy_bounds_follow_the_one_size_the_model_counts_at():
 
     assert DiameterPolicy.parse(str(9.0 / MIN_FACTOR), 9.0).pixels == 9.0 / MIN_FACTOR
     assert DiameterPolicy.parse(str(9.0 / MAX_FACTOR), 9.0).pixels == 9.0 / MAX_FACTOR
-    for bad in (9.0 / MIN_FACTOR + 0.5, 9.0 / MAX_FACTOR - 0.1, 100.0):
-        with pytest.raises(InputError, match=r"counts nuclei of 9 px .* must lie in \[2.25, 72\] px"):
+    for bad in (9.0 / MIN_FACTOR + 0.5, 9.0 / MAX_FACTOR - 0.1, 200.0):
+        with pytest.raises(InputError, match=r"counts nuclei of 9 px .* must lie in \[2.25, 144\] px"):
             DiameterPolicy.parse(str(bad), 9.0)
 
 
