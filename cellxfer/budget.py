@@ -21,8 +21,8 @@ from pathlib import Path
 from cellxfer.errors import InputError, fmt_bytes  # noqa: F401 - fmt_bytes: part of this module's API
 
 #: the most pixels of one image plane read whole into memory (a 32768 x 32768 plane; 1 GiB at 8 bits):
-#: a larger single-plane integer TIFF or OME-Zarr is read by region (:mod:`cellxfer.lazy`); anything
-#: else larger is refused from its header, before any pixel is decoded
+#: a larger single-page TIFF (integer or float, grey or RGB) or OME-Zarr is read by region
+#: (:mod:`cellxfer.lazy`); anything else larger is refused from its header, before any pixel is decoded
 MAX_IMAGE_PIXELS = 2**30
 
 
@@ -94,9 +94,9 @@ def check_memory(need: float, what: str, fix: str, device: str = "cpu") -> None:
 def check_image_header(path, height: int, width: int, nbytes: int, lazy_ok: bool = True) -> None:
     """Refuse an image whose header claims more than can be read into memory, before it is decoded:
     a plane of more than :data:`MAX_IMAGE_PIXELS` pixels, or (``nbytes``: all its planes decoded) more
-    than is free. ``lazy_ok``: the fix may say that a single-plane integer TIFF would be read by region."""
+    than is free. ``lazy_ok``: the fix may say that a single-page tiled TIFF would be read by region."""
     pixels = int(height) * int(width)
-    slide = "save it as a single-plane 8/16-bit tiled TIFF (read by region)" if lazy_ok else "crop or downsample it"
+    slide = "save it as a single-page tiled TIFF, grey or RGB (read by region)" if lazy_ok else "crop or downsample it"
     if pixels > MAX_IMAGE_PIXELS:
         raise InputError(f"{path}: its header claims {width} x {height} pixels, more than the {MAX_IMAGE_PIXELS:,} "
                          f"pixels cellxfer reads into memory; if the file is right, {slide}, else export it again")

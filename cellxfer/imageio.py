@@ -195,17 +195,29 @@ class Planes:
         return tuple(index)
 
 
-def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, page: int | None) -> np.ndarray:
+def to_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None = None, page: int | None = None,
+             shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """The one 2-D plane of ``arr`` (``axes``: tifffile's letters, YX or YXS last) that every reader
+    returns: the ``channel`` / ``page`` asked for, an RGB(A) whose colour channels are equal as grey, else
+    an :class:`InputError` asking for ``--channel`` / ``--page``; bool pixels as uint8. A region of an
+    image (all of its non-YX axes, :mod:`cellxfer.lazy`) reduces to the same region of the image's plane,
+    or fails with the same line, when ``shape`` (the whole image's, in ``axes`` order) is given."""
+    return _check_dtype(path, _pick_plane(path, arr, axes, channel, page, shape))
+
+
+def _pick_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None, page: int | None,
+                shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Reduce ``arr`` (with ``axes`` letters, tifffile style, YX last) to the 2-D plane :meth:`Planes.index`
-    picks; an RGB(A) image whose colour channels are identical is grayscale when no channel is asked."""
+    picks (:func:`to_plane`); an RGB(A) image whose colour channels are identical is grayscale when no channel
+    is asked. ``shape``: the whole image's when ``arr`` is a region of it (what the messages name)."""
     import numpy as np
 
-    axes, moved = _samples_first(axes, arr.ndim)
-    if moved:
+    planes = Planes.of(axes, arr.shape if shape is None else shape)
+    if _samples_first(axes, arr.ndim)[1]:
         arr = np.moveaxis(arr, -1, 0)
         if channel is None and arr.shape[0] in (3, 4) and all(np.array_equal(arr[0], arr[i]) for i in range(1, 3)):
-            arr, axes = arr[0], axes[1:]
-    return arr[Planes(axes, arr.shape).index(path, Plane(page, channel))]
+            arr, planes = arr[0], Planes(planes.axes[1:], planes.shape[1:])
+    return arr[planes.index(path, Plane(page, channel))]
 
 
 def _yx(series) -> tuple[int, int]:
@@ -232,7 +244,7 @@ def read_tiff(path: Path, channel: int | None = None, page: int | None = None) -
         raise
     except Exception as exc:  # tifffile raises many types for truncated/corrupt files
         raise tiff_error(path, exc) from None
-    return _check_dtype(path, _pick_plane(path, arr, axes, channel, page))
+    return to_plane(path, arr, axes, channel, page)
 
 
 def tiff_error(path, exc: Exception) -> InputError:
@@ -278,7 +290,7 @@ def read_png(path: Path, channel: int | None = None, page: int | None = None) ->
             arr = arr[..., :3]
     else:
         axes = "YX"
-    return _check_dtype(path, _pick_plane(path, arr, axes, channel, page))
+    return to_plane(path, arr, axes, channel, page)
 
 
 def _check_dtype(path: Path, arr: "np.ndarray") -> "np.ndarray":
@@ -389,10 +401,11 @@ def read_image(path: str | os.PathLike, channel: int | None = None, page: int | 
     return check_pixels(path, arr)
 
 
-def check_pixels(path: str | os.PathLike, arr: "np.ndarray") -> "np.ndarray":
+def check_pixels(path: str | os.PathLike, arr: "np.ndarray", where: str = "") -> "np.ndarray":
     """``arr`` itself when it has at least one pixel and every pixel is finite; else an
     :class:`InputError` naming ``path``, how many pixels are bad and the fix. Every command reads images
-    through :func:`read_image`, so no NaN or infinity ever reaches a count, a loss or a stylizer."""
+    through :func:`read_image`, and a slide read by region checks each region (``where``: which, for the
+    message), so no NaN or infinity ever reaches a count, a loss or a stylizer."""
     import numpy as np
 
     if arr.size == 0:
@@ -401,11 +414,11 @@ def check_pixels(path: str | os.PathLike, arr: "np.ndarray") -> "np.ndarray":
         lo, hi = float(arr.min()), float(arr.max())  # NaN propagates: no pixel-sized temporary when all is well
         if not (np.isfinite(lo) and np.isfinite(hi)):
             bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
-            raise InputError(f"{path}: image has {bad} non-finite pixels (NaN or infinite) of {arr.size}; "
+            raise InputError(f"{path}: image has {bad} non-finite pixels (NaN or infinite) of {arr.size}{where}; "
                              f"replace them (e.g. with 0) or crop them out")
         top = max(abs(lo), abs(hi))
         if top > float(np.finfo(np.float32).max):
-            raise InputError(f"{path}: image has values up to {top:.3g}, beyond the 32-bit float range counting "
+            raise InputError(f"{path}: image has values up to {top:.3g}{where}, beyond the 32-bit float range counting "
                              f"uses; rescale it (e.g. divide by {top:.0e}) and save it again")
     return arr
 

@@ -1,11 +1,14 @@
 """Images read by region: whole slides without holding the whole image in memory.
 
 :func:`open_image` returns a ``numpy`` array for ordinary images (exactly :func:`cellxfer.imageio.read_image`)
-and a :class:`LazyImage` for a large 2-D integer TIFF (over ``LAZY_PIXELS`` pixels, one plane, level 0
-of a pyramid or the ``level`` asked for) or OME-Zarr folder (zarr arrays read by region): a tiled or striped TIFF is read through tifffile's zarr store (``TiffFile.aszarr()``
-opened with ``zarr``), so a region decodes only the tiles it touches; an uncompressed contiguous TIFF
-(one strip, which the zarr store would hand over as a single chunk) is read by memory-mapping just the
-rows a region needs, unmapped again after each read (so nothing stays resident).
+and a :class:`LazyImage` for a large single-page TIFF (over ``LAZY_PIXELS`` pixels; integer or float, grey
+or RGB; level 0 of a pyramid or the ``level`` asked for) or OME-Zarr folder (zarr arrays read by region): a
+tiled or striped TIFF is read through tifffile's zarr store (``TiffFile.aszarr()`` opened with ``zarr``), so a
+region decodes only the tiles it touches; an uncompressed contiguous TIFF (one strip, which the zarr store
+would hand over as a single chunk) is read by memory-mapping it and copying just the region, unmapped again
+after each read (so nothing stays resident). Each region of a TIFF is reduced to one plane exactly as the
+whole image would be (:class:`_TiffPlane`: the ``--channel`` of an RGB, or an RGB of equal channels as grey)
+and its float pixels checked finite, so it equals the same region of :func:`cellxfer.imageio.read_image`.
 
 A :class:`LazyImage` behaves like a read-only 2-D array where cellxfer needs it: ``shape``, ``dtype``,
 ``ndim``, ``image[y0:y1, x0:x1]`` (a new ``numpy`` array) and ``numpy.asarray(image)`` (the whole image:
@@ -51,6 +54,11 @@ class LazyImage:
     def size(self) -> int:
         return int(self.shape[0]) * int(self.shape[1])
 
+    @property
+    def pixel_bytes(self) -> int:
+        """Bytes a region read holds per pixel of the image (all the samples read for it)."""
+        return self.dtype.itemsize
+
     def __getitem__(self, key) -> np.ndarray:
         if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, slice) for k in key)):
             raise TypeError(f"{type(self).__name__} supports image[y0:y1, x0:x1] only, got {key!r}")
@@ -74,46 +82,74 @@ class LazyImage:
         raise NotImplementedError
 
 
-class _RawTiff(LazyImage):
-    """An uncompressed contiguous TIFF plane: rows memory-mapped per read."""
+class _TiffPlane(LazyImage):
+    """One plane of a TIFF level read by region. A region is read with all of the level's axes (``axes``,
+    tifffile's letters of the stored ``full`` shape: Y, X, the colour samples S of an RGB file) and reduced
+    exactly as :func:`cellxfer.imageio.read_image` reduces the whole image (:func:`cellxfer.imageio.to_plane`:
+    the ``channel`` asked for, an RGB whose channels are equal as grey, else the same one-line error), its
+    float pixels checked finite (:func:`cellxfer.imageio.check_pixels`). Invariant: ``image[y0:y1, x0:x1]``
+    equals ``read_image(path, channel)[y0:y1, x0:x1]``. Subclasses implement :meth:`_raw`."""
 
-    def __init__(self, path: Path, offset: int, dtype: np.dtype, shape: tuple[int, int]):
-        self.path, self.offset, self.shape = path, int(offset), tuple(shape)
-        self.stored, self.dtype = np.dtype(dtype), np.dtype(dtype).newbyteorder("=")  # as in the file / as read
+    axes: str
+    full: tuple[int, ...]
+    channel: int | None = None
 
     def _read(self, y0, y1, x0, x1):
-        w = self.shape[1]
+        from cellxfer.imageio import check_pixels, to_plane
+
+        key = tuple(slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else slice(None) for a in self.axes)
+        plane = np.ascontiguousarray(to_plane(self.path, self._raw(key), self.axes, self.channel, shape=self.full))
+        return check_pixels(self.path, plane, f" in rows {y0}-{y1 - 1}, columns {x0}-{x1 - 1}")  # a copy: not a view of all
+
+    @property
+    def pixel_bytes(self) -> int:
+        return self.dtype.itemsize * int(np.prod(self.full)) // self.size  # x3 for the samples of an RGB
+
+    def _raw(self, key: tuple) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _RawTiff(_TiffPlane):
+    """An uncompressed contiguous TIFF plane: memory-mapped per read (only the rows read are touched) and
+    unmapped again."""
+
+    def __init__(self, path: Path, offset: int, dtype: np.dtype, full: tuple[int, ...], axes: str, channel=None):
+        self.path, self.offset, self.full, self.axes, self.channel = path, int(offset), tuple(full), axes, channel
+        self.shape = (full[axes.index("Y")], full[axes.index("X")])
+        self.stored, self.dtype = np.dtype(dtype), np.dtype(dtype).newbyteorder("=")  # as in the file / as read
+
+    def _raw(self, key):
         try:
-            mm = np.memmap(self.path, dtype=self.stored, mode="r", offset=self.offset + y0 * w * self.stored.itemsize,
-                           shape=(y1 - y0, w))
+            mm = np.memmap(self.path, dtype=self.stored, mode="r", offset=self.offset, shape=self.full)
         except FileNotFoundError:
             raise _gone(self.path) from None
         except (OSError, ValueError) as exc:
             raise InputError(f"{self.path}: not a readable TIFF ({type(exc).__name__}: {exc}); check the file is complete") from None
         try:
-            return np.array(mm[:, x0:x1], dtype=self.dtype)
+            return np.array(mm[key], dtype=self.dtype)
         finally:
             del mm
 
 
-class _ZarrTiff(LazyImage):
+class _ZarrTiff(_TiffPlane):
     """A tiled or striped TIFF plane through tifffile's zarr store (only the touched chunks are decoded).
-    Pickles as its path and level (:func:`_reopen`), so a Dask worker opens the file itself."""
+    Pickles as its path, level and channel (:func:`_reopen`), so a Dask worker opens the file itself."""
 
-    def __init__(self, path: Path, tif, array, level: int = 0):
-        self.path, self._array, self.shape, self.dtype = path, array, tuple(array.shape), np.dtype(array.dtype)
-        self.level = level
+    def __init__(self, path: Path, tif, array, axes: str, level: int = 0, channel=None):
+        self.path, self._array, self.full, self.axes = path, array, tuple(array.shape), axes
+        self.shape, self.dtype = (self.full[axes.index("Y")], self.full[axes.index("X")]), np.dtype(array.dtype)
+        self.level, self.channel = level, channel
         weakref.finalize(self, tif.close)
 
     def __reduce__(self):
-        return _reopen, (str(self.path), self.level, self.shape)
+        return _reopen, (str(self.path), self.level, self.shape, self.channel)
 
-    def _read(self, y0, y1, x0, x1):
+    def _raw(self, key):
         from cellxfer.imageio import reading, tiff_error
 
         try:
             with reading(self.path):
-                return _read_zarr(self._array, (slice(y0, y1), slice(x0, x1)))
+                return _read_zarr(self._array, key)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt tile: the decoders raise many types
@@ -197,7 +233,7 @@ def strided_sample(image, step: int, step_x: int | None = None) -> np.ndarray:
     cache = image.__dict__.setdefault("_samples", {})  # the diameter estimate and the plan ask for the same
     if (step, step_x) not in cache:
         h, w = image.shape
-        rows = max(step, (BAND_BYTES // max(w * image.dtype.itemsize, 1)) // step * step)
+        rows = max(step, (BAND_BYTES // max(w * image.pixel_bytes, 1)) // step * step)
         cache[step, step_x] = np.concatenate([image[y:min(y + rows, h), 0:w][::step, ::step_x].copy()
                                               for y in range(0, h, rows)])
         cache[step, step_x].flags.writeable = False
@@ -205,7 +241,7 @@ def strided_sample(image, step: int, step_x: int | None = None) -> np.ndarray:
 
 
 def open_image(path: str | os.PathLike, channel: int | None = None, page: int | None = None, level: int = 0):
-    """A :class:`LazyImage` for a large single-plane integer TIFF (see module docs) or an OME-Zarr folder,
+    """A :class:`LazyImage` for a large single-page TIFF (see module docs) or an OME-Zarr folder,
     else the whole image as :func:`cellxfer.imageio.read_image` reads it (same checks, same errors).
     ``level``: the pyramid level of a pyramidal TIFF / OME-TIFF or OME-Zarr (0 = full resolution; counts,
     points and maps are then in that level's pixels); a level the file does not have is an InputError."""
@@ -215,11 +251,11 @@ def open_image(path: str | os.PathLike, channel: int | None = None, page: int | 
     if is_ome_zarr(path):
         return _open_ome_zarr(path, level)
     lazy = None
-    if path.suffix.lower() in (".tif", ".tiff") and not channel and not page and path.is_file():
+    if path.suffix.lower() in (".tif", ".tiff") and not page and path.is_file():
         with reading(path):  # what tifffile logs parsing the file: one warning line naming it
-            lazy = _open_lazy_tiff(path, level)
+            lazy = _open_lazy_tiff(path, level, channel)
     if level and not isinstance(lazy, (LazyImage, np.ndarray)):
-        raise InputError(f"{path}: --level {level} needs a pyramidal TIFF / OME-TIFF (one integer plane) or an "
+        raise InputError(f"{path}: --level {level} needs a pyramidal TIFF / OME-TIFF (one page a level) or an "
                          f"OME-Zarr folder; this file has no pyramid levels: drop --level")
     return lazy if lazy is not None else read_image(path, channel=channel, page=page)
 
@@ -232,11 +268,11 @@ def open_lazy(path: str | os.PathLike, channel: int | None = None, page: int | N
     path = Path(path)
     if is_ome_zarr(path):
         image = _open_ome_zarr(path, level)
-    elif path.suffix.lower() in (".tif", ".tiff") and not channel and not page and path.is_file():
+    elif path.suffix.lower() in (".tif", ".tiff") and not page and path.is_file():
         from cellxfer.imageio import reading
 
         with reading(path):
-            image = _open_lazy_tiff(path, level)
+            image = _open_lazy_tiff(path, level, channel)
     else:
         return None
     return image if is_lazy(image) else None
@@ -247,11 +283,11 @@ def _gone(path) -> InputError:
                       f"put it back and rerun the same command (finished files are skipped)")
 
 
-def _reopen(path: str, level: int, shape: tuple) -> LazyImage:
+def _reopen(path: str, level: int, shape: tuple, channel: int | None = None) -> LazyImage:
     """A lazy image unpickled (e.g. on a Dask worker): the file opened again, checked to be the same size."""
     if not Path(path).exists():
         raise _gone(path)
-    image = open_lazy(path, level=level)
+    image = open_lazy(path, channel, level=level)
     if image is None or tuple(image.shape) != tuple(shape):
         raise InputError(f"{path}: changed since it was planned (now {'not a slide' if image is None else image.shape}, "
                          f"was {tuple(shape)}); count it again")
@@ -329,25 +365,30 @@ class _ZarrArray(LazyImage):
                              f"{exc}); check the folder is complete") from None
 
 
-def _check_data_in_file(path: Path, page, shape: tuple[int, int], dtype: np.dtype, size: int) -> None:
+def _check_data_in_file(path: Path, page, full: tuple[int, ...], dtype: np.dtype, size: int) -> None:
     """A slide's header is believed only as far as the file backs it: every strip or tile must lie within
-    the file, and uncompressed ones must hold all the pixels claimed. Else an :class:`InputError` at once
-    (a 300-byte file claiming 4e9 x 3 pixels used to hang ``count``), not a hang or a read of nothing."""
+    the file, and uncompressed ones must hold all the pixels claimed (``full``: every sample). Else an
+    :class:`InputError` at once (a 300-byte file claiming 4e9 x 3 pixels used to hang ``count``), not a hang
+    or a read of nothing."""
     offsets, counts = page.dataoffsets or (), page.databytecounts or ()
     end = max((int(o) + int(c) for o, c in zip(offsets, counts)), default=0)
-    need = shape[0] * shape[1] * dtype.itemsize
+    need = int(np.prod(full)) * dtype.itemsize
     if end > size or not offsets or (page.compression == 1 and sum(int(c) for c in counts) < need):
         held = sum(int(c) for c in counts)
-        raise InputError(f"{path}: not a readable TIFF (its header claims {shape[1]} x {shape[0]} pixels, {need:,} "
+        h, w = page.imagelength, page.imagewidth
+        raise InputError(f"{path}: not a readable TIFF (its header claims {w} x {h} pixels, {need:,} "
                          f"bytes, but the file holds {size:,} bytes, {held:,} of pixel data listed up to byte {end:,}); "
                          f"check the file is complete, or export it again")
 
 
-def _open_lazy_tiff(path: Path, level_index: int = 0) -> LazyImage | np.ndarray | None:
-    """The lazy reader for ``path``, or None when it is small, not one integer plane, or unreadable
-    (then :func:`read_image` reads it and reports what is wrong). A ``level_index`` above 0 of a pyramid
-    is read whole (numpy) when small; beyond the pyramid it is an InputError."""
+def _open_lazy_tiff(path: Path, level_index: int = 0, channel: int | None = None) -> LazyImage | np.ndarray | None:
+    """The lazy reader for ``path`` (:class:`_TiffPlane`: one page of Y x X, with colour samples or not, of
+    integer or float pixels), or None when it is small, of several pages, or unreadable (then
+    :func:`read_image` reads it and reports what is wrong). A ``level_index`` above 0 of a pyramid is read
+    whole (numpy) when small; beyond the pyramid it is an InputError."""
     import tifffile
+
+    from cellxfer.imageio import check_pixels, to_plane
 
     try:
         tif = tifffile.TiffFile(path)
@@ -359,29 +400,28 @@ def _open_lazy_tiff(path: Path, level_index: int = 0) -> LazyImage | np.ndarray 
             tif.close()
             raise InputError(f"{path}: --level {level_index}: the image has levels 0 to {len(series.levels) - 1}")
         level = series.levels[level_index]
-        shape = tuple(int(n) for n in level.shape if n != 1)
-        dtype = np.dtype(level.dtype)
-        if len(shape) != 2 or dtype.kind not in "ui" or len(level.pages) != 1:
+        axes, full, dtype = level.axes.upper(), tuple(int(n) for n in level.shape), np.dtype(level.dtype)
+        if not ("Y" in axes and "X" in axes) or dtype.kind not in "uif" or len(level.pages) != 1:
             tif.close()
             return None
-        if shape[0] * shape[1] <= LAZY_PIXELS:
-            small = level.asarray().reshape(shape) if level_index else None
+        if full[axes.index("Y")] * full[axes.index("X")] <= LAZY_PIXELS:
+            small = check_pixels(path, to_plane(path, level.asarray(), axes, channel)) if level_index else None
             tif.close()
             return small
         page = level.pages[0]
-        _check_data_in_file(path, page, shape, dtype, tif.filehandle.size)
+        _check_data_in_file(path, page, full, dtype, tif.filehandle.size)
         if page.is_contiguous and page.compression == 1 and page.dataoffsets and not level_index:
             offset = page.dataoffsets[0]
             tif.close()
-            return _RawTiff(path, offset, dtype.newbyteorder(tif.byteorder), shape)
+            return _RawTiff(path, offset, dtype.newbyteorder(tif.byteorder), full, axes, channel)
         import zarr
 
         array = zarr.open(tif.aszarr(level=level_index), mode="r")
         chunk = int(np.prod(array.chunks)) * dtype.itemsize
-        if array.ndim != 2 or chunk > MAX_CHUNK_BYTES:
+        if tuple(array.shape) != full or chunk > MAX_CHUNK_BYTES:
             tif.close()
             return None
-        return _ZarrTiff(path, tif, array, level_index)
+        return _ZarrTiff(path, tif, array, axes, level_index, channel)
     except InputError:
         raise
     except Exception:  # noqa: BLE001 - an odd layout: read whole, as before

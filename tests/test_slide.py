@@ -53,9 +53,7 @@ def test_what_is_not_read_lazily_is_read_as_before(tmp_path, small_lazy):
 
     from cellxfer.errors import InputError
 
-    tifffile.imwrite(tmp_path / "f.tif", _ramp().astype(np.float32))  # float: checked whole for NaN as before
-    tifffile.imwrite(tmp_path / "stack.tif", np.stack([_ramp(), _ramp(seed=1)]))
-    assert isinstance(lazy.open_image(tmp_path / "f.tif"), np.ndarray)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([_ramp(), _ramp(seed=1)]))  # several pages: read whole
     with pytest.raises(InputError, match="--page"):
         lazy.open_image(tmp_path / "stack.tif")
     assert np.array_equal(lazy.open_image(tmp_path / "stack.tif", page=1), _ramp(seed=1))
@@ -558,3 +556,143 @@ def test_spans_of_parts_merge_to_the_whole_exactly(tmp_path, monkeypatch, small_
         assert np.array_equal(got.points, whole.points), per
     with pytest.raises(ValueError, match="do not cover"):
         merge(plan, outs[1:], points=True)
+
+
+# -- RGB and float slides: read by region like grey integer ones ---------------------------------------------
+def _colour(h=300, w=420, grey=False):
+    """An RGB uint8 image (h, w, 3): channels distinct, or all equal (``grey``: grey saved as RGB)."""
+    rgb = np.stack([(_ramp(h, w, seed=s) // 20).astype(np.uint8) for s in range(3)], axis=-1)
+    return np.repeat(rgb[..., :1], 3, axis=-1) if grey else rgb
+
+
+_RGB_LAYOUTS = {  # name: (image, tifffile.imwrite options, --channel)
+    "grey-as-rgb": (lambda: _colour(grey=True), dict(tile=(64, 64), compression="zlib"), None),
+    "rgb-channel": (_colour, dict(tile=(64, 64), compression="zlib"), 1),
+    "rgb-planar": (_colour, dict(tile=(64, 64), planarconfig="separate"), 2),
+    "rgb-strips": (_colour, dict(rowsperstrip=16, compression="zlib"), 0),
+    "rgb-contiguous": (_colour, dict(), 2),
+    "rgb-planar-contiguous": (_colour, dict(planarconfig="separate"), 1),
+    "float": (lambda: _ramp().astype(np.float32) / 7.3, dict(tile=(64, 64), compression="zlib"), None),
+    "float-contiguous": (lambda: _ramp().astype(np.float32) / 7.3, dict(), None),
+}
+
+
+@pytest.mark.parametrize("layout", list(_RGB_LAYOUTS))
+def test_rgb_and_float_slides_are_read_by_region_as_read_whole(tmp_path, small_lazy, layout):
+    """A large RGB (colour samples, contiguous or planar) or float TIFF is read by region, each region
+    the same region of the plane :func:`read_image` gives (the channel asked for; an RGB whose channels
+    are equal as grey), not read whole."""
+    import tifffile
+
+    from cellxfer.imageio import read_image
+
+    make, options, channel = _RGB_LAYOUTS[layout]
+    path = tmp_path / f"{layout}.tif"
+    img = make()
+    if options.get("planarconfig") == "separate":  # stored as 3 planes: given as (3, Y, X)
+        img = np.moveaxis(img, -1, 0)
+    tifffile.imwrite(path, img, photometric="rgb" if "rgb" in layout else "minisblack", **options)
+    whole = read_image(path, channel=channel)
+    im = lazy.open_image(path, channel=channel)
+    assert lazy.is_lazy(im) and im.shape == whole.shape == (300, 420) and im.dtype == whole.dtype
+    assert np.array_equal(im[37:201, 50:333], whole[37:201, 50:333])
+    assert np.array_equal(im[250:999, 400:], whole[250:, 400:])
+    assert np.array_equal(lazy.strided_sample(im, 3), whole[::3, ::3])
+    assert np.array_equal(np.asarray(im), whole)
+    import pickle  # a Dask worker reopens it by path, the same channel
+
+    assert np.array_equal(pickle.loads(pickle.dumps(im))[10:99, 7:300], whole[10:99, 7:300])
+
+
+def test_a_colour_or_non_finite_slide_read_by_region_fails_as_read_whole(tmp_path, small_lazy):
+    """Read by region, an RGB slide of distinct channels without --channel, or with one it has not, and a
+    float slide with a NaN fail with the line the whole read gives (the whole image's shape), not a
+    region's plane or a count of NaN."""
+    import tifffile
+
+    from cellxfer.errors import InputError
+    from cellxfer.imageio import read_image
+
+    tifffile.imwrite(tmp_path / "rgb.tif", _colour(), photometric="rgb", tile=(64, 64))
+    bad = _ramp().astype(np.float32)
+    bad[200, 17] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", bad, tile=(64, 64))
+    for name, channel in (("rgb.tif", None), ("rgb.tif", 3)):
+        with pytest.raises(InputError) as whole:
+            read_image(tmp_path / name, channel=channel)
+        with pytest.raises(InputError) as by_region:
+            im = lazy.open_image(tmp_path / name, channel=channel)
+            assert lazy.is_lazy(im)
+            im[0:64, 0:64]
+        assert str(by_region.value) == str(whole.value)
+    assert "3 channels (shape 3x300x420" in str(whole.value) or "out of range" in str(whole.value)
+    im = lazy.open_image(tmp_path / "nan.tif")
+    assert lazy.is_lazy(im) and np.array_equal(im[0:190, :], bad[0:190, :])  # the rows without it read
+    with pytest.raises(InputError, match=r"nan.tif: image has 1 non-finite pixels \(NaN or infinite\)"):
+        lazy.strided_sample(im, 2)
+
+
+def test_rgb_and_float_slides_count_by_region_as_read_whole(tmp_path, monkeypatch):
+    """`count` of a small RGB slide (grey saved as RGB; --channel of a colour one) and of a float slide
+    gives the same counts read by region as read whole."""
+    pytest.importorskip("torch")
+    import tifffile
+
+    from cellxfer.classical import build_log, log_options
+    from cellxfer.count.job import CountConfig, run_count
+    from cellxfer.counter.model import save_counter
+    from test_scale import disks
+
+    field = disks(7.0, size=600, seed=3)[0]
+    field = field / field.max() * 250
+    noise = np.random.default_rng(1).integers(0, 255, field.shape)
+    images = {"grey.tif": (np.repeat(field[..., None], 3, -1).astype(np.uint8), None),
+              "colour.tif": (np.stack([noise, field, noise[::-1]], -1).astype(np.uint8), 1),
+              "float.tif": (field.astype(np.float32) / 255, None)}
+    meta = CounterMeta(arch="log", window=128, output="density", arch_options={**log_options(2.5, 0.15), "tile": 256})
+    model = save_counter(tmp_path / "log.safetensors", build_log(meta), meta)
+    counts = {}
+    for name, (img, channel) in images.items():
+        tifffile.imwrite(tmp_path / name, img, photometric="rgb" if img.ndim == 3 else "minisblack", tile=(64, 64))
+        for pixels in (10**9, 1000):  # read whole / read by region
+            monkeypatch.setattr(lazy, "LAZY_PIXELS", pixels)
+            assert lazy.is_lazy(lazy.open_image(tmp_path / name, channel=channel)) == (pixels == 1000)
+            res = run_count(CountConfig(paths=(str(tmp_path / name),), model=model, engine="torch", channel=channel,
+                                        out=tmp_path / f"{name}-{pixels}.csv"))
+            assert not res.failed, res.failed
+            counts[name, pixels] = list(res.counts.values())[0]
+        assert counts[name, 10**9] > 20 and counts[name, 1000] == counts[name, 10**9], name
+
+
+def test_a_large_rgb_slide_is_counted_by_region_in_a_fraction_of_its_size(tmp_path):
+    """An 8192 x 8192 RGB slide (grey saved as RGB: 192 MB of samples, a 64 MB grey plane; written tile by
+    tile) is opened by region, planned and counted part by part: what Python allocates at the peak
+    (tracemalloc: numpy's arrays, the decoded tiles; about 1.4 x ``BAND_BYTES``, for the bands of the
+    normalisation sample) stays below the grey plane alone, where reading it whole held all 192 MB and a
+    grey copy."""
+    import tracemalloc
+
+    import tifffile
+
+    from cellxfer.count.parts import count_plan, plan_image
+
+    side, tile = 8192, 256
+    rgb = np.repeat((_ramp(tile, tile) // 20).astype(np.uint8)[..., None], 3, axis=-1)
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, (rgb for _ in range((side // tile) ** 2)), shape=(side, side, 3), dtype=np.uint8,
+                     photometric="rgb", tile=(tile, tile))
+    meta = CounterMeta(arch="density", window=64, output="density", arch_options={"tile": 128, "margin": 16})
+
+    def cheap(batch):  # a density "model": the first channel, scaled (what is read is what is counted)
+        return np.asarray(batch)[:, :1] * 1e-3
+
+    lazy.open_image(path)  # the modules it imports are not the slide's memory
+    tracemalloc.start()
+    try:
+        image = lazy.open_image(path)
+        res = count_plan(cheap, plan_image(image, meta), batch_size=64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert lazy.is_lazy(image) and image.shape == (side, side) and image.pixel_bytes == 3 and res.count > 0
+    assert peak < side * side, f"{peak / 2**20:.0f} MB at the peak"
