@@ -240,6 +240,7 @@ def read_tiff(path: Path, channel: int | None = None, page: int | None = None) -
             check_image_header(path, *_yx(series), series.size * series.dtype.itemsize)  # before decoding
             arr = series.asarray()
             axes = series.axes
+            warn_empty_tiles(path, series.pages)
     except InputError:
         raise
     except Exception as exc:  # tifffile raises many types for truncated/corrupt files
@@ -343,6 +344,60 @@ _reading = threading.local()  # .path: the file this thread is reading, else abs
 _OBJECT_REPR = re.compile(r"^<tifffile\.[^>]*>\s*")
 
 
+def empty_segments(pages) -> tuple[int, int]:
+    """``(empty, all)`` strips or tiles of tifffile ``pages``: a segment whose offset or byte count is 0
+    is not in the file (TIFF allows it: a sparse file; else a writer that stopped) and tifffile reads it
+    as zeros, without a word. Reads only the two tags (cheap: 8 bytes a tile)."""
+    import numpy as np
+
+    empty = total = 0
+    for page in pages:
+        if page is None:
+            continue
+        offsets, counts = np.asarray(page.dataoffsets or ()), np.asarray(page.databytecounts or ())
+        total += offsets.size
+        empty += int(np.count_nonzero((offsets == 0) | (counts == 0)))
+    return empty, total
+
+
+def warn_empty_tiles(path, pages) -> int:
+    """Warn (one line naming ``path``, once per file and process) when some segments of ``pages`` are not
+    in the file (:func:`empty_segments`), so an image read with them as zeros is never silently partial;
+    returns how many."""
+    empty, total = empty_segments(pages)
+    if empty:
+        kind = "tiles" if any(p is not None and p.keyframe.is_tiled for p in pages) else "strips"  # (a TiffFrame's: its keyframe's)
+        _warn_once(path, f"{empty} of {total} {kind} are not in the file (offset or byte count 0) and were read as "
+                         f"zeros; if the image should have pixels there, the file is damaged or was not written to "
+                         f"the end: export it again (counts are flagged empty-tiles)")
+    return empty
+
+
+def empty_tiles(path: str | os.PathLike, level: int = 0) -> int:
+    """How many strips or tiles of the TIFF ``path`` (the pages of its first series' ``level``) are not in
+    the file (:func:`empty_segments`), from its header; 0 for any other image or an unreadable one."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    try:
+        import tifffile
+
+        with reading(path), tifffile.TiffFile(path) as tif:  # (what tifffile logs was said when it was read)
+            levels = tif.series[0].levels
+            return empty_segments(levels[level].pages)[0] if level < len(levels) else 0
+    except Exception:  # noqa: BLE001 - not a TIFF, or damaged: its reader says what is wrong
+        return 0
+
+
+def _warn_once(path, message: str) -> None:
+    """``warning: PATH: message`` on stderr, once per file and message in this process."""
+    if (str(path), message) not in _FILTER.seen:
+        from cellxfer.console import warn
+
+        _FILTER.seen.add((str(path), message))
+        warn(f"{path}: {message}")
+
+
 class _FileWarnings(logging.Filter):
     """On tifffile's logger: a record logged while this thread reads a file is printed as one line
     ``warning: FILE: tifffile: message`` (once per file and message) and goes no further; records
@@ -356,12 +411,7 @@ class _FileWarnings(logging.Filter):
         path = getattr(_reading, "path", None)
         if path is None:
             return True
-        message = " ".join(_OBJECT_REPR.sub("", record.getMessage()).split())
-        if (str(path), message) not in self.seen:
-            from cellxfer.console import warn
-
-            self.seen.add((str(path), message))
-            warn(f"{path}: tifffile: {message}")
+        _warn_once(path, "tifffile: " + " ".join(_OBJECT_REPR.sub("", record.getMessage()).split()))
         return False
 
 

@@ -388,7 +388,7 @@ def _open_lazy_tiff(path: Path, level_index: int = 0, channel: int | None = None
     whole (numpy) when small; beyond the pyramid it is an InputError."""
     import tifffile
 
-    from cellxfer.imageio import check_pixels, to_plane
+    from cellxfer.imageio import check_pixels, to_plane, warn_empty_tiles
 
     try:
         tif = tifffile.TiffFile(path)
@@ -404,6 +404,7 @@ def _open_lazy_tiff(path: Path, level_index: int = 0, channel: int | None = None
         if not ("Y" in axes and "X" in axes) or dtype.kind not in "uif" or len(level.pages) != 1:
             tif.close()
             return None
+        warn_empty_tiles(path, level.pages)
         if full[axes.index("Y")] * full[axes.index("X")] <= LAZY_PIXELS:
             small = check_pixels(path, to_plane(path, level.asarray(), axes, channel)) if level_index else None
             tif.close()

@@ -32,6 +32,7 @@ import numpy as np
 
 from cellxfer.count.parts import Counted  # noqa: F401 - part of this module's API (results of count_batched)
 from cellxfer.errors import DiskFull
+from cellxfer.imageio import empty_tiles
 from cellxfer.counter.head import head_of
 from cellxfer.count.table import CountsTable, Row
 from cellxfer.count.task import (  # noqa: F401 - one image in one process (also used by count.split)
@@ -546,7 +547,7 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             error = exc
         if error is None:
             info = scaled or ScaleInfo()
-            qc, _ = RULES.judge(count, info, density_map)
+            qc, _ = RULES.judge(count, info, density_map, empty_tiles(file, config.level))  # the header's tags: cheap
             table.put(Row(str(file), count, engine, mhash, ms, diameter_mode=policy.label,
                           diameter=info.diameter, scale=info.factor, qc=qc, plane=planes[file]))
             result.counts[str(file)] = count

@@ -30,7 +30,14 @@ image is checked against the measurement that rescaled it (:class:`cellxfer.scal
   :data:`PARTIAL` nuclei (the model half-believes them: dim nuclei, debris), more than
   :attr:`QCRules.partial` of them per counted nucleus (:func:`partial_share`).
 
-With a fixed ``--diameter`` or ``--diameter off`` nothing is measured and the column says ``unchecked``.
+Whatever the ``--diameter``, a reason about the file itself comes first:
+
+- ``empty-tiles``: some strips or tiles of the TIFF are not in the file (offset or byte count 0: a sparse
+  file, or one damaged or not written to the end) and were read as zeros
+  (:func:`cellxfer.imageio.empty_tiles`; a warning line says how many): the count misses what they held.
+
+With a fixed ``--diameter`` or ``--diameter off`` nothing is measured and the column says ``unchecked`` (or
+only the file's reason).
 The thresholds were chosen on the validation part of dsb2018-fluo and the IDCIA 90 (the ``qc_sweep`` that
 ``scripts/bench_transfer.py --multi-source MODEL --part val`` writes);
 how often the flag catches a bad count is in the docs' accuracy page.
@@ -92,14 +99,15 @@ class QCRules:
     partial: float = 0.17
     dim: float = Normalization.LIFT_DIM[-1]  # where a counter's lift of mixed-brightness fields stops (one number)
 
-    def reasons(self, count: float | None, info: ScaleInfo, partial: float | None = None) -> list[str]:
-        """Why not to trust ``count`` (empty: nothing against it); ``partial``: :func:`partial_share` of its map."""
+    def reasons(self, count: float | None, info: ScaleInfo, partial: float | None = None, empty: int = 0) -> list[str]:
+        """Why not to trust ``count`` (empty: nothing against it); ``partial``: :func:`partial_share` of its map;
+        ``empty``: strips or tiles of the file read as zeros (:func:`cellxfer.imageio.empty_tiles`)."""
+        out = ["empty-tiles"] if empty else []
         est = info.estimate
         if est is None:
-            return []
+            return out
         if est.diameter is None:
-            return ["no-nuclei"]
-        out = []
+            return out + ["no-nuclei"]
         if est.spread is not None and est.spread > self.spread:
             out.append("scale-unsure")
         if info.clipped:
@@ -118,18 +126,21 @@ class QCRules:
             out.append("uncertain")
         return out
 
-    def judge(self, count: float | None, info: ScaleInfo, density_map=None) -> tuple[str, float | None]:
+    def judge(self, count: float | None, info: ScaleInfo, density_map=None, empty: int = 0) -> tuple[str, float | None]:
         """``(qc column, partial share)`` of a count made with ``density_map`` (its
-        :class:`cellxfer.count.parts.DensityMap`, or None): the one place a count's flag is composed (``count``
-        and the benchmarks), :meth:`label` of it with the map's :func:`partial_share`."""
+        :class:`cellxfer.count.parts.DensityMap`, or None) of a file with ``empty`` segments read as zeros: the
+        one place a count's flag is composed (``count`` and the benchmarks), :meth:`label` of it with the map's
+        :func:`partial_share`."""
         partial = partial_share(density_map)
-        return self.label(count, info, partial), partial
+        return self.label(count, info, partial, empty), partial
 
-    def label(self, count: float | None, info: ScaleInfo, partial: float | None = None) -> str:
-        """The ``qc`` column: ``ok``, ``unchecked`` (nothing measured) or the reasons joined by ``;``."""
-        if info.estimate is None:
+    def label(self, count: float | None, info: ScaleInfo, partial: float | None = None, empty: int = 0) -> str:
+        """The ``qc`` column: ``ok``, ``unchecked`` (nothing measured, nothing wrong with the file) or the
+        reasons joined by ``;``."""
+        reasons = self.reasons(count, info, partial, empty)
+        if info.estimate is None and not reasons:
             return UNCHECKED
-        return ";".join(self.reasons(count, info, partial)) or OK
+        return ";".join(reasons) or OK
 
 
 RULES = QCRules()
