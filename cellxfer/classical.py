@@ -176,7 +176,7 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
     synthetic for ``--regime synthetic``; both for the mixed regimes); write the run folder like
     :func:`cellxfer.train.counter.train_counter` (best/last checkpoints, history.csv, manifest.json), a
     :class:`cellxfer.runs.RunFolder`: a rerun with the same settings fits again, other settings are refused
-    unless ``overwrite``."""
+    unless ``overwrite``. ``config`` is validated (:func:`cellxfer.train.counter.train_counter` calls this)."""
     import time
     from dataclasses import fields, replace
 
@@ -186,7 +186,6 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
     from cellxfer.train.counter import BEST, LAST, RESUMABLE_CHANGES, EpochRecord, TrainConfig, domain_scale, run_identity
     from cellxfer.train.data import load_domain
 
-    config.validate()
     inputs = [p for p in (config.real, config.synthetic, config.val) if p]
     run = RunFolder(config.out, "train-count", run_identity(config), own=(BEST, LAST),
                     inputs=inputs, overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()))

@@ -145,13 +145,43 @@ def _overlaps(a: Path, b: Path | None) -> bool:
 
 
 def refuse_val_in_training(val: Path | None, training: dict[str, Path | None]) -> None:
-    """:class:`InputError` when the validation set is a training input (option name -> path), by any name:
-    the best epoch would be picked, and its MAE reported, on images the run trains on. (A dataset nested in
-    another is not read by it: a dataset is read from its images/ and points/.)"""
+    """:class:`InputError` when the validation set is a training input (option name -> path), by any name or
+    as a copy (every validation image byte-identical to one of the training set's): the best epoch would be
+    picked, and its MAE reported, on images the run trains on; a warning when only some are. (A dataset
+    nested in another is not read by it: a dataset is read from its images/ and points/.)"""
+    fix = "give held-out labelled images as --val (another folder), or leave --val out"
     for option, path in training.items():
-        if val is not None and path is not None and Path(val).resolve() == Path(path).resolve():
+        if val is None or path is None:
+            continue
+        if Path(val).resolve() == Path(path).resolve():
             raise InputError(f"--val {val} is the {option} set {path}: the best epoch would be picked on images it trains "
-                             f"on; give held-out labelled images as --val (another folder), or leave --val out")
+                             f"on; {fix}")
+        shared, of = _shared_images(Path(val), Path(path))
+        if shared and len(shared) == of:
+            raise InputError(f"--val {val} holds the same images as the {option} set {path} (all {of}, byte for byte): "
+                             f"the best epoch would be picked on images it trains on; {fix}")
+        if shared:
+            from cellxfer.console import warn
+
+            warn(f"--val {val}: {len(shared)} of its {of} images are also in the {option} set {path} "
+                 f"({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}): their errors flatter the validation MAE")
+
+
+def _shared_images(val: Path, training: Path) -> tuple[list[str], int]:
+    """``(names of the images of dataset val whose bytes are an image of dataset training's, how many images val
+    has)``; ``([], 0)`` when either is not a readable dataset (reported where it is loaded). Only files of equal
+    size are hashed."""
+    from cellxfer.dataset import CellDataset
+    from cellxfer.manifest import sha256_file
+
+    try:
+        val_files, train_files = ([ds.image_path(i) for i in ds.ids] for ds in (CellDataset(val), CellDataset(training)))
+    except InputError:
+        return [], 0
+    val_sizes, train_sizes = ({p.stat().st_size for p in files} for files in (val_files, train_files))
+    train_hashes = {sha256_file(p) for p in train_files if p.stat().st_size in val_sizes}
+    shared = [p.name for p in val_files if p.stat().st_size in train_sizes and sha256_file(p) in train_hashes]
+    return shared, len(val_files)
 
 
 def refuse_labelled_overlap(unlabeled: Path, labelled: dict[str, Path | None]) -> None:

@@ -1,0 +1,94 @@
+"""Fourth fault hunt (session s10): evaluate, adapt-count, adapt, evaluate-translator, plugins, environment
+variables and outputs over inputs. Each test is an input that once gave a traceback, a lost result, a run
+done twice or a silently wrong number."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_inproc import run_cli
+from test_faults import one_line
+
+
+def _blobs(rng, size=(96, 112), n=20) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 image of ``n`` Gaussian blobs and their centres (x, y)."""
+    h, w = size
+    pts = np.column_stack([rng.uniform(6, w - 6, n), rng.uniform(6, h - 6, n)])
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.zeros(size)
+    for x, y in pts:
+        img += np.exp(-((xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2) / (2 * 2.0 ** 2))
+    return np.clip(img * 200 + rng.normal(0, 3, size), 0, 255).astype(np.uint8), pts
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    """``train`` (4 images) and ``val`` (2 other images): labelled cell datasets of blobs."""
+    from cellxfer.dataset import CellDatasetWriter
+
+    root = tmp_path_factory.mktemp("probe4-data")
+    rng = np.random.default_rng(4)
+    for name, n in (("train", 4), ("val", 2)):
+        w = CellDatasetWriter(root / name)
+        for i in range(n):
+            w.write(f"{name}{i}", *_blobs(rng))
+        w.finalize({"stage": "test"})
+    return root
+
+
+LOG = ["--arch", "log", "--crop", "64"]
+
+
+# -- Part 1a: --val a byte copy of the training set -----------------------------------------------------
+def test_train_count_refuses_val_that_is_a_copy_of_the_training_set(labelled, tmp_path, capsys):
+    """``train-count --real train --val copy-of-train``: the path check let a copy through, so the best epoch was
+    picked, and its MAE reported, on the images the run trained on."""
+    shutil.copytree(labelled / "train", tmp_path / "copy")
+    r = run_cli(["train-count", "--regime", "supervised", "--real", labelled / "train", "--val", tmp_path / "copy",
+                 "--out", tmp_path / "run", *LOG], capsys)
+    assert r.returncode == 2, r.stderr
+    line = one_line(r.stderr)
+    assert f"--val {tmp_path / 'copy'}" in line and "same images as the --real set" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_count_takes_a_val_set_of_other_images_and_warns_of_shared_ones(labelled, tmp_path, capsys):
+    """The content check refuses only what the run trains on: another labelled set is validation, and one that
+    shares some images with the training set is used with one warning naming them."""
+    r = run_cli(["train-count", "--regime", "supervised", "--real", labelled / "train", "--val", labelled / "val",
+                 "--out", tmp_path / "run", *LOG], capsys)
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr
+    mixed = shutil.copytree(labelled / "val", tmp_path / "mixed")
+    for sub, suffix in (("images", ".tif"), ("points", ".csv")):
+        src = next((labelled / "train" / sub).glob(f"train0{suffix}*"))
+        shutil.copy(src, mixed / sub / src.name)
+    r = run_cli(["train-count", "--regime", "supervised", "--real", labelled / "train", "--val", mixed,
+                 "--out", tmp_path / "run2", *LOG], capsys)
+    assert r.returncode == 0, r.stderr
+    warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning")]
+    assert len(warned) == 1 and "1 of its 3 images are also in the --real set" in warned[0], r.stderr
+
+
+# -- Part 1b: a finished --arch log run is kept ------------------------------------------------------------
+def test_a_finished_log_run_is_kept_not_fitted_again(labelled, tmp_path, capsys, monkeypatch):
+    """A rerun of a finished ``train-count --arch log`` fitted the LoG again (the same result) where every other
+    finished run is kept; now its resume state says it is done, as a trained run's does."""
+    import cellxfer.classical as classical
+
+    args = ["train-count", "--regime", "supervised", "--real", labelled / "train", "--val", labelled / "val",
+            "--out", tmp_path / "run", *LOG]
+    r = run_cli(args, capsys)
+    assert r.returncode == 0, r.stderr
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != "manifest.json"}
+    calls = []
+    monkeypatch.setattr(classical, "fit_log", lambda *a, **k: calls.append(a) or pytest.fail("fitted again"))
+    r = run_cli(args, capsys)
+    assert r.returncode == 0, r.stderr
+    assert not calls
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != "manifest.json"} == before
+    assert "val MAE" in r.stdout
