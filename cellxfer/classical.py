@@ -174,51 +174,67 @@ def _at_diameter(diameter: float):
 def train_log(config, on_epoch=None, on_step=None, on_start=None):
     """``train-count --arch log``: fit the LoG on the regime's labelled training images (real, or
     synthetic for ``--regime synthetic``; both for the mixed regimes); write the run folder like
-    :func:`cellxfer.train.counter.train_counter` (best/last checkpoints, history.csv, manifest.json), a
-    :class:`cellxfer.runs.RunFolder`: a rerun with the same settings fits again, other settings are refused
+    :func:`cellxfer.train.counter.train_counter` (best/last checkpoints, history.csv, state.pt, manifest.json), a
+    :class:`cellxfer.runs.RunFolder` kept as a trained run is: the fit is its one epoch, and a rerun with the same
+    settings whose ``state.pt`` records it keeps the run (nothing is fitted again); other settings are refused
     unless ``overwrite``. ``config`` is validated (:func:`cellxfer.train.counter.train_counter` calls this)."""
+    from cellxfer.manifest import config_dict
+    from cellxfer.runs import RunFolder
+    from cellxfer.train.counter import BEST, LAST, RESUMABLE_CHANGES, EpochRecord, TrainConfig, TrainCounterResult, run_identity
+
+    inputs = [p for p in (config.real, config.synthetic, config.val) if p]
+    run = RunFolder(config.out, "train-count", run_identity(config), own=(BEST, LAST),
+                    inputs=inputs, overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()))
+    with run:
+        state = run.load_state()
+        if state is None or state.get("epoch") != 1:  # a new run, or one stopped before its fit was saved
+            run.write_manifest(complete=False)
+            state = _fit_log_run(config, run)
+            if on_epoch is not None:
+                on_epoch(EpochRecord(**state["history"][-1]))
+        run.write_manifest(fitted=state["fitted"], complete=True, result={
+            "epochs": 1, "best": state["best"], "train_seconds": state["train_seconds"], "final_loss": state["fitted"]["fit_mae"]})
+    return TrainCounterResult(run.out, 1, state["best"], state["train_seconds"])
+
+
+def _fit_log_run(config, run) -> dict:
+    """Fit the LoG of ``train_log``'s run, write its checkpoints and history, and save (and return) its resume
+    state: the one epoch, ``history``, ``best``, ``train_seconds`` and ``fitted`` (plain data)."""
+    import json
     import time
     from dataclasses import fields, replace
 
     from cellxfer.counter.model import CounterMeta, save_counter
     from cellxfer.manifest import config_dict
-    from cellxfer.runs import RunFolder
-    from cellxfer.train.counter import BEST, LAST, RESUMABLE_CHANGES, EpochRecord, TrainConfig, domain_scale, run_identity
+    from cellxfer.train.counter import BEST, LAST, EpochRecord, domain_scale
     from cellxfer.train.data import load_domain
 
-    inputs = [p for p in (config.real, config.synthetic, config.val) if p]
-    run = RunFolder(config.out, "train-count", run_identity(config), own=(BEST, LAST),
-                    inputs=inputs, overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()))
-    with run:  # a rerun with the same settings fits again (deterministic, seconds): the same files
-        norm = config.normalization()
-        t0 = time.perf_counter()
-        sources = [(p, n) for p, n in ((config.real, "real"), (config.synthetic, "synthetic"))
-                   if p is not None and (config.regime != "supervised" or n == "real")]
-        doms = [load_domain(p, norm, n, config.exclude) for p, n in sources]
-        scale = domain_scale(doms[0] if doms else None)
-        if scale["diameter"]:  # fit on the images as count sees them: each resized to the diameter, then normalised
-            doms = [load_domain(p, norm, n, config.exclude, scale=_at_diameter(scale["diameter"])) for p, n in sources]
-        fitted = fit_log([im for d in doms for im in d.images], np.concatenate([d.counts for d in doms]))
-        opts = {k: fitted[k] for k in ("sigma", "threshold", "min_distance", "margin")}
-        meta = CounterMeta(arch="log", window=config.crop, output="density", normalization=norm, arch_options=opts,
-                           **scale, extra={"regime": config.regime, "fit_mae": fitted["fit_mae"]})
-        model = build_log(meta)
-        val_mae = val_rmse = None
-        if config.val is not None:
-            from cellxfer.train.counter import predict_normalized
+    norm = config.normalization()
+    t0 = time.perf_counter()
+    sources = [(p, n) for p, n in ((config.real, "real"), (config.synthetic, "synthetic"))
+               if p is not None and (config.regime != "supervised" or n == "real")]
+    doms = [load_domain(p, norm, n, config.exclude) for p, n in sources]
+    scale = domain_scale(doms[0] if doms else None)
+    if scale["diameter"]:  # fit on the images as count sees them: each resized to the diameter, then normalised
+        doms = [load_domain(p, norm, n, config.exclude, scale=_at_diameter(scale["diameter"])) for p, n in sources]
+    fitted = fit_log([im for d in doms for im in d.images], np.concatenate([d.counts for d in doms]))
+    opts = {k: fitted[k] for k in ("sigma", "threshold", "min_distance", "margin")}
+    meta = CounterMeta(arch="log", window=config.crop, output="density", normalization=norm, arch_options=opts,
+                       **scale, extra={"regime": config.regime, "fit_mae": fitted["fit_mae"]})
+    model = build_log(meta)
+    val_mae = val_rmse = None
+    if config.val is not None:
+        from cellxfer.train.counter import predict_normalized
 
-            val = load_domain(config.val, norm, "validation", config.exclude)
-            err = predict_normalized(model, meta, val.images) - val.counts
-            val_mae, val_rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
-        record = EpochRecord(1, "fit", 0, fitted["fit_mae"], val_mae, val_rmse, time.perf_counter() - t0)
-        save_counter(run.path(BEST), model, replace(meta, extra={**meta.extra, "val_mae": val_mae}))
-        save_counter(run.path(LAST), model, meta)
-        run.write_history([record.__dict__], [f.name for f in fields(EpochRecord)])
-        best = {"epoch": 1, "val_mae": val_mae, "val_rmse": val_rmse}
-        run.write_manifest(fitted=fitted, complete=True, result={
-            "epochs": 1, "best": best, "train_seconds": round(record.seconds, 2), "final_loss": fitted["fit_mae"]})
-    if on_epoch is not None:
-        on_epoch(record)
-    from cellxfer.train.counter import TrainCounterResult
-
-    return TrainCounterResult(run.out, 1, best, round(record.seconds, 2))
+        val = load_domain(config.val, norm, "validation", config.exclude)
+        err = predict_normalized(model, meta, val.images) - val.counts
+        val_mae, val_rmse = float(np.abs(err).mean()), float(np.sqrt((err ** 2).mean()))
+    record = EpochRecord(1, "fit", 0, fitted["fit_mae"], val_mae, val_rmse, time.perf_counter() - t0)
+    save_counter(run.path(BEST), model, replace(meta, extra={**meta.extra, "val_mae": val_mae}))
+    save_counter(run.path(LAST), model, meta)
+    run.write_history([record.__dict__], [f.name for f in fields(EpochRecord)])
+    state = {"epoch": 1, "history": [record.__dict__], "best": {"epoch": 1, "val_mae": val_mae, "val_rmse": val_rmse},
+             "train_seconds": round(record.seconds, 2), "config": config_dict(config),
+             "fitted": json.loads(json.dumps(fitted, default=float))}  # plain data: the state loads weights_only
+    run.save_state(state)
+    return state
