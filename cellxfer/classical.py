@@ -178,14 +178,9 @@ def train_log(config, on_epoch=None, on_step=None, on_start=None):
     :class:`cellxfer.runs.RunFolder` kept as a trained run is: the fit is its one epoch, and a rerun with the same
     settings whose ``state.pt`` records it keeps the run (nothing is fitted again); other settings are refused
     unless ``overwrite``. ``config`` is validated (:func:`cellxfer.train.counter.train_counter` calls this)."""
-    from cellxfer.manifest import config_dict
-    from cellxfer.runs import RunFolder
-    from cellxfer.train.counter import BEST, LAST, RESUMABLE_CHANGES, EpochRecord, TrainConfig, TrainCounterResult, run_identity
+    from cellxfer.train.counter import EpochRecord, TrainCounterResult, run_folder
 
-    inputs = [p for p in (config.real, config.synthetic, config.val) if p]
-    run = RunFolder(config.out, "train-count", run_identity(config), own=(BEST, LAST),
-                    inputs=inputs, overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()))
-    with run:
+    with run_folder(config) as run:
         state = run.load_state()
         if state is None or state.get("epoch") != 1:  # a new run, or one stopped before its fit was saved
             run.write_manifest(complete=False)

@@ -47,17 +47,20 @@ def sidecar_manifest(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".manifest.json")
 
 
-def hash_input(path: str | os.PathLike) -> dict:
+def hash_input(path: str | os.PathLike, files=None) -> dict:
     """``{"path", "sha256", "files"}`` for a file or a folder (hash over sorted relative names + contents of
     its data files; manifests and lock files are left out, so rerunning the stage that made a folder,
-    which rewrites its manifest, does not make the folder a changed input)."""
+    which rewrites its manifest, does not make the folder a changed input). ``files``: hash only these files
+    of the folder (a target folder's images, whose labels must not be read)."""
     path = Path(path)
-    if path.is_file():
+    if files is None and path.is_file():
         return {"path": str(path.resolve()), "sha256": sha256_file(path), "files": 1}
+    if files is None:
+        files = (q for q in path.rglob("*") if q.is_file() and not is_run_metadata(q.name))
     h = hashlib.sha256()
     n = 0
-    for p in sorted(q for q in path.rglob("*") if q.is_file() and not is_run_metadata(q.name)):
-        h.update(str(p.relative_to(path)).encode() + b"\0" + sha256_file(p).encode())
+    for p in sorted(Path(q) for q in files):
+        h.update(str(p.relative_to(path) if p.is_relative_to(path) else p.name).encode() + b"\0" + sha256_file(p).encode())
         n += 1
     return {"path": str(path.resolve()), "sha256": h.hexdigest(), "files": n}
 

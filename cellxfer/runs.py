@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -39,8 +40,9 @@ class RunFolder:
     manifests record every key of it. ``mutable``: config fields that may change on a rerun (``epochs``,
     ``steps``, ``device``, ...). ``defaults``: the config class's defaults, so a field added to cellxfer
     after the earlier run matches when left at its default. ``inputs``: files or folders the run reads,
-    hashed once here (also for the manifest). ``protect``: more inputs, never to be written over but not
-    hashed (unlabelled target images, whose labels must not be read). ``own``: the entries ``overwrite`` deletes.
+    hashed once here (also for the manifest); an item ``(folder, files)`` hashes only those files of the folder
+    (unlabelled target images: their labels must not be read). ``protect``: more inputs, never to be written over
+    but not hashed (weights of many GB). ``own``: the entries ``overwrite`` deletes.
     """
 
     def __init__(self, out, stage: str, identity: dict, *, own: Iterable[str] = (), inputs: Sequence = (),
@@ -48,7 +50,8 @@ class RunFolder:
                  main: bool = True, protect: Sequence = ()):
         self.out, self.stage, self.identity = Path(out), stage, identity
         self.own = (*own, MANIFEST, STATE, HISTORY)
-        self.input_paths = [Path(p) for p in inputs]
+        self._hashed = [(Path(p), None) if isinstance(p, (str, os.PathLike)) else (Path(p[0]), list(p[1])) for p in inputs]
+        self.input_paths = [p for p, _ in self._hashed]
         self.protect = [*self.input_paths, *(Path(p) for p in protect)]
         self.overwrite, self.mutable, self.defaults, self.main = overwrite, set(mutable), defaults or {}, main
         self.resumed = False
@@ -69,7 +72,7 @@ class RunFolder:
         if self.main:
             self._lock = OutputLock(self.out, f"cellxfer {self.stage}", "wait for it or pick another --out").acquire()
         try:
-            self.inputs = [hash_input(p) for p in self.input_paths]
+            self.inputs = [hash_input(p, files) for p, files in self._hashed]
             if self.out.is_dir() and any(self.out.iterdir()):
                 if self.overwrite:
                     if self.main:

@@ -79,7 +79,9 @@ def test_adaptation_lowers_the_target_error_without_its_labels(world, tmp_path, 
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stage"] == "adapt-count" and manifest["result"]["epochs"] == 8
     assert sorted(manifest["unlabeled"]["files"]) == sorted(p.name for p in (world / "tgt" / "images").iterdir())
-    assert all("points" not in i["path"] and not i["path"].endswith("/tgt") for i in manifest["inputs"])
+    assert all("points" not in i["path"] for i in manifest["inputs"])
+    target = [i for i in manifest["inputs"] if i["path"].endswith("/tgt")]  # hashed: its image files, not its labels
+    assert len(target) == 1 and target[0]["files"] == len(list((world / "tgt" / "images").iterdir()))
     rows = list(csv.DictReader((run / "history.csv").read_text().splitlines()))
     assert [r["phase"] for r in rows] == ["adapt"] * 8
     for args in (["ensemble", run / "best.safetensors", world / "source" / "last.safetensors", "-o", tmp_path / "ens.safetensors"],

@@ -92,3 +92,47 @@ def test_a_finished_log_run_is_kept_not_fitted_again(labelled, tmp_path, capsys,
     assert not calls
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.name != "manifest.json"} == before
     assert "val MAE" in r.stdout
+
+
+# -- adapt-count / train-count: a rerun after an input changed ----------------------------------------------
+@pytest.fixture(scope="module")
+def counter(labelled, tmp_path_factory) -> Path:
+    """A tiny density counter (one step on ``train``)."""
+    from cellxfer.train.counter import TrainConfig, train_counter
+
+    out = tmp_path_factory.mktemp("probe4-counter") / "run"
+    train_counter(TrainConfig(regime="supervised", out=out, real=labelled / "train", arch="density", crop=32,
+                              batch_size=2, epochs=1, max_steps_per_epoch=1, extra={"arch_options": {"base": 4}}))
+    return out / "best.safetensors"
+
+
+ADAPT = ["--batch-size", "2", "--max-steps-per-epoch", "1"]
+
+
+@pytest.mark.parametrize("changed", ["target", "model"])
+def test_adapt_count_rerun_after_its_target_or_model_changed_is_refused(labelled, counter, tmp_path, capsys, changed):
+    """An adapt-count run continued (``--epochs 2``) after an image of its target folder was removed, or after
+    the counter it adapts was replaced, went on silently on other data: the target and the model were not
+    among the inputs a rerun is checked against. Now both are hashed (the target's image files only)."""
+    target = shutil.copytree(labelled / "val", tmp_path / "target")
+    model = Path(shutil.copy(counter, tmp_path / "model.safetensors"))
+    args = ["adapt-count", "-m", model, "-u", target, "-o", tmp_path / "run", *ADAPT, "--epochs"]
+    r = run_cli([*args, 1], capsys)
+    assert r.returncode == 0, r.stderr
+    (target / "points" / "val0.csv").write_text("x,y\n1,1\n")  # its labels are not inputs: still the same run
+    r = run_cli([*args, 2], capsys)
+    assert r.returncode == 0, r.stderr
+    if changed == "target":
+        next((target / "images").glob("val1*")).unlink()
+    else:
+        from cellxfer.counter.model import load_counter, save_counter
+
+        net, meta = load_counter(model)
+        next(net.parameters()).data += 0.1
+        save_counter(model, net, meta)
+    r = run_cli([*args, 3], capsys)
+    assert r.returncode == 2, r.stderr
+    line = one_line(r.stderr)
+    assert "inputs changed since" in line and str((target if changed == "target" else model).resolve()) in line
+    assert "--overwrite" in line
+

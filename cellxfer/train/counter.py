@@ -219,15 +219,21 @@ def run_identity(config: TrainConfig) -> dict:
 
 def run_folder(config: TrainConfig, main: bool = True):
     """The run folder of a training run (:class:`cellxfer.runs.RunFolder`): a rerun with the same
-    settings and inputs continues it, ``config.overwrite`` starts again; ``RESUMABLE_CHANGES`` may differ."""
+    settings and inputs continues it, ``config.overwrite`` starts again; ``RESUMABLE_CHANGES`` may differ.
+    Its inputs, hashed: the labelled sets, the weights it starts from (``--pretrained``, adapt-count's
+    ``--model``) and the target's image files (never its labels), so a rerun after any of them changed is
+    refused, not continued on other data."""
     from cellxfer.manifest import config_dict
     from cellxfer.runs import RunFolder
 
+    inputs = [p for p in (config.real, config.synthetic, config.val, config.pretrained) if p is not None]
+    if config.unlabeled is not None:
+        from cellxfer.train.adapt import target_files
+
+        inputs.append((config.unlabeled, target_files(config.unlabeled)))
     return RunFolder(config.out, "adapt-count" if config.regime == "adapt" else "train-count", run_identity(config),
-                     own=(BEST, LAST),
-                     inputs=[p for p in (config.real, config.synthetic, config.val) if p is not None],
-                     protect=[p for p in (config.unlabeled, config.pretrained) if p is not None],
-                     overwrite=config.overwrite, mutable=RESUMABLE_CHANGES, defaults=config_dict(TrainConfig()), main=main)
+                     own=(BEST, LAST), inputs=inputs, overwrite=config.overwrite, mutable=RESUMABLE_CHANGES,
+                     defaults=config_dict(TrainConfig()), main=main)
 
 
 def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack) -> TrainCounterResult:
