@@ -7,7 +7,8 @@ entry point in the ``cellxfer`` group that names a module (or object) with ``@ho
     blobs = "cellxfer_blobs"
 
 Hooks that *provide* things return a list; the registry (:mod:`cellxfer.plugins`) merges the lists of
-all plugins and rejects duplicate names. Plugin modules must stay cheap to import: import torch and
+all plugins and rejects duplicate names, and ignores (with a warning) a result that is not a list and an
+object that lacks an attribute :data:`PROVIDES` names for its hook. Plugin modules must stay cheap to import: import torch and
 friends inside the functions that need them, so ``cellxfer --help`` stays fast.
 """
 
@@ -21,6 +22,20 @@ PROJECT = "cellxfer"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+#: Provider hook -> the attributes every object it returns must have: the fields without a default of the
+#: class that documents it (Engine, CounterArch, Synthesizer, Stylizer, ImageReader, CommandSpec; executors
+#: are duck-typed like LocalExecutor); tests/test_plugins.py keeps the two in step.
+PROVIDES: dict[str, tuple[str, ...]] = {
+    "cellxfer_commands": ("name", "interrupted"),
+    "cellxfer_synthesizers": ("name", "description", "config_cls", "render"),
+    "cellxfer_stylizers": ("name", "description", "config_cls", "prepare", "stylize"),
+    "cellxfer_image_readers": ("name", "suffixes", "read"),
+    "cellxfer_executors": ("name", "description", "available", "map"),
+    "cellxfer_engines": ("name", "description", "available", "load"),
+    "cellxfer_counter_architectures": ("name", "description", "build"),
+}
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("translate", "cellxfer.stages.translate"),
 )
 
-#: Hooks that return lists of named objects, and the attribute that names each object.
-PROVIDER_HOOKS = ("cellxfer_commands", "cellxfer_synthesizers", "cellxfer_stylizers", "cellxfer_image_readers", "cellxfer_executors",
-                  "cellxfer_engines", "cellxfer_counter_architectures")
+#: Hooks that return lists of named objects (each with the attributes :data:`cellxfer.hookspecs.PROVIDES` names).
+PROVIDER_HOOKS = tuple(hookspecs.PROVIDES)
 
 
 @dataclass
@@ -152,10 +151,17 @@ class Registry:
         for hook in PROVIDER_HOOKS:
             for plugin_name, items in self.call(hook):
                 info = self.infos[plugin_name]
+                if not isinstance(items, (list, tuple)):
+                    warn(f"plugin '{plugin_name}' returned {type(items).__name__} from {hook}, not a list; ignored")
+                    continue
                 for item in items:
                     name = getattr(item, "name", None)
                     if not isinstance(name, str) or not name:
                         warn(f"plugin '{plugin_name}' returned an unnamed object from {hook}; ignored")
+                        continue
+                    lacks = [a for a in hookspecs.PROVIDES[hook] if not hasattr(item, a)]
+                    if lacks:
+                        warn(f"plugin '{plugin_name}' provides {_kind(hook)} '{name}' without {', '.join(lacks)}; ignored")
                         continue
                     if name in self._provided[hook]:
                         warn(f"plugin '{plugin_name}' provides {_kind(hook)} '{name}', already provided; ignored")

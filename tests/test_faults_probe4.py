@@ -136,3 +136,44 @@ def test_adapt_count_rerun_after_its_target_or_model_changed_is_refused(labelled
     assert "inputs changed since" in line and str((target if changed == "target" else model).resolve()) in line
     assert "--overwrite" in line
 
+
+
+# -- third-party plugins -------------------------------------------------------------------------------------
+class _NotAList:
+    from cellxfer.hookspecs import hookimpl
+
+    @hookimpl
+    def cellxfer_engines(self):
+        return 5
+
+
+class _HalfEngine:
+    from cellxfer.hookspecs import hookimpl
+
+    @hookimpl
+    def cellxfer_engines(self):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(name="half")]
+
+
+def test_a_plugin_returning_no_list_or_objects_without_the_hooks_attributes_does_not_break_the_cli(capsys, monkeypatch):
+    """A plugin whose engine hook returned an int stopped every command, ``cellxfer plugins`` included, with
+    "unexpected TypeError: 'int' object is not iterable" (exit 70); one returning an engine without
+    ``available``/``load`` stopped ``plugins`` (and ``--engine auto``) with an AttributeError. Now each is
+    one warning naming the plugin, and ignored."""
+    import cellxfer.plugins
+    from cellxfer.plugins import Registry
+
+    reg = Registry().load(use_entry_points=False)
+    capsys.readouterr()
+    reg.register(_NotAList(), name="notalist")
+    reg.register(_HalfEngine(), name="half")
+    warned = {ln for ln in capsys.readouterr().err.splitlines() if ln.strip()}  # (each register() collects again)
+    assert warned == {"warning: plugin 'notalist' returned int from cellxfer_engines, not a list; ignored",
+                      "warning: plugin 'half' provides engine 'half' without description, available, load; ignored"}
+    assert "half" not in reg.provided("cellxfer_engines") and "onnx" in reg.provided("cellxfer_engines")
+    monkeypatch.setattr(cellxfer.plugins, "get_registry", lambda: reg)
+    r = run_cli(["plugins"], capsys)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "unexpected" not in r.stderr

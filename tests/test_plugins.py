@@ -225,3 +225,31 @@ def test_out_of_tree_plugin_installs_and_works(tmp_path):
     assert r.returncode == 2 and "--cell-size is not a parameter of synthesizer 'blobs'" in r.stderr
     r = cli("plugins", env={**env, "CELLXFER_DISABLE_PLUGINS": "blobs"})
     assert "disabled" in next(l for l in r.stdout.splitlines() if l.startswith("blobs"))
+
+
+def test_what_a_provider_must_have_is_what_its_class_requires():
+    """:data:`cellxfer.hookspecs.PROVIDES` (the attributes the registry checks on every provided object) names
+    the fields without a default of each hook's documenting class, and every built-in provider has them."""
+    from cellxfer.commands import CommandSpec
+    from cellxfer.counter.model import CounterArch
+    from cellxfer.engines.base import Engine
+    from cellxfer.executors import LocalExecutor
+    from cellxfer.hookspecs import PROVIDES
+    from cellxfer.imageio import ImageReader
+    from cellxfer.stylize.spec import Stylizer
+    from cellxfer.synth.base import Synthesizer
+
+    def required(cls):
+        return tuple(f.name for f in dataclasses.fields(cls)
+                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+    classes = {"cellxfer_commands": CommandSpec, "cellxfer_synthesizers": Synthesizer, "cellxfer_stylizers": Stylizer,
+               "cellxfer_image_readers": ImageReader, "cellxfer_engines": Engine,
+               "cellxfer_counter_architectures": CounterArch}
+    assert {h: required(c) for h, c in classes.items()} == {h: a for h, a in PROVIDES.items() if h in classes}
+    assert PROVIDES["cellxfer_executors"] == ("name", "description", "available", "map")
+    assert all(hasattr(LocalExecutor(), a) for a in PROVIDES["cellxfer_executors"])
+    reg = get_registry()
+    for hook, attrs in PROVIDES.items():
+        assert reg.provided(hook), hook
+        assert all(hasattr(obj, a) for obj in reg.provided(hook).values() for a in attrs), hook
