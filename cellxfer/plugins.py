@@ -40,6 +40,10 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("translate", "cellxfer.stages.translate"),
 )
 
+#: What a broken plugin's import or hook may raise without ending the CLI: any error, and ``sys.exit()`` (a
+#: module that exits when its own dependency is missing); Ctrl-C still ends it.
+PLUGIN_FAULTS = (Exception, SystemExit)
+
 #: Hooks that return lists of named objects (each with the attributes :data:`cellxfer.hookspecs.PROVIDES` names).
 PROVIDER_HOOKS = tuple(hookspecs.PROVIDES)
 
@@ -116,7 +120,7 @@ class Registry:
             plugin = loader()
             self.pm.register(plugin, name=info.name)
             self.pm.check_pending()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+        except PLUGIN_FAULTS as exc:  # a broken plugin must not break the CLI
             self._fail(info, f"failed to load: {type(exc).__name__}: {exc}")
 
     def _fail(self, info: PluginInfo, why: str) -> None:
@@ -136,7 +140,7 @@ class Registry:
             info = self.infos.get(impl.plugin_name)
             try:
                 result = impl.function(*[kwargs[a] for a in impl.argnames])
-            except Exception as exc:  # noqa: BLE001
+            except PLUGIN_FAULTS as exc:
                 if info is not None:
                     self._fail(info, f"raised in {hook_name}: {type(exc).__name__}: {exc}")
                 continue
@@ -206,7 +210,7 @@ class Registry:
             info = self.infos[impl.plugin_name]
             try:
                 impl.function(app=app)
-            except Exception as exc:  # noqa: BLE001
+            except PLUGIN_FAULTS as exc:
                 del app.registered_commands[n_cmd:]
                 del app.registered_groups[n_grp:]
                 self._fail(info, f"raised in cellxfer_register_commands: {type(exc).__name__}: {exc}")

@@ -177,3 +177,28 @@ def test_a_plugin_returning_no_list_or_objects_without_the_hooks_attributes_does
     r = run_cli(["plugins"], capsys)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "unexpected" not in r.stderr
+
+
+class _ExitingHook:
+    from cellxfer.hookspecs import hookimpl
+
+    @hookimpl
+    def cellxfer_synthesizers(self):
+        raise SystemExit("this plugin needs foo: pip install foo")
+
+
+def test_a_plugin_that_calls_sys_exit_is_skipped_not_the_cli(tmp_path, capsys, monkeypatch):
+    """A plugin module that calls ``sys.exit("needs foo")`` when imported (a script-like module whose
+    dependency is missing) ended every command, ``--help`` too, with its message and exit 1; one whose hook
+    did the same, likewise. Now it is a plugin that failed to load: one warning, and the CLI goes on."""
+    from cellxfer.plugins import BUILTIN_PLUGINS, Registry
+
+    (tmp_path / "exiting_plugin.py").write_text("import sys\nsys.exit('this plugin needs foo: pip install foo')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    capsys.readouterr()
+    reg = Registry().load(builtins=(*BUILTIN_PLUGINS, ("exiting", "exiting_plugin")), use_entry_points=False)
+    reg.register(_ExitingHook(), name="exiting-hook")
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(warned) == 2 and all("SystemExit: this plugin needs foo" in w and "skipped" in w for w in warned), warned
+    assert reg.infos["exiting"].status == reg.infos["exiting-hook"].status == "failed"
+    assert "synhc" in reg.synthesizers()
