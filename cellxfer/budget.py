@@ -55,12 +55,34 @@ def _gpu_free(device: str) -> int | None:
         return None
 
 
+MEMORY_ENV = "CELLXFER_MEMORY_BYTES"
+
+
+def forced_bytes() -> int | None:
+    """``$CELLXFER_MEMORY_BYTES`` in bytes (``8e9`` or ``8000000000``), None when unset or empty; anything but
+    a finite number of at least one byte is an :class:`InputError` naming the variable, not a failure of
+    whatever file was being checked."""
+    import math
+
+    text = os.environ.get(MEMORY_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        raise InputError(f"{MEMORY_ENV}={text!r} is not a number of bytes; unset it, or give the memory cellxfer "
+                         f"may use, e.g. {MEMORY_ENV}=8e9")
+    return int(value)
+
+
 def available_bytes(device: str = "cpu") -> int | None:
     """Memory this process can still take (bytes) on ``device`` (a torch device name, ``auto`` too: a
     GPU's free memory when it trains there), or None when the system does not say."""
-    forced = os.environ.get("CELLXFER_MEMORY_BYTES")
-    if forced:
-        return int(float(forced))
+    forced = forced_bytes()
+    if forced is not None:
+        return forced
     gpu = _gpu_free(str(device))
     if gpu is not None:
         return gpu

@@ -202,3 +202,21 @@ def test_a_plugin_that_calls_sys_exit_is_skipped_not_the_cli(tmp_path, capsys, m
     assert len(warned) == 2 and all("SystemExit: this plugin needs foo" in w and "skipped" in w for w in warned), warned
     assert reg.infos["exiting"].status == reg.infos["exiting-hook"].status == "failed"
     assert "synhc" in reg.synthesizers()
+
+
+# -- environment variables -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["lots", "nan", "-5", "1e400"])
+def test_an_absurd_cellxfer_memory_bytes_is_named_not_blamed_on_the_images(labelled, tmp_path, capsys, monkeypatch, value):
+    """``CELLXFER_MEMORY_BYTES=lots`` made ``count`` fail every image with "not a readable TIFF (ValueError: could
+    not convert string to float: 'lots'); check the file is complete" (and ``-5`` with "-5 B is free"), and
+    ``train-count`` stop with "unexpected ValueError" (exit 70). Now the variable is named, with the fix."""
+    monkeypatch.setenv("CELLXFER_MEMORY_BYTES", value)
+    r = run_cli(["count", labelled / "val" / "images", "-o", tmp_path / "counts.csv"], capsys)
+    assert r.returncode == 1, r.stderr
+    failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed")]
+    assert len(failed) == 2 and all(f"CELLXFER_MEMORY_BYTES={value!r} is not a number of bytes" in f for f in failed)
+    assert "readable" not in r.stderr
+    r = run_cli(["train-count", "--regime", "supervised", "--real", labelled / "train", "--out", tmp_path / "run",
+                 "--arch", "density", "--crop", "32"], capsys)
+    assert r.returncode == 2
+    assert f"CELLXFER_MEMORY_BYTES={value!r} is not a number of bytes" in one_line(r.stderr)
