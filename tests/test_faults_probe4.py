@@ -220,3 +220,20 @@ def test_an_absurd_cellxfer_memory_bytes_is_named_not_blamed_on_the_images(label
                  "--arch", "density", "--crop", "32"], capsys)
     assert r.returncode == 2
     assert f"CELLXFER_MEMORY_BYTES={value!r} is not a number of bytes" in one_line(r.stderr)
+
+
+@pytest.mark.parametrize("env, named", [({"WORLD_SIZE": "two"}, "WORLD_SIZE='two'"),
+                                        ({"WORLD_SIZE": "-1"}, "WORLD_SIZE='-1'"),
+                                        ({"WORLD_SIZE": "2", "RANK": "x", "LOCAL_RANK": "0"}, "RANK='x'"),
+                                        ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "²"}, "LOCAL_RANK='²'")])
+def test_torchrun_variables_that_are_not_numbers_are_named(env, named):
+    """``WORLD_SIZE=two`` (or a RANK that is not a number) left in the environment stopped ``train-count``,
+    ``adapt-count``, ``train-translate`` and ``adapt`` with "unexpected ValueError: invalid literal for int()"
+    (exit 70). Now one line names the variable and how to train in one process."""
+    from cellxfer.errors import InputError
+    from cellxfer.train.distributed import from_env
+
+    with pytest.raises(InputError, match=f"^{named}: not a process count or rank; .*unset WORLD_SIZE"):
+        from_env("cpu", env)
+    assert from_env("cpu", {"WORLD_SIZE": ""}).world_size == 1
+

@@ -171,7 +171,7 @@ def from_env(device: str = "cpu", env: dict | None = None) -> Distributed:
     for a trainer asked to use ``device`` (cpu, cuda, or auto: cuda when there is one, resolved here);
     one process on ``device`` when ``WORLD_SIZE`` is unset or 1."""
     env = os.environ if env is None else env
-    world = int(env.get("WORLD_SIZE", "1") or 1)
+    world = _env_int(env, "WORLD_SIZE", "1")
     if device == "auto":
         import torch
 
@@ -181,7 +181,7 @@ def from_env(device: str = "cpu", env: dict | None = None) -> Distributed:
     missing = [k for k in ENV if k not in env]
     if missing:
         raise InputError(f"WORLD_SIZE={world} but {', '.join(missing)} unset: start data-parallel training with torchrun")
-    rank, local = int(env["RANK"]), int(env["LOCAL_RANK"])
+    rank, local = _env_int(env, "RANK"), _env_int(env, "LOCAL_RANK")
     if device.startswith("cuda"):
         if device != "cuda":
             raise InputError(f"--device {device}: under torchrun pass --device cuda; process LOCAL_RANK uses cuda:LOCAL_RANK")
@@ -194,6 +194,16 @@ def from_env(device: str = "cpu", env: dict | None = None) -> Distributed:
     if device != "cpu":
         raise InputError(f"--device {device}: data-parallel training supports cpu (gloo) and cuda (nccl)")
     return Distributed(world, rank, local, "gloo", "cpu")
+
+
+def _env_int(env, name: str, default: str = "") -> int:
+    """torchrun's variable ``name`` of ``env`` as a whole number of at least 0 (``default`` when unset or
+    empty); anything else is an :class:`InputError` naming it."""
+    text = (env.get(name) or default).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise InputError(f"{name}={text!r}: not a process count or rank; start data-parallel training with torchrun, "
+                         f"or unset {', '.join(ENV)} to train in one process")
+    return int(text)
 
 
 @contextlib.contextmanager
