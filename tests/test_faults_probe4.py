@@ -237,3 +237,18 @@ def test_torchrun_variables_that_are_not_numbers_are_named(env, named):
         from_env("cpu", env)
     assert from_env("cpu", {"WORLD_SIZE": ""}).world_size == 1
 
+
+
+# -- adapt ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sweep, says", [(",", "names no layer"), (" ", "names no layer"),
+                                         ("1,1", "layer 1 given more than once")])
+def test_adapt_sweep_of_no_layer_or_a_layer_twice_is_refused(translator, tmp_path, capsys, sweep, says):
+    """``adapt --sweep ,`` adapted nothing and exited 0 ("no labelled target pairs, nothing picked"), leaving a run
+    folder of no layer; ``--sweep 1,1`` adapted layer 1 twice into the same layer_01/ and listed it twice in
+    sweep.csv. Both are refused before any work."""
+    pairs = translator.parent.parent / "pairs"  # (conftest.tiny_translator's layout)
+    r = run_cli(["adapt", "-m", translator, "--source", pairs, "--target", pairs, "-o", tmp_path / "out", "--sweep", sweep,
+                 "--steps", "1", "--batch-size", "1", "--ndf", "4", "--d-layers", "1", "--holdout", "0"], capsys)
+    assert r.returncode == 2
+    assert f"--sweep {sweep!r}: {says}" in one_line(r.stderr)
+    assert not (tmp_path / "out").exists()

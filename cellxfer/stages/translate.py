@@ -67,12 +67,20 @@ def _pair(text: str, name: str) -> tuple[float, float]:
 
 
 def _layers(text: str) -> list[int]:
+    """The layers of ``--sweep``: at least one, each once (each is adapted into its own ``layer_LL/``)."""
     from cellxfer.errors import InputError
 
+    example = "expected comma-separated layer numbers, e.g. 1,3,5,7,9,11,13,15,16"
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        layers = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise InputError(f"--sweep {text!r}: expected comma-separated layer numbers, e.g. 1,3,5,7,9,11,13,15,16") from None
+        raise InputError(f"--sweep {text!r}: {example}") from None
+    if not layers:
+        raise InputError(f"--sweep {text!r}: names no layer; {example}")
+    twice = sorted({L for L in layers if layers.count(L) > 1})
+    if twice:
+        raise InputError(f"--sweep {text!r}: layer {', '.join(map(str, twice))} given more than once; give each layer once")
+    return layers
 
 
 def _loss(value, digits: int) -> str:
