@@ -138,6 +138,19 @@ def test_adapt_count_rerun_after_its_target_or_model_changed_is_refused(labelled
 
 
 
+
+def test_adapt_count_refuses_val_that_is_a_copy_of_its_target(labelled, counter, tmp_path, capsys):
+    """``adapt-count -u target --val labelled-copy-of-target``: refused by path ("adaptation must not see labels of
+    its target images"), the copy picked the best epoch by the target's own labels, as train-count's --val did."""
+    target = tmp_path / "target"
+    shutil.copytree(labelled / "val" / "images", target)  # a plain folder of the images
+    r = run_cli(["adapt-count", "-m", counter, "-u", target, "--val", labelled / "val", "-o", tmp_path / "run",
+                 *ADAPT, "--epochs", "1"], capsys)
+    assert r.returncode == 2, r.stderr
+    assert "holds the same images as the --unlabeled set" in one_line(r.stderr)
+    assert not (tmp_path / "run").exists()
+
+
 # -- third-party plugins -------------------------------------------------------------------------------------
 class _NotAList:
     from cellxfer.hookspecs import hookimpl

@@ -118,7 +118,7 @@ class TrainConfig:
             raise InputError("--regime synthetic uses no real label; drop --real (give real images as --val to watch them)")
         if self.batch_size < (2 if self.regime in ("dual", "dacs") else 1):
             raise InputError(f"--batch-size {self.batch_size} is too small for regime {self.regime}")
-        refuse_val_in_training(self.val, {"--real": self.real, "--synthetic": self.synthetic})
+        refuse_val_in_training(self.val, {"--real": self.real, "--synthetic": self.synthetic, "--unlabeled": self.unlabeled})
         if self.device != "cpu":
             import torch
 
@@ -168,20 +168,28 @@ def refuse_val_in_training(val: Path | None, training: dict[str, Path | None]) -
 
 
 def _shared_images(val: Path, training: Path) -> tuple[list[str], int]:
-    """``(names of the images of dataset val whose bytes are an image of dataset training's, how many images val
-    has)``; ``([], 0)`` when either is not a readable dataset (reported where it is loaded). Only files of equal
-    size are hashed."""
-    from cellxfer.dataset import CellDataset
+    """``(names of the image files of val whose bytes are an image file of training's, how many val has)``; each
+    a dataset (its images/) or a folder of images. Only files of equal size are hashed."""
     from cellxfer.manifest import sha256_file
 
-    try:
-        val_files, train_files = ([ds.image_path(i) for i in ds.ids] for ds in (CellDataset(val), CellDataset(training)))
-    except InputError:
-        return [], 0
+    val_files, train_files = _image_files(val), _image_files(training)
     val_sizes, train_sizes = ({p.stat().st_size for p in files} for files in (val_files, train_files))
     train_hashes = {sha256_file(p) for p in train_files if p.stat().st_size in val_sizes}
     shared = [p.name for p in val_files if p.stat().st_size in train_sizes and sha256_file(p) in train_hashes]
     return shared, len(val_files)
+
+
+def _image_files(root: Path) -> list[Path]:
+    """The image files of a dataset's images/ or of a folder of images (adapt-count's target); none when it
+    holds none or is not there (reported where it is read)."""
+    from cellxfer.inputs import expand_inputs
+
+    folder = root / "images" if (root / "images").is_dir() else root
+    try:
+        files, _ = expand_inputs([folder])
+    except InputError:
+        return []
+    return [p for p in files if p.is_file()]
 
 
 def refuse_labelled_overlap(unlabeled: Path, labelled: dict[str, Path | None]) -> None:
