@@ -160,6 +160,17 @@ def artefact_kind(path: str | os.PathLike) -> str | None:
     return next((kind for key, kind in KINDS.items() if key in keys), None)
 
 
+def refuse_other_family(path: str | os.PathLike, wanted: str) -> None:
+    """:func:`wrong_family`'s error, naming ``path``, when the checkpoint records a model of another kind than
+    ``wanted`` (``counter``, ``translator``); nothing when it records ``wanted`` or nothing cellxfer knows (its
+    loader says what is wrong). Checked before an engine reads the file or its cached export, so the line names
+    the file given, not the export."""
+    kind = artefact_kind(path)
+    if kind is not None and kind != wanted:
+        key_of = {k: key for key, k in KINDS.items()}
+        raise wrong_family(path, {key_of[kind]: ""}, key_of[wanted])
+
+
 def load_weights(module, path: str | os.PathLike, what: str):
     """Load ``path``'s weights into ``module`` and return it in eval mode; a shape/name mismatch is an
     :class:`InputError` naming ``what`` (the architecture the metadata recorded)."""

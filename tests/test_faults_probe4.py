@@ -265,3 +265,21 @@ def test_adapt_sweep_of_no_layer_or_a_layer_twice_is_refused(translator, tmp_pat
     assert r.returncode == 2
     assert f"--sweep {sweep!r}: {says}" in one_line(r.stderr)
     assert not (tmp_path / "out").exists()
+
+
+# -- a model of the other kind -----------------------------------------------------------------------------------
+def test_a_model_of_the_other_kind_is_named_as_given_not_as_its_cached_export(labelled, counter, translator, tmp_path, capsys):
+    """``evaluate -m translator.safetensors`` after the translator had run once (its ONNX export cached) said
+    "error: ~/.cache/cellxfer/onnx/translator-<sha>.onnx: is a translator ...": a file the user never gave;
+    likewise ``evaluate-translator -m best.safetensors`` of a counter. The file given is named."""
+    pairs = translator.parent.parent / "pairs"  # (conftest.tiny_translator's layout)
+    warm = [["evaluate-translator", "-m", translator, "--pairs", pairs, "--engine", "onnx"],
+            ["evaluate", "-m", counter, "-d", labelled / "val", "--engine", "onnx"]]
+    for args in warm:
+        assert run_cli(args, capsys).returncode == 0
+    for args, given, says in ((["evaluate", "-m", translator, "-d", labelled / "val"], translator, "is a translator"),
+                              (["evaluate-translator", "-m", counter, "--pairs", pairs], counter, "is a counter")):
+        r = run_cli(args, capsys)
+        assert r.returncode == 2
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: {given}: {says}"), r.stderr

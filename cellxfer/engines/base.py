@@ -164,7 +164,10 @@ def load_runner(model: str | os.PathLike | None, engine: str = "auto", log=lambd
     path = Path(model) if model is not None else default_model()
     if not path.is_file():
         raise InputError(f"{path}: no such model file; pass --model CKPT (.safetensors or .onnx)")
-    model_kind(path, family.name)
+    if model_kind(path, family.name) == "checkpoint":
+        from cellxfer.weights import refuse_other_family
+
+        refuse_other_family(path, family.name)
     options.update(family=family, log=log)  # engines say what they build once (the ONNX export, the TRT engine)
     known = engines()
     wanted = options.pop("device", "auto") or "auto"
