@@ -267,6 +267,27 @@ def test_adapt_sweep_of_no_layer_or_a_layer_twice_is_refused(translator, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+
+def test_a_finished_adapt_run_and_the_finished_layers_of_a_sweep_are_kept(translator, tmp_path, capsys, monkeypatch):
+    """A rerun of a finished ``adapt`` (docs: a rerun with the same settings continues, finished steps kept) adapted
+    again from scratch, and a sweep stopped after some layers adapted every layer again. Now a finished layer
+    (its manifest complete, its translator there) is kept."""
+    import cellxfer.translate.adapt as adapt_module
+
+    pairs = translator.parent.parent / "pairs"
+    base = ["adapt", "-m", translator, "--source", pairs, "--target", pairs, "--steps", "1", "--batch-size", "1",
+            "--ndf", "4", "--d-layers", "1", "--holdout", "0"]
+    for extra in (["-o", tmp_path / "one", "--layer", "2"], ["-o", tmp_path / "sweep", "--sweep", "1,2"]):
+        r = run_cli([*base, *extra], capsys)
+        assert r.returncode == 0, r.stderr
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*.safetensors")}
+    monkeypatch.setattr(adapt_module, "_adapt_layer", lambda *a, **k: pytest.fail("adapted again"))
+    for extra in (["-o", tmp_path / "one", "--layer", "2"], ["-o", tmp_path / "sweep", "--sweep", "1,2"]):
+        r = run_cli([*base, *extra], capsys)
+        assert r.returncode == 0, r.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.safetensors")} == files
+
+
 # -- a model of the other kind -----------------------------------------------------------------------------------
 def test_a_model_of_the_other_kind_is_named_as_given_not_as_its_cached_export(labelled, counter, translator, tmp_path, capsys):
     """``evaluate -m translator.safetensors`` after the translator had run once (its ONNX export cached) said

@@ -26,7 +26,8 @@ TRAIN_TRANSLATE = CommandSpec(
     argv=lambda x: ["train-translate", "--pairs", x.pairs, "-o", x.out, "--steps", "1", *_TINY_TRANSLATOR], extra="train",
 )
 ADAPT = CommandSpec(
-    "adapt", interrupted="adapt keeps no partial state; rerun the same command to start again",
+    "adapt", interrupted="finished layers are in --out; rerun the same command to keep them and adapt the rest "
+    "(a layer stopped part-way starts again)",
     reads={Role.TRANSLATOR: ExitCode.BAD_INPUT, Role.IMAGES: ExitCode.BAD_INPUT}, writes=Output.FOLDER,
     argv=lambda x: ["adapt", "-m", x.translator, "--source", x.images, "--target", x.images, "-o", x.out,
                     "--layer", "1", "--steps", "1", "--batch-size", "1", "--ndf", "4", "--d-layers", "1", "--holdout", "0"],

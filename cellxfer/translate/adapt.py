@@ -117,7 +117,20 @@ def adapt_layer(cfg: AdaptConfig, g=None, meta=None, source_arrays=None, target_
         dist.check_batch(cfg.batch_size)
         with run_folder(cfg, overwrite, dist.is_main) as run:
             dist.barrier()  # every rank has seen the folder as it was before rank 0 writes to it
+            kept = _finished(run)
+            if kept is not None:
+                return kept
             return _adapt_layer(cfg, dist, g, meta, source_arrays, target_arrays, on_step if dist.is_main else None, run)
+
+
+def _finished(run) -> "AdaptResult | None":
+    """The summary of the finished adaptation a rerun continues (the same settings and inputs; its manifest
+    complete and its translator there), kept as every finished run is (a sweep's finished layers too); None
+    when there is none: the layer is adapted (again, from its first step: no partial state is kept)."""
+    previous = run.previous or {}
+    if previous.get("complete") and isinstance(previous.get("summary"), dict) and (run.out / MODEL_FILE).is_file():
+        return AdaptResult(**{**previous["summary"], "held_out": None})
+    return None
 
 
 def _up_to(g, layer: int, skips: bool = False):
