@@ -113,6 +113,7 @@ def test_tiles_missing_from_the_file_are_said_and_flag_the_count(tmp_path, capsy
 
     from cellxfer import lazy
     from cellxfer.classical import build_log, log_options
+    from cellxfer.count.table import read_counts
     from cellxfer.counter.model import CounterMeta, save_counter
     from cli_inproc import run_cli
     from test_scale import disks
@@ -130,8 +131,8 @@ def test_tiles_missing_from_the_file_are_said_and_flag_the_count(tmp_path, capsy
         r = run_cli(["count", tmp_path / "whole.tif", tmp_path / "sparse.tif", "-m", model, "--engine", "torch",
                      "--diameter", diameter, "-o", out], capsys)
         assert r.returncode == 0, r.stderr
-        rows = {line.split(",")[0]: line.split(",") for line in out.read_text().splitlines()[1:]}
-        qc = {name: rows[str((tmp_path / name).resolve())][8] for name in ("whole.tif", "sparse.tif")}
+        rows = {r.file: r for r in read_counts(out)}
+        qc = {name: rows[str((tmp_path / name).resolve())].qc for name in ("whole.tif", "sparse.tif")}
         assert "empty-tiles" not in qc["whole.tif"] and "empty-tiles" in qc["sparse.tif"].split(";"), qc
         if diameter == "auto":  # (the line is said once per file in a process)
             assert f"{tmp_path / 'sparse.tif'}: 3 of 100 tiles are not in the file" in " ".join(r.stderr.split())
