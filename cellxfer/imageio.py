@@ -497,6 +497,21 @@ def tiff_description(path: str | os.PathLike) -> str:
         return ""
 
 
+@contextlib.contextmanager
+def _pil_header(path: Path):
+    """``PIL.Image.open(path)`` for a look at the header only, PIL's own warnings silenced: a damaged TIFF's
+    "Corrupt EXIF data" ``UserWarning`` printed a source line and a traceback-like second line before the
+    image's one ``failed`` line (the reader says what is wrong, once)."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as im:
+            yield im
+
+
 def planes_of(path: str | os.PathLike) -> Planes:
     """What :func:`read_image` can pick from in ``path`` (its pages and channels, and a TIFF's pyramid levels),
     from its header alone; ``Planes(None)`` when the header does not say (another reader's format, a folder,
@@ -513,9 +528,7 @@ def planes_of(path: str | os.PathLike) -> Planes:
     except Exception:  # noqa: BLE001 - not a TIFF: PIL's header, below
         pass
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:  # read_png's bands: a palette as RGB(A), LA as its gray
+        with _pil_header(path) as im:  # read_png's bands: a palette as RGB(A), LA as its gray
             bands = {"P": 4 if "transparency" in im.info else 3, "LA": 1}.get(im.mode, len(im.getbands()))
             return Planes.of("YXS", (im.height, im.width, bands)) if bands > 1 else Planes("YX", (im.height, im.width))
     except Exception:  # noqa: BLE001 - unreadable: every option counts (the reader reports what is wrong)
@@ -532,9 +545,7 @@ def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:
 
             with tifffile.TiffFile(path) as tif:
                 return _yx(tif.series[0])
-        from PIL import Image
-
-        with Image.open(path) as im:
+        with _pil_header(path) as im:
             return im.height, im.width
     except Exception:  # noqa: BLE001 - unreadable: the full reader reports it
         return None

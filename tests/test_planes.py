@@ -88,3 +88,18 @@ def test_a_plane_cell_reads_back_as_the_plane_it_names(tmp_path):
     for bad in ("page", "page=x", "zoom=2", "page=1 colour=2"):
         with pytest.raises(InputError, match="expected option=index pairs"):
             Plane.parse(bad)
+
+
+def test_a_damaged_tiff_header_is_looked_at_quietly(tmp_path):
+    """The plane of every input is read from its header before counting; PIL's look at a TIFF cut short warned
+    "Corrupt EXIF data" with its source line (two raw lines on a user's terminal before the image's `failed` line)."""
+    import warnings
+
+    from cellxfer.imageio import Planes, image_shape
+
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(b"II*\x00\x08\x00\x00\x00")  # a TIFF header whose first page was never written
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert planes_of(cut) == Planes(None) and image_shape(cut) is None
+    assert not seen, [str(w.message) for w in seen]
