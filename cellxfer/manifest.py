@@ -41,6 +41,34 @@ def is_run_metadata(name: str) -> bool:
     return name == "manifest.json" or name.endswith((".manifest.json", ".lock"))
 
 
+#: what every run folder owns (:class:`cellxfer.runs.RunFolder`) besides the entries its manifest lists under ``own``
+RUN_RECORDS = ("manifest.json", "state.pt", "history.csv")
+
+
+def owning_run(path: str | os.PathLike) -> tuple[Path, dict] | None:
+    """``(run folder, its manifest)`` when ``path`` is one of a run's own entries, else None. The run is the
+    nearest folder above ``path`` (resolved: symlinks followed) holding a ``manifest.json``; it owns the top-level
+    entries its manifest lists under ``own`` (what it writes, and ``--overwrite`` deletes: checkpoints, logs,
+    images/, ...) and :data:`RUN_RECORDS`, whether they exist yet or not. Other files in the folder (an
+    evaluation's CSV put beside a run) are nobody's; an unreadable manifest owns :data:`RUN_RECORDS` only."""
+    import json
+
+    real = Path(path).resolve()
+    for folder in real.parents:
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            continue
+        try:
+            record = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            record = {}
+        record = record if isinstance(record, dict) else {}
+        own = record.get("own")
+        own = [*RUN_RECORDS, *(own if isinstance(own, list) else [])]
+        return (folder, record) if real.relative_to(folder).parts[0] in own else None
+    return None
+
+
 def sidecar_manifest(output: str | os.PathLike) -> Path:
     """The manifest written beside a single-file output (a counts CSV, an ensemble): ``<output>.manifest.json``."""
     output = Path(output)

@@ -5,8 +5,9 @@ Run folders (identity check, resume, ``--overwrite``, lock) are :class:`cellxfer
 One mechanism keeps outputs from destroying inputs, for every command: :func:`aliased` says which input
 writing a path would replace (resolved: symlinks followed, hard links by inode; for an input folder, the
 files it is read from), :func:`refuse_aliases` refuses that with one line whatever ``--overwrite`` says,
-:func:`refuse_existing` guards single output files (CSV, JSON, PNG, checkpoints): an existing file is
-never replaced without ``--overwrite``, and :func:`refuse_collisions` refuses two inputs written to one
+:func:`refuse_records` refuses a user-named output over another run's records (its manifest, logs,
+checkpoints: what its folder owns) likewise, :func:`refuse_existing` guards single output files (CSV, JSON, PNG,
+checkpoints): an existing file is never replaced without ``--overwrite``, and :func:`refuse_collisions` refuses two inputs written to one
 output name. Run folders (:class:`cellxfer.runs.RunFolder`) use :func:`aliased` for their inputs too.
 """
 
@@ -114,15 +115,38 @@ def refuse_aliases(outputs: Iterable[tuple[str, "Path | None"]], inputs: Iterabl
         seen[real] = option
 
 
+def refuse_records(outputs: Iterable[tuple[str, "Path | None"]]) -> None:
+    """Raise :class:`InputError` (one line) when any ``(option, path)`` the user named as an output would write
+    over a record of another run, whatever ``--overwrite`` says: a manifest or lock file
+    (:func:`cellxfer.manifest.is_run_metadata`), or an entry a run folder owns, existing or not
+    (:func:`cellxfer.manifest.owning_run`: its checkpoints, logs, resume state, images/, ...). A command's own
+    records (a count CSV's sidecar manifest, a run's files) are written by it, never through this check."""
+    from cellxfer.manifest import is_run_metadata, owning_run
+
+    for option, path in outputs:
+        if path is None:
+            continue
+        owner = owning_run(path)
+        if owner is not None:
+            what = f"a file of the {owner[1].get('stage') or 'cellxfer'} run in {owner[0]}"
+        elif is_run_metadata(Path(path).name):
+            what = "a cellxfer record (a manifest or lock file)"
+        else:
+            continue
+        raise InputError(f"{path}: {option} names {what}, which writing would destroy (even with --overwrite); "
+                         f"choose another {option}")
+
+
 def refuse_existing(path: Path | None, option: str, overwrite: bool, inputs=()) -> None:
     """Raise :class:`InputError` (one line naming ``path`` and the fix) when writing ``path`` would destroy
     something: always when it would replace one of ``inputs`` (:func:`aliased`: the same file by any
-    name, or a file an input folder is read from), and when it exists and ``overwrite`` is false.
-    ``option`` is the flag that names the file (e.g. ``--csv``); None: no output."""
+    name, or a file an input folder is read from) or a run's record (:func:`refuse_records`), and when it
+    exists and ``overwrite`` is false. ``option`` is the flag that names the file (e.g. ``--csv``); None: no output."""
     if path is None:
         return
     path = Path(path)
     refuse_aliases([(option, path)], inputs)
+    refuse_records([(option, path)])
     if path.is_dir():
         raise InputError(f"{path}: {option} is a folder; give a file name")
     if path.exists() and not overwrite:

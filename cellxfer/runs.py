@@ -30,7 +30,9 @@ from typing import Any, Iterable, Sequence
 
 from cellxfer.errors import InputError
 
-MANIFEST, STATE, HISTORY = "manifest.json", "state.pt", "history.csv"
+from cellxfer.manifest import RUN_RECORDS
+
+MANIFEST, STATE, HISTORY = RUN_RECORDS
 
 
 class RunFolder:
@@ -160,12 +162,14 @@ class RunFolder:
         return self.out / name
 
     def manifest(self, **extra) -> dict:
-        """The run's manifest: stage, identity (config, seed, ...), the input hashes taken at open, versions."""
+        """The run's manifest: stage, identity (config, seed, ...), the input hashes taken at open, versions, and
+        ``own``: the entries the run writes, which no other command's output may replace
+        (:func:`cellxfer.manifest.owning_run`)."""
         from cellxfer.manifest import build_manifest
 
         rest = {k: v for k, v in self.identity.items() if k not in ("config", "seed")}
         return build_manifest(self.stage, self.identity.get("config", {}), self.identity.get("seed"),
-                              inputs=self.inputs, **rest, **extra)
+                              inputs=self.inputs, own=list(self.own), **rest, **extra)
 
     def write_manifest(self, manifest: dict | None = None, **extra) -> dict:
         """Write ``manifest.json`` (``manifest`` or a new one with ``extra``) atomically; main process only."""

@@ -389,21 +389,22 @@ def _check_density_map(config: CountConfig, model: Path, meta) -> None:
 
 def _refuse_aliases(config: CountConfig, out: Path, inputs: list, overlays: dict, point_files: dict) -> None:
     """Before any work: --out is a file name (not a folder, not an image's name), and no output of the run (the
-    CSV, its manifest, overlays, points, the density map) may replace an input (:mod:`cellxfer.outputs`),
-    whatever --overwrite says."""
+    CSV, its manifest, overlays, points, the density map) may replace an input or, those the user named, another
+    run's records (:mod:`cellxfer.outputs`), whatever --overwrite says."""
     from cellxfer.errors import InputError
     from cellxfer.imageio import image_suffixes
     from cellxfer.manifest import sidecar_manifest
-    from cellxfer.outputs import refuse_aliases
+    from cellxfer.outputs import refuse_aliases, refuse_records
 
     if out.is_dir():
         raise InputError(f"{out}: --out is a folder; give the counts CSV's file name (e.g. {out / 'counts.csv'})")
     if out.suffix.lower() in image_suffixes():  # with --overwrite an image would become a CSV
         raise InputError(f"{out}: --out names an image file; give the counts CSV a .csv name "
                          f"(e.g. {out.with_suffix('.csv')})")
-    refuse_aliases([("--out", out), ("--out", sidecar_manifest(out)),
-                    *(("--overlay", p) for p in overlays.values()), *(("--points", p) for p in point_files.values()),
-                    ("--density-map", config.density_map)], inputs)
+    named = [("--out", out), *(("--overlay", p) for p in overlays.values()),
+             *(("--points", p) for p in point_files.values()), ("--density-map", config.density_map)]
+    refuse_aliases([named[0], ("--out", sidecar_manifest(out)), *named[1:]], inputs)
+    refuse_records(named)
 
 
 def write_density_map(path: Path, dmap, count: float | None = None) -> Path:

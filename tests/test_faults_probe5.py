@@ -1,0 +1,72 @@
+"""Fifth fault hunt (session s10): small faults the fourth left. Each test is an input that once gave a clobbered
+run record, a line per input for one bad setting, a silently wrong number or help that contradicts the check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_inproc import run_cli
+from test_faults import one_line
+from test_faults_probe4 import LOG, labelled  # noqa: F401  (a module fixture: labelled train and val sets)
+
+
+@pytest.fixture(scope="module")
+def log_run(labelled, tmp_path_factory) -> Path:  # noqa: F811
+    """A finished ``train-count --arch log`` run folder (a fit, no training: fast)."""
+    from cellxfer.cli import main
+
+    out = tmp_path_factory.mktemp("probe5-run") / "run"
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in ["train-count", "--regime", "supervised", "--real", labelled / "train",
+                               "--out", out, *LOG]])
+    assert exc.value.code == 0
+    return out
+
+
+# -- 1: an output never replaces what a run folder records -------------------------------------------------
+@pytest.mark.parametrize("name", ["history.csv", "last.safetensors", "state.pt", "manifest.json"])
+def test_evaluate_csv_never_replaces_a_run_record_even_with_overwrite(name, log_run, labelled, tmp_path, capsys):
+    """``evaluate --csv RUN/history.csv --overwrite`` replaced the training run's log (any of its files: its
+    checkpoints, resume state, manifest) with per-image predictions; only a file of an *input* folder was kept."""
+    before = (log_run / name).read_bytes()
+    r = run_cli(["evaluate", "--model", log_run / "best.safetensors", "--data", labelled / "val",
+                 "--csv", log_run / name, "--overwrite"], capsys)
+    assert r.returncode == 2, r.stderr
+    line = one_line(r.stderr)
+    assert f"{log_run / name}: --csv names" in line and "train-count run" in line and "choose another --csv" in line
+    assert (log_run / name).read_bytes() == before
+
+
+def test_evaluate_csv_may_replace_its_own_earlier_file_in_a_run_folder(log_run, labelled, capsys):
+    """A file the run does not own (an earlier evaluation's CSV put beside it) is replaced with --overwrite."""
+    args = ["evaluate", "--model", log_run / "best.safetensors", "--data", labelled / "val", "--csv", log_run / "eval.csv"]
+    assert run_cli(args, capsys).returncode == 0
+    assert run_cli(args, capsys).returncode == 2
+    assert run_cli([*args, "--overwrite"], capsys).returncode == 0
+
+
+def test_evaluate_translator_csv_never_replaces_the_translator_runs_log(translator, capsys):
+    """``evaluate-translator --csv RUN/log.csv --overwrite`` replaced the training log of the translator's run."""
+    log = translator.parent / "log.csv"
+    before = log.read_bytes()
+    pairs = translator.parent.parent / "pairs"
+    r = run_cli(["evaluate-translator", "--model", translator, "--pairs", pairs, "--csv", log, "--overwrite"], capsys)
+    assert r.returncode == 2, r.stderr
+    assert f"{log}: --csv names" in one_line(r.stderr) and "train-translate run" in one_line(r.stderr)
+    assert log.read_bytes() == before
+
+
+def test_count_outputs_never_replace_a_run_record(log_run, labelled, tmp_path, capsys):
+    """``count -o RUN/history.csv --overwrite`` (or ``--points`` into a dataset's ``points/``) wrote over another run's
+    files: refused before any image is counted."""
+    before = (log_run / "history.csv").read_bytes()
+    images = labelled / "val" / "images"
+    r = run_cli(["count", images, "--model", log_run / "best.safetensors", "-o", log_run / "history.csv",
+                 "--overwrite"], capsys)
+    assert r.returncode == 2, r.stderr
+    assert f"{log_run / 'history.csv'}: --out names a file of the train-count run" in one_line(r.stderr)
+    assert (log_run / "history.csv").read_bytes() == before
+    assert not (log_run / "history.csv.manifest.json").exists()
