@@ -3,14 +3,13 @@
 ``pip install cellxfer`` (the core) counts and translates with ONNX Runtime on the CPU. What needs more
 is an extra (pyproject ``[project.optional-dependencies]``): :data:`EXTRAS` maps each to the modules it
 brings. A command that needs one declares it in its spec (:attr:`cellxfer.commands.CommandSpec.extra`): the
-CLI checks it before the command runs (:func:`requiring`); a path that reaches a missing extra's module
+CLI checks it before the command runs (:func:`cellxfer.environment.guarded`); a path that reaches a missing extra's module
 anyway (``count --model`` of a checkpoint, which exports it with torch) is reported the same way by
 :func:`missing_extra_error`. Either way: one line naming the pip command, exit 2 (``ExitCode.BAD_INPUT``).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 
 from cellxfer.errors import CellxferError
@@ -53,17 +52,6 @@ def require(extra: str, what: str) -> None:
     line = missing_line(extra, what)
     if line is not None:
         raise MissingExtra(line)
-
-
-def requiring(extra: str, command: str, callback):
-    """``callback`` (a command's body) that first checks ``extra`` (its ``--help`` works without it)."""
-
-    @functools.wraps(callback)
-    def run(*args, **kwargs):
-        require(extra, f"`cellxfer {command}`")
-        return callback(*args, **kwargs)
-
-    return run
 
 
 def missing_extra_error(exc: ModuleNotFoundError, command: str | None) -> MissingExtra | None:

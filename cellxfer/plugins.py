@@ -225,17 +225,18 @@ class Registry:
                 continue
             if added:
                 info.provides["commands"] = added
-        self._declare_extras(app)
+        self._guard_commands(app)
 
-    def _declare_extras(self, app) -> None:
-        """A command whose spec names an extra checks it before its body runs (:func:`cellxfer.extras.requiring`)."""
-        from cellxfer.extras import requiring
+    def _guard_commands(self, app) -> None:
+        """Every command checks the environment, and the extra its spec names, before its body runs
+        (:func:`cellxfer.environment.guarded`)."""
+        from cellxfer.environment import guarded
 
         specs = self.commands()
         for command in app.registered_commands:
-            spec = specs.get(command.name or command.callback.__name__.replace("_", "-"))
-            if spec is not None and spec.extra:
-                command.callback = requiring(spec.extra, spec.name, command.callback)
+            name = command.name or command.callback.__name__.replace("_", "-")
+            spec = specs.get(name)
+            command.callback = guarded(name, spec.extra if spec is not None else "", command.callback)
 
 
 def _kind(hook_name: str) -> str:

@@ -70,3 +70,21 @@ def test_count_outputs_never_replace_a_run_record(log_run, labelled, tmp_path, c
     assert f"{log_run / 'history.csv'}: --out names a file of the train-count run" in one_line(r.stderr)
     assert (log_run / "history.csv").read_bytes() == before
     assert not (log_run / "history.csv.manifest.json").exists()
+
+
+# -- 2: a malformed environment variable is one line before any input -------------------------------------------
+@pytest.mark.parametrize("value", ["lots", "nan", "-5"])
+def test_a_bad_cellxfer_memory_bytes_is_one_line_before_any_input(value, labelled, tmp_path, capsys, monkeypatch):
+    """``CELLXFER_MEMORY_BYTES=lots`` made ``count`` (and ``stylize``) print one "failed" line per image naming the
+    variable, write a CSV of failed rows and exit 1: a setting of the run blamed on every input. Every command now
+    checks the environment once before its body runs: one line, exit 2, nothing written; ``--help`` still works."""
+    monkeypatch.setenv("CELLXFER_MEMORY_BYTES", value)
+    for args in (["count", labelled / "val" / "images", "-o", tmp_path / "counts.csv"],
+                 ["stylize", "--content", labelled / "val", "--style", labelled / "train" / "images",
+                  "--method", "histogram", "-o", tmp_path / "styled"],
+                 ["synth", "--n", "1", "--size", "64", "-o", tmp_path / "synth"]):
+        r = run_cli(args, capsys)
+        assert r.returncode == 2, (args[0], r.stderr)
+        assert f"CELLXFER_MEMORY_BYTES={value!r} is not a number of bytes; unset it" in one_line(r.stderr), args[0]
+    assert not list(tmp_path.iterdir())
+    assert run_cli(["count", "--help"], capsys).returncode == 0
