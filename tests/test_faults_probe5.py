@@ -88,3 +88,17 @@ def test_a_bad_cellxfer_memory_bytes_is_one_line_before_any_input(value, labelle
         assert f"CELLXFER_MEMORY_BYTES={value!r} is not a number of bytes; unset it" in one_line(r.stderr), args[0]
     assert not list(tmp_path.iterdir())
     assert run_cli(["count", "--help"], capsys).returncode == 0
+
+
+# -- 3: CELLXFER_CACHE that cannot be a folder -------------------------------------------------------------------
+def test_a_cache_variable_naming_a_file_is_named_with_the_fix(log_run, labelled, tmp_path, capsys, monkeypatch):
+    """``CELLXFER_CACHE=a-file``: the line named ``a-file/onnx`` ("not a directory; ... choose another path"), a path
+    the user never gave, and not the variable that chose it."""
+    cache = tmp_path / "cache"
+    cache.write_text("")
+    monkeypatch.setenv("CELLXFER_CACHE", str(cache))
+    r = run_cli(["count", labelled / "val" / "images", "--model", log_run / "best.safetensors",
+                 "-o", tmp_path / "counts.csv"], capsys)
+    assert r.returncode == 2, r.stderr
+    line = one_line(r.stderr)
+    assert line.startswith(f"error: CELLXFER_CACHE={cache}: cannot hold the cache's onnx/") and "unset it" in line, line

@@ -208,7 +208,7 @@ def cached_export(model_path: str | os.PathLike, export, log=lambda s: None) -> 
     else it is exported again, once, with a one-line warning (a truncated or foreign cache file never breaks a
     command). Used for every kind of model the engines run (counters and translators)."""
     from cellxfer.console import warn
-    from cellxfer.export.trt import cache_dir
+    from cellxfer.export.trt import cache_folder
     from cellxfer.manifest import sha256_file
 
     model_path = Path(model_path)
@@ -216,7 +216,7 @@ def cached_export(model_path: str | os.PathLike, export, log=lambda s: None) -> 
     shipped = shipped_export(model_path, sha)
     if shipped is not None:
         return shipped
-    out = cache_dir() / "onnx" / f"{model_path.stem}-{sha[:16]}.onnx"
+    out = cache_folder("onnx") / f"{model_path.stem}-{sha[:16]}.onnx"
     if out.is_file():
         why = _cache_problem(out, sha)
         if why is None:
@@ -224,7 +224,6 @@ def cached_export(model_path: str | os.PathLike, export, log=lambda s: None) -> 
         warn(f"{out}: the cached ONNX export of {model_path} {why}; exporting it again")
         out.unlink(missing_ok=True)
     log(f"exporting {model_path} to ONNX once (parity-checked; cached at {out})")
-    out.parent.mkdir(parents=True, exist_ok=True)
     export(model_path, out, log)
     return out
 

@@ -39,6 +39,22 @@ def cache_dir() -> Path:
     return Path(base) / "cellxfer"
 
 
+def cache_folder(part: str, root: Path | None = None) -> Path:
+    """``<cache>/<part>`` (``root``, else :func:`cache_dir`), made now. A cache root that cannot hold it (a file,
+    no permission) is an :class:`InputError` naming the variable that chose it (``CELLXFER_CACHE``, else
+    ``XDG_CACHE_HOME``) and the fix, not only the folder the user never named."""
+    folder = (root or cache_dir()) / part
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        var = next((v for v in ("CELLXFER_CACHE", "XDG_CACHE_HOME") if root is None and os.environ.get(v)), None)
+        where = f"{var}={os.environ[var]}" if var else f"the cache folder {folder.parent}"
+        fix = f"set {var} to a folder you can write, or unset it" if var else "set CELLXFER_CACHE to a folder you can write"
+        why = (exc.strerror or str(exc)).lower()
+        raise InputError(f"{where}: cannot hold the cache's {part}/ ({exc.filename or folder}: {why}); {fix}") from None
+    return folder
+
+
 def import_tensorrt():
     """The ``tensorrt`` module, or None when it is missing or its native libraries fail to load."""
     try:
@@ -123,7 +139,7 @@ def cache_key(gpu_name: str, trt_version: str, onnx_sha256: str, config: TrtConf
 
 
 def engine_path(onnx_path: Path, key: str, root: Path | None = None) -> Path:
-    return (root or cache_dir()) / "trt" / f"{Path(onnx_path).stem}-{key}.engine"
+    return cache_folder("trt", root) / f"{Path(onnx_path).stem}-{key}.engine"
 
 
 def gpu_name() -> str:
