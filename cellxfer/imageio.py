@@ -334,9 +334,23 @@ def reader_for(path: str | os.PathLike, head: bytes = b"") -> ImageReader | None
 
 
 def image_suffixes() -> set[str]:
-    from cellxfer.plugins import get_registry
+    """The suffixes the registered readers take: which files are images, to every command. With no reader registered
+    (the built-in ``imageio`` plugin disabled by ``CELLXFER_DISABLE_PLUGINS`` or failed, and no other plugin
+    reading images) an :class:`InputError` saying so, naming the variable: no command could read an image, and
+    each would otherwise report that the user's folders hold none."""
+    from cellxfer.plugins import DISABLE_ENV, get_registry
 
-    return {s for r in get_registry().image_readers().values() for s in r.suffixes}
+    registry = get_registry()
+    suffixes = {s for r in registry.image_readers().values() for s in r.suffixes}
+    if suffixes:
+        return suffixes
+    info = registry.infos.get("imageio")
+    if info is not None and info.status == "disabled":
+        why = f"{DISABLE_ENV}={os.environ.get(DISABLE_ENV, '')} disables the built-in TIFF and PNG readers " \
+              f"(plugin 'imageio'); remove imageio from {DISABLE_ENV}"
+    else:
+        why = "the built-in TIFF and PNG readers (plugin 'imageio') did not load; `cellxfer plugins` says why"
+    raise InputError(f"no image reader is registered: {why}")
 
 
 # -- warnings of the libraries that decode files --------------------------------------------------

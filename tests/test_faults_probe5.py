@@ -102,3 +102,21 @@ def test_a_cache_variable_naming_a_file_is_named_with_the_fix(log_run, labelled,
     assert r.returncode == 2, r.stderr
     line = one_line(r.stderr)
     assert line.startswith(f"error: CELLXFER_CACHE={cache}: cannot hold the cache's onnx/") and "unset it" in line, line
+
+
+# -- 4: the image readers disabled -------------------------------------------------------------------------------
+def test_disabling_the_image_reader_plugin_is_named_not_no_images_found(labelled, tmp_path, capsys, monkeypatch):
+    """``CELLXFER_DISABLE_PLUGINS=imageio``: ``count`` said "no image files found (cellxfer reads TIFF and PNG)" of a
+    folder of TIFFs, with no hint that the readers were switched off. With no reader registered, what reads images
+    says so, naming the variable and the fix; ``plugins`` still lists them."""
+    from cellxfer import plugins
+
+    monkeypatch.setenv("CELLXFER_DISABLE_PLUGINS", "imageio")
+    registry = plugins.Registry().load()  # as a process started with the variable loads it
+    monkeypatch.setattr(plugins, "get_registry", lambda: registry)
+    r = run_cli(["count", labelled / "val" / "images", "-o", tmp_path / "counts.csv"], capsys)
+    assert r.returncode == 2, r.stderr
+    line = one_line(r.stderr)
+    assert "no image reader is registered: CELLXFER_DISABLE_PLUGINS=imageio disables the built-in TIFF and PNG " \
+           "readers" in line and "remove imageio from CELLXFER_DISABLE_PLUGINS" in line, line
+    assert run_cli(["plugins"], capsys).returncode == 0

@@ -494,7 +494,9 @@ def _nothing_to_count(paths, not_images: list) -> str:
     if not deeper and len(not_images) == 1:
         path, why = not_images[0]
         return f"{path}: {why}; save it as a TIFF or PNG"
-    return (f"{', '.join(map(str, paths))}: no image files found (cellxfer reads TIFF and PNG)"
+    from cellxfer.imageio import image_suffixes
+
+    return (f"{', '.join(map(str, paths))}: no image files found (cellxfer reads {', '.join(sorted(image_suffixes()))})"
             + ("; pass --recursive to search subfolders" if deeper else ""))
 
 
