@@ -120,3 +120,21 @@ def test_disabling_the_image_reader_plugin_is_named_not_no_images_found(labelled
     assert "no image reader is registered: CELLXFER_DISABLE_PLUGINS=imageio disables the built-in TIFF and PNG " \
            "readers" in line and "remove imageio from CELLXFER_DISABLE_PLUGINS" in line, line
     assert run_cli(["plugins"], capsys).returncode == 0
+
+
+# -- 5: a points table with a header and no rows -----------------------------------------------------------------
+def test_evaluate_warns_of_an_empty_table_where_the_model_counts_many(log_run, labelled, tmp_path, capsys):
+    """A points table holding only its header (an export that lost its rows) gave a true count of 0 without a word,
+    however many cells the model counted. It is still used (an empty field has such a table), with one warning line
+    naming it when the model counts 10 or more; a table that lists cells draws none."""
+    import shutil
+
+    data = shutil.copytree(labelled / "val", tmp_path / "val")
+    (data / "points" / "val0.csv").write_text("x,y\n")
+    r = run_cli(["evaluate", "--model", log_run / "best.safetensors", "--data", data, "--csv", tmp_path / "e.csv"],
+                capsys)
+    assert r.returncode == 0, r.stderr
+    warned = [ln for ln in r.stderr.splitlines() if ln.startswith("warning")]
+    assert len(warned) == 1, r.stderr
+    assert f"{data / 'points' / 'val0.csv'}: lists no cells, but the model counts" in warned[0]
+    assert (tmp_path / "e.csv").read_text().splitlines()[1].startswith("val0,0,")

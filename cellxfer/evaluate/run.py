@@ -14,6 +14,23 @@ from cellxfer.evaluate.metrics import Metrics, compute_metrics, format_predictio
 from cellxfer.evaluate.config import EvaluateConfig  # noqa: E402,F401  (numpy-free, for the CLI's defaults)
 
 
+#: a points table listing no cells, of an image the model counts at least this many cells in, is warned about: a
+#: header-only table is right for an empty field, but one that lost its rows (a failed export) gives a true count of
+#: 0 that would weigh in the metrics unseen. Only a warning: the table is used as it is.
+EMPTY_TABLE_ALERT = 10
+
+
+def _warn_empty_tables(ds, rows: list) -> None:
+    """One warning line per image whose table lists no cells while the model counts :data:`EMPTY_TABLE_ALERT` or
+    more, naming the table."""
+    from cellxfer.console import warn
+
+    for id_, true, pred in rows:
+        if true == 0 and pred >= EMPTY_TABLE_ALERT:
+            warn(f"{ds.points_path(id_)}: lists no cells, but the model counts {pred:.0f} in its image; its true count "
+                 f"0 is used. If the field is not empty, the table lost its rows: export it again")
+
+
 @dataclass
 class EvaluateResult:
     metrics: Metrics
@@ -30,7 +47,8 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
     same resizing, windows or tiles, stitching and peaks); write the per-image CSV ``out_csv`` and the
     metrics ``out_json`` where asked (nothing else: no file appears unasked). An existing ``out_csv`` /
     ``out_json`` is replaced only with ``overwrite``, and never when it is an input (the model, a file
-    of the data folder: :mod:`cellxfer.outputs`)."""
+    of the data folder: :mod:`cellxfer.outputs`). A table listing no cells is used as it is (an empty field), with
+    a warning when the model counts many in its image (:data:`EMPTY_TABLE_ALERT`)."""
     from cellxfer.atomic import write_json, write_text
     from cellxfer.outputs import refuse_existing
     from cellxfer.count.parts import count_plan, plan_image
@@ -64,6 +82,7 @@ def evaluate(config: EvaluateConfig, on_image: Callable[[str, int, float], None]
         if on_image is not None:
             on_image(id_, s.count, pred)
     seconds = time.perf_counter() - t0
+    _warn_empty_tables(ds, rows)
     out = Path(config.out_csv) if config.out_csv else None
     if out is not None:
         write_text(out, format_predictions(rows))
