@@ -138,3 +138,33 @@ def test_evaluate_warns_of_an_empty_table_where_the_model_counts_many(log_run, l
     assert len(warned) == 1, r.stderr
     assert f"{data / 'points' / 'val0.csv'}: lists no cells, but the model counts" in warned[0]
     assert (tmp_path / "e.csv").read_text().splitlines()[1].startswith("val0,0,")
+
+
+# -- 6: help that states a range other than the option's ---------------------------------------------------------
+def test_no_option_help_states_a_span_other_than_its_range():
+    """``adapt --help`` said "--layer 1..16" beside "Range: in [1, 26]": the real limit is the translator's
+    2 x --num-downs. An ``A..B`` an option's help states must be the range it shows, for every command."""
+    import re
+
+    import typer.main
+
+    from cellxfer.cli import build_app
+
+    group = typer.main.get_command(build_app())
+    wrong = []
+    for name, command in group.commands.items():
+        for param in command.params:
+            stated, _, shown = (getattr(param, "help", None) or "").partition("Range:")
+            wrong += [f"{name} {param.opts[0]}: {lo}..{hi} vs{shown}" for lo, hi in re.findall(r"(\d+)\.\.(\d+)", stated)
+                      if f"[{lo}, {hi}]" not in shown]
+    assert not wrong, wrong
+
+
+def test_adapt_layer_beyond_the_translator_names_its_limit(translator, tmp_path, capsys):
+    """The check says the limit of the translator given, and where it comes from (its --num-downs)."""
+    pairs = translator.parent.parent / "pairs"
+    r = run_cli(["adapt", "-m", translator, "--source", pairs, "--target", pairs, "-o", tmp_path / "ad", "--layer", "11",
+                 "--steps", "1", "--batch-size", "2", "--ndf", "4", "--d-layers", "1", "--holdout", "0"], capsys)
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr) == ("error: --layer 11: this translator (--num-downs 5) has layers 1..10, 2 x its down "
+                                  "blocks (10 = output, plain ADDA); give --layer 1 to 10")

@@ -220,8 +220,10 @@ def _adapt(app: typer.Typer) -> None:
         source: Path = typer.Option(..., "--source", help="Source-domain input images (folder, or a pairs folder: its source/)."),
         target: Path = typer.Option(..., "--target", help="Target-domain images, unpaired (folder, or a pairs folder)."),
         out: Path = out_option("Run folder for the adapted translator."),
-        layer: int = config_option(A, "layer", "Layer to match, 1..16 (16 = output = plain ADDA)."),
-        sweep: Optional[str] = typer.Option(None, help="Comma-separated layers to try, e.g. 1,3,5,7,9,11,13,15,16."),
+        layer: int = config_option(A, "layer", "Layer to match: 1 to 2 x the translator's --num-downs, the last its "
+                                               "output (plain ADDA): 16 for the default 8 down blocks."),
+        sweep: Optional[str] = typer.Option(None, help="Comma-separated layers to try, e.g. 1,3,5,7,9,11,13,15,16 "
+                                                       "(a translator of 8 down blocks)."),
         steps: int = config_option(A, "steps", "Adaptation steps per layer."),
         batch_size: int = config_option(A, "batch_size", "Source and target crops per step."),
         size: Optional[int] = config_option(A, "size", "Crop side [default: the translator's training size].", default=None),

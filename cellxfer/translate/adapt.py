@@ -88,6 +88,12 @@ def adapt(cfg: AdaptConfig, on_step: Callable[..., None] | None = None, overwrit
     return replace(result, held_out=evaluate_held_out(cfg))
 
 
+def layers_of(meta) -> str:
+    """What ``--layer`` may be for the translator ``meta``: 1 to 2 x its ``num_downs`` (the last is its output)."""
+    return (f"this translator (--num-downs {meta.num_downs}) has layers 1..{meta.n_layers}, 2 x its down blocks "
+            f"({meta.n_layers} = output, plain ADDA)")
+
+
 def run_folder(cfg: AdaptConfig, overwrite: bool, main: bool = True, layers: list[int] | None = None):
     """The run folder of one adaptation (or, with ``layers``, of a sweep: its ``layer_LL/`` are its own):
     a :class:`cellxfer.runs.RunFolder`, so a rerun with other settings is refused unless ``overwrite``."""
@@ -181,7 +187,7 @@ def _adapt_layer(cfg: AdaptConfig, dist, g, meta, source_arrays, target_arrays, 
         g, meta = load_translator(model_path)
     g = g.to(dist.device)
     if not 1 <= cfg.layer <= meta.n_layers:
-        raise InputError(f"--layer {cfg.layer}: this translator has layers 1..{meta.n_layers} ({meta.n_layers} = output, plain ADDA)")
+        raise InputError(f"--layer {cfg.layer}: {layers_of(meta)}; give --layer 1 to {meta.n_layers}")
     size = cfg.size or meta.size
     if size % meta.multiple:
         raise InputError(f"--size {size}: must be a multiple of {meta.multiple}")
@@ -339,7 +345,7 @@ def _run_sweep(cfg: AdaptConfig, layers: list[int], on_event, on_step, run) -> S
     g, meta = load_translator(resolve_model(cfg.model))
     bad = [L for L in layers if not 1 <= L <= meta.n_layers]
     if bad:
-        raise InputError(f"--sweep: layer(s) {bad} outside 1..{meta.n_layers}")
+        raise InputError(f"--sweep: layer(s) {bad} out of range: {layers_of(meta)}")
     size = cfg.size or meta.size
     adapt_files, eval_pairs = split_target(cfg)
     src = _load_inputs(list_images(cfg.source), meta.input_norm, size)

@@ -73,7 +73,7 @@ class AdaptConfig:
     source: str
     target: str
     out: str
-    layer: int = ranged(16, ge=1, le=26, multiple_of=1)  # and at most the translator's 2 x num_downs (checked when it is read)
+    layer: int = ranged(16, ge=1, le=26, multiple_of=1)  # 26: 2 x the largest num_downs; at most the translator's 2 x num_downs (checked when it is read)
     steps: int = ranged(500, **STEPS)
     batch_size: int = ranged(4, **BATCH)
     size: int = ranged(0, ge=0, le=8192, multiple_of=1)  # crop side; 0 = the translator's training size
