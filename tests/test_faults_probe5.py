@@ -168,3 +168,13 @@ def test_adapt_layer_beyond_the_translator_names_its_limit(translator, tmp_path,
     assert r.returncode == 2, r.stderr
     assert one_line(r.stderr) == ("error: --layer 11: this translator (--num-downs 5) has layers 1..10, 2 x its down "
                                   "blocks (10 = output, plain ADDA); give --layer 1 to 10")
+
+
+# -- 7: a fitted architecture's epoch line -------------------------------------------------------------------------
+def test_a_fitted_architecture_says_one_fit_not_the_ignored_epochs(labelled, tmp_path, capsys):  # noqa: F811
+    """``train-count --arch log`` printed "epoch 1/50 [fit]", its 50 taken from an ``--epochs`` the fit ignores."""
+    r = run_cli(["train-count", "--regime", "supervised", "--real", labelled / "train", "--out", tmp_path / "run",
+                 "--epochs", "7", *LOG], capsys)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch")]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/1 [fit]"), r.stderr

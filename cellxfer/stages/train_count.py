@@ -59,7 +59,7 @@ def _train_count(app: typer.Typer) -> None:
         val: Optional[Path] = config_option(C, "val", "Labelled validation images (whole-image MAE picks `best`)."),
         arch: str = config_option(C, "arch", "Counter architecture: a registered one or any timm name."),
         pretrained: Optional[Path] = config_option(C, "pretrained", "Local weights (.safetensors/.pth) to start from; nothing is downloaded."),
-        epochs: int = config_option(C, "epochs", "Epochs (real epochs for finetune/dual/dacs)."),
+        epochs: int = config_option(C, "epochs", "Epochs (real epochs for finetune/dual/dacs; --arch log is fitted once instead)."),
         pre_epochs: Optional[int] = config_option(C, "pre_epochs", "finetune: synthetic epochs first [default: --epochs]."),
         batch_size: int = config_option(C, "batch_size", "Batch size (dual/dacs: half real, half synthetic)."),
         lr: float = config_option(C, "lr", "Adam learning rate (peak of the schedule)."),
@@ -151,12 +151,13 @@ def train_with_progress(config, title: str) -> Path:
     print where the checkpoints are. Shared by ``train-count`` and ``adapt-count``."""
     from cellxfer.console import err, out as console
     from cellxfer.progress import progress
-    from cellxfer.train.counter import train_counter
+    from cellxfer.train.counter import planned_epochs, train_counter
 
     state = {"loss": None, "val": None, "epoch": 0}
+    epochs = planned_epochs(config)
     with progress(title, total=None, unit="step") as bar:
         def label() -> str:
-            return (f"{config.regime} epoch {state['epoch'] + 1}/{config.total_epochs()} loss {_fmt(state['loss'], '.1f')} "
+            return (f"{config.regime} epoch {state['epoch'] + 1}/{epochs} loss {_fmt(state['loss'], '.1f')} "
                     f"val MAE {_fmt(state['val'])}")
 
         def on_start(done, total):
@@ -168,7 +169,7 @@ def train_with_progress(config, title: str) -> Path:
 
         def on_epoch(rec):
             state["val"] = rec.val_mae if rec.val_mae is not None else state["val"]
-            err.print(f"epoch {rec.epoch}/{config.total_epochs()} [{rec.phase}] {rec.steps} steps, "
+            err.print(f"epoch {rec.epoch}/{epochs} [{rec.phase}] {rec.steps} steps, "
                       f"loss {rec.loss:.2f}, val MAE {_fmt(rec.val_mae)} RMSE {_fmt(rec.val_rmse)}, {rec.seconds:.1f} s")
 
         result = train_counter(config, on_epoch=on_epoch, on_step=on_step, on_start=on_start)

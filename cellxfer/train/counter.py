@@ -77,6 +77,12 @@ def _arch(name: str):
     return get_registry().provided("cellxfer_counter_architectures").get(name)
 
 
+def planned_epochs(config: TrainConfig) -> int:
+    """The epochs a run of ``config`` goes through: 1, the fit, for an architecture that is fitted rather than
+    trained (its ``fit``; ``--epochs`` does not apply), else :meth:`TrainConfig.total_epochs`."""
+    return 1 if getattr(_arch(config.arch), "fit", None) is not None else config.total_epochs()
+
+
 def meta_for(config: TrainConfig) -> CounterMeta:
     from cellxfer.counter.head import head_for
 
