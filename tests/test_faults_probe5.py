@@ -178,3 +178,17 @@ def test_a_fitted_architecture_says_one_fit_not_the_ignored_epochs(labelled, tmp
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("epoch")]
     assert len(lines) == 1 and lines[0].startswith("epoch 1/1 [fit]"), r.stderr
+
+
+# -- 8: a batch that must hold two kinds of crop -------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["adapt-count", "-u", "{val}/images", "--synthetic", "{train}"],
+                                     ["train-count", "--regime", "dual", "--real", "{train}", "--synthetic", "{train}"]])
+def test_a_batch_of_one_is_refused_where_every_batch_is_two_halves(command, labelled, tmp_path, capsys):  # noqa: F811
+    """``adapt-count --synthetic S --batch-size 1`` trained batches of 2 (one synthetic, one target crop) without a
+    word, where ``dual`` and ``dacs`` refuse a batch under 2. All three refuse it alike, in one line saying why."""
+    args = [a.format(val=labelled / "val", train=labelled / "train") for a in command]
+    r = run_cli([*args, "--batch-size", "1", "-o", tmp_path / "run", "--epochs", "1"], capsys)
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr).startswith("error: --batch-size 1: every batch here is half ") and \
+        one_line(r.stderr).endswith("crops; give --batch-size 2 or more")
+    assert not (tmp_path / "run").exists()

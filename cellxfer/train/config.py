@@ -101,6 +101,14 @@ class TrainConfig:
     def pre(self) -> int:
         return self.epochs if self.pre_epochs is None else self.pre_epochs
 
+    def halves(self) -> tuple[str, str] | None:
+        """The two kinds of crop every batch is split between, half each (:mod:`cellxfer.train.sampler`), else None:
+        ``dual`` (real, synthetic), ``dacs`` (synthetic, mixed) and ``adapt`` given ``--synthetic`` (synthetic,
+        target). Such a run needs a batch of at least 2 (:meth:`validate`), never one silently grown to 2."""
+        if self.regime == "adapt" and self.synthetic is None:
+            return None
+        return {"dual": ("real", "synthetic"), "dacs": ("synthetic", "mixed"), "adapt": ("synthetic", "target")}.get(self.regime)
+
     def validate(self) -> None:
         """:meth:`check`, and what the regime needs (its inputs, a batch that holds both domains, CUDA)."""
         self.check()
@@ -116,8 +124,10 @@ class TrainConfig:
             raise InputError(f"--regime {self.regime} trains on synthetic images; pass --synthetic DIR (e.g. from `cellxfer synth`)")
         if self.regime == "synthetic" and self.real is not None:
             raise InputError("--regime synthetic uses no real label; drop --real (give real images as --val to watch them)")
-        if self.batch_size < (2 if self.regime in ("dual", "dacs") else 1):
-            raise InputError(f"--batch-size {self.batch_size} is too small for regime {self.regime}")
+        halves = self.halves()
+        if halves is not None and self.batch_size < 2:
+            raise InputError(f"--batch-size {self.batch_size}: every batch here is half {halves[0]}, half {halves[1]} "
+                             f"crops; give --batch-size 2 or more")
         refuse_val_in_training(self.val, {"--real": self.real, "--synthetic": self.synthetic, "--unlabeled": self.unlabeled})
         if self.device != "cpu":
             import torch
