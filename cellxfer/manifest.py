@@ -37,8 +37,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def is_run_metadata(name: str) -> bool:
     """Files that describe a folder's making rather than its content: manifests (rewritten with new times
-    when a finished run is rerun) and lock files. Not inputs: not hashed, not listed by ``count FOLDER``."""
-    return name == "manifest.json" or name.endswith((".manifest.json", ".lock"))
+    when a finished run is rerun), lock files and a counts CSV's journal of rows not yet in it
+    (:func:`cellxfer.count.table.journal_of`). Not inputs: not hashed, not listed by ``count FOLDER``."""
+    return name == "manifest.json" or name.endswith((".manifest.json", ".lock", ".journal"))
 
 
 #: what every run folder owns (:class:`cellxfer.runs.RunFolder`) besides the entries its manifest lists under ``own``

@@ -71,7 +71,7 @@ def test_expand_inputs_folder_recursive_glob(setup, tmp_path):
     assert [f.name for f in files] == ["a.tif", "b.tif", "c.png"]
     reasons = {p.name: why for p, why in skipped}
     assert "not an image" in reasons["notes.txt"] and "--recursive" in reasons["plate"]
-    for record in ("manifest.json", "counts.csv.manifest.json", "run.lock"):  # cellxfer's own records: not listed
+    for record in ("manifest.json", "counts.csv.manifest.json", "run.lock", "counts.csv.journal"):  # cellxfer's own records
         (tmp_path / "records").mkdir(exist_ok=True)
         (tmp_path / "records" / record).write_text("{}")
     _, skipped = expand_inputs([tmp_path / "records"])

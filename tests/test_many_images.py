@@ -69,3 +69,85 @@ def test_the_indexed_alias_check_still_finds_every_kind_of_alias(tmp_path):
         refuse_aliases([("--overlay", tmp_path / "new.png"), ("--overlay", tmp_path / "hard.tif")], inputs)
     with pytest.raises(InputError, match="name the same file"):
         refuse_aliases([("--overlay", tmp_path / "x.png"), ("--points", tmp_path / "x.png")], inputs)
+
+
+def _row(i: int, status: str = "ok"):
+    from cellxfer.count.table import Row
+
+    return Row(f"/plate/img{i:05d}.tif", float(i % 7) if status == "ok" else None, "onnx (cpu)", "0a66cb2a54e5",
+               3.0, status, "" if status == "ok" else "does not decode")
+
+
+def test_the_counts_csv_is_rewritten_a_bounded_number_of_times(tmp_path, monkeypatch):
+    """A row at a time, the whole CSV was rewritten (at most once a second): bytes growing with the square of the
+    rows, and at 20,000 rows each rewrite took 0.3 s of every second of counting. Now rows go to the journal and
+    the CSV is rewritten once it has grown by a share: linear in the rows, whatever the rate."""
+    from cellxfer.count import table
+
+    written = []
+    real = table.write_text
+    monkeypatch.setattr(table, "write_text", lambda path, text: (written.append(len(text)), real(path, text)))
+    monkeypatch.setattr(table, "SMALL", 0, raising=False)  # the share rule alone (small CSVs: once a second)
+    n = 1200
+    with table.CountsTable(tmp_path / "counts.csv", flush_every_s=0.0) as t:  # no time limit: as fast as rows come
+        for i in range(n):
+            t.put(_row(i))
+    final = (tmp_path / "counts.csv").stat().st_size
+    assert written[-1] == final and len(table.read_counts(tmp_path / "counts.csv")) == n
+    assert sum(written) <= 12 * final, f"{len(written)} rewrites"
+
+
+def _crash(t) -> None:
+    """What a killed process leaves: nothing closed, nothing flushed, the lock gone with it."""
+    import os
+
+    if t._fd is not None:
+        os.close(t._fd)
+    t._lock.release()
+
+
+def test_a_killed_run_loses_no_finished_row_and_leaves_a_whole_csv(tmp_path):
+    import csv
+
+    from cellxfer.count.table import COLUMNS, CountsTable, journal_of, read_counts
+
+    out = tmp_path / "counts.csv"
+    t = CountsTable(out, flush_every_s=3600.0)
+    for i in range(50):
+        t.put(_row(i, "failed" if i == 7 else "ok"))  # the first row rewrote the CSV; the others wait in the journal
+    _crash(t)
+    with open(out, newline="") as f:  # the CSV: whole, sorted, one row a file (what pandas reads)
+        on_disk = list(csv.reader(f))
+    assert on_disk[0] == list(COLUMNS) and [r[0] for r in on_disk[1:]] == [_row(0).file]
+    with open(journal_of(out), "ab") as f:
+        f.write(b"/plate/img99999.tif,3.0")  # the line being written when the process died
+    rows = read_counts(out)  # a viewer sees every finished row
+    assert [r.file for r in rows] == [_row(i).file for i in range(50)] and rows[7].status == "failed"
+
+    t = CountsTable(out, flush_every_s=3600.0)  # the next run: every finished row, the cut one counted again
+    assert len(t.rows) == 50 and _row(99999).file not in t.rows
+    t.put(_row(7))  # recounted: its failed row is replaced
+    t.put(_row(50))
+    _crash(t)
+    rows = read_counts(out)
+    assert len(rows) == 51 and rows[7].status == "ok"
+
+    with CountsTable(out) as t:  # a clean end: everything in the CSV, no journal
+        assert len(t.rows) == 51
+    assert not journal_of(out).exists() and len(read_counts(out, journal=False)) == 51
+
+
+def test_overwriting_replaces_the_rows_and_the_journal_a_killed_run_left(tmp_path):
+    from cellxfer.count.table import CountsTable, journal_of, read_counts
+
+    out = tmp_path / "counts.csv"
+    t = CountsTable(out, flush_every_s=3600.0)
+    for i in range(5):
+        t.put(_row(i))
+    _crash(t)
+    assert journal_of(out).exists()
+    t = CountsTable(out, overwrite=True, flush_every_s=3600.0)
+    assert t.rows == {}
+    t.put(_row(3))
+    _crash(t)
+    assert [r.file for r in read_counts(out)] == [_row(3).file]
