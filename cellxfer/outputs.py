@@ -151,7 +151,7 @@ def refuse_aliases(outputs: Iterable[tuple[str, "Path | None"]], inputs: Iterabl
 
 def refuse_records(outputs: Iterable[tuple[str, "Path | None"]]) -> None:
     """Raise :class:`InputError` (one line) when any ``(option, path)`` the user named as an output would write
-    over a record of another run, whatever ``--overwrite`` says: a manifest or lock file
+    over a record of another run, whatever ``--overwrite`` says: a manifest, lock file or counts CSV journal
     (:func:`cellxfer.manifest.is_run_metadata`), or an entry a run folder owns, existing or not
     (:func:`cellxfer.manifest.owning_run`: its checkpoints, logs, resume state, images/, ...). A command's own
     records (a count CSV's sidecar manifest, a run's files) are written by it, never through this check."""
@@ -164,7 +164,7 @@ def refuse_records(outputs: Iterable[tuple[str, "Path | None"]]) -> None:
         if owner is not None:
             what = f"a file of the {owner[1].get('stage') or 'cellxfer'} run in {owner[0]}"
         elif is_run_metadata(Path(path).name):
-            what = "a cellxfer record (a manifest or lock file)"
+            what = "a cellxfer record (a manifest, lock file or counts CSV journal)"
         else:
             continue
         raise InputError(f"{path}: {option} names {what}, which writing would destroy (even with --overwrite); "
