@@ -9,7 +9,9 @@ then for each N runs, in a fresh process each and in turn with ``--before``'s ch
   ``/proc/self/io``: the CSV, its journal, the manifest, the output on the terminal);
 - the same command again (everything done: a resume's cost), wall seconds;
 - ``--overlay-sizes``: ``count DIR --overlay OUT`` on the first M images of the folder, wall seconds (the check that
-  no output replaces an input looked at every input for every output).
+  no output replaces an input looked at every input for every output);
+- ``--dask-sizes``: ``count DIR --scheduler local:2`` on each of these folders (made too), wall seconds and peak RSS
+  (the LocalCluster's scheduler runs in the command's process; every image was submitted at once).
 
 Medians over ``--repeats``; the load average before each run is kept with it; with ``--before``, the ratio
 before/after of each pair of runs made in turn (``benchlib.in_turn_ratios``) and their median. Prints a markdown
@@ -18,6 +20,8 @@ table and writes ``--out`` (JSON).
     git -C /work/main worktree add --detach /tmp/cellxfer-before-scale main   # the checkout measured as "before"
     .venv/bin/python scripts/bench_many.py --sizes 1000,5000,20000 --overlay-sizes 250,500,1000 \\
         --before /tmp/cellxfer-before-scale --out docs/data/bench_many.json
+    .venv/bin/python scripts/bench_many.py --sizes "" --overlay-sizes "" --dask-sizes 2000,5000 \
+        --before /tmp/cellxfer-before-scale --out docs/data/bench_many_dask.json
 """
 
 from __future__ import annotations
@@ -89,6 +93,8 @@ def run_once(tree: Path, args: list, work: Path) -> dict:
 def measure(versions: dict, folders: dict, overlay_sizes: list, repeats: int, work: Path) -> dict:
     """``{version: {case: [run, ...]}}``; each case's runs of the versions made in turn."""
     runs: dict = {v: {} for v in versions}
+    if not folders:
+        return runs
     for n, folder in folders.items():
         for _ in range(repeats):
             for name, tree in versions.items():
@@ -112,6 +118,18 @@ def measure(versions: dict, folders: dict, overlay_sizes: list, repeats: int, wo
                 runs[name].setdefault(f"overlay {m}", []).append(run)
                 print(f"{name} overlay m={m}: {run}", flush=True)
     return runs
+
+
+def measure_dask(versions: dict, folders: dict, repeats: int, work: Path, runs: dict) -> None:
+    """``count DIR --scheduler local:2`` per folder and version, in turn, into ``runs`` (case ``dask N``)."""
+    for n, folder in folders.items():
+        for _ in range(repeats):
+            for name, tree in versions.items():
+                csv = work / f"dask-{name}-{n}.csv"
+                subprocess.run(["rm", "-f", str(csv), f"{csv}.manifest.json", f"{csv}.journal"], check=True)
+                run = run_once(tree, ["count", folder, "--scheduler", "local:2", "--out", csv], work)
+                runs[name].setdefault(f"dask {n}", []).append(run)
+                print(f"{name} dask n={n}: {run}", flush=True)
 
 
 def summarise(runs: dict) -> dict:
@@ -145,6 +163,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="1000,5000,20000", help="images per folder, comma-separated")
     p.add_argument("--overlay-sizes", default="250,500,1000", help="images counted with --overlay ('' for none)")
+    p.add_argument("--dask-sizes", default="", help="images counted with --scheduler local:2 (the dask extra)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--before", type=Path, default=None, help="a checkout of an earlier cellxfer, run in turn")
     p.add_argument("--work", type=Path, default=None, help="where the images and outputs go [a temporary folder]")
@@ -152,6 +171,7 @@ def main() -> None:
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     overlay_sizes = [int(s) for s in args.overlay_sizes.split(",") if s]
+    dask_sizes = [int(s) for s in args.dask_sizes.split(",") if s]
     versions = {"after": REPO}
     if args.before:
         versions = {"before": args.before.resolve(), **versions}
@@ -159,6 +179,7 @@ def main() -> None:
         work = (args.work or Path(tmp)).resolve()
         folders = {n: make_images(work / f"images-{n}", n) for n in sizes}
         runs = measure(versions, folders, overlay_sizes, args.repeats, work)
+        measure_dask(versions, {n: make_images(work / f"images-{n}", n) for n in dask_sizes}, args.repeats, work, runs)
     summary = summarise(runs)
     print(table(summary))
     print(f"load average now {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")

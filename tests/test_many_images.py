@@ -151,3 +151,27 @@ def test_overwriting_replaces_the_rows_and_the_journal_a_killed_run_left(tmp_pat
     t.put(_row(3))
     _crash(t)
     assert [r.file for r in read_counts(out)] == [_row(3).file]
+
+
+def test_a_dask_map_keeps_a_bounded_window_of_items_on_the_cluster(monkeypatch):
+    """``count --scheduler`` submitted every image at once and held every future (and its result) until the end:
+    its memory grew by 34 KB an image (a 100,000-image screen: 3.4 GB). Items now go in chunks, a window ahead of
+    the results handled; every item still gets its result once."""
+    pytest.importorskip("distributed")
+    import distributed
+
+    from cellxfer.count import dask_executor
+
+    monkeypatch.setattr(dask_executor, "IN_FLIGHT_MIN", 8, raising=False)
+    chunks = []
+    real = distributed.Client.map
+
+    def record(self, fn, *iterables, **kwargs):
+        chunks.append(len(iterables[0]))
+        return real(self, fn, *iterables, **kwargs)
+
+    monkeypatch.setattr(distributed.Client, "map", record)
+    items = list(range(-60, 0))
+    got = dict(dask_executor.DaskExecutor(address="local:1").map(abs, items))
+    assert got == {i: -i for i in items}
+    assert sum(chunks) == len(items) and max(chunks) <= 8, chunks

@@ -9,6 +9,7 @@ single-threaded worker processes, or None for ``$CELLXFER_SCHEDULER`` / ``local:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import threading
@@ -96,11 +97,13 @@ def _sigint_at_poll_points():
         signal.signal(signal.SIGINT, old)
 
 
-def _as_completed(distributed, futures, interrupted: threading.Event | None = None, poll_s: float = 0.05):
+def _as_completed(distributed, futures, interrupted: threading.Event | None = None, poll_s: float = 0.05,
+                  more: Callable[[], list] | None = None):
     """``distributed.as_completed(futures)``, waited on in short sleeps so that a Ctrl-C caught by
     :func:`_sigint_at_poll_points` (``interrupted`` set) is raised here as KeyboardInterrupt, in this
     (the main) thread, within ``poll_s``, and at no other place; one pressed while the last results were
-    handled is raised after them (a Ctrl-C is never lost)."""
+    handled is raised after them (a Ctrl-C is never lost). ``more()``, called after each future is handled,
+    returns futures to wait on too (the next items of a long map)."""
     import time
 
     pending = distributed.as_completed(futures)
@@ -109,10 +112,16 @@ def _as_completed(distributed, futures, interrupted: threading.Event | None = No
             raise KeyboardInterrupt
         if pending.has_ready():
             yield next(pending)
+            for fut in (more() if more is not None else ()):
+                pending.add(fut)
         else:
             time.sleep(poll_s)
     if interrupted is not None and interrupted.is_set():  # pressed while the last results were handled
         raise KeyboardInterrupt
+
+
+#: items submitted to the cluster ahead of the results handled: at least this many, and 4 per worker thread
+IN_FLIGHT_MIN = 64
 
 
 @dataclass(frozen=True)
@@ -164,11 +173,21 @@ class DaskExecutor:
         try:
             from cellxfer.imageio import carry_plane_options
 
+            fn, ahead = carry_plane_options(fn), iter(items)
+            window = max(IN_FLIGHT_MIN, 4 * sum(client.nthreads().values()))
+            owner: dict = {}  # key -> item of the futures in flight: a bounded window, not every item at once
+
+            def more() -> list:
+                """The next items' futures, once half the window is done (a 100,000-image map held every
+                future and its result until the end: 34 KB an image in this process)."""
+                chunk = list(itertools.islice(ahead, window - len(owner))) if len(owner) <= window // 2 else []
+                futures = client.map(fn, chunk, pure=False) if chunk else []
+                owner.update((f.key, item) for f, item in zip(futures, chunk))
+                return futures
+
             with _sigint_at_poll_points() as interrupted:
-                futures = client.map(carry_plane_options(fn), items, pure=False)
-                owner = {f.key: item for f, item in zip(futures, items)}
-                for fut in _as_completed(distributed, futures, interrupted):
-                    item = owner[fut.key]
+                for fut in _as_completed(distributed, more(), interrupted, more=more):
+                    item = owner.pop(fut.key)
                     if fut.status == "error":
                         yield item, fut.exception()
                     else:
