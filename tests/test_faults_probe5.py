@@ -183,12 +183,14 @@ def test_a_fitted_architecture_says_one_fit_not_the_ignored_epochs(labelled, tmp
 # -- 8: a batch that must hold two kinds of crop -------------------------------------------------------------------
 @pytest.mark.parametrize("command", [["adapt-count", "-u", "{val}/images", "--synthetic", "{train}"],
                                      ["train-count", "--regime", "dual", "--real", "{train}", "--synthetic", "{train}"]])
-def test_a_batch_of_one_is_refused_where_every_batch_is_two_halves(command, labelled, tmp_path, capsys):  # noqa: F811
+@pytest.mark.parametrize("batch", ["1", "3"])
+def test_a_batch_that_cannot_be_two_halves_is_refused(command, batch, labelled, tmp_path, capsys):  # noqa: F811
     """``adapt-count --synthetic S --batch-size 1`` trained batches of 2 (one synthetic, one target crop) without a
-    word, where ``dual`` and ``dacs`` refuse a batch under 2. All three refuse it alike, in one line saying why."""
+    word, where ``dual`` and ``dacs`` refuse a batch under 2; and an odd batch, 3, trained as 1 + 1. All three
+    refuse both alike, in one line saying why."""
     args = [a.format(val=labelled / "val", train=labelled / "train") for a in command]
-    r = run_cli([*args, "--batch-size", "1", "-o", tmp_path / "run", "--epochs", "1"], capsys)
+    r = run_cli([*args, "--batch-size", batch, "-o", tmp_path / "run", "--epochs", "1"], capsys)
     assert r.returncode == 2, r.stderr
-    assert one_line(r.stderr).startswith("error: --batch-size 1: every batch here is half ") and \
-        one_line(r.stderr).endswith("crops; give --batch-size 2 or more")
+    assert one_line(r.stderr).startswith(f"error: --batch-size {batch}: every batch here is half ") and \
+        one_line(r.stderr).endswith("crops; give an even --batch-size, 2 or more")
     assert not (tmp_path / "run").exists()

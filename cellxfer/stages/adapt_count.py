@@ -38,7 +38,7 @@ def cellxfer_register_commands(app: typer.Typer):
         synthetic: Optional[Path] = config_option(C, "synthetic", "Labelled synthetic images kept in the loop (supervised half of each batch, CutMixed into target crops)."),
         val: Optional[Path] = config_option(C, "val", "Labelled validation images (not the target's): whole-image MAE picks `best`; without it `best` is the last epoch."),
         epochs: int = config_option(C, "epochs", default=7, help="Epochs; one epoch passes over the target images once: ceil(images / (batch/2)) steps, at least one. Measured best: about 60 steps (docs/results.md)."),
-        batch_size: int = config_option(C, "batch_size", "Batch size (half synthetic, half target when --synthetic is given: then at least 2)."),
+        batch_size: int = config_option(C, "batch_size", "Batch size (half synthetic, half target when --synthetic is given: then even, at least 2)."),
         lr: float = config_option(C, "lr", default=1e-5, help="Adam learning rate (peak of the schedule); larger rates drifted within a few epochs."),
         lr_schedule: str = config_option(C, "lr_schedule", "constant or cosine."),
         weight_decay: float = config_option(C, "weight_decay", "Adam weight decay."),

@@ -61,7 +61,7 @@ def _train_count(app: typer.Typer) -> None:
         pretrained: Optional[Path] = config_option(C, "pretrained", "Local weights (.safetensors/.pth) to start from; nothing is downloaded."),
         epochs: int = config_option(C, "epochs", "Epochs (real epochs for finetune/dual/dacs; --arch log is fitted once instead)."),
         pre_epochs: Optional[int] = config_option(C, "pre_epochs", "finetune: synthetic epochs first [default: --epochs]."),
-        batch_size: int = config_option(C, "batch_size", "Batch size (dual: half real, half synthetic; dacs: half synthetic, half mixed; both at least 2)."),
+        batch_size: int = config_option(C, "batch_size", "Batch size (dual: half real, half synthetic; dacs: half synthetic, half mixed; both even, at least 2)."),
         lr: float = config_option(C, "lr", "Adam learning rate (peak of the schedule)."),
         lr_schedule: str = config_option(C, "lr_schedule", "constant (the paper's) or cosine (decays to 0 over the run)."),
         weight_decay: float = config_option(C, "weight_decay", "Adam weight decay."),

@@ -104,7 +104,8 @@ class TrainConfig:
     def halves(self) -> tuple[str, str] | None:
         """The two kinds of crop every batch is split between, half each (:mod:`cellxfer.train.sampler`), else None:
         ``dual`` (real, synthetic), ``dacs`` (synthetic, mixed) and ``adapt`` given ``--synthetic`` (synthetic,
-        target). Such a run needs a batch of at least 2 (:meth:`validate`), never one silently grown to 2."""
+        target). Such a run needs an even batch of at least 2 (:meth:`validate`), never one silently grown to 2
+        or cut to the even size below it."""
         if self.regime == "adapt" and self.synthetic is None:
             return None
         return {"dual": ("real", "synthetic"), "dacs": ("synthetic", "mixed"), "adapt": ("synthetic", "target")}.get(self.regime)
@@ -125,9 +126,9 @@ class TrainConfig:
         if self.regime == "synthetic" and self.real is not None:
             raise InputError("--regime synthetic uses no real label; drop --real (give real images as --val to watch them)")
         halves = self.halves()
-        if halves is not None and self.batch_size < 2:
+        if halves is not None and (self.batch_size < 2 or self.batch_size % 2):
             raise InputError(f"--batch-size {self.batch_size}: every batch here is half {halves[0]}, half {halves[1]} "
-                             f"crops; give --batch-size 2 or more")
+                             f"crops; give an even --batch-size, 2 or more")
         refuse_val_in_training(self.val, {"--real": self.real, "--synthetic": self.synthetic, "--unlabeled": self.unlabeled})
         if self.device != "cpu":
             import torch
