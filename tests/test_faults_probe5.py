@@ -102,6 +102,8 @@ def test_a_cache_variable_naming_a_file_is_named_with_the_fix(log_run, labelled,
     assert r.returncode == 2, r.stderr
     line = one_line(r.stderr)
     assert line.startswith(f"error: CELLXFER_CACHE={cache}: cannot hold the cache's onnx/") and "unset it" in line, line
+    # the run stopped before its first row: no CSV, and no sidecar manifest of a CSV that does not exist
+    assert not (tmp_path / "counts.csv").exists() and not (tmp_path / "counts.csv.manifest.json").exists()
 
 
 # -- 4: the image readers disabled -------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ fails is recorded with its error and the batch goes on.
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import time
 from collections import deque
@@ -500,6 +502,23 @@ def _nothing_to_count(paths, not_images: list) -> str:
             + ("; pass --recursive to search subfolders" if deeper else ""))
 
 
+@contextlib.contextmanager
+def _keeping_rows(table: CountsTable):
+    """The counting of a run: however it ends, every finished row is kept (the table closed); one stopped before
+    its first row (the engine did not load, Ctrl-C at start-up) leaves no sidecar manifest of a CSV that does not
+    exist (:func:`_ready_outputs` wrote it)."""
+    from cellxfer.manifest import sidecar_manifest
+
+    try:
+        yield
+    except BaseException:
+        if not table.rows and not table.path.exists():
+            sidecar_manifest(table.path).unlink(missing_ok=True)
+        raise
+    finally:
+        table.close()
+
+
 def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1, **kw: None,
               log: Callable[[str], None] = lambda s: None, on_total: Callable[[int], None] = lambda n: None) -> CountResult:
     """Count every image of ``config.paths`` into ``config.out``; see module docs."""
@@ -563,14 +582,12 @@ def run_count(config: CountConfig, on_progress: Callable[..., None] = lambda n=1
             result.failed[str(file)] = _error_text(error)
         on_progress(1)
 
-    try:
+    with _keeping_rows(table):
         if todo and config.scheduler:
             result.startup_s = _count_on_dask(config, model, todo, overlays, point_files, policy, record, t_start)
         elif todo:
             result.startup_s = _count_locally(config, model, todo, overlays, want_points, policy, record, result, log,
                                               t_start, stream)
-    finally:  # an interrupted run keeps every finished row
-        table.close()
     result.engines = sorted(labels)
     result.seconds = time.perf_counter() - t_start
     manifest = build_manifest("count", config_dict(config), seed=None, inputs=[model_input], engines=result.engines,
