@@ -21,7 +21,6 @@ fails is recorded with its error and the batch goes on.
 from __future__ import annotations
 
 import contextlib
-
 import functools
 import time
 from collections import deque
