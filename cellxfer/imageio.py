@@ -180,19 +180,23 @@ class Planes:
         index = [0] * (len(self.shape) - 2)
         if chan_axes:
             n = self.shape[chan_axes[0]]
-            if plane.channel is None:
-                raise InputError(f"{path}: image has {n} channels (shape {shape}, axes {axes}); {_plane_advice('channel', n)}")
-            if not 0 <= plane.channel < n:
-                raise InputError(f"{path}: --channel {plane.channel} is out of range; the image has channels 0..{n - 1}")
-            index[chan_axes[0]] = plane.channel
+            index[chan_axes[0]] = _plane_index(path, "channel", "channels", plane.channel, n, f"{n} channels (shape {shape}, axes {axes})")
         if page_axes:
             n = self.shape[page_axes[0]]
-            if plane.page is None:
-                raise InputError(f"{path}: image has {n} planes along axis {axes[page_axes[0]]} (shape {shape}); {_plane_advice('page', n)}")
-            if not 0 <= plane.page < n:
-                raise InputError(f"{path}: --page {plane.page} is out of range; the image has planes 0..{n - 1}")
-            index[page_axes[0]] = plane.page
+            index[page_axes[0]] = _plane_index(path, "page", "planes", plane.page, n,
+                                               f"{n} planes along axis {axes[page_axes[0]]} (shape {shape})")
         return tuple(index)
+
+
+def _plane_index(path: Path, option: str, noun: str, asked: int | None, n: int, what: str) -> int:
+    """``asked``, the ``--option`` index into an axis of ``n`` ``noun``, when it lies in ``0..n-1``; else an
+    :class:`InputError` naming ``path``: the image's ``what`` and the advice when none was asked, the range when
+    it lies outside."""
+    if asked is None:
+        raise InputError(f"{path}: image has {what}; {_plane_advice(option, n)}")
+    if not 0 <= asked < n:
+        raise InputError(f"{path}: --{option} {asked} is out of range; the image has {noun} 0..{n - 1}")
+    return asked
 
 
 def to_plane(path: Path, arr: np.ndarray, axes: str, channel: int | None = None, page: int | None = None,
