@@ -46,16 +46,31 @@ def is_run_metadata(name: str) -> bool:
 RUN_RECORDS = ("manifest.json", "state.pt", "history.csv")
 
 
-def owning_run(path: str | os.PathLike) -> tuple[Path, dict] | None:
+def owning_run(path: str | os.PathLike, runs: dict | None = None) -> tuple[Path, dict] | None:
     """``(run folder, its manifest)`` when ``path`` is one of a run's own entries, else None. The run is the
     nearest folder above ``path`` (resolved: symlinks followed) holding a ``manifest.json``; it owns the top-level
     entries its manifest lists under ``own`` (what it writes, and ``--overwrite`` deletes: checkpoints, logs,
     images/, ...) and :data:`RUN_RECORDS`, whether they exist yet or not. Other files in the folder (an
-    evaluation's CSV put beside a run) are nobody's; an unreadable manifest owns :data:`RUN_RECORDS` only."""
+    evaluation's CSV put beside a run) are nobody's; an unreadable manifest owns :data:`RUN_RECORDS` only.
+    ``runs``: a dict the caller keeps across many paths (the outputs of one command), so each folder's run is
+    looked up, and its manifest read, once."""
+    real = Path(path).resolve()
+    runs = {} if runs is None else runs
+    if real.parent not in runs:
+        runs[real.parent] = _nearest_run(real.parent)
+    run = runs[real.parent]
+    if run is None:
+        return None
+    folder, record, own = run
+    return (folder, record) if real.relative_to(folder).parts[0] in own else None
+
+
+def _nearest_run(start: Path) -> tuple[Path, dict, frozenset] | None:
+    """``(folder, its manifest, the entries it owns)`` of the nearest folder at or above ``start`` (resolved) holding
+    a ``manifest.json`` (see :func:`owning_run`), else None."""
     import json
 
-    real = Path(path).resolve()
-    for folder in real.parents:
+    for folder in (start, *start.parents):
         manifest = folder / "manifest.json"
         if not manifest.is_file():
             continue
@@ -65,8 +80,7 @@ def owning_run(path: str | os.PathLike) -> tuple[Path, dict] | None:
             record = {}
         record = record if isinstance(record, dict) else {}
         own = record.get("own")
-        own = [*RUN_RECORDS, *(own if isinstance(own, list) else [])]
-        return (folder, record) if real.relative_to(folder).parts[0] in own else None
+        return folder, record, frozenset([*RUN_RECORDS, *(own if isinstance(own, list) else [])])
     return None
 
 

@@ -157,10 +157,11 @@ def refuse_records(outputs: Iterable[tuple[str, "Path | None"]]) -> None:
     records (a count CSV's sidecar manifest, a run's files) are written by it, never through this check."""
     from cellxfer.manifest import is_run_metadata, owning_run
 
+    runs: dict = {}  # each folder's run looked up once: count --overlay/--points names one output per image
     for option, path in outputs:
         if path is None:
             continue
-        owner = owning_run(path)
+        owner = owning_run(path, runs)
         if owner is not None:
             what = f"a file of the {owner[1].get('stage') or 'cellxfer'} run in {owner[0]}"
         elif is_run_metadata(Path(path).name):

@@ -96,14 +96,14 @@ class RunFolder:
         from cellxfer.outputs import aliased
 
         out = self.out.resolve()
-        own = [out / name for name in self.own]
-        for p in self.protect:
-            if not p.exists():
-                continue
+        existing = [p for p in self.protect if p.exists()]
+        hit = aliased(self.out, existing)  # the inputs indexed once (translate protects every input image)
+        if hit is not None:
+            raise InputError(f"{self.out}: --out is one of the inputs ({hit}); pick another folder")
+        own = {out / name for name in self.own}
+        for p in existing:
             real = p.resolve()
-            if real == out or aliased(self.out, [p]) is not None:
-                raise InputError(f"{self.out}: --out is one of the inputs ({p}); pick another folder")
-            if (real.parent == out and real.is_file()) or any(real == o or o in real.parents for o in own):
+            if (real.parent == out and real.is_file()) or real in own or not own.isdisjoint(real.parents):
                 raise InputError(f"{self.out}: --out holds the input {p} where this run writes its results; "
                                  f"pick another folder")
 

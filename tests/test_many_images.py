@@ -175,3 +175,50 @@ def test_a_dask_map_keeps_a_bounded_window_of_items_on_the_cluster(monkeypatch):
     got = dict(dask_executor.DaskExecutor(address="local:1").map(abs, items))
     assert got == {i: -i for i in items}
     assert sum(chunks) == len(items) and max(chunks) <= 8, chunks
+
+
+def test_a_run_folder_checks_many_protected_inputs_in_linear_work(tmp_path, count_resolves, monkeypatch):
+    """``translate FOLDER -o OUT`` protects every input image and owns every output name: the check built an index
+    of the inputs once per input and compared each input with every output (2,000 images: 32 s before the first
+    one). Now the inputs are indexed once and each is looked up in a set of the owned paths."""
+    from cellxfer import outputs
+    from cellxfer.runs import RunFolder
+
+    src = tmp_path / "src"
+    src.mkdir()
+    n = 300
+    images = []
+    for i in range(n):
+        images.append(src / f"{i}.png")
+        images[-1].write_bytes(b"x")
+    run = RunFolder(tmp_path / "out", "translate", {"config": {}}, own=[f"{i}.tif" for i in range(n)], protect=images)
+    built = []
+    real = outputs._Inputs.__init__
+    monkeypatch.setattr(outputs._Inputs, "__init__", lambda self, inputs: built.append(1) or real(self, inputs))
+    before = count_resolves()
+    run._refuse_aliases()
+    assert len(built) == 1 and count_resolves() - before <= 4 * n + 10
+    (tmp_path / "out").mkdir()
+    inside = RunFolder(tmp_path / "out", "translate", {"config": {}}, own=["5.tif"], protect=[tmp_path / "out" / "5.tif"])
+    (tmp_path / "out" / "5.tif").write_bytes(b"x")
+    with pytest.raises(Exception, match="where this run writes its results"):
+        inside._refuse_aliases()
+
+
+def test_the_records_check_reads_each_folder_s_run_once(tmp_path, monkeypatch):
+    """``count --overlay DIR`` inside a run folder names one output per image: each looked for the nearest run
+    and parsed its manifest again (2,000 overlays under a 20,000-image run's manifest: 6 s)."""
+    import json
+
+    from cellxfer import manifest
+    from cellxfer.errors import InputError
+    from cellxfer.outputs import refuse_records
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"stage": "translate", "own": ["images"]}))
+    calls = []
+    real = manifest._nearest_run
+    monkeypatch.setattr(manifest, "_nearest_run", lambda start: calls.append(start) or real(start))
+    refuse_records([("--overlay", tmp_path / "ov" / f"{i}.png") for i in range(500)])
+    assert len(calls) == 1
+    with pytest.raises(InputError, match="names a file of the translate run"):
+        refuse_records([("--overlay", tmp_path / "ov" / "a.png"), ("--csv", tmp_path / "images" / "x.png")])
