@@ -191,14 +191,16 @@ def _shared_images(val: Path, training: Path) -> tuple[list[str], int]:
 
 
 def _image_files(root: Path) -> list[Path]:
-    """The image files of a dataset's images/ or of a folder of images (:func:`cellxfer.train.adapt.target_files`,
-    which lists adapt-count's target so); none when it holds none or is not there (reported where it is read)."""
-    from cellxfer.train.adapt import target_files
+    """The image files of a dataset's images/ or of a folder of images (adapt-count's target); none when it
+    holds none or is not there (reported where it is read)."""
+    from cellxfer.inputs import expand_inputs
 
+    folder = root / "images" if (root / "images").is_dir() else root
     try:
-        return [p for p in target_files(root) if p.is_file()]
+        files, _ = expand_inputs([folder])
     except InputError:
         return []
+    return [p for p in files if p.is_file()]
 
 
 def refuse_labelled_overlap(unlabeled: Path, labelled: dict[str, Path | None]) -> None:
