@@ -200,7 +200,6 @@ def _fit_log_run(config, run) -> dict:
     from dataclasses import fields, replace
 
     from cellxfer.counter.model import CounterMeta, save_counter
-    from cellxfer.manifest import config_dict
     from cellxfer.train.counter import BEST, LAST, EpochRecord, domain_scale
     from cellxfer.train.data import load_domain
 
@@ -229,7 +228,7 @@ def _fit_log_run(config, run) -> dict:
     save_counter(run.path(LAST), model, meta)
     run.write_history([record.__dict__], [f.name for f in fields(EpochRecord)])
     state = {"epoch": 1, "history": [record.__dict__], "best": {"epoch": 1, "val_mae": val_mae, "val_rmse": val_rmse},
-             "train_seconds": round(record.seconds, 2), "config": config_dict(config),
+             "train_seconds": round(record.seconds, 2),
              "fitted": json.loads(json.dumps(fitted, default=float))}  # plain data: the state loads weights_only
     run.save_state(state)
     return state

@@ -77,10 +77,15 @@ def _arch(name: str):
     return get_registry().provided("cellxfer_counter_architectures").get(name)
 
 
+def _fit_of(config: TrainConfig):
+    """The ``fit`` of ``config``'s architecture when it is fitted rather than trained (the LoG), else None."""
+    return getattr(_arch(config.arch), "fit", None)
+
+
 def planned_epochs(config: TrainConfig) -> int:
     """The epochs a run of ``config`` goes through: 1, the fit, for an architecture that is fitted rather than
     trained (its ``fit``; ``--epochs`` does not apply), else :meth:`TrainConfig.total_epochs`."""
-    return 1 if getattr(_arch(config.arch), "fit", None) is not None else config.total_epochs()
+    return 1 if _fit_of(config) is not None else config.total_epochs()
 
 
 def meta_for(config: TrainConfig) -> CounterMeta:
@@ -202,7 +207,7 @@ def estimate(config: TrainConfig):
     model, on the device that trains; None for a fitted architecture."""
     from cellxfer.budget import Estimate
 
-    if getattr(_arch(config.arch), "fit", None) is not None:
+    if _fit_of(config) is not None:
         return None
     per_pixel = TRAIN_BYTES_PER_PIXEL.get(config.arch, DEFAULT_TRAIN_BYTES_PER_PIXEL)
     return Estimate(what=f"train-count --crop {config.crop} --batch-size {config.batch_size} (--arch {config.arch})",
@@ -249,7 +254,7 @@ def _train_counter(config: TrainConfig, dist, on_epoch, on_step, on_start, stack
     from cellxfer.manifest import config_dict
     from cellxfer.train.finite import check_finite_weights
 
-    fit = getattr(_arch(config.arch), "fit", None)
+    fit = _fit_of(config)
     if fit is not None:  # fitted (classical) architectures: no gradient training
         if dist.active:
             raise InputError(f"--arch {config.arch} is fitted, not trained by gradient descent; run it without torchrun")
